@@ -1,0 +1,1 @@
+"""mailha bench."""

@@ -1,0 +1,58 @@
+"""Command lines of mailha's long-running services.
+
+Standalone mode and the HA agent start the same processes; this module is the
+one place that knows how. Each service is `python -m mailha.cli ...` so it
+runs from the project's venv wherever it is started (also inside a netns).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: tuple[str, ...]
+
+
+def _mailha(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "mailha.cli", *args)
+
+
+def store_service(
+    data_dir: pathlib.Path,
+    listen: str,
+    *,
+    max_message_size: int,
+    default_quota: int = 0,
+    fence: int | None = None,
+    fence_next: bool = False,
+    writable: bool = True,
+) -> ServiceSpec:
+    """The store process on `data_dir` (an LMDB environment directory).
+
+    fence: raise the stored epoch to this value before serving (HA agent).
+    fence_next: raise it to stored+1 (standalone: depose any earlier writer).
+    """
+    args = [
+        "store",
+        "serve",
+        "--data",
+        str(data_dir),
+        "--listen",
+        listen,
+        "--max-message-size",
+        str(max_message_size),
+        "--default-quota",
+        str(default_quota),
+    ]
+    if fence is not None:
+        args += ["--fence", str(fence)]
+    if fence_next:
+        args.append("--fence-next")
+    if not writable:
+        args.append("--read-only-start")
+    return ServiceSpec("store", _mailha(*args))

@@ -1,0 +1,177 @@
+"""Standalone mode: one node runs the store and its front ends, no ZooKeeper.
+
+The store process raises the writer epoch by one when it starts, so an
+earlier standalone instance on the same data directory is fenced; the front
+ends are started with that epoch. When a child dies it is restarted; when the
+store dies everything is restarted (the new store raises the epoch again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+
+from mailha import services
+from mailha_api import store_pb2, store_pb2_grpc
+
+log = logging.getLogger("mailha.standalone")
+
+
+@dataclass(frozen=True)
+class StandaloneOptions:
+    data_dir: pathlib.Path
+    max_message_size: int
+    default_quota: int = 0
+    demo_user: bool = False
+
+
+@dataclass(frozen=True)
+class StandalonePaths:
+    data_dir: pathlib.Path
+
+    @property
+    def store_dir(self) -> pathlib.Path:
+        return self.data_dir / "store"
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return self.data_dir / "run"
+
+    @property
+    def store_socket(self) -> str:
+        return f"unix:{self.run_dir / 'store.sock'}"
+
+    @property
+    def tls_dir(self) -> pathlib.Path:
+        return self.data_dir / "tls"
+
+
+def wait_for_store(address: str, timeout: float = 30.0) -> int:
+    """Block until the store answers GetEpoch; return the stored epoch."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = store_pb2_grpc.MailStoreStub(channel)
+                reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=2.0)
+                return int(reply.epoch)
+        except grpc.RpcError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RuntimeError(f"store at {address} did not come up within {timeout:.0f} s: {last}")
+
+
+# Hooks for the front ends: each returns the specs to start once the store is
+# up, given the paths, the options and the epoch.
+FrontEndFactory = Callable[[StandalonePaths, StandaloneOptions, int], list[services.ServiceSpec]]
+FRONT_ENDS: list[FrontEndFactory] = []
+# Lines printed after start-up ("IMAP on ...").
+HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = []
+
+
+class _Stop(Exception):
+    pass
+
+
+def _start(spec: services.ServiceSpec, log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+
+
+def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for child in reversed(list(children.values())):
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 10
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _create_demo_user(address: str, epoch: int) -> None:
+    with grpc.insecure_channel(address) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        try:
+            stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name="demo", password="demo"), timeout=10)
+            stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address="demo@mailha.test", user="demo"))
+            print("created user 'demo' (password 'demo', address demo@mailha.test)")
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+
+
+def run_standalone(options: StandaloneOptions) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    paths = StandalonePaths(options.data_dir)
+    for d in (paths.data_dir, paths.store_dir, paths.run_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.run_dir, 0o700)
+    log_dir = paths.data_dir / "log"
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    first = True
+    try:
+        while True:
+            store = services.store_service(
+                paths.store_dir,
+                paths.store_socket,
+                max_message_size=options.max_message_size,
+                default_quota=options.default_quota,
+                fence_next=True,
+            )
+            children = {"store": _start(store, log_dir)}
+            epoch = wait_for_store(paths.store_socket)
+            specs: list[services.ServiceSpec] = []
+            for factory in FRONT_ENDS:
+                specs += factory(paths, options, epoch)
+            for spec in specs:
+                children[spec.name] = _start(spec, log_dir)
+            if first:
+                if options.demo_user:
+                    _create_demo_user(paths.store_socket, epoch)
+                print(f"mailha standalone: store on {paths.store_socket} (writer epoch {epoch})")
+                for line in HOW_TO_CONNECT:
+                    print(line(paths, options))
+                print(f"logs in {log_dir}; stop with Ctrl-C")
+                sys.stdout.flush()
+                first = False
+            while True:
+                time.sleep(0.5)
+                dead = [name for name, child in children.items() if child.poll() is not None]
+                if "store" in dead:
+                    log.warning("store exited with %s; restarting every service", children["store"].returncode)
+                    _stop_all(children)
+                    break
+                for name in dead:
+                    spec = next(s for s in specs if s.name == name)
+                    log.warning("%s exited with %s; restarting it", name, children[name].returncode)
+                    time.sleep(0.5)
+                    children[name] = _start(spec, log_dir)
+    except _Stop:
+        _stop_all(children)
+        print("mailha standalone: stopped")
+        return 0

@@ -1,0 +1,33 @@
+"""`mailha standalone`: one node, no ZooKeeper."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from typing import Any
+
+from mailha.config import MIB
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "standalone", help="run a single node (store, IMAP, LMTP) without ZooKeeper"
+    )
+    p.add_argument("--data", type=pathlib.Path, required=True, help="data directory (created if missing)")
+    p.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
+    p.add_argument("--default-quota", type=int, default=0, help="bytes per user; 0 = unlimited")
+    p.add_argument("--demo-user", action="store_true", help="create user 'demo' (password 'demo') if missing")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mailha.standalone import StandaloneOptions, run_standalone
+
+    return run_standalone(
+        StandaloneOptions(
+            data_dir=args.data,
+            max_message_size=args.max_message_size,
+            default_quota=args.default_quota,
+            demo_user=args.demo_user,
+        )
+    )

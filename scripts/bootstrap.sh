@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything mailha needs on a fresh Debian 12 machine (run as root):
+# Debian packages for the real parts (ZooKeeper, isync, Postfix, nftables) and
+# a .venv with the pinned Python dependencies. Idempotent and quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-venv python3-dev build-essential openjdk-17-jre-headless zookeeper
+              isync neomutt postfix nftables iproute2 openssl procps psmisc)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  echo "postfix postfix/mailname string mailha.test" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.mailha-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
+  echo "bootstrap: building .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  .venv/bin/python scripts/genproto.py
+  .venv/bin/pip install -q --disable-pip-version-check -e .
+  touch "$stamp"
+fi

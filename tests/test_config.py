@@ -1,0 +1,49 @@
+"""cluster.yaml loading: the shipped file loads; bad keys are named."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from mailha import config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_shipped_cluster_yaml_loads() -> None:
+    cfg = config.load(ROOT / "cluster.yaml")
+    assert [n.name for n in cfg.nodes] == ["node1", "node2"]
+    assert str(cfg.floating_ip.address) == "192.0.2.10/24"
+    assert cfg.zookeeper.session_timeout == 2.0
+    assert cfg.zookeeper.hosts.count(",") == 2
+    assert cfg.store.max_message_size == 20 * 1024 * 1024
+    assert cfg.node("node2").namespace == "mailha-node2"
+
+
+BASE = {"nodes": [{"name": "a", "address": "192.0.2.11/24"}], "zookeeper": {"members": [{"client_port": 2181}]}}
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"zookeeper": {"members": [{"client_port": 2181}], "session_timeout": -1}}, "zookeeper.session_timeout"),
+        ({"nodes": [{"name": "a", "address": "not-an-ip/24"}]}, "nodes[0].address"),
+        ({"nodes": [{"name": "a", "address": "192.0.2.11"}]}, "nodes[0].address"),
+        ({"ports": {"imap": 70000}}, "ports.imap"),
+        ({"store": {"max_message_size": "lots"}}, "store.max_message_size"),
+        ({"colour": "blue"}, "colour: unknown key"),
+        ({"fencing": ["reboot-everything"]}, "fencing[0]"),
+        ({"tls": {"cert": "/x.pem"}}, "tls: give both"),
+        ({"nodes": []}, "nodes: at least one"),
+    ],
+)
+def test_bad_config_names_the_key(patch: dict[str, object], message: str) -> None:
+    data = {**BASE, **patch}
+    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.parse(data)
+
+
+def test_missing_file_is_a_config_error(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(config.ConfigError, match="No such file"):
+        config.load(tmp_path / "nope.yaml")
