@@ -629,12 +629,15 @@ class MailboxInfo(_message.Message):
     SUBSCRIBED_FIELD_NUMBER: _builtins.int
     HAS_CHILDREN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    NOSELECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     mailbox_id: _builtins.int
     special_use: _builtins.str
     """"\\\\Sent", "\\\\Drafts", ... or empty"""
     subscribed: _builtins.bool
     has_children: _builtins.bool
+    noselect: _builtins.bool
+    """\\\\Noselect: a deleted mailbox kept because it has children"""
     @_builtins.property
     def status(self) -> Global___MailboxStatus:
         """set by Status/Select, and by List when asked"""
@@ -648,10 +651,11 @@ class MailboxInfo(_message.Message):
         subscribed: _builtins.bool = ...,
         has_children: _builtins.bool = ...,
         status: Global___MailboxStatus | None = ...,
+        noselect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "noselect", b"noselect", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -150,6 +150,11 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.AppendRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.AppendReply.FromString,
                 _registered_method=True)
+        self.AppendOne = channel.unary_unary(
+                '/mailha.store.v1.MailStore/AppendOne',
+                request_serializer=mailha__api_dot_store__pb2.AppendRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.AppendReply.FromString,
+                _registered_method=True)
         self.MultiAppend = channel.stream_unary(
                 '/mailha.store.v1.MailStore/MultiAppend',
                 request_serializer=mailha__api_dot_store__pb2.AppendRequest.SerializeToString,
@@ -355,6 +360,14 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendOne(self, request, context):
+        """One message that fits in one request (header + whole body, up to 4 MiB):
+        the lean path for small messages (one unary call, no stream set-up).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MultiAppend(self, request_iterator, context):
         """Several messages into one mailbox, all or nothing (MULTIAPPEND).
         """
@@ -535,6 +548,11 @@ def add_MailStoreServicer_to_server(servicer, server):
             ),
             'Append': grpc.stream_unary_rpc_method_handler(
                     servicer.Append,
+                    request_deserializer=mailha__api_dot_store__pb2.AppendRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.AppendReply.SerializeToString,
+            ),
+            'AppendOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendOne,
                     request_deserializer=mailha__api_dot_store__pb2.AppendRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.AppendReply.SerializeToString,
             ),
@@ -1203,6 +1221,33 @@ class MailStore:
             request_iterator,
             target,
             '/mailha.store.v1.MailStore/Append',
+            mailha__api_dot_store__pb2.AppendRequest.SerializeToString,
+            mailha__api_dot_store__pb2.AppendReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/AppendOne',
             mailha__api_dot_store__pb2.AppendRequest.SerializeToString,
             mailha__api_dot_store__pb2.AppendReply.FromString,
             options,

@@ -103,6 +103,10 @@ class MailStoreStub:
     One message: first request carries `header`, every request carries a
     piece of the body; the last has last=true.
     """
+    AppendOne: _grpc.UnaryUnaryMultiCallable[_store_pb2.AppendRequest, _store_pb2.AppendReply]
+    """One message that fits in one request (header + whole body, up to 4 MiB):
+    the lean path for small messages (one unary call, no stream set-up).
+    """
     MultiAppend: _grpc.StreamUnaryMultiCallable[_store_pb2.AppendRequest, _store_pb2.MultiAppendReply]
     """Several messages into one mailbox, all or nothing (MULTIAPPEND)."""
     AppendPipeline: _grpc.StreamStreamMultiCallable[_store_pb2.AppendRequest, _store_pb2.AppendReply]
@@ -174,6 +178,10 @@ class MailStoreAsyncStub(MailStoreStub):
     """---- messages ---------------------------------------------------------
     One message: first request carries `header`, every request carries a
     piece of the body; the last has last=true.
+    """
+    AppendOne: _aio.UnaryUnaryMultiCallable[_store_pb2.AppendRequest, _store_pb2.AppendReply]  # type: ignore[assignment]
+    """One message that fits in one request (header + whole body, up to 4 MiB):
+    the lean path for small messages (one unary call, no stream set-up).
     """
     MultiAppend: _aio.StreamUnaryMultiCallable[_store_pb2.AppendRequest, _store_pb2.MultiAppendReply]  # type: ignore[assignment]
     """Several messages into one mailbox, all or nothing (MULTIAPPEND)."""
@@ -381,6 +389,16 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         """---- messages ---------------------------------------------------------
         One message: first request carries `header`, every request carries a
         piece of the body; the last has last=true.
+        """
+
+    @_abc_1.abstractmethod
+    def AppendOne(
+        self,
+        request: _store_pb2.AppendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.AppendReply, _abc.Awaitable[_store_pb2.AppendReply]]:
+        """One message that fits in one request (header + whole body, up to 4 MiB):
+        the lean path for small messages (one unary call, no stream set-up).
         """
 
     @_abc_1.abstractmethod
