@@ -1,0 +1,197 @@
+"""The store-client interface: the ONLY way imapd reaches mail.
+
+Two implementations: `imapd.store_fake.FakeStore` (in memory, for fast tests)
+and `imapd.store_grpc.GrpcStore` (the real store over gRPC). Every method is
+one store round trip, so an IMAP command costs one call whatever the number of
+messages it touches. Writes carry the writer epoch the client was built with;
+the client never refreshes it (a deposed writer must stay fenced).
+
+Failures raise `imapd.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    messages: int
+    unseen: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+    size: int
+    deleted: int
+    recent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    name: str
+    mailbox_id: int
+    special_use: str
+    subscribed: bool
+    has_children: bool
+    status: MailboxStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectResult:
+    mailbox: MailboxInfo
+    uids: tuple[int, ...]  # ascending
+    keywords: tuple[str, ...]  # keywords in use in this mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    internal_date: int = 0  # unix seconds
+    tz_offset_minutes: int = 0
+    size: int = 0
+    header: bytes | None = None  # header block incl. the blank line, when asked
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    meta: MessageMeta
+    # Whole message (or the asked byte range) when asked, else None.
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    uid_set: str
+    with_header: bool = False
+    with_body: bool = False
+    changed_since: int = 0
+
+
+class FlagMode(enum.Enum):
+    REPLACE = 0
+    ADD = 1
+    REMOVE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFlagsResult:
+    updated: tuple[MessageMeta, ...]
+    modified: tuple[int, ...]  # UIDs that failed UNCHANGEDSINCE
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    dest_uidvalidity: int
+    source_uids: tuple[int, ...]
+    dest_uids: tuple[int, ...]
+    expunged: tuple[int, ...]  # MOVE: source UIDs removed
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeResult:
+    expunged: tuple[int, ...]
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendSpec:
+    flags: tuple[str, ...] = ()
+    internal_date: int = 0  # 0 = now
+    tz_offset_minutes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    uidvalidity: int
+    uids: tuple[int, ...]
+    mailbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInfo:
+    user: str
+    usage_bytes: int
+    limit_bytes: int  # 0 = unlimited
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    mailbox_id: int
+    modseq: int
+    added: tuple[MessageMeta, ...] = ()
+    expunged: tuple[int, ...] = ()
+    flags: tuple[MessageMeta, ...] = ()
+    deleted: bool = False
+    renamed: bool = False
+    heartbeat: bool = False
+
+
+class StoreClient(Protocol):
+    async def authenticate(self, name: str, password: str) -> str:
+        """Return the canonical user name; StoreError(UNAUTHENTICATED) if wrong."""
+        ...
+
+    async def list_mailboxes(
+        self, user: str, *, with_status: bool = False, subscribed_only: bool = False
+    ) -> Sequence[MailboxInfo]: ...
+
+    async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo: ...
+
+    async def delete_mailbox(self, user: str, name: str) -> None: ...
+
+    async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo: ...
+
+    async def subscribe(self, user: str, name: str, subscribed: bool) -> None: ...
+
+    async def status(self, user: str, name: str) -> MailboxInfo: ...
+
+    async def select(self, user: str, name: str) -> SelectResult: ...
+
+    def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+        """Messages of a UID set in ascending UID order, one streaming call."""
+        ...
+
+    async def store_flags(
+        self,
+        user: str,
+        mailbox_id: int,
+        uid_set: str,
+        mode: FlagMode,
+        flags: Sequence[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> StoreFlagsResult: ...
+
+    async def copy(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult: ...
+
+    async def move(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult: ...
+
+    async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult: ...
+
+    async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]: ...
+
+    async def append(self, user: str, mailbox: str, spec: AppendSpec, chunks: AsyncIterable[bytes]) -> AppendResult:
+        """One message, its bytes streamed to the store as they arrive."""
+        ...
+
+    async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:
+        """Several messages, all or nothing (MULTIAPPEND)."""
+        ...
+
+    async def get_quota(self, user: str) -> QuotaInfo: ...
+
+    def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+        """Change feed of one mailbox after `since_modseq` (0 = from now).
+
+        Ends after a `deleted` or `renamed` event. imapd keeps one per mailbox
+        and process (see `imapd.watch_hub`)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,429 @@
+"""In-memory store with the store API's semantics, for fast tests of imapd.
+
+Same rules as the real store: per-mailbox modseq and UIDVALIDITY (new on
+create, so delete+create or rename-over changes it), default folders for new
+users, writer-epoch fencing on every write, a change feed per mailbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from imapd.errors import StoreError, StoreErrorKind
+from imapd.store_client import (
+    AppendResult,
+    AppendSpec,
+    ChangeEvent,
+    CopyResult,
+    ExpungeResult,
+    FetchedMessage,
+    FetchRequest,
+    FlagMode,
+    MailboxInfo,
+    MailboxStatus,
+    MessageMeta,
+    QuotaInfo,
+    SelectResult,
+    StoreFlagsResult,
+)
+from imapd.uid_set import contains, parse_uids
+
+DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
+    ("INBOX", ""),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+@dataclass
+class _Message:
+    uid: int
+    modseq: int
+    flags: set[str]
+    data: bytes
+    internal_date: int
+    tz_offset_minutes: int
+
+    def meta(self, with_header: bool = False) -> MessageMeta:
+        header: bytes | None = None
+        if with_header:
+            end = self.data.find(b"\r\n\r\n")
+            header = self.data if end < 0 else self.data[: end + 4]
+        return MessageMeta(
+            uid=self.uid,
+            modseq=self.modseq,
+            flags=tuple(sorted(self.flags)),
+            internal_date=self.internal_date,
+            tz_offset_minutes=self.tz_offset_minutes,
+            size=len(self.data),
+            header=header,
+        )
+
+
+@dataclass
+class _Mailbox:
+    name: str
+    mailbox_id: int
+    uidvalidity: int
+    special_use: str = ""
+    subscribed: bool = True
+    uidnext: int = 1
+    highestmodseq: int = 1
+    messages: dict[int, _Message] = field(default_factory=dict)
+    expunged_log: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq)
+    watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
+
+
+@dataclass
+class _User:
+    name: str
+    password: str
+    quota: int
+    mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
+
+
+def _norm(name: str) -> str:
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+class FakeStore:
+    """Implements `imapd.store_client.StoreClient` in memory."""
+
+    def __init__(self, epoch: int = 1, max_message_size: int = 20 * 1024 * 1024) -> None:
+        self.stored_epoch = epoch
+        self.client_epoch = epoch
+        self.max_message_size = max_message_size
+        self.unavailable = False
+        self._users: dict[str, _User] = {}
+        self._next_id = 1
+        self._next_uidvalidity = int(time.time()) % 1_000_000_000
+        self.calls = 0  # store round trips, for "one call per command" tests
+
+    # ---- administration (tests) ------------------------------------------
+    def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
+        user = _User(name, password, quota)
+        self._users[name] = user
+        if default_mailboxes:
+            for mbox, special in DEFAULT_MAILBOXES:
+                self._new_mailbox(user, mbox, special)
+
+    def fence(self, epoch: int) -> None:
+        """Another writer took over: this client's writes fail from now on."""
+        self.stored_epoch = epoch
+
+    # ---- helpers ------------------------------------------------------------
+    def _user(self, name: str) -> _User:
+        user = self._users.get(name)
+        if user is None:
+            raise StoreError(StoreErrorKind.NOT_FOUND, f"no user {name}")
+        return user
+
+    def _mailbox(self, user: str, name: str) -> _Mailbox:
+        mbox = self._user(user).mailboxes.get(_norm(name))
+        if mbox is None:
+            raise StoreError(StoreErrorKind.NOT_FOUND, f"no mailbox {name}")
+        return mbox
+
+    def _by_id(self, user: str, mailbox_id: int) -> _Mailbox:
+        for mbox in self._user(user).mailboxes.values():
+            if mbox.mailbox_id == mailbox_id:
+                return mbox
+        raise StoreError(StoreErrorKind.NOT_FOUND, f"no mailbox id {mailbox_id}")
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.unavailable:
+            raise StoreError(StoreErrorKind.UNAVAILABLE, "store unavailable")
+
+    def _write(self) -> None:
+        self._call()
+        if self.client_epoch < self.stored_epoch:
+            raise StoreError(StoreErrorKind.FENCED, f"fenced: epoch {self.client_epoch} < {self.stored_epoch}")
+
+    def _new_mailbox(self, user: _User, name: str, special_use: str = "") -> _Mailbox:
+        mbox = _Mailbox(name, self._next_id, self._next_uidvalidity, special_use)
+        self._next_id += 1
+        self._next_uidvalidity += 1
+        user.mailboxes[name] = mbox
+        return mbox
+
+    def _info(self, user: _User, mbox: _Mailbox, with_status: bool = True) -> MailboxInfo:
+        prefix = mbox.name + "/"
+        children = any(n.startswith(prefix) for n in user.mailboxes)
+        status = None
+        if with_status:
+            msgs = mbox.messages.values()
+            status = MailboxStatus(
+                messages=len(mbox.messages),
+                unseen=sum(1 for m in msgs if "\\Seen" not in m.flags),
+                uidnext=mbox.uidnext,
+                uidvalidity=mbox.uidvalidity,
+                highestmodseq=mbox.highestmodseq,
+                size=sum(len(m.data) for m in msgs),
+                deleted=sum(1 for m in msgs if "\\Deleted" in m.flags),
+            )
+        return MailboxInfo(mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status)
+
+    def _publish(self, mbox: _Mailbox, event: ChangeEvent) -> None:
+        for send in list(mbox.watchers):
+            try:
+                send.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                mbox.watchers.remove(send)
+
+    def _selected(self, mbox: _Mailbox, text: str) -> list[_Message]:
+        try:
+            ranges = parse_uids(text, mbox.uidnext - 1)
+        except ValueError as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+        return [m for uid, m in sorted(mbox.messages.items()) if contains(ranges, uid)]
+
+    def _usage(self, user: _User) -> int:
+        return sum(len(m.data) for mb in user.mailboxes.values() for m in mb.messages.values())
+
+    def _add(self, user: _User, mbox: _Mailbox, spec: AppendSpec, data: bytes) -> _Message:
+        if len(data) > self.max_message_size:
+            raise StoreError(StoreErrorKind.TOO_BIG, f"size: {len(data)} > {self.max_message_size}")
+        if user.quota and self._usage(user) + len(data) > user.quota:
+            raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
+        mbox.highestmodseq += 1
+        msg = _Message(
+            mbox.uidnext,
+            mbox.highestmodseq,
+            set(spec.flags),
+            data,
+            spec.internal_date or int(time.time()),
+            spec.tz_offset_minutes,
+        )
+        mbox.messages[msg.uid] = msg
+        mbox.uidnext += 1
+        return msg
+
+    # ---- StoreClient ----------------------------------------------------------
+    async def authenticate(self, name: str, password: str) -> str:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        user = self._users.get(name.split("@", maxsplit=1)[0])
+        if user is None or user.password != password:
+            raise StoreError(StoreErrorKind.UNAUTHENTICATED, "authentication failed")
+        return user.name
+
+    async def list_mailboxes(
+        self, user: str, *, with_status: bool = False, subscribed_only: bool = False
+    ) -> Sequence[MailboxInfo]:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        return [
+            self._info(u, mb, with_status)
+            for _, mb in sorted(u.mailboxes.items())
+            if mb.subscribed or not subscribed_only
+        ]
+
+    async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        name = _norm(name.rstrip("/"))
+        if not name or "//" in name:
+            raise StoreError(StoreErrorKind.INVALID, f"bad mailbox name {name!r}")
+        if name in u.mailboxes:
+            raise StoreError(StoreErrorKind.ALREADY_EXISTS, f"mailbox {name} exists")
+        return self._info(u, self._new_mailbox(u, name, special_use))
+
+    async def delete_mailbox(self, user: str, name: str) -> None:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        mbox = self._mailbox(user, name)
+        if mbox.name == "INBOX":
+            raise StoreError(StoreErrorKind.INVALID, "cannot delete INBOX")
+        if self._info(u, mbox, False).has_children:
+            raise StoreError(StoreErrorKind.PRECONDITION, "mailbox has children")
+        del u.mailboxes[mbox.name]
+        self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, deleted=True))
+
+    async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        src = self._mailbox(user, old_name)
+        new_name = _norm(new_name)
+        if new_name in u.mailboxes:
+            raise StoreError(StoreErrorKind.ALREADY_EXISTS, f"mailbox {new_name} exists")
+        if src.name == "INBOX":
+            dest = self._new_mailbox(u, new_name)
+            dest.messages, src.messages = src.messages, {}
+            dest.uidnext = src.uidnext
+            src.highestmodseq += 1
+            self._publish(src, ChangeEvent(src.mailbox_id, src.highestmodseq, expunged=tuple(dest.messages)))
+            return self._info(u, dest)
+        prefix = src.name + "/"
+        for name in [n for n in u.mailboxes if n == src.name or n.startswith(prefix)]:
+            mbox = u.mailboxes.pop(name)
+            mbox.name = new_name + name[len(src.name) :]
+            u.mailboxes[mbox.name] = mbox
+            self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, renamed=True))
+            mbox.watchers.clear()
+        return self._info(u, src)
+
+    async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        self._mailbox(user, name).subscribed = subscribed
+
+    async def status(self, user: str, name: str) -> MailboxInfo:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        return self._info(self._user(user), self._mailbox(user, name))
+
+    async def select(self, user: str, name: str) -> SelectResult:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        mbox = self._mailbox(user, name)
+        keywords = sorted({f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")})
+        return SelectResult(self._info(self._user(user), mbox), tuple(sorted(mbox.messages)), tuple(keywords))
+
+    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+        self._call()
+        mbox = self._by_id(user, mailbox_id)
+        for msg in self._selected(mbox, request.uid_set):
+            if msg.modseq <= request.changed_since:
+                continue
+            await trio.lowlevel.checkpoint()
+            yield FetchedMessage(msg.meta(request.with_header), msg.data if request.with_body else None)
+
+    async def store_flags(
+        self,
+        user: str,
+        mailbox_id: int,
+        uid_set: str,
+        mode: FlagMode,
+        flags: Sequence[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> StoreFlagsResult:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mbox = self._by_id(user, mailbox_id)
+        updated: list[MessageMeta] = []
+        modified: list[int] = []
+        for msg in self._selected(mbox, uid_set):
+            if unchanged_since is not None and msg.modseq > unchanged_since:
+                modified.append(msg.uid)
+                continue
+            if mode is FlagMode.REPLACE:
+                new = set(flags)
+            elif mode is FlagMode.ADD:
+                new = msg.flags | set(flags)
+            else:
+                new = msg.flags - set(flags)
+            if new != msg.flags:
+                mbox.highestmodseq += 1
+                msg.flags = new
+                msg.modseq = mbox.highestmodseq
+                updated.append(msg.meta())
+        if updated:
+            self._publish(mbox, ChangeEvent(mailbox_id, mbox.highestmodseq, flags=tuple(updated)))
+        return StoreFlagsResult(tuple(updated), tuple(modified), mbox.highestmodseq)
+
+    async def _copy(self, user: str, mailbox_id: int, text: str, dest_name: str, move: bool) -> CopyResult:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        src = self._by_id(user, mailbox_id)
+        dest = self._mailbox(user, dest_name)
+        msgs = self._selected(src, text)
+        size = sum(len(m.data) for m in msgs)
+        if u.quota and not move and self._usage(u) + size > u.quota:
+            raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
+        added = [
+            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data) for m in msgs
+        ]
+        if added:
+            self._publish(dest, ChangeEvent(dest.mailbox_id, dest.highestmodseq, added=tuple(m.meta() for m in added)))
+        expunged: tuple[int, ...] = ()
+        if move and msgs:
+            expunged = self._remove(src, [m.uid for m in msgs])
+        return CopyResult(dest.uidvalidity, tuple(m.uid for m in msgs), tuple(m.uid for m in added), expunged)
+
+    def _remove(self, mbox: _Mailbox, uids: list[int]) -> tuple[int, ...]:
+        mbox.highestmodseq += 1
+        for uid in uids:
+            del mbox.messages[uid]
+            mbox.expunged_log.append((uid, mbox.highestmodseq))
+        self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, expunged=tuple(uids)))
+        return tuple(uids)
+
+    async def copy(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:
+        return await self._copy(user, mailbox_id, uid_set, dest_mailbox, move=False)
+
+    async def move(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:
+        return await self._copy(user, mailbox_id, uid_set, dest_mailbox, move=True)
+
+    async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mbox = self._by_id(user, mailbox_id)
+        msgs = self._selected(mbox, uid_set) if uid_set else list(mbox.messages.values())
+        doomed = [m.uid for m in msgs if "\\Deleted" in m.flags]
+        expunged = self._remove(mbox, doomed) if doomed else ()
+        return ExpungeResult(expunged, mbox.highestmodseq)
+
+    async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        mbox = self._by_id(user, mailbox_id)
+        ranges = parse_uids(uid_set, mbox.uidnext - 1) if uid_set else None
+        return tuple(
+            sorted(
+                uid for uid, ms in mbox.expunged_log if ms > since_modseq and (ranges is None or contains(ranges, uid))
+            )
+        )
+
+    async def append(self, user: str, mailbox: str, spec: AppendSpec, chunks: AsyncIterable[bytes]) -> AppendResult:
+        parts = [chunk async for chunk in chunks]
+        return await self.multi_append(user, mailbox, [(spec, b"".join(parts))])
+
+    async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        mbox = self._mailbox(user, mailbox)
+        total = sum(len(data) for _, data in messages)
+        if u.quota and self._usage(u) + total > u.quota:
+            raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
+        for _, data in messages:
+            if len(data) > self.max_message_size:
+                raise StoreError(StoreErrorKind.TOO_BIG, f"size: {len(data)} > {self.max_message_size}")
+        added = [self._add(u, mbox, spec, data) for spec, data in messages]
+        self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, added=tuple(m.meta() for m in added)))
+        return AppendResult(mbox.uidvalidity, tuple(m.uid for m in added), mbox.mailbox_id)
+
+    async def get_quota(self, user: str) -> QuotaInfo:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        count = sum(len(mb.messages) for mb in u.mailboxes.values())
+        return QuotaInfo(u.name, self._usage(u), u.quota, count)
+
+    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+        self._call()
+        mbox = self._by_id(user, mailbox_id)
+        send, receive = trio.open_memory_channel[ChangeEvent](10_000)
+        mbox.watchers.append(send)
+        async with receive:
+            async for event in receive:
+                yield event
+                if event.deleted or event.renamed:
+                    return
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
