@@ -37,6 +37,7 @@ class MailboxInfo:
     subscribed: bool
     has_children: bool
     status: MailboxStatus | None = None
+    noselect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,9 @@ class StoreClient(Protocol):
 
     async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]: ...
 
-    async def append(self, user: str, mailbox: str, spec: AppendSpec, chunks: AsyncIterable[bytes]) -> AppendResult:
+    async def append(
+        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+    ) -> AppendResult:
         """One message, its bytes streamed to the store as they arrive."""
         ...
 

@@ -388,7 +388,9 @@ class FakeStore:
             )
         )
 
-    async def append(self, user: str, mailbox: str, spec: AppendSpec, chunks: AsyncIterable[bytes]) -> AppendResult:
+    async def append(
+        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+    ) -> AppendResult:
         parts = [chunk async for chunk in chunks]
         return await self.multi_append(user, mailbox, [(spec, b"".join(parts))])
 

@@ -1,0 +1,414 @@
+"""The store client over gRPC: the sync stub driven from trio.
+
+Unary calls run in worker threads (`trio.to_thread.run_sync`) under a bounded
+limiter, so a slow store cannot make imapd spawn threads without end. Server
+streams (Fetch, Watch) are drained by a plain thread that hands batches to
+trio through a memory channel with `trio.from_thread`; leaving the consumer
+cancels the call, which ends the thread. Every write carries the epoch this
+client was built with, never refreshed (a deposed writer stays fenced).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Final, TypeVar
+
+import grpc
+import trio
+
+from imapd.errors import StoreError, StoreErrorKind
+from imapd.store_client import (
+    AppendResult,
+    AppendSpec,
+    ChangeEvent,
+    CopyResult,
+    ExpungeResult,
+    FetchedMessage,
+    FetchRequest,
+    FlagMode,
+    MailboxInfo,
+    MailboxStatus,
+    MessageMeta,
+    QuotaInfo,
+    SelectResult,
+    StoreFlagsResult,
+)
+from mailha_api import store_pb2, store_pb2_grpc
+
+T = TypeVar("T")
+
+_UNARY_TIMEOUT: Final = 30.0
+# AppendOne carries a whole message in one request up to this size.
+_APPEND_ONE_MAX: Final = 4 * 1024 * 1024
+_APPEND_PIECE: Final = 256 * 1024
+# A fetch batch handed to trio at once: bounded in count and bytes.
+_BATCH_MESSAGES: Final = 64
+_BATCH_BYTES: Final = 1024 * 1024
+_CHANNEL_OPTIONS: Final = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+_CODE_TO_KIND: Final = {
+    grpc.StatusCode.NOT_FOUND: StoreErrorKind.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS: StoreErrorKind.ALREADY_EXISTS,
+    grpc.StatusCode.INVALID_ARGUMENT: StoreErrorKind.INVALID,
+    grpc.StatusCode.UNAUTHENTICATED: StoreErrorKind.UNAUTHENTICATED,
+    grpc.StatusCode.UNAVAILABLE: StoreErrorKind.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: StoreErrorKind.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED: StoreErrorKind.UNAVAILABLE,
+}
+
+
+def _code(exc: grpc.RpcError) -> grpc.StatusCode:
+    # The sync stub raises RpcError objects that are also grpc.Call.
+    get_code = getattr(exc, "code", None)
+    code = get_code() if get_code is not None else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def store_error(exc: grpc.RpcError) -> StoreError:
+    """The one translation of gRPC status codes into StoreError kinds."""
+    code = _code(exc)
+    get_details = getattr(exc, "details", None)
+    details = (get_details() if get_details is not None else None) or str(code)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        kind = StoreErrorKind.TOO_BIG if details.startswith("size") else StoreErrorKind.OVER_QUOTA
+    elif code == grpc.StatusCode.FAILED_PRECONDITION:
+        kind = StoreErrorKind.FENCED if "fenced" in details else StoreErrorKind.PRECONDITION
+    else:
+        kind = _CODE_TO_KIND.get(code, StoreErrorKind.INTERNAL)
+    return StoreError(kind, details)
+
+
+def _status(pb: store_pb2.MailboxStatus) -> MailboxStatus:
+    return MailboxStatus(
+        messages=pb.messages,
+        unseen=pb.unseen,
+        uidnext=pb.uidnext,
+        uidvalidity=pb.uidvalidity,
+        highestmodseq=pb.highestmodseq,
+        size=pb.size,
+        deleted=pb.deleted,
+        recent=pb.recent,
+    )
+
+
+def _info(pb: store_pb2.MailboxInfo) -> MailboxInfo:
+    return MailboxInfo(
+        name=pb.name,
+        mailbox_id=pb.mailbox_id,
+        special_use=pb.special_use,
+        subscribed=pb.subscribed,
+        has_children=pb.has_children,
+        status=_status(pb.status) if pb.HasField("status") else None,
+        noselect=pb.noselect,
+    )
+
+
+def _meta(pb: store_pb2.MessageMeta) -> MessageMeta:
+    return MessageMeta(
+        uid=pb.uid,
+        modseq=pb.modseq,
+        flags=tuple(pb.flags),
+        internal_date=pb.internal_date,
+        tz_offset_minutes=pb.tz_offset_minutes,
+        size=pb.size,
+        header=pb.header if pb.header else None,
+    )
+
+
+def _event(pb: store_pb2.ChangeEvent) -> ChangeEvent:
+    return ChangeEvent(
+        mailbox_id=pb.mailbox_id,
+        modseq=pb.modseq,
+        added=tuple(_meta(m) for m in pb.added),
+        expunged=tuple(pb.expunged),
+        flags=tuple(_meta(m) for m in pb.flags),
+        deleted=pb.deleted,
+        renamed=pb.renamed,
+        heartbeat=pb.heartbeat,
+    )
+
+
+class _StreamPump:
+    """Drains a server-streaming call in a thread into a trio memory channel."""
+
+    def __init__(self, call: Iterable[T], convert: Callable[[Iterator[T]], Iterator[list[object]]]) -> None:
+        self._call = call
+        self._convert = convert
+        self._send, self.receive = trio.open_memory_channel[list[object] | StoreError](4)
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(target=self._run, name="imapd-grpc-stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _deliver(self, item: list[object] | StoreError) -> bool:
+        try:
+            trio.from_thread.run(self._send.send, item, trio_token=self._token)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError, trio.Cancelled):
+            return False
+        return True
+
+    def _run(self) -> None:
+        try:
+            for batch in self._convert(iter(self._call)):
+                if not self._deliver(batch):
+                    self.cancel()
+                    return
+        except grpc.RpcError as exc:
+            if _code(exc) != grpc.StatusCode.CANCELLED:
+                self._deliver(store_error(exc))
+        finally:
+            try:
+                trio.from_thread.run_sync(self._send.close, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+
+    def cancel(self) -> None:
+        cancel = getattr(self._call, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+
+def _fetch_batches(responses: Iterator[store_pb2.FetchResponse]) -> Iterator[list[object]]:
+    batch: list[object] = []
+    batch_bytes = 0
+    meta: MessageMeta | None = None
+    body: list[bytes] | None = None
+    for resp in responses:
+        if resp.HasField("meta"):
+            if meta is not None:
+                batch.append(FetchedMessage(meta, b"".join(body) if body is not None else None))
+            meta = _meta(resp.meta)
+            body = None
+            batch_bytes += len(resp.meta.header)
+        else:
+            if body is None:
+                body = []
+            body.append(resp.chunk.data)
+            batch_bytes += len(resp.chunk.data)
+        if len(batch) >= _BATCH_MESSAGES or batch_bytes >= _BATCH_BYTES:
+            yield batch
+            batch, batch_bytes = [], 0
+    if meta is not None:
+        batch.append(FetchedMessage(meta, b"".join(body) if body is not None else None))
+    if batch:
+        yield batch
+
+
+def _watch_batches(events: Iterator[store_pb2.ChangeEvent]) -> Iterator[list[object]]:
+    for pb in events:
+        yield [_event(pb)]
+
+
+class GrpcStore:
+    """Implements `imapd.store_client.StoreClient` against `mailha store serve`."""
+
+    def __init__(self, address: str, epoch: int, *, max_threads: int = 32) -> None:
+        self.epoch = epoch
+        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._stub = store_pb2_grpc.MailStoreStub(self._channel)
+        self._limiter = trio.CapacityLimiter(max_threads)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        def call() -> T:
+            try:
+                return fn()
+            except grpc.RpcError as exc:
+                raise store_error(exc) from None
+
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def authenticate(self, name: str, password: str) -> str:
+        req = store_pb2.AuthenticateRequest(name=name, password=password)
+        reply = await self._run(lambda: self._stub.Authenticate(req, timeout=_UNARY_TIMEOUT))
+        return reply.user
+
+    async def list_mailboxes(
+        self, user: str, *, with_status: bool = False, subscribed_only: bool = False
+    ) -> Sequence[MailboxInfo]:
+        req = store_pb2.ListMailboxesRequest(user=user, with_status=with_status, subscribed_only=subscribed_only)
+        reply = await self._run(lambda: self._stub.ListMailboxes(req, timeout=_UNARY_TIMEOUT))
+        return [_info(m) for m in reply.mailboxes]
+
+    async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
+        req = store_pb2.CreateMailboxRequest(epoch=self.epoch, user=user, name=name, special_use=special_use)
+        return _info(await self._run(lambda: self._stub.CreateMailbox(req, timeout=_UNARY_TIMEOUT)))
+
+    async def delete_mailbox(self, user: str, name: str) -> None:
+        req = store_pb2.DeleteMailboxRequest(epoch=self.epoch, user=user, name=name)
+        await self._run(lambda: self._stub.DeleteMailbox(req, timeout=_UNARY_TIMEOUT))
+
+    async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
+        req = store_pb2.RenameMailboxRequest(epoch=self.epoch, user=user, old_name=old_name, new_name=new_name)
+        return _info(await self._run(lambda: self._stub.RenameMailbox(req, timeout=_UNARY_TIMEOUT)))
+
+    async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
+        req = store_pb2.SubscribeRequest(epoch=self.epoch, user=user, name=name, subscribed=subscribed)
+        await self._run(lambda: self._stub.Subscribe(req, timeout=_UNARY_TIMEOUT))
+
+    async def status(self, user: str, name: str) -> MailboxInfo:
+        req = store_pb2.StatusRequest(user=user, name=name)
+        return _info(await self._run(lambda: self._stub.Status(req, timeout=_UNARY_TIMEOUT)))
+
+    async def select(self, user: str, name: str) -> SelectResult:
+        req = store_pb2.SelectRequest(user=user, name=name)
+        reply = await self._run(lambda: self._stub.Select(req, timeout=_UNARY_TIMEOUT))
+        return SelectResult(_info(reply.mailbox), tuple(reply.uids), tuple(reply.permanent_flags))
+
+    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+        req = store_pb2.FetchRequest(
+            user=user,
+            mailbox_id=mailbox_id,
+            uid_set=request.uid_set,
+            with_header=request.with_header,
+            with_body=request.with_body,
+            changed_since=request.changed_since,
+        )
+        pump = _StreamPump(self._stub.Fetch(req, timeout=300), _fetch_batches)
+        pump.start()
+        try:
+            async with pump.receive:
+                async for batch in pump.receive:
+                    if isinstance(batch, StoreError):
+                        raise batch
+                    for item in batch:
+                        assert isinstance(item, FetchedMessage)
+                        yield item
+        finally:
+            pump.cancel()
+
+    async def store_flags(
+        self,
+        user: str,
+        mailbox_id: int,
+        uid_set: str,
+        mode: FlagMode,
+        flags: Sequence[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> StoreFlagsResult:
+        req = store_pb2.StoreFlagsRequest(
+            epoch=self.epoch,
+            user=user,
+            mailbox_id=mailbox_id,
+            uid_set=uid_set,
+            mode=mode.value,  # type: ignore[arg-type]
+            flags=list(flags),
+            unchanged_since=unchanged_since or 0,
+            has_unchanged_since=unchanged_since is not None,
+        )
+        reply = await self._run(lambda: self._stub.StoreFlags(req, timeout=_UNARY_TIMEOUT))
+        return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
+
+    async def _copy(self, user: str, mailbox_id: int, uid_set: str, dest: str, move: bool) -> CopyResult:
+        req = store_pb2.CopyRequest(
+            epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set, dest_mailbox=dest
+        )
+        method = self._stub.Move if move else self._stub.Copy
+        reply = await self._run(lambda: method(req, timeout=_UNARY_TIMEOUT))
+        return CopyResult(
+            reply.dest_uidvalidity, tuple(reply.source_uids), tuple(reply.dest_uids), tuple(reply.expunged)
+        )
+
+    async def copy(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:
+        return await self._copy(user, mailbox_id, uid_set, dest_mailbox, False)
+
+    async def move(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:
+        return await self._copy(user, mailbox_id, uid_set, dest_mailbox, True)
+
+    async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
+        req = store_pb2.ExpungeRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set)
+        reply = await self._run(lambda: self._stub.Expunge(req, timeout=_UNARY_TIMEOUT))
+        return ExpungeResult(tuple(reply.expunged), reply.highestmodseq)
+
+    async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]:
+        req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
+        reply = await self._run(lambda: self._stub.Vanished(req, timeout=_UNARY_TIMEOUT))
+        return tuple(reply.uids)
+
+    def _header(self, user: str, mailbox: str, spec: AppendSpec, size: int) -> store_pb2.AppendHeader:
+        return store_pb2.AppendHeader(
+            epoch=self.epoch,
+            user=user,
+            mailbox=mailbox,
+            flags=list(spec.flags),
+            internal_date=spec.internal_date,
+            tz_offset_minutes=spec.tz_offset_minutes,
+            size=size,
+        )
+
+    async def append(
+        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+    ) -> AppendResult:
+        header = self._header(user, mailbox, spec, size)
+        if size <= _APPEND_ONE_MAX:
+            data = b"".join([c async for c in chunks])
+            req = store_pb2.AppendRequest(header=header, data=data, last=True)
+            reply = await self._run(lambda: self._stub.AppendOne(req, timeout=_UNARY_TIMEOUT))
+            return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id)
+        # Big message: stream its pieces as they arrive through a bounded queue.
+        pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+
+        def requests() -> Iterator[store_pb2.AppendRequest]:
+            yield store_pb2.AppendRequest(header=header)
+            while (piece := pieces.get()) is not None:
+                yield store_pb2.AppendRequest(data=piece)
+            yield store_pb2.AppendRequest(last=True)
+
+        async with trio.open_nursery() as nursery:
+            result: list[AppendResult] = []
+
+            async def call() -> None:
+                reply = await self._run(lambda: self._stub.Append(requests(), timeout=300))
+                result.append(AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id))
+
+            nursery.start_soon(call)
+            try:
+                async for chunk in chunks:
+                    for i in range(0, len(chunk), _APPEND_PIECE):
+                        await trio.to_thread.run_sync(pieces.put, chunk[i : i + _APPEND_PIECE])
+            finally:
+                await trio.to_thread.run_sync(pieces.put, None)
+        return result[0]
+
+    async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:
+        def requests() -> Iterator[store_pb2.AppendRequest]:
+            for spec, data in messages:
+                header = self._header(user, mailbox, spec, len(data))
+                if not data:
+                    yield store_pb2.AppendRequest(header=header, last=True)
+                for i in range(0, len(data), _APPEND_PIECE):
+                    piece = data[i : i + _APPEND_PIECE]
+                    last = i + _APPEND_PIECE >= len(data)
+                    yield store_pb2.AppendRequest(header=header if i == 0 else None, data=piece, last=last)
+
+        reply = await self._run(lambda: self._stub.MultiAppend(requests(), timeout=300))
+        return AppendResult(reply.uidvalidity, tuple(reply.uids), reply.mailbox_id)
+
+    async def get_quota(self, user: str) -> QuotaInfo:
+        req = store_pb2.GetQuotaRequest(user=user)
+        reply = await self._run(lambda: self._stub.GetQuota(req, timeout=_UNARY_TIMEOUT))
+        return QuotaInfo(reply.user or user, reply.usage_bytes, reply.limit_bytes, reply.messages)
+
+    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+        req = store_pb2.WatchRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq)
+        pump = _StreamPump(self._stub.Watch(req), _watch_batches)
+        pump.start()
+        try:
+            async with pump.receive:
+                async for batch in pump.receive:
+                    if isinstance(batch, StoreError):
+                        raise batch
+                    for item in batch:
+                        assert isinstance(item, ChangeEvent)
+                        yield item
+        finally:
+            pump.cancel()
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self._channel.close)
