@@ -1,0 +1,3 @@
+"""Fixtures shared by every test area (each area's fixtures live in its own module)."""
+
+from tests.zk_fixtures import zk_client, zk_config, zk_ensemble, zk_session_ensemble  # noqa: F401
