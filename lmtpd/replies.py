@@ -1,0 +1,117 @@
+"""LMTP replies: the value type, its wire form, and the catalogue lmtpd uses.
+
+Enhanced status codes (RFC 3463, advertised as ENHANCEDSTATUSCODES per
+RFC 2034) go on every reply except the greeting and the LHLO reply, which
+RFC 2034 exempts. Keeping every reply text in this one module means the
+mapping from domain outcome to protocol answer is reviewable in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]
+    enhanced: str = ""
+
+    @property
+    def positive(self) -> bool:
+        """2xx (done) or 3xx (go ahead)."""
+        return 200 <= self.code < 400
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    def to_bytes(self) -> bytes:
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        out: list[str] = []
+        last = len(self.lines) - 1
+        for i, line in enumerate(self.lines):
+            sep = " " if i == last else "-"
+            # The enhanced code leads the first line only; continuation lines of
+            # LHLO carry keywords, which must not be prefixed.
+            out.append(f"{self.code}{sep}{prefix if i == 0 else ''}{line}\r\n")
+        return "".join(out).encode("utf-8")
+
+
+def reply(code: int, enhanced: str, text: str) -> Reply:
+    return Reply(code, (text,), enhanced)
+
+
+def greeting(hostname: str) -> Reply:
+    return Reply(220, (f"{hostname} LMTP mailha ready",))
+
+
+def lhlo_ok(hostname: str, max_message_size: int) -> Reply:
+    return Reply(
+        250,
+        (hostname, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", f"SIZE {max_message_size}"),
+    )
+
+
+OK_MAIL = reply(250, "2.1.0", "Sender ok")
+OK_RCPT = reply(250, "2.1.5", "Recipient ok")
+OK_RSET = reply(250, "2.0.0", "Ok")
+OK_NOOP = reply(250, "2.0.0", "Ok")
+GO_AHEAD = reply(354, "", "Start mail input; end with <CRLF>.<CRLF>")
+BYE = reply(221, "2.0.0", "Bye")
+VRFY_CANNOT = reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+
+BAD_SEQUENCE = reply(503, "5.5.1", "Bad sequence of commands")
+NO_VALID_RECIPIENTS = reply(503, "5.5.1", "No valid recipients")
+NEED_LHLO = reply(503, "5.5.1", "Send LHLO first")
+UNKNOWN_COMMAND = reply(500, "5.5.2", "Command unrecognized")
+USE_LHLO = reply(500, "5.5.1", "This is LMTP; use LHLO")
+NOT_IMPLEMENTED = reply(502, "5.5.1", "Command not implemented")
+LINE_TOO_LONG = reply(500, "5.5.2", "Line too long")
+NESTED_MAIL = reply(503, "5.5.1", "Sender already specified")
+
+
+def syntax_error(what: str) -> Reply:
+    return reply(501, "5.5.4", f"Syntax error in {what}")
+
+
+def unsupported_parameter(name: str) -> Reply:
+    return reply(555, "5.5.4", f"Unsupported parameter {name}")
+
+
+def too_big_announced(max_message_size: int) -> Reply:
+    return reply(552, "5.3.4", f"Message size exceeds fixed limit of {max_message_size} bytes")
+
+
+def too_big(max_message_size: int) -> Reply:
+    return reply(552, "5.3.4", f"Message too big for system (limit {max_message_size} bytes)")
+
+
+def no_such_user(address: str) -> Reply:
+    return reply(550, "5.1.1", f"<{address}>: no such user")
+
+
+def bad_address(address: str) -> Reply:
+    return reply(501, "5.1.3", f"<{address}>: bad address syntax")
+
+
+def over_quota(address: str, *, temporary: bool) -> Reply:
+    if temporary:
+        return reply(452, "4.2.2", f"<{address}>: mailbox full")
+    return reply(552, "5.2.2", f"<{address}>: mailbox full")
+
+
+def try_later(reason: str) -> Reply:
+    return reply(451, "4.3.0", f"Temporary failure: {reason}")
+
+
+def delivered(address: str, uid: int) -> Reply:
+    return reply(250, "2.0.0", f"<{address}> delivered (uid {uid})")
+
+
+def delivery_failed(address: str, reason: str) -> Reply:
+    return reply(554, "5.3.0", f"<{address}>: delivery failed: {reason}")
+
+
+def idle_timeout() -> Reply:
+    return reply(421, "4.4.2", "Idle timeout, closing connection")
