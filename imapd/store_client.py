@@ -12,7 +12,7 @@ Failures raise `imapd.errors.StoreError`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -155,7 +155,7 @@ class StoreClient(Protocol):
 
     async def select(self, user: str, name: str) -> SelectResult: ...
 
-    def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+    def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         """Messages of a UID set in ascending UID order, one streaming call."""
         ...
 
@@ -190,7 +190,7 @@ class StoreClient(Protocol):
 
     async def get_quota(self, user: str) -> QuotaInfo: ...
 
-    def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+    def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         """Change feed of one mailbox after `since_modseq` (0 = from now).
 
         Ends after a `deleted` or `renamed` event. imapd keeps one per mailbox

@@ -8,7 +8,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -79,6 +79,8 @@ class _Mailbox:
     messages: dict[int, _Message] = field(default_factory=dict)
     expunged_log: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq)
     watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
+    # Recent events, so a watch can start after a given modseq like the real feed.
+    events: list[ChangeEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +174,8 @@ class FakeStore:
         return MailboxInfo(mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status)
 
     def _publish(self, mbox: _Mailbox, event: ChangeEvent) -> None:
+        mbox.events.append(event)
+        del mbox.events[:-1000]
         for send in list(mbox.watchers):
             try:
                 send.send_nowait(event)
@@ -291,7 +295,7 @@ class FakeStore:
         keywords = sorted({f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")})
         return SelectResult(self._info(self._user(user), mbox), tuple(sorted(mbox.messages)), tuple(keywords))
 
-    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         self._call()
         mbox = self._by_id(user, mailbox_id)
         for msg in self._selected(mbox, request.uid_set):
@@ -416,10 +420,14 @@ class FakeStore:
         count = sum(len(mb.messages) for mb in u.mailboxes.values())
         return QuotaInfo(u.name, self._usage(u), u.quota, count)
 
-    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         self._call()
         mbox = self._by_id(user, mailbox_id)
         send, receive = trio.open_memory_channel[ChangeEvent](10_000)
+        if since_modseq:
+            for event in mbox.events:
+                if event.modseq > since_modseq:
+                    send.send_nowait(event)
         mbox.watchers.append(send)
         async with receive:
             async for event in receive:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
 import grpc
@@ -260,7 +260,7 @@ class GrpcStore:
         reply = await self._run(lambda: self._stub.Select(req, timeout=_UNARY_TIMEOUT))
         return SelectResult(_info(reply.mailbox), tuple(reply.uids), tuple(reply.permanent_flags))
 
-    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncIterator[FetchedMessage]:
+    async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         req = store_pb2.FetchRequest(
             user=user,
             mailbox_id=mailbox_id,
@@ -395,7 +395,7 @@ class GrpcStore:
         reply = await self._run(lambda: self._stub.GetQuota(req, timeout=_UNARY_TIMEOUT))
         return QuotaInfo(reply.user or user, reply.usage_bytes, reply.limit_bytes, reply.messages)
 
-    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncIterator[ChangeEvent]:
+    async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         req = store_pb2.WatchRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq)
         pump = _StreamPump(self._stub.Watch(req), _watch_batches)
         pump.start()

@@ -1,0 +1,167 @@
+"""The selected mailbox as one session sees it: its sequence-number map and
+the updates from the change feed it has not announced yet.
+
+Sequence numbers are this session's own: a message expunged elsewhere keeps
+its number until the session may announce the EXPUNGE (never during FETCH,
+STORE or SEARCH: RFC 3501 7.4.1, RFC 2180 4.1). New messages are announced
+with EXISTS, flag changes with unsolicited FETCH FLAGS.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from imapd.protocol.sequence import SequenceSet
+from imapd.store_client import ChangeEvent, MessageMeta
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return b"(" + " ".join(flags).encode("utf-8", "replace") + b")"
+
+
+@dataclass
+class SelectedMailbox:
+    name: str
+    mailbox_id: int
+    uidvalidity: int
+    uids: list[int]  # ascending: uids[seq - 1]
+    modseq: int  # highest modseq this session has caught up with
+    read_only: bool = False
+    condstore: bool = False  # report MODSEQ in unsolicited FETCH
+    qresync: bool = False  # report VANISHED instead of EXPUNGE
+    gone: bool = False  # deleted or renamed elsewhere
+    pending_expunged: set[int] = field(default_factory=set)
+    pending_added: list[int] = field(default_factory=list)
+    pending_flags: dict[int, MessageMeta] = field(default_factory=dict)
+    # modseq of changes this session made itself and already reported
+    own_modseq: dict[int, int] = field(default_factory=dict)
+    saved_search: tuple[int, ...] = ()  # SEARCHRES "$" (UIDs)
+
+    # ---- the change feed ----------------------------------------------------
+    def absorb(self, event: ChangeEvent) -> None:
+        """Record an event from the feed; nothing is sent until `flush`."""
+        if event.deleted or event.renamed:
+            self.gone = True
+            return
+        if event.modseq <= self.modseq:
+            return  # already in the snapshot this session started from
+        self.modseq = event.modseq
+        last = self.uids[-1] if self.uids else 0
+        for meta in event.added:
+            if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
+                self.pending_added.append(meta.uid)
+        for uid in event.expunged:
+            if uid in self.pending_added:
+                self.pending_added.remove(uid)
+            elif self._seq(uid):
+                self.pending_expunged.add(uid)
+                self.pending_flags.pop(uid, None)
+        for meta in event.flags:
+            if self.own_modseq.get(meta.uid, 0) >= meta.modseq:
+                continue
+            if meta.uid not in self.pending_expunged:
+                self.pending_flags[meta.uid] = meta
+
+    def flush(self, *, allow_expunge: bool) -> list[bytes]:
+        """Untagged responses for what changed, in an order clients can follow."""
+        out: list[bytes] = []
+        if allow_expunge and self.pending_expunged:
+            doomed = sorted(self.pending_expunged)
+            self.pending_expunged.clear()
+            if self.qresync:
+                out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
+                gone = set(doomed)
+                self.uids = [u for u in self.uids if u not in gone]
+            else:
+                # Highest first: each number stays valid as the ones above go.
+                for uid in reversed(doomed):
+                    seq = self._seq(uid)
+                    if seq:
+                        del self.uids[seq - 1]
+                        out.append(b"* %d EXPUNGE\r\n" % seq)
+            for uid in doomed:
+                self.own_modseq.pop(uid, None)
+        if self.pending_added:
+            self.uids.extend(self.pending_added)
+            self.pending_added.clear()
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        if self.pending_flags:
+            for uid, meta in sorted(self.pending_flags.items()):
+                seq = self._seq(uid)
+                if seq:
+                    out.append(self.flags_response(seq, meta, with_uid=True))
+            self.pending_flags.clear()
+        return out
+
+    def flags_response(self, seq: int, meta: MessageMeta, *, with_uid: bool) -> bytes:
+        items = b"FLAGS " + flag_list(meta.flags)
+        if with_uid:
+            items = b"UID %d " % meta.uid + items
+        if self.condstore:
+            items += b" MODSEQ (%d)" % meta.modseq
+        return b"* %d FETCH (%s)\r\n" % (seq, items)
+
+    # ---- numbers ----------------------------------------------------------------
+    def _seq(self, uid: int) -> int:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
+
+    def seq_of(self, uid: int) -> int:
+        """Sequence number of a UID in this session's map, 0 if unknown."""
+        return self._seq(uid)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def uids_for(self, sequence_set: SequenceSet, *, uid: bool) -> list[int]:
+        """UIDs a command addresses, in this session's view (ascending)."""
+        if sequence_set.saved:
+            return [u for u in self.saved_search if self._seq(u)]
+        if uid:
+            if not self.uids:
+                return []
+            largest = self.uids[-1]
+            out: list[int] = []
+            for lo, hi in sequence_set.resolve(largest):
+                start = bisect.bisect_left(self.uids, lo)
+                end = bisect.bisect_right(self.uids, hi)
+                out.extend(self.uids[start:end])
+            return sorted(set(out))
+        out = []
+        for lo, hi in sequence_set.resolve(len(self.uids)):
+            out.extend(self.uids[lo - 1 : hi])
+        return sorted(set(out))
+
+    def seq_out_of_range(self, sequence_set: SequenceSet) -> bool:
+        """A message sequence number beyond EXISTS is a client error (BAD)."""
+        return not sequence_set.saved and sequence_set.max_explicit() > len(self.uids)
+
+    def note_own_flags(self, updated: Iterable[MessageMeta]) -> None:
+        for meta in updated:
+            self.own_modseq[meta.uid] = meta.modseq
+            self.pending_flags.pop(meta.uid, None)
+
+    def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
+        """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
+        doomed = sorted(set(uids))
+        out: list[bytes] = []
+        if self.qresync:
+            present = [u for u in doomed if self._seq(u)]
+            if present:
+                out.append(b"* VANISHED " + SequenceSet.from_numbers(present).to_bytes() + b"\r\n")
+            gone = set(present)
+            self.uids = [u for u in self.uids if u not in gone]
+        else:
+            for uid in reversed(doomed):
+                seq = self._seq(uid)
+                if seq:
+                    del self.uids[seq - 1]
+                    out.append(b"* %d EXPUNGE\r\n" % seq)
+        for uid in doomed:
+            self.pending_expunged.discard(uid)
+            self.pending_flags.pop(uid, None)
+            self.own_modseq.pop(uid, None)
+        return out

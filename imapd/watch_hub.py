@@ -1,0 +1,106 @@
+"""One change-feed stream per selected mailbox per process, shared by sessions.
+
+The first session that selects a mailbox starts a watch task; later ones join
+it; the task ends when the last one leaves (refcount). Each subscriber has its
+own bounded channel: a subscriber that falls too far behind is cut off (its
+channel closes) and must resynchronise or disconnect, so one stuck client
+never holds back the others or grows memory without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from imapd.errors import StoreError
+from imapd.store_client import ChangeEvent, StoreClient
+
+log = logging.getLogger("imapd.watch")
+
+_SUBSCRIBER_BUFFER: Final = 2000
+
+
+@dataclass(eq=False)
+class Subscription:
+    hub: WatchHub
+    key: tuple[str, int]
+    receive: trio.MemoryReceiveChannel[ChangeEvent]
+    send: trio.MemorySendChannel[ChangeEvent]
+    # Highest modseq the shared stream had delivered when this one joined:
+    # events up to it went by before we listened.
+    joined_after: int
+
+    def close(self) -> None:
+        self.hub._leave(self)
+
+
+@dataclass(eq=False)
+class _Feed:
+    cancel: trio.CancelScope
+    subscribers: list[Subscription] = field(default_factory=list)
+    delivered_modseq: int = 0
+
+
+class WatchHub:
+    def __init__(self, store: StoreClient, nursery: trio.Nursery) -> None:
+        self._store = store
+        self._nursery = nursery
+        self._feeds: dict[tuple[str, int], _Feed] = {}
+
+    @property
+    def active_feeds(self) -> int:
+        return len(self._feeds)
+
+    def subscribe(self, user: str, mailbox_id: int, since_modseq: int) -> Subscription:
+        key = (user, mailbox_id)
+        send, receive = trio.open_memory_channel[ChangeEvent](_SUBSCRIBER_BUFFER)
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = _Feed(trio.CancelScope(), delivered_modseq=since_modseq)
+            self._feeds[key] = feed
+            self._nursery.start_soon(self._run, key, feed, since_modseq)
+        sub = Subscription(self, key, receive, send, feed.delivered_modseq)
+        feed.subscribers.append(sub)
+        return sub
+
+    def _leave(self, sub: Subscription) -> None:
+        sub.send.close()
+        sub.receive.close()
+        feed = self._feeds.get(sub.key)
+        if feed is None or sub not in feed.subscribers:
+            return
+        feed.subscribers.remove(sub)
+        if not feed.subscribers:
+            del self._feeds[sub.key]
+            feed.cancel.cancel()
+
+    async def _run(self, key: tuple[str, int], feed: _Feed, since_modseq: int) -> None:
+        user, mailbox_id = key
+        with feed.cancel:
+            try:
+                async with aclosing(self._store.watch(user, mailbox_id, since_modseq)) as events:
+                    async for event in events:
+                        if event.heartbeat:
+                            continue
+                        feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
+                        for sub in list(feed.subscribers):
+                            try:
+                                sub.send.send_nowait(event)
+                            except trio.WouldBlock:
+                                log.warning("watch subscriber of mailbox %d fell behind; cutting it off", mailbox_id)
+                                feed.subscribers.remove(sub)
+                                sub.send.close()
+                            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                                feed.subscribers.remove(sub)
+            except StoreError as exc:
+                log.warning("watch of mailbox %d ended: %s", mailbox_id, exc.kind.value)
+        # The stream ended (mailbox gone, store down, or cancelled): tell everyone.
+        if self._feeds.get(key) is feed:
+            del self._feeds[key]
+        for sub in feed.subscribers:
+            sub.send.close()
+        feed.subscribers.clear()
