@@ -1,0 +1,42 @@
+"""The capability list, as advertised in each connection state."""
+
+from __future__ import annotations
+
+from typing import Final
+
+_BASE: Final = (
+    "IMAP4rev1",
+    "LITERAL+",
+    "SASL-IR",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "NAMESPACE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "ESEARCH",
+    "MULTIAPPEND",
+    "CONDSTORE",
+    "QRESYNC",
+    "QUOTA",
+)
+
+
+def capabilities(*, append_limit: int, tls_active: bool, tls_available: bool, plaintext_ok: bool) -> tuple[str, ...]:
+    caps = [*_BASE, f"APPENDLIMIT={append_limit}"]
+    if tls_available and not tls_active:
+        caps.append("STARTTLS")
+    if tls_active or plaintext_ok:
+        caps.append("AUTH=PLAIN")
+    else:
+        caps.append("LOGINDISABLED")
+    return tuple(caps)
+
+
+def capability_line(caps: tuple[str, ...]) -> bytes:
+    return " ".join(caps).encode("ascii")
