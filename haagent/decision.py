@@ -1,0 +1,465 @@
+"""The agent's one decision loop.
+
+Each tick re-reads ZooKeeper through the coordination interface, calls the
+pure function `decide(facts, snapshot)`, performs the actions it returns, and
+returns ONE sentence saying what it did ("I am node1, active with epoch 7,
+lock held"). The loop is the only place that changes the agent's state, and
+every change is checked against haagent.states.TRANSITIONS.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import trio
+
+from haagent.coordination import (
+    ClusterSnapshot,
+    Coordination,
+    HistoryEntry,
+    LastActive,
+    LeaderRecord,
+    NodeStatus,
+    SessionState,
+)
+from haagent.errors import HaAgentError
+from haagent.states import LEADER_STATES, TRANSIENT_STATES, AgentState, check_transition
+
+log = logging.getLogger("mailha.haagent")
+
+S = AgentState
+T = TypeVar("T")
+
+
+class Health(enum.Enum):
+    OK = "ok"
+    STARTING = "starting"
+    FAILING = "failing"  # a health check failed beyond the restart policy
+    STOPPED = "stopped"
+
+
+class Progress(enum.Enum):
+    """Outcome of the actions run on entering the current state."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Action(enum.Enum):
+    ACQUIRE = "acquire"  # ZK transaction: create /leader, epoch+1
+    FENCE_PREVIOUS = "fence previous active"
+    ACTIVATE = "activate"  # storage, store --fence EPOCH, floating IP + GARP, front ends
+    MARK_ACTIVE = "mark active"  # /last_active = me; clear the switchover request
+    STOP_WRITES = "stop writes"  # store SetWritable(false), drop the floating IP
+    RESUME_WRITES = "resume writes"  # store SetWritable(true), add the floating IP
+    RELEASE = "release"  # drain, stop services, drop IP, deactivate storage, delete /leader
+    CLEAR_SWITCHOVER = "clear expired switchover"
+
+
+@dataclass(frozen=True)
+class LocalFacts:
+    node: str
+    state: AgentState
+    session: SessionState
+    progress: Progress
+    health: Health
+    state_age: float  # seconds spent in the current state
+    session_timeout: float
+    failed_cooldown: float
+    now: float  # wall clock; only compared with switchover deadlines
+    failure_pending: bool  # the current release was caused by a failure here
+
+
+@dataclass(frozen=True)
+class Decision:
+    next_state: AgentState
+    actions: tuple[Action, ...]
+    reason: str
+
+
+def _stay(facts: LocalFacts, reason: str = "", *actions: Action) -> Decision:
+    return Decision(facts.state, actions, reason)
+
+
+def _go(state: AgentState, reason: str, *actions: Action) -> Decision:
+    return Decision(state, actions, reason)
+
+
+def _switchover_live(facts: LocalFacts, snap: ClusterSnapshot) -> bool:
+    return snap.switchover is not None and snap.switchover.deadline > facts.now
+
+
+def _may_acquire(facts: LocalFacts, snap: ClusterSnapshot) -> bool:
+    """A pending switchover reserves the vacancy for its target."""
+    if not _switchover_live(facts, snap):
+        return True
+    req = snap.switchover
+    assert req is not None
+    return facts.node != req.source and req.target in (None, facts.node)
+
+
+def _switchover_candidate(facts: LocalFacts, snap: ClusterSnapshot) -> str | None:
+    """The healthy standby a live switchover request from this node names."""
+    req = snap.switchover
+    if req is None or not _switchover_live(facts, snap) or req.source != facts.node:
+        return None
+    for status in snap.nodes:
+        if status.name == facts.node or (req.target is not None and status.name != req.target):
+            continue
+        if status.state == S.STANDBY.value and status.health in (Health.OK.value, Health.STOPPED.value):
+            return status.name
+    return None
+
+
+def decide(facts: LocalFacts, snap: ClusterSnapshot | None) -> Decision:
+    """Pure: what to do next, from what ZooKeeper said and what this node knows."""
+    state = facts.state
+    connected = snap is not None and facts.session is SessionState.CONNECTED
+
+    # Fail safe first: without a ZooKeeper answer a leader cannot know it still
+    # leads, so it stops writing before the session can expire elsewhere.
+    if not connected:
+        if state in (S.ACTIVE, S.ACTIVATING):
+            return _go(S.SUSPENDED, "ZooKeeper session suspended", Action.STOP_WRITES)
+        if state is S.FENCING:
+            return _go(S.RELEASING, "ZooKeeper session suspended while fencing", Action.RELEASE)
+        if state is S.SUSPENDED and (facts.session is SessionState.LOST or facts.state_age >= facts.session_timeout):
+            # By now the server has expired the session: someone else may lead.
+            return _go(S.RELEASING, "ZooKeeper session lost", Action.RELEASE)
+        if state is S.ACQUIRING:
+            return _go(S.STANDBY, "ZooKeeper unavailable while acquiring")
+        if state is S.RELEASING:
+            return _go(S.FAILED if facts.failure_pending else S.STANDBY, "released")
+        if state is S.FAILED and facts.state_age >= facts.failed_cooldown:
+            return _go(S.STANDBY, "cool-down over")
+        return _stay(facts, "waiting for ZooKeeper")
+
+    assert snap is not None
+    holds = snap.holds_lock(facts.node)
+
+    if state in (S.FENCING, S.ACTIVATING, S.ACTIVE) and not holds:
+        return _go(S.RELEASING, "lock lost (ZooKeeper session expired)", Action.RELEASE)
+
+    if state is S.STANDBY:
+        if holds:
+            # A leader znode of ours survived a release that could not reach
+            # ZooKeeper: delete it so the vacancy is real.
+            return _stay(facts, "deleting a stale leader znode of mine", Action.RELEASE)
+        if snap.paused:
+            return _go(S.PAUSED, "maintenance mode on")
+        if snap.leader is None and facts.health is not Health.FAILING and _may_acquire(facts, snap):
+            return _go(S.ACQUIRING, _vacancy_reason(facts, snap), Action.ACQUIRE)
+        return _stay(facts)
+
+    if state is S.PAUSED:
+        if not snap.paused:
+            return _go(S.STANDBY, "maintenance mode off")
+        return _stay(facts, "maintenance mode")
+
+    if state is S.ACQUIRING:
+        if facts.progress is Progress.DONE and holds:
+            return _go(S.FENCING, "leadership acquired", Action.FENCE_PREVIOUS)
+        return _go(S.STANDBY, "leader taken by another node")
+
+    if state is S.FENCING:
+        if facts.progress is Progress.DONE:
+            return _go(S.ACTIVATING, "previous active fenced", Action.ACTIVATE)
+        return _go(S.RELEASING, "fencing failed", Action.RELEASE)
+
+    if state is S.ACTIVATING:
+        if facts.progress is Progress.DONE:
+            return _go(S.ACTIVE, "services up", Action.MARK_ACTIVE)
+        return _go(S.RELEASING, "activation failed", Action.RELEASE)
+
+    if state is S.ACTIVE:
+        candidate = _switchover_candidate(facts, snap)
+        if candidate is not None:
+            return _go(S.RELEASING, f"switchover to {candidate}", Action.RELEASE)
+        if facts.health is Health.FAILING and not snap.paused:
+            return _go(S.RELEASING, "failed health check", Action.RELEASE)
+        if snap.switchover is not None and not _switchover_live(facts, snap):
+            return _stay(facts, "removing an expired switchover request", Action.CLEAR_SWITCHOVER)
+        return _stay(facts)
+
+    if state is S.SUSPENDED:
+        if holds:
+            return _go(S.ACTIVE, "ZooKeeper session restored, lock still held", Action.RESUME_WRITES)
+        return _go(S.RELEASING, "ZooKeeper session lost", Action.RELEASE)
+
+    if state is S.RELEASING:
+        return _go(S.FAILED if facts.failure_pending else S.STANDBY, "released")
+
+    # FAILED
+    if facts.state_age >= facts.failed_cooldown:
+        return _go(S.STANDBY, "cool-down over")
+    return _stay(facts, "cooling down after a failure")
+
+
+def _vacancy_reason(facts: LocalFacts, snap: ClusterSnapshot) -> str:
+    prev = snap.last_active
+    if prev is None:
+        return "leader vacant (first activation)"
+    if prev.node == facts.node:
+        return "leader vacant (I was the last active)"
+    if prev.clean:
+        if snap.switchover is not None:
+            return f"switchover from {prev.node}"
+        return f"leader vacant ({prev.node} released)"
+    return f"leader vacant ({prev.node} vanished: process crash or ZooKeeper session loss)"
+
+
+# ---------------------------------------------------------------------------
+# The loop
+
+
+class Actuator(Protocol):
+    """What the loop does to the node. Raise HaAgentError on failure."""
+
+    async def fence(self, previous: LastActive, epoch: int) -> None: ...
+
+    async def activate(self, epoch: int) -> None: ...
+
+    async def stop_writes(self) -> None:
+        """Fast and best effort: must not raise."""
+        ...
+
+    async def resume_writes(self, epoch: int) -> None: ...
+
+    async def release(self, drain: bool) -> float:
+        """Stop every service (drain the front ends first when `drain`), drop
+        the IP, deactivate storage. Best effort; returns the wall-clock time
+        at which this node stopped serving."""
+        ...
+
+    def health(self) -> Health: ...
+
+
+# Transitions that count as "a failure here" and end in FAILED after release.
+_FAILURE_REASONS = ("fencing failed", "activation failed", "failed health check")
+
+
+class DecisionLoop:
+    def __init__(
+        self,
+        node: str,
+        coordination: Coordination,
+        actuator: Actuator,
+        *,
+        session_timeout: float,
+        failed_cooldown: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        run_io: Callable[[Callable[[], object]], object] | None = None,
+    ) -> None:
+        self.node = node
+        self.coord = coordination
+        self.actuator = actuator
+        self.session_timeout = session_timeout
+        self.failed_cooldown = failed_cooldown
+        self.monotonic = monotonic
+        self.wall = wall
+        self.state = S.STANDBY
+        self.progress = Progress.DONE
+        self.entered = monotonic()
+        self.leader: LeaderRecord | None = None
+        self.failure_pending = False
+        self.transitions = 0
+        self.last_error = ""
+        self.snapshot: ClusterSnapshot | None = None
+        self._pending_history: list[HistoryEntry] = []
+        self._last_seen_serving: dict[str, float] = {}
+        self._release_reason = ""
+        self._outage_start: float | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.leader.epoch if self.leader is not None else 0
+
+    async def _io(self, fn: Callable[[], T]) -> T:
+        """ZooKeeper I/O blocks (kazoo is threaded): run it off the trio thread."""
+        return await trio.to_thread.run_sync(fn)
+
+    def facts(self) -> LocalFacts:
+        return LocalFacts(
+            node=self.node,
+            state=self.state,
+            session=self.coord.session().state,
+            progress=self.progress,
+            health=self.actuator.health(),
+            state_age=self.monotonic() - self.entered,
+            session_timeout=self.session_timeout,
+            failed_cooldown=self.failed_cooldown,
+            now=self.wall(),
+            failure_pending=self.failure_pending,
+        )
+
+    async def tick(self) -> str:
+        snap: ClusterSnapshot | None = None
+        if self.coord.session().state is SessionState.CONNECTED:
+            try:
+                snap = await self._io(self.coord.snapshot)
+            except HaAgentError:
+                snap = None
+        self.snapshot = snap
+        if snap is not None:
+            for status in snap.nodes:
+                if status.state == S.ACTIVE.value and status.health == Health.OK.value:
+                    self._last_seen_serving[status.name] = status.updated
+        decision = decide(self.facts(), snap)
+        old = self.state
+        if decision.next_state is not old:
+            self._enter(decision.next_state, decision.reason)
+        error = await self._act(decision, snap)
+        await self._publish()
+        return self.sentence(old, decision, error)
+
+    def _enter(self, new: AgentState, reason: str) -> None:
+        check_transition(self.state, new)
+        old = self.state
+        self.state = new
+        self.entered = self.monotonic()
+        self.transitions += 1
+        if new is S.RELEASING:
+            self.failure_pending = reason in _FAILURE_REASONS
+            self._release_reason = reason
+        if new is S.STANDBY or new is S.FAILED:
+            self.failure_pending = False
+            self.leader = None
+        if new is S.ACQUIRING:
+            self._outage_start = None
+        downtime: float | None = None
+        if new is S.ACTIVE and old is S.ACTIVATING and self._outage_start is not None:
+            downtime = max(0.0, self.wall() - self._outage_start)
+        self._pending_history.append(
+            HistoryEntry(
+                time=self.wall(),
+                node=self.node,
+                from_state=old.value,
+                to_state=new.value,
+                epoch=self.epoch,
+                reason=reason,
+                downtime_s=downtime,
+            )
+        )
+
+    async def _act(self, decision: Decision, snap: ClusterSnapshot | None) -> str:
+        if not decision.actions:
+            return ""
+        try:
+            for action in decision.actions:
+                await self._perform(action, snap)
+        except HaAgentError as exc:
+            self.progress = Progress.FAILED
+            self.last_error = str(exc)
+            return str(exc)
+        self.progress = Progress.DONE
+        return ""
+
+    async def _perform(self, action: Action, snap: ClusterSnapshot | None) -> None:
+        if action is Action.ACQUIRE:
+            assert snap is not None
+            counter = snap.epoch_counter
+            self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
+            self._outage_start = self._estimate_outage_start(snap)
+        elif action is Action.FENCE_PREVIOUS:
+            assert snap is not None
+            prev = snap.last_active
+            if prev is not None and prev.node != self.node and not prev.clean:
+                await self.actuator.fence(prev, self.epoch)
+        elif action is Action.ACTIVATE:
+            await self.actuator.activate(self.epoch)
+        elif action is Action.MARK_ACTIVE:
+            leader = self.leader
+            assert leader is not None
+            record = LastActive(node=self.node, epoch=leader.epoch, clean=False, stopped_serving_at=0.0)
+            await self._io(lambda: self.coord.set_last_active(leader, record))
+            if snap is not None and snap.switchover is not None:
+                await self._io(self.coord.clear_switchover)
+        elif action is Action.STOP_WRITES:
+            await self.actuator.stop_writes()
+        elif action is Action.RESUME_WRITES:
+            await self.actuator.resume_writes(self.epoch)
+        elif action is Action.RELEASE:
+            await self._release()
+        elif action is Action.CLEAR_SWITCHOVER:
+            await self._io(self.coord.clear_switchover)
+
+    async def _release(self) -> None:
+        drain = self._release_reason.startswith("switchover")
+        stopped_at = await self.actuator.release(drain)
+        leader = self.leader
+        if leader is None and self.snapshot is not None and self.snapshot.holds_lock(self.node):
+            leader = self.snapshot.leader
+        if leader is None:
+            return
+        # Every service is down now, so the next leader need not fence us.
+        clean = LastActive(node=self.node, epoch=leader.epoch, clean=True, stopped_serving_at=stopped_at)
+        try:
+            await self._io(lambda: self.coord.release(leader, clean))
+        except HaAgentError as exc:
+            # The session is gone or going; the server deletes the znode.
+            log.warning("could not delete the leader znode: %s", exc)
+        self.leader = None
+
+    def _estimate_outage_start(self, snap: ClusterSnapshot) -> float | None:
+        prev = snap.last_active
+        if prev is None or prev.node == self.node:
+            return None
+        if prev.clean and prev.stopped_serving_at > 0:
+            return prev.stopped_serving_at
+        return self._last_seen_serving.get(prev.node)
+
+    async def _publish(self) -> None:
+        if self.coord.session().state is not SessionState.CONNECTED:
+            return
+        status = NodeStatus(
+            name=self.node,
+            state=self.state.value,
+            health=self.actuator.health().value,
+            epoch=self.epoch,
+            updated=self.wall(),
+            sentence=self.describe(),
+        )
+        history = tuple(self._pending_history)
+        try:
+            await self._io(lambda: self.coord.publish_status(status))
+            if history:
+                await self._io(lambda: self.coord.append_history(history))
+                del self._pending_history[: len(history)]
+        except HaAgentError as exc:
+            log.debug("status not published: %s", exc)
+
+    def describe(self) -> str:
+        snap = self.snapshot
+        holds = snap is not None and snap.holds_lock(self.node)
+        text = f"I am {self.node}, {self.state.value}"
+        if self.epoch:
+            text += f" with epoch {self.epoch}"
+        text += ", lock held" if holds else ", lock not held"
+        if snap is None:
+            text += ", ZooKeeper unreachable"
+        elif not holds and snap.leader is not None:
+            text += f", {snap.leader.node} leads with epoch {snap.leader.epoch}"
+        if snap is not None and snap.paused:
+            text += ", paused"
+        return text
+
+    def sentence(self, old: AgentState, decision: Decision, error: str) -> str:
+        text = self.describe()
+        if decision.next_state is not old:
+            text += f" (was {old.value}: {decision.reason})"
+        elif decision.reason:
+            text += f" ({decision.reason})"
+        if decision.actions:
+            text += "; did " + ", ".join(a.value for a in decision.actions)
+        if error:
+            text += f"; FAILED: {error}"
+        return text
+
+    def wants_immediate_tick(self) -> bool:
+        return self.state in TRANSIENT_STATES or (self.state in LEADER_STATES and self.progress is Progress.FAILED)

@@ -1,0 +1,254 @@
+"""The decision loop against the in-memory ZooKeeper and a fake node."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trio
+
+from haagent.coordination import ClusterSnapshot, LastActive, LeaderRecord, SessionState, SwitchoverRequest
+from haagent.coordination_fake import FakeCoordination, FakeZooKeeper
+from haagent.decision import DecisionLoop, Health, LocalFacts, Progress, decide
+from haagent.states import TRANSITIONS, AgentState, IllegalTransition, check_transition, to_dot
+from tests.ha_agent_fakes import Clock, FakeActuator
+
+S = AgentState
+
+
+class Node:
+    def __init__(self, zk: FakeZooKeeper, name: str, clock: Clock) -> None:
+        self.coord: FakeCoordination = zk.client()
+        self.actuator = FakeActuator(clock)
+        self.loop = DecisionLoop(
+            name, self.coord, self.actuator, session_timeout=2.0, failed_cooldown=5.0, monotonic=clock, wall=clock
+        )
+
+    def settle(self) -> list[str]:
+        """Tick until the loop stops asking for an immediate next tick."""
+
+        async def run() -> list[str]:
+            said = [await self.loop.tick()]
+            for _ in range(10):
+                if not self.loop.wants_immediate_tick():
+                    break
+                said.append(await self.loop.tick())
+            return said
+
+        return trio.run(run)
+
+
+def st(node: Node) -> AgentState:
+    """The loop's state, read through a call so mypy does not narrow it across ticks."""
+    return node.loop.state
+
+
+@pytest.fixture
+def cluster() -> tuple[FakeZooKeeper, Clock, Node, Node]:
+    clock = Clock()
+    zk = FakeZooKeeper()
+    return zk, clock, Node(zk, "node1", clock), Node(zk, "node2", clock)
+
+
+def test_first_node_activates_and_says_so(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, _clock, n1, n2 = cluster
+    said = n1.settle()
+    assert st(n1) is S.ACTIVE
+    assert said[-1].startswith("I am node1, active with epoch 1, lock held")
+    assert n1.actuator.calls == ["activate 1"]  # nobody to fence on first activation
+    assert n2.settle()[-1] == "I am node2, standby, lock not held, node1 leads with epoch 1"
+    assert st(n2) is S.STANDBY
+    # A steady tick does nothing and says exactly where the node stands.
+    assert n1.settle() == ["I am node1, active with epoch 1, lock held"]
+    assert zk.data.last_active == LastActive("node1", 1, clean=False, stopped_serving_at=0.0)
+
+
+def test_takeover_after_session_expiry_fences_old_active(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    clock.advance(1.0)
+    n1.coord.expire()  # SIGKILL of node1's agent: the server drops its session
+    said = n2.settle()
+    assert st(n2) is S.ACTIVE and n2.loop.epoch == 2
+    assert [p.node for p in n2.actuator.fenced] == ["node1"]
+    assert n2.actuator.calls == ["fence node1", "activate 2"]
+    assert any("vanished: process crash or ZooKeeper session loss" in s for s in said)
+    # The old active learns it lost the lock and tears down.
+    said1 = n1.settle()
+    assert st(n1) is S.STANDBY
+    assert "lock lost" in " ".join(said1)
+    assert not n1.actuator.running and not n1.actuator.ip
+    history = [(h.node, h.from_state, h.to_state, h.epoch) for h in zk.data.history]
+    assert ("node2", "activating", "active", 2) in history
+    entry = next(h for h in zk.data.history if h.node == "node2" and h.to_state == "active")
+    # Downtime is measured from node1's last healthy heartbeat to node2 serving.
+    assert entry.downtime_s == pytest.approx(1.0)
+
+
+def test_suspended_stops_writes_then_resumes(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    _zk, clock, n1, _n2 = cluster
+    n1.settle()
+    n1.coord.suspend()
+    said = n1.settle()
+    assert st(n1) is S.SUSPENDED
+    assert (n1.actuator.writable, n1.actuator.ip) == (False, False)
+    assert said[-1].startswith("I am node1, suspended with epoch 1, lock not held, ZooKeeper unreachable")
+    clock.advance(0.5)
+    n1.coord.reconnect()
+    n1.settle()
+    assert st(n1) is S.ACTIVE
+    assert (n1.actuator.writable, n1.actuator.ip) == (True, True)
+    assert n1.actuator.calls[-1] == "resume_writes 1"
+
+
+def test_suspended_beyond_session_timeout_tears_down(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    _zk, clock, n1, _n2 = cluster
+    n1.settle()
+    n1.coord.suspend()
+    n1.settle()
+    clock.advance(2.0)
+    said = n1.settle()
+    assert st(n1) is S.STANDBY
+    assert "ZooKeeper session lost" in " ".join(said)
+    assert not n1.actuator.running
+
+
+def test_pause_with_vacant_leader_waits_for_resume(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, _clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n2.coord.set_paused(True)
+    n2.settle()
+    n1.coord.close()  # node1 gone for good
+    for _ in range(3):
+        n2.settle()
+    assert zk.data.leader is None and st(n2) is S.PAUSED
+    n2.coord.set_paused(False)
+    n2.settle()
+    n2.settle()
+    assert st(n2) is S.ACTIVE and n2.loop.epoch == 2
+
+
+def test_switchover_is_clean_and_leaves_no_request(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n2.actuator.state_of_health = Health.OK
+    n2.settle()  # publishes a healthy standby status
+    n2.actuator.state_of_health = Health.STOPPED
+    n1.coord.request_switchover(SwitchoverRequest("node1", "node2", clock(), clock() + 30))
+    said1 = n1.settle()
+    assert "switchover to node2" in " ".join(said1)
+    assert n1.actuator.calls[-1] == "release drain=True"
+    assert st(n1) is S.STANDBY
+    # node1 must not grab the vacancy back while the request is pending.
+    n1.settle()
+    assert zk.data.leader is None
+    clock.advance(0.3)
+    n2.settle()
+    assert st(n2) is S.ACTIVE and n2.loop.epoch == 2
+    assert n2.actuator.fenced == []  # a clean release needs no fencing
+    assert zk.data.switchover is None
+    entry = next(h for h in zk.data.history if h.node == "node2" and h.to_state == "active")
+    assert entry.downtime_s == pytest.approx(0.3)
+    assert any(h.reason.startswith("switchover from node1") for h in zk.data.history)
+
+
+def test_switchover_waits_for_healthy_candidate(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    _zk, clock, n1, n2 = cluster
+    n1.settle()
+    n2.actuator.state_of_health = Health.FAILING
+    n2.settle()
+    n1.coord.request_switchover(SwitchoverRequest("node1", None, clock(), clock() + 30))
+    n1.settle()
+    assert st(n1) is S.ACTIVE  # no healthy standby: the active stays
+    clock.advance(31)
+    n1.settle()
+    assert _zk.data.switchover is None  # expired requests are removed
+
+
+def test_failed_health_check_releases_then_cools_down(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n1.actuator.state_of_health = Health.FAILING
+    said = n1.settle()
+    assert "failed health check" in " ".join(said)
+    assert st(n1) is S.FAILED
+    n2.settle()
+    assert st(n2) is S.ACTIVE and n2.loop.epoch == 2
+    assert n2.actuator.fenced == []  # node1 released cleanly
+    clock.advance(5.0)
+    n1.settle()
+    assert st(n1) is S.STANDBY
+    reasons = [h.reason for h in zk.data.history if h.node == "node1"]
+    assert "failed health check" in reasons
+
+
+def test_fencing_failure_releases_leadership(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, _clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n1.coord.expire()
+    n2.actuator.fail_fence = True
+    said = n2.settle()
+    assert "FAILED: fencing method refused" in " ".join(said)
+    assert st(n2) is S.FAILED
+    assert "activate 2" not in n2.actuator.calls  # never activated unfenced
+    assert zk.data.leader is None
+
+
+def test_only_one_of_two_racing_nodes_acquires(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, _clock, n1, n2 = cluster
+
+    async def race() -> None:
+        # Both read the same vacant snapshot before either acquires.
+        await n1.loop.tick()
+        await n2.loop.tick()
+
+    n1_first = n1.coord.snapshot()
+    assert n1_first.leader is None
+    trio.run(race)
+    states = {st(n1), st(n2)}
+    assert S.ACQUIRING in states or S.FENCING in states
+    n1.settle()
+    n2.settle()
+    assert sorted([st(n1).value, st(n2).value]) == ["active", "standby"]
+    assert zk.data.epoch == 1
+
+
+def test_transition_table_rejects_unlisted_moves() -> None:
+    check_transition(S.STANDBY, S.ACQUIRING)
+    with pytest.raises(IllegalTransition):
+        check_transition(S.STANDBY, S.ACTIVE)
+    assert "standby -> acquiring;" in to_dot()
+
+
+def _snapshots(me: str) -> list[ClusterSnapshot | None]:
+    mine = LeaderRecord(me, 3, 7, 0.0)
+    other = LeaderRecord("other", 3, 9, 0.0)
+    out: list[ClusterSnapshot | None] = [None]
+    for leader, paused, last in itertools.product(
+        (None, mine, other), (False, True), (None, LastActive("other", 2, False, 0.0))
+    ):
+        out.append(ClusterSnapshot(7, leader, 3, (), paused, None, last))
+    return out
+
+
+def test_decide_only_makes_moves_in_the_table() -> None:
+    """Exhaustive over states x session x progress x health x snapshot shapes."""
+    count = 0
+    for state, session, progress, health, age, snap in itertools.product(
+        AgentState, SessionState, Progress, Health, (0.0, 10.0), _snapshots("me")
+    ):
+        facts = LocalFacts("me", state, session, progress, health, age, 2.0, 5.0, 0.0, False)
+        decision = decide(facts, snap)
+        check_transition(state, decision.next_state)
+        if decision.next_state in (S.ACTIVE, S.ACTIVATING, S.FENCING):
+            # Never lead further without a ZooKeeper answer saying we hold the lock.
+            assert snap is not None and snap.holds_lock("me")
+            assert session is SessionState.CONNECTED
+        count += 1
+    assert count > 1000
+    assert set(TRANSITIONS) == set(AgentState)
