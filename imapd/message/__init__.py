@@ -1,0 +1,6 @@
+"""IMAP message semantics: MIME structure, ENVELOPE/BODYSTRUCTURE, sections, FETCH rendering, SEARCH evaluation.
+
+Nothing here raises on a broken message: every parser falls back to a
+readable interpretation (RFC 3501 leaves broken MIME to the server; we treat
+what cannot be parsed as text/plain or application/octet-stream).
+"""

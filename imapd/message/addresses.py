@@ -1,0 +1,192 @@
+"""RFC 5322 address lists to ENVELOPE address structures, tolerant of junk.
+
+An ENVELOPE address is (name adl mailbox host); a group is opened by
+(NIL NIL "group" NIL) and closed by (NIL NIL NIL NIL) (RFC 3501 7.4.2).
+Encoded words stay raw, as RFC 3501 requires. Broken input never raises:
+missing parts become "MISSING_MAILBOX"/"MISSING_DOMAIN" (what Dovecot does),
+so a client never mistakes a broken address for a group marker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+_SPECIALS: Final = frozenset(b'()<>@,;:\\".[]')
+_BLANKS: Final = frozenset(b" \t\r\n")
+_MAX_ADDRESSES: Final = 1000  # a header with more is abuse; the rest is dropped
+MISSING_MAILBOX: Final = b"MISSING_MAILBOX"
+MISSING_DOMAIN: Final = b"MISSING_DOMAIN"
+
+# Token kinds
+_ATOM: Final = 0
+_QUOTED: Final = 1
+_LITERAL: Final = 2  # [domain literal]
+_SPECIAL: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One address, or a group marker: start (mailbox=group name, host None) or end (all None)."""
+
+    name: bytes | None
+    adl: bytes | None
+    mailbox: bytes | None
+    host: bytes | None
+
+
+GROUP_END: Final = Address(None, None, None, None)
+
+
+def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
+    tokens: list[tuple[int, bytes]] = []
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c in _BLANKS:
+            i += 1
+        elif c == 0x28:  # "(" comment, nested; dropped
+            depth = 1
+            i += 1
+            while i < n and depth:
+                c = value[i]
+                if c == 0x5C:
+                    i += 1
+                elif c == 0x28:
+                    depth += 1
+                elif c == 0x29:
+                    depth -= 1
+                i += 1
+        elif c == 0x22:  # quoted string, kept unescaped
+            i += 1
+            buf = bytearray()
+            while i < n and value[i] != 0x22:
+                if value[i] == 0x5C and i + 1 < n:
+                    i += 1
+                if value[i] not in b"\r\n":
+                    buf.append(value[i])
+                i += 1
+            i += 1
+            tokens.append((_QUOTED, bytes(buf)))
+        elif c == 0x5B:  # [domain literal]
+            close = value.find(b"]", i)
+            stop = n if close < 0 else close + 1
+            tokens.append((_LITERAL, value[i:stop]))
+            i = stop
+        elif c in _SPECIALS:
+            tokens.append((_SPECIAL, value[i : i + 1]))
+            i += 1
+        else:
+            j = i
+            while j < n and value[j] not in _SPECIALS and value[j] not in _BLANKS:
+                j += 1
+            tokens.append((_ATOM, value[i:j]))
+            i = j
+    return tokens
+
+
+def _phrase(tokens: list[tuple[int, bytes]]) -> bytes | None:
+    """Display name: words joined by one space; "." sticks to the word before it."""
+    out = bytearray()
+    for kind, text in tokens:
+        if kind == _SPECIAL and text == b".":
+            out += b"."
+            continue
+        if kind == _SPECIAL:
+            continue
+        if (out and not out.endswith(b".")) or out:
+            out += b" "
+        out += text
+    return bytes(out) if out else None
+
+
+def _quote_local(kind: int, text: bytes) -> bytes:
+    if kind == _QUOTED:
+        return b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return text
+
+
+def _addr_spec(tokens: list[tuple[int, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """(mailbox, host) of local@domain; the last "@" splits them."""
+    at = -1
+    for idx, (kind, text) in enumerate(tokens):
+        if kind == _SPECIAL and text == b"@":
+            at = idx
+    local_tokens = tokens if at < 0 else tokens[:at]
+    domain_tokens = [] if at < 0 else tokens[at + 1 :]
+    local = b"".join(_quote_local(k, t) for k, t in local_tokens if k != _SPECIAL or t == b".")
+    domain = b"".join(t for k, t in domain_tokens if k != _SPECIAL or t == b".")
+    return (local or None), (domain or None)
+
+
+def _route_split(tokens: list[tuple[int, bytes]]) -> tuple[bytes | None, list[tuple[int, bytes]]]:
+    """Split an obsolete source route "@a,@b:" off the front of an angle-addr."""
+    for idx, (kind, text) in enumerate(tokens):
+        if kind == _SPECIAL and text == b":":
+            route = b"".join(t for _, t in tokens[:idx])
+            return (route or None), tokens[idx + 1 :]
+    return None, tokens
+
+
+def _mailbox(tokens: list[tuple[int, bytes]]) -> Address | None:
+    if not tokens:
+        return None
+    angle = next((i for i, (k, t) in enumerate(tokens) if k == _SPECIAL and t == b"<"), -1)
+    if angle >= 0:
+        close = next((i for i, (k, t) in enumerate(tokens) if i > angle and k == _SPECIAL and t == b">"), len(tokens))
+        name = _phrase(tokens[:angle])
+        adl, inner = _route_split(tokens[angle + 1 : close])
+        mailbox, host = _addr_spec(inner)
+        if mailbox is None and host is None and name is None:
+            return None
+    else:
+        name, adl = None, None
+        mailbox, host = _addr_spec(tokens)
+        if mailbox is None and host is None:
+            return None
+    return Address(name, adl, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN)
+
+
+def parse_addresses(value: bytes) -> list[Address]:
+    """Addresses and group markers of one header value (unfolded or not)."""
+    out: list[Address] = []
+    current: list[tuple[int, bytes]] = []
+    in_group = False
+    in_angle = False
+
+    def flush() -> None:
+        addr = _mailbox(current)
+        if addr is not None and len(out) < _MAX_ADDRESSES:
+            out.append(addr)
+        current.clear()
+
+    for kind, text in _tokenize(value):
+        if kind == _SPECIAL:
+            if text == b"<":
+                in_angle = True
+            elif text == b">":
+                in_angle = False
+            elif not in_angle and text == b",":
+                flush()
+                continue
+            elif not in_angle and text == b";":
+                flush()
+                if in_group:
+                    out.append(GROUP_END)
+                    in_group = False
+                continue
+            elif (
+                not in_angle
+                and text == b":"
+                and not in_group
+                and not any(k == _SPECIAL and t == b"@" for k, t in current)
+            ):
+                out.append(Address(None, None, _phrase(current) or b"", None))
+                in_group = True
+                current.clear()
+                continue
+        current.append((kind, text))
+    flush()
+    if in_group:
+        out.append(GROUP_END)
+    return out

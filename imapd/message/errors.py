@@ -1,0 +1,16 @@
+"""Exceptions of imapd.message (one root: `MessageError`).
+
+Broken messages never raise: these signal misuse by the caller, such as
+rendering an item whose data the session did not fetch (a server bug, so
+the session answers NO/BAD with a server-side error, not the client's fault).
+"""
+
+from __future__ import annotations
+
+
+class MessageError(Exception):
+    """Root of imapd.message's exceptions."""
+
+
+class MissingMessageData(MessageError):
+    """An item needs the header or body, but the view was built without it."""

@@ -1,0 +1,137 @@
+"""The FETCH renderer: typed attributes + a message view -> (label, value) pairs.
+
+The session writes "* n FETCH (" + label SP value ... + ")"; `fetch_list`
+builds that parenthesised list. Whole-message bodies go out as
+ChunkedLiteral from the chunks the store sent, never joined.
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from imapd.message.bodystructure import body_structure
+from imapd.message.dates import format_internal_date
+from imapd.message.decoding import decode_transfer
+from imapd.message.envelope import envelope_from_fields
+from imapd.message.mime_tree import Part
+from imapd.message.sections import apply_partial, header_section, resolve_part, section_bytes, slice_chunks
+from imapd.message.view import MessageView, ParsedMessage
+from imapd.protocol.fetch_spec import (
+    BinarySection,
+    BinarySize,
+    BodySection,
+    FetchAttribute,
+    Partial,
+    SimpleItem,
+    SimpleKind,
+)
+from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
+
+RECENT = "\\Recent"
+
+
+def flags_value(flags: tuple[str, ...], recent: bool = False) -> Value:
+    items = [Atom(f) for f in flags]
+    if recent and RECENT not in flags:
+        items.append(Atom(RECENT))
+    return List(tuple(items))
+
+
+def _whole(msg: ParsedMessage, partial: Partial | None) -> Value:
+    view = msg.view
+    chunks = view.chunks
+    if chunks is None:
+        return Literal(apply_partial(msg.full(), partial))  # raises MissingMessageData
+    if partial is not None:
+        chunks = slice_chunks(chunks, partial.origin, partial.octets)
+    return ChunkedLiteral(sum(len(c) for c in chunks), chunks)
+
+
+def _body_section(msg: ParsedMessage, item: BodySection) -> Value:
+    section = item.section
+    if section.part or section.text is not None:
+        if section.header_only and not msg.has_full:
+            data: bytes | None = header_section(msg.header(), section)
+        else:
+            data = section_bytes(msg.tree(), section)
+        if data is None:
+            return NIL
+        return Literal(apply_partial(data, item.partial))
+    return _whole(msg, item.partial)
+
+
+def _binary_literal(data: bytes) -> Value:
+    # literal8 (RFC 3516) when the content holds NUL, which a plain literal may not.
+    if b"\x00" in data:
+        return Raw(b"~{%d}\r\n" % len(data) + data)
+    return Literal(data)
+
+
+def _binary_content(msg: ParsedMessage, part_path: tuple[int, ...]) -> bytes | None:
+    if not part_path:
+        return msg.full()
+    part: Part | None = resolve_part(msg.tree(), part_path)
+    if part is None:
+        return None
+    if part.children:
+        return part.body
+    return decode_transfer(part.body, part.encoding)
+
+
+def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]:
+    view = msg.view
+    if isinstance(item, SimpleItem):
+        kind = item.kind
+        value: Value
+        if kind is SimpleKind.FLAGS:
+            value = flags_value(view.flags, view.recent)
+        elif kind is SimpleKind.UID:
+            value = Number(view.uid)
+        elif kind is SimpleKind.MODSEQ:
+            value = List((Number(view.modseq),))
+        elif kind is SimpleKind.INTERNALDATE:
+            value = String(format_internal_date(view.internal_date, view.tz_offset_minutes))
+        elif kind is SimpleKind.RFC822_SIZE:
+            value = Number(view.size)
+        elif kind is SimpleKind.ENVELOPE:
+            value = envelope_from_fields(msg.fields())
+        elif kind is SimpleKind.RFC822:
+            value = _whole(msg, None)
+        elif kind is SimpleKind.RFC822_HEADER:
+            value = Literal(msg.header())
+        elif kind is SimpleKind.RFC822_TEXT:
+            value = Literal(msg.tree().body)
+        elif kind is SimpleKind.BODY:
+            value = body_structure(msg.tree(), extended=False)
+        else:
+            value = body_structure(msg.tree(), extended=True)
+        return item.label(), value
+    if isinstance(item, BodySection):
+        return item.label(), _body_section(msg, item)
+    if isinstance(item, BinarySection):
+        content = _binary_content(msg, item.part)
+        if content is None:
+            return item.label(), NIL
+        return item.label(), _binary_literal(apply_partial(content, item.partial))
+    if isinstance(item, BinarySize):
+        content = _binary_content(msg, item.part)
+        return item.label(), Number(0 if content is None else len(content))
+    assert_never(item)
+
+
+def render_fetch(attributes: tuple[FetchAttribute, ...], view: MessageView) -> list[tuple[bytes, Value]]:
+    """(label, value) per attribute, in order; parses the message at most once.
+
+    Raises MissingMessageData when an attribute needs bytes the view lacks.
+    """
+    msg = ParsedMessage(view)
+    return [render_item(item, msg) for item in attributes]
+
+
+def fetch_list(pairs: list[tuple[bytes, Value]]) -> List:
+    """The parenthesised FETCH data: (label value label value ...)."""
+    items: list[Value] = []
+    for label, value in pairs:
+        items.append(Raw(label))
+        items.append(value)
+    return List(tuple(items))

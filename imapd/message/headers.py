@@ -1,0 +1,115 @@
+"""Cheap header-block handling on raw bytes.
+
+ENVELOPE and most SEARCH keys need only the header block, so this module
+works on bytes without building a MIME tree: split header from body, list
+the fields with their exact raw lines (HEADER.FIELDS must echo them
+unchanged) and unfold values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+_MAX_NAME: Final = 256  # longer "field names" are body text, not a header
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    name: bytes  # lower-cased, for case-insensitive matching
+    raw: bytes  # the field's lines exactly as stored, incl. line endings
+
+    @property
+    def value(self) -> bytes:
+        """The unfolded value: after the colon, folding line breaks removed, outer blanks stripped."""
+        colon = self.raw.find(b":")
+        return unfold(self.raw[colon + 1 :])
+
+
+def unfold(value: bytes) -> bytes:
+    if b"\n" in value:
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"")
+    return value.strip(b" \t\r")
+
+
+def header_end(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """Offset just after the header block of data[start:end] (after its blank line, when there is one).
+
+    The header ends at the first empty line; a line that is neither a field nor
+    a continuation also ends it (without being consumed), so a message without
+    headers is all body instead of all header.
+    """
+    stop = len(data) if end is None else end
+    pos = start
+    first = True
+    while pos < stop:
+        nl = data.find(b"\n", pos, stop)
+        line_end = stop if nl < 0 else nl + 1
+        line = data[pos:line_end]
+        if line in (b"\r\n", b"\n"):
+            return line_end
+        if line[:1] in (b" ", b"\t"):
+            if first:
+                return pos  # a continuation with nothing to continue: body
+        elif not _is_field_start(line):
+            return pos
+        first = False
+        pos = line_end
+    return stop
+
+
+def _is_field_start(line: bytes) -> bool:
+    colon = line.find(b":", 0, _MAX_NAME + 1)
+    if colon <= 0:
+        return False
+    name = line[:colon].rstrip(b" \t")  # obsolete syntax allows blanks before the colon
+    return bool(name) and all(0x21 <= b <= 0x7E for b in name)
+
+
+def split_message(data: bytes, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """(header_end, end) offsets: header is data[start:header_end], body data[header_end:end]."""
+    stop = len(data) if end is None else end
+    return header_end(data, start, stop), stop
+
+
+def parse_fields(header: bytes) -> list[HeaderField]:
+    """Every field of a header block, in order, with its continuation lines."""
+    fields: list[HeaderField] = []
+    lines = header.splitlines(keepends=True)
+    name = b""
+    current: list[bytes] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and current:
+            current.append(line)
+            continue
+        if current:
+            fields.append(HeaderField(name, b"".join(current)))
+            current = []
+        colon = line.find(b":", 0, _MAX_NAME + 1)
+        if colon <= 0:
+            continue  # the blank line, or junk inside the block
+        name = line[:colon].rstrip(b" \t").lower()
+        current = [line]
+    if current:
+        fields.append(HeaderField(name, b"".join(current)))
+    return fields
+
+
+def first_value(fields: list[HeaderField], name: bytes) -> bytes | None:
+    """Unfolded value of the first field called `name` (lower case), None if absent."""
+    for field in fields:
+        if field.name == name:
+            return field.value
+    return None
+
+
+def select_fields(header: bytes, names: tuple[str, ...], exclude: bool) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching field lines then a blank line (RFC 3501 6.4.5)."""
+    wanted = {n.lower().encode("ascii", "replace") for n in names}
+    out = [
+        f.raw if f.raw.endswith(b"\n") else f.raw + b"\r\n"
+        for f in parse_fields(header)
+        if (f.name in wanted) != exclude
+    ]
+    out.append(b"\r\n")
+    return b"".join(out)

@@ -1,0 +1,170 @@
+"""A MIME tree over the raw message bytes, kept as offsets.
+
+Offsets (not copies) keep BODY[section] bytes and BODYSTRUCTURE sizes exact
+and parsing cheap. Broken input is read as leniently as it can be and never
+raises: a multipart without a usable boundary or without any body part is
+read as text/plain, a truncated multipart ends at the end of the data,
+nesting deeper than `MAX_DEPTH` and encoded message/rfc822 parts become
+application/octet-stream leaves (RFC 2046 5.2.1 forbids encoding them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from imapd.message.content_fields import TypedValue, parse_typed
+from imapd.message.headers import HeaderField, first_value, header_end, parse_fields
+
+MAX_DEPTH: Final = 24  # nesting of multipart / message parts we follow
+MAX_PARTS: Final = 2000  # body parts per message; later ones are ignored
+
+TEXT_PLAIN: Final = TypedValue(b"TEXT", b"PLAIN", ((b"CHARSET", b"US-ASCII"),))
+MESSAGE_RFC822: Final = TypedValue(b"MESSAGE", b"RFC822", ())
+OCTET_STREAM: Final = TypedValue(b"APPLICATION", b"OCTET-STREAM", ())
+_IDENTITY_ENCODINGS: Final = frozenset({b"", b"7BIT", b"8BIT", b"BINARY"})
+
+
+@dataclass(slots=True)
+class Part:
+    """One entity: its header block is data[start:body_start], its body data[body_start:end]."""
+
+    data: bytes
+    start: int
+    body_start: int
+    end: int
+    content_type: TypedValue
+    fields: list[HeaderField]
+    children: tuple[Part, ...] = ()
+    message: Part | None = None  # the embedded message of a message/rfc822 part
+
+    @property
+    def header(self) -> bytes:
+        return self.data[self.start : self.body_start]
+
+    @property
+    def body(self) -> bytes:
+        return self.data[self.body_start : self.end]
+
+    @property
+    def body_size(self) -> int:
+        return self.end - self.body_start
+
+    @property
+    def is_multipart(self) -> bool:
+        return bool(self.children)
+
+    def field_value(self, name: bytes) -> bytes | None:
+        return first_value(self.fields, name)
+
+    @property
+    def encoding(self) -> bytes:
+        """Content-Transfer-Encoding, upper-cased; b"" when absent."""
+        value = self.field_value(b"content-transfer-encoding")
+        return b"" if value is None else value.split(b"(")[0].strip().upper()
+
+    def numbered_children(self) -> tuple[Part, ...]:
+        """The parts numbered 1..n below this one in section specs (RFC 3501 6.4.5)."""
+        if self.children:
+            return self.children
+        if self.message is not None:
+            return self.message.children or (self.message,)
+        return ()
+
+
+class _Budget:
+    """Counts parts across the whole tree so a million boundaries cannot blow up memory."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts = 0
+
+
+def parse_message(data: bytes) -> Part:
+    """The tree of a whole message; never raises."""
+    return _parse_entity(data, 0, len(data), default=TEXT_PLAIN, depth=0, budget=_Budget())
+
+
+def _content_type(fields: list[HeaderField], default: TypedValue) -> TypedValue:
+    raw = first_value(fields, b"content-type")
+    if raw is None:
+        return default
+    parsed = parse_typed(raw, with_subtype=True)
+    if not parsed.main or not parsed.sub:
+        return TEXT_PLAIN  # RFC 2045 5.2: an unreadable Content-Type means text/plain
+    return parsed
+
+
+def _parse_entity(data: bytes, start: int, end: int, *, default: TypedValue, depth: int, budget: _Budget) -> Part:
+    budget.parts += 1
+    body_start = header_end(data, start, end)
+    fields = parse_fields(data[start:body_start])
+    ctype = _content_type(fields, default)
+    part = Part(data, start, body_start, end, ctype, fields)
+    if ctype.main == b"MULTIPART":
+        _split_multipart(part, depth, budget)
+    elif ctype.main == b"MESSAGE" and ctype.sub == b"RFC822":
+        if depth >= MAX_DEPTH or part.encoding not in _IDENTITY_ENCODINGS:
+            part.content_type = OCTET_STREAM
+        else:
+            part.message = _parse_entity(data, body_start, end, default=TEXT_PLAIN, depth=depth + 1, budget=budget)
+    return part
+
+
+def _split_multipart(part: Part, depth: int, budget: _Budget) -> None:
+    boundary = part.content_type.param(b"BOUNDARY")
+    spans = [] if not boundary or depth >= MAX_DEPTH else _part_spans(part.data, part.body_start, part.end, boundary)
+    if not spans:
+        part.content_type = OCTET_STREAM if depth >= MAX_DEPTH else TEXT_PLAIN
+        return
+    default = MESSAGE_RFC822 if part.content_type.sub == b"DIGEST" else TEXT_PLAIN
+    children: list[Part] = []
+    for lo, hi in spans:
+        if budget.parts >= MAX_PARTS:
+            break
+        children.append(_parse_entity(part.data, lo, hi, default=default, depth=depth + 1, budget=budget))
+    part.children = tuple(children)
+
+
+def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each body part between delimiter lines; the line break before a delimiter is its own."""
+    delim = b"--" + boundary
+    spans: list[tuple[int, int]] = []
+    part_start = -1
+    pos = start
+    while pos < end and len(spans) < MAX_PARTS:
+        hit = data.find(delim, pos, end)
+        if hit < 0:
+            break
+        pos = hit + len(delim)
+        if hit != start and data[hit - 1] != 0x0A:
+            continue
+        nl = data.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        rest = data[pos:line_end].rstrip(b" \t\r\n")
+        closing = rest.startswith(b"--") and not rest[2:].strip(b" \t")
+        if rest and not closing:
+            continue  # "--boundaryX": a longer line, not our delimiter
+        if part_start >= 0:
+            content_end = hit
+            if content_end > part_start and data[content_end - 1] == 0x0A:
+                content_end -= 1
+                if content_end > part_start and data[content_end - 1] == 0x0D:
+                    content_end -= 1
+            spans.append((part_start, content_end))
+        if closing:
+            return spans
+        part_start = line_end
+        pos = line_end
+    if part_start >= 0:
+        spans.append((part_start, end))  # truncated: the last part runs to the end
+    return spans
+
+
+def text_lines(body: bytes) -> int:
+    """Lines of a body as BODYSTRUCTURE counts them: a last line without a break counts too."""
+    count = body.count(b"\n")
+    if body and not body.endswith(b"\n"):
+        count += 1
+    return count

@@ -1,0 +1,179 @@
+"""SEARCH evaluation: a key tree against one message view.
+
+String keys match case-insensitively (Unicode casefold) on DECODED text:
+RFC 2047 words in headers, quoted-printable/base64 and the part's charset in
+bodies. Dates ignore time and zone: BEFORE/ON/SINCE use the internal date
+in its own zone, SENT* the date written in the Date: header (a message
+without a readable Date: falls back to its internal date, as Dovecot does).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import assert_never
+
+from imapd.message.dates import header_calendar_date, internal_calendar_date
+from imapd.message.decoding import decode_charset, decode_header_value, decode_transfer
+from imapd.message.headers import first_value
+from imapd.message.mime_tree import Part
+from imapd.message.view import MessageView, ParsedMessage
+from imapd.protocol.search_spec import (
+    AllKey,
+    AndKey,
+    BodyKey,
+    DateField,
+    DateKey,
+    DateRelation,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SizeKey,
+    SizeRelation,
+    TextKey,
+)
+from imapd.protocol.sequence import SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class SearchContext:
+    """What "*" and "$" mean in this mailbox, for sequence and UID sets."""
+
+    largest_seq: int
+    largest_uid: int
+    saved_uids: frozenset[int] = frozenset()  # SEARCHRES "$"
+
+
+class _Message:
+    """One message under evaluation: decoded text is computed once, on first need."""
+
+    __slots__ = ("_body_text", "_header_text", "parsed", "seq")
+
+    def __init__(self, view: MessageView, seq: int) -> None:
+        self.parsed = ParsedMessage(view)
+        self.seq = seq
+        self._body_text: str | None = None
+        self._header_text: str | None = None
+
+    def header_values(self, name: bytes) -> Iterator[str]:
+        for f in self.parsed.fields():
+            if f.name == name:
+                yield decode_header_value(f.value).casefold()
+
+    def header_text(self) -> str:
+        if self._header_text is None:
+            self._header_text = decode_header_value(self.parsed.header()).casefold()
+        return self._header_text
+
+    def body_text(self) -> str:
+        if self._body_text is None:
+            self._body_text = "\n".join(_texts(self.parsed.tree(), top=True)).casefold()
+        return self._body_text
+
+
+def _texts(part: Part, top: bool) -> Iterator[str]:
+    """Decoded text of every text leaf; embedded messages add their decoded header."""
+    if part.children:
+        for child in part.children:
+            yield from _texts(child, top=False)
+        return
+    if part.message is not None:
+        yield decode_header_value(part.message.header)
+        yield from _texts(part.message, top=False)
+        return
+    if part.content_type.main in (b"TEXT", b"MESSAGE") or (top and not part.content_type.main):
+        raw = decode_transfer(part.body, part.encoding)
+        yield decode_charset(raw, part.content_type.param(b"CHARSET"))
+
+
+def _compare_date(value: datetime.date, relation: DateRelation, wanted: datetime.date) -> bool:
+    if relation is DateRelation.BEFORE:
+        return value < wanted
+    if relation is DateRelation.ON:
+        return value == wanted
+    return value >= wanted
+
+
+def _has_flag(view: MessageView, flag: str) -> bool:
+    if flag.lower() == "\\recent":
+        return view.recent
+    wanted = flag.lower()
+    return any(f.lower() == wanted for f in view.flags)
+
+
+class SearchEvaluator:
+    """Evaluates one key tree for many messages; needles are casefolded once."""
+
+    __slots__ = ("context", "key")
+
+    def __init__(self, key: SearchKey, context: SearchContext) -> None:
+        self.key = key
+        self.context = context
+
+    def matches(self, view: MessageView, seq: int) -> bool:
+        """Raises MissingMessageData when the key needs bytes the view lacks (see search_needs)."""
+        return self._eval(self.key, _Message(view, seq))
+
+    def _eval(self, key: SearchKey, msg: _Message) -> bool:
+        view = msg.parsed.view
+        if isinstance(key, AndKey):
+            return all(self._eval(k, msg) for k in key.keys)
+        if isinstance(key, OrKey):
+            return self._eval(key.left, msg) or self._eval(key.right, msg)
+        if isinstance(key, NotKey):
+            return not self._eval(key.key, msg)
+        if isinstance(key, AllKey):
+            return True
+        if isinstance(key, FlagKey):
+            return _has_flag(view, key.flag) == key.present
+        if isinstance(key, SizeKey):
+            if key.relation is SizeRelation.LARGER:
+                return view.size > key.size
+            return view.size < key.size
+        if isinstance(key, ModSeqKey):
+            return view.modseq >= key.modseq
+        if isinstance(key, SequenceKey):
+            return self._in_set(key, view.uid, msg.seq)
+        if isinstance(key, DateKey):
+            return _compare_date(self._date_of(key.field, msg), key.relation, key.date)
+        if isinstance(key, HeaderKey):
+            needle = key.value.casefold()
+            name = key.field.lower().encode("ascii", "replace")
+            return any(needle in value for value in msg.header_values(name))
+        if isinstance(key, BodyKey):
+            return key.value.casefold() in msg.body_text()
+        if isinstance(key, TextKey):
+            needle = key.value.casefold()
+            return needle in msg.header_text() or needle in msg.body_text()
+        assert_never(key)
+
+    def _in_set(self, key: SequenceKey, uid: int, seq: int) -> bool:
+        matcher = key.matcher
+        if isinstance(matcher, SequenceSet) and matcher.saved:
+            # "$" names messages, not numbers: the saved result holds UIDs (RFC 5182).
+            return uid in self.context.saved_uids
+        if key.uid:
+            return matcher.contains(uid, self.context.largest_uid)
+        return matcher.contains(seq, self.context.largest_seq)
+
+    @staticmethod
+    def _date_of(field: DateField, msg: _Message) -> datetime.date:
+        view = msg.parsed.view
+        if field is DateField.SENT:
+            sent = header_calendar_date(first_value(msg.parsed.fields(), b"date"))
+            if sent is not None:
+                return sent
+        return internal_calendar_date(view.internal_date, view.tz_offset_minutes)
+
+
+def search(
+    key: SearchKey, messages: list[tuple[int, MessageView]], context: SearchContext
+) -> list[tuple[int, MessageView]]:
+    """The (seq, view) pairs that match, in the given order."""
+    evaluator = SearchEvaluator(key, context)
+    return [(seq, view) for seq, view in messages if evaluator.matches(view, seq)]

@@ -1,0 +1,76 @@
+"""What the renderer and the search evaluator see of one message.
+
+The session builds a `MessageView` from what the store returned: metadata
+always, the header block and/or the full message only when the FETCH or
+SEARCH needs them (fetch_spec.data_needs / search_spec.search_needs).
+`ParsedMessage` parses lazily and only once per view; it lives as long as
+the caller keeps it (one message of one command), so nothing accumulates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imapd.message.errors import MissingMessageData
+from imapd.message.headers import HeaderField, header_end, parse_fields
+from imapd.message.mime_tree import Part, parse_message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]
+    internal_date: int  # unix seconds
+    tz_offset_minutes: int
+    size: int
+    header: bytes | None = None  # header block incl. the blank line
+    chunks: tuple[bytes, ...] | None = None  # the whole message, in pieces as they arrived
+    recent: bool = False  # \Recent is per session, not stored
+
+
+class ParsedMessage:
+    """Lazy parse results of one MessageView."""
+
+    __slots__ = ("_fields", "_full", "_header", "_tree", "view")
+
+    def __init__(self, view: MessageView) -> None:
+        self.view = view
+        self._full: bytes | None = None
+        self._header: bytes | None = None
+        self._fields: list[HeaderField] | None = None
+        self._tree: Part | None = None
+
+    @property
+    def has_full(self) -> bool:
+        return self.view.chunks is not None
+
+    def full(self) -> bytes:
+        if self._full is None:
+            if self.view.chunks is None:
+                raise MissingMessageData(f"uid {self.view.uid}: message bytes were not fetched")
+            chunks = self.view.chunks
+            self._full = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._full
+
+    def header(self) -> bytes:
+        """The top-level header block; from the full message when we have it (one rule for both)."""
+        if self._header is None:
+            if self.view.chunks is not None:
+                full = self.full()
+                self._header = full[: header_end(full)]
+            elif self.view.header is not None:
+                self._header = self.view.header
+            else:
+                raise MissingMessageData(f"uid {self.view.uid}: header was not fetched")
+        return self._header
+
+    def fields(self) -> list[HeaderField]:
+        if self._fields is None:
+            self._fields = parse_fields(self.header())
+        return self._fields
+
+    def tree(self) -> Part:
+        if self._tree is None:
+            self._tree = parse_message(self.full())
+        return self._tree
