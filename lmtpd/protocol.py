@@ -110,7 +110,7 @@ class LmtpConnection:
         self._owed_replies = 0
 
     # ---- input ---------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the client; b"" means the client closed."""
         if data:
             self._buffer += data

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lmtpd.delivery import Outcome
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -115,3 +117,29 @@ def delivery_failed(address: str, reason: str) -> Reply:
 
 def idle_timeout() -> Reply:
     return reply(421, "4.4.2", "Idle timeout, closing connection")
+
+
+def for_resolution(outcome: Outcome, address: str, *, quota_tempfail: bool) -> Reply:
+    """The RCPT reply for a recipient lookup."""
+    if outcome is Outcome.DELIVERED:
+        return OK_RCPT
+    return for_outcome(outcome, address, uid=0, quota_tempfail=quota_tempfail)
+
+
+def for_outcome(outcome: Outcome, address: str, *, uid: int, quota_tempfail: bool) -> Reply:
+    """The one mapping of delivery outcomes to LMTP replies."""
+    if outcome is Outcome.DELIVERED:
+        return delivered(address, uid)
+    if outcome is Outcome.NO_SUCH_USER:
+        return no_such_user(address)
+    if outcome is Outcome.BAD_ADDRESS:
+        return bad_address(address)
+    if outcome is Outcome.OVER_QUOTA:
+        return over_quota(address, temporary=quota_tempfail)
+    if outcome is Outcome.TOO_BIG:
+        return reply(552, "5.3.4", f"<{address}>: message too big for this mailbox")
+    if outcome is Outcome.FENCED:
+        return try_later("this server is no longer the active writer")
+    if outcome is Outcome.UNAVAILABLE:
+        return try_later("mail store unavailable")
+    return delivery_failed(address, "internal error")

@@ -1,0 +1,75 @@
+"""What lmtpd needs from the store, as a narrow interface, and its outcomes.
+
+The server talks to the store only through `MailDrop`; the gRPC
+implementation lives in lmtpd.store_gateway, an in-memory one for tests in
+lmtpd.memory_drop. Outcomes are a closed enum so that the mapping to LMTP
+replies (lmtpd.replies.for_outcome) is exhaustive and lives in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    NO_SUCH_USER = "no such user"
+    BAD_ADDRESS = "bad address"
+    OVER_QUOTA = "over quota"
+    TOO_BIG = "too big"
+    FENCED = "fenced"  # this lmtpd's writer epoch is no longer the store's
+    UNAVAILABLE = "store unavailable"  # quiesced, restarting, unreachable
+    FAILED = "failed"  # anything else; permanent (a bug or bad data)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    outcome: Outcome
+    user: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str  # as given in RCPT TO (goes into Delivered-To)
+    user: str  # the store user it resolved to
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    uid: int = 0
+    detail: str = ""
+
+
+class MessageSource(Protocol):
+    """A spooled message body that can be read several times, in pieces."""
+
+    @property
+    def size(self) -> int: ...
+
+    def pieces(self, piece_size: int) -> Iterator[bytes]: ...
+
+
+class MailDropSession(Protocol):
+    """One LMTP connection's view of the store."""
+
+    async def resolve(self, address: str) -> Resolution: ...
+
+    async def deliver(
+        self, recipients: Sequence[Recipient], prefixes: Sequence[bytes], body: MessageSource
+    ) -> list[DeliveryResult]:
+        """Append prefix[i] + body to recipients[i]'s INBOX; results in order.
+
+        Returns only when every successful append is durable (fsynced).
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MailDrop(Protocol):
+    def session(self) -> MailDropSession: ...

@@ -1,0 +1,212 @@
+"""The trio LMTP server: a thin loop around the sans-IO core.
+
+Per connection: feed bytes to the core, answer each event, and write the
+accumulated replies only when the core needs more input, so a pipelined
+batch of commands (RFC 2920) costs one write. Mail goes to the store only
+through a MailDropSession.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from lmtpd import replies
+from lmtpd.delivery import MailDrop, MailDropSession, Outcome, Recipient
+from lmtpd.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    DataEnd,
+    Lhlo,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Rejected,
+    Rset,
+    Vrfy,
+)
+from lmtpd.protocol import LmtpConnection
+from lmtpd.spool import Spool
+
+log = logging.getLogger("mailha.lmtpd")
+
+_RECEIVE_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LmtpdOptions:
+    max_message_size: int
+    hostname: str = field(default_factory=socket.getfqdn)
+    # Over quota: 452 4.2.2 (MTA retries) instead of 552 5.2.2 (bounce).
+    quota_tempfail: bool = False
+    idle_timeout: float = 300.0
+    spool_dir: str | None = None
+
+
+@dataclass
+class _Transaction:
+    sender: str
+    recipients: list[Recipient] = field(default_factory=list)
+    spool: Spool | None = None
+
+    def discard_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+def trace_headers(sender: str, recipient: Recipient) -> bytes:
+    """Return-Path and Delivered-To, prepended to what this recipient stores.
+
+    Addresses come from parsed command lines, which cannot hold CR or LF,
+    so they cannot inject header lines.
+    """
+    return f"Return-Path: <{sender}>\r\nDelivered-To: {recipient.address}\r\n".encode()
+
+
+class _Connection:
+    def __init__(self, stream: trio.abc.Stream, options: LmtpdOptions, session: MailDropSession) -> None:
+        self.stream = stream
+        self.options = options
+        self.session = session
+        self.core = LmtpConnection(max_message_size=options.max_message_size)
+        self.out = bytearray(replies.greeting(options.hostname).to_bytes())
+        self.txn: _Transaction | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            if self.txn is not None:
+                self.txn.discard_spool()
+
+    async def _loop(self) -> None:
+        core = self.core
+        while True:
+            event = core.next_event()
+            if event is NEED_DATA:
+                await self._flush()
+                data: bytes | bytearray = b""
+                with trio.move_on_after(self.options.idle_timeout) as idle:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                if idle.cancelled_caught:
+                    self.out += replies.idle_timeout().to_bytes()
+                    await self._flush()
+                    return
+                core.receive_data(data)
+            elif isinstance(event, DataChunk):
+                assert self.txn is not None and self.txn.spool is not None
+                self.txn.spool.write(event.data)
+            elif isinstance(event, DataEnd):
+                await self._end_of_data(event)
+            elif isinstance(event, Quit):
+                self._reply(replies.BYE)
+                await self._flush()
+                return
+            elif isinstance(event, ConnectionClosed):
+                return
+            else:
+                self._reply(await self._answer(event))
+
+    async def _answer(self, event: Lhlo | MailFrom | RcptTo | Data | Rset | Noop | Vrfy | Rejected) -> replies.Reply:
+        opts = self.options
+        if isinstance(event, Rejected):
+            return event.reply
+        if isinstance(event, Lhlo):
+            self._reset()
+            return replies.lhlo_ok(opts.hostname, opts.max_message_size)
+        if isinstance(event, MailFrom):
+            if event.size is not None and event.size > opts.max_message_size:
+                return replies.too_big_announced(opts.max_message_size)
+            self.txn = _Transaction(event.reverse_path)
+            return replies.OK_MAIL
+        if isinstance(event, RcptTo):
+            assert self.txn is not None
+            found = await self.session.resolve(event.forward_path)
+            if found.outcome is Outcome.DELIVERED:
+                self.txn.recipients.append(Recipient(event.forward_path, found.user))
+            return replies.for_resolution(found.outcome, event.forward_path, quota_tempfail=opts.quota_tempfail)
+        if isinstance(event, Data):
+            assert self.txn is not None
+            self.txn.spool = Spool(directory=opts.spool_dir)
+            return replies.GO_AHEAD
+        if isinstance(event, Rset):
+            self._reset()
+            return replies.OK_RSET
+        if isinstance(event, Noop):
+            return replies.OK_NOOP
+        return replies.VRFY_CANNOT
+
+    async def _end_of_data(self, end: DataEnd) -> None:
+        txn = self.txn
+        assert txn is not None and txn.spool is not None
+        self.txn = None
+        try:
+            if end.too_big:
+                for _ in txn.recipients:
+                    self._reply(replies.too_big(self.options.max_message_size))
+                return
+            prefixes = [trace_headers(txn.sender, r) for r in txn.recipients]
+            results = await self.session.deliver(txn.recipients, prefixes, txn.spool)
+        finally:
+            txn.discard_spool()
+        for recipient, result in zip(txn.recipients, results, strict=True):
+            if result.outcome is not Outcome.DELIVERED:
+                # No body, no sender: logs never carry message content.
+                log.info("delivery to %s refused: %s %s", recipient.user, result.outcome.value, result.detail)
+            self._reply(
+                replies.for_outcome(
+                    result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
+                )
+            )
+
+    def _reset(self) -> None:
+        if self.txn is not None:
+            self.txn.discard_spool()
+        self.txn = None
+
+    def _reply(self, reply: replies.Reply) -> None:
+        self.out += self.core.send(reply)
+
+    async def _flush(self) -> None:
+        if self.out:
+            data = bytes(self.out)
+            self.out.clear()
+            await self.stream.send_all(data)
+
+
+async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop: MailDrop) -> None:
+    session = drop.session()
+    try:
+        await _Connection(stream, options, session).run()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away; nothing was acknowledged that was not stored
+    finally:
+        await session.aclose()
+        await trio.aclose_forcefully(stream)
+
+
+async def serve(
+    options: LmtpdOptions,
+    drop: MailDrop,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[Sequence[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on host:port until cancelled; task_status gets the listeners (port 0 = any)."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await handle_connection(stream, options, drop)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(listeners)

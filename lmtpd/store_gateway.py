@@ -1,0 +1,198 @@
+"""MailDrop over gRPC: the sync stub driven from trio worker threads.
+
+Each LMTP connection gets one AppendPipeline stream, opened at its first
+delivery and kept for the life of the connection: a delivery is then one
+stream message out and one back, instead of a fresh call, and the store can
+fold the appends of many connections into one fsync (group commit). Requests
+go through a bounded queue.Queue that gRPC's own thread drains, so a 20 MiB
+message is never queued whole; replies are read with a blocking `next()` in
+a worker thread.
+
+Every append carries the epoch this process was started with; it is never
+refreshed here (a deposed lmtpd must stay fenced and answer 451).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final, TypeVar
+
+import grpc
+import trio
+
+from lmtpd.delivery import DeliveryResult, MessageSource, Outcome, Recipient, Resolution
+from lmtpd.errors import StoreConnectionLost
+from mailha_api import store_pb2, store_pb2_grpc
+
+T = TypeVar("T")
+
+_PIECE: Final = 256 * 1024
+_QUEUE_DEPTH: Final = 16  # pieces in flight towards gRPC per connection (≤ 4 MiB)
+_PUT_TIMEOUT: Final = 60.0
+_UNARY_TIMEOUT: Final = 15.0
+_CHANNEL_OPTIONS: Final = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def outcome_for(code: grpc.StatusCode | int, details: str) -> Outcome:
+    """The one translation of store status codes into delivery outcomes."""
+    if isinstance(code, int):
+        code = _STATUS_BY_VALUE.get(code, grpc.StatusCode.UNKNOWN)
+    if code == grpc.StatusCode.OK:
+        return Outcome.DELIVERED
+    if code == grpc.StatusCode.NOT_FOUND:
+        return Outcome.NO_SUCH_USER
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return Outcome.BAD_ADDRESS
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return Outcome.TOO_BIG if details.startswith("size") else Outcome.OVER_QUOTA
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return Outcome.FENCED
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return Outcome.UNAVAILABLE
+    return Outcome.FAILED
+
+
+# AppendReply.error_code carries the numeric value of the status code.
+_STATUS_BY_VALUE: Final = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def _rpc_outcome(exc: grpc.RpcError) -> tuple[Outcome, str]:
+    code_fn = getattr(exc, "code", None)
+    details_fn = getattr(exc, "details", None)
+    code = code_fn() if code_fn is not None else grpc.StatusCode.UNKNOWN
+    details = (details_fn() if details_fn is not None else "") or ""
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
+    return outcome_for(code, details), details or code.name
+
+
+class _AppendPipeline:
+    """One AppendPipeline call: requests in through a queue, replies in order."""
+
+    def __init__(self, stub: store_pb2_grpc.MailStoreStub, limiter: trio.CapacityLimiter) -> None:
+        self._requests: queue.Queue[store_pb2.AppendRequest | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._limiter = limiter
+        self._call = stub.AppendPipeline(self._drain())
+        self._replies = iter(self._call)
+
+    def _drain(self) -> Iterator[store_pb2.AppendRequest]:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            yield item
+
+    async def put(self, request: store_pb2.AppendRequest) -> None:
+        try:
+            self._requests.put_nowait(request)
+        except queue.Full:
+            try:
+                await trio.to_thread.run_sync(self._put_blocking, request, limiter=self._limiter)
+            except queue.Full:
+                raise StoreConnectionLost("append pipeline stalled") from None
+
+    def _put_blocking(self, request: store_pb2.AppendRequest) -> None:
+        self._requests.put(request, timeout=_PUT_TIMEOUT)
+
+    async def reply(self) -> store_pb2.AppendReply:
+        try:
+            return await trio.to_thread.run_sync(self._next_reply, limiter=self._limiter, abandon_on_cancel=True)
+        except grpc.RpcError as exc:
+            raise StoreConnectionLost(_rpc_outcome(exc)[1]) from exc
+
+    def _next_reply(self) -> store_pb2.AppendReply:
+        try:
+            return next(self._replies)
+        except StopIteration:
+            raise StoreConnectionLost("append pipeline ended") from None
+
+    def close(self) -> None:
+        # Cancelling unblocks a worker thread still waiting in next().
+        self._call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves Call.cancel untyped
+        try:
+            self._requests.put_nowait(None)
+        except queue.Full:
+            pass
+
+
+class GrpcSession:
+    def __init__(self, drop: GrpcMailDrop) -> None:
+        self._drop = drop
+        self._pipeline: _AppendPipeline | None = None
+
+    async def resolve(self, address: str) -> Resolution:
+        request = store_pb2.ResolveAddressRequest(address=address)
+        try:
+            info = await self._drop.call(self._drop.stub.ResolveAddress, request)
+        except grpc.RpcError as exc:
+            outcome, detail = _rpc_outcome(exc)
+            return Resolution(outcome, detail=detail)
+        return Resolution(Outcome.DELIVERED, user=info.user)
+
+    async def deliver(
+        self, recipients: Sequence[Recipient], prefixes: Sequence[bytes], body: MessageSource
+    ) -> list[DeliveryResult]:
+        if self._pipeline is None:
+            self._pipeline = _AppendPipeline(self._drop.stub, self._drop.limiter)
+        pipeline = self._pipeline
+        try:
+            for recipient, prefix in zip(recipients, prefixes, strict=True):
+                await self._send_message(pipeline, recipient, prefix, body)
+            results: list[DeliveryResult] = []
+            for _ in recipients:
+                reply = await pipeline.reply()
+                if reply.error_code:
+                    outcome = outcome_for(reply.error_code, reply.error_message)
+                    results.append(DeliveryResult(outcome, detail=reply.error_message))
+                else:
+                    results.append(DeliveryResult(Outcome.DELIVERED, uid=reply.uid))
+            return results
+        except StoreConnectionLost as exc:
+            # What was in flight is unknown: a temporary failure makes the MTA
+            # retry (a possible duplicate beats a lost message).
+            pipeline.close()
+            self._pipeline = None
+            return [DeliveryResult(Outcome.UNAVAILABLE, detail=str(exc)) for _ in recipients]
+
+    async def _send_message(
+        self, pipeline: _AppendPipeline, recipient: Recipient, prefix: bytes, body: MessageSource
+    ) -> None:
+        header = store_pb2.AppendHeader(
+            epoch=self._drop.epoch, user=recipient.user, mailbox="INBOX", size=len(prefix) + body.size
+        )
+        pieces = body.pieces(_PIECE)
+        current = prefix + next(pieces, b"")
+        first: store_pb2.AppendHeader | None = header
+        for piece in pieces:
+            await pipeline.put(store_pb2.AppendRequest(header=first, data=current))
+            first, current = None, piece
+        await pipeline.put(store_pb2.AppendRequest(header=first, data=current, last=True))
+
+    async def aclose(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+
+class GrpcMailDrop:
+    def __init__(self, address: str, epoch: int, *, max_threads: int = 256) -> None:
+        self.epoch = epoch
+        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stub = store_pb2_grpc.MailStoreStub(self.channel)
+        # Each connection may hold a thread waiting for its next reply.
+        self.limiter = trio.CapacityLimiter(max_threads)
+
+    def session(self) -> GrpcSession:
+        return GrpcSession(self)
+
+    async def call(self, method: Callable[..., T], request: object) -> T:
+        return await trio.to_thread.run_sync(
+            lambda: method(request, timeout=_UNARY_TIMEOUT), limiter=self.limiter, abandon_on_cancel=True
+        )
+
+    def close(self) -> None:
+        self.channel.close()
