@@ -26,6 +26,7 @@ Rules (each broken rule is a Violation naming the history events involved):
   assuming a node stays active between two samples of the same epoch, and
   from the agents' own interval history), and no epoch is claimed by two
   nodes.
+- fetch: a FETCH of an acknowledged message by its UID returns that message.
 - vip: the floating IP is never held by two nodes (the sampler reports
   only nodes seen holding it in two passes taken in opposite orders, so a
   clean handover between the passes is not mistaken for a double holder).
@@ -190,6 +191,8 @@ def _check_set(
                         (ev.index, where[0].event),
                     )
                 )
+        elif scratch:
+            pass  # scratch messages are not counted among the checked writes
         elif where:
             unknown_present += 1
         else:
@@ -435,6 +438,24 @@ def _check_agents(ops: Sequence[Operation]) -> list[Violation]:
     return violations
 
 
+def _check_fetches(ops: Sequence[Operation]) -> list[Violation]:
+    """A FETCH of an acknowledged, never-expunged message must return it under its UID."""
+    violations: list[Violation] = []
+    for op in ops:
+        if op.f is Op.FETCH and op.outcome is EventType.OK:
+            ev = op.event()
+            expected = ev.str_("expected")
+            if expected is not None and expected not in ev.list_("found"):
+                violations.append(
+                    Violation(
+                        "fetch-mismatch",
+                        f"{ev.str_('mailbox')} UID {ev.int_('uid')}: expected {expected}, got {ev.list_('found')}",
+                        (ev.index,),
+                    )
+                )
+    return violations
+
+
 def _check_vip(ops: Sequence[Operation]) -> list[Violation]:
     violations: list[Violation] = []
     for op in ops:
@@ -497,6 +518,7 @@ def check(events: Iterable[Event]) -> CheckResult:
     violations += _check_epochs(ops)
     violations += _check_agents(ops)
     violations += _check_vip(ops)
+    violations += _check_fetches(ops)
     outcomes = Counter(op.outcome for op in ops if op.f in CLIENT_OPS)
     write_outcomes = Counter(op.outcome for op in ops if op.f in WRITES and not op.invoke.bool_("scratch"))
     faults = sum(

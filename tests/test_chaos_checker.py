@@ -322,3 +322,12 @@ def test_history_must_be_well_formed() -> None:
     stray = [Event(0, 0.0, 0.0, "p", EventType.OK, Op.FETCH, 9, {})]
     with pytest.raises(HistoryError, match="not invoked"):
         check(stray)
+
+
+def test_fetch_must_return_the_acknowledged_message() -> None:
+    h = H()
+    h.op(Op.FETCH, 0.0, 0.1, invoke={"mailbox": "A", "uid": 3, "expected": "a"}, reply={"found": ["a"]})
+    h.op(Op.FETCH, 0.2, 0.3, EventType.UNKNOWN, invoke={"mailbox": "A", "uid": 3, "expected": "a"})
+    assert h.check().valid
+    h.op(Op.FETCH, 0.4, 0.5, invoke={"mailbox": "A", "uid": 3, "expected": "a"}, reply={"found": []})
+    assert rules(h.check()) == ["fetch-mismatch"]
