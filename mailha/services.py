@@ -56,3 +56,32 @@ def store_service(
     if not writable:
         args.append("--read-only-start")
     return ServiceSpec("store", _mailha(*args))
+
+
+def lmtpd_service(
+    store: str,
+    epoch: int,
+    listen: str,
+    *,
+    max_message_size: int,
+    hostname: str | None = None,
+    quota_tempfail: bool = False,
+) -> ServiceSpec:
+    """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
+    args = [
+        "lmtpd",
+        "serve",
+        "--store",
+        store,
+        "--epoch",
+        str(epoch),
+        "--listen",
+        listen,
+        "--max-message-size",
+        str(max_message_size),
+    ]
+    if hostname:
+        args += ["--hostname", hostname]
+    if quota_tempfail:
+        args.append("--quota-tempfail")
+    return ServiceSpec("lmtpd", _mailha(*args))

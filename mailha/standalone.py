@@ -33,6 +33,7 @@ class StandaloneOptions:
     max_message_size: int
     default_quota: int = 0
     demo_user: bool = False
+    lmtp_listen: str = "127.0.0.1:2424"
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,23 @@ def wait_for_store(address: str, timeout: float = 30.0) -> int:
 # Hooks for the front ends: each returns the specs to start once the store is
 # up, given the paths, the options and the epoch.
 FrontEndFactory = Callable[[StandalonePaths, StandaloneOptions, int], list[services.ServiceSpec]]
-FRONT_ENDS: list[FrontEndFactory] = []
+
+
+def _lmtpd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
+    return [
+        services.lmtpd_service(
+            paths.store_socket, epoch, options.lmtp_listen, max_message_size=options.max_message_size
+        )
+    ]
+
+
+def _lmtpd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
+    return f"LMTP on {options.lmtp_listen} (e.g. Postfix: lmtp:inet:{options.lmtp_listen})"
+
+
+FRONT_ENDS: list[FrontEndFactory] = [_lmtpd_front_end]
 # Lines printed after start-up ("IMAP on ...").
-HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = []
+HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = [_lmtpd_how_to]
 
 
 class _Stop(Exception):

@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
     p.add_argument("--data", type=pathlib.Path, required=True, help="data directory (created if missing)")
     p.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
     p.add_argument("--default-quota", type=int, default=0, help="bytes per user; 0 = unlimited")
+    p.add_argument("--lmtp-listen", default="127.0.0.1:2424", help="LMTP HOST:PORT (default 127.0.0.1:2424)")
     p.add_argument("--demo-user", action="store_true", help="create user 'demo' (password 'demo') if missing")
     p.set_defaults(func=_run)
 
@@ -29,5 +30,6 @@ def _run(args: argparse.Namespace) -> int:
             max_message_size=args.max_message_size,
             default_quota=args.default_quota,
             demo_user=args.demo_user,
+            lmtp_listen=args.lmtp_listen,
         )
     )
