@@ -1,0 +1,324 @@
+"""The demo cluster's network: a bridge in the root namespace, one network
+namespace per node joined to it by a veth pair (pyroute2).
+
+    root namespace                       mailha-node1          mailha-node2
+    mailha-br0 192.0.2.1/24 ──┬── mhv-node1 ══ eth0 192.0.2.11/24
+                              └── mhv-node2 ══════════════ eth0 192.0.2.12/24
+
+Everything is named from cluster.yaml, so a teardown after a crash finds
+what an earlier `up` made without any state file: the configured
+namespaces, the configured bridge, the host-side veths named after the
+nodes, and any veth still enslaved to the bridge. Only addresses from the
+config (192.0.2.0/24 in the demo) and loopback are ever assigned; IPv6 is
+switched off on every interface we create so no link-local traffic appears.
+
+Also here: helpers the agent, `mailha status` and the chaos suite use to run
+commands in a node's namespace, read the IPv4 addresses an interface really
+holds, and find the processes living in a namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import pathlib
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from mailha.config import ClusterConfig, NodeConfig
+
+NETNS_RUN_DIR = pathlib.Path("/run/netns")
+HOST_VETH_PREFIX = "mhv-"
+PEER_TEMP_PREFIX = "mhp-"  # the node side's name until it is renamed eth0 inside the namespace
+NODE_IFNAME = "eth0"
+IFNAMSIZ = 15
+
+
+class NetnsError(Exception):
+    """Root of the topology's errors (bad names, netlink failures)."""
+
+
+@dataclass(frozen=True)
+class NodeLink:
+    """How one node is wired: its namespace, both veth ends and its address."""
+
+    node: str
+    namespace: str
+    host_ifname: str
+    node_ifname: str
+    address: ipaddress.IPv4Interface
+
+
+def host_veth_name(node: NodeConfig) -> str:
+    return (HOST_VETH_PREFIX + node.name)[:IFNAMSIZ]
+
+
+def _peer_temp_name(node: NodeConfig) -> str:
+    return (PEER_TEMP_PREFIX + node.name)[:IFNAMSIZ]
+
+
+def node_links(cfg: ClusterConfig) -> list[NodeLink]:
+    """The wiring of every node, checked for name clashes."""
+    links = [NodeLink(n.name, n.namespace, host_veth_name(n), NODE_IFNAME, n.address) for n in cfg.nodes]
+    for attr in ("host_ifname", "namespace"):
+        names = [getattr(link, attr) for link in links]
+        if len(set(names)) != len(names):
+            raise NetnsError(f"nodes: {attr} values clash after truncation to {IFNAMSIZ} chars: {names}")
+    if len(cfg.bridge) > IFNAMSIZ:
+        raise NetnsError(f"bridge: interface name {cfg.bridge!r} longer than {IFNAMSIZ} chars")
+    return links
+
+
+# ---------------------------------------------------------------------------
+# Small netlink helpers
+
+
+def _ignore(codes: Iterable[int], fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code in set(codes):
+            return None
+        raise
+
+
+def _index(ipr: Any, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return int(found[0]) if found else None
+
+
+def _ipv4_of(ipr: Any, index: int) -> list[ipaddress.IPv4Interface]:
+    result = []
+    for msg in ipr.addr("dump", index=index, family=2):
+        addr = msg.get("IFA_ADDRESS")
+        if addr:
+            result.append(ipaddress.IPv4Interface(f"{addr}/{msg['prefixlen']}"))
+    return result
+
+
+def _ensure_address(ipr: Any, index: int, address: ipaddress.IPv4Interface) -> None:
+    if address not in _ipv4_of(ipr, index):
+        _ignore(
+            [errno.EEXIST], ipr.addr, "add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen
+        )
+
+
+def _root_sysctl(path: str, value: str) -> None:
+    target = pathlib.Path("/proc/sys") / path
+    if target.exists():
+        target.write_text(value)
+
+
+def namespace_exists(name: str) -> bool:
+    return (NETNS_RUN_DIR / name).exists()
+
+
+def netns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
+    """argv that runs `argv` inside `namespace` (iproute2's `ip netns exec`)."""
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
+def run_in_netns(
+    namespace: str, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command inside `namespace` and return its output (text)."""
+    try:
+        return subprocess.run(
+            netns_argv(namespace, argv), check=check, capture_output=True, text=True, timeout=timeout, input=input
+        )
+    except subprocess.CalledProcessError as exc:
+        raise NetnsError(f"in {namespace}: {' '.join(argv)} failed ({exc.returncode}): {exc.stderr.strip()}") from exc
+
+
+def popen_in_netns(namespace: str, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a long-running process inside `namespace` (caller owns the Popen)."""
+    return subprocess.Popen(netns_argv(namespace, argv), **popen_kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Build
+
+
+def _ensure_namespace(link: NodeLink) -> None:
+    if not namespace_exists(link.namespace):
+        netns.create(link.namespace)
+    # Before any interface appears in it: no IPv6 (no link-local chatter).
+    run_in_netns(
+        link.namespace,
+        ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
+        check=False,
+    )
+
+
+def _ensure_bridge(ipr: Any, cfg: ClusterConfig) -> int:
+    index = _index(ipr, cfg.bridge)
+    if index is None:
+        ipr.link("add", ifname=cfg.bridge, kind="bridge")
+        index = _index(ipr, cfg.bridge)
+        if index is None:
+            raise NetnsError(f"bridge {cfg.bridge} vanished right after creation")
+    _root_sysctl(f"net/ipv6/conf/{cfg.bridge}/disable_ipv6", "1")
+    # Learn the floating IP's new owner from its gratuitous ARP even when
+    # the host had no neighbour entry for it yet.
+    _root_sysctl(f"net/ipv4/conf/{cfg.bridge}/arp_accept", "1")
+    _ensure_address(ipr, index, cfg.bridge_address)
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def _ensure_veth(ipr: Any, bridge_index: int, node: NodeConfig, link: NodeLink) -> None:
+    host_index = _index(ipr, link.host_ifname)
+    if host_index is None:
+        ipr.link(
+            "add",
+            ifname=link.host_ifname,
+            kind="veth",
+            peer={"ifname": _peer_temp_name(node), "net_ns_fd": link.namespace},
+        )
+        host_index = _index(ipr, link.host_ifname)
+        if host_index is None:
+            raise NetnsError(f"veth {link.host_ifname} vanished right after creation")
+    _root_sysctl(f"net/ipv6/conf/{link.host_ifname}/disable_ipv6", "1")
+    ipr.link("set", index=host_index, master=bridge_index, state="up")
+
+
+def _configure_node_side(node: NodeConfig, link: NodeLink) -> None:
+    with IPRoute(netns=link.namespace) as ns:
+        index = _index(ns, link.node_ifname)
+        if index is None:
+            index = _index(ns, _peer_temp_name(node))
+            if index is None:
+                raise NetnsError(f"{link.namespace}: neither {link.node_ifname} nor {_peer_temp_name(node)} exists")
+            ns.link("set", index=index, state="down")
+            ns.link("set", index=index, ifname=link.node_ifname)
+        _ensure_address(ns, index, link.address)
+        ns.link("set", index=index, state="up")
+        lo = _index(ns, "lo")
+        if lo is not None:
+            ns.link("set", index=lo, state="up")
+
+
+def topology_up(cfg: ClusterConfig) -> list[NodeLink]:
+    """Build (or complete) the topology; safe to run on a partial or full one."""
+    links = node_links(cfg)
+    try:
+        with IPRoute() as ipr:
+            bridge_index = _ensure_bridge(ipr, cfg)
+            for node, link in zip(cfg.nodes, links, strict=True):
+                _ensure_namespace(link)
+                _ensure_veth(ipr, bridge_index, node, link)
+                _configure_node_side(node, link)
+    except NetlinkError as exc:
+        raise NetnsError(f"building the topology failed: {exc}") from exc
+    return links
+
+
+# ---------------------------------------------------------------------------
+# Tear down
+
+
+def _enslaved_to(ipr: Any, bridge_index: int) -> list[str]:
+    names = []
+    for msg in ipr.get_links():
+        if msg.get("IFLA_MASTER") == bridge_index:
+            names.append(str(msg.get("IFLA_IFNAME")))
+    return names
+
+
+def topology_down(cfg: ClusterConfig) -> list[str]:
+    """Remove every namespace, link and address of this config's topology.
+
+    Works after a crash (everything is found by its configured name) and
+    does nothing the second time. Processes still inside a namespace are not
+    killed here (see pids_in_netns); deleting the namespace name drops its
+    interfaces once the last process has left. Returns what was removed.
+    """
+    removed: list[str] = []
+    links = node_links(cfg)
+    with IPRoute() as ipr:
+        bridge_index = _index(ipr, cfg.bridge)
+        veths = {link.host_ifname for link in links}
+        if bridge_index is not None:
+            veths.update(_enslaved_to(ipr, bridge_index))
+        for name in sorted(veths):
+            index = _index(ipr, name)
+            if index is not None:
+                # Deleting one end of a veth pair deletes the other end too.
+                _ignore([errno.ENODEV], ipr.link, "del", index=index)
+                removed.append(f"link {name}")
+        if bridge_index is not None:
+            _ignore([errno.ENODEV], ipr.link, "del", index=bridge_index)
+            removed.append(f"bridge {cfg.bridge} ({cfg.bridge_address})")
+    for link in links:
+        if namespace_exists(link.namespace):
+            netns.remove(link.namespace)
+            removed.append(f"namespace {link.namespace}")
+    return removed
+
+
+def topology_leftovers(cfg: ClusterConfig) -> list[str]:
+    """What of this config's topology exists right now (empty after a clean down)."""
+    found = []
+    with IPRoute() as ipr:
+        for name in [cfg.bridge, *(link.host_ifname for link in node_links(cfg))]:
+            if _index(ipr, name) is not None:
+                found.append(f"link {name}")
+        for msg in ipr.addr("dump", family=2):
+            addr = msg.get("IFA_ADDRESS")
+            if addr == str(cfg.bridge_address.ip):
+                found.append(f"address {addr}")
+    found += [f"namespace {link.namespace}" for link in node_links(cfg) if namespace_exists(link.namespace)]
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Reading the live state
+
+
+def interface_addresses(namespace: str | None, ifname: str) -> list[ipaddress.IPv4Interface]:
+    """The IPv4 addresses `ifname` holds now in `namespace` (None = root).
+
+    Empty when the namespace or the interface does not exist.
+    """
+    if namespace is not None and not namespace_exists(namespace):
+        return []
+    try:
+        with IPRoute(netns=namespace) if namespace is not None else IPRoute() as ipr:
+            index = _index(ipr, ifname)
+            return [] if index is None else _ipv4_of(ipr, index)
+    except (NetlinkError, OSError):
+        return []
+
+
+def holders_of(cfg: ClusterConfig, address: ipaddress.IPv4Address, ifname: str | None = None) -> list[str]:
+    """Names of the nodes whose namespace really has `address` on `ifname`
+    (default: the floating IP's interface). Read from the kernel, not believed."""
+    ifname = ifname or cfg.floating_ip.interface
+    return [
+        node.name for node in cfg.nodes if any(a.ip == address for a in interface_addresses(node.namespace, ifname))
+    ]
+
+
+def _netns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def pids_in_netns(namespace: str) -> list[int]:
+    """Processes whose network namespace is `namespace` (by inode)."""
+    target = _netns_inode(str(NETNS_RUN_DIR / namespace))
+    if target is None:
+        return []
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and _netns_inode(f"/proc/{entry.name}/ns/net") == target:
+            pids.append(int(entry.name))
+    return sorted(pids)

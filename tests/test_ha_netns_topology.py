@@ -1,0 +1,145 @@
+"""The namespace topology (haagent/netns.py) on real namespaces: it builds,
+connects, reports addresses from the kernel and leaves nothing behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from pyroute2 import IPRoute
+
+from haagent import netns
+from mailha.config import ClusterConfig
+from tests.ha_lab_fixtures import lab_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+except ConnectionRefusedError:
+    sys.exit(1)
+except OSError:
+    sys.exit(2)
+"""
+
+
+def tcp_probe(namespace: str | None, host: str, port: int, timeout: float = 0.5) -> str:
+    """'open', 'refused' (the host answered) or 'silent' (nothing came back)."""
+    argv = [sys.executable, "-c", CONNECT, host, str(port), str(timeout)]
+    if namespace is not None:
+        argv = netns.netns_argv(namespace, argv)
+    code = subprocess.run(argv, check=False, timeout=30).returncode
+    return {0: "open", 1: "refused", 2: "silent"}[code]
+
+
+def ours_in_system(cfg: ClusterConfig) -> list[str]:
+    """Everything of cfg's topology the system shows, read with iproute2 itself."""
+    netns_list = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    addrs = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+    names = [cfg.bridge, *(netns.host_veth_name(n) for n in cfg.nodes)]
+    found = [f"netns {n.namespace}" for n in cfg.nodes if n.namespace in netns_list.split()]
+    found += [f"link {name}" for name in names if f" {name}:" in links or f" {name}@" in links]
+    found += [f"addr {cfg.bridge_address.ip}" for line in addrs.splitlines() if f" {cfg.bridge_address} " in line]
+    return found
+
+
+@pytest.fixture
+def cfg(tmp_path: pathlib.Path) -> Iterator[ClusterConfig]:
+    config = lab_config(tmp_path)
+    try:
+        yield config
+    finally:
+        netns.topology_down(config)
+
+
+def test_up_builds_the_wiring_and_down_leaves_nothing_twice(cfg: ClusterConfig) -> None:
+    for _ in range(2):
+        links = netns.topology_up(cfg)
+        assert [link.namespace for link in links] == [n.namespace for n in cfg.nodes]
+        assert sorted(ours_in_system(cfg)) == sorted(
+            [f"netns {n.namespace}" for n in cfg.nodes]
+            + [f"link {cfg.bridge}", *(f"link {netns.host_veth_name(n)}" for n in cfg.nodes)]
+            + [f"addr {cfg.bridge_address.ip}"]
+        )
+        for node in cfg.nodes:
+            assert netns.interface_addresses(node.namespace, "eth0") == [node.address]
+        assert netns.interface_addresses(None, cfg.bridge) == [cfg.bridge_address]
+        removed = netns.topology_down(cfg)
+        assert len(removed) == 2 * len(cfg.nodes) + 1
+        assert ours_in_system(cfg) == []
+        assert netns.topology_leftovers(cfg) == []
+        assert netns.topology_down(cfg) == []
+
+
+def test_up_is_idempotent_and_repairs_a_partial_topology(cfg: ClusterConfig) -> None:
+    netns.topology_up(cfg)
+    netns.topology_up(cfg)
+    node = cfg.nodes[0]
+    # A half-built state: the veth pair of node 1 is gone, its namespace stays.
+    subprocess.run(["ip", "link", "del", netns.host_veth_name(node)], check=True)
+    assert netns.interface_addresses(node.namespace, "eth0") == []
+    netns.topology_up(cfg)
+    assert netns.interface_addresses(node.namespace, "eth0") == [node.address]
+    assert tcp_probe(node.namespace, str(cfg.nodes[1].address.ip), 9) == "refused"
+
+
+def test_only_test_net_and_loopback_addresses_and_no_ipv6(cfg: ClusterConfig) -> None:
+    netns.topology_up(cfg)
+    test_net = ipaddress.IPv4Network("192.0.2.0/24")
+    for node in cfg.nodes:
+        out = netns.run_in_netns(node.namespace, ["ip", "-o", "addr"]).stdout
+        for line in out.splitlines():
+            family, address = line.split()[2], line.split()[3]
+            assert family == "inet", line  # no inet6 at all, not even link-local
+            ip = ipaddress.IPv4Interface(address).ip
+            assert ip.is_loopback or ip in test_net, line
+    with IPRoute() as ipr:
+        for name in [cfg.bridge, *(netns.host_veth_name(n) for n in cfg.nodes)]:
+            index = ipr.link_lookup(ifname=name)[0]
+            assert [m.get("IFA_ADDRESS") for m in ipr.addr("dump", index=index, family=10)] == []
+
+
+def test_nodes_reach_each_other_and_the_bridge(cfg: ClusterConfig) -> None:
+    netns.topology_up(cfg)
+    n1, n2 = cfg.nodes
+    # "refused" means the SYN arrived and an RST came back: the path works.
+    assert tcp_probe(n1.namespace, str(n2.address.ip), 9) == "refused"
+    assert tcp_probe(n2.namespace, str(cfg.bridge_address.ip), 9) == "refused"
+    assert tcp_probe(None, str(n1.address.ip), 9) == "refused"
+
+
+def test_holders_and_processes_are_read_from_the_kernel(cfg: ClusterConfig) -> None:
+    netns.topology_up(cfg)
+    n1, n2 = cfg.nodes
+    floating = cfg.floating_ip.address
+    assert netns.holders_of(cfg, floating.ip) == []
+    netns.run_in_netns(n2.namespace, ["ip", "addr", "add", str(floating), "dev", "eth0"])
+    assert netns.holders_of(cfg, floating.ip) == [n2.name]
+    sleeper = netns.popen_in_netns(n1.namespace, ["sleep", "30"])
+    try:
+        assert netns.pids_in_netns(n1.namespace) == [sleeper.pid]
+        assert netns.pids_in_netns(n2.namespace) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_down_removes_strays_on_the_bridge_and_survives_half_gone_state(cfg: ClusterConfig) -> None:
+    netns.topology_up(cfg)
+    # A veth some crashed run attached to our bridge, under a name not from the config.
+    stray = "mhs-" + cfg.name[-6:]
+    subprocess.run(["ip", "link", "add", stray, "type", "veth", "peer", "name", stray + "p"], check=True)
+    subprocess.run(["ip", "link", "set", stray, "master", cfg.bridge], check=True)
+    subprocess.run(["ip", "netns", "del", cfg.nodes[0].namespace], check=True)
+    removed = netns.topology_down(cfg)
+    assert f"link {stray}" in removed
+    assert ours_in_system(cfg) == []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    assert stray not in links
