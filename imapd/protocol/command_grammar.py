@@ -1,0 +1,538 @@
+"""The command grammar: a framed command (segments + literals) to (tag, Command).
+
+One function per command name, chosen from a dict (no getattr dispatch).
+Every function starts right after the command name and must consume the
+whole command. Errors raise ParseError; the parser turns them into events.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime
+import re
+from collections.abc import Callable
+from typing import Final
+
+from imapd.protocol import commands as c
+from imapd.protocol.errors import ParseError
+from imapd.protocol.fetch_grammar import fetch_attributes
+from imapd.protocol.reader import Reader
+from imapd.protocol.search_grammar import search_program
+from imapd.protocol.search_spec import UnsupportedCharset
+from imapd.protocol.sequence import SequenceSet
+
+# tag: 1*<any ASTRING-CHAR except "+">
+TAG: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
+_MAX_TAG: Final = 64
+_STATUS_ITEMS: Final = {item.value: item for item in c.StatusItem}
+_LIST_SELECTION: Final = {opt.value: opt for opt in c.ListSelection}
+_LIST_RETURN: Final = {opt.value: opt for opt in c.ListReturn}
+_SEARCH_RETURN: Final = {opt.value: opt for opt in c.SearchReturn}
+_BASE64: Final = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+
+class CommandParseError(ParseError):
+    """A ParseError that knows the tag (None when not even the tag was readable)."""
+
+    def __init__(self, tag: str | None, message: str, *, charset: bool = False) -> None:
+        super().__init__(message)
+        self.tag = tag
+        self.message = message
+        # True for an unknown SEARCH CHARSET: answered NO [BADCHARSET], not BAD.
+        self.bad_charset = charset
+
+
+def split_tag(line: bytes) -> str | None:
+    """The tag at the start of a line, if it is a valid one followed by a space."""
+    m = TAG.match(line)
+    if m is None or m.end() > _MAX_TAG or line[m.end() : m.end() + 1] != b" ":
+        return None
+    return m.group().decode("ascii")
+
+
+def parse_command(
+    segments: list[bytes],
+    literals: list[bytes] | None = None,
+    binary: list[bool] | None = None,
+    *,
+    utf8_names: bool = False,
+) -> tuple[str, c.Command]:
+    """Parse one complete command; raises CommandParseError."""
+    tag = split_tag(segments[0])
+    if tag is None:
+        raise CommandParseError(None, "missing or invalid tag")
+    reader = Reader(segments, literals, binary, utf8_names=utf8_names)
+    try:
+        reader.read_pattern(TAG, "a tag")
+        reader.sp()
+        name = reader.keyword()
+        handler = _COMMANDS.get(name)
+        if handler is None:
+            raise ParseError(f"unknown command {name[:30]}")
+        command = handler(reader)
+        reader.end()
+    except UnsupportedCharset as exc:
+        raise CommandParseError(tag, f"unsupported charset {str(exc)[:30]}", charset=True) from None
+    except CommandParseError:
+        raise
+    except ParseError as exc:
+        raise CommandParseError(tag, str(exc)) from None
+    return tag, command
+
+
+# --- commands without arguments ---------------------------------------------
+
+
+def _no_args(command: c.Command) -> Callable[[Reader], c.Command]:
+    def parse(reader: Reader) -> c.Command:
+        return command
+
+    return parse
+
+
+# --- any / not authenticated -------------------------------------------------
+
+
+def _authenticate(r: Reader) -> c.Command:
+    r.sp()
+    mechanism = r.keyword()
+    initial: bytes | None = None
+    if r.maybe_sp():
+        raw = r.atom() if r.peek() != 0x3D else b""
+        if raw == b"":
+            r.expect(0x3D)  # "=" is the empty initial response
+            initial = b""
+        else:
+            initial = decode_base64(raw)
+    return c.Authenticate(mechanism, initial)
+
+
+def decode_base64(raw: bytes) -> bytes:
+    """Strict base64 (SASL responses); raises ParseError."""
+    if len(raw) % 4 or _BASE64.fullmatch(raw) is None:
+        raise ParseError("invalid base64")
+    try:
+        return binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error:
+        raise ParseError("invalid base64") from None
+
+
+def _login(r: Reader) -> c.Command:
+    r.sp()
+    user = r.astring_str()
+    r.sp()
+    return c.Login(user, r.astring_str())
+
+
+def _id(r: Reader) -> c.Command:
+    r.sp()
+    if r.peek_word() == b"NIL":
+        r.atom()
+        return c.Id(None)
+    r.expect(0x28)
+    params: list[tuple[str, str | None]] = []
+    if not r.maybe(0x29):
+        while True:
+            key = r.utf8(r.string())
+            r.sp()
+            value = r.nstring()
+            params.append((key, None if value is None else r.utf8(value)))
+            if len(params) > 30:
+                raise ParseError("too many ID parameters")
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+    return c.Id(tuple(params))
+
+
+def _compress(r: Reader) -> c.Command:
+    r.sp()
+    return c.Compress(r.keyword())
+
+
+# --- authenticated ----------------------------------------------------------
+
+
+def _select(read_only: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        mailbox = r.mailbox()
+        condstore = False
+        qresync: c.QResyncParams | None = None
+        if r.maybe_sp():
+            r.expect(0x28)
+            while True:
+                name = r.keyword()
+                if name == "CONDSTORE":
+                    condstore = True
+                elif name == "QRESYNC":
+                    r.sp()
+                    qresync = _qresync(r)
+                else:
+                    raise ParseError(f"unknown select parameter {name[:30]}")
+                if not r.maybe_sp():
+                    break
+            r.expect(0x29)
+        return c.Select(mailbox, read_only, condstore, qresync)
+
+    return parse
+
+
+def _qresync(r: Reader) -> c.QResyncParams:
+    r.expect(0x28)
+    uidvalidity = r.nz_number()
+    r.sp()
+    modseq = r.number64()
+    known_uids: SequenceSet | None = None
+    known_seq: SequenceSet | None = None
+    known_seq_uids: SequenceSet | None = None
+    if r.maybe_sp():
+        if r.peek() != 0x28:
+            known_uids = SequenceSet.parse(r.sequence_set())
+            if not r.maybe_sp():
+                r.expect(0x29)
+                return c.QResyncParams(uidvalidity, modseq, known_uids)
+        r.expect(0x28)
+        known_seq = SequenceSet.parse(r.sequence_set())
+        r.sp()
+        known_seq_uids = SequenceSet.parse(r.sequence_set())
+        r.expect(0x29)
+    r.expect(0x29)
+    return c.QResyncParams(uidvalidity, modseq, known_uids, known_seq, known_seq_uids)
+
+
+def _create(r: Reader) -> c.Command:
+    r.sp()
+    mailbox = r.mailbox()
+    special: tuple[str, ...] = ()
+    if r.maybe_sp():
+        r.expect(0x28)
+        if r.keyword() != "USE":
+            raise ParseError("unknown CREATE parameter")
+        r.sp()
+        special = r.flag_list()
+        r.expect(0x29)
+    return c.Create(mailbox, special)
+
+
+def _one_mailbox(cls: type[c.Delete | c.Subscribe | c.Unsubscribe | c.GetQuotaRoot]) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        return cls(r.mailbox())
+
+    return parse
+
+
+def _rename(r: Reader) -> c.Command:
+    r.sp()
+    old = r.mailbox()
+    r.sp()
+    return c.Rename(old, r.mailbox())
+
+
+def _list(r: Reader) -> c.Command:
+    r.sp()
+    extended = False
+    selection: set[c.ListSelection] = set()
+    if r.maybe(0x28):
+        extended = True
+        if not r.maybe(0x29):
+            while True:
+                opt = _LIST_SELECTION.get(r.keyword())
+                if opt is None:
+                    raise ParseError("unknown LIST selection option")
+                selection.add(opt)
+                if not r.maybe_sp():
+                    break
+            r.expect(0x29)
+        r.sp()
+    reference = r.list_mailbox()
+    r.sp()
+    if r.maybe(0x28):
+        extended = True
+        patterns = [r.list_mailbox()]
+        while r.maybe_sp():
+            patterns.append(r.list_mailbox())
+        r.expect(0x29)
+    else:
+        patterns = [r.list_mailbox()]
+    returns: set[c.ListReturn] = set()
+    status: tuple[c.StatusItem, ...] | None = None
+    if r.maybe_sp():
+        if r.keyword() != "RETURN":
+            raise ParseError("expected RETURN")
+        extended = True
+        r.sp()
+        r.expect(0x28)
+        if not r.maybe(0x29):
+            while True:
+                name = r.keyword()
+                if name == "STATUS":
+                    r.sp()
+                    status = _status_items(r)
+                else:
+                    ret = _LIST_RETURN.get(name)
+                    if ret is None:
+                        raise ParseError("unknown LIST return option")
+                    returns.add(ret)
+                if not r.maybe_sp():
+                    break
+            r.expect(0x29)
+    if c.ListSelection.RECURSIVEMATCH in selection and selection <= {c.ListSelection.RECURSIVEMATCH}:
+        raise ParseError("RECURSIVEMATCH needs another selection option")  # RFC 5258 section 3
+    return c.List(reference, tuple(patterns), frozenset(selection), frozenset(returns), status, extended)
+
+
+def _lsub(r: Reader) -> c.Command:
+    r.sp()
+    reference = r.list_mailbox()
+    r.sp()
+    return c.Lsub(reference, r.list_mailbox())
+
+
+def _status_items(r: Reader) -> tuple[c.StatusItem, ...]:
+    r.expect(0x28)
+    items: list[c.StatusItem] = []
+    while True:
+        item = _STATUS_ITEMS.get(r.keyword())
+        if item is None:
+            raise ParseError("unknown status item")
+        items.append(item)
+        if not r.maybe_sp():
+            break
+    r.expect(0x29)
+    return tuple(items)
+
+
+def _status(r: Reader) -> c.Command:
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    return c.Status(mailbox, _status_items(r))
+
+
+def append_message_head(r: Reader) -> tuple[tuple[str, ...], datetime.datetime | None]:
+    """[flag-list SP] [date-time SP] before a message literal (after the SP that precedes them)."""
+    flags: tuple[str, ...] = ()
+    date: datetime.datetime | None = None
+    if r.peek() == 0x28:
+        flags = r.flag_list()
+        r.sp()
+    if r.peek() == 0x22:
+        date = r.date_time()
+        r.sp()
+    return flags, date
+
+
+def _append(r: Reader) -> c.Command:
+    r.sp()
+    mailbox = r.mailbox()
+    messages: list[c.AppendMessage] = []
+    while r.maybe_sp():
+        flags, date = append_message_head(r)
+        binary = r.literal_is_binary()
+        messages.append(c.AppendMessage(flags, date, r.literal(), binary))
+    if not messages:
+        raise ParseError("APPEND needs a message literal")
+    return c.Append(mailbox, tuple(messages))
+
+
+def _enable(r: Reader) -> c.Command:
+    caps: list[str] = []
+    while r.maybe_sp():
+        caps.append(r.keyword())
+    if not caps:
+        raise ParseError("ENABLE needs a capability")
+    return c.Enable(tuple(caps))
+
+
+def _getquota(r: Reader) -> c.Command:
+    r.sp()
+    return c.GetQuota(r.astring_str())
+
+
+def _setquota(r: Reader) -> c.Command:
+    r.sp()
+    root = r.astring_str()
+    r.sp()
+    r.expect(0x28)
+    limits: list[tuple[str, int]] = []
+    if not r.maybe(0x29):
+        while True:
+            resource = r.keyword()
+            r.sp()
+            limits.append((resource, r.number64()))
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+    return c.SetQuota(root, tuple(limits))
+
+
+# --- selected ----------------------------------------------------------------
+
+
+def _search(uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        returns: frozenset[c.SearchReturn] | None = None
+        charset = "US-ASCII"
+        if r.peek_word() == b"RETURN":
+            r.atom()
+            r.sp()
+            r.expect(0x28)
+            opts: set[c.SearchReturn] = set()
+            if not r.maybe(0x29):
+                while True:
+                    opt = _SEARCH_RETURN.get(r.keyword())
+                    if opt is None:
+                        raise ParseError("unknown SEARCH return option")
+                    opts.add(opt)
+                    if not r.maybe_sp():
+                        break
+                r.expect(0x29)
+            # RETURN () means ALL (RFC 4731 section 3.1); SAVE alone saves without output.
+            returns = frozenset(opts) if opts else frozenset({c.SearchReturn.ALL})
+            r.sp()
+        if r.peek_word() == b"CHARSET":
+            r.atom()
+            r.sp()
+            charset = r.astring_str()
+            r.sp()
+        return c.Search(search_program(r, charset), uid, returns)
+
+    return parse
+
+
+def _fetch(uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        seq = SequenceSet.parse(r.sequence_set())
+        r.sp()
+        attrs = fetch_attributes(r)
+        changed_since: int | None = None
+        vanished = False
+        if r.maybe_sp():
+            r.expect(0x28)
+            while True:
+                name = r.keyword()
+                if name == "CHANGEDSINCE":
+                    r.sp()
+                    changed_since = r.number64()
+                elif name == "VANISHED" and uid:
+                    vanished = True
+                else:
+                    raise ParseError(f"unknown FETCH modifier {name[:30]}")
+                if not r.maybe_sp():
+                    break
+            r.expect(0x29)
+        if vanished and changed_since is None:
+            raise ParseError("VANISHED needs CHANGEDSINCE")  # RFC 7162 section 3.2.6
+        return c.Fetch(seq, attrs, uid, changed_since, vanished)
+
+    return parse
+
+
+_STORE_ITEMS: Final = {
+    "FLAGS": (c.StoreMode.REPLACE, False),
+    "FLAGS.SILENT": (c.StoreMode.REPLACE, True),
+    "+FLAGS": (c.StoreMode.ADD, False),
+    "+FLAGS.SILENT": (c.StoreMode.ADD, True),
+    "-FLAGS": (c.StoreMode.REMOVE, False),
+    "-FLAGS.SILENT": (c.StoreMode.REMOVE, True),
+}
+_STORE_ITEM: Final = re.compile(rb"[+-]?[A-Za-z.]+")
+
+
+def _store(uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        seq = SequenceSet.parse(r.sequence_set())
+        r.sp()
+        unchanged_since: int | None = None
+        if r.maybe(0x28):
+            if r.keyword() != "UNCHANGEDSINCE":
+                raise ParseError("unknown STORE modifier")
+            r.sp()
+            unchanged_since = r.number64()
+            r.expect(0x29)
+            r.sp()
+        item = _STORE_ITEMS.get(r.read_pattern(_STORE_ITEM, "a store item").upper().decode("ascii"))
+        if item is None:
+            raise ParseError("unknown STORE item")
+        r.sp()
+        flags = r.flags_maybe_parenthesised()
+        return c.Store(seq, item[0], flags, item[1], uid, unchanged_since)
+
+    return parse
+
+
+def _copy_move(cls: type[c.Copy | c.Move], uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        seq = SequenceSet.parse(r.sequence_set())
+        r.sp()
+        return cls(seq, r.mailbox(), uid)
+
+    return parse
+
+
+def _uid_expunge(r: Reader) -> c.Command:
+    r.sp()
+    return c.Expunge(SequenceSet.parse(r.sequence_set()))
+
+
+_UID_COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
+    "COPY": _copy_move(c.Copy, True),
+    "MOVE": _copy_move(c.Move, True),
+    "FETCH": _fetch(True),
+    "SEARCH": _search(True),
+    "STORE": _store(True),
+    "EXPUNGE": _uid_expunge,
+}
+
+
+def _uid(r: Reader) -> c.Command:
+    r.sp()
+    handler = _UID_COMMANDS.get(r.keyword())
+    if handler is None:
+        raise ParseError("unknown UID command")
+    return handler(r)
+
+
+_COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
+    "CAPABILITY": _no_args(c.Capability()),
+    "NOOP": _no_args(c.Noop()),
+    "LOGOUT": _no_args(c.Logout()),
+    "STARTTLS": _no_args(c.StartTls()),
+    "AUTHENTICATE": _authenticate,
+    "LOGIN": _login,
+    "ID": _id,
+    "COMPRESS": _compress,
+    "SELECT": _select(False),
+    "EXAMINE": _select(True),
+    "CREATE": _create,
+    "DELETE": _one_mailbox(c.Delete),
+    "RENAME": _rename,
+    "SUBSCRIBE": _one_mailbox(c.Subscribe),
+    "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
+    "LIST": _list,
+    "LSUB": _lsub,
+    "STATUS": _status,
+    "APPEND": _append,
+    "IDLE": _no_args(c.Idle()),
+    "NAMESPACE": _no_args(c.Namespace()),
+    "ENABLE": _enable,
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
+    "SETQUOTA": _setquota,
+    "CHECK": _no_args(c.Check()),
+    "CLOSE": _no_args(c.Close()),
+    "UNSELECT": _no_args(c.Unselect()),
+    "EXPUNGE": _no_args(c.Expunge()),
+    "SEARCH": _search(False),
+    "FETCH": _fetch(False),
+    "STORE": _store(False),
+    "COPY": _copy_move(c.Copy, False),
+    "MOVE": _copy_move(c.Move, False),
+    "UID": _uid,
+}

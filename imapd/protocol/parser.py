@@ -1,0 +1,547 @@
+"""Incremental IMAP command parser (h11 style): bytes in, events out, no I/O.
+
+Usage by the server (one parser per connection)::
+
+    parser.receive_data(data)
+    while True:
+        event = parser.next_event()
+        if event is NEED_DATA: break            # read more from the socket
+        ...                                     # handle the event
+
+Events (imapd.protocol.events):
+
+- `CommandReceived(tag, command)`: a complete command. The server checks the
+  state table (states.py), runs it and answers.
+- `ContinuationNeeded(tag, size)`: the client announced a synchronizing
+  literal {size} and waits. Either send a continuation request ("+ Ready")
+  and call `accept_literal()`, or answer the tag NO/BAD and call
+  `reject_literal()` (the client then abandons the command). `next_event()`
+  raises UsageError until one of them is called.
+- `LiteralTooBig(tag, size, limit, append)`: answer NO [TOOBIG]. Never
+  buffered: a synchronizing literal is refused before its data is sent; a
+  non-synchronizing {n+} is skipped byte by byte, and the event comes once
+  the rest of the command has been skipped.
+- `BadCommand(tag, text, reason)`: answer BAD (tagged when `tag` is known).
+  The parser has already resynchronised at the end of the command, skipping
+  announced non-synchronizing literals. Counting bad commands is the server's job.
+- IDLE: after answering IDLE with "+ idling", call `begin_idle(tag)`; the next
+  line yields `IdleDone(tag)` for DONE, or `BadCommand(tag, reason=EXPECTED_DONE)`.
+- AUTHENTICATE: after sending a "+ <challenge>" line, call
+  `begin_auth_response(tag)`; the next line yields `AuthResponse(tag, data)`
+  (data None when the client cancelled with "*").
+- STARTTLS / COMPRESS: after answering OK, `take_unprocessed()` returns (and
+  drops) bytes the client sent too early: plaintext pipelined after STARTTLS
+  must be thrown away (command injection), bytes after COMPRESS are compressed.
+
+APPEND streaming (when authenticated and `stream_append` is on, the default)
+is agreed with the session as this sequence for one APPEND command::
+
+    AppendStart(tag, mailbox)                       once, at the first message literal
+    ( AppendMessageStart(tag, flags, date, size, binary)
+      [ContinuationNeeded(tag, size)]               only for a synchronizing literal
+      AppendChunk(tag, data)*                       <= limits.append_chunk bytes each, sum == size
+      AppendMessageEnd(tag) )+                      one group per message (MULTIAPPEND)
+    AppendEnd(tag)                                  the command is complete: commit, answer OK
+
+After AppendStart the command ends with exactly one of AppendEnd,
+BadCommand(tag), LiteralTooBig(tag) (a later message over APPENDLIMIT), or
+the server's own abandonment: `reject_literal()` at a ContinuationNeeded, or
+`discard_command()` at any point (e.g. the mailbox does not exist, over
+quota), which skips the rest of the command without buffering and then
+yields `CommandDiscarded(tag)`. On anything but AppendEnd the session drops
+what it staged. A message literal counts against `append_limit` only, never
+against the line or command limits. Before authentication, APPEND literals
+are ordinary literals (small limits), so an unauthenticated client cannot
+stream anything.
+
+Limits (ParserLimits, switched by `set_authenticated()`): the command line
+(all text of one command, literals excluded), each literal, and the whole
+command (text plus literals) are capped; the buffer never holds more than a
+command's limit plus one unread network chunk.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from imapd.protocol import events as ev
+from imapd.protocol.command_grammar import CommandParseError, decode_base64, parse_command, split_tag
+from imapd.protocol.command_grammar import append_message_head as _append_head
+from imapd.protocol.errors import ParseError, UsageError
+from imapd.protocol.reader import Reader
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+
+# A literal announcement at the end of a line: {n}, {n+}, ~{n}, ~{n+}.
+_LITERAL: Final = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}$")
+# How much of a skipped line is kept to spot a literal announcement at its end.
+_TAIL: Final = 32
+_KNOWN_COMMANDS: Final = frozenset(
+    b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN ID COMPRESS SELECT EXAMINE CREATE DELETE RENAME"
+    b" SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND IDLE NAMESPACE ENABLE GETQUOTA GETQUOTAROOT SETQUOTA"
+    b" CHECK CLOSE UNSELECT EXPUNGE SEARCH FETCH STORE COPY MOVE UID".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    line_before_auth: int = 8 * KIB
+    line_after_auth: int = 64 * KIB
+    literal_before_auth: int = 8 * KIB
+    literal_after_auth: int = 128 * KIB
+    command_before_auth: int = 16 * KIB
+    command_after_auth: int = 256 * KIB
+    append_limit: int = 20 * MIB  # APPENDLIMIT, per message
+    append_chunk: int = 64 * KIB  # largest AppendChunk
+
+
+# flags and INTERNALDATE before an APPEND message literal
+_AppendHead = tuple[tuple[str, ...], datetime.datetime | None]
+
+
+class _Mode(enum.Enum):
+    LINE = "line"  # reading command text up to LF
+    LITERAL = "literal"  # buffering a (small) literal of the command
+    AWAIT_CONTINUATION = "await-continuation"  # ContinuationNeeded yielded; caller must accept/reject
+    APPEND_DATA = "append-data"  # streaming a message literal as AppendChunk events
+    DISCARD_LINE = "discard-line"  # resync: skipping to the end of the line
+    DISCARD_LITERAL = "discard-literal"  # resync: skipping an announced {n+} literal
+    IDLE = "idle"  # waiting for DONE
+    AUTH_RESPONSE = "auth-response"  # waiting for one SASL response line
+
+
+class CommandParser:
+    """Sans-IO parser of one connection's client stream."""
+
+    def __init__(
+        self,
+        limits: ParserLimits = ParserLimits(),
+        *,
+        authenticated: bool = False,
+        stream_append: bool = True,
+        utf8_names: bool = False,
+    ) -> None:
+        self.limits = limits
+        self._stream_append = stream_append
+        self.utf8_names = utf8_names
+        self._buf = bytearray()
+        self._scan = 0  # bytes of _buf already searched for LF
+        self._events: deque[ev.Event] = deque()
+        self._mode = _Mode.LINE
+        self._after_accept = _Mode.LITERAL
+        self._set_limits(authenticated)
+        self._reset_command()
+        self._remaining = 0  # bytes left of the literal being read or skipped
+        self._tail = b""  # end of the line being skipped
+        self._pending: ev.Event | None = None  # yielded when a skip ends
+        self._wait_tag = ""  # tag of IDLE / AUTHENTICATE
+
+    # --- public API ----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def set_authenticated(self, authenticated: bool = True) -> None:
+        """Switch to the limits of the authenticated states (call after LOGIN/AUTHENTICATE succeeds)."""
+        self._set_limits(authenticated)
+
+    @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: unparsed input plus the command being assembled."""
+        return len(self._buf) + self._held
+
+    @property
+    def idling(self) -> bool:
+        return self._mode is _Mode.IDLE
+
+    @property
+    def awaiting_continuation(self) -> bool:
+        return self._mode is _Mode.AWAIT_CONTINUATION
+
+    def accept_literal(self) -> None:
+        self._require_await()
+        self._mode = self._after_accept
+
+    def reject_literal(self) -> None:
+        self._require_await()
+        self._events.clear()
+        self._reset_command()
+        self._mode = _Mode.LINE
+
+    def discard_command(self) -> None:
+        """Abandon the command in progress; yields CommandDiscarded(tag) once its bytes are skipped."""
+        tag = self._tag
+        pending = ev.CommandDiscarded(tag)
+        self._events.clear()  # e.g. AppendMessageStart / ContinuationNeeded queued behind AppendStart
+        if self._mode is _Mode.AWAIT_CONTINUATION:
+            self._reset_command()
+            self._mode = _Mode.LINE
+            self._events.append(pending)
+        elif self._mode in (_Mode.APPEND_DATA, _Mode.LITERAL):
+            self._skip_literal(self._remaining, pending)
+        elif self._mode is _Mode.LINE and self._segments:
+            # between a literal and the next line: skip the rest of this line
+            self._skip_line(pending)
+        else:
+            raise UsageError("no command in progress")
+
+    def begin_idle(self, tag: str) -> None:
+        self._require_line("begin_idle")
+        self._mode = _Mode.IDLE
+        self._wait_tag = tag
+
+    def begin_auth_response(self, tag: str) -> None:
+        self._require_line("begin_auth_response")
+        self._mode = _Mode.AUTH_RESPONSE
+        self._wait_tag = tag
+
+    def take_unprocessed(self) -> bytes:
+        """Remove and return every byte not yet parsed (STARTTLS, COMPRESS)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scan = 0
+        return data
+
+    def next_event(self) -> ev.Event:
+        while not self._events:
+            mode = self._mode
+            if mode is _Mode.LINE:
+                progressed = self._step_line()
+            elif mode is _Mode.LITERAL:
+                progressed = self._step_literal()
+            elif mode is _Mode.APPEND_DATA:
+                progressed = self._step_append_data()
+            elif mode is _Mode.DISCARD_LINE:
+                progressed = self._step_discard_line()
+            elif mode is _Mode.DISCARD_LITERAL:
+                progressed = self._step_discard_literal()
+            elif mode is _Mode.IDLE or mode is _Mode.AUTH_RESPONSE:
+                progressed = self._step_wait_line()
+            else:
+                raise UsageError("a synchronizing literal waits for accept_literal() or reject_literal()")
+            if not progressed:
+                return ev.NEED_DATA
+        return self._events.popleft()
+
+    # --- helpers -------------------------------------------------------------
+
+    def _set_limits(self, authenticated: bool) -> None:
+        self._authenticated = authenticated
+        lim = self.limits
+        self._line_limit = lim.line_after_auth if authenticated else lim.line_before_auth
+        self._literal_limit = lim.literal_after_auth if authenticated else lim.literal_before_auth
+        self._command_limit = lim.command_after_auth if authenticated else lim.command_before_auth
+
+    def _reset_command(self) -> None:
+        self._tag: str | None = None
+        self._segments: list[bytes] = []
+        self._literals: list[bytes] = []
+        self._binary: list[bool] = []
+        self._literal_buf = bytearray()
+        self._text_bytes = 0  # command text so far (line limit)
+        self._held = 0  # text + buffered literals (command limit)
+        self._is_append = False
+        self._append_mailbox: str | None = None
+        self._append_started = False
+
+    def _require_await(self) -> None:
+        if self._mode is not _Mode.AWAIT_CONTINUATION:
+            raise UsageError("no synchronizing literal is waiting")
+
+    def _require_line(self, what: str) -> None:
+        if self._mode is not _Mode.LINE or self._segments:
+            raise UsageError(f"{what}() called in the middle of a command")
+
+    def _take_line(self) -> bytes | None:
+        """The next line without its line ending, or None if no LF is buffered."""
+        idx = self._buf.find(b"\n", self._scan)
+        if idx < 0:
+            self._scan = len(self._buf)
+            return None
+        end = idx - 1 if idx and self._buf[idx - 1] == 0x0D else idx
+        line = bytes(self._buf[:end])
+        del self._buf[: idx + 1]
+        self._scan = 0
+        return line
+
+    def _skip_line(self, pending: ev.Event) -> None:
+        """Resync: skip to the end of the current line (following {n+} literals), then yield `pending`."""
+        self._pending = pending
+        self._tail = b""
+        self._reset_command()
+        self._mode = _Mode.DISCARD_LINE
+
+    def _skip_literal(self, size: int, pending: ev.Event) -> None:
+        self._pending = pending
+        self._tail = b""
+        self._reset_command()
+        self._remaining = size
+        self._mode = _Mode.DISCARD_LITERAL
+
+    def _finish_skip(self) -> None:
+        self._mode = _Mode.LINE
+        if self._pending is not None:
+            self._events.append(self._pending)
+            self._pending = None
+
+    def _bad(self, text: str, reason: ev.BadReason = ev.BadReason.SYNTAX) -> ev.BadCommand:
+        return ev.BadCommand(self._tag, text, reason)
+
+    # --- LINE ----------------------------------------------------------------
+
+    def _step_line(self) -> bool:
+        line = self._take_line()
+        if line is None:
+            if self._text_bytes + len(self._buf) > self._line_limit:
+                if self._tag is None:
+                    self._tag = split_tag(bytes(self._buf[:80]))
+                bad = self._bad("command line too long", ev.BadReason.LINE_TOO_LONG)
+                self._skip_line(bad)
+                return True
+            return False
+        if self._text_bytes + len(line) > self._line_limit:
+            if self._tag is None:
+                self._tag = split_tag(line[:80])
+            self._after_skipped_line(line[-_TAIL:], self._bad("command line too long", ev.BadReason.LINE_TOO_LONG))
+            return True
+        if not self._segments:
+            if not line:
+                return True  # blank lines between commands are harmless; ignore them
+            if not self._start_command(line):
+                return True
+        self._text_bytes += len(line)
+        self._held += len(line)
+        m = _LITERAL.search(line, max(0, len(line) - 26))
+        if m is None:
+            self._complete(line)
+        else:
+            self._literal_announced(line[: m.start()], int(m.group(2)), m.group(3) == b"", m.group(1) == b"~")
+        return True
+
+    def _start_command(self, line: bytes) -> bool:
+        """Check tag and command name; False (and resync) when the line is not worth parsing."""
+        self._tag = split_tag(line)
+        if self._tag is None:
+            self._after_skipped_line(line[-_TAIL:], ev.BadCommand(None, "invalid tag", ev.BadReason.BAD_TAG))
+            return False
+        name_start = len(self._tag) + 1
+        name_end = line.find(b" ", name_start)
+        name = line[name_start : len(line) if name_end < 0 else name_end].upper()
+        brace = name.find(b"{")  # "a LOGIN{5}" is not a command name
+        if brace >= 0:
+            name = name[:brace]
+        if name not in _KNOWN_COMMANDS:
+            self._after_skipped_line(line[-_TAIL:], self._bad("unknown command", ev.BadReason.UNKNOWN_COMMAND))
+            return False
+        self._is_append = name == b"APPEND" and self._stream_append and self._authenticated
+        return True
+
+    def _after_skipped_line(self, tail: bytes, pending: ev.Event) -> None:
+        """A whole bad line was read: follow a {n+} at its end, then yield `pending`."""
+        self._skip_line(pending)
+        self._end_of_skipped_line(tail)
+
+    def _complete(self, line: bytes) -> None:
+        self._segments.append(line)
+        if self._is_append and self._append_started:
+            # end of a streamed APPEND: only the final CRLF may follow the last message
+            tag = self._tag or ""
+            event: ev.Event = ev.AppendEnd(tag) if not line else self._bad("junk after APPEND message")
+            self._events.append(event)
+            self._reset_command()
+            return
+        try:
+            tag, command = parse_command(self._segments, self._literals, self._binary, utf8_names=self.utf8_names)
+            self._events.append(ev.CommandReceived(tag, command))
+        except CommandParseError as exc:
+            reason = ev.BadReason.BAD_CHARSET if exc.bad_charset else ev.BadReason.SYNTAX
+            self._events.append(ev.BadCommand(exc.tag, exc.message, reason))
+        self._reset_command()
+
+    def _literal_announced(self, text: bytes, size: int, sync: bool, binary: bool) -> None:
+        tag = self._tag or ""
+        if self._is_append:
+            try:
+                head = self._append_head(text)
+            except ParseError as exc:
+                self._refuse_literal(size, sync, self._bad(str(exc)))
+                return
+            if head is not None:
+                self._stream_message(tag, head, size, sync, binary)
+                return
+        if size > self._literal_limit or self._held + size > self._command_limit:
+            self._refuse_literal(size, sync, ev.LiteralTooBig(self._tag, size, self._literal_limit, append=False))
+            return
+        self._segments.append(text)
+        self._binary.append(binary)
+        self._held += size
+        self._remaining = size
+        self._literal_buf = bytearray()
+        self._ask_or_read(tag, size, sync, _Mode.LITERAL)
+
+    def _refuse_literal(self, size: int, sync: bool, event: ev.Event) -> None:
+        if sync:
+            # the client waits for "+": it sends nothing of this literal and drops the command
+            self._events.append(event)
+            self._reset_command()
+        else:
+            self._skip_literal(size, event)
+
+    def _ask_or_read(self, tag: str, size: int, sync: bool, then: _Mode) -> None:
+        if sync:
+            self._events.append(ev.ContinuationNeeded(tag, size))
+            self._after_accept = then
+            self._mode = _Mode.AWAIT_CONTINUATION
+        else:
+            self._mode = then
+
+    # --- APPEND streaming ----------------------------------------------------
+
+    def _append_head(self, text: bytes) -> _AppendHead | None:
+        """Flags and date before a message literal; None if this literal is the mailbox name."""
+        if self._append_mailbox is None:
+            reader = Reader([*self._segments, text], self._literals, self._binary, utf8_names=self.utf8_names)
+            reader.atom()  # tag (already validated)
+            reader.sp()
+            reader.atom()  # APPEND
+            reader.sp()
+            if reader.at_end():
+                return None  # the literal being announced is the mailbox name
+            mailbox = reader.mailbox()
+            reader.sp()
+        else:
+            reader = Reader([text], utf8_names=self.utf8_names)
+            reader.sp()
+            mailbox = self._append_mailbox
+        flags, date = _append_head(reader)
+        reader.end()
+        self._append_mailbox = mailbox
+        return flags, date
+
+    def _stream_message(self, tag: str, head: _AppendHead, size: int, sync: bool, binary: bool) -> None:
+        if size > self.limits.append_limit:
+            self._refuse_literal(size, sync, ev.LiteralTooBig(tag, size, self.limits.append_limit, append=True))
+            return
+        flags, date = head
+        if not self._append_started:
+            self._append_started = True
+            self._events.append(ev.AppendStart(tag, self._append_mailbox or ""))
+        self._events.append(ev.AppendMessageStart(tag, flags, date, size, binary))
+        # the message text is gone; keep only a marker so _complete knows a message was seen
+        self._segments = [b""]
+        self._literals = []
+        self._binary = []
+        self._remaining = size
+        self._ask_or_read(tag, size, sync, _Mode.APPEND_DATA)
+
+    def _step_append_data(self) -> bool:
+        tag = self._tag or ""
+        if self._remaining == 0:
+            self._events.append(ev.AppendMessageEnd(tag))
+            self._mode = _Mode.LINE
+            return True
+        if not self._buf:
+            return False
+        n = min(len(self._buf), self._remaining, self.limits.append_chunk)
+        chunk = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._scan = 0
+        self._remaining -= n
+        self._events.append(ev.AppendChunk(tag, chunk))
+        if self._remaining == 0:
+            self._events.append(ev.AppendMessageEnd(tag))
+            self._mode = _Mode.LINE
+        return True
+
+    # --- LITERAL ---------------------------------------------------------------
+
+    def _step_literal(self) -> bool:
+        if self._remaining and not self._buf:
+            return False
+        n = min(len(self._buf), self._remaining)
+        self._literal_buf += self._buf[:n]
+        del self._buf[:n]
+        self._scan = 0
+        self._remaining -= n
+        if self._remaining == 0:
+            self._literals.append(bytes(self._literal_buf))
+            self._literal_buf = bytearray()
+            self._mode = _Mode.LINE
+        return True
+
+    # --- resync ----------------------------------------------------------------
+
+    def _step_discard_line(self) -> bool:
+        idx = self._buf.find(b"\n")
+        if idx < 0:
+            if not self._buf:
+                return False
+            self._tail = (self._tail + bytes(self._buf[-_TAIL:]))[-_TAIL:]
+            self._buf.clear()
+            self._scan = 0
+            return False
+        tail = (self._tail + bytes(self._buf[max(0, idx - _TAIL) : idx]))[-_TAIL:]
+        del self._buf[: idx + 1]
+        self._scan = 0
+        self._end_of_skipped_line(tail)
+        return True
+
+    def _end_of_skipped_line(self, tail: bytes) -> None:
+        self._tail = b""
+        m = _LITERAL.search(tail)
+        if m is not None and m.group(3) == b"+":
+            # a non-synchronizing literal follows whatever we think of the line
+            self._remaining = int(m.group(2))
+            self._mode = _Mode.DISCARD_LITERAL
+        else:
+            # end of command (after {n} the client waits for "+" and gets our answer instead)
+            self._finish_skip()
+
+    def _step_discard_literal(self) -> bool:
+        if self._remaining and not self._buf:
+            return False
+        n = min(len(self._buf), self._remaining)
+        del self._buf[:n]
+        self._scan = 0
+        self._remaining -= n
+        if self._remaining == 0:
+            self._tail = b""
+            self._mode = _Mode.DISCARD_LINE
+        return True
+
+    # --- IDLE / AUTHENTICATE -------------------------------------------------
+
+    def _step_wait_line(self) -> bool:
+        tag = self._wait_tag
+        line = self._take_line()
+        if line is None:
+            if len(self._buf) > self._line_limit:
+                self._mode = _Mode.LINE
+                self._skip_line(ev.BadCommand(tag, "line too long", ev.BadReason.LINE_TOO_LONG))
+                return True
+            return False
+        idle = self._mode is _Mode.IDLE
+        self._mode = _Mode.LINE
+        if idle:
+            if line.upper() == b"DONE":
+                self._events.append(ev.IdleDone(tag))
+            else:
+                self._events.append(ev.BadCommand(tag, "expected DONE", ev.BadReason.EXPECTED_DONE))
+        elif line == b"*":
+            self._events.append(ev.AuthResponse(tag, None))
+        else:
+            try:
+                self._events.append(ev.AuthResponse(tag, decode_base64(line)))
+            except ParseError:
+                self._events.append(ev.BadCommand(tag, "invalid base64", ev.BadReason.BAD_BASE64))
+        return True
