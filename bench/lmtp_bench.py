@@ -1,0 +1,260 @@
+"""`mailha bench lmtp`: deliveries/s over LMTP and the time for one 20 MiB message.
+
+Unless --host is given it starts its own store and lmtpd (the same command
+lines standalone mode uses) on a temporary directory, creates the bench
+user, measures, checks that the store holds exactly as many messages as
+were acknowledged, and stops everything. The client is a small trio LMTP
+client with one persistent connection per concurrent sender.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import trio
+
+from mailha import services
+from mailha.standalone import wait_for_store
+from mailha_api import store_pb2, store_pb2_grpc
+
+KIB = 1024
+MIB = 1024 * KIB
+_BENCH_MAX_MESSAGE = 64 * MIB  # room for the 20 MiB message plus trace headers
+_MAX_DELIVERIES_PER_RUN = 200_000  # a bound besides the duration
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    json: bool = False
+    host: str | None = None
+    port: int = 2424
+    rcpt: str = "bench@bench.test"
+    seconds: float = 5.0
+    out: str = "bench-results/lmtp.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    size: int
+    connections: int
+    deliveries: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.deliveries / self.seconds if self.seconds else 0.0
+
+
+def make_message(size: int) -> bytes:
+    """A message of about `size` bytes, already in LMTP wire form (with the dot line)."""
+    head = b"From: bench@bench.test\r\nTo: bench@bench.test\r\nSubject: lmtp bench\r\n\r\n"
+    line = b"." + b"x" * 74 + b"\r\n"  # leading dots exercise unstuffing; 76 bytes stored
+    wire_line = b"." + line
+    lines = max(1, (size - len(head)) // len(line))
+    return head + wire_line * lines + b".\r\n"
+
+
+class LmtpClient:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> LmtpClient:
+        client = cls(await trio.open_tcp_stream(host, port))
+        await client.replies(1)
+        await client.stream.send_all(b"LHLO bench.test\r\n")
+        await client.replies(1)
+        return client
+
+    async def replies(self, count: int) -> list[bytes]:
+        out: list[bytes] = []
+        while len(out) < count:
+            nl = self.buf.find(b"\r\n")
+            if nl < 0:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise ConnectionError("lmtpd closed the connection")
+                self.buf += data
+                continue
+            line, self.buf = self.buf[:nl], self.buf[nl + 2 :]
+            if line[3:4] != b"-":
+                out.append(line)
+        return out
+
+    async def deliver(self, rcpt: str, wire: bytes) -> None:
+        await self.stream.send_all(f"MAIL FROM:<bench@bench.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
+        mail, rcpt_reply, data = await self.replies(3)
+        if not (mail.startswith(b"250") and rcpt_reply.startswith(b"250") and data.startswith(b"354")):
+            raise RuntimeError(f"refused: {mail!r} {rcpt_reply!r} {data!r}")
+        await self.stream.send_all(wire)
+        (final,) = await self.replies(1)
+        if not final.startswith(b"250"):
+            raise RuntimeError(f"delivery failed: {final!r}")
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    rcpt: str
+
+
+async def _run(target: Target, size: int, connections: int, seconds: float) -> RunResult:
+    wire = make_message(size)
+    latencies: list[float] = []
+    clients = [await LmtpClient.connect(target.host, target.port) for _ in range(connections)]
+    rcpt = target.rcpt
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def sender(client: LmtpClient) -> None:
+        while time.perf_counter() < deadline and len(latencies) < _MAX_DELIVERIES_PER_RUN:
+            t0 = time.perf_counter()
+            await client.deliver(rcpt, wire)
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    async with trio.open_nursery() as nursery:
+        for client in clients:
+            nursery.start_soon(sender, client)
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        await client.stream.aclose()
+    return RunResult(size, connections, len(latencies), elapsed, latencies)
+
+
+async def _one(host: str, port: int, rcpt: str, size: int) -> float:
+    wire = make_message(size)
+    client = await LmtpClient.connect(host, port)
+    t0 = time.perf_counter()
+    await client.deliver(rcpt, wire)
+    elapsed = time.perf_counter() - t0
+    await client.stream.aclose()
+    return elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lmtpd exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"lmtpd did not listen on {host}:{port} within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    port: int
+    store: str
+    epoch: int
+
+
+@contextlib.contextmanager
+def _own_servers(rcpt: str) -> Iterator[_Cluster]:
+    with tempfile.TemporaryDirectory(prefix="mailha-lmtp-bench-") as tmp:
+        root = pathlib.Path(tmp)
+        store_addr = f"unix:{root / 'store.sock'}"
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            spec = services.store_service(
+                root / "store", store_addr, max_message_size=_BENCH_MAX_MESSAGE, fence_next=True
+            )
+            (root / "store").mkdir()
+            log = open(root / "store.log", "wb")  # noqa: SIM115 - handed to the child
+            procs.append(subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT))
+            epoch = wait_for_store(store_addr)
+            with grpc.insecure_channel(store_addr) as channel:
+                stub = store_pb2_grpc.MailStoreStub(channel)
+                user = rcpt.partition("@")[0]
+                stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=user, password="bench-not-secret"))
+                stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address=rcpt, user=user))
+            port = _free_port()
+            lspec = services.lmtpd_service(
+                store_addr, epoch, f"127.0.0.1:{port}", max_message_size=_BENCH_MAX_MESSAGE, hostname="bench.test"
+            )
+            llog = open(root / "lmtpd.log", "wb")  # noqa: SIM115 - handed to the child
+            procs.append(subprocess.Popen(lspec.argv, stdout=llog, stderr=subprocess.STDOUT))
+            _wait_for_port("127.0.0.1", port, procs[-1])
+            yield _Cluster(port, store_addr, epoch)
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _stored_messages(store: str, user: str) -> int:
+    with grpc.insecure_channel(store) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        return int(stub.Status(store_pb2.StatusRequest(user=user, name="INBOX"), timeout=10).status.messages)
+
+
+def measure(host: str, port: int, rcpt: str, seconds: float) -> dict[str, float | int]:
+    result: dict[str, float | int] = {}
+    runs: list[RunResult] = []
+    for size, label in ((4 * KIB, "4k"), (1 * MIB, "1m")):
+        for connections in (1, 10):
+            run = trio.run(_run, Target(host, port, rcpt), size, connections, seconds)
+            runs.append(run)
+            result[f"deliveries_{label}_c{connections}_per_s"] = round(run.per_second, 1)
+            result[f"latency_{label}_c{connections}_p50_ms"] = round(statistics.median(run.latencies_ms), 2)
+            result[f"deliveries_{label}_c{connections}"] = run.deliveries
+    times = [trio.run(_one, host, port, rcpt, 20 * MIB) for _ in range(3)]
+    result["deliver_20m_seconds"] = round(statistics.median(times), 3)
+    result["deliver_20m_runs"] = len(times)
+    result["delivered_total"] = sum(r.deliveries for r in runs) + len(times)
+    result["seconds_per_run"] = seconds
+    return result
+
+
+def run_bench(options: BenchOptions) -> int:
+    if options.host is not None:
+        result = measure(options.host, options.port, options.rcpt, options.seconds)
+    else:
+        with _own_servers(options.rcpt) as cluster:
+            result = measure("127.0.0.1", cluster.port, options.rcpt, options.seconds)
+            stored = _stored_messages(cluster.store, options.rcpt.partition("@")[0])
+            result["stored_total"] = stored
+            if stored != result["delivered_total"]:
+                print(f"MISMATCH: {result['delivered_total']} acknowledged, {stored} stored")
+                return 1
+    out = pathlib.Path(options.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if options.json:
+        print(json.dumps(result))
+    else:
+        print(f"{'size':>6} {'conns':>5} {'deliveries/s':>13} {'p50 ms':>8}")
+        for label in ("4k", "1m"):
+            for c in (1, 10):
+                print(
+                    f"{label:>6} {c:>5} {result[f'deliveries_{label}_c{c}_per_s']:>13} "
+                    f"{result[f'latency_{label}_c{c}_p50_ms']:>8}"
+                )
+        print(f"one 20 MiB message: {result['deliver_20m_seconds']} s (median of {result['deliver_20m_runs']})")
+        print(f"written to {out}")
+    return 0

@@ -1,0 +1,55 @@
+"""`mailha lmtpd serve` and `mailha bench lmtp`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mailha.config import MIB
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("lmtpd", help="LMTP delivery server")
+    lsub = p.add_subparsers(dest="lmtpd_command", metavar="ACTION", required=True)
+    s: argparse.ArgumentParser = lsub.add_parser("serve", help="serve LMTP, delivering into the store")
+    s.add_argument("--store", required=True, help="store gRPC address (unix:PATH or HOST:PORT)")
+    s.add_argument("--epoch", type=int, required=True, help="writer epoch passed on every write (never refreshed)")
+    s.add_argument("--listen", default="127.0.0.1:2424", help="HOST:PORT (default 127.0.0.1:2424)")
+    s.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
+    s.add_argument("--hostname", default=None, help="name in the greeting (default: this host's FQDN)")
+    s.add_argument("--quota-tempfail", action="store_true", help="over quota: 452 4.2.2 instead of 552 5.2.2")
+    s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
+    s.set_defaults(func=_serve)
+
+
+def register_bench(bench_sub: Any) -> None:
+    b: argparse.ArgumentParser = bench_sub.add_parser("lmtp", help="LMTP deliveries/s and 20 MiB delivery time")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--host", default=None, help="target an existing lmtpd instead of starting one")
+    b.add_argument("--port", type=int, default=2424)
+    b.add_argument("--rcpt", default="bench@bench.test", help="recipient (with --host: must exist)")
+    b.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    b.add_argument("--out", default="bench-results/lmtp.json", help="where the JSON result is written")
+    b.set_defaults(func=_bench)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lmtpd.server import LmtpdOptions
+    from lmtpd.service import run_lmtpd
+
+    options = LmtpdOptions(
+        max_message_size=args.max_message_size, quota_tempfail=args.quota_tempfail, spool_dir=args.spool_dir
+    )
+    if args.hostname:
+        options = dataclasses.replace(options, hostname=args.hostname)
+    return run_lmtpd(args.store, args.epoch, args.listen, options)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.lmtp_bench import BenchOptions, run_bench
+
+    return run_bench(
+        BenchOptions(json=args.json, host=args.host, port=args.port, rcpt=args.rcpt, seconds=args.seconds, out=args.out)
+    )

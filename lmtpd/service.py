@@ -1,0 +1,43 @@
+"""`mailha lmtpd serve`: the LMTP server process, wired to the store over gRPC."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+
+from lmtpd.server import LmtpdOptions, serve
+from lmtpd.store_gateway import GrpcMailDrop
+
+log = logging.getLogger("mailha.lmtpd")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'127.0.0.1:2424' -> ('127.0.0.1', 2424)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def run_lmtpd(store: str, epoch: int, listen: str, options: LmtpdOptions) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    host, port = parse_listen(listen)
+    drop = GrpcMailDrop(store, epoch)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                await nursery.start(serve, options, drop, host, port)
+                log.info("LMTP on %s:%d, store %s, writer epoch %d", host, port, store, epoch)
+                async for signum in signals:
+                    log.info("signal %d: stopping", signum)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(main)
+    finally:
+        drop.close()
+    return 0
