@@ -7,6 +7,7 @@ import ipaddress
 import pathlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -124,6 +125,10 @@ def test_holders_and_processes_are_read_from_the_kernel(cfg: ClusterConfig) -> N
     assert netns.holders_of(cfg, floating.ip) == [n2.name]
     sleeper = netns.popen_in_netns(n1.namespace, ["sleep", "30"])
     try:
+        # `ip netns exec` enters the namespace a moment after the fork.
+        deadline = time.monotonic() + 5
+        while not netns.pids_in_netns(n1.namespace) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert netns.pids_in_netns(n1.namespace) == [sleeper.pid]
         assert netns.pids_in_netns(n2.namespace) == []
     finally:
