@@ -1,0 +1,86 @@
+"""In-process pub/sub of committed changes, per mailbox.
+
+The committer publishes after each durable commit; each Watch stream holds a
+Subscription with a bounded queue. A subscriber that falls too far behind is
+cut off (its stream ends with RESOURCE_EXHAUSTED) rather than slowing the
+committer or growing without bound; the client resubscribes with
+since_modseq and catches up from LMDB.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+
+from mailha_api import store_pb2
+
+DEFAULT_QUEUE_LIMIT = 1000
+
+
+class Subscription:
+    def __init__(self, mailbox_id: int, limit: int) -> None:
+        self.mailbox_id = mailbox_id
+        # None wakes the reader up: the subscription was closed or overflowed.
+        self.queue: queue.Queue[store_pb2.ChangeEvent | None] = queue.Queue(maxsize=limit + 1)
+        self.limit = limit
+        self.overflowed = False
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass  # the reader will see `closed` after draining
+
+
+class ChangeFeed:
+    def __init__(self, queue_limit: int = DEFAULT_QUEUE_LIMIT) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        self._queue_limit = queue_limit
+        self._closed = False
+
+    def subscribe(self, mailbox_id: int) -> Subscription:
+        sub = Subscription(mailbox_id, self._queue_limit)
+        with self._lock:
+            if self._closed:
+                sub.close()
+            else:
+                self._subs[mailbox_id].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.mailbox_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.mailbox_id]
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def publish(self, events: list[store_pb2.ChangeEvent]) -> None:
+        overflowed: list[Subscription] = []
+        with self._lock:
+            for event in events:
+                for sub in self._subs.get(event.mailbox_id, ()):
+                    if sub.queue.qsize() >= sub.limit:
+                        sub.overflowed = True
+                        overflowed.append(sub)
+                        continue
+                    sub.queue.put_nowait(event)
+        for sub in overflowed:
+            self.unsubscribe(sub)
+            sub.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            subs = [s for group in self._subs.values() for s in group]
+            self._subs.clear()
+        for sub in subs:
+            sub.close()

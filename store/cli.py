@@ -1,0 +1,64 @@
+"""`mailha store serve` and `mailha bench store`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+from typing import Any
+
+from mailha.config import MIB
+
+
+def register(sub: Any) -> None:
+    store: argparse.ArgumentParser = sub.add_parser("store", help="the mailbox store process")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    p: argparse.ArgumentParser = store_sub.add_parser("serve", help="serve the store API over gRPC")
+    p.add_argument("--data", type=pathlib.Path, required=True, help="LMDB environment directory (created if missing)")
+    p.add_argument("--listen", required=True, help="unix:/path/store.sock or 127.0.0.1:PORT (loopback only)")
+    fence = p.add_mutually_exclusive_group()
+    fence.add_argument("--fence", type=int, metavar="N", help="raise the writer epoch to N before serving")
+    fence.add_argument("--fence-next", action="store_true", help="raise the writer epoch by one before serving")
+    p.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
+    p.add_argument("--default-quota", type=int, default=0, help="bytes per new user; 0 = unlimited")
+    p.add_argument("--read-only-start", action="store_true", help="start with writes suspended (SetWritable)")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
+    p.set_defaults(func=_serve)
+
+
+def register_bench(bench_sub: Any) -> None:
+    p: argparse.ArgumentParser = bench_sub.add_parser("store", help="append/fetch/flag throughput and latency")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--seconds", type=float, default=3.0, help="duration of each timed phase")
+    p.add_argument("--store", help="benchmark a running store at ADDR instead of starting one")
+    p.set_defaults(func=_bench)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from store.listen import ListenAddressError
+    from store.server import ServeOptions, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return serve(
+            ServeOptions(
+                data_dir=args.data,
+                listen=args.listen,
+                max_message_size=args.max_message_size,
+                default_quota=args.default_quota,
+                fence=args.fence,
+                fence_next=args.fence_next,
+                read_only_start=args.read_only_start,
+                heartbeat_seconds=args.heartbeat,
+            )
+        )
+    except ListenAddressError as exc:
+        print(f"mailha store serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.store_bench import BenchOptions, run_bench
+
+    return run_bench(BenchOptions(json_output=args.json, seconds=args.seconds, store=args.store))

@@ -1,0 +1,187 @@
+"""Group commit: one thread owns every LMDB write transaction.
+
+Write handlers submit an operation (a function of a WriteContext) and block
+on its future. The committer drains the queue up to a batch limit, runs each
+operation in a nested transaction so a failing one (a domain error) is
+rolled back alone, commits the outer transaction (one fsync for the whole
+batch), and only then resolves the futures and publishes change events.
+Nothing is acknowledged before its commit is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import fencing
+from store.errors import Internal, StoreError, Unavailable
+from store.schema import Dbs
+
+log = logging.getLogger("mailha.store.committer")
+T = TypeVar("T")
+
+
+class WriteContext:
+    """What an operation sees: its (nested) transaction and where to put events."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: Dbs) -> None:
+        self.txn = txn
+        self.dbs = dbs
+        self.events: list[store_pb2.ChangeEvent] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+
+@dataclass
+class _Op:
+    fn: Callable[[WriteContext], Any]
+    epoch: int | None  # None: no epoch check (Fence does its own)
+    needs_writable: bool
+    future: Future[Any] = field(default_factory=Future)
+
+
+class _GrowMap(Exception):
+    """An operation hit MapFullError: grow the map and rerun the batch."""
+
+
+class Committer:
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        dbs: Dbs,
+        publish: Callable[[list[store_pb2.ChangeEvent]], None],
+        max_batch: int = 256,
+    ) -> None:
+        self._env = env
+        self._dbs = dbs
+        self._publish = publish
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="store-committer", daemon=True)
+        self._stopping = False
+        self.writable = True
+        self.batches = 0
+        self.ops = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def submit(self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True) -> Future[T]:
+        op = _Op(fn, epoch, needs_writable)
+        if self._stopping:
+            op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
+        elif needs_writable and not self.writable:
+            op.future.set_exception(_suspended())
+        else:
+            self._queue.put(op)
+        return cast("Future[T]", op.future)
+
+    def run(self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True) -> T:
+        return self.submit(epoch, fn, needs_writable=needs_writable).result()
+
+    # ---- the thread -------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop_after = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+            self._commit_batch(batch)
+            if stop_after:
+                return
+
+    def _commit_batch(self, batch: list[_Op]) -> None:
+        while True:
+            try:
+                outcomes = self._try_batch(batch)
+                break
+            except _GrowMap:
+                self._grow()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+            except lmdb.Error as exc:
+                log.exception("write transaction failed")
+                for op in batch:
+                    op.future.set_exception(Internal(f"write transaction failed: {exc}"))
+                return
+        self.batches += 1
+        self.ops += len(batch)
+        events: list[store_pb2.ChangeEvent] = []
+        for op, (ok, value, ctx) in zip(batch, outcomes, strict=True):
+            if ok:
+                assert ctx is not None
+                events.extend(ctx.events)
+                for callback in ctx.after_commit:
+                    callback()
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+        if events:
+            self._publish(events)
+
+    def _try_batch(self, batch: list[_Op]) -> list[tuple[bool, Any, WriteContext | None]]:
+        outcomes: list[tuple[bool, Any, WriteContext | None]] = []
+        outer = self._env.begin(write=True)
+        try:
+            for op in batch:
+                if op.needs_writable and not self.writable:
+                    outcomes.append((False, _suspended(), None))
+                    continue
+                nested = self._env.begin(write=True, parent=outer)
+                ctx = WriteContext(nested, self._dbs)
+                try:
+                    if op.epoch is not None:
+                        fencing.check_epoch(nested, self._dbs, op.epoch)
+                    value = op.fn(ctx)
+                except StoreError as exc:
+                    nested.abort()
+                    outcomes.append((False, exc, None))
+                    continue
+                except lmdb.MapFullError:
+                    nested.abort()
+                    raise _GrowMap from None
+                except Exception as exc:
+                    nested.abort()
+                    log.exception("write operation failed")
+                    outcomes.append((False, Internal(f"write operation failed: {type(exc).__name__}: {exc}"), None))
+                    continue
+                nested.commit()
+                outcomes.append((True, value, ctx))
+            outer.commit()
+        except BaseException:
+            outer.abort()
+            raise
+        return outcomes
+
+    def _grow(self) -> None:
+        size = self._env.info()["map_size"]
+        self._env.set_mapsize(size * 2)
+        log.info("LMDB map full: grew it from %d to %d bytes", size, size * 2)
+
+
+def _suspended() -> Unavailable:
+    return Unavailable("writes are suspended on this node (SetWritable false); retry on the active node")

@@ -1,0 +1,287 @@
+"""Messages: append, flags, copy/move, expunge, vanished, and the reads a session needs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import bodies, mailboxes, uidset
+from store.errors import ResourceExhausted
+from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, QuotaRecord, msg_key
+from store.users import put_quota, quota
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    source: bodies.BodySource
+    flags: tuple[str, ...]
+    internal_date: int  # unix seconds; 0 = now
+    tz_offset_minutes: int
+
+
+def meta(uid: int, rec: MessageRecord) -> store_pb2.MessageMeta:
+    return store_pb2.MessageMeta(
+        uid=uid,
+        modseq=rec.modseq,
+        flags=rec.flags,
+        internal_date=rec.internal_date,
+        tz_offset_minutes=rec.tz_offset_minutes,
+        size=rec.size,
+    )
+
+
+def _counts(rec: MessageRecord) -> tuple[int, int]:
+    """(unseen, deleted) contribution of one message."""
+    return (0 if "\\Seen" in rec.flags else 1), (1 if "\\Deleted" in rec.flags else 0)
+
+
+def charge_quota(txn: lmdb.Transaction, dbs: Dbs, user: str, added_bytes: int, added_messages: int) -> None:
+    q = quota(txn, dbs, user)
+    if added_bytes > 0 and q.limit and q.usage + added_bytes > q.limit:
+        raise ResourceExhausted(
+            f"quota: user {user!r} uses {q.usage} of {q.limit} bytes; {added_bytes} more bytes do not fit"
+        )
+    put_quota(
+        txn,
+        dbs,
+        user,
+        QuotaRecord(q.limit, max(0, q.usage + added_bytes), max(0, q.messages + added_messages)),
+    )
+
+
+def append(
+    txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, items: list[NewMessage]
+) -> tuple[MailboxRecord, list[store_pb2.MessageMeta]]:
+    """Append `items` to mailbox `mid` (all or nothing); return the new record and the metas."""
+    record = mailboxes.selectable(txn, dbs, user, mid)
+    charge_quota(txn, dbs, user, sum(i.source.size for i in items), len(items))
+    now = int(time.time())
+    uid, modseq = record.uidnext, record.highestmodseq
+    unseen, deleted, size = record.unseen, record.deleted, record.size
+    metas: list[store_pb2.MessageMeta] = []
+    for item in items:
+        modseq += 1
+        body_id = bodies.store_body(txn, dbs, item.source)
+        rec = MessageRecord(
+            modseq, modseq, item.internal_date or now, item.tz_offset_minutes, item.source.size, body_id, item.flags
+        )
+        txn.put(msg_key(mid, uid), rec.pack(), db=dbs.messages)
+        u, d = _counts(rec)
+        unseen, deleted, size = unseen + u, deleted + d, size + rec.size
+        metas.append(meta(uid, rec))
+        uid += 1
+    record = record.evolve(
+        uidnext=uid,
+        highestmodseq=modseq,
+        messages=record.messages + len(items),
+        unseen=unseen,
+        deleted=deleted,
+        size=size,
+    )
+    mailboxes.put(txn, dbs, mid, record)
+    return record, metas
+
+
+def highest_uid(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> int:
+    cur = txn.cursor(db=dbs.messages)
+    if cur.set_range(MSG_KEY.pack(mid + 1, 0)):
+        if not cur.prev():
+            return 0
+    elif not cur.last():
+        return 0
+    key = bytes(cur.key())
+    if len(key) != MSG_KEY.size:
+        return 0
+    m, uid = MSG_KEY.unpack(key)
+    return int(uid) if m == mid else 0
+
+
+def in_set(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> Iterator[tuple[int, MessageRecord]]:
+    """(uid, record) of the messages of `mid` whose UID is in the IMAP UID set `text`."""
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    cur = txn.cursor(db=dbs.messages)
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo)):
+            return
+        while True:
+            key = bytes(cur.key())
+            m, uid = MSG_KEY.unpack(key)
+            if m != mid or uid > hi:
+                break
+            yield uid, MessageRecord.unpack(cur.value())
+            if not cur.next():
+                return
+
+
+def all_messages(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> Iterator[tuple[int, MessageRecord]]:
+    prefix = U64.pack(mid)
+    cur = txn.cursor(db=dbs.messages)
+    if not cur.set_range(prefix):
+        return
+    for key, value in cur:
+        key = bytes(key)
+        if not key.startswith(prefix):
+            return
+        yield MSG_KEY.unpack(key)[1], MessageRecord.unpack(value)
+
+
+def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tuple[str, ...]:
+    if mode == store_pb2.FLAG_MODE_ADD:
+        return tuple(sorted(set(old) | set(flags)))
+    if mode == store_pb2.FLAG_MODE_REMOVE:
+        return tuple(sorted(set(old) - set(flags)))
+    return flags
+
+
+def store_flags(
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    user: str,
+    mid: int,
+    *,
+    text: str,
+    mode: int,
+    flags: tuple[str, ...],
+    unchanged_since: int | None,
+) -> store_pb2.StoreFlagsReply:
+    record = mailboxes.selectable(txn, dbs, user, mid)
+    modseq = record.highestmodseq + 1
+    reply = store_pb2.StoreFlagsReply()
+    unseen, deleted = record.unseen, record.deleted
+    changes: list[tuple[int, MessageRecord]] = []
+    for uid, rec in in_set(txn, dbs, mid, text):
+        if unchanged_since is not None and rec.modseq > unchanged_since:
+            reply.modified.append(uid)
+            continue
+        new_flags = apply_flags(rec.flags, mode, flags)
+        if new_flags == rec.flags:
+            continue
+        changes.append((uid, rec.evolve(flags=new_flags, modseq=modseq)))
+        u0, d0 = _counts(rec)
+        u1, d1 = _counts(changes[-1][1])
+        unseen += u1 - u0
+        deleted += d1 - d0
+    for uid, rec in changes:
+        txn.put(msg_key(mid, uid), rec.pack(), db=dbs.messages)
+        reply.updated.append(meta(uid, rec))
+    if changes:
+        record = record.evolve(highestmodseq=modseq, unseen=unseen, deleted=deleted)
+        mailboxes.put(txn, dbs, mid, record)
+    reply.highestmodseq = record.highestmodseq
+    return reply
+
+
+def remove(
+    txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, victims: list[tuple[int, MessageRecord]], *, keep_bodies: bool
+) -> MailboxRecord:
+    """Remove `victims` from `mid` leaving tombstones; `keep_bodies` when MOVE hands them on."""
+    record = mailboxes.by_id(txn, dbs, user, mid)
+    if not victims:
+        return record
+    modseq = record.highestmodseq + 1
+    unseen, deleted, size = record.unseen, record.deleted, record.size
+    for uid, rec in victims:
+        txn.delete(msg_key(mid, uid), db=dbs.messages)
+        txn.put(VANISHED_KEY.pack(mid, modseq, uid), b"", db=dbs.vanished)
+        if not keep_bodies:
+            bodies.decref(txn, dbs, rec.body_id)
+        u, d = _counts(rec)
+        unseen, deleted, size = unseen - u, deleted - d, size - rec.size
+    record = record.evolve(
+        highestmodseq=modseq,
+        messages=record.messages - len(victims),
+        unseen=unseen,
+        deleted=deleted,
+        size=size,
+    )
+    mailboxes.put(txn, dbs, mid, record)
+    if not keep_bodies:
+        charge_quota(txn, dbs, user, -sum(r.size for _, r in victims), -len(victims))
+    return record
+
+
+def expunge(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, text: str) -> tuple[MailboxRecord, list[int]]:
+    mailboxes.selectable(txn, dbs, user, mid)
+    candidates = in_set(txn, dbs, mid, text) if text else all_messages(txn, dbs, mid)
+    victims = [(uid, rec) for uid, rec in candidates if "\\Deleted" in rec.flags]
+    record = remove(txn, dbs, user, mid, victims, keep_bodies=False)
+    return record, [uid for uid, _ in victims]
+
+
+def copy(
+    txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, *, text: str, dest_name: str, move: bool
+) -> tuple[store_pb2.CopyReply, int, list[store_pb2.MessageMeta], MailboxRecord, MailboxRecord]:
+    """COPY or MOVE; returns (reply, dest id, dest metas, source record, dest record)."""
+    mailboxes.selectable(txn, dbs, user, mid)
+    dest_id, dest = mailboxes.lookup(txn, dbs, user, dest_name)
+    dest = mailboxes.selectable(txn, dbs, user, dest_id)
+    sources = list(in_set(txn, dbs, mid, text))
+    reply = store_pb2.CopyReply(dest_uidvalidity=dest.uidvalidity)
+    if not sources:
+        return reply, dest_id, [], mailboxes.by_id(txn, dbs, user, mid), dest
+    if not move:
+        charge_quota(txn, dbs, user, sum(r.size for _, r in sources), len(sources))
+    uid, modseq = dest.uidnext, dest.highestmodseq + 1
+    unseen, deleted, size = dest.unseen, dest.deleted, dest.size
+    metas: list[store_pb2.MessageMeta] = []
+    for src_uid, rec in sources:
+        if not move:
+            bodies.incref(txn, dbs, rec.body_id)
+        new = rec.evolve(modseq=modseq, added_modseq=modseq)
+        txn.put(msg_key(dest_id, uid), new.pack(), db=dbs.messages)
+        u, d = _counts(new)
+        unseen, deleted, size = unseen + u, deleted + d, size + new.size
+        reply.source_uids.append(src_uid)
+        reply.dest_uids.append(uid)
+        metas.append(meta(uid, new))
+        uid += 1
+    dest = dest.evolve(
+        uidnext=uid,
+        highestmodseq=modseq,
+        messages=dest.messages + len(sources),
+        unseen=unseen,
+        deleted=deleted,
+        size=size,
+    )
+    mailboxes.put(txn, dbs, dest_id, dest)
+    source = mailboxes.by_id(txn, dbs, user, mid)
+    if move:
+        # Same-mailbox MOVE: the copies above are already in `dest`; removing the originals is what remains.
+        source = remove(txn, dbs, user, mid, sources, keep_bodies=True)
+        reply.expunged.extend(u for u, _ in sources)
+        if mid == dest_id:
+            dest = source
+    return reply, dest_id, metas, source, dest
+
+
+def vanished(txn: lmdb.Transaction, dbs: Dbs, mid: int, since: int, text: str) -> list[int]:
+    ranges = uidset.parse(text).resolve(uidset.MAX_UID) if text else None
+    cur = txn.cursor(db=dbs.vanished)
+    out: list[int] = []
+    if not cur.set_range(VANISHED_KEY.pack(mid, since + 1, 0)):
+        return out
+    for key in cur.iternext(keys=True, values=False):
+        m, _modseq, uid = VANISHED_KEY.unpack(bytes(key))
+        if m != mid:
+            break
+        if ranges is None or any(lo <= uid <= hi for lo, hi in ranges):
+            out.append(uid)
+    return sorted(set(out))
+
+
+def changes_since(
+    txn: lmdb.Transaction, dbs: Dbs, mid: int, record: MailboxRecord, since: int
+) -> store_pb2.ChangeEvent:
+    """One event describing everything after `since`: what a resubscribing Watch missed."""
+    event = store_pb2.ChangeEvent(mailbox_id=mid, modseq=record.highestmodseq)
+    for uid, rec in all_messages(txn, dbs, mid):
+        if rec.added_modseq > since:
+            event.added.append(meta(uid, rec))
+        elif rec.modseq > since:
+            event.flags.append(meta(uid, rec))
+    event.expunged.extend(vanished(txn, dbs, mid, since, ""))
+    return event

@@ -1,0 +1,96 @@
+"""Password hashes at rest (scrypt) and a short-lived cache of verified logins.
+
+The hash is deliberately slow (~60 ms of CPU); the cache makes repeated
+logins of the same user cheap without weakening what is stored. Cache keys
+are an HMAC of (name, password) under a per-process random key, so the cache
+never holds a password or anything that could be tested offline elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from store.errors import Internal
+
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_PREFIX = "scrypt1"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"{_PREFIX}${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        prefix, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        raise Internal("stored password hash has an unknown format") from None
+    if prefix != _PREFIX:
+        raise Internal(f"stored password hash has an unknown version {prefix!r}")
+    expected = base64.b64decode(digest)
+    actual = hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=base64.b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(expected),
+        maxmem=128 * int(n) * int(r) * 2 + 1024 * 1024,
+    )
+    return hmac.compare_digest(actual, expected)
+
+
+class CredentialCache:
+    """Bounded, expiring set of (user, password) pairs verified recently."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 60.0) -> None:
+        self._key = os.urandom(32)
+        self._max = max_entries
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+
+    def _token(self, user: str, password: str) -> bytes:
+        return hmac.digest(self._key, user.encode() + b"\0" + password.encode("utf-8"), "sha256")
+
+    def check(self, user: str, password: str) -> bool:
+        token = self._token(user, password)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return False
+            if entry[1] < now:
+                del self._entries[token]
+                return False
+            return True
+
+    def remember(self, user: str, password: str) -> None:
+        token = self._token(user, password)
+        with self._lock:
+            self._entries[token] = (user, time.monotonic() + self._ttl)
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def forget_user(self, user: str) -> None:
+        with self._lock:
+            for token in [t for t, (u, _) in self._entries.items() if u == user]:
+                del self._entries[token]
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,182 @@
+"""The LMDB key layout and record encodings (documented in store/README.md).
+
+All integers in keys are big-endian so LMDB's byte order is numeric order.
+Records are fixed struct headers followed by variable strings, because the
+hot path (append, flag update) decodes and re-encodes them per message.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+
+import lmdb
+
+FORMAT_VERSION = 1
+CHUNK_SIZE = 256 * 1024
+
+# Named databases.
+DB_NAMES = (
+    "meta",  # b"epoch" | b"next_uidvalidity" | b"next_mailbox_id" | b"next_body_id" | b"format" -> u64
+    "users",  # user -> password hash string
+    "quota",  # user -> limit u64, usage u64, messages u64
+    "addresses",  # address -> user
+    "user_addresses",  # user \0 address -> b""
+    "mailbox_names",  # user \0 name -> mailbox_id u64
+    "mailboxes",  # mailbox_id u64 -> MailboxRecord
+    "messages",  # mailbox_id u64, uid u32 -> MessageRecord
+    "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" (expunge tombstones)
+    "body_meta",  # body_id u64 -> refcount u32, size u64, header block
+    "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
+)
+
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+MSG_KEY = struct.Struct(">QI")
+VANISHED_KEY = struct.Struct(">QQI")
+CHUNK_KEY = struct.Struct(">QI")
+QUOTA = struct.Struct(">QQQ")
+BODY_META = struct.Struct(">IQ")
+
+
+class Dbs:
+    """Handles of the named databases of one environment."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        with env.begin(write=True) as txn:
+            handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
+        self.meta = handles["meta"]
+        self.users = handles["users"]
+        self.quota = handles["quota"]
+        self.addresses = handles["addresses"]
+        self.user_addresses = handles["user_addresses"]
+        self.mailbox_names = handles["mailbox_names"]
+        self.mailboxes = handles["mailboxes"]
+        self.messages = handles["messages"]
+        self.vanished = handles["vanished"]
+        self.body_meta = handles["body_meta"]
+        self.body_chunks = handles["body_chunks"]
+
+
+def u64(value: int) -> bytes:
+    return U64.pack(value)
+
+
+def user_key(user: str, rest: str = "") -> bytes:
+    return user.encode() + b"\0" + rest.encode("utf-8")
+
+
+def user_prefix(user: str) -> bytes:
+    return user.encode() + b"\0"
+
+
+def msg_key(mailbox_id: int, uid: int) -> bytes:
+    return MSG_KEY.pack(mailbox_id, uid)
+
+
+@dataclass(frozen=True)
+class QuotaRecord:
+    limit: int
+    usage: int
+    messages: int
+
+    def pack(self) -> bytes:
+        return QUOTA.pack(self.limit, self.usage, self.messages)
+
+    @classmethod
+    def unpack(cls, raw: bytes | memoryview) -> QuotaRecord:
+        return cls(*QUOTA.unpack(raw))
+
+
+_MAILBOX = struct.Struct(">IIQIIIQB")
+SUBSCRIBED = 1
+NOSELECT = 2
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    user: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int = 0
+    unseen: int = 0
+    deleted: int = 0
+    size: int = 0
+    special_use: str = ""
+    subscribed: bool = True
+    noselect: bool = False
+
+    def pack(self) -> bytes:
+        bits = (SUBSCRIBED if self.subscribed else 0) | (NOSELECT if self.noselect else 0)
+        head = _MAILBOX.pack(
+            self.uidvalidity,
+            self.uidnext,
+            self.highestmodseq,
+            self.messages,
+            self.unseen,
+            self.deleted,
+            self.size,
+            bits,
+        )
+        return head + "\0".join((self.user, self.name, self.special_use)).encode("utf-8")
+
+    @classmethod
+    def unpack(cls, raw: bytes | memoryview) -> MailboxRecord:
+        uv, nxt, hms, msgs, unseen, deleted, size, bits = _MAILBOX.unpack_from(raw)
+        user, name, special = bytes(raw[_MAILBOX.size :]).decode("utf-8").split("\0")
+        return cls(
+            user,
+            name,
+            uv,
+            nxt,
+            hms,
+            msgs,
+            unseen,
+            deleted,
+            size,
+            special,
+            bool(bits & SUBSCRIBED),
+            bool(bits & NOSELECT),
+        )
+
+    def evolve(self, **changes: object) -> MailboxRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_MESSAGE = struct.Struct(">QQqhQQ")
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    modseq: int  # of the last change (append or flags)
+    added_modseq: int  # of the append: tells new messages from re-flagged ones when catching up
+    internal_date: int
+    tz_offset_minutes: int
+    size: int
+    body_id: int
+    flags: tuple[str, ...]
+
+    def pack(self) -> bytes:
+        head = _MESSAGE.pack(
+            self.modseq, self.added_modseq, self.internal_date, self.tz_offset_minutes, self.size, self.body_id
+        )
+        return head + " ".join(self.flags).encode("ascii")
+
+    @classmethod
+    def unpack(cls, raw: bytes | memoryview) -> MessageRecord:
+        modseq, added, date, tz, size, body_id = _MESSAGE.unpack_from(raw)
+        tail = bytes(raw[_MESSAGE.size :])
+        return cls(modseq, added, date, tz, size, body_id, tuple(tail.decode("ascii").split(" ")) if tail else ())
+
+    def evolve(self, **changes: object) -> MessageRecord:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def seen(self) -> bool:
+        return "\\Seen" in self.flags
+
+    @property
+    def deleted(self) -> bool:
+        return "\\Deleted" in self.flags

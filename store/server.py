@@ -1,0 +1,112 @@
+"""`mailha store serve`: the store process (gRPC server over MailStore)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mailha_api import store_pb2, store_pb2_grpc
+from store.engine import MailStore, StoreOptions
+from store.listen import parse_listen
+from store.servicer import MailStoreServicer
+
+log = logging.getLogger("mailha.store.server")
+SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["MailStore"].full_name
+MAX_GRPC_MESSAGE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    data_dir: pathlib.Path
+    listen: str
+    max_message_size: int
+    default_quota: int = 0
+    fence: int | None = None
+    fence_next: bool = False
+    read_only_start: bool = False
+    workers: int = 512
+    heartbeat_seconds: float = 5.0
+
+
+def serve(options: ServeOptions) -> int:
+    address = parse_listen(options.listen)
+    store = MailStore(
+        StoreOptions(
+            data_dir=options.data_dir,
+            max_message_size=options.max_message_size,
+            default_quota=options.default_quota,
+        )
+    )
+    try:
+        if options.fence is not None:
+            store.fence(options.fence)
+        elif options.fence_next:
+            store.fence_next()
+        if options.read_only_start:
+            store.committer.writable = False
+        epoch = store.epoch()
+
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+                ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        )
+        if address.unix_path is not None:
+            address.unix_path.parent.mkdir(parents=True, exist_ok=True)
+            if address.unix_path.exists():
+                address.unix_path.unlink()  # a stale socket of a dead process
+            old_umask = os.umask(0o177)  # the socket is born 0600
+            try:
+                server.add_insecure_port(address.grpc_target)
+            finally:
+                os.umask(old_umask)
+            os.chmod(address.unix_path, 0o600)
+        else:
+            port = server.add_insecure_port(address.grpc_target)
+            log.info("bound TCP port %d", port)
+        server.start()
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "store serving on %s (data %s, epoch %d, %s)",
+            options.listen,
+            options.data_dir,
+            epoch.epoch,
+            "writable" if epoch.writable else "writes suspended",
+        )
+
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        stop.wait()
+        log.info("stopping: draining requests")
+        health_servicer.enter_graceful_shutdown()
+        store.feed.close_all()
+        server.stop(grace=5).wait()
+    finally:
+        store.close()
+    log.info("stopped")
+    return 0

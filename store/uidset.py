@@ -1,0 +1,69 @@
+"""IMAP UID sets ("1:5,7,10:*") parsed into closed ranges.
+
+"*" stands for the highest UID in the mailbox, resolved when the set is
+applied; "n:*" with n above the highest UID still includes the highest UID,
+as RFC 3501 (9, seq-range) says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from store.errors import InvalidArgument
+
+STAR = 0  # UID 0 never exists, so it can stand for "*" inside a parsed range
+_PART_RE = re.compile(r"(\d+|\*)(?::(\d+|\*))?")
+MAX_UID = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class UidSet:
+    ranges: tuple[tuple[int, int], ...]  # (a, b) as written; STAR for "*"
+
+    def resolve(self, highest: int) -> list[tuple[int, int]]:
+        """Ordered, merged, closed ranges with "*" replaced by `highest`.
+
+        For an empty mailbox `highest` is 0, which no message has, so "*"
+        matches nothing there.
+        """
+        out: list[tuple[int, int]] = []
+        for a, b in self.ranges:
+            a = highest if a == STAR else a
+            b = highest if b == STAR else b
+            out.append((min(a, b), max(a, b)))
+        out.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in out:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        return merged
+
+
+def _number(text: str, whole: str) -> int:
+    if text == "*":
+        return STAR
+    value = int(text)
+    if value == 0 or value > MAX_UID:
+        raise InvalidArgument(f"UID set {whole!r}: {text} is not a valid UID (1..{MAX_UID})")
+    return value
+
+
+def parse(text: str) -> UidSet:
+    if not text:
+        raise InvalidArgument("UID set is empty")
+    if len(text) > 100_000:
+        raise InvalidArgument("UID set is longer than 100,000 characters")
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        m = _PART_RE.fullmatch(part)
+        if m is None:
+            raise InvalidArgument(
+                f"UID set {text!r} is malformed at {part!r}: expected n, n:m or n:* separated by commas"
+            )
+        a = _number(m.group(1), text)
+        b = _number(m.group(2), text) if m.group(2) is not None else a
+        ranges.append((a, b))
+    return UidSet(tuple(ranges))
