@@ -164,4 +164,6 @@ class SelectedMailbox:
             self.pending_expunged.discard(uid)
             self.pending_flags.pop(uid, None)
             self.own_modseq.pop(uid, None)
+        # Messages we never announced that our EXPUNGE removed: never announce them.
+        self.pending_added = [u for u in self.pending_added if u not in set(doomed)]
         return out

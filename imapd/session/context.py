@@ -1,0 +1,62 @@
+"""What every session of one imapd process shares: store, watch hub, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
+from imapd.store_client import StoreClient
+from imapd.watch_hub import WatchHub
+
+DEFAULT_APPEND_LIMIT = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    append_limit: int = DEFAULT_APPEND_LIMIT
+    # Development only: LOGIN/AUTHENTICATE without TLS.
+    allow_plaintext_login: bool = False
+    tls_available: bool = True
+    max_bad_commands: int = 10
+    connections_per_user: int = 50
+    # RFC 3501 5.4: at least 30 minutes once authenticated; much less before.
+    preauth_timeout: float = 60.0
+    autologout: float = 30 * 60.0
+    idle_timeout: float = 30 * 60.0
+    idle_keepalive: float = 120.0
+    login_delay_base: float = 0.5
+    login_delay_cap: float = 8.0
+
+
+class Wire(Protocol):
+    """The session's view of its connection (implemented by the server)."""
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def tls_active(self) -> bool: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    def request_close(self) -> None:
+        """End the connection from a background task (IDLE timeout, BYE)."""
+        ...
+
+
+@dataclass
+class ServerContext:
+    store: StoreClient
+    hub: WatchHub
+    settings: ServerSettings
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    cap: ConnectionCap = field(default_factory=lambda: ConnectionCap(50))
+    # Set once the store says this writer is fenced: every connection gets BYE.
+    fenced: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)
+        self.cap = ConnectionCap(self.settings.connections_per_user)

@@ -1,0 +1,286 @@
+"""Commands on mailboxes (RFC 3501 6.3) plus ENABLE, NAMESPACE and QUOTA."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from imapd.errors import StoreError
+from imapd.protocol import commands as c
+from imapd.protocol import mutf7
+from imapd.protocol.values import String, encode
+from imapd.session.error_map import Context
+from imapd.session.list_match import DELIMITER, canonical, join_reference, matches
+from imapd.session.selected import SelectedMailbox, flag_list
+from imapd.session.session import ConnState, Outcome, Session
+from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
+from imapd.uid_set import format_uids
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_ENABLABLE = ("CONDSTORE", "QRESYNC")
+
+
+def mailbox_name(name: str) -> bytes:
+    return encode(String(mutf7.encode(name)))
+
+
+def _user(s: Session) -> str:
+    assert s.user is not None
+    return s.user
+
+
+# ---- SELECT / EXAMINE ------------------------------------------------------------
+async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
+    user = _user(s)
+    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
+        s.tagged(tag, b"BAD", b"QRESYNC must be enabled first")
+        return Outcome.CONTINUE
+    if s.selected is not None:
+        s.leave_mailbox()
+        s.transition("select-failed")
+        if "QRESYNC" in s.enabled:
+            s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    if cmd.condstore:
+        s.enabled.add("CONDSTORE")
+    result = await s.ctx.store.select(user, cmd.mailbox)
+    if result.mailbox.noselect:
+        s.tagged(tag, b"NO", b"[CANNOT] Mailbox cannot be selected")
+        return Outcome.CONTINUE
+    status = result.mailbox.status
+    assert status is not None
+    sub = s.ctx.hub.subscribe(user, result.mailbox.mailbox_id, status.highestmodseq)
+    # The shared feed already passed changes we did not see: take a fresh snapshot.
+    for _ in range(3):
+        if sub.joined_after <= status.highestmodseq:
+            break
+        result = await s.ctx.store.select(user, cmd.mailbox)
+        assert result.mailbox.status is not None
+        status = result.mailbox.status
+    sel = SelectedMailbox(
+        name=result.mailbox.name,
+        mailbox_id=result.mailbox.mailbox_id,
+        uidvalidity=status.uidvalidity,
+        uids=list(result.uids),
+        modseq=status.highestmodseq,
+        read_only=cmd.read_only,
+        condstore="CONDSTORE" in s.enabled,
+        qresync="QRESYNC" in s.enabled,
+    )
+    s.selected, s.subscription = sel, sub
+    s.transition("select")
+    flags = (*SYSTEM_FLAGS, *result.keywords)
+    s.emit(b"* FLAGS " + flag_list(flags) + b"\r\n")
+    if cmd.read_only:
+        s.emit(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+    else:
+        s.emit(b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n")
+    s.emit(b"* %d EXISTS\r\n* 0 RECENT\r\n" % len(sel.uids))
+    s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
+    s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
+    s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == status.uidvalidity:
+        await _qresync(s, sel, cmd.qresync)
+    mode = b"[READ-ONLY]" if cmd.read_only else b"[READ-WRITE]"
+    s.tagged(tag, b"OK", mode + (b" EXAMINE" if cmd.read_only else b" SELECT") + b" completed")
+    return Outcome.CONTINUE
+
+
+async def _qresync(s: Session, sel: SelectedMailbox, params: c.QResyncParams) -> None:
+    user = _user(s)
+    known = str(params.known_uids) if params.known_uids is not None else ""
+    vanished = await s.ctx.store.vanished(user, sel.mailbox_id, params.modseq, known)
+    if vanished:
+        s.emit(b"* VANISHED (EARLIER) " + format_uids(vanished).encode() + b"\r\n")
+    if sel.uids:
+        request = FetchRequest(format_uids(sel.uids), changed_since=params.modseq)
+        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            seq = sel.seq_of(item.meta.uid)
+            if seq:
+                s.emit(
+                    b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                    % (seq, item.meta.uid, flag_list(item.meta.flags), item.meta.modseq)
+                )
+
+
+async def close(s: Session, tag: str, cmd: c.Close | c.Unselect) -> Outcome:
+    sel = s.selected
+    assert sel is not None
+    if isinstance(cmd, c.Close) and not sel.read_only:
+        # CLOSE expunges silently (RFC 3501 6.4.2).
+        try:
+            await s.ctx.store.expunge(_user(s), sel.mailbox_id)
+        except StoreError as exc:
+            s.leave_mailbox()
+            s.transition("close")
+            return s.store_failed(tag, exc, Context.GENERAL)
+    s.leave_mailbox()
+    s.transition("close")
+    s.tagged(tag, b"OK", b"CLOSE completed" if isinstance(cmd, c.Close) else b"UNSELECT completed")
+    return Outcome.CONTINUE
+
+
+# ---- CREATE / DELETE / RENAME / (UN)SUBSCRIBE -----------------------------------
+async def create(s: Session, tag: str, cmd: c.Create) -> Outcome:
+    name = cmd.mailbox.rstrip(DELIMITER)
+    if canonical(name) == "INBOX":
+        s.tagged(tag, b"NO", b"[ALREADYEXISTS] INBOX always exists")
+        return Outcome.CONTINUE
+    special = cmd.special_use[0] if cmd.special_use else ""
+    try:
+        await s.ctx.store.create_mailbox(_user(s), name, special)
+    except StoreError as exc:
+        return s.store_failed(tag, exc, Context.CREATE)
+    s.tagged(tag, b"OK", b"CREATE completed")
+    return Outcome.CONTINUE
+
+
+async def delete(s: Session, tag: str, cmd: c.Delete) -> Outcome:
+    if canonical(cmd.mailbox) == "INBOX":
+        s.tagged(tag, b"NO", b"[CANNOT] INBOX cannot be deleted")
+        return Outcome.CONTINUE
+    await s.ctx.store.delete_mailbox(_user(s), cmd.mailbox)
+    s.tagged(tag, b"OK", b"DELETE completed")
+    return Outcome.CONTINUE
+
+
+async def rename(s: Session, tag: str, cmd: c.Rename) -> Outcome:
+    try:
+        await s.ctx.store.rename_mailbox(_user(s), cmd.mailbox, cmd.new_name)
+    except StoreError as exc:
+        return s.store_failed(tag, exc, Context.CREATE)
+    s.tagged(tag, b"OK", b"RENAME completed")
+    return Outcome.CONTINUE
+
+
+async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
+    on = isinstance(cmd, c.Subscribe)
+    await s.ctx.store.subscribe(_user(s), cmd.mailbox, on)
+    s.tagged(tag, b"OK", b"SUBSCRIBE completed" if on else b"UNSUBSCRIBE completed")
+    return Outcome.CONTINUE
+
+
+# ---- LIST / LSUB / STATUS -----------------------------------------------------------
+def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
+    values = {
+        c.StatusItem.MESSAGES: st.messages,
+        c.StatusItem.RECENT: st.recent,
+        c.StatusItem.UIDNEXT: st.uidnext,
+        c.StatusItem.UIDVALIDITY: st.uidvalidity,
+        c.StatusItem.UNSEEN: st.unseen,
+        c.StatusItem.HIGHESTMODSEQ: st.highestmodseq,
+        c.StatusItem.SIZE: st.size,
+        c.StatusItem.DELETED: st.deleted,
+    }
+    return b"(" + b" ".join(b"%s %d" % (i.value.encode(), values[i]) for i in items) + b")"
+
+
+def _attributes(mb: MailboxInfo, subscribed: bool) -> list[str]:
+    attrs = ["\\HasChildren" if mb.has_children else "\\HasNoChildren"]
+    if mb.noselect:
+        attrs.append("\\Noselect")
+    if subscribed and mb.subscribed:
+        attrs.append("\\Subscribed")
+    if mb.special_use:
+        attrs.append(mb.special_use)
+    return attrs
+
+
+async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
+    if cmd.patterns == ("",):
+        s.emit(b'* LIST (\\Noselect) "/" ""\r\n')
+        s.tagged(tag, b"OK", b"LIST completed")
+        return Outcome.CONTINUE
+    sel_subscribed = c.ListSelection.SUBSCRIBED in cmd.selection
+    want_status = cmd.status is not None
+    boxes = await s.ctx.store.list_mailboxes(_user(s), with_status=want_status)
+    patterns = [join_reference(cmd.reference, p) for p in cmd.patterns]
+    show_subscribed = sel_subscribed or c.ListReturn.SUBSCRIBED in cmd.returns
+    for mb in boxes:
+        if not any(matches(p, mb.name) for p in patterns):
+            continue
+        if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
+            continue
+        extra = b""
+        if sel_subscribed and not mb.subscribed:
+            if c.ListSelection.RECURSIVEMATCH not in cmd.selection:
+                continue
+            prefix = mb.name + DELIMITER
+            if not any(o.subscribed and o.name.startswith(prefix) for o in boxes):
+                continue
+            extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+        attrs = " ".join(_attributes(mb, show_subscribed)).encode()
+        s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name), extra))
+        if cmd.status is not None and mb.status is not None and not mb.noselect:
+            s.emit(b"* STATUS " + mailbox_name(mb.name) + b" " + _status_items(cmd.status, mb.status) + b"\r\n")
+        await s.maybe_flush()
+    s.tagged(tag, b"OK", b"LIST completed")
+    return Outcome.CONTINUE
+
+
+async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
+    boxes = await s.ctx.store.list_mailboxes(_user(s), subscribed_only=True)
+    pattern = join_reference(cmd.reference, cmd.pattern)
+    for mb in boxes:
+        if mb.subscribed and matches(pattern, mb.name):
+            s.emit(b'* LSUB () "/" ' + mailbox_name(mb.name) + b"\r\n")
+    s.tagged(tag, b"OK", b"LSUB completed")
+    return Outcome.CONTINUE
+
+
+async def status(s: Session, tag: str, cmd: c.Status) -> Outcome:
+    info = await s.ctx.store.status(_user(s), cmd.mailbox)
+    assert info.status is not None
+    s.emit(b"* STATUS " + mailbox_name(info.name) + b" " + _status_items(cmd.items, info.status) + b"\r\n")
+    s.tagged(tag, b"OK", b"STATUS completed")
+    return Outcome.CONTINUE
+
+
+# ---- NAMESPACE / ENABLE / QUOTA ------------------------------------------------------
+async def namespace(s: Session, tag: str, cmd: c.Namespace) -> Outcome:
+    s.emit(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    s.tagged(tag, b"OK", b"NAMESPACE completed")
+    return Outcome.CONTINUE
+
+
+async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
+    if s.state is ConnState.SELECTED and s.selected is not None and "QRESYNC" in cmd.capabilities:
+        s.selected.qresync = True
+    newly = [cap for cap in cmd.capabilities if cap in _ENABLABLE]
+    s.enabled.update(newly)
+    if "QRESYNC" in s.enabled:
+        s.enabled.add("CONDSTORE")
+    if s.selected is not None:
+        s.selected.condstore = "CONDSTORE" in s.enabled
+        s.selected.qresync = "QRESYNC" in s.enabled
+    s.emit(b"* ENABLED" + b"".join(b" " + cap.encode() for cap in newly) + b"\r\n")
+    s.tagged(tag, b"OK", b"ENABLE completed")
+    return Outcome.CONTINUE
+
+
+async def _quota_line(s: Session) -> bytes:
+    q = await s.ctx.store.get_quota(_user(s))
+    if not q.limit_bytes:
+        return b'* QUOTA "" ()\r\n'
+    used, limit = (q.usage_bytes + 1023) // 1024, q.limit_bytes // 1024
+    return b'* QUOTA "" (STORAGE %d %d)\r\n' % (used, limit)
+
+
+async def getquota(s: Session, tag: str, cmd: c.GetQuota) -> Outcome:
+    if cmd.root != "":
+        s.tagged(tag, b"NO", b"[NONEXISTENT] No such quota root")
+        return Outcome.CONTINUE
+    s.emit(await _quota_line(s))
+    s.tagged(tag, b"OK", b"GETQUOTA completed")
+    return Outcome.CONTINUE
+
+
+async def getquotaroot(s: Session, tag: str, cmd: c.GetQuotaRoot) -> Outcome:
+    line = await _quota_line(s)
+    s.emit(b"* QUOTAROOT " + mailbox_name(canonical(cmd.mailbox)) + b' ""\r\n')
+    s.emit(line)
+    s.tagged(tag, b"OK", b"GETQUOTAROOT completed")
+    return Outcome.CONTINUE
+
+
+async def setquota(s: Session, tag: str, cmd: c.SetQuota) -> Outcome:
+    s.tagged(tag, b"NO", b"[NOPERM] Quotas are set by the administrator")
+    return Outcome.CONTINUE

@@ -1,0 +1,245 @@
+"""Commands on the messages of the selected mailbox (RFC 3501 6.4, UIDPLUS,
+MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
+\\Seen: two), whatever the number of messages.
+"""
+
+from __future__ import annotations
+
+from imapd.message.errors import MissingMessageData
+from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.search_eval import SearchContext, SearchEvaluator
+from imapd.message.view import MessageView
+from imapd.protocol import commands as c
+from imapd.protocol.fetch_spec import FLAGS, data_needs, sets_seen, with_modseq, with_uid
+from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import encode_chunks
+from imapd.session.selected import SelectedMailbox
+from imapd.session.session import Outcome, Session
+from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
+from imapd.uid_set import format_uids
+
+_MODES = {c.StoreMode.REPLACE: FlagMode.REPLACE, c.StoreMode.ADD: FlagMode.ADD, c.StoreMode.REMOVE: FlagMode.REMOVE}
+
+
+def _sel(s: Session) -> tuple[str, SelectedMailbox]:
+    assert s.user is not None and s.selected is not None
+    return s.user, s.selected
+
+
+def _view(item: FetchedMessage) -> MessageView:
+    m = item.meta
+    return MessageView(
+        uid=m.uid,
+        modseq=m.modseq,
+        flags=m.flags,
+        internal_date=m.internal_date,
+        tz_offset_minutes=m.tz_offset_minutes,
+        size=m.size,
+        header=m.header,
+        chunks=(item.body,) if item.body is not None else None,
+    )
+
+
+def _bad_sequence(s: Session, tag: str, sel: SelectedMailbox, seqs: SequenceSet, uid: bool) -> bool:
+    if not uid and sel.seq_out_of_range(seqs):
+        s.tagged(tag, b"BAD", b"Invalid message sequence number")
+        s.bad_commands += 1
+        return True
+    return False
+
+
+def _read_only(s: Session, tag: str, sel: SelectedMailbox) -> bool:
+    if sel.read_only:
+        s.tagged(tag, b"NO", b"[READ-ONLY] Mailbox is read-only")
+        return True
+    return False
+
+
+# ---- FETCH ------------------------------------------------------------------------------
+async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
+    user, sel = _sel(s)
+    if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid):
+        return Outcome.CONTINUE
+    attrs = with_uid(cmd.attributes) if cmd.uid else cmd.attributes
+    if cmd.changed_since is not None:
+        attrs = with_modseq(attrs)
+        s.enabled.add("CONDSTORE")
+        sel.condstore = True
+    uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
+    if cmd.vanished and cmd.changed_since is not None and cmd.uid:
+        if "QRESYNC" not in s.enabled:
+            s.tagged(tag, b"BAD", b"VANISHED needs QRESYNC enabled")
+            return Outcome.CONTINUE
+        gone = await s.ctx.store.vanished(user, sel.mailbox_id, cmd.changed_since, str(cmd.sequence_set))
+        if gone:
+            s.emit(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
+    if not uids:
+        s.tagged(tag, b"OK", b"FETCH completed")
+        return Outcome.CONTINUE
+    uid_text = format_uids(uids)
+    flagged: set[int] = set()
+    if sets_seen(attrs) and not sel.read_only:
+        result = await s.ctx.store.store_flags(user, sel.mailbox_id, uid_text, FlagMode.ADD, ["\\Seen"])
+        sel.note_own_flags(result.updated)
+        if FLAGS not in attrs:
+            flagged = {m.uid for m in result.updated}
+    needs = data_needs(attrs)
+    request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0)
+    missing = set(uids)
+    async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+        seq = sel.seq_of(item.meta.uid)
+        if not seq:
+            continue
+        missing.discard(item.meta.uid)
+        these = (*attrs, FLAGS) if item.meta.uid in flagged else attrs
+        try:
+            pairs = render_fetch(these, _view(item))
+        except MissingMessageData:
+            continue
+        s.emit(b"* %d FETCH " % seq)
+        for chunk in encode_chunks(fetch_list(pairs)):
+            s.emit(chunk)
+        s.emit(b"\r\n")
+        await s.maybe_flush()
+    if missing and cmd.changed_since is None:
+        # Expunged by another session, not yet announced to this one (RFC 2180 4.1.2).
+        s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")
+    else:
+        s.tagged(tag, b"OK", b"FETCH completed")
+    return Outcome.CONTINUE
+
+
+# ---- STORE ------------------------------------------------------------------------------
+async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
+    user, sel = _sel(s)
+    if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid) or _read_only(s, tag, sel):
+        return Outcome.CONTINUE
+    if cmd.unchanged_since is not None:
+        s.enabled.add("CONDSTORE")
+        sel.condstore = True
+    uids = [u for u in sel.uids_for(cmd.sequence_set, uid=cmd.uid) if u not in sel.pending_expunged]
+    if not uids:
+        s.tagged(tag, b"OK", b"STORE completed")
+        return Outcome.CONTINUE
+    flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+    result = await s.ctx.store.store_flags(
+        user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
+    )
+    sel.note_own_flags(result.updated)
+    if not cmd.silent or cmd.unchanged_since is not None:
+        for meta in result.updated:
+            seq = sel.seq_of(meta.uid)
+            if seq:
+                s.emit(sel.flags_response(seq, meta, with_uid=cmd.uid))
+    if result.modified:
+        numbers = result.modified if cmd.uid else [sel.seq_of(u) for u in result.modified]
+        code = b"[MODIFIED " + format_uids(n for n in numbers if n).encode() + b"] "
+        s.tagged(tag, b"OK", code + b"Conditional STORE failed for some messages")
+    else:
+        s.tagged(tag, b"OK", b"STORE completed")
+    return Outcome.CONTINUE
+
+
+# ---- COPY / MOVE / EXPUNGE --------------------------------------------------------------
+async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
+    user, sel = _sel(s)
+    move = isinstance(cmd, c.Move)
+    if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid) or (move and _read_only(s, tag, sel)):
+        return Outcome.CONTINUE
+    uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
+    name = b"MOVE" if move else b"COPY"
+    if not uids:
+        s.tagged(tag, b"OK", name + b" completed (no messages)")
+        return Outcome.CONTINUE
+    method = s.ctx.store.move if move else s.ctx.store.copy
+    result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+    code = b""
+    if result.source_uids:
+        code = b"[COPYUID %d %s %s] " % (
+            result.dest_uidvalidity,
+            format_uids(result.source_uids).encode(),
+            format_uids(result.dest_uids).encode(),
+        )
+    if move:
+        if code:
+            s.emit(b"* OK " + code + b"Moved\r\n")
+        for line in sel.note_own_expunge(result.expunged):
+            s.emit(line)
+        s.tagged(tag, b"OK", b"MOVE completed")
+    else:
+        s.tagged(tag, b"OK", code + b"COPY completed")
+    return Outcome.CONTINUE
+
+
+async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
+    user, sel = _sel(s)
+    if _read_only(s, tag, sel):
+        return Outcome.CONTINUE
+    uid_text = ""
+    if cmd.uids is not None:
+        uid_text = format_uids(sel.uids_for(cmd.uids, uid=True))
+        if not uid_text:
+            s.tagged(tag, b"OK", b"EXPUNGE completed")
+            return Outcome.CONTINUE
+    result = await s.ctx.store.expunge(user, sel.mailbox_id, uid_text)
+    for line in sel.note_own_expunge(result.expunged):
+        s.emit(line)
+    s.tagged(tag, b"OK", b"EXPUNGE completed")
+    return Outcome.CONTINUE
+
+
+# ---- SEARCH -----------------------------------------------------------------------------
+async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
+    user, sel = _sel(s)
+    program = cmd.program
+    if program.uses_modseq:
+        s.enabled.add("CONDSTORE")
+        sel.condstore = True
+    matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    if sel.uids:
+        needs = program.needs
+        context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
+        evaluator = SearchEvaluator(program.key, context)
+        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body)
+        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            seq = sel.seq_of(item.meta.uid)
+            if seq and item.meta.uid not in sel.pending_expunged:
+                try:
+                    if evaluator.matches(_view(item), seq):
+                        matched.append((seq, item.meta.uid, item.meta.modseq))
+                except MissingMessageData:
+                    continue
+    matched.sort()
+    numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
+    top_modseq = max((m for _, _, m in matched), default=0)
+    if cmd.returns is None:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if program.uses_modseq and matched:
+            line += b" (MODSEQ %d)" % top_modseq
+        s.emit(line + b"\r\n")
+    else:
+        returns = cmd.returns or frozenset({c.SearchReturn.ALL})
+        if c.SearchReturn.SAVE in returns:
+            sel.saved_search = tuple(uid for _, uid, _ in matched)
+        if returns - {c.SearchReturn.SAVE}:
+            s.emit(_esearch(tag, cmd.uid, returns, numbers, top_modseq if program.uses_modseq else 0))
+    s.tagged(tag, b"OK", b"SEARCH completed")
+    return Outcome.CONTINUE
+
+
+def _esearch(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: list[int], modseq: int) -> bytes:
+    line = b'* ESEARCH (TAG "' + tag.encode() + b'")'
+    if uid:
+        line += b" UID"
+    if numbers:
+        if c.SearchReturn.MIN in returns:
+            line += b" MIN %d" % numbers[0]
+        if c.SearchReturn.MAX in returns:
+            line += b" MAX %d" % numbers[-1]
+        if c.SearchReturn.ALL in returns:
+            line += b" ALL " + format_uids(numbers).encode()
+    if c.SearchReturn.COUNT in returns:
+        line += b" COUNT %d" % len(numbers)
+    if modseq:
+        line += b" MODSEQ %d" % modseq
+    return line + b"\r\n"

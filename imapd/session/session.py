@@ -1,0 +1,233 @@
+"""One IMAP connection's session: state, selected mailbox, output, dispatch.
+
+The server feeds it parsed commands (`handle`) and the APPEND / IDLE /
+AUTHENTICATE follow-up events; the session answers through `Wire`. Handlers
+live in the *_commands modules and are found through one table keyed by
+command class. A store failure is turned into a response by error_map, any
+other exception into "NO [SERVERBUG]": the connection always lives on.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import trio
+
+from imapd.errors import StoreError
+from imapd.protocol import commands as c
+from imapd.session.capabilities import capabilities, capability_line
+from imapd.session.context import ServerContext, Wire
+from imapd.session.error_map import Context, reply_for
+from imapd.session.selected import SelectedMailbox
+from imapd.watch_hub import Subscription
+
+log = logging.getLogger("imapd.session")
+
+_FLUSH_AT: Final = 64 * 1024
+
+
+class ConnState(enum.Enum):
+    NOT_AUTHENTICATED = "not-authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class Outcome(enum.Enum):
+    CONTINUE = "continue"
+    START_TLS = "start-tls"  # the server upgrades the stream, then continues
+    CLOSE = "close"  # BYE was sent: the server closes the connection
+    AWAIT_AUTH = "await-auth"  # the server reads one AUTHENTICATE line
+    IDLING = "idling"  # the server reads until DONE
+
+
+_ANY: Final = (c.Capability, c.Noop, c.Logout, c.Id, c.Compress)
+_NOT_AUTH: Final = (c.StartTls, c.Authenticate, c.Login)
+_AUTH: Final = (
+    c.Select,
+    c.Create,
+    c.Delete,
+    c.Rename,
+    c.Subscribe,
+    c.Unsubscribe,
+    c.List,
+    c.Lsub,
+    c.Status,
+    c.Append,
+    c.Idle,
+    c.Namespace,
+    c.Enable,
+    c.GetQuota,
+    c.GetQuotaRoot,
+    c.SetQuota,
+)
+_SELECTED: Final = (c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move)
+
+# Which commands each state accepts: the transition table's left half (the
+# right half is where handlers move `state`).
+ALLOWED: Final[dict[ConnState, tuple[type, ...]]] = {
+    ConnState.NOT_AUTHENTICATED: _ANY + _NOT_AUTH,
+    ConnState.AUTHENTICATED: _ANY + _AUTH,
+    ConnState.SELECTED: _ANY + _AUTH + _SELECTED,
+    ConnState.LOGOUT: (),
+}
+TRANSITIONS: Final[dict[tuple[ConnState, str], ConnState]] = {
+    (ConnState.NOT_AUTHENTICATED, "login"): ConnState.AUTHENTICATED,
+    (ConnState.AUTHENTICATED, "select"): ConnState.SELECTED,
+    (ConnState.SELECTED, "select"): ConnState.SELECTED,
+    (ConnState.SELECTED, "close"): ConnState.AUTHENTICATED,
+    (ConnState.SELECTED, "select-failed"): ConnState.AUTHENTICATED,
+    (ConnState.AUTHENTICATED, "select-failed"): ConnState.AUTHENTICATED,
+    (ConnState.NOT_AUTHENTICATED, "logout"): ConnState.LOGOUT,
+    (ConnState.AUTHENTICATED, "logout"): ConnState.LOGOUT,
+    (ConnState.SELECTED, "logout"): ConnState.LOGOUT,
+}
+
+# EXPUNGE responses may not be sent while these run (RFC 3501 7.4.1); their
+# UID forms allow it.
+_NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search)
+
+Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
+
+
+class Session:
+    def __init__(self, ctx: ServerContext, wire: Wire) -> None:
+        self.ctx = ctx
+        self.wire = wire
+        self.state = ConnState.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.selected: SelectedMailbox | None = None
+        self.subscription: Subscription | None = None
+        self.enabled: set[str] = set()
+        self.bad_commands = 0
+        self._out: list[bytes] = []
+        self._out_size = 0
+        # follow-ups of multi-step commands
+        self.pending_auth_tag: str | None = None
+        self.idle_tag: str | None = None
+        self.idle_cancel: trio.CancelScope | None = None
+
+    # ---- output ---------------------------------------------------------------
+    def emit(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    async def maybe_flush(self) -> None:
+        if self._out_size >= _FLUSH_AT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._out_size = 0
+            await self.wire.send(data)
+
+    def tagged(self, tag: str, status: bytes, text: bytes) -> None:
+        self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
+
+    def transition(self, event: str) -> None:
+        self.state = TRANSITIONS[(self.state, event)]
+
+    def capability_list(self) -> tuple[str, ...]:
+        s = self.ctx.settings
+        return capabilities(
+            append_limit=s.append_limit,
+            tls_active=self.wire.tls_active,
+            tls_available=s.tls_available,
+            plaintext_ok=s.allow_plaintext_login,
+        )
+
+    def capability_code(self) -> bytes:
+        return b"[CAPABILITY " + capability_line(self.capability_list()) + b"]"
+
+    # ---- change feed ------------------------------------------------------------
+    def absorb_events(self) -> None:
+        """Take whatever the feed delivered so far (never waits)."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None:
+            return
+        while True:
+            try:
+                event = sub.receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                sel.gone = True
+                return
+            sel.absorb(event)
+
+    def emit_updates(self, *, allow_expunge: bool) -> bool:
+        """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
+        sel = self.selected
+        if sel is None:
+            return True
+        self.absorb_events()
+        for line in sel.flush(allow_expunge=allow_expunge):
+            self.emit(line)
+        if sel.gone and allow_expunge:
+            self.emit(b"* BYE [UNAVAILABLE] Selected mailbox was deleted or renamed\r\n")
+            return False
+        return True
+
+    def leave_mailbox(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+        self.selected = None
+
+    # ---- dispatch ---------------------------------------------------------------
+    async def handle(self, tag: str, command: c.Command) -> Outcome:
+        from imapd.session.dispatch import HANDLERS
+
+        if not isinstance(command, ALLOWED[self.state]):
+            self.tagged(tag, b"BAD", b"Command not allowed in this state")
+            self.bad_commands += 1
+            return await self._finish(tag, Outcome.CONTINUE, updates=False)
+        handler = HANDLERS[type(command)]
+        try:
+            outcome = await handler(self, tag, command)
+        except StoreError as exc:
+            context = Context.APPEND_OR_COPY if isinstance(command, c.Copy | c.Move | c.Append) else Context.GENERAL
+            outcome = self.store_failed(tag, exc, context)
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("handler for %s failed", type(command).__name__)
+            self.tagged(tag, b"NO", b"[SERVERBUG] Internal error; the connection stays usable")
+            outcome = Outcome.CONTINUE
+        allow = not (isinstance(command, _NO_EXPUNGE) and not getattr(command, "uid", False))
+        return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE, allow_expunge=allow)
+
+    def store_failed(self, tag: str, exc: StoreError, context: Context) -> Outcome:
+        reply = reply_for(exc, context)
+        self.tagged(tag, reply.status, reply.text)
+        if reply.fenced:
+            self.ctx.fenced.set()
+        return Outcome.CONTINUE
+
+    async def _finish(self, tag: str, outcome: Outcome, *, updates: bool, allow_expunge: bool = True) -> Outcome:
+        # Untagged updates go before the tagged line: take it off, add them, put it back.
+        if updates and self.selected is not None and self._out and self._out[-1].startswith(tag.encode() + b" "):
+            last = self._out.pop()
+            self._out_size -= len(last)
+            alive = self.emit_updates(allow_expunge=allow_expunge)
+            self.emit(last)
+            if not alive:
+                outcome = Outcome.CLOSE
+        await self.flush()
+        return outcome
+
+    async def finish_followup(self, tag: str, outcome: Outcome) -> Outcome:
+        """End an APPEND/IDLE/AUTHENTICATE follow-up like a command: updates, tagged line, flush."""
+        return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE)
+
+    async def close(self) -> None:
+        """Release what the session holds (connection gone)."""
+        self.leave_mailbox()
+        if self.user is not None:
+            self.ctx.cap.release(self.user)
+            self.user = None
