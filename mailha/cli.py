@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "mailha.standalone_cli",
     "store.cli",
+    "lmtpd.cli",
 )
 
 
