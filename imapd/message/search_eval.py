@@ -52,13 +52,14 @@ class SearchContext:
 class _Message:
     """One message under evaluation: decoded text is computed once, on first need."""
 
-    __slots__ = ("_body_text", "_header_text", "parsed", "seq")
+    __slots__ = ("_body_text", "_header_text", "_mime_text", "parsed", "seq")
 
     def __init__(self, view: MessageView, seq: int) -> None:
         self.parsed = ParsedMessage(view)
         self.seq = seq
         self._body_text: str | None = None
         self._header_text: str | None = None
+        self._mime_text: str | None = None
 
     def header_values(self, name: bytes) -> Iterator[str]:
         for f in self.parsed.fields():
@@ -69,6 +70,14 @@ class _Message:
         if self._header_text is None:
             self._header_text = decode_header_value(self.parsed.header()).casefold()
         return self._header_text
+
+    def mime_header_text(self) -> str:
+        """Decoded headers of the body parts (the body of the message holds them, so TEXT sees them)."""
+        if self._mime_text is None:
+            root = self.parsed.tree()
+            headers = [decode_header_value(p.header) for p in _descendants(root) if p is not root]
+            self._mime_text = "\n".join(headers).casefold()
+        return self._mime_text
 
     def body_text(self) -> str:
         if self._body_text is None:
@@ -89,6 +98,14 @@ def _texts(part: Part, top: bool) -> Iterator[str]:
     if part.content_type.main in (b"TEXT", b"MESSAGE") or (top and not part.content_type.main):
         raw = decode_transfer(part.body, part.encoding)
         yield decode_charset(raw, part.content_type.param(b"CHARSET"))
+
+
+def _descendants(part: Part) -> Iterator[Part]:
+    yield part
+    for child in part.children:
+        yield from _descendants(child)
+    if part.message is not None:
+        yield from _descendants(part.message)
 
 
 def _compare_date(value: datetime.date, relation: DateRelation, wanted: datetime.date) -> bool:
@@ -149,7 +166,7 @@ class SearchEvaluator:
             return key.value.casefold() in msg.body_text()
         if isinstance(key, TextKey):
             needle = key.value.casefold()
-            return needle in msg.header_text() or needle in msg.body_text()
+            return needle in msg.header_text() or needle in msg.body_text() or needle in msg.mime_header_text()
         assert_never(key)
 
     def _in_set(self, key: SequenceKey, uid: int, seq: int) -> bool:
