@@ -1,0 +1,101 @@
+"""Arbitrary bytes never make the MIME parser, renderer or search evaluator raise."""
+
+from __future__ import annotations
+
+import datetime
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imapd.message.addresses import parse_addresses
+from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.mime_tree import Part, parse_message
+from imapd.message.search_eval import SearchContext, SearchEvaluator
+from imapd.message.view import MessageView
+from imapd.protocol import fetch_spec as F
+from imapd.protocol import search_spec as S
+from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
+from imapd.protocol.values import encode
+
+ATTRIBUTES: tuple[F.FetchAttribute, ...] = (
+    *F.MACROS["FULL"],
+    F.BODYSTRUCTURE,
+    F.RFC822_HEADER,
+    F.RFC822_TEXT,
+    F.MODSEQ,
+    F.UID,
+    BodySection(),
+    BodySection(Section((), TextSpec.HEADER_FIELDS, ("From", "content-type")), Partial(3, 40)),
+    BodySection(Section((), TextSpec.HEADER_FIELDS_NOT, ("subject",))),
+    BodySection(Section((1,), TextSpec.MIME)),
+    BodySection(Section((1, 2))),
+    BodySection(Section((2,), TextSpec.HEADER)),
+    BodySection(Section((2,), TextSpec.TEXT)),
+    BodySection(Section((1, 1, 1))),
+    F.BinarySection((1,)),
+    F.BinarySize((2, 1)),
+)
+SEARCH = S.AndKey(
+    (
+        S.OrKey(S.TextKey("zz"), S.BodyKey("é")),
+        S.NotKey(S.HeaderKey("From", "a")),
+        S.DateKey(S.DateField.SENT, S.DateRelation.SINCE, datetime.date(2000, 1, 1)),
+    )
+)
+
+# Fragments that steer random messages into the parser's interesting paths.
+FRAGMENTS = st.sampled_from(
+    [
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b'Content-Type: multipart/alternative; boundary="b"\n',
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Type: multipart/digest; boundary=b\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n",
+        b'Content-Disposition: attachment; filename="x\r\n',
+        b'From: "a" <b@c>, group: d@e;\r\n',
+        b"To: <<@@>>,,;;::\r\n",
+        b"Subject: =?utf-8?b?w6k=?= \xff\r\n",
+        b"Date: Mon, 31 Feb 99999 25:61:61 +9999\r\n",
+        b"\r\n",
+        b"\n",
+        b"--b\r\n",
+        b"--b--\r\n",
+        b" folded\r\n",
+        b"=C3=A9=\r\n",
+        b"w6k=\r\n",
+        b"\x00\xff",
+    ]
+)
+MESSAGES = st.one_of(st.binary(max_size=2000), st.lists(FRAGMENTS | st.binary(max_size=20), max_size=40).map(b"".join))
+
+
+def _check_offsets(part: Part, size: int) -> None:
+    assert 0 <= part.start <= part.body_start <= part.end <= size
+    for child in part.children:
+        _check_offsets(child, size)
+    if part.message is not None:
+        _check_offsets(part.message, size)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MESSAGES, st.integers(min_value=1, max_value=4))
+def test_arbitrary_messages_render_and_search(data: bytes, nchunks: int) -> None:
+    step = max(1, len(data) // nchunks)
+    chunks = tuple(data[i : i + step] for i in range(0, len(data), step)) or (b"",)
+    view = MessageView(
+        uid=1, modseq=1, flags=("\\Seen",), internal_date=0, tz_offset_minutes=0, size=len(data), chunks=chunks
+    )
+    out = encode(fetch_list(render_fetch(ATTRIBUTES, view)))
+    assert out.startswith(b"(FLAGS (\\Seen) ")
+    SearchEvaluator(SEARCH, SearchContext(1, 1)).matches(view, 1)
+    _check_offsets(parse_message(data), len(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_address_headers(value: bytes) -> None:
+    for address in parse_addresses(value):
+        # A host of None marks a group start/end; real addresses always get a host.
+        assert address.host is not None or address.name is None
