@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,8 +21,7 @@ from dataclasses import dataclass
 import grpc
 import trio
 
-from mailha import services
-from mailha.standalone import wait_for_store
+from lmtpd.local_servers import LocalServers, local_servers
 from mailha_api import store_pb2, store_pb2_grpc
 
 KIB = 1024
@@ -144,67 +141,18 @@ async def _one(host: str, port: int, rcpt: str, size: int) -> float:
     return elapsed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lmtpd exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"lmtpd did not listen on {host}:{port} within {timeout:.0f} s")
-
-
-@dataclass(frozen=True)
-class _Cluster:
-    port: int
-    store: str
-    epoch: int
-
-
 @contextlib.contextmanager
-def _own_servers(rcpt: str) -> Iterator[_Cluster]:
-    with tempfile.TemporaryDirectory(prefix="mailha-lmtp-bench-") as tmp:
-        root = pathlib.Path(tmp)
-        store_addr = f"unix:{root / 'store.sock'}"
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            spec = services.store_service(
-                root / "store", store_addr, max_message_size=_BENCH_MAX_MESSAGE, fence_next=True
-            )
-            (root / "store").mkdir()
-            log = open(root / "store.log", "wb")  # noqa: SIM115 - handed to the child
-            procs.append(subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT))
-            epoch = wait_for_store(store_addr)
-            with grpc.insecure_channel(store_addr) as channel:
-                stub = store_pb2_grpc.MailStoreStub(channel)
-                user = rcpt.partition("@")[0]
-                stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=user, password="bench-not-secret"))
-                stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address=rcpt, user=user))
-            port = _free_port()
-            lspec = services.lmtpd_service(
-                store_addr, epoch, f"127.0.0.1:{port}", max_message_size=_BENCH_MAX_MESSAGE, hostname="bench.test"
-            )
-            llog = open(root / "lmtpd.log", "wb")  # noqa: SIM115 - handed to the child
-            procs.append(subprocess.Popen(lspec.argv, stdout=llog, stderr=subprocess.STDOUT))
-            _wait_for_port("127.0.0.1", port, procs[-1])
-            yield _Cluster(port, store_addr, epoch)
-        finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+def _own_servers(rcpt: str) -> Iterator[LocalServers]:
+    with (
+        tempfile.TemporaryDirectory(prefix="mailha-lmtp-bench-") as tmp,
+        local_servers(pathlib.Path(tmp), max_message_size=_BENCH_MAX_MESSAGE) as servers,
+    ):
+        with grpc.insecure_channel(servers.store) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            user = rcpt.partition("@")[0]
+            stub.CreateUser(store_pb2.CreateUserRequest(epoch=servers.epoch, name=user, password="bench-not-secret"))
+            stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=rcpt, user=user))
+        yield servers
 
 
 def _stored_messages(store: str, user: str) -> int:
@@ -236,7 +184,7 @@ def run_bench(options: BenchOptions) -> int:
         result = measure(options.host, options.port, options.rcpt, options.seconds)
     else:
         with _own_servers(options.rcpt) as cluster:
-            result = measure("127.0.0.1", cluster.port, options.rcpt, options.seconds)
+            result = measure("127.0.0.1", cluster.lmtp_port, options.rcpt, options.seconds)
             stored = _stored_messages(cluster.store, options.rcpt.partition("@")[0])
             result["stored_total"] = stored
             if stored != result["delivered_total"]:

@@ -1,0 +1,94 @@
+"""A private store + lmtpd pair on a directory, for the benchmark and tests.
+
+Started with the same command lines standalone mode uses (mailha.services),
+so what is measured and tested is what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mailha import services
+from mailha.standalone import wait_for_store
+
+
+@dataclass(frozen=True)
+class LocalServers:
+    root: pathlib.Path
+    store: str  # gRPC address
+    epoch: int
+    lmtp_port: int
+    store_process: subprocess.Popen[bytes]
+    lmtpd_process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lmtpd exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"lmtpd did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def start_lmtpd(
+    root: pathlib.Path, store: str, epoch: int, *, max_message_size: int, name: str = "lmtpd"
+) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    spec = services.lmtpd_service(
+        store, epoch, f"127.0.0.1:{port}", max_message_size=max_message_size, hostname="lmtp.test"
+    )
+    with open(root / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return port, proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def local_servers(root: pathlib.Path, *, max_message_size: int, default_quota: int = 0) -> Iterator[LocalServers]:
+    store_dir = root / "store"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store_addr = f"unix:{root / 'store.sock'}"
+    spec = services.store_service(
+        store_dir, store_addr, max_message_size=max_message_size, default_quota=default_quota, fence_next=True
+    )
+    with open(root / "store.log", "ab") as log:
+        store_proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        epoch = wait_for_store(store_addr)
+        port, lmtpd_proc = start_lmtpd(root, store_addr, epoch, max_message_size=max_message_size)
+        try:
+            yield LocalServers(root, store_addr, epoch, port, store_proc, lmtpd_proc)
+        finally:
+            stop(lmtpd_proc)
+    finally:
+        stop(store_proc)
