@@ -490,7 +490,7 @@ class CommandParser:
             self._buf.clear()
             self._scan = 0
             return False
-        tail = (self._tail + bytes(self._buf[max(0, idx - _TAIL) : idx]))[-_TAIL:]
+        tail = (self._tail + bytes(self._buf[max(0, idx - _TAIL) : idx])).removesuffix(b"\r")[-_TAIL:]
         del self._buf[: idx + 1]
         self._scan = 0
         self._end_of_skipped_line(tail)

@@ -1,0 +1,318 @@
+"""Framing: literals, continuation, APPEND streaming, limits, resync, IDLE and AUTHENTICATE."""
+
+from __future__ import annotations
+
+import pytest
+
+from imapd.protocol import commands as c
+from imapd.protocol import events as ev
+from imapd.protocol import fetch_spec as fs
+from imapd.protocol.errors import UsageError
+from imapd.protocol.parser import CommandParser, ParserLimits
+from imapd.protocol.sequence import SequenceSet
+from tests.imap_protocol_support import drain, feed, feed_bytewise, merge_chunks
+
+PIPELINE = (
+    b"a1 LOGIN {3}\r\nbob {6+}\r\nsecret\r\n"
+    b"a2 SELECT INBOX\r\n"
+    b"a3 APPEND INBOX (\\Seen) {12}\r\nHello\r\nWorld (\\Draft) {2+}\r\nhi\r\n"
+    b"a4 UID FETCH 1:50 (FLAGS ENVELOPE)\r\n"
+    b"junk line\r\n"
+    b"a5 FROB {4+}\r\nab\r\n\r\n"
+    b"a6 NOOP\r\n"
+)
+
+
+def expected_good() -> list[ev.Event]:
+    return [
+        ev.ContinuationNeeded("a1", 3),
+        ev.CommandReceived("a1", c.Login("bob", "secret")),
+        ev.CommandReceived("a2", c.Select("INBOX")),
+        ev.AppendStart("a3", "INBOX"),
+        ev.AppendMessageStart("a3", ("\\Seen",), None, 12),
+        ev.ContinuationNeeded("a3", 12),
+        ev.AppendChunk("a3", b"Hello\r\nWorld"),
+        ev.AppendMessageEnd("a3"),
+        ev.AppendMessageStart("a3", ("\\Draft",), None, 2),
+        ev.AppendChunk("a3", b"hi"),
+        ev.AppendMessageEnd("a3"),
+        ev.AppendEnd("a3"),
+        ev.CommandReceived("a4", c.Fetch(SequenceSet.parse(b"1:50"), (fs.FLAGS, fs.ENVELOPE), uid=True)),
+        ev.BadCommand("junk", "unknown command", ev.BadReason.UNKNOWN_COMMAND),
+        ev.BadCommand("a5", "unknown command", ev.BadReason.UNKNOWN_COMMAND),
+        ev.CommandReceived("a6", c.Noop()),
+    ]
+
+
+def test_junk_after_append_message_is_bad() -> None:
+    parser = CommandParser(authenticated=True)
+    # "Hello\r\nWorld" is 12 bytes: with {11} the "d" is left over where a space must follow the literal
+    events = merge_chunks(feed(parser, PIPELINE.replace(b"{12}", b"{11}")))
+    assert events[:5] == [*expected_good()[:4], ev.AppendMessageStart("a3", ("\\Seen",), None, 11)]
+    assert events[6:9] == [
+        ev.AppendChunk("a3", b"Hello\r\nWorl"),
+        ev.AppendMessageEnd("a3"),
+        ev.BadCommand("a3", "expected a space"),
+    ]
+    # the rest of the line (and its {2+} literal) was skipped; the next commands parse
+    assert events[9] == expected_good()[12]
+
+
+def test_good_pipeline_whole_and_bytewise() -> None:
+    assert merge_chunks(feed(CommandParser(authenticated=True), PIPELINE)) == expected_good()
+    assert merge_chunks(feed_bytewise(CommandParser(authenticated=True), PIPELINE)) == expected_good()
+
+
+def test_split_at_every_byte_boundary() -> None:
+    expected = expected_good()
+    for cut in range(len(PIPELINE) + 1):
+        parser = CommandParser(authenticated=True)
+        events = feed(parser, PIPELINE[:cut]) + feed(parser, PIPELINE[cut:])
+        assert merge_chunks(events) == expected, cut
+        assert parser.buffered == 0
+
+
+def test_lf_only_line_endings_are_accepted() -> None:
+    events = feed(CommandParser(), b"a1 NOOP\na2 LOGIN {1+}\nx y\n")
+    assert events == [ev.CommandReceived("a1", c.Noop()), ev.CommandReceived("a2", c.Login("x", "y"))]
+
+
+def test_sync_literal_blocks_until_accepted() -> None:
+    parser = CommandParser()
+    parser.receive_data(b"a1 LOGIN {3}\r\n")
+    assert parser.next_event() == ev.ContinuationNeeded("a1", 3)
+    assert parser.awaiting_continuation
+    with pytest.raises(UsageError):
+        parser.next_event()
+    parser.accept_literal()
+    assert parser.next_event() is ev.NEED_DATA
+
+
+def test_rejected_literal_drops_the_command() -> None:
+    parser = CommandParser()
+    parser.receive_data(b"a1 LOGIN {3}\r\n")
+    assert parser.next_event() == ev.ContinuationNeeded("a1", 3)
+    parser.reject_literal()
+    # the client saw our tagged NO and moved on to the next command
+    assert feed(parser, b"a2 NOOP\r\n") == [ev.CommandReceived("a2", c.Noop())]
+
+
+def test_usage_errors() -> None:
+    parser = CommandParser()
+    with pytest.raises(UsageError):
+        parser.accept_literal()
+    with pytest.raises(UsageError):
+        parser.reject_literal()
+    with pytest.raises(UsageError):
+        parser.discard_command()
+    parser.receive_data(b"a1 LOGIN {3}\r\n")
+    parser.next_event()
+    with pytest.raises(UsageError):
+        parser.begin_idle("a0")
+
+
+# --- limits ------------------------------------------------------------------
+
+
+def test_line_limit_before_and_after_authentication() -> None:
+    parser = CommandParser()
+    long_line = b"a1 LOGIN " + b"x" * 8200 + b" y\r\n"
+    events = feed(parser, long_line + b"a2 NOOP\r\n")
+    assert events == [
+        ev.BadCommand("a1", "command line too long", ev.BadReason.LINE_TOO_LONG),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+    parser.set_authenticated()
+    assert parser.authenticated
+    ok_line = b"a3 SEARCH " + b"ALL " * 2000 + b"ALL\r\n"  # ~8 KiB: fine after LOGIN
+    (event,) = feed(parser, ok_line)
+    assert isinstance(event, ev.CommandReceived)
+    too_long = b"a4 SEARCH " + b"ALL " * 17000 + b"ALL\r\n"
+    assert feed(parser, too_long) == [ev.BadCommand("a4", "command line too long", ev.BadReason.LINE_TOO_LONG)]
+
+
+def test_overlong_line_without_newline_is_skipped_without_buffering() -> None:
+    parser = CommandParser()
+    assert feed(parser, b"a1 NOOP ") == []
+    for _ in range(100):
+        assert feed(parser, b"z" * 4096) == []
+        assert parser.buffered <= 8 * 1024 + 4096
+    assert feed(parser, b"{3+}\r\nabc\r\na2 NOOP\r\n") == [
+        ev.BadCommand("a1", "command line too long", ev.BadReason.LINE_TOO_LONG),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+
+
+def test_non_append_literal_limit_sync_refused_before_data() -> None:
+    parser = CommandParser(authenticated=True)
+    events = feed(parser, b"a1 SEARCH TEXT {200000}\r\na2 NOOP\r\n")
+    assert events == [ev.LiteralTooBig("a1", 200000, 128 * 1024, append=False), ev.CommandReceived("a2", c.Noop())]
+
+
+def test_non_sync_literal_over_limit_is_discarded_then_reported() -> None:
+    parser = CommandParser(authenticated=True)
+    assert feed(parser, b"a1 SEARCH TEXT {300000+}\r\n") == []
+    for _ in range(60):
+        assert feed(parser, b"q" * 5000) == []
+        assert parser.buffered == 0
+    assert feed(parser, b" SEEN\r\na2 NOOP\r\n") == [
+        ev.LiteralTooBig("a1", 300000, 128 * 1024, append=False),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+
+
+def test_non_sync_literal_over_limit_exact() -> None:
+    parser = CommandParser(authenticated=True)
+    data = b"a1 SEARCH TEXT {300000+}\r\n" + b"q" * 300000 + b" SEEN {2+}\r\nxy\r\na2 NOOP\r\n"
+    events = feed(parser, data)
+    assert events == [ev.LiteralTooBig("a1", 300000, 128 * 1024, append=False), ev.CommandReceived("a2", c.Noop())]
+
+
+def test_literal_limit_before_authentication_is_small() -> None:
+    parser = CommandParser()
+    events = feed(parser, b"a1 LOGIN bob {9000}\r\na2 NOOP\r\n")
+    assert events == [ev.LiteralTooBig("a1", 9000, 8 * 1024, append=False), ev.CommandReceived("a2", c.Noop())]
+
+
+def test_total_command_limit_counts_literals() -> None:
+    limits = ParserLimits(literal_after_auth=100, command_after_auth=250)
+    parser = CommandParser(limits, authenticated=True)
+    data = b"a1 SEARCH TEXT {100+}\r\n" + b"a" * 100 + b" BODY {100+}\r\n" + b"b" * 100 + b" FROM {100+}\r\n"
+    data += b"c" * 100 + b"\r\na2 NOOP\r\n"
+    events = feed(parser, data)
+    assert events == [ev.LiteralTooBig("a1", 100, 100, append=False), ev.CommandReceived("a2", c.Noop())]
+
+
+# --- APPEND streaming ------------------------------------------------------------
+
+
+def test_append_streams_in_bounded_chunks() -> None:
+    limits = ParserLimits(append_chunk=1000)
+    parser = CommandParser(limits, authenticated=True)
+    body = bytes(range(256)) * 40  # 10240 bytes, every byte value
+    events = feed(parser, b"a1 APPEND INBOX {10240+}\r\n" + body + b"\r\n")
+    chunks = [e for e in events if isinstance(e, ev.AppendChunk)]
+    assert all(len(ch.data) <= 1000 for ch in chunks)
+    assert b"".join(ch.data for ch in chunks) == body
+    assert events[0] == ev.AppendStart("a1", "INBOX")
+    assert events[1] == ev.AppendMessageStart("a1", (), None, 10240)
+    assert events[-2:] == [ev.AppendMessageEnd("a1"), ev.AppendEnd("a1")]
+
+
+def test_append_over_appendlimit_sync_is_refused_before_data() -> None:
+    parser = CommandParser(authenticated=True)
+    events = feed(parser, b"a1 APPEND INBOX {20971521}\r\na2 NOOP\r\n")
+    assert events == [
+        ev.LiteralTooBig("a1", 20971521, 20 * 1024 * 1024, append=True),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+
+
+def test_append_over_appendlimit_non_sync_is_discarded_without_buffering() -> None:
+    limits = ParserLimits(append_limit=1000)
+    parser = CommandParser(limits, authenticated=True)
+    assert feed(parser, b"a1 APPEND INBOX {50000+}\r\n") == []
+    for _ in range(50):
+        assert feed(parser, b"x" * 1000) == []
+        assert parser.buffered == 0
+    assert feed(parser, b"\r\na2 NOOP\r\n") == [
+        ev.LiteralTooBig("a1", 50000, 1000, append=True),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+
+
+def test_multiappend_second_message_too_big() -> None:
+    limits = ParserLimits(append_limit=10)
+    parser = CommandParser(limits, authenticated=True)
+    events = feed(parser, b"a1 APPEND INBOX {2+}\r\nok {20+}\r\n" + b"z" * 20 + b"\r\na2 NOOP\r\n")
+    assert events == [
+        ev.AppendStart("a1", "INBOX"),
+        ev.AppendMessageStart("a1", (), None, 2),
+        ev.AppendChunk("a1", b"ok"),
+        ev.AppendMessageEnd("a1"),
+        ev.LiteralTooBig("a1", 20, 10, append=True),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+
+
+def test_append_mailbox_as_literal_and_binary_message() -> None:
+    parser = CommandParser(authenticated=True)
+    events = feed(parser, b"a1 APPEND {6+}\r\nSent/x ~{3+}\r\n\x00\x01\x02\r\n")
+    assert events == [
+        ev.AppendStart("a1", "Sent/x"),
+        ev.AppendMessageStart("a1", (), None, 3, binary=True),
+        ev.AppendChunk("a1", b"\x00\x01\x02"),
+        ev.AppendMessageEnd("a1"),
+        ev.AppendEnd("a1"),
+    ]
+
+
+def test_append_discard_command_skips_the_rest() -> None:
+    parser = CommandParser(authenticated=True)
+    parser.receive_data(b"a1 APPEND Nope {10+}\r\n01234")
+    assert parser.next_event() == ev.AppendStart("a1", "Nope")
+    parser.discard_command()  # mailbox does not exist: drop the data
+    assert parser.next_event() is ev.NEED_DATA
+    events = feed(parser, b"56789 {3+}\r\nabc\r\na2 NOOP\r\n")
+    assert events == [ev.CommandDiscarded("a1"), ev.CommandReceived("a2", c.Noop())]
+
+
+def test_append_discard_at_sync_literal_answers_before_data() -> None:
+    parser = CommandParser(authenticated=True)
+    parser.receive_data(b"a1 APPEND Nope {10}\r\n")
+    assert parser.next_event() == ev.AppendStart("a1", "Nope")
+    parser.discard_command()
+    assert drain(parser) == [ev.CommandDiscarded("a1")]
+    assert feed(parser, b"a2 NOOP\r\n") == [ev.CommandReceived("a2", c.Noop())]
+
+
+def test_append_bad_date_is_bad_before_any_data() -> None:
+    parser = CommandParser(authenticated=True)
+    events = feed(parser, b'a1 APPEND INBOX "32-Jan-2026 00:00:00 +0000" {3+}\r\nabc\r\na2 NOOP\r\n')
+    assert events == [ev.BadCommand("a1", "invalid date-time"), ev.CommandReceived("a2", c.Noop())]
+
+
+def test_append_before_login_is_not_streamed() -> None:
+    parser = CommandParser()
+    events = feed(parser, b"a1 APPEND INBOX {3+}\r\nabc\r\n")
+    assert len(events) == 1
+    assert isinstance(events[0], ev.CommandReceived)
+    assert isinstance(events[0].command, c.Append)
+
+
+# --- IDLE, AUTHENTICATE, STARTTLS ----------------------------------------------
+
+
+def test_idle_done_and_pipelined_command() -> None:
+    parser = CommandParser(authenticated=True)
+    assert feed(parser, b"a1 IDLE\r\n") == [ev.CommandReceived("a1", c.Idle())]
+    parser.begin_idle("a1")
+    assert parser.idling
+    assert feed(parser, b"DO") == []
+    assert feed(parser, b"ne\r\na2 NOOP\r\n") == [ev.IdleDone("a1"), ev.CommandReceived("a2", c.Noop())]
+    assert not parser.idling
+
+
+def test_idle_anything_but_done() -> None:
+    parser = CommandParser(authenticated=True)
+    parser.begin_idle("a1")
+    assert feed(parser, b"a2 NOOP\r\n") == [ev.BadCommand("a1", "expected DONE", ev.BadReason.EXPECTED_DONE)]
+
+
+def test_authenticate_exchange() -> None:
+    parser = CommandParser()
+    assert feed(parser, b"a1 AUTHENTICATE PLAIN\r\n") == [ev.CommandReceived("a1", c.Authenticate("PLAIN"))]
+    parser.begin_auth_response("a1")
+    assert feed(parser, b"AGJvYgBzZWNyZXQ=\r\n") == [ev.AuthResponse("a1", b"\x00bob\x00secret")]
+    parser.begin_auth_response("a1")
+    assert feed(parser, b"*\r\n") == [ev.AuthResponse("a1", None)]
+    parser.begin_auth_response("a1")
+    assert feed(parser, b"%%%\r\n") == [ev.BadCommand("a1", "invalid base64", ev.BadReason.BAD_BASE64)]
+
+
+def test_take_unprocessed_after_starttls() -> None:
+    parser = CommandParser()
+    parser.receive_data(b"a1 STARTTLS\r\na2 LOGIN evil injected\r\n")
+    assert parser.next_event() == ev.CommandReceived("a1", c.StartTls())
+    assert parser.take_unprocessed() == b"a2 LOGIN evil injected\r\n"
+    assert parser.next_event() is ev.NEED_DATA
