@@ -86,6 +86,7 @@ class _Found:
     uid: int
     uidvalidity: int | None
     event: int
+    size: int | None = None
 
 
 def _final_reads(ops: Sequence[Operation]) -> list[Event]:
@@ -101,7 +102,7 @@ def _found_messages(final: Sequence[Event]) -> tuple[dict[str, list[_Found]], li
         for raw in ev.list_("messages"):
             if not isinstance(raw, dict):
                 raise HistoryError(f"event {ev.index}: messages must hold objects")
-            uid, chaos_id = raw.get("uid"), raw.get("chaos_id")
+            uid, chaos_id, size = raw.get("uid"), raw.get("chaos_id"), raw.get("size")
             if not isinstance(uid, int):
                 raise HistoryError(f"event {ev.index}: message without an integer uid")
             if not isinstance(chaos_id, str) or not chaos_id:
@@ -109,7 +110,7 @@ def _found_messages(final: Sequence[Event]) -> tuple[dict[str, list[_Found]], li
                     Violation("unexpected", f"{mailbox} UID {uid} has no X-Chaos-Id (never attempted)", (ev.index,))
                 )
                 continue
-            found[chaos_id].append(_Found(mailbox, uid, uidvalidity, ev.index))
+            found[chaos_id].append(_Found(mailbox, uid, uidvalidity, ev.index, size if isinstance(size, int) else None))
     return found, problems
 
 
@@ -165,6 +166,17 @@ def _check_set(
                     )
                 )
             uid, uidvalidity = ev.int_("uid"), ev.int_("uidvalidity")
+        sent = op.invoke.int_("bytes")
+        for f in where:
+            if sent is not None and f.size is not None and f.size != sent:
+                violations.append(
+                    Violation(
+                        "size-mismatch",
+                        f"{chaos_id}: sent {sent} bytes, stored {f.size} (torn or altered write)",
+                        (op.invoke.index, f.event),
+                    )
+                )
+        if op.outcome is EventType.OK:
             for f in where:
                 if f.mailbox != mailbox:
                     violations.append(

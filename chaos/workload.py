@@ -39,6 +39,7 @@ from chaos.history import EventType, HistoryWriter, JsonValue, Op
 CHAOS_DOMAIN = "chaos.mailha.test"
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _UID = re.compile(rb"UID (\d+)", re.IGNORECASE)
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)", re.IGNORECASE)
 _CHAOS_ID = re.compile(rb"X-Chaos-Id:\s*(\S+)", re.IGNORECASE)
 _STATUS_ITEM = re.compile(rb"(UIDNEXT|UIDVALIDITY|HIGHESTMODSEQ|MESSAGES) (\d+)", re.IGNORECASE)
 
@@ -150,9 +151,9 @@ def parse_status(data: list[object]) -> dict[str, int]:
     return out
 
 
-def parse_fetch_ids(data: list[object]) -> list[tuple[int, str | None]]:
-    """(uid, X-Chaos-Id or None) per message of a UID FETCH of the X-Chaos-Id header field."""
-    found: list[tuple[int, str | None]] = []
+def parse_fetch_ids(data: list[object]) -> list[tuple[int, str | None, int | None]]:
+    """(uid, X-Chaos-Id or None, RFC822.SIZE or None) per message of a UID FETCH of the X-Chaos-Id field."""
+    found: list[tuple[int, str | None, int | None]] = []
     for item in data:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes):
             m = _UID.search(item[0])
@@ -160,12 +161,16 @@ def parse_fetch_ids(data: list[object]) -> list[tuple[int, str | None]]:
                 continue
             literal = item[1] if isinstance(item[1], bytes) else b""
             cid = _CHAOS_ID.search(literal)
-            found.append((int(m.group(1)), cid.group(1).decode() if cid else None))
+            size = _SIZE.search(item[0])
+            found.append(
+                (int(m.group(1)), cid.group(1).decode() if cid else None, int(size.group(1)) if size else None)
+            )
         elif isinstance(item, bytes) and _UID.search(item):
             # A message whose header field is empty comes back without a literal.
             m2 = _UID.search(item)
+            size2 = _SIZE.search(item)
             if m2 is not None and b"BODY[" in item.upper():
-                found.append((int(m2.group(1)), None))
+                found.append((int(m2.group(1)), None, int(size2.group(1)) if size2 else None))
     return found
 
 
@@ -239,7 +244,9 @@ class ImapClient:
         if conn is None:
             return None
         chaos_id = self._next_id()
-        size = self.cfg.big_append_bytes if self.cfg.big_append_bytes and self.seq % 25 == 0 else 0
+        # Only client 0 sends the big ones, so one slow 20 MiB upload never stalls every client.
+        big = self.cfg.big_append_bytes and self.number == 0 and self.seq % 4 == 0 and not scratch
+        size = self.cfg.big_append_bytes if big else 0
         message = tagged_message(chaos_id, size)
         result: dict[str, int] = {}
 
@@ -251,9 +258,12 @@ class ImapClient:
                     result["uidvalidity"], result["uid"] = int(m.group(1)), int(m.group(2))
             return dict(result)
 
-        value: dict[str, JsonValue] = {"chaos_id": chaos_id, "mailbox": mailbox, "scratch": scratch}
-        if size:
-            value["bytes"] = len(message)
+        value: dict[str, JsonValue] = {
+            "chaos_id": chaos_id,
+            "mailbox": mailbox,
+            "scratch": scratch,
+            "bytes": len(message),
+        }
         if self._op(Op.APPEND, value, body) and "uid" in result:
             if not scratch:
                 self.known.add(mailbox, result["uid"], chaos_id)
@@ -270,7 +280,7 @@ class ImapClient:
         def body() -> dict[str, JsonValue]:
             data = _call(lambda: conn.uid("FETCH", str(uid), "(UID FLAGS BODY.PEEK[HEADER.FIELDS (X-CHAOS-ID)])"))
             found = parse_fetch_ids(data)
-            return {"found": [cid for _, cid in found if cid is not None]}
+            return {"found": [cid for _, cid, _ in found if cid is not None]}
 
         self._op(Op.FETCH, {"mailbox": mailbox, "uid": uid, "expected": chaos_id}, body)
 
@@ -453,12 +463,14 @@ def final_read(cfg: WorkloadConfig, history: HistoryWriter, mailboxes: tuple[str
                         _, vals = conn.response(key)
                         if vals and isinstance(vals[0], bytes) and vals[0].isdigit():
                             reply[key.lower()] = int(vals[0])
-                    data = _call(partial(conn.uid, "FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (X-CHAOS-ID)])"))
+                    data = _call(
+                        partial(conn.uid, "FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (X-CHAOS-ID)])")
+                    )
                     found = parse_fetch_ids([d for d in data if d is not None])
                     # Other runs' deliveries may share INBOX: only this run's tags (and untagged
                     # messages, which nobody should have written) are judged.
-                    mine = [(u, c) for u, c in found if c is None or c.startswith(cfg.run_id + "-")]
-                    reply["messages"] = [{"uid": u, "chaos_id": c} for u, c in mine]
+                    mine = [(u, c, n) for u, c, n in found if c is None or c.startswith(cfg.run_id + "-")]
+                    reply["messages"] = [{"uid": u, "chaos_id": c, "size": n} for u, c, n in mine]
                     reply["foreign"] = len(found) - len(mine)
                 except (_Died, _Refused) as exc:
                     history.complete("final", Op.FINAL_READ, op_id, EventType.UNKNOWN, {"error": str(exc)})

@@ -32,6 +32,7 @@ class FakeState:
     appends: int = 0
     drop_after_commit_every: int = 0  # every Nth APPEND: commit, then close without replying
     lose_every: int = 0  # every Nth APPEND: reply OK without storing
+    truncate_every: int = 0  # every Nth APPEND: store all but the last 10 bytes (a torn write)
 
     def mailbox(self, name: str) -> Mailbox | None:
         return self.mailboxes.get("INBOX" if name.upper() == "INBOX" else name)
@@ -114,6 +115,8 @@ class _Handler(socketserver.StreamRequestHandler):
                     mb.uidnext += 1
                     mb.modseq += 1
                     lose = state.lose_every and state.appends % state.lose_every == 0
+                    if state.truncate_every and state.appends % state.truncate_every == 0:
+                        data = data[:-10]
                     if not lose:
                         mb.messages[uid] = (data, set())
                     drop = state.drop_after_commit_every and state.appends % state.drop_after_commit_every == 0
@@ -137,7 +140,8 @@ class _Handler(socketserver.StreamRequestHandler):
                             hm = _HEADER.search(data)
                             header = (hm.group(0) if hm else b"") + b"\r\n"
                             self.send(
-                                f"* {seq} FETCH (UID {uid} BODY[HEADER.FIELDS (X-CHAOS-ID)] {{{len(header)}}}".encode()
+                                f"* {seq} FETCH (UID {uid} RFC822.SIZE {len(data)} BODY[HEADER.FIELDS (X-CHAOS-ID)] "
+                                f"{{{len(header)}}}".encode()
                                 + b"\r\n"
                                 + header
                                 + b")"

@@ -331,3 +331,20 @@ def test_fetch_must_return_the_acknowledged_message() -> None:
     assert h.check().valid
     h.op(Op.FETCH, 0.4, 0.5, invoke={"mailbox": "A", "uid": 3, "expected": "a"}, reply={"found": []})
     assert rules(h.check()) == ["fetch-mismatch"]
+
+
+def test_stored_size_must_equal_sent_size_whatever_the_outcome() -> None:
+    h = H()
+    h.op(
+        Op.APPEND,
+        0.0,
+        0.1,
+        invoke={"chaos_id": "a", "mailbox": "INBOX", "bytes": 100},
+        reply={"uid": 1, "uidvalidity": 7},
+    )
+    h.op(Op.APPEND, 0.0, 0.1, EventType.UNKNOWN, invoke={"chaos_id": "b", "mailbox": "INBOX", "bytes": 20_971_520})
+    messages: list[JsonValue] = [{"uid": 1, "chaos_id": "a", "size": 100}, {"uid": 2, "chaos_id": "b", "size": 4096}]
+    h.op(Op.FINAL_READ, 5.0, 5.1, reply={"mailbox": "INBOX", "uidvalidity": 7, "messages": messages})
+    r = h.check()
+    assert rules(r) == ["size-mismatch"]
+    assert "b: sent 20971520 bytes, stored 4096" in r.violations[0].detail

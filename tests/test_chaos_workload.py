@@ -72,6 +72,15 @@ def test_an_acknowledged_but_lost_append_is_caught(tmp_path: pathlib.Path) -> No
     assert all(cid.startswith("t1-c") for cid in result.lost)
 
 
+def test_a_torn_append_is_caught_by_its_size(tmp_path: pathlib.Path) -> None:
+    with FakeImapServer(FakeState(truncate_every=6)) as server:
+        _, ok = _run(server, tmp_path)
+    assert ok
+    result = check(read_history(tmp_path / "history.jsonl"))
+    assert "size-mismatch" in {v.rule for v in result.violations}
+    assert not result.lost
+
+
 def test_no_server_means_no_final_read_and_an_invalid_result(tmp_path: pathlib.Path) -> None:
     server = FakeImapServer()
     port = server.port
@@ -91,12 +100,12 @@ def test_no_server_means_no_final_read_and_an_invalid_result(tmp_path: pathlib.P
 
 def test_parsers() -> None:
     data: list[object] = [
-        (b"1 (UID 4 BODY[HEADER.FIELDS (X-CHAOS-ID)] {22}", b"X-Chaos-Id: r-c1-9\r\n\r\n"),
+        (b"1 (UID 4 RFC822.SIZE 300 BODY[HEADER.FIELDS (X-CHAOS-ID)] {22}", b"X-Chaos-Id: r-c1-9\r\n\r\n"),
         b")",
         (b"2 (UID 6 BODY[HEADER.FIELDS (X-CHAOS-ID)] {2}", b"\r\n"),
         b")",
     ]
-    assert parse_fetch_ids(data) == [(4, "r-c1-9"), (6, None)]
+    assert parse_fetch_ids(data) == [(4, "r-c1-9", 300), (6, None, None)]
     assert parse_status([b'"chaos-a" (UIDNEXT 12 UIDVALIDITY 3 HIGHESTMODSEQ 40 MESSAGES 5)']) == {
         "uidnext": 12,
         "uidvalidity": 3,

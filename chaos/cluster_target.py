@@ -1,0 +1,222 @@
+"""The demo cluster as the chaos suite sees it: what to observe and where to hit.
+
+Everything here goes through ha-infra's helpers (namespaces, nftables
+partitions, the ZooKeeper ensemble) and the store's public GetEpoch; the
+only knowledge of the agent is its ZooKeeper records, read the way the
+agents write them (haagent.coordination), and `mailha cluster up` /
+`mailha switchover` as commands.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from chaos.agent_intervals import Transition
+from mailha.config import ClusterConfig
+
+
+class TargetError(Exception):
+    """The cluster could not be observed or acted on as asked."""
+
+
+class Target(Protocol):
+    """What the nemesis needs from a cluster; the tests give it a fake."""
+
+    def active_node(self) -> str | None: ...
+    def node_pids(self, node: str) -> list[int]: ...
+    def service_pids(self, node: str, service: str) -> list[int]: ...
+    def kill(self, pids: Iterable[int], sig: signal.Signals) -> int: ...
+    def partition(self, node: str, kind: str) -> None: ...
+    def heal_partition(self, node: str) -> None: ...
+    def zk_leader(self) -> int | None: ...
+    def zk_members(self) -> list[int]: ...
+    def zk_stop(self, member_id: int) -> None: ...
+    def zk_start(self, member_id: int) -> None: ...
+    def restore_nodes(self) -> None: ...
+    def switchover(self) -> None: ...
+    def wait_active(self, timeout: float, other_than: str | None = None) -> str | None: ...
+    def session_timeout(self) -> float: ...
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _mailha(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mailha.cli", *args]
+
+
+class ClusterTarget:
+    """The real demo cluster described by cluster.yaml."""
+
+    def __init__(self, cfg: ClusterConfig) -> None:
+        self.cfg = cfg
+        if cfg.source is None:
+            raise TargetError("the cluster config must come from a file (its path is passed to `mailha`)")
+        self.config_path = str(cfg.source)
+
+    # -- observing -----------------------------------------------------------
+
+    def vip(self) -> ipaddress.IPv4Address:
+        return self.cfg.floating_ip.address.ip
+
+    def vip_holders(self) -> list[str]:
+        """Nodes seen holding the floating IP in two passes taken in opposite orders."""
+        from haagent.netns import interface_addresses
+
+        def holds(node_name: str) -> bool:
+            node = self.cfg.node(node_name)
+            return any(a.ip == self.vip() for a in interface_addresses(node.namespace, self.cfg.floating_ip.interface))
+
+        names = [n.name for n in self.cfg.nodes]
+        first = {n for n in names if holds(n)}
+        second = {n for n in reversed(names) if holds(n)}
+        return sorted(first & second)
+
+    def store_epoch(self, node: str) -> int | None:
+        """The stored writer epoch read through `node`'s store socket (None: no store there)."""
+        from haagent.supervisor import store_address, store_epoch
+
+        address = store_address(self.cfg, node)
+        if not pathlib.Path(address.removeprefix("unix:")).exists():
+            return None
+        return store_epoch(address, timeout=1.0)[0]
+
+    def store_address(self, node: str) -> str:
+        from haagent.supervisor import store_address
+
+        return store_address(self.cfg, node)
+
+    def agent_history(self) -> list[Transition]:
+        from haagent.coordination_kazoo import KazooCoordination, make_client
+
+        client = make_client(self.cfg.zookeeper)
+        client.start(timeout=10)
+        try:
+            entries = KazooCoordination(client, self.cfg.zookeeper.chroot).history()
+        finally:
+            client.stop()
+            client.close()
+        return [Transition(e.time, e.node, e.from_state, e.to_state, e.epoch) for e in entries]
+
+    def active_node(self) -> str | None:
+        holders = self.vip_holders()
+        return holders[0] if len(holders) == 1 else None
+
+    def wait_active(self, timeout: float, other_than: str | None = None) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            node = self.active_node()
+            if node is not None and node != other_than and self.imap_answers():
+                return node
+            time.sleep(0.2)
+        return None
+
+    def imap_answers(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection((str(self.vip()), self.cfg.ports.imap), timeout=1.0) as sock:
+                sock.settimeout(1.0)
+                return sock.recv(64).startswith(b"* OK")
+        except OSError:
+            return False
+
+    def session_timeout(self) -> float:
+        return self.cfg.zookeeper.session_timeout
+
+    # -- processes -----------------------------------------------------------
+
+    def node_pids(self, node: str) -> list[int]:
+        from haagent.netns import pids_in_netns
+
+        me = os.getpid()
+        return [p for p in pids_in_netns(self.cfg.node(node).namespace) if p != me]
+
+    def service_pids(self, node: str, service: str) -> list[int]:
+        """Processes of `node` whose command line names `service` ("agent", "imapd", "store", "lmtpd")."""
+        needle = {"agent": " agent ", "imapd": " imapd ", "store": " store serve", "lmtpd": " lmtpd "}[service]
+        found = []
+        for pid in self.node_pids(node):
+            line = " " + _cmdline(pid) + " "
+            if "mailha.cli" in line and needle in line and "setpriv" not in line:
+                found.append(pid)
+        return found
+
+    def kill(self, pids: Iterable[int], sig: signal.Signals) -> int:
+        n = 0
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                n += 1
+            except ProcessLookupError:
+                pass
+        return n
+
+    # -- network ---------------------------------------------------------------
+
+    def partition(self, node: str, kind: str) -> None:
+        from haagent.partition import PartitionKind, partition
+
+        partition(self.cfg, node, PartitionKind(kind))
+
+    def heal_partition(self, node: str) -> None:
+        from haagent.partition import heal
+
+        heal(self.cfg, node)
+
+    # -- ZooKeeper -------------------------------------------------------------
+
+    def zk_leader(self) -> int | None:
+        from haagent.zk_ensemble import Ensemble
+
+        return Ensemble(self.cfg.zookeeper).leader()
+
+    def zk_members(self) -> list[int]:
+        return [m.id for m in self.cfg.zookeeper.members]
+
+    def zk_stop(self, member_id: int) -> None:
+        from haagent.zk_ensemble import Ensemble
+
+        Ensemble(self.cfg.zookeeper).stop_member(member_id, timeout=0.0, sig=signal.SIGKILL)
+
+    def zk_start(self, member_id: int) -> None:
+        from haagent.zk_ensemble import Ensemble
+
+        Ensemble(self.cfg.zookeeper).start_member(member_id, timeout=30.0)
+
+    # -- whole-cluster actions ---------------------------------------------------
+
+    def restore_nodes(self) -> None:
+        """Bring every node's agent back (after kills and fencing): `mailha cluster up` is idempotent."""
+        proc = subprocess.run(
+            _mailha("cluster", "up", "--config", self.config_path),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise TargetError(f"mailha cluster up failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+
+    def switchover(self) -> None:
+        proc = subprocess.run(
+            _mailha("switchover", "--config", self.config_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise TargetError(f"mailha switchover failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
