@@ -389,6 +389,18 @@ class DecisionLoop:
         elif action is Action.CLEAR_SWITCHOVER:
             await self._io(self.coord.clear_switchover)
 
+    async def step_down(self, reason: str) -> None:
+        """Release leadership on purpose (the agent is stopping): drain the
+        front ends, stop every service, hand over cleanly."""
+        if self.state is S.STANDBY and self.leader is None:
+            return
+        self._release_reason = reason
+        self._pending_history.append(
+            HistoryEntry(self.wall(), self.node, self.state.value, "stopped", self.epoch, reason)
+        )
+        await self._release()
+        await self._publish()
+
     async def _release(self) -> None:
         drain = self._release_reason.startswith("switchover")
         stopped_at = await self.actuator.release(drain)

@@ -1,0 +1,300 @@
+"""`mailha bench failover`: kill and switchover trials against a running
+cluster (`mailha cluster up`), under a steady client load through the
+floating IP.
+
+Kill trial: SIGKILL every process of the active node's namespace; the time
+from the kill to the first successful service check on the floating IP
+(IMAP LOGIN+SELECT once imapd is installed; until then an LMTP delivery
+accepted end to end). The killed node's agent is then restarted with its
+exact former command line and the next trial waits for it to stand by.
+Switchover trial: `mailha switchover`; its measured unavailability.
+
+Load: one thread delivers numbered messages over LMTP to the floating IP
+and records every acknowledged one; at the end every acknowledged message
+must be in the store (`lost_acked` counts those missing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import signal
+import smtplib
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from haagent import netns
+from haagent.agent import connect_coordination
+from haagent.coordination import Coordination
+from haagent.errors import HaAgentError
+from haagent.operator import switchover
+from haagent.supervisor import store_address
+from mailha.config import ClusterConfig
+from mailha_api import store_pb2, store_pb2_grpc
+
+BENCH_USER = "failbench"
+BENCH_DOMAIN = "mailha.test"
+TRIAL_TIMEOUT = 30.0
+STANDBY_TIMEOUT = 60.0
+
+
+@dataclass
+class LoadStats:
+    acked: list[str] = field(default_factory=list)  # Message-IDs acknowledged with 250
+    errors: int = 0
+
+
+def _deliver(host: str, port: int, msgid: str) -> bool:
+    body = (
+        f"From: bench@{BENCH_DOMAIN}\r\nTo: {BENCH_USER}@{BENCH_DOMAIN}\r\nSubject: failover bench\r\n"
+        f"Message-ID: <{msgid}>\r\n\r\nfailover bench message\r\n"
+    )
+    try:
+        with smtplib.LMTP(host, port, timeout=2.0) as lmtp:
+            refused = lmtp.sendmail(f"bench@{BENCH_DOMAIN}", [f"{BENCH_USER}@{BENCH_DOMAIN}"], body)
+        return not refused
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+class Load:
+    def __init__(self, cluster: ClusterConfig, interval: float = 0.02) -> None:
+        self.host = str(cluster.floating_ip.address.ip)
+        self.port = cluster.ports.lmtp
+        self.interval = interval
+        self.stats = LoadStats()
+        self.tag = uuid.uuid4().hex[:8]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            msgid = f"{self.tag}-{n}@bench"
+            if _deliver(self.host, self.port, msgid):
+                self.stats.acked.append(msgid)
+            else:
+                self.stats.errors += 1
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def service_ok(cluster: ClusterConfig) -> bool:
+    """One end-to-end check on the floating IP: an LMTP delivery accepted."""
+    return _deliver(str(cluster.floating_ip.address.ip), cluster.ports.lmtp, f"probe-{uuid.uuid4().hex}@bench")
+
+
+def _active(coord: Coordination) -> tuple[str, int] | None:
+    snap = coord.snapshot()
+    if snap.leader is None:
+        return None
+    st = snap.node_status(snap.leader.node)
+    if st is None or st.state != "active" or st.health != "ok":
+        return None
+    return snap.leader.node, snap.leader.epoch
+
+
+def _wait(what: str, cond: object, timeout: float) -> float:
+    assert callable(cond)
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise HaAgentError(f"bench: timed out waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
+def _ensure_user(cluster: ClusterConfig, node: str, epoch: int) -> None:
+    with grpc.insecure_channel(store_address(cluster, node)) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        try:
+            stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=BENCH_USER, password=uuid.uuid4().hex))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        try:
+            stub.AddAddress(
+                store_pb2.AddAddressRequest(epoch=epoch, address=f"{BENCH_USER}@{BENCH_DOMAIN}", user=BENCH_USER)
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+
+
+def stored_message_ids(cluster: ClusterConfig, node: str) -> set[str]:
+    with grpc.insecure_channel(store_address(cluster, node)) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        sel = stub.Select(store_pb2.SelectRequest(user=BENCH_USER, name="INBOX"), timeout=10)
+        if not sel.uids:
+            return set()
+        found: set[str] = set()
+        request = store_pb2.FetchRequest(
+            user=BENCH_USER, mailbox_id=sel.mailbox.mailbox_id, uid_set="1:*", with_header=True
+        )
+        for item in stub.Fetch(request, timeout=60):
+            if item.HasField("meta"):
+                for line in item.meta.header.decode(errors="replace").splitlines():
+                    if line.lower().startswith("message-id:"):
+                        found.add(line.split(":", 1)[1].strip().strip("<>"))
+        return found
+
+
+def _agent_cmdlines(namespace: str) -> list[tuple[list[str], str]]:
+    """(argv, cwd) of every agent process in the namespace."""
+    out = []
+    for pid in netns.pids_in_netns(namespace):
+        try:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        args = [a.decode() for a in argv if a]
+        if "agent" in args and "--node" in args and "netns" not in args:
+            out.append((args, cwd))
+    return out
+
+
+def kill_trial(cluster: ClusterConfig, coord: Coordination) -> dict[str, object]:
+    active = _active(coord)
+    assert active is not None
+    node, epoch = active
+    namespace = cluster.node(node).namespace
+    restart = _agent_cmdlines(namespace)
+    pids = netns.pids_in_netns(namespace)
+    t0 = time.monotonic()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _wait("a new active serving", lambda: (a := _active(coord)) is not None and a[0] != node, TRIAL_TIMEOUT)
+    _wait("the service on the floating IP", lambda: service_ok(cluster), TRIAL_TIMEOUT)
+    elapsed = time.monotonic() - t0
+    new = _active(coord)
+    # Bring the killed node back as a standby for the next trial.
+    log_dir = cluster.runtime_dir / node
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for argv, cwd in restart:
+        with open(log_dir / "agent.log", "ab") as out:
+            netns.popen_in_netns(namespace, argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
+    if restart:
+        _wait(
+            f"{node} standing by again",
+            lambda: (st := coord.snapshot().node_status(node)) is not None and st.state == "standby",
+            STANDBY_TIMEOUT,
+        )
+    return {
+        "kind": "kill",
+        "killed": node,
+        "killed_processes": len(pids),
+        "old_epoch": epoch,
+        "new_active": new[0] if new else None,
+        "new_epoch": new[1] if new else None,
+        "kill_to_service_s": round(elapsed, 3),
+    }
+
+
+def switchover_trial(cluster: ClusterConfig, coord: Coordination, zk_hosts: str | None) -> dict[str, object]:
+    result = switchover(cluster, None, hosts=zk_hosts, timeout=TRIAL_TIMEOUT)
+    _wait(
+        f"{result.source} standing by",
+        lambda: (st := coord.snapshot().node_status(result.source)) is not None and st.state == "standby",
+        STANDBY_TIMEOUT,
+    )
+    return {
+        "kind": "switchover",
+        "from": result.source,
+        "to": result.target,
+        "new_epoch": result.epoch,
+        "unavailable_s": None if math.isnan(result.unavailable_s) else round(result.unavailable_s, 3),
+        "took_s": round(result.took_s, 3),
+    }
+
+
+def run_bench(
+    cluster: ClusterConfig,
+    *,
+    trials: int,
+    switchovers: int,
+    as_json: bool,
+    out: pathlib.Path,
+    zk_hosts: str | None = None,
+) -> int:
+    coord = connect_coordination(cluster, hosts=zk_hosts, deadline=time.monotonic() + 15)
+    try:
+        _wait("an active node", lambda: _active(coord) is not None, TRIAL_TIMEOUT)
+        active = _active(coord)
+        assert active is not None
+        _ensure_user(cluster, *active)
+        _wait("the service on the floating IP", lambda: service_ok(cluster), TRIAL_TIMEOUT)
+        load = Load(cluster)
+        load.start()
+        results: list[dict[str, object]] = []
+        try:
+            time.sleep(0.5)
+            for i in range(max(trials, switchovers)):
+                if i < trials:
+                    results.append(kill_trial(cluster, coord))
+                    _report(results[-1], as_json)
+                if i < switchovers:
+                    results.append(switchover_trial(cluster, coord, zk_hosts))
+                    _report(results[-1], as_json)
+            time.sleep(0.5)
+        finally:
+            load.stop()
+        final = _active(coord)
+        assert final is not None
+        stored = stored_message_ids(cluster, final[0])
+        lost = [m for m in load.stats.acked if m not in stored]
+    finally:
+        coord.close()
+    kills = [float(str(r["kill_to_service_s"])) for r in results if r["kind"] == "kill"]
+    gaps = [float(str(r["unavailable_s"])) for r in results if r["kind"] == "switchover" and r["unavailable_s"]]
+    summary: dict[str, object] = {
+        "bench": "failover",
+        "session_timeout_s": cluster.zookeeper.session_timeout,
+        "service_check": "LMTP delivery on the floating IP",
+        "kill_trials": len(kills),
+        "kill_median_s": round(statistics.median(kills), 3) if kills else None,
+        "kill_max_s": round(max(kills), 3) if kills else None,
+        "switchover_trials": len(gaps),
+        "switchover_median_s": round(statistics.median(gaps), 3) if gaps else None,
+        "switchover_max_s": round(max(gaps), 3) if gaps else None,
+        "acked": len(load.stats.acked),
+        "lost_acked": len(lost),
+        "lost_examples": lost[:10],
+        "load_errors": load.stats.errors,
+        "trials": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"kill -> service: median {summary['kill_median_s']} s, max {summary['kill_max_s']} s "
+            f"({len(kills)} trials); switchover gap: median {summary['switchover_median_s']} s "
+            f"({len(gaps)} trials); acked {summary['acked']}, lost_acked {summary['lost_acked']} "
+            f"(written to {out})"
+        )
+    return 0 if not lost else 1
+
+
+def _report(result: dict[str, object], as_json: bool) -> None:
+    if not as_json:
+        print("  " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)

@@ -1,0 +1,89 @@
+"""What the decision loop does to this node, in the takeover order:
+fence the previous active, activate shared storage, start the store with
+--fence EPOCH (it raises its stored epoch before it accepts any write), add
+the floating IP and announce it, start the front ends with --epoch EPOCH.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from haagent import fencing, floating_ip, storage
+from haagent.coordination import LastActive
+from haagent.decision import Health
+from haagent.errors import ActionFailed
+from haagent.supervisor import Supervisor
+from mailha.config import ClusterConfig
+
+log = logging.getLogger("mailha.haagent")
+
+
+class NodeActuator:
+    def __init__(self, cluster: ClusterConfig, node: str, supervisor: Supervisor, nursery: trio.Nursery) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.supervisor = supervisor
+        self.nursery = nursery
+        self.timings: dict[str, float] = {}  # last takeover's step durations, for the log
+
+    async def fence(self, previous: LastActive, epoch: int) -> None:
+        t0 = time.monotonic()
+        result = await fencing.fence(self.cluster, previous.node, epoch)
+        self.timings["fence"] = time.monotonic() - t0
+        log.info("fenced %s with %s: %s", previous.node, result.method, result.detail)
+
+    async def activate(self, epoch: int) -> None:
+        marks = [time.monotonic()]
+        await storage.activate(self.cluster.storage, self.node, epoch)
+        marks.append(time.monotonic())
+        await self.supervisor.start_store(epoch)
+        marks.append(time.monotonic())
+        await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
+        self.nursery.start_soon(floating_ip.announce, self.cluster.floating_ip)
+        marks.append(time.monotonic())
+        await self.supervisor.start_front_ends(epoch)
+        marks.append(time.monotonic())
+        steps = ("storage", "store", "ip", "front_ends")
+        self.timings.update({s: marks[i + 1] - marks[i] for i, s in enumerate(steps)})
+        log.info("activated epoch %d: %s", epoch, ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()))
+
+    async def stop_writes(self) -> None:
+        await self.supervisor.stop_writes()
+        await self._drop_ip()
+
+    async def resume_writes(self, epoch: int) -> None:
+        await self.supervisor.resume_writes(epoch)
+        await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
+        self.nursery.start_soon(floating_ip.announce, self.cluster.floating_ip)
+
+    async def release(self, drain: bool) -> float:
+        epoch = self.supervisor.epoch
+        stopped_at = time.time()
+        if drain:
+            # Planned: the front ends say BYE [UNAVAILABLE] over the floating
+            # IP first, so the address goes only after they are gone.
+            await self.supervisor.stop_all(drain=True)
+            await self._drop_ip()
+        else:
+            # Losing certainty: stop writing and drop the address before
+            # anything slower happens.
+            await self.supervisor.stop_writes()
+            await self._drop_ip()
+            await self.supervisor.stop_all(drain=False)
+        try:
+            await storage.deactivate(self.cluster.storage, self.node, epoch)
+        except ActionFailed as exc:
+            log.error("could not deactivate storage: %s", exc)
+        return stopped_at
+
+    async def _drop_ip(self) -> None:
+        try:
+            await trio.to_thread.run_sync(floating_ip.remove, self.cluster.floating_ip)
+        except ActionFailed as exc:
+            log.error("could not drop the floating IP: %s", exc)
+
+    def health(self) -> Health:
+        return self.supervisor.health()

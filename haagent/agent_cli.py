@@ -1,0 +1,174 @@
+"""`mailha agent|status|switchover|pause|resume|history` and `mailha bench
+failover`: thin faces over haagent.agent, haagent.operator and
+bench.failover_bench. HaAgentError becomes one line on stderr and status 1
+here, and only here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+DEFAULT_CONFIG = pathlib.Path("cluster.yaml")
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=pathlib.Path, default=DEFAULT_CONFIG, help="cluster.yaml (default ./cluster.yaml)")
+    p.add_argument("--zk-hosts", default=None, help="host:port,... of ZooKeeper instead of the configured members")
+
+
+def register(sub: Any) -> None:
+    a = sub.add_parser("agent", help="run the HA agent of one node (inside its namespace)")
+    a.add_argument("--config", type=pathlib.Path, default=DEFAULT_CONFIG, help="cluster.yaml")
+    a.add_argument("--node", required=True, help="this node's name in cluster.yaml")
+    a.set_defaults(func=_agent)
+
+    s = sub.add_parser("status", help="active node, epoch, nodes, floating IP holder, ensemble health")
+    _config_arg(s)
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(func=_guard(_status))
+
+    w = sub.add_parser("switchover", help="planned move of the service to a standby")
+    _config_arg(w)
+    w.add_argument("--to", default=None, help="target node (default: any healthy standby)")
+    w.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the candidate")
+    w.add_argument("--json", action="store_true", help="one JSON object")
+    w.set_defaults(func=_guard(_switchover))
+
+    p = sub.add_parser("pause", help="maintenance mode: no automatic failover")
+    _config_arg(p)
+    p.set_defaults(func=_guard(lambda args: _pause(args, True)))
+    r = sub.add_parser("resume", help="leave maintenance mode")
+    _config_arg(r)
+    r.set_defaults(func=_guard(lambda args: _pause(args, False)))
+
+    h = sub.add_parser("history", help="every agent transition with reason and downtime")
+    _config_arg(h)
+    h.add_argument("--json", action="store_true", help="one JSON object")
+    h.set_defaults(func=_guard(_history))
+
+
+def register_bench(bench_sub: Any) -> None:
+    b = bench_sub.add_parser("failover", help="kill/switchover trials against the demo cluster")
+    _config_arg(b)
+    b.add_argument("--trials", type=int, default=5, help="SIGKILL trials (default 5)")
+    b.add_argument("--switchovers", type=int, default=None, help="switchover trials (default: --trials)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--out", default="bench-results/failover.json", help="where the JSON result is written")
+    b.set_defaults(func=_guard(_bench))
+
+
+def _load(path: pathlib.Path) -> Any:
+    from mailha.config import load
+
+    return load(path)
+
+
+def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from haagent.errors import HaAgentError
+        from mailha.config import ConfigError
+
+        try:
+            return fn(args)
+        except (HaAgentError, ConfigError) as exc:
+            print(f"mailha {args.command}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from haagent.agent import main
+    from mailha.config import ConfigError
+
+    try:
+        cluster = _load(args.config)
+    except ConfigError as exc:
+        print(f"mailha agent: {exc}", file=sys.stderr)
+        return 2
+    return main(cluster, args.node)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from haagent.operator import cluster_status
+
+    st = cluster_status(_load(args.config), args.zk_hosts)
+    if args.json:
+        print(json.dumps(st, sort_keys=True))
+        return 0
+    since = st["since"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(since))) if isinstance(since, float) else "-"
+    print(
+        f"active: {st['active'] or 'none'}  epoch: {st['epoch']}  since: {when}" + ("  PAUSED" if st["paused"] else "")
+    )
+    holders = st["floating_ip_holder"]
+    held = ", ".join(holders) if isinstance(holders, list) and holders else "nobody"
+    print(f"floating IP {st['floating_ip']} held by: {held}")
+    nodes = st["nodes"]
+    assert isinstance(nodes, list)
+    for n in nodes:
+        print(f"  {n['name']:<10} {n['state']:<11} health {n['health']:<8} epoch {n['epoch']:<4} {n['says']}")
+    ens = st["ensemble"]
+    assert isinstance(ens, dict)
+    serving = sum(1 for m in ens["members"] if m["serving"])
+    print(
+        f"ZooKeeper: {serving}/{len(ens['members'])} members serving ({'healthy' if ens['healthy'] else 'NO QUORUM'})"
+    )
+    return 0
+
+
+def _switchover(args: argparse.Namespace) -> int:
+    from haagent.operator import switchover
+
+    result = switchover(_load(args.config), args.to, hosts=args.zk_hosts, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(asdict(result)))
+    else:
+        gap = "unknown" if math.isnan(result.unavailable_s) else f"{result.unavailable_s:.3f} s"
+        print(
+            f"switched over from {result.source} to {result.target} (epoch {result.epoch}) "
+            f"in {result.took_s:.3f} s; service unavailable for {gap}"
+        )
+    return 0
+
+
+def _pause(args: argparse.Namespace, paused: bool) -> int:
+    from haagent.operator import set_paused
+
+    set_paused(_load(args.config), paused, args.zk_hosts)
+    print("maintenance mode on: no automatic failover" if paused else "maintenance mode off")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from haagent.operator import read_history
+
+    entries = read_history(_load(args.config), args.zk_hosts)
+    if args.json:
+        print(json.dumps({"history": [asdict(e) for e in entries]}))
+        return 0
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)) + f".{int(e.time % 1 * 1000):03d}"
+        down = f"  downtime {e.downtime_s:.3f} s" if e.downtime_s is not None else ""
+        print(f"{when}  {e.node:<10} {e.from_state:>10} -> {e.to_state:<10} epoch {e.epoch:<4} {e.reason}{down}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.failover_bench import run_bench
+
+    return run_bench(
+        _load(args.config),
+        trials=args.trials,
+        switchovers=args.switchovers if args.switchovers is not None else args.trials,
+        as_json=args.json,
+        out=pathlib.Path(args.out),
+        zk_hosts=args.zk_hosts,
+    )

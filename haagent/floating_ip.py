@@ -1,0 +1,142 @@
+"""The floating service address: add it, drop it, announce it.
+
+The agent runs inside its node's network namespace, so `add`/`remove` work
+on the namespace the process lives in; `remove_in_namespace` reaches into
+another node's namespace (fencing). After adding, several gratuitous ARPs,
+spaced by the configured interval, tell the bridge and the host the MAC now
+behind the address (the bridge sets arp_accept so even a host without a
+neighbour entry learns it).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+
+import trio
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from haagent.errors import ActionFailed
+from haagent.netns import holders_of, namespace_exists
+from mailha.config import ClusterConfig, FloatingIpConfig
+
+ETH_P_ARP = 0x0806
+BROADCAST = b"\xff" * 6
+
+
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise ActionFailed(f"interface {ifname} not found")
+    return int(found[0])
+
+
+def _has(ipr: IPRoute, index: int, address: ipaddress.IPv4Interface) -> bool:
+    for msg in ipr.addr("dump", index=index, family=socket.AF_INET):
+        if msg.get("IFA_ADDRESS") == str(address.ip):
+            return True
+    return False
+
+
+def add(cfg: FloatingIpConfig) -> None:
+    """Add the floating IP to the interface in this process's namespace (idempotent)."""
+    try:
+        with IPRoute() as ipr:
+            index = _index(ipr, cfg.interface)
+            if not _has(ipr, index, cfg.address):
+                ipr.addr("add", index=index, address=str(cfg.address.ip), prefixlen=cfg.address.network.prefixlen)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise ActionFailed(f"adding {cfg.address} to {cfg.interface}: {exc}") from exc
+
+
+def _remove(ipr: IPRoute, cfg: FloatingIpConfig) -> bool:
+    found = ipr.link_lookup(ifname=cfg.interface)
+    if not found:
+        return False
+    index = int(found[0])
+    if not _has(ipr, index, cfg.address):
+        return False
+    try:
+        ipr.addr("del", index=index, address=str(cfg.address.ip), prefixlen=cfg.address.network.prefixlen)
+    except NetlinkError as exc:
+        if exc.code not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+            raise
+        return False
+    return True
+
+
+def remove(cfg: FloatingIpConfig) -> bool:
+    """Drop the floating IP here; True if it was held. Never raises on absence."""
+    try:
+        with IPRoute() as ipr:
+            return _remove(ipr, cfg)
+    except NetlinkError as exc:
+        raise ActionFailed(f"removing {cfg.address} from {cfg.interface}: {exc}") from exc
+
+
+def remove_in_namespace(cfg: FloatingIpConfig, namespace: str) -> bool:
+    """Drop the floating IP from another node's namespace (fencing)."""
+    if not namespace_exists(namespace):
+        return False
+    try:
+        with IPRoute(netns=namespace) as ipr:
+            return _remove(ipr, cfg)
+    except (NetlinkError, OSError) as exc:
+        raise ActionFailed(f"removing {cfg.address} in {namespace}: {exc}") from exc
+
+
+def held_here(cfg: FloatingIpConfig) -> bool:
+    try:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=cfg.interface)
+            return bool(found) and _has(ipr, int(found[0]), cfg.address)
+    except NetlinkError:
+        return False
+
+
+def holders(cluster: ClusterConfig) -> list[str]:
+    """Nodes whose namespace really holds the floating IP (read from the kernel)."""
+    return holders_of(cluster, cluster.floating_ip.address.ip)
+
+
+def garp_frame(mac: bytes, ip: ipaddress.IPv4Address) -> bytes:
+    """A gratuitous ARP request: sender and target protocol address are both `ip`."""
+    eth = BROADCAST + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip.packed + b"\x00" * 6 + ip.packed
+    return eth + arp
+
+
+def _mac(ifname: str) -> bytes:
+    with IPRoute() as ipr:
+        links = ipr.get_links(_index(ipr, ifname))
+        text = links[0].get("IFLA_ADDRESS")
+    if not isinstance(text, str):
+        raise ActionFailed(f"{ifname} has no MAC address")
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def send_garp(cfg: FloatingIpConfig) -> None:
+    """One gratuitous ARP on the interface (raw AF_PACKET socket)."""
+    frame = garp_frame(_mac(cfg.interface), cfg.address.ip)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+        sock.bind((cfg.interface, 0))
+        sock.send(frame)
+
+
+async def announce(cfg: FloatingIpConfig) -> None:
+    """garp_count gratuitous ARPs, garp_interval apart; the first at once."""
+    for i in range(cfg.garp_count):
+        if i:
+            await trio.sleep(cfg.garp_interval)
+        if not held_here(cfg):
+            return  # dropped meanwhile (SUSPENDED): announcing it would mislead the LAN
+        try:
+            send_garp(cfg)
+        except OSError:
+            # The address may have been dropped meanwhile (SUSPENDED); a
+            # missing announcement is harmless, a crash here is not.
+            return

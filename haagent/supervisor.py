@@ -1,0 +1,348 @@
+"""Starting, health-checking and stopping the active node's services.
+
+Children are started through `setpriv --pdeathsig KILL`, from the trio
+thread (the death signal follows the thread that forked, and this thread
+lives as long as the agent): if the agent dies, the kernel SIGKILLs its
+store, imapd and lmtpd at once, so nothing keeps writing after the agent's
+ZooKeeper session expires. The store additionally refuses writes whose
+epoch is not the newest, so a survivor could not commit anything anyway.
+
+Restart policy: a front end that exits is restarted (at most
+MAX_RESTARTS within RESTART_WINDOW); the store likewise, with the same
+`--fence EPOCH` (idempotent). Beyond that, or after FAILED_CHECKS failed
+health checks in a row, health() reports FAILING and the decision loop
+releases leadership.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import trio
+
+from haagent.decision import Health
+from haagent.errors import ActionFailed
+from mailha import services
+from mailha.config import ClusterConfig, NodeConfig
+from mailha_api import store_pb2, store_pb2_grpc
+
+log = logging.getLogger("mailha.haagent.supervisor")
+
+MAX_RESTARTS = 3
+RESTART_WINDOW = 30.0
+FAILED_CHECKS = 3
+STORE_START_TIMEOUT = 15.0
+FRONT_END_START_TIMEOUT = 15.0
+DRAIN_TIMEOUT = 5.0
+STOP_TIMEOUT = 5.0
+
+
+def node_run_dir(cluster: ClusterConfig, node: str) -> pathlib.Path:
+    return cluster.runtime_dir / node
+
+
+def store_address(cluster: ClusterConfig, node: str) -> str:
+    """The store's gRPC address on `node`: a unix socket under runtime_dir/NODE/."""
+    return f"unix:{node_run_dir(cluster, node) / 'store.sock'}"
+
+
+@dataclass(frozen=True)
+class FrontEndContext:
+    cluster: ClusterConfig
+    node: NodeConfig
+    store: str  # gRPC address of this node's store
+    epoch: int
+    run_dir: pathlib.Path
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    spec: services.ServiceSpec
+    port: int  # where it greets once it serves
+    greeting: bytes  # what a healthy greeting starts with
+
+
+# Front ends the agent starts after the store, in order. imapd and lmtpd each
+# add a factory here (returning None when their service is unavailable).
+FrontEndFactory = Callable[[FrontEndContext], FrontEnd | None]
+FRONT_ENDS: list[FrontEndFactory] = []
+
+
+class Phase(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILING = "failing"
+
+
+@dataclass
+class _Child:
+    name: str
+    argv: tuple[str, ...]
+    proc: subprocess.Popen[bytes]
+    port: int | None = None
+    greeting: bytes = b""
+    restarts: list[float] = field(default_factory=list)
+
+
+def _spawn(name: str, argv: tuple[str, ...], log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        # Called on the trio thread on purpose: see the module docstring.
+        return subprocess.Popen(("setpriv", "--pdeathsig", "KILL", "--", *argv), stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        out.close()
+
+
+def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
+    """(stored epoch, writable) from the store's GetEpoch."""
+    with grpc.insecure_channel(address) as channel:
+        reply = store_pb2_grpc.MailStoreStub(channel).GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout)
+    return int(reply.epoch), bool(reply.writable)
+
+
+def set_writable(address: str, epoch: int, writable: bool, timeout: float = 0.5) -> None:
+    with grpc.insecure_channel(address) as channel:
+        store_pb2_grpc.MailStoreStub(channel).SetWritable(
+            store_pb2.SetWritableRequest(epoch=epoch, writable=writable), timeout=timeout
+        )
+
+
+def greets(host: str, port: int, prefix: bytes, timeout: float = 1.0) -> bool:
+    """True if a TCP connection to host:port greets with `prefix`."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            data = b""
+            deadline = time.monotonic() + timeout
+            while b"\n" not in data and time.monotonic() < deadline:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(prefix)
+    except OSError:
+        return False
+
+
+class Supervisor:
+    def __init__(self, cluster: ClusterConfig, node: str, storage_dir: pathlib.Path) -> None:
+        self.cluster = cluster
+        self.node = cluster.node(node)
+        self.storage_dir = storage_dir
+        self.run_dir = node_run_dir(cluster, node)
+        self.log_dir = self.run_dir / "log"
+        self.address = store_address(cluster, node)
+        self.children: dict[str, _Child] = {}
+        self.phase = Phase.STOPPED
+        self.epoch = 0
+        self.failed_checks = 0
+        self.detail = ""
+        # Start, stop and the periodic check never interleave (a check must
+        # not restart a child that stop_all is stopping). stop_writes takes
+        # no lock: it must be fast even while a check waits on a greeting.
+        self.lock = trio.Lock()
+
+    # -- health -----------------------------------------------------------------
+    def health(self) -> Health:
+        return {
+            Phase.STOPPED: Health.STOPPED,
+            Phase.STARTING: Health.STARTING,
+            Phase.RUNNING: Health.OK,
+            Phase.FAILING: Health.FAILING,
+        }[self.phase]
+
+    def _fail(self, why: str) -> None:
+        if self.phase is not Phase.FAILING:
+            log.error("services failing: %s", why)
+        self.phase = Phase.FAILING
+        self.detail = why
+
+    # -- start ------------------------------------------------------------------
+    def _store_argv(self, epoch: int) -> tuple[str, ...]:
+        return services.store_service(
+            self.storage_dir,
+            self.address,
+            max_message_size=self.cluster.store.max_message_size,
+            default_quota=self.cluster.store.default_quota,
+            fence=epoch,
+        ).argv
+
+    async def start_store(self, epoch: int) -> None:
+        """Start the store with --fence EPOCH; return once it serves that epoch."""
+        async with self.lock:
+            await self._start_store(epoch)
+
+    async def _start_store(self, epoch: int) -> None:
+        self.phase = Phase.STARTING
+        self.epoch = epoch
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o755)
+        sock = pathlib.Path(self.address.removeprefix("unix:"))
+        sock.unlink(missing_ok=True)
+        argv = self._store_argv(epoch)
+        self.children["store"] = _Child("store", argv, _spawn("store", argv, self.log_dir))
+        await self._wait_store(epoch)
+
+    async def _wait_store(self, epoch: int) -> None:
+        child = self.children["store"]
+        with trio.move_on_after(STORE_START_TIMEOUT):
+            while True:
+                if child.proc.poll() is not None:
+                    raise ActionFailed(f"store exited with {child.proc.returncode} while starting")
+                try:
+                    stored, _writable = await trio.to_thread.run_sync(store_epoch, self.address, 0.5)
+                except grpc.RpcError:
+                    await trio.sleep(0.01)
+                    continue
+                if stored != epoch:
+                    raise ActionFailed(f"store serves epoch {stored}, not {epoch}: fenced by a newer writer")
+                return
+        raise ActionFailed(f"store did not serve within {STORE_START_TIMEOUT:.0f} s")
+
+    async def start_front_ends(self, epoch: int) -> None:
+        async with self.lock:
+            await self._start_front_ends(epoch)
+
+    async def _start_front_ends(self, epoch: int) -> None:
+        ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir)
+        pending: list[_Child] = []
+        for factory in FRONT_ENDS:
+            fe = factory(ctx)
+            if fe is None:
+                continue
+            child = _Child(fe.spec.name, fe.spec.argv, _spawn(fe.spec.name, fe.spec.argv, self.log_dir))
+            child.port, child.greeting = fe.port, fe.greeting
+            self.children[fe.spec.name] = child
+            pending.append(child)
+        with trio.move_on_after(FRONT_END_START_TIMEOUT):
+            for child in pending:
+                while not await self._greets(child):
+                    if child.proc.poll() is not None:
+                        raise ActionFailed(f"{child.name} exited with {child.proc.returncode} while starting")
+                    await trio.sleep(0.01)
+            self.phase = Phase.RUNNING
+            self.failed_checks = 0
+            return
+        raise ActionFailed(f"front ends did not greet within {FRONT_END_START_TIMEOUT:.0f} s")
+
+    async def _greets(self, child: _Child) -> bool:
+        if child.port is None:
+            return True
+        host = str(self.cluster.floating_ip.address.ip)
+        return await trio.to_thread.run_sync(greets, host, child.port, child.greeting, 0.5)
+
+    # -- writes -----------------------------------------------------------------
+    async def stop_writes(self) -> None:
+        """Make the store refuse writes now; if it does not answer, kill it."""
+        store = self.children.get("store")
+        if store is None or store.proc.poll() is not None:
+            return
+        try:
+            await trio.to_thread.run_sync(set_writable, self.address, self.epoch, False, 0.3)
+        except grpc.RpcError as exc:
+            log.warning("store did not accept SetWritable(false) (%s); killing it", exc.code())
+            store.proc.kill()
+
+    async def resume_writes(self, epoch: int) -> None:
+        store = self.children.get("store")
+        if store is None or store.proc.poll() is not None:
+            raise ActionFailed("store is gone; cannot resume writes")
+        try:
+            await trio.to_thread.run_sync(set_writable, self.address, epoch, True, 1.0)
+        except grpc.RpcError as exc:
+            raise ActionFailed(f"store refused SetWritable(true): {exc.code()}") from None
+
+    # -- stop -------------------------------------------------------------------
+    async def stop_all(self, drain: bool) -> None:
+        """Front ends first (SIGTERM: imapd says BYE [UNAVAILABLE]), then the store."""
+        async with self.lock:
+            await self._stop_all(drain)
+
+    async def _stop_all(self, drain: bool) -> None:
+        front = [c for name, c in self.children.items() if name != "store"]
+        for child in front:
+            self._signal(child, signal.SIGTERM if drain else signal.SIGKILL)
+        await self._reap(front, DRAIN_TIMEOUT)
+        store = self.children.get("store")
+        if store is not None:
+            self._signal(store, signal.SIGTERM)
+            await self._reap([store], STOP_TIMEOUT)
+        self.children.clear()
+        self.phase = Phase.STOPPED
+        self.epoch = 0
+
+    @staticmethod
+    def _signal(child: _Child, sig: signal.Signals) -> None:
+        if child.proc.poll() is None:
+            try:
+                child.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    async def _reap(self, children: list[_Child], timeout: float) -> None:
+        deadline = trio.current_time() + timeout
+        for child in children:
+            while child.proc.poll() is None and trio.current_time() < deadline:
+                await trio.sleep(0.01)
+            if child.proc.poll() is None:
+                log.warning("%s ignored SIGTERM for %.0f s; killing it", child.name, timeout)
+                child.proc.kill()
+                child.proc.wait()
+
+    # -- monitoring -------------------------------------------------------------
+    async def check_once(self) -> None:
+        """One round of health checks and restarts (RUNNING phase only)."""
+        async with self.lock:
+            await self._check_once()
+
+    async def _check_once(self) -> None:
+        if self.phase is not Phase.RUNNING:
+            return
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            if child.proc.poll() is None:
+                continue
+            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW]
+            if len(child.restarts) >= MAX_RESTARTS:
+                self._fail(f"{name} exited {MAX_RESTARTS} times within {RESTART_WINDOW:.0f} s")
+                return
+            log.warning("%s exited with %s; restarting it", name, child.proc.returncode)
+            child.restarts.append(now)
+            child.proc = _spawn(name, child.argv, self.log_dir)
+            if name == "store":
+                try:
+                    await self._wait_store(self.epoch)
+                except ActionFailed as exc:
+                    self._fail(str(exc))
+                    return
+        ok = await self._healthy()
+        self.failed_checks = 0 if ok else self.failed_checks + 1
+        if self.failed_checks >= FAILED_CHECKS:
+            self._fail(f"{FAILED_CHECKS} health checks failed in a row: {self.detail}")
+
+    async def _healthy(self) -> bool:
+        try:
+            stored, _writable = await trio.to_thread.run_sync(store_epoch, self.address, 1.0)
+        except grpc.RpcError as exc:
+            self.detail = f"store health: {exc.code()}"
+            return False
+        if stored != self.epoch:
+            # A newer writer fenced this store: never recovers by itself.
+            self._fail(f"store fenced: stored epoch {stored}, mine {self.epoch}")
+            return False
+        for child in self.children.values():
+            if child.port is not None and not await self._greets(child):
+                self.detail = f"{child.name} did not greet on port {child.port}"
+                return False
+        return True
