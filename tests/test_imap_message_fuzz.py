@@ -7,7 +7,8 @@ import datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imapd.message.addresses import parse_addresses
+from imapd.message import wire
+from imapd.message.addresses import _parse_simple, parse_addresses, parse_addresses_general
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.mime_tree import Part, parse_message
 from imapd.message.search_eval import SearchContext, SearchEvaluator
@@ -15,7 +16,7 @@ from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
-from imapd.protocol.values import encode
+from imapd.protocol.values import String, encode
 
 ATTRIBUTES: tuple[F.FetchAttribute, ...] = (
     *F.MACROS["FULL"],
@@ -99,3 +100,23 @@ def test_arbitrary_address_headers(value: bytes) -> None:
     for address in parse_addresses(value):
         # A host of None marks a group start/end; real addresses always get a host.
         assert address.host is not None or address.name is None
+
+
+ADDRESSY = st.lists(
+    st.sampled_from([b"a", b"b.c", b"@", b"<", b">", b",", b" ", b'"', b"x y", b"\\", b";", b":", b"(", b")", b"."]),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ADDRESSY)
+def test_fast_address_path_agrees_with_the_general_parser(value: bytes) -> None:
+    fast = _parse_simple(value)
+    if fast is not None:
+        assert fast == parse_addresses_general(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1100))
+def test_wire_string_matches_value_encoder(value: bytes) -> None:
+    assert wire.string(value) == encode(String(value))

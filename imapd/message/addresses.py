@@ -9,11 +9,10 @@ so a client never mistakes a broken address for a group marker.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
-_SPECIALS: Final = frozenset(b'()<>@,;:\\".[]')
-_BLANKS: Final = frozenset(b" \t\r\n")
 _MAX_ADDRESSES: Final = 1000  # a header with more is abuse; the rest is dropped
 MISSING_MAILBOX: Final = b"MISSING_MAILBOX"
 MISSING_DOMAIN: Final = b"MISSING_DOMAIN"
@@ -38,50 +37,60 @@ class Address:
 GROUP_END: Final = Address(None, None, None, None)
 
 
-def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
-    tokens: list[tuple[int, bytes]] = []
-    i, n = 0, len(value)
+# One token at a position: blanks, a comment opener, a quoted string (an
+# unterminated one runs to the end), a domain literal, a special, or an atom.
+_TOKEN: Final = re.compile(
+    rb"""[ \t\r\n]+|(\()|"((?:[^"\\]|\\.)*)"?|(\[[^\]]*\]?)|([)<>@,;:\\.\[\]"])|([^()<>@,;:\\".\[\] \t\r\n]+)""",
+    re.S,
+)
+_QUOTED_PAIR: Final = re.compile(rb"\\(.)", re.S)
+
+
+def _skip_comment(value: bytes, i: int) -> int:
+    """Position after the (possibly nested, possibly unterminated) comment opening at value[i]."""
+    depth = 0
+    n = len(value)
     while i < n:
         c = value[i]
-        if c in _BLANKS:
+        if c == 0x5C:
             i += 1
-        elif c == 0x28:  # "(" comment, nested; dropped
-            depth = 1
-            i += 1
-            while i < n and depth:
-                c = value[i]
-                if c == 0x5C:
-                    i += 1
-                elif c == 0x28:
-                    depth += 1
-                elif c == 0x29:
-                    depth -= 1
-                i += 1
-        elif c == 0x22:  # quoted string, kept unescaped
-            i += 1
-            buf = bytearray()
-            while i < n and value[i] != 0x22:
-                if value[i] == 0x5C and i + 1 < n:
-                    i += 1
-                if value[i] not in b"\r\n":
-                    buf.append(value[i])
-                i += 1
-            i += 1
-            tokens.append((_QUOTED, bytes(buf)))
-        elif c == 0x5B:  # [domain literal]
-            close = value.find(b"]", i)
-            stop = n if close < 0 else close + 1
-            tokens.append((_LITERAL, value[i:stop]))
-            i = stop
-        elif c in _SPECIALS:
-            tokens.append((_SPECIAL, value[i : i + 1]))
-            i += 1
-        else:
-            j = i
-            while j < n and value[j] not in _SPECIALS and value[j] not in _BLANKS:
-                j += 1
-            tokens.append((_ATOM, value[i:j]))
-            i = j
+        elif c == 0x28:
+            depth += 1
+        elif c == 0x29:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
+    tokens: list[tuple[int, bytes]] = []
+    pos, n = 0, len(value)
+    match = _TOKEN.match
+    while pos < n:
+        m = match(value, pos)
+        if m is None:  # unreachable in practice: every byte starts some alternative
+            pos += 1
+            continue
+        kind = m.lastindex
+        if kind == 1:
+            pos = _skip_comment(value, pos)
+            continue
+        pos = m.end()
+        if kind == 2:
+            text = m.group(2)
+            if b"\\" in text:
+                text = _QUOTED_PAIR.sub(rb"\1", text)
+            if b"\r" in text or b"\n" in text:
+                text = text.replace(b"\r", b"").replace(b"\n", b"")
+            tokens.append((_QUOTED, text))
+        elif kind == 3:
+            tokens.append((_LITERAL, m.group(3)))
+        elif kind == 4:
+            tokens.append((_SPECIAL, m.group(4)))
+        elif kind == 5:
+            tokens.append((_ATOM, m.group(5)))
     return tokens
 
 
@@ -147,8 +156,43 @@ def _mailbox(tokens: list[tuple[int, bytes]]) -> Address | None:
     return Address(name, adl, mailbox or MISSING_MAILBOX, host or MISSING_DOMAIN)
 
 
+# The common case, "Name" <a@b>, Name <a@b> or a@b separated by commas, without
+# comments, groups, routes or escapes; it gives what the general parser gives.
+_ADDR_CHARS: Final = rb'[^<>@\s"(),;:\\\[\]]+'
+_SIMPLE_ITEM: Final = re.compile(
+    rb'[ \t\r\n]*(?:(?:"([^"\\\r\n]*)"|([^"<>,;:@()\\.\[\]]*?))[ \t\r\n]*<(%s)@(%s)>|(%s)@(%s))[ \t\r\n]*(?:,|\Z)'
+    % ((_ADDR_CHARS,) * 4)
+)
+
+
+def _parse_simple(value: bytes) -> list[Address] | None:
+    out: list[Address] = []
+    pos, n = 0, len(value)
+    match = _SIMPLE_ITEM.match
+    while pos < n:
+        m = match(value, pos)
+        if m is None or m.end() == pos:
+            return None
+        quoted, phrase, mailbox, host, bare_mailbox, bare_host = m.groups()
+        if mailbox is not None:
+            name = quoted if quoted is not None else b" ".join(phrase.split())
+            out.append(Address(name or None, None, mailbox, host))
+        else:
+            out.append(Address(None, None, bare_mailbox, bare_host))
+        pos = m.end()
+    return out if len(out) <= _MAX_ADDRESSES else out[:_MAX_ADDRESSES]
+
+
 def parse_addresses(value: bytes) -> list[Address]:
     """Addresses and group markers of one header value (unfolded or not)."""
+    simple = _parse_simple(value)
+    if simple is not None:
+        return simple
+    return parse_addresses_general(value)
+
+
+def parse_addresses_general(value: bytes) -> list[Address]:
+    """The full tolerant parser (groups, comments, routes, quoted pairs, junk)."""
     out: list[Address] = []
     current: list[tuple[int, bytes]] = []
     in_group = False

@@ -9,52 +9,67 @@ from __future__ import annotations
 
 from typing import Final
 
+from imapd.message import wire
 from imapd.message.addresses import Address, parse_addresses
-from imapd.message.headers import HeaderField, parse_fields
-from imapd.protocol.values import NIL, List, Value, nstring
+from imapd.message.headers import HeaderField, first_values
+from imapd.protocol.values import Raw
 
 _WANTED: Final = frozenset(
     {b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"in-reply-to", b"message-id"}
 )
 
 
-def _address_value(address: Address) -> Value:
-    return List((nstring(address.name), nstring(address.adl), nstring(address.mailbox), nstring(address.host)))
+def _address_wire(address: Address) -> bytes:
+    return b"(%s %s %s %s)" % (
+        wire.nstring(address.name),
+        wire.nstring(address.adl),
+        wire.nstring(address.mailbox),
+        wire.nstring(address.host),
+    )
 
 
-def _address_list(value: bytes | None) -> Value:
+def _address_list(value: bytes | None) -> bytes:
     if value is None:
-        return NIL
+        return b"NIL"
     addresses = parse_addresses(value)
     if not addresses:
-        return NIL
-    return List(tuple(_address_value(a) for a in addresses))
+        return b"NIL"
+    return b"(" + b" ".join(_address_wire(a) for a in addresses) + b")"
 
 
-def envelope_from_fields(fields: list[HeaderField]) -> Value:
+def _first_of_fields(fields: list[HeaderField]) -> dict[bytes, bytes]:
     first: dict[bytes, bytes] = {}
     for f in fields:
         if f.name in _WANTED and f.name not in first:
             first[f.name] = f.value
+    return first
+
+
+def envelope_wire(first: dict[bytes, bytes]) -> bytes:
+    """The ENVELOPE structure in wire form (built directly: it is the hot path of mail clients)."""
     from_ = _address_list(first.get(b"from"))
     sender = _address_list(first.get(b"sender"))
     reply_to = _address_list(first.get(b"reply-to"))
-    return List(
+    return b"(%s)" % b" ".join(
         (
-            nstring(first.get(b"date")),
-            nstring(first.get(b"subject")),
+            wire.nstring(first.get(b"date")),
+            wire.nstring(first.get(b"subject")),
             from_,
-            from_ if sender is NIL else sender,
-            from_ if reply_to is NIL else reply_to,
+            from_ if sender == b"NIL" else sender,
+            from_ if reply_to == b"NIL" else reply_to,
             _address_list(first.get(b"to")),
             _address_list(first.get(b"cc")),
             _address_list(first.get(b"bcc")),
-            nstring(first.get(b"in-reply-to")),
-            nstring(first.get(b"message-id")),
+            wire.nstring(first.get(b"in-reply-to")),
+            wire.nstring(first.get(b"message-id")),
         )
     )
 
 
-def envelope(header: bytes) -> Value:
+def envelope_from_fields(fields: list[HeaderField]) -> Raw:
+    return Raw(envelope_wire(_first_of_fields(fields)))
+
+
+def envelope(header: bytes) -> Raw:
     """ENVELOPE of a header block (the message's, or an embedded message's)."""
-    return envelope_from_fields(parse_fields(header))
+    return Raw(envelope_wire(first_values(header, _WANTED)))

@@ -12,7 +12,7 @@ from typing import assert_never
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
 from imapd.message.decoding import decode_transfer
-from imapd.message.envelope import envelope_from_fields
+from imapd.message.envelope import envelope
 from imapd.message.mime_tree import Part
 from imapd.message.sections import apply_partial, header_section, resolve_part, section_bytes, slice_chunks
 from imapd.message.view import MessageView, ParsedMessage
@@ -94,7 +94,7 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
         elif kind is SimpleKind.RFC822_SIZE:
             value = Number(view.size)
         elif kind is SimpleKind.ENVELOPE:
-            value = envelope_from_fields(msg.fields())
+            value = envelope(msg.header())
         elif kind is SimpleKind.RFC822:
             value = _whole(msg, None)
         elif kind is SimpleKind.RFC822_HEADER:

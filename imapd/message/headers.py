@@ -8,6 +8,7 @@ unchanged) and unfold values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -72,27 +73,26 @@ def split_message(data: bytes, start: int = 0, end: int | None = None) -> tuple[
     return header_end(data, start, stop), stop
 
 
+# A field: a name of printable characters (no colon), optional blanks, a colon, the
+# rest of the line and every continuation line. Lines that match nothing are junk
+# inside the block and skipped, as are continuations of junk.
+_FIELD: Final = re.compile(rb"^([!-9;-~]{1,%d})[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?" % _MAX_NAME, re.M)
+
+
 def parse_fields(header: bytes) -> list[HeaderField]:
     """Every field of a header block, in order, with its continuation lines."""
-    fields: list[HeaderField] = []
-    lines = header.splitlines(keepends=True)
-    name = b""
-    current: list[bytes] = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and current:
-            current.append(line)
-            continue
-        if current:
-            fields.append(HeaderField(name, b"".join(current)))
-            current = []
-        colon = line.find(b":", 0, _MAX_NAME + 1)
-        if colon <= 0:
-            continue  # the blank line, or junk inside the block
-        name = line[:colon].rstrip(b" \t").lower()
-        current = [line]
-    if current:
-        fields.append(HeaderField(name, b"".join(current)))
-    return fields
+    return [HeaderField(m.group(1).lower(), m.group(0)) for m in _FIELD.finditer(header)]
+
+
+def first_values(header: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """Unfolded values of the first field of each wanted name (lower case), without listing the others."""
+    found: dict[bytes, bytes] = {}
+    for m in _FIELD.finditer(header):
+        name = m.group(1).lower()
+        if name in names and name not in found:
+            raw = m.group(0)
+            found[name] = unfold(raw[raw.index(b":") + 1 :])
+    return found
 
 
 def first_value(fields: list[HeaderField], name: bytes) -> bytes | None:
