@@ -149,7 +149,9 @@ class AppendStream:
 
     def __init__(self, client: StoreClient) -> None:
         self._requests: queue.SimpleQueue[store_pb2.AppendRequest | None] = queue.SimpleQueue()
-        self._replies = client.stub.AppendPipeline(iter(self._requests.get, None))
+        self._replies: Iterator[store_pb2.AppendReply] = iter(
+            client.stub.AppendPipeline(iter(self._requests.get, None))
+        )
         self.in_flight = 0
 
     def send(self, header: store_pb2.AppendHeader, data: bytes) -> None:
