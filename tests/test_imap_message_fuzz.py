@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from imapd.message import wire
 from imapd.message.addresses import _parse_simple, parse_addresses, parse_addresses_general
 from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.headers import header_end, header_end_by_lines
 from imapd.message.mime_tree import Part, parse_message
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.message.view import MessageView
@@ -120,3 +121,17 @@ def test_fast_address_path_agrees_with_the_general_parser(value: bytes) -> None:
 @given(st.binary(max_size=1100))
 def test_wire_string_matches_value_encoder(value: bytes) -> None:
     assert wire.string(value) == encode(String(value))
+
+
+HEADERISH = st.lists(
+    st.sampled_from(
+        [b"A: b\r\n", b"X-Y : z\n", b" cont\r\n", b"\tc\n", b"\r\n", b"\n", b"junk line\r\n", b":\r\n", b"\xff"]
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(HEADERISH)
+def test_fast_header_end_agrees_with_the_line_reader(data: bytes) -> None:
+    assert header_end(data) == header_end_by_lines(data, 0, len(data))

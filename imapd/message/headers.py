@@ -33,6 +33,12 @@ def unfold(value: bytes) -> bytes:
     return value.strip(b" \t\r")
 
 
+# A header block of well-formed fields (checked in one C-level match before
+# falling back to the line-by-line reading of odd headers).
+_CLEAN_BLOCK: Final = re.compile(rb"(?:[!-9;-~]{1,%d}[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*)*" % _MAX_NAME)
+_BLANK_LINE: Final = re.compile(rb"\n\r?\n")
+
+
 def header_end(data: bytes, start: int = 0, end: int | None = None) -> int:
     """Offset just after the header block of data[start:end] (after its blank line, when there is one).
 
@@ -41,6 +47,14 @@ def header_end(data: bytes, start: int = 0, end: int | None = None) -> int:
     headers is all body instead of all header.
     """
     stop = len(data) if end is None else end
+    blank = _BLANK_LINE.search(data, start, stop)
+    if blank is not None and _CLEAN_BLOCK.fullmatch(data, start, blank.start() + 1):
+        return blank.end()
+    return header_end_by_lines(data, start, stop)
+
+
+def header_end_by_lines(data: bytes, start: int, stop: int) -> int:
+    """The general (slow) reading of `header_end`, line by line."""
     pos = start
     first = True
     while pos < stop:

@@ -60,7 +60,10 @@ class ParsedMessage:
                 full = self.full()
                 self._header = full[: header_end(full)]
             elif self.view.header is not None:
-                self._header = self.view.header
+                # The store cuts at the first blank line; we also stop at a line that is
+                # not a field (a message without header), so cut again for one rule.
+                stored = self.view.header
+                self._header = stored[: header_end(stored)]
             else:
                 raise MissingMessageData(f"uid {self.view.uid}: header was not fetched")
         return self._header
