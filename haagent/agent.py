@@ -82,6 +82,7 @@ def connect_coordination(
 async def _health_checks(supervisor: Supervisor, interval: float, wake: Wake) -> None:
     last = supervisor.health()
     while True:
+        supervisor.prewarm()
         await trio.sleep(interval)
         await supervisor.check_once()
         if supervisor.health() is not last:

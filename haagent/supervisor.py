@@ -17,12 +17,14 @@ releases leadership.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import os
 import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,14 +97,56 @@ class _Child:
     restarts: list[float] = field(default_factory=list)
 
 
-def _spawn(name: str, argv: tuple[str, ...], log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None
+) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         # Called on the trio thread on purpose: see the module docstring.
-        return subprocess.Popen(("setpriv", "--pdeathsig", "KILL", "--", *argv), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            ("setpriv", "--pdeathsig", "KILL", "--", *argv), stdin=stdin, stdout=out, stderr=subprocess.STDOUT
+        )
     finally:
         out.close()
+
+
+MAILHA_PREFIX = (sys.executable, "-m", "mailha.cli")
+
+
+class WarmPool:
+    """One pre-started `haagent.prestart` process per service (see that
+    module): a takeover hands it its argv instead of paying for interpreter
+    start-up and imports."""
+
+    def __init__(self, log_dir: pathlib.Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def fill(self, names: list[str]) -> None:
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                argv = (sys.executable, "-m", "haagent.prestart", name)
+                self.procs[name] = _spawn(name, argv, self.log_dir, stdin=subprocess.PIPE)
+
+    def launch(self, name: str, argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
+        """Start `argv` in the warm process for `name` if there is one, else cold."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None and proc.stdin is not None and argv[:3] == MAILHA_PREFIX:
+            try:
+                proc.stdin.write(json.dumps(list(argv[3:])).encode() + b"\n")
+                proc.stdin.close()
+                return proc
+            except OSError:
+                proc.kill()
+        return _spawn(name, argv, self.log_dir)
+
+    def clear(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait()
+        self.procs.clear()
 
 
 def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
@@ -152,6 +196,7 @@ class Supervisor:
         # not restart a child that stop_all is stopping). stop_writes takes
         # no lock: it must be fast even while a check waits on a greeting.
         self.lock = trio.Lock()
+        self.warm = WarmPool(self.log_dir)
 
     # -- health -----------------------------------------------------------------
     def health(self) -> Health:
@@ -191,7 +236,7 @@ class Supervisor:
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
         argv = self._store_argv(epoch)
-        self.children["store"] = _Child("store", argv, _spawn("store", argv, self.log_dir))
+        self.children["store"] = _Child("store", argv, self.warm.launch("store", argv))
         await self._wait_store(epoch)
 
     async def _wait_store(self, epoch: int) -> None:
@@ -221,7 +266,7 @@ class Supervisor:
             fe = factory(ctx)
             if fe is None:
                 continue
-            child = _Child(fe.spec.name, fe.spec.argv, _spawn(fe.spec.name, fe.spec.argv, self.log_dir))
+            child = _Child(fe.spec.name, fe.spec.argv, self.warm.launch(fe.spec.name, fe.spec.argv))
             child.port, child.greeting = fe.port, fe.greeting
             self.children[fe.spec.name] = child
             pending.append(child)
@@ -241,6 +286,14 @@ class Supervisor:
             return True
         host = str(self.cluster.floating_ip.address.ip)
         return await trio.to_thread.run_sync(greets, host, child.port, child.greeting, 0.5)
+
+    def prewarm(self) -> None:
+        """Keep a warm process per service while this node is not serving."""
+        if self.phase is not Phase.STOPPED:
+            return
+        ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir)
+        names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in FRONT_ENDS) if fe is not None]
+        self.warm.fill(names)
 
     # -- writes -----------------------------------------------------------------
     async def stop_writes(self) -> None:

@@ -1,0 +1,52 @@
+"""A service process started ahead of need: `python -m haagent.prestart NAME`.
+
+It imports the service's modules (the bulk of a Python service's start-up
+time), then blocks reading ONE line from stdin: the JSON argv of the
+`mailha` command it is to become. Only then does it run that command, in
+this same process. No fork happens after gRPC is imported, so gRPC's
+fork restrictions do not apply. The standby keeps one of these per service
+so a takeover does not pay for interpreter start and imports.
+
+If stdin closes without a line (the agent died or dropped it), it exits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+# Modules each service imports lazily on its command path; importing them
+# here is the whole point. Missing ones are skipped (a service not built).
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "store": ("grpc", "lmdb", "store.server", "store.servicer", "store.engine"),
+    "lmtpd": ("grpc", "trio", "lmtpd.service", "lmtpd.server", "lmtpd.store_gateway"),
+    "imapd": ("grpc", "trio", "imapd.server", "imapd.service", "imapd.store_grpc"),
+}
+
+
+def main() -> int:
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    import mailha.cli
+
+    for module in PRELOAD.get(name, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    parser = mailha.cli.build_parser()  # imports every command module
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    argv = json.loads(line)
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        print("prestart: expected a JSON list of strings", file=sys.stderr)
+        return 2
+    sys.stdin.close()
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
