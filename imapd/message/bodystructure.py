@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from imapd.message.content_fields import TypedValue, parse_typed
 from imapd.message.envelope import envelope_from_fields
-from imapd.message.mime_tree import Part, text_lines
+from imapd.message.mime_tree import Part
 from imapd.protocol.values import NIL, List, Number, Raw, String, Value, encode, nstring
 
 
@@ -66,7 +66,6 @@ def body_structure(part: Part, extended: bool) -> Value:
                 nstring(part.field_value(b"content-location")),
             ]
         return List(tuple(items))
-    body = part.body
     items = [
         String(ctype.main),
         String(ctype.sub),
@@ -74,16 +73,16 @@ def body_structure(part: Part, extended: bool) -> Value:
         nstring(part.field_value(b"content-id")),
         nstring(part.field_value(b"content-description")),
         String(part.encoding or b"7BIT"),
-        Number(len(body)),
+        Number(part.body_size),
     ]
     if part.message is not None:
         items += [
             envelope_from_fields(part.message.fields),
             body_structure(part.message, extended),
-            Number(text_lines(body)),
+            Number(part.body_lines),
         ]
     elif ctype.main == b"TEXT":
-        items.append(Number(text_lines(body)))
+        items.append(Number(part.body_lines))
     if extended:
         items += [
             nstring(part.field_value(b"content-md5")),

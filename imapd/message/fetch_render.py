@@ -50,7 +50,7 @@ def _whole(msg: ParsedMessage, partial: Partial | None) -> Value:
 def _body_section(msg: ParsedMessage, item: BodySection) -> Value:
     section = item.section
     if section.part or section.text is not None:
-        if section.header_only and not msg.has_full:
+        if section.header_only:  # never build a MIME tree for the top-level header
             data: bytes | None = header_section(msg.header(), section)
         else:
             data = section_bytes(msg.tree(), section)
@@ -100,7 +100,7 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
         elif kind is SimpleKind.RFC822_HEADER:
             value = Literal(msg.header())
         elif kind is SimpleKind.RFC822_TEXT:
-            value = Literal(msg.tree().body)
+            value = Literal(msg.full()[len(msg.header()) :])
         elif kind is SimpleKind.BODY:
             value = body_structure(msg.tree(), extended=False)
         else:

@@ -51,6 +51,10 @@ class Part:
         return self.end - self.body_start
 
     @property
+    def body_lines(self) -> int:
+        return text_lines(self.data, self.body_start, self.end)
+
+    @property
     def is_multipart(self) -> bool:
         return bool(self.children)
 
@@ -162,9 +166,10 @@ def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tupl
     return spans
 
 
-def text_lines(body: bytes) -> int:
-    """Lines of a body as BODYSTRUCTURE counts them: a last line without a break counts too."""
-    count = body.count(b"\n")
-    if body and not body.endswith(b"\n"):
+def text_lines(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """Lines of data[start:end] as BODYSTRUCTURE counts them: a last line without a break counts too."""
+    stop = len(data) if end is None else end
+    count = data.count(b"\n", start, stop)
+    if stop > start and data[stop - 1] != 0x0A:
         count += 1
     return count
