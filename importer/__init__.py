@@ -1,0 +1,1 @@
+"""mailha import: copy mail from mbox files, Maildir trees and IMAP servers into the store."""

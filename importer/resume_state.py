@@ -1,0 +1,57 @@
+"""Where an IMAP import got to, per source folder: UIDVALIDITY and last copied UID.
+
+Why a state file rather than marking messages: IMAP UIDs only grow within
+one UIDVALIDITY, so "everything up to UID n is copied" is one number per
+folder, needs no read of the destination, and leaves the copied messages
+untouched (a marker header would change their bytes, a keyword would show
+up in users' clients). It is written after every message the store has
+acknowledged (atomically: temp file + rename), so an interrupted run
+resumes exactly after the last durable copy. If the source folder's
+UIDVALIDITY changed, its UIDs mean something else: the folder is copied
+again from the start and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FolderMarker:
+    uidvalidity: int
+    last_uid: int
+
+
+def state_path(state_dir: pathlib.Path, host: str, port: int, user: str, to_user: str) -> pathlib.Path:
+    raw = f"imap-{host}-{port}-{user}-to-{to_user}"
+    return state_dir / (re.sub(r"[^A-Za-z0-9._@-]", "_", raw) + ".json")
+
+
+class ResumeState:
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self._folders: dict[str, FolderMarker] = {}
+        if path.exists():
+            data = json.loads(path.read_text("utf-8"))
+            for name, entry in data.get("folders", {}).items():
+                self._folders[name] = FolderMarker(int(entry["uidvalidity"]), int(entry["last_uid"]))
+
+    def marker(self, folder: str) -> FolderMarker | None:
+        return self._folders.get(folder)
+
+    def record(self, folder: str, uidvalidity: int, uid: int) -> None:
+        self._folders[folder] = FolderMarker(uidvalidity, uid)
+        self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "folders": {n: {"uidvalidity": m.uidvalidity, "last_uid": m.last_uid} for n, m in self._folders.items()}
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
+        os.replace(tmp, self.path)

@@ -1,0 +1,106 @@
+"""`mailha import mbox|maildir|imap`: migrate mail into a user's mailboxes."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importer.source import ImportSource
+
+_STATE_DIR = pathlib.Path.home() / ".local" / "state" / "mailha" / "import"
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", help="store gRPC address (unix:PATH or 127.0.0.1:PORT)")
+    where.add_argument("--data", type=pathlib.Path, help="standalone data directory (uses its store socket)")
+    p.add_argument("--epoch", type=int, default=None, help="writer epoch (default: the store's current epoch)")
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("import", help="import mail from mbox, Maildir or another IMAP server")
+    isub = p.add_subparsers(dest="import_kind", metavar="SOURCE", required=True)
+
+    m: argparse.ArgumentParser = isub.add_parser("mbox", help="one mbox file into one mailbox")
+    m.add_argument("file", type=pathlib.Path)
+    m.add_argument("--user", required=True, help="store user receiving the mail")
+    m.add_argument("--mailbox", default="INBOX", help="destination mailbox (default INBOX)")
+    _target_options(m)
+    m.set_defaults(func=_mbox)
+
+    d: argparse.ArgumentParser = isub.add_parser("maildir", help="a Maildir tree (Maildir++ folders) with flags")
+    d.add_argument("dir", type=pathlib.Path)
+    d.add_argument("--user", required=True, help="store user receiving the mail")
+    d.add_argument("--date-from", choices=("mtime", "name"), default="mtime", help="internal date source")
+    _target_options(d)
+    d.set_defaults(func=_maildir)
+
+    i: argparse.ArgumentParser = isub.add_parser("imap", help="every folder of an IMAP account (resumable)")
+    i.add_argument("--host", required=True)
+    i.add_argument("--port", type=int, default=None, help="default 993 with --tls, else 143")
+    i.add_argument("--tls", action="store_true", help="implicit TLS")
+    i.add_argument("--ca-file", default=None, help="CA bundle to verify the server with (default: system)")
+    i.add_argument("--user", required=True, help="login at the source server")
+    i.add_argument("--password-file", type=pathlib.Path, required=True, help="file holding the source password")
+    i.add_argument("--to-user", required=True, help="store user receiving the mail")
+    i.add_argument("--state-dir", type=pathlib.Path, default=_STATE_DIR, help=f"resume markers (default {_STATE_DIR})")
+    _target_options(i)
+    i.set_defaults(func=_imap)
+
+
+def _store_address(args: argparse.Namespace) -> str:
+    if args.store:
+        return str(args.store)
+    from mailha.standalone import StandalonePaths
+
+    data = args.data if args.data is not None else pathlib.Path("/var/lib/mailha-demo")
+    return StandalonePaths(data).store_socket
+
+
+def _run(args: argparse.Namespace, user: str, make_source: Callable[[], ImportSource]) -> int:
+    from importer.errors import ImportFailure
+    from importer.run import exit_status, fail, run_import
+    from importer.store_sink import StoreSink
+    from store.client import StoreClient
+
+    try:
+        with StoreClient(_store_address(args)) as client:
+            epoch = args.epoch if args.epoch is not None else client.epoch()
+            source = make_source()
+            try:
+                report = run_import(source, StoreSink(client, user, epoch))
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+    except ImportFailure as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(str(exc))
+    return exit_status(report)
+
+
+def _mbox(args: argparse.Namespace) -> int:
+    from importer.mbox import MboxSource
+
+    return _run(args, args.user, lambda: MboxSource(args.file, args.mailbox))
+
+
+def _maildir(args: argparse.Namespace) -> int:
+    from importer.maildir import DateFrom, MaildirSource
+
+    return _run(args, args.user, lambda: MaildirSource(args.dir, DateFrom(args.date_from)))
+
+
+def _imap(args: argparse.Namespace) -> int:
+    from importer.imap_source import ImapSource, ImapSourceOptions
+    from importer.resume_state import ResumeState, state_path
+
+    password = args.password_file.read_text("utf-8").rstrip("\r\n")
+    port = args.port or (993 if args.tls else 143)
+    options = ImapSourceOptions(args.host, port, args.user, password, tls=args.tls, ca_file=args.ca_file)
+    state = ResumeState(state_path(args.state_dir, args.host, port, args.user, args.to_user))
+    return _run(args, args.to_user, lambda: ImapSource(options, state))
