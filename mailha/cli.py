@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailha.standalone_cli",
     "store.cli",
     "lmtpd.cli",
+    "mailha.import_cli",
 )
 
 
