@@ -41,10 +41,6 @@ class ParsedMessage:
         self._fields: list[HeaderField] | None = None
         self._tree: Part | None = None
 
-    @property
-    def has_full(self) -> bool:
-        return self.view.chunks is not None
-
     def full(self) -> bytes:
         if self._full is None:
             if self.view.chunks is None:
