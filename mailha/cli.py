@@ -17,6 +17,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "store.cli",
     "lmtpd.cli",
     "mailha.import_cli",
+    "haagent.cluster_cli",
+    "haagent.agent_cli",
+    "chaos.cli",
 )
 
 

@@ -19,11 +19,13 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from pyroute2 import IPRoute
 
 from haagent import netns
 from haagent.zk_ensemble import Ensemble
-from mailha.config import ClusterConfig, FloatingIpConfig, NodeConfig, ZkMember, ZooKeeperConfig
+from mailha import config
+from mailha.config import ClusterConfig
 from tests.zk_fixtures import free_ports
 
 TEST_NET = ipaddress.IPv4Network("192.0.2.0/24")
@@ -54,36 +56,46 @@ def free_subnet() -> ipaddress.IPv4Network:
 
 
 def lab_config(tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3) -> ClusterConfig:
-    """A cluster config for a lab of its own: unique names, a free /28, free ports."""
+    """A cluster config of its own (unique names, a free /28, free ports),
+    written to tmp_path/cluster.yaml so agents started with --config read it."""
     tag = secrets.token_hex(3)
     subnet = free_subnet()
     hosts = list(subnet.hosts())  # 14 addresses
     bridge_ip = hosts[0]
     ports = free_ports(3 * zk_members)
-    zk = ZooKeeperConfig(
-        members=tuple(
-            ZkMember(i + 1, str(bridge_ip), ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(zk_members)
-        ),
-        chroot="/mailha",
-        session_timeout=2.0,
-        data_dir=tmp_path / "zk",
-    )
-    return ClusterConfig(
-        name=f"lab-{tag}",
-        nodes=tuple(
-            NodeConfig(
-                name=f"{tag}n{i + 1}",
-                address=ipaddress.IPv4Interface(f"{hosts[i + 1]}/{subnet.prefixlen}"),
-                namespace=f"mht-{tag}-n{i + 1}",
-            )
+    data = {
+        "name": f"lab-{tag}",
+        "bridge": f"mhb-{tag}",
+        "bridge_address": f"{bridge_ip}/{subnet.prefixlen}",
+        "nodes": [
+            {
+                "name": f"{tag}n{i + 1}",
+                "address": f"{hosts[i + 1]}/{subnet.prefixlen}",
+                "namespace": f"mht-{tag}-n{i + 1}",
+            }
             for i in range(nodes)
-        ),
-        zookeeper=zk,
-        floating_ip=FloatingIpConfig(address=ipaddress.IPv4Interface(f"{hosts[-1]}/{subnet.prefixlen}")),
-        bridge=f"mhb-{tag}",
-        bridge_address=ipaddress.IPv4Interface(f"{bridge_ip}/{subnet.prefixlen}"),
-        runtime_dir=tmp_path / "run",
-    )
+        ],
+        "floating_ip": {"address": f"{hosts[-1]}/{subnet.prefixlen}"},
+        "zookeeper": {
+            "members": [
+                {
+                    "id": i + 1,
+                    "host": str(bridge_ip),
+                    "client_port": ports[3 * i],
+                    "peer_port": ports[3 * i + 1],
+                    "election_port": ports[3 * i + 2],
+                }
+                for i in range(zk_members)
+            ],
+            "session_timeout": 2.0,
+            "data_dir": str(tmp_path / "zk"),
+        },
+        "storage": {"path": str(tmp_path / "shared")},
+        "runtime_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config.load(path)
 
 
 class Lab:
