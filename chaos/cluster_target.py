@@ -3,8 +3,8 @@
 Everything here goes through ha-infra's helpers (namespaces, nftables
 partitions, the ZooKeeper ensemble) and the store's public GetEpoch; the
 only knowledge of the agent is its ZooKeeper records, read the way the
-agents write them (haagent.coordination), and `mailha cluster up` /
-`mailha switchover` as commands.
+agents write them (haagent.coordination), and the operator's
+public functions (history, switchover) and `cluster.start_agent`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import ipaddress
 import os
 import pathlib
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -53,18 +51,11 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _mailha(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailha.cli", *args]
-
-
 class ClusterTarget:
     """The real demo cluster described by cluster.yaml."""
 
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
-        if cfg.source is None:
-            raise TargetError("the cluster config must come from a file (its path is passed to `mailha`)")
-        self.config_path = str(cfg.source)
 
     # -- observing -----------------------------------------------------------
 
@@ -99,16 +90,9 @@ class ClusterTarget:
         return store_address(self.cfg, node)
 
     def agent_history(self) -> list[Transition]:
-        from haagent.coordination_kazoo import KazooCoordination, make_client
+        from haagent.operator import read_history
 
-        client = make_client(self.cfg.zookeeper)
-        client.start(timeout=10)
-        try:
-            entries = KazooCoordination(client, self.cfg.zookeeper.chroot).history()
-        finally:
-            client.stop()
-            client.close()
-        return [Transition(e.time, e.node, e.from_state, e.to_state, e.epoch) for e in entries]
+        return [Transition(e.time, e.node, e.from_state, e.to_state, e.epoch) for e in read_history(self.cfg)]
 
     def active_node(self) -> str | None:
         holders = self.vip_holders()
@@ -199,24 +183,41 @@ class ClusterTarget:
     # -- whole-cluster actions ---------------------------------------------------
 
     def restore_nodes(self) -> None:
-        """Bring every node's agent back (after kills and fencing): `mailha cluster up` is idempotent."""
-        proc = subprocess.run(
-            _mailha("cluster", "up", "--config", self.config_path),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise TargetError(f"mailha cluster up failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+        """Bring back every node's agent (after kills and fencing), as `mailha cluster up` starts them."""
+        from haagent.cluster import start_agent
+
+        for node in self.cfg.nodes:
+            start_agent(self.cfg, node.name)
 
     def switchover(self) -> None:
-        proc = subprocess.run(
-            _mailha("switchover", "--config", self.config_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise TargetError(f"mailha switchover failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+        from haagent.errors import HaAgentError
+        from haagent.operator import switchover
+
+        try:
+            switchover(self.cfg)
+        except HaAgentError as exc:
+            raise TargetError(f"switchover: {exc}") from exc
+
+    def create_user(self, node: str, user: str, password: str, address: str) -> None:
+        """The workload's user, through `node`'s store (an existing one is fine)."""
+        import grpc
+
+        from mailha_api import store_pb2, store_pb2_grpc
+
+        with grpc.insecure_channel(self.store_address(node)) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            epoch = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=10, wait_for_ready=True).epoch
+            requests = (
+                lambda: stub.CreateUser(
+                    store_pb2.CreateUserRequest(epoch=epoch, name=user, password=password), timeout=10
+                ),
+                lambda: stub.AddAddress(
+                    store_pb2.AddAddressRequest(epoch=epoch, address=address, user=user), timeout=10
+                ),
+            )
+            for call in requests:
+                try:
+                    call()
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                        raise TargetError(f"creating {user} on {node}: {exc.code().name} {exc.details()}") from None

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from chaos.cluster_target import Target, TargetError
+from chaos.cluster_target import Target
 from chaos.history import EventType, HistoryWriter, JsonValue, Op
 
 PROCESS = "nemesis"
@@ -364,6 +364,6 @@ def heal_everything(target: Target, node_names: list[str]) -> list[str]:
             problems.append(f"start ZooKeeper member {member}: {exc}")
     try:
         target.restore_nodes()
-    except (TargetError, OSError, subprocess.SubprocessError) as exc:
+    except Exception as exc:
         problems.append(f"restore nodes: {exc}")
     return problems
