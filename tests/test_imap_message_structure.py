@@ -211,3 +211,12 @@ def test_digest_parts_default_to_message_rfc822() -> None:
 def test_encoded_message_rfc822_becomes_octet_stream() -> None:
     data = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA==\r\n"
     assert fetch(data, F.BODY) == b'(BODY ("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64" 18))'
+
+
+def test_huge_header_lines_and_many_fields() -> None:
+    subject = b"x" * (2 * 1024 * 1024)
+    many = b"".join(b"X-F%d: v\r\n" % i for i in range(50_000))
+    data = b"Subject: " + subject + b"\r\n" + many + b"From: a@b.c\r\n\r\nbody\r\n"
+    out = fetch(data, F.ENVELOPE, F.BODY)
+    assert out.startswith(b"(ENVELOPE (NIL {%d}\r\n" % len(subject) + subject + b' ((NIL NIL "a" "b.c"))')
+    assert out.endswith(b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 6 1))')
