@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import datetime
+import functools
 import re
 from collections.abc import Callable
 from typing import Final
@@ -58,26 +59,44 @@ def parse_command(
     utf8_names: bool = False,
 ) -> tuple[str, c.Command]:
     """Parse one complete command; raises CommandParseError."""
-    tag = split_tag(segments[0])
+    first = segments[0]
+    tag = split_tag(first)
     if tag is None:
         raise CommandParseError(None, "missing or invalid tag")
-    reader = Reader(segments, literals, binary, utf8_names=utf8_names)
     try:
+        if not literals and len(first) <= _MAX_CACHED and first[len(tag) + 1 : len(tag) + 6].upper() not in _NOT_CACHED:
+            return tag, _parse_line_cached(first[len(tag) + 1 :], utf8_names)
+        reader = Reader(segments, literals, binary, utf8_names=utf8_names)
         reader.read_pattern(TAG, "a tag")
         reader.sp()
-        name = reader.keyword()
-        handler = _COMMANDS.get(name)
-        if handler is None:
-            raise ParseError(f"unknown command {name[:30]}")
-        command = handler(reader)
-        reader.end()
+        return tag, _command(reader)
     except UnsupportedCharset as exc:
         raise CommandParseError(tag, f"unsupported charset {str(exc)[:30]}", charset=True) from None
-    except CommandParseError:
-        raise
     except ParseError as exc:
         raise CommandParseError(tag, str(exc)) from None
-    return tag, command
+
+
+def _command(reader: Reader) -> c.Command:
+    name = reader.keyword()
+    handler = _COMMANDS.get(name)
+    if handler is None:
+        raise ParseError(f"unknown command {name[:30]}")
+    command = handler(reader)
+    reader.end()
+    return command
+
+
+# Clients repeat the same few command lines ("UID FETCH 1:* (FLAGS)", "NOOP",
+# "SELECT INBOX") and commands are immutable, so one-line commands are
+# parsed once per distinct text. Lines with secrets are never kept, and
+# only short lines are, so the cache stays under 1024 * 256 bytes of keys.
+_NOT_CACHED: Final = frozenset({b"LOGIN", b"AUTHE"})
+_MAX_CACHED: Final = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_line_cached(rest: bytes, utf8_names: bool) -> c.Command:
+    return _command(Reader([rest], utf8_names=utf8_names))
 
 
 # --- commands without arguments ---------------------------------------------
