@@ -9,7 +9,7 @@ import pytest
 from imapclient.response_parser import parse_fetch_response
 
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.headers import first_values
+from imapd.message.headers import field_matcher, first_values
 from imapd.message.mime_tree import parse_message
 from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
@@ -46,7 +46,7 @@ def test_imapclient_reads_our_fetch_response(path: Path) -> None:
     assert parsed[b"FLAGS"] == (b"\\Seen",)
     assert parsed[b"RFC822.SIZE"] == len(data)
     header = data[: len(data) - len(parse_message(data).body)]
-    assert parsed[b"ENVELOPE"].subject == first_values(header, frozenset({b"subject"})).get(b"subject")
+    assert parsed[b"ENVELOPE"].subject == first_values(header, field_matcher(frozenset({b"subject"}))).get(b"subject")
     root = parse_message(data)
     structure = parsed[b"BODYSTRUCTURE"]
     assert structure.is_multipart == bool(root.children)

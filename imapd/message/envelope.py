@@ -11,12 +11,13 @@ from typing import Final
 
 from imapd.message import wire
 from imapd.message.addresses import Address, parse_addresses
-from imapd.message.headers import HeaderField, first_values
+from imapd.message.headers import HeaderField, field_matcher, first_values
 from imapd.protocol.values import Raw
 
 _WANTED: Final = frozenset(
     {b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"in-reply-to", b"message-id"}
 )
+_WANTED_FIELDS: Final = field_matcher(_WANTED)
 
 
 def _address_wire(address: Address) -> bytes:
@@ -72,4 +73,4 @@ def envelope_from_fields(fields: list[HeaderField]) -> Raw:
 
 def envelope(header: bytes) -> Raw:
     """ENVELOPE of a header block (the message's, or an embedded message's)."""
-    return Raw(envelope_wire(first_values(header, _WANTED)))
+    return Raw(envelope_wire(first_values(header, _WANTED_FIELDS)))

@@ -98,14 +98,22 @@ def parse_fields(header: bytes) -> list[HeaderField]:
     return [HeaderField(m.group(1).lower(), m.group(0)) for m in _FIELD.finditer(header)]
 
 
-def first_values(header: bytes, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """Unfolded values of the first field of each wanted name (lower case), without listing the others."""
+def field_matcher(names: frozenset[bytes]) -> re.Pattern[bytes]:
+    """A pattern finding only the fields called `names` (any case), for `first_values`."""
+    alternatives = b"|".join(re.escape(n) for n in sorted(names))
+    return re.compile(rb"^(%s)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)" % alternatives, re.M | re.I)
+
+
+def first_values(header: bytes, matcher: re.Pattern[bytes]) -> dict[bytes, bytes]:
+    """Unfolded values of the first field of each name `matcher` finds, keyed by lower-case name.
+
+    The other fields (Received, DKIM-Signature, ...) are skipped by the regex engine.
+    """
     found: dict[bytes, bytes] = {}
-    for m in _FIELD.finditer(header):
+    for m in matcher.finditer(header):
         name = m.group(1).lower()
-        if name in names and name not in found:
-            raw = m.group(0)
-            found[name] = unfold(raw[raw.index(b":") + 1 :])
+        if name not in found:
+            found[name] = unfold(m.group(2))
     return found
 
 
