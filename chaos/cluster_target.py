@@ -13,6 +13,7 @@ import ipaddress
 import os
 import pathlib
 import signal
+import socket
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -99,23 +100,35 @@ class ClusterTarget:
         return holders[0] if len(holders) == 1 else None
 
     def wait_active(self, timeout: float, other_than: str | None = None) -> str | None:
+        """The node serving on the floating IP (the agent's own service probe), waiting up to `timeout`."""
+        from haagent.front_ends import service_probe
+
+        port, greeting = service_probe(self.cfg)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             node = self.active_node()
-            if node is not None and node != other_than and self.imap_answers():
+            if node is not None and node != other_than and self.greets(port, greeting):
                 return node
             time.sleep(0.2)
         return None
 
-    def imap_answers(self) -> bool:
-        import socket
-
+    def greets(self, port: int, greeting: bytes) -> bool:
+        """Whether the floating IP answers on `port` with a first line starting with `greeting`."""
         try:
-            with socket.create_connection((str(self.vip()), self.cfg.ports.imap), timeout=1.0) as sock:
+            with socket.create_connection((str(self.vip()), port), timeout=1.0) as sock:
                 sock.settimeout(1.0)
-                return sock.recv(64).startswith(b"* OK")
+                data = b""
+                while b"\r\n" not in data and len(data) < 512:
+                    chunk = sock.recv(512)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data.startswith(greeting)
         except OSError:
             return False
+
+    def imap_serves(self) -> bool:
+        return self.greets(self.cfg.ports.imap, b"* OK")
 
     def session_timeout(self) -> float:
         return self.cfg.zookeeper.session_timeout

@@ -29,6 +29,7 @@ from chaos.cluster_target import ClusterTarget
 from chaos.history import EventType, HistoryWriter, JsonValue, Op, read_history
 from chaos.report import ScenarioReport
 from chaos.scenarios import Scenario
+from chaos.store_read import final_read_store
 from chaos.workload import Workload, WorkloadConfig, final_read, lmtp_available, prepare_mailboxes
 from mailha.config import ClusterConfig
 
@@ -123,6 +124,11 @@ def run_scenario(cfg: ClusterConfig, scenario: Scenario, options: RunOptions, st
         target.create_user(active, USER, PASSWORD, ADDRESS)
         if lmtp_available(wcfg.host, cfg.ports.lmtp):
             wcfg = dataclasses.replace(wcfg, lmtp_port=cfg.ports.lmtp)
+        if not target.imap_serves():
+            # No IMAP front end in this cluster (yet): LMTP deliveries only, read back through the store.
+            wcfg = dataclasses.replace(wcfg, imap=False)
+        if not wcfg.imap and wcfg.lmtp_port is None:
+            raise nemesis.NemesisError("neither IMAP nor LMTP answers on the floating IP")
         prepare_mailboxes(wcfg)
         sampler = Sampler(target, history)
         sampler.start()
@@ -148,8 +154,18 @@ def run_scenario(cfg: ClusterConfig, scenario: Scenario, options: RunOptions, st
             workload.join(60)
     try:
         if workload is not None:
-            target.wait_active(SERVICE_TIMEOUT)
-            final_read(wcfg, history, workload.mailboxes(), FINAL_READ_TIMEOUT)
+            active = target.wait_active(SERVICE_TIMEOUT)
+            if wcfg.imap:
+                final_read(wcfg, history, workload.mailboxes(), FINAL_READ_TIMEOUT)
+            elif active is not None:
+                final_read_store(
+                    target.store_address(active),
+                    user=USER,
+                    run_id=run_id,
+                    history=history,
+                    mailboxes=workload.mailboxes(),
+                    timeout=FINAL_READ_TIMEOUT,
+                )
             try:
                 intervals = writer_intervals(target.agent_history())
                 history.record("probe", Op.AGENT_HISTORY, {"intervals": [i.to_json() for i in intervals]})

@@ -62,8 +62,9 @@ class WorkloadConfig:
     max_ops_per_client: int = 100_000
     lmtp_port: int | None = None  # LMTP deliveries when set
     lmtp_rcpt: str = "chaos@mailha.test"
-    big_append_bytes: int = 0  # > 0: every 25th append carries this many bytes
+    big_append_bytes: int = 0  # > 0: client 0 sends every 4th append with this many bytes
     seed: int = 1
+    imap: bool = True  # False: LMTP deliveries only (no IMAP front end to talk to)
 
 
 @dataclass
@@ -392,14 +393,16 @@ class ImapClient:
     # -- the loop ------------------------------------------------------------
 
     def run(self) -> None:
-        choices: list[tuple[float, Callable[[str], None]]] = [
-            (0.40, lambda mb: self.append(mb) and None),
-            (0.15, self.fetch),
-            (0.12, self.store),
-            (0.10, self.scratch_cycle),
-            (0.10, self.status),
-            (0.05, self.idle),
-        ]
+        choices: list[tuple[float, Callable[[str], None]]] = []
+        if self.cfg.imap:
+            choices += [
+                (0.40, lambda mb: self.append(mb) and None),
+                (0.15, self.fetch),
+                (0.12, self.store),
+                (0.10, self.scratch_cycle),
+                (0.10, self.status),
+                (0.05, self.idle),
+            ]
         if self.cfg.lmtp_port is not None:
             choices.append((0.08, lambda mb: self.deliver()))
         weights = [w for w, _ in choices]
@@ -420,6 +423,8 @@ def _quote(mailbox: str) -> str:
 
 def prepare_mailboxes(cfg: WorkloadConfig, timeout: float = 60.0) -> None:
     """CREATE the run's mailboxes (an existing one is fine)."""
+    if not cfg.imap:
+        return
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -527,4 +532,5 @@ class Workload:
             thread.join(max(0.0, end - time.monotonic()))
 
     def mailboxes(self) -> tuple[str, ...]:
-        return (*self.cfg.mailboxes, "INBOX") if self.cfg.lmtp_port is not None else self.cfg.mailboxes
+        own = self.cfg.mailboxes if self.cfg.imap else ()
+        return (*own, "INBOX") if self.cfg.lmtp_port is not None else own
