@@ -180,7 +180,16 @@ def test_total_command_limit_counts_literals() -> None:
     data = b"a1 SEARCH TEXT {100+}\r\n" + b"a" * 100 + b" BODY {100+}\r\n" + b"b" * 100 + b" FROM {100+}\r\n"
     data += b"c" * 100 + b"\r\na2 NOOP\r\n"
     events = feed(parser, data)
-    assert events == [ev.LiteralTooBig("a1", 100, 100, append=False), ev.CommandReceived("a2", c.Noop())]
+    assert events == [
+        ev.BadCommand("a1", "command too long", ev.BadReason.COMMAND_TOO_LONG),
+        ev.CommandReceived("a2", c.Noop()),
+    ]
+    # synchronizing: refused at once, before the client sends the third literal
+    parser.receive_data(
+        b"a3 SEARCH TEXT {100+}\r\n" + b"a" * 100 + b" BODY {100+}\r\n" + b"b" * 100 + b" FROM {100}\r\n"
+    )
+    assert drain(parser) == [ev.BadCommand("a3", "command too long", ev.BadReason.COMMAND_TOO_LONG)]
+    assert parser.buffered == 0
 
 
 # --- APPEND streaming ------------------------------------------------------------

@@ -379,8 +379,11 @@ class CommandParser:
             if head is not None:
                 self._stream_message(tag, head, size, sync, binary)
                 return
-        if size > self._literal_limit or self._held + size > self._command_limit:
+        if size > self._literal_limit:
             self._refuse_literal(size, sync, ev.LiteralTooBig(self._tag, size, self._literal_limit, append=False))
+            return
+        if self._held + size > self._command_limit:
+            self._refuse_literal(size, sync, self._bad("command too long", ev.BadReason.COMMAND_TOO_LONG))
             return
         self._segments.append(text)
         self._binary.append(binary)
