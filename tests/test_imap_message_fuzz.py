@@ -103,10 +103,20 @@ def test_arbitrary_address_headers(value: bytes) -> None:
         assert address.host is not None or address.name is None
 
 
-ADDRESSY = st.lists(
-    st.sampled_from([b"a", b"b.c", b"@", b"<", b">", b",", b" ", b'"', b"x y", b"\\", b";", b":", b"(", b")", b"."]),
-    max_size=30,
-).map(b"".join)
+_ADDR_PIECES = st.sampled_from(
+    [b"a", b"b.c", b"x-y", b"", b" ", b".", b"@", b'"', b"\\", b"(c)", b":", b";", b"<", b">"]
+)
+_CLEAN = st.sampled_from([b"a", b"b.c", b"x-y", b"Jo  Ann", b"=?utf-8?q?x?=", b"\xc3\xa9"])
+_WORD = st.one_of(_CLEAN, _CLEAN, st.lists(_ADDR_PIECES, min_size=1, max_size=4).map(b"".join))
+_ITEM = st.one_of(
+    st.tuples(_WORD, _WORD).map(lambda t: t[0] + b"@" + t[1]),
+    st.tuples(_WORD, _WORD, _WORD).map(lambda t: t[0] + b" <" + t[1] + b"@" + t[2] + b">"),
+    st.tuples(_WORD, _WORD, _WORD).map(lambda t: b'"' + t[0] + b'" <' + t[1] + b"@" + t[2] + b">"),
+    _WORD,
+)
+ADDRESSY = st.tuples(st.lists(_ITEM, max_size=4), st.sampled_from([b",", b", ", b" ,\r\n ", b";"])).map(
+    lambda t: t[1].join(t[0])
+)
 
 
 @settings(max_examples=400, deadline=None)
