@@ -402,6 +402,12 @@ BAD_LINES = [
     b"t1 APPEND INBOX (\\Seen)",
     b"t1 COPY 1",
     b"t1 LOGIN bob \xff\xfe",
+    b"t1 FETCH " + b"9" * 6000 + b" FLAGS",
+    b"t1 FETCH 1 BODY[]<" + b"9" * 6000 + b".1>",
+    b"t1 SEARCH LARGER " + b"9" * 6000,
+    b"t1 UID FETCH 1:* FLAGS (CHANGEDSINCE " + b"9" * 6000 + b")",
+    b"t1 SELECT INBOX (QRESYNC (" + b"9" * 6000 + b" 1))",
+    b"t1 APPEND INBOX {" + b"9" * 6000 + b"}",
 ]
 
 

@@ -59,6 +59,9 @@ ARGS = st.sampled_from(
         b"\xff\xfe",
         b"&Jjo-",
         b"DONE",
+        b"9" * 5000,
+        b"1:" + b"9" * 30,
+        b"&" + b"A" * 3000 + b"-",
     ]
 )
 # A literal announcement followed by some bytes (right, too few or too many for its size).
@@ -91,7 +94,9 @@ CHUNKS = st.lists(
 ).map(b"".join)
 
 
-def run(parser: CommandParser, data: bytes, cuts: list[int], decisions: st.DataObject, *, idle: bool) -> list[ev.Event]:
+def run(
+    parser: CommandParser, data: bytes, cuts: list[int], decisions: st.DataObject, *, idle: bool, bound: bool = True
+) -> list[ev.Event]:
     """Feed `data` split at `cuts`, draining after each piece with random caller decisions."""
     events: list[ev.Event] = []
     points = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
@@ -117,7 +122,8 @@ def run(parser: CommandParser, data: bytes, cuts: list[int], decisions: st.DataO
                     parser.begin_idle(event.tag)
                 elif idle and isinstance(event.command, c.Authenticate):
                     parser.begin_auth_response(event.tag)
-        assert parser.buffered <= HELD_BOUND + (end - start)
+        if bound:
+            assert parser.buffered <= HELD_BOUND + (end - start)
     return events
 
 
@@ -161,3 +167,12 @@ def test_append_stream_reassembles_exactly(body: bytes, cuts: list[int]) -> None
     assert b"".join(chunks) == body
     assert all(0 < len(chunk) <= 7 for chunk in chunks)
     assert events[-2:] == [ev.AppendEnd("a1"), ev.CommandReceived("a2", c.Noop())]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=CHUNKS, cuts=st.lists(st.integers(min_value=0, max_value=20000), max_size=8), decisions=st.data())
+def test_default_limits_with_long_lines(data: bytes, cuts: list[int], decisions: st.DataObject) -> None:
+    parser = CommandParser(authenticated=decisions.draw(st.booleans()))
+    for event in run(parser, data, cuts, decisions, idle=True, bound=False):
+        assert isinstance(event, EVENT_TYPES)
+    assert parser.buffered <= len(data)

@@ -87,7 +87,10 @@ def _decode_shift(b64: bytes) -> str:
     if len(b64) % 4 == 1:
         raise MUtf7Error("truncated modified base64 in mailbox name")
     padded = b64.translate(_TO_STD) + b"=" * (-len(b64) % 4)
-    data = binascii.a2b_base64(padded, strict_mode=True)
+    try:
+        data = binascii.a2b_base64(padded, strict_mode=True)
+    except binascii.Error:
+        raise MUtf7Error("invalid modified base64 in mailbox name") from None
     if len(data) % 2:
         raise MUtf7Error("odd number of UTF-16 bytes in mailbox name")
     # Canonical form: re-encoding must give the same characters (no leftover bits).

@@ -137,7 +137,10 @@ class Reader:
         return self._match(_ATOM, "a keyword").group().upper().decode("ascii")
 
     def number(self, limit: int = _MAX_NUMBER) -> int:
-        value = int(self._match(_NUMBER, "a number").group())
+        digits = self._match(_NUMBER, "a number").group()
+        if len(digits) > 20:  # also keeps int() clear of Python's digit-count limit
+            raise ParseError("number out of range")
+        value = int(digits)
         if value > limit:
             raise ParseError("number out of range")
         return value

@@ -125,7 +125,7 @@ def _number(text: bytes) -> SeqNumber:
     if text == b"*":
         return None
     # isdigit() on bytes is ASCII-only; reject "0", leading zeros are allowed by no rule but harmless.
-    if not text.isdigit() or text[0] == 0x30:
+    if not text.isdigit() or text[0] == 0x30 or len(text) > 10:
         raise ParseError(f"invalid number in sequence set: {text[:20]!r}")
     value = int(text)
     if value > _MAX_NUMBER:
