@@ -375,20 +375,44 @@ class ImapClient:
             return
         chaos_id = self._next_id()
         message = tagged_message(chaos_id)
+        sent_data = False
 
         def body() -> dict[str, JsonValue]:
+            nonlocal sent_data
+            lmtp = smtplib.LMTP(timeout=self.cfg.op_timeout)
             try:
-                with smtplib.LMTP(self.cfg.host, port, timeout=self.cfg.op_timeout) as lmtp:
-                    lmtp.sendmail(f"chaos@{CHAOS_DOMAIN}", [self.cfg.lmtp_rcpt], message)
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                raise _Refused(f"{type(exc).__name__}: {str(exc)[:150]}") from None
-            except smtplib.SMTPConnectError as exc:
-                raise _Refused(f"connect: {exc.smtp_code}") from None
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
-                raise _Died(type(exc).__name__) from None
-            return {}
+                # Until DATA is sent nothing can have been delivered: errors are definite failures.
+                try:
+                    code, _ = lmtp.connect(self.cfg.host, port)
+                    if code != 220:
+                        raise _Refused(f"greeting {code}")
+                    lmtp.ehlo_or_helo_if_needed()
+                    code, _ = lmtp.mail(f"chaos@{CHAOS_DOMAIN}")
+                    if code != 250:
+                        raise _Refused(f"MAIL {code}")
+                    code, _ = lmtp.rcpt(self.cfg.lmtp_rcpt)
+                    if code not in (250, 251):
+                        raise _Refused(f"RCPT {code}")
+                except (OSError, smtplib.SMTPException) as exc:
+                    raise _Refused(f"before DATA: {type(exc).__name__}") from None
+                sent_data = True
+                try:
+                    code, _ = lmtp.data(message)
+                except smtplib.SMTPDataError as exc:
+                    raise _Refused(f"DATA {exc.smtp_code}") from None
+                except (OSError, smtplib.SMTPException) as exc:
+                    raise _Died(type(exc).__name__) from None
+                if code != 250:
+                    raise _Refused(f"DATA {code}")
+                return {}
+            finally:
+                try:
+                    lmtp.close()
+                except OSError:
+                    pass
 
-        self._op(Op.DELIVER, {"chaos_id": chaos_id, "mailbox": "INBOX"}, body)
+        if not self._op(Op.DELIVER, {"chaos_id": chaos_id, "mailbox": "INBOX"}, body) and not sent_data:
+            self.stop.wait(0.2)  # nobody listens: do not spin
 
     # -- the loop ------------------------------------------------------------
 
