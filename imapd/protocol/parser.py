@@ -21,9 +21,13 @@ Events (imapd.protocol.events):
   buffered: a synchronizing literal is refused before its data is sent; a
   non-synchronizing {n+} is skipped byte by byte, and the event comes once
   the rest of the command has been skipped.
-- `BadCommand(tag, text, reason)`: answer BAD (tagged when `tag` is known).
-  The parser has already resynchronised at the end of the command, skipping
-  announced non-synchronizing literals. Counting bad commands is the server's job.
+- `BadCommand(tag, text, reason)`: answer BAD (tagged when `tag` is known;
+  reason LINE_TOO_LONG / COMMAND_TOO_LONG deserve [TOOBIG], BAD_CHARSET is
+  answered NO [BADCHARSET ...]). The parser has already resynchronised at the
+  end of the command, skipping announced non-synchronizing literals.
+  Counting bad commands is the server's job.
+- ENABLE UTF8=ACCEPT: set `parser.utf8_names = True` to take 8-bit mailbox
+  names as UTF-8 instead of requiring modified UTF-7.
 - IDLE: after answering IDLE with "+ idling", call `begin_idle(tag)`; the next
   line yields `IdleDone(tag)` for DONE, or `BadCommand(tag, reason=EXPECTED_DONE)`.
 - AUTHENTICATE: after sending a "+ <challenge>" line, call
@@ -46,7 +50,7 @@ is agreed with the session as this sequence for one APPEND command::
 After AppendStart the command ends with exactly one of AppendEnd,
 BadCommand(tag), LiteralTooBig(tag) (a later message over APPENDLIMIT), or
 the server's own abandonment: `reject_literal()` at a ContinuationNeeded, or
-`discard_command()` at any point (e.g. the mailbox does not exist, over
+`discard_command()` at any point before AppendEnd (e.g. the mailbox does not exist, over
 quota), which skips the rest of the command without buffering and then
 yields `CommandDiscarded(tag)`. On anything but AppendEnd the session drops
 what it staged. A message literal counts against `append_limit` only, never
@@ -56,8 +60,10 @@ stream anything.
 
 Limits (ParserLimits, switched by `set_authenticated()`): the command line
 (all text of one command, literals excluded), each literal, and the whole
-command (text plus literals) are capped; the buffer never holds more than a
-command's limit plus one unread network chunk.
+command (text plus literals) are capped. After next_event() returns
+NEED_DATA the parser holds at most command limit + line limit bytes (the
+fuzz test asserts it); bytes given to receive_data() and not yet parsed come
+on top, so feed one network read at a time and drain before the next.
 """
 
 from __future__ import annotations
