@@ -220,3 +220,12 @@ def test_huge_header_lines_and_many_fields() -> None:
     out = fetch(data, F.ENVELOPE, F.BODY)
     assert out.startswith(b"(ENVELOPE (NIL {%d}\r\n" % len(subject) + subject + b' ((NIL NIL "a" "b.c"))')
     assert out.endswith(b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 6 1))')
+
+
+def test_address_lists_are_capped_and_groups_stay_balanced() -> None:
+    groups = b"To: " + b"g: a@b.c, d@e.f;" * 400_000 + b"\r\n\r\n"
+    out = fetch(groups, F.ENVELOPE)
+    assert 0 < out.count(b"(NIL NIL NIL NIL)") == out.count(b'(NIL NIL "g" NIL)') <= 1000
+    assert len(out) < 100_000  # from a 6.4 MB header
+    simple = b"To: " + b"a@b.c, " * 400_000 + b"x@y.z\r\n\r\n"
+    assert fetch(simple, F.ENVELOPE).count(b'(NIL NIL "a" "b.c")') == 1000

@@ -10,6 +10,7 @@ so a client never mistakes a broken address for a group marker.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -64,8 +65,8 @@ def _skip_comment(value: bytes, i: int) -> int:
     return n
 
 
-def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
-    tokens: list[tuple[int, bytes]] = []
+def _tokenize(value: bytes) -> Iterator[tuple[int, bytes]]:
+    """Tokens one by one, so a parser that stops early never holds them all."""
     pos, n = 0, len(value)
     match = _TOKEN.match
     while pos < n:
@@ -84,14 +85,13 @@ def _tokenize(value: bytes) -> list[tuple[int, bytes]]:
                 text = _QUOTED_PAIR.sub(rb"\1", text)
             if b"\r" in text or b"\n" in text:
                 text = text.replace(b"\r", b"").replace(b"\n", b"")
-            tokens.append((_QUOTED, text))
+            yield (_QUOTED, text)
         elif kind == 3:
-            tokens.append((_LITERAL, m.group(3)))
+            yield (_LITERAL, m.group(3))
         elif kind == 4:
-            tokens.append((_SPECIAL, m.group(4)))
+            yield (_SPECIAL, m.group(4))
         elif kind == 5:
-            tokens.append((_ATOM, m.group(5)))
-    return tokens
+            yield (_ATOM, m.group(5))
 
 
 def _phrase(tokens: list[tuple[int, bytes]]) -> bytes | None:
@@ -103,7 +103,7 @@ def _phrase(tokens: list[tuple[int, bytes]]) -> bytes | None:
             continue
         if kind == _SPECIAL:
             continue
-        if (out and not out.endswith(b".")) or out:
+        if out:
             out += b" "
         out += text
     return bytes(out) if out else None
@@ -169,7 +169,7 @@ def _parse_simple(value: bytes) -> list[Address] | None:
     out: list[Address] = []
     pos, n = 0, len(value)
     match = _SIMPLE_ITEM.match
-    while pos < n:
+    while pos < n and len(out) < _MAX_ADDRESSES:
         m = match(value, pos)
         if m is None or m.end() == pos:
             return None
@@ -180,7 +180,7 @@ def _parse_simple(value: bytes) -> list[Address] | None:
         else:
             out.append(Address(None, None, bare_mailbox, bare_host))
         pos = m.end()
-    return out if len(out) <= _MAX_ADDRESSES else out[:_MAX_ADDRESSES]
+    return out
 
 
 def parse_addresses(value: bytes) -> list[Address]:
@@ -205,6 +205,8 @@ def parse_addresses_general(value: bytes) -> list[Address]:
         current.clear()
 
     for kind, text in _tokenize(value):
+        if len(out) >= _MAX_ADDRESSES:
+            break  # the rest is dropped; an open group is still closed below
         if kind == _SPECIAL:
             if text == b"<":
                 in_angle = True
