@@ -18,6 +18,9 @@ def register(sub: Any) -> None:
     s.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
     s.add_argument("--hostname", default=None, help="name in the greeting (default: this host's FQDN)")
     s.add_argument("--quota-tempfail", action="store_true", help="over quota: 452 4.2.2 instead of 552 5.2.2")
+    s.add_argument(
+        "--resolve-cache-ttl", type=float, default=5.0, help="seconds to cache address lookups (0 = off; default 5)"
+    )
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
     s.set_defaults(func=_serve)
 
@@ -44,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
-    return run_lmtpd(args.store, args.epoch, args.listen, options)
+    return run_lmtpd(args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -21,10 +21,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def run_lmtpd(store: str, epoch: int, listen: str, options: LmtpdOptions) -> int:
+def run_lmtpd(store: str, epoch: int, listen: str, options: LmtpdOptions, *, resolve_ttl: float = 0.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     host, port = parse_listen(listen)
-    drop = GrpcMailDrop(store, epoch)
+    drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

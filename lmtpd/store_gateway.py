@@ -23,6 +23,7 @@ import trio
 
 from lmtpd.delivery import DeliveryResult, MessageSource, Outcome, Recipient, Resolution
 from lmtpd.errors import StoreConnectionLost
+from lmtpd.resolution_cache import ResolutionCache
 from mailha_api import store_pb2, store_pb2_grpc
 
 T = TypeVar("T")
@@ -125,12 +126,16 @@ class GrpcSession:
         self._pipeline: _AppendPipeline | None = None
 
     async def resolve(self, address: str) -> Resolution:
+        cached = self._drop.resolutions.get(address)
+        if cached is not None:
+            return Resolution(Outcome.DELIVERED, user=cached)
         request = store_pb2.ResolveAddressRequest(address=address)
         try:
             info = await self._drop.call(self._drop.stub.ResolveAddress, request)
         except grpc.RpcError as exc:
             outcome, detail = _rpc_outcome(exc)
             return Resolution(outcome, detail=detail)
+        self._drop.resolutions.put(address, info.user)
         return Resolution(Outcome.DELIVERED, user=info.user)
 
     async def deliver(
@@ -179,8 +184,9 @@ class GrpcSession:
 
 
 class GrpcMailDrop:
-    def __init__(self, address: str, epoch: int, *, max_threads: int = 256) -> None:
+    def __init__(self, address: str, epoch: int, *, max_threads: int = 256, resolve_ttl: float = 0.0) -> None:
         self.epoch = epoch
+        self.resolutions = ResolutionCache(resolve_ttl)
         self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self.stub = store_pb2_grpc.MailStoreStub(self.channel)
         # Each connection may hold a thread waiting for its next reply.

@@ -205,3 +205,20 @@ def test_stdlib_lmtp_client_over_tcp() -> None:
     (stored,) = drop.inboxes["alice"].messages
     assert stored.endswith(b"line\r\n.starts with dot\r\n")
     assert stored.startswith(b"Return-Path: <s@x.test>\r\nDelivered-To: alice@d.test\r\nSubject: std\r\n")
+
+
+def test_resolution_cache_ttl_bound_and_case() -> None:
+    from lmtpd.resolution_cache import ResolutionCache
+
+    cache = ResolutionCache(ttl=5.0, max_entries=2)
+    cache.put("A@d.test", "alice", now=100.0)
+    assert cache.get("a@D.TEST", now=104.9) == "alice"
+    assert cache.get("a@d.test", now=105.0) is None  # expired
+    cache.put("a@d.test", "alice", now=200.0)
+    cache.put("b@d.test", "bob", now=200.0)
+    cache.put("c@d.test", "carol", now=200.0)
+    assert cache.get("a@d.test", now=201.0) is None  # evicted: bounded size
+    assert cache.get("c@d.test", now=201.0) == "carol"
+    off = ResolutionCache(ttl=0)
+    off.put("a@d.test", "alice")
+    assert off.get("a@d.test") is None
