@@ -9,13 +9,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
+import grpc
 import pytest
 
 from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def rpc_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """(code, details) of a failed gRPC call."""
+    call = cast("grpc.Call", exc)
+    return call.code(), call.details() or ""
 
 
 @dataclass
