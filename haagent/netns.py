@@ -2,8 +2,8 @@
 namespace per node joined to it by a veth pair (pyroute2).
 
     root namespace                       mailha-node1          mailha-node2
-    mailha-br0 192.0.2.1/24 ──┬── mhv-node1 ══ eth0 192.0.2.11/24
-                              └── mhv-node2 ══════════════ eth0 192.0.2.12/24
+    mailha-br0 192.0.2.9/29 ──┬── mhv-node1 ══ eth0 192.0.2.11/29
+                              └── mhv-node2 ══════════════ eth0 192.0.2.12/29
 
 Everything is named from cluster.yaml, so a teardown after a crash finds
 what an earlier `up` made without any state file: the configured
@@ -38,6 +38,8 @@ HOST_VETH_PREFIX = "mhv-"
 PEER_TEMP_PREFIX = "mhp-"  # the node side's name until it is renamed eth0 inside the namespace
 NODE_IFNAME = "eth0"
 IFNAMSIZ = 15
+NUD_INCOMPLETE = 0x01
+NUD_FAILED = 0x20
 
 
 class NetnsError(Exception):
@@ -204,9 +206,55 @@ def _configure_node_side(node: NodeConfig, link: NodeLink) -> None:
             ns.link("set", index=lo, state="up")
 
 
+def address_conflicts(cfg: ClusterConfig) -> list[str]:
+    """Reasons the configured network would disturb the host's own networking.
+
+    Our bridge's network must not contain an address another interface of
+    the host holds, a gateway one of its routes goes through, or a
+    neighbour it talks to: the bridge's more specific (or equal) route
+    would capture that traffic (e.g. a host whose uplink is 192.0.2.2/24
+    with gateway 192.0.2.1 cannot give 192.0.2.1 to the bridge).
+    """
+    ours = cfg.bridge_address.network
+    own_links = {cfg.bridge, *(link.host_ifname for link in node_links(cfg))}
+    problems: list[str] = []
+    with IPRoute() as ipr:
+        names = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in ipr.get_links()}
+
+        def foreign(index: object) -> bool:
+            return isinstance(index, int) and names.get(index) not in own_links
+
+        for msg in ipr.addr("dump", family=2):
+            addr = msg.get("IFA_ADDRESS")
+            if addr and foreign(msg["index"]) and ipaddress.IPv4Address(addr) in ours:
+                problems.append(f"{names[msg['index']]} holds {addr}, inside {ours}")
+        for msg in ipr.route("dump", family=2):
+            gateway = msg.get("RTA_GATEWAY")
+            if gateway and foreign(msg.get("RTA_OIF")) and ipaddress.IPv4Address(gateway) in ours:
+                problems.append(f"a route goes via {gateway} on {names.get(msg.get('RTA_OIF'))}, inside {ours}")
+        for msg in ipr.get_neighbours(family=2):
+            dst = msg.get("NDA_DST")
+            if msg["state"] & (NUD_INCOMPLETE | NUD_FAILED):
+                continue  # nobody answered there: not a neighbour we would cut off
+            if dst and foreign(msg["ifindex"]) and ipaddress.IPv4Address(dst) in ours:
+                problems.append(f"neighbour {dst} on {names.get(msg['ifindex'])} is inside {ours}")
+    return sorted(set(problems))
+
+
 def topology_up(cfg: ClusterConfig) -> list[NodeLink]:
-    """Build (or complete) the topology; safe to run on a partial or full one."""
+    """Build (or complete) the topology; safe to run on a partial or full one.
+
+    Refuses (NetnsError) when the network would capture the host's own
+    traffic (see address_conflicts); nothing is changed then.
+    """
     links = node_links(cfg)
+    problems = address_conflicts(cfg)
+    if problems:
+        raise NetnsError(
+            f"bridge_address {cfg.bridge_address}: the host already uses this network ("
+            + "; ".join(problems)
+            + "); choose a free range of 192.0.2.0/24 for bridge_address, the nodes and the floating IP"
+        )
     try:
         with IPRoute() as ipr:
             bridge_index = _ensure_bridge(ipr, cfg)

@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def test_shipped_cluster_yaml_loads() -> None:
     cfg = config.load(ROOT / "cluster.yaml")
     assert [n.name for n in cfg.nodes] == ["node1", "node2"]
-    assert str(cfg.floating_ip.address) == "192.0.2.10/24"
+    assert str(cfg.floating_ip.address) == "192.0.2.10/29"
     assert cfg.zookeeper.session_timeout == 2.0
     assert cfg.zookeeper.hosts.count(",") == 2
     assert cfg.store.max_message_size == 20 * 1024 * 1024

@@ -148,3 +148,22 @@ def test_down_removes_strays_on_the_bridge_and_survives_half_gone_state(cfg: Clu
     assert ours_in_system(cfg) == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert stray not in links
+
+
+def test_up_refuses_a_network_the_host_already_uses(cfg: ClusterConfig) -> None:
+    # Another interface of the host holds an address inside the lab's network
+    # (like a host whose uplink is 192.0.2.2/24): building would capture its traffic.
+    other = "mhd-" + cfg.name[-6:]
+    inside = list(cfg.bridge_address.network.hosts())[5]
+    subprocess.run(["ip", "link", "add", other, "type", "veth", "peer", "name", other + "p"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{inside}/32", "dev", other], check=True)
+        assert netns.address_conflicts(cfg) == [f"{other} holds {inside}, inside {cfg.bridge_address.network}"]
+        with pytest.raises(netns.NetnsError, match="already uses this network"):
+            netns.topology_up(cfg)
+        assert ours_in_system(cfg) == []
+    finally:
+        subprocess.run(["ip", "link", "del", other], check=True)
+    assert netns.address_conflicts(cfg) == []
+    netns.topology_up(cfg)
+    assert netns.address_conflicts(cfg) == []  # our own bridge is no conflict
