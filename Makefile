@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DATA ?= /var/lib/mailha-demo
 
-.PHONY: bootstrap demo test lint typecheck unit proto bench chaos clean
+.PHONY: bootstrap demo demo-down demo-standalone test lint typecheck unit proto bench chaos clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -12,7 +12,15 @@ bootstrap:
 proto: bootstrap
 	$(BIN)/python scripts/genproto.py
 
+# The demo cluster: two nodes in network namespaces, ZooKeeper, one agent
+# per node (needs root); `make demo-down` removes all of it again.
 demo: bootstrap
+	$(BIN)/mailha cluster up --config cluster.yaml
+
+demo-down: bootstrap
+	$(BIN)/mailha cluster down --config cluster.yaml
+
+demo-standalone: bootstrap
 	$(BIN)/mailha standalone --data $(DEMO_DATA) --demo-user
 
 lint: bootstrap
