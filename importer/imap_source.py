@@ -10,6 +10,7 @@ copies only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ssl
 from collections.abc import Iterator
@@ -62,6 +63,15 @@ def _epoch_and_tz(value: object) -> tuple[int, int]:
     return int(value.timestamp()), int(offset.total_seconds() // 60)
 
 
+@contextlib.contextmanager
+def _imap_errors(options: ImapSourceOptions) -> Iterator[None]:
+    """IMAP and socket errors of the source end the import with a clear message."""
+    try:
+        yield
+    except (OSError, IMAPClient.Error, IMAPClient.AbortError) as exc:
+        raise ImportFailure(f"IMAP {options.host}:{options.port}: {exc}") from exc
+
+
 class ImapSource:
     def __init__(self, options: ImapSourceOptions, state: ResumeState) -> None:
         self.options = options
@@ -97,6 +107,10 @@ class ImapSource:
         return out
 
     def estimate(self) -> tuple[int | None, int | None]:
+        with _imap_errors(self.options):
+            return self._estimate()
+
+    def _estimate(self) -> tuple[int | None, int | None]:
         total = 0
         for source, _ in self._listing():
             status = self.client.folder_status(source, [b"MESSAGES"])
@@ -104,6 +118,10 @@ class ImapSource:
         return total, None
 
     def folders(self) -> Iterator[SourceFolder]:
+        with _imap_errors(self.options):
+            yield from self._folders_of_source()
+
+    def _folders_of_source(self) -> Iterator[SourceFolder]:
         for source, name in self._listing():
             selected = self.client.select_folder(source, readonly=True)
             uidvalidity = int(selected.get(b"UIDVALIDITY", 0))
@@ -120,6 +138,10 @@ class ImapSource:
             yield SourceFolder(name, skipped=len(everything) - len(todo), note=note)
 
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
+        with _imap_errors(self.options):
+            yield from self._messages_of(folder)
+
+    def _messages_of(self, folder: SourceFolder) -> Iterator[SourceMessage]:
         info = self._folders[folder.name]
         self.client.select_folder(info.source_name, readonly=True)
         for start in range(0, len(info.uids), self.options.batch):
