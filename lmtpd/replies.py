@@ -71,6 +71,7 @@ USE_LHLO = reply(500, "5.5.1", "This is LMTP; use LHLO")
 NOT_IMPLEMENTED = reply(502, "5.5.1", "Command not implemented")
 LINE_TOO_LONG = reply(500, "5.5.2", "Line too long")
 NESTED_MAIL = reply(503, "5.5.1", "Sender already specified")
+TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Too many recipients")
 
 
 def syntax_error(what: str) -> Reply:

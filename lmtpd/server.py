@@ -38,6 +38,9 @@ from lmtpd.spool import Spool
 log = logging.getLogger("mailha.lmtpd")
 
 _RECEIVE_SIZE = 256 * 1024
+# Per transaction; keeps memory bounded. RFC 5321 4.5.3.1.8 asks for at least 100,
+# and a 452 makes the client send the rest in another transaction.
+MAX_RECIPIENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class _Connection:
             return replies.OK_MAIL
         if isinstance(event, RcptTo):
             assert self.txn is not None
+            if len(self.txn.recipients) >= MAX_RECIPIENTS:
+                return replies.TOO_MANY_RECIPIENTS
             found = await self.session.resolve(event.forward_path)
             if found.outcome is Outcome.DELIVERED:
                 self.txn.recipients.append(Recipient(event.forward_path, found.user))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trio
 import trio.testing
 
@@ -222,3 +223,23 @@ def test_resolution_cache_ttl_bound_and_case() -> None:
     off = ResolutionCache(ttl=0)
     off.put("a@d.test", "alice")
     assert off.get("a@d.test") is None
+
+
+def test_recipient_limit_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmtpd.server
+
+    monkeypatch.setattr(lmtpd.server, "MAX_RECIPIENTS", 2)
+    drop = make_drop()
+
+    async def script(c: trio.abc.Stream) -> None:
+        await read_replies(c, 1)
+        rcpts = b"RCPT TO:<alice@d.test>\r\nRCPT TO:<postmaster@d.test>\r\nRCPT TO:<bob@d.test>\r\n"
+        await c.send_all(b"LHLO c\r\nMAIL FROM:<a@x>\r\n" + rcpts + b"DATA\r\n")
+        replies_ = await read_replies(c, 6)
+        assert replies_[4] == b"452 4.5.3 Too many recipients\r\n"
+        await c.send_all(b"x\r\n.\r\n")
+        assert len(await read_replies(c, 2)) == 2  # one per accepted recipient
+
+    run_session(drop, script)
+    assert len(drop.inboxes["alice"].messages) == 2
+    assert drop.inboxes["bob"].messages == []
