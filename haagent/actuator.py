@@ -15,7 +15,7 @@ from haagent import fencing, floating_ip, storage
 from haagent.coordination import LastActive
 from haagent.decision import Health
 from haagent.errors import ActionFailed
-from haagent.supervisor import Supervisor
+from haagent.supervisor import Phase, Supervisor
 from mailha.config import ClusterConfig
 
 log = logging.getLogger("mailha.haagent")
@@ -27,6 +27,7 @@ class NodeActuator:
         self.node = node
         self.supervisor = supervisor
         self.nursery = nursery
+        self._release_epoch = 0
         self.timings: dict[str, float] = {}  # last takeover's step durations, for the log
 
     async def fence(self, previous: LastActive, epoch: int) -> None:
@@ -61,23 +62,36 @@ class NodeActuator:
 
     async def release(self, drain: bool) -> float:
         epoch = self.supervisor.epoch
+        self._release_epoch = epoch
         stopped_at = time.time()
         if drain:
             # Planned: the front ends say BYE [UNAVAILABLE] over the floating
             # IP first, so the address goes only after they are gone.
-            await self.supervisor.stop_all(drain=True)
+            await self.supervisor.stop_front_ends(drain=True)
+            await self.supervisor.stop_writes()
             await self._drop_ip()
+            if self.cluster.storage.deactivate == "none":
+                # Nothing to unmount: hand over now and let the store (writes
+                # suspended, about to be fenced by the new epoch) finish its
+                # graceful shutdown after the leader znode is gone.
+                return stopped_at
         else:
             # Losing certainty: stop writing and drop the address before
             # anything slower happens.
             await self.supervisor.stop_writes()
             await self._drop_ip()
-            await self.supervisor.stop_all(drain=False)
-        try:
-            await storage.deactivate(self.cluster.storage, self.node, epoch)
-        except ActionFailed as exc:
-            log.error("could not deactivate storage: %s", exc)
+            await self.supervisor.stop_front_ends(drain=False)
+        await self.after_release()
         return stopped_at
+
+    async def after_release(self) -> None:
+        """Stop the store and deactivate storage (idempotent)."""
+        if self.supervisor.children or self.supervisor.phase is not Phase.STOPPED:
+            await self.supervisor.stop_store()
+            try:
+                await storage.deactivate(self.cluster.storage, self.node, self._release_epoch)
+            except ActionFailed as exc:
+                log.error("could not deactivate storage: %s", exc)
 
     async def _drop_ip(self) -> None:
         try:

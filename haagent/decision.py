@@ -231,9 +231,14 @@ class Actuator(Protocol):
     async def resume_writes(self, epoch: int) -> None: ...
 
     async def release(self, drain: bool) -> float:
-        """Stop every service (drain the front ends first when `drain`), drop
-        the IP, deactivate storage. Best effort; returns the wall-clock time
-        at which this node stopped serving."""
+        """Stop writing and serving (drain the front ends first when `drain`),
+        drop the IP. Best effort; returns the wall-clock time at which this
+        node stopped serving. May leave the rest of the shutdown (a store
+        with writes suspended) to after_release, run once leadership is gone."""
+        ...
+
+    async def after_release(self) -> None:
+        """Finish stopping (store, storage deactivation). Best effort."""
         ...
 
     def health(self) -> Health: ...
@@ -407,16 +412,16 @@ class DecisionLoop:
         leader = self.leader
         if leader is None and self.snapshot is not None and self.snapshot.holds_lock(self.node):
             leader = self.snapshot.leader
-        if leader is None:
-            return
-        # Every service is down now, so the next leader need not fence us.
-        clean = LastActive(node=self.node, epoch=leader.epoch, clean=True, stopped_serving_at=stopped_at)
-        try:
-            await self._io(lambda: self.coord.release(leader, clean))
-        except HaAgentError as exc:
-            # The session is gone or going; the server deletes the znode.
-            log.warning("could not delete the leader znode: %s", exc)
-        self.leader = None
+        if leader is not None:
+            # Nothing here writes or serves now, so the next leader need not fence us.
+            clean = LastActive(node=self.node, epoch=leader.epoch, clean=True, stopped_serving_at=stopped_at)
+            try:
+                await self._io(lambda: self.coord.release(leader, clean))
+            except HaAgentError as exc:
+                # The session is gone or going; the server deletes the znode.
+                log.warning("could not delete the leader znode: %s", exc)
+            self.leader = None
+        await self.actuator.after_release()
 
     def _estimate_outage_start(self, snap: ClusterSnapshot) -> float | None:
         prev = snap.last_active
@@ -427,7 +432,9 @@ class DecisionLoop:
         return self._last_seen_serving.get(prev.node)
 
     async def _publish(self) -> None:
-        if self.coord.session().state is not SessionState.CONNECTED:
+        # Mid-takeover every ZooKeeper write delays the service; the next
+        # stable state publishes the status and the pending history.
+        if self.state in TRANSIENT_STATES or self.coord.session().state is not SessionState.CONNECTED:
             return
         status = NodeStatus(
             name=self.node,

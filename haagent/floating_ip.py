@@ -14,13 +14,14 @@ import errno
 import ipaddress
 import socket
 import struct
+import subprocess
 
 import trio
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from haagent.errors import ActionFailed
-from haagent.netns import holders_of, namespace_exists
+from haagent.netns import namespace_exists
 from mailha.config import ClusterConfig, FloatingIpConfig
 
 ETH_P_ARP = 0x0806
@@ -78,15 +79,44 @@ def remove(cfg: FloatingIpConfig) -> bool:
         raise ActionFailed(f"removing {cfg.address} from {cfg.interface}: {exc}") from exc
 
 
+# Other namespaces are reached with iproute2's `ip -n` rather than pyroute2's
+# netns support: pyroute2 forks a helper process for it, and a fork of a
+# process that runs gRPC threads can crash the child (seen: SIGSEGV).
+
+
+def addresses_in_namespace(namespace: str, ifname: str) -> list[ipaddress.IPv4Interface]:
+    """IPv4 addresses `ifname` really holds in `namespace` (empty if either is missing)."""
+    if not namespace_exists(namespace):
+        return []
+    proc = subprocess.run(
+        ["ip", "-n", namespace, "-4", "-o", "addr", "show", "dev", ifname],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    found = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            found.append(ipaddress.IPv4Interface(fields[fields.index("inet") + 1]))
+    return found
+
+
 def remove_in_namespace(cfg: FloatingIpConfig, namespace: str) -> bool:
     """Drop the floating IP from another node's namespace (fencing)."""
-    if not namespace_exists(namespace):
+    if not any(a.ip == cfg.address.ip for a in addresses_in_namespace(namespace, cfg.interface)):
         return False
-    try:
-        with IPRoute(netns=namespace) as ipr:
-            return _remove(ipr, cfg)
-    except (NetlinkError, OSError) as exc:
-        raise ActionFailed(f"removing {cfg.address} in {namespace}: {exc}") from exc
+    proc = subprocess.run(
+        ["ip", "-n", namespace, "addr", "del", str(cfg.address), "dev", cfg.interface],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    if any(a.ip == cfg.address.ip for a in addresses_in_namespace(namespace, cfg.interface)):
+        raise ActionFailed(f"removing {cfg.address} in {namespace}: {proc.stderr.strip()}")
+    return True
 
 
 def held_here(cfg: FloatingIpConfig) -> bool:
@@ -100,7 +130,12 @@ def held_here(cfg: FloatingIpConfig) -> bool:
 
 def holders(cluster: ClusterConfig) -> list[str]:
     """Nodes whose namespace really holds the floating IP (read from the kernel)."""
-    return holders_of(cluster, cluster.floating_ip.address.ip)
+    fip = cluster.floating_ip
+    return [
+        n.name
+        for n in cluster.nodes
+        if any(a.ip == fip.address.ip for a in addresses_in_namespace(n.namespace, fip.interface))
+    ]
 
 
 def garp_frame(mac: bytes, ip: ipaddress.IPv4Address) -> bytes:

@@ -84,6 +84,7 @@ class Phase(enum.Enum):
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"
+    STOPPING = "stopping"  # front ends gone, store still up with writes suspended
     FAILING = "failing"
 
 
@@ -204,6 +205,7 @@ class Supervisor:
             Phase.STOPPED: Health.STOPPED,
             Phase.STARTING: Health.STARTING,
             Phase.RUNNING: Health.OK,
+            Phase.STOPPING: Health.STOPPED,
             Phase.FAILING: Health.FAILING,
         }[self.phase]
 
@@ -320,14 +322,30 @@ class Supervisor:
     async def stop_all(self, drain: bool) -> None:
         """Front ends first (SIGTERM: imapd says BYE [UNAVAILABLE]), then the store."""
         async with self.lock:
-            await self._stop_all(drain)
+            await self._stop_front_ends(drain)
+            await self._stop_store()
 
-    async def _stop_all(self, drain: bool) -> None:
+    async def stop_front_ends(self, drain: bool) -> None:
+        """Stop the front ends only; the store keeps running (writes are the
+        caller's business). Health checks pause until stop_store."""
+        async with self.lock:
+            await self._stop_front_ends(drain)
+            self.phase = Phase.STOPPING
+
+    async def stop_store(self) -> None:
+        async with self.lock:
+            await self._stop_store()
+
+    async def _stop_front_ends(self, drain: bool) -> None:
         front = [c for name, c in self.children.items() if name != "store"]
         for child in front:
             self._signal(child, signal.SIGTERM if drain else signal.SIGKILL)
         await self._reap(front, DRAIN_TIMEOUT)
-        store = self.children.get("store")
+        for child in front:
+            del self.children[child.name]
+
+    async def _stop_store(self) -> None:
+        store = self.children.pop("store", None)
         if store is not None:
             self._signal(store, signal.SIGTERM)
             await self._reap([store], STOP_TIMEOUT)

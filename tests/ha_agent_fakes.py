@@ -61,5 +61,8 @@ class FakeActuator:
         self.state_of_health = Health.STOPPED
         return self.clock()
 
+    async def after_release(self) -> None:
+        self.calls.append("after_release")
+
     def health(self) -> Health:
         return self.state_of_health

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import yaml
 
-from haagent import netns
+from haagent import floating_ip, netns
 from haagent.coordination import ClusterSnapshot
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.supervisor import greets
@@ -71,6 +71,7 @@ class AgentLab:
         self.config_path = tmp / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(cluster_yaml(self.cfg)))
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        self.clear_floating_ip()  # an earlier test's active may have left it behind
         client = make_client(self.cfg.zookeeper)
         client.start(timeout=15)
         self.coord = KazooCoordination(client, "")
@@ -88,6 +89,10 @@ class AgentLab:
         self.agents[node] = netns.popen_in_netns(ns, argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         log.close()
 
+    def clear_floating_ip(self) -> None:
+        for node in self.cfg.nodes:
+            floating_ip.remove_in_namespace(self.cfg.floating_ip, node.namespace)
+
     def kill_node(self, node: str) -> int:
         """SIGKILL every process in the node's namespace (agent, store, front ends)."""
         pids = netns.pids_in_netns(self.cfg.node(node).namespace)
@@ -102,7 +107,7 @@ class AgentLab:
         return self.coord.snapshot()
 
     def holders(self) -> list[str]:
-        return netns.holders_of(self.cfg, self.cfg.floating_ip.address.ip)
+        return floating_ip.holders(self.cfg)
 
     def serves(self) -> bool:
         return greets(str(self.cfg.floating_ip.address.ip), self.cfg.ports.lmtp, b"220 ", timeout=0.3)
@@ -136,6 +141,7 @@ class AgentLab:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.clear_floating_ip()
         self.coord.close()
 
 

@@ -140,7 +140,7 @@ def test_switchover_is_clean_and_leaves_no_request(cluster: tuple[FakeZooKeeper,
     n1.coord.request_switchover(SwitchoverRequest("node1", "node2", clock(), clock() + 30))
     said1 = n1.settle()
     assert "switchover to node2" in " ".join(said1)
-    assert n1.actuator.calls[-1] == "release drain=True"
+    assert n1.actuator.calls[-2:] == ["release drain=True", "after_release"]
     assert st(n1) is S.STANDBY
     # node1 must not grab the vacancy back while the request is pending.
     n1.settle()

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import signal
 import threading
 import time
 
+import grpc
 import pytest
 
+from haagent import netns, operator, partition
+from haagent.floating_ip import addresses_in_namespace
+from haagent.supervisor import store_address, store_epoch
 from tests.ha_agent_lab import AgentLab
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 
 class HolderSampler:
-    """Samples which namespaces hold the floating IP, every few ms, in a thread."""
+    """Reads which namespaces hold the floating IP, over and over, in a thread.
+
+    Reads of two namespaces cannot happen at one instant, so an overlap
+    counts only when proven: a run of consecutive "held" reads of one
+    namespace proves it held the IP from the end of the run's first read to
+    the start of its last; two such intervals of different namespaces that
+    intersect prove two holders at once."""
 
     def __init__(self, lab: AgentLab) -> None:
         self.lab = lab
-        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.reads: dict[str, list[tuple[float, float, bool]]] = {n: [] for n in lab.names}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        fip = self.lab.cfg.floating_ip
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), tuple(self.lab.holders())))
-            self._stop.wait(0.005)
+            for node in self.lab.cfg.nodes:
+                a = time.monotonic()
+                held = any(x.ip == fip.address.ip for x in addresses_in_namespace(node.namespace, fip.interface))
+                self.reads[node.name].append((a, time.monotonic(), held))
 
     def __enter__(self) -> HolderSampler:
         self._thread.start()
@@ -34,8 +50,31 @@ class HolderSampler:
         self._stop.set()
         self._thread.join()
 
-    def max_holders(self) -> int:
-        return max((len(h) for _, h in self.samples), default=0)
+    def sure_intervals(self, node: str) -> list[tuple[float, float]]:
+        out = []
+        run: list[tuple[float, float, bool]] = []
+        for read in [*self.reads[node], (0.0, 0.0, False)]:
+            if read[2]:
+                run.append(read)
+                continue
+            if len(run) >= 2 and run[0][1] < run[-1][0]:
+                out.append((run[0][1], run[-1][0]))
+            run = []
+        return out
+
+    def proven_overlaps(self) -> list[tuple[str, str, float, float]]:
+        found = []
+        names = list(self.reads)
+        for i, x in enumerate(names):
+            for y in names[i + 1 :]:
+                for a0, a1 in self.sure_intervals(x):
+                    for b0, b1 in self.sure_intervals(y):
+                        if max(a0, b0) < min(a1, b1):
+                            found.append((x, y, max(a0, b0), min(a1, b1)))
+        return found
+
+    def samples(self) -> int:
+        return min(len(r) for r in self.reads.values())
 
 
 def _start_pair(lab: AgentLab) -> tuple[str, str]:
@@ -59,13 +98,135 @@ def test_takeover_after_sigkill_of_active_node(agent_lab: AgentLab) -> None:
         assert agent_lab.kill_node(first) >= 3  # agent, store, lmtpd
         agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), timeout=15)
         took = time.monotonic() - t0
-    assert sampler.max_holders() <= 1, "the floating IP was held by two namespaces"
+    assert sampler.samples() > 20 and not sampler.proven_overlaps(), "the floating IP was held by two namespaces"
     assert agent_lab.holders() == [second]
     snap = agent_lab.snapshot()
     assert snap.leader is not None and snap.leader.epoch == epoch + 1
     assert snap.last_active is not None and snap.last_active.node == second
     print(f"kill -> served by {second}: {took:.3f} s")
-    assert took < 6.0, f"takeover took {took:.2f} s"
+    assert took < 10.0, f"takeover took {took:.2f} s"
     history = agent_lab.coord.history()
     takeover = [h for h in history if h.node == second and h.to_state == "active"]
     assert takeover and "vanished" in " ".join(h.reason for h in history if h.node == second)
+
+
+def _agent_pid(lab: AgentLab, node: str) -> int:
+    for pid in netns.pids_in_netns(lab.cfg.node(node).namespace):
+        try:
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in cmdline and b"--node" in cmdline:
+            return pid
+    raise AssertionError(f"no agent process in {node}'s namespace")
+
+
+def test_sigstopped_active_is_fenced_and_never_serves_again(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    pid = _agent_pid(agent_lab, first)
+    with HolderSampler(agent_lab) as sampler:
+        os.kill(pid, signal.SIGSTOP)  # the agent freezes; its store and lmtpd keep running
+        try:
+            agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
+        finally:
+            os.kill(pid, signal.SIGCONT) if pathlib.Path(f"/proc/{pid}").exists() else None
+        time.sleep(1.0)  # give a resumed agent every chance to do harm
+    assert sampler.samples() > 20 and not sampler.proven_overlaps()
+    assert agent_lab.holders() == [second]
+    # Fencing killed the frozen agent and its services: nothing of node1 can write.
+    assert netns.pids_in_netns(agent_lab.cfg.node(first).namespace) == []
+    snap = agent_lab.snapshot()
+    assert snap.leader is not None and snap.leader.node == second and snap.leader.epoch == 2
+
+
+def test_zookeeper_partition_stops_writes_before_standby_is_promoted(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    store = store_address(agent_lab.cfg, first)
+    assert store_epoch(store) == (1, True)
+    stopped_writing: list[float] = []
+    promoted: list[float] = []
+    done = threading.Event()
+
+    def watch_store() -> None:
+        while not done.is_set() and not stopped_writing:
+            try:
+                _epoch, writable = store_epoch(store, 0.2)
+            except grpc.RpcError:
+                writable = False  # killed: cannot write either
+            if not writable:
+                stopped_writing.append(time.monotonic())
+            time.sleep(0.005)
+
+    def watch_leader() -> None:
+        while not done.is_set() and not promoted:
+            snap = agent_lab.snapshot()
+            if snap.leader is not None and snap.leader.node == second:
+                promoted.append(time.monotonic())
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=watch_store), threading.Thread(target=watch_leader)]
+    with HolderSampler(agent_lab) as sampler:
+        partition.partition(agent_lab.cfg, first, partition.PartitionKind.ZOOKEEPER)
+        t0 = time.monotonic()
+        try:
+            for t in threads:
+                t.start()
+            agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
+        finally:
+            done.set()
+            for t in threads:
+                t.join()
+            partition.heal(agent_lab.cfg, first)
+    assert stopped_writing and promoted
+    print(f"writes stopped {stopped_writing[0] - t0:.3f} s, standby promoted {promoted[0] - t0:.3f} s after the cut")
+    assert stopped_writing[0] < promoted[0], "the cut-off active was still writable when the standby was promoted"
+    assert sampler.samples() > 20 and not sampler.proven_overlaps()
+    assert agent_lab.holders() == [second]
+
+
+def test_switchover_both_ways(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    hosts = agent_lab.cfg.zookeeper.hosts
+    gaps = []
+    with HolderSampler(agent_lab) as sampler:
+        for source, target in ((first, second), (second, first)):
+            agent_lab.wait_for(
+                f"{target} standing by",
+                lambda t=target: (
+                    (st := agent_lab.snapshot().node_status(t)) is not None  # type: ignore[misc]
+                    and st.state == "standby"
+                ),
+            )
+            result = operator.switchover(agent_lab.cfg, target, hosts=hosts, timeout=20)
+            assert (result.source, result.target) == (source, target)
+            assert agent_lab.holders() == [target]
+            gaps.append(result.unavailable_s)
+    print(f"switchover gaps: {gaps}")
+    assert sampler.samples() > 20 and not sampler.proven_overlaps()
+    snap = agent_lab.snapshot()
+    assert snap.switchover is None  # no constraint left behind
+    assert snap.leader is not None and snap.leader.node == first and snap.leader.epoch == 3
+    # A correctness bound, not the performance target (that is `mailha bench
+    # failover`): CI machines are shared and slow.
+    assert all(g < 10.0 for g in gaps), gaps
+    reasons = [h.reason for h in agent_lab.coord.history()]
+    assert f"switchover to {second}" in reasons and f"switchover to {first}" in reasons
+    # A planned switchover is a clean hand-over: nobody was fenced.
+    assert "fenced" not in agent_lab.logs().split("activated epoch 1")[-1]
+
+
+def test_pause_blocks_failover_until_resume(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    hosts = agent_lab.cfg.zookeeper.hosts
+    operator.set_paused(agent_lab.cfg, True, hosts)
+    agent_lab.wait_for(f"{second} paused", lambda: agent_lab.snapshot().node_status(second).state == "paused")  # type: ignore[union-attr]
+    agent_lab.kill_node(first)
+    time.sleep(agent_lab.cfg.zookeeper.session_timeout + 2.0)
+    snap = agent_lab.snapshot()
+    assert snap.leader is None, "a paused cluster failed over"
+    assert agent_lab.holders() == [first]  # nobody fenced node1 either
+    status = operator.cluster_status(agent_lab.cfg, hosts)
+    assert status["active"] is None and status["paused"] is True
+    operator.set_paused(agent_lab.cfg, False, hosts)
+    agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
+    assert agent_lab.holders() == [second]
