@@ -36,5 +36,16 @@ test: bootstrap lint typecheck
 bench: bootstrap
 	$(BIN)/mailha bench store
 
+# Every chaos scenario against the demo cluster (needs root; about 20-30 min).
+# Brings the cluster up, writes the report to bench-results/chaos.json and
+# takes the cluster down again at the end, whatever happened.
+CHAOS_SECONDS ?= 75
+chaos: bootstrap
+	@mkdir -p bench-results
+	$(BIN)/mailha cluster up --config cluster.yaml
+	$(BIN)/mailha chaos run --config cluster.yaml --scenario all --seconds $(CHAOS_SECONDS) --min-faults 100 \
+	  --out bench-results/chaos.json; status=$$?; \
+	  $(BIN)/mailha cluster down --config cluster.yaml; exit $$status
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
