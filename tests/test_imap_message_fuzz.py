@@ -81,7 +81,7 @@ def _check_offsets(part: Part, size: int) -> None:
         _check_offsets(part.message, size)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES, st.integers(min_value=1, max_value=4))
 def test_arbitrary_messages_render_and_search(data: bytes, nchunks: int) -> None:
     step = max(1, len(data) // nchunks)
@@ -119,7 +119,7 @@ ADDRESSY = st.tuples(st.lists(_ITEM, max_size=4), st.sampled_from([b",", b", ", 
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(ADDRESSY)
 def test_fast_address_path_agrees_with_the_general_parser(value: bytes) -> None:
     fast = _parse_simple(value)
@@ -141,7 +141,7 @@ HEADERISH = st.lists(
 ).map(b"".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(HEADERISH)
 def test_fast_header_end_agrees_with_the_line_reader(data: bytes) -> None:
     assert header_end(data) == header_end_by_lines(data, 0, len(data))

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Final
 
 _MAX_ADDRESSES: Final = 1000  # a header with more is abuse; the rest is dropped
+# Only this much of a field value is read: more is abuse, and the tolerant
+# parser below works token by token in Python.
+MAX_ADDRESS_VALUE: Final = 32 * 1024
 MISSING_MAILBOX: Final = b"MISSING_MAILBOX"
 MISSING_DOMAIN: Final = b"MISSING_DOMAIN"
 
@@ -185,6 +188,7 @@ def _parse_simple(value: bytes) -> list[Address] | None:
 
 def parse_addresses(value: bytes) -> list[Address]:
     """Addresses and group markers of one header value (unfolded or not)."""
+    value = value[:MAX_ADDRESS_VALUE]
     simple = _parse_simple(value)
     if simple is not None:
         return simple

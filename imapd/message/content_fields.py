@@ -12,6 +12,7 @@ from typing import Final
 
 _TSPECIALS: Final = frozenset(b'()<>@,;:\\"/[]?= \t\r\n')
 _MAX_PARAMS: Final = 64
+_MAX_VALUE: Final = 16 * 1024  # longer Content-Type/Disposition values are abuse; the rest is ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ def _quoted(value: bytes, i: int) -> tuple[bytes, int]:
 
 
 def parse_typed(value: bytes, with_subtype: bool) -> TypedValue:
+    value = value[:_MAX_VALUE]
     i = _skip_blank_and_comments(value, 0)
     main, i = _token(value, i)
     sub = b""

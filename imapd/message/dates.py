@@ -42,7 +42,7 @@ def header_calendar_date(value: bytes | None) -> datetime.date | None:
     if value is None:
         return None
     try:
-        parsed = parsedate_tz(value.decode("ascii", "replace"))
+        parsed = parsedate_tz(value[:256].decode("ascii", "replace"))
         if parsed is None:
             return None
         return datetime.date(parsed[0], parsed[1], parsed[2])

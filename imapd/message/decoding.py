@@ -13,6 +13,7 @@ from typing import Final
 
 _B64_JUNK: Final = re.compile(rb"[^A-Za-z0-9+/]")
 _ENCODED_WORD: Final = re.compile(rb"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\s]*)\?=")
+_MAX_WORDS: Final = 1000  # encoded words decoded per value; more is abuse and stays raw
 _BETWEEN_WORDS: Final = re.compile(rb"(=\?[^?\s]{1,75}\?[bBqQ]\?[^?\s]*\?=)[ \t\r\n]+(?==\?)")
 
 
@@ -80,5 +81,5 @@ def _decode_word(match: re.Match[bytes]) -> bytes:
 def decode_header_value(value: bytes) -> str:
     """An unfolded header value with RFC 2047 words decoded (blanks between adjacent words dropped)."""
     if b"=?" in value:
-        value = _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub(rb"\1", value))
+        value = _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub(rb"\1", value), count=_MAX_WORDS)
     return value.decode("utf-8", "replace")

@@ -10,6 +10,7 @@ application/octet-stream leaves (RFC 2046 5.2.1 forbids encoding them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -132,24 +133,21 @@ def _split_multipart(part: Part, depth: int, budget: _Budget) -> None:
 
 
 def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each body part between delimiter lines; the line break before a delimiter is its own."""
-    delim = b"--" + boundary
+    """(start, end) of each body part between delimiter lines; the line break before a delimiter is its own.
+
+    The regex finds only real delimiter lines ("--b" or "--b--", optional
+    padding, at a line start), so junk that merely contains the boundary
+    costs nothing in Python.
+    """
+    delimiter = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t\r]*$", re.M)
     spans: list[tuple[int, int]] = []
     part_start = -1
     pos = start
-    while pos < end and len(spans) < MAX_PARTS:
-        hit = data.find(delim, pos, end)
-        if hit < 0:
+    while len(spans) < MAX_PARTS:
+        m = delimiter.search(data, pos, end)
+        if m is None:
             break
-        pos = hit + len(delim)
-        if hit != start and data[hit - 1] != 0x0A:
-            continue
-        nl = data.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        rest = data[pos:line_end].rstrip(b" \t\r\n")
-        closing = rest.startswith(b"--") and not rest[2:].strip(b" \t")
-        if rest and not closing:
-            continue  # "--boundaryX": a longer line, not our delimiter
+        hit = m.start()
         if part_start >= 0:
             content_end = hit
             if content_end > part_start and data[content_end - 1] == 0x0A:
@@ -157,7 +155,8 @@ def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tupl
                 if content_end > part_start and data[content_end - 1] == 0x0D:
                     content_end -= 1
             spans.append((part_start, content_end))
-        if closing:
+        line_end = min(m.end() + 1, end)  # past the line break (or at the end)
+        if m.group(1) is not None:
             return spans
         part_start = line_end
         pos = line_end
