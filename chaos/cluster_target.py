@@ -65,11 +65,14 @@ class ClusterTarget:
 
     def vip_holders(self) -> list[str]:
         """Nodes seen holding the floating IP in two passes taken in opposite orders."""
-        from haagent.netns import interface_addresses
+        # `ip -n`, not pyroute2's netns support: that forks, and a fork next to gRPC threads can crash.
+        from haagent.floating_ip import addresses_in_namespace
 
         def holds(node_name: str) -> bool:
             node = self.cfg.node(node_name)
-            return any(a.ip == self.vip() for a in interface_addresses(node.namespace, self.cfg.floating_ip.interface))
+            return any(
+                a.ip == self.vip() for a in addresses_in_namespace(node.namespace, self.cfg.floating_ip.interface)
+            )
 
         names = [n.name for n in self.cfg.nodes]
         first = {n for n in names if holds(n)}
