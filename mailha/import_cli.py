@@ -16,7 +16,9 @@ _STATE_DIR = pathlib.Path.home() / ".local" / "state" / "mailha" / "import"
 def _target_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--store", help="store gRPC address (unix:PATH or 127.0.0.1:PORT)")
-    where.add_argument("--data", type=pathlib.Path, help="standalone data directory (uses its store socket)")
+    where.add_argument(
+        "--data", type=pathlib.Path, help="standalone data directory (without --store/--data: $MAILHA_STORE)"
+    )
     p.add_argument("--epoch", type=int, default=None, help="writer epoch (default: the store's current epoch)")
 
 
@@ -51,23 +53,19 @@ def register(sub: Any) -> None:
     i.set_defaults(func=_imap)
 
 
-def _store_address(args: argparse.Namespace) -> str:
-    if args.store:
-        return str(args.store)
-    from mailha.standalone import StandalonePaths
-
-    data = args.data if args.data is not None else pathlib.Path("/var/lib/mailha-demo")
-    return StandalonePaths(data).store_socket
-
-
 def _run(args: argparse.Namespace, user: str, make_source: Callable[[], ImportSource]) -> int:
     from importer.errors import ImportFailure
     from importer.run import exit_status, fail, run_import
     from importer.store_sink import StoreSink
-    from store.client import StoreClient
+    from store.admin import Admin, AdminError, resolve_store_address
 
     try:
-        with StoreClient(_store_address(args)) as client:
+        # The admin CLI's way to find the store: --store, --data, or $MAILHA_STORE.
+        admin = Admin.connect(resolve_store_address(args.store, args.data))
+        try:
+            client = admin.client
+            # An import is an operator one-shot like the admin commands: the
+            # store's current epoch, unless the operator pins one.
             epoch = args.epoch if args.epoch is not None else client.epoch()
             source = make_source()
             try:
@@ -76,7 +74,9 @@ def _run(args: argparse.Namespace, user: str, make_source: Callable[[], ImportSo
                 close = getattr(source, "close", None)
                 if close is not None:
                     close()
-    except ImportFailure as exc:
+        finally:
+            admin.close()
+    except (ImportFailure, AdminError) as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(str(exc))
@@ -98,8 +98,12 @@ def _maildir(args: argparse.Namespace) -> int:
 def _imap(args: argparse.Namespace) -> int:
     from importer.imap_source import ImapSource, ImapSourceOptions
     from importer.resume_state import ResumeState, state_path
+    from importer.run import fail
 
-    password = args.password_file.read_text("utf-8").rstrip("\r\n")
+    try:
+        password = args.password_file.read_text("utf-8").rstrip("\r\n")
+    except OSError as exc:
+        return fail(f"--password-file: {exc}")
     port = args.port or (993 if args.tls else 143)
     options = ImapSourceOptions(args.host, port, args.user, password, tls=args.tls, ca_file=args.ca_file)
     state = ResumeState(state_path(args.state_dir, args.host, port, args.user, args.to_user))
