@@ -6,6 +6,7 @@ import trio
 
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.protocol import commands as c
+from imapd.protocol.states import Transition
 from imapd.session.error_map import Context, reply_for
 from imapd.session.session import Outcome, Session
 
@@ -24,7 +25,7 @@ async def noop(s: Session, tag: str, cmd: c.Noop | c.Check) -> Outcome:
 async def logout(s: Session, tag: str, cmd: c.Logout) -> Outcome:
     s.emit(b"* BYE Logging out\r\n")
     s.tagged(tag, b"OK", b"LOGOUT completed")
-    s.transition("logout")
+    s.transition(Transition.LOGGED_OUT)
     return Outcome.CLOSE
 
 
@@ -70,7 +71,7 @@ async def _log_in(s: Session, tag: str, name: str, password: str) -> Outcome:
         s.tagged(tag, b"NO", b"[LIMIT] Too many connections for this user")
         return Outcome.CONTINUE
     s.user = user
-    s.transition("login")
+    s.transition(Transition.AUTHENTICATED)
     s.tagged(tag, b"OK", s.capability_code() + b" Logged in")
     return Outcome.CONTINUE
 

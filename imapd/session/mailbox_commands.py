@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
 from imapd.protocol import mutf7
+from imapd.protocol.states import ConnectionState, Transition
 from imapd.protocol.values import String, encode
 from imapd.session.error_map import Context
 from imapd.session.list_match import DELIMITER, canonical, join_reference, matches
 from imapd.session.selected import SelectedMailbox, flag_list
-from imapd.session.session import ConnState, Outcome, Session
+from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
@@ -36,7 +37,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     if s.selected is not None:
         s.leave_mailbox()
-        s.transition("select-failed")
+        s.transition(Transition.SELECT_FAILED)
         if "QRESYNC" in s.enabled:
             s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")
     if cmd.condstore:
@@ -66,7 +67,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         qresync="QRESYNC" in s.enabled,
     )
     s.selected, s.subscription = sel, sub
-    s.transition("select")
+    s.transition(Transition.SELECTED)
     flags = (*SYSTEM_FLAGS, *result.keywords)
     s.emit(b"* FLAGS " + flag_list(flags) + b"\r\n")
     if cmd.read_only:
@@ -110,10 +111,10 @@ async def close(s: Session, tag: str, cmd: c.Close | c.Unselect) -> Outcome:
             await s.ctx.store.expunge(_user(s), sel.mailbox_id)
         except StoreError as exc:
             s.leave_mailbox()
-            s.transition("close")
+            s.transition(Transition.CLOSED)
             return s.store_failed(tag, exc, Context.GENERAL)
     s.leave_mailbox()
-    s.transition("close")
+    s.transition(Transition.CLOSED)
     s.tagged(tag, b"OK", b"CLOSE completed" if isinstance(cmd, c.Close) else b"UNSELECT completed")
     return Outcome.CONTINUE
 
@@ -242,7 +243,7 @@ async def namespace(s: Session, tag: str, cmd: c.Namespace) -> Outcome:
 
 
 async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
-    if s.state is ConnState.SELECTED and s.selected is not None and "QRESYNC" in cmd.capabilities:
+    if s.state is ConnectionState.SELECTED and s.selected is not None and "QRESYNC" in cmd.capabilities:
         s.selected.qresync = True
     newly = [cap for cap in cmd.capabilities if cap in _ENABLABLE]
     s.enabled.update(newly)

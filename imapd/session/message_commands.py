@@ -13,6 +13,7 @@ from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import FLAGS, data_needs, sets_seen, with_modseq, with_uid
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import encode_chunks
+from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
@@ -160,6 +161,8 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
             format_uids(result.source_uids).encode(),
             format_uids(result.dest_uids).encode(),
         )
+    if canonical(cmd.mailbox) == sel.name:
+        sel.note_added(result.dest_uids)
     if move:
         if code:
             s.emit(b"* OK " + code + b"Moved\r\n")

@@ -64,6 +64,13 @@ class SelectedMailbox:
             if meta.uid not in self.pending_expunged:
                 self.pending_flags[meta.uid] = meta
 
+    def note_added(self, uids: Iterable[int]) -> None:
+        """Messages this session itself added (APPEND/COPY here): EXISTS before its OK."""
+        for uid in sorted(uids):
+            last = self.pending_added[-1] if self.pending_added else (self.uids[-1] if self.uids else 0)
+            if uid > last:
+                self.pending_added.append(uid)
+
     def flush(self, *, allow_expunge: bool) -> list[bytes]:
         """Untagged responses for what changed, in an order clients can follow."""
         out: list[bytes] = []

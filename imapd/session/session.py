@@ -18,6 +18,7 @@ import trio
 
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
+from imapd.protocol.states import ConnectionState, Transition, is_valid, next_state
 from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
@@ -29,13 +30,6 @@ log = logging.getLogger("imapd.session")
 _FLUSH_AT: Final = 64 * 1024
 
 
-class ConnState(enum.Enum):
-    NOT_AUTHENTICATED = "not-authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
-
 class Outcome(enum.Enum):
     CONTINUE = "continue"
     START_TLS = "start-tls"  # the server upgrades the stream, then continues
@@ -43,48 +37,6 @@ class Outcome(enum.Enum):
     AWAIT_AUTH = "await-auth"  # the server reads one AUTHENTICATE line
     IDLING = "idling"  # the server reads until DONE
 
-
-_ANY: Final = (c.Capability, c.Noop, c.Logout, c.Id, c.Compress)
-_NOT_AUTH: Final = (c.StartTls, c.Authenticate, c.Login)
-_AUTH: Final = (
-    c.Select,
-    c.Create,
-    c.Delete,
-    c.Rename,
-    c.Subscribe,
-    c.Unsubscribe,
-    c.List,
-    c.Lsub,
-    c.Status,
-    c.Append,
-    c.Idle,
-    c.Namespace,
-    c.Enable,
-    c.GetQuota,
-    c.GetQuotaRoot,
-    c.SetQuota,
-)
-_SELECTED: Final = (c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move)
-
-# Which commands each state accepts: the transition table's left half (the
-# right half is where handlers move `state`).
-ALLOWED: Final[dict[ConnState, tuple[type, ...]]] = {
-    ConnState.NOT_AUTHENTICATED: _ANY + _NOT_AUTH,
-    ConnState.AUTHENTICATED: _ANY + _AUTH,
-    ConnState.SELECTED: _ANY + _AUTH + _SELECTED,
-    ConnState.LOGOUT: (),
-}
-TRANSITIONS: Final[dict[tuple[ConnState, str], ConnState]] = {
-    (ConnState.NOT_AUTHENTICATED, "login"): ConnState.AUTHENTICATED,
-    (ConnState.AUTHENTICATED, "select"): ConnState.SELECTED,
-    (ConnState.SELECTED, "select"): ConnState.SELECTED,
-    (ConnState.SELECTED, "close"): ConnState.AUTHENTICATED,
-    (ConnState.SELECTED, "select-failed"): ConnState.AUTHENTICATED,
-    (ConnState.AUTHENTICATED, "select-failed"): ConnState.AUTHENTICATED,
-    (ConnState.NOT_AUTHENTICATED, "logout"): ConnState.LOGOUT,
-    (ConnState.AUTHENTICATED, "logout"): ConnState.LOGOUT,
-    (ConnState.SELECTED, "logout"): ConnState.LOGOUT,
-}
 
 # EXPUNGE responses may not be sent while these run (RFC 3501 7.4.1); their
 # UID forms allow it.
@@ -97,7 +49,7 @@ class Session:
     def __init__(self, ctx: ServerContext, wire: Wire) -> None:
         self.ctx = ctx
         self.wire = wire
-        self.state = ConnState.NOT_AUTHENTICATED
+        self.state = ConnectionState.NOT_AUTHENTICATED
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
         self.subscription: Subscription | None = None
@@ -129,8 +81,8 @@ class Session:
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
 
-    def transition(self, event: str) -> None:
-        self.state = TRANSITIONS[(self.state, event)]
+    def transition(self, event: Transition) -> None:
+        self.state = next_state(self.state, event)
 
     def capability_list(self) -> tuple[str, ...]:
         s = self.ctx.settings
@@ -183,11 +135,12 @@ class Session:
     async def handle(self, tag: str, command: c.Command) -> Outcome:
         from imapd.session.dispatch import HANDLERS
 
-        if not isinstance(command, ALLOWED[self.state]):
+        if not is_valid(command, self.state):
             self.tagged(tag, b"BAD", b"Command not allowed in this state")
             self.bad_commands += 1
             return await self._finish(tag, Outcome.CONTINUE, updates=False)
         handler = HANDLERS[type(command)]
+        self.absorb_events()
         try:
             outcome = await handler(self, tag, command)
         except StoreError as exc:

@@ -1,0 +1,318 @@
+"""The trio IMAP server: listeners, one task per connection, a thin loop
+around the sans-IO parser that hands events to the session.
+
+Every connection lives in the server's nursery; nothing a client sends can
+crash the server (an unexpected exception ends that one connection, and a
+handler's exception is answered NO [SERVERBUG] by the session). When the
+store says this writer is fenced, or on SIGTERM/SIGUSR1 (switchover drain),
+every connection gets "* BYE [UNAVAILABLE] ..." and is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from imapd.protocol import events as ev
+from imapd.protocol.parser import CommandParser, ParserLimits
+from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
+from imapd.session import append_flow, auth_commands, idle_flow
+from imapd.session.context import ServerContext, ServerSettings
+from imapd.session.session import Outcome, Session
+from imapd.store_client import StoreClient
+from imapd.watch_hub import WatchHub
+
+log = logging.getLogger("imapd.server")
+
+_READ_SIZE: Final = 65536
+_HANDSHAKE_TIMEOUT: Final = 30.0
+_SEND_TIMEOUT: Final = 120.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    implicit_tls: bool
+
+
+def parse_endpoint(text: str, implicit_tls: bool) -> Endpoint:
+    host, _, port = text.rpartition(":")
+    return Endpoint(host or "127.0.0.1", int(port), implicit_tls)
+
+
+class Connection:
+    """One client connection; implements the session's `Wire`."""
+
+    def __init__(self, stream: trio.abc.Stream, peer: str, tls: bool) -> None:
+        self.stream = stream
+        self._peer = peer
+        self._tls = tls
+        self._send_lock = trio.Lock()
+        self.scope = trio.CancelScope()
+        self.closing = False
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls
+
+    async def send(self, data: bytes) -> None:
+        async with self._send_lock:
+            # A client that stops reading must not pin us forever.
+            with trio.fail_after(_SEND_TIMEOUT):
+                await self.stream.send_all(data)
+
+    def request_close(self) -> None:
+        self.closing = True
+        self.scope.cancel()
+
+    async def bye(self, text: bytes) -> None:
+        """Best-effort BYE from outside the connection's task, then close it."""
+        with trio.move_on_after(2):
+            try:
+                await self.send(b"* BYE " + text + b"\r\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, trio.TooSlowError):
+                pass
+        self.request_close()
+
+    async def upgrade_tls(self, ssl_context: ssl.SSLContext) -> None:
+        tls_stream = trio.SSLStream(self.stream, ssl_context, server_side=True)
+        with trio.fail_after(_HANDSHAKE_TIMEOUT):
+            await tls_stream.do_handshake()
+        self.stream = tls_stream
+        self._tls = True
+
+
+@dataclass
+class ImapServer:
+    ctx: ServerContext
+    ssl_context: ssl.SSLContext | None
+    connections: set[Connection] = field(default_factory=set)
+    draining: bool = False
+
+    # ---- one connection -------------------------------------------------------------
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str, implicit_tls: bool) -> None:
+        conn = Connection(stream, peer, tls=False)
+        try:
+            if implicit_tls:
+                assert self.ssl_context is not None
+                await conn.upgrade_tls(self.ssl_context)
+            self.connections.add(conn)
+            await self._serve(conn)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("connection from %s failed", peer)
+        finally:
+            self.connections.discard(conn)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                try:
+                    await conn.stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                    pass
+
+    async def _serve(self, conn: Connection) -> None:
+        settings = self.ctx.settings
+        session = Session(self.ctx, conn)
+        limits = ParserLimits(append_limit=settings.append_limit)
+        parser = CommandParser(limits)
+        try:
+            with conn.scope:
+                if self.draining or self.ctx.fenced.is_set():
+                    await conn.send(b"* BYE [UNAVAILABLE] Server is not accepting connections\r\n")
+                    return
+                await conn.send(b"* OK " + session.capability_code() + b" mailha IMAP ready\r\n")
+                async with trio.open_nursery() as nursery:
+                    await self._read_loop(conn, session, parser, nursery)
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.close()
+
+    async def _read_loop(
+        self, conn: Connection, session: Session, parser: CommandParser, nursery: trio.Nursery
+    ) -> None:
+        settings = self.ctx.settings
+        appending: append_flow.AppendInProgress | None = None
+        while True:
+            if session.idle_tag is not None:
+                timeout = settings.idle_timeout + 60  # the IDLE pump logs out first
+            elif session.state is ConnectionState.NOT_AUTHENTICATED:
+                timeout = settings.preauth_timeout
+            else:
+                timeout = settings.autologout
+            with trio.move_on_after(timeout) as waited:
+                data = await conn.stream.receive_some(_READ_SIZE)
+            if waited.cancelled_caught:
+                await conn.send(b"* BYE Autologout; idle for too long\r\n")
+                return
+            if not data:
+                return
+            parser.receive_data(bytes(data))
+            while True:
+                event = parser.next_event()
+                if isinstance(event, ev.NeedData):
+                    break
+                outcome = Outcome.CONTINUE
+                if isinstance(event, ev.CommandReceived):
+                    outcome = await session.handle(event.tag, event.command)
+                    if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
+                        parser.set_authenticated()
+                elif isinstance(event, ev.ContinuationNeeded):
+                    await conn.send(b"+ Ready for literal data\r\n")
+                    parser.accept_literal()
+                elif isinstance(event, ev.AppendStart):
+                    if session.state not in APPEND_VALID_IN:
+                        await conn.send(event.tag.encode() + b" BAD Command not allowed in this state\r\n")
+                        parser.discard_command()
+                    else:
+                        appending = append_flow.begin(session, event.tag, event.mailbox)
+                elif isinstance(event, ev.AppendMessageStart):
+                    if appending is not None:
+                        append_flow.message_start(appending, event.flags, event.internal_date)
+                elif isinstance(event, ev.AppendChunk):
+                    if appending is not None:
+                        append_flow.chunk(appending, event.data)
+                elif isinstance(event, ev.AppendMessageEnd):
+                    if appending is not None:
+                        append_flow.message_end(appending)
+                elif isinstance(event, ev.AppendEnd):
+                    if appending is not None:
+                        outcome = await append_flow.commit(session, appending)
+                    appending = None
+                elif isinstance(event, ev.LiteralTooBig):
+                    appending = None
+                    tag = (event.tag or "*").encode()
+                    await conn.send(
+                        tag + b" NO [TOOBIG] Literal of %d bytes exceeds %d\r\n" % (event.size, event.limit)
+                    )
+                elif isinstance(event, ev.CommandDiscarded):
+                    appending = None
+                elif isinstance(event, ev.BadCommand):
+                    appending = None
+                    outcome = await self._bad(conn, session, event)
+                elif isinstance(event, ev.IdleDone):
+                    self._stop_idle(session)
+                    outcome = await idle_flow.done(session, event.tag)
+                elif isinstance(event, ev.AuthResponse):
+                    outcome = await auth_commands.auth_response(session, event.tag, event.data)
+                    if session.state is not ConnectionState.NOT_AUTHENTICATED:
+                        parser.set_authenticated()
+                if outcome is Outcome.CLOSE:
+                    return
+                if outcome is Outcome.START_TLS:
+                    parser.take_unprocessed()  # plaintext sent after STARTTLS: injection, dropped
+                    assert self.ssl_context is not None
+                    await conn.upgrade_tls(self.ssl_context)
+                elif outcome is Outcome.AWAIT_AUTH:
+                    assert session.pending_auth_tag is not None
+                    parser.begin_auth_response(session.pending_auth_tag)
+                elif outcome is Outcome.IDLING:
+                    assert session.idle_tag is not None
+                    parser.begin_idle(session.idle_tag)
+                    session.idle_cancel = await nursery.start(idle_flow.pump, session)
+
+    def _stop_idle(self, session: Session) -> None:
+        if session.idle_cancel is not None:
+            session.idle_cancel.cancel()
+            session.idle_cancel = None
+
+    async def _bad(self, conn: Connection, session: Session, event: ev.BadCommand) -> Outcome:
+        if event.reason is ev.BadReason.EXPECTED_DONE:
+            self._stop_idle(session)
+            session.idle_tag = None
+        if session.pending_auth_tag is not None and event.tag == session.pending_auth_tag:
+            session.pending_auth_tag = None
+        tag = (event.tag or "*").encode()
+        text = event.text.encode("ascii", "replace")
+        if event.reason is ev.BadReason.BAD_CHARSET:
+            await conn.send(tag + b" NO [BADCHARSET (UTF-8 US-ASCII)] " + text + b"\r\n")
+            return Outcome.CONTINUE
+        code = b"[TOOBIG] " if event.reason in (ev.BadReason.LINE_TOO_LONG, ev.BadReason.COMMAND_TOO_LONG) else b""
+        session.bad_commands += 1
+        if session.bad_commands >= self.ctx.settings.max_bad_commands:
+            await conn.send(tag + b" BAD " + code + text + b"\r\n* BYE Too many invalid commands\r\n")
+            return Outcome.CLOSE
+        await conn.send(tag + b" BAD " + code + text + b"\r\n")
+        return Outcome.CONTINUE
+
+    # ---- whole-server events --------------------------------------------------------
+    async def bye_all(self, text: bytes) -> None:
+        async with trio.open_nursery() as nursery:
+            for conn in list(self.connections):
+                nursery.start_soon(conn.bye, text)
+
+    async def _watch_fence(self) -> None:
+        await self.ctx.fenced.wait()
+        log.warning("store says this imapd is fenced; closing every connection")
+        await self.bye_all(b"[UNAVAILABLE] This server is no longer the writer; reconnect")
+
+    async def drain(self) -> None:
+        self.draining = True
+        log.info("draining %d connections", len(self.connections))
+        await self.bye_all(b"[UNAVAILABLE] server moving, reconnect")
+
+
+async def serve(
+    store: StoreClient,
+    settings: ServerSettings,
+    ssl_context: ssl.SSLContext | None,
+    endpoints: Sequence[Endpoint],
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[tuple[ImapServer, list[int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGTERM/SIGUSR1 (drain) or cancellation; started() gets the bound ports."""
+    async with trio.open_nursery() as nursery:
+        ctx = ServerContext(store, WatchHub(store, nursery), settings)
+        server = ImapServer(ctx, ssl_context)
+        listeners: list[tuple[trio.SocketListener, bool]] = []
+        ports: list[int] = []
+        for ep in endpoints:
+            for listener in await trio.open_tcp_listeners(ep.port, host=ep.host):
+                listeners.append((listener, ep.implicit_tls))
+                ports.append(listener.socket.getsockname()[1])
+        nursery.start_soon(server._watch_fence)
+        for listener, implicit in listeners:
+            nursery.start_soon(_accept_loop, server, listener, implicit, nursery)
+        if handle_signals:
+            nursery.start_soon(_signals, server, nursery)
+        task_status.started((server, ports))
+
+
+async def _accept_loop(
+    server: ImapServer, listener: trio.SocketListener, implicit: bool, nursery: trio.Nursery
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # EMFILE and friends: wait, do not die
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            try:
+                peer = str(stream.socket.getpeername()[0])
+            except OSError:
+                await stream.aclose()
+                continue
+            nursery.start_soon(server.handle_stream, stream, peer, implicit)
+
+
+async def _signals(server: ImapServer, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGUSR1, signal.SIGINT) as signals:
+        async for _ in signals:
+            await server.drain()
+            nursery.cancel_scope.cancel()
+            return
