@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "mailha.standalone_cli",
     "store.cli",
+    "imapd.cli",
     "mailha.admin_cli",
     "lmtpd.cli",
     "mailha.import_cli",
