@@ -1,0 +1,89 @@
+"""`mailha imapd serve` and `mailha bench imap`."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from typing import Any
+
+from imapd.session.context import DEFAULT_APPEND_LIMIT
+
+
+def register(sub: Any) -> None:
+    imapd: argparse.ArgumentParser = sub.add_parser("imapd", help="the IMAP front end")
+    imapd_sub = imapd.add_subparsers(dest="imapd_command", metavar="ACTION", required=True)
+    p: argparse.ArgumentParser = imapd_sub.add_parser("serve", help="serve IMAP on a running store")
+    p.add_argument("--store", required=True, help="store address (unix:/path or 127.0.0.1:PORT)")
+    p.add_argument("--epoch", type=int, required=True, help="writer epoch passed on every write (never refreshed)")
+    p.add_argument("--listen", action="append", default=[], metavar="HOST:PORT", help="plain + STARTTLS (repeatable)")
+    p.add_argument("--tls-listen", action="append", default=[], metavar="HOST:PORT", help="implicit TLS (repeatable)")
+    p.add_argument("--cert", type=pathlib.Path, help="PEM certificate chain")
+    p.add_argument("--key", type=pathlib.Path, help="PEM private key")
+    p.add_argument(
+        "--allow-plaintext-login", action="store_true", help="development only: LOGIN/AUTHENTICATE without TLS"
+    )
+    p.add_argument("--append-limit", type=int, default=DEFAULT_APPEND_LIMIT, help="APPENDLIMIT in bytes")
+    p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap")
+    p.set_defaults(func=_serve)
+
+
+def register_bench(bench_sub: Any) -> None:
+    p: argparse.ArgumentParser = bench_sub.add_parser("imap", help="IMAP sessions/s and per-command latency")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1143)
+    p.add_argument("--tls", action="store_true", help="implicit TLS (the port is a TLS port)")
+    p.add_argument("--starttls", action="store_true", help="STARTTLS before LOGIN")
+    p.add_argument("--cafile", type=pathlib.Path, help="certificate to trust for TLS (default: no verification)")
+    p.add_argument("--clients", type=int, default=50, help="concurrent session loops")
+    p.add_argument("--seconds", type=float, default=10.0, help="duration (bounded)")
+    p.add_argument("--users", type=int, default=20, help="number of bench users")
+    p.add_argument("--idle", type=int, default=0, help="extra connections holding IDLE")
+    p.add_argument("--store", help="store address: create the bench users through the store API")
+    p.add_argument("--epoch", type=int, help="writer epoch for creating users (default: the store's)")
+    p.add_argument("--user-prefix", default="bench", help="users are PREFIX0..PREFIX{N-1}")
+    p.add_argument("--password", default="bench-password")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
+    p.set_defaults(func=_bench)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from imapd.service import ImapdOptions, run_imapd
+
+    return run_imapd(
+        ImapdOptions(
+            store=args.store,
+            epoch=args.epoch,
+            listen=tuple(args.listen),
+            tls_listen=tuple(args.tls_listen),
+            cert=args.cert,
+            key=args.key,
+            allow_plaintext_login=args.allow_plaintext_login,
+            append_limit=args.append_limit,
+            connections_per_user=args.connections_per_user,
+        )
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.imap_bench import ImapBenchOptions, run_imap_bench
+
+    return run_imap_bench(
+        ImapBenchOptions(
+            host=args.host,
+            port=args.port,
+            tls=args.tls,
+            starttls=args.starttls,
+            cafile=args.cafile,
+            clients=args.clients,
+            seconds=args.seconds,
+            users=args.users,
+            idle=args.idle,
+            store=args.store,
+            epoch=args.epoch,
+            user_prefix=args.user_prefix,
+            password=args.password,
+            json_output=args.json,
+            output=args.output,
+        )
+    )
