@@ -85,3 +85,28 @@ def lmtpd_service(
     if quota_tempfail:
         args.append("--quota-tempfail")
     return ServiceSpec("lmtpd", _mailha(*args))
+
+
+def imapd_service(
+    store: str,
+    epoch: int,
+    *,
+    listen: str,
+    tls_listen: str,
+    cert: pathlib.Path,
+    key: pathlib.Path,
+    allow_plaintext_login: bool = False,
+    append_limit: int | None = None,
+) -> ServiceSpec:
+    """The IMAP server on `store` with writer epoch `epoch` (never refreshed):
+    plain + STARTTLS on `listen`, implicit TLS on `tls_listen`."""
+    args = ["imapd", "serve", "--store", store, "--epoch", str(epoch), "--cert", str(cert), "--key", str(key)]
+    if listen:
+        args += ["--listen", listen]
+    if tls_listen:
+        args += ["--tls-listen", tls_listen]
+    if allow_plaintext_login:
+        args.append("--allow-plaintext-login")
+    if append_limit is not None:
+        args += ["--append-limit", str(append_limit)]
+    return ServiceSpec("imapd", _mailha(*args))

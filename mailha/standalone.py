@@ -34,6 +34,9 @@ class StandaloneOptions:
     default_quota: int = 0
     demo_user: bool = False
     lmtp_listen: str = "127.0.0.1:2424"
+    imap_listen: str = "127.0.0.1:1143"
+    imaps_listen: str = "127.0.0.1:1993"
+    allow_plaintext_login: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,35 @@ def _lmtpd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
     return f"LMTP on {options.lmtp_listen} (e.g. Postfix: lmtp:inet:{options.lmtp_listen})"
 
 
-FRONT_ENDS: list[FrontEndFactory] = [_lmtpd_front_end]
+def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
+    from imapd.tls import ensure_dev_certificate
+
+    cert, key = ensure_dev_certificate(paths.tls_dir)
+    return [
+        services.imapd_service(
+            paths.store_socket,
+            epoch,
+            listen=options.imap_listen,
+            tls_listen=options.imaps_listen,
+            cert=cert,
+            key=key,
+            allow_plaintext_login=options.allow_plaintext_login,
+            append_limit=options.max_message_size,
+        )
+    ]
+
+
+def _imapd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
+    plain = " (plaintext login allowed)" if options.allow_plaintext_login else ""
+    return (
+        f"IMAP on {options.imap_listen} (STARTTLS{plain}) and {options.imaps_listen} (TLS); "
+        f"development certificate {paths.tls_dir}/imapd-dev.crt"
+    )
+
+
+FRONT_ENDS: list[FrontEndFactory] = [_lmtpd_front_end, _imapd_front_end]
 # Lines printed after start-up ("IMAP on ...").
-HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = [_lmtpd_how_to]
+HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = [_lmtpd_how_to, _imapd_how_to]
 
 
 class _Stop(Exception):

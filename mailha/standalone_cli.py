@@ -17,6 +17,11 @@ def register(sub: Any) -> None:
     p.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
     p.add_argument("--default-quota", type=int, default=0, help="bytes per user; 0 = unlimited")
     p.add_argument("--lmtp-listen", default="127.0.0.1:2424", help="LMTP HOST:PORT (default 127.0.0.1:2424)")
+    p.add_argument("--imap-listen", default="127.0.0.1:1143", help="IMAP plain+STARTTLS HOST:PORT")
+    p.add_argument("--imaps-listen", default="127.0.0.1:1993", help="IMAP implicit TLS HOST:PORT")
+    p.add_argument(
+        "--allow-plaintext-login", action="store_true", help="development on loopback: IMAP LOGIN without TLS"
+    )
     p.add_argument("--demo-user", action="store_true", help="create user 'demo' (password 'demo') if missing")
     p.set_defaults(func=_run)
 
@@ -31,5 +36,8 @@ def _run(args: argparse.Namespace) -> int:
             default_quota=args.default_quota,
             demo_user=args.demo_user,
             lmtp_listen=args.lmtp_listen,
+            imap_listen=args.imap_listen,
+            imaps_listen=args.imaps_listen,
+            allow_plaintext_login=args.allow_plaintext_login,
         )
     )
