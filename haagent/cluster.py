@@ -165,32 +165,42 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     return left
 
 
-def stop_node_processes(cfg: ClusterConfig, node: str, grace: float = 10.0) -> int:
-    """Stop `node`'s agent (it stops its services), then anything left in its namespace.
+def stop_processes(cfg: ClusterConfig, nodes: list[str] | None = None, grace: float = 10.0) -> dict[str, int]:
+    """Stop the agents of `nodes` (default all) at once - so no standby takes
+    over from a stopping active -, then anything left in their namespaces.
 
-    Returns how many processes were signalled.
+    Returns how many processes were signalled per node.
     """
-    count = 0
-    pid = agent_pid(cfg, node)
-    if pid is not None:
-        _signal_all([pid], signal.SIGTERM)
-        count += 1
-        if _wait_gone([pid], grace):
-            _signal_all([pid], signal.SIGKILL)
-            _wait_gone([pid], 5)
-    namespace = cfg.node(node).namespace
-    rest = [p for p in netns.pids_in_netns(namespace) if p != os.getpid()]
-    if rest:
-        count += len(rest)
-        _signal_all(rest, signal.SIGTERM)
-        left = _wait_gone(rest, grace / 2)
-        _signal_all(left, signal.SIGKILL)
-        _wait_gone(left, 5)
+    names = [n.name for n in cfg.nodes] if nodes is None else nodes
+    counts = dict.fromkeys(names, 0)
+    agents = {name: pid for name in names if (pid := agent_pid(cfg, name)) is not None}
+    _signal_all(list(agents.values()), signal.SIGTERM)
+    for name in agents:
+        counts[name] += 1
+    left = _wait_gone(list(agents.values()), grace)
+    _signal_all(left, signal.SIGKILL)
+    _wait_gone(left, 5)
+    rest: dict[str, list[int]] = {}
+    for name in names:
+        pids = [p for p in netns.pids_in_netns(cfg.node(name).namespace) if p != os.getpid()]
+        rest[name] = pids
+        counts[name] += len(pids)
+    everyone = [p for pids in rest.values() for p in pids]
+    _signal_all(everyone, signal.SIGTERM)
+    left = _wait_gone(everyone, grace / 2)
+    _signal_all(left, signal.SIGKILL)
+    _wait_gone(left, 5)
     for p in list(_AGENTS):
         if not _alive(p):
             _AGENTS.pop(p).wait()
-    agent_pid_file(cfg, node).unlink(missing_ok=True)
-    return count
+    for name in names:
+        agent_pid_file(cfg, name).unlink(missing_ok=True)
+    return counts
+
+
+def stop_node_processes(cfg: ClusterConfig, node: str, grace: float = 10.0) -> int:
+    """Stop `node`'s agent (it stops its services), then anything left in its namespace."""
+    return stop_processes(cfg, [node], grace)[node]
 
 
 # ---------------------------------------------------------------------------
@@ -336,10 +346,9 @@ def cluster_up(
 def cluster_down(cfg: ClusterConfig, *, out: TextIO = sys.stdout) -> list[str]:
     """Stop everything and remove the topology; safe to run twice. Returns what it did."""
     done: list[str] = []
-    for node in cfg.nodes:
-        n = stop_node_processes(cfg, node.name)
+    for node, n in stop_processes(cfg).items():
         if n:
-            done.append(f"stopped {n} process(es) of {node.name}")
+            done.append(f"stopped {n} process(es) of {node}")
     stopped = Ensemble(cfg.zookeeper).stop()
     if stopped:
         done.append(f"stopped {stopped} ZooKeeper member(s)")
