@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from imapd.protocol import commands as c
@@ -325,3 +327,28 @@ def test_take_unprocessed_after_starttls() -> None:
     assert parser.next_event() == ev.CommandReceived("a1", c.StartTls())
     assert parser.take_unprocessed() == b"a2 LOGIN evil injected\r\n"
     assert parser.next_event() is ev.NEED_DATA
+
+
+def test_resync_over_literals_at_every_split() -> None:
+    """An overlong line ending in {n+}, then a too-big {n+}: skipped correctly however the bytes arrive."""
+    limits = ParserLimits(line_before_auth=40, literal_before_auth=8)
+    wire = b"a1 LOGIN " + b"u" * 60 + b" {5+}\r\nab\r\nc\r\na2 LOGIN x {20+}\r\n" + b"L" * 20 + b"\r\na3 NOOP\r\n"
+    expected = [
+        ev.BadCommand("a1", "command line too long", ev.BadReason.LINE_TOO_LONG),
+        ev.LiteralTooBig("a2", 20, 8, append=False),
+        ev.CommandReceived("a3", c.Noop()),
+    ]
+    for cut in range(len(wire) + 1):
+        for cut2 in (cut, min(cut + 7, len(wire))):
+            parser = CommandParser(limits)
+            events = feed(parser, wire[:cut]) + feed(parser, wire[cut:cut2]) + feed(parser, wire[cut2:])
+            assert events == expected, (cut, cut2)
+
+
+def test_append_date_day_forms() -> None:
+    parser = CommandParser(authenticated=True, stream_append=False)
+    for day in (b" 7", b"07", b"7"):
+        (event,) = feed(parser, b'a1 APPEND INBOX "%s-Feb-1994 21:52:25 -0800" {1+}\r\nx\r\n' % day)
+        assert isinstance(event, ev.CommandReceived) and isinstance(event.command, c.Append)
+        date = event.command.messages[0].internal_date
+        assert date is not None and (date.day, date.utcoffset()) == (7, -datetime.timedelta(hours=8))

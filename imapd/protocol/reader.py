@@ -28,8 +28,9 @@ _QUOTED: Final = re.compile(rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"')
 _NUMBER: Final = re.compile(rb"[0-9]+")
 _SEQ_SET: Final = re.compile(rb"[0-9*:,$]+")
 _FLAG: Final = re.compile(rb"\\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+|\\\*")
+# date-day-fixed is " 7" or "07"; a bare "7" is accepted too (some clients send it).
 _DATE_TIME: Final = re.compile(
-    rb'"([ 0-9]{2})-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{4})"'
+    rb'"([ 0-9]?[0-9])-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{4})"'
 )
 _DATE: Final = re.compile(rb'("?)([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})\1')
 _MONTH_NAMES: Final = b"JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
