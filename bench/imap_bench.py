@@ -1,0 +1,288 @@
+"""`mailha bench imap`: realistic IMAP sessions against a running server.
+
+N clients each loop: LOGIN, LIST, SELECT INBOX, FETCH flags+envelopes of the
+newest 50, FETCH one body, STORE a flag, APPEND 4 KiB, EXPUNGE, LOGOUT;
+plus K connections holding IDLE. Bounded by --seconds. Users are created
+(and their INBOX seeded) through the store API when --store is given.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import ssl
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Final
+
+import grpc
+import trio
+
+from mailha_api import store_pb2, store_pb2_grpc
+
+_LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n$")
+_EXISTS: Final = re.compile(rb"^\* (\d+) EXISTS", re.MULTILINE)
+_SEED_MESSAGES: Final = 60
+_KEEP: Final = 60  # the loop deletes the oldest message beyond this many
+
+
+def _message(i: int, size: int = 4096) -> bytes:
+    head = (
+        f"From: Bench Sender <sender{i}@bench.test>\r\nTo: user@bench.test\r\n"
+        f"Subject: bench message {i}\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\n"
+        f"Message-ID: <{i}.{time.time_ns()}@bench.test>\r\n\r\n"
+    ).encode()
+    line = b"The quick brown fox jumps over the lazy dog 0123456789.\r\n"
+    body = (line * (size // len(line) + 1))[: max(0, size - len(head))]
+    return head + body
+
+
+@dataclass(frozen=True)
+class ImapBenchOptions:
+    host: str = "127.0.0.1"
+    port: int = 1143
+    tls: bool = False
+    starttls: bool = False
+    cafile: pathlib.Path | None = None
+    clients: int = 50
+    seconds: float = 10.0
+    users: int = 20
+    idle: int = 0
+    store: str | None = None
+    epoch: int | None = None
+    user_prefix: str = "bench"
+    password: str = "bench-password"
+    json_output: bool = False
+    output: pathlib.Path | None = pathlib.Path("bench-results/imap.json")
+
+
+@dataclass
+class _Stats:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sessions: int = 0
+    errors: int = 0
+    appends: int = 0
+    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class _Client:
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+        self.n = 0
+
+    async def _fill(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    async def line(self) -> bytes:
+        out = bytearray()
+        while True:
+            while (end := self.buf.find(b"\r\n")) < 0:
+                await self._fill()
+            line = bytes(self.buf[: end + 2])
+            del self.buf[: end + 2]
+            out += line
+            m = _LITERAL.search(line)
+            if not m:
+                return bytes(out)
+            size = int(m.group(1))
+            while len(self.buf) < size:
+                await self._fill()
+            out += self.buf[:size]
+            del self.buf[:size]
+
+    async def command(self, text: bytes, stats: _Stats, name: str) -> bytes:
+        self.n += 1
+        tag = b"b%d" % self.n
+        start = time.perf_counter()
+        await self.stream.send_all(tag + b" " + text + b"\r\n")
+        lines: list[bytes] = []
+        while True:
+            line = await self.line()
+            if line.startswith(tag + b" "):
+                stats.latencies[name].append(time.perf_counter() - start)
+                if not line.startswith(tag + b" OK"):
+                    stats.failures[name] += 1
+                return b"".join(lines) + line
+            lines.append(line)
+
+
+async def _connect(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None) -> _Client:
+    stream: trio.abc.Stream = await trio.open_tcp_stream(opts.host, opts.port)
+    if opts.tls and ssl_ctx is not None:
+        tls = trio.SSLStream(stream, ssl_ctx, server_hostname="localhost")
+        await tls.do_handshake()
+        stream = tls
+    client = _Client(stream)
+    await client.line()  # greeting
+    if opts.starttls and ssl_ctx is not None:
+        await client.command(b"STARTTLS", _Stats(), "STARTTLS")
+        tls = trio.SSLStream(stream, ssl_ctx, server_hostname="localhost")
+        await tls.do_handshake()
+        client.stream = tls
+    return client
+
+
+async def _session(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, user: str, stats: _Stats, i: int) -> None:
+    client = await _connect(opts, ssl_ctx)
+    try:
+        await client.command(f'LOGIN {user} "{opts.password}"'.encode(), stats, "LOGIN")
+        await client.command(b'LIST "" "*"', stats, "LIST")
+        reply = await client.command(b"SELECT INBOX", stats, "SELECT")
+        m = _EXISTS.search(reply)
+        exists = int(m.group(1)) if m else 0
+        if exists:
+            low = max(1, exists - 49)
+            await client.command(b"FETCH %d:%d (FLAGS ENVELOPE)" % (low, exists), stats, "FETCH_ENVELOPES")
+            await client.command(b"FETCH %d BODY.PEEK[]" % exists, stats, "FETCH_BODY")
+            if exists > _KEEP:
+                await client.command(b"STORE 1 +FLAGS.SILENT (\\Deleted)", stats, "STORE")
+            else:
+                await client.command(b"STORE %d +FLAGS (\\Seen)" % exists, stats, "STORE")
+        msg = _message(i)
+        await client.command(b"APPEND INBOX {%d+}\r\n" % len(msg) + msg, stats, "APPEND")
+        stats.appends += 1
+        await client.command(b"EXPUNGE", stats, "EXPUNGE")
+        await client.command(b"LOGOUT", stats, "LOGOUT")
+        stats.sessions += 1
+    finally:
+        await client.stream.aclose()
+
+
+async def _loop(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: int, stats: _Stats, end: float) -> None:
+    i = 0
+    while time.monotonic() < end:
+        user = f"{opts.user_prefix}{(index + i) % opts.users}"
+        i += 1
+        try:
+            await _session(opts, ssl_ctx, user, stats, index * 1_000_000 + i)
+        except (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+            stats.errors += 1
+            await trio.sleep(0.05)
+
+
+async def _idler(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: int, end: float) -> None:
+    client = await _connect(opts, ssl_ctx)
+    stats = _Stats()
+    try:
+        user = f"{opts.user_prefix}{index % opts.users}"
+        await client.command(f'LOGIN {user} "{opts.password}"'.encode(), stats, "LOGIN")
+        await client.command(b"SELECT INBOX", stats, "SELECT")
+        await client.stream.send_all(b"i1 IDLE\r\n")
+        with trio.move_on_at(trio.current_time() + max(0.0, end - time.monotonic())):
+            while True:
+                await client.line()
+        await client.stream.send_all(b"DONE\r\n")
+        await client.command(b"LOGOUT", stats, "LOGOUT")
+    finally:
+        await client.stream.aclose()
+
+
+def _prepare_users(opts: ImapBenchOptions) -> None:
+    """Create the bench users through the store API and seed their INBOX."""
+    assert opts.store is not None
+    with grpc.insecure_channel(opts.store) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        epoch = opts.epoch if opts.epoch is not None else stub.GetEpoch(store_pb2.GetEpochRequest()).epoch
+        for u in range(opts.users):
+            name = f"{opts.user_prefix}{u}"
+            try:
+                stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=name, password=opts.password))
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+                continue
+            for i in range(_SEED_MESSAGES):
+                header = store_pb2.AppendHeader(epoch=epoch, user=name, mailbox="INBOX")
+                stub.AppendOne(store_pb2.AppendRequest(header=header, data=_message(i), last=True))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, object]:
+    per_command = {
+        name: {
+            "count": len(v),
+            "p50_ms": round(statistics.median(v) * 1000, 2),
+            "p99_ms": round(_percentile(v, 0.99) * 1000, 2),
+        }
+        for name, v in sorted(stats.latencies.items())
+    }
+    non_login = [x for name, v in stats.latencies.items() if name != "LOGIN" for x in v]
+    total_commands = sum(len(v) for v in stats.latencies.values())
+    return {
+        "clients": opts.clients,
+        "idle": opts.idle,
+        "users": opts.users,
+        "seconds": round(elapsed, 2),
+        "sessions": stats.sessions,
+        "sessions_per_s": round(stats.sessions / elapsed, 1),
+        "commands_per_s": round(total_commands / elapsed, 1),
+        "appends_per_s": round(stats.appends / elapsed, 1),
+        "p50_ms": round(statistics.median(non_login) * 1000, 2) if non_login else 0.0,
+        "p99_ms": round(_percentile(non_login, 0.99) * 1000, 2),
+        "errors": stats.errors,
+        "failed_commands": dict(stats.failures),
+        "commands": per_command,
+    }
+
+
+async def _run(opts: ImapBenchOptions) -> dict[str, object]:
+    ssl_ctx: ssl.SSLContext | None = None
+    if opts.tls or opts.starttls:
+        if opts.cafile is not None:
+            ssl_ctx = ssl.create_default_context(cafile=str(opts.cafile))
+        else:
+            ssl_ctx = ssl.create_default_context()
+            ssl_ctx.check_hostname = False
+            ssl_ctx.verify_mode = ssl.CERT_NONE
+    stats = _Stats()
+    start = time.monotonic()
+    end = start + opts.seconds
+    # Bounded even if the server stops answering: give up 30 s past the end.
+    with trio.move_on_after(opts.seconds + 30):
+        await _spawn(opts, ssl_ctx, stats, end)
+    return _report(opts, stats, time.monotonic() - start)
+
+
+async def _spawn(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, stats: _Stats, end: float) -> None:
+    async with trio.open_nursery() as nursery:
+        for k in range(opts.idle):
+            nursery.start_soon(_idler, opts, ssl_ctx, k, end)
+        for i in range(opts.clients):
+            nursery.start_soon(_loop, opts, ssl_ctx, i, stats, end)
+
+
+def run_imap_bench(opts: ImapBenchOptions) -> int:
+    if opts.store is not None:
+        _prepare_users(opts)
+    result = trio.run(_run, opts)
+    if opts.output is not None:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
+        opts.output.write_text(json.dumps(result, indent=2) + "\n")
+    if opts.json_output:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['sessions_per_s']} sessions/s, {result['commands_per_s']} commands/s, "
+            f"{result['appends_per_s']} APPEND/s; non-LOGIN p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+            f"{opts.clients} clients + {opts.idle} IDLE, {result['seconds']} s, errors {result['errors']}"
+        )
+        commands = result["commands"]
+        assert isinstance(commands, dict)
+        for name, row in commands.items():
+            print(f"  {name:16} n={row['count']:6}  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms")
+    sys.stdout.flush()
+    return 0 if result["sessions"] else 1
