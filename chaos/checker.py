@@ -12,8 +12,10 @@ Rules (each broken rule is a Violation naming the history events involved):
   (`failed-present`); a scratch message whose expunge was acknowledged is
   absent (`expunged-present`); a message is found in the mailbox it was
   written to (`wrong-mailbox`) and under the UID its APPENDUID named
-  (`uid-changed`). Writes with unknown outcome may be present or not; they
-  are counted, never judged.
+  (`uid-changed`); a present message, whatever its outcome, has the size
+  that was sent (`size-mismatch`, appends) and, when the final read checked
+  bodies, ends with its trailer line (`torn-write`). Writes with unknown
+  outcome may be present or not; they are counted, never judged.
 - uidvalidity: one UIDVALIDITY per mailbox across every observation.
 - uid: within a mailbox no UID is acknowledged for two messages, and if
   APPEND a was acknowledged before APPEND b was invoked, uid(a) < uid(b)
@@ -103,6 +105,10 @@ def _found_messages(final: Sequence[Event]) -> tuple[dict[str, list[_Found]], li
             if not isinstance(raw, dict):
                 raise HistoryError(f"event {ev.index}: messages must hold objects")
             uid, chaos_id, size = raw.get("uid"), raw.get("chaos_id"), raw.get("size")
+            if raw.get("intact") is False:
+                problems.append(
+                    Violation("torn-write", f"{mailbox} UID {uid} ({chaos_id}) lacks its trailer line", (ev.index,))
+                )
             if not isinstance(uid, int):
                 raise HistoryError(f"event {ev.index}: message without an integer uid")
             if not isinstance(chaos_id, str) or not chaos_id:

@@ -65,6 +65,7 @@ class WorkloadConfig:
     big_append_bytes: int = 0  # > 0: client 0 sends every 4th append with this many bytes
     seed: int = 1
     imap: bool = True  # False: LMTP deliveries only (no IMAP front end to talk to)
+    deliver_bytes: int = 0  # size of LMTP deliveries (0: small)
 
 
 @dataclass
@@ -113,12 +114,18 @@ def connect_imap(cfg: WorkloadConfig) -> imaplib.IMAP4:
     return conn
 
 
+def trailer(chaos_id: str) -> bytes:
+    """The last line of every workload message: a stored copy without it is torn."""
+    return f"chaos-end {chaos_id}\r\n".encode()
+
+
 def tagged_message(chaos_id: str, size: int = 0) -> bytes:
-    """A small RFC 5322 message whose identity is its X-Chaos-Id."""
+    """An RFC 5322 message whose identity is its X-Chaos-Id, padded to about `size` bytes."""
     body = b"chaos workload message\r\n"
     if size > len(body):
         line = b"x" * 76 + b"\r\n"
         body += line * ((size - len(body)) // len(line) + 1)
+    body += trailer(chaos_id)
     return (
         f"From: chaos@{CHAOS_DOMAIN}\r\nTo: chaos@mailha.test\r\nSubject: chaos {chaos_id}\r\n"
         f"Message-ID: <{chaos_id}@{CHAOS_DOMAIN}>\r\nX-Chaos-Id: {chaos_id}\r\n\r\n"
@@ -374,7 +381,7 @@ class ImapClient:
         if port is None:
             return
         chaos_id = self._next_id()
-        message = tagged_message(chaos_id)
+        message = tagged_message(chaos_id, self.cfg.deliver_bytes)
         sent_data = False
 
         def body() -> dict[str, JsonValue]:

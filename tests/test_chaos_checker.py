@@ -348,3 +348,17 @@ def test_stored_size_must_equal_sent_size_whatever_the_outcome() -> None:
     r = h.check()
     assert rules(r) == ["size-mismatch"]
     assert "b: sent 20971520 bytes, stored 4096" in r.violations[0].detail
+
+
+def test_message_without_its_trailer_is_torn() -> None:
+    h = H()
+    h.op(Op.DELIVER, 0.0, 0.1, invoke={"chaos_id": "a", "mailbox": "INBOX"})
+    h.op(Op.DELIVER, 0.0, 0.1, EventType.UNKNOWN, invoke={"chaos_id": "b", "mailbox": "INBOX"})
+    messages: list[JsonValue] = [
+        {"uid": 1, "chaos_id": "a", "size": 100, "intact": True},
+        {"uid": 2, "chaos_id": "b", "size": 60, "intact": False},
+    ]
+    h.op(Op.FINAL_READ, 5.0, 5.1, reply={"mailbox": "INBOX", "uidvalidity": 7, "messages": messages})
+    r = h.check()
+    assert rules(r) == ["torn-write"]
+    assert (r.unknown_present, r.writes_unknown) == (1, 1)
