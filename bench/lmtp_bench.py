@@ -56,10 +56,11 @@ class RunResult:
 def make_message(size: int) -> bytes:
     """A message of about `size` bytes, already in LMTP wire form (with the dot line)."""
     head = b"From: bench@bench.test\r\nTo: bench@bench.test\r\nSubject: lmtp bench\r\n\r\n"
-    line = b"." + b"x" * 74 + b"\r\n"  # leading dots exercise unstuffing; 76 bytes stored
-    wire_line = b"." + line
+    line = b"x" * 74 + b"\r\n"
+    # One line in 16 starts with a dot (dot-stuffed on the wire), to keep unstuffing in the path.
+    block = line * 15 + b".." + line[1:]
     lines = max(1, (size - len(head)) // len(line))
-    return head + wire_line * lines + b".\r\n"
+    return head + block * (lines // 16) + line * (lines % 16) + b".\r\n"
 
 
 class LmtpClient:

@@ -68,10 +68,11 @@ class DataDecoder:
         starts_line = self._at_line_start
         self._at_line_start = chunk.endswith(b"\n")
         # Dot-unstuffing: the first dot of every line goes (RFC 5321 4.5.2).
-        out = chunk.replace(b"\n.", b"\n")
+        out = chunk.replace(b"\n.", b"\n") if b"\n." in chunk else chunk
         if starts_line and out.startswith(b"."):
             out = out[1:]
         # Line ends: CRLF stays, bare LF becomes CRLF. A bare CR is left alone.
-        if b"\n" in out:
+        # Counting first spares two copies of every chunk in the usual all-CRLF case.
+        if out.count(b"\n") != out.count(b"\r\n"):
             out = out.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return out
