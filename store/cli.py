@@ -36,6 +36,7 @@ def register_bench(bench_sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from store.errors import StoreError
     from store.listen import ListenAddressError
     from store.server import ServeOptions, serve
 
@@ -56,6 +57,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ListenAddressError as exc:
         print(f"mailha store serve: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # e.g. --fence below the stored epoch
+        print(f"mailha store serve: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def _bench(args: argparse.Namespace) -> int:
