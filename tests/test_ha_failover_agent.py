@@ -7,6 +7,7 @@ import pathlib
 import signal
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -230,3 +231,22 @@ def test_pause_blocks_failover_until_resume(agent_lab: AgentLab) -> None:
     operator.set_paused(agent_lab.cfg, False, hosts)
     agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
     assert agent_lab.holders() == [second]
+
+
+def test_services_die_with_their_agent_and_metrics_are_served(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    node = agent_lab.cfg.node(first)
+    url = f"http://{node.address.ip}:{agent_lab.cfg.ports.metrics}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    assert f'mailha_agent_state{{node="{first}",state="active"}} 1.0' in text
+    assert f'mailha_agent_epoch{{node="{first}"}} 1.0' in text
+    assert "mailha_store_size_bytes" in text
+    os.kill(_agent_pid(agent_lab, first), signal.SIGKILL)  # only the agent
+    # PR_SET_PDEATHSIG: the kernel kills the store and lmtpd with their agent,
+    # long before the session expires and the standby is promoted.
+    took = agent_lab.wait_for(
+        "node1's services to die", lambda: not netns.pids_in_netns(node.namespace), timeout=5, every=0.01
+    )
+    assert took < agent_lab.cfg.zookeeper.session_timeout
+    agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
