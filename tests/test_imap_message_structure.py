@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.headers import MAX_HEADER
 from imapd.message.mime_tree import MAX_DEPTH, MAX_PARTS, parse_message
 from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
@@ -214,8 +215,8 @@ def test_encoded_message_rfc822_becomes_octet_stream() -> None:
 
 
 def test_huge_header_lines_and_many_fields() -> None:
-    subject = b"x" * (2 * 1024 * 1024)
-    many = b"".join(b"X-F%d: v\r\n" % i for i in range(50_000))
+    subject = b"x" * (512 * 1024)
+    many = b"".join(b"X-F%d: v\r\n" % i for i in range(40_000))
     data = b"Subject: " + subject + b"\r\n" + many + b"From: a@b.c\r\n\r\nbody\r\n"
     out = fetch(data, F.ENVELOPE, F.BODY)
     assert out.startswith(b"(ENVELOPE (NIL {%d}\r\n" % len(subject) + subject + b' ((NIL NIL "a" "b.c"))')
@@ -229,3 +230,12 @@ def test_address_lists_are_capped_and_groups_stay_balanced() -> None:
     assert len(out) < 100_000  # from a 6.4 MB header
     simple = b"To: " + b"a@b.c, " * 400_000 + b"x@y.z\r\n\r\n"
     assert fetch(simple, F.ENVELOPE).count(b'(NIL NIL "a" "b.c")') == 1000
+
+
+def test_header_block_is_capped_at_one_mebibyte() -> None:
+    fields = b"X-Filler: 0123456789012345678901234567890123456789\r\n" * 30_000  # 1.5 MB of valid fields
+    data = b"Subject: first\r\n" + fields + b"From: late@example.org\r\n\r\nbody\r\n"
+    root = parse_message(data)
+    assert root.body_start == MAX_HEADER
+    envelope = fetch(data, F.ENVELOPE)
+    assert envelope.startswith(b'(ENVELOPE (NIL "first" NIL NIL NIL')  # From: is past the cap

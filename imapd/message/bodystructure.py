@@ -10,7 +10,7 @@ are pre-encoded into one Raw value.
 from __future__ import annotations
 
 from imapd.message.content_fields import TypedValue, parse_typed
-from imapd.message.envelope import envelope_from_fields
+from imapd.message.envelope import envelope
 from imapd.message.mime_tree import Part
 from imapd.protocol.values import NIL, List, Number, Raw, String, Value, encode, nstring
 
@@ -77,7 +77,7 @@ def body_structure(part: Part, extended: bool) -> Value:
     ]
     if part.message is not None:
         items += [
-            envelope_from_fields(part.message.fields),
+            envelope(part.message.header),
             body_structure(part.message, extended),
             Number(part.body_lines),
         ]

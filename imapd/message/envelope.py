@@ -11,7 +11,7 @@ from typing import Final
 
 from imapd.message import wire
 from imapd.message.addresses import Address, parse_addresses
-from imapd.message.headers import HeaderField, field_matcher, first_values
+from imapd.message.headers import field_matcher, first_values
 from imapd.protocol.values import Raw
 
 _WANTED: Final = frozenset(
@@ -38,14 +38,6 @@ def _address_list(value: bytes | None) -> bytes:
     return b"(" + b" ".join(_address_wire(a) for a in addresses) + b")"
 
 
-def _first_of_fields(fields: list[HeaderField]) -> dict[bytes, bytes]:
-    first: dict[bytes, bytes] = {}
-    for f in fields:
-        if f.name in _WANTED and f.name not in first:
-            first[f.name] = f.value
-    return first
-
-
 def envelope_wire(first: dict[bytes, bytes]) -> bytes:
     """The ENVELOPE structure in wire form (built directly: it is the hot path of mail clients)."""
     from_ = _address_list(first.get(b"from"))
@@ -65,10 +57,6 @@ def envelope_wire(first: dict[bytes, bytes]) -> bytes:
             wire.nstring(first.get(b"message-id")),
         )
     )
-
-
-def envelope_from_fields(fields: list[HeaderField]) -> Raw:
-    return Raw(envelope_wire(_first_of_fields(fields)))
 
 
 def envelope(header: bytes) -> Raw:

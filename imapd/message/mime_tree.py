@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from imapd.message.content_fields import TypedValue, parse_typed
-from imapd.message.headers import HeaderField, first_value, header_end, parse_fields
+from imapd.message.headers import first_values, header_end, prefix_matcher
 
 MAX_DEPTH: Final = 24  # nesting of multipart / message parts we follow
 MAX_PARTS: Final = 2000  # body parts per message; later ones are ignored
@@ -35,7 +35,7 @@ class Part:
     body_start: int
     end: int
     content_type: TypedValue
-    fields: list[HeaderField]
+    mime_fields: dict[bytes, bytes]  # first value of each Content-* field, by lower-case name
     children: tuple[Part, ...] = ()
     message: Part | None = None  # the embedded message of a message/rfc822 part
 
@@ -60,7 +60,8 @@ class Part:
         return bool(self.children)
 
     def field_value(self, name: bytes) -> bytes | None:
-        return first_value(self.fields, name)
+        """A Content-* field's unfolded value (other fields are not kept)."""
+        return self.mime_fields.get(name)
 
     @property
     def encoding(self) -> bytes:
@@ -91,8 +92,12 @@ def parse_message(data: bytes) -> Part:
     return _parse_entity(data, 0, len(data), default=TEXT_PLAIN, depth=0, budget=_Budget())
 
 
-def _content_type(fields: list[HeaderField], default: TypedValue) -> TypedValue:
-    raw = first_value(fields, b"content-type")
+# Only Content-* fields matter for structure: a part's other fields are never listed.
+_MIME_FIELDS: Final = prefix_matcher(b"content-")
+
+
+def _content_type(fields: dict[bytes, bytes], default: TypedValue) -> TypedValue:
+    raw = fields.get(b"content-type")
     if raw is None:
         return default
     parsed = parse_typed(raw, with_subtype=True)
@@ -104,7 +109,7 @@ def _content_type(fields: list[HeaderField], default: TypedValue) -> TypedValue:
 def _parse_entity(data: bytes, start: int, end: int, *, default: TypedValue, depth: int, budget: _Budget) -> Part:
     budget.parts += 1
     body_start = header_end(data, start, end)
-    fields = parse_fields(data[start:body_start])
+    fields = first_values(data[start:body_start], _MIME_FIELDS)
     ctype = _content_type(fields, default)
     part = Part(data, start, body_start, end, ctype, fields)
     if ctype.main == b"MULTIPART":
