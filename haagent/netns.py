@@ -12,6 +12,10 @@ nodes, and any veth still enslaved to the bridge. Only addresses from the
 config (192.0.2.0/24 in the demo) and loopback are ever assigned; IPv6 is
 switched off on every interface we create so no link-local traffic appears.
 
+The root namespace is driven with pyroute2's IPRoute (netlink, no fork);
+inside node namespaces `ip -n`/`ip netns exec` is used, because pyroute2's
+netns support forks this (possibly gRPC-threaded) process.
+
 Also here: helpers the agent, `mailha status` and the chaos suite use to run
 commands in a node's namespace, read the IPv4 addresses an interface really
 holds, and find the processes living in a namespace.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 import pathlib
 import subprocess
@@ -149,7 +154,7 @@ def popen_in_netns(namespace: str, argv: Sequence[str], **popen_kwargs: Any) -> 
 
 def _ensure_namespace(link: NodeLink) -> None:
     if not namespace_exists(link.namespace):
-        netns.create(link.namespace)
+        _ip("netns", "add", link.namespace)
     # Before any interface appears in it: no IPv6 (no link-local chatter).
     run_in_netns(
         link.namespace,
@@ -190,20 +195,33 @@ def _ensure_veth(ipr: Any, bridge_index: int, node: NodeConfig, link: NodeLink) 
     ipr.link("set", index=host_index, master=bridge_index, state="up")
 
 
+def _ip(*args: str) -> str:
+    """Run iproute2's `ip` and return its output (raises NetnsError)."""
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _links_in(namespace: str) -> set[str]:
+    return {str(link["ifname"]) for link in json.loads(_ip("-n", namespace, "-j", "link", "show") or "[]")}
+
+
 def _configure_node_side(node: NodeConfig, link: NodeLink) -> None:
-    with IPRoute(netns=link.namespace) as ns:
-        index = _index(ns, link.node_ifname)
-        if index is None:
-            index = _index(ns, _peer_temp_name(node))
-            if index is None:
-                raise NetnsError(f"{link.namespace}: neither {link.node_ifname} nor {_peer_temp_name(node)} exists")
-            ns.link("set", index=index, state="down")
-            ns.link("set", index=index, ifname=link.node_ifname)
-        _ensure_address(ns, index, link.address)
-        ns.link("set", index=index, state="up")
-        lo = _index(ns, "lo")
-        if lo is not None:
-            ns.link("set", index=lo, state="up")
+    # Inside the namespace through `ip -n`, not pyroute2's netns support:
+    # that forks a Python child, which can crash next to gRPC's threads.
+    ns = link.namespace
+    names = _links_in(ns)
+    if link.node_ifname not in names:
+        temp = _peer_temp_name(node)
+        if temp not in names:
+            raise NetnsError(f"{ns}: neither {link.node_ifname} nor {temp} exists")
+        _ip("-n", ns, "link", "set", "dev", temp, "down")
+        _ip("-n", ns, "link", "set", "dev", temp, "name", link.node_ifname)
+    if link.address not in interface_addresses(ns, link.node_ifname):
+        _ip("-n", ns, "addr", "replace", str(link.address), "dev", link.node_ifname)
+    _ip("-n", ns, "link", "set", "dev", link.node_ifname, "up")
+    _ip("-n", ns, "link", "set", "dev", "lo", "up")
 
 
 def address_conflicts(cfg: ClusterConfig) -> list[str]:
@@ -332,16 +350,31 @@ def topology_leftovers(cfg: ClusterConfig) -> list[str]:
 def interface_addresses(namespace: str | None, ifname: str) -> list[ipaddress.IPv4Interface]:
     """The IPv4 addresses `ifname` holds now in `namespace` (None = root).
 
-    Empty when the namespace or the interface does not exist.
+    Empty when the namespace or the interface does not exist. Other
+    namespaces are read with `ip -n` (no fork of this process: safe next to
+    gRPC threads).
     """
-    if namespace is not None and not namespace_exists(namespace):
-        return []
-    try:
-        with IPRoute(netns=namespace) if namespace is not None else IPRoute() as ipr:
+    if namespace is None:
+        with IPRoute() as ipr:
             index = _index(ipr, ifname)
             return [] if index is None else _ipv4_of(ipr, index)
-    except (NetlinkError, OSError):
+    if not namespace_exists(namespace):
         return []
+    result = subprocess.run(
+        ["ip", "-n", namespace, "-j", "-4", "addr", "show", "dev", ifname],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        return []
+    return [
+        ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+        for entry in json.loads(result.stdout)
+        for info in entry.get("addr_info", [])
+        if info.get("family") == "inet"
+    ]
 
 
 def holders_of(cfg: ClusterConfig, address: ipaddress.IPv4Address, ifname: str | None = None) -> list[str]:
