@@ -342,24 +342,13 @@ class MailStore:
         op = self._append_op(header, [self._items(header, source)])
         epoch = header.epoch
 
-        def done(result: tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]) -> store_pb2.AppendReply:
-            mid, record, metas = result
+        def reply_op(ctx: WriteContext) -> store_pb2.AppendReply:
+            mid, record, metas = op(ctx)
             return store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )
 
-        inner = self.committer.submit(epoch, op)
-        outer: Future[store_pb2.AppendReply] = Future()
-
-        def chain(f: Future[tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(done(f.result()))
-
-        inner.add_done_callback(chain)
-        return outer
+        return self.committer.submit(epoch, reply_op)
 
     def append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> store_pb2.AppendReply:
         try:
