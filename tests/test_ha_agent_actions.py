@@ -1,0 +1,83 @@
+"""Fencing, storage activation, GARP frames and switchover candidate choice,
+without namespaces."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import pathlib
+
+import pytest
+
+from haagent import fencing, floating_ip, storage
+from haagent.coordination import ClusterSnapshot, LeaderRecord, NodeStatus, SwitchoverRequest
+from haagent.errors import ActionFailed, SwitchoverRejected
+from haagent.operator import _candidate
+from mailha import config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cluster() -> config.ClusterConfig:
+    return config.load(ROOT / "cluster.yaml")
+
+
+def test_shell_fencing_gets_node_and_epoch(cluster: config.ClusterConfig, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "env"
+    cfg = dataclasses.replace(cluster, fencing=(f'shell:echo "$NODE $NAMESPACE $EPOCH $FLOATING_IP" > {out}',))
+    result = fencing.fence_blocking(cfg, "node1", 42)
+    assert result.method.startswith("shell:")
+    ns = cfg.node("node1").namespace
+    assert out.read_text().split() == ["node1", ns, "42", str(cfg.floating_ip.address)]
+
+
+def test_fencing_tries_methods_in_order_and_fails_when_all_fail(cluster: config.ClusterConfig) -> None:
+    cfg = dataclasses.replace(cluster, fencing=("shell:exit 3", "shell:echo nope >&2; exit 1"))
+    with pytest.raises(
+        ActionFailed, match=r"could not fence node2: shell:exit 3: .*exited with 3.*exited with 1: nope"
+    ):
+        fencing.fence_blocking(cfg, "node2", 7)
+    cfg = dataclasses.replace(cluster, fencing=("shell:exit 3", "shell:true"))
+    assert fencing.fence_blocking(cfg, "node2", 7).method == "shell:true"
+
+
+def test_storage_dir_and_shell_activation(tmp_path: pathlib.Path) -> None:
+    st = config.StorageConfig(path=tmp_path / "shared")
+    storage.activate_blocking(st, "node1", 3)
+    assert storage.store_dir(st).is_dir()
+    mark = tmp_path / "mounted"
+    st2 = config.StorageConfig(path=tmp_path / "s2", activate=f"shell:echo $NODE $EPOCH $STORAGE_PATH > {mark}")
+    storage.activate_blocking(st2, "node2", 5)
+    assert mark.read_text().split() == ["node2", "5", str(tmp_path / "s2")]
+    with pytest.raises(ActionFailed, match="exited with 1"):
+        storage.activate_blocking(config.StorageConfig(path=tmp_path / "s3", activate="shell:false"), "n", 1)
+
+
+def test_gratuitous_arp_frame() -> None:
+    mac = bytes.fromhex("020000000001")
+    frame = floating_ip.garp_frame(mac, ipaddress.IPv4Address("192.0.2.10"))
+    assert len(frame) == 42
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == mac and frame[12:14] == b"\x08\x06"
+    arp = frame[14:]
+    assert arp[:8] == bytes.fromhex("0001080006040001")  # Ethernet/IPv4, request
+    assert arp[8:14] == mac and arp[14:18] == bytes([192, 0, 2, 10])  # sender
+    assert arp[18:24] == b"\x00" * 6 and arp[24:28] == bytes([192, 0, 2, 10])  # target = sender: gratuitous
+
+
+def _snap(*statuses: NodeStatus, paused: bool = False, switchover: SwitchoverRequest | None = None) -> ClusterSnapshot:
+    return ClusterSnapshot(1, LeaderRecord("node1", 4, 1, 0.0), 4, statuses, paused, switchover, None)
+
+
+def test_switchover_candidate_must_be_a_healthy_standby() -> None:
+    ok = NodeStatus("node2", "standby", "stopped", 0, 0.0, "")
+    assert _candidate(_snap(ok), None) == "node2"
+    assert _candidate(_snap(ok), "node2") == "node2"
+    with pytest.raises(SwitchoverRejected, match="already active"):
+        _candidate(_snap(ok), "node1")
+    with pytest.raises(SwitchoverRejected, match="not a healthy standby"):
+        _candidate(_snap(NodeStatus("node2", "failed", "failing", 0, 0.0, "")), None)
+    with pytest.raises(SwitchoverRejected, match="maintenance"):
+        _candidate(_snap(ok, paused=True), None)
+    with pytest.raises(SwitchoverRejected, match="pending"):
+        _candidate(_snap(ok, switchover=SwitchoverRequest("node1", None, 0.0, 4e9)), None)
