@@ -240,6 +240,12 @@ class FakeStore:
             raise StoreError(StoreErrorKind.INVALID, f"bad mailbox name {name!r}")
         if name in u.mailboxes:
             raise StoreError(StoreErrorKind.ALREADY_EXISTS, f"mailbox {name} exists")
+        # Like the store: missing parents come into being too (RFC 3501 6.3.3).
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent not in u.mailboxes:
+                self._new_mailbox(u, parent)
         return self._info(u, self._new_mailbox(u, name, special_use))
 
     async def delete_mailbox(self, user: str, name: str) -> None:

@@ -3,9 +3,11 @@ and a raw line-level client that reads literals correctly."""
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -117,3 +119,17 @@ async def connected(port: int, ssl_context: ssl.SSLContext | None = None) -> Asy
         yield client
     finally:
         await stream.aclose()
+
+
+def trio_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test under trio with a deadline (no pytest-trio here)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        async def main() -> None:
+            with trio.fail_after(60):
+                await fn(*args, **kwargs)
+
+        trio.run(main)
+
+    return wrapper
