@@ -14,6 +14,7 @@ Files, shared with the agent (it uses the same helpers):
     runtime_dir/NODE/agent.pid, agent.log   written here
     runtime_dir/NODE/store.sock             the node's store (gRPC, unix socket)
     runtime_dir/tls/cert.pem, key.pem       demo certificate when tls: {} is empty
+                                            (haagent/demo_tls.py: tls_files, ensure_tls_files)
 
 Persistent data (storage.path, zookeeper.data_dir) survives `down` on
 purpose: the epoch counter in ZooKeeper must stay above the epoch stored
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from haagent import netns
-from haagent.demo_tls import ensure_self_signed
+from haagent.demo_tls import ensure_tls_files
 from haagent.zk_ensemble import Ensemble, EnsembleError
 from mailha.config import ClusterConfig
 
@@ -65,13 +66,6 @@ def agent_pid_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
 
 def agent_log_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
     return node_runtime_dir(cfg, node) / "agent.log"
-
-
-def tls_files(cfg: ClusterConfig) -> tuple[pathlib.Path, pathlib.Path]:
-    """(cert, key): the configured files, or the demo certificate's paths."""
-    if cfg.tls.cert is not None and cfg.tls.key is not None:
-        return cfg.tls.cert, cfg.tls.key
-    return cfg.runtime_dir / "tls" / "cert.pem", cfg.runtime_dir / "tls" / "key.pem"
 
 
 def agent_argv(cfg: ClusterConfig, node: str) -> list[str]:
@@ -316,8 +310,8 @@ def cluster_up(
         os.chmod(cfg.storage.path, 0o700)
     cfg.runtime_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.runtime_dir, 0o755)
-    cert, key = tls_files(cfg)
-    if cfg.tls.cert is None and ensure_self_signed(cert, key, ip_addresses=(cfg.floating_ip.address.ip,)):
+    cert, _key, made = ensure_tls_files(cfg)
+    if made:
         print(f"tls: made a self-signed demo certificate {cert}", file=out)
     for node in cfg.nodes:
         pid = start_agent(cfg, node.name, agent_command)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from haagent import cluster, netns
+from haagent import cluster, demo_tls, netns
 from haagent.zk_ensemble import Ensemble
 from mailha.config import ClusterConfig
 from tests.ha_lab_fixtures import lab_config
@@ -82,7 +82,7 @@ def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash
     greeting = cluster.greeting_line(str(cfg.floating_ip.address.ip), port)
     assert greeting == prefix + b"fake agent " + n1.name.encode()
     assert "is up in" in out.getvalue() and f"{n1.name} is active" in out.getvalue()
-    cert, key = cluster.tls_files(cfg)
+    cert, key = demo_tls.tls_files(cfg)
     assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert key.stat().st_mode & 0o077 == 0
     assert cfg.storage.path.is_dir()
