@@ -7,9 +7,9 @@ import functools
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import trio
 

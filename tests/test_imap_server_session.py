@@ -155,7 +155,7 @@ async def test_two_sessions_see_each_others_changes_and_expunge_is_deferred() ->
 @trio_test
 async def test_idle_reports_new_message_quickly_and_keepalive() -> None:
     settings = ServerSettings(allow_plaintext_login=True, tls_available=False, idle_keepalive=0.3)
-    async with running_server(settings=settings) as (_, ports, _store):
+    async with running_server(settings=settings) as (_, ports, _store):  # noqa: SIM117 - ports needed below
         async with connected(ports[0]) as a, connected(ports[0]) as b:
             await a.login()
             await b.login()
@@ -255,7 +255,7 @@ async def test_append_over_limit_refused_before_data() -> None:
 @trio_test
 async def test_per_user_connection_cap() -> None:
     settings = ServerSettings(allow_plaintext_login=True, tls_available=False, connections_per_user=2)
-    async with running_server(settings=settings) as (_, ports, _store):
+    async with running_server(settings=settings) as (_, ports, _store):  # noqa: SIM117 - ports needed below
         async with connected(ports[0]) as a, connected(ports[0]) as b, connected(ports[0]) as c:
             await a.login()
             await b.login()
@@ -302,15 +302,14 @@ async def test_condstore_and_qresync() -> None:
 
 @trio_test
 async def test_one_watch_feed_per_mailbox_shared_by_sessions() -> None:
-    async with running_server() as (server, ports, _store):
-        async with connected(ports[0]) as a, connected(ports[0]) as b:
-            await a.login()
-            await b.login()
-            await a.command("SELECT INBOX")
-            await b.command("SELECT INBOX")
-            assert server.ctx.hub.active_feeds == 1
-            await a.command("SELECT Sent")
-            assert server.ctx.hub.active_feeds == 2
-            await a.command("UNSELECT")
-            await b.command("CLOSE")
-            assert server.ctx.hub.active_feeds == 0
+    async with running_server() as (server, ports, _store), connected(ports[0]) as a, connected(ports[0]) as b:
+        await a.login()
+        await b.login()
+        await a.command("SELECT INBOX")
+        await b.command("SELECT INBOX")
+        assert server.ctx.hub.active_feeds == 1
+        await a.command("SELECT Sent")
+        assert server.ctx.hub.active_feeds == 2
+        await a.command("UNSELECT")
+        await b.command("CLOSE")
+        assert server.ctx.hub.active_feeds == 0
