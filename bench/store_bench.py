@@ -57,13 +57,24 @@ class Job:
 _client: StoreClient | None = None
 
 
+def _connect(address: str) -> StoreClient:
+    global _client
+    if _client is None or _client.address != address:
+        _client = StoreClient(address)
+        _client.wait_ready()
+    return _client
+
+
+def _warm_up(address: str) -> int:
+    """Start the worker process and its channel before any timed phase (spawning is slow under load)."""
+    _connect(address).epoch()
+    time.sleep(0.5)  # hold this worker so the pool spawns all of them
+    return os.getpid()
+
+
 def _worker(job: Job) -> tuple[int, list[float]]:
     """Run one client until stop_at (or max_ops); return (operations, latencies in seconds)."""
-    global _client
-    if _client is None or _client.address != job.address:
-        _client = StoreClient(job.address)
-        _client.wait_ready()
-    client = _client
+    client = _connect(job.address)
     body = _message(job.size)
     rng = random.Random(os.getpid())
     latencies: list[float] = []
@@ -134,7 +145,7 @@ class PhaseResult:
 
 
 def _phase(pool: ProcessPoolExecutor, name: str, template: Job, clients: int, seconds: float) -> PhaseResult:
-    start = time.time() + 1.0
+    start = time.time() + 0.3
     job = Job(**{**template.__dict__, "start_at": start, "stop_at": start + seconds})
     futures = [pool.submit(_worker, job) for _ in range(clients)]
     results = [f.result() for f in futures]
@@ -202,6 +213,9 @@ def _run_phases(address: str, seconds: float) -> dict[str, float | int | str]:
     phases.append(("append_20m_c16", _with(template, size=20 * MIB, max_ops=1), CLIENTS, 300.0))
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=CLIENTS, mp_context=ctx) as pool:
+        for _ in range(3):
+            if len(set(pool.map(_warm_up, [address] * CLIENTS))) == CLIENTS:
+                break
         for name, job, clients, secs in phases:
             r = _phase(pool, name, job, clients, secs)
             _record(out, r)
