@@ -1,8 +1,10 @@
 """The front ends the agent starts once the store serves: lmtpd and imapd,
-bound to the floating IP, with the writer epoch of this activation."""
+bound to the floating IP, with the writer epoch of this activation. imapd
+uses cluster.yaml's tls files, or the demo pair under runtime_dir/tls."""
 
 from __future__ import annotations
 
+from haagent.demo_tls import ensure_tls_files
 from haagent.supervisor import FRONT_ENDS, FrontEnd, FrontEndContext
 from mailha import services
 from mailha.config import ClusterConfig
@@ -16,9 +18,26 @@ def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:
     return FrontEnd(spec, ctx.cluster.ports.lmtp, b"220 ")
 
 
+def imapd(ctx: FrontEndContext) -> FrontEnd | None:
+    cluster = ctx.cluster
+    fip = cluster.floating_ip.address.ip
+    cert, key, _made = ensure_tls_files(cluster)
+    spec = services.imapd_service(
+        ctx.store,
+        ctx.epoch,
+        listen=f"{fip}:{cluster.ports.imap}",
+        tls_listen=f"{fip}:{cluster.ports.imaps}",
+        cert=cert,
+        key=key,
+        allow_plaintext_login=cluster.imap.allow_plaintext_login,
+        append_limit=cluster.store.max_message_size,
+    )
+    return FrontEnd(spec, cluster.ports.imap, b"* OK")
+
+
 def install() -> None:
     """Register the front ends (idempotent)."""
-    for factory in (lmtpd,):
+    for factory in (lmtpd, imapd):
         if factory not in FRONT_ENDS:
             FRONT_ENDS.append(factory)
 
