@@ -232,3 +232,14 @@ def test_charset_decoding_of_search_strings() -> None:
     assert S.decode_search_string(b"abc", "US-ASCII") == "abc"
     with pytest.raises(S.UnsupportedCharset):
         S.decode_search_string(b"abc", "KOI8-R")
+
+
+def test_unlabelled_8bit_is_read_as_utf8_or_latin1() -> None:
+    data = (
+        b"Subject: R\xe9sum\xe9 =?utf-8?q?caf=C3=A9?=\r\nFrom: =?iso-8859-1?q?Andr=E9?= <a@b>\r\n"
+        b"Content-Type: text/plain; charset=us-ascii\r\n\r\nna\xefve latin-1 body\r\n"
+    )
+    view = MessageView(uid=1, modseq=1, flags=(), internal_date=0, tz_offset_minutes=0, size=len(data), chunks=(data,))
+    for key in (S.HeaderKey("Subject", "résumé café"), S.HeaderKey("From", "andré"), S.BodyKey("NAÏVE")):
+        assert SearchEvaluator(key, CONTEXT).matches(view, 1), key
+    assert not SearchEvaluator(S.BodyKey("naive"), CONTEXT).matches(view, 1)

@@ -44,27 +44,39 @@ def decode_transfer(body: bytes, encoding: bytes) -> bytes:
 
 
 def _codec(charset: bytes | None) -> str:
+    """The Python codec for a charset label; "ascii" for unknown or missing ones."""
     if charset:
         name = charset.decode("ascii", "replace").strip().strip('"')
         try:
             return codecs.lookup(name).name
         except (LookupError, ValueError):
             pass
-    return "utf-8"
+    return "ascii"
+
+
+def unlabelled_text(data: bytes) -> str:
+    """8-bit text without a (usable) charset: UTF-8 when it is valid UTF-8, else Latin-1 (never fails)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def decode_charset(data: bytes, charset: bytes | None) -> str:
-    """Bytes in `charset` (unknown or missing: UTF-8) to text, replacing what does not decode."""
+    """Bytes in `charset` to text, replacing what does not decode; unknown or missing: see unlabelled_text."""
     codec = _codec(charset)
-    if codec == "ascii":
-        codec = "utf-8"  # 8-bit junk labelled us-ascii is usually UTF-8
+    if codec in ("utf-8", "ascii"):
+        # Unknown, missing, or us-ascii (often mislabelled 8-bit) take the guessing path.
+        if codec == "utf-8" and charset:
+            return data.decode("utf-8", "replace")
+        return unlabelled_text(data)
     try:
         return data.decode(codec, "replace")
     except (LookupError, ValueError, TypeError):
-        return data.decode("utf-8", "replace")
+        return unlabelled_text(data)
 
 
-def _decode_word(match: re.Match[bytes]) -> bytes:
+def _decode_word(match: re.Match[bytes]) -> str:
     charset, kind, text = match.group(1), match.group(2).upper(), match.group(3)
     charset = charset.split(b"*", 1)[0]  # RFC 2231 language suffix
     if kind == b"B":
@@ -74,12 +86,24 @@ def _decode_word(match: re.Match[bytes]) -> bytes:
             raw = binascii.a2b_qp(text.replace(b"_", b" "))
         except (binascii.Error, ValueError):
             raw = text
-    # Re-encoded as UTF-8 so the whole value decodes in one go below.
-    return decode_charset(raw, charset).encode("utf-8", "surrogatepass")
+    return decode_charset(raw, charset)
 
 
 def decode_header_value(value: bytes) -> str:
-    """An unfolded header value with RFC 2047 words decoded (blanks between adjacent words dropped)."""
-    if b"=?" in value:
-        value = _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub(rb"\1", value), count=_MAX_WORDS)
-    return value.decode("utf-8", "replace")
+    """A header value with RFC 2047 words decoded (blanks between adjacent words dropped).
+
+    Text outside encoded words is raw 8-bit: read as UTF-8 when valid, else Latin-1.
+    """
+    if b"=?" not in value:
+        return unlabelled_text(value)
+    value = _BETWEEN_WORDS.sub(rb"\1", value)
+    pieces: list[str] = []
+    pos = 0
+    for count, match in enumerate(_ENCODED_WORD.finditer(value)):
+        if count >= _MAX_WORDS:
+            break
+        pieces.append(unlabelled_text(value[pos : match.start()]))
+        pieces.append(_decode_word(match))
+        pos = match.end()
+    pieces.append(unlabelled_text(value[pos:]))
+    return "".join(pieces)
