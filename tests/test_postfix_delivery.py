@@ -3,9 +3,8 @@
 A private Postfix instance (own config, queue and data directories in a
 temp dir, SMTP on a high loopback port, nothing shared with the system
 instance) relays the domain lmtp.test to mailha's lmtpd. Mail is submitted
-with `sendmail -C DIR` and over SMTP, then read back over IMAP when the
-standalone node serves IMAP (it announces "IMAP ... HOST:PORT" at start-up),
-otherwise through the store's Fetch API.
+with `sendmail -C DIR` and over SMTP, then read back over IMAP (STARTTLS,
+imaplib) from the standalone node's imapd.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,9 +26,9 @@ from dataclasses import dataclass
 import pytest
 
 from lmtpd.local_servers import free_port, wait_for_port
-from mailha.standalone import StandalonePaths, wait_for_store
 from mailha_api import store_pb2
 from store.client import StoreClient
+from tests.lmtp_standalone import Node, standalone_node
 
 pytestmark = [
     pytest.mark.integration,
@@ -133,45 +131,6 @@ biff = no
         shutil.rmtree(root, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class Node:
-    store: str
-    lmtp_port: int
-    imap: tuple[str, int] | None  # announced IMAP endpoint, if the node serves IMAP
-
-
-@contextlib.contextmanager
-def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
-    lmtp_port = free_port()
-    out_path = tmp / "standalone.out"
-    argv = ["standalone", "--data", str(tmp / "node"), "--lmtp-listen", f"127.0.0.1:{lmtp_port}", "--demo-user"]
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailha.cli", *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        paths = StandalonePaths(tmp / "node")
-        deadline = time.monotonic() + 60
-        while "logs in" not in out_path.read_text(errors="replace"):
-            assert proc.poll() is None, out_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, out_path.read_text(errors="replace")
-            time.sleep(0.1)
-        wait_for_store(paths.store_socket)
-        wait_for_port(lmtp_port, proc)
-        text = out_path.read_text(errors="replace")
-        found = re.search(r"IMAP\b[^\n]*?\b(127\.0\.0\.1):(\d+)", text)
-        yield Node(paths.store_socket, lmtp_port, (found[1], int(found[2])) if found else None)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _read_over_imap(endpoint: tuple[str, int], user: str, password: str) -> list[bytes]:
     with imaplib.IMAP4(*endpoint, timeout=30) as imap:
         if "STARTTLS" in imap.capabilities:
@@ -190,14 +149,14 @@ def _read_over_store(store: str, user: str) -> list[bytes]:
 
 
 def _inbox(node: Node, user: str, password: str) -> list[bytes]:
-    if node.imap is not None:
-        return _read_over_imap(node.imap, user, password)
-    return _read_over_store(node.store, user)
+    assert node.imap is not None, "the standalone node did not announce IMAP"
+    return _read_over_imap(node.imap, user, password)
 
 
 def _wait_for(node: Node, count: int, postfix: PrivatePostfix) -> list[bytes]:
     deadline = time.monotonic() + 60
     while True:
+        # Poll cheaply through the store; the assertions read over IMAP.
         bodies = _read_over_store(node.store, "demo")
         if len(bodies) >= count:
             return _inbox(node, "demo", "demo")

@@ -1,0 +1,57 @@
+"""A standalone mailha node (store, lmtpd, imapd) on free loopback ports, for LMTP end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lmtpd.local_servers import free_port, wait_for_port
+from mailha.standalone import StandalonePaths, wait_for_store
+
+
+@dataclass(frozen=True)
+class Node:
+    store: str
+    lmtp_port: int
+    imap: tuple[str, int] | None  # announced IMAP endpoint, if the node serves IMAP
+
+
+@contextlib.contextmanager
+def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
+    lmtp_port = free_port()
+    out_path = tmp / "standalone.out"
+    argv = ["standalone", "--data", str(tmp / "node"), "--lmtp-listen", f"127.0.0.1:{lmtp_port}", "--demo-user"]
+    argv += ["--imap-listen", f"127.0.0.1:{free_port()}", "--imaps-listen", f"127.0.0.1:{free_port()}"]
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailha.cli", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        paths = StandalonePaths(tmp / "node")
+        deadline = time.monotonic() + 60
+        while "logs in" not in out_path.read_text(errors="replace"):
+            assert proc.poll() is None, out_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, out_path.read_text(errors="replace")
+            time.sleep(0.1)
+        wait_for_store(paths.store_socket)
+        wait_for_port(lmtp_port, proc)
+        text = out_path.read_text(errors="replace")
+        found = re.search(r"IMAP\b[^\n]*?\b(127\.0\.0\.1):(\d+)", text)
+        if found:
+            wait_for_port(int(found[2]), proc)
+        yield Node(paths.store_socket, lmtp_port, (found[1], int(found[2])) if found else None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
