@@ -352,3 +352,14 @@ def test_append_date_day_forms() -> None:
         assert isinstance(event, ev.CommandReceived) and isinstance(event.command, c.Append)
         date = event.command.messages[0].internal_date
         assert date is not None and (date.day, date.utcoffset()) == (7, -datetime.timedelta(hours=8))
+
+
+def test_tls_handshake_on_plaintext_port_is_garbage_at_once() -> None:
+    parser = CommandParser()
+    client_hello_start = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(0x80, 0xA0))
+    assert feed(parser, client_hello_start) == [
+        ev.BadCommand(None, "binary data is not an IMAP command", ev.BadReason.GARBAGE)
+    ]
+    assert parser.buffered == 0
+    # if the peer was only confused, the stream recovers at the next line
+    assert feed(parser, b"more\r\na1 NOOP\r\n") == [ev.CommandReceived("a1", c.Noop())]

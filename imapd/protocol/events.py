@@ -59,6 +59,7 @@ class BadReason(enum.Enum):
     BAD_CHARSET = "bad-charset"  # SEARCH CHARSET we do not know: NO [BADCHARSET (UTF-8 US-ASCII)]
     EXPECTED_DONE = "expected-done"  # something other than DONE during IDLE
     BAD_BASE64 = "bad-base64"  # an AUTHENTICATE response that is not base64
+    GARBAGE = "garbage"  # binary data where a command should start (TLS on the plaintext port?): BYE
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,9 @@ Events (imapd.protocol.events):
   reason LINE_TOO_LONG / COMMAND_TOO_LONG deserve [TOOBIG], BAD_CHARSET is
   answered NO [BADCHARSET ...]). The parser has already resynchronised at the
   end of the command, skipping announced non-synchronizing literals.
-  Counting bad commands is the server's job.
+  Counting bad commands is the server's job. Reason GARBAGE (a line that
+  starts with a control or 8-bit byte, e.g. a TLS handshake on the plaintext
+  port) comes as soon as the first byte is seen: answer "* BYE" and close.
 - ENABLE UTF8=ACCEPT: set `parser.utf8_names = True` to take 8-bit mailbox
   names as UTF-8 instead of requiring modified UTF-7.
 - IDLE: after answering IDLE with "+ idling", call `begin_idle(tag)`; the next
@@ -88,6 +90,7 @@ MIB: Final = 1024 * KIB
 _LITERAL: Final = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}$")
 # How much of a skipped line is kept to spot a literal announcement at its end.
 _TAIL: Final = 32
+_GARBAGE_START: Final = frozenset(range(0x20)) - {0x0D, 0x0A} | frozenset(range(0x7F, 0x100))
 _KNOWN_COMMANDS: Final = frozenset(
     b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN ID COMPRESS SELECT EXAMINE CREATE DELETE RENAME"
     b" SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND IDLE NAMESPACE ENABLE GETQUOTA GETQUOTAROOT SETQUOTA"
@@ -163,8 +166,9 @@ class CommandParser:
 
     @property
     def buffered(self) -> int:
-        """Bytes held: unparsed input plus the command being assembled."""
-        return len(self._buf) + self._held
+        """Bytes held in memory: unparsed input plus the command being assembled."""
+        held = sum(map(len, self._segments)) + sum(map(len, self._literals)) + len(self._literal_buf)
+        return len(self._buf) + held
 
     @property
     def idling(self) -> bool:
@@ -280,7 +284,7 @@ class CommandParser:
         self._scan = 0
         return line
 
-    def _skip_line(self, pending: ev.Event) -> None:
+    def _skip_line(self, pending: ev.Event | None) -> None:
         """Resync: skip to the end of the current line (following {n+} literals), then yield `pending`."""
         self._pending = pending
         self._tail = b""
@@ -306,6 +310,12 @@ class CommandParser:
     # --- LINE ----------------------------------------------------------------
 
     def _step_line(self) -> bool:
+        if not self._segments and self._buf and self._buf[0] in _GARBAGE_START:
+            # No command starts with a control or 8-bit byte: say so now instead of waiting
+            # for a line end that a TLS ClientHello sent to the plaintext port may never have.
+            self._events.append(ev.BadCommand(None, "binary data is not an IMAP command", ev.BadReason.GARBAGE))
+            self._skip_line(None)
+            return True
         line = self._take_line()
         if line is None:
             if self._text_bytes + len(self._buf) > self._line_limit:
