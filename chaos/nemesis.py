@@ -43,27 +43,31 @@ class NemesisContext:
         """Bounded wait that ends early on stop (Ctrl-C)."""
         self.stop.wait(max(0.0, seconds))
 
-    @contextlib.contextmanager
-    def fault(self, name: str, **details: JsonValue) -> Iterator[FaultState]:
-        """Record `inject` when the body calls state.injected(), and `heal` once the body has undone it.
+    def fault(self, name: str, **details: JsonValue) -> contextlib.AbstractContextManager[FaultState]:
+        return recorded_fault(self.history, name, **details)
 
-        A body that raises before injecting records the injection as failed.
-        """
-        info: dict[str, JsonValue] = {"fault": name, "phase": "inject", **details}
-        state = FaultState(self.history, self.history.invoke(PROCESS, Op.NEMESIS, info))
-        try:
-            yield state
-        except BaseException as exc:
-            if not state.done:
-                state.done = True
-                self.history.complete(PROCESS, Op.NEMESIS, state.op_id, EventType.FAIL, {"error": str(exc)[:300]})
-            else:
-                self.history.record(PROCESS, Op.NEMESIS, {"fault": name, "phase": "heal", **details})
-            raise
+
+@contextlib.contextmanager
+def recorded_fault(history: HistoryWriter, name: str, **details: JsonValue) -> Iterator[FaultState]:
+    """Record `inject` when the body calls state.injected(), and `heal` once the body has undone it.
+
+    A body that raises before injecting records the injection as failed.
+    """
+    info: dict[str, JsonValue] = {"fault": name, "phase": "inject", **details}
+    state = FaultState(history, history.invoke(PROCESS, Op.NEMESIS, info))
+    try:
+        yield state
+    except BaseException as exc:
         if not state.done:
-            self.history.complete(PROCESS, Op.NEMESIS, state.op_id, EventType.FAIL, {"error": "not injected"})
+            state.done = True
+            history.complete(PROCESS, Op.NEMESIS, state.op_id, EventType.FAIL, {"error": str(exc)[:300]})
         else:
-            self.history.record(PROCESS, Op.NEMESIS, {"fault": name, "phase": "heal", **details})
+            history.record(PROCESS, Op.NEMESIS, {"fault": name, "phase": "heal", **details})
+        raise
+    if not state.done:
+        history.complete(PROCESS, Op.NEMESIS, state.op_id, EventType.FAIL, {"error": "not injected"})
+    else:
+        history.record(PROCESS, Op.NEMESIS, {"fault": name, "phase": "heal", **details})
 
 
 @dataclass

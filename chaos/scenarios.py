@@ -91,6 +91,7 @@ class Scenario:
     big_append_bytes: int = 0
     clients: int = 4
     faults_per_round: int = 1  # flapping injects several faults per round
+    standalone: bool = False  # runs on its own standalone node (chaos.storage_full), not the cluster
 
     @property
     def max_faults(self) -> int:
@@ -98,6 +99,10 @@ class Scenario:
 
     def run_fault(self, ctx: nemesis.NemesisContext) -> None:
         self.fault(ctx)
+
+
+def _own_node(ctx: nemesis.NemesisContext) -> None:
+    raise nemesis.NemesisError("this scenario runs on its own node: chaos.storage_full")
 
 
 def _all() -> list[Scenario]:
@@ -168,6 +173,14 @@ def _all() -> list[Scenario]:
             big_append_bytes=20 * MIB,
         ),
         S("kill-reader", "kill -9 of a process holding an LMDB read transaction", nemesis.kill_reader(2.0), 12, 1.0),
+        S(
+            "storage-full",
+            "storage full: a 128 MiB tmpfs filled by a ballast file, then freed (own node)",
+            _own_node,
+            4,
+            4.0,
+            standalone=True,
+        ),
     ]
 
 

@@ -67,7 +67,12 @@ def run_suite(options: SuiteOptions) -> int:
                 break
             if not options.json:
                 print(f"chaos: {scenario.name}: {scenario.description} ...", flush=True)
-            report = run_scenario(cfg, scenario, RunOptions(options.seconds, options.history_dir), stop)
+            if scenario.standalone:
+                from chaos.storage_full import run_storage_full
+
+                report = run_storage_full(options.seconds, options.history_dir, stop)
+            else:
+                report = run_scenario(cfg, scenario, RunOptions(options.seconds, options.history_dir), stop)
             reports.append(report)
             if not options.json:
                 r = report.result
