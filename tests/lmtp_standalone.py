@@ -20,14 +20,17 @@ class Node:
     store: str
     lmtp_port: int
     imap: tuple[str, int] | None  # announced IMAP endpoint, if the node serves IMAP
+    imaps_port: int  # implicit TLS
+    paths: StandalonePaths
 
 
 @contextlib.contextmanager
 def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
     lmtp_port = free_port()
+    imaps_port = free_port()
     out_path = tmp / "standalone.out"
     argv = ["standalone", "--data", str(tmp / "node"), "--lmtp-listen", f"127.0.0.1:{lmtp_port}", "--demo-user"]
-    argv += ["--imap-listen", f"127.0.0.1:{free_port()}", "--imaps-listen", f"127.0.0.1:{free_port()}"]
+    argv += ["--imap-listen", f"127.0.0.1:{free_port()}", "--imaps-listen", f"127.0.0.1:{imaps_port}"]
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mailha.cli", *argv],
@@ -47,7 +50,9 @@ def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
         found = re.search(r"IMAP\b[^\n]*?\b(127\.0\.0\.1):(\d+)", text)
         if found:
             wait_for_port(int(found[2]), proc)
-        yield Node(paths.store_socket, lmtp_port, (found[1], int(found[2])) if found else None)
+            wait_for_port(imaps_port, proc)
+        imap = (found[1], int(found[2])) if found else None
+        yield Node(paths.store_socket, lmtp_port, imap, imaps_port, paths)
     finally:
         proc.terminate()
         try:
