@@ -10,9 +10,10 @@ without a readable Date: falls back to its internal date, as Dovecot does).
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Final, assert_never
 
 from imapd.message.dates import header_calendar_date, internal_calendar_date
 from imapd.message.decoding import decode_charset, decode_header_value, decode_transfer
@@ -49,6 +50,9 @@ class SearchContext:
     saved_uids: frozenset[int] = frozenset()  # SEARCHRES "$"
 
 
+_FOLD: Final = re.compile(rb"\r?\n(?=[ \t])")
+
+
 class _Message:
     """One message under evaluation: decoded text is computed once, on first need."""
 
@@ -68,7 +72,8 @@ class _Message:
 
     def header_text(self) -> str:
         if self._header_text is None:
-            self._header_text = decode_header_value(self.parsed.header()).casefold()
+            unfolded = _FOLD.sub(b"", self.parsed.header())  # so a phrase split by folding still matches
+            self._header_text = decode_header_value(unfolded).casefold()
         return self._header_text
 
     def mime_header_text(self) -> str:
@@ -81,21 +86,21 @@ class _Message:
 
     def body_text(self) -> str:
         if self._body_text is None:
-            self._body_text = "\n".join(_texts(self.parsed.tree(), top=True)).casefold()
+            self._body_text = "\n".join(_texts(self.parsed.tree())).casefold()
         return self._body_text
 
 
-def _texts(part: Part, top: bool) -> Iterator[str]:
+def _texts(part: Part) -> Iterator[str]:
     """Decoded text of every text leaf; embedded messages add their decoded header."""
     if part.children:
         for child in part.children:
-            yield from _texts(child, top=False)
+            yield from _texts(child)
         return
     if part.message is not None:
         yield decode_header_value(part.message.header)
-        yield from _texts(part.message, top=False)
+        yield from _texts(part.message)
         return
-    if part.content_type.main in (b"TEXT", b"MESSAGE") or (top and not part.content_type.main):
+    if part.content_type.main in (b"TEXT", b"MESSAGE"):
         raw = decode_transfer(part.body, part.encoding)
         yield decode_charset(raw, part.content_type.param(b"CHARSET"))
 
