@@ -246,7 +246,7 @@ def test_unlabelled_8bit_is_read_as_utf8_or_latin1() -> None:
 
 
 def test_text_matches_across_header_folding() -> None:
-    data = b"Subject: see you in\r\n Cologne =?utf-8?q?K=C3=B6ln?=\r\n\tsoon\r\n\r\nbody\r\n"
+    data = b"Subject: see you in\r\n Cologne =?utf-8?q?K=C3=B6ln?=\r\n soon\r\n\r\nbody\r\n"
     view = MessageView(uid=1, modseq=1, flags=(), internal_date=0, tz_offset_minutes=0, size=len(data), chunks=(data,))
     assert SearchEvaluator(S.TextKey("in cologne köln soon"), CONTEXT).matches(view, 1)
     assert SearchEvaluator(S.HeaderKey("subject", "IN COLOGNE"), CONTEXT).matches(view, 1)
