@@ -24,6 +24,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import fencing
 from store.errors import Internal, StoreError, Unavailable
+from store.mapgate import MapGate
 from store.schema import Dbs
 
 log = logging.getLogger("mailha.store.committer")
@@ -59,7 +60,9 @@ class Committer:
         dbs: Dbs,
         publish: Callable[[list[store_pb2.ChangeEvent]], None],
         max_batch: int = 256,
+        gate: MapGate | None = None,
     ) -> None:
+        self._gate = gate if gate is not None else MapGate()
         self._env = env
         self._dbs = dbs
         self._publish = publish
@@ -126,7 +129,8 @@ class Committer:
             except _GrowMap:
                 self._grow()
             except lmdb.MapResizedError:
-                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+                # Another process grew the map: adopt its size.
+                self._gate.exclusive(lambda: self._env.set_mapsize(0))
             except lmdb.Error as exc:
                 log.exception("write transaction failed")
                 for op in batch:
@@ -187,7 +191,7 @@ class Committer:
 
     def _grow(self) -> None:
         size = self._env.info()["map_size"]
-        self._env.set_mapsize(size * 2)
+        self._gate.exclusive(lambda: self._env.set_mapsize(size * 2))
         log.info("LMDB map full: grew it from %d to %d bytes", size, size * 2)
 
 

@@ -24,8 +24,9 @@ from store import bodies, fencing, mailboxes, messages, names, uidset, users
 from store.changefeed import ChangeFeed, Subscription
 from store.committer import Committer, WriteContext
 from store.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
+from store.mapgate import MapGate
 from store.passwords import CredentialCache, hash_password, verify_password
-from store.schema import FORMAT_VERSION, U64, Dbs, MailboxRecord
+from store.schema import FORMAT_VERSION, U64, Dbs, MailboxRecord, MessageRecord
 
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
@@ -68,7 +69,8 @@ class MailStore:
         with self.env.begin(write=True) as txn:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
         self.feed = ChangeFeed(options.watch_queue_limit)
-        self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch)
+        self.gate = MapGate()
+        self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch, self.gate)
         self.logins = CredentialCache()
         self.committer.start()
 
@@ -82,10 +84,14 @@ class MailStore:
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:
             try:
-                with self.env.begin() as txn:
+                with self.gate.reading(), self.env.begin() as txn:
                     return fn(txn)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)  # another process grew the map: adopt its size
+                self._adopt_map_size()
+
+    def _adopt_map_size(self) -> None:
+        """Another process grew the map: take its size (no transaction may be open)."""
+        self.gate.exclusive(lambda: self.env.set_mapsize(0))
 
     def write(self, epoch: int, fn: Callable[[WriteContext], T]) -> T:
         return self.committer.run(epoch, fn)
@@ -374,32 +380,46 @@ class MailStore:
     def fetch(self, req: store_pb2.FetchRequest) -> Iterator[store_pb2.FetchResponse]:
         uidset.parse(req.uid_set)  # malformed sets fail before the stream starts
         user = names.user_name(req.user)
-        try:
-            txn = self.env.begin()
-        except lmdb.MapResizedError:
-            self.env.set_mapsize(0)
-            txn = self.env.begin()
-        with txn:
-            mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
-            for uid, rec in messages.in_set(txn, self.dbs, req.mailbox_id, req.uid_set):
-                if rec.modseq <= req.changed_since:
-                    continue
-                item = messages.meta(uid, rec)
-                if req.with_header:
-                    item.header = bodies.read_header(txn, self.dbs, rec.body_id)
-                yield store_pb2.FetchResponse(meta=item)
-                if not req.with_body:
-                    continue
-                start = min(req.body_offset, rec.size)
-                end = rec.size if not req.body_length else min(rec.size, start + req.body_length)
-                pieces = list(bodies.read_range(txn, self.dbs, rec.body_id, start, end - start)) if end > start else []
-                if not pieces:
-                    yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=start, data=b"", last=True))
-                for n, (offset, data) in enumerate(pieces):
-                    last = n == len(pieces) - 1
-                    yield store_pb2.FetchResponse(
-                        chunk=store_pb2.BodyChunk(uid=uid, offset=offset, data=data, last=last)
-                    )
+        # One read transaction for the whole stream: a consistent snapshot. It holds the
+        # map gate, so a slow reader delays a map resize (and with it the writes) until it ends.
+        with self.gate.reading():
+            try:
+                txn = self.env.begin()
+            except lmdb.MapResizedError:
+                txn = None
+            if txn is not None:
+                with txn:
+                    yield from self._fetch_in(txn, user, req)
+                return
+        self._adopt_map_size()
+        yield from self.fetch(req)
+
+    def _fetch_in(
+        self, txn: lmdb.Transaction, user: str, req: store_pb2.FetchRequest
+    ) -> Iterator[store_pb2.FetchResponse]:
+        mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
+        for uid, rec in messages.in_set(txn, self.dbs, req.mailbox_id, req.uid_set):
+            if rec.modseq <= req.changed_since:
+                continue
+            item = messages.meta(uid, rec)
+            if req.with_header:
+                item.header = bodies.read_header(txn, self.dbs, rec.body_id)
+            yield store_pb2.FetchResponse(meta=item)
+            if req.with_body:
+                yield from self._body_chunks(txn, uid, rec, req.body_offset, req.body_length)
+
+    def _body_chunks(
+        self, txn: lmdb.Transaction, uid: int, rec: MessageRecord, offset: int, length: int
+    ) -> Iterator[store_pb2.FetchResponse]:
+        """The byte range as chunks, streamed (one piece ahead, to mark the last); at least one chunk."""
+        start = min(offset, rec.size)
+        end = rec.size if not length else min(rec.size, start + length)
+        held: tuple[int, bytes] = (start, b"")
+        for piece in bodies.read_range(txn, self.dbs, rec.body_id, start, end - start):
+            if held[1]:
+                yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=held[0], data=held[1]))
+            held = piece
+        yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=held[0], data=held[1], last=True))
 
     def store_flags(self, req: store_pb2.StoreFlagsRequest) -> store_pb2.StoreFlagsReply:
         user = names.user_name(req.user)

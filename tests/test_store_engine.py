@@ -439,3 +439,35 @@ def test_watch_overflow_ends_the_stream(tmp_path: pathlib.Path) -> None:
         assert store.feed.subscriber_count() == 0
     finally:
         store.close()
+
+
+def test_map_grows_by_itself_even_with_a_reader_open(tmp_path: pathlib.Path) -> None:
+    store = MailStore(StoreOptions(data_dir=tmp_path / "tiny-map", map_size=1024 * 1024))
+    try:
+        store.fence(1)
+        _user(store)
+        _append(store)
+        open_fetch = store.fetch(
+            store_pb2.FetchRequest(user="alice", mailbox_id=_mid(store), uid_set="1:*", with_body=True)
+        )
+        assert next(open_fetch).HasField("meta")  # a read transaction is open now
+        big = MSG + b"y" * (1024 * 1024)
+        done = threading.Event()
+
+        def grow() -> None:
+            _append(store, big)
+            done.set()
+
+        writer = threading.Thread(target=grow)
+        writer.start()
+        assert not done.wait(0.5)  # the map must grow, which waits for the open reader
+        rest = list(open_fetch)
+        assert b"".join(r.chunk.data for r in rest) == MSG
+        assert done.wait(10)
+        writer.join()
+        for _ in range(3):
+            _append(store, big)
+        assert store.env.info()["map_size"] > 4 * 1024 * 1024
+        assert _body(store, 5) == big
+    finally:
+        store.close()
