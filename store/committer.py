@@ -117,7 +117,14 @@ class Committer:
                     stop_after = True
                     break
                 batch.append(nxt)
-            self._commit_batch(batch)
+            try:
+                self._commit_batch(batch)
+            except Exception as exc:
+                # The committer must never die: every later write would hang on its future.
+                log.exception("group commit failed")
+                for op in batch:
+                    if not op.future.done():
+                        op.future.set_exception(Internal(f"group commit failed: {type(exc).__name__}: {exc}"))
             if stop_after:
                 return
 

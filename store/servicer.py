@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ import grpc
 from mailha_api import store_pb2, store_pb2_grpc
 from store.bodies import BodySource, BodyWriter
 from store.engine import MailStore
-from store.errors import ErrorKind, InvalidArgument, ResourceExhausted, StoreError
+from store.errors import ErrorKind, Internal, InvalidArgument, ResourceExhausted, StoreError
 
+log = logging.getLogger("mailha.store.servicer")
 STATUS = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -270,6 +272,9 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 pending.put(exc)
             except grpc.RpcError:
                 pass  # the client went away
+            except Exception:
+                log.exception("AppendPipeline reader failed")
+                pending.put(Internal("AppendPipeline: reading the request stream failed"))
             finally:
                 pending.put(None)
 
