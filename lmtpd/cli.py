@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
     s.add_argument("--epoch", type=int, required=True, help="writer epoch passed on every write (never refreshed)")
     s.add_argument("--listen", default="127.0.0.1:2424", help="HOST:PORT (default 127.0.0.1:2424)")
     s.add_argument("--max-message-size", type=int, default=20 * MIB, help="bytes (default 20 MiB)")
-    s.add_argument("--hostname", default=None, help="name in the greeting (default: this host's FQDN)")
+    s.add_argument("--hostname", default=None, help="name in the greeting and LHLO reply (default: the host name)")
     s.add_argument("--quota-tempfail", action="store_true", help="over quota: 452 4.2.2 instead of 552 5.2.2")
     s.add_argument(
         "--resolve-cache-ttl", type=float, default=5.0, help="seconds to cache address lookups (0 = off; default 5)"

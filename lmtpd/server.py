@@ -46,7 +46,8 @@ MAX_RECIPIENTS = 1000
 @dataclass(frozen=True)
 class LmtpdOptions:
     max_message_size: int
-    hostname: str = field(default_factory=socket.getfqdn)
+    # gethostname, not getfqdn: no DNS lookup that could stall start-up inside a namespace.
+    hostname: str = field(default_factory=socket.gethostname)
     # Over quota: 452 4.2.2 (MTA retries) instead of 552 5.2.2 (bounce).
     quota_tempfail: bool = False
     idle_timeout: float = 300.0
