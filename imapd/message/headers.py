@@ -9,8 +9,7 @@ unchanged) and unfold values.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 _MAX_NAME: Final = 256  # longer "field names" are body text, not a header
 # A header block ends here at the latest (as the store's header block does):
@@ -18,8 +17,9 @@ _MAX_NAME: Final = 256  # longer "field names" are body text, not a header
 MAX_HEADER: Final = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderField:
+class HeaderField(NamedTuple):
+    """One field (a NamedTuple: built by the thousand, and a frozen dataclass is slow to build)."""
+
     name: bytes  # lower-cased, for case-insensitive matching
     raw: bytes  # the field's lines exactly as stored, incl. line endings
 
