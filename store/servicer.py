@@ -253,6 +253,16 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         # so one stream benefits from group commit; replies go out in request order.
         pending: queue.Queue[Future[store_pb2.AppendReply] | StoreError | None] = queue.Queue(PIPELINE_IN_FLIGHT)
 
+        def offer(item: Future[store_pb2.AppendReply] | StoreError | None) -> bool:
+            """Queue for the reply loop; False once the call is over (nobody will take it)."""
+            while True:
+                try:
+                    pending.put(item, timeout=1.0)
+                    return True
+                except queue.Full:
+                    if not context.is_active():
+                        return False
+
         def reader() -> None:
             try:
                 for header, source in self._messages(request_iterator, end_completes=False):
@@ -267,16 +277,17 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                             fut = Future()
                             fut.set_exception(exc)
                         fut.add_done_callback(_discard_when_done(source))
-                    pending.put(fut)
+                    if not offer(fut):
+                        return
             except StoreError as exc:
-                pending.put(exc)
+                offer(exc)
             except grpc.RpcError:
                 pass  # the client went away
             except Exception:
                 log.exception("AppendPipeline reader failed")
-                pending.put(Internal("AppendPipeline: reading the request stream failed"))
+                offer(Internal("AppendPipeline: reading the request stream failed"))
             finally:
-                pending.put(None)
+                offer(None)
 
         threading.Thread(target=reader, name="append-pipeline", daemon=True).start()
         while True:
