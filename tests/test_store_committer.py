@@ -1,0 +1,84 @@
+"""Group commit: batching, per-operation rollback, acknowledgement only after the commit."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+from collections.abc import Callable, Iterator
+
+import lmdb
+import pytest
+
+from mailha_api import store_pb2
+from store import fencing
+from store.committer import Committer, WriteContext
+from store.errors import FailedPrecondition, InvalidArgument, StoreError
+from store.schema import Dbs
+
+
+@pytest.fixture
+def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=16, map_size=64 * 1024 * 1024)
+    try:
+        yield env, Dbs(env)
+    finally:
+        env.close()
+
+
+def test_failing_operation_is_rolled_back_alone(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
+    env, dbs = env_dbs
+    published: list[store_pb2.ChangeEvent] = []
+    committer = Committer(env, dbs, published.extend, max_batch=64)
+    release = threading.Event()
+
+    def blocker(ctx: WriteContext) -> None:
+        release.wait(5)  # holds the committer so the next operations queue up into one batch
+
+    def put(key: bytes, fail: bool) -> Callable[[WriteContext], bytes]:
+        def op(ctx: WriteContext) -> bytes:
+            ctx.txn.put(key, b"v", db=dbs.meta)
+            ctx.events.append(store_pb2.ChangeEvent(mailbox_id=1, modseq=int(key[1:])))
+            if fail:
+                raise InvalidArgument(f"{key!r} refused")
+            return key
+
+        return op
+
+    committer.start()
+    try:
+        first = committer.submit(None, blocker)
+        futures = [committer.submit(None, put(b"k%d" % n, fail=n == 3)) for n in range(8)]
+        release.set()
+        first.result(5)
+        results: list[object] = []
+        for f in futures:
+            try:
+                results.append(f.result(5))
+            except StoreError as exc:
+                results.append(exc.message)
+        with env.begin() as txn:
+            # Acknowledged means durable and visible to any new reader.
+            present = [n for n in range(8) if txn.get(b"k%d" % n, db=dbs.meta) is not None]
+    finally:
+        committer.stop()
+    assert present == [0, 1, 2, 4, 5, 6, 7]
+    assert results[3] == "b'k3' refused"
+    assert [e.modseq for e in published] == [0, 1, 2, 4, 5, 6, 7]  # no event from the failed operation
+    assert committer.ops == 9 and committer.batches <= 2  # queued operations share one commit
+
+
+def test_epoch_check_happens_inside_the_write(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
+    env, dbs = env_dbs
+    committer = Committer(env, dbs, lambda events: None)
+    committer.start()
+    try:
+        committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, 4), needs_writable=False)
+        with pytest.raises(FailedPrecondition, match="fenced: writer epoch 3 is older"):
+            committer.run(3, lambda ctx: ctx.txn.put(b"x", b"1", db=ctx.dbs.meta))
+        with pytest.raises(FailedPrecondition, match="epoch 5 not established"):
+            committer.run(5, lambda ctx: ctx.txn.put(b"x", b"1", db=ctx.dbs.meta))
+        assert committer.run(4, lambda ctx: ctx.txn.put(b"x", b"1", db=ctx.dbs.meta))
+        with env.begin() as txn:
+            assert txn.get(b"x", db=dbs.meta) == b"1"
+    finally:
+        committer.stop()
