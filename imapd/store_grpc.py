@@ -269,18 +269,20 @@ class GrpcStore:
             with_body=request.with_body,
             changed_since=request.changed_since,
         )
-        pump = _StreamPump(self._stub.Fetch(req, timeout=300), _fetch_batches)
-        pump.start()
+        # The stream is read in bounded batches by trio's cached worker threads:
+        # no thread start per FETCH, and memory bounded by one batch.
+        call = self._stub.Fetch(req, timeout=300)
+        batches = _fetch_batches(iter(call))
         try:
-            async with pump.receive:
-                async for batch in pump.receive:
-                    if isinstance(batch, StoreError):
-                        raise batch
-                    for item in batch:
-                        assert isinstance(item, FetchedMessage)
-                        yield item
+            while True:
+                batch = await self._run(lambda: next(batches, None))
+                if batch is None:
+                    return
+                for item in batch:
+                    assert isinstance(item, FetchedMessage)
+                    yield item
         finally:
-            pump.cancel()
+            call.cancel()  # type: ignore[no-untyped-call]
 
     async def store_flags(
         self,
