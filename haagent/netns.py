@@ -70,8 +70,28 @@ def _peer_temp_name(node: NodeConfig) -> str:
     return (PEER_TEMP_PREFIX + node.name)[:IFNAMSIZ]
 
 
+LAB_NETWORK = ipaddress.IPv4Network("192.0.2.0/24")  # TEST-NET-1: the only range a lab may use
+
+
+def check_addresses(cfg: ClusterConfig) -> None:
+    """The lab uses TEST-NET-1 only, and every node address, the floating IP
+    and the bridge share one network (raises NetnsError naming the key)."""
+    network = cfg.bridge_address.network
+    if not network.subnet_of(LAB_NETWORK):
+        raise NetnsError(f"bridge_address: {cfg.bridge_address} is outside {LAB_NETWORK}")
+    named = [(f"nodes[{i}].address", n.address) for i, n in enumerate(cfg.nodes)]
+    named.append(("floating_ip.address", cfg.floating_ip.address))
+    for key, address in named:
+        if address.network != network:
+            raise NetnsError(f"{key}: {address} is not in the bridge's network {network}")
+    used = [cfg.bridge_address.ip, *(address.ip for _, address in named)]
+    if len(set(used)) != len(used):
+        raise NetnsError("bridge_address, nodes[].address and floating_ip.address must all differ")
+
+
 def node_links(cfg: ClusterConfig) -> list[NodeLink]:
-    """The wiring of every node, checked for name clashes."""
+    """The wiring of every node, checked for name clashes and stray addresses."""
+    check_addresses(cfg)
     links = [NodeLink(n.name, n.namespace, host_veth_name(n), NODE_IFNAME, n.address) for n in cfg.nodes]
     for attr in ("host_ifname", "namespace"):
         names = [getattr(link, attr) for link in links]

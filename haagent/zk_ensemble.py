@@ -44,6 +44,9 @@ JVM_OPTIONS = (
     "-XX:TieredStopAtLevel=1",
     "-Djava.net.preferIPv4Stack=true",
     "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+    # Every ruok/srvr probe is logged at INFO by these two; keep the log for events.
+    "-Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.NIOServerCnxn=warn",
+    "-Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.command.AbstractFourLetterCommand=warn",
     "-Dorg.slf4j.simpleLogger.showDateTime=true",
     "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
     "-Dzookeeper.admin.enableServer=false",

@@ -3,6 +3,7 @@ connects, reports addresses from the kernel and leaves nothing behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import pathlib
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from haagent import netns
-from mailha.config import ClusterConfig
+from mailha.config import ClusterConfig, FloatingIpConfig
 from tests.ha_lab_fixtures import lab_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -167,3 +168,19 @@ def test_up_refuses_a_network_the_host_already_uses(cfg: ClusterConfig) -> None:
     assert netns.address_conflicts(cfg) == []
     netns.topology_up(cfg)
     assert netns.address_conflicts(cfg) == []  # our own bridge is no conflict
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bridge_address": ipaddress.IPv4Interface("10.0.0.1/24")}, "bridge_address: 10.0.0.1/24 is outside"),
+        ({"floating_ip": FloatingIpConfig(address=ipaddress.IPv4Interface("192.0.2.200/24"))}, "floating_ip.address"),
+    ],
+)
+def test_addresses_outside_the_lab_network_are_refused(
+    cfg: ClusterConfig, change: dict[str, object], message: str
+) -> None:
+    bad = dataclasses.replace(cfg, **change)  # type: ignore[arg-type]
+    with pytest.raises(netns.NetnsError, match=message):
+        netns.topology_up(bad)
+    assert ours_in_system(cfg) == []
