@@ -17,6 +17,7 @@ from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
+from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import String, encode
 
 ATTRIBUTES: tuple[F.FetchAttribute, ...] = (
@@ -145,3 +146,37 @@ HEADERISH = st.lists(
 @given(HEADERISH)
 def test_fast_header_end_agrees_with_the_line_reader(data: bytes) -> None:
     assert header_end(data) == header_end_by_lines(data, 0, len(data))
+
+
+_LEAF_KEYS: st.SearchStrategy[S.SearchKey] = st.one_of(
+    st.sampled_from(sorted(S.SIMPLE_KEYS.values(), key=repr)),
+    st.builds(S.HeaderKey, st.sampled_from(["From", "subject", "X-Nope", "content-type"]), st.text(max_size=5)),
+    st.builds(S.BodyKey, st.text(max_size=5)),
+    st.builds(S.TextKey, st.text(max_size=5)),
+    st.builds(S.DateKey, st.sampled_from(S.DateField), st.sampled_from(S.DateRelation), st.dates()),
+    st.builds(S.SizeKey, st.sampled_from(S.SizeRelation), st.integers(0, 10_000)),
+    st.builds(S.ModSeqKey, st.integers(0, 10)),
+    st.builds(
+        S.SequenceKey, st.sampled_from([b"1", b"1:*", b"*", b"$", b"2,4:5"]).map(SequenceSet.parse), st.booleans()
+    ),
+)
+SEARCH_KEYS = st.recursive(
+    _LEAF_KEYS,
+    lambda inner: st.one_of(
+        st.builds(S.NotKey, inner),
+        st.builds(S.OrKey, inner, inner),
+        st.lists(inner, min_size=1, max_size=3).map(lambda keys: S.AndKey(tuple(keys))),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(SEARCH_KEYS, MESSAGES)
+def test_random_search_trees_on_random_messages(key: S.SearchKey, data: bytes) -> None:
+    view = MessageView(
+        uid=3, modseq=5, flags=("\\Seen",), internal_date=0, tz_offset_minutes=0, size=len(data), chunks=(data,)
+    )
+    evaluator = SearchEvaluator(key, SearchContext(largest_seq=4, largest_uid=7, saved_uids=frozenset({3})))
+    # NOT must always invert: evaluation is deterministic and total.
+    assert SearchEvaluator(S.NotKey(key), evaluator.context).matches(view, 2) != evaluator.matches(view, 2)
