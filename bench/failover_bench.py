@@ -3,25 +3,27 @@ cluster (`mailha cluster up`), under a steady client load through the
 floating IP.
 
 Kill trial: SIGKILL every process of the active node's namespace; the time
-from the kill to the first successful service check on the floating IP
-(IMAP LOGIN+SELECT once imapd is installed; until then an LMTP delivery
-accepted end to end). The killed node's agent is then restarted with its
+from the kill to the first successful IMAP LOGIN+SELECT on the floating IP
+(implicit TLS on the IMAPS port; the demo certificate is self-signed, so it
+is not verified). The killed node's agent is then restarted with its
 exact former command line and the next trial waits for it to stand by.
 Switchover trial: `mailha switchover`; its measured unavailability.
 
-Load: one thread delivers numbered messages over LMTP to the floating IP
-and records every acknowledged one; at the end every acknowledged message
-must be in the store (`lost_acked` counts those missing).
+Load: one IMAP client appends numbered messages through the floating IP
+(reconnecting after every failure) and records every APPEND answered OK;
+at the end every acknowledged message must be in the store (`lost_acked`
+counts those missing).
 """
 
 from __future__ import annotations
 
+import imaplib
 import json
 import math
 import os
 import pathlib
 import signal
-import smtplib
+import ssl
 import statistics
 import subprocess
 import threading
@@ -48,27 +50,66 @@ STANDBY_TIMEOUT = 60.0
 
 @dataclass
 class LoadStats:
-    acked: list[str] = field(default_factory=list)  # Message-IDs acknowledged with 250
+    acked: list[str] = field(default_factory=list)  # Message-IDs of APPENDs answered OK
     errors: int = 0
 
 
-def _deliver(host: str, port: int, msgid: str) -> bool:
-    body = (
+def _tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the demo certificate is self-signed
+    return ctx
+
+
+def _message(msgid: str) -> bytes:
+    return (
         f"From: bench@{BENCH_DOMAIN}\r\nTo: {BENCH_USER}@{BENCH_DOMAIN}\r\nSubject: failover bench\r\n"
         f"Message-ID: <{msgid}>\r\n\r\nfailover bench message\r\n"
-    )
+    ).encode()
+
+
+class Imap:
+    """A logged-in IMAP session on the floating IP, or an OSError/IMAP error."""
+
+    def __init__(self, cluster: ClusterConfig, password: str, timeout: float = 2.0) -> None:
+        host = str(cluster.floating_ip.address.ip)
+        self.conn = imaplib.IMAP4_SSL(host, cluster.ports.imaps, ssl_context=_tls(), timeout=timeout)
+        try:
+            self.conn.login(BENCH_USER, password)
+            typ, _ = self.conn.select("INBOX")
+            if typ != "OK":
+                raise imaplib.IMAP4.error("SELECT failed")
+        except BaseException:
+            self.close()
+            raise
+
+    def append(self, msgid: str) -> bool:
+        typ, _ = self.conn.append("INBOX", None, None, _message(msgid))
+        return typ == "OK"
+
+    def close(self) -> None:
+        try:
+            self.conn.shutdown()
+        except OSError:
+            pass
+
+
+IMAP_ERRORS = (OSError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ssl.SSLError, EOFError)
+
+
+def service_ok(cluster: ClusterConfig, password: str) -> bool:
+    """One end-to-end check on the floating IP: LOGIN + SELECT INBOX."""
     try:
-        with smtplib.LMTP(host, port, timeout=2.0) as lmtp:
-            refused = lmtp.sendmail(f"bench@{BENCH_DOMAIN}", [f"{BENCH_USER}@{BENCH_DOMAIN}"], body)
-        return not refused
-    except (OSError, smtplib.SMTPException):
+        Imap(cluster, password, timeout=1.0).close()
+        return True
+    except IMAP_ERRORS:
         return False
 
 
 class Load:
-    def __init__(self, cluster: ClusterConfig, interval: float = 0.02) -> None:
-        self.host = str(cluster.floating_ip.address.ip)
-        self.port = cluster.ports.lmtp
+    def __init__(self, cluster: ClusterConfig, password: str, interval: float = 0.02) -> None:
+        self.cluster = cluster
+        self.password = password
         self.interval = interval
         self.stats = LoadStats()
         self.tag = uuid.uuid4().hex[:8]
@@ -77,14 +118,25 @@ class Load:
 
     def _run(self) -> None:
         n = 0
+        session: Imap | None = None
         while not self._stop.is_set():
-            n += 1
-            msgid = f"{self.tag}-{n}@bench"
-            if _deliver(self.host, self.port, msgid):
-                self.stats.acked.append(msgid)
-            else:
+            try:
+                if session is None:
+                    session = Imap(self.cluster, self.password)
+                n += 1
+                msgid = f"{self.tag}-{n}@bench"
+                if session.append(msgid):
+                    self.stats.acked.append(msgid)
+                else:
+                    self.stats.errors += 1
+            except IMAP_ERRORS:
                 self.stats.errors += 1
+                if session is not None:
+                    session.close()
+                session = None
             self._stop.wait(self.interval)
+        if session is not None:
+            session.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -92,11 +144,6 @@ class Load:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def service_ok(cluster: ClusterConfig) -> bool:
-    """One end-to-end check on the floating IP: an LMTP delivery accepted."""
-    return _deliver(str(cluster.floating_ip.address.ip), cluster.ports.lmtp, f"probe-{uuid.uuid4().hex}@bench")
 
 
 def _active(coord: Coordination) -> tuple[str, int] | None:
@@ -119,14 +166,15 @@ def _wait(what: str, cond: object, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def _ensure_user(cluster: ClusterConfig, node: str, epoch: int) -> None:
+def _ensure_user(cluster: ClusterConfig, node: str, epoch: int, password: str) -> None:
     with grpc.insecure_channel(store_address(cluster, node)) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         try:
-            stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=BENCH_USER, password=uuid.uuid4().hex))
+            stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=BENCH_USER, password=password))
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
+            stub.SetPassword(store_pb2.SetPasswordRequest(epoch=epoch, name=BENCH_USER, password=password))
         try:
             stub.AddAddress(
                 store_pb2.AddAddressRequest(epoch=epoch, address=f"{BENCH_USER}@{BENCH_DOMAIN}", user=BENCH_USER)
@@ -169,7 +217,7 @@ def _agent_cmdlines(namespace: str) -> list[tuple[list[str], str]]:
     return out
 
 
-def kill_trial(cluster: ClusterConfig, coord: Coordination) -> dict[str, object]:
+def kill_trial(cluster: ClusterConfig, coord: Coordination, password: str) -> dict[str, object]:
     active = _active(coord)
     assert active is not None
     node, epoch = active
@@ -183,7 +231,7 @@ def kill_trial(cluster: ClusterConfig, coord: Coordination) -> dict[str, object]
         except ProcessLookupError:
             pass
     _wait("a new active serving", lambda: (a := _active(coord)) is not None and a[0] != node, TRIAL_TIMEOUT)
-    _wait("the service on the floating IP", lambda: service_ok(cluster), TRIAL_TIMEOUT)
+    _wait("LOGIN+SELECT on the floating IP", lambda: service_ok(cluster, password), TRIAL_TIMEOUT)
     elapsed = time.monotonic() - t0
     new = _active(coord)
     # Bring the killed node back as a standby for the next trial.
@@ -195,7 +243,9 @@ def kill_trial(cluster: ClusterConfig, coord: Coordination) -> dict[str, object]
     if restart:
         _wait(
             f"{node} standing by again",
-            lambda: (st := coord.snapshot().node_status(node)) is not None and st.state == "standby",
+            lambda: (
+                (st := coord.snapshot().node_status(node)) is not None and (st.state, st.health) == ("standby", "ok")
+            ),
             STANDBY_TIMEOUT,
         )
     return {
@@ -213,7 +263,10 @@ def switchover_trial(cluster: ClusterConfig, coord: Coordination, zk_hosts: str 
     result = switchover(cluster, None, hosts=zk_hosts, timeout=TRIAL_TIMEOUT)
     _wait(
         f"{result.source} standing by",
-        lambda: (st := coord.snapshot().node_status(result.source)) is not None and st.state == "standby",
+        lambda: (
+            (st := coord.snapshot().node_status(result.source)) is not None
+            and (st.state, st.health) == ("standby", "ok")
+        ),
         STANDBY_TIMEOUT,
     )
     return {
@@ -240,16 +293,17 @@ def run_bench(
         _wait("an active node", lambda: _active(coord) is not None, TRIAL_TIMEOUT)
         active = _active(coord)
         assert active is not None
-        _ensure_user(cluster, *active)
-        _wait("the service on the floating IP", lambda: service_ok(cluster), TRIAL_TIMEOUT)
-        load = Load(cluster)
+        password = uuid.uuid4().hex
+        _ensure_user(cluster, *active, password)
+        _wait("LOGIN+SELECT on the floating IP", lambda: service_ok(cluster, password), TRIAL_TIMEOUT)
+        load = Load(cluster, password)
         load.start()
         results: list[dict[str, object]] = []
         try:
             time.sleep(0.5)
             for i in range(max(trials, switchovers)):
                 if i < trials:
-                    results.append(kill_trial(cluster, coord))
+                    results.append(kill_trial(cluster, coord, password))
                     _report(results[-1], as_json)
                 if i < switchovers:
                     results.append(switchover_trial(cluster, coord, zk_hosts))
@@ -268,7 +322,8 @@ def run_bench(
     summary: dict[str, object] = {
         "bench": "failover",
         "session_timeout_s": cluster.zookeeper.session_timeout,
-        "service_check": "LMTP delivery on the floating IP",
+        "service_check": "IMAP LOGIN+SELECT (IMAPS) on the floating IP",
+        "load": "IMAP APPEND every 20 ms through the floating IP",
         "kill_trials": len(kills),
         "kill_median_s": round(statistics.median(kills), 3) if kills else None,
         "kill_max_s": round(max(kills), 3) if kills else None,

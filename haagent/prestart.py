@@ -1,6 +1,6 @@
 """A service process started ahead of need: `python -m haagent.prestart NAME`.
 
-It imports the service's modules (the bulk of a Python service's start-up
+`python -m haagent.prestart NAME [READY_FD]`. It imports the service's modules (the bulk of a Python service's start-up
 time), then blocks reading ONE line from stdin: the JSON argv of the
 `mailha` command it is to become. Only then does it run that command, in
 this same process. No fork happens after gRPC is imported, so gRPC's
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 # Modules each service imports lazily on its command path; importing them
@@ -35,6 +36,14 @@ def main() -> int:
         except ImportError:
             pass
     parser = mailha.cli.build_parser()  # imports every command module
+    if len(sys.argv) > 2:
+        # Tell the agent this process is warm (one byte on the inherited pipe).
+        ready_fd = int(sys.argv[2])
+        try:
+            os.write(ready_fd, b"r")
+        except BrokenPipeError:
+            pass  # the agent already handed us our argv and stopped listening
+        os.close(ready_fd)
     line = sys.stdin.readline()
     if not line.strip():
         return 0

@@ -99,14 +99,18 @@ class _Child:
 
 
 def _spawn(
-    name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None
+    name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None, pass_fds: tuple[int, ...] = ()
 ) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         # Called on the trio thread on purpose: see the module docstring.
         return subprocess.Popen(
-            ("setpriv", "--pdeathsig", "KILL", "--", *argv), stdin=stdin, stdout=out, stderr=subprocess.STDOUT
+            ("setpriv", "--pdeathsig", "KILL", "--", *argv),
+            stdin=stdin,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
         )
     finally:
         out.close()
@@ -123,17 +127,49 @@ class WarmPool:
     def __init__(self, log_dir: pathlib.Path) -> None:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._ready_pipes: dict[str, int] = {}  # read ends; the child writes one byte when warm
+        self._ready: set[str] = set()
 
     def fill(self, names: list[str]) -> None:
         for name in names:
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
-                argv = (sys.executable, "-m", "haagent.prestart", name)
-                self.procs[name] = _spawn(name, argv, self.log_dir, stdin=subprocess.PIPE)
+                self._forget(name)
+                r, w = os.pipe()
+                os.set_blocking(r, False)
+                argv = (sys.executable, "-m", "haagent.prestart", name, str(w))
+                try:
+                    self.procs[name] = _spawn(name, argv, self.log_dir, stdin=subprocess.PIPE, pass_fds=(w,))
+                finally:
+                    os.close(w)
+                self._ready_pipes[name] = r
+
+    def ready(self, names: list[str]) -> bool:
+        """True when a warm process for every name has finished its imports."""
+        for name in names:
+            if name in self._ready:
+                continue
+            r = self._ready_pipes.get(name)
+            if r is None:
+                return False
+            try:
+                if os.read(r, 1) != b"r":
+                    return False
+            except BlockingIOError:
+                return False
+            self._ready.add(name)
+        return True
+
+    def _forget(self, name: str) -> None:
+        self._ready.discard(name)
+        r = self._ready_pipes.pop(name, None)
+        if r is not None:
+            os.close(r)
 
     def launch(self, name: str, argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
         """Start `argv` in the warm process for `name` if there is one, else cold."""
         proc = self.procs.pop(name, None)
+        self._forget(name)
         if proc is not None and proc.poll() is None and proc.stdin is not None and argv[:3] == MAILHA_PREFIX:
             try:
                 proc.stdin.write(json.dumps(list(argv[3:])).encode() + b"\n")
@@ -144,9 +180,10 @@ class WarmPool:
         return _spawn(name, argv, self.log_dir)
 
     def clear(self) -> None:
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
             proc.kill()
             proc.wait()
+            self._forget(name)
         self.procs.clear()
 
 
@@ -198,9 +235,13 @@ class Supervisor:
         # no lock: it must be fast even while a check waits on a greeting.
         self.lock = trio.Lock()
         self.warm = WarmPool(self.log_dir)
+        self._names: list[str] | None = None
 
     # -- health -----------------------------------------------------------------
     def health(self) -> Health:
+        if self.phase is Phase.STOPPED:
+            # A standby is ready to take over once its warm processes are.
+            return Health.OK if self.warm.ready(self._service_names()) else Health.STARTING
         return {
             Phase.STOPPED: Health.STOPPED,
             Phase.STARTING: Health.STARTING,
@@ -293,9 +334,13 @@ class Supervisor:
         """Keep a warm process per service while this node is not serving."""
         if self.phase is not Phase.STOPPED:
             return
-        ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir)
-        names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in FRONT_ENDS) if fe is not None]
-        self.warm.fill(names)
+        self.warm.fill(self._service_names())
+
+    def _service_names(self) -> list[str]:
+        if self._names is None:
+            ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir)
+            self._names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in FRONT_ENDS) if fe is not None]
+        return self._names
 
     # -- writes -----------------------------------------------------------------
     async def stop_writes(self) -> None:
