@@ -233,7 +233,12 @@ def expand_macro(name: str) -> tuple[FetchAttribute, ...] | None:
 
 @dataclass(frozen=True, slots=True)
 class DataNeeds:
-    """The least message data a FETCH (or SEARCH) needs from the store."""
+    """The least message data a FETCH (or SEARCH) needs from the store.
+
+    At most one is true: `body` asks for the whole message (the header comes
+    with it), `header` for the header block alone. They map one to one onto
+    the store's FetchRequest with_header / with_body.
+    """
 
     header: bool
     body: bool
