@@ -13,7 +13,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 import trio
@@ -371,6 +371,10 @@ class DecisionLoop:
             counter = snap.epoch_counter
             self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
             self._outage_start = self._estimate_outage_start(snap)
+            # The ACQUIRING entry was written before the epoch existed.
+            last = self._pending_history[-1] if self._pending_history else None
+            if last is not None and last.to_state == S.ACQUIRING.value:
+                self._pending_history[-1] = replace(last, epoch=self.leader.epoch)
         elif action is Action.FENCE_PREVIOUS:
             assert snap is not None
             prev = snap.last_active

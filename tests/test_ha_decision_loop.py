@@ -80,6 +80,7 @@ def test_takeover_after_session_expiry_fences_old_active(cluster: tuple[FakeZooK
     assert "lock lost" in " ".join(said1)
     assert not n1.actuator.running and not n1.actuator.ip
     history = [(h.node, h.from_state, h.to_state, h.epoch) for h in zk.data.history]
+    assert ("node2", "standby", "acquiring", 2) in history  # the epoch it acquired
     assert ("node2", "activating", "active", 2) in history
     entry = next(h for h in zk.data.history if h.node == "node2" and h.to_state == "active")
     # Downtime is measured from node1's last healthy heartbeat to node2 serving.
