@@ -88,6 +88,7 @@ class ImapSource:
         except (OSError, IMAPClient.Error) as exc:
             raise ImportFailure(f"IMAP {options.host}:{options.port}: {exc}") from exc
         self._folders: dict[str, _Folder] = {}
+        self._refused: set[str] = set()  # folders with a refused message in this run
 
     def close(self) -> None:
         try:
@@ -128,13 +129,12 @@ class ImapSource:
             everything = sorted(int(u) for u in self.client.search("ALL"))
             marker = self.state.marker(name)
             note = ""
-            last = 0
-            if marker is not None and marker.uidvalidity == uidvalidity:
-                last = marker.last_uid
-            elif marker is not None:
+            if marker is not None and marker.uidvalidity != uidvalidity:
                 note = f"{name}: source UIDVALIDITY changed ({marker.uidvalidity} -> {uidvalidity}); copying it again"
-            todo = tuple(u for u in everything if u > last)
+                marker = None
+            todo = tuple(u for u in everything if marker is None or not marker.copied(u))
             self._folders[name] = _Folder(source, uidvalidity, todo)
+            self._refused.discard(name)
             yield SourceFolder(name, skipped=len(everything) - len(todo), note=note)
 
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
@@ -165,4 +165,9 @@ class ImapSource:
                 )
 
     def acknowledged(self, folder: SourceFolder, message: SourceMessage) -> None:
-        self.state.record(folder.name, self._folders[folder.name].uidvalidity, message.uid)
+        contiguous = folder.name not in self._refused
+        self.state.record(folder.name, self._folders[folder.name].uidvalidity, message.uid, contiguous=contiguous)
+
+    def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
+        # From here on the "everything up to" marker stops, so the next run retries this one.
+        self._refused.add(folder.name)

@@ -131,6 +131,9 @@ class MaildirSource:
     def acknowledged(self, folder: SourceFolder, message: SourceMessage) -> None:
         return None
 
+    def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
+        return None
+
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
         directory = self._dirs[folder.name]
         keywords = read_keywords(directory)

@@ -82,6 +82,9 @@ class MboxSource:
     def acknowledged(self, folder: SourceFolder, message: SourceMessage) -> None:
         return None
 
+    def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
+        return None
+
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
         number = 0
         from_line = b""

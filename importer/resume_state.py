@@ -23,7 +23,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class FolderMarker:
     uidvalidity: int
-    last_uid: int
+    last_uid: int  # every source UID up to this one is in the store
+    # Copied UIDs above last_uid: after a refused message the prefix stops
+    # growing (so the refused one is tried again next run) but later copies
+    # must not be repeated.
+    above: frozenset[int] = frozenset()
+
+    def copied(self, uid: int) -> bool:
+        return uid <= self.last_uid or uid in self.above
 
 
 def state_path(state_dir: pathlib.Path, host: str, port: int, user: str, to_user: str) -> pathlib.Path:
@@ -38,19 +45,31 @@ class ResumeState:
         if path.exists():
             data = json.loads(path.read_text("utf-8"))
             for name, entry in data.get("folders", {}).items():
-                self._folders[name] = FolderMarker(int(entry["uidvalidity"]), int(entry["last_uid"]))
+                above = frozenset(int(u) for u in entry.get("above", []))
+                self._folders[name] = FolderMarker(int(entry["uidvalidity"]), int(entry["last_uid"]), above)
 
     def marker(self, folder: str) -> FolderMarker | None:
         return self._folders.get(folder)
 
-    def record(self, folder: str, uidvalidity: int, uid: int) -> None:
-        self._folders[folder] = FolderMarker(uidvalidity, uid)
+    def record(self, folder: str, uidvalidity: int, uid: int, *, contiguous: bool) -> None:
+        """`uid` is in the store; `contiguous`: so is every source UID below it."""
+        old = self._folders.get(folder)
+        if old is None or old.uidvalidity != uidvalidity:
+            old = FolderMarker(uidvalidity, 0)
+        if contiguous:
+            marker = FolderMarker(uidvalidity, uid, frozenset(u for u in old.above if u > uid))
+        else:
+            marker = FolderMarker(uidvalidity, old.last_uid, old.above | {uid})
+        self._folders[folder] = marker
         self._write()
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {
-            "folders": {n: {"uidvalidity": m.uidvalidity, "last_uid": m.last_uid} for n, m in self._folders.items()}
+            "folders": {
+                n: {"uidvalidity": m.uidvalidity, "last_uid": m.last_uid, "above": sorted(m.above)}
+                for n, m in self._folders.items()
+            }
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")

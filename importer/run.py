@@ -46,6 +46,7 @@ def _recorder(
             source.acknowledged(folder, message)
         else:
             report.errors.append(f"{where}: {outcome.error}")
+            source.refused(folder, message)
         progress.update()
 
     return done

@@ -42,6 +42,10 @@ class ImportSource(Protocol):
         """The store holds `message` durably (resumable sources record it)."""
         ...
 
+    def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
+        """The store refused `message`; it is reported, and a resumed run tries it again."""
+        ...
+
 
 def to_crlf(data: bytes) -> bytes:
     """Bare LF -> CRLF, existing CRLF kept (files on disk usually hold LF)."""

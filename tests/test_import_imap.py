@@ -46,10 +46,12 @@ def _account() -> FakeAccount:
     return account
 
 
-def _import(servers: LocalServers, port: int, tmp: pathlib.Path) -> subprocess.CompletedProcess[str]:
+def _import(
+    servers: LocalServers, port: int, tmp: pathlib.Path, *, to_user: str = "dest"
+) -> subprocess.CompletedProcess[str]:
     (tmp / "pw").write_text("s3cret pass\n")
     argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(port), "--user", "old"]
-    argv += ["--password-file", str(tmp / "pw"), "--to-user", "dest", "--state-dir", str(tmp / "state")]
+    argv += ["--password-file", str(tmp / "pw"), "--to-user", to_user, "--state-dir", str(tmp / "state")]
     argv += ["--store", servers.store]
     return subprocess.run(
         [sys.executable, "-m", "mailha.cli", *argv], capture_output=True, text=True, timeout=60, check=False
@@ -85,7 +87,7 @@ def test_imap_import_and_resume(servers: LocalServers, tmp_path: pathlib.Path) -
         assert [v[1] for v in _store_view(servers, "Entwürfe")] == [{"\\Draft"}]
         (state_file,) = (tmp_path / "state").iterdir()
         state = json.loads(state_file.read_text())
-        assert state["folders"]["INBOX"] == {"uidvalidity": 777, "last_uid": 3}
+        assert state["folders"]["INBOX"] == {"uidvalidity": 777, "last_uid": 3, "above": []}
 
         # New mail at the source; the second run copies only that.
         account.folders["INBOX"].add(
@@ -119,3 +121,31 @@ def test_imap_import_wrong_password_fails_cleanly(servers: LocalServers, tmp_pat
     assert result.returncode == 2
     assert "mailha import: IMAP 127.0.0.1" in result.stderr
     assert "s3cret" not in result.stderr  # the password never shows up in output
+
+
+def test_refused_message_is_retried_and_later_copies_are_not_repeated(
+    servers: LocalServers, tmp_path: pathlib.Path
+) -> None:
+    with StoreClient(servers.store) as client:
+        client.create_user("dest2", "pw", epoch=servers.epoch)
+    account = FakeAccount("old", "s3cret pass")
+    inbox = FakeFolder(uidvalidity=5)
+    inbox.add(FakeMessage(b"Subject: 1\r\n\r\none\r\n", (), "01-Feb-2024 10:00:00 +0000"))
+    big = b"Subject: 2\r\n\r\n" + b"x" * (2 * 1024 * 1024) + b"\r\n"  # over this store's 1 MiB limit
+    inbox.add(FakeMessage(big, (), "01-Feb-2024 10:00:00 +0000"))
+    inbox.add(FakeMessage(b"Subject: 3\r\n\r\nthree\r\n", (), "01-Feb-2024 10:00:00 +0000"))
+    account.folders["INBOX"] = inbox
+    with FakeImapServer(account) as source:
+        first = _import(servers, source.port, tmp_path, to_user="dest2")
+        assert first.returncode == 1
+        assert "1 folders, 2 messages" in first.stderr and "1 errors" in first.stderr
+        assert "INBOX: UID 2: " in first.stderr and "NOT imported" in first.stderr
+        (state_file,) = (tmp_path / "state").iterdir()
+        assert json.loads(state_file.read_text())["folders"]["INBOX"] == {"uidvalidity": 5, "last_uid": 1, "above": [3]}
+        fetched = account.fetches
+        second = _import(servers, source.port, tmp_path, to_user="dest2")
+        assert second.returncode == 1
+        assert "0 messages" in second.stderr and "2 skipped, 1 errors" in second.stderr
+        assert account.fetches - fetched == 1  # only UID 2 was fetched again
+    with StoreClient(servers.store) as client:
+        assert len(client.select("dest2", "INBOX").uids) == 2
