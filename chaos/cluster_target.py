@@ -207,12 +207,30 @@ class ClusterTarget:
 
     def switchover(self) -> None:
         from haagent.errors import HaAgentError
-        from haagent.operator import switchover
+        from haagent.operator import cluster_status, switchover
 
+        # A switchover needs a healthy standby; right after the previous one the old active may
+        # still be releasing. Wait (bounded) for one instead of failing the request.
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            try:
+                status = cluster_status(self.cfg)
+            except HaAgentError:
+                status = {}
+            nodes = status.get("nodes")
+            if isinstance(nodes, list) and any(
+                isinstance(n, dict) and n.get("state") == "standby" and n.get("health") in ("ok", "stopped")
+                for n in nodes
+            ):
+                break
+            time.sleep(0.3)
         try:
             switchover(self.cfg)
         except HaAgentError as exc:
             raise TargetError(f"switchover: {exc}") from exc
+        except RuntimeError as exc:
+            # operator.switchover joins its probe thread even when it failed before starting it.
+            raise TargetError(f"switchover failed before it started: {exc}") from exc
 
     def create_user(self, node: str, user: str, password: str, address: str) -> None:
         """The workload's user, through `node`'s store (an existing one is fine)."""

@@ -121,7 +121,7 @@ def _all() -> list[Scenario]:
             "pause-short",
             "SIGSTOP of the active node for 0.5 s (no failover expected)",
             nemesis.pause_active(0.5),
-            20,
+            30,
             1.0,
             policy=no_failover,
         ),
@@ -146,7 +146,7 @@ def _all() -> list[Scenario]:
             5,
             3.0,
         ),
-        S("zk-kill-leader", "kill -9 of the ZooKeeper leader", nemesis.kill_zk_leader(5.0), 8, 3.0),
+        S("zk-kill-leader", "kill -9 of the ZooKeeper leader", nemesis.kill_zk_leader(3.0), 8, 3.0),
         S(
             "zk-quorum-loss",
             "two of three ZooKeeper members killed, then restored (no writes without quorum)",
@@ -172,7 +172,7 @@ def _all() -> list[Scenario]:
             2.0,
             big_append_bytes=20 * MIB,
         ),
-        S("kill-reader", "kill -9 of a process holding an LMDB read transaction", nemesis.kill_reader(2.0), 12, 1.0),
+        S("kill-reader", "kill -9 of a process holding an LMDB read transaction", nemesis.kill_reader(2.0), 20, 1.0),
         S(
             "storage-full",
             "storage full: a 128 MiB tmpfs filled by a ballast file, then freed (own node)",
