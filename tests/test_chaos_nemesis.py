@@ -271,4 +271,4 @@ def test_scenario_catalogue() -> None:
     assert len(SCENARIOS) >= 13
     assert sum(s.max_faults for s in SCENARIOS.values()) >= 100
     for s in SCENARIOS.values():
-        assert 0 < s.rounds <= 20 and s.gap > 0
+        assert 0 < s.rounds <= 40 and s.gap > 0
