@@ -194,6 +194,9 @@ async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop
         await _Connection(stream, options, session).run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away; nothing was acknowledged that was not stored
+    except Exception:
+        # A bug must cost one connection (the MTA retries), not the server.
+        log.exception("LMTP connection failed")
     finally:
         await session.aclose()
         await trio.aclose_forcefully(stream)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from lmtpd.memory_drop import MemoryMailDrop
+from lmtpd.delivery import Resolution
+from lmtpd.memory_drop import MemoryMailDrop, MemorySession
 from lmtpd.server import LmtpdOptions, handle_connection, serve
 
 OPTS = LmtpdOptions(max_message_size=10_000, hostname="mx.test")
@@ -243,3 +245,37 @@ def test_recipient_limit_per_transaction(monkeypatch: pytest.MonkeyPatch) -> Non
     run_session(drop, script)
     assert len(drop.inboxes["alice"].messages) == 2
     assert drop.inboxes["bob"].messages == []
+
+
+def test_a_failing_connection_does_not_stop_the_server() -> None:
+    class ExplodingDrop(MemoryMailDrop):
+        def session(self) -> MemorySession:
+            session = super().session()
+
+            async def resolve(address: str) -> Resolution:
+                raise RuntimeError("bug in resolve")
+
+            session.resolve = resolve  # type: ignore[method-assign]
+            return session
+
+    drop = ExplodingDrop()
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            f = s.makefile("rb")
+            greeting = f.readline()
+            s.sendall(b"LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<u@d.test>\r\n")
+            rest = f.read()  # returns once the server closes this connection
+            assert b"2.1.5" not in rest  # the recipient was never accepted
+            return greeting
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve, OPTS, drop, "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+            for _ in range(2):  # the second connection is still served
+                greeting = await trio.to_thread.run_sync(client, port)
+                assert greeting.startswith(b"220 mx.test ")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
