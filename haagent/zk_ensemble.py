@@ -212,8 +212,12 @@ class Ensemble:
     stopped one does nothing. Nothing here holds state beyond the files.
     """
 
-    def __init__(self, cfg: ZooKeeperConfig) -> None:
+    def __init__(self, cfg: ZooKeeperConfig, *, die_with_parent: bool = False) -> None:
+        """die_with_parent: members get SIGKILL when the starting thread's
+        process dies (test fixtures: no JVM outlives a killed pytest).
+        `mailha zk up` leaves it off so the ensemble outlives the command."""
         self.cfg = cfg
+        self.die_with_parent = die_with_parent
 
     # -- inspection ---------------------------------------------------------
 
@@ -266,6 +270,7 @@ class Ensemble:
         (files.data / "myid").write_text(f"{member.id}\n")
         files.config.write_text(render_config(self.cfg, member, files))
         argv = [
+            *(("setpriv", "--pdeathsig", "KILL", "--") if self.die_with_parent else ()),
             JAVA,
             *JVM_OPTIONS,
             f"-Dzookeeper.log.dir={files.root}",

@@ -103,7 +103,7 @@ class Lab:
 
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
-        self.ensemble = Ensemble(cfg.zookeeper)
+        self.ensemble = Ensemble(cfg.zookeeper, die_with_parent=True)
 
     def up(self, with_zookeeper: bool = True) -> None:
         netns.topology_up(self.cfg)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from kazoo.client import KazooClient, KazooState
@@ -136,3 +139,29 @@ def test_down_finds_members_without_pid_files_and_is_idempotent(tmp_path: pathli
     assert not pathlib.Path(f"/proc/{pid}").exists() or zk_ensemble.MAIN_CLASS not in zk_ensemble._cmdline(pid)
     assert ens.stop() == 0
     assert ens.status()[0].ok is False
+
+
+def test_fixture_members_die_with_the_process_that_started_them(tmp_path: pathlib.Path) -> None:
+    script = f"""
+import pathlib, sys
+sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent.parent)!r})
+from haagent.zk_ensemble import Ensemble
+from tests.zk_fixtures import loopback_zk_config
+ens = Ensemble(loopback_zk_config(pathlib.Path(sys.argv[1]), members=1), die_with_parent=True)
+print(ens.start()[0].pid, flush=True)
+sys.stdin.readline()
+"""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert starter.stdout is not None and starter.stdin is not None
+    pid = int(starter.stdout.readline())
+    assert zk_ensemble.MAIN_CLASS in zk_ensemble._cmdline(pid)
+    starter.kill()  # no teardown runs: the kernel must take the JVM down
+    starter.wait()
+    starter.stdin.close()
+    starter.stdout.close()
+    deadline = time.monotonic() + 10
+    while zk_ensemble.MAIN_CLASS in zk_ensemble._cmdline(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert zk_ensemble.MAIN_CLASS not in zk_ensemble._cmdline(pid)

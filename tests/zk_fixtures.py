@@ -13,6 +13,10 @@ Fixtures:
 
 Helpers on ZkTestEnsemble: expire_session(client), stop_member(i),
 start_member(i), leader_member(), hosts.
+
+Members are started with PDEATHSIG so no JVM outlives a killed pytest; the
+signal follows the *thread* that started a member, so call start_member
+from the test's own thread, not from a short-lived worker thread.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ class ZkTestEnsemble:
 
     def __init__(self, cfg: ZooKeeperConfig) -> None:
         self.cfg = cfg
-        self.ensemble = Ensemble(cfg)
+        self.ensemble = Ensemble(cfg, die_with_parent=True)
         self.started_in: float | None = None
 
     @property
