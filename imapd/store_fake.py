@@ -107,6 +107,7 @@ class FakeStore:
         self._next_id = 1
         self._next_uidvalidity = int(time.time()) % 1_000_000_000
         self.calls = 0  # store round trips, for "one call per command" tests
+        self.fetch_requests: list[FetchRequest] = []
 
     # ---- administration (tests) ------------------------------------------
     def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
@@ -303,6 +304,7 @@ class FakeStore:
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         self._call()
+        self.fetch_requests.append(request)
         mbox = self._by_id(user, mailbox_id)
         for msg in self._selected(mbox, request.uid_set):
             if msg.modseq <= request.changed_since:

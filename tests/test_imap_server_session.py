@@ -17,6 +17,10 @@ from tests.imap_server_wire import RawClient, connected, running_server, trio_te
 MSG = b"From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: Hello there\r\n\r\nThe body text.\r\n"
 
 
+def _asked_header(store: FakeStore) -> bool:
+    return store.fetch_requests[-1].with_header
+
+
 def _joined(lines: list[bytes]) -> bytes:
     return b"".join(lines)
 
@@ -313,3 +317,26 @@ async def test_one_watch_feed_per_mailbox_shared_by_sessions() -> None:
         await a.command("UNSELECT")
         await b.command("CLOSE")
         assert server.ctx.hub.active_feeds == 0
+
+
+@trio_test
+async def test_one_store_call_per_command_and_cached_envelopes() -> None:
+    async with running_server() as (_, ports, store), connected(ports[0]) as c:
+        assert isinstance(store, FakeStore)
+        await c.login()
+        await c.command("SELECT INBOX")
+        for i in range(60):
+            await _append(c, MSG.replace(b"Hello there", b"Hello %d" % i))
+        before = store.calls
+        first_lines = await c.command("FETCH 11:60 (FLAGS ENVELOPE)")
+        first = _joined(first_lines)
+        assert store.calls - before == 1
+        assert first.count(b" FETCH (") == 50 and b'"Hello 59"' in first
+        assert _asked_header(store)
+        second_lines = await c.command("FETCH 11:60 (FLAGS ENVELOPE)")
+        assert not _asked_header(store)  # every ENVELOPE came from the cache
+        assert second_lines[:-1] == first_lines[:-1]
+        before = store.calls
+        await c.command("STORE 1:60 +FLAGS (\\Flagged)")
+        await c.command("UID SEARCH FLAGGED SUBJECT hello")
+        assert store.calls - before == 2

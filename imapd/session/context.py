@@ -8,6 +8,7 @@ from typing import Protocol
 import trio
 
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
+from imapd.session.envelope_cache import EnvelopeCache
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
 
@@ -56,6 +57,7 @@ class ServerContext:
     cap: ConnectionCap = field(default_factory=lambda: ConnectionCap(50))
     # Set once the store says this writer is fenced: every connection gets BYE.
     fenced: trio.Event = field(default_factory=trio.Event)
+    envelopes: EnvelopeCache = field(default_factory=EnvelopeCache)
 
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)

@@ -10,9 +10,9 @@ from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.message.view import MessageView
 from imapd.protocol import commands as c
-from imapd.protocol.fetch_spec import FLAGS, data_needs, sets_seen, with_modseq, with_uid
+from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import encode_chunks
+from imapd.protocol.values import Value, encode_chunks
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
@@ -84,7 +84,10 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         sel.note_own_flags(result.updated)
         if FLAGS not in attrs:
             flagged = {m.uid for m in result.updated}
-    needs = data_needs(attrs)
+    # ENVELOPEs come from the cache when it has them all: then no header bytes are needed.
+    others = tuple(a for a in attrs if a != ENVELOPE)
+    cached = len(others) < len(attrs) and s.ctx.envelopes.has_all(user, sel.mailbox_id, uids)
+    needs = data_needs(others if cached else attrs)
     request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0)
     missing = set(uids)
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
@@ -94,7 +97,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         missing.discard(item.meta.uid)
         these = (*attrs, FLAGS) if item.meta.uid in flagged else attrs
         try:
-            pairs = render_fetch(these, _view(item))
+            pairs = _render(s, user, sel.mailbox_id, these, item)
         except MissingMessageData:
             continue
         s.emit(b"* %d FETCH " % seq)
@@ -108,6 +111,22 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     else:
         s.tagged(tag, b"OK", b"FETCH completed")
     return Outcome.CONTINUE
+
+
+def _render(
+    s: Session, user: str, mailbox_id: int, attrs: tuple[FetchAttribute, ...], item: FetchedMessage
+) -> list[tuple[bytes, Value]]:
+    if ENVELOPE not in attrs:
+        return render_fetch(attrs, _view(item))
+    key = (user, mailbox_id, item.meta.uid)
+    envelope = s.ctx.envelopes.get(key)
+    if envelope is None:
+        pairs = render_fetch(attrs, _view(item))
+        s.ctx.envelopes.put(key, pairs[attrs.index(ENVELOPE)][1])
+        return pairs
+    others = tuple(a for a in attrs if a != ENVELOPE)
+    rendered = iter(render_fetch(others, _view(item)))
+    return [(a.label(), envelope) if a == ENVELOPE else next(rendered) for a in attrs]
 
 
 # ---- STORE ------------------------------------------------------------------------------
