@@ -239,3 +239,12 @@ def test_header_block_is_capped_at_one_mebibyte() -> None:
     assert root.body_start == MAX_HEADER
     envelope = fetch(data, F.ENVELOPE)
     assert envelope.startswith(b'(ENVELOPE (NIL "first" NIL NIL NIL')  # From: is past the cap
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_empty_parts_and_delimiter_on_first_body_line(eol: bytes) -> None:
+    data = eol.join(
+        [b"Content-Type: multipart/mixed; boundary=q", b"", b"--q", b"--q", b"", b"two", b"--q", b"--q--", b""]
+    )
+    root = parse_message(data)
+    assert [c.body for c in root.children] == [b"", b"two", b""]

@@ -140,31 +140,35 @@ def _split_multipart(part: Part, depth: int, budget: _Budget) -> None:
 def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
     """(start, end) of each body part between delimiter lines; the line break before a delimiter is its own.
 
-    The regex finds only real delimiter lines ("--b" or "--b--", optional
-    padding, at a line start), so junk that merely contains the boundary
+    The pattern starts with a literal line break, so the regex engine scans
+    for it at memchr-like speed and only real delimiter lines ("--b" or
+    "--b--", optional padding) match: junk that merely contains the boundary
     costs nothing in Python.
     """
-    delimiter = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t\r]*$", re.M)
+    line = rb"--" + re.escape(boundary) + rb"(--)?[ \t\r]*(?=\n|\Z)"
+    delimiter = re.compile(rb"\n" + line)
     spans: list[tuple[int, int]] = []
     part_start = -1
     pos = start
+    first = re.compile(line).match(data, start, end)  # a delimiter on the very first line
+    if first is not None:
+        if first.group(1) is not None:
+            return spans
+        part_start, pos = min(first.end() + 1, end), first.end()
     while len(spans) < MAX_PARTS:
         m = delimiter.search(data, pos, end)
         if m is None:
             break
-        hit = m.start()
         if part_start >= 0:
-            content_end = hit
-            if content_end > part_start and data[content_end - 1] == 0x0A:
+            content_end = max(m.start(), part_start)  # the line break before the delimiter is not content
+            if content_end > part_start and data[content_end - 1] == 0x0D:
                 content_end -= 1
-                if content_end > part_start and data[content_end - 1] == 0x0D:
-                    content_end -= 1
             spans.append((part_start, content_end))
-        line_end = min(m.end() + 1, end)  # past the line break (or at the end)
         if m.group(1) is not None:
             return spans
-        part_start = line_end
-        pos = line_end
+        # The part starts past the delimiter's line break; the search resumes on that
+        # line break, which may already open the next delimiter (an empty part).
+        part_start, pos = min(m.end() + 1, end), m.end()
     if part_start >= 0:
         spans.append((part_start, end))  # truncated: the last part runs to the end
     return spans
