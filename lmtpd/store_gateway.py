@@ -32,6 +32,9 @@ _PIECE: Final = 256 * 1024
 _QUEUE_DEPTH: Final = 16  # pieces in flight towards gRPC per connection (≤ 4 MiB)
 _PUT_TIMEOUT: Final = 60.0
 _UNARY_TIMEOUT: Final = 15.0
+# A whole transaction's appends; well inside Postfix's lmtp_data_done_timeout
+# (600 s), so the MTA hears 451 from us rather than timing out itself.
+_DELIVERY_TIMEOUT: Final = 300.0
 _CHANNEL_OPTIONS: Final = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -145,23 +148,25 @@ class GrpcSession:
             self._pipeline = _AppendPipeline(self._drop.stub, self._drop.limiter)
         pipeline = self._pipeline
         try:
-            for recipient, prefix in zip(recipients, prefixes, strict=True):
-                await self._send_message(pipeline, recipient, prefix, body)
-            results: list[DeliveryResult] = []
-            for _ in recipients:
-                reply = await pipeline.reply()
-                if reply.error_code:
-                    outcome = outcome_for(reply.error_code, reply.error_message)
-                    results.append(DeliveryResult(outcome, detail=reply.error_message))
-                else:
-                    results.append(DeliveryResult(Outcome.DELIVERED, uid=reply.uid))
+            with trio.fail_after(_DELIVERY_TIMEOUT):
+                for recipient, prefix in zip(recipients, prefixes, strict=True):
+                    await self._send_message(pipeline, recipient, prefix, body)
+                results: list[DeliveryResult] = []
+                for _ in recipients:
+                    reply = await pipeline.reply()
+                    if reply.error_code:
+                        outcome = outcome_for(reply.error_code, reply.error_message)
+                        results.append(DeliveryResult(outcome, detail=reply.error_message))
+                    else:
+                        results.append(DeliveryResult(Outcome.DELIVERED, uid=reply.uid))
             return results
-        except StoreConnectionLost as exc:
+        except (StoreConnectionLost, trio.TooSlowError) as exc:
             # What was in flight is unknown: a temporary failure makes the MTA
             # retry (a possible duplicate beats a lost message).
             pipeline.close()
             self._pipeline = None
-            return [DeliveryResult(Outcome.UNAVAILABLE, detail=str(exc)) for _ in recipients]
+            detail = str(exc) or "store did not answer in time"
+            return [DeliveryResult(Outcome.UNAVAILABLE, detail=detail) for _ in recipients]
 
     async def _send_message(
         self, pipeline: _AppendPipeline, recipient: Recipient, prefix: bytes, body: MessageSource

@@ -128,3 +128,36 @@ def test_fenced_lmtpd_answers_451(servers: LocalServers, tmp_path: pathlib.Path)
         c.close()
     finally:
         stop(proc)
+
+
+def test_store_gone_means_451_and_lmtpd_keeps_serving(tmp_path: pathlib.Path) -> None:
+    with local_servers(tmp_path, max_message_size=MAX) as srv:
+        with StoreClient(srv.store) as client:
+            client.create_user("bob", "bob-pw", epoch=srv.epoch)
+            client.stub.AddAddress(_addr("bob@d.test", "bob", srv.epoch))
+        c = Lmtp(srv.lmtp_port)
+        c.send(b"MAIL FROM:<s@x.test>\r\nRCPT TO:<bob@d.test>\r\nDATA\r\n")
+        for _ in range(3):
+            c.reply()
+        c.send(b"Subject: before\r\n\r\nx\r\n.\r\n")
+        assert c.reply().startswith(b"250 2.0.0")
+        srv.store_process.kill()
+        srv.store_process.wait()
+        # The pipeline stream breaks: what was in flight gets a temporary failure.
+        c.send(b"MAIL FROM:<s@x.test>\r\nRCPT TO:<bob@d.test>\r\nDATA\r\n")
+        assert c.reply().startswith(b"250 2.1.0")
+        rcpt = c.reply()
+        if rcpt.startswith(b"250"):  # resolved from lmtpd's short-lived cache
+            assert c.reply().startswith(b"354")
+            c.send(b"Subject: after\r\n\r\nx\r\n.\r\n")
+            assert c.reply().startswith(b"451 4.3.0 ")
+        else:
+            assert rcpt.startswith(b"451 4.3.0 ")
+            assert c.reply().startswith(b"503")  # DATA without recipients
+        # A fresh connection is still greeted and a lookup of a new address fails temporarily.
+        c2 = Lmtp(srv.lmtp_port)
+        c2.send(b"MAIL FROM:<s@x.test>\r\nRCPT TO:<new@d.test>\r\n")
+        assert c2.reply().startswith(b"250")
+        assert c2.reply().startswith(b"451 4.3.0 ")
+        c.close()
+        c2.close()
