@@ -25,6 +25,7 @@ import enum
 from lmtpd import replies
 from lmtpd.commands import parse_command
 from lmtpd.data_decoder import DataDecoder
+from lmtpd.errors import LmtpdError
 from lmtpd.events import (
     NEED_DATA,
     Command,
@@ -41,7 +42,7 @@ from lmtpd.replies import Reply
 DEFAULT_MAX_LINE = 2048  # RFC 5321 allows 512 + extension parameters
 
 
-class LmtpProtocolError(Exception):
+class LmtpProtocolError(LmtpdError):
     """The server used the core out of order (a bug in the caller)."""
 
 
