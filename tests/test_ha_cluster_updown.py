@@ -23,7 +23,7 @@ import pytest
 from haagent import cluster, demo_tls, netns
 from haagent.zk_ensemble import Ensemble
 from mailha.config import ClusterConfig
-from tests.ha_lab_fixtures import lab_config
+from tests.ha_lab_fixtures import Lab, lab_config
 from tests.test_ha_netns_topology import ours_in_system
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -142,3 +142,27 @@ def test_real_cluster_up_serves_imap_creates_the_demo_user_and_down_cleans(cfg: 
     assert cluster.create_demo_user(cfg, active) is False  # made by up already
     cluster.cluster_down(cfg, out=io.StringIO())
     nothing_left(cfg)
+
+
+def test_cluster_down_command_cleans_a_lab_it_did_not_start(cfg: ClusterConfig) -> None:
+    """`mailha cluster down` in a fresh process finds everything from cluster.yaml alone."""
+    assert cfg.source is not None
+    Lab(cfg).up()
+    stray = netns.popen_in_netns(cfg.nodes[0].namespace, ["sleep", "300"], start_new_session=True)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailha.cli", "cluster", "down", "--config", str(cfg.source)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"stopped 1 process(es) of {cfg.nodes[0].name}" in result.stdout
+        assert "stopped 3 ZooKeeper member(s)" in result.stdout
+        assert stray.wait(timeout=10) == -signal.SIGTERM
+        nothing_left(cfg)
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
