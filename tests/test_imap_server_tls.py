@@ -53,7 +53,7 @@ async def test_starttls_then_login(tmp_path: pathlib.Path) -> None:
 async def test_implicit_tls_port_and_sasl_continuation(tmp_path: pathlib.Path) -> None:
     server_ctx, client_ctx = _contexts(tmp_path)
     settings = ServerSettings(allow_plaintext_login=False, tls_available=True)
-    async with running_server(settings=settings, ssl_context=server_ctx, tls_port=True) as (_, ports, _store):
+    async with running_server(settings=settings, ssl_context=server_ctx, tls_port=True) as (_, ports, _store):  # noqa: SIM117
         async with connected(ports[1], client_ctx) as c:
             tag = c.next_tag()
             await c.send(tag.encode() + b" AUTHENTICATE PLAIN\r\n")
