@@ -145,18 +145,19 @@ class Committer:
                 return
         self.batches += 1
         self.ops += len(batch)
-        events: list[store_pb2.ChangeEvent] = []
+        # Durable now. Publish first, so by the time a writer has its answer every
+        # watcher already has the event queued; then run callbacks and answer.
+        events = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
+        if events:
+            self._publish(events)
         for op, (ok, value, ctx) in zip(batch, outcomes, strict=True):
             if ok:
                 assert ctx is not None
-                events.extend(ctx.events)
                 for callback in ctx.after_commit:
                     callback()
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
-        if events:
-            self._publish(events)
 
     def _try_batch(self, batch: list[_Op]) -> list[tuple[bool, Any, WriteContext | None]]:
         outcomes: list[tuple[bool, Any, WriteContext | None]] = []
