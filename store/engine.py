@@ -9,6 +9,7 @@ committer (group commit) and return only after their commit is durable.
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import queue
 import shutil
@@ -72,6 +73,7 @@ class MailStore:
         self.gate = MapGate()
         self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch, self.gate)
         self.logins = CredentialCache()
+        self._decoy: str | None = None
         self.committer.start()
 
     def close(self) -> None:
@@ -182,7 +184,11 @@ class MailStore:
         """The user name for (login, password); Unauthenticated with a generic message otherwise."""
         failed = Unauthenticated("authentication failed: unknown user or wrong password")
         user, stored = self.read(lambda txn: self._login_lookup(txn, login))
-        if user is None or stored is None or not password:
+        if not password:
+            raise failed
+        if user is None or stored is None:
+            # As slow as a wrong password, so timing does not tell which user names exist.
+            verify_password(password, self._decoy_hash())
             raise failed
         if self.logins.check(user, password):
             return user
@@ -190,6 +196,11 @@ class MailStore:
             raise failed
         self.logins.remember(user, password)
         return user
+
+    def _decoy_hash(self) -> str:
+        if self._decoy is None:
+            self._decoy = hash_password(os.urandom(16).hex())
+        return self._decoy
 
     def _login_lookup(self, txn: lmdb.Transaction, login: str) -> tuple[str | None, str | None]:
         user = users.login_name(txn, self.dbs, login)
