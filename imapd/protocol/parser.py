@@ -125,6 +125,23 @@ class _Mode(enum.Enum):
     AUTH_RESPONSE = "auth-response"  # waiting for one SASL response line
 
 
+M = _Mode
+
+# Every mode change the parser makes; _goto() enforces it (the fuzz test drives all of them).
+_NEXT_MODES: Final[dict[_Mode, frozenset[_Mode]]] = {
+    M.LINE: frozenset(
+        {M.LITERAL, M.AWAIT_CONTINUATION, M.APPEND_DATA, M.DISCARD_LINE, M.DISCARD_LITERAL, M.IDLE, M.AUTH_RESPONSE}
+    ),
+    M.LITERAL: frozenset({M.LINE, M.DISCARD_LITERAL}),
+    M.AWAIT_CONTINUATION: frozenset({M.LITERAL, M.APPEND_DATA, M.LINE}),
+    M.APPEND_DATA: frozenset({M.LINE, M.DISCARD_LITERAL}),
+    M.DISCARD_LINE: frozenset({M.DISCARD_LITERAL, M.LINE}),
+    M.DISCARD_LITERAL: frozenset({M.DISCARD_LINE}),
+    M.IDLE: frozenset({M.LINE}),
+    M.AUTH_RESPONSE: frozenset({M.LINE}),
+}
+
+
 class CommandParser:
     """Sans-IO parser of one connection's client stream."""
 
@@ -180,13 +197,13 @@ class CommandParser:
 
     def accept_literal(self) -> None:
         self._require_await()
-        self._mode = self._after_accept
+        self._goto(self._after_accept)
 
     def reject_literal(self) -> None:
         self._require_await()
         self._events.clear()
         self._reset_command()
-        self._mode = _Mode.LINE
+        self._goto(_Mode.LINE)
 
     def discard_command(self) -> None:
         """Abandon the command in progress; yields CommandDiscarded(tag) once its bytes are skipped."""
@@ -195,7 +212,7 @@ class CommandParser:
         self._events.clear()  # e.g. AppendMessageStart / ContinuationNeeded queued behind AppendStart
         if self._mode is _Mode.AWAIT_CONTINUATION:
             self._reset_command()
-            self._mode = _Mode.LINE
+            self._goto(_Mode.LINE)
             self._events.append(pending)
         elif self._mode in (_Mode.APPEND_DATA, _Mode.LITERAL):
             self._skip_literal(self._remaining, pending)
@@ -207,12 +224,12 @@ class CommandParser:
 
     def begin_idle(self, tag: str) -> None:
         self._require_line("begin_idle")
-        self._mode = _Mode.IDLE
+        self._goto(_Mode.IDLE)
         self._wait_tag = tag
 
     def begin_auth_response(self, tag: str) -> None:
         self._require_line("begin_auth_response")
-        self._mode = _Mode.AUTH_RESPONSE
+        self._goto(_Mode.AUTH_RESPONSE)
         self._wait_tag = tag
 
     def take_unprocessed(self) -> bytes:
@@ -244,6 +261,11 @@ class CommandParser:
         return self._events.popleft()
 
     # --- helpers -------------------------------------------------------------
+
+    def _goto(self, mode: _Mode) -> None:
+        if mode not in _NEXT_MODES[self._mode]:
+            raise AssertionError(f"parser bug: {self._mode.value} -> {mode.value}")
+        self._mode = mode
 
     def _set_limits(self, authenticated: bool) -> None:
         self._authenticated = authenticated
@@ -289,17 +311,17 @@ class CommandParser:
         self._pending = pending
         self._tail = b""
         self._reset_command()
-        self._mode = _Mode.DISCARD_LINE
+        self._goto(_Mode.DISCARD_LINE)
 
     def _skip_literal(self, size: int, pending: ev.Event) -> None:
         self._pending = pending
         self._tail = b""
         self._reset_command()
         self._remaining = size
-        self._mode = _Mode.DISCARD_LITERAL
+        self._goto(_Mode.DISCARD_LITERAL)
 
     def _finish_skip(self) -> None:
-        self._mode = _Mode.LINE
+        self._goto(_Mode.LINE)
         if self._pending is not None:
             self._events.append(self._pending)
             self._pending = None
@@ -420,9 +442,9 @@ class CommandParser:
         if sync:
             self._events.append(ev.ContinuationNeeded(tag, size))
             self._after_accept = then
-            self._mode = _Mode.AWAIT_CONTINUATION
+            self._goto(_Mode.AWAIT_CONTINUATION)
         else:
-            self._mode = then
+            self._goto(then)
 
     # --- APPEND streaming ----------------------------------------------------
 
@@ -467,7 +489,7 @@ class CommandParser:
         tag = self._tag or ""
         if self._remaining == 0:
             self._events.append(ev.AppendMessageEnd(tag))
-            self._mode = _Mode.LINE
+            self._goto(_Mode.LINE)
             return True
         if not self._buf:
             return False
@@ -479,7 +501,7 @@ class CommandParser:
         self._events.append(ev.AppendChunk(tag, chunk))
         if self._remaining == 0:
             self._events.append(ev.AppendMessageEnd(tag))
-            self._mode = _Mode.LINE
+            self._goto(_Mode.LINE)
         return True
 
     # --- LITERAL ---------------------------------------------------------------
@@ -495,7 +517,7 @@ class CommandParser:
         if self._remaining == 0:
             self._literals.append(bytes(self._literal_buf))
             self._literal_buf = bytearray()
-            self._mode = _Mode.LINE
+            self._goto(_Mode.LINE)
         return True
 
     # --- resync ----------------------------------------------------------------
@@ -521,7 +543,7 @@ class CommandParser:
         if m is not None and m.group(3) == b"+":
             # a non-synchronizing literal follows whatever we think of the line
             self._remaining = int(m.group(2))
-            self._mode = _Mode.DISCARD_LITERAL
+            self._goto(_Mode.DISCARD_LITERAL)
         else:
             # end of command (after {n} the client waits for "+" and gets our answer instead)
             self._finish_skip()
@@ -535,7 +557,7 @@ class CommandParser:
         self._remaining -= n
         if self._remaining == 0:
             self._tail = b""
-            self._mode = _Mode.DISCARD_LINE
+            self._goto(_Mode.DISCARD_LINE)
         return True
 
     # --- IDLE / AUTHENTICATE -------------------------------------------------
@@ -545,12 +567,12 @@ class CommandParser:
         line = self._take_line()
         if line is None:
             if len(self._buf) > self._line_limit:
-                self._mode = _Mode.LINE
+                self._goto(_Mode.LINE)
                 self._skip_line(ev.BadCommand(tag, "line too long", ev.BadReason.LINE_TOO_LONG))
                 return True
             return False
         idle = self._mode is _Mode.IDLE
-        self._mode = _Mode.LINE
+        self._goto(_Mode.LINE)
         if idle:
             if line.upper() == b"DONE":
                 self._events.append(ev.IdleDone(tag))
