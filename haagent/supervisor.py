@@ -201,6 +201,15 @@ def set_writable(address: str, epoch: int, writable: bool, timeout: float = 0.5)
         )
 
 
+def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def greets(host: str, port: int, prefix: bytes, timeout: float = 1.0) -> bool:
     """True if a TCP connection to host:port greets with `prefix`."""
     try:
@@ -236,6 +245,7 @@ class Supervisor:
         self.lock = trio.Lock()
         self.warm = WarmPool(self.log_dir)
         self._names: list[str] | None = None
+        self._exiting: list[_Child] = []  # front ends that stopped serving but have not exited yet
 
     # -- health -----------------------------------------------------------------
     def health(self) -> Health:
@@ -385,11 +395,35 @@ class Supervisor:
         front = [c for name, c in self.children.items() if name != "store"]
         for child in front:
             self._signal(child, signal.SIGTERM if drain else signal.SIGKILL)
-        await self._reap(front, DRAIN_TIMEOUT)
+        if drain:
+            # A draining front end closes its listener only after it has said
+            # BYE [UNAVAILABLE] to every client (imapd) or cancelled its
+            # sessions (lmtpd); its interpreter teardown (gRPC threads) can take
+            # a second more, which the hand-over need not wait for.
+            await self._wait_stopped_listening(front, DRAIN_TIMEOUT)
+        else:
+            await self._reap(front, DRAIN_TIMEOUT)
         for child in front:
             del self.children[child.name]
+            if child.proc.poll() is None:
+                self._exiting.append(child)
+
+    async def _wait_stopped_listening(self, children: list[_Child], timeout: float) -> None:
+        host = str(self.cluster.floating_ip.address.ip)
+        with trio.move_on_after(timeout):
+            for child in children:
+                while child.proc.poll() is None:
+                    if child.port is not None and not await trio.to_thread.run_sync(accepts, host, child.port):
+                        break
+                    await trio.sleep(0.01)
+            return
+        log.warning("front ends still listening after %.0f s of draining; killing them", timeout)
+        for child in children:
+            self._signal(child, signal.SIGKILL)
 
     async def _stop_store(self) -> None:
+        await self._reap(self._exiting, STOP_TIMEOUT)
+        self._exiting.clear()
         store = self.children.pop("store", None)
         if store is not None:
             self._signal(store, signal.SIGTERM)

@@ -214,10 +214,14 @@ def test_switchover_both_ways(agent_lab: AgentLab) -> None:
     # A correctness bound, not the performance target (that is `mailha bench
     # failover`): CI machines are shared and slow.
     assert all(g < 10.0 for g in gaps), gaps
-    reasons = [h.reason for h in agent_lab.coord.history()]
-    assert f"switchover to {second}" in reasons and f"switchover to {first}" in reasons
+    # The old active writes its history once its store has stopped.
+    agent_lab.wait_for(
+        "both releases in the history",
+        lambda: {f"switchover to {second}", f"switchover to {first}"} <= {h.reason for h in agent_lab.coord.history()},
+        timeout=15,
+    )
     # A planned switchover is a clean hand-over: nobody was fenced.
-    assert "fenced" not in agent_lab.logs().split("activated epoch 1")[-1]
+    assert " with netns-kill: " not in agent_lab.logs()
 
 
 def test_pause_blocks_failover_until_resume(agent_lab: AgentLab) -> None:
