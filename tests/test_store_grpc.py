@@ -165,3 +165,20 @@ def test_watch_reports_a_new_message_fast(store_server: StoreServer) -> None:
         next(stream)
         c.stub.DeleteMailbox(store_pb2.DeleteMailboxRequest(epoch=1, user="alice", name="Tmp"))
         assert [e.deleted for e in stream] == [True]
+
+
+def test_read_only_start_until_set_writable(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "ro.sock", extra_args=("--fence", "7", "--read-only-start"))
+    server.start()
+    try:
+        with server.client() as c:
+            reply = c.stub.GetEpoch(store_pb2.GetEpochRequest())
+            assert (reply.epoch, reply.writable) == (7, False)
+            code, text = _code(lambda: c.create_user("alice", "pw", epoch=7))
+            assert code == grpc.StatusCode.UNAVAILABLE and "suspended" in text
+            code, _ = _code(lambda: c.stub.SetWritable(store_pb2.SetWritableRequest(epoch=6, writable=True)))
+            assert code == grpc.StatusCode.FAILED_PRECONDITION
+            assert c.stub.SetWritable(store_pb2.SetWritableRequest(epoch=7, writable=True)).writable
+            assert c.create_user("alice", "pw", epoch=7).name == "alice"
+    finally:
+        server.stop()
