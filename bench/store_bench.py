@@ -42,7 +42,9 @@ class BenchOptions:
 @dataclass(frozen=True)
 class Job:
     address: str
-    kind: str  # "append" (unary AppendOne) | "append_stream" (AppendPipeline, one in flight) | "fetch" | "flags"
+    # "append" (unary AppendOne) | "append_stream" (AppendPipeline) | "fetch" | "flags" |
+    # "epoch" (unary GetEpoch: the cost of a bare gRPC call here, for comparison)
+    kind: str
     user: str
     mailbox_id: int
     epoch: int
@@ -97,6 +99,8 @@ def _worker(job: Job) -> tuple[int, list[float]]:
             continue
         elif job.kind == "append":
             client.append_bytes(job.user, "", body, epoch=job.epoch, mailbox_id=job.mailbox_id)
+        elif job.kind == "epoch":
+            client.stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=60)
         elif job.kind == "fetch":
             uid = rng.randint(1, job.uid_hi)
             req = store_pb2.FetchRequest(user=job.user, mailbox_id=job.mailbox_id, uid_set=str(uid), with_body=True)
@@ -222,6 +226,7 @@ def _run_phases(address: str, seconds: float) -> dict[str, float | int | str]:
         with StoreClient(address) as admin:
             uid_hi = admin.select(user, "INBOX").mailbox.status.uidnext - 1
         reads = _with(template, size=0, uid_hi=min(uid_hi, 2000))
+        _record(out, _phase(pool, "noop_grpc_c16", _with(reads, kind="epoch"), CLIENTS, seconds))
         for clients in (1, CLIENTS):
             _record(out, _phase(pool, f"fetch_4k_c{clients}", _with(reads, kind="fetch"), clients, seconds))
             _record(out, _phase(pool, f"flags_c{clients}", _with(reads, kind="flags"), clients, seconds))
