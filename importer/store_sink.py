@@ -68,6 +68,12 @@ class StoreSink:
         except grpc.RpcError as exc:
             if _code(exc) != grpc.StatusCode.ALREADY_EXISTS:
                 raise ImportFailure(f"cannot create mailbox {name!r}: {_details(exc)}") from exc
+        # Subscribed, so that clients showing only subscribed folders show the migrated ones.
+        subscribe = store_pb2.SubscribeRequest(epoch=self.epoch, user=self.user, name=name, subscribed=True)
+        try:
+            self.client.stub.Subscribe(subscribe, timeout=self.client.timeout)
+        except grpc.RpcError as exc:
+            raise ImportFailure(f"cannot subscribe mailbox {name!r}: {_details(exc)}") from exc
 
     def append_all(
         self, mailbox: str, messages: Iterator[SourceMessage], done: Callable[[SourceMessage, AppendOutcome], None]

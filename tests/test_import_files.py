@@ -16,6 +16,7 @@ from importer.mbox import MboxSource, from_line_date
 from importer.run import run_import
 from importer.store_sink import StoreSink
 from lmtpd.local_servers import LocalServers, local_servers
+from mailha_api import store_pb2
 from store.client import StoreClient
 
 MBOX = (
@@ -127,6 +128,8 @@ def test_maildir_import_into_store(servers: LocalServers, tmp_path: pathlib.Path
         assert draft[1] == {"\\Draft"}
         (broken,) = _contents(client, "md", "Broken")
         assert broken[0] == b"no header here, just text\r\n"
+        listed = client.stub.ListMailboxes(store_pb2.ListMailboxesRequest(user="md", subscribed_only=True))
+        assert {"Work", "Work/Projects", "Entwürfe", "Broken"} <= {m.name for m in listed.mailboxes}
     summary = out.getvalue()
     assert "5 folders, 6 messages" in summary
     assert "1 malformed messages were imported as they are" in summary
