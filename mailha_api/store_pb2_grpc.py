@@ -411,7 +411,7 @@ class MailStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Expunge(self, request, context):
-        """Removes \Deleted messages (restricted to uid_set when given).
+        """Removes messages flagged Deleted (restricted to uid_set when given).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

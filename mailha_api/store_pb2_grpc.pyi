@@ -122,7 +122,7 @@ class MailStoreStub:
     Copy: _grpc.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]
     Move: _grpc.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]
     Expunge: _grpc.UnaryUnaryMultiCallable[_store_pb2.ExpungeRequest, _store_pb2.ExpungeReply]
-    """Removes \\Deleted messages (restricted to uid_set when given)."""
+    """Removes messages flagged Deleted (restricted to uid_set when given)."""
     Vanished: _grpc.UnaryUnaryMultiCallable[_store_pb2.VanishedRequest, _store_pb2.VanishedReply]
     """UIDs expunged with modseq > since_modseq (QRESYNC VANISHED)."""
     Watch: _grpc.UnaryStreamMultiCallable[_store_pb2.WatchRequest, _store_pb2.ChangeEvent]
@@ -198,7 +198,7 @@ class MailStoreAsyncStub(MailStoreStub):
     Copy: _aio.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]  # type: ignore[assignment]
     Move: _aio.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]  # type: ignore[assignment]
     Expunge: _aio.UnaryUnaryMultiCallable[_store_pb2.ExpungeRequest, _store_pb2.ExpungeReply]  # type: ignore[assignment]
-    """Removes \\Deleted messages (restricted to uid_set when given)."""
+    """Removes messages flagged Deleted (restricted to uid_set when given)."""
     Vanished: _aio.UnaryUnaryMultiCallable[_store_pb2.VanishedRequest, _store_pb2.VanishedReply]  # type: ignore[assignment]
     """UIDs expunged with modseq > since_modseq (QRESYNC VANISHED)."""
     Watch: _aio.UnaryStreamMultiCallable[_store_pb2.WatchRequest, _store_pb2.ChangeEvent]  # type: ignore[assignment]
@@ -457,7 +457,7 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.ExpungeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.ExpungeReply, _abc.Awaitable[_store_pb2.ExpungeReply]]:
-        """Removes \\Deleted messages (restricted to uid_set when given)."""
+        """Removes messages flagged Deleted (restricted to uid_set when given)."""
 
     @_abc_1.abstractmethod
     def Vanished(
