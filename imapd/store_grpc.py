@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 import trio
@@ -269,20 +269,24 @@ class GrpcStore:
             with_body=request.with_body,
             changed_since=request.changed_since,
         )
+
         # The stream is read in bounded batches by trio's cached worker threads:
         # no thread start per FETCH, and memory bounded by one batch.
-        call = self._stub.Fetch(req, timeout=300)
-        batches = _fetch_batches(iter(call))
+        def start() -> tuple[Any, Iterator[list[object]], list[object] | None]:
+            # Creating the call takes gRPC locks: do it off the trio thread too.
+            call = self._stub.Fetch(req, timeout=300)
+            batches = _fetch_batches(iter(call))
+            return call, batches, next(batches, None)
+
+        call, batches, batch = await self._run(start)
         try:
-            while True:
-                batch = await self._run(lambda: next(batches, None))
-                if batch is None:
-                    return
+            while batch is not None:
                 for item in batch:
                     assert isinstance(item, FetchedMessage)
                     yield item
+                batch = await self._run(lambda: next(batches, None))
         finally:
-            call.cancel()  # type: ignore[no-untyped-call]
+            call.cancel()
 
     async def store_flags(
         self,
