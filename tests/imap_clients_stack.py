@@ -46,7 +46,7 @@ class ImapStack:
             stub.CreateUser(store_pb2.CreateUserRequest(epoch=self.epoch, name=name, password=password))
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 30.0) -> None:
+def wait_port(port: int, process: subprocess.Popen[bytes], log: pathlib.Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -78,8 +78,8 @@ def imap_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapStack]:
         with open(log, "ab") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            _wait_port(port, process, log)
-            _wait_port(tls_port, process, log)
+            wait_port(port, process, log)
+            wait_port(tls_port, process, log)
             yield ImapStack(store, process, port, tls_port, cert, epoch)
         finally:
             process.terminate()

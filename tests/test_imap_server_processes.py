@@ -16,7 +16,7 @@ import pytest
 
 from imapd.tls import client_context
 from mailha_api import store_pb2, store_pb2_grpc
-from tests.imap_clients_stack import USERS, ImapStack, _wait_port, free_port, imap_stack
+from tests.imap_clients_stack import USERS, ImapStack, free_port, imap_stack, wait_port
 from tests.store_fixtures import ROOT
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_fenced_imapd_answers_unavailable_then_sigterm_drains(imap_stack: ImapSt
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        _wait_port(port, process, log)
+        wait_port(port, process, log)
         with socket.create_connection(("127.0.0.1", port)) as sock:
             assert _read_until(sock, b"\r\n").startswith(b"* OK")
             sock.sendall(b"l1 LOGIN alice " + USERS["alice"].encode() + b"\r\nl2 APPEND INBOX {4+}\r\nnew!\r\n")
@@ -87,8 +87,8 @@ def test_standalone_serves_imap_with_generated_certificate(tmp_path: pathlib.Pat
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        _wait_port(imap, process, log, timeout=60)
-        _wait_port(imaps, process, log, timeout=60)
+        wait_port(imap, process, log, timeout=60)
+        wait_port(imaps, process, log, timeout=60)
         cert = data / "tls" / "imapd-dev.crt"
         assert cert.exists()
         m = imaplib.IMAP4("127.0.0.1", imap)
