@@ -57,6 +57,8 @@ class ImapBenchOptions:
     user_prefix: str = "bench"
     password: str = "bench-password"
     json_output: bool = False
+    # Only APPEND 4 KiB messages on one logged-in connection per client.
+    append_only: bool = False
     output: pathlib.Path | None = pathlib.Path("bench-results/imap.json")
 
 
@@ -156,7 +158,29 @@ async def _session(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, user:
         await client.stream.aclose()
 
 
+async def _appender(
+    opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: int, stats: _Stats, end: float
+) -> None:
+    client = await _connect(opts, ssl_ctx)
+    try:
+        user = f"{opts.user_prefix}{index % opts.users}"
+        await client.command(f'LOGIN {user} "{opts.password}"'.encode(), stats, "LOGIN")
+        i = 0
+        while time.monotonic() < end:
+            i += 1
+            msg = _message(index * 1_000_000 + i)
+            await client.command(b"APPEND Archive {%d+}\r\n" % len(msg) + msg, stats, "APPEND")
+            stats.appends += 1
+        await client.command(b"LOGOUT", stats, "LOGOUT")
+        stats.sessions += 1
+    finally:
+        await client.stream.aclose()
+
+
 async def _loop(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: int, stats: _Stats, end: float) -> None:
+    if opts.append_only:
+        await _appender(opts, ssl_ctx, index, stats, end)
+        return
     i = 0
     while time.monotonic() < end:
         user = f"{opts.user_prefix}{(index + i) % opts.users}"
@@ -223,6 +247,7 @@ def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, 
     non_login = [x for name, v in stats.latencies.items() if name != "LOGIN" for x in v]
     total_commands = sum(len(v) for v in stats.latencies.values())
     return {
+        "mode": "append-only" if opts.append_only else "sessions",
         "clients": opts.clients,
         "idle": opts.idle,
         "users": opts.users,

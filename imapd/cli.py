@@ -42,6 +42,7 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--epoch", type=int, help="writer epoch for creating users (default: the store's)")
     p.add_argument("--user-prefix", default="bench", help="users are PREFIX0..PREFIX{N-1}")
     p.add_argument("--password", default="bench-password")
+    p.add_argument("--append-only", action="store_true", help="each client only APPENDs 4 KiB messages")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
@@ -84,6 +85,7 @@ def _bench(args: argparse.Namespace) -> int:
             user_prefix=args.user_prefix,
             password=args.password,
             json_output=args.json,
+            append_only=args.append_only,
             output=args.output,
         )
     )
