@@ -64,7 +64,11 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | Reply:
     path = rest[1:close]
     if path.startswith("@"):
         _, _, path = path.partition(":")
-    if not path.startswith('"') and any(c in path for c in "<> \t"):
+    # Control characters never belong in a path; refusing them here also keeps
+    # the Return-Path/Delivered-To headers built from paths free of injected lines.
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return replies.syntax_error(f"{keyword} (control character in address)")
+    if not path.startswith('"') and any(c in path for c in "<> "):
         return replies.syntax_error(f"{keyword} (bad address)")
     return path, rest[close + 1 :].strip()
 

@@ -69,8 +69,8 @@ class _Transaction:
 def trace_headers(sender: str, recipient: Recipient) -> bytes:
     """Return-Path and Delivered-To, prepended to what this recipient stores.
 
-    Addresses come from parsed command lines, which cannot hold CR or LF,
-    so they cannot inject header lines.
+    Addresses come from parsed command lines, and the parser refuses control
+    characters in paths, so they cannot inject header lines.
     """
     return f"Return-Path: <{sender}>\r\nDelivered-To: {recipient.address}\r\n".encode()
 

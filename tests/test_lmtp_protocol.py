@@ -166,6 +166,8 @@ def test_rset_noop_vrfy_and_old_greetings() -> None:
         (b"BDAT 10", 502, "5.5.1"),
         (b"XYZZY", 500, "5.5.2"),
         (b"MAIL FROM:<\xff@b>", 501, "5.5.4"),
+        (b"MAIL FROM:<a\rX-Injected: 1@b>", 501, "5.5.4"),
+        (b'MAIL FROM:<"a\rb"@c>', 501, "5.5.4"),
     ],
 )
 def test_bad_mail_commands(line: bytes, code: int, enhanced: str) -> None:
