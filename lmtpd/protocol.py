@@ -128,30 +128,30 @@ class LmtpConnection:
         return self._next_command_event()
 
     def _next_command_event(self) -> Event | NeedData:
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                if len(self._buffer) > self.max_line:
-                    self._buffer = b""
-                    self._framing = _Framing.DISCARD_LINE
-                if self._eof:
-                    return ConnectionClosed()
-                return NEED_DATA
-            line, self._buffer = self._buffer[:newline], self._buffer[newline + 1 :]
-            if self._framing is _Framing.DISCARD_LINE or len(line) > self.max_line:
-                self._framing = _Framing.LINES
-                return self._hold(Rejected(replies.LINE_TOO_LONG))
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line.strip():
-                continue  # an empty line is noise, not a command
-            parsed = parse_command(line)
-            if isinstance(parsed, Rejected):
-                return self._hold(parsed)
-            if (self.state, parsed.verb) not in TRANSITIONS:
-                seq = _SEQUENCE_REPLY.get((self.state, parsed.verb), replies.BAD_SEQUENCE)
-                return self._hold(Rejected(seq))
+        newline = self._buffer.find(b"\n")
+        if newline < 0:
+            if len(self._buffer) > self.max_line:
+                self._buffer = b""
+                self._framing = _Framing.DISCARD_LINE
+            if self._eof:
+                return ConnectionClosed()
+            return NEED_DATA
+        line, self._buffer = self._buffer[:newline], self._buffer[newline + 1 :]
+        if self._framing is _Framing.DISCARD_LINE or len(line) > self.max_line:
+            self._framing = _Framing.LINES
+            return self._hold(Rejected(replies.LINE_TOO_LONG))
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            # Answered like any unknown command: a client waiting for a reply gets one.
+            return self._hold(Rejected(replies.UNKNOWN_COMMAND))
+        parsed = parse_command(line)
+        if isinstance(parsed, Rejected):
             return self._hold(parsed)
+        if (self.state, parsed.verb) not in TRANSITIONS:
+            seq = _SEQUENCE_REPLY.get((self.state, parsed.verb), replies.BAD_SEQUENCE)
+            return self._hold(Rejected(seq))
+        return self._hold(parsed)
 
     def _next_content_event(self) -> Event | NeedData:
         if self._decoder is None:  # the dot line has been seen; the last chunk went out

@@ -165,6 +165,7 @@ def test_rset_noop_vrfy_and_old_greetings() -> None:
         (b"MAIL FROM:<a@b", 501, "5.5.4"),
         (b"BDAT 10", 502, "5.5.1"),
         (b"XYZZY", 500, "5.5.2"),
+        (b"  ", 500, "5.5.2"),
         (b"MAIL FROM:<\xff@b>", 501, "5.5.4"),
         (b"MAIL FROM:<a\rX-Injected: 1@b>", 501, "5.5.4"),
         (b'MAIL FROM:<"a\rb"@c>', 501, "5.5.4"),
