@@ -140,9 +140,13 @@ class Session:
             self.bad_commands += 1
             return await self._finish(tag, Outcome.CONTINUE, updates=False)
         handler = HANDLERS[type(command)]
+        # Command names only: arguments may hold passwords or message text.
+        log.debug("%s %s", self.wire.peer, type(command).__name__)
         self.absorb_events()
         try:
             outcome = await handler(self, tag, command)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            raise  # the client went away: the server ends the connection quietly
         except StoreError as exc:
             context = Context.APPEND_OR_COPY if isinstance(command, c.Copy | c.Move | c.Append) else Context.GENERAL
             outcome = self.store_failed(tag, exc, context)
