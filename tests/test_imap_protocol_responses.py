@@ -8,7 +8,7 @@ from imapd.protocol import response_codes as rc
 from imapd.protocol import responses as r
 from imapd.protocol.commands import StatusItem
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Atom, ChunkedLiteral, List, Number, Raw
+from imapd.protocol.values import Atom, ChunkedLiteral, List, Number, Raw, String
 
 OK = r.Condition.OK
 
@@ -158,3 +158,51 @@ def test_fetch_chunks_do_not_join_the_literal() -> None:
 def test_tagged_rejects_untagged_only_conditions() -> None:
     with pytest.raises(ValueError):
         r.Tagged("a1", r.Condition.BYE, "x").to_bytes()
+
+
+def test_rfc3501_select_example() -> None:
+    """RFC 3501 section 6.3.1, byte for byte."""
+    responses: list[r.Response] = [
+        r.Exists(172),
+        r.Recent(1),
+        r.Untagged(OK, "Message 12 is first unseen", rc.Unseen(12)),
+        r.Untagged(OK, "UIDs valid", rc.UidValidity(3857529045)),
+        r.Untagged(OK, "Predicted next UID", rc.UidNext(4392)),
+        r.FlagsData(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")),
+        r.Untagged(OK, "Limited", rc.PermanentFlags(("\\Deleted", "\\Seen", "\\*"))),
+        r.Tagged("A142", OK, "SELECT completed", rc.Code.READ_WRITE),
+    ]
+    assert b"".join(x.to_bytes() for x in responses) == (
+        b"* 172 EXISTS\r\n"
+        b"* 1 RECENT\r\n"
+        b"* OK [UNSEEN 12] Message 12 is first unseen\r\n"
+        b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n"
+        b"* OK [UIDNEXT 4392] Predicted next UID\r\n"
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+        b"* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited\r\n"
+        b"A142 OK [READ-WRITE] SELECT completed\r\n"
+    )
+
+
+def test_rfc3501_list_examples() -> None:
+    """RFC 3501 section 6.3.8."""
+    assert r.ListData(("\\Noselect",), "/", "").to_bytes() == b'* LIST (\\Noselect) "/" ""\r\n'
+    assert r.ListData(("\\Noselect",), ".", "#news.").to_bytes() == b'* LIST (\\Noselect) "." #news.\r\n'
+    assert r.ListData(("\\Noselect",), "/", "~/Mail/foo").to_bytes() == b'* LIST (\\Noselect) "/" ~/Mail/foo\r\n'
+
+
+def test_rfc3501_fetch_example() -> None:
+    """RFC 3501 section 7.4.2: * 12 FETCH (FLAGS (\\Seen) INTERNALDATE "..." RFC822.SIZE 44827)."""
+    data = List(
+        (
+            Raw(b"FLAGS"),
+            List((Atom("\\Seen"),)),
+            Raw(b"INTERNALDATE"),
+            String(b"17-Jul-1996 02:44:25 -0700"),
+            Raw(b"RFC822.SIZE"),
+            Number(44827),
+        )
+    )
+    assert r.FetchData(12, data).to_bytes() == (
+        b'* 12 FETCH (FLAGS (\\Seen) INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE 44827)\r\n'
+    )
