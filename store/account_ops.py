@@ -1,0 +1,242 @@
+"""Fencing, users, addresses, quotas and mailboxes of MailStore (API messages in and out)."""
+
+from __future__ import annotations
+
+import os
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import fencing, mailboxes, messages, names, users
+from store.committer import WriteContext
+from store.core import StoreCore
+from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from store.passwords import hash_password, verify_password
+from store.schema import U64
+
+
+class AccountOps(StoreCore):
+    # ---- fencing ----------------------------------------------------------
+
+    def epoch(self) -> store_pb2.EpochReply:
+        stored = self.read(lambda txn: fencing.stored_epoch(txn, self.dbs))
+        return store_pb2.EpochReply(epoch=stored, writable=self.committer.writable)
+
+    def fence(self, epoch: int) -> store_pb2.EpochReply:
+        self.committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, epoch), needs_writable=False)
+        return self.epoch()
+
+    def fence_next(self) -> store_pb2.EpochReply:
+        def op(ctx: WriteContext) -> int:
+            return fencing.fence(ctx.txn, ctx.dbs, fencing.stored_epoch(ctx.txn, ctx.dbs) + 1)
+
+        self.committer.run(None, op, needs_writable=False)
+        return self.epoch()
+
+    def set_writable(self, epoch: int, writable: bool) -> store_pb2.EpochReply:
+        if writable:
+            stored = self.epoch().epoch
+            if epoch != stored:
+                raise FailedPrecondition(
+                    f"cannot resume writes with epoch {epoch}: the store's epoch is {stored} (Fence first)"
+                )
+        # Suspending needs no proof: losing certainty must always be able to stop writes.
+        self.committer.writable = writable
+        return self.epoch()
+
+    # ---- users ------------------------------------------------------------
+
+    def create_user(self, req: store_pb2.CreateUserRequest) -> store_pb2.UserInfo:
+        name = names.user_name(req.name)
+        if not req.password:
+            raise InvalidArgument("password is empty")
+        pw_hash = hash_password(req.password)  # slow: outside the committer
+        limit = req.quota_bytes or self.options.default_quota
+
+        def op(ctx: WriteContext) -> store_pb2.UserInfo:
+            users.create(ctx.txn, ctx.dbs, name, pw_hash, limit)
+            if not req.no_default_mailboxes:
+                for box, special in users.DEFAULT_MAILBOXES:
+                    mailboxes.create(ctx.txn, ctx.dbs, name, box, special_use=special, subscribed=True)
+            return users.info(ctx.txn, ctx.dbs, name)
+
+        return self.write(req.epoch, op)
+
+    def delete_user(self, req: store_pb2.DeleteUserRequest) -> None:
+        def op(ctx: WriteContext) -> None:
+            users.require_user(ctx.txn, ctx.dbs, req.name)
+            for box, mid in reversed(mailboxes.user_mailboxes(ctx.txn, ctx.dbs, req.name)):
+                mailboxes.purge_messages(ctx.txn, ctx.dbs, req.name, mid)
+                ctx.txn.delete(U64.pack(mid), db=ctx.dbs.mailboxes)
+                ctx.txn.delete(req.name.encode() + b"\0" + box.encode(), db=ctx.dbs.mailbox_names)
+                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, deleted=True))
+            users.delete_record(ctx.txn, ctx.dbs, req.name)
+            ctx.after_commit.append(lambda: self.logins.forget_user(req.name))
+
+        self.write(req.epoch, op)
+
+    def list_users(self) -> store_pb2.ListUsersReply:
+        def fn(txn: lmdb.Transaction) -> store_pb2.ListUsersReply:
+            return store_pb2.ListUsersReply(
+                users=[users.info(txn, self.dbs, n) for n in users.all_users(txn, self.dbs)]
+            )
+
+        return self.read(fn)
+
+    def get_user(self, name: str) -> store_pb2.UserInfo:
+        return self.read(lambda txn: users.info(txn, self.dbs, users.require_user(txn, self.dbs, name)))
+
+    def set_password(self, req: store_pb2.SetPasswordRequest) -> None:
+        if not req.password:
+            raise InvalidArgument("password is empty")
+        pw_hash = hash_password(req.password)
+
+        def op(ctx: WriteContext) -> None:
+            users.set_password(ctx.txn, ctx.dbs, req.name, pw_hash)
+            ctx.after_commit.append(lambda: self.logins.forget_user(req.name))
+
+        self.write(req.epoch, op)
+        self.logins.forget_user(req.name)
+
+    def authenticate(self, login: str, password: str) -> str:
+        """The user name for (login, password); Unauthenticated with a generic message otherwise."""
+        failed = Unauthenticated("authentication failed: unknown user or wrong password")
+        user, stored = self.read(lambda txn: self._login_lookup(txn, login))
+        if not password:
+            raise failed
+        if user is None or stored is None:
+            # As slow as a wrong password, so timing does not tell which user names exist.
+            verify_password(password, self._decoy_hash())
+            raise failed
+        if self.logins.check(user, password):
+            return user
+        if not verify_password(password, stored):
+            raise failed
+        self.logins.remember(user, password)
+        return user
+
+    def _decoy_hash(self) -> str:
+        if self._decoy is None:
+            self._decoy = hash_password(os.urandom(16).hex())
+        return self._decoy
+
+    def _login_lookup(self, txn: lmdb.Transaction, login: str) -> tuple[str | None, str | None]:
+        user = users.login_name(txn, self.dbs, login)
+        return user, (users.password_hash(txn, self.dbs, user) if user else None)
+
+    # ---- addresses and quotas ----------------------------------------------
+
+    def add_address(self, req: store_pb2.AddAddressRequest) -> store_pb2.AddressInfo:
+        return self.write(req.epoch, lambda ctx: users.add_address(ctx.txn, ctx.dbs, req.address, req.user))
+
+    def delete_address(self, req: store_pb2.DeleteAddressRequest) -> None:
+        self.write(req.epoch, lambda ctx: users.delete_address(ctx.txn, ctx.dbs, req.address))
+
+    def list_addresses(self, user: str) -> store_pb2.ListAddressesReply:
+        def fn(txn: lmdb.Transaction) -> store_pb2.ListAddressesReply:
+            if user:
+                users.require_user(txn, self.dbs, user)
+                pairs = [(a, user) for a in users.addresses_of(txn, self.dbs, user)]
+            else:
+                pairs = users.all_addresses(txn, self.dbs)
+            return store_pb2.ListAddressesReply(addresses=[store_pb2.AddressInfo(address=a, user=u) for a, u in pairs])
+
+        return self.read(fn)
+
+    def resolve_address(self, address: str) -> store_pb2.AddressInfo:
+        return self.read(lambda txn: users.resolve_address(txn, self.dbs, address))
+
+    def get_quota(self, user: str) -> store_pb2.QuotaInfo:
+        def fn(txn: lmdb.Transaction) -> store_pb2.QuotaInfo:
+            q = users.quota(txn, self.dbs, users.require_user(txn, self.dbs, user))
+            return store_pb2.QuotaInfo(user=user, usage_bytes=q.usage, limit_bytes=q.limit, messages=q.messages)
+
+        return self.read(fn)
+
+    def set_quota(self, req: store_pb2.SetQuotaRequest) -> store_pb2.QuotaInfo:
+        if req.limit_bytes < 0:
+            raise InvalidArgument(f"quota limit {req.limit_bytes} is negative (0 = unlimited)")
+
+        def op(ctx: WriteContext) -> store_pb2.QuotaInfo:
+            q = users.quota(ctx.txn, ctx.dbs, users.require_user(ctx.txn, ctx.dbs, req.user))
+            users.put_quota(ctx.txn, ctx.dbs, req.user, q.__class__(req.limit_bytes, q.usage, q.messages))
+            return store_pb2.QuotaInfo(
+                user=req.user, usage_bytes=q.usage, limit_bytes=req.limit_bytes, messages=q.messages
+            )
+
+        return self.write(req.epoch, op)
+
+    # ---- mailboxes ----------------------------------------------------------
+
+    def create_mailbox(self, req: store_pb2.CreateMailboxRequest) -> store_pb2.MailboxInfo:
+        def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
+            users.require_user(ctx.txn, ctx.dbs, req.user)
+            mid, record = mailboxes.create(
+                ctx.txn, ctx.dbs, req.user, req.name, special_use=req.special_use, subscribed=False
+            )
+            kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
+            return mailboxes.info(record, mid, kids, with_status=True)
+
+        return self.write(req.epoch, op)
+
+    def delete_mailbox(self, req: store_pb2.DeleteMailboxRequest) -> None:
+        def op(ctx: WriteContext) -> None:
+            users.require_user(ctx.txn, ctx.dbs, req.user)
+            mid = mailboxes.delete(ctx.txn, ctx.dbs, req.user, req.name)
+            ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, deleted=True))
+
+        self.write(req.epoch, op)
+
+    def rename_mailbox(self, req: store_pb2.RenameMailboxRequest) -> store_pb2.MailboxInfo:
+        def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
+            users.require_user(ctx.txn, ctx.dbs, req.user)
+            mid, moved = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
+            for moved_id in moved:
+                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=moved_id, renamed=True))
+            record = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, mid)
+            kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
+            return mailboxes.info(record, mid, kids, with_status=True)
+
+        return self.write(req.epoch, op)
+
+    def list_mailboxes(self, req: store_pb2.ListMailboxesRequest) -> store_pb2.ListMailboxesReply:
+        def fn(txn: lmdb.Transaction) -> store_pb2.ListMailboxesReply:
+            users.require_user(txn, self.dbs, req.user)
+            boxes = mailboxes.list_all(txn, self.dbs, req.user, req.with_status, req.subscribed_only)
+            return store_pb2.ListMailboxesReply(mailboxes=boxes)
+
+        return self.read(fn)
+
+    def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
+        def op(ctx: WriteContext) -> None:
+            users.require_user(ctx.txn, ctx.dbs, req.user)
+            mid, record = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)
+            mailboxes.put(ctx.txn, ctx.dbs, mid, record.evolve(subscribed=req.subscribed))
+
+        self.write(req.epoch, op)
+
+    def status(self, user: str, name: str) -> store_pb2.MailboxInfo:
+        def fn(txn: lmdb.Transaction) -> store_pb2.MailboxInfo:
+            users.require_user(txn, self.dbs, user)
+            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
+            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
+            return mailboxes.info(record, mid, kids, with_status=True)
+
+        return self.read(fn)
+
+    def select(self, user: str, name: str) -> store_pb2.SelectReply:
+        def fn(txn: lmdb.Transaction) -> store_pb2.SelectReply:
+            users.require_user(txn, self.dbs, user)
+            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
+            mailboxes.selectable(txn, self.dbs, user, mid)
+            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
+            reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
+            keywords: set[str] = set()
+            uids = reply.uids
+            for uid, rec in messages.all_messages(txn, self.dbs, mid):
+                uids.append(uid)
+                keywords.update(f for f in rec.flags if not f.startswith("\\"))
+            reply.permanent_flags.extend(sorted(keywords))
+            return reply
+
+        return self.read(fn)

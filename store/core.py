@@ -1,0 +1,94 @@
+"""The store's core in one process: LMDB environment, committer, change feed, login cache.
+
+Reads run in the caller's thread in a read transaction (holding the map
+gate); writes go through the committer (group commit) and return only after
+their commit is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import lmdb
+
+from store.changefeed import ChangeFeed
+from store.committer import Committer, WriteContext
+from store.mapgate import MapGate
+from store.passwords import CredentialCache
+from store.schema import FORMAT_VERSION, U64, Dbs
+
+log = logging.getLogger("mailha.store")
+T = TypeVar("T")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    data_dir: pathlib.Path
+    max_message_size: int = 20 * MIB
+    default_quota: int = 0
+    map_size: int = 256 * MIB
+    max_batch: int = 256
+    max_readers: int = 1024
+    watch_queue_limit: int = 1000
+
+
+class StoreCore:
+    """Environment, committer, change feed and login cache; read and write plumbing."""
+
+    def __init__(self, options: StoreOptions) -> None:
+        self.options = options
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = options.data_dir / "spool"
+        # Left-overs of appends that were in flight when a process died.
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
+        self.spool_dir.mkdir(mode=0o700)
+        self.env = lmdb.open(
+            str(options.data_dir / "lmdb"),
+            map_size=options.map_size,
+            max_dbs=16,
+            max_readers=options.max_readers,
+            subdir=True,
+            sync=True,
+            metasync=True,
+            writemap=False,
+        )
+        stale = self.env.reader_check()
+        if stale:
+            log.info("reclaimed %d stale LMDB reader slots", stale)
+        self.dbs = Dbs(self.env)
+        with self.env.begin(write=True) as txn:
+            txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
+        self.feed = ChangeFeed(options.watch_queue_limit)
+        self.gate = MapGate()
+        self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch, self.gate)
+        self.logins = CredentialCache()
+        self._decoy: str | None = None
+        self.committer.start()
+
+    def close(self) -> None:
+        self.feed.close_all()
+        self.committer.stop()
+        self.env.close()
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self.gate.reading(), self.env.begin() as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+
+    def _adopt_map_size(self) -> None:
+        """Another process grew the map: take its size (no transaction may be open)."""
+        self.gate.exclusive(lambda: self.env.set_mapsize(0))
+
+    def write(self, epoch: int, fn: Callable[[WriteContext], T]) -> T:
+        return self.committer.run(epoch, fn)

@@ -1,0 +1,248 @@
+"""Messages of MailStore: appends, fetch, flags, copy/move, expunge, vanished, watch."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import bodies, mailboxes, messages, names, uidset
+from store.changefeed import Subscription
+from store.committer import WriteContext
+from store.core import StoreCore
+from store.errors import InvalidArgument, ResourceExhausted, Unavailable
+from store.schema import MailboxRecord, MessageRecord
+
+
+class MessageOps(StoreCore):
+    # ---- messages -------------------------------------------------------------
+
+    def check_announced_size(self, size: int) -> None:
+        if size > self.options.max_message_size:
+            raise ResourceExhausted(
+                f"size: message of {size} bytes exceeds the limit of {self.options.max_message_size} bytes"
+            )
+
+    def _items(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> messages.NewMessage:
+        self.check_announced_size(source.size)
+        if header.size and header.size != source.size:
+            raise InvalidArgument(f"size: announced {header.size} bytes but received {source.size}")
+        if source.size == 0:
+            raise InvalidArgument("message is empty")
+        return messages.NewMessage(source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes)
+
+    def _append_op(
+        self, header: store_pb2.AppendHeader, items: list[messages.NewMessage]
+    ) -> Callable[[WriteContext], tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]]:
+        user = names.user_name(header.user)
+        if not header.mailbox_id and not header.mailbox:
+            raise InvalidArgument("append needs a mailbox name or mailbox_id")
+
+        def op(ctx: WriteContext) -> tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]:
+            mid = header.mailbox_id or mailboxes.lookup(ctx.txn, ctx.dbs, user, header.mailbox)[0]
+            record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items)
+            ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, modseq=record.highestmodseq, added=metas))
+            return mid, record, metas
+
+        return op
+
+    def submit_append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> Future[store_pb2.AppendReply]:
+        """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight)."""
+        op = self._append_op(header, [self._items(header, source)])
+        epoch = header.epoch
+
+        def reply_op(ctx: WriteContext) -> store_pb2.AppendReply:
+            mid, record, metas = op(ctx)
+            return store_pb2.AppendReply(
+                uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
+            )
+
+        return self.committer.submit(epoch, reply_op)
+
+    def append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> store_pb2.AppendReply:
+        try:
+            return self.submit_append(header, source).result()
+        finally:
+            source.discard()
+
+    def multi_append(
+        self, header: store_pb2.AppendHeader, parts: list[tuple[store_pb2.AppendHeader, bodies.BodySource]]
+    ) -> store_pb2.MultiAppendReply:
+        try:
+            items = [self._items(h, src) for h, src in parts]
+            if not items:
+                raise InvalidArgument("MultiAppend received no message")
+            mid, record, metas = self.write(header.epoch, self._append_op(header, items))
+            return store_pb2.MultiAppendReply(
+                uidvalidity=record.uidvalidity, uids=[m.uid for m in metas], mailbox_id=mid, epoch=header.epoch
+            )
+        finally:
+            for _, src in parts:
+                src.discard()
+
+    def fetch(self, req: store_pb2.FetchRequest) -> Iterator[store_pb2.FetchResponse]:
+        uidset.parse(req.uid_set)  # malformed sets fail before the stream starts
+        user = names.user_name(req.user)
+        # One read transaction for the whole stream: a consistent snapshot. It holds the
+        # map gate, so a slow reader delays a map resize (and with it the writes) until it ends.
+        with self.gate.reading():
+            try:
+                txn = self.env.begin()
+            except lmdb.MapResizedError:
+                txn = None
+            if txn is not None:
+                with txn:
+                    yield from self._fetch_in(txn, user, req)
+                return
+        self._adopt_map_size()
+        yield from self.fetch(req)
+
+    def _fetch_in(
+        self, txn: lmdb.Transaction, user: str, req: store_pb2.FetchRequest
+    ) -> Iterator[store_pb2.FetchResponse]:
+        mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
+        for uid, rec in messages.in_set(txn, self.dbs, req.mailbox_id, req.uid_set):
+            if rec.modseq <= req.changed_since:
+                continue
+            item = messages.meta(uid, rec)
+            if req.with_header:
+                item.header = bodies.read_header(txn, self.dbs, rec.body_id)
+            yield store_pb2.FetchResponse(meta=item)
+            if req.with_body:
+                yield from self._body_chunks(txn, uid, rec, req.body_offset, req.body_length)
+
+    def _body_chunks(
+        self, txn: lmdb.Transaction, uid: int, rec: MessageRecord, offset: int, length: int
+    ) -> Iterator[store_pb2.FetchResponse]:
+        """The byte range as chunks, streamed (one piece ahead, to mark the last); at least one chunk."""
+        start = min(offset, rec.size)
+        end = rec.size if not length else min(rec.size, start + length)
+        held: tuple[int, bytes] = (start, b"")
+        for piece in bodies.read_range(txn, self.dbs, rec.body_id, start, end - start):
+            if held[1]:
+                yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=held[0], data=held[1]))
+            held = piece
+        yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=held[0], data=held[1], last=True))
+
+    def store_flags(self, req: store_pb2.StoreFlagsRequest) -> store_pb2.StoreFlagsReply:
+        user = names.user_name(req.user)
+        uidset.parse(req.uid_set)
+        flags = names.flags(req.flags)
+        since = req.unchanged_since if (req.has_unchanged_since or req.unchanged_since) else None
+
+        def op(ctx: WriteContext) -> store_pb2.StoreFlagsReply:
+            reply = messages.store_flags(
+                ctx.txn,
+                ctx.dbs,
+                user,
+                req.mailbox_id,
+                text=req.uid_set,
+                mode=req.mode,
+                flags=flags,
+                unchanged_since=since,
+            )
+            if reply.updated:
+                ctx.events.append(
+                    store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, modseq=reply.highestmodseq, flags=reply.updated)
+                )
+            return reply
+
+        return self.write(req.epoch, op)
+
+    def copy(self, req: store_pb2.CopyRequest, move: bool) -> store_pb2.CopyReply:
+        user = names.user_name(req.user)
+        uidset.parse(req.uid_set)
+        names.mailbox_name(req.dest_mailbox)
+
+        def op(ctx: WriteContext) -> store_pb2.CopyReply:
+            reply, dest_id, metas, source, dest = messages.copy(
+                ctx.txn, ctx.dbs, user, req.mailbox_id, text=req.uid_set, dest_name=req.dest_mailbox, move=move
+            )
+            if metas:
+                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=dest_id, modseq=dest.highestmodseq, added=metas))
+            if reply.expunged:
+                ctx.events.append(
+                    store_pb2.ChangeEvent(
+                        mailbox_id=req.mailbox_id, modseq=source.highestmodseq, expunged=reply.expunged
+                    )
+                )
+            return reply
+
+        return self.write(req.epoch, op)
+
+    def expunge(self, req: store_pb2.ExpungeRequest) -> store_pb2.ExpungeReply:
+        user = names.user_name(req.user)
+        if req.uid_set:
+            uidset.parse(req.uid_set)
+
+        def op(ctx: WriteContext) -> store_pb2.ExpungeReply:
+            record, uids = messages.expunge(ctx.txn, ctx.dbs, user, req.mailbox_id, req.uid_set)
+            if uids:
+                ctx.events.append(
+                    store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, modseq=record.highestmodseq, expunged=uids)
+                )
+            return store_pb2.ExpungeReply(expunged=uids, highestmodseq=record.highestmodseq)
+
+        return self.write(req.epoch, op)
+
+    def vanished(self, req: store_pb2.VanishedRequest) -> store_pb2.VanishedReply:
+        user = names.user_name(req.user)
+        if req.uid_set:
+            uidset.parse(req.uid_set)
+
+        def fn(txn: lmdb.Transaction) -> store_pb2.VanishedReply:
+            mailboxes.by_id(txn, self.dbs, user, req.mailbox_id)
+            uids = messages.vanished(txn, self.dbs, req.mailbox_id, req.since_modseq, req.uid_set)
+            return store_pb2.VanishedReply(uids=uids)
+
+        return self.read(fn)
+
+    def watch(
+        self,
+        req: store_pb2.WatchRequest,
+        heartbeat_seconds: float,
+        on_subscribe: Callable[[Subscription], object] | None = None,
+    ) -> Iterator[store_pb2.ChangeEvent]:
+        """Events of one mailbox after `since_modseq` (0 = from now); ends when it is deleted or renamed."""
+        user = names.user_name(req.user)
+        sub = self.feed.subscribe(req.mailbox_id)
+        if on_subscribe is not None:
+            on_subscribe(sub)
+        try:
+            # Subscribed before reading, so nothing committed in between is missed;
+            # live events already covered by the catch-up are skipped by modseq.
+            def catch_up(txn: lmdb.Transaction) -> store_pb2.ChangeEvent | None:
+                record = mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
+                if not req.since_modseq:
+                    return store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, modseq=record.highestmodseq)
+                return messages.changes_since(txn, self.dbs, req.mailbox_id, record, req.since_modseq)
+
+            first = self.read(catch_up)
+            assert first is not None
+            floor = first.modseq
+            if req.since_modseq:
+                yield first
+            while True:
+                try:
+                    event = sub.queue.get(timeout=heartbeat_seconds)
+                except queue.Empty:
+                    yield store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, heartbeat=True)
+                    continue
+                if event is None:
+                    if sub.overflowed:
+                        raise ResourceExhausted(
+                            f"watch: this stream fell more than {sub.limit} events behind; "
+                            "resubscribe with since_modseq to catch up"
+                        )
+                    raise Unavailable("the store is shutting down; resubscribe on the active node")
+                if event.deleted or event.renamed:
+                    yield event
+                    return
+                if event.modseq <= floor:
+                    continue
+                yield event
+        finally:
+            self.feed.unsubscribe(sub)
