@@ -65,6 +65,7 @@ def test_response_codes(code: rc.ResponseCode, wire: bytes) -> None:
 RESPONSES: list[tuple[r.Response, bytes]] = [
     (r.Tagged("a1", OK, "LOGIN completed"), b"a1 OK LOGIN completed\r\n"),
     (r.Tagged("a2", r.Condition.BAD, "bad\r\ninjection"), b"a2 BAD bad  injection\r\n"),
+    (r.Tagged("a4", r.Condition.NO, "Entw\u00fcrfe missing"), b"a4 NO Entw?rfe missing\r\n"),
     (r.Tagged("a3", OK, "", rc.Code.READ_WRITE), b"a3 OK [READ-WRITE] done\r\n"),
     (
         r.Untagged(OK, "mailha ready", rc.CapabilityCode(("IMAP4rev1",))),

@@ -33,7 +33,8 @@ class Condition(enum.Enum):
 
 def _text(text: str) -> bytes:
     # A line break inside response text would end the response early: flatten it.
-    return text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+    # resp-text is 7-bit TEXT-CHAR in IMAP4rev1, so anything else becomes "?".
+    return text.replace("\r", " ").replace("\n", " ").encode("ascii", "replace")
 
 
 def _resp_text(code: ResponseCode | None, text: str) -> bytes:
