@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -471,3 +472,40 @@ def test_map_grows_by_itself_even_with_a_reader_open(tmp_path: pathlib.Path) -> 
         assert _body(store, 5) == big
     finally:
         store.close()
+
+
+def test_uid_sets_select_exactly_the_right_messages(mail_store: MailStore) -> None:
+    """Random UID sets against a model, with holes and a neighbouring mailbox after this one in key order."""
+    _user(mail_store)
+    rng = random.Random(7)
+    for _ in range(40):
+        _append(mail_store, b"Subject: x\r\n\r\ny")
+    for _ in range(3):
+        _append(mail_store, b"Subject: x\r\n\r\ny", mailbox="Trash")  # a later mailbox id: keys right after INBOX's
+    mid = _mid(mail_store)
+    deleted = sorted({*rng.sample(range(1, 40), 12), 40})
+    mail_store.store_flags(
+        store_pb2.StoreFlagsRequest(
+            epoch=1,
+            user="alice",
+            mailbox_id=mid,
+            uid_set=",".join(map(str, deleted)),
+            mode=store_pb2.FLAG_MODE_ADD,
+            flags=["\\Deleted"],
+        )
+    )
+    mail_store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=mid))
+    present = [u for u in range(1, 41) if u not in deleted]
+    highest = max(present)
+    for _ in range(200):
+        parts = []
+        wanted: set[int] = set()
+        for _ in range(rng.randint(1, 4)):
+            a = rng.choice([*range(1, 46), "*"])
+            b = rng.choice([a, *range(1, 46), "*"])
+            parts.append(f"{a}" if a == b else f"{a}:{b}")
+            lo, hi = (highest if x == "*" else int(x) for x in (a, b))
+            wanted.update(range(min(lo, hi), max(lo, hi) + 1))
+        text = ",".join(parts)
+        got = [r.meta.uid for r in mail_store.fetch(store_pb2.FetchRequest(user="alice", mailbox_id=mid, uid_set=text))]
+        assert got == [u for u in present if u in wanted], text
