@@ -72,9 +72,13 @@ def _load(path: pathlib.Path) -> Any:
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        import logging
+
         from haagent.errors import HaAgentError
         from mailha.config import ConfigError
 
+        # kazoo logs every failed connection attempt; the one-line error says enough.
+        logging.getLogger("kazoo").setLevel(logging.CRITICAL)
         try:
             return fn(args)
         except (HaAgentError, ConfigError) as exc:
