@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import trio
 from kazoo.handlers.threading import KazooTimeoutError
@@ -33,15 +34,22 @@ FAILED_COOLDOWN = 5.0
 
 
 class Wake:
-    """A doorbell any thread may ring; the loop waits on it between ticks."""
+    """A doorbell any thread may ring; the loop waits on it between ticks.
+    `on_ring` runs on the trio thread for every ring (it must not block)."""
 
     def __init__(self) -> None:
         self.token = trio.lowlevel.current_trio_token()
         self.event = trio.Event()
+        self.on_ring: Callable[[], None] | None = None
+
+    def _ring(self) -> None:
+        self.event.set()
+        if self.on_ring is not None:
+            self.on_ring()
 
     def poke(self) -> None:
         try:
-            self.token.run_sync_soon(self.event.set)
+            self.token.run_sync_soon(self._ring)
         except trio.RunFinishedError:
             pass
 
@@ -119,6 +127,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
             session_timeout=cluster.zookeeper.session_timeout,
             failed_cooldown=FAILED_COOLDOWN,
         )
+        wake.on_ring = loop.interrupt_if_uncertain
         nursery.start_soon(_health_checks, supervisor, cluster.health_interval, wake)
         with trio.CancelScope() as main:
             nursery.start_soon(_stop_on_signal, main)

@@ -280,6 +280,7 @@ class DecisionLoop:
         self._last_seen_serving: dict[str, float] = {}
         self._release_reason = ""
         self._outage_start: float | None = None
+        self._action_scope: trio.CancelScope | None = None
 
     @property
     def epoch(self) -> int:
@@ -355,15 +356,34 @@ class DecisionLoop:
     async def _act(self, decision: Decision, snap: ClusterSnapshot | None) -> str:
         if not decision.actions:
             return ""
-        try:
-            for action in decision.actions:
-                await self._perform(action, snap)
-        except HaAgentError as exc:
+        # Fencing and activation can take seconds; losing the ZooKeeper
+        # session meanwhile must not wait for them (interrupt_if_uncertain).
+        interruptible = self.state in (S.FENCING, S.ACTIVATING)
+        with trio.CancelScope() as scope:
+            self._action_scope = scope if interruptible else None
+            try:
+                for action in decision.actions:
+                    await self._perform(action, snap)
+            except HaAgentError as exc:
+                self.progress = Progress.FAILED
+                self.last_error = str(exc)
+                return str(exc)
+            finally:
+                self._action_scope = None
+        if scope.cancelled_caught:
             self.progress = Progress.FAILED
-            self.last_error = str(exc)
-            return str(exc)
+            self.last_error = "interrupted: ZooKeeper session suspended"
+            return self.last_error
         self.progress = Progress.DONE
         return ""
+
+    def interrupt_if_uncertain(self) -> None:
+        """Called on the trio thread whenever ZooKeeper news arrives: if the
+        session is no longer connected while fencing or activation runs,
+        cancel it so the next tick can stop writes at once."""
+        scope = self._action_scope
+        if scope is not None and self.coord.session().state is not SessionState.CONNECTED:
+            scope.cancel()
 
     async def _perform(self, action: Action, snap: ClusterSnapshot | None) -> None:
         if action is Action.ACQUIRE:

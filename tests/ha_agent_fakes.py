@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from haagent.coordination import LastActive
 from haagent.decision import Health
 from haagent.errors import ActionFailed
@@ -31,6 +33,7 @@ class FakeActuator:
         self.epoch = 0
         self.fail_fence = False
         self.fail_activate = False
+        self.hang_activate = False  # activation blocks until cancelled
         self.state_of_health = Health.STOPPED
 
     async def fence(self, previous: LastActive, epoch: int) -> None:
@@ -43,6 +46,8 @@ class FakeActuator:
         self.calls.append(f"activate {epoch}")
         if self.fail_activate:
             raise ActionFailed("store did not start")
+        if self.hang_activate:
+            await trio.sleep_forever()
         self.epoch = epoch
         self.running = self.writable = self.ip = True
         self.state_of_health = Health.OK

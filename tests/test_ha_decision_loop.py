@@ -219,6 +219,30 @@ def test_only_one_of_two_racing_nodes_acquires(cluster: tuple[FakeZooKeeper, Clo
     assert zk.data.epoch == 1
 
 
+def test_session_loss_interrupts_a_hanging_activation(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    _zk, _clock, n1, _n2 = cluster
+    n1.actuator.hang_activate = True
+    said: list[str] = []
+
+    async def run() -> None:
+        async def ticks() -> None:
+            for _ in range(3):  # acquiring, fencing, activating (hangs)
+                said.append(await n1.loop.tick())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticks)
+            await trio.sleep(0.5)
+            assert st(n1) is S.ACTIVATING
+            n1.coord.suspend()
+            n1.loop.interrupt_if_uncertain()
+        said.append(await n1.loop.tick())
+
+    trio.run(run)
+    assert "FAILED: interrupted: ZooKeeper session suspended" in said[-2]
+    assert st(n1) is S.SUSPENDED
+    assert n1.actuator.calls[-1] == "stop_writes"
+
+
 def test_transition_table_rejects_unlisted_moves() -> None:
     check_transition(S.STANDBY, S.ACQUIRING)
     with pytest.raises(IllegalTransition):
