@@ -363,3 +363,13 @@ def test_tls_handshake_on_plaintext_port_is_garbage_at_once() -> None:
     assert parser.buffered == 0
     # if the peer was only confused, the stream recovers at the next line
     assert feed(parser, b"more\r\na1 NOOP\r\n") == [ev.CommandReceived("a1", c.Noop())]
+
+
+def test_literal8_only_for_append_messages() -> None:
+    parser = CommandParser(authenticated=True)
+    events = feed(parser, b"a1 LOGIN ~{3+}\r\nbob x\r\na2 APPEND ~{5+}\r\nINBOX {1+}\r\nm\r\na3 NOOP\r\n")
+    assert events == [
+        ev.BadCommand("a1", "literal8 is only allowed for APPEND message data"),
+        ev.BadCommand("a2", "literal8 is only allowed for APPEND message data"),
+        ev.CommandReceived("a3", c.Noop()),
+    ]

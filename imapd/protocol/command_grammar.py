@@ -350,7 +350,7 @@ def _append(r: Reader) -> c.Command:
     while r.maybe_sp():
         flags, date = append_message_head(r)
         binary = r.literal_is_binary()
-        messages.append(c.AppendMessage(flags, date, r.literal(), binary))
+        messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), binary))
     if not messages:
         raise ParseError("APPEND needs a message literal")
     return c.Append(mailbox, tuple(messages))

@@ -155,9 +155,12 @@ class Reader:
     def number64(self) -> int:
         return self.number(_MAX_NUMBER64)
 
-    def literal(self) -> bytes:
+    def literal(self, *, binary_ok: bool = False) -> bytes:
+        """The literal here; literal8 (~{n}) only where the grammar allows it (APPEND messages)."""
         if not self._literal_here():
             raise ParseError("expected a literal")
+        if self._binary[self._index] and not binary_ok:
+            raise ParseError("literal8 is only allowed for APPEND message data")
         data = self._literals[self._index]
         self._index += 1
         self._buf = self._segments[self._index]
