@@ -34,7 +34,9 @@ class ServeOptions:
     fence: int | None = None
     fence_next: bool = False
     read_only_start: bool = False
-    workers: int = 512
+    # Each Watch stream holds a worker thread for its lifetime (imapd opens one per selected
+    # mailbox); threads are created on demand, so a high ceiling costs nothing until used.
+    workers: int = 2048
     heartbeat_seconds: float = 5.0
 
 
