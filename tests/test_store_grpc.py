@@ -182,3 +182,19 @@ def test_read_only_start_until_set_writable(tmp_path: pathlib.Path) -> None:
             assert c.create_user("alice", "pw", epoch=7).name == "alice"
     finally:
         server.stop()
+
+
+def test_many_open_watch_streams_do_not_starve_other_calls(store_server: StoreServer) -> None:
+    with store_server.client() as c:
+        c.create_user("alice", "pw")
+        mid = c.mailbox_id("alice", "INBOX")
+        calls = [c.stub.Watch(store_pb2.WatchRequest(user="alice", mailbox_id=mid, since_modseq=1)) for _ in range(600)]
+        try:
+            for call in calls:  # each stream is established (and holds a server thread) once its catch-up arrives
+                assert next(iter(call)).mailbox_id == mid
+            t0 = time.perf_counter()
+            assert c.append_bytes("alice", "INBOX", MSG).uid == 1
+            assert time.perf_counter() - t0 < 5
+        finally:
+            for call in calls:
+                cast("grpc.Future[store_pb2.ChangeEvent]", call).cancel()
