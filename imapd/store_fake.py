@@ -117,6 +117,14 @@ class FakeStore:
             for mbox, special in DEFAULT_MAILBOXES:
                 self._new_mailbox(user, mbox, special)
 
+    def break_watches(self) -> None:
+        """End every change feed as a store restart would (no deleted/renamed event)."""
+        for user in self._users.values():
+            for mbox in user.mailboxes.values():
+                for send in mbox.watchers:
+                    send.close()
+                mbox.watchers.clear()
+
     def fence(self, epoch: int) -> None:
         """Another writer took over: this client's writes fail from now on."""
         self.stored_epoch = epoch

@@ -33,6 +33,9 @@ class Subscription:
     # Highest modseq the shared stream had delivered when this one joined:
     # events up to it went by before we listened.
     joined_after: int
+    # The feed broke (store down, or this subscriber fell behind) rather than
+    # the mailbox going away: the session must resynchronise by reconnecting.
+    failed: bool = False
 
     def close(self) -> None:
         self.hub._leave(self)
@@ -80,12 +83,14 @@ class WatchHub:
 
     async def _run(self, key: tuple[str, int], feed: _Feed, since_modseq: int) -> None:
         user, mailbox_id = key
+        gone = False
         with feed.cancel:
             try:
                 async with aclosing(self._store.watch(user, mailbox_id, since_modseq)) as events:
                     async for event in events:
                         if event.heartbeat:
                             continue
+                        gone = gone or event.deleted or event.renamed
                         feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
                         for sub in list(feed.subscribers):
                             try:
@@ -93,6 +98,7 @@ class WatchHub:
                             except trio.WouldBlock:
                                 log.warning("watch subscriber of mailbox %d fell behind; cutting it off", mailbox_id)
                                 feed.subscribers.remove(sub)
+                                sub.failed = True
                                 sub.send.close()
                             except (trio.BrokenResourceError, trio.ClosedResourceError):
                                 feed.subscribers.remove(sub)
@@ -102,5 +108,6 @@ class WatchHub:
         if self._feeds.get(key) is feed:
             del self._feeds[key]
         for sub in feed.subscribers:
+            sub.failed = not gone
             sub.send.close()
         feed.subscribers.clear()

@@ -340,3 +340,24 @@ async def test_one_store_call_per_command_and_cached_envelopes() -> None:
         await c.command("STORE 1:60 +FLAGS (\\Flagged)")
         await c.command("UID SEARCH FLAGGED SUBJECT hello")
         assert store.calls - before == 2
+
+
+@trio_test
+async def test_selected_mailbox_deleted_elsewhere_or_feed_lost_ends_with_bye() -> None:
+    async with running_server() as (_, ports, store), connected(ports[0]) as a, connected(ports[0]) as b:
+        assert isinstance(store, FakeStore)
+        await a.login()
+        await b.login()
+        await a.command("CREATE Doomed")
+        await a.command("SELECT Doomed")
+        await b.command("DELETE Doomed")
+        await trio.sleep(0.05)
+        lines = await a.command("NOOP")
+        assert b"* BYE [UNAVAILABLE] Selected mailbox was deleted or renamed\r\n" in lines
+    async with running_server() as (_, ports, store), connected(ports[0]) as c:
+        assert isinstance(store, FakeStore)
+        await c.login()
+        await c.command("SELECT INBOX")
+        store.break_watches()
+        await trio.sleep(0.05)
+        assert b"* BYE [UNAVAILABLE] Lost the mailbox's change feed" in _joined(await c.command("NOOP"))

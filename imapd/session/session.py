@@ -121,7 +121,10 @@ class Session:
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
         if sel.gone and allow_expunge:
-            self.emit(b"* BYE [UNAVAILABLE] Selected mailbox was deleted or renamed\r\n")
+            if self.subscription is not None and self.subscription.failed:
+                self.emit(b"* BYE [UNAVAILABLE] Lost the mailbox's change feed; please reconnect\r\n")
+            else:
+                self.emit(b"* BYE [UNAVAILABLE] Selected mailbox was deleted or renamed\r\n")
             return False
         return True
 
