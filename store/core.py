@@ -34,7 +34,7 @@ class StoreOptions:
     default_quota: int = 0
     map_size: int = 256 * MIB
     max_batch: int = 256
-    max_readers: int = 1024
+    max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
 
 
