@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmtpd import replies
@@ -299,6 +299,7 @@ def stuff(message: bytes) -> bytes:
 _line = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
 
 
+@settings(deadline=None, max_examples=200)  # no per-example deadline: CI machines are shared and slow
 @given(
     lines=st.lists(st.tuples(_line, st.sampled_from([b"\r\n", b"\n"]), st.booleans()), max_size=30),
     cuts=st.lists(st.integers(min_value=1, max_value=50), max_size=40),
