@@ -164,9 +164,11 @@ class _Connection:
         finally:
             txn.discard_spool()
         for recipient, result in zip(txn.recipients, results, strict=True):
-            if result.outcome is not Outcome.DELIVERED:
-                # No body, no sender: logs never carry message content.
-                log.info("delivery to %s refused: %s %s", recipient.user, result.outcome.value, result.detail)
+            # Envelope facts only: logs never carry message content.
+            if result.outcome is Outcome.DELIVERED:
+                log.info("delivered: user=%s uid=%d size=%d", recipient.user, result.uid, end.size)
+            else:
+                log.info("refused: user=%s %s (%s)", recipient.user, result.outcome.value, result.detail)
             self._reply(
                 replies.for_outcome(
                     result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
