@@ -22,6 +22,10 @@ from imapd.store_client import ChangeEvent, StoreClient
 log = logging.getLogger("imapd.watch")
 
 _SUBSCRIBER_BUFFER: Final = 2000
+# A feed nobody listens to stays open this long: clients reconnect and
+# reselect all the time, and a Watch stream costs a call and a thread to set up.
+LINGER_SECONDS: Final = 15.0
+_MAX_LINGERING: Final = 256
 
 
 @dataclass(eq=False)
@@ -46,16 +50,25 @@ class _Feed:
     cancel: trio.CancelScope
     subscribers: list[Subscription] = field(default_factory=list)
     delivered_modseq: int = 0
+    idle_since: float | None = None  # trio time the last subscriber left
 
 
 class WatchHub:
-    def __init__(self, store: StoreClient, nursery: trio.Nursery) -> None:
+    def __init__(self, store: StoreClient, nursery: trio.Nursery, linger: float = LINGER_SECONDS) -> None:
         self._store = store
         self._nursery = nursery
         self._feeds: dict[tuple[str, int], _Feed] = {}
+        self.linger = linger
+        if linger > 0:
+            nursery.start_soon(self._reap)
 
     @property
     def active_feeds(self) -> int:
+        """Feeds with at least one subscriber."""
+        return sum(1 for feed in self._feeds.values() if feed.subscribers)
+
+    @property
+    def open_feeds(self) -> int:
         return len(self._feeds)
 
     def subscribe(self, user: str, mailbox_id: int, since_modseq: int) -> Subscription:
@@ -68,6 +81,7 @@ class WatchHub:
             self._nursery.start_soon(self._run, key, feed, since_modseq)
         sub = Subscription(self, key, receive, send, feed.delivered_modseq)
         feed.subscribers.append(sub)
+        feed.idle_since = None
         return sub
 
     def _leave(self, sub: Subscription) -> None:
@@ -78,8 +92,29 @@ class WatchHub:
             return
         feed.subscribers.remove(sub)
         if not feed.subscribers:
-            del self._feeds[sub.key]
-            feed.cancel.cancel()
+            if self.linger > 0:
+                feed.idle_since = trio.current_time()
+            else:
+                self._close(sub.key, feed)
+
+    def _close(self, key: tuple[str, int], feed: _Feed) -> None:
+        if self._feeds.get(key) is feed:
+            del self._feeds[key]
+        feed.cancel.cancel()
+
+    async def _reap(self) -> None:
+        """Close feeds idle for longer than `linger`, and the oldest idle ones beyond the cap."""
+        while True:
+            await trio.sleep(min(1.0, self.linger))
+            now = trio.current_time()
+            idle = sorted(
+                ((feed.idle_since, key, feed) for key, feed in self._feeds.items() if feed.idle_since is not None),
+                key=lambda item: item[0],
+            )
+            excess = len(idle) - _MAX_LINGERING
+            for i, (since, key, feed) in enumerate(idle):
+                if i < excess or now - since >= self.linger:
+                    self._close(key, feed)
 
     async def _run(self, key: tuple[str, int], feed: _Feed, since_modseq: int) -> None:
         user, mailbox_id = key

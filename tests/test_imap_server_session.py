@@ -317,6 +317,9 @@ async def test_one_watch_feed_per_mailbox_shared_by_sessions() -> None:
         await a.command("UNSELECT")
         await b.command("CLOSE")
         assert server.ctx.hub.active_feeds == 0
+        assert server.ctx.hub.open_feeds == 2  # lingering for the next SELECT
+        await a.command("SELECT INBOX")
+        assert server.ctx.hub.open_feeds == 2 and server.ctx.hub.active_feeds == 1
 
 
 @trio_test
