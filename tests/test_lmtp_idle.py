@@ -25,7 +25,8 @@ def test_idle_session_sees_lmtp_delivery(tmp_path: pathlib.Path) -> None:
             before = imap.select_folder("INBOX")[b"EXISTS"]
             imap.idle()
             with smtplib.LMTP("127.0.0.1", node.lmtp_port, timeout=30) as lmtp:
-                assert lmtp.sendmail("s@x.test", ["demo@mailha.test"], b"Subject: idle\r\n\r\nring\r\n") == {}
+                message = b"Subject: idle-subject-7f3a\r\n\r\nbody-text-7f3a\r\n"
+                assert lmtp.sendmail("s@x.test", ["demo@mailha.test"], message) == {}
             delivered = time.monotonic()
             seen: list[object] = []
             while not seen and time.monotonic() - delivered < 5:
@@ -38,3 +39,6 @@ def test_idle_session_sees_lmtp_delivery(tmp_path: pathlib.Path) -> None:
             imap.use_uid = False  # address the new message by its sequence number from EXISTS
             (fetched,) = imap.fetch([before + 1], ["BODY.PEEK[]"]).values()
             assert fetched[b"BODY[]"].startswith(b"Return-Path: <s@x.test>\r\nDelivered-To: demo@mailha.test\r\n")
+        log = (node.paths.data_dir / "log" / "lmtpd.log").read_text()
+        assert "delivered: user=demo uid=" in log
+        assert "7f3a" not in log  # no message content in logs
