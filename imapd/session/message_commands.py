@@ -12,7 +12,7 @@ from imapd.message.view import MessageView
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Value, encode_chunks
+from imapd.protocol.values import Raw, Value, encode, encode_chunks
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
@@ -122,7 +122,11 @@ def _render(
     envelope = s.ctx.envelopes.get(key)
     if envelope is None:
         pairs = render_fetch(attrs, _view(item))
-        s.ctx.envelopes.put(key, pairs[attrs.index(ENVELOPE)][1])
+        index = attrs.index(ENVELOPE)
+        # Kept in wire form: re-encoding the nested value tree costs more than rendering FLAGS.
+        envelope = Raw(encode(pairs[index][1]))
+        s.ctx.envelopes.put(key, envelope)
+        pairs[index] = (pairs[index][0], envelope)
         return pairs
     others = tuple(a for a in attrs if a != ENVELOPE)
     rendered = iter(render_fetch(others, _view(item)))
