@@ -28,7 +28,11 @@ def register(sub: Any) -> None:
 def register_bench(bench_sub: Any) -> None:
     b: argparse.ArgumentParser = bench_sub.add_parser("lmtp", help="LMTP deliveries/s and 20 MiB delivery time")
     b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--host", default=None, help="target an existing lmtpd instead of starting one")
+    b.add_argument(
+        "--host",
+        default=None,
+        help="target an existing lmtpd instead of starting one (its limit must admit 20 MiB plus trace headers)",
+    )
     b.add_argument("--port", type=int, default=2424)
     b.add_argument("--rcpt", default="bench@bench.test", help="recipient (with --host: must exist)")
     b.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
