@@ -107,9 +107,16 @@ def test_takeover_after_sigkill_of_active_node(agent_lab: AgentLab) -> None:
     assert snap.last_active is not None and snap.last_active.node == second
     print(f"kill -> served by {second}: {took:.3f} s")
     assert took < 10.0, f"takeover took {took:.2f} s"
+    # The status heartbeat is written just before the history entries.
+    agent_lab.wait_for(
+        "the takeover in the history",
+        lambda: any(h.node == second and h.to_state == "active" for h in agent_lab.coord.history()),
+        timeout=5,
+    )
     history = agent_lab.coord.history()
-    takeover = [h for h in history if h.node == second and h.to_state == "active"]
-    assert takeover and "vanished" in " ".join(h.reason for h in history if h.node == second)
+    assert "vanished" in " ".join(h.reason for h in history if h.node == second)
+    takeover = next(h for h in history if h.node == second and h.to_state == "active")
+    assert takeover.downtime_s is not None and 0 < takeover.downtime_s < 10
 
 
 def _agent_pid(lab: AgentLab, node: str) -> int:
