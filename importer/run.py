@@ -6,7 +6,6 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from importer.errors import ImportFailure
 from importer.progress import ImportReport, Progress
 from importer.source import ImportSource, SourceFolder, SourceMessage
 from importer.store_sink import AppendOutcome, StoreSink
@@ -59,6 +58,3 @@ def exit_status(report: ImportReport) -> int:
 def fail(message: str, err: TextIO | None = None) -> int:
     (err or sys.stderr).write(f"mailha import: {message}\n")
     return 2
-
-
-__all__ = ["ImportFailure", "exit_status", "fail", "run_import"]
