@@ -230,9 +230,11 @@ def kill_trial(cluster: ClusterConfig, coord: Coordination, password: str) -> di
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _wait("a new active serving", lambda: (a := _active(coord)) is not None and a[0] != node, TRIAL_TIMEOUT)
+    # Every process of the old node is dead, so the first LOGIN+SELECT that
+    # works is served by the new active.
     _wait("LOGIN+SELECT on the floating IP", lambda: service_ok(cluster, password), TRIAL_TIMEOUT)
     elapsed = time.monotonic() - t0
+    _wait("a new active", lambda: (a := _active(coord)) is not None and a[0] != node, TRIAL_TIMEOUT)
     new = _active(coord)
     # Bring the killed node back as a standby for the next trial.
     log_dir = cluster.runtime_dir / node
