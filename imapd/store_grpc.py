@@ -214,6 +214,31 @@ class GrpcStore:
         self._stub = store_pb2_grpc.MailStoreStub(self._channel)
         self._limiter = trio.CapacityLimiter(max_threads)
 
+    async def _unary(self, method: Any, request: Any, timeout: float = _UNARY_TIMEOUT) -> Any:
+        """One unary call without a worker thread: gRPC completes the future on its
+        own thread and wakes this task through the trio token (cheaper than a
+        thread hop per IMAP command)."""
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+
+        def wake(_: object) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        future = method.future(request, timeout=timeout)
+        future.add_done_callback(wake)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            future.cancel()
+            raise
+        try:
+            return future.result()
+        except grpc.RpcError as exc:
+            raise store_error(exc) from None
+
     async def _run(self, fn: Callable[[], T]) -> T:
         def call() -> T:
             try:
@@ -225,39 +250,39 @@ class GrpcStore:
 
     async def authenticate(self, name: str, password: str) -> str:
         req = store_pb2.AuthenticateRequest(name=name, password=password)
-        reply = await self._run(lambda: self._stub.Authenticate(req, timeout=_UNARY_TIMEOUT))
+        reply: store_pb2.AuthenticateReply = await self._unary(self._stub.Authenticate, req)
         return reply.user
 
     async def list_mailboxes(
         self, user: str, *, with_status: bool = False, subscribed_only: bool = False
     ) -> Sequence[MailboxInfo]:
         req = store_pb2.ListMailboxesRequest(user=user, with_status=with_status, subscribed_only=subscribed_only)
-        reply = await self._run(lambda: self._stub.ListMailboxes(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.ListMailboxes, req)
         return [_info(m) for m in reply.mailboxes]
 
     async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
         req = store_pb2.CreateMailboxRequest(epoch=self.epoch, user=user, name=name, special_use=special_use)
-        return _info(await self._run(lambda: self._stub.CreateMailbox(req, timeout=_UNARY_TIMEOUT)))
+        return _info(await self._unary(self._stub.CreateMailbox, req))
 
     async def delete_mailbox(self, user: str, name: str) -> None:
         req = store_pb2.DeleteMailboxRequest(epoch=self.epoch, user=user, name=name)
-        await self._run(lambda: self._stub.DeleteMailbox(req, timeout=_UNARY_TIMEOUT))
+        await self._unary(self._stub.DeleteMailbox, req)
 
     async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
         req = store_pb2.RenameMailboxRequest(epoch=self.epoch, user=user, old_name=old_name, new_name=new_name)
-        return _info(await self._run(lambda: self._stub.RenameMailbox(req, timeout=_UNARY_TIMEOUT)))
+        return _info(await self._unary(self._stub.RenameMailbox, req))
 
     async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
         req = store_pb2.SubscribeRequest(epoch=self.epoch, user=user, name=name, subscribed=subscribed)
-        await self._run(lambda: self._stub.Subscribe(req, timeout=_UNARY_TIMEOUT))
+        await self._unary(self._stub.Subscribe, req)
 
     async def status(self, user: str, name: str) -> MailboxInfo:
         req = store_pb2.StatusRequest(user=user, name=name)
-        return _info(await self._run(lambda: self._stub.Status(req, timeout=_UNARY_TIMEOUT)))
+        return _info(await self._unary(self._stub.Status, req))
 
     async def select(self, user: str, name: str) -> SelectResult:
         req = store_pb2.SelectRequest(user=user, name=name)
-        reply = await self._run(lambda: self._stub.Select(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.Select, req)
         return SelectResult(_info(reply.mailbox), tuple(reply.uids), tuple(reply.permanent_flags))
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
@@ -308,7 +333,7 @@ class GrpcStore:
             unchanged_since=unchanged_since or 0,
             has_unchanged_since=unchanged_since is not None,
         )
-        reply = await self._run(lambda: self._stub.StoreFlags(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.StoreFlags, req)
         return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
 
     async def _copy(self, user: str, mailbox_id: int, uid_set: str, dest: str, move: bool) -> CopyResult:
@@ -316,7 +341,7 @@ class GrpcStore:
             epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set, dest_mailbox=dest
         )
         method = self._stub.Move if move else self._stub.Copy
-        reply = await self._run(lambda: method(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(method, req)
         return CopyResult(
             reply.dest_uidvalidity, tuple(reply.source_uids), tuple(reply.dest_uids), tuple(reply.expunged)
         )
@@ -329,12 +354,12 @@ class GrpcStore:
 
     async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
         req = store_pb2.ExpungeRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set)
-        reply = await self._run(lambda: self._stub.Expunge(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.Expunge, req)
         return ExpungeResult(tuple(reply.expunged), reply.highestmodseq)
 
     async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]:
         req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
-        reply = await self._run(lambda: self._stub.Vanished(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.Vanished, req)
         return tuple(reply.uids)
 
     def _header(self, user: str, mailbox: str, spec: AppendSpec, size: int) -> store_pb2.AppendHeader:
@@ -355,7 +380,7 @@ class GrpcStore:
         if size <= _APPEND_ONE_MAX:
             data = b"".join([c async for c in chunks])
             req = store_pb2.AppendRequest(header=header, data=data, last=True)
-            reply = await self._run(lambda: self._stub.AppendOne(req, timeout=_UNARY_TIMEOUT))
+            reply = await self._unary(self._stub.AppendOne, req)
             return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id)
         # Big message: stream its pieces as they arrive through a bounded queue.
         pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
@@ -398,7 +423,7 @@ class GrpcStore:
 
     async def get_quota(self, user: str) -> QuotaInfo:
         req = store_pb2.GetQuotaRequest(user=user)
-        reply = await self._run(lambda: self._stub.GetQuota(req, timeout=_UNARY_TIMEOUT))
+        reply = await self._unary(self._stub.GetQuota, req)
         return QuotaInfo(reply.user or user, reply.usage_bytes, reply.limit_bytes, reply.messages)
 
     async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
