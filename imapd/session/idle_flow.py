@@ -24,7 +24,9 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
         deadline = trio.current_time() + settings.idle_timeout
         while True:
             alive = s.emit_updates(allow_expunge=True)
-            await s.flush()
+            # DONE cancels this task: never in the middle of a response line.
+            with trio.CancelScope(shield=True):
+                await s.flush()
             if not alive:
                 s.wire.request_close()
                 return
@@ -42,7 +44,8 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     sel.gone = True
             if waited.cancelled_caught and trio.current_time() < deadline:
-                await s.wire.send(b"* OK Still here\r\n")
+                with trio.CancelScope(shield=True):
+                    await s.wire.send(b"* OK Still here\r\n")
 
 
 async def done(s: Session, tag: str) -> Outcome:
