@@ -306,11 +306,18 @@ class DecisionLoop:
 
     async def tick(self) -> str:
         snap: ClusterSnapshot | None = None
-        if self.coord.session().state is SessionState.CONNECTED:
-            try:
-                snap = await self._io(self.coord.snapshot)
-            except HaAgentError:
-                snap = None
+        session = self.coord.session()
+        if session.state is SessionState.CONNECTED:
+            if self._mid_takeover(session.session_id):
+                # The leader znode is ephemeral and only its owner deletes it:
+                # while the session that created it lives, it is ours. Skipping
+                # the re-read here saves a ZooKeeper round trip per takeover step.
+                snap = self.snapshot
+            else:
+                try:
+                    snap = await self._io(self.coord.snapshot)
+                except HaAgentError:
+                    snap = None
         self.snapshot = snap
         if snap is not None:
             for status in snap.nodes:
@@ -377,6 +384,17 @@ class DecisionLoop:
         self.progress = Progress.DONE
         return ""
 
+    def _mid_takeover(self, session_id: int | None) -> bool:
+        snap = self.snapshot
+        return (
+            self.state in (S.ACQUIRING, S.FENCING, S.ACTIVATING)
+            and self.progress is Progress.DONE
+            and self.leader is not None
+            and snap is not None
+            and snap.leader == self.leader
+            and session_id == self.leader.session_id
+        )
+
     def interrupt_if_uncertain(self) -> None:
         """Called on the trio thread whenever ZooKeeper news arrives: if the
         session is no longer connected while fencing or activation runs,
@@ -391,6 +409,7 @@ class DecisionLoop:
             counter = snap.epoch_counter
             self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
             self._outage_start = self._estimate_outage_start(snap)
+            self.snapshot = replace(snap, leader=self.leader, epoch_counter=self.leader.epoch)
             # The ACQUIRING entry was written before the epoch existed.
             last = self._pending_history[-1] if self._pending_history else None
             if last is not None and last.to_state == S.ACQUIRING.value:
