@@ -364,3 +364,16 @@ async def test_selected_mailbox_deleted_elsewhere_or_feed_lost_ends_with_bye() -
         store.break_watches()
         await trio.sleep(0.05)
         assert b"* BYE [UNAVAILABLE] Lost the mailbox's change feed" in _joined(await c.command("NOOP"))
+
+
+@trio_test
+async def test_international_mailbox_names_round_trip_in_modified_utf7() -> None:
+    async with running_server() as (_, ports, store), connected(ports[0]) as c:
+        assert isinstance(store, FakeStore)
+        await c.login()
+        assert (await c.command('CREATE "Entw&APw-rfe/&ZeVnLIqe-"'))[-1].startswith(b"t2 OK")
+        names = {m.name for m in await store.list_mailboxes("alice")}
+        assert "Entwürfe/日本語" in names and "Entwürfe" in names
+        listing = _joined(await c.command('LIST "" "Entw&APw-rfe/*"'))
+        assert b'"/" "Entw&APw-rfe/&ZeVnLIqe-"' in listing
+        assert b"(MESSAGES 0)" in _joined(await c.command('STATUS "Entw&APw-rfe/&ZeVnLIqe-" (MESSAGES)'))
