@@ -377,3 +377,26 @@ async def test_international_mailbox_names_round_trip_in_modified_utf7() -> None
         listing = _joined(await c.command('LIST "" "Entw&APw-rfe/*"'))
         assert b'"/" "Entw&APw-rfe/&ZeVnLIqe-"' in listing
         assert b"(MESSAGES 0)" in _joined(await c.command('STATUS "Entw&APw-rfe/&ZeVnLIqe-" (MESSAGES)'))
+
+
+@trio_test
+async def test_multiappend_trycreate_and_overquota() -> None:
+    store = FakeStore()
+    store.create_user("alice", "secret", quota=1000)
+    async with running_server(store=store) as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        one, two = MSG, MSG.replace(b"Hello there", b"Second")
+        cmd = b"APPEND Drafts (\\Seen) {%d+}\r\n%s (\\Flagged) {%d+}\r\n%s" % (len(one), one, len(two), two)
+        reply = await c.command(cmd)
+        assert re.search(rb"OK \[APPENDUID \d+ 1:2\]", reply[-1])
+        await c.command("SELECT Drafts")
+        flags = _joined(await c.command("FETCH 1:2 (FLAGS)"))
+        assert b"* 1 FETCH (FLAGS (\\Seen))" in flags and b"* 2 FETCH (FLAGS (\\Flagged))" in flags
+        assert b"NO [TRYCREATE]" in (await _append_to(c, "Nowhere"))[-1]
+        big = b"Subject: big\r\n\r\n" + b"x" * 900
+        assert b"NO [OVERQUOTA]" in (await _append_to(c, "INBOX", big))[-1]
+        assert b"STORAGE " in _joined(await c.command('GETQUOTA ""'))
+
+
+async def _append_to(client: RawClient, mailbox: str, data: bytes = MSG) -> list[bytes]:
+    return await client.command(f"APPEND {mailbox} {{{len(data)}+}}\r\n".encode() + data)
