@@ -29,7 +29,8 @@ class ImapSourceOptions:
     port: int
     user: str
     password: str
-    tls: bool = False
+    tls: bool = False  # implicit TLS
+    starttls: bool = False  # plain connection upgraded with STARTTLS before LOGIN
     ca_file: str | None = None
     batch: int = 50
     timeout: float = 60.0
@@ -77,12 +78,14 @@ class ImapSource:
         self.options = options
         self.state = state
         context = None
-        if options.tls:
+        if options.tls or options.starttls:
             context = ssl.create_default_context(cafile=options.ca_file)
         try:
             self.client = IMAPClient(
                 options.host, port=options.port, ssl=options.tls, ssl_context=context, timeout=options.timeout
             )
+            if options.starttls:
+                self.client.starttls(context)
             self.client.normalise_times = False  # keep the server's zone in INTERNALDATE
             self.client.login(options.user, options.password)
         except (OSError, IMAPClient.Error) as exc:

@@ -33,8 +33,10 @@ class FolderMarker:
         return uid <= self.last_uid or uid in self.above
 
 
-def state_path(state_dir: pathlib.Path, host: str, port: int, user: str, to_user: str) -> pathlib.Path:
-    raw = f"imap-{host}-{port}-{user}-to-{to_user}"
+def state_path(state_dir: pathlib.Path, host: str, user: str, to_user: str) -> pathlib.Path:
+    """One file per source account and destination user. Not keyed by port: the
+    same account reached over 993 (TLS) or 143 (STARTTLS) is the same source."""
+    raw = f"imap-{host}-{user}-to-{to_user}"
     return state_dir / (re.sub(r"[^A-Za-z0-9._@-]", "_", raw) + ".json")
 
 

@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
     i: argparse.ArgumentParser = isub.add_parser("imap", help="every folder of an IMAP account (resumable)")
     i.add_argument("--host", required=True)
     i.add_argument("--port", type=int, default=None, help="default 993 with --tls, else 143")
-    i.add_argument("--tls", action="store_true", help="implicit TLS")
+    tls = i.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="implicit TLS (default port 993)")
+    tls.add_argument("--starttls", action="store_true", help="STARTTLS on the plain port before logging in")
     i.add_argument("--ca-file", default=None, help="CA bundle to verify the server with (default: system)")
     i.add_argument("--user", required=True, help="login at the source server")
     i.add_argument("--password-file", type=pathlib.Path, required=True, help="file holding the source password")
@@ -105,6 +107,8 @@ def _imap(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"--password-file: {exc}")
     port = args.port or (993 if args.tls else 143)
-    options = ImapSourceOptions(args.host, port, args.user, password, tls=args.tls, ca_file=args.ca_file)
-    state = ResumeState(state_path(args.state_dir, args.host, port, args.user, args.to_user))
+    options = ImapSourceOptions(
+        args.host, port, args.user, password, tls=args.tls, starttls=args.starttls, ca_file=args.ca_file
+    )
+    state = ResumeState(state_path(args.state_dir, args.host, args.user, args.to_user))
     return _run(args, args.to_user, lambda: ImapSource(options, state))

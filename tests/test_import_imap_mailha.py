@@ -1,4 +1,4 @@
-"""`mailha import imap` from a real mailha imapd (implicit TLS, verified with the node's dev certificate)."""
+"""`mailha import imap` from a real mailha imapd (implicit TLS, then STARTTLS; verified with the dev certificate)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from tests.lmtp_standalone import Node, standalone_node
 pytestmark = pytest.mark.integration
 
 
-def _import(node: Node, tmp: pathlib.Path) -> subprocess.CompletedProcess[str]:
+def _import(node: Node, tmp: pathlib.Path, *, starttls: bool = False) -> subprocess.CompletedProcess[str]:
     (tmp / "pw").write_text("demo\n")
-    argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(node.imaps_port), "--tls"]
+    if starttls:
+        assert node.imap is not None
+        argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(node.imap[1]), "--starttls"]
+    else:
+        argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(node.imaps_port), "--tls"]
     argv += ["--ca-file", str(node.paths.tls_dir / "imapd-dev.crt"), "--user", "demo"]
     argv += ["--password-file", str(tmp / "pw"), "--to-user", "copy", "--state-dir", str(tmp / "state")]
     argv += ["--store", node.store]
@@ -63,7 +67,7 @@ def test_import_from_mailha_imapd(tmp_path: pathlib.Path) -> None:
                 (b"Subject: p\r\n\r\nplan\r\n", {"\\Flagged", "$Todo"}, 1_600_000_000)
             ]
 
-        second = _import(node, tmp_path)
+        second = _import(node, tmp_path, starttls=True)  # same source over STARTTLS: nothing new
         assert second.returncode == 0, second.stderr
         assert "0 messages" in second.stderr and "4 skipped" in second.stderr
         with StoreClient(node.store) as client:
