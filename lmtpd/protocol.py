@@ -110,6 +110,11 @@ class LmtpConnection:
         self._content_size = 0
         self._owed_replies = 0
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes not yet turned into events (bounded by max_line in command mode)."""
+        return len(self._buffer)
+
     # ---- input ---------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the client; b"" means the client closed."""

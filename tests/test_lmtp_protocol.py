@@ -199,7 +199,7 @@ def test_overlong_command_line_is_refused_and_session_continues() -> None:
     assert conn.next_event() is NEED_DATA
     conn.receive_data(b"y" * 300)
     assert conn.next_event() is NEED_DATA
-    assert len(conn._buffer) <= 100  # bounded memory while discarding
+    assert conn.buffered_bytes <= 100  # bounded memory while discarding
     conn.receive_data(b"z\r\nNOOP\r\n")
     assert conn.next_event() == Rejected(replies.LINE_TOO_LONG)
     assert conn.send(replies.LINE_TOO_LONG) == b"500 5.5.2 Line too long\r\n"
