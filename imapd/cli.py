@@ -23,7 +23,9 @@ def register(sub: Any) -> None:
         "--allow-plaintext-login", action="store_true", help="development only: LOGIN/AUTHENTICATE without TLS"
     )
     p.add_argument("--append-limit", type=int, default=DEFAULT_APPEND_LIMIT, help="APPENDLIMIT in bytes")
-    p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap")
+    p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap (per worker)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
 
@@ -62,8 +64,26 @@ def _serve(args: argparse.Namespace) -> int:
             allow_plaintext_login=args.allow_plaintext_login,
             append_limit=args.append_limit,
             connections_per_user=args.connections_per_user,
-        )
+            workers=args.workers,
+            reuse_port=args.reuse_port or args.workers > 1,
+        ),
+        argv=_worker_argv(args),
     )
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The same `imapd serve` command line, for worker processes."""
+    argv = ["imapd", "serve", "--store", args.store, "--epoch", str(args.epoch)]
+    for addr in args.listen:
+        argv += ["--listen", addr]
+    for addr in args.tls_listen:
+        argv += ["--tls-listen", addr]
+    if args.cert is not None and args.key is not None:
+        argv += ["--cert", str(args.cert), "--key", str(args.key)]
+    if args.allow_plaintext_login:
+        argv.append("--allow-plaintext-login")
+    argv += ["--append-limit", str(args.append_limit), "--connections-per-user", str(args.connections_per_user)]
+    return argv
 
 
 def _bench(args: argparse.Namespace) -> int:

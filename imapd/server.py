@@ -271,6 +271,7 @@ async def serve(
     endpoints: Sequence[Endpoint],
     *,
     handle_signals: bool = True,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[tuple[ImapServer, list[int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGUSR1 (drain) or cancellation; started() gets the bound ports."""
@@ -280,7 +281,10 @@ async def serve(
         listeners: list[tuple[trio.SocketListener, bool]] = []
         ports: list[int] = []
         for ep in endpoints:
-            for listener in await trio.open_tcp_listeners(ep.port, host=ep.host):
+            opened = (
+                [await _reuse_port_listener(ep)] if reuse_port else await trio.open_tcp_listeners(ep.port, host=ep.host)
+            )
+            for listener in opened:
                 listeners.append((listener, ep.implicit_tls))
                 ports.append(listener.socket.getsockname()[1])
         nursery.start_soon(server._watch_fence)
@@ -289,6 +293,16 @@ async def serve(
         if handle_signals:
             nursery.start_soon(_signals, server, nursery)
         task_status.started((server, ports))
+
+
+async def _reuse_port_listener(ep: Endpoint) -> trio.SocketListener:
+    """A listener several worker processes share (the kernel spreads connections)."""
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+    await sock.bind((ep.host, ep.port))
+    sock.listen(511)
+    return trio.SocketListener(sock)
 
 
 async def _accept_loop(

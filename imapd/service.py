@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from functools import partial
+from types import FrameType
 
 import trio
 
@@ -30,10 +33,16 @@ class ImapdOptions:
     allow_plaintext_login: bool = False
     append_limit: int = DEFAULT_APPEND_LIMIT
     connections_per_user: int = 50
+    # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
+    workers: int = 1
+    reuse_port: bool = False
 
 
-def run_imapd(options: ImapdOptions) -> int:
+def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if options.workers > 1:
+        assert argv is not None
+        return _supervise_workers(options.workers, argv)
     ssl_context = None
     if options.cert is not None and options.key is not None:
         try:
@@ -46,6 +55,9 @@ def run_imapd(options: ImapdOptions) -> int:
         return 2
     endpoints: list[Endpoint] = [parse_endpoint(a, False) for a in options.listen]
     endpoints += [parse_endpoint(a, True) for a in options.tls_listen]
+    if not endpoints:
+        print("mailha imapd serve: give --listen and/or --tls-listen", file=sys.stderr)
+        return 2
     settings = ServerSettings(
         append_limit=options.append_limit,
         allow_plaintext_login=options.allow_plaintext_login,
@@ -57,7 +69,9 @@ def run_imapd(options: ImapdOptions) -> int:
         store = GrpcStore(options.store, options.epoch)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(partial(serve, store, settings, ssl_context, endpoints))
+                await nursery.start(
+                    partial(serve, store, settings, ssl_context, endpoints, reuse_port=options.reuse_port)
+                )
                 names = ", ".join(f"{e.host}:{e.port}{' (TLS)' if e.implicit_tls else ''}" for e in endpoints)
                 log.info("imapd listening on %s, store %s, writer epoch %d", names, options.store, options.epoch)
         finally:
@@ -66,3 +80,26 @@ def run_imapd(options: ImapdOptions) -> int:
     trio.run(main)
     log.info("imapd stopped")
     return 0
+
+
+def _supervise_workers(count: int, argv: list[str]) -> int:
+    """Start `count` single workers on shared ports; forward drain signals; wait for all.
+
+    Per-process state (login throttle, per-user connection cap, envelope
+    cache, Watch feeds) is per worker.
+    """
+    cmd = [sys.executable, "-m", "mailha.cli", *argv, "--workers", "1", "--reuse-port"]
+    children = [subprocess.Popen(cmd) for _ in range(count)]
+    log.info("imapd: %d workers %s", count, [c.pid for c in children])
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signum, forward)
+    status = 0
+    for child in children:
+        status = max(status, child.wait())
+    return status

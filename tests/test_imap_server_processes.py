@@ -115,3 +115,27 @@ def test_standalone_serves_imap_with_generated_certificate(tmp_path: pathlib.Pat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_worker_processes_share_the_port_and_drain_together(imap_stack: ImapStack) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", imap_stack.store.address]
+    argv += ["--epoch", str(imap_stack.epoch), "--listen", f"127.0.0.1:{port}", "--allow-plaintext-login"]
+    argv += ["--workers", "2"]
+    log = imap_stack.cert.parent.parent / "imapd-workers.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_port(port, process, log)
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        for sock in socks:
+            assert _read_until(sock, b"\r\n").startswith(b"* OK")
+        process.send_signal(signal.SIGTERM)
+        for sock in socks:
+            assert b"server moving, reconnect" in _read_until(sock, b"reconnect")
+            sock.close()
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
