@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -265,3 +268,39 @@ def test_services_die_with_their_agent_and_metrics_are_served(agent_lab: AgentLa
     )
     assert took < agent_lab.cfg.zookeeper.session_timeout
     agent_lab.wait_for(f"{second} serving", lambda: agent_lab.active() == second and agent_lab.serves(), 15)
+
+
+def _cli(lab: AgentLab, *args: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailha.cli", *args, "--config", str(lab.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = json.loads(proc.stdout)
+    assert isinstance(out, dict)
+    return out
+
+
+def test_status_and_history_commands(agent_lab: AgentLab) -> None:
+    first, second = _start_pair(agent_lab)
+    st = _cli(agent_lab, "status")
+    assert st["active"] == first and st["floating_ip_holder"] == [first]
+    assert st["floating_ip"] == str(agent_lab.cfg.floating_ip.address.ip)
+    assert isinstance(st["epoch"], int) and st["epoch"] >= 1 and isinstance(st["since"], float)
+    nodes = st["nodes"]
+    assert isinstance(nodes, list)
+    assert {(n["name"], n["state"], n["health"]) for n in nodes} == {(first, "active", "ok"), (second, "standby", "ok")}
+    ensemble = st["ensemble"]
+    assert isinstance(ensemble, dict) and ensemble["healthy"] is True
+    history = _cli(agent_lab, "history")["history"]
+    assert isinstance(history, list)
+    steps = [(h["node"], h["from_state"], h["to_state"]) for h in history]
+    assert steps[:4] == [
+        (first, "standby", "acquiring"),
+        (first, "acquiring", "fencing"),
+        (first, "fencing", "activating"),
+        (first, "activating", "active"),
+    ]
+    assert all({"time", "epoch", "reason", "downtime_s"} <= set(h) for h in history)
