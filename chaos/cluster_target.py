@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import pathlib
+import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -145,14 +147,27 @@ class ClusterTarget:
         return [p for p in pids_in_netns(self.cfg.node(node).namespace) if p != me]
 
     def service_pids(self, node: str, service: str) -> list[int]:
-        """Processes of `node` whose command line names `service` ("agent", "imapd", "store", "lmtpd")."""
-        needle = {"agent": " agent ", "imapd": " imapd ", "store": " store serve", "lmtpd": " lmtpd "}[service]
-        found = []
-        for pid in self.node_pids(node):
-            line = " " + _cmdline(pid) + " "
-            if "mailha.cli" in line and needle in line and "setpriv" not in line:
-                found.append(pid)
-        return found
+        """Processes of `node` running `service` ("agent", "imapd", "lmtpd").
+
+        Front ends are found by the port they listen on (`ss` in the node's namespace): the agent
+        runs them from pre-started `haagent.prestart NAME` processes, so a command line cannot tell
+        a serving imapd from an idle spare.
+        """
+        if service == "agent":
+            return [
+                pid
+                for pid in self.node_pids(node)
+                if " mailha.cli agent " in " " + _cmdline(pid) + " " and "setpriv" not in _cmdline(pid)
+            ]
+        port = {"imapd": self.cfg.ports.imap, "lmtpd": self.cfg.ports.lmtp}[service]
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.cfg.node(node).namespace, "ss", "-H", "-ltnp", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return sorted({int(m) for m in re.findall(r"pid=(\d+)", proc.stdout)})
 
     def kill(self, pids: Iterable[int], sig: signal.Signals) -> int:
         n = 0
