@@ -241,6 +241,8 @@ def zk_quorum_loss(seconds: float) -> Callable[[NemesisContext], None]:
                 st.injected()
                 ctx.sleep(seconds)
             finally:
+                # Quorum may be back as soon as the first member serves again: the window ends here.
+                ctx.history.record(PROCESS, Op.NEMESIS, {"fault": "zk-quorum-loss", "phase": "restoring"})
                 for m in stopped:
                     ctx.target.zk_start(m)
         ctx.target.restore_nodes()

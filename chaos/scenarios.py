@@ -23,7 +23,10 @@ Policy = Callable[[Sequence[HistoryEvent], float], list[Violation]]
 
 def no_writes_without_quorum(events: Sequence[HistoryEvent], session_timeout: float) -> list[Violation]:
     """No write is acknowledged while ZooKeeper has no quorum (after the active had
-    `session_timeout` to notice); writes are acknowledged again after quorum is back."""
+    `session_timeout` to notice); writes are acknowledged again after quorum is back.
+
+    The window ends when the nemesis begins restarting members ("restoring"): quorum
+    may return as soon as the first of them serves."""
     ops = pair(events)
     windows: list[tuple[float, float, int]] = []
     inject_at: float | None = None
@@ -33,7 +36,7 @@ def no_writes_without_quorum(events: Sequence[HistoryEvent], session_timeout: fl
             continue
         if op.invoke.str_("phase") == "inject" and op.outcome is EventType.OK and op.complete is not None:
             inject_at, inject_ev = op.complete.time, op.complete.index
-        elif op.invoke.str_("phase") == "heal" and inject_at is not None:
+        elif op.invoke.str_("phase") in ("restoring", "heal") and inject_at is not None:
             windows.append((inject_at, op.start, inject_ev))
             inject_at = None
     violations: list[Violation] = []

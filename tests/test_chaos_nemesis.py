@@ -230,6 +230,24 @@ def _quorum(write_at: float) -> list[Event]:
     )
 
 
+def test_quorum_window_ends_when_restoring_begins() -> None:
+    events = _events(
+        [
+            (10.0, 10.1, OK, Op.NEMESIS, {"fault": "zk-quorum-loss", "phase": "inject"}),
+            (15.0, 15.0, OK, Op.NEMESIS, {"fault": "zk-quorum-loss", "phase": "restoring"}),
+            (17.0, 17.1, OK, Op.APPEND, {"chaos_id": "w", "mailbox": "m"}),  # first member back
+            (20.0, 20.0, OK, Op.NEMESIS, {"fault": "zk-quorum-loss", "phase": "heal"}),
+            (21.0, 21.1, OK, Op.APPEND, {"chaos_id": "after", "mailbox": "m"}),
+        ]
+    )
+    assert no_writes_without_quorum(events, 2.0) == []
+    cluster = FakeCluster()
+    ctx = _ctx(cluster)
+    nemesis.zk_quorum_loss(0.01)(ctx)
+    phases = [op.invoke.str_("phase") for op in pair(ctx.history.events()) if op.f is Op.NEMESIS]
+    assert phases == ["inject", "restoring", "heal"]
+
+
 def test_writes_inside_the_quorum_window_are_violations() -> None:
     assert no_writes_without_quorum(_quorum(11.0), 2.0) == []  # within the session timeout grace
     assert no_writes_without_quorum(_quorum(25.0), 2.0) == []  # after the heal
