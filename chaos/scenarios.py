@@ -169,11 +169,11 @@ def _all() -> list[Scenario]:
         S("switchover", "repeated planned switchovers", nemesis.switchover, 12, 2.0),
         S(
             "kill-imapd-big-append",
-            "kill -9 of imapd in the middle of a 20 MiB APPEND",
+            "kill -9 of imapd in the middle of a 20 MiB APPEND (just under the 20 MiB limit)",
             nemesis.kill_frontend_mid_big_append(4 * MIB),
             6,
             2.0,
-            big_append_bytes=20 * MIB,
+            big_append_bytes=20 * MIB - 8 * 1024,
         ),
         S("kill-reader", "kill -9 of a process holding an LMDB read transaction", nemesis.kill_reader(2.0), 20, 1.0),
         S(
