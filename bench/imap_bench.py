@@ -59,6 +59,8 @@ class ImapBenchOptions:
     json_output: bool = False
     # Only APPEND 4 KiB messages on one logged-in connection per client.
     append_only: bool = False
+    # Pause between the commands of a session: 0 = back to back (saturation).
+    think_ms: float = 0.0
     output: pathlib.Path | None = pathlib.Path("bench-results/imap.json")
 
 
@@ -72,10 +74,11 @@ class _Stats:
 
 
 class _Client:
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, think: float = 0.0) -> None:
         self.stream = stream
         self.buf = bytearray()
         self.n = 0
+        self.think = think  # pause before each command, like a user (not timed)
 
     async def _fill(self) -> None:
         data = await self.stream.receive_some(65536)
@@ -101,6 +104,8 @@ class _Client:
             del self.buf[:size]
 
     async def command(self, text: bytes, stats: _Stats, name: str) -> bytes:
+        if self.think and self.n:
+            await trio.sleep(self.think)
         self.n += 1
         tag = b"b%d" % self.n
         start = time.perf_counter()
@@ -122,7 +127,7 @@ async def _connect(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None) -> _C
         tls = trio.SSLStream(stream, ssl_ctx, server_hostname="localhost")
         await tls.do_handshake()
         stream = tls
-    client = _Client(stream)
+    client = _Client(stream, opts.think_ms / 1000)
     await client.line()  # greeting
     if opts.starttls and ssl_ctx is not None:
         await client.command(b"STARTTLS", _Stats(), "STARTTLS")
@@ -249,6 +254,7 @@ def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, 
     return {
         "mode": "append-only" if opts.append_only else "sessions",
         "clients": opts.clients,
+        "think_ms": opts.think_ms,
         "idle": opts.idle,
         "users": opts.users,
         "seconds": round(elapsed, 2),
@@ -303,7 +309,8 @@ def run_imap_bench(opts: ImapBenchOptions) -> int:
         print(
             f"{result['sessions_per_s']} sessions/s, {result['commands_per_s']} commands/s, "
             f"{result['appends_per_s']} APPEND/s; non-LOGIN p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
-            f"{opts.clients} clients + {opts.idle} IDLE, {result['seconds']} s, errors {result['errors']}"
+            f"{opts.clients} clients + {opts.idle} IDLE, think {opts.think_ms} ms, {result['seconds']} s, "
+            f"errors {result['errors']}"
         )
         commands = result["commands"]
         assert isinstance(commands, dict)

@@ -44,6 +44,7 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--epoch", type=int, help="writer epoch for creating users (default: the store's)")
     p.add_argument("--user-prefix", default="bench", help="users are PREFIX0..PREFIX{N-1}")
     p.add_argument("--password", default="bench-password")
+    p.add_argument("--think-ms", type=float, default=0.0, help="pause between a session's commands (default 0)")
     p.add_argument("--append-only", action="store_true", help="each client only APPENDs 4 KiB messages")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
@@ -106,6 +107,7 @@ def _bench(args: argparse.Namespace) -> int:
             password=args.password,
             json_output=args.json,
             append_only=args.append_only,
+            think_ms=args.think_ms,
             output=args.output,
         )
     )
