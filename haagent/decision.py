@@ -100,6 +100,8 @@ def _may_acquire(facts: LocalFacts, snap: ClusterSnapshot) -> bool:
         return True
     req = snap.switchover
     assert req is not None
+    if req.target is not None and req.target != facts.node and snap.node_status(req.target) is None:
+        return True  # the target's agent is gone: the reservation would only prolong the outage
     return facts.node != req.source and req.target in (None, facts.node)
 
 

@@ -156,6 +156,20 @@ def test_switchover_is_clean_and_leaves_no_request(cluster: tuple[FakeZooKeeper,
     assert any(h.reason.startswith("switchover from node1") for h in zk.data.history)
 
 
+def test_switchover_reservation_lapses_when_the_target_dies(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
+    zk, clock, n1, n2 = cluster
+    n1.settle()
+    n2.actuator.state_of_health = Health.OK
+    n2.settle()
+    n1.coord.request_switchover(SwitchoverRequest("node1", "node2", clock(), clock() + 30))
+    n1.settle()
+    assert zk.data.leader is None
+    n2.coord.close()  # the target dies before it takes over
+    n1.settle()
+    n1.settle()
+    assert st(n1) is S.ACTIVE and n1.loop.epoch == 2
+
+
 def test_switchover_waits_for_healthy_candidate(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
     _zk, clock, n1, n2 = cluster
     n1.settle()
