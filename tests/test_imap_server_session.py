@@ -400,3 +400,19 @@ async def test_multiappend_trycreate_and_overquota() -> None:
 
 async def _append_to(client: RawClient, mailbox: str, data: bytes = MSG) -> list[bytes]:
     return await client.command(f"APPEND {mailbox} {{{len(data)}+}}\r\n".encode() + data)
+
+
+@trio_test
+async def test_idle_timeout_and_authenticated_autologout() -> None:
+    settings = ServerSettings(
+        allow_plaintext_login=True, tls_available=False, idle_timeout=0.4, idle_keepalive=10, autologout=0.4
+    )
+    async with running_server(settings=settings) as (_, ports, _store):  # noqa: SIM117 - ports needed below
+        async with connected(ports[0]) as a, connected(ports[0]) as b:
+            await a.login()
+            await a.command("SELECT INBOX")
+            await a.send(b"i1 IDLE\r\n")
+            assert (await a.read_line()).startswith(b"+ ")
+            assert (await a.read_line()).startswith(b"* BYE [UNAVAILABLE] IDLE timed out")
+            await b.login()
+            assert (await b.read_line()).startswith(b"* BYE Autologout")
