@@ -1,12 +1,13 @@
 """Storage full: a standalone node whose data directory is a small tmpfs.
 
 The demo cluster's shared storage is a plain directory, so this scenario
-brings its own node: `mailha standalone` on a size-limited tmpfs, LMTP
-deliveries of ~256 KiB messages, and a fault that fills the filesystem with
-a ballast file for a few seconds, then deletes it. While full, deliveries
-must be refused (4xx/5xx), never acknowledged and lost, and nothing may be
-half-written: the final read checks every stored message's trailer line.
-After the ballast goes, deliveries must succeed again.
+brings its own node: `mailha standalone` on a size-limited tmpfs, the IMAP
+workload plus LMTP deliveries of 16 KiB messages, and a fault that fills the
+filesystem with a ballast file for a few seconds, then deletes it. While
+full, APPEND must get NO and deliveries a 4xx, never an acknowledgement of
+something lost, and nothing may be half-written: the final read (through
+the store) checks every stored message's size and trailer line. After the
+ballast goes, writes must succeed again.
 
 Everything is undone in `finally`: the standalone process group is
 stopped, the tmpfs unmounted and the temporary directory removed.
@@ -34,7 +35,7 @@ from chaos.nemesis import recorded_fault
 from chaos.report import ScenarioReport
 from chaos.scenarios import recovers
 from chaos.store_read import final_read_store
-from chaos.workload import Workload, WorkloadConfig, lmtp_available
+from chaos.workload import Workload, WorkloadConfig, lmtp_available, prepare_mailboxes
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 128 * MIB
@@ -43,6 +44,7 @@ HOLD = 5.0  # seconds the filesystem stays full
 GAP = 4.0
 ROUNDS = 4
 USER = "chaos"
+PASSWORD = "chaos-workload"
 ADDRESS = "chaos@mailha.test"
 
 
@@ -106,7 +108,7 @@ def _create_user(address: str, timeout: float = 30.0) -> None:
         stub = store_pb2_grpc.MailStoreStub(channel)
         epoch = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True).epoch
         for call in (
-            lambda: stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=USER, password="x"), timeout=10),
+            lambda: stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=USER, password=PASSWORD), timeout=10),
             lambda: stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address=ADDRESS, user=USER), timeout=10),
         ):
             try:
@@ -149,12 +151,13 @@ def run_storage_full(seconds: float, out_dir: pathlib.Path, stop: threading.Even
             timeout=30,
         )
         mounted = True
-        port = _free_port()
+        port, imap_port, imaps_port = _free_port(), _free_port(), _free_port()
         with open(base / "standalone.log", "ab") as log:
             proc = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data)),
                     *("--lmtp-listen", f"127.0.0.1:{port}", "--max-message-size", str(4 * MIB)),
+                    *("--imap-listen", f"127.0.0.1:{imap_port}", "--imaps-listen", f"127.0.0.1:{imaps_port}"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -168,15 +171,19 @@ def run_storage_full(seconds: float, out_dir: pathlib.Path, stop: threading.Even
             time.sleep(0.2)
         cfg = WorkloadConfig(
             host="127.0.0.1",
-            imap=False,
+            port=imap_port,
+            tls="starttls",
+            user=USER,
+            password=PASSWORD,
+            mailboxes=(f"{run_id}-a",),
             lmtp_port=port,
             lmtp_rcpt=ADDRESS,
-            user=USER,
             run_id=run_id,
-            clients=3,
+            clients=4,
             deliver_bytes=MESSAGE_BYTES,
             op_timeout=15.0,
         )
+        prepare_mailboxes(cfg, timeout=30)
         workload = Workload(cfg, history)
         workload.start(seconds + 60.0)
         stop.wait(GAP)
@@ -207,7 +214,7 @@ def run_storage_full(seconds: float, out_dir: pathlib.Path, stop: threading.Even
                     user=USER,
                     run_id=run_id,
                     history=history,
-                    mailboxes=("INBOX",),
+                    mailboxes=workload.mailboxes(),
                     timeout=60,
                     bodies=True,
                 )
