@@ -72,11 +72,24 @@ class Session:
             await self.flush()
 
     async def flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self._out_size = 0
-            await self.wire.send(data)
+        if not self._out:
+            return
+        parts, self._out, self._out_size = self._out, [], 0
+        if len(parts) == 1:
+            await self.wire.send(parts[0])
+            return
+        # Join small pieces into one write; hand big literals (message bodies) over as they are.
+        pending: list[bytes] = []
+        for part in parts:
+            if len(part) >= _FLUSH_AT:
+                if pending:
+                    await self.wire.send(b"".join(pending))
+                    pending.clear()
+                await self.wire.send(part)
+            else:
+                pending.append(part)
+        if pending:
+            await self.wire.send(b"".join(pending))
 
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
