@@ -32,7 +32,9 @@ class StoreOptions:
     data_dir: pathlib.Path
     max_message_size: int = 20 * MIB
     default_quota: int = 0
-    map_size: int = 256 * MIB
+    # Address space, not disk: the file grows as pages are used. A large start means the
+    # map rarely has to grow, and growing waits for open readers (a slow Fetch) to finish.
+    map_size: int = 4096 * MIB
     max_batch: int = 256
     max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
