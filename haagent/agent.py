@@ -83,7 +83,8 @@ def connect_coordination(
         except (ZkClientError, HaAgentError) as exc:
             if deadline and time.monotonic() > deadline:
                 raise HaAgentError(f"cannot reach ZooKeeper: {exc}") from None
-            log.warning("waiting for ZooKeeper: %s", exc)
+            # The agent waits for ever and says so; an operator command just retries quietly.
+            log.log(logging.INFO if deadline else logging.WARNING, "waiting for ZooKeeper: %s", exc)
             time.sleep(0.5)
 
 

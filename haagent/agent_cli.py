@@ -104,9 +104,12 @@ def _status(args: argparse.Namespace) -> int:
     from haagent.operator import cluster_status
 
     st = cluster_status(_load(args.config), args.zk_hosts)
+    failed = 1 if st["zookeeper_error"] else 0
     if args.json:
         print(json.dumps(st, sort_keys=True))
-        return 0
+        return failed
+    if failed:
+        print(f"ZooKeeper unreachable: {st['zookeeper_error']}")
     since = st["since"]
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(since))) if isinstance(since, float) else "-"
     print(
@@ -125,7 +128,7 @@ def _status(args: argparse.Namespace) -> int:
     print(
         f"ZooKeeper: {serving}/{len(ens['members'])} members serving ({'healthy' if ens['healthy'] else 'NO QUORUM'})"
     )
-    return 0
+    return failed
 
 
 def _switchover(args: argparse.Namespace) -> int:

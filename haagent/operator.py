@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from haagent import floating_ip, front_ends
 from haagent.agent import connect_coordination
 from haagent.coordination import ClusterSnapshot, Coordination, HistoryEntry, SwitchoverRequest
-from haagent.errors import SwitchoverRejected
+from haagent.errors import HaAgentError, SwitchoverRejected
 from haagent.supervisor import greets
 from haagent.zk_ensemble import Ensemble
 from mailha.config import ClusterConfig
@@ -67,9 +67,21 @@ def status_of(cluster: ClusterConfig, snap: ClusterSnapshot) -> dict[str, object
 
 
 def cluster_status(cluster: ClusterConfig, hosts: str | None = None) -> dict[str, object]:
-    coord = _connect(cluster, hosts)
+    """The status; without ZooKeeper, what the kernel and the ensemble probes
+    still tell (with `zookeeper_error` set and no active node)."""
     try:
-        return status_of(cluster, coord.snapshot())
+        coord = _connect(cluster, hosts)
+    except HaAgentError as exc:
+        empty = ClusterSnapshot(-1, None, 0, (), False, None, None)
+        status = status_of(cluster, empty)
+        status["zookeeper_error"] = str(exc)
+        for node in status["nodes"]:  # type: ignore[attr-defined]
+            node["state"] = "unknown"
+        return status
+    try:
+        status = status_of(cluster, coord.snapshot())
+        status["zookeeper_error"] = None
+        return status
     finally:
         coord.close()
 
