@@ -170,3 +170,18 @@ def test_qresync_resynchronisation(imap_stack: ImapStack) -> None:
     fetches = b" ".join(x for x in m.untagged_responses.get("FETCH", []) if isinstance(x, bytes))
     assert b"UID 1" in fetches and b"\\Seen" in fetches
     m.logout()
+
+
+def test_big_message_streams_in_and_out(imap_stack: ImapStack) -> None:
+    # Over 4 MiB: the streamed Append path to the store, and a multi-chunk Fetch back.
+    line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-+=!?\r\n"
+    big = b"Subject: big one\r\nFrom: a@example.org\r\n\r\n" + line * (6 * 1024 * 1024 // len(line))
+    m = imaplib.IMAP4_SSL(HOST, imap_stack.tls_port, ssl_context=imap_stack.ssl_context())
+    m.login("carol", USERS["carol"])
+    data = ok(m.append("Archive", None, None, big))
+    uid = int(data[0].split()[2].rstrip(b"]"))
+    ok(m.select("Archive"))
+    fetched = ok(m.uid("FETCH", str(uid), "(RFC822.SIZE BODY.PEEK[])"))
+    assert fetched[0][1] == big
+    assert b"RFC822.SIZE %d" % len(big) in fetched[0][0]
+    m.logout()
