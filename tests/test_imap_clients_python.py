@@ -185,3 +185,23 @@ def test_big_message_streams_in_and_out(imap_stack: ImapStack) -> None:
     assert fetched[0][1] == big
     assert b"RFC822.SIZE %d" % len(big) in fetched[0][0]
     m.logout()
+
+
+def test_uidvalidity_changes_when_a_mailbox_is_recreated(imap_stack: ImapStack) -> None:
+    m = imaplib.IMAP4_SSL(HOST, imap_stack.tls_port, ssl_context=imap_stack.ssl_context())
+    m.login("carol", USERS["carol"])
+
+    def uidvalidity(name: str) -> int:
+        status = ok(m.status(name, "(UIDVALIDITY)"))[0]
+        return int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))  # type: ignore[union-attr]
+
+    ok(m.create("Recycled"))
+    first = uidvalidity("Recycled")
+    ok(m.delete("Recycled"))
+    ok(m.create("Recycled"))
+    assert uidvalidity("Recycled") != first
+    ok(m.create("Other"))
+    ok(m.delete("Recycled"))
+    ok(m.rename("Other", "Recycled"))
+    assert uidvalidity("Recycled") != first
+    m.logout()
