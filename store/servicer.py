@@ -184,6 +184,14 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 if header is None:
                     if not req.HasField("header"):
                         raise InvalidArgument("the first request of each message must carry `header`")
+                    if req.last and len(req.data) <= limit:
+                        # The common case (a small message in one request) needs no writer.
+                        try:
+                            self.store.check_announced_size(req.header.size)
+                            yield req.header, BodySource(len(req.data), data=req.data)
+                        except StoreError as exc:
+                            yield req.header, exc
+                        continue
                     header, writer, error = req.header, BodyWriter(self.store.spool_dir), None
                     try:
                         self.store.check_announced_size(header.size)
