@@ -145,6 +145,7 @@ class ImapServer:
     ) -> None:
         settings = self.ctx.settings
         appending: append_flow.AppendInProgress | None = None
+        discarded_reply = b""
         while True:
             if session.idle_tag is not None:
                 timeout = settings.idle_timeout + 60  # the IDLE pump logs out first
@@ -184,6 +185,11 @@ class ImapServer:
                 elif isinstance(event, ev.AppendChunk):
                     if appending is not None:
                         append_flow.chunk(appending, event.data)
+                        if appending.total > max(settings.append_limit, settings.append_total_limit):
+                            # A MULTIAPPEND may not make us hold more than this: skip the rest.
+                            parser.discard_command()
+                            discarded_reply = b" NO [TOOBIG] APPEND too large in total\r\n"
+                            appending = None
                 elif isinstance(event, ev.AppendMessageEnd):
                     if appending is not None:
                         append_flow.message_end(appending)
@@ -199,6 +205,9 @@ class ImapServer:
                     )
                 elif isinstance(event, ev.CommandDiscarded):
                     appending = None
+                    if discarded_reply and event.tag is not None:
+                        await conn.send(event.tag.encode() + discarded_reply)
+                    discarded_reply = b""
                 elif isinstance(event, ev.BadCommand):
                     appending = None
                     outcome = await self._bad(conn, session, event)

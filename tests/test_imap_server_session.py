@@ -416,3 +416,19 @@ async def test_idle_timeout_and_authenticated_autologout() -> None:
             assert (await a.read_line()).startswith(b"* BYE [UNAVAILABLE] IDLE timed out")
             await b.login()
             assert (await b.read_line()).startswith(b"* BYE Autologout")
+
+
+@trio_test
+async def test_multiappend_total_is_bounded() -> None:
+    settings = ServerSettings(
+        allow_plaintext_login=True, tls_available=False, append_limit=1000, append_total_limit=2500
+    )
+    async with running_server(settings=settings) as (_, ports, store), connected(ports[0]) as c:
+        assert isinstance(store, FakeStore)
+        await c.login()
+        part = b"Subject: part\r\n\r\n" + b"x" * 900
+        cmd = b"APPEND INBOX" + b"".join(b" {%d+}\r\n%s" % (len(part), part) for _ in range(4))
+        reply = await c.command(cmd)
+        assert reply[-1].startswith(b"t2 NO [TOOBIG]")
+        assert (await store.status("alice", "INBOX")).status.messages == 0  # type: ignore[union-attr]
+        assert b"OK" in (await c.command("NOOP"))[-1]

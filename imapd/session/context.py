@@ -18,6 +18,8 @@ DEFAULT_APPEND_LIMIT = 20 * 1024 * 1024
 @dataclass(frozen=True)
 class ServerSettings:
     append_limit: int = DEFAULT_APPEND_LIMIT
+    # Bytes one APPEND command (all its MULTIAPPEND messages) may stage in memory.
+    append_total_limit: int = 32 * 1024 * 1024
     # Development only: LOGIN/AUTHENTICATE without TLS.
     allow_plaintext_login: bool = False
     tls_available: bool = True
