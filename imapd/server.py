@@ -132,6 +132,9 @@ class ImapServer:
                 if self.draining or self.ctx.fenced.is_set():
                     await conn.send(b"* BYE [UNAVAILABLE] Server is not accepting connections\r\n")
                     return
+                if len(self.connections) > settings.max_connections:
+                    await conn.send(b"* BYE [UNAVAILABLE] Too many connections, try later\r\n")
+                    return
                 await conn.send(b"* OK " + session.capability_code() + b" mailha IMAP ready\r\n")
                 async with trio.open_nursery() as nursery:
                     await self._read_loop(conn, session, parser, nursery)

@@ -432,3 +432,16 @@ async def test_multiappend_total_is_bounded() -> None:
         assert reply[-1].startswith(b"t2 NO [TOOBIG]")
         assert (await store.status("alice", "INBOX")).status.messages == 0  # type: ignore[union-attr]
         assert b"OK" in (await c.command("NOOP"))[-1]
+
+
+@trio_test
+async def test_connections_over_the_process_limit_get_bye() -> None:
+    settings = ServerSettings(allow_plaintext_login=True, tls_available=False, max_connections=2)
+    async with running_server(settings=settings) as (_, ports, _store):  # noqa: SIM117 - ports needed below
+        async with connected(ports[0]) as a, connected(ports[0]) as b:
+            await a.login()
+            await b.login()
+            stream = await trio.open_tcp_stream("127.0.0.1", ports[0])
+            third = RawClient(stream)
+            assert (await third.read_line()).startswith(b"* BYE [UNAVAILABLE] Too many connections")
+            await stream.aclose()

@@ -25,6 +25,7 @@ class ServerSettings:
     tls_available: bool = True
     max_bad_commands: int = 10
     connections_per_user: int = 50
+    max_connections: int = 5000  # per process; more get BYE at once
     # RFC 3501 5.4: at least 30 minutes once authenticated; much less before.
     preauth_timeout: float = 60.0
     autologout: float = 30 * 60.0
