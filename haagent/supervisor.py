@@ -1,9 +1,9 @@
 """Starting, health-checking and stopping the active node's services.
 
-Children are started through `setpriv --pdeathsig KILL`, from the trio
-thread (the death signal follows the thread that forked, and this thread
-lives as long as the agent): if the agent dies, the kernel SIGKILLs its
-store, imapd and lmtpd at once, so nothing keeps writing after the agent's
+Children are started through `setpriv --pdeathsig KILL` (haagent/children.py),
+from the trio thread (the death signal follows the thread that forked, and
+this thread lives as long as the agent): if the agent dies, the kernel
+SIGKILLs its store, imapd and lmtpd at once, so nothing keeps writing after the agent's
 ZooKeeper session expires. The store additionally refuses writes whose
 epoch is not the newest, so a survivor could not commit anything anyway.
 
@@ -17,14 +17,12 @@ releases leadership.
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import pathlib
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 import grpc
 import trio
 
+from haagent.children import WarmPool, spawn
 from haagent.decision import Health
 from haagent.errors import ActionFailed
 from mailha import services
@@ -96,95 +95,6 @@ class _Child:
     port: int | None = None
     greeting: bytes = b""
     restarts: list[float] = field(default_factory=list)
-
-
-def _spawn(
-    name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None, pass_fds: tuple[int, ...] = ()
-) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        # Called on the trio thread on purpose: see the module docstring.
-        return subprocess.Popen(
-            ("setpriv", "--pdeathsig", "KILL", "--", *argv),
-            stdin=stdin,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            pass_fds=pass_fds,
-        )
-    finally:
-        out.close()
-
-
-MAILHA_PREFIX = (sys.executable, "-m", "mailha.cli")
-
-
-class WarmPool:
-    """One pre-started `haagent.prestart` process per service (see that
-    module): a takeover hands it its argv instead of paying for interpreter
-    start-up and imports."""
-
-    def __init__(self, log_dir: pathlib.Path) -> None:
-        self.log_dir = log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._ready_pipes: dict[str, int] = {}  # read ends; the child writes one byte when warm
-        self._ready: set[str] = set()
-
-    def fill(self, names: list[str]) -> None:
-        for name in names:
-            proc = self.procs.get(name)
-            if proc is None or proc.poll() is not None:
-                self._forget(name)
-                r, w = os.pipe()
-                os.set_blocking(r, False)
-                argv = (sys.executable, "-m", "haagent.prestart", name, str(w))
-                try:
-                    self.procs[name] = _spawn(name, argv, self.log_dir, stdin=subprocess.PIPE, pass_fds=(w,))
-                finally:
-                    os.close(w)
-                self._ready_pipes[name] = r
-
-    def ready(self, names: list[str]) -> bool:
-        """True when a warm process for every name has finished its imports."""
-        for name in names:
-            if name in self._ready:
-                continue
-            r = self._ready_pipes.get(name)
-            if r is None:
-                return False
-            try:
-                if os.read(r, 1) != b"r":
-                    return False
-            except BlockingIOError:
-                return False
-            self._ready.add(name)
-        return True
-
-    def _forget(self, name: str) -> None:
-        self._ready.discard(name)
-        r = self._ready_pipes.pop(name, None)
-        if r is not None:
-            os.close(r)
-
-    def launch(self, name: str, argv: tuple[str, ...]) -> subprocess.Popen[bytes]:
-        """Start `argv` in the warm process for `name` if there is one, else cold."""
-        proc = self.procs.pop(name, None)
-        self._forget(name)
-        if proc is not None and proc.poll() is None and proc.stdin is not None and argv[:3] == MAILHA_PREFIX:
-            try:
-                proc.stdin.write(json.dumps(list(argv[3:])).encode() + b"\n")
-                proc.stdin.close()
-                return proc
-            except OSError:
-                proc.kill()
-        return _spawn(name, argv, self.log_dir)
-
-    def clear(self) -> None:
-        for name, proc in self.procs.items():
-            proc.kill()
-            proc.wait()
-            self._forget(name)
-        self.procs.clear()
 
 
 def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
@@ -469,7 +379,7 @@ class Supervisor:
                 return
             log.warning("%s exited with %s; restarting it", name, child.proc.returncode)
             child.restarts.append(now)
-            child.proc = _spawn(name, child.argv, self.log_dir)
+            child.proc = spawn(name, child.argv, self.log_dir)
             if name == "store":
                 try:
                     await self._wait_store(self.epoch)

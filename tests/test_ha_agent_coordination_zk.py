@@ -10,7 +10,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
 from haagent import coordination_kazoo
-from haagent.coordination import HistoryEntry, LastActive, NodeStatus, SessionState, SwitchoverRequest
+from haagent.coordination import ClusterSnapshot, HistoryEntry, LastActive, NodeStatus, SessionState, SwitchoverRequest
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.errors import CoordinationUnavailable, LeadershipTaken, SwitchoverRejected
 from haagent.zk_client import make_client
@@ -36,6 +36,13 @@ def pair(zk_config: ZooKeeperConfig) -> Iterator[tuple[KazooCoordination, KazooC
             c.close()
 
 
+def fresh(coord: KazooCoordination) -> ClusterSnapshot:
+    """A snapshot that sees every write acknowledged to any client: ZooKeeper
+    only promises read-your-writes per client, so catch up with the leader first."""
+    coord.client.sync("/")
+    return coord.snapshot()
+
+
 def test_acquire_is_one_transaction_with_a_fresh_epoch(pair: tuple[KazooCoordination, KazooCoordination]) -> None:
     a, b = pair
     snap = a.snapshot()
@@ -46,14 +53,14 @@ def test_acquire_is_one_transaction_with_a_fresh_epoch(pair: tuple[KazooCoordina
         b.acquire("node2", 1)  # the leader znode exists
     with pytest.raises(LeadershipTaken):
         b.acquire("node2", 0)  # stale counter
-    snap_b = b.snapshot()
+    snap_b = fresh(b)
     assert snap_b.epoch_counter == 1, "a failed acquisition must not move the epoch"
     assert snap_b.leader == leader and not snap_b.holds_lock("node2") and a.snapshot().holds_lock("node1")
     # Not ours: releasing does nothing.
     b.release(leader, LastActive("node2", 9, True, 0.0))
-    assert b.snapshot().leader == leader
+    assert fresh(b).leader == leader
     a.release(leader, LastActive("node1", 1, True, 123.0))
-    after = b.snapshot()
+    after = fresh(b)
     assert after.leader is None and after.last_active == LastActive("node1", 1, True, 123.0)
     assert b.acquire("node2", after.epoch_counter).epoch == 2
 
@@ -66,11 +73,11 @@ def test_session_expiry_frees_the_leadership_and_wakes(
     a.set_waker(woke.set)
     leader = a.acquire("node1", 0)
     a.publish_status(NodeStatus("node1", "active", "ok", 1, 1.0, "I am node1"))
-    assert [s.name for s in b.snapshot().nodes] == ["node1"]
+    assert [s.name for s in fresh(b).nodes] == ["node1"]
     woke.clear()
     zk_session_ensemble.expire_session(a.client)
     assert woke.wait(5)
-    snap = b.snapshot()
+    snap = fresh(b)
     assert snap.leader is None and snap.nodes == ()  # ephemeral records are gone
     # The expired holder can never write as leader again, whether its client
     # has a new session yet (LeadershipTaken) or not (CoordinationUnavailable).
@@ -87,17 +94,18 @@ def test_switchover_pause_and_bounded_history(
     a.request_switchover(req)
     with pytest.raises(SwitchoverRejected):
         b.request_switchover(req)
-    assert b.snapshot().switchover == req
+    assert fresh(b).switchover == req
     b.clear_switchover()
     b.clear_switchover()  # idempotent
     a.set_paused(True)
-    assert b.snapshot().paused
+    assert fresh(b).paused
     a.set_paused(False)
-    assert not b.snapshot().paused
+    assert not fresh(b).paused
     monkeypatch.setattr(coordination_kazoo, "HISTORY_LIMIT", 5)
     entries = tuple(HistoryEntry(float(i), "node1", "standby", "acquiring", i, "test", None) for i in range(8))
     a.append_history(entries[:4])
     a.append_history(entries[4:])
+    b.client.sync("/")
     assert b.history() == entries[3:]
 
 
