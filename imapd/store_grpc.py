@@ -46,6 +46,8 @@ _APPEND_PIECE: Final = 256 * 1024
 # A fetch batch handed to trio at once: bounded in count and bytes.
 _BATCH_MESSAGES: Final = 64
 _BATCH_BYTES: Final = 1024 * 1024
+# Selections up to this many UIDs try the unary FetchBatch first (the store's bound is 2000).
+_UNARY_FETCH_MAX: Final = 1000
 _CHANNEL_OPTIONS: Final = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -131,6 +133,17 @@ def _event(pb: store_pb2.ChangeEvent) -> ChangeEvent:
         renamed=pb.renamed,
         heartbeat=pb.heartbeat,
     )
+
+
+def _uid_count(uid_set: str) -> int:
+    """How many UIDs a set in `format_uids` form names (a huge number for `*` or junk)."""
+    total = 0
+    for part in uid_set.split(","):
+        low, sep, high = part.partition(":")
+        if not low.isdigit() or (sep and not high.isdigit()):
+            return 1 << 32
+        total += abs(int(high) - int(low)) + 1 if sep else 1
+    return total
 
 
 class _StreamPump:
@@ -295,6 +308,16 @@ class GrpcStore:
             changed_since=request.changed_since,
         )
 
+        # A small selection comes in one unary reply (no worker thread, one gRPC
+        # message instead of one per email); the store says `truncated` past its bound.
+        if _uid_count(request.uid_set) <= _UNARY_FETCH_MAX:
+            batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
+            if not batch.truncated:
+                bodies = batch.bodies if request.with_body else None
+                for i, pb in enumerate(batch.metas):
+                    yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
+                return
+
         # The stream is read in bounded batches by trio's cached worker threads:
         # no thread start per FETCH, and memory bounded by one batch.
         def start() -> tuple[Any, Iterator[list[object]], list[object] | None]:
@@ -303,13 +326,13 @@ class GrpcStore:
             batches = _fetch_batches(iter(call))
             return call, batches, next(batches, None)
 
-        call, batches, batch = await self._run(start)
+        call, batches, first = await self._run(start)
         try:
-            while batch is not None:
-                for item in batch:
+            while first is not None:
+                for item in first:
                     assert isinstance(item, FetchedMessage)
                     yield item
-                batch = await self._run(lambda: next(batches, None))
+                first = await self._run(lambda: next(batches, None))
         finally:
             call.cancel()
 

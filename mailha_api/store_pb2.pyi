@@ -1175,6 +1175,36 @@ class FetchResponse(_message.Message):
 Global___FetchResponse: _TypeAlias = FetchResponse  # noqa: Y015
 
 @_typing.final
+class FetchBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METAS_FIELD_NUMBER: _builtins.int
+    BODIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """over the bound: nothing returned, use Fetch"""
+    @_builtins.property
+    def metas(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageMeta]: ...
+    @_builtins.property
+    def bodies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """parallel to metas when with_body (the requested byte range)"""
+
+    def __init__(
+        self,
+        *,
+        metas: _abc.Iterable[Global___MessageMeta] | None = ...,
+        bodies: _abc.Iterable[_builtins.bytes] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bodies", b"bodies", "metas", b"metas", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchBatchReply: _TypeAlias = FetchBatchReply  # noqa: Y015
+
+@_typing.final
 class StoreFlagsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -170,6 +170,11 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.FetchRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.FetchResponse.FromString,
                 _registered_method=True)
+        self.FetchBatch = channel.unary_unary(
+                '/mailha.store.v1.MailStore/FetchBatch',
+                request_serializer=mailha__api_dot_store__pb2.FetchRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.FetchBatchReply.FromString,
+                _registered_method=True)
         self.StoreFlags = channel.unary_unary(
                 '/mailha.store.v1.MailStore/StoreFlags',
                 request_serializer=mailha__api_dot_store__pb2.StoreFlagsRequest.SerializeToString,
@@ -392,6 +397,16 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchBatch(self, request, context):
+        """The same selection as Fetch, answered in one message: for small results
+        (IMAP front ends fetching a screenful of flags/envelopes or one body).
+        When the result would exceed the store's bound (message count or bytes)
+        the reply has truncated=true and no messages: use Fetch instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StoreFlags(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -570,6 +585,11 @@ def add_MailStoreServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=mailha__api_dot_store__pb2.FetchRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.FetchResponse.SerializeToString,
+            ),
+            'FetchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchBatch,
+                    request_deserializer=mailha__api_dot_store__pb2.FetchRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.FetchBatchReply.SerializeToString,
             ),
             'StoreFlags': grpc.unary_unary_rpc_method_handler(
                     servicer.StoreFlags,
@@ -1331,6 +1351,33 @@ class MailStore:
             '/mailha.store.v1.MailStore/Fetch',
             mailha__api_dot_store__pb2.FetchRequest.SerializeToString,
             mailha__api_dot_store__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/FetchBatch',
+            mailha__api_dot_store__pb2.FetchRequest.SerializeToString,
+            mailha__api_dot_store__pb2.FetchBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

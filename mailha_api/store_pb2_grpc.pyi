@@ -118,6 +118,12 @@ class MailStoreStub:
     Per message: one FetchResponse with `meta`, then zero or more with
     `chunk` (body bytes in order, the last with last=true).
     """
+    FetchBatch: _grpc.UnaryUnaryMultiCallable[_store_pb2.FetchRequest, _store_pb2.FetchBatchReply]
+    """The same selection as Fetch, answered in one message: for small results
+    (IMAP front ends fetching a screenful of flags/envelopes or one body).
+    When the result would exceed the store's bound (message count or bytes)
+    the reply has truncated=true and no messages: use Fetch instead.
+    """
     StoreFlags: _grpc.UnaryUnaryMultiCallable[_store_pb2.StoreFlagsRequest, _store_pb2.StoreFlagsReply]
     Copy: _grpc.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]
     Move: _grpc.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]
@@ -193,6 +199,12 @@ class MailStoreAsyncStub(MailStoreStub):
     """Metadata (and optionally header block / body bytes) of a UID set.
     Per message: one FetchResponse with `meta`, then zero or more with
     `chunk` (body bytes in order, the last with last=true).
+    """
+    FetchBatch: _aio.UnaryUnaryMultiCallable[_store_pb2.FetchRequest, _store_pb2.FetchBatchReply]  # type: ignore[assignment]
+    """The same selection as Fetch, answered in one message: for small results
+    (IMAP front ends fetching a screenful of flags/envelopes or one body).
+    When the result would exceed the store's bound (message count or bytes)
+    the reply has truncated=true and no messages: use Fetch instead.
     """
     StoreFlags: _aio.UnaryUnaryMultiCallable[_store_pb2.StoreFlagsRequest, _store_pb2.StoreFlagsReply]  # type: ignore[assignment]
     Copy: _aio.UnaryUnaryMultiCallable[_store_pb2.CopyRequest, _store_pb2.CopyReply]  # type: ignore[assignment]
@@ -428,6 +440,18 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         """Metadata (and optionally header block / body bytes) of a UID set.
         Per message: one FetchResponse with `meta`, then zero or more with
         `chunk` (body bytes in order, the last with last=true).
+        """
+
+    @_abc_1.abstractmethod
+    def FetchBatch(
+        self,
+        request: _store_pb2.FetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.FetchBatchReply, _abc.Awaitable[_store_pb2.FetchBatchReply]]:
+        """The same selection as Fetch, answered in one message: for small results
+        (IMAP front ends fetching a screenful of flags/envelopes or one body).
+        When the result would exceed the store's bound (message count or bytes)
+        the reply has truncated=true and no messages: use Fetch instead.
         """
 
     @_abc_1.abstractmethod

@@ -317,6 +317,10 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         with _errors(context):
             yield from self.store.fetch(request)
 
+    def FetchBatch(self, request: store_pb2.FetchRequest, context: grpc.ServicerContext) -> store_pb2.FetchBatchReply:
+        with _errors(context):
+            return self.store.fetch_batch(request)
+
     def StoreFlags(
         self, request: store_pb2.StoreFlagsRequest, context: grpc.ServicerContext
     ) -> store_pb2.StoreFlagsReply:
