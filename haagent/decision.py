@@ -108,6 +108,7 @@ class DecisionLoop:
         self._release_reason = ""
         self._outage_start: float | None = None
         self._action_scope: trio.CancelScope | None = None
+        self._held_epoch = 0  # epoch of the latest acquisition (for history after release)
 
     @property
     def epoch(self) -> int:
@@ -161,6 +162,8 @@ class DecisionLoop:
     def _enter(self, new: AgentState, reason: str) -> None:
         check_transition(self.state, new)
         old = self.state
+        # Leaving leadership: the entry names the epoch it held, already released.
+        epoch = self.epoch or (self._held_epoch if old in LEADER_STATES else 0)
         self.state = new
         self.entered = self.monotonic()
         self.transitions += 1
@@ -181,7 +184,7 @@ class DecisionLoop:
                 node=self.node,
                 from_state=old.value,
                 to_state=new.value,
-                epoch=self.epoch,
+                epoch=epoch,
                 reason=reason,
                 downtime_s=downtime,
             )
@@ -237,6 +240,7 @@ class DecisionLoop:
             self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
             self._outage_start = self._estimate_outage_start(snap)
             self.snapshot = replace(snap, leader=self.leader, epoch_counter=self.leader.epoch)
+            self._held_epoch = self.leader.epoch
             # The ACQUIRING entry was written before the epoch existed.
             last = self._pending_history[-1] if self._pending_history else None
             if last is not None and last.to_state == S.ACQUIRING.value:

@@ -97,7 +97,9 @@ def set_paused(cluster: ClusterConfig, paused: bool, hosts: str | None = None) -
 def read_history(cluster: ClusterConfig, hosts: str | None = None) -> tuple[HistoryEntry, ...]:
     coord = _connect(cluster, hosts)
     try:
-        return coord.history()
+        # Each agent appends its own entries when it next can, so the stored
+        # order interleaves nodes; time order is what an operator reads.
+        return tuple(sorted(coord.history(), key=lambda e: e.time))
     finally:
         coord.close()
 

@@ -78,6 +78,8 @@ def test_takeover_after_session_expiry_fences_old_active(cluster: tuple[FakeZooK
     said1 = n1.settle()
     assert st(n1) is S.STANDBY
     assert "lock lost" in " ".join(said1)
+    released = [h for h in zk.data.history if h.node == "node1" and h.from_state == "releasing"]
+    assert [h.epoch for h in released] == [1]  # the epoch it held, not 0
     assert not n1.actuator.running and not n1.actuator.ip
     history = [(h.node, h.from_state, h.to_state, h.epoch) for h in zk.data.history]
     assert ("node2", "standby", "acquiring", 2) in history  # the epoch it acquired
