@@ -108,11 +108,8 @@ class AccountOps(StoreCore):
             # As slow as a wrong password, so timing does not tell which user names exist.
             verify_password(password, self._decoy_hash())
             raise failed
-        if self.logins.check(user, password):
-            return user
-        if not verify_password(password, stored):
+        if not self.logins.verify(user, password, stored):
             raise failed
-        self.logins.remember(user, password)
         return user
 
     def _decoy_hash(self) -> str:
