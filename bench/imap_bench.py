@@ -4,13 +4,19 @@ N clients each loop: LOGIN, LIST, SELECT INBOX, FETCH flags+envelopes of the
 newest 50, FETCH one body, STORE a flag, APPEND 4 KiB, EXPUNGE, LOGOUT;
 plus K connections holding IDLE. Bounded by --seconds. Users are created
 (and their INBOX seeded) through the store API when --store is given.
+--spawn starts a throwaway store + imapd itself (bench/imap_spawn.py) and
+reports their CPU per session; --procs splits the clients over several
+client processes so the client's own CPU is not one Python thread's worth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import multiprocessing
 import pathlib
 import re
+import resource
 import ssl
 import statistics
 import sys
@@ -22,6 +28,7 @@ from typing import Final
 import grpc
 import trio
 
+from bench.imap_spawn import SpawnedStack
 from mailha_api import store_pb2, store_pb2_grpc
 
 _LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n$")
@@ -62,6 +69,11 @@ class ImapBenchOptions:
     # Pause between the commands of a session: 0 = back to back (saturation).
     think_ms: float = 0.0
     output: pathlib.Path | None = pathlib.Path("bench-results/imap.json")
+    # Start a throwaway store + imapd (with this many worker processes) instead of using host/port.
+    spawn: bool = False
+    spawn_workers: int = 1
+    # Client processes the clients (and IDLE holders) are split over.
+    procs: int = 1
 
 
 @dataclass
@@ -270,7 +282,7 @@ def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, 
     }
 
 
-async def _run(opts: ImapBenchOptions) -> dict[str, object]:
+def _ssl_context(opts: ImapBenchOptions) -> ssl.SSLContext | None:
     ssl_ctx: ssl.SSLContext | None = None
     if opts.tls or opts.starttls:
         if opts.cafile is not None:
@@ -279,27 +291,116 @@ async def _run(opts: ImapBenchOptions) -> dict[str, object]:
             ssl_ctx = ssl.create_default_context()
             ssl_ctx.check_hostname = False
             ssl_ctx.verify_mode = ssl.CERT_NONE
+    return ssl_ctx
+
+
+async def _run_part(opts: ImapBenchOptions, part: int, start: float) -> _Stats:
+    """Clients i with i % procs == part (and the same share of IDLE holders), from `start` for --seconds."""
+    ssl_ctx = _ssl_context(opts)
     stats = _Stats()
-    start = time.monotonic()
+    await trio.sleep(max(0.0, start - time.monotonic()))
     end = start + opts.seconds
     # Bounded even if the server stops answering: give up 30 s past the end.
     with trio.move_on_after(opts.seconds + 30):
-        await _spawn(opts, ssl_ctx, stats, end)
-    return _report(opts, stats, time.monotonic() - start)
+        async with trio.open_nursery() as nursery:
+            for k in range(part, opts.idle, opts.procs):
+                nursery.start_soon(_idler, opts, ssl_ctx, k, end)
+            for i in range(part, opts.clients, opts.procs):
+                nursery.start_soon(_loop, opts, ssl_ctx, i, stats, end)
+    return stats
 
 
-async def _spawn(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, stats: _Stats, end: float) -> None:
-    async with trio.open_nursery() as nursery:
-        for k in range(opts.idle):
-            nursery.start_soon(_idler, opts, ssl_ctx, k, end)
-        for i in range(opts.clients):
-            nursery.start_soon(_loop, opts, ssl_ctx, i, stats, end)
+def _plain(stats: _Stats) -> dict[str, object]:
+    return {
+        "latencies": dict(stats.latencies),
+        "sessions": stats.sessions,
+        "errors": stats.errors,
+        "appends": stats.appends,
+        "failures": dict(stats.failures),
+    }
+
+
+def _client_process(opts: ImapBenchOptions, part: int, start: float, conn: object) -> None:
+    """Entry point of one client process (multiprocessing spawn): sends back its stats."""
+    stats = trio.run(_run_part, opts, part, start)
+    conn.send(_plain(stats))  # type: ignore[attr-defined]
+    conn.close()  # type: ignore[attr-defined]
+
+
+def _merge(into: _Stats, part: dict[str, object]) -> None:
+    latencies = part["latencies"]
+    failures = part["failures"]
+    assert isinstance(latencies, dict) and isinstance(failures, dict)
+    for name, values in latencies.items():
+        into.latencies[name].extend(values)
+    for name, n in failures.items():
+        into.failures[name] += n
+    for attr in ("sessions", "errors", "appends"):
+        value = part[attr]
+        assert isinstance(value, int)
+        setattr(into, attr, getattr(into, attr) + value)
+
+
+def _run_clients(opts: ImapBenchOptions) -> tuple[_Stats, float]:
+    """All client loops, in this process or split over --procs processes; (stats, elapsed)."""
+    if opts.procs <= 1:
+        start = time.monotonic()
+        stats = trio.run(_run_part, opts, 0, start)
+        return stats, time.monotonic() - start
+    ctx = multiprocessing.get_context("spawn")
+    # Every process starts its clients at the same instant, once all have had time to import.
+    start = time.monotonic() + 2.0 + 0.5 * opts.procs
+    pipes, procs = [], []
+    for part in range(opts.procs):
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_client_process, args=(opts, part, start, send), daemon=True)
+        proc.start()
+        send.close()
+        pipes.append(receive)
+        procs.append(proc)
+    stats = _Stats()
+    try:
+        for receive in pipes:
+            if receive.poll(max(1.0, start + opts.seconds + 40 - time.monotonic())):
+                _merge(stats, receive.recv())
+            else:
+                stats.errors += 1  # a client process that never answered
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    return stats, time.monotonic() - start
+
+
+def _client_cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # joined client processes
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_imap_bench(opts: ImapBenchOptions) -> int:
-    if opts.store is not None:
-        _prepare_users(opts)
-    result = trio.run(_run, opts)
+    stack: SpawnedStack | None = None
+    if opts.spawn:
+        stack = SpawnedStack(workers=opts.spawn_workers).start()
+        opts = dataclasses.replace(opts, host="127.0.0.1", port=stack.port, store=stack.store_address, tls=False)
+    try:
+        if opts.store is not None:
+            _prepare_users(opts)
+        cpu_before = stack.cpu() if stack is not None else {}
+        client_before = _client_cpu()
+        stats, elapsed = _run_clients(opts)
+        result = _report(opts, stats, elapsed)
+        cpu = {"bench": _client_cpu() - client_before}
+        if stack is not None:
+            cpu.update({k: v - cpu_before[k] for k, v in stack.cpu().items()})
+        sessions = max(1, stats.sessions)
+        result["procs"] = opts.procs
+        result["cpu_ms_per_session"] = {k: round(v * 1000 / sessions, 2) for k, v in cpu.items()}
+    finally:
+        if stack is not None:
+            stack.stop()
     if opts.output is not None:
         opts.output.parent.mkdir(parents=True, exist_ok=True)
         opts.output.write_text(json.dumps(result, indent=2) + "\n")
@@ -312,6 +413,7 @@ def run_imap_bench(opts: ImapBenchOptions) -> int:
             f"{opts.clients} clients + {opts.idle} IDLE, think {opts.think_ms} ms, {result['seconds']} s, "
             f"errors {result['errors']}"
         )
+        print(f"  CPU ms per session: {result['cpu_ms_per_session']}")
         commands = result["commands"]
         assert isinstance(commands, dict)
         for name, row in commands.items():

@@ -46,6 +46,13 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--password", default="bench-password")
     p.add_argument("--think-ms", type=float, default=0.0, help="pause between a session's commands (default 0)")
     p.add_argument("--append-only", action="store_true", help="each client only APPENDs 4 KiB messages")
+    p.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start a throwaway store + imapd on loopback (ignores --host/--port/--store)",
+    )
+    p.add_argument("--spawn-workers", type=int, default=1, help="imapd --workers for --spawn")
+    p.add_argument("--procs", type=int, default=1, help="client processes the clients are split over")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
@@ -109,5 +116,8 @@ def _bench(args: argparse.Namespace) -> int:
             append_only=args.append_only,
             think_ms=args.think_ms,
             output=args.output,
+            spawn=args.spawn,
+            spawn_workers=args.spawn_workers,
+            procs=args.procs,
         )
     )
