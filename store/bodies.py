@@ -107,8 +107,10 @@ class BodyWriter:
             self._file = None
 
 
-def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource) -> int:
-    body_id = next_value(txn, dbs, b"next_body_id", 1)
+def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int | None = None) -> int:
+    """Write `source` as a new body (id `body_id`, or the next from the counter); return the id."""
+    if body_id is None:
+        body_id = next_value(txn, dbs, b"next_body_id", 1)
     n = 0
     for n, piece in enumerate(source.chunks()):
         txn.put(CHUNK_KEY.pack(body_id, n), piece, db=dbs.body_chunks)

@@ -6,6 +6,14 @@ operation in a nested transaction so a failing one (a domain error) is
 rolled back alone, commits the outer transaction (one fsync for the whole
 batch), and only then resolves the futures and publishes change events.
 Nothing is acknowledged before its commit is durable.
+
+A "flat" operation (a single append) promises that every error it raises
+comes before its first write. It runs straight in the outer transaction
+with the batch's write-back cache of records (store.batch_records): no
+nested transaction, and its mailbox, quota, body counter and epoch are read
+and written once per batch instead of once per append. Should a flat
+operation fail in any other way, the batch is aborted and rerun with every
+operation nested (safe mode), so the promise is all correctness rests on.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import lmdb
 
 from mailha_api import store_pb2
 from store import fencing
+from store.batch_records import BatchRecords, DirectRecords, Records
 from store.errors import Internal, StoreError, Unavailable
 from store.mapgate import MapGate
 from store.schema import Dbs
@@ -34,9 +43,11 @@ T = TypeVar("T")
 class WriteContext:
     """What an operation sees: its (nested) transaction and where to put events."""
 
-    def __init__(self, txn: lmdb.Transaction, dbs: Dbs) -> None:
+    def __init__(self, txn: lmdb.Transaction, dbs: Dbs, records: Records | None = None) -> None:
         self.txn = txn
         self.dbs = dbs
+        # The records appends rewrite: the batch's cache for flat operations, else direct.
+        self.records: Records = records if records is not None else DirectRecords(txn, dbs)
         self.events: list[store_pb2.ChangeEvent] = []
         self.after_commit: list[Callable[[], None]] = []
 
@@ -46,11 +57,16 @@ class _Op:
     fn: Callable[[WriteContext], Any]
     epoch: int | None  # None: no epoch check (Fence does its own)
     needs_writable: bool
+    flat: bool = False  # raises only before its first write: may skip the nested transaction
     future: Future[Any] = field(default_factory=Future)
 
 
 class _GrowMap(Exception):
     """An operation hit MapFullError: grow the map and rerun the batch."""
+
+
+class _RerunSafely(Exception):
+    """A flat operation failed after it may have written: rerun the batch all nested."""
 
 
 class Committer:
@@ -76,6 +92,7 @@ class Committer:
         self.ops = 0
         self.commit_seconds = 0.0
         self.apply_seconds = 0.0
+        self.safe_reruns = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -86,8 +103,11 @@ class Committer:
         self._queue.put(None)
         self._thread.join()
 
-    def submit(self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True) -> Future[T]:
-        op = _Op(fn, epoch, needs_writable)
+    def submit(
+        self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True, flat: bool = False
+    ) -> Future[T]:
+        """Queue `fn`; `flat` only for a function whose every error comes before its first write."""
+        op = _Op(fn, epoch, needs_writable, flat and epoch is not None)
         if self._stopping:
             op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
         elif needs_writable and not self.writable:
@@ -129,10 +149,14 @@ class Committer:
                 return
 
     def _commit_batch(self, batch: list[_Op]) -> None:
+        safe = False
         while True:
             try:
-                outcomes = self._try_batch(batch)
+                outcomes = self._try_batch(batch, safe)
                 break
+            except _RerunSafely:
+                self.safe_reruns += 1
+                safe = True
             except _GrowMap:
                 self._grow()
             except lmdb.MapResizedError:
@@ -159,15 +183,21 @@ class Committer:
             else:
                 op.future.set_exception(value)
 
-    def _try_batch(self, batch: list[_Op]) -> list[tuple[bool, Any, WriteContext | None]]:
+    def _try_batch(self, batch: list[_Op], safe: bool) -> list[tuple[bool, Any, WriteContext | None]]:
         outcomes: list[tuple[bool, Any, WriteContext | None]] = []
         started = time.perf_counter()
         outer = self._env.begin(write=True)
+        cache = BatchRecords(outer, self._dbs)
         try:
             for op in batch:
                 if op.needs_writable and not self.writable:
                     outcomes.append((False, _suspended(), None))
                     continue
+                if op.flat and not safe:
+                    outcomes.append(self._run_flat(op, cache))
+                    continue
+                # Anything else sees the real records (and may fence: the epoch is re-read after).
+                _flush(cache)
                 nested = self._env.begin(write=True, parent=outer)
                 ctx = WriteContext(nested, self._dbs)
                 try:
@@ -188,6 +218,7 @@ class Committer:
                     continue
                 nested.commit()
                 outcomes.append((True, value, ctx))
+            _flush(cache)
             t0 = time.perf_counter()
             outer.commit()
             self.commit_seconds += time.perf_counter() - t0
@@ -197,10 +228,33 @@ class Committer:
             raise
         return outcomes
 
+    def _run_flat(self, op: _Op, cache: BatchRecords) -> tuple[bool, Any, WriteContext | None]:
+        assert op.epoch is not None
+        ctx = WriteContext(cache.txn, self._dbs, cache)
+        try:
+            cache.check_epoch(op.epoch)
+            return True, op.fn(ctx), ctx
+        except StoreError as exc:
+            return False, exc, None  # raised before any write: nothing to undo
+        except lmdb.MapFullError:
+            raise _GrowMap from None
+        except lmdb.MapResizedError:
+            raise
+        except Exception:
+            log.exception("flat write operation failed; rerunning the batch with nested transactions")
+            raise _RerunSafely from None
+
     def _grow(self) -> None:
         size = self._env.info()["map_size"]
         self._gate.exclusive(lambda: self._env.set_mapsize(size * 2))
         log.info("LMDB map full: grew it from %d to %d bytes", size, size * 2)
+
+
+def _flush(cache: BatchRecords) -> None:
+    try:
+        cache.flush()
+    except lmdb.MapFullError:
+        raise _GrowMap from None
 
 
 def _suspended() -> Unavailable:

@@ -16,7 +16,11 @@ def stored_epoch(txn: lmdb.Transaction, dbs: Dbs) -> int:
 
 
 def check_epoch(txn: lmdb.Transaction, dbs: Dbs, epoch: int) -> None:
-    stored = stored_epoch(txn, dbs)
+    check_against(stored_epoch(txn, dbs), epoch)
+
+
+def check_against(stored: int, epoch: int) -> None:
+    """FailedPrecondition unless `epoch` is the stored one (read in the same write transaction)."""
     if epoch < stored:
         raise FailedPrecondition(f"fenced: writer epoch {epoch} is older than the store's epoch {stored}")
     if epoch > stored:

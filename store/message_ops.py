@@ -47,7 +47,7 @@ class MessageOps(StoreCore):
 
         def op(ctx: WriteContext) -> tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]:
             mid = header.mailbox_id or mailboxes.lookup(ctx.txn, ctx.dbs, user, header.mailbox)[0]
-            record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items)
+            record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items, records=ctx.records)
             ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, modseq=record.highestmodseq, added=metas))
             return mid, record, metas
 
@@ -64,7 +64,8 @@ class MessageOps(StoreCore):
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )
 
-        return self.committer.submit(epoch, reply_op)
+        # Flat: a single append raises only before its first write (see messages.append).
+        return self.committer.submit(epoch, reply_op, flat=True)
 
     def append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> store_pb2.AppendReply:
         try:

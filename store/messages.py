@@ -10,9 +10,8 @@ import lmdb
 
 from mailha_api import store_pb2
 from store import bodies, mailboxes, uidset
-from store.errors import ResourceExhausted
-from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, QuotaRecord, msg_key
-from store.users import put_quota, quota
+from store.batch_records import DirectRecords, Records
+from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
 
 
 @dataclass(frozen=True)
@@ -40,32 +39,33 @@ def _counts(rec: MessageRecord) -> tuple[int, int]:
 
 
 def charge_quota(txn: lmdb.Transaction, dbs: Dbs, user: str, added_bytes: int, added_messages: int) -> None:
-    q = quota(txn, dbs, user)
-    if added_bytes > 0 and q.limit and q.usage + added_bytes > q.limit:
-        raise ResourceExhausted(
-            f"quota: user {user!r} uses {q.usage} of {q.limit} bytes; {added_bytes} more bytes do not fit"
-        )
-    put_quota(
-        txn,
-        dbs,
-        user,
-        QuotaRecord(q.limit, max(0, q.usage + added_bytes), max(0, q.messages + added_messages)),
-    )
+    DirectRecords(txn, dbs).charge_quota(user, added_bytes, added_messages)
 
 
 def append(
-    txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, items: list[NewMessage]
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    user: str,
+    mid: int,
+    items: list[NewMessage],
+    *,
+    records: Records | None = None,
 ) -> tuple[MailboxRecord, list[store_pb2.MessageMeta]]:
-    """Append `items` to mailbox `mid` (all or nothing); return the new record and the metas."""
-    record = mailboxes.selectable(txn, dbs, user, mid)
-    charge_quota(txn, dbs, user, sum(i.source.size for i in items), len(items))
+    """Append `items` to mailbox `mid` (all or nothing); return the new record and the metas.
+
+    Every check that can fail (mailbox, quota) comes before the first write, so the
+    committer may run a single append without a nested transaction (see batch_records).
+    """
+    recs = records if records is not None else DirectRecords(txn, dbs)
+    record = recs.selectable(user, mid)
+    recs.charge_quota(user, sum(i.source.size for i in items), len(items))
     now = int(time.time())
     uid, modseq = record.uidnext, record.highestmodseq
     unseen, deleted, size = record.unseen, record.deleted, record.size
     metas: list[store_pb2.MessageMeta] = []
     for item in items:
         modseq += 1
-        body_id = bodies.store_body(txn, dbs, item.source)
+        body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
         rec = MessageRecord(
             modseq, modseq, item.internal_date or now, item.tz_offset_minutes, item.source.size, body_id, item.flags
         )
@@ -82,7 +82,7 @@ def append(
         deleted=deleted,
         size=size,
     )
-    mailboxes.put(txn, dbs, mid, record)
+    recs.put_mailbox(mid, record)
     return record, metas
 
 
