@@ -34,6 +34,7 @@ from mailha_api import store_pb2, store_pb2_grpc
 _LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n$")
 _EXISTS: Final = re.compile(rb"^\* (\d+) EXISTS", re.MULTILINE)
 _SEED_MESSAGES: Final = 60
+_SESSION_COMMANDS: Final = 9  # LOGIN LIST SELECT FETCH FETCH STORE APPEND EXPUNGE LOGOUT
 _KEEP: Final = 60  # the loop deletes the oldest message beyond this many
 
 
@@ -198,6 +199,9 @@ async def _loop(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: i
     if opts.append_only:
         await _appender(opts, ssl_ctx, index, stats, end)
         return
+    if opts.think_ms:
+        # Users with think time arrive spread over one session's length, not all in the same instant.
+        await trio.sleep(index / opts.clients * _SESSION_COMMANDS * opts.think_ms / 1000)
     i = 0
     while time.monotonic() < end:
         user = f"{opts.user_prefix}{(index + i) % opts.users}"
