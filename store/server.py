@@ -110,5 +110,12 @@ def serve(options: ServeOptions) -> int:
         server.stop(grace=5).wait()
     finally:
         store.close()
-    log.info("stopped")
+    c = store.committer
+    log.info(
+        "stopped; group commit: %d operations in %d batches, %.2f ms applying and %.2f ms committing per batch",
+        c.ops,
+        c.batches,
+        1000 * c.apply_seconds / max(1, c.batches),
+        1000 * c.commit_seconds / max(1, c.batches),
+    )
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -53,6 +52,16 @@ def _discard_when_done(source: BodySource) -> Callable[[Future[store_pb2.AppendR
         source.discard()
 
     return discard
+
+
+class _PipelineState:
+    """Counters of one AppendPipeline call, guarded by its condition."""
+
+    def __init__(self) -> None:
+        self.submitted = 0  # messages handed to the committer (or failed at once)
+        self.answered = 0  # replies yielded
+        self.ended = False  # the reader is done
+        self.error: StoreError | None = None  # ends the call after the replies owed
 
 
 class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
@@ -259,21 +268,36 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
     ) -> Iterator[store_pb2.AppendReply]:
         # A reader thread keeps up to PIPELINE_IN_FLIGHT appends queued at the committer,
         # so one stream benefits from group commit; replies go out in request order.
-        pending: queue.Queue[Future[store_pb2.AppendReply] | StoreError | None] = queue.Queue(PIPELINE_IN_FLIGHT)
+        # Each outcome lands in `done` by sequence number (the committer's callback puts
+        # it there), so this thread wakes once per reply, not once per request and again
+        # per commit.
+        cond = threading.Condition()
+        done: dict[int, Future[store_pb2.AppendReply]] = {}
+        state = _PipelineState()
 
-        def offer(item: Future[store_pb2.AppendReply] | StoreError | None) -> bool:
-            """Queue for the reply loop; False once the call is over (nobody will take it)."""
-            while True:
-                try:
-                    pending.put(item, timeout=1.0)
-                    return True
-                except queue.Full:
+        def land(seq: int) -> Callable[[Future[store_pb2.AppendReply]], None]:
+            def put(fut: Future[store_pb2.AppendReply]) -> None:
+                with cond:
+                    done[seq] = fut
+                    cond.notify_all()
+
+            return put
+
+        def room() -> bool:
+            """Wait until fewer than PIPELINE_IN_FLIGHT are unanswered; False once the call is over."""
+            with cond:
+                while state.submitted - state.answered >= PIPELINE_IN_FLIGHT:
                     if not context.is_active():
                         return False
+                    cond.wait(1.0)
+            return True
 
         def reader() -> None:
+            end: StoreError | None = None
             try:
                 for header, source in self._messages(request_iterator, end_completes=False):
+                    if not room():
+                        return
                     fut: Future[store_pb2.AppendReply]
                     if isinstance(source, StoreError):
                         fut = Future()
@@ -284,28 +308,42 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                         except StoreError as exc:
                             fut = Future()
                             fut.set_exception(exc)
-                        fut.add_done_callback(_discard_when_done(source))
-                    if not offer(fut):
-                        return
+                        if source.path is not None:
+                            fut.add_done_callback(_discard_when_done(source))
+                    with cond:
+                        seq = state.submitted
+                        state.submitted += 1
+                    fut.add_done_callback(land(seq))
             except StoreError as exc:
-                offer(exc)
+                end = exc
             except grpc.RpcError:
                 pass  # the client went away
             except Exception:
                 log.exception("AppendPipeline reader failed")
-                offer(Internal("AppendPipeline: reading the request stream failed"))
+                end = Internal("AppendPipeline: reading the request stream failed")
             finally:
-                offer(None)
+                with cond:
+                    state.ended, state.error = True, end
+                    cond.notify_all()
 
         threading.Thread(target=reader, name="append-pipeline", daemon=True).start()
         while True:
-            item = pending.get()
-            if item is None:
+            with cond:
+                seq = state.answered
+                while seq not in done and not (state.ended and seq == state.submitted):
+                    cond.wait()
+                fut = done.pop(seq, None)
+                if fut is None:
+                    error = state.error
+                else:
+                    state.answered += 1
+                    cond.notify_all()  # the reader may be waiting for room
+            if fut is None:
+                if error is not None:
+                    _abort_with(context, error)
                 return
-            if isinstance(item, StoreError):
-                _abort_with(context, item)
             try:
-                yield item.result()
+                yield fut.result()
             except StoreError as exc:
                 yield store_pb2.AppendReply(error_code=STATUS[exc.kind].value[0], error_message=exc.message)
 
