@@ -314,11 +314,33 @@ def _lmdb_dir(root: pathlib.Path) -> pathlib.Path | None:
     return None
 
 
+STALE_GRACE = 5.0  # seconds the store gets to reclaim a dead reader's slot
+
+
+def stale_readers(env_dir: pathlib.Path) -> list[int]:
+    """Pids in the LMDB reader table that no longer exist (their slots pin old snapshots)."""
+    import lmdb
+
+    env = lmdb.open(str(env_dir), readonly=True, lock=True, max_dbs=64, subdir=True)
+    try:
+        table = env.readers()
+    finally:
+        env.close()
+    pids = []
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0].isdigit() and not pathlib.Path(f"/proc/{fields[0]}").exists():
+            pids.append(int(fields[0]))
+    return sorted(set(pids))
+
+
 def kill_reader(hold: float) -> Callable[[NemesisContext], None]:
     """kill -9 of a process holding an LMDB read transaction on the shared store.
 
-    A killed reader leaves a stale slot in the lock file; the store must not
-    stall or lose space because of it.
+    A killed reader leaves a stale slot in the lock file, pinning its snapshot
+    (freed pages cannot be reused: the file grows). The store must reclaim it
+    (LMDB reader_check); STALE_GRACE seconds after each kill the reader table
+    is probed for dead pids (policy no_stale_readers).
     """
 
     def fault(ctx: NemesisContext) -> None:
@@ -330,19 +352,30 @@ def kill_reader(hold: float) -> Callable[[NemesisContext], None]:
             proc = subprocess.Popen(
                 [sys.executable, "-c", READER_SCRIPT, str(env_dir), str(hold * 10)],
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             try:
                 line = proc.stdout.readline() if proc.stdout is not None else b""
                 if not line.startswith(b"reading"):
-                    raise NemesisError("the reader did not open a read transaction")
+                    proc.kill()
+                    err = proc.stderr.read() if proc.stderr is not None else b""
+                    last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    raise NemesisError(f"the reader did not open a read transaction: {last[0][:200]}")
                 st.injected()
                 ctx.sleep(hold)
             finally:
                 proc.kill()
                 proc.wait(10)
-                if proc.stdout is not None:
-                    proc.stdout.close()
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+        ctx.sleep(STALE_GRACE)
+        stale = stale_readers(env_dir)
+        ctx.history.record(
+            PROCESS,
+            Op.NEMESIS,
+            {"fault": "kill-reader", "phase": "probe", "stale_readers": len(stale), "pids": list(stale)},
+        )
 
     return fault
 

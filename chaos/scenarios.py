@@ -83,6 +83,28 @@ def no_failover(events: Sequence[HistoryEvent], session_timeout: float) -> list[
     return recovers(events, session_timeout)
 
 
+def no_stale_readers(events: Sequence[HistoryEvent], session_timeout: float) -> list[Violation]:
+    """A killed reader's LMDB slot is reclaimed within the nemesis' grace period."""
+    probes = [
+        op
+        for op in pair(events)
+        if op.f is Op.NEMESIS and op.invoke.str_("phase") == "probe" and (op.invoke.int_("stale_readers") or 0) > 0
+    ]
+    found: list[Violation] = []
+    if probes:
+        worst = max(probes, key=lambda op: op.invoke.int_("stale_readers") or 0)
+        found.append(
+            Violation(
+                "stale-reader",
+                f"{len(probes)} probe(s) found reader slots of dead processes still held, up to "
+                f"{worst.invoke.int_('stale_readers')} (pids {worst.invoke.list_('pids')[:5]}): they pin old "
+                "snapshots, so LMDB cannot reuse freed pages",
+                (worst.invoke.index,),
+            )
+        )
+    return found + recovers(events, session_timeout)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -175,7 +197,14 @@ def _all() -> list[Scenario]:
             2.0,
             big_append_bytes=20 * MIB - 8 * 1024,
         ),
-        S("kill-reader", "kill -9 of a process holding an LMDB read transaction", nemesis.kill_reader(2.0), 20, 1.0),
+        S(
+            "kill-reader",
+            "kill -9 of a process holding an LMDB read transaction",
+            nemesis.kill_reader(2.0),
+            20,
+            1.0,
+            policy=no_stale_readers,
+        ),
         S(
             "storage-full",
             "storage full: a 128 MiB tmpfs filled by a ballast file, then freed (own node)",

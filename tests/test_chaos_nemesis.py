@@ -3,6 +3,7 @@ and records inject/heal; the scenario policies on synthetic histories."""
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import threading
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ import pytest
 from chaos import nemesis
 from chaos.checker import check
 from chaos.history import Event, EventType, HistoryWriter, JsonValue, Op, pair
-from chaos.scenarios import SCENARIOS, SMOKE, no_failover, no_writes_without_quorum, recovers
+from chaos.scenarios import SCENARIOS, SMOKE, no_failover, no_stale_readers, no_writes_without_quorum, recovers
 
 
 @dataclass
@@ -290,3 +291,69 @@ def test_scenario_catalogue() -> None:
     assert sum(s.max_faults for s in SCENARIOS.values()) >= 100
     for s in SCENARIOS.values():
         assert 0 < s.rounds <= 40 and s.gap > 0
+
+
+HOLDER = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], max_dbs=64, subdir=True)
+with env.begin(write=True) as txn:
+    txn.put(b"k", b"v")
+print("open", flush=True)
+sys.stdin.readline()
+print(env.reader_check(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_stale_reader_slots_of_killed_readers_are_seen(tmp_path: pathlib.Path) -> None:
+    """A process that keeps the environment open plays the store: without it LMDB would reset
+    the reader table on the next open and hide the stale slot."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == b"open\n"
+        reader = subprocess.Popen(
+            [sys.executable, "-c", nemesis.READER_SCRIPT, str(tmp_path), "30"], stdout=subprocess.PIPE
+        )
+        try:
+            assert reader.stdout is not None and reader.stdout.readline().startswith(b"reading")
+        finally:
+            reader.kill()
+            reader.wait(10)
+            if reader.stdout is not None:
+                reader.stdout.close()
+        assert nemesis.stale_readers(tmp_path) == [reader.pid]
+        holder.stdin.write(b"check\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == b"1\n"  # what the store must do while it runs
+        assert nemesis.stale_readers(tmp_path) == []
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdin.close()
+        holder.stdout.close()
+
+
+def test_stale_reader_policy() -> None:
+    probe = {"fault": "kill-reader", "phase": "probe"}
+    clean = _events(
+        [
+            (1.0, 1.0, OK, Op.NEMESIS, {**probe, "stale_readers": 0, "pids": []}),
+            (2.0, 2.0, OK, Op.NEMESIS, {"fault": "kill-reader", "phase": "heal"}),
+            (3.0, 3.1, OK, Op.APPEND, {"chaos_id": "a", "mailbox": "m"}),
+        ]
+    )
+    assert no_stale_readers(clean, 2.0) == []
+    stale = _events(
+        [
+            (1.0, 1.0, OK, Op.NEMESIS, {**probe, "stale_readers": 2, "pids": [11, 12]}),
+            (2.0, 2.0, OK, Op.NEMESIS, {"fault": "kill-reader", "phase": "heal"}),
+            (3.0, 3.1, OK, Op.APPEND, {"chaos_id": "a", "mailbox": "m"}),
+        ]
+    )
+    assert [v.rule for v in no_stale_readers(stale, 2.0)] == ["stale-reader"]
