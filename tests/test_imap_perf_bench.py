@@ -1,0 +1,36 @@
+"""`mailha bench imap --spawn`: starts its own store + imapd, runs real sessions in
+several client processes, checks every reply, reports CPU per session, cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.integration
+def test_bench_imap_spawn_runs_full_sessions(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "imap.json"
+    argv = [sys.executable, "-m", "mailha.cli", "bench", "imap", "--spawn", "--clients", "4", "--seconds", "2"]
+    argv += ["--users", "2", "--procs", "2", "--idle", "1", "--json", "--output", str(out)]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == json.loads(out.read_text())
+    assert result["sessions"] > 0 and result["errors"] == 0 and result["failed_commands"] == {}
+    commands = result["commands"]
+    for name in ("LOGIN", "LIST", "SELECT", "FETCH_ENVELOPES", "FETCH_BODY", "STORE", "APPEND", "EXPUNGE", "LOGOUT"):
+        assert commands[name]["count"] >= result["sessions"], name
+    cpu = result["cpu_ms_per_session"]
+    assert cpu["store"] > 0 and cpu["imapd"] > 0 and cpu["bench"] > 0
+    # The throwaway stack is gone: no temp dir left behind.
+    assert not list(scratch.iterdir())
