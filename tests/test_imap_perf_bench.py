@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -19,10 +21,14 @@ def test_bench_imap_spawn_runs_full_sessions(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "imap.json"
     argv = [sys.executable, "-m", "mailha.cli", "bench", "imap", "--spawn", "--clients", "4", "--seconds", "2"]
     argv += ["--users", "2", "--procs", "2", "--idle", "1", "--json", "--output", str(out)]
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch)}
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    # A short TMPDIR: the store's unix socket path must stay under 108 bytes.
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="mhb-", dir="/tmp"))
+    try:
+        env = {**os.environ, "TMPDIR": str(scratch)}
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        left_behind = list(scratch.iterdir())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result == json.loads(out.read_text())
@@ -33,4 +39,4 @@ def test_bench_imap_spawn_runs_full_sessions(tmp_path: pathlib.Path) -> None:
     cpu = result["cpu_ms_per_session"]
     assert cpu["store"] > 0 and cpu["imapd"] > 0 and cpu["bench"] > 0
     # The throwaway stack is gone: no temp dir left behind.
-    assert not list(scratch.iterdir())
+    assert not left_behind
