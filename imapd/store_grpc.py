@@ -77,7 +77,12 @@ def store_error(exc: grpc.RpcError) -> StoreError:
     get_details = getattr(exc, "details", None)
     details = (get_details() if get_details is not None else None) or str(code)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        kind = StoreErrorKind.TOO_BIG if details.startswith("size") else StoreErrorKind.OVER_QUOTA
+        if details.startswith("storage"):
+            kind = StoreErrorKind.STORAGE_FULL
+        elif details.startswith("size"):
+            kind = StoreErrorKind.TOO_BIG
+        else:
+            kind = StoreErrorKind.OVER_QUOTA
     elif code == grpc.StatusCode.FAILED_PRECONDITION:
         kind = StoreErrorKind.FENCED if "fenced" in details else StoreErrorKind.PRECONDITION
     else:

@@ -22,6 +22,7 @@ class Outcome(enum.Enum):
     TOO_BIG = "too big"
     FENCED = "fenced"  # this lmtpd's writer epoch is no longer the store's
     UNAVAILABLE = "store unavailable"  # quiesced, restarting, unreachable
+    STORAGE_FULL = "storage full"  # the store's disk is full: temporary, the MTA retries
     FAILED = "failed"  # anything else; permanent (a bug or bad data)
 
 

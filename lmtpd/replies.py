@@ -143,4 +143,6 @@ def for_outcome(outcome: Outcome, address: str, *, uid: int, quota_tempfail: boo
         return try_later("this server is no longer the active writer")
     if outcome is Outcome.UNAVAILABLE:
         return try_later("mail store unavailable")
+    if outcome is Outcome.STORAGE_FULL:
+        return reply(452, "4.3.1", f"<{address}>: insufficient system storage, try again later")
     return delivery_failed(address, "internal error")

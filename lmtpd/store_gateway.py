@@ -52,6 +52,8 @@ def outcome_for(code: grpc.StatusCode | int, details: str) -> Outcome:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return Outcome.BAD_ADDRESS
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if details.startswith("storage"):
+            return Outcome.STORAGE_FULL
         return Outcome.TOO_BIG if details.startswith("size") else Outcome.OVER_QUOTA
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return Outcome.FENCED

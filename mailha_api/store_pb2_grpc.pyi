@@ -21,7 +21,8 @@ Error codes (google.rpc status codes)
   INVALID_ARGUMENT    malformed name, address, UID set, flag, negative quota
   NOT_FOUND           unknown user, mailbox, address
   ALREADY_EXISTS      duplicate user, mailbox, address
-  RESOURCE_EXHAUSTED  over quota ("quota: ...") or message too big ("size: ...")
+  RESOURCE_EXHAUSTED  over quota ("quota: ..."), message too big ("size: ...")
+                      or the store's disk full ("storage: ...", temporary)
   FAILED_PRECONDITION fenced / epoch not established / UNCHANGEDSINCE misuse /
                       mailbox has children and is \\Noselect-able
   UNAUTHENTICATED     Authenticate with a wrong user or password

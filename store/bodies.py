@@ -7,6 +7,7 @@ it. COPY only raises the reference count.
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import tempfile
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import lmdb
 
 from store.counters import next_value
+from store.errors import StorageFull
 from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U64, Dbs
 
 HEADER_SEARCH_LIMIT = 1024 * 1024
@@ -76,6 +78,15 @@ class BodyWriter:
         return self._size
 
     def write(self, data: bytes) -> None:
+        try:
+            self._write(data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.abandon()
+                raise StorageFull(f"spool: {exc.strerror}") from None
+            raise
+
+    def _write(self, data: bytes) -> None:
         if not data:
             return
         if len(self._head) < HEADER_SEARCH_LIMIT:
@@ -102,9 +113,15 @@ class BodyWriter:
 
     def abandon(self) -> None:
         if self._file is not None:
-            self._file.close()
-            os.unlink(self._file.name)
-            self._file = None
+            spool, self._file = self._file, None
+            try:
+                spool.close()
+            except OSError:
+                pass  # closing flushes; on a full disk that fails too
+            try:
+                os.unlink(spool.name)
+            except FileNotFoundError:
+                pass
 
 
 def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int | None = None) -> int:

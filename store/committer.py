@@ -18,6 +18,7 @@ operation nested (safe mode), so the promise is all correctness rests on.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -32,7 +33,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import fencing
 from store.batch_records import BatchRecords, DirectRecords, Records
-from store.errors import Internal, StoreError, Unavailable
+from store.errors import Internal, StorageFull, StoreError, Unavailable
 from store.mapgate import MapGate
 from store.schema import Dbs
 
@@ -59,6 +60,21 @@ class _Op:
     needs_writable: bool
     flat: bool = False  # raises only before its first write: may skip the nested transaction
     future: Future[Any] = field(default_factory=Future)
+
+
+# Wakes the committer loop with nothing to do (periodic chores only).
+_IDLE: Any = object()
+
+
+READER_CHECK_INTERVAL = 1.0  # seconds between sweeps for readers of dead processes
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT from LMDB or the spool (lmdb.DiskError carries no errno)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 class _GrowMap(Exception):
@@ -122,8 +138,17 @@ class Committer:
     # ---- the thread -------------------------------------------------------
 
     def _loop(self) -> None:
+        next_reader_check = time.monotonic() + READER_CHECK_INTERVAL
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=READER_CHECK_INTERVAL)
+            except queue.Empty:
+                first = None if self._stopping else _IDLE
+            if time.monotonic() >= next_reader_check:
+                next_reader_check = time.monotonic() + READER_CHECK_INTERVAL
+                self._reclaim_dead_readers()
+            if first is _IDLE:
+                continue
             if first is None:
                 return
             batch = [first]
@@ -162,10 +187,18 @@ class Committer:
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size.
                 self._gate.exclusive(lambda: self._env.set_mapsize(0))
-            except lmdb.Error as exc:
-                log.exception("write transaction failed")
+            except (lmdb.Error, OSError) as exc:
+                if not isinstance(exc, lmdb.Error) and not is_disk_full(exc):
+                    raise
+                failure: StoreError
+                if is_disk_full(exc):
+                    log.error("write transaction failed: the disk is full (%s)", exc)
+                    failure = StorageFull(str(exc))
+                else:
+                    log.exception("write transaction failed")
+                    failure = Internal(f"write transaction failed: {exc}")
                 for op in batch:
-                    op.future.set_exception(Internal(f"write transaction failed: {exc}"))
+                    op.future.set_exception(failure)
                 return
         self.batches += 1
         self.ops += len(batch)
@@ -213,6 +246,8 @@ class Committer:
                     raise _GrowMap from None
                 except Exception as exc:
                     nested.abort()
+                    if is_disk_full(exc):
+                        raise  # the whole batch fails as StorageFull in _commit_batch
                     log.exception("write operation failed")
                     outcomes.append((False, Internal(f"write operation failed: {type(exc).__name__}: {exc}"), None))
                     continue
@@ -240,9 +275,25 @@ class Committer:
             raise _GrowMap from None
         except lmdb.MapResizedError:
             raise
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise
             log.exception("flat write operation failed; rerunning the batch with nested transactions")
             raise _RerunSafely from None
+
+    def _reclaim_dead_readers(self) -> None:
+        """Free reader slots of processes that died inside a read transaction.
+
+        A dead reader pins old pages: LMDB cannot reuse them and the file grows.
+        LMDB only clears such slots when asked, so ask regularly, not just at start.
+        """
+        try:
+            cleared = self._env.reader_check()
+        except lmdb.Error:
+            log.exception("reader check failed")
+            return
+        if cleared:
+            log.warning("reclaimed %d reader slot(s) left by dead processes", cleared)
 
     def _grow(self) -> None:
         size = self._env.info()["map_size"]

@@ -44,9 +44,16 @@ class AlreadyExists(StoreError):
 
 
 class ResourceExhausted(StoreError):
-    """Over quota ("quota: ...") or message too big ("size: ...")."""
+    """Over quota ("quota: ..."), message too big ("size: ...") or disk full ("storage: ...")."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class StorageFull(ResourceExhausted):
+    """The store's volume is full. Temporary for callers: retry later (LMTP 452 4.3.1)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"storage: the mail store's disk is full ({detail}); nothing was written, retry later")
 
 
 class FailedPrecondition(StoreError):

@@ -208,10 +208,13 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                         error = exc
                 assert writer is not None
                 if error is None:
-                    writer.write(req.data)
-                    if writer.size > limit:
-                        error = ResourceExhausted(f"size: message exceeds the limit of {limit} bytes")
-                        writer.abandon()
+                    try:
+                        writer.write(req.data)
+                    except StoreError as exc:  # the spool's disk is full: this message fails alone
+                        error = exc
+                if error is None and writer.size > limit:
+                    error = ResourceExhausted(f"size: message exceeds the limit of {limit} bytes")
+                    writer.abandon()
                 if req.last:
                     yield header, (error if error is not None else writer.finish())
                     header, writer = None, None

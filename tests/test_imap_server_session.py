@@ -445,3 +445,24 @@ async def test_connections_over_the_process_limit_get_bye() -> None:
             third = RawClient(stream)
             assert (await third.read_line()).startswith(b"* BYE [UNAVAILABLE] Too many connections")
             await stream.aclose()
+
+
+def test_store_disk_full_is_a_temporary_no_not_a_serverbug() -> None:
+    import grpc
+
+    from imapd.errors import StoreErrorKind
+    from imapd.session.error_map import reply_for
+    from imapd.store_grpc import store_error
+
+    class FullDisk(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        def details(self) -> str:
+            return "storage: the mail store's disk is full (mdb_txn_commit: No space left on device)"
+
+    error = store_error(FullDisk())
+    assert error.kind is StoreErrorKind.STORAGE_FULL
+    reply = reply_for(error)
+    assert reply.status == b"NO"
+    assert reply.text.startswith(b"[UNAVAILABLE] ")

@@ -325,3 +325,19 @@ def test_decoder_roundtrip_any_chunking(
             break
     assert got == expected
     assert rest == b"NEXT"
+
+
+def test_full_store_disk_is_a_temporary_failure_never_a_bounce() -> None:
+    import grpc
+
+    from lmtpd.delivery import Outcome
+    from lmtpd.replies import for_outcome
+    from lmtpd.store_gateway import outcome_for
+
+    outcome = outcome_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "storage: the mail store's disk is full")
+    assert outcome is Outcome.STORAGE_FULL
+    reply = for_outcome(outcome, "bob@example.test", uid=0, quota_tempfail=False)
+    assert (reply.code, reply.enhanced) == (452, "4.3.1")
+    assert reply.transient
+    quota = outcome_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota: bob would exceed 10 bytes")
+    assert quota is Outcome.OVER_QUOTA

@@ -37,6 +37,8 @@ def reply_for(exc: StoreError, context: Context = Context.GENERAL) -> ErrorReply
         return ErrorReply(b"NO", b"[OVERQUOTA] Quota exceeded")
     if kind is StoreErrorKind.TOO_BIG:
         return ErrorReply(b"NO", b"[TOOBIG] Message too big")
+    if kind is StoreErrorKind.STORAGE_FULL:
+        return ErrorReply(b"NO", b"[UNAVAILABLE] Mail storage is full, nothing was saved; try again later")
     if kind is StoreErrorKind.INVALID:
         if context is Context.CREATE:
             return ErrorReply(b"NO", b"[CANNOT] Invalid mailbox name")
