@@ -127,7 +127,8 @@ class ServiceProbe:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():  # stop() is safe before start() (a rejected switchover)
+            self._thread.join()
 
     def longest_gap(self, since: float) -> float:
         times = [t for t in self.successes if t >= since - 1.0]

@@ -81,3 +81,24 @@ def test_switchover_candidate_must_be_a_healthy_standby() -> None:
         _candidate(_snap(ok, paused=True), None)
     with pytest.raises(SwitchoverRejected, match="pending"):
         _candidate(_snap(ok, switchover=SwitchoverRequest("node1", None, 0.0, 4e9)), None)
+
+
+def test_rejected_switchover_reports_why_and_closes_the_connection(
+    cluster: config.ClusterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (chaos suite): a rejection used to surface as "cannot join thread before it is started"."""
+    from haagent import operator
+
+    closed: list[bool] = []
+
+    class NoStandby:
+        def snapshot(self) -> ClusterSnapshot:
+            return _snap(NodeStatus("node2", "failed", "failing", 0, 0.0, ""))
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(operator, "_connect", lambda cluster, hosts=None: NoStandby())
+    with pytest.raises(SwitchoverRejected, match="not a healthy standby"):
+        operator.switchover(cluster)
+    assert closed == [True]
