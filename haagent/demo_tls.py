@@ -10,19 +10,14 @@ agents racing never leave a key that does not match its certificate.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import pathlib
 import secrets
 import shutil
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from mailha.config import ClusterConfig
+from mailha.selfsigned import write_self_signed
 
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
@@ -69,7 +64,9 @@ def write_self_signed_dir(
     scratch = directory.parent / f".{directory.name}.{secrets.token_hex(4)}"
     scratch.mkdir(mode=0o755)
     try:
-        _write_pair(scratch / CERT_NAME, scratch / KEY_NAME, dns_names, ip_addresses, days)
+        write_self_signed(
+            scratch / CERT_NAME, scratch / KEY_NAME, dns_names=dns_names, ip_addresses=ip_addresses, days=days
+        )
         try:
             os.rename(scratch, directory)  # atomic; fails if another writer won
         except OSError:
@@ -79,37 +76,3 @@ def write_self_signed_dir(
         return True
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _write_pair(
-    cert_path: pathlib.Path,
-    key_path: pathlib.Path,
-    dns_names: tuple[str, ...],
-    ip_addresses: tuple[ipaddress.IPv4Address, ...],
-    days: int,
-) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0] if dns_names else "mailha")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    alt_names += [x509.IPAddress(ip) for ip in ip_addresses]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        # CA:TRUE like imapd's dev certificate: clients trust this one file as their CA.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_bytes = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_bytes)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
