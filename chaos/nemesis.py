@@ -105,27 +105,21 @@ def _after_takeover(ctx: NemesisContext, old: str) -> None:
 
 def kill_active_node(ctx: NemesisContext) -> None:
     """kill -9 of every process of the active node (agent, store, imapd, lmtpd)."""
-    node = _active(ctx)
-    with ctx.fault("kill-node", node=node) as st:
-        pids = ctx.target.node_pids(node)
-        if not pids:
-            raise NemesisError(f"no processes on {node}")
-        ctx.target.kill(pids, signal.SIGKILL)
-        st.injected()
-        try:
-            ctx.target.wait_active(FAILOVER_TIMEOUT, other_than=node)
-        finally:
-            ctx.target.restore_nodes()
-    ctx.target.wait_active(FAILOVER_TIMEOUT)
+    _kill_and_fail_over(ctx, "kill-node", "processes", ctx.target.node_pids)
 
 
 def kill_agent(ctx: NemesisContext) -> None:
     """kill -9 of the active node's agent only (its children die by their death signal)."""
+    _kill_and_fail_over(ctx, "kill-agent", "agent process", lambda node: ctx.target.service_pids(node, "agent"))
+
+
+def _kill_and_fail_over(ctx: NemesisContext, fault: str, what: str, pids_of: Callable[[str], list[int]]) -> None:
+    """SIGKILL `pids_of(active)`, wait for another node to take over, then bring the victim back."""
     node = _active(ctx)
-    with ctx.fault("kill-agent", node=node) as st:
-        pids = ctx.target.service_pids(node, "agent")
+    with ctx.fault(fault, node=node) as st:
+        pids = pids_of(node)
         if not pids:
-            raise NemesisError(f"no agent process on {node}")
+            raise NemesisError(f"no {what} on {node}")
         ctx.target.kill(pids, signal.SIGKILL)
         st.injected()
         try:
