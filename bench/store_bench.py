@@ -287,10 +287,10 @@ def _record(out: dict[str, float | int | str], r: PhaseResult) -> None:
 
 def _print_table(results: dict[str, float | int | str]) -> None:
     names = sorted({k[: -len("_per_s")] for k in results if k.endswith("_per_s") and f"{k[:-6]}_ops" in results})
-    print(f"{'phase':<20} {'ops':>8} {'ops/s':>10} {'p50 ms':>10} {'p99 ms':>10}")
+    print(f"{'phase':<22} {'ops':>8} {'ops/s':>10} {'p50 ms':>10} {'p99 ms':>10}")
     for name in names:
         print(
-            f"{name:<20} {results[name + '_ops']:>8} {results[name + '_per_s']:>10} "
+            f"{name:<22} {results[name + '_ops']:>8} {results[name + '_per_s']:>10} "
             f"{results[name + '_p50_ms']:>10} {results[name + '_p99_ms']:>10}"
         )
     print(
