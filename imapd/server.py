@@ -33,6 +33,9 @@ log = logging.getLogger("imapd.server")
 _READ_SIZE: Final = 65536
 _HANDSHAKE_TIMEOUT: Final = 30.0
 _SEND_TIMEOUT: Final = 120.0
+# How long a BYE waits for the command in progress, so a drill does not cut a
+# client off between the store's commit and the tagged OK.
+_COMMAND_GRACE: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Connection:
         self._peer = peer
         self._tls = tls
         self._send_lock = trio.Lock()
+        # Held while a command runs; BYE from outside waits for it (bounded).
+        self.command_lock = trio.Lock()
         self.scope = trio.CancelScope()
         self.closing = False
 
@@ -77,13 +82,26 @@ class Connection:
         self.scope.cancel()
 
     async def bye(self, text: bytes) -> None:
-        """Best-effort BYE from outside the connection's task, then close it."""
-        with trio.move_on_after(2):
-            try:
-                await self.send(b"* BYE " + text + b"\r\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, trio.TooSlowError):
-                pass
-        self.request_close()
+        """Best-effort BYE from outside the connection's task, then close it.
+
+        A command in progress may finish first (up to _COMMAND_GRACE), so a client
+        whose APPEND the store has committed also gets its tagged OK; holding the
+        lock from then on keeps any further command from starting.
+        """
+        held = False
+        with trio.move_on_after(_COMMAND_GRACE):
+            await self.command_lock.acquire()
+            held = True
+        try:
+            with trio.move_on_after(2):
+                try:
+                    await self.send(b"* BYE " + text + b"\r\n")
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, trio.TooSlowError):
+                    pass
+            self.request_close()
+        finally:
+            if held:
+                self.command_lock.release()
 
     async def upgrade_tls(self, ssl_context: ssl.SSLContext) -> None:
         tls_stream = trio.SSLStream(self.stream, ssl_context, server_side=True)
@@ -170,7 +188,8 @@ class ImapServer:
                     break
                 outcome = Outcome.CONTINUE
                 if isinstance(event, ev.CommandReceived):
-                    outcome = await session.handle(event.tag, event.command)
+                    async with conn.command_lock:
+                        outcome = await session.handle(event.tag, event.command)
                     if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
                         parser.set_authenticated()
                 elif isinstance(event, ev.ContinuationNeeded):
@@ -198,7 +217,8 @@ class ImapServer:
                         append_flow.message_end(appending)
                 elif isinstance(event, ev.AppendEnd):
                     if appending is not None:
-                        outcome = await append_flow.commit(session, appending)
+                        async with conn.command_lock:
+                            outcome = await append_flow.commit(session, appending)
                     appending = None
                 elif isinstance(event, ev.LiteralTooBig):
                     appending = None

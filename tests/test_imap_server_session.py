@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import trio
 
 from imapd.session.context import ServerSettings
-from imapd.store_client import MailboxInfo
+from imapd.store_client import AppendResult, AppendSpec, MailboxInfo
 from imapd.store_fake import FakeStore
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
@@ -228,6 +228,39 @@ async def test_drain_says_bye_server_moving() -> None:
     async with running_server() as (server, ports, _store), connected(ports[0]) as a:
         await a.login()
         await server.drain()
+        assert await a.read_line() == b"* BYE [UNAVAILABLE] server moving, reconnect\r\n"
+
+
+class _SlowAppendStore(FakeStore):
+    """Commits an APPEND, then holds its answer until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed = trio.Event()
+        self.answer = trio.Event()
+
+    async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:
+        result = await super().multi_append(user, mailbox, messages)
+        self.committed.set()
+        await self.answer.wait()
+        return result
+
+
+@trio_test
+async def test_drain_lets_a_committed_append_answer_before_bye() -> None:
+    """Regression (chaos switchover): BYE used to cut an APPEND the store had already committed."""
+    store = _SlowAppendStore()
+    store.create_user("alice", "secret")
+    async with running_server(store=store) as (server, ports, _), connected(ports[0]) as a:
+        await a.login()
+        await a.send(b"t9 APPEND INBOX () {%d+}\r\n" % len(MSG) + MSG + b"\r\n")
+        await store.committed.wait()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.drain)
+            await trio.sleep(0.05)
+            store.answer.set()
+        tagged = await a.read_line()
+        assert tagged.startswith(b"t9 OK [APPENDUID "), tagged
         assert await a.read_line() == b"* BYE [UNAVAILABLE] server moving, reconnect\r\n"
 
 
