@@ -131,15 +131,20 @@ def purge_messages(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> list
             freed += rec.size
             if not cur.delete():
                 break
-    vcur = txn.cursor(db=dbs.vanished)
-    if vcur.set_range(prefix):
-        while bytes(vcur.key()).startswith(prefix):
-            if not vcur.delete():
-                break
+    for db in (dbs.vanished, dbs.deleted):
+        _delete_prefix(txn, db, prefix)
     if uids:
         q = quota(txn, dbs, user)
         put_quota(txn, dbs, user, q.__class__(q.limit, max(0, q.usage - freed), max(0, q.messages - len(uids))))
     return uids
+
+
+def _delete_prefix(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes) -> None:
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix):
+        while bytes(cur.key()).startswith(prefix):
+            if not cur.delete():
+                break
 
 
 def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
@@ -202,9 +207,13 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
         while bytes(cur.key()).startswith(prefix):
             rec = MessageRecord.unpack(cur.value())
             uid += 1
-            txn.put(MSG_KEY.pack(new_id, uid), rec.evolve(modseq=1, added_modseq=1).pack(), db=dbs.messages)
+            key = MSG_KEY.pack(new_id, uid)
+            txn.put(key, rec.evolve(modseq=1, added_modseq=1).pack(), db=dbs.messages)
+            if rec.deleted:
+                txn.put(key, b"", db=dbs.deleted)
             if not cur.delete():
                 break
+    _delete_prefix(txn, dbs.deleted, prefix)
     put(
         txn,
         dbs,

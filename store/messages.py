@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from mailha_api import store_pb2
 from store import bodies, mailboxes, uidset
 from store.batch_records import DirectRecords, Records
 from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,11 @@ def append(
         rec = MessageRecord(
             modseq, modseq, item.internal_date or now, item.tz_offset_minutes, item.source.size, body_id, item.flags
         )
-        txn.put(msg_key(mid, uid), rec.pack(), db=dbs.messages)
+        key = msg_key(mid, uid)
+        txn.put(key, rec.pack(), db=dbs.messages)
         u, d = _counts(rec)
+        if d:
+            txn.put(key, b"", db=dbs.deleted)
         unseen, deleted, size = unseen + u, deleted + d, size + rec.size
         metas.append(meta(uid, rec))
         uid += 1
@@ -152,7 +158,7 @@ def store_flags(
     modseq = record.highestmodseq + 1
     reply = store_pb2.StoreFlagsReply()
     unseen, deleted = record.unseen, record.deleted
-    changes: list[tuple[int, MessageRecord]] = []
+    changes: list[tuple[int, MessageRecord, int]] = []  # uid, new record, change of the \\Deleted count
     for uid, rec in in_set(txn, dbs, mid, text):
         if unchanged_since is not None and rec.modseq > unchanged_since:
             reply.modified.append(uid)
@@ -160,13 +166,19 @@ def store_flags(
         new_flags = apply_flags(rec.flags, mode, flags)
         if new_flags == rec.flags:
             continue
-        changes.append((uid, rec.evolve(flags=new_flags, modseq=modseq)))
+        new = rec.evolve(flags=new_flags, modseq=modseq)
         u0, d0 = _counts(rec)
-        u1, d1 = _counts(changes[-1][1])
+        u1, d1 = _counts(new)
         unseen += u1 - u0
         deleted += d1 - d0
-    for uid, rec in changes:
-        txn.put(msg_key(mid, uid), rec.pack(), db=dbs.messages)
+        changes.append((uid, new, d1 - d0))
+    for uid, rec, deleted_change in changes:
+        key = msg_key(mid, uid)
+        txn.put(key, rec.pack(), db=dbs.messages)
+        if deleted_change > 0:
+            txn.put(key, b"", db=dbs.deleted)
+        elif deleted_change < 0:
+            txn.delete(key, db=dbs.deleted)
         reply.updated.append(meta(uid, rec))
     if changes:
         record = record.evolve(highestmodseq=modseq, unseen=unseen, deleted=deleted)
@@ -185,7 +197,10 @@ def remove(
     modseq = record.highestmodseq + 1
     unseen, deleted, size = record.unseen, record.deleted, record.size
     for uid, rec in victims:
-        txn.delete(msg_key(mid, uid), db=dbs.messages)
+        key = msg_key(mid, uid)
+        txn.delete(key, db=dbs.messages)
+        if rec.deleted:
+            txn.delete(key, db=dbs.deleted)
         txn.put(VANISHED_KEY.pack(mid, modseq, uid), b"", db=dbs.vanished)
         if not keep_bodies:
             bodies.decref(txn, dbs, rec.body_id)
@@ -204,10 +219,34 @@ def remove(
     return record
 
 
+def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tuple[int, MessageRecord]]:
+    """(uid, record) of the \\Deleted messages of `mid` (in the UID set `text` if given).
+
+    Reads the `deleted` index, so the cost follows the number of \\Deleted messages, not
+    the mailbox size: EXPUNGE runs in the committer, the one thread every write waits for.
+    """
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
+    cur = txn.cursor(db=dbs.deleted)
+    out: list[tuple[int, MessageRecord]] = []
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo)):
+            break
+        for key in cur.iternext(keys=True, values=False):
+            key = bytes(key)
+            m, uid = MSG_KEY.unpack(key)
+            if m != mid or uid > hi:
+                break
+            raw = txn.get(key, db=dbs.messages)
+            if raw is None:  # cannot happen: every write keeps the index in the message's transaction
+                log.error("deleted index names a missing message (mailbox %d, uid %d)", mid, uid)
+                continue
+            out.append((uid, MessageRecord.unpack(raw)))
+    return out
+
+
 def expunge(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, text: str) -> tuple[MailboxRecord, list[int]]:
     mailboxes.selectable(txn, dbs, user, mid)
-    candidates = in_set(txn, dbs, mid, text) if text else all_messages(txn, dbs, mid)
-    victims = [(uid, rec) for uid, rec in candidates if "\\Deleted" in rec.flags]
+    victims = deleted_in(txn, dbs, mid, text)
     record = remove(txn, dbs, user, mid, victims, keep_bodies=False)
     return record, [uid for uid, _ in victims]
 
@@ -232,8 +271,11 @@ def copy(
         if not move:
             bodies.incref(txn, dbs, rec.body_id)
         new = rec.evolve(modseq=modseq, added_modseq=modseq)
-        txn.put(msg_key(dest_id, uid), new.pack(), db=dbs.messages)
+        key = msg_key(dest_id, uid)
+        txn.put(key, new.pack(), db=dbs.messages)
         u, d = _counts(new)
+        if d:
+            txn.put(key, b"", db=dbs.deleted)
         unseen, deleted, size = unseen + u, deleted + d, size + new.size
         reply.source_uids.append(src_uid)
         reply.dest_uids.append(uid)

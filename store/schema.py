@@ -28,6 +28,7 @@ DB_NAMES = (
     "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" (expunge tombstones)
     "body_meta",  # body_id u64 -> refcount u32, size u64, header block
     "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
+    "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
 )
 
 U32 = struct.Struct(">I")
@@ -44,7 +45,12 @@ class Dbs:
 
     def __init__(self, env: lmdb.Environment) -> None:
         with env.begin(write=True) as txn:
+            # Named databases are keys of the main database: an environment written before the
+            # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
+            index_absent = txn.get(b"deleted") is None
             handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
+            if index_absent:
+                build_deleted_index(txn, handles["messages"], handles["deleted"])
         self.meta = handles["meta"]
         self.users = handles["users"]
         self.quota = handles["quota"]
@@ -56,6 +62,17 @@ class Dbs:
         self.vanished = handles["vanished"]
         self.body_meta = handles["body_meta"]
         self.body_chunks = handles["body_chunks"]
+        self.deleted = handles["deleted"]
+
+
+def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:
+    """Fill the `deleted` index from the messages (in the caller's transaction); return its size."""
+    count = 0
+    for key, value in txn.cursor(db=messages):
+        if MessageRecord.unpack(value).deleted:
+            txn.put(bytes(key), b"", db=deleted)
+            count += 1
+    return count
 
 
 def u64(value: int) -> bytes:
