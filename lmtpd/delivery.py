@@ -23,7 +23,7 @@ class Outcome(enum.Enum):
     FENCED = "fenced"  # this lmtpd's writer epoch is no longer the store's
     UNAVAILABLE = "store unavailable"  # quiesced, restarting, unreachable
     STORAGE_FULL = "storage full"  # the store's disk is full: temporary, the MTA retries
-    FAILED = "failed"  # anything else; permanent (a bug or bad data)
+    FAILED = "failed"  # anything else (an I/O error, a bug): temporary, the MTA retries
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,10 @@ def delivered(address: str, uid: int) -> Reply:
 
 
 def delivery_failed(address: str, reason: str) -> Reply:
-    return reply(554, "5.3.0", f"<{address}>: delivery failed: {reason}")
+    # Temporary: a store failure (an I/O error, a bug) says nothing about the
+    # message or the recipient, so the MTA keeps the mail and retries instead
+    # of bouncing it (found by the chaos storage-full scenario: EIO on commit).
+    return reply(451, "4.3.0", f"<{address}>: temporary local error, try again later: {reason}")
 
 
 def idle_timeout() -> Reply:

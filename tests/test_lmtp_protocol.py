@@ -341,3 +341,16 @@ def test_full_store_disk_is_a_temporary_failure_never_a_bounce() -> None:
     assert reply.transient
     quota = outcome_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota: bob would exceed 10 bytes")
     assert quota is Outcome.OVER_QUOTA
+
+
+def test_an_internal_store_failure_is_temporary_not_a_bounce() -> None:
+    import grpc
+
+    from lmtpd.delivery import Outcome
+    from lmtpd.replies import for_outcome
+    from lmtpd.store_gateway import outcome_for
+
+    outcome = outcome_for(grpc.StatusCode.INTERNAL, "write transaction failed: mdb_txn_commit: Input/output error")
+    assert outcome is Outcome.FAILED
+    reply = for_outcome(outcome, "bob@example.test", uid=0, quota_tempfail=False)
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
