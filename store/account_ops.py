@@ -228,11 +228,9 @@ class AccountOps(StoreCore):
             mailboxes.selectable(txn, self.dbs, user, mid)
             kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
             reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-            keywords: set[str] = set()
-            uids = reply.uids
-            for uid, rec in messages.all_messages(txn, self.dbs, mid):
-                uids.append(uid)
-                keywords.update(f for f in rec.flags if not f.startswith("\\"))
+            uids, flag_lists = messages.uids_and_raw_flags(txn, self.dbs, mid)
+            reply.uids.extend(uids)
+            keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
             reply.permanent_flags.extend(sorted(keywords))
             return reply
 

@@ -12,7 +12,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import bodies, mailboxes, uidset
 from store.batch_records import DirectRecords, Records
-from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
+from store.schema import MESSAGE_FLAGS_OFFSET, MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,27 @@ def all_messages(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> Iterator[tuple[in
         if not key.startswith(prefix):
             return
         yield MSG_KEY.unpack(key)[1], MessageRecord.unpack(value)
+
+
+def uids_and_raw_flags(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> tuple[list[int], set[bytes]]:
+    """The UIDs of `mid` and the distinct encoded flag lists, without decoding each record.
+
+    SELECT needs only these (UIDs, and the keywords in use); decoding every message of
+    the mailbox cost more than the rest of the call.
+    """
+    prefix = U64.pack(mid)
+    uids: list[int] = []
+    flag_lists: set[bytes] = set()
+    cur = txn.cursor(db=dbs.messages)
+    if not cur.set_range(prefix):
+        return uids, flag_lists
+    unpack_key = MSG_KEY.unpack
+    for key, value in cur:
+        if key[:8] != prefix:
+            break
+        uids.append(unpack_key(key)[1])
+        flag_lists.add(bytes(value[MESSAGE_FLAGS_OFFSET:]))
+    return uids, flag_lists
 
 
 def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tuple[str, ...]:

@@ -166,6 +166,7 @@ class MailboxRecord:
 
 
 _MESSAGE = struct.Struct(">QQqhQQ")
+MESSAGE_FLAGS_OFFSET = _MESSAGE.size  # the flags (space-separated ASCII) follow the fixed header
 
 
 @dataclass(frozen=True)
