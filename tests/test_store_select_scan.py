@@ -37,3 +37,14 @@ def test_select_lists_uids_and_keywords_of_this_mailbox_only(mail_store: MailSto
     )
     mail_store.store_flags(req)
     assert list(mail_store.select("alice", "INBOX").permanent_flags) == ["$Label1"]
+
+
+def test_message_record_round_trips_and_compares_like_a_constructed_one() -> None:
+    from store.schema import MessageRecord
+
+    for flags in ((), ("\\Seen",), ("$Label1", "\\Deleted", "\\Flagged")):
+        rec = MessageRecord(7, 3, -5, -330, 4096, 2**40, flags)
+        back = MessageRecord.unpack(memoryview(rec.pack()))
+        assert back == rec and hash(back) == hash(rec) and repr(back) == repr(rec)
+        assert back.deleted == ("\\Deleted" in flags) and back.seen == ("\\Seen" in flags)
+        assert back.evolve(flags=("\\Seen",)) == MessageRecord(7, 3, -5, -330, 4096, 2**40, ("\\Seen",))
