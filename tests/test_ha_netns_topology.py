@@ -173,7 +173,7 @@ def test_up_refuses_a_network_the_host_already_uses(cfg: ClusterConfig) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"bridge_address": ipaddress.IPv4Interface("10.0.0.1/24")}, "bridge_address: 10.0.0.1/24 is outside"),
+        ({"bridge_address": ipaddress.IPv4Interface("198.51.100.1/24")}, "bridge_address: 198.51.100.1/24 is outside"),
         ({"floating_ip": FloatingIpConfig(address=ipaddress.IPv4Interface("192.0.2.200/24"))}, "floating_ip.address"),
     ],
 )
