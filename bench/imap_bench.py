@@ -29,9 +29,9 @@ import grpc
 import trio
 
 from bench.imap_spawn import SpawnedStack
+from bench.imap_wire import ResponseReader
 from mailha_api import store_pb2, store_pb2_grpc
 
-_LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n$")
 _EXISTS: Final = re.compile(rb"^\* (\d+) EXISTS", re.MULTILINE)
 _SEED_MESSAGES: Final = 60
 _SESSION_COMMANDS: Final = 9  # LOGIN LIST SELECT FETCH FETCH STORE APPEND EXPUNGE LOGOUT
@@ -86,35 +86,11 @@ class _Stats:
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-class _Client:
+class _Client(ResponseReader):
     def __init__(self, stream: trio.abc.Stream, think: float = 0.0) -> None:
-        self.stream = stream
-        self.buf = bytearray()
+        super().__init__(stream)
         self.n = 0
         self.think = think  # pause before each command, like a user (not timed)
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise EOFError("connection closed")
-        self.buf += data
-
-    async def line(self) -> bytes:
-        out = bytearray()
-        while True:
-            while (end := self.buf.find(b"\r\n")) < 0:
-                await self._fill()
-            line = bytes(self.buf[: end + 2])
-            del self.buf[: end + 2]
-            out += line
-            m = _LITERAL.search(line)
-            if not m:
-                return bytes(out)
-            size = int(m.group(1))
-            while len(self.buf) < size:
-                await self._fill()
-            out += self.buf[:size]
-            del self.buf[:size]
 
     async def command(self, text: bytes, stats: _Stats, name: str) -> bytes:
         if self.think and self.n:
@@ -125,7 +101,7 @@ class _Client:
         await self.stream.send_all(tag + b" " + text + b"\r\n")
         lines: list[bytes] = []
         while True:
-            line = await self.line()
+            line = await self.read_line()
             if line.startswith(tag + b" "):
                 stats.latencies[name].append(time.perf_counter() - start)
                 if not line.startswith(tag + b" OK"):
@@ -141,7 +117,7 @@ async def _connect(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None) -> _C
         await tls.do_handshake()
         stream = tls
     client = _Client(stream, opts.think_ms / 1000)
-    await client.line()  # greeting
+    await client.read_line()  # greeting
     if opts.starttls and ssl_ctx is not None:
         await client.command(b"STARTTLS", _Stats(), "STARTTLS")
         tls = trio.SSLStream(stream, ssl_ctx, server_hostname="localhost")
@@ -223,7 +199,7 @@ async def _idler(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: 
         await client.stream.send_all(b"i1 IDLE\r\n")
         with trio.move_on_at(trio.current_time() + max(0.0, end - time.monotonic())):
             while True:
-                await client.line()
+                await client.read_line()
         await client.stream.send_all(b"DONE\r\n")
         await client.command(b"LOGOUT", stats, "LOGOUT")
     finally:

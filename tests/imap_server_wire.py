@@ -4,7 +4,6 @@ and a raw line-level client that reads literals correctly."""
 from __future__ import annotations
 
 import functools
-import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,46 +12,19 @@ from typing import Any
 
 import trio
 
+from bench.imap_wire import ResponseReader
 from imapd.server import Endpoint, ImapServer, serve
 from imapd.session.context import ServerSettings
 from imapd.store_client import StoreClient
 from imapd.store_fake import FakeStore
 
-_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 
-
-class RawClient:
+class RawClient(ResponseReader):
     """Speaks IMAP bytes; returns response lines (literal bytes inlined)."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buf = bytearray()
+        super().__init__(stream)
         self._tag = 0
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise EOFError("server closed the connection")
-        self.buf += data
-
-    async def read_line(self) -> bytes:
-        """One response line; a line announcing a literal includes the literal and the rest."""
-        out = bytearray()
-        while True:
-            while b"\r\n" not in self.buf:
-                await self._fill()
-            end = self.buf.index(b"\r\n") + 2
-            line = bytes(self.buf[:end])
-            del self.buf[:end]
-            out += line
-            m = _LITERAL.search(line)
-            if not m:
-                return bytes(out)
-            size = int(m.group(1))
-            while len(self.buf) < size:
-                await self._fill()
-            out += self.buf[:size]
-            del self.buf[:size]
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
