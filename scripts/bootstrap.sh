@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential openjdk-17-jre-headless zookeeper
-              isync neomutt postfix nftables iproute2 openssl procps psmisc)
+              isync neomutt postfix nftables iproute2 openssl procps psmisc
+              dovecot-imapd dovecot-lmtpd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -19,6 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "postfix postfix/mailname string mailha.test" | debconf-set-selections
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Dovecot is the reference server for benchmarks and the differential tests, which
+# start their own throwaway instance; the system-wide one stays stopped and disabled.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+fi
+if [ -f /run/dovecot/master.pid ] && ! grep -q mailha-dovecot "/proc/$(cat /run/dovecot/master.pid)/cmdline" 2>/dev/null; then
+  kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
 fi
 
 stamp=.venv/.mailha-installed
