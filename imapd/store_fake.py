@@ -165,9 +165,11 @@ class FakeStore:
         user.mailboxes[name] = mbox
         return mbox
 
-    def _info(self, user: _User, mbox: _Mailbox, with_status: bool = True) -> MailboxInfo:
+    def _info(
+        self, user: _User, mbox: _Mailbox, with_status: bool = True, has_children: bool | None = None
+    ) -> MailboxInfo:
         prefix = mbox.name + "/"
-        children = any(n.startswith(prefix) for n in user.mailboxes)
+        children = any(n.startswith(prefix) for n in user.mailboxes) if has_children is None else has_children
         status = None
         if with_status:
             msgs = mbox.messages.values()
@@ -234,8 +236,10 @@ class FakeStore:
         self._call()
         await trio.lowlevel.checkpoint()
         u = self._user(user)
+        # One pass for "has children" (not one scan of all names per mailbox).
+        parents = {name[:cut] for name in u.mailboxes for cut in range(len(name)) if name[cut] == "/"}
         return [
-            self._info(u, mb, with_status)
+            self._info(u, mb, with_status, has_children=mb.name in parents)
             for _, mb in sorted(u.mailboxes.items())
             if mb.subscribed or not subscribed_only
         ]
