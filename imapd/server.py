@@ -45,6 +45,29 @@ class Endpoint:
     implicit_tls: bool
 
 
+_CLIENT_GONE: Final = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    ssl.SSLError,
+    ConnectionError,
+)
+
+
+def client_gone(exc: BaseException) -> str | None:
+    """Why the client went away, if that is all `exc` says (also inside exception groups); else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = [client_gone(inner) for inner in exc.exceptions]
+        if any(r is None for r in reasons):
+            return None
+        return str(reasons[0])
+    if not isinstance(exc, _CLIENT_GONE):
+        return None
+    cause = exc.__cause__ or exc.__context__
+    detail = f"{type(exc).__name__}" + (f" ({type(cause).__name__})" if isinstance(cause, OSError) else "")
+    return detail
+
+
 def parse_endpoint(text: str, implicit_tls: bool) -> Endpoint:
     host, _, port = text.rpartition(":")
     return Endpoint(host or "127.0.0.1", int(port), implicit_tls)
@@ -127,10 +150,13 @@ class ImapServer:
                 await conn.upgrade_tls(self.ssl_context)
             self.connections.add(conn)
             await self._serve(conn)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError):
-            pass
-        except Exception:
-            log.exception("connection from %s failed", peer)
+        except Exception as exc:
+            # The read loop runs in a nursery: a reset arrives wrapped in an ExceptionGroup.
+            gone = client_gone(exc)
+            if gone is None:
+                log.exception("connection from %s failed", peer)
+            else:
+                log.info("connection from %s ended by the client: %s", peer, gone)
         finally:
             self.connections.discard(conn)
             with trio.move_on_after(1) as cleanup:
