@@ -14,6 +14,7 @@ from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_need
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
 from imapd.session.cpu_slice import CpuSlice
+from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
@@ -149,6 +150,10 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
     flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+    refusal = keyword_refusal(flags) if cmd.mode is not c.StoreMode.REMOVE else None
+    if refusal is not None:
+        s.tagged(tag, b"NO", refusal)
+        return Outcome.CONTINUE
     result = await s.ctx.store.store_flags(
         user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
