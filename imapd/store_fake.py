@@ -7,6 +7,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from imapd.store_client import (
     StoreFlagsResult,
 )
 from imapd.uid_set import contains, parse_uids
+
+_SLASH = re.compile("/")
 
 DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
     ("INBOX", ""),
@@ -237,7 +240,7 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         u = self._user(user)
         # One pass for "has children" (not one scan of all names per mailbox).
-        parents = {name[:cut] for name in u.mailboxes for cut in range(len(name)) if name[cut] == "/"}
+        parents = {name[: m.start()] for name in u.mailboxes if "/" in name for m in _SLASH.finditer(name)}
         return [
             self._info(u, mb, with_status, has_children=mb.name in parents)
             for _, mb in sorted(u.mailboxes.items())
