@@ -117,12 +117,15 @@ async def test_a_long_list_yields_to_other_sessions() -> None:
     store = FakeStore()
     store.create_user("alice", "secret")
     store.create_user("bob", "hunter2")
-    for i in range(5000):
+    for i in range(2000):
         await store.create_mailbox("alice", f"box{i:04d}/" + "a" * 200)
-    # 5000 names against a 400-position pattern, nothing matches (no output to flush,
+    # 2000 names against a 1600-position pattern, nothing matches (no output to flush,
     # so no write yields for it): far more than one slice of CPU.
-    took, worst_noop, lines = await _list_while_bob_noops(store, "*a" * 200 + "*b")
+    took, worst_noop, lines = await _list_while_bob_noops(store, "*a" * 800 + "*b")
     assert lines[-1].endswith(b"OK LIST completed\r\n") and len(lines) == 1
     assert took > 0.2, "the LIST must be long enough to show that it yields"
     assert worst_noop > 0, "no NOOP of bob overlapped the LIST"
-    assert worst_noop < 0.2, (worst_noop, took)
+    # Without the slices the NOOP waits for the whole LIST (measured: 912 ms of a 933 ms LIST).
+    # With them it is answered within tens of milliseconds on a quiet machine; one with a load
+    # average of 20 on 2 cores stretched that to ~200 ms, hence the bound relative to the LIST too.
+    assert worst_noop < max(0.2, took / 2), (worst_noop, took)
