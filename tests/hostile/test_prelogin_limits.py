@@ -59,7 +59,7 @@ async def test_one_address_flooding_does_not_lock_out_another() -> None:
             started = trio.current_time()
             other, _client, greeting = await _greeting("127.0.0.3", ports[0])
             assert greeting.startswith(b"* OK"), greeting
-            assert trio.current_time() - started < 0.2
+            assert trio.current_time() - started < 1.0
             await other.aclose()
         assert refused == [b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"] * 20
         # Logged-in connections no longer count: the address may connect again.
@@ -99,7 +99,7 @@ async def test_trickling_bytes_do_not_extend_the_prelogin_deadline() -> None:
         assert greeting.startswith(b"* OK")
         started = trio.current_time()
         closed_after = None
-        with trio.move_on_after(4):
+        with trio.move_on_after(6):
             while True:
                 await client.send(b"a")  # one byte of a command line that never ends
                 with trio.move_on_after(0.2):
@@ -108,7 +108,7 @@ async def test_trickling_bytes_do_not_extend_the_prelogin_deadline() -> None:
                         closed_after = trio.current_time() - started
                         break
         assert closed_after is not None, "the trickling client was never disconnected"
-        assert 0.8 <= closed_after < 2.0, closed_after
+        assert 0.8 <= closed_after < 3.0, closed_after
         await stream.aclose()
 
 
@@ -127,7 +127,7 @@ async def test_tls_handshake_has_a_deadline(tmp_path: pathlib.Path) -> None:
         with trio.fail_after(5):
             while await stream.receive_some(4096):
                 pass
-        assert trio.current_time() - started < 1.5
+        assert trio.current_time() - started < 3.0  # the default is 15 s, before it was a fixed 30 s
         await stream.aclose()
 
 
