@@ -24,6 +24,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--append-limit", type=int, default=DEFAULT_APPEND_LIMIT, help="APPENDLIMIT in bytes")
     p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap (per worker)")
+    p.add_argument(
+        "--max-prelogin-per-address",
+        type=int,
+        default=20,
+        help="connections per source address not yet logged in (more wait, then get BYE; per worker)",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
@@ -72,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
             allow_plaintext_login=args.allow_plaintext_login,
             append_limit=args.append_limit,
             connections_per_user=args.connections_per_user,
+            max_prelogin_per_address=args.max_prelogin_per_address,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
         ),
@@ -91,6 +98,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     if args.allow_plaintext_login:
         argv.append("--allow-plaintext-login")
     argv += ["--append-limit", str(args.append_limit), "--connections-per-user", str(args.connections_per_user)]
+    argv += ["--max-prelogin-per-address", str(args.max_prelogin_per_address)]
     return argv
 
 

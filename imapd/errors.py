@@ -19,6 +19,8 @@ class StoreErrorKind(enum.Enum):
     ALREADY_EXISTS = "already_exists"
     OVER_QUOTA = "over_quota"
     TOO_BIG = "too_big"
+    # A fixed bound (keyword length, keywords per mailbox): IMAP's [LIMIT].
+    LIMIT = "limit"
     # The store's disk is full: temporary, nothing was written.
     STORAGE_FULL = "storage_full"
     INVALID = "invalid"

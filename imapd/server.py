@@ -19,6 +19,7 @@ from typing import Final
 
 import trio
 
+from imapd.prelogin_slots import AddressSlots
 from imapd.protocol import events as ev
 from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
@@ -31,7 +32,6 @@ from imapd.watch_hub import WatchHub
 log = logging.getLogger("imapd.server")
 
 _READ_SIZE: Final = 65536
-_HANDSHAKE_TIMEOUT: Final = 30.0
 _SEND_TIMEOUT: Final = 120.0
 # How long a BYE waits for the command in progress, so a drill does not cut a
 # client off between the store's commit and the tagged OK.
@@ -45,6 +45,29 @@ class Endpoint:
     implicit_tls: bool
 
 
+_CLIENT_GONE: Final = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    ssl.SSLError,
+    ConnectionError,
+)
+
+
+def client_gone(exc: BaseException) -> str | None:
+    """Why the client went away, if that is all `exc` says (also inside exception groups); else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = [client_gone(inner) for inner in exc.exceptions]
+        if any(r is None for r in reasons):
+            return None
+        return str(reasons[0])
+    if not isinstance(exc, _CLIENT_GONE):
+        return None
+    cause = exc.__cause__ or exc.__context__
+    detail = f"{type(exc).__name__}" + (f" ({type(cause).__name__})" if isinstance(cause, OSError) else "")
+    return detail
+
+
 def parse_endpoint(text: str, implicit_tls: bool) -> Endpoint:
     host, _, port = text.rpartition(":")
     return Endpoint(host or "127.0.0.1", int(port), implicit_tls)
@@ -53,8 +76,11 @@ def parse_endpoint(text: str, implicit_tls: bool) -> Endpoint:
 class Connection:
     """One client connection; implements the session's `Wire`."""
 
-    def __init__(self, stream: trio.abc.Stream, peer: str, tls: bool) -> None:
+    def __init__(self, stream: trio.abc.Stream, peer: str, tls: bool, handshake_timeout: float = 15.0) -> None:
         self.stream = stream
+        self._handshake_timeout = handshake_timeout
+        # Holds one of the address's pre-login slots until it logs in or goes.
+        self.prelogin = False
         self._peer = peer
         self._tls = tls
         self._send_lock = trio.Lock()
@@ -62,6 +88,7 @@ class Connection:
         self.command_lock = trio.Lock()
         self.scope = trio.CancelScope()
         self.closing = False
+        self.preauth_deadline = float("inf")
 
     @property
     def peer(self) -> str:
@@ -105,7 +132,7 @@ class Connection:
 
     async def upgrade_tls(self, ssl_context: ssl.SSLContext) -> None:
         tls_stream = trio.SSLStream(self.stream, ssl_context, server_side=True)
-        with trio.fail_after(_HANDSHAKE_TIMEOUT):
+        with trio.fail_after(self._handshake_timeout):
             await tls_stream.do_handshake()
         self.stream = tls_stream
         self._tls = True
@@ -117,28 +144,52 @@ class ImapServer:
     ssl_context: ssl.SSLContext | None
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
+    prelogin: AddressSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.ctx.settings
+        self.prelogin = AddressSlots(settings.max_prelogin_per_address, settings.prelogin_patience)
 
     # ---- one connection -------------------------------------------------------------
     async def handle_stream(self, stream: trio.abc.Stream, peer: str, implicit_tls: bool) -> None:
-        conn = Connection(stream, peer, tls=False)
+        settings = self.ctx.settings
+        conn = Connection(stream, peer, tls=False, handshake_timeout=settings.tls_handshake_timeout)
+        # The absolute pre-login deadline starts now, TLS handshake included.
+        conn.preauth_deadline = trio.current_time() + settings.preauth_timeout
         try:
+            if not await self.prelogin.acquire(peer):
+                log.info("connection from %s refused: %d not logged in yet", peer, self.prelogin.held(peer))
+                if not implicit_tls:
+                    with trio.move_on_after(1):
+                        await stream.send_all(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+                return
+            conn.prelogin = True
             if implicit_tls:
                 assert self.ssl_context is not None
                 await conn.upgrade_tls(self.ssl_context)
             self.connections.add(conn)
             await self._serve(conn)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError):
-            pass
-        except Exception:
-            log.exception("connection from %s failed", peer)
+        except Exception as exc:
+            # The read loop runs in a nursery: a reset arrives wrapped in an ExceptionGroup.
+            gone = client_gone(exc)
+            if gone is None:
+                log.exception("connection from %s failed", peer)
+            else:
+                log.info("connection from %s ended by the client: %s", peer, gone)
         finally:
             self.connections.discard(conn)
+            self.release_prelogin(conn)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
                     await conn.stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                     pass
+
+    def release_prelogin(self, conn: Connection) -> None:
+        if conn.prelogin:
+            conn.prelogin = False
+            self.prelogin.release(conn.peer)
 
     async def _serve(self, conn: Connection) -> None:
         settings = self.ctx.settings
@@ -168,13 +219,13 @@ class ImapServer:
         appending: append_flow.AppendInProgress | None = None
         discarded_reply = b""
         while True:
-            if session.idle_tag is not None:
-                timeout = settings.idle_timeout + 60  # the IDLE pump logs out first
-            elif session.state is ConnectionState.NOT_AUTHENTICATED:
-                timeout = settings.preauth_timeout
+            if session.state is ConnectionState.NOT_AUTHENTICATED:
+                deadline = conn.preauth_deadline  # absolute: bytes trickling in do not extend it
+            elif session.idle_tag is not None:
+                deadline = trio.current_time() + settings.idle_timeout + 60  # the IDLE pump logs out first
             else:
-                timeout = settings.autologout
-            with trio.move_on_after(timeout) as waited:
+                deadline = trio.current_time() + settings.autologout
+            with trio.move_on_at(deadline) as waited:
                 data = await conn.stream.receive_some(_READ_SIZE)
             if waited.cancelled_caught:
                 await conn.send(b"* BYE Autologout; idle for too long\r\n")
@@ -192,6 +243,7 @@ class ImapServer:
                         outcome = await session.handle(event.tag, event.command)
                     if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
                         parser.set_authenticated()
+                        self.release_prelogin(conn)
                 elif isinstance(event, ev.ContinuationNeeded):
                     await conn.send(b"+ Ready for literal data\r\n")
                     parser.accept_literal()
@@ -241,6 +293,7 @@ class ImapServer:
                     outcome = await auth_commands.auth_response(session, event.tag, event.data)
                     if session.state is not ConnectionState.NOT_AUTHENTICATED:
                         parser.set_authenticated()
+                        self.release_prelogin(conn)
                 if outcome is Outcome.CLOSE:
                     return
                 if outcome is Outcome.START_TLS:

@@ -33,6 +33,7 @@ class ImapdOptions:
     allow_plaintext_login: bool = False
     append_limit: int = DEFAULT_APPEND_LIMIT
     connections_per_user: int = 50
+    max_prelogin_per_address: int = 20
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
@@ -63,6 +64,7 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         allow_plaintext_login=options.allow_plaintext_login,
         tls_available=ssl_context is not None,
         connections_per_user=options.connections_per_user,
+        max_prelogin_per_address=options.max_prelogin_per_address,
     )
 
     async def main() -> None:

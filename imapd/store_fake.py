@@ -7,6 +7,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from imapd.store_client import (
     StoreFlagsResult,
 )
 from imapd.uid_set import contains, parse_uids
+
+_SLASH = re.compile("/")
 
 DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
     ("INBOX", ""),
@@ -165,9 +168,11 @@ class FakeStore:
         user.mailboxes[name] = mbox
         return mbox
 
-    def _info(self, user: _User, mbox: _Mailbox, with_status: bool = True) -> MailboxInfo:
+    def _info(
+        self, user: _User, mbox: _Mailbox, with_status: bool = True, has_children: bool | None = None
+    ) -> MailboxInfo:
         prefix = mbox.name + "/"
-        children = any(n.startswith(prefix) for n in user.mailboxes)
+        children = any(n.startswith(prefix) for n in user.mailboxes) if has_children is None else has_children
         status = None
         if with_status:
             msgs = mbox.messages.values()
@@ -234,8 +239,10 @@ class FakeStore:
         self._call()
         await trio.lowlevel.checkpoint()
         u = self._user(user)
+        # One pass for "has children" (not one scan of all names per mailbox).
+        parents = {name[: m.start()] for name in u.mailboxes if "/" in name for m in _SLASH.finditer(name)}
         return [
-            self._info(u, mb, with_status)
+            self._info(u, mb, with_status, has_children=mb.name in parents)
             for _, mb in sorted(u.mailboxes.items())
             if mb.subscribed or not subscribed_only
         ]

@@ -81,8 +81,13 @@ def store_error(exc: grpc.RpcError) -> StoreError:
             kind = StoreErrorKind.STORAGE_FULL
         elif details.startswith("size"):
             kind = StoreErrorKind.TOO_BIG
-        else:
+        elif details.startswith("limit"):
+            kind = StoreErrorKind.LIMIT
+        elif details.startswith("quota"):
             kind = StoreErrorKind.OVER_QUOTA
+        else:
+            # gRPC's own RESOURCE_EXHAUSTED (an oversized message or trailer) is no quota matter.
+            kind = StoreErrorKind.INTERNAL
     elif code == grpc.StatusCode.FAILED_PRECONDITION:
         kind = StoreErrorKind.FENCED if "fenced" in details else StoreErrorKind.PRECONDITION
     else:

@@ -171,6 +171,9 @@ class ImapSource:
         contiguous = folder.name not in self._refused
         self.state.record(folder.name, self._folders[folder.name].uidvalidity, message.uid, contiguous=contiguous)
 
+    def take_unread(self) -> list[str]:
+        return []
+
     def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
         # From here on the "everything up to" marker stops, so the next run retries this one.
         self._refused.add(folder.name)

@@ -12,6 +12,12 @@ D \\Draft, F \\Flagged, P $Forwarded, R \\Answered (IMAP's flag for
 named in the folder's dovecot-keywords file. The internal date is the file's
 mtime (Dovecot and mbsync keep the received date there) or, with
 date_from="name", the delivery timestamp that starts the file name.
+
+Symbolic links are never followed, neither to files nor to directories
+(a link in cur/ could import /etc/shadow into a mailbox; a directory link
+could walk the whole file system or loop): each is skipped, reported in the
+summary, and the import goes on. Files are opened with O_NOFOLLOW and must
+be regular files once open, so a link swapped in later is refused too.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import enum
 import os
 import pathlib
+import stat
 from collections.abc import Iterator
 
 from imapclient import imap_utf7
@@ -33,8 +40,29 @@ class DateFrom(enum.Enum):
     NAME = "name"
 
 
+def _real_dir(path: pathlib.Path) -> bool:
+    """A directory, and not through a symbolic link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _is_maildir(path: pathlib.Path) -> bool:
-    return (path / "cur").is_dir() or (path / "new").is_dir()
+    return _real_dir(path / "cur") or _real_dir(path / "new")
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular_file(path: str) -> tuple[bytes, os.stat_result]:
+    """Bytes and status of a regular file; OSError for a symlink, FIFO, device or directory."""
+    fd = os.open(path, _OPEN_FLAGS)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        return f.read(), info
 
 
 def _decode_name(name: str) -> str:
@@ -67,9 +95,11 @@ def read_keywords(folder: pathlib.Path) -> dict[str, str]:
     """Dovecot's dovecot-keywords: '0 $Label1' lines; 0 -> 'a', 1 -> 'b', ..."""
     path = folder / "dovecot-keywords"
     out: dict[str, str] = {}
-    if not path.is_file():
+    try:
+        text = read_regular_file(str(path))[0].decode("utf-8", "replace")
+    except OSError:
         return out
-    for line in path.read_text("utf-8", "replace").splitlines():
+    for line in text.splitlines():
         index, _, name = line.partition(" ")
         if index.isdigit() and int(index) < 26 and name.strip():
             out[chr(ord("a") + int(index))] = name.strip()
@@ -86,6 +116,7 @@ class MaildirSource:
         self.root = root
         self.date_from = date_from
         self._dirs: dict[str, pathlib.Path] = {}
+        self._unread: list[str] = []  # entries skipped without reading, with the reason
 
     def folders(self) -> Iterator[SourceFolder]:
         found: dict[str, pathlib.Path] = {}
@@ -103,7 +134,11 @@ class MaildirSource:
         except OSError:
             return
         for entry in entries:
-            if not entry.is_dir() or entry.name in ("cur", "new", "tmp"):
+            if entry.is_symlink():
+                if entry.name != "tmp":  # tmp/ is never read anyway
+                    self._skip(entry.path, "symbolic link, not followed")
+                continue
+            if not entry.is_dir(follow_symlinks=False) or entry.name in ("cur", "new", "tmp"):
                 continue
             path = pathlib.Path(entry.path)
             if entry.name.startswith(".") and not prefix:
@@ -116,6 +151,13 @@ class MaildirSource:
                     yield path, parts
                 yield from self._walk(path, parts)
 
+    def _skip(self, path: str, reason: str) -> None:
+        self._unread.append(f"{os.path.relpath(path, self.root)}: {reason}")
+
+    def take_unread(self) -> list[str]:
+        unread, self._unread = self._unread, []
+        return unread
+
     def estimate(self) -> tuple[int | None, int | None]:
         if not self._dirs:
             list(self.folders())
@@ -123,8 +165,9 @@ class MaildirSource:
         for directory in self._dirs.values():
             for sub in ("cur", "new"):
                 try:
-                    count += sum(1 for e in os.scandir(directory / sub) if not e.name.startswith("."))
-                except FileNotFoundError:
+                    if _real_dir(directory / sub):
+                        count += sum(1 for e in os.scandir(directory / sub) if not e.name.startswith("."))
+                except OSError:
                     continue
         return count, None
 
@@ -139,18 +182,34 @@ class MaildirSource:
         keywords = read_keywords(directory)
         files: list[os.DirEntry[str]] = []
         for sub in ("cur", "new"):
+            if not _real_dir(directory / sub):
+                continue  # absent, or a link (reported by the walk)
             try:
-                files += [e for e in os.scandir(directory / sub) if e.is_file() and not e.name.startswith(".")]
-            except FileNotFoundError:
+                entries = list(os.scandir(directory / sub))
+            except OSError as exc:
+                self._skip(str(directory / sub), f"cannot read: {exc.strerror or exc}")
                 continue
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_file(follow_symlinks=False):
+                    files.append(e)
+                elif e.is_symlink():
+                    self._skip(e.path, "symbolic link, not followed")
+                else:
+                    self._skip(e.path, "not a regular file")
         files.sort(key=lambda e: (_name_timestamp(e.name), e.name))
         for entry in files:
-            with open(entry.path, "rb") as f:
-                data = to_crlf(f.read())
+            try:
+                raw, info = read_regular_file(entry.path)
+            except OSError as exc:
+                self._skip(entry.path, f"not read: {exc.strerror or exc}")
+                continue
+            data = to_crlf(raw)
             if self.date_from is DateFrom.NAME and _name_timestamp(entry.name):
                 date = _name_timestamp(entry.name)
             else:
-                date = int(entry.stat().st_mtime)
+                date = int(info.st_mtime)
             yield SourceMessage(
                 data=data,
                 flags=flags_from_name(entry.name, keywords),

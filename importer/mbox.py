@@ -82,6 +82,9 @@ class MboxSource:
     def acknowledged(self, folder: SourceFolder, message: SourceMessage) -> None:
         return None
 
+    def take_unread(self) -> list[str]:
+        return []
+
     def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
         return None
 

@@ -32,6 +32,7 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)  # not imported, with the reason
     broken: list[str] = field(default_factory=list)  # imported as they are, but malformed
     notes: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # source entries skipped unread (symlinks, ...)
 
     def summary(self, seconds: float) -> str:
         rate = self.messages / seconds if seconds > 0 else 0.0
@@ -47,7 +48,10 @@ class ImportReport:
         if self.errors:
             lines.append(f"{len(self.errors)} messages were NOT imported:")
             lines += [f"  {e}" for e in self.errors[:_MAX_LISTED]]
-        hidden = max(0, len(self.broken) - _MAX_LISTED) + max(0, len(self.errors) - _MAX_LISTED)
+        if self.unread:
+            lines.append(f"{len(self.unread)} entries were skipped without reading them:")
+            lines += [f"  {u}" for u in self.unread[:_MAX_LISTED]]
+        hidden = sum(max(0, len(x) - _MAX_LISTED) for x in (self.broken, self.errors, self.unread))
         if hidden:
             lines.append(f"  ... and {hidden} more")
         return "\n".join(lines)

@@ -26,7 +26,9 @@ def run_import(source: ImportSource, sink: StoreSink, *, out: TextIO | None = No
             if folder.note:
                 report.notes.append(folder.note)
             sink.append_all(folder.name, source.messages(folder), _recorder(source, folder, report, progress))
+            report.unread += source.take_unread()
             progress.update(force=True)
+        report.unread += source.take_unread()
     finally:
         progress.finish()
     return report

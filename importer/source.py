@@ -46,6 +46,10 @@ class ImportSource(Protocol):
         """The store refused `message`; it is reported, and a resumed run tries it again."""
         ...
 
+    def take_unread(self) -> list[str]:
+        """Entries skipped without reading since the last call ("path: why"), for the report."""
+        ...
+
 
 def to_crlf(data: bytes) -> bytes:
     """Bare LF -> CRLF, existing CRLF kept (files on disk usually hold LF)."""

@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--resolve-cache-ttl", type=float, default=5.0, help="seconds to cache address lookups (0 = off; default 5)"
     )
+    s.add_argument(
+        "--max-connections", type=int, default=100, help="concurrent LMTP connections; more get 421 (default 100)"
+    )
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
     s.set_defaults(func=_serve)
 
@@ -47,7 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
     from lmtpd.service import run_lmtpd
 
     options = LmtpdOptions(
-        max_message_size=args.max_message_size, quota_tempfail=args.quota_tempfail, spool_dir=args.spool_dir
+        max_message_size=args.max_message_size,
+        quota_tempfail=args.quota_tempfail,
+        spool_dir=args.spool_dir,
+        max_connections=args.max_connections,
     )
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)

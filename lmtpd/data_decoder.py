@@ -1,11 +1,18 @@
 """Streaming decoder of DATA content (RFC 5321 4.5.2).
 
 Turns the dot-stuffed wire form into message bytes: removes the leading dot
-of every line that starts with one, stops at the line consisting of a lone
-dot, and stores every line end as CRLF (a bare LF, as sent by some local
-tools, counts as a line end too). It works on whole chunks with bytes
-methods rather than line by line: a 20 MiB message has ~300,000 lines and a
-Python loop over them costs more than the rest of the delivery.
+of every line that starts with one, stops at the end-of-data sequence, and
+stores every line end as CRLF. It works on whole chunks with bytes methods
+rather than line by line: a 20 MiB message has ~300,000 lines and a Python
+loop over them costs more than the rest of the delivery.
+
+Only <CRLF>.<CRLF> ends the content (RFC 5321 2.3.8, 4.1.1.4). A bare LF, as
+sent by some local tools, still ends a line of content (Postfix's
+`smtpd_forbid_bare_newline = normal`), but a dot line next to a bare LF or CR
+(`<LF>.<CRLF>`, `<CRLF>.<LF>`) is content, never the end: otherwise a body
+could smuggle a second transaction with a forged sender past the MTA, which
+reads the same bytes as one message ("SMTP smuggling", CVE-2023-51764/51765,
+CVE-2024-27305).
 
 Memory stays bounded: only an incomplete last line is held back, and a line
 longer than `max_pending` is passed on in pieces (the LMTP client, not us,
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_TERMINATORS = (b"\n.\r\n", b"\n.\n")
+_END = b"\r\n.\r\n"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,9 @@ class DataDecoder:
         # True when the next byte to arrive starts a line: the previous output
         # ended with LF (or nothing has been seen yet).
         self._at_line_start = True
+        # True when that line end was a CRLF: only then may a lone dot end the
+        # content. The DATA command's own CRLF counts.
+        self._after_crlf = True
 
     def feed(self, data: bytes) -> Decoded:
         buf = self._pending + data if self._pending else data
@@ -51,22 +61,19 @@ class DataDecoder:
         return Decoded(self._decode(buf[:cut]), None)
 
     def _find_terminator(self, buf: bytes) -> tuple[int, int] | None:
-        if self._at_line_start:
-            for term in _TERMINATORS:
-                if buf.startswith(term[1:]):
-                    return 0, len(term) - 1
-        best: tuple[int, int] | None = None
-        for term in _TERMINATORS:
-            pos = buf.find(term)
-            if pos >= 0 and (best is None or pos + 1 < best[0]):
-                best = (pos + 1, pos + len(term))
-        return best
+        if self._after_crlf and buf.startswith(_END[2:]):
+            return 0, len(_END) - 2
+        pos = buf.find(_END)
+        if pos < 0:
+            return None
+        return pos + 2, pos + len(_END)
 
     def _decode(self, chunk: bytes) -> bytes:
         if not chunk:
             return b""
         starts_line = self._at_line_start
         self._at_line_start = chunk.endswith(b"\n")
+        self._after_crlf = chunk.endswith(b"\r\n")
         # Dot-unstuffing: the first dot of every line goes (RFC 5321 4.5.2).
         out = chunk.replace(b"\n.", b"\n") if b"\n." in chunk else chunk
         if starts_line and out.startswith(b"."):

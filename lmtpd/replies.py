@@ -119,6 +119,10 @@ def delivery_failed(address: str, reason: str) -> Reply:
     return reply(451, "4.3.0", f"<{address}>: temporary local error, try again later: {reason}")
 
 
+def too_many_connections() -> Reply:
+    return reply(421, "4.3.2", "Too many connections, try again later")
+
+
 def idle_timeout() -> Reply:
     return reply(421, "4.4.2", "Idle timeout, closing connection")
 

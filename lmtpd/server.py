@@ -52,6 +52,8 @@ class LmtpdOptions:
     quota_tempfail: bool = False
     idle_timeout: float = 300.0
     spool_dir: str | None = None
+    # Concurrent connections (Postfix's default_process_limit is 100); more get 421 at once.
+    max_connections: int = 100
 
 
 @dataclass
@@ -214,9 +216,24 @@ async def serve(
 ) -> None:
     """Listen on host:port until cancelled; task_status gets the listeners (port 0 = any)."""
     listeners = await trio.open_tcp_listeners(port, host=host)
+    active = 0
 
     async def handler(stream: trio.SocketStream) -> None:
-        await handle_connection(stream, options, drop)
+        nonlocal active
+        if active >= options.max_connections:
+            log.info("connection refused: %d connections already", active)
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(replies.too_many_connections().to_bytes())
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            await trio.aclose_forcefully(stream)
+            return
+        active += 1
+        try:
+            await handle_connection(stream, options, drop)
+        finally:
+            active -= 1
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handler, listeners)

@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     tls = i.add_mutually_exclusive_group()
     tls.add_argument("--tls", action="store_true", help="implicit TLS (default port 993)")
     tls.add_argument("--starttls", action="store_true", help="STARTTLS on the plain port before logging in")
+    tls.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="log in without TLS: the password crosses the network in clear (refused unless given)",
+    )
     i.add_argument("--ca-file", default=None, help="CA bundle to verify the server with (default: system)")
     i.add_argument("--user", required=True, help="login at the source server")
     i.add_argument("--password-file", type=pathlib.Path, required=True, help="file holding the source password")
@@ -102,6 +107,11 @@ def _imap(args: argparse.Namespace) -> int:
     from importer.resume_state import ResumeState, state_path
     from importer.run import fail
 
+    if not (args.tls or args.starttls or args.insecure_plaintext):
+        return fail(
+            "refusing to send the source password in clear: give --tls or --starttls "
+            "(or --insecure-plaintext if the network path is trusted)"
+        )
     try:
         password = args.password_file.read_text("utf-8").rstrip("\r\n")
     except OSError as exc:

@@ -44,7 +44,7 @@ class AlreadyExists(StoreError):
 
 
 class ResourceExhausted(StoreError):
-    """Over quota ("quota: ..."), message too big ("size: ...") or disk full ("storage: ...")."""
+    """Over quota ("quota: ..."), message too big ("size: "), disk full ("storage: "), a bound ("limit: ")."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
 
@@ -54,6 +54,13 @@ class StorageFull(ResourceExhausted):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"storage: the mail store's disk is full ({detail}); nothing was written, retry later")
+
+
+class LimitExceeded(ResourceExhausted):
+    """A fixed bound (keyword length, keywords per mailbox) would be passed; IMAP's [LIMIT]."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"limit: {detail}")
 
 
 class FailedPrecondition(StoreError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import lmdb
@@ -12,6 +12,8 @@ import lmdb
 from mailha_api import store_pb2
 from store import bodies, mailboxes, uidset
 from store.batch_records import DirectRecords, Records
+from store.errors import LimitExceeded
+from store.names import MAX_KEYWORDS_PER_MAILBOX
 from store.schema import MESSAGE_FLAGS_OFFSET, MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,44 @@ def charge_quota(txn: lmdb.Transaction, dbs: Dbs, user: str, added_bytes: int, a
     DirectRecords(txn, dbs).charge_quota(user, added_bytes, added_messages)
 
 
+def _keywords(flags: Iterable[str]) -> set[str]:
+    return {f for f in flags if f and f[0] != "\\"}
+
+
+def check_keyword_room(txn: lmdb.Transaction, dbs: Dbs, mid: int, flags: Iterable[str]) -> None:
+    """LimitExceeded if setting `flags` would give mailbox `mid` more than MAX_KEYWORDS_PER_MAILBOX keywords.
+
+    Reads the mailbox's distinct flag lists only when a keyword is set, and stops as
+    soon as every wanted keyword is found in use (the usual case: a known keyword).
+    """
+    wanted = _keywords(flags)
+    if not wanted:
+        return
+    missing = set(wanted)
+    present: set[str] = set()
+    prefix = U64.pack(mid)
+    seen_lists: set[bytes] = set()
+    cur = txn.cursor(db=dbs.messages)
+    if cur.set_range(prefix):
+        for key, value in cur:
+            if key[:8] != prefix:
+                break
+            raw = bytes(value[MESSAGE_FLAGS_OFFSET:])
+            if raw in seen_lists:
+                continue
+            seen_lists.add(raw)
+            found = _keywords(raw.decode("ascii").split(" "))
+            present |= found
+            missing -= found
+            if not missing:
+                return
+    total = len(present | wanted)
+    if total > MAX_KEYWORDS_PER_MAILBOX:
+        raise LimitExceeded(
+            f"the mailbox would hold {total} distinct keywords; at most {MAX_KEYWORDS_PER_MAILBOX} are allowed"
+        )
+
+
 def append(
     txn: lmdb.Transaction,
     dbs: Dbs,
@@ -61,6 +101,7 @@ def append(
     """
     recs = records if records is not None else DirectRecords(txn, dbs)
     record = recs.selectable(user, mid)
+    check_keyword_room(txn, dbs, mid, (f for item in items for f in item.flags))
     recs.charge_quota(user, sum(i.source.size for i in items), len(items))
     now = int(time.time())
     uid, modseq = record.uidnext, record.highestmodseq
@@ -176,6 +217,8 @@ def store_flags(
     unchanged_since: int | None,
 ) -> store_pb2.StoreFlagsReply:
     record = mailboxes.selectable(txn, dbs, user, mid)
+    if mode != store_pb2.FLAG_MODE_REMOVE:
+        check_keyword_room(txn, dbs, mid, flags)
     modseq = record.highestmodseq + 1
     reply = store_pb2.StoreFlagsReply()
     unseen, deleted = record.unseen, record.deleted
@@ -283,6 +326,7 @@ def copy(
     reply = store_pb2.CopyReply(dest_uidvalidity=dest.uidvalidity)
     if not sources:
         return reply, dest_id, [], mailboxes.by_id(txn, dbs, user, mid), dest
+    check_keyword_room(txn, dbs, dest_id, {f for _, rec in sources for f in rec.flags})
     if not move:
         charge_quota(txn, dbs, user, sum(r.size for _, r in sources), len(sources))
     uid, modseq = dest.uidnext, dest.highestmodseq + 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from store.errors import InvalidArgument
+from store.errors import InvalidArgument, LimitExceeded
 
 USER_RE = re.compile(r"[a-z0-9._-]{1,64}")
 # local@domain: a pragmatic subset of RFC 5321 (what MTAs hand LMTP in practice).
@@ -21,8 +21,19 @@ MAX_MAILBOX_BYTES = 255
 
 SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 SPECIAL_USES = {s.lower(): s for s in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
+# Bounds on keywords, so that flag lists (SELECT's FLAGS and PERMANENTFLAGS, every FETCH FLAGS)
+# stay small: Dovecot's mail_max_keyword_length is 50, Cyrus allows 128 user flags per mailbox.
+# 128 characters keeps every keyword Dovecot wrote importable.
+MAX_KEYWORD_LENGTH = 128
+MAX_KEYWORDS_PER_MAILBOX = 128
 # IMAP atom-specials plus the backslash (only allowed as the first character of a system flag).
-_KEYWORD_RE = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]{1,128}")
+_KEYWORD_RE = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]+")
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A client's value in an error message, bounded (a 20,000-character keyword once
+    overflowed the gRPC trailer and came back as the wrong error)."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
 def user_name(name: str) -> str:
@@ -78,10 +89,12 @@ def flag(value: str) -> str:
     if value.startswith("\\"):
         canonical = SYSTEM_FLAGS.get(value.lower())
         if canonical is None:
-            raise InvalidArgument(f"flag {value!r} is not a settable system flag (\\Recent is not settable)")
+            raise InvalidArgument(f"flag {shown(value)} is not a settable system flag (\\Recent is not settable)")
         return canonical
+    if len(value) > MAX_KEYWORD_LENGTH:
+        raise LimitExceeded(f"keyword of {len(value)} characters; at most {MAX_KEYWORD_LENGTH} are allowed")
     if not _KEYWORD_RE.fullmatch(value):
-        raise InvalidArgument(f"flag {value!r} is not a valid IMAP keyword")
+        raise InvalidArgument(f"flag {shown(value)} is not a valid IMAP keyword")
     return value
 
 

@@ -50,7 +50,7 @@ def _import(
     servers: LocalServers, port: int, tmp: pathlib.Path, *, to_user: str = "dest"
 ) -> subprocess.CompletedProcess[str]:
     (tmp / "pw").write_text("s3cret pass\n")
-    argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(port), "--user", "old"]
+    argv = ["import", "imap", "--host", "127.0.0.1", "--port", str(port), "--user", "old", "--insecure-plaintext"]
     argv += ["--password-file", str(tmp / "pw"), "--to-user", to_user, "--state-dir", str(tmp / "state")]
     argv += ["--store", servers.store]
     return subprocess.run(

@@ -308,6 +308,8 @@ _line = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r"
 def test_decoder_roundtrip_any_chunking(
     lines: list[tuple[bytes, bytes, bool]], cuts: list[int], max_pending: int
 ) -> None:
+    if lines:  # the last line ends with CRLF: only <CRLF>.<CRLF> ends DATA (RFC 5321 2.3.8)
+        lines[-1] = (lines[-1][0], b"\r\n", lines[-1][2])
     message = b"".join((b"." + text if dot else text) + end for text, end, dot in lines)
     expected = b"".join((b"." + text if dot else text) + b"\r\n" for text, _, dot in lines)
     wire = stuff(message) + b".\r\nNEXT"

@@ -85,7 +85,7 @@ def test_pipelined_delivery_to_several_recipients() -> None:
         assert r2 == b"550 5.1.1 <nobody@d.test>: no such user\r\n"
         assert r3.startswith(b"250 2.1.5")
         assert data.startswith(b"354 ")
-        await c.send_all(b"Subject: hi\n\n..dot\r\nbody \xc3\xa9\n.\r\nQUIT\r\n")
+        await c.send_all(b"Subject: hi\n\n..dot\r\nbody \xc3\xa9\r\n.\r\nQUIT\r\n")
         first, second, bye = await read_replies(c, 3)
         assert first.startswith(b"250 2.0.0 <Alice+lists@D.test> delivered")
         assert second.startswith(b"250 2.0.0 <postmaster@d.test> delivered")

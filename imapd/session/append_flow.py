@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
 from imapd.session.error_map import Context
+from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.session import Outcome, Session
 from imapd.store_client import AppendResult, AppendSpec
 from imapd.uid_set import format_uids
@@ -67,6 +68,10 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     """AppendEnd: one store call for the whole command, then the tagged answer."""
     assert s.user is not None
+    refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
+    if refusal is not None:
+        s.tagged(ap.tag, b"NO", refusal)
+        return await s.finish_followup(ap.tag, Outcome.CONTINUE)
     try:
         result: AppendResult
         if len(ap.messages) == 1:
@@ -91,6 +96,10 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
         chunk(ap, msg.data)
         message_end(ap)
     assert s.user is not None
+    refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
+    if refusal is not None:
+        s.tagged(tag, b"NO", refusal)
+        return Outcome.CONTINUE
     if len(ap.messages) == 1:
         spec, data = ap.messages[0]
         result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))

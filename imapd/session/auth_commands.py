@@ -7,6 +7,8 @@ import trio
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.protocol import commands as c
 from imapd.protocol.states import Transition
+from imapd.session.abuse_limits import PenaltyKeys
+from imapd.session.auth_log import log_failed_auth
 from imapd.session.error_map import Context, reply_for
 from imapd.session.session import Outcome, Session
 
@@ -55,18 +57,30 @@ def _plaintext_refused(s: Session, tag: str) -> bool:
     return True
 
 
-async def _log_in(s: Session, tag: str, name: str, password: str) -> Outcome:
+async def _log_in(s: Session, tag: str, name: str, password: str, mechanism: str) -> Outcome:
+    throttle = s.ctx.throttle
+    keys = PenaltyKeys.of(s.wire.peer, name)
+    # Parallel connections share the penalty: wait for this attempt's turn.
+    wait = throttle.reserve(keys)
+    if wait is None:
+        log_failed_auth(name, mechanism, s.wire.peer, throttled=True)
+        s.bad_commands += 1
+        s.tagged(tag, b"NO", b"[UNAVAILABLE] Too many failed logins; try again later")
+        return Outcome.CONTINUE
+    if wait:
+        await trio.sleep(wait)
     try:
         user = await s.ctx.store.authenticate(name, password)
     except StoreError as exc:
         if exc.kind is not StoreErrorKind.UNAUTHENTICATED:
             raise
-        # Slow down guessing from this address, more with each failure.
-        await trio.sleep(s.ctx.throttle.failed(s.wire.peer))
+        log_failed_auth(name, mechanism, s.wire.peer)
+        # Slow down guessing from this address and of this user, more with each failure.
+        await trio.sleep(throttle.failed(keys))
         s.bad_commands += 1
         s.tagged(tag, *_split(reply_for(exc, Context.LOGIN).text))
         return Outcome.CONTINUE
-    s.ctx.throttle.succeeded(s.wire.peer)
+    throttle.succeeded(keys)
     if not s.ctx.cap.acquire(user):
         s.tagged(tag, b"NO", b"[LIMIT] Too many connections for this user")
         return Outcome.CONTINUE
@@ -83,7 +97,7 @@ def _split(text: bytes) -> tuple[bytes, bytes]:
 async def login(s: Session, tag: str, cmd: c.Login) -> Outcome:
     if _plaintext_refused(s, tag):
         return Outcome.CONTINUE
-    return await _log_in(s, tag, cmd.userid, cmd.password)
+    return await _log_in(s, tag, cmd.userid, cmd.password, "LOGIN")
 
 
 async def authenticate(s: Session, tag: str, cmd: c.Authenticate) -> Outcome:
@@ -120,4 +134,4 @@ async def _plain(s: Session, tag: str, data: bytes) -> Outcome:
     if authzid and authzid != authcid:
         s.tagged(tag, b"NO", b"[AUTHORIZATIONFAILED] Proxy authorization is not supported")
         return Outcome.CONTINUE
-    return await _log_in(s, tag, authcid, password)
+    return await _log_in(s, tag, authcid, password, "PLAIN")

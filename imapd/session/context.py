@@ -26,8 +26,15 @@ class ServerSettings:
     max_bad_commands: int = 10
     connections_per_user: int = 50
     max_connections: int = 5000  # per process; more get BYE at once
-    # RFC 3501 5.4: at least 30 minutes once authenticated; much less before.
+    # Connections not yet logged in, per source address (postscreen/anvil style): one
+    # address cannot fill the server with idle sockets and lock everyone else out.
+    max_prelogin_per_address: int = 20
+    # How long one more connection from that address waits for a slot before BYE.
+    prelogin_patience: float = 10.0
+    # RFC 3501 5.4: at least 30 minutes once authenticated; much less before. Before
+    # login it is an absolute deadline from the connection's start: reads do not extend it.
     preauth_timeout: float = 60.0
+    tls_handshake_timeout: float = 15.0
     autologout: float = 30 * 60.0
     idle_timeout: float = 30 * 60.0
     idle_keepalive: float = 120.0

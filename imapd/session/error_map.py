@@ -35,6 +35,8 @@ def reply_for(exc: StoreError, context: Context = Context.GENERAL) -> ErrorReply
         return ErrorReply(b"NO", b"[ALREADYEXISTS] Mailbox already exists")
     if kind is StoreErrorKind.OVER_QUOTA:
         return ErrorReply(b"NO", b"[OVERQUOTA] Quota exceeded")
+    if kind is StoreErrorKind.LIMIT:
+        return ErrorReply(b"NO", b"[LIMIT] " + _safe(exc.message.removeprefix("limit: ")))
     if kind is StoreErrorKind.TOO_BIG:
         return ErrorReply(b"NO", b"[TOOBIG] Message too big")
     if kind is StoreErrorKind.STORAGE_FULL:

@@ -9,6 +9,7 @@ from imapd.protocol import commands as c
 from imapd.protocol import mutf7
 from imapd.protocol.states import ConnectionState, Transition
 from imapd.protocol.values import String, encode
+from imapd.session.cpu_slice import CpuSlice
 from imapd.session.error_map import Context
 from imapd.session.list_match import DELIMITER, canonical, join_reference, matches
 from imapd.session.selected import SelectedMailbox, flag_list
@@ -185,6 +186,18 @@ def _attributes(mb: MailboxInfo, subscribed: bool) -> list[str]:
     return attrs
 
 
+def _parents_of_subscribed(boxes: Sequence[MailboxInfo]) -> set[str]:
+    """Names having a subscribed descendant (RECURSIVEMATCH), in one pass over the names."""
+    parents: set[str] = set()
+    for mb in boxes:
+        if mb.subscribed:
+            cut = mb.name.rfind(DELIMITER)
+            while cut > 0:
+                parents.add(mb.name[:cut])
+                cut = mb.name.rfind(DELIMITER, 0, cut)
+    return parents
+
+
 async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
     if cmd.patterns == ("",):
         s.emit(b'* LIST (\\Noselect) "/" ""\r\n')
@@ -195,7 +208,10 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
     boxes = await s.ctx.store.list_mailboxes(_user(s), with_status=want_status)
     patterns = [join_reference(cmd.reference, p) for p in cmd.patterns]
     show_subscribed = sel_subscribed or c.ListReturn.SUBSCRIBED in cmd.returns
+    parents_of_subscribed = _parents_of_subscribed(boxes) if sel_subscribed else set()
+    cpu = CpuSlice()
     for mb in boxes:
+        await cpu.tick()
         if not any(matches(p, mb.name) for p in patterns):
             continue
         if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
@@ -204,8 +220,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
         if sel_subscribed and not mb.subscribed:
             if c.ListSelection.RECURSIVEMATCH not in cmd.selection:
                 continue
-            prefix = mb.name + DELIMITER
-            if not any(o.subscribed and o.name.startswith(prefix) for o in boxes):
+            if mb.name not in parents_of_subscribed:
                 continue
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
         attrs = " ".join(_attributes(mb, show_subscribed)).encode()
@@ -220,7 +235,9 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
     boxes = await s.ctx.store.list_mailboxes(_user(s), subscribed_only=True)
     pattern = join_reference(cmd.reference, cmd.pattern)
+    cpu = CpuSlice()
     for mb in boxes:
+        await cpu.tick()
         if mb.subscribed and matches(pattern, mb.name):
             s.emit(b'* LSUB () "/" ' + mailbox_name(mb.name) + b"\r\n")
     s.tagged(tag, b"OK", b"LSUB completed")

@@ -13,6 +13,8 @@ from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
+from imapd.session.cpu_slice import CpuSlice
+from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
@@ -90,7 +92,9 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     needs = data_needs(others if cached else attrs)
     request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0)
     missing = set(uids)
+    cpu = CpuSlice()
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+        await cpu.tick()
         seq = sel.seq_of(item.meta.uid)
         if not seq:
             continue
@@ -146,6 +150,10 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
     flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+    refusal = keyword_refusal(flags) if cmd.mode is not c.StoreMode.REMOVE else None
+    if refusal is not None:
+        s.tagged(tag, b"NO", refusal)
+        return Outcome.CONTINUE
     result = await s.ctx.store.store_flags(
         user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
@@ -227,7 +235,9 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)
         request = FetchRequest(format_uids(sel.uids), needs.header, needs.body)
+        cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            await cpu.tick()
             seq = sel.seq_of(item.meta.uid)
             if seq and item.meta.uid not in sel.pending_expunged:
                 try:
