@@ -66,6 +66,7 @@ def lmtpd_service(
     max_message_size: int,
     hostname: str | None = None,
     quota_tempfail: bool = False,
+    forward_relay: str | None = None,
 ) -> ServiceSpec:
     """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
     args = [
@@ -84,6 +85,8 @@ def lmtpd_service(
         args += ["--hostname", hostname]
     if quota_tempfail:
         args.append("--quota-tempfail")
+    if forward_relay:
+        args += ["--forward-relay", forward_relay]
     return ServiceSpec("lmtpd", _mailha(*args))
 
 

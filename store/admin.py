@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from mailha_api import store_pb2
+from mailha_api import settings_pb2, store_pb2
 from store.client import StoreClient
 
 STORE_ENV = "MAILHA_STORE"
@@ -106,3 +106,40 @@ class Admin:
     def quota(self, user: str) -> store_pb2.QuotaInfo:
         info: store_pb2.QuotaInfo = self._call(self.client.stub.GetQuota, store_pb2.GetQuotaRequest(user=user))
         return info
+
+    def get_user(self, name: str) -> store_pb2.UserInfo:
+        info: store_pb2.UserInfo = self._call(self.client.stub.GetUser, store_pb2.GetUserRequest(name=name))
+        return info
+
+    def authenticate(self, login: str, password: str) -> str:
+        """The user name, or AdminError (the store's generic message) for bad credentials."""
+        reply = self._call(self.client.stub.Authenticate, store_pb2.AuthenticateRequest(name=login, password=password))
+        return str(reply.user)
+
+    # ---- per-user settings, roles and the delivery log (settings.proto) ------------
+
+    def settings(self, user: str) -> settings_pb2.UserSettings:
+        found: settings_pb2.UserSettings = self._call(
+            self.client.settings.GetSettings, settings_pb2.GetSettingsRequest(user=user)
+        )
+        return found
+
+    def put_settings(self, settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
+        saved: settings_pb2.UserSettings = self._call(
+            self.client.settings.PutSettings, settings_pb2.PutSettingsRequest(settings=settings)
+        )
+        return saved
+
+    def set_role(self, user: str, admin: bool) -> settings_pb2.UserSettings:
+        current = self.settings(user)
+        current.admin = admin
+        return self.put_settings(current)
+
+    def set_disabled(self, user: str, disabled: bool) -> settings_pb2.UserSettings:
+        current = self.settings(user)
+        current.disabled = disabled
+        return self.put_settings(current)
+
+    def deliveries(self, query: settings_pb2.SearchDeliveriesRequest) -> list[settings_pb2.DeliveryRecord]:
+        reply = self._call(self.client.settings.SearchDeliveries, query)
+        return list(reply.records)
