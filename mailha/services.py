@@ -113,3 +113,12 @@ def imapd_service(
     if append_limit is not None:
         args += ["--append-limit", str(append_limit)]
     return ServiceSpec("imapd", _mailha(*args))
+
+
+def web_service(
+    store: str, listen: str, *, cert: pathlib.Path, key: pathlib.Path, sample_interval: float = 5.0
+) -> ServiceSpec:
+    """The HTTPS web app (users' page, operators' console) on `store`."""
+    args = ["web", "serve", "--store", store, "--listen", listen, "--cert", str(cert), "--key", str(key)]
+    args += ["--sample-interval", str(sample_interval)]
+    return ServiceSpec("web", _mailha(*args))
