@@ -281,3 +281,65 @@ def test_quota_bar_moves_after_an_imap_append(visit: Visit, web_stack: WebStack)
     after = float(bar.get_attribute("aria-valuenow") or "nan")
     assert after >= before + 19.0  # 200 KB of a 1 MiB quota
     visit.shoot("me-quota")
+
+
+def test_spam_header_and_refused_domain_at_lmtp(web_stack: WebStack) -> None:  # noqa: F811
+    admin = web_stack.admin()
+    try:
+        admin.add_user("fred", "fred-password", 0)
+        admin.add_address("fred@example.test", "fred")
+        admin.put_settings(
+            settings_pb2.UserSettings(
+                user="fred",
+                spam_action=settings_pb2.SPAM_DISCARD,
+                blocked_domains=["refused.example"],
+                block_action=settings_pb2.BLOCK_REFUSE,
+            )
+        )
+    finally:
+        admin.close()
+    spam = b"X-Spam-Flag: YES\r\nMessage-ID: <spam-1@a.test>\r\n\r\nbuy\r\n"
+    lmtp_deliver(web_stack, "s@a.test", "fred@example.test", spam)
+    with smtplib.LMTP("127.0.0.1", web_stack.lmtp_port) as lmtp, pytest.raises(smtplib.SMTPDataError) as info:
+        lmtp.sendmail("x@refused.example", ["fred@example.test"], b"Message-ID: <r-1@refused.example>\r\n\r\nhi\r\n")
+    assert info.value.smtp_code == 550  # refused per recipient after DATA
+    ham = b"Message-ID: <ham-1@a.test>\r\n\r\nhello\r\n"
+    lmtp_deliver(web_stack, "s@a.test", "fred@example.test", ham)
+    everything = [m for box in ("INBOX", "Junk") for m in mailbox_bodies(web_stack, "fred", box)]
+    assert len(everything) == 1 and b"<ham-1@a.test>" in everything[0]
+    admin = web_stack.admin()
+    try:
+        log = {r.message_id: r for r in admin.deliveries(settings_pb2.SearchDeliveriesRequest(user="fred"))}
+    finally:
+        admin.close()
+    assert (log["<spam-1@a.test>"].result, log["<spam-1@a.test>"].folder) == ("spam", "")
+    assert log["<r-1@refused.example>"].reply_code == 550
+    assert (log["<ham-1@a.test>"].reply_code, log["<ham-1@a.test>"].folder) == (250, "INBOX")
+
+
+def test_operator_adds_and_disables_a_user_from_the_console(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+    page = visit.login("boss", "boss-password")
+    visit.go("/admin/users")
+    page.get_by_label("User name").fill("gina")
+    page.get_by_label("Address (optional)").fill("gina@example.test")
+    page.get_by_label("Password (at least 8 characters)").fill("gina-password")
+    page.get_by_role("button", name="Add user").click()
+    assert "User gina added" in page.locator(".flash").inner_text()
+    imap = imaplib.IMAP4("127.0.0.1", web_stack.imap_port)
+    try:
+        assert imap.login("gina@example.test", "gina-password")[0] == "OK"
+    finally:
+        imap.logout()
+    page.get_by_role("button", name="Disable user").click()
+    assert page.locator("#user-state").inner_text() == "disabled"
+    imap = imaplib.IMAP4("127.0.0.1", web_stack.imap_port)
+    try:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("gina", "gina-password")
+    finally:
+        imap.logout()
+    visit.go("/admin/users?q=gina")
+    assert page.locator("#users tbody tr").count() == 1
+    visit.go("/admin/audit")
+    audit = page.locator("table").inner_text()
+    assert "add user" in audit and "disable" in audit and "gina-password" not in audit

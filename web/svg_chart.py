@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 640, 200
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 24, 28
 COLOURS = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df")
 
 
@@ -50,6 +50,7 @@ def line_chart(
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="t-{id(series)}">',
         f'<title id="t-{id(series)}">{escape(title)}: {escape(latest)}</title>',
+        f'<text x="{LEFT}" y="15" class="ctitle">{escape(title)}</text>',
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" class="plot"/>',
         f'<text x="4" y="{TOP + 10}" class="axis">{_fmt(top)}{escape(unit)}</text>',
         f'<text x="4" y="{TOP + plot_h}" class="axis">0</text>',
