@@ -343,3 +343,41 @@ def test_operator_adds_and_disables_a_user_from_the_console(visit: Visit, web_st
     visit.go("/admin/audit")
     audit = page.locator("table").inner_text()
     assert "add user" in audit and "disable" in audit and "gina-password" not in audit
+
+
+def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(web_stack: WebStack) -> None:  # noqa: F811
+    import socket
+    import ssl
+
+    for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(offered)
+        with (
+            socket.create_connection(("127.0.0.1", web_stack.web_port), timeout=10) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            assert tls.selected_alpn_protocol() == chosen
+    with pytest.raises(ConnectionError), socket.create_connection(("127.0.0.1", web_stack.web_port), timeout=10) as s:
+        s.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")  # plaintext HTTP on the TLS port
+        if not s.recv(100):
+            raise ConnectionResetError("closed without an answer")
+    # Wrong passwords: answered after a growing delay, logged with the user name and never the password.
+    timings = []
+    with sync_playwright() as pw:
+        request = pw.request.new_context(ignore_https_errors=True, base_url=web_stack.url)
+        try:
+            form_page = request.get("/login")
+            token = form_page.text().split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            for _ in range(3):
+                t0 = time.monotonic()
+                reply = request.post("/login", form={"user": "alice", "password": "Wrong-Secret-42", "csrf": token})
+                timings.append(time.monotonic() - t0)
+                assert "Login+failed" in reply.url or "Login failed" in reply.text()
+        finally:
+            request.dispose()
+    assert timings[1] >= 0.9 and timings[2] >= 1.9, timings  # 0.5 s, 1 s, 2 s
+    web_log = (web_stack.data / "log" / "web.log").read_text()
+    assert "web login failed: user=alice" in web_log
+    assert "Wrong-Secret-42" not in web_log
