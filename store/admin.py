@@ -21,7 +21,15 @@ STORE_ENV = "MAILHA_STORE"
 
 
 class AdminError(Exception):
-    pass
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code  # the store's status code, when the store answered
+        self._unreachable = unreachable
+
+    @property
+    def unreachable(self) -> bool:
+        """The store did not answer (down, failing over), as opposed to refusing the request."""
+        return self._unreachable or self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def resolve_store_address(store: str | None, data: pathlib.Path | None) -> str:
@@ -49,7 +57,7 @@ class Admin:
             client.wait_ready(timeout=5)
         except grpc.FutureTimeoutError:
             client.close()
-            raise AdminError(f"cannot reach the store at {address} (is it running?)") from None
+            raise AdminError(f"cannot reach the store at {address} (is it running?)", unreachable=True) from None
         return cls(client)
 
     def close(self) -> None:
@@ -60,7 +68,7 @@ class Admin:
             return fn(request, timeout=self.client.timeout)
         except grpc.RpcError as exc:
             call: grpc.Call = exc  # type: ignore[assignment]
-            raise AdminError(call.details() or str(call.code())) from None
+            raise AdminError(call.details() or str(call.code()), call.code()) from None
 
     def _epoch(self) -> int:
         reply = self._call(self.client.stub.GetEpoch, store_pb2.GetEpochRequest())

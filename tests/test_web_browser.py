@@ -17,12 +17,17 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from mailha_api import settings_pb2
 from store.client import StoreClient
 from tests.web_stack import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MOBILE, SHOTS, WebStack, web_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration
+# Chromium aborts requests when any interface address on the host changes; on a shared machine
+# other test runs create and remove namespaces and bridges all the time. A GET is retried; the
+# message is not a console error of our pages.
+NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +46,24 @@ class Visit:
     def __init__(self, browser: Browser, stack: WebStack) -> None:
         self.stack = stack
         self.context: BrowserContext = browser.new_context(ignore_https_errors=True, viewport=DESKTOP)
+        self.context.set_default_timeout(90_000)  # the shared 2-core machine is often loaded
         self.errors: list[str] = []
         self.page: Page = self.context.new_page()
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
 
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
+        if message.type in ("error", "warning") and NETWORK_CHANGED not in message.text:
             self.errors.append(f"{message.type}: {message.text}")
 
     def go(self, path: str) -> Page:
-        self.page.goto(self.stack.url + path)
+        for attempt in range(3):
+            try:
+                self.page.goto(self.stack.url + path)
+                break
+            except PlaywrightError as exc:
+                if NETWORK_CHANGED not in str(exc) or attempt == 2:
+                    raise
         return self.page
 
     def login(self, user: str, password: str) -> Page:
@@ -345,7 +357,10 @@ def test_operator_adds_and_disables_a_user_from_the_console(visit: Visit, web_st
     assert "add user" in audit and "disable" in audit and "gina-password" not in audit
 
 
-def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(web_stack: WebStack) -> None:  # noqa: F811
+def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(
+    visit: Visit,
+    web_stack: WebStack,  # noqa: F811
+) -> None:
     import socket
     import ssl
 
@@ -365,18 +380,16 @@ def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(w
             raise ConnectionResetError("closed without an answer")
     # Wrong passwords: answered after a growing delay, logged with the user name and never the password.
     timings = []
-    with sync_playwright() as pw:
-        request = pw.request.new_context(ignore_https_errors=True, base_url=web_stack.url)
-        try:
-            form_page = request.get("/login")
-            token = form_page.text().split('name="csrf" value="', 1)[1].split('"', 1)[0]
-            for _ in range(3):
-                t0 = time.monotonic()
-                reply = request.post("/login", form={"user": "alice", "password": "Wrong-Secret-42", "csrf": token})
-                timings.append(time.monotonic() - t0)
-                assert "Login+failed" in reply.url or "Login failed" in reply.text()
-        finally:
-            request.dispose()
+    request = visit.context.request
+    form_page = request.get(web_stack.url + "/login")
+    token = form_page.text().split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    for _ in range(3):
+        t0 = time.monotonic()
+        reply = request.post(
+            web_stack.url + "/login", form={"user": "alice", "password": "Wrong-Secret-42", "csrf": token}
+        )
+        timings.append(time.monotonic() - t0)
+        assert "Login failed" in reply.text()
     assert timings[1] >= 0.9 and timings[2] >= 1.9, timings  # 0.5 s, 1 s, 2 s
     web_log = (web_stack.data / "log" / "web.log").read_text()
     assert "web login failed: user=alice" in web_log

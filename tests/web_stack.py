@@ -141,7 +141,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data),
         "--web-listen", f"127.0.0.1:{web}", "--lmtp-listen", f"127.0.0.1:{lmtp}",
         "--imap-listen", f"127.0.0.1:{imap}", "--imaps-listen", f"127.0.0.1:{imaps}",
-        "--allow-plaintext-login", "--web-sample-interval", "0.5",
+        "--allow-plaintext-login", "--web-sample-interval", "1",
         "--forward-relay", f"127.0.0.1:{sink.port}",
     ]  # fmt: skip
     with open(out, "wb") as log:

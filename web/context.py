@@ -67,9 +67,13 @@ async def require_admin(request: Request) -> WebSession:
     d = deps(request)
     try:
         settings = await d.store.call(lambda a: a.settings(session.user))
-    except AdminError:
-        settings = None
-    session.admin = bool(settings is not None and settings.admin)
+        session.admin = settings.admin
+    except AdminError as exc:
+        if not exc.unreachable:
+            session.admin = False
+        # The store is unreachable (a failover in progress): the role checked at login and at the
+        # last reachable request stands, so the operator keeps the console while it matters most.
+        pass
     if not session.admin:
         d.audit.record(session.user, peer(request), "admin page", request.url.path, "refused: no admin role")
         raise HTTPException(403, "the operators' console needs the admin role")

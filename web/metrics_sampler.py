@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 
 from mailha_api import settings_pb2
-from web.proc_probe import ProcessFacts, node_processes, store_data_size
+from web.proc_probe import ProcessFacts, node_processes
 from web.store_access import AdminError, StoreAccess
 
 SERVICES = ("store", "imapd", "lmtpd", "web")
@@ -73,7 +73,7 @@ class MetricsSampler:
         deliveries = await self._deliveries_per_s()
         self._last_time = time.monotonic()
         for name, socket_path in self.nodes.items():
-            facts, size = await anyio.to_thread.run_sync(_probe, socket_path)
+            facts, size = await anyio.to_thread.run_sync(node_processes, socket_path)
             self._state[name].samples.append(self._sample(self._state[name], facts, size, deliveries))
 
     def _sample(self, state: _NodeState, facts: list[ProcessFacts], size: int | None, deliveries: float) -> Sample:
@@ -96,7 +96,3 @@ class MetricsSampler:
             rss_mib=rss,
             store_mib=None if size is None else size / 2**20,
         )
-
-
-def _probe(socket_path: str) -> tuple[list[ProcessFacts], int | None]:
-    return node_processes(socket_path), store_data_size(socket_path)

@@ -33,6 +33,12 @@ class NodeStatus:
             cluster = self.cluster
             status = await anyio.to_thread.run_sync(lambda: cluster_status(cluster))
             status["mode"] = "cluster"
+            active = status.get("active")
+            if isinstance(active, str) and active:
+                from haagent.cluster import store_socket_path
+
+                # Only the active node runs a store on the shared storage: follow it.
+                self.store.retarget(f"unix:{store_socket_path(cluster, active)}")
             return status
         reply = await self.store.call(lambda a: a.client.stub.GetEpoch(_epoch_request(), timeout=5))
         name = socket.gethostname()

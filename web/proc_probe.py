@@ -87,10 +87,12 @@ def _cpu_and_rss(pid: int) -> tuple[float, int] | None:
     return cpu, int(fields[21]) * _PAGE
 
 
-def node_processes(store_socket: str) -> list[ProcessFacts]:
-    """The services of the node whose store socket is `store_socket` (a path, no 'unix:')."""
+def node_processes(store_socket: str) -> tuple[list[ProcessFacts], int | None]:
+    """The services of the node whose store socket is `store_socket` (a path, no 'unix:'),
+    and the size of its store's LMDB data file (None if no store process names one)."""
     established = _established_inodes()
     out: list[ProcessFacts] = []
+    size: int | None = None
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -104,21 +106,14 @@ def node_processes(store_socket: str) -> list[ProcessFacts]:
             continue
         tcp = len(_socket_inodes(pid) & established) if service == "imapd" else 0
         out.append(ProcessFacts(service, pid, usage[0], usage[1], tcp))
-    return out
+        if service == "store" and "--data" in argv:
+            size = _data_size(pathlib.Path(argv[argv.index("--data") + 1]))
+    return out, size
 
 
-def store_data_size(store_socket: str) -> int | None:
-    """Bytes of the store's LMDB data file, found from the store process's --data argument."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        argv = _argv(int(entry))
-        if service_of(argv) != "store" or not any(store_socket in a for a in argv):
-            continue
-        if "--data" in argv:
-            data = pathlib.Path(argv[argv.index("--data") + 1]) / "lmdb" / "data.mdb"
-            try:
-                return data.stat().st_blocks * 512
-            except OSError:
-                return None
-    return None
+def _data_size(data_dir: pathlib.Path) -> int | None:
+    """Bytes on disk of the store's LMDB data file."""
+    try:
+        return (data_dir / "lmdb" / "data.mdb").stat().st_blocks * 512
+    except OSError:
+        return None

@@ -66,7 +66,8 @@ def hypercorn_config(options: WebOptions) -> Config:
 
 def run_web(options: WebOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = create_app(build_deps(options))
+    deps = build_deps(options)
+    app = create_app(deps)
     config = hypercorn_config(options)
 
     async def main() -> None:
@@ -81,6 +82,11 @@ def run_web(options: WebOptions) -> int:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(wait_signal)
+                if options.cluster is not None:
+                    try:
+                        await deps.status.status()  # find the active node's store before the first request
+                    except Exception as exc:  # the console shows the status error on its own later
+                        log.warning("cluster status not available yet: %s", exc)
                 log.info("web on https://%s (store %s)", options.listen, options.store)
                 await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
                 nursery.cancel_scope.cancel()

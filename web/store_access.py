@@ -32,6 +32,14 @@ class StoreAccess:
             self._admin = Admin.connect(self.address)
         return self._admin
 
+    def retarget(self, address: str) -> None:
+        """Talk to another store from now on (cluster mode: the store of the node that is active now)."""
+        if address != self.address:
+            old, self._admin = self._admin, None
+            self.address = address
+            if old is not None:
+                old.close()
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
