@@ -104,6 +104,17 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             assert f"{first} -> {second}" in page.locator(".flash").inner_text()
             timeline = page.locator("table").first.inner_text()
             assert second in timeline and "active" in timeline
+            # The operator's action is in the agents' own history, with name and reason.
+            assert f"op: switchover {second} requested (drill from the browser test)" in timeline
+            history = subprocess.run(
+                [sys.executable, "-m", "mailha.cli", "history", "--config", str(lab.config_path), "--json"],
+                capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
+            ).stdout  # fmt: skip
+            assert "op: switchover" in history
+            lanes = page.locator("svg.timeline")
+            assert lanes.count() == 1
+            assert lanes.locator("line.mark").count() >= 1
+            assert lanes.locator("rect.s-active").count() >= 2  # first, then second
             page.screenshot(path=str(shots / "admin-timeline-desktop.png"), full_page=True)
             page.set_viewport_size(MOBILE)
             page.screenshot(path=str(shots / "admin-timeline-mobile.png"), full_page=True)

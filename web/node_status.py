@@ -16,6 +16,8 @@ import anyio.to_thread
 from mailha.config import ClusterConfig
 from web.store_access import StoreAccess
 
+OPERATOR_NODE = "operator"  # the history's "node" of entries written for an operator's action
+
 
 class NodeStatus:
     def __init__(self, store: StoreAccess, cluster: ClusterConfig | None) -> None:
@@ -73,6 +75,29 @@ class NodeStatus:
         cluster = self.cluster
         entries = await anyio.to_thread.run_sync(lambda: read_history(cluster))
         return [asdict(e) for e in entries]
+
+    async def record_operator(self, user: str, action: str, detail: str) -> None:
+        """Put an operator's action into the agents' history (node "operator"), so `mailha history`
+        and the timeline show who did what and why beside the transitions it caused."""
+        if self.cluster is None:
+            return
+        import time
+
+        from haagent.agent import connect_coordination
+        from haagent.coordination import HistoryEntry
+
+        cluster = self.cluster
+
+        def append() -> None:
+            coord = connect_coordination(cluster, deadline=time.monotonic() + 10)
+            try:
+                epoch = coord.snapshot().epoch_counter
+                entry = HistoryEntry(time.time(), OPERATOR_NODE, "operator", action, epoch, f"{user}: {detail}")
+                coord.append_history((entry,))
+            finally:
+                coord.close()
+
+        await anyio.to_thread.run_sync(append)
 
     async def switchover(self, to: str | None) -> str:
         if self.cluster is None:

@@ -10,10 +10,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mailha_api import settings_pb2
-from web.context import back, checked_form, deps, page, peer, require_admin
+from web.context import WebDeps, back, checked_form, deps, page, peer, require_admin
+from web.node_status import OPERATOR_NODE
 from web.routes_user import MIN_PASSWORD, quota_view
 from web.store_access import AdminError
-from web.svg_chart import Mark, line_chart
+from web.svg_chart import Mark, line_chart, state_lanes
 
 USER_SORTS = ("name", "usage", "percent", "messages")
 
@@ -35,9 +36,30 @@ async def timeline(request: Request) -> Response:
     history = await d.status.history()
     status = await d.status.status()
     actions = [e for e in d.audit.recent(200) if e.action in ("switchover", "pause", "resume")]
+    transitions = [
+        (float(e["time"]), str(e["node"]), str(e["to_state"]), str(e["reason"]))
+        for e in history
+        if e["node"] != OPERATOR_NODE
+    ]
+    operator_marks = [
+        Mark(float(e["time"]), f"{e['to_state']}: {e['reason']}") for e in history if e["node"] == OPERATOR_NODE
+    ]
+    nodes = [str(n["name"]) for n in status["nodes"]]
+    chart = state_lanes(transitions, nodes, operator_marks) if mode_is_cluster(d) else ""
     return page(
-        request, "admin_timeline.html", session, history=history, status=status, actions=actions, mode=d.status.mode
+        request,
+        "admin_timeline.html",
+        session,
+        history=history,
+        status=status,
+        actions=actions,
+        mode=d.status.mode,
+        chart=chart,
     )
+
+
+def mode_is_cluster(d: WebDeps) -> bool:
+    return d.status.mode == "cluster"
 
 
 async def _cluster_action(request: Request, action: str) -> Response:
@@ -48,7 +70,9 @@ async def _cluster_action(request: Request, action: str) -> Response:
     if form.get("confirm") != "yes":
         return back("/admin/timeline", err=f"Tick the confirmation box to {action}.")
     target = form.get("to", "") if action == "switchover" else ""
+    requested = f"{action} {target or 'any standby'}" if action == "switchover" else action
     try:
+        await d.status.record_operator(session.user, action, f"{requested} requested ({reason or 'no reason given'})")
         if action == "switchover":
             said = await d.status.switchover(target or None)
         else:
@@ -79,7 +103,7 @@ async def graphs(request: Request) -> Response:
     marks = [
         Mark(float(e["time"]), f"{e['node']}: {e['from_state']} -> {e['to_state']} ({e['reason']})")
         for e in await d.status.history()
-        if e["to_state"] == "active"
+        if e["to_state"] == "active" or e["node"] == OPERATOR_NODE
     ]
     nodes = []
     for node in d.sampler.nodes:

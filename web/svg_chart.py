@@ -75,3 +75,59 @@ def line_chart(
         )
     out.append("</svg>")
     return "".join(out)
+
+
+STATE_CLASSES = {"active": "s-active", "standby": "s-standby", "down": "s-down"}
+
+
+def state_lanes(
+    history: list[tuple[float, str, str, str]], nodes: list[str], marks: list[Mark], now: float | None = None
+) -> str:
+    """One lane per node coloured by its state over time (from (time, node, to_state, reason)
+    transitions, oldest first), with operator actions as marks: the failover timeline as a chart."""
+    now = time.time() if now is None else now
+    times = [t for t, *_ in history] + [m.time for m in marks]
+    t0 = min(times, default=now - 60)
+    t1 = max(now, t0 + 1)
+    lane_h, label_w = 26, 90
+    height = TOP + lane_h * max(1, len(nodes)) + BOTTOM
+    plot_w = WIDTH - label_w - RIGHT
+
+    def x(t: float) -> float:
+        return label_w + (t - t0) / (t1 - t0) * plot_w
+
+    out = [
+        f'<svg class="chart timeline" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="tl-title">',
+        '<title id="tl-title">Node states over time; red lines are operator actions</title>',
+        f'<text x="{label_w}" y="15" class="ctitle">Node states over time</text>',
+    ]
+    for i, node in enumerate(nodes):
+        y = TOP + i * lane_h
+        out.append(f'<text x="4" y="{y + 17}" class="axis">{escape(node)}</text>')
+        changes = [(t, state, reason) for t, n, state, reason in history if n == node]
+        for j, (start, state, reason) in enumerate(changes):
+            end = changes[j + 1][0] if j + 1 < len(changes) else t1
+            css = STATE_CLASSES.get(state, "s-other")
+            width = max(1.0, x(end) - x(start))
+            out.append(
+                f'<rect x="{x(start):.1f}" y="{y + 3}" width="{width:.1f}" height="{lane_h - 6}" class="{css}">'
+                f"<title>{escape(node)}: {escape(state)} ({escape(reason)})</title></rect>"
+            )
+    for mark in marks:
+        mx = x(mark.time)
+        out.append(
+            f'<line x1="{mx:.1f}" y1="{TOP}" x2="{mx:.1f}" y2="{height - BOTTOM}" class="mark">'
+            f"<title>{escape(mark.label)}</title></line>"
+        )
+    out.append(f'<text x="{label_w}" y="{height - 8}" class="axis">{time.strftime("%H:%M:%S", time.gmtime(t0))}</text>')
+    out.append(
+        f'<text x="{WIDTH - RIGHT}" y="{height - 8}" class="axis" text-anchor="end">'
+        f"{time.strftime('%H:%M:%S', time.gmtime(t1))} UTC</text>"
+    )
+    legend = [("active", "s-active"), ("standby", "s-standby"), ("in transition", "s-other")]
+    for k, (name, css) in enumerate(legend):
+        lx = label_w + 200 + 110 * k
+        out.append(f'<rect x="{lx}" y="5" width="12" height="12" class="{css}"/>')
+        out.append(f'<text x="{lx + 16}" y="15" class="legend">{name}</text>')
+    out.append("</svg>")
+    return "".join(out)
