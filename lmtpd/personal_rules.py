@@ -44,6 +44,7 @@ class MessageFacts:
     sender_domain: str  # lower case; "" for the null sender
     spam: bool
     message_id: str
+    delivered_to: frozenset[str] = frozenset()  # lower-cased Delivered-To values already on the message
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def message_facts(sender: str, head: bytes, spam_header: SpamHeader) -> MessageF
     flagged = [str(v).strip().lower() for v in parsed.get_all(spam_header.name, [])]
     domain = sender.rpartition("@")[2].lower().rstrip(".") if "@" in sender else ""
     message_id = str(parsed.get("Message-ID", "") or "").strip()[:998]
-    return MessageFacts(domain, spam_header.value.lower() in flagged, message_id)
+    delivered = frozenset(str(v).strip().lower() for v in parsed.get_all("Delivered-To", []))
+    return MessageFacts(domain, spam_header.value.lower() in flagged, message_id, delivered)
 
 
 def blocked(domain: str, blocked_domains: list[str]) -> bool:
@@ -69,7 +71,13 @@ def blocked(domain: str, blocked_domains: list[str]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in blocked_domains if d)
 
 
-def decide(settings: settings_pb2.UserSettings, facts: MessageFacts) -> Disposition:
+def forward_header(address: str) -> bytes:
+    """Put on top of a forwarded message: the next hop sees it and will not send it back here."""
+    return f"Delivered-To: {address}\r\n".encode()
+
+
+def decide(settings: settings_pb2.UserSettings, facts: MessageFacts, address: str = "") -> Disposition:
+    """What to do for the recipient `address` (as given in RCPT TO) with these settings."""
     forward = settings.forward_to
     if facts.sender_domain and blocked(facts.sender_domain, list(settings.blocked_domains)):
         if settings.block_action == settings_pb2.BLOCK_REFUSE:
@@ -80,6 +88,9 @@ def decide(settings: settings_pb2.UserSettings, facts: MessageFacts) -> Disposit
             return Disposition(Action.DISCARD, reason="spam")
         if settings.spam_action == settings_pb2.SPAM_TO_JUNK:
             return Disposition(Action.STORE, folder="Junk", reason="spam")
+    if forward and address.lower() in facts.delivered_to:
+        # It was forwarded from here before: a forwarding loop. Keep it instead of sending it round.
+        return Disposition(Action.STORE, reason="forwarding loop: kept")
     if forward:
         if settings.forward_keep_copy:
             return Disposition(Action.STORE, forward_to=forward, reason="forwarded, copy kept")

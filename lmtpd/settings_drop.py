@@ -27,7 +27,16 @@ import trio
 
 from lmtpd import replies
 from lmtpd.delivery import DeliveryResult, MailDrop, MailDropSession, MessageSource, Outcome, Recipient, Resolution
-from lmtpd.personal_rules import HEAD_LIMIT, Action, Disposition, MessageFacts, SpamHeader, decide, message_facts
+from lmtpd.personal_rules import (
+    HEAD_LIMIT,
+    Action,
+    Disposition,
+    MessageFacts,
+    SpamHeader,
+    decide,
+    forward_header,
+    message_facts,
+)
 from mailha_api import settings_pb2, settings_pb2_grpc
 
 log = logging.getLogger("mailha.lmtpd.settings")
@@ -59,8 +68,8 @@ def _head(body: MessageSource) -> bytes:
     return bytes(out)
 
 
-def _forward(relay: tuple[str, int], sender: str, to: str, body: MessageSource) -> None:
-    data = b"".join(body.pieces(256 * 1024))
+def _forward(relay: tuple[str, int], sender: str, to: str, body: MessageSource, trace: bytes) -> None:
+    data = trace + b"".join(body.pieces(256 * 1024))
     with smtplib.SMTP(relay[0], relay[1], timeout=_SMTP_TIMEOUT) as smtp:
         smtp.sendmail(sender, [to], data)
 
@@ -86,14 +95,15 @@ class SettingsSession:
         dispositions: list[Disposition] = []
         to_store: list[int] = []
         for i, recipient in enumerate(recipients):
-            disposition = decide(await drop.settings_of(recipient.user), facts)
+            disposition = decide(await drop.settings_of(recipient.user), facts, recipient.address)
             if disposition.forward_to and drop.options.relay is None:
                 log.warning("user=%s has forwarding set but no --forward-relay is configured", recipient.user)
                 disposition = Disposition(Action.STORE, folder=disposition.folder, reason="forwarding off")
             if disposition.forward_to and drop.options.relay is not None:
                 relay = drop.options.relay
                 try:
-                    await trio.to_thread.run_sync(_forward, relay, sender, disposition.forward_to, body)
+                    trace = forward_header(recipient.address)
+                    await trio.to_thread.run_sync(_forward, relay, sender, disposition.forward_to, body, trace)
                 except (OSError, smtplib.SMTPException) as exc:
                     log.warning("user=%s forward failed: %s", recipient.user, type(exc).__name__)
                     results[i] = DeliveryResult(Outcome.UNAVAILABLE, detail="forwarding relay failed")

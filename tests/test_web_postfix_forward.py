@@ -78,6 +78,25 @@ def test_forwarding_goes_out_through_postfix_and_comes_back(tmp_path: pathlib.Pa
             bob = _inbox(store, "bob")
             erin = _inbox(store, "erin")
             maillog = postfix.log()
+            # Now bob forwards back to erin, without a copy: a loop, which stops at erin's second arrival.
+            admin = Admin.connect(store)
+            try:
+                admin.put_settings(settings_pb2.UserSettings(user="bob", forward_to=f"erin@{DOMAIN}"))
+            finally:
+                admin.close()
+            with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
+                smtp.sendmail(
+                    "sender@outside.test",
+                    [f"erin@{DOMAIN}"],
+                    "Subject: round and round\r\nMessage-ID: <loop-1@outside.test>\r\n\r\nloop\r\n",
+                )
+            deadline = time.monotonic() + 60
+            while len(_inbox(store, "erin")) < 3:
+                assert time.monotonic() < deadline, f"loop copy missing; postfix log:\n{postfix.log()}"
+                time.sleep(0.3)
+            time.sleep(2)  # anything still going round would arrive now
+            erin_after = _inbox(store, "erin")
+            bob_after = _inbox(store, "bob")
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
@@ -86,3 +105,7 @@ def test_forwarding_goes_out_through_postfix_and_comes_back(tmp_path: pathlib.Pa
     assert b"<fwd-postfix-1@outside.test>" in bob[0] and b"<fwd-postfix-1@outside.test>" in erin[0]
     # Postfix handled it twice: from outside to erin, then lmtpd's forward to bob.
     assert "to=<erin@lmtp.test>" in maillog and "to=<bob@lmtp.test>" in maillog, maillog
+    assert b"Delivered-To: erin@lmtp.test" in bob[0].split(b"\r\n\r\n", 1)[0]  # the loop marker
+    loop_copies = [m for m in erin_after if b"<loop-1@outside.test>" in m]
+    assert len(loop_copies) == 2 and len(erin_after) == 3  # kept on arrival, kept again when it came back
+    assert len(bob_after) == 1  # bob keeps no copy

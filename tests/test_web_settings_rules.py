@@ -158,6 +158,16 @@ def test_decide(
     assert (got.action, got.folder, got.forward_to) == (action, folder, forward)
 
 
+def test_a_message_forwarded_from_here_before_is_kept_not_sent_round_again() -> None:
+    settings = settings_pb2.UserSettings(forward_to="bob@b.test")
+    head = b"Delivered-To: Ann@A.test\r\nMessage-ID: <l@x>\r\n\r\nbody\r\n"
+    facts = message_facts("x@c.test", head, SpamHeader())
+    assert decide(settings, facts, "ann@a.test") == decide(settings, facts, "ANN@a.test")
+    assert decide(settings, facts, "ann@a.test").action is Action.STORE
+    assert decide(settings, facts, "ann@a.test").forward_to == ""
+    assert decide(settings, facts, "carl@a.test").forward_to == "bob@b.test"
+
+
 def test_login_limiter_keys_by_address_and_by_user() -> None:
     limiter = WebLoginLimiter(base=0.5, cap=4.0)
     assert [limiter.failed("192.0.2.1", "ann") for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]

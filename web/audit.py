@@ -20,11 +20,17 @@ class AuditEntry:
     outcome: str  # "ok" or the refusal in a few words; never a password
 
 
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:300]
+
+
 class AuditTrail:
     def __init__(self, keep: int = 1000) -> None:
         self._entries: deque[AuditEntry] = deque(maxlen=keep)
 
     def record(self, actor: str, peer: str, action: str, target: str, outcome: str) -> AuditEntry:
+        # Form input ends up here (a user name tried at login): one line per entry, whatever was typed.
+        actor, target, outcome = (_one_line(v) for v in (actor, target, outcome))
         entry = AuditEntry(time.time(), actor, peer, action, target, outcome)
         self._entries.append(entry)
         log.info("audit actor=%s peer=%s action=%s target=%s outcome=%s", actor, peer, action, target, outcome)
