@@ -180,6 +180,14 @@ def test_login_limiter_keys_by_address_and_by_user() -> None:
     assert limiter.failures("192.0.2.1", "nobody") == 6
 
 
+def test_delivery_log_time_fields_are_utc() -> None:
+    from web.routes_admin import _ms
+
+    assert _ms("1970-01-01T00:00:10") == 10_000
+    assert _ms("2026-12-06T03:00") == 1_796_526_000_000
+    assert _ms("") == 0
+
+
 def test_chart_escapes_names_and_marks_events() -> None:
     svg = line_chart("CPU <per> service", {"a&b": [(100.0, 1.0), (160.0, 3.0)]}, [Mark(130.0, "node2 <- node1")])
     assert svg.startswith("<svg") and svg.endswith("</svg>")

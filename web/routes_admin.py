@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -236,7 +236,7 @@ def _ms(text: str) -> int:
     """'2026-12-06T03:00' (the datetime-local field) -> unix ms; '' -> 0."""
     if not text:
         return 0
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 async def deliveries(request: Request) -> Response:
