@@ -158,6 +158,7 @@ def run_storage_full(seconds: float, out_dir: pathlib.Path, stop: threading.Even
                     *(sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data)),
                     *("--lmtp-listen", f"127.0.0.1:{port}", "--max-message-size", str(4 * MIB)),
                     *("--imap-listen", f"127.0.0.1:{imap_port}", "--imaps-listen", f"127.0.0.1:{imaps_port}"),
+                    *("--web-listen", ""),  # no web app: it would take the fixed 8443
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -25,6 +25,10 @@ def register(sub: Any) -> None:
         "--max-connections", type=int, default=100, help="concurrent LMTP connections; more get 421 (default 100)"
     )
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
+    s.add_argument("--forward-relay", default=None, metavar="HOST:PORT", help="SMTP relay for users' forwarding")
+    s.add_argument(
+        "--spam-header", default="X-Spam-Flag: YES", help="the header that marks spam (default 'X-Spam-Flag: YES')"
+    )
     s.set_defaults(func=_serve)
 
 
@@ -46,8 +50,10 @@ def register_bench(bench_sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from lmtpd.personal_rules import SpamHeader
     from lmtpd.server import LmtpdOptions
-    from lmtpd.service import run_lmtpd
+    from lmtpd.service import parse_listen, run_lmtpd
+    from lmtpd.settings_drop import PersonalOptions
 
     options = LmtpdOptions(
         max_message_size=args.max_message_size,
@@ -57,7 +63,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
-    return run_lmtpd(args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl)
+    personal = PersonalOptions(
+        relay=parse_listen(args.forward_relay) if args.forward_relay else None,
+        spam_header=SpamHeader.parse(args.spam_header),
+        quota_tempfail=args.quota_tempfail,
+    )
+    return run_lmtpd(
+        args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl, personal=personal
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:

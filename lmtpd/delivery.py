@@ -24,6 +24,7 @@ class Outcome(enum.Enum):
     UNAVAILABLE = "store unavailable"  # quiesced, restarting, unreachable
     STORAGE_FULL = "storage full"  # the store's disk is full: temporary, the MTA retries
     FAILED = "failed"  # anything else (an I/O error, a bug): temporary, the MTA retries
+    REFUSED_BY_RECIPIENT = "refused by the recipient's settings"  # a blocked sender domain (550)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Resolution:
 class Recipient:
     address: str  # as given in RCPT TO (goes into Delivered-To)
     user: str  # the store user it resolved to
+    mailbox: str = "INBOX"  # where the append goes (the recipient's settings may say Junk)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ import signal
 
 import trio
 
+from lmtpd.delivery import MailDrop
 from lmtpd.server import LmtpdOptions, serve
+from lmtpd.settings_drop import PersonalOptions, SettingsMailDrop
 from lmtpd.store_gateway import GrpcMailDrop
 
 log = logging.getLogger("mailha.lmtpd")
@@ -21,10 +23,21 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def run_lmtpd(store: str, epoch: int, listen: str, options: LmtpdOptions, *, resolve_ttl: float = 0.0) -> int:
+def run_lmtpd(
+    store: str,
+    epoch: int,
+    listen: str,
+    options: LmtpdOptions,
+    *,
+    resolve_ttl: float = 0.0,
+    personal: PersonalOptions | None = None,
+) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     host, port = parse_listen(listen)
-    drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl)
+    grpc_drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl)
+    # Each recipient's own settings (forwarding, blocked domains, spam action) and the delivery log.
+    settings_drop = SettingsMailDrop(grpc_drop, store, epoch, personal or PersonalOptions())
+    drop: MailDrop = settings_drop
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -39,5 +52,6 @@ def run_lmtpd(store: str, epoch: int, listen: str, options: LmtpdOptions, *, res
     try:
         trio.run(main)
     finally:
-        drop.close()
+        settings_drop.close()
+        grpc_drop.close()
     return 0

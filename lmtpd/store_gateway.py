@@ -174,7 +174,7 @@ class GrpcSession:
         self, pipeline: _AppendPipeline, recipient: Recipient, prefix: bytes, body: MessageSource
     ) -> None:
         header = store_pb2.AppendHeader(
-            epoch=self._drop.epoch, user=recipient.user, mailbox="INBOX", size=len(prefix) + body.size
+            epoch=self._drop.epoch, user=recipient.user, mailbox=recipient.mailbox, size=len(prefix) + body.size
         )
         pieces = body.pieces(_PIECE)
         current = prefix + next(pieces, b"")

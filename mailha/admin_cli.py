@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
     p = user_sub.add_parser("add", parents=[common], help="add a user (password from stdin or a prompt)")
     p.add_argument("name")
     p.add_argument("--quota", type=int, default=0, metavar="BYTES", help="0 = the server default")
+    p.add_argument("--admin", action="store_true", help="give the operators' console role (mailha web)")
     p.set_defaults(func=_run(_user_add))
     p = user_sub.add_parser("del", parents=[common], help="delete a user and all their mail")
     p.add_argument("name")
@@ -34,6 +35,16 @@ def register(sub: Any) -> None:
     p = user_sub.add_parser("passwd", parents=[common], help="set a user's password (stdin or a prompt)")
     p.add_argument("name")
     p.set_defaults(func=_run(_user_passwd))
+    p = user_sub.add_parser("role", parents=[common], help="set a user's role: admin (operators' console) or user")
+    p.add_argument("name")
+    p.add_argument("role", choices=("admin", "user"))
+    p.set_defaults(func=_run(_user_role))
+    p = user_sub.add_parser("disable", parents=[common], help="refuse a user's logins (mail is still delivered)")
+    p.add_argument("name")
+    p.set_defaults(func=_run(_user_disable))
+    p = user_sub.add_parser("enable", parents=[common], help="allow a disabled user's logins again")
+    p.add_argument("name")
+    p.set_defaults(func=_run(_user_enable))
     p = user_sub.add_parser("list", parents=[common, as_json], help="list users")
     p.set_defaults(func=_run(_user_list))
 
@@ -97,7 +108,25 @@ def _read_password(prompt_name: str) -> str:
 
 def _user_add(admin: Admin, args: argparse.Namespace) -> None:
     info = admin.add_user(args.name, _read_password(args.name), args.quota)
-    print(f"user {info.name} added (quota {info.quota_bytes or 'unlimited'})")
+    if args.admin:
+        admin.set_role(info.name, admin=True)
+    role = " with the admin role" if args.admin else ""
+    print(f"user {info.name} added (quota {info.quota_bytes or 'unlimited'}){role}")
+
+
+def _user_role(admin: Admin, args: argparse.Namespace) -> None:
+    admin.set_role(args.name, admin=args.role == "admin")
+    print(f"role of {args.name}: {args.role}")
+
+
+def _user_disable(admin: Admin, args: argparse.Namespace) -> None:
+    admin.set_disabled(args.name, disabled=True)
+    print(f"user {args.name} disabled")
+
+
+def _user_enable(admin: Admin, args: argparse.Namespace) -> None:
+    admin.set_disabled(args.name, disabled=False)
+    print(f"user {args.name} enabled")
 
 
 def _user_del(admin: Admin, args: argparse.Namespace) -> None:

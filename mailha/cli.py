@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "haagent.cluster_cli",
     "haagent.agent_cli",
     "chaos.cli",
+    "web.cli",
 )
 
 

@@ -66,6 +66,7 @@ def lmtpd_service(
     max_message_size: int,
     hostname: str | None = None,
     quota_tempfail: bool = False,
+    forward_relay: str | None = None,
 ) -> ServiceSpec:
     """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
     args = [
@@ -84,6 +85,8 @@ def lmtpd_service(
         args += ["--hostname", hostname]
     if quota_tempfail:
         args.append("--quota-tempfail")
+    if forward_relay:
+        args += ["--forward-relay", forward_relay]
     return ServiceSpec("lmtpd", _mailha(*args))
 
 
@@ -110,3 +113,12 @@ def imapd_service(
     if append_limit is not None:
         args += ["--append-limit", str(append_limit)]
     return ServiceSpec("imapd", _mailha(*args))
+
+
+def web_service(
+    store: str, listen: str, *, cert: pathlib.Path, key: pathlib.Path, sample_interval: float = 5.0
+) -> ServiceSpec:
+    """The HTTPS web app (users' page, operators' console) on `store`."""
+    args = ["web", "serve", "--store", store, "--listen", listen, "--cert", str(cert), "--key", str(key)]
+    args += ["--sample-interval", str(sample_interval)]
+    return ServiceSpec("web", _mailha(*args))

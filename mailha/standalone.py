@@ -22,7 +22,7 @@ from types import FrameType
 import grpc
 
 from mailha import services
-from mailha_api import store_pb2, store_pb2_grpc
+from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 
 log = logging.getLogger("mailha.standalone")
 
@@ -37,6 +37,9 @@ class StandaloneOptions:
     imap_listen: str = "127.0.0.1:1143"
     imaps_listen: str = "127.0.0.1:1993"
     allow_plaintext_login: bool = False
+    web_listen: str = "127.0.0.1:8443"  # empty: no web app
+    web_sample_interval: float = 5.0
+    forward_relay: str = ""  # SMTP HOST:PORT for users' forwarding; empty: forwarding off
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,11 @@ FrontEndFactory = Callable[[StandalonePaths, StandaloneOptions, int], list[servi
 def _lmtpd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
     return [
         services.lmtpd_service(
-            paths.store_socket, epoch, options.lmtp_listen, max_message_size=options.max_message_size
+            paths.store_socket,
+            epoch,
+            options.lmtp_listen,
+            max_message_size=options.max_message_size,
+            forward_relay=options.forward_relay or None,
         )
     ]
 
@@ -119,9 +126,32 @@ def _imapd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
     )
 
 
-FRONT_ENDS: list[FrontEndFactory] = [_lmtpd_front_end, _imapd_front_end]
+def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
+    if not options.web_listen:
+        return []
+    from imapd.tls import ensure_dev_certificate
+
+    cert, key = ensure_dev_certificate(paths.tls_dir)
+    return [
+        services.web_service(
+            paths.store_socket, options.web_listen, cert=cert, key=key, sample_interval=options.web_sample_interval
+        )
+    ]
+
+
+def _web_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
+    if not options.web_listen:
+        return "web app off"
+    return f"web: https://{options.web_listen}/ (users' page; operators' console for users with the admin role)"
+
+
+FRONT_ENDS: list[FrontEndFactory] = [_lmtpd_front_end, _imapd_front_end, _web_front_end]
 # Lines printed after start-up ("IMAP on ...").
-HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = [_lmtpd_how_to, _imapd_how_to]
+HOW_TO_CONNECT: list[Callable[[StandalonePaths, StandaloneOptions], str]] = [
+    _lmtpd_how_to,
+    _imapd_how_to,
+    _web_how_to,
+]
 
 
 class _Stop(Exception):
@@ -156,7 +186,12 @@ def _create_demo_user(address: str, epoch: int) -> None:
         try:
             stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name="demo", password="demo"), timeout=10)
             stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address="demo@mailha.test", user="demo"))
-            print("created user 'demo' (password 'demo', address demo@mailha.test)")
+            settings_pb2_grpc.SettingsStub(channel).PutSettings(
+                settings_pb2.PutSettingsRequest(
+                    epoch=epoch, settings=settings_pb2.UserSettings(user="demo", admin=True)
+                )
+            )
+            print("created user 'demo' (password 'demo', address demo@mailha.test, admin role)")
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise

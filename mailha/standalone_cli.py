@@ -22,7 +22,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--allow-plaintext-login", action="store_true", help="development on loopback: IMAP LOGIN without TLS"
     )
-    p.add_argument("--demo-user", action="store_true", help="create user 'demo' (password 'demo') if missing")
+    p.add_argument("--web-listen", default="127.0.0.1:8443", help="web app HTTPS HOST:PORT ('' = off)")
+    p.add_argument("--web-sample-interval", type=float, default=5.0, help="seconds between the web's metric samples")
+    p.add_argument("--forward-relay", default="", metavar="HOST:PORT", help="SMTP relay for users' forwarding")
+    p.add_argument(
+        "--demo-user", action="store_true", help="create user 'demo' (password 'demo', admin role) if missing"
+    )
     p.set_defaults(func=_run)
 
 
@@ -39,5 +44,8 @@ def _run(args: argparse.Namespace) -> int:
             imap_listen=args.imap_listen,
             imaps_listen=args.imaps_listen,
             allow_plaintext_login=args.allow_plaintext_login,
+            web_listen=args.web_listen,
+            web_sample_interval=args.web_sample_interval,
+            forward_relay=args.forward_relay,
         )
     )

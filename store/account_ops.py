@@ -7,7 +7,7 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, users
+from store import fencing, mailboxes, messages, names, user_settings, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
@@ -110,6 +110,8 @@ class AccountOps(StoreCore):
             raise failed
         if not self.logins.verify(user, password, stored):
             raise failed
+        if self.read(lambda txn: user_settings.disabled(txn, self.dbs, user)):
+            raise failed  # a disabled account: the same answer, so nothing tells it apart
         return user
 
     def _decoy_hash(self) -> str:

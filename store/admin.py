@@ -14,14 +14,22 @@ from typing import Any
 
 import grpc
 
-from mailha_api import store_pb2
+from mailha_api import settings_pb2, store_pb2
 from store.client import StoreClient
 
 STORE_ENV = "MAILHA_STORE"
 
 
 class AdminError(Exception):
-    pass
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code  # the store's status code, when the store answered
+        self._unreachable = unreachable
+
+    @property
+    def unreachable(self) -> bool:
+        """The store did not answer (down, failing over), as opposed to refusing the request."""
+        return self._unreachable or self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def resolve_store_address(store: str | None, data: pathlib.Path | None) -> str:
@@ -49,7 +57,7 @@ class Admin:
             client.wait_ready(timeout=5)
         except grpc.FutureTimeoutError:
             client.close()
-            raise AdminError(f"cannot reach the store at {address} (is it running?)") from None
+            raise AdminError(f"cannot reach the store at {address} (is it running?)", unreachable=True) from None
         return cls(client)
 
     def close(self) -> None:
@@ -60,7 +68,7 @@ class Admin:
             return fn(request, timeout=self.client.timeout)
         except grpc.RpcError as exc:
             call: grpc.Call = exc  # type: ignore[assignment]
-            raise AdminError(call.details() or str(call.code())) from None
+            raise AdminError(call.details() or str(call.code()), call.code()) from None
 
     def _epoch(self) -> int:
         reply = self._call(self.client.stub.GetEpoch, store_pb2.GetEpochRequest())
@@ -106,3 +114,40 @@ class Admin:
     def quota(self, user: str) -> store_pb2.QuotaInfo:
         info: store_pb2.QuotaInfo = self._call(self.client.stub.GetQuota, store_pb2.GetQuotaRequest(user=user))
         return info
+
+    def get_user(self, name: str) -> store_pb2.UserInfo:
+        info: store_pb2.UserInfo = self._call(self.client.stub.GetUser, store_pb2.GetUserRequest(name=name))
+        return info
+
+    def authenticate(self, login: str, password: str) -> str:
+        """The user name, or AdminError (the store's generic message) for bad credentials."""
+        reply = self._call(self.client.stub.Authenticate, store_pb2.AuthenticateRequest(name=login, password=password))
+        return str(reply.user)
+
+    # ---- per-user settings, roles and the delivery log (settings.proto) ------------
+
+    def settings(self, user: str) -> settings_pb2.UserSettings:
+        found: settings_pb2.UserSettings = self._call(
+            self.client.settings.GetSettings, settings_pb2.GetSettingsRequest(user=user)
+        )
+        return found
+
+    def put_settings(self, settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
+        saved: settings_pb2.UserSettings = self._call(
+            self.client.settings.PutSettings, settings_pb2.PutSettingsRequest(settings=settings)
+        )
+        return saved
+
+    def set_role(self, user: str, admin: bool) -> settings_pb2.UserSettings:
+        current = self.settings(user)
+        current.admin = admin
+        return self.put_settings(current)
+
+    def set_disabled(self, user: str, disabled: bool) -> settings_pb2.UserSettings:
+        current = self.settings(user)
+        current.disabled = disabled
+        return self.put_settings(current)
+
+    def deliveries(self, query: settings_pb2.SearchDeliveriesRequest) -> list[settings_pb2.DeliveryRecord]:
+        reply = self._call(self.client.settings.SearchDeliveries, query)
+        return list(reply.records)

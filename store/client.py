@@ -13,7 +13,7 @@ from types import TracebackType
 
 import grpc
 
-from mailha_api import store_pb2, store_pb2_grpc
+from mailha_api import settings_pb2_grpc, store_pb2, store_pb2_grpc
 
 PIECE = 256 * 1024
 ONE_REQUEST_LIMIT = 1024 * 1024  # above this, stream the append
@@ -29,6 +29,7 @@ class StoreClient:
         self.timeout = timeout
         self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = store_pb2_grpc.MailStoreStub(self.channel)
+        self.settings = settings_pb2_grpc.SettingsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

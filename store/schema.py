@@ -29,6 +29,8 @@ DB_NAMES = (
     "body_meta",  # body_id u64 -> refcount u32, size u64, header block
     "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
     "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
+    "user_settings",  # user -> settings_pb2.UserSettings (store/user_settings.py)
+    "delivery_log",  # seq u64 -> settings_pb2.DeliveryRecord, bounded (store/user_settings.py)
 )
 
 U32 = struct.Struct(">I")
@@ -63,6 +65,8 @@ class Dbs:
         self.body_meta = handles["body_meta"]
         self.body_chunks = handles["body_chunks"]
         self.deleted = handles["deleted"]
+        self.user_settings = handles["user_settings"]
+        self.delivery_log = handles["delivery_log"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:

@@ -15,13 +15,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mailha_api import store_pb2, store_pb2_grpc
+from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
 from store.servicer import MailStoreServicer
+from store.settings_servicer import SettingsServicer
 
 log = logging.getLogger("mailha.store.server")
 SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["MailStore"].full_name
+SETTINGS_SERVICE_NAME = settings_pb2.DESCRIPTOR.services_by_name["Settings"].full_name
 MAX_GRPC_MESSAGE = 8 * 1024 * 1024
 
 
@@ -67,10 +69,17 @@ def serve(options: ServeOptions) -> int:
             ],
         )
         store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
+        settings_pb2_grpc.add_SettingsServicer_to_server(SettingsServicer(store), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+            (
+                SERVICE_NAME,
+                SETTINGS_SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
         )
         if address.unix_path is not None:
             address.unix_path.parent.mkdir(parents=True, exist_ok=True)

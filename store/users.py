@@ -49,6 +49,7 @@ def delete_record(txn: lmdb.Transaction, dbs: Dbs, name: str) -> None:
         txn.delete(addr.encode(), db=dbs.addresses)
         txn.delete(user_key(name, addr), db=dbs.user_addresses)
     txn.delete(name.encode(), db=dbs.quota)
+    txn.delete(name.encode(), db=dbs.user_settings)
     txn.delete(name.encode(), db=dbs.users)
 
 

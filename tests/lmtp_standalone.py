@@ -30,6 +30,7 @@ def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
     imaps_port = free_port()
     out_path = tmp / "standalone.out"
     argv = ["standalone", "--data", str(tmp / "node"), "--lmtp-listen", f"127.0.0.1:{lmtp_port}", "--demo-user"]
+    argv += ["--web-listen", ""]  # no web app on the fixed 8443
     argv += ["--imap-listen", f"127.0.0.1:{free_port()}", "--imaps-listen", f"127.0.0.1:{imaps_port}"]
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(

@@ -82,7 +82,7 @@ def test_standalone_serves_imap_with_generated_certificate(tmp_path: pathlib.Pat
     imap, imaps, lmtp = free_port(), free_port(), free_port()
     argv = [sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data), "--demo-user"]
     argv += ["--imap-listen", f"127.0.0.1:{imap}", "--imaps-listen", f"127.0.0.1:{imaps}"]
-    argv += ["--lmtp-listen", f"127.0.0.1:{lmtp}"]
+    argv += ["--lmtp-listen", f"127.0.0.1:{lmtp}", "--web-listen", ""]  # no web app on the fixed 8443
     log = tmp_path / "standalone.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -1,0 +1,98 @@
+"""What a recipient's own settings make of one message: pure, no I/O.
+
+Inputs are the envelope sender, the message's header block and the
+recipient's UserSettings; the output is a Disposition (file into a folder,
+discard, or refuse) and whether and where to forward. lmtpd.settings_drop
+does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from mailha_api import settings_pb2
+
+HEAD_LIMIT = 64 * 1024  # the header block is read from at most this many leading bytes
+
+
+class Action(enum.Enum):
+    STORE = "store"
+    DISCARD = "discard"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class SpamHeader:
+    """The header a filter marks spam with, e.g. X-Spam-Flag: YES (value compared case-insensitively)."""
+
+    name: str = "X-Spam-Flag"
+    value: str = "YES"
+
+    @classmethod
+    def parse(cls, text: str) -> SpamHeader:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"spam header: expected 'Name: value', got {text!r}")
+        return cls(name.strip(), value.strip())
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    sender_domain: str  # lower case; "" for the null sender
+    spam: bool
+    message_id: str
+    delivered_to: frozenset[str] = frozenset()  # lower-cased Delivered-To values already on the message
+
+
+@dataclass(frozen=True)
+class Disposition:
+    action: Action
+    folder: str = "INBOX"
+    forward_to: str = ""
+    reason: str = ""  # what decided it, for the delivery log
+
+
+def message_facts(sender: str, head: bytes, spam_header: SpamHeader) -> MessageFacts:
+    end = head.find(b"\r\n\r\n")
+    block = head if end < 0 else head[: end + 2]
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(block[:HEAD_LIMIT])
+    flagged = [str(v).strip().lower() for v in parsed.get_all(spam_header.name, [])]
+    domain = sender.rpartition("@")[2].lower().rstrip(".") if "@" in sender else ""
+    message_id = str(parsed.get("Message-ID", "") or "").strip()[:998]
+    delivered = frozenset(str(v).strip().lower() for v in parsed.get_all("Delivered-To", []))
+    return MessageFacts(domain, spam_header.value.lower() in flagged, message_id, delivered)
+
+
+def blocked(domain: str, blocked_domains: list[str]) -> bool:
+    """A blocked domain also blocks its subdomains (example.com blocks mx.example.com)."""
+    return any(domain == d or domain.endswith("." + d) for d in blocked_domains if d)
+
+
+def forward_header(address: str) -> bytes:
+    """Put on top of a forwarded message: the next hop sees it and will not send it back here."""
+    return f"Delivered-To: {address}\r\n".encode()
+
+
+def decide(settings: settings_pb2.UserSettings, facts: MessageFacts, address: str = "") -> Disposition:
+    """What to do for the recipient `address` (as given in RCPT TO) with these settings."""
+    forward = settings.forward_to
+    if facts.sender_domain and blocked(facts.sender_domain, list(settings.blocked_domains)):
+        if settings.block_action == settings_pb2.BLOCK_REFUSE:
+            return Disposition(Action.REFUSE, reason="blocked sender domain")
+        return Disposition(Action.STORE, folder="Junk", reason="blocked sender domain")
+    if facts.spam:
+        if settings.spam_action == settings_pb2.SPAM_DISCARD:
+            return Disposition(Action.DISCARD, reason="spam")
+        if settings.spam_action == settings_pb2.SPAM_TO_JUNK:
+            return Disposition(Action.STORE, folder="Junk", reason="spam")
+    if forward and address.lower() in facts.delivered_to:
+        # It was forwarded from here before: a forwarding loop. Keep it instead of sending it round.
+        return Disposition(Action.STORE, reason="forwarding loop: kept")
+    if forward:
+        if settings.forward_keep_copy:
+            return Disposition(Action.STORE, forward_to=forward, reason="forwarded, copy kept")
+        return Disposition(Action.DISCARD, forward_to=forward, reason="forwarded")
+    return Disposition(Action.STORE)

@@ -1,0 +1,209 @@
+"""A MailDrop that applies each recipient's own settings around another MailDrop.
+
+Per recipient it reads the UserSettings from the store (Settings service),
+decides with lmtpd.personal_rules (blocked sender domain -> Junk or refused,
+spam header -> Junk / INBOX / discard, forwarding with or without a copy),
+forwards over SMTP to the configured relay, hands the appends to the inner
+drop with the chosen folder, and records every outcome in the store's
+delivery log.
+
+Forwarding goes first: if the relay refuses or is unreachable, that
+recipient gets a temporary failure and nothing is stored, so the MTA retries
+the whole thing and no message is lost or half-handled. The delivery log is
+written after the appends in its own store transaction; a failure to write
+it is logged and does not change the reply (the mail is already stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import trio
+
+from lmtpd import replies
+from lmtpd.delivery import DeliveryResult, MailDrop, MailDropSession, MessageSource, Outcome, Recipient, Resolution
+from lmtpd.personal_rules import (
+    HEAD_LIMIT,
+    Action,
+    Disposition,
+    MessageFacts,
+    SpamHeader,
+    decide,
+    forward_header,
+    message_facts,
+)
+from mailha_api import settings_pb2, settings_pb2_grpc
+
+log = logging.getLogger("mailha.lmtpd.settings")
+_SETTINGS_TIMEOUT = 10.0
+_SMTP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class PersonalOptions:
+    relay: tuple[str, int] | None = None  # forwarding relay (host, port); None = forwarding off
+    spam_header: SpamHeader = field(default_factory=SpamHeader)
+    quota_tempfail: bool = False  # only for the reply code written to the delivery log
+
+
+def sender_of(prefix: bytes) -> str:
+    """The envelope sender from the Return-Path line lmtpd.server prepends."""
+    first = prefix.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    if first.startswith("Return-Path: <") and first.endswith(">"):
+        return first[len("Return-Path: <") : -1]
+    return ""
+
+
+def _head(body: MessageSource) -> bytes:
+    out = bytearray()
+    for piece in body.pieces(16 * 1024):
+        out += piece
+        if len(out) >= HEAD_LIMIT or b"\r\n\r\n" in out:
+            break
+    return bytes(out)
+
+
+def _forward(relay: tuple[str, int], sender: str, to: str, body: MessageSource, trace: bytes) -> None:
+    data = trace + b"".join(body.pieces(256 * 1024))
+    with smtplib.SMTP(relay[0], relay[1], timeout=_SMTP_TIMEOUT) as smtp:
+        smtp.sendmail(sender, [to], data)
+
+
+class SettingsSession:
+    def __init__(self, drop: SettingsMailDrop, inner: MailDropSession) -> None:
+        self._drop = drop
+        self._inner = inner
+
+    async def resolve(self, address: str) -> Resolution:
+        return await self._inner.resolve(address)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def deliver(
+        self, recipients: Sequence[Recipient], prefixes: Sequence[bytes], body: MessageSource
+    ) -> list[DeliveryResult]:
+        drop = self._drop
+        sender = sender_of(prefixes[0]) if prefixes else ""
+        facts = message_facts(sender, _head(body), drop.options.spam_header)
+        results: list[DeliveryResult | None] = [None] * len(recipients)
+        dispositions: list[Disposition] = []
+        to_store: list[int] = []
+        for i, recipient in enumerate(recipients):
+            disposition = decide(await drop.settings_of(recipient.user), facts, recipient.address)
+            if disposition.forward_to and drop.options.relay is None:
+                log.warning("user=%s has forwarding set but no --forward-relay is configured", recipient.user)
+                disposition = Disposition(Action.STORE, folder=disposition.folder, reason="forwarding off")
+            if disposition.forward_to and drop.options.relay is not None:
+                relay = drop.options.relay
+                try:
+                    trace = forward_header(recipient.address)
+                    await trio.to_thread.run_sync(_forward, relay, sender, disposition.forward_to, body, trace)
+                except (OSError, smtplib.SMTPException) as exc:
+                    log.warning("user=%s forward failed: %s", recipient.user, type(exc).__name__)
+                    results[i] = DeliveryResult(Outcome.UNAVAILABLE, detail="forwarding relay failed")
+                    disposition = Disposition(Action.REFUSE, reason="forward failed")
+            dispositions.append(disposition)
+            if results[i] is not None:
+                continue
+            if disposition.action is Action.REFUSE:
+                results[i] = DeliveryResult(Outcome.REFUSED_BY_RECIPIENT, detail=disposition.reason)
+            elif disposition.action is Action.DISCARD:
+                results[i] = DeliveryResult(Outcome.DELIVERED, detail=disposition.reason)
+            else:
+                to_store.append(i)
+        if to_store:
+            stored = await self._inner.deliver(
+                [_with_folder(recipients[i], dispositions[i].folder) for i in to_store],
+                [prefixes[i] for i in to_store],
+                body,
+            )
+            for i, result in zip(to_store, stored, strict=True):
+                results[i] = result
+        final = [r for r in results if r is not None]
+        assert len(final) == len(recipients)
+        await drop.record(
+            sender, facts, recipients=recipients, dispositions=dispositions, results=final, size=body.size
+        )
+        return final
+
+
+def _with_folder(recipient: Recipient, folder: str) -> Recipient:
+    return Recipient(recipient.address, recipient.user, mailbox=folder)
+
+
+def _result_word(disposition: Disposition, result: DeliveryResult) -> str:
+    if result.outcome is not Outcome.DELIVERED:
+        return str(result.outcome.value)
+    if disposition.action is Action.DISCARD:
+        return disposition.reason or "discarded"
+    return disposition.reason or "delivered"
+
+
+class SettingsMailDrop:
+    def __init__(self, inner: MailDrop, store: str, epoch: int, options: PersonalOptions) -> None:
+        self.inner = inner
+        self.epoch = epoch
+        self.options = options
+        self.channel = grpc.insecure_channel(store)
+        self.stub = settings_pb2_grpc.SettingsStub(self.channel)
+
+    def session(self) -> SettingsSession:
+        return SettingsSession(self, self.inner.session())
+
+    async def settings_of(self, user: str) -> settings_pb2.UserSettings:
+        """The user's settings; the defaults (plain INBOX delivery) if the store cannot say."""
+        request = settings_pb2.GetSettingsRequest(user=user)
+        try:
+            return await trio.to_thread.run_sync(
+                lambda: self.stub.GetSettings(request, timeout=_SETTINGS_TIMEOUT), abandon_on_cancel=True
+            )
+        except grpc.RpcError as exc:
+            log.warning("user=%s settings unavailable (%s): delivering to INBOX", user, exc.code())
+            return settings_pb2.UserSettings(user=user)
+
+    async def record(
+        self,
+        sender: str,
+        facts: MessageFacts,
+        *,
+        recipients: Sequence[Recipient],
+        dispositions: Sequence[Disposition],
+        results: Sequence[DeliveryResult],
+        size: int,
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        records = []
+        for recipient, disposition, result in zip(recipients, dispositions, results, strict=True):
+            reply = replies.for_outcome(
+                result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
+            )
+            stored = result.outcome is Outcome.DELIVERED and disposition.action is Action.STORE
+            records.append(
+                settings_pb2.DeliveryRecord(
+                    time_ms=now_ms,
+                    sender=sender,
+                    recipient=recipient.address,
+                    user=recipient.user,
+                    message_id=facts.message_id,
+                    size=size,
+                    reply_code=reply.code,
+                    result=_result_word(disposition, result),
+                    folder=disposition.folder if stored else "",
+                )
+            )
+        request = settings_pb2.RecordDeliveriesRequest(epoch=self.epoch, records=records)
+        try:
+            await trio.to_thread.run_sync(
+                lambda: self.stub.RecordDeliveries(request, timeout=_SETTINGS_TIMEOUT), abandon_on_cancel=True
+            )
+        except grpc.RpcError as exc:
+            log.warning("delivery log not written (%s)", exc.code())
+
+    def close(self) -> None:
+        self.channel.close()

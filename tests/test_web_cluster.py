@@ -1,0 +1,142 @@
+"""The operators' console against a real HA lab (tests/ha_agent_lab.py): two agents
+in namespaces, a real ZooKeeper ensemble, the web app on the host with --config.
+
+In headless Chromium: the status page equals `mailha status --json`, a
+switchover run from the page (behind its confirmation) moves the service,
+the page follows it live, and the timeline, the audit and the graphs mark it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from haagent.cluster import store_socket_path
+from imapd.tls import ensure_dev_certificate
+from store.admin import Admin
+from tests.ha_agent_lab import AgentLab
+from tests.imap_clients_stack import free_port
+from tests.test_ha_failover_agent import _start_pair
+from tests.web_stack import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MOBILE, SHOTS, _wait_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cluster_web(agent_lab: AgentLab, tmp_path: pathlib.Path) -> Iterator[tuple[AgentLab, str, str, str]]:
+    first, second = _start_pair(agent_lab)
+    admin = Admin.connect(f"unix:{store_socket_path(agent_lab.cfg, first)}")
+    try:
+        admin.add_user("op", "op-password", 0)
+        admin.set_role("op", admin=True)
+    finally:
+        admin.close()
+    cert, key = ensure_dev_certificate(tmp_path / "tls")
+    port = free_port()
+    log = tmp_path / "web.log"
+    argv = [
+        sys.executable, "-m", "mailha.cli", "web", "serve", "--config", str(agent_lab.config_path),
+        "--listen", f"127.0.0.1:{port}", "--cert", str(cert), "--key", str(key), "--sample-interval", "0.5",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        _wait_port(port, process, log)
+        yield agent_lab, f"https://127.0.0.1:{port}", first, second
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _status_json(lab: AgentLab) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "mailha.cli", "status", "--config", str(lab.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    status: dict[str, object] = json.loads(out.stdout)
+    return status
+
+
+def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[AgentLab, str, str, str]) -> None:
+    lab, url, first, second = cluster_web
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, viewport=DESKTOP)
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(url + "/login")
+            page.get_by_label("User name or address").fill("op")
+            page.get_by_label("Password").fill("op-password")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url("**/admin")
+            status = _status_json(lab)
+            assert status["active"] == first
+            assert page.locator("#active").inner_text() == first
+            assert page.locator("#epoch").inner_text() == str(status["epoch"])
+            assert page.locator("#fip").inner_text() == first
+            shots = SHOTS / "cluster"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "admin-status-desktop.png"), full_page=True)
+
+            page.goto(url + "/admin/timeline")
+            page.get_by_label("Switch over to").select_option(second)
+            page.get_by_label("Reason (optional)").first.fill("drill from the browser test")
+            page.get_by_label("I confirm the switchover").check()
+            with page.expect_navigation(timeout=90_000):
+                page.get_by_role("button", name="Switch over").click()
+            assert f"{first} -> {second}" in page.locator(".flash").inner_text()
+            timeline = page.locator("table").first.inner_text()
+            assert second in timeline and "active" in timeline
+            # The operator's action is in the agents' own history, with name and reason.
+            assert f"op: switchover {second} requested (drill from the browser test)" in timeline
+            history = subprocess.run(
+                [sys.executable, "-m", "mailha.cli", "history", "--config", str(lab.config_path), "--json"],
+                capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
+            ).stdout  # fmt: skip
+            assert "op: switchover" in history
+            lanes = page.locator("svg.timeline")
+            assert lanes.count() == 1
+            assert lanes.locator("line.mark").count() >= 1
+            assert lanes.locator("rect.s-active").count() >= 2  # first, then second
+            page.screenshot(path=str(shots / "admin-timeline-desktop.png"), full_page=True)
+            page.set_viewport_size(MOBILE)
+            page.screenshot(path=str(shots / "admin-timeline-mobile.png"), full_page=True)
+            page.set_viewport_size(DESKTOP)
+
+            page.goto(url + "/admin")
+            page.wait_for_function(
+                f"document.getElementById('active').textContent === {json.dumps(second)}", timeout=20_000
+            )
+            after = _status_json(lab)
+            assert after["active"] == second
+            page.wait_for_function(
+                f"document.getElementById('epoch').textContent === {json.dumps(str(after['epoch']))}", timeout=20_000
+            )
+            page.goto(url + "/admin/audit")
+            audit = page.locator("table").inner_text()
+            assert "switchover" in audit and "op" in audit and "drill from the browser test" in audit
+            page.wait_for_timeout(1500)  # a few samples after the switchover
+            page.goto(url + "/admin/graphs")
+            assert page.locator("svg.chart line.mark").count() >= 1
+            page.screenshot(path=str(shots / "admin-graphs-desktop.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    assert errors == []
