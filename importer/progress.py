@@ -32,13 +32,15 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)  # not imported, with the reason
     broken: list[str] = field(default_factory=list)  # imported as they are, but malformed
     notes: list[str] = field(default_factory=list)
+    label: str = "import"  # what ran: "import", "backup", "restore", "export"
 
     def summary(self, seconds: float) -> str:
         rate = self.messages / seconds if seconds > 0 else 0.0
+        byte_rate = self.bytes / seconds if seconds > 0 else 0.0
         lines = [
-            f"import done in {seconds:.1f} s: {self.folders} folders, {self.messages} messages, "
+            f"{self.label} done in {seconds:.1f} s: {self.folders} folders, {self.messages} messages, "
             f"{human_bytes(self.bytes)}, {self.skipped} skipped, {len(self.errors)} errors "
-            f"({rate:.1f} messages/s)"
+            f"({rate:.1f} messages/s, {human_bytes(byte_rate)}/s)"
         ]
         lines += self.notes
         if self.broken:

@@ -1,0 +1,83 @@
+"""Files of a backup: private modes, fsync, checksums, atomic directories.
+
+A backup is written into a hidden temporary directory next to its final
+place, every file and the directory are fsynced, and only then is it
+renamed into place (and the parent fsynced). A crash leaves at most a
+`.tmp-*` directory, which no reader takes for a backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+from collections.abc import Callable
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+TMP_PREFIX = ".tmp-"
+READ_PIECE = 1024 * 1024
+
+
+def private_dir(path: pathlib.Path) -> pathlib.Path:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+def fsync_path(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: pathlib.Path, progress: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(READ_PIECE):
+            digest.update(piece)
+            if progress is not None:
+                progress(len(piece))
+    return digest.hexdigest()
+
+
+def write_private(path: pathlib.Path, data: bytes) -> None:
+    """Write `data` to a 0600 file and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: pathlib.Path, data: bytes) -> None:
+    """Replace a small file (manifest, metric file) so readers see the old or the new one."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    write_private(tmp, data)
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def seal_directory(tmp: pathlib.Path, final: pathlib.Path) -> None:
+    """Make every file private and durable, then move `tmp` to `final` in one rename."""
+    for root, dirs, names in os.walk(tmp):
+        for name in names:
+            file = pathlib.Path(root, name)
+            os.chmod(file, FILE_MODE)
+            fsync_path(file)
+        for name in dirs:
+            os.chmod(pathlib.Path(root, name), DIR_MODE)
+        os.chmod(root, DIR_MODE)
+        fsync_path(pathlib.Path(root))
+    os.rename(tmp, final)
+    fsync_path(final.parent)
+
+
+def remove_tree(path: pathlib.Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""Backups of a store under write load: full, more writes, incremental, storage destroyed, restored.
+
+The done-when test of issue 16: APPENDs run in a thread over a real store
+client during the full backup and after it; the incremental is taken; the
+data directory is deleted; full + incremental are restored into a fresh
+directory and a store is started on it. Every message acknowledged before
+the incremental began must be there exactly once, with its UID and flags.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import stat
+import threading
+import time
+
+from backup import ops, repository
+from backup.errors import BackupError
+from backup.manifest import read_manifest
+from backup.verify import verify
+from mailha_api import store_pb2
+from store.client import StoreClient
+from tests.backup_mail import Mail, expunge, mailbox_names, message, read_mailbox, set_flags
+from tests.store_fixtures import StoreServer
+
+BIG = 600 * 1024  # three body chunks
+
+
+class Appender(threading.Thread):
+    """Appends to alice's INBOX until stopped (bounded); records what the store acknowledged."""
+
+    def __init__(self, address: str, limit: int = 3000) -> None:
+        super().__init__(name="appender", daemon=True)
+        self.client = StoreClient(address)
+        self.limit = limit
+        self.stop = threading.Event()
+        self.acked: list[tuple[int, str, frozenset[str]]] = []  # uid, tag, flags
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        epoch = self.client.epoch()
+        try:
+            for n in range(self.limit):
+                if self.stop.is_set():
+                    return
+                tag = f"load-{n}"
+                flags = ["\\Seen"] if n % 3 == 0 else []
+                reply = self.client.append_bytes("alice", "INBOX", message(tag), flags, epoch)
+                with self.lock:
+                    self.acked.append((reply.uid, tag, frozenset(flags)))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.client.close()
+
+    def snapshot(self) -> list[tuple[int, str, frozenset[str]]]:
+        with self.lock:
+            return list(self.acked)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.snapshot()) < count:
+            assert self.error is None, self.error
+            assert time.monotonic() < deadline, f"appender reached only {len(self.snapshot())} of {count}"
+            time.sleep(0.02)
+
+
+def _setup_users(client: StoreClient) -> None:
+    client.create_user("alice", "pw-alice-1")
+    client.create_user("bob", "pw-bob-1")
+    epoch = client.epoch()
+    for name in ("Work", "Work/Projects", "Old", "Gone"):
+        client.stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=epoch, user="alice", name=name))
+    for n in range(5):
+        client.append_bytes(
+            "alice", "Work/Projects", message(f"proj-{n}"), ["\\Flagged"], internal_date=1_700_000_000 + n
+        )
+        client.append_bytes("alice", "Gone", message(f"gone-{n}"))
+        client.append_bytes("bob", "INBOX", message(f"bob-{n}"), ["\\Seen", "$Label1"])
+    client.append_bytes("alice", "Old", message("big-before", BIG), ["\\Answered"])
+    # A COPY shares the body: its reference count is 2.
+    mid = client.mailbox_id("alice", "Work/Projects")
+    client.stub.Copy(
+        store_pb2.CopyRequest(epoch=epoch, user="alice", mailbox_id=mid, uid_set="1:2", dest_mailbox="Old")
+    )
+
+
+def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
+    repo = tmp_path / "backups"
+    appender = Appender(server.address)
+    try:
+        with server.client() as client:
+            _setup_users(client)
+            appender.start()
+            appender.wait_for(30)
+            full = ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
+            in_full = len(appender.snapshot())
+            appender.wait_for(in_full + 40)
+            # Changes between the two backups: flags, expunges, a rename, a delete, a new mailbox,
+            # a big message, a copy across mailboxes.
+            epoch = client.epoch()
+            set_flags(client, "alice", "INBOX", "1:10", ["\\Flagged"])
+            set_flags(client, "bob", "INBOX", "2", ["\\Answered"])
+            expunge(client, "alice", "INBOX", "11:14")
+            expunge(client, "alice", "Work/Projects", "5")
+            client.stub.RenameMailbox(
+                store_pb2.RenameMailboxRequest(epoch=epoch, user="alice", old_name="Work", new_name="Jobs")
+            )
+            client.stub.DeleteMailbox(store_pb2.DeleteMailboxRequest(epoch=epoch, user="alice", name="Gone"))
+            client.stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=epoch, user="alice", name="New"))
+            client.append_bytes("alice", "New", message("big-after", BIG), ["\\Draft"], internal_date=1_600_000_000)
+            old_mid = client.mailbox_id("alice", "Old")
+            client.stub.Copy(
+                store_pb2.CopyRequest(epoch=epoch, user="alice", mailbox_id=old_mid, uid_set="1", dest_mailbox="New")
+            )
+            acked_before_incremental = appender.snapshot()
+            live_before = {name: read_mailbox(client, "alice", name) for name in ("Jobs/Projects", "Old", "New")}
+            live_bob = read_mailbox(client, "bob", "INBOX")
+            inbox_uidvalidity = client.stub.Status(
+                store_pb2.StatusRequest(user="alice", name="INBOX")
+            ).status.uidvalidity
+            incremental = ops.create(ops.Source.store_dir(server.data_dir), repo, since="latest", keep=None)
+            appender.wait_for(len(acked_before_incremental) + 10)
+    finally:
+        appender.stop.set()
+        appender.join(timeout=30)
+        server.stop()
+    assert appender.error is None, appender.error
+    assert incremental.manifest.parent == full.path.name
+    # The incremental holds the changes only: unchanged messages and old bodies are not in it.
+    stats = incremental.manifest.stats
+    assert stats["messages_written"] < incremental.manifest.messages - 20
+    # New bodies: one per append since the full backup (growth + 5 expunged + 5 in Gone - 1 copy), none older.
+    growth = incremental.manifest.messages - full.manifest.messages
+    assert 1 <= stats["bodies_written"] <= growth + 9
+
+    # Backups are private, and verify (read-only) passes on the chain.
+    for path in [repo, *repo.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    report = verify(incremental.path)
+    assert report.ok, report.problems
+    assert report.members == 2
+
+    # The shared storage is lost.
+    shutil.rmtree(server.data_dir)
+    fresh = tmp_path / "fresh"
+    ops.run_restore(repo, fresh / "lmdb")
+    restored = StoreServer(fresh, tmp_path / "fresh.sock").start()
+    try:
+        with restored.client() as client:
+            uidvalidity, inbox = read_mailbox(client, "alice", "INBOX")
+            by_tag: dict[str, list[Mail]] = {}
+            for mail in inbox:
+                tag = mail.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+                by_tag.setdefault(tag, []).append(mail)
+            expunged = set(range(11, 15))
+            for uid, tag, flags in acked_before_incremental:
+                if uid in expunged:
+                    assert tag not in by_tag, f"{tag} (UID {uid}) was expunged before the incremental"
+                    continue
+                found = by_tag.get(tag, [])
+                assert len(found) == 1, f"{tag}: present {len(found)} times"
+                want = flags | ({"\\Flagged"} if uid <= 10 else set())
+                assert found[0].uid == uid and found[0].flags == want, (tag, found[0], want)
+                assert found[0].data == message(tag)
+            # Messages acknowledged after the incremental began may or may not be there, never twice.
+            assert all(len(v) == 1 for v in by_tag.values())
+            assert uidvalidity == inbox_uidvalidity
+            assert mailbox_names(client, "alice") >= {"INBOX", "Jobs", "Jobs/Projects", "Old", "New"}
+            assert "Gone" not in mailbox_names(client, "alice") and "Work" not in mailbox_names(client, "alice")
+            for name, live in live_before.items():
+                assert read_mailbox(client, "alice", name) == live, name
+            assert read_mailbox(client, "bob", "INBOX") == live_bob
+            assert client.authenticate("bob", "pw-bob-1") == "bob"
+            # The restored store takes writes (its epoch was raised by --fence-next).
+            reply = client.append_bytes("alice", "INBOX", message("after-restore"))
+            assert reply.uid > max(uid for uid, _, _ in acked_before_incremental)
+    finally:
+        restored.stop()
+    manifest, _ = read_manifest(incremental.path)
+    assert manifest.epoch >= 1
+
+
+def test_restore_refuses_a_data_directory_that_is_not_empty(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
+    try:
+        with server.client() as client:
+            client.create_user("alice", "pw-alice-1")
+        ops.create(ops.Source.store_dir(server.data_dir), tmp_path / "repo", since=None, keep=None)
+    finally:
+        server.stop()
+    try:
+        ops.run_restore(tmp_path / "repo", server.data_dir / "lmdb")
+    except BackupError as exc:
+        assert "not empty" in str(exc)
+    else:
+        raise AssertionError("restore over a live store directory was not refused")
+    assert (server.data_dir / "lmdb" / "data.mdb").stat().st_size > 0
+
+
+def test_half_written_backup_is_never_taken_and_retention_keeps_n(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
+    repo = tmp_path / "repo"
+    try:
+        with server.client() as client:
+            client.create_user("alice", "pw-alice-1")
+            first = ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
+            # A crash in the middle of a backup leaves a .tmp- directory: never "latest".
+            (repo / ".tmp-20991231T000000.000000Z-full").mkdir(mode=0o700)
+            assert repository.latest(repo) == first.path
+            client.append_bytes("alice", "INBOX", message("x"))
+            ops.create(ops.Source.store_dir(server.data_dir), repo, since="latest", keep=None)
+            second = ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
+            third = ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=2)
+    finally:
+        server.stop()
+    # The next run cleaned the leftover; keep=2 removed the first full and its incremental.
+    assert sorted(p.name for p in repo.iterdir() if not p.name.startswith(".")) == sorted(
+        [second.path.name, third.path.name, repository.METRIC_FILE]
+    )
+    metrics = (repo / repository.METRIC_FILE).read_text()
+    assert f"mailha_backup_last_success_timestamp_seconds {third.manifest.created:.3f}" in metrics
+    assert "mailha_backup_last_run_success 1.000" in metrics
+    assert os.stat(repo / repository.METRIC_FILE).st_mode & 0o777 == 0o600
