@@ -104,7 +104,9 @@ def test_wrong_reference_count_is_found_even_with_matching_checksums(chain_of_tw
     env = lmdb.open(str(env_dir), max_dbs=32)
     with env.begin(write=True) as txn:
         body_meta = env.open_db(b"body_meta", txn=txn, create=False)
-        raw = bytes(txn.get(U64.pack(1), db=body_meta))
+        found = txn.get(U64.pack(1), db=body_meta)
+        assert found is not None
+        raw = bytes(found)
         refs, size = BODY_META.unpack_from(raw)
         assert refs == 2  # the COPY shares the first body
         txn.put(U64.pack(1), BODY_META.pack(1, size) + raw[BODY_META.size :], db=body_meta)
