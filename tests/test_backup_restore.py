@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,7 +26,7 @@ from backup.verify import verify
 from mailha_api import store_pb2
 from store.client import StoreClient
 from tests.backup_mail import Mail, expunge, mailbox_names, message, read_mailbox, set_flags
-from tests.store_fixtures import StoreServer
+from tests.store_fixtures import ROOT, StoreServer
 
 BIG = 600 * 1024  # three body chunks
 
@@ -227,3 +230,40 @@ def test_half_written_backup_is_never_taken_and_retention_keeps_n(tmp_path: path
     assert f"mailha_backup_last_success_timestamp_seconds {third.manifest.created:.3f}" in metrics
     assert "mailha_backup_last_run_success 1.000" in metrics
     assert os.stat(repo / repository.METRIC_FILE).st_mode & 0o777 == 0o600
+
+
+def test_cli_create_on_a_standalone_data_dir_and_a_clear_error_for_a_bad_since(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "standalone"  # `mailha standalone --data` keeps the store in DATA/store
+    data.mkdir()
+    server = StoreServer(data / "store", tmp_path / "store.sock").start()
+    repo = tmp_path / "repo"
+    cli = [sys.executable, "-m", "mailha.cli", "backup", "create", str(repo), "--data", str(data)]
+    try:
+        with server.client() as client:
+            client.create_user("alice", "pw-alice-1")
+            client.append_bytes("alice", "INBOX", message("one"))
+        done = subprocess.run(cli, check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"full backup .* 1 messages in 6 mailboxes, .* written \([\d.]+ \S+/s\)", done.stdout)
+        bad = subprocess.run(
+            [*cli, "--since", str(tmp_path / "nothing-here")],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    assert bad.returncode == 2
+    assert "mailha backup create:" in bad.stderr and "nothing-here" in bad.stderr and "Traceback" not in bad.stderr
+    metrics = (repo / repository.METRIC_FILE).read_text()
+    assert "mailha_backup_last_run_success 0.000" in metrics  # the failed run is visible ...
+    assert 'mailha_backup_last_success_timestamp_seconds{kind="full"}' in metrics  # ... the last good one too
+
+
+def test_cluster_config_names_the_shared_storage(tmp_path: pathlib.Path) -> None:
+    from mailha.config import load
+
+    source = ops.Source.cluster(ROOT / "cluster.yaml")
+    assert source.lmdb_dir == load(ROOT / "cluster.yaml").storage.path / "store" / "lmdb"
