@@ -8,6 +8,8 @@ that pages freed meanwhile are reused after the copy ends).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import pathlib
 import threading
 import time
@@ -54,11 +56,12 @@ def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None
         name = new_name(FULL)
         tmp = files.private_dir(repo / f"{files.TMP_PREFIX}{name}")
         copy_dir = files.private_dir(tmp / "lmdb")
+        target = copy_dir / "data.mdb"
         with snapshot.read_snapshot(env) as txn:
             state = snapshot.read_state(env, txn)
-            _copy_with_progress(env, txn, copy_dir / "data.mdb", tick)
+            digest = _copy_through_pipe(env, txn, target, tick)
+        entry = FileEntry(str(target.relative_to(tmp)), target.stat().st_size, digest)
         copied = time.monotonic()
-        entry = _file_entry(tmp, copy_dir / "data.mdb", None)
         manifest = Manifest(
             kind=FULL,
             name=name,
@@ -76,32 +79,39 @@ def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None
         env.close()
 
 
-def _copy_with_progress(env: lmdb.Environment, txn: lmdb.Transaction, target: pathlib.Path, tick: Tick | None) -> None:
-    """env.copy runs without the GIL; a thread reports how far the output file has grown."""
-    done = threading.Event()
-    reported = 0
+def _copy_through_pipe(env: lmdb.Environment, txn: lmdb.Transaction, target: pathlib.Path, tick: Tick | None) -> str:
+    """env.copyfd into a pipe (it runs without the GIL in a thread); written here paced, hashed on the way.
 
-    def watch() -> None:
-        nonlocal reported
-        while not done.wait(0.2):
-            try:
-                size = target.stat().st_size
-            except FileNotFoundError:
-                continue
-            if tick is not None and size > reported:
-                tick(size - reported)
-                reported = size
-
-    watcher = threading.Thread(target=watch, name="backup-progress", daemon=True)
-    watcher.start()
+    Returns the sha256: the copy is never read back.
+    """
+    read_fd, write_fd = os.pipe()
     try:
-        env.copy(str(target.parent), compact=True, txn=txn)
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, files.READ_PIECE)  # fewer, larger reads
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: the default size works too
+    failure: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            env.copyfd(write_fd, compact=True, txn=txn)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            os.close(write_fd)
+
+    writer = files.PacedWriter(target, tick)
+    copier = threading.Thread(target=copy, name="backup-copy", daemon=True)
+    copier.start()
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while piece := pipe.read(files.READ_PIECE):
+                writer.write(piece)
     finally:
-        done.set()
-        watcher.join()
-    final = target.stat().st_size
-    if tick is not None and final > reported:
-        tick(final - reported)
+        copier.join()
+        digest = writer.close()
+    if failure:
+        raise BackupError(f"copying the environment failed: {failure[0]}")
+    return digest
 
 
 def create_incremental(

@@ -61,13 +61,13 @@ def _map_size(env_dir: pathlib.Path) -> int:
 
 
 def _copy_file(src: pathlib.Path, dst: pathlib.Path, tick: Tick | None) -> None:
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while piece := fin.read(COPY_PIECE):
-            fout.write(piece)
-            if tick is not None:
-                tick(len(piece))
-        fout.flush()
-        os.fsync(fout.fileno())
+    writer = files.PacedWriter(dst, tick)
+    try:
+        with open(src, "rb") as fin:
+            while piece := fin.read(COPY_PIECE):
+                writer.write(piece)
+    finally:
+        writer.close()
 
 
 def apply_incremental(env: lmdb.Environment, member: Member, tick: Tick | None = None) -> None:
