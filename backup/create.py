@@ -71,6 +71,7 @@ def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None
             mailboxes=state.mailboxes,
             files=(entry,),
             databases=state.databases,
+            lineage=state.lineage,
             stats={"copy_seconds": round(copied - started, 3), "bytes": entry.size},
         )
         _finish(tmp, repo / name, manifest)
@@ -128,6 +129,11 @@ def create_incremental(
         delta_path = tmp / "delta.bin"
         with snapshot.read_snapshot(env) as txn, open(delta_path, "wb") as f:
             state = snapshot.read_state(env, txn)
+            if state.lineage != previous.manifest.lineage:
+                raise BackupError(
+                    f"the store was restored from a backup after {previous.path.name}: "
+                    "an incremental cannot span that; make a full backup"
+                )
             dbs = snapshot.handles(env, txn)
             writer = DeltaWriter(f)
             stats = _write_changes(
@@ -145,6 +151,7 @@ def create_incremental(
             mailboxes=state.mailboxes,
             files=(entry,),
             databases=state.databases,
+            lineage=state.lineage,
             parent=previous.path.name,
             parent_manifest_sha256=previous.manifest_sha256,
             stats=stats,
@@ -175,7 +182,9 @@ def _write_changes(
     bodies_written: set[int] = set()
     for box in current:
         old = before.get(box.mailbox_id)
-        same_box = old is not None and old.uidvalidity == box.uidvalidity
+        # A HIGHESTMODSEQ below the previous one means the store was restored from an older
+        # backup meanwhile: the modseqs say nothing then, so the mailbox is written whole.
+        same_box = old is not None and old.uidvalidity == box.uidvalidity and old.highestmodseq <= box.highestmodseq
         if same_box and old is not None and old.highestmodseq == box.highestmodseq:
             continue
         since = old.highestmodseq if same_box and old is not None else 0

@@ -54,6 +54,7 @@ class Manifest:
     parent: str = ""  # directory name of the previous member of the chain ("" for a full backup)
     parent_manifest_sha256: str = ""
     stats: dict[str, float] = field(default_factory=dict)  # what this run wrote and how fast
+    lineage: str = ""  # set by each restore in the store's meta: a chain never spans a restore
     format: int = FORMAT
 
     @property
@@ -89,6 +90,7 @@ def manifest_from_json(raw: bytes, where: str) -> Manifest:
             parent=str(data.get("parent", "")),
             parent_manifest_sha256=str(data.get("parent_manifest_sha256", "")),
             stats={str(k): float(v) for k, v in data.get("stats", {}).items()},
+            lineage=str(data.get("lineage", "")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise Damaged(f"{where}: unreadable manifest ({exc})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 from collections import Counter
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from backup import files
 from backup.delta_format import Clear, Drop, Keep, Put, read_delta
 from backup.errors import BackupError
 from backup.repository import Member
-from backup.snapshot import MAX_DBS
+from backup.snapshot import LINEAGE_KEY, MAX_DBS
 from store.schema import BODY_META, MSG_KEY, U64, MessageRecord, build_deleted_index
 
 Tick = Callable[[int], None]
@@ -37,13 +38,15 @@ def restore_chain(members: list[Member], lmdb_dir: pathlib.Path, *, tick: Tick |
     files.private_dir(tmp)
     try:
         _copy_file(members[0].path / "lmdb" / "data.mdb", tmp / "data.mdb", tick)
-        if len(members) > 1:
-            env = lmdb.open(str(tmp), max_dbs=MAX_DBS, subdir=True, map_size=_map_size(tmp))
-            try:
-                for member in members[1:]:
-                    apply_incremental(env, member, tick)
-            finally:
-                env.close()
+        env = lmdb.open(str(tmp), max_dbs=MAX_DBS, subdir=True, map_size=_map_size(tmp))
+        try:
+            for member in members[1:]:
+                apply_incremental(env, member, tick)
+            with env.begin(write=True) as txn:
+                meta = env.open_db(b"meta", txn=txn, create=False)
+                txn.put(LINEAGE_KEY, secrets.token_hex(16).encode(), db=meta)
+        finally:
+            env.close()
         os.chmod(tmp / "data.mdb", files.FILE_MODE)
         for leftover in tmp.glob("lock.mdb"):
             leftover.unlink()

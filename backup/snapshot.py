@@ -21,8 +21,9 @@ from backup.manifest import MailboxState
 from store.schema import U64, MailboxRecord
 
 MAX_DBS = 128
-MAILBOXES = b"mailboxes"
-META = b"meta"
+# Meta key written by every restore (random): a store restored from a backup has gone back in
+# time, its counters (body ids, modseqs) repeat values the chain already holds.
+LINEAGE_KEY = b"backup_lineage"
 
 
 def open_live(lmdb_dir: pathlib.Path) -> lmdb.Environment:
@@ -75,6 +76,7 @@ class SnapshotState:
     next_body_id: int
     mailboxes: tuple[MailboxState, ...]
     databases: dict[str, int]
+    lineage: str
 
 
 def meta_u64(txn: lmdb.Transaction, meta: lmdb._Database, key: bytes, default: int) -> int:
@@ -96,6 +98,7 @@ def read_state(env: lmdb.Environment, txn: lmdb.Transaction) -> SnapshotState:
         next_body_id=meta_u64(txn, dbs["meta"], b"next_body_id", 1),
         mailboxes=mailboxes,
         databases={name: int(txn.stat(db)["entries"]) for name, db in dbs.items()},
+        lineage=bytes(txn.get(LINEAGE_KEY, b"", db=dbs["meta"])).decode("ascii", "replace"),
     )
 
 
