@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     _source_options(c)
     c.add_argument("--since", metavar="PREVIOUS", help="incremental after PREVIOUS (a backup directory, or 'latest')")
     c.add_argument("--keep", type=int, metavar="N", help="then keep only the newest N full backups and their chains")
+    c.add_argument(
+        "--max-rate", type=float, metavar="MIB", help="full backup: write at most MIB MiB/s (spare the disk)"
+    )
     c.set_defaults(func=_create)
 
     v: argparse.ArgumentParser = bsub.add_parser("verify", help="check a backup (and its chain) read-only")
@@ -63,6 +66,7 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--size-mib", type=int, default=1024, help="store size to build (default 1024 MiB)")
     p.add_argument("--dir", type=pathlib.Path, default=None, help="work directory (default: a temp dir)")
+    p.add_argument("--max-rate", type=float, metavar="MIB", help="full backup written at most MIB MiB/s")
     p.set_defaults(func=_bench)
 
 
@@ -87,7 +91,7 @@ def _create(args: argparse.Namespace) -> int:
     from mailha.config import ConfigError
 
     try:
-        create(_source(args), args.repo, since=args.since, keep=args.keep)
+        create(_source(args), args.repo, since=args.since, keep=args.keep, max_rate_mib=args.max_rate)
     except (BackupError, ConfigError, OSError) as exc:
         return _fail("backup create", exc)
     return 0
@@ -171,4 +175,6 @@ def _export(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from bench.backup_bench import BackupBenchOptions, run_bench
 
-    return run_bench(BackupBenchOptions(json_output=args.json, size_mib=args.size_mib, work_dir=args.dir))
+    return run_bench(
+        BackupBenchOptions(json_output=args.json, size_mib=args.size_mib, work_dir=args.dir, max_rate_mib=args.max_rate)
+    )

@@ -48,8 +48,13 @@ def _finish(tmp: pathlib.Path, final: pathlib.Path, manifest: Manifest) -> None:
     files.seal_directory(tmp, final)
 
 
-def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None = None) -> Created:
-    """A compacted copy of the whole environment with its manifest, written atomically into `repo`."""
+def create_full(
+    lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None = None, max_rate: float | None = None
+) -> Created:
+    """A compacted copy of the whole environment with its manifest, written atomically into `repo`.
+
+    `max_rate` (bytes/s) caps the write rate, to leave the disk to a busy store.
+    """
     started = time.monotonic()
     env = snapshot.open_live(lmdb_dir)
     try:
@@ -59,7 +64,7 @@ def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None
         target = copy_dir / "data.mdb"
         with snapshot.read_snapshot(env) as txn:
             state = snapshot.read_state(env, txn)
-            digest = _copy_through_pipe(env, txn, target, tick)
+            digest = _copy_through_pipe(env, txn, target, tick, max_rate)
         entry = FileEntry(str(target.relative_to(tmp)), target.stat().st_size, digest)
         copied = time.monotonic()
         manifest = Manifest(
@@ -80,7 +85,9 @@ def create_full(lmdb_dir: pathlib.Path, repo: pathlib.Path, *, tick: Tick | None
         env.close()
 
 
-def _copy_through_pipe(env: lmdb.Environment, txn: lmdb.Transaction, target: pathlib.Path, tick: Tick | None) -> str:
+def _copy_through_pipe(
+    env: lmdb.Environment, txn: lmdb.Transaction, target: pathlib.Path, tick: Tick | None, max_rate: float | None
+) -> str:
     """env.copyfd into a pipe (it runs without the GIL in a thread); written here paced, hashed on the way.
 
     Returns the sha256: the copy is never read back.
@@ -100,7 +107,7 @@ def _copy_through_pipe(env: lmdb.Environment, txn: lmdb.Transaction, target: pat
         finally:
             os.close(write_fd)
 
-    writer = files.PacedWriter(target, tick)
+    writer = files.PacedWriter(target, tick, max_rate=max_rate)
     copier = threading.Thread(target=copy, name="backup-copy", daemon=True)
     copier.start()
     try:

@@ -23,6 +23,8 @@ from backup.user_source import BackupUserSource
 from backup.verify import VerifyReport, verify
 from importer.progress import ImportReport, Progress, human_bytes
 
+MIB = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Source:
@@ -59,6 +61,7 @@ def create(
     *,
     since: str | None,
     keep: int | None,
+    max_rate_mib: float | None = None,
     out: TextIO | None = None,
 ) -> Created:
     """A full backup, or with `since` ("latest" or a backup directory) an incremental; then retention."""
@@ -70,7 +73,9 @@ def create(
         created: Created | None = None
         try:
             if since is None:
-                created = create_full(source.lmdb_dir, repo, tick=tick)
+                created = create_full(
+                    source.lmdb_dir, repo, tick=tick, max_rate=max_rate_mib * MIB if max_rate_mib else None
+                )
             else:
                 previous = repository.latest(repo) if since == "latest" else pathlib.Path(since)
                 members = chain(previous)

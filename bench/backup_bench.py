@@ -51,6 +51,7 @@ class BackupBenchOptions:
     json_output: bool = False
     size_mib: int = 1024
     work_dir: pathlib.Path | None = None
+    max_rate_mib: float | None = None
 
 
 def _body(rng: random.Random, size: int, n: int) -> bytes:
@@ -100,10 +101,12 @@ def _writer(address: str, stop: Event, out: multiprocessing.Queue[list[tuple[flo
     out.put(samples)
 
 
-def _longest(samples: list[tuple[float, float]], start: float, end: float) -> tuple[float, int]:
-    """Longest append overlapping [start, end] in ms, and how many appends overlapped."""
-    inside = [s for t, s in samples if t + s >= start and t <= end]
-    return (max(inside) * 1000 if inside else 0.0), len(inside)
+def _window(samples: list[tuple[float, float]], start: float, end: float) -> tuple[float, float, int]:
+    """Longest and 99th-percentile append overlapping [start, end] in ms, and how many overlapped."""
+    inside = sorted(s for t, s in samples if t + s >= start and t <= end)
+    if not inside:
+        return 0.0, 0.0, 0
+    return inside[-1] * 1000, inside[int(0.99 * (len(inside) - 1))] * 1000, len(inside)
 
 
 def _change_one_percent(client: StoreClient, messages: int, rng: random.Random) -> None:
@@ -129,7 +132,7 @@ def run_bench(options: BackupBenchOptions) -> int:
     proc: subprocess.Popen[bytes] | None = None
     try:
         proc, address = _start_store(tmp)
-        results = _run(tmp, address, options.size_mib * MIB)
+        results = _run(tmp, address, options.size_mib * MIB, options.max_rate_mib)
     finally:
         if proc is not None:
             proc.terminate()
@@ -149,7 +152,9 @@ def run_bench(options: BackupBenchOptions) -> int:
     return 0
 
 
-def _run(tmp: pathlib.Path, address: str, target_bytes: int) -> dict[str, float | int | str]:
+def _run(
+    tmp: pathlib.Path, address: str, target_bytes: int, max_rate_mib: float | None
+) -> dict[str, float | int | str]:
     rng = random.Random(16)
     lmdb_dir = tmp / "db" / "lmdb"
     repo = tmp / "repo"
@@ -174,14 +179,14 @@ def _run(tmp: pathlib.Path, address: str, target_bytes: int) -> dict[str, float 
         baseline_start = time.time()
         time.sleep(BASELINE_SECONDS)
         backup_start = time.time()
-        full = create_full(lmdb_dir, repo)
+        full = create_full(lmdb_dir, repo, max_rate=max_rate_mib * MIB if max_rate_mib else None)
         backup_end = time.time()
         time.sleep(0.5)
         stop.set()
         samples = queue.get(timeout=60)
         writer.join(timeout=30)
-        stall_ms, during = _longest(samples, backup_start, backup_end)
-        baseline_ms, _ = _longest(samples, baseline_start, backup_start)
+        stall_ms, during_p99, during = _window(samples, backup_start, backup_end)
+        baseline_ms, baseline_p99, baseline_n = _window(samples, baseline_start, backup_start)
 
         _change_one_percent(client, messages, rng)
         _fill(client, mail_bytes // 100, rng, messages)
@@ -203,8 +208,12 @@ def _run(tmp: pathlib.Path, address: str, target_bytes: int) -> dict[str, float 
         "full_backup_seconds": round(full.seconds, 2),
         "full_backup_mib_per_s": round(full_mib / full.seconds, 1),
         "max_writer_stall_ms": round(stall_ms, 1),
-        "writer_appends_during_backup": during,
+        "writer_p99_during_backup_ms": round(during_p99, 1),
+        "writer_appends_per_s_during_backup": round(during / (backup_end - backup_start), 1),
         "writer_baseline_max_ms": round(baseline_ms, 1),
+        "writer_baseline_p99_ms": round(baseline_p99, 1),
+        "writer_baseline_appends_per_s": round(baseline_n / BASELINE_SECONDS, 1),
+        "max_rate_mib_per_s": max_rate_mib or 0,
         "incremental_seconds": round(incremental.seconds, 2),
         "incremental_mib": round(incremental.manifest.stored_bytes / MIB, 1),
         "restore_seconds": round(restore_seconds, 2),
