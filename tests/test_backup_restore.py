@@ -1,7 +1,8 @@
 """Backups of a store under write load: full, more writes, incremental, storage destroyed, restored.
 
-The done-when test of issue 16: APPENDs run in a thread over a real store
-client during the full backup and after it; the incremental is taken; the
+The done-when test of issue 16: APPENDs (a thread over a real store client)
+and LMTP deliveries (a thread through a real lmtpd) run during the full
+backup and after it; the incremental is taken; the
 data directory is deleted; full + incremental are restored into a fresh
 directory and a store is started on it. Every message acknowledged before
 the incremental began must be there exactly once, with its UID and flags.
@@ -13,6 +14,7 @@ import os
 import pathlib
 import re
 import shutil
+import smtplib
 import stat
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from backup import ops, repository
 from backup.errors import BackupError
 from backup.manifest import read_manifest
 from backup.verify import verify
+from lmtpd.local_servers import start_lmtpd, stop
 from mailha_api import store_pb2
 from store.client import StoreClient
 from tests.backup_mail import Mail, expunge, mailbox_names, message, read_mailbox, set_flags
@@ -71,6 +74,40 @@ class Appender(threading.Thread):
             time.sleep(0.02)
 
 
+class Deliverer(threading.Thread):
+    """Delivers to bob over LMTP (a real lmtpd) until stopped (bounded); records the accepted tags."""
+
+    def __init__(self, port: int, limit: int = 2000) -> None:
+        super().__init__(name="deliverer", daemon=True)
+        self.port = port
+        self.limit = limit
+        self.stop = threading.Event()
+        self.accepted: list[str] = []
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with smtplib.LMTP("127.0.0.1", self.port) as lmtp:
+                for n in range(self.limit):
+                    if self.stop.is_set():
+                        return
+                    tag = f"lmtp-{n}"
+                    lmtp.sendmail("sender@example.org", ["bob@d.test"], message(tag))  # raises unless 250
+                    with self.lock:
+                        self.accepted.append(tag)
+        except BaseException as exc:
+            self.error = exc
+
+    def snapshot(self) -> list[str]:
+        with self.lock:
+            return list(self.accepted)
+
+
+def _tag(mail: Mail) -> str:
+    return mail.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+
+
 def _setup_users(client: StoreClient) -> None:
     client.create_user("alice", "pw-alice-1")
     client.create_user("bob", "pw-bob-1")
@@ -84,6 +121,7 @@ def _setup_users(client: StoreClient) -> None:
         client.append_bytes("alice", "Gone", message(f"gone-{n}"))
         client.append_bytes("bob", "INBOX", message(f"bob-{n}"), ["\\Seen", "$Label1"])
     client.append_bytes("alice", "Old", message("big-before", BIG), ["\\Answered"])
+    client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=epoch, address="bob@d.test", user="bob"))
     # A COPY shares the body: its reference count is 2.
     mid = client.mailbox_id("alice", "Work/Projects")
     client.stub.Copy(
@@ -95,10 +133,13 @@ def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_pa
     server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
     repo = tmp_path / "backups"
     appender = Appender(server.address)
+    lmtp_port, lmtpd = start_lmtpd(tmp_path, server.address, 1, max_message_size=1 << 20)
+    deliverer = Deliverer(lmtp_port)
     try:
         with server.client() as client:
             _setup_users(client)
             appender.start()
+            deliverer.start()
             appender.wait_for(30)
             full = ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
             in_full = len(appender.snapshot())
@@ -121,6 +162,7 @@ def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_pa
                 store_pb2.CopyRequest(epoch=epoch, user="alice", mailbox_id=old_mid, uid_set="1", dest_mailbox="New")
             )
             acked_before_incremental = appender.snapshot()
+            delivered_before_incremental = deliverer.snapshot()
             live_before = {name: read_mailbox(client, "alice", name) for name in ("Jobs/Projects", "Old", "New")}
             live_bob = read_mailbox(client, "bob", "INBOX")
             inbox_uidvalidity = client.stub.Status(
@@ -130,9 +172,14 @@ def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_pa
             appender.wait_for(len(acked_before_incremental) + 10)
     finally:
         appender.stop.set()
+        deliverer.stop.set()
         appender.join(timeout=30)
+        deliverer.join(timeout=30)
+        stop(lmtpd)
         server.stop()
     assert appender.error is None, appender.error
+    assert deliverer.error is None, deliverer.error
+    assert len(delivered_before_incremental) > 0
     assert incremental.manifest.parent == full.path.name
     # The incremental holds the changes only: unchanged messages and old bodies are not in it.
     stats = incremental.manifest.stats
@@ -159,8 +206,7 @@ def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_pa
             uidvalidity, inbox = read_mailbox(client, "alice", "INBOX")
             by_tag: dict[str, list[Mail]] = {}
             for mail in inbox:
-                tag = mail.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
-                by_tag.setdefault(tag, []).append(mail)
+                by_tag.setdefault(_tag(mail), []).append(mail)
             expunged = set(range(11, 15))
             for uid, tag, flags in acked_before_incremental:
                 if uid in expunged:
@@ -178,7 +224,14 @@ def test_full_and_incremental_under_write_load_restore_after_storage_loss(tmp_pa
             assert "Gone" not in mailbox_names(client, "alice") and "Work" not in mailbox_names(client, "alice")
             for name, live in live_before.items():
                 assert read_mailbox(client, "alice", name) == live, name
-            assert read_mailbox(client, "bob", "INBOX") == live_bob
+            # bob's INBOX: as before the incremental, plus deliveries that came in meanwhile;
+            # every delivery accepted before the incremental is there exactly once.
+            bob_uidvalidity, bob_inbox = read_mailbox(client, "bob", "INBOX")
+            assert bob_uidvalidity == live_bob[0] and bob_inbox[: len(live_bob[1])] == live_bob[1]
+            delivered = [_tag(m) for m in bob_inbox if _tag(m).startswith("lmtp-")]
+            assert len(delivered) == len(set(delivered))
+            assert set(delivered_before_incremental) <= set(delivered)
+            assert all(not m.flags for m in bob_inbox if _tag(m).startswith("lmtp-"))
             assert client.authenticate("bob", "pw-bob-1") == "bob"
             # The restored store takes writes (its epoch was raised by --fence-next).
             reply = client.append_bytes("alice", "INBOX", message("after-restore"))
