@@ -186,6 +186,11 @@ def _run(
         samples = queue.get(timeout=60)
         writer.join(timeout=30)
         stall_ms, during_p99, during = _window(samples, backup_start, backup_end)
+        stall_at = max(
+            ((t, d) for t, d in samples if t + d >= backup_start and t <= backup_end),
+            key=lambda x: x[1],
+            default=(0, 0),
+        )[0]
         baseline_ms, baseline_p99, baseline_n = _window(samples, baseline_start, backup_start)
 
         _change_one_percent(client, messages, rng)
@@ -208,6 +213,7 @@ def _run(
         "full_backup_seconds": round(full.seconds, 2),
         "full_backup_mib_per_s": round(full_mib / full.seconds, 1),
         "max_writer_stall_ms": round(stall_ms, 1),
+        "max_writer_stall_at_s": round(stall_at - backup_start, 2),  # when it began, from the backup's start
         "writer_p99_during_backup_ms": round(during_p99, 1),
         "writer_appends_per_s_during_backup": round(during / (backup_end - backup_start), 1),
         "writer_baseline_max_ms": round(baseline_ms, 1),
