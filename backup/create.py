@@ -182,7 +182,8 @@ def _write_changes(
     # Small databases (users, quotas, addresses, mailbox names and records, meta, and any
     # database added later) are copied whole: renames, creates and deletes come with them.
     for db_name in sorted(set(dbs) - DELTA_DBS):
-        writer.clear(db_name)
+        flags = dbs[db_name].flags()
+        writer.clear(db_name, tuple(sorted(k for k, on in flags.items() if on)))
         for key, value in txn.cursor(db=dbs[db_name]):
             writer.put(db_name, bytes(key), bytes(value))
     before = {m.mailbox_id: m for m in previous.mailboxes}

@@ -7,7 +7,8 @@
 
 Operations, applied in order onto the previous member's state:
 
-    CLEAR db               empty a named database (those copied whole)
+    CLEAR db flags         empty a named database (those copied whole); its LMDB flags
+                           (e.g. "dupsort"), to create it alike where it is new
     PUT db key value       one raw LMDB record (messages, bodies, tombstones, ...)
     KEEP mailbox_id ranges the UIDs present in a changed mailbox; others are gone
     DROP mailbox_id        forget every message and tombstone of a mailbox
@@ -36,6 +37,7 @@ OP_CLEAR, OP_PUT, OP_KEEP, OP_DROP, OP_END = 1, 2, 3, 4, 5
 @dataclass(frozen=True)
 class Clear:
     db: str
+    flags: tuple[str, ...] = ()  # LMDB database flags set on it: "dupsort", "dupfixed", ...
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ class DeltaWriter:
         self.bytes += len(data)
         self.records += 1
 
-    def clear(self, db: str) -> None:
-        self._record(OP_CLEAR, db.encode())
+    def clear(self, db: str, flags: tuple[str, ...] = ()) -> None:
+        self._record(OP_CLEAR, db.encode(), ",".join(flags).encode())
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         self._record(OP_PUT, db.encode(), key, value)
@@ -124,7 +126,9 @@ def read_delta(f: BinaryIO, where: str) -> Iterator[Op]:
                 raise Damaged(f"{where}: data after the end record")
             return
         if op == OP_CLEAR:
-            yield Clear(_field(f, where).decode())
+            name = _field(f, where).decode()
+            flags = _field(f, where).decode()
+            yield Clear(name, tuple(flags.split(",")) if flags else ())
         elif op == OP_PUT:
             yield Put(_field(f, where).decode(), _field(f, where), _field(f, where))
         elif op == OP_KEEP:

@@ -26,6 +26,8 @@ from store.schema import BODY_META, MSG_KEY, U64, MessageRecord, build_deleted_i
 
 Tick = Callable[[int], None]
 COPY_PIECE = 4 * 1024 * 1024
+# Flags of a named database (lmdb's _Database.flags()), given again when a restore creates it.
+LMDB_FLAGS = frozenset({"reverse_key", "dupsort", "integerkey", "integerdup", "dupfixed"})
 
 
 def restore_chain(members: list[Member], lmdb_dir: pathlib.Path, *, tick: Tick | None = None) -> None:
@@ -78,9 +80,10 @@ def apply_incremental(env: lmdb.Environment, member: Member, tick: Tick | None =
     with env.begin(write=True) as txn, open(path, "rb") as f:
         dbs: dict[str, lmdb._Database] = {}
 
-        def db(name: str) -> lmdb._Database:
+        def db(name: str, flags: tuple[str, ...] = ()) -> lmdb._Database:
             if name not in dbs:
-                dbs[name] = env.open_db(name.encode(), txn=txn, create=True)
+                options = {flag: True for flag in flags if flag in LMDB_FLAGS}
+                dbs[name] = env.open_db(name.encode(), txn=txn, create=True, **options)
             return dbs[name]
 
         for op in read_delta(f, str(path)):
@@ -89,7 +92,7 @@ def apply_incremental(env: lmdb.Environment, member: Member, tick: Tick | None =
                 if tick is not None:
                     tick(len(op.value))
             elif isinstance(op, Clear):
-                txn.drop(db(op.db), delete=False)
+                txn.drop(db(op.db, op.flags), delete=False)
             elif isinstance(op, Keep):
                 _keep(txn, db("messages"), op)
             elif isinstance(op, Drop):

@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 
+import lmdb
+
 from backup import ops, repository
 from backup.errors import BackupError
 from backup.manifest import read_manifest
@@ -367,3 +369,39 @@ def test_incremental_after_the_store_was_restored_from_an_older_backup(tmp_path:
             assert read_mailbox(client, "alice", "INBOX") == live_after
     finally:
         restored.stop()
+
+
+def test_a_database_added_later_is_carried_with_its_flags(tmp_path: pathlib.Path) -> None:
+    """Named databases are found, not listed: one another feature adds (here with duplicates) is restored."""
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
+    repo = tmp_path / "repo"
+    try:
+        with server.client() as client:
+            client.create_user("alice", "pw-alice-1")
+        ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
+        # Another process adds a database beside the running store (LMDB allows it).
+        env = lmdb.open(str(server.data_dir / "lmdb"), max_dbs=64)
+        try:
+            index = env.open_db(b"future_index", dupsort=True)
+            with env.begin(write=True) as txn:
+                for value in (b"1", b"2", b"3"):
+                    txn.put(b"term", value, db=index)
+        finally:
+            env.close()
+        incremental = ops.create(ops.Source.store_dir(server.data_dir), repo, since="latest", keep=None)
+    finally:
+        server.stop()
+    assert incremental.manifest.databases["future_index"] == 3
+    ops.run_restore(repo, tmp_path / "fresh" / "lmdb")
+    restored = lmdb.open(str(tmp_path / "fresh" / "lmdb"), max_dbs=64, readonly=True, lock=False)
+    try:
+        with restored.begin() as txn:
+            index = restored.open_db(b"future_index", txn=txn, create=False)
+            assert [(bytes(k), bytes(v)) for k, v in txn.cursor(db=index)] == [
+                (b"term", b"1"),
+                (b"term", b"2"),
+                (b"term", b"3"),
+            ]
+        assert index.flags()["dupsort"] is True
+    finally:
+        restored.close()
