@@ -5,6 +5,7 @@ Each damage is made on purpose and must be reported, naming the file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -25,8 +26,10 @@ from tests.backup_mail import message
 from tests.store_fixtures import ROOT, StoreServer
 
 
-@pytest.fixture
-def chain_of_two(tmp_path: pathlib.Path) -> tuple[Created, Created]:
+@pytest.fixture(scope="module")
+def pristine_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Created, Created]:
+    """A full backup and an incremental of a small store, made once; each test damages a copy."""
+    tmp_path = tmp_path_factory.mktemp("chain")
     server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
     repo = tmp_path / "repo"
     try:
@@ -46,6 +49,16 @@ def chain_of_two(tmp_path: pathlib.Path) -> tuple[Created, Created]:
     finally:
         server.stop()
     return full, incremental
+
+
+@pytest.fixture
+def chain_of_two(pristine_chain: tuple[Created, Created], tmp_path: pathlib.Path) -> tuple[Created, Created]:
+    full, incremental = pristine_chain
+    repo = shutil.copytree(full.path.parent, tmp_path / "repo")
+    return (
+        dataclasses.replace(full, path=repo / full.path.name),
+        dataclasses.replace(incremental, path=repo / incremental.path.name),
+    )
 
 
 def _flip(path: pathlib.Path, at: int) -> None:
