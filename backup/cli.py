@@ -27,6 +27,12 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--max-rate", type=float, metavar="MIB", help="full backup: write at most MIB MiB/s (spare the disk)"
     )
+    c.add_argument(
+        "--metrics-file",
+        type=pathlib.Path,
+        metavar="FILE",
+        help="write the Prometheus textfile there (0644) instead of DIR/mailha_backup.prom (0600)",
+    )
     c.set_defaults(func=_create)
 
     v: argparse.ArgumentParser = bsub.add_parser("verify", help="check a backup (and its chain) read-only")
@@ -91,7 +97,14 @@ def _create(args: argparse.Namespace) -> int:
     from mailha.config import ConfigError
 
     try:
-        create(_source(args), args.repo, since=args.since, keep=args.keep, max_rate_mib=args.max_rate)
+        create(
+            _source(args),
+            args.repo,
+            since=args.since,
+            keep=args.keep,
+            max_rate_mib=args.max_rate,
+            metrics_file=args.metrics_file,
+        )
     except (BackupError, ConfigError, OSError) as exc:
         return _fail("backup create", exc)
     return 0

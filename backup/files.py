@@ -104,10 +104,11 @@ def write_private(path: pathlib.Path, data: bytes) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: pathlib.Path, data: bytes) -> None:
+def replace_atomically(path: pathlib.Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace a small file (manifest, metric file) so readers see the old or the new one."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
     write_private(tmp, data)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
     fsync_path(path.parent)
 

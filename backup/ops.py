@@ -62,6 +62,7 @@ def create(
     since: str | None,
     keep: int | None,
     max_rate_mib: float | None = None,
+    metrics_file: pathlib.Path | None = None,
     out: TextIO | None = None,
 ) -> Created:
     """A full backup, or with `since` ("latest" or a backup directory) an incremental; then retention."""
@@ -89,6 +90,7 @@ def create(
                 ok=ok,
                 kind=created.manifest.kind if created else "",
                 manifest=created.manifest if created else None,
+                path=metrics_file,
             )
             progress.finish()
         removed = repository.apply_retention(repo, keep) if keep is not None else []

@@ -111,14 +111,19 @@ def apply_retention(repo: pathlib.Path, keep: int) -> list[pathlib.Path]:
     return removed
 
 
-def write_metrics(repo: pathlib.Path, *, ok: bool, kind: str, manifest: Manifest | None) -> None:
+def write_metrics(
+    repo: pathlib.Path, *, ok: bool, kind: str, manifest: Manifest | None, path: pathlib.Path | None = None
+) -> None:
     """The textfile-collector file: time and size of the last good backup, result of the last run.
+
+    In the repository by default (0600, like the backups); `path` puts it where
+    node_exporter reads it instead (0644: it holds times and sizes, nothing secret).
 
     Alert on `time() - mailha_backup_last_success_timestamp_seconds`; the age
     gauge is the age when the file was written (for a quick look).
     """
-    path = repo / METRIC_FILE
-    previous = _read_metrics(path)
+    target = path if path is not None else repo / METRIC_FILE
+    previous = _read_metrics(target)
     now = time.time()
     if ok and manifest is not None:
         previous["mailha_backup_last_success_timestamp_seconds"] = manifest.created
@@ -134,7 +139,8 @@ def write_metrics(repo: pathlib.Path, *, ok: bool, kind: str, manifest: Manifest
     for base in sorted({k.split("{")[0] for k in previous}):
         lines.append(f"# TYPE {base} gauge")
         lines += [f"{k} {previous[k]:.3f}" for k in sorted(previous) if k.split("{")[0] == base]
-    files.replace_atomically(path, ("\n".join(lines) + "\n").encode())
+    data = ("\n".join(lines) + "\n").encode()
+    files.replace_atomically(target, data, files.FILE_MODE if path is None else 0o644)
 
 
 def _read_metrics(path: pathlib.Path) -> dict[str, float]:

@@ -292,7 +292,10 @@ def test_cli_create_on_a_standalone_data_dir_and_a_clear_error_for_a_bad_since(t
     data.mkdir()
     server = StoreServer(data / "store", tmp_path / "store.sock").start()
     repo = tmp_path / "repo"
+    textfile = tmp_path / "node-exporter-textfile"  # node_exporter's --collector.textfile.directory
+    textfile.mkdir()
     cli = [sys.executable, "-m", "mailha.cli", "backup", "create", str(repo), "--data", str(data)]
+    cli += ["--metrics-file", str(textfile / "mailha_backup.prom")]
     try:
         with server.client() as client:
             client.create_user("alice", "pw-alice-1")
@@ -312,7 +315,9 @@ def test_cli_create_on_a_standalone_data_dir_and_a_clear_error_for_a_bad_since(t
         server.stop()
     assert bad.returncode == 2
     assert "mailha backup create:" in bad.stderr and "nothing-here" in bad.stderr and "Traceback" not in bad.stderr
-    metrics = (repo / repository.METRIC_FILE).read_text()
+    assert not (repo / repository.METRIC_FILE).exists()
+    metrics = (textfile / "mailha_backup.prom").read_text()
+    assert (textfile / "mailha_backup.prom").stat().st_mode & 0o777 == 0o644  # node_exporter reads it
     assert "mailha_backup_last_run_success 0.000" in metrics  # the failed run is visible ...
     assert 'mailha_backup_last_success_timestamp_seconds{kind="full"}' in metrics  # ... the last good one too
 
