@@ -196,8 +196,10 @@ def _write_changes(
         if same_box and old is not None and old.highestmodseq == box.highestmodseq:
             continue
         since = old.highestmodseq if same_box and old is not None else 0
-        if since == 0 and old is not None:
-            writer.drop(box.mailbox_id)  # re-created: nothing of the old one stays
+        if (since == 0 and old is not None) or box.noselect:
+            # Re-created, or deleted and kept as a \\Noselect parent: nothing of the old one
+            # stays (its messages and tombstones were purged).
+            writer.drop(box.mailbox_id)
         stats["mailboxes_changed"] += 1
         written_before = writer.bytes
         uids: list[int] = []

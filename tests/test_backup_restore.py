@@ -410,3 +410,32 @@ def test_a_database_added_later_is_carried_with_its_flags(tmp_path: pathlib.Path
         assert index.flags()["dupsort"] is True
     finally:
         restored.close()
+
+
+def test_a_parent_deleted_to_noselect_loses_its_tombstones_in_the_restore(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
+    repo = tmp_path / "repo"
+    try:
+        with server.client() as client:
+            client.create_user("alice", "pw-alice-1")
+            epoch = client.epoch()
+            client.stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=epoch, user="alice", name="P/C"))
+            for n in range(3):
+                client.append_bytes("alice", "P", message(f"p{n}"))
+            expunge(client, "alice", "P", "1")  # a tombstone
+            mid = client.mailbox_id("alice", "P")
+            ops.create(ops.Source.store_dir(server.data_dir), repo, since=None, keep=None)
+            client.stub.DeleteMailbox(store_pb2.DeleteMailboxRequest(epoch=epoch, user="alice", name="P"))
+            vanished = store_pb2.VanishedRequest(user="alice", mailbox_id=mid, since_modseq=0)
+            assert list(client.stub.Vanished(vanished).uids) == []  # the store purged them
+            ops.create(ops.Source.store_dir(server.data_dir), repo, since="latest", keep=None)
+    finally:
+        server.stop()
+    ops.run_restore(repo, tmp_path / "fresh" / "lmdb")
+    restored = StoreServer(tmp_path / "fresh", tmp_path / "fresh.sock").start()
+    try:
+        with restored.client() as client:
+            assert list(client.stub.Vanished(vanished).uids) == []
+            assert "P" not in mailbox_names(client, "alice") and "P/C" in mailbox_names(client, "alice")
+    finally:
+        restored.stop()
