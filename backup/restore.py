@@ -1,9 +1,9 @@
 """Restoring a chain (a full backup and the incrementals after it) into a new store directory.
 
 The full backup's copy becomes the environment; each incremental is applied
-in one write transaction; then body reference counts are recounted from the
-messages (bodies no message refers to any more are removed) and the
-\\Deleted index is rebuilt. The result is built beside the target and
+in one write transaction; then (once for the chain) body reference counts are
+recounted from the messages (bodies no message refers to any more are
+removed) and the \\Deleted index is rebuilt. The result is built beside the target and
 renamed into place, so a store never starts on half a restore.
 """
 
@@ -26,6 +26,7 @@ from store.schema import BODY_META, MSG_KEY, U64, MessageRecord, build_deleted_i
 
 Tick = Callable[[int], None]
 COPY_PIECE = 4 * 1024 * 1024
+DERIVED_FROM_MESSAGES = ("messages", "body_meta", "body_chunks", "deleted")
 # Flags of a named database (lmdb's _Database.flags()), given again when a restore creates it.
 LMDB_FLAGS = frozenset({"reverse_key", "dupsort", "integerkey", "integerdup", "dupfixed"})
 
@@ -45,6 +46,12 @@ def restore_chain(members: list[Member], lmdb_dir: pathlib.Path, *, tick: Tick |
             for member in members[1:]:
                 apply_incremental(env, member, tick)
             with env.begin(write=True) as txn:
+                if len(members) > 1:
+                    # Once for the whole chain: both scan every message.
+                    dbs = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DERIVED_FROM_MESSAGES}
+                    recount_bodies(txn, dbs["messages"], dbs["body_meta"], dbs["body_chunks"])
+                    txn.drop(dbs["deleted"], delete=False)
+                    build_deleted_index(txn, dbs["messages"], dbs["deleted"])
                 meta = env.open_db(b"meta", txn=txn, create=False)
                 txn.put(LINEAGE_KEY, secrets.token_hex(16).encode(), db=meta)
         finally:
@@ -98,9 +105,6 @@ def apply_incremental(env: lmdb.Environment, member: Member, tick: Tick | None =
             elif isinstance(op, Drop):
                 for name in ("messages", "vanished"):
                     _delete_prefix(txn, db(name), U64.pack(op.mailbox_id))
-        recount_bodies(txn, db("messages"), db("body_meta"), db("body_chunks"))
-        txn.drop(db("deleted"), delete=False)
-        build_deleted_index(txn, db("messages"), db("deleted"))
 
 
 def _keep(txn: lmdb.Transaction, messages: lmdb._Database, keep: Keep) -> None:
