@@ -1,4 +1,4 @@
-"""`mailha backup create|verify|restore|list`, `mailha export maildir|mbox` and `mailha bench backup`."""
+"""`mailha backup create|follow|verify|restore|list`, `mailha export maildir|mbox` and `mailha bench backup`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def register(sub: Any) -> None:
         help="write the Prometheus textfile there (0644) instead of DIR/mailha_backup.prom (0600)",
     )
     c.set_defaults(func=_create)
+
+    f: argparse.ArgumentParser = bsub.add_parser("follow", help="keep an incremental chain current (polls the store)")
+    f.add_argument("repo", type=pathlib.Path, metavar="DIR", help="backup repository (a full backup is made if none)")
+    _source_options(f)
+    f.add_argument("--interval", type=float, default=60.0, help="seconds between checks (default 60): the RPO bound")
+    f.add_argument("--cycles", type=int, default=None, help="stop after N checks (default: run until stopped)")
+    f.add_argument("--metrics-file", type=pathlib.Path, metavar="FILE", help="Prometheus textfile (see create)")
+    f.set_defaults(func=_follow)
 
     v: argparse.ArgumentParser = bsub.add_parser("verify", help="check a backup (and its chain) read-only")
     v.add_argument("target", type=pathlib.Path, metavar="BACKUP", help="a backup directory, or a repository (newest)")
@@ -107,6 +115,18 @@ def _create(args: argparse.Namespace) -> int:
         )
     except (BackupError, ConfigError, OSError) as exc:
         return _fail("backup create", exc)
+    return 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    from backup.errors import BackupError
+    from backup.ops import follow
+    from mailha.config import ConfigError
+
+    try:
+        follow(_source(args), args.repo, interval=args.interval, cycles=args.cycles, metrics_file=args.metrics_file)
+    except (BackupError, ConfigError, OSError) as exc:
+        return _fail("backup follow", exc)
     return 0
 
 

@@ -197,3 +197,30 @@ def restore_user(
     if report.errors:
         raise BackupError(f"{len(report.errors)} messages were not restored (listed above)")
     return report
+
+
+def follow(
+    source: Source,
+    repo: pathlib.Path,
+    *,
+    interval: float,
+    cycles: int | None,
+    metrics_file: pathlib.Path | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Keep the repository's chain current: an incremental whenever the store changed, every `interval` s."""
+    from backup.follow import Follower, FollowStep
+
+    def report(step: FollowStep) -> None:
+        if step.created is None:
+            _say(out, f"follow: no change; newest backup is {step.lag_seconds:.1f} s old")
+            return
+        manifest = step.created.manifest
+        repository.write_metrics(repo, ok=True, kind=manifest.kind, manifest=manifest, path=metrics_file)
+        _say(
+            out,
+            f"follow: {manifest.kind} {step.created.path.name} in {step.created.seconds:.2f} s, "
+            f"{human_bytes(manifest.stored_bytes)}; lag before it {step.lag_seconds:.1f} s",
+        )
+
+    Follower(source.lmdb_dir, repo).run(interval, cycles, report)
