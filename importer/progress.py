@@ -25,6 +25,7 @@ def human_bytes(n: float) -> str:
 
 @dataclass
 class ImportReport:
+    label: str = "import"  # what ran: "import", "backup", "restore", "verify", "export"
     folders: int = 0
     messages: int = 0
     bytes: int = 0
@@ -32,7 +33,6 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)  # not imported, with the reason
     broken: list[str] = field(default_factory=list)  # imported as they are, but malformed
     notes: list[str] = field(default_factory=list)
-    label: str = "import"  # what ran: "import", "backup", "restore", "export"
 
     def summary(self, seconds: float) -> str:
         rate = self.messages / seconds if seconds > 0 else 0.0
