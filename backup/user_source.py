@@ -58,6 +58,9 @@ class BackupUserSource:
     def refused(self, folder: SourceFolder, message: SourceMessage) -> None:
         return None
 
+    def take_unread(self) -> list[str]:
+        return []  # a backup has no entries to skip unread (the importer's protocol on main asks)
+
     def messages(self, folder: SourceFolder) -> Iterator[SourceMessage]:
         box = self._boxes[folder.name]
         yield from read_mailbox(self.env, box)
