@@ -25,6 +25,7 @@ def human_bytes(n: float) -> str:
 
 @dataclass
 class ImportReport:
+    label: str = "import"  # what ran: "import", "backup", "restore", "verify", "export"
     folders: int = 0
     messages: int = 0
     bytes: int = 0
@@ -36,10 +37,11 @@ class ImportReport:
 
     def summary(self, seconds: float) -> str:
         rate = self.messages / seconds if seconds > 0 else 0.0
+        byte_rate = self.bytes / seconds if seconds > 0 else 0.0
         lines = [
-            f"import done in {seconds:.1f} s: {self.folders} folders, {self.messages} messages, "
+            f"{self.label} done in {seconds:.1f} s: {self.folders} folders, {self.messages} messages, "
             f"{human_bytes(self.bytes)}, {self.skipped} skipped, {len(self.errors)} errors "
-            f"({rate:.1f} messages/s)"
+            f"({rate:.1f} messages/s, {human_bytes(byte_rate)}/s)"
         ]
         lines += self.notes
         if self.broken:

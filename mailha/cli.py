@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailha.admin_cli",
     "lmtpd.cli",
     "mailha.import_cli",
+    "backup.cli",
     "haagent.cluster_cli",
     "haagent.agent_cli",
     "chaos.cli",

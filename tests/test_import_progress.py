@@ -26,7 +26,10 @@ def test_tty_bar_is_redrawn_in_place_with_counts_and_rate() -> None:
     progress.finish()
     # The bar line is cleared before the summary is printed on its own line.
     assert "\r\x1b[Kimport done in " in out.getvalue()
-    summary = r"import done in [\d.]+ s: 0 folders, 5 messages, 5\.0 MiB, 0 skipped, 0 errors \([\d.]+ messages/s\)\n$"
+    summary = (
+        r"import done in [\d.]+ s: 0 folders, 5 messages, 5\.0 MiB, 0 skipped, 0 errors "
+        r"\([\d.]+ messages/s, [\d.]+ \S+/s\)\n$"
+    )
     assert re.search(summary, out.getvalue())
 
 

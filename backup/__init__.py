@@ -1,0 +1,1 @@
+"""Backup, restore and export of the mail store (`mailha backup ...`, `mailha export ...`)."""
