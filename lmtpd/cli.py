@@ -45,7 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from lmtpd.server import LmtpdOptions
     from lmtpd.service import run_lmtpd
+    from mailha.service_process import start_service_process
 
+    start_service_process()
     options = LmtpdOptions(
         max_message_size=args.max_message_size, quota_tempfail=args.quota_tempfail, spool_dir=args.spool_dir
     )

@@ -37,13 +37,16 @@ class AccountOps(StoreCore):
         return self.epoch()
 
     def set_writable(self, epoch: int, writable: bool) -> store_pb2.EpochReply:
-        if writable:
-            stored = self.epoch().epoch
-            if epoch != stored:
-                raise FailedPrecondition(
-                    f"cannot resume writes with epoch {epoch}: the store's epoch is {stored} (Fence first)"
-                )
-        # Suspending needs no proof: losing certainty must always be able to stop writes.
+        stored = self.epoch().epoch
+        if writable and epoch != stored:
+            raise FailedPrecondition(
+                f"cannot resume writes with epoch {epoch}: the store's epoch is {stored} (Fence first)"
+            )
+        # Suspending takes the caller's epoch too, so a deposed writer (or any stray caller
+        # on the socket) cannot stop the current one; a newer epoch than the stored one is
+        # an agent that is about to fence this store, which may always stop writes.
+        if not writable and epoch < stored:
+            raise FailedPrecondition(f"fenced: epoch {epoch} is older than the store's epoch {stored}")
         self.committer.writable = writable
         return self.epoch()
 

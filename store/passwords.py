@@ -48,6 +48,11 @@ _HASH_SLOTS = threading.BoundedSemaphore(HASH_SLOTS)
 # of wrong passwords then costs the store bounded CPU and memory, and callers get a
 # quick UNAVAILABLE instead of a queue that grows with the flood.
 HASH_WAIT_SECONDS = 2.0
+_hashes_done = 0  # ever, in this process: tells the memory trimmer a burst happened
+
+
+def hashes_done() -> int:
+    return _hashes_done
 
 
 def hash_password(password: str) -> str:
@@ -102,11 +107,13 @@ def _verify_scrypt(password: str, stored: str) -> bool:
 @contextlib.contextmanager
 def _hash_slot() -> Iterator[None]:
     """One of the HASH_SLOTS, or Unavailable after HASH_WAIT_SECONDS."""
+    global _hashes_done
     if not _HASH_SLOTS.acquire(timeout=HASH_WAIT_SECONDS):
         raise Unavailable("too many logins at once; retry in a moment")
     try:
         yield
     finally:
+        _hashes_done += 1  # under the slot semaphore, not a lock: a lost count only delays a trim
         _HASH_SLOTS.release()
 
 

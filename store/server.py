@@ -15,9 +15,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mailha.service_process import release_free_memory
 from mailha_api import store_pb2, store_pb2_grpc
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
+from store.passwords import hashes_done
 from store.servicer import MailStoreServicer
 
 log = logging.getLogger("mailha.store.server")
@@ -35,9 +37,22 @@ class ServeOptions:
     fence_next: bool = False
     read_only_start: bool = False
     # Each Watch stream holds a worker thread for its lifetime (imapd opens one per selected
-    # mailbox); threads are created on demand, so a high ceiling costs nothing until used.
-    workers: int = 2048
+    # mailbox and process, shared by its sessions). Threads are created on demand but never
+    # retired, so the ceiling is what a flood leaves behind. RPCs beyond it are refused at once
+    # (RESOURCE_EXHAUSTED) rather than queued without bound.
+    workers: int = 1024
+    reflection: bool = False
     heartbeat_seconds: float = 5.0
+
+
+def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:
+    """Hand the heap back to the system after password hashes ran (a login flood)."""
+    seen = hashes_done()
+    while not stop.wait(interval):
+        now = hashes_done()
+        if now != seen:
+            seen = now
+            release_free_memory()
 
 
 def serve(options: ServeOptions) -> int:
@@ -60,6 +75,7 @@ def serve(options: ServeOptions) -> int:
 
         server = grpc.server(
             ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=options.workers,
             options=[
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
                 ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
@@ -69,9 +85,11 @@ def serve(options: ServeOptions) -> int:
         store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-        )
+        if options.reflection:  # a debugging aid (grpcurl): it lists every RPC to anyone on the socket
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                server,
+            )
         if address.unix_path is not None:
             address.unix_path.parent.mkdir(parents=True, exist_ok=True)
             if address.unix_path.exists():
@@ -97,6 +115,7 @@ def serve(options: ServeOptions) -> int:
         )
 
         stop = threading.Event()
+        threading.Thread(target=_trim_after_hashing, args=(stop,), name="malloc-trim", daemon=True).start()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop.set()
