@@ -91,6 +91,9 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 def _agent(args: argparse.Namespace) -> int:
     from haagent.agent import main
     from mailha.config import ConfigError
+    from mailha.service_process import start_service_process
+
+    start_service_process()
 
     try:
         cluster = _load(args.config)

@@ -12,12 +12,13 @@ import pathlib
 import subprocess
 import sys
 
+from mailha.service_process import open_log
+
 
 def spawn(
     name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None, pass_fds: tuple[int, ...] = ()
 ) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    out = open_log(log_dir / f"{name}.log")
     try:
         # Called on the trio thread on purpose: see the module docstring.
         return subprocess.Popen(
@@ -28,7 +29,7 @@ def spawn(
             pass_fds=pass_fds,
         )
     finally:
-        out.close()
+        os.close(out)
 
 
 MAILHA_PREFIX = (sys.executable, "-m", "mailha.cli")

@@ -195,7 +195,7 @@ class Supervisor:
         self.phase = Phase.STARTING
         self.epoch = epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o755)
+        os.chmod(self.run_dir, 0o700)  # as `cluster up` made it: the store socket is in there
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
         argv = self._store_argv(epoch)

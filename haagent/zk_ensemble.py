@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mailha.config import ZkMember, ZooKeeperConfig
+from mailha.service_process import open_log
 
 JAVA = "/usr/bin/java"
 # zookeeper.jar's manifest carries the rest of the classpath (jute, netty,
@@ -266,7 +267,10 @@ class Ensemble:
         if running is not None:
             return running
         files = self.files(member.id)
-        files.data.mkdir(parents=True, exist_ok=True)
+        # The data and logs hold the digest credentials' hash and every znode: owner only.
+        for d in (self.cfg.data_dir, files.root, files.data):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
         (files.data / "myid").write_text(f"{member.id}\n")
         files.config.write_text(render_config(self.cfg, member, files))
         argv = [
@@ -279,7 +283,8 @@ class Ensemble:
             MAIN_CLASS,
             str(files.config),
         ]
-        with open(files.log, "ab") as log:
+        log = open_log(files.log)
+        try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -287,7 +292,10 @@ class Ensemble:
                 stderr=subprocess.STDOUT,
                 cwd=files.root,
                 start_new_session=True,  # survives the starter; `down` finds it
+                umask=0o077,  # snapshots, transaction logs
             )
+        finally:
+            os.close(log)
         _CHILDREN[proc.pid] = proc
         files.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import pathlib
 
 SERVICE_UMASK = 0o077
 _M_MMAP_THRESHOLD = -3
@@ -48,3 +49,34 @@ def release_free_memory() -> None:
     """Give free heap pages back to the system (after a burst of large allocations)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+LOG_MODE = 0o600
+
+
+def make_private_dirs(*dirs: pathlib.Path) -> None:
+    """Create each directory 0700, and narrow one an older version left wider."""
+    for d in dirs:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if d.stat().st_mode & 0o077:
+            os.chmod(d, 0o700)
+
+
+def make_private_files(*files: pathlib.Path) -> None:
+    """Narrow existing files (e.g. LMDB's data.mdb from an older version) to 0600."""
+    for f in files:
+        try:
+            if f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+def open_log(path: pathlib.Path) -> int:
+    """An append-only fd on a service's log (created 0600; a wider one from an older
+    version is narrowed; a symlink is refused), for handing to a child as stdout."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOG_MODE)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, LOG_MODE)
+    return fd

@@ -22,6 +22,7 @@ from types import FrameType
 import grpc
 
 from mailha import services
+from mailha.service_process import make_private_dirs, open_log
 from mailha_api import store_pb2, store_pb2_grpc
 
 log = logging.getLogger("mailha.standalone")
@@ -129,12 +130,11 @@ class _Stop(Exception):
 
 
 def _start(spec: services.ServiceSpec, log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    out = open_log(log_dir / f"{spec.name}.log")
     try:
         return subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
-        out.close()
+        os.close(out)
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -165,10 +165,8 @@ def _create_demo_user(address: str, epoch: int) -> None:
 def run_standalone(options: StandaloneOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     paths = StandalonePaths(options.data_dir)
-    for d in (paths.data_dir, paths.store_dir, paths.run_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    os.chmod(paths.run_dir, 0o700)
     log_dir = paths.data_dir / "log"
+    make_private_dirs(paths.data_dir, paths.store_dir, paths.run_dir, log_dir)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop

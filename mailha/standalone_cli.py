@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mailha.service_process import start_service_process
     from mailha.standalone import StandaloneOptions, run_standalone
+
+    start_service_process()
 
     return run_standalone(
         StandaloneOptions(

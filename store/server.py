@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mailha.service_process import release_free_memory
+from mailha.service_process import make_private_dirs, make_private_files, release_free_memory
 from mailha_api import store_pb2, store_pb2_grpc
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
@@ -57,6 +57,9 @@ def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:
 
 def serve(options: ServeOptions) -> int:
     address = parse_listen(options.listen)
+    lmdb_dir = options.data_dir / "lmdb"
+    make_private_dirs(options.data_dir, lmdb_dir)
+    make_private_files(lmdb_dir / "data.mdb", lmdb_dir / "lock.mdb")
     store = MailStore(
         StoreOptions(
             data_dir=options.data_dir,
