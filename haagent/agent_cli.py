@@ -97,6 +97,7 @@ def _agent(args: argparse.Namespace) -> int:
 
     try:
         cluster = _load(args.config)
+        cluster.zookeeper.auth_password()  # refuse now, with the reason, rather than in the loop
     except ConfigError as exc:
         print(f"mailha agent: {exc}", file=sys.stderr)
         return 2

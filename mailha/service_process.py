@@ -80,3 +80,11 @@ def open_log(path: pathlib.Path) -> int:
     if os.fstat(fd).st_mode & 0o077:
         os.fchmod(fd, LOG_MODE)
     return fd
+
+
+def write_private_text(path: pathlib.Path, text: str) -> None:
+    """Replace `path`'s content with `text`, the file 0600 whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)

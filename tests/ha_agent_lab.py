@@ -46,7 +46,7 @@ def cluster_yaml(cfg: ClusterConfig) -> dict[str, object]:
             "session_timeout": zk.session_timeout,
             "tick_time_ms": zk.tick_time_ms,
             "auth_user": zk.auth_user,
-            "auth_password": zk.auth_password,
+            "auth_password_file": str(zk.secret_file),
             "data_dir": str(zk.data_dir),
         },
         "storage": {"path": str(cfg.storage.path), "activate": cfg.storage.activate},
