@@ -21,8 +21,9 @@ from types import FrameType
 
 import grpc
 
-from mailha import services
+from mailha import service_user, services
 from mailha.service_process import make_private_dirs, open_log
+from mailha.service_user import DEFAULT_SERVICE_USER, ServiceUser
 from mailha_api import store_pb2, store_pb2_grpc
 
 log = logging.getLogger("mailha.standalone")
@@ -38,6 +39,7 @@ class StandaloneOptions:
     imap_listen: str = "127.0.0.1:1143"
     imaps_listen: str = "127.0.0.1:1993"
     allow_plaintext_login: bool = False
+    service_user: str = DEFAULT_SERVICE_USER
 
 
 @dataclass(frozen=True)
@@ -129,10 +131,11 @@ class _Stop(Exception):
     pass
 
 
-def _start(spec: services.ServiceSpec, log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
-    out = open_log(log_dir / f"{spec.name}.log")
+def _start(spec: services.ServiceSpec, log_dir: pathlib.Path, user: ServiceUser | None) -> subprocess.Popen[bytes]:
+    out = open_log(log_dir / f"{spec.name}.log")  # opened here: the log stays the launcher's
+    argv = spec.argv if user is None else user.argv(spec.argv, bind_low_ports=spec.name != "store")
     try:
-        return subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         os.close(out)
 
@@ -166,7 +169,14 @@ def run_standalone(options: StandaloneOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     paths = StandalonePaths(options.data_dir)
     log_dir = paths.data_dir / "log"
-    make_private_dirs(paths.data_dir, paths.store_dir, paths.run_dir, log_dir)
+    try:
+        user = service_user.resolve(options.service_user)
+        make_private_dirs(paths.data_dir, paths.store_dir, paths.run_dir, log_dir)
+        if user is not None:
+            user.check_reachable(paths.data_dir)
+    except service_user.ServiceUserError as exc:
+        print(f"mailha standalone: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop
@@ -185,13 +195,18 @@ def run_standalone(options: StandaloneOptions) -> int:
                 default_quota=options.default_quota,
                 fence_next=True,
             )
-            children = {"store": _start(store, log_dir)}
+            if user is not None:  # LMDB, socket, spool; the logs stay the launcher's
+                user.let_through(paths.data_dir)
+                user.own(paths.store_dir, paths.run_dir)
+            children = {"store": _start(store, log_dir, user)}
             epoch = wait_for_store(paths.store_socket)
             specs: list[services.ServiceSpec] = []
             for factory in FRONT_ENDS:
                 specs += factory(paths, options, epoch)
+            if user is not None:
+                user.own(paths.tls_dir)  # made by the imapd factory just now
             for spec in specs:
-                children[spec.name] = _start(spec, log_dir)
+                children[spec.name] = _start(spec, log_dir, user)
             if first:
                 if options.demo_user:
                     _create_demo_user(paths.store_socket, epoch)
@@ -212,7 +227,7 @@ def run_standalone(options: StandaloneOptions) -> int:
                     spec = next(s for s in specs if s.name == name)
                     log.warning("%s exited with %s; restarting it", name, children[name].returncode)
                     time.sleep(0.5)
-                    children[name] = _start(spec, log_dir)
+                    children[name] = _start(spec, log_dir, user)
     except _Stop:
         _stop_all(children)
         print("mailha standalone: stopped")

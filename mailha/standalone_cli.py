@@ -7,6 +7,7 @@ import pathlib
 from typing import Any
 
 from mailha.config import MIB
+from mailha.service_user import DEFAULT_SERVICE_USER
 
 
 def register(sub: Any) -> None:
@@ -23,6 +24,11 @@ def register(sub: Any) -> None:
         "--allow-plaintext-login", action="store_true", help="development on loopback: IMAP LOGIN without TLS"
     )
     p.add_argument("--demo-user", action="store_true", help="create user 'demo' (password 'demo') if missing")
+    p.add_argument(
+        "--service-user",
+        default=DEFAULT_SERVICE_USER,
+        help=f"when started as root, run store, imapd and lmtpd as this account (default {DEFAULT_SERVICE_USER})",
+    )
     p.set_defaults(func=_run)
 
 
@@ -42,5 +48,6 @@ def _run(args: argparse.Namespace) -> int:
             imap_listen=args.imap_listen,
             imaps_listen=args.imaps_listen,
             allow_plaintext_login=args.allow_plaintext_login,
+            service_user=args.service_user,
         )
     )

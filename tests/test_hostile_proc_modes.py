@@ -11,7 +11,7 @@ import pathlib
 import stat
 
 from mailha.service_process import open_log
-from tests.lmtp_standalone import standalone_node
+from tests.lmtp_standalone import reachable_tmp_dir, standalone_node
 from tests.store_fixtures import StoreServer
 
 
@@ -52,8 +52,8 @@ def test_store_narrows_files_an_older_version_left_readable(tmp_path: pathlib.Pa
         again.stop()
 
 
-def test_standalone_node_creates_nothing_readable_by_others(tmp_path: pathlib.Path) -> None:
-    with standalone_node(tmp_path) as node:
+def test_standalone_node_creates_nothing_readable_by_others() -> None:
+    with reachable_tmp_dir() as tmp, standalone_node(tmp, service_user="mailha") as node:
         data = node.paths.data_dir
         for must in (
             data / "store" / "lmdb" / "data.mdb",
@@ -66,7 +66,10 @@ def test_standalone_node_creates_nothing_readable_by_others(tmp_path: pathlib.Pa
             assert must.exists(), must
         assert mode(data / "run") == 0o700
         assert mode(data / "log" / "store.log") == 0o600
-        assert too_open(data) == []
+        # The launcher keeps the data directory; the service user's group may only pass through.
+        assert mode(data) == (0o710 if os.geteuid() == 0 else 0o700)
+        assert too_open(data / "store") == too_open(data / "run") == too_open(data / "log") == []
+        assert too_open(data / "tls") == []
 
 
 def test_logs_are_narrowed_and_never_followed(tmp_path: pathlib.Path) -> None:
