@@ -37,7 +37,7 @@ from haagent import netns
 from haagent.demo_tls import ensure_tls_files
 from haagent.zk_ensemble import Ensemble, EnsembleError
 from mailha.config import ClusterConfig
-from mailha.service_process import open_log
+from mailha.service_process import open_log, write_private_text
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -131,7 +131,7 @@ def start_agent(cfg: ClusterConfig, node: str, command: AgentCommand = agent_arg
     finally:
         os.close(log)
     _AGENTS[proc.pid] = proc
-    agent_pid_file(cfg, node).write_text(f"{proc.pid} {process_start_time(proc.pid)}\n")
+    write_private_text(agent_pid_file(cfg, node), f"{proc.pid} {process_start_time(proc.pid)}\n")
     return proc.pid
 
 

@@ -130,6 +130,8 @@ class ClusterConfig:
     imap: ImapConfig = ImapConfig()
     runtime_dir: pathlib.Path = pathlib.Path("/run/mailha")
     health_interval: float = 0.5
+    # The account store, imapd and lmtpd run as when the agent runs as root ("root": no drop).
+    service_user: str = "mailha"
     source: pathlib.Path | None = field(default=None, compare=False)
 
     def node(self, name: str) -> NodeConfig:
@@ -394,6 +396,7 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         imap=imap,
         runtime_dir=top.path_("runtime_dir", ClusterConfig.runtime_dir) or ClusterConfig.runtime_dir,
         health_interval=top.number("health_interval", 0.5),
+        service_user=top.string("service_user", "mailha"),
         source=source,
     )
     top.finish()

@@ -74,9 +74,15 @@ def make_private_files(*files: pathlib.Path) -> None:
 
 def open_log(path: pathlib.Path) -> int:
     """An append-only fd on a service's log (created 0600; a wider one from an older
-    version is narrowed; a symlink is refused), for handing to a child as stdout."""
+    version is narrowed; a symlink as the file or its directory is refused: the
+    directory may sit inside one the service user owns), for handing to a child."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOG_MODE)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path.name, flags, LOG_MODE, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     if os.fstat(fd).st_mode & 0o077:
         os.fchmod(fd, LOG_MODE)
     return fd

@@ -55,10 +55,20 @@ class ServiceUser:
         os.chown(directory, 0, self.gid, follow_symlinks=False)
         os.chmod(directory, 0o710)
 
+    def let_read(self, directory: pathlib.Path, *files: pathlib.Path) -> None:
+        """Files the launcher keeps (root) that this account may read, e.g. a TLS key."""
+        self.let_through(directory)
+        for f in files:
+            os.chown(f, 0, self.gid, follow_symlinks=False)
+            os.chmod(f, 0o640)
+
     def check_reachable(self, path: pathlib.Path) -> None:
         """ServiceUserError unless every directory above `path` lets this account through."""
         for parent in path.resolve().parents:
-            st = parent.stat()
+            try:
+                st = parent.stat()
+            except FileNotFoundError:
+                continue  # made later, by the launcher
             if st.st_uid == self.uid:
                 ok = bool(st.st_mode & stat.S_IXUSR)
             elif st.st_gid == self.gid:
