@@ -47,7 +47,7 @@ _HASH_SLOTS = threading.BoundedSemaphore(HASH_SLOTS)
 # How long a login waits for a free slot before it is told to come back later: a flood
 # of wrong passwords then costs the store bounded CPU and memory, and callers get a
 # quick UNAVAILABLE instead of a queue that grows with the flood.
-HASH_WAIT_SECONDS = 2.0
+HASH_WAIT_SECONDS = 5.0
 _hashes_done = 0  # ever, in this process: tells the memory trimmer a burst happened
 
 

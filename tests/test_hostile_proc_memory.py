@@ -19,7 +19,7 @@ from mailha_api import store_pb2
 from tests.store_fixtures import StoreServer
 
 FLOOD_THREADS = 48
-FLOOD_SECONDS = 15.0
+FLOOD_SECONDS = 10.0
 
 
 def rss_mib(pid: int) -> float:
