@@ -136,6 +136,7 @@ def run_storage_full(seconds: float, out_dir: pathlib.Path, stop: threading.Even
     path = out_dir / f"{run_id}.jsonl"
     history = HistoryWriter(path)
     base = pathlib.Path(tempfile.mkdtemp(prefix="mailha-chaos-full-"))
+    os.chmod(base, 0o711)  # the services run as the service user when started as root
     data = base / "data"
     data.mkdir()
     mounted = False

@@ -90,11 +90,21 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 def _agent(args: argparse.Namespace) -> int:
     from haagent.agent import main
+    from mailha import service_user
     from mailha.config import ConfigError
+    from mailha.service_process import start_service_process
+
+    start_service_process()
 
     try:
         cluster = _load(args.config)
-    except ConfigError as exc:
+        # Refuse now, with the reason, rather than in the loop.
+        cluster.zookeeper.auth_password()
+        user = service_user.resolve(cluster.service_user)
+        if user is not None:
+            user.check_reachable(cluster.storage.path)
+            user.check_reachable(cluster.runtime_dir / args.node)
+    except (ConfigError, service_user.ServiceUserError) as exc:
         print(f"mailha agent: {exc}", file=sys.stderr)
         return 2
     return main(cluster, args.node)

@@ -12,23 +12,33 @@ import pathlib
 import subprocess
 import sys
 
+from mailha.service_process import open_log
+from mailha.service_user import ServiceUser
+
 
 def spawn(
-    name: str, argv: tuple[str, ...], log_dir: pathlib.Path, *, stdin: int | None = None, pass_fds: tuple[int, ...] = ()
+    name: str,
+    argv: tuple[str, ...],
+    log_dir: pathlib.Path,
+    *,
+    stdin: int | None = None,
+    pass_fds: tuple[int, ...] = (),
+    user: ServiceUser | None = None,
 ) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    """`user`: run as that account (the store without, the front ends with CAP_NET_BIND_SERVICE)."""
+    out = open_log(log_dir / f"{name}.log")
+    drop = () if user is None else user.setpriv_options(bind_low_ports=name != "store")
     try:
         # Called on the trio thread on purpose: see the module docstring.
         return subprocess.Popen(
-            ("setpriv", "--pdeathsig", "KILL", "--", *argv),
+            ("setpriv", *drop, "--pdeathsig", "KILL", "--", *argv),
             stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
             pass_fds=pass_fds,
         )
     finally:
-        out.close()
+        os.close(out)
 
 
 MAILHA_PREFIX = (sys.executable, "-m", "mailha.cli")
@@ -39,8 +49,9 @@ class WarmPool:
     module): a takeover hands it its argv instead of paying for interpreter
     start-up and imports."""
 
-    def __init__(self, log_dir: pathlib.Path) -> None:
+    def __init__(self, log_dir: pathlib.Path, user: ServiceUser | None = None) -> None:
         self.log_dir = log_dir
+        self.user = user
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ready_pipes: dict[str, int] = {}  # read ends; the child writes one byte when warm
         self._ready: set[str] = set()
@@ -54,7 +65,9 @@ class WarmPool:
                 os.set_blocking(r, False)
                 argv = (sys.executable, "-m", "haagent.prestart", name, str(w))
                 try:
-                    self.procs[name] = spawn(name, argv, self.log_dir, stdin=subprocess.PIPE, pass_fds=(w,))
+                    self.procs[name] = spawn(
+                        name, argv, self.log_dir, stdin=subprocess.PIPE, pass_fds=(w,), user=self.user
+                    )
                 finally:
                     os.close(w)
                 self._ready_pipes[name] = r
@@ -92,7 +105,7 @@ class WarmPool:
                 return proc
             except OSError:
                 proc.kill()
-        return spawn(name, argv, self.log_dir)
+        return spawn(name, argv, self.log_dir, user=self.user)
 
     def clear(self) -> None:
         for name, proc in self.procs.items():

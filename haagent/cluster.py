@@ -37,6 +37,7 @@ from haagent import netns
 from haagent.demo_tls import ensure_tls_files
 from haagent.zk_ensemble import Ensemble, EnsembleError
 from mailha.config import ClusterConfig
+from mailha.service_process import open_log, write_private_text
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -116,7 +117,8 @@ def start_agent(cfg: ClusterConfig, node: str, command: AgentCommand = agent_arg
     run_dir = node_runtime_dir(cfg, node)
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
-    with open(agent_log_file(cfg, node), "ab") as log:
+    log = open_log(agent_log_file(cfg, node))
+    try:
         proc = netns.popen_in_netns(
             cfg.node(node).namespace,
             command(cfg, node),
@@ -126,8 +128,10 @@ def start_agent(cfg: ClusterConfig, node: str, command: AgentCommand = agent_arg
             cwd=str(pathlib.Path(__file__).resolve().parent.parent),
             start_new_session=True,  # outlives `mailha cluster up`
         )
+    finally:
+        os.close(log)
     _AGENTS[proc.pid] = proc
-    agent_pid_file(cfg, node).write_text(f"{proc.pid} {process_start_time(proc.pid)}\n")
+    write_private_text(agent_pid_file(cfg, node), f"{proc.pid} {process_start_time(proc.pid)}\n")
     return proc.pid
 
 

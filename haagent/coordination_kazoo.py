@@ -57,11 +57,12 @@ _UNAVAILABLE = (ConnectionLoss, SessionExpiredError, KazooTimeoutError)
 
 def make_client(zk: ZooKeeperConfig, hosts: str | None = None) -> KazooClient:
     """A kazoo client with digest auth and quick reconnects (not started)."""
+    password = zk.auth_password()
     return KazooClient(
         hosts=hosts or zk.hosts,
         timeout=zk.session_timeout,
-        auth_data=[("digest", f"{zk.auth_user}:{zk.auth_password}")],
-        default_acl=[make_digest_acl(zk.auth_user, zk.auth_password, all=True)],
+        auth_data=[("digest", f"{zk.auth_user}:{password}")],
+        default_acl=[make_digest_acl(zk.auth_user, password, all=True)],
         connection_retry=KazooRetry(max_tries=-1, delay=0.05, backoff=1.5, max_delay=0.5),
         command_retry=KazooRetry(max_tries=0),
     )

@@ -4,9 +4,9 @@ uses cluster.yaml's tls files, or the demo pair under runtime_dir/tls."""
 
 from __future__ import annotations
 
-from haagent.demo_tls import ensure_tls_files
+from haagent.demo_tls import demo_tls_dir, ensure_tls_files
 from haagent.supervisor import FRONT_ENDS, FrontEnd, FrontEndContext
-from mailha import services
+from mailha import service_user, services
 from mailha.config import ClusterConfig
 
 
@@ -22,6 +22,9 @@ def imapd(ctx: FrontEndContext) -> FrontEnd | None:
     cluster = ctx.cluster
     fip = cluster.floating_ip.address.ip
     cert, key, _made = ensure_tls_files(cluster)
+    user = service_user.resolve(cluster.service_user)
+    if user is not None and key.parent == demo_tls_dir(cluster):
+        user.let_read(key.parent, cert, key)  # the demo pair; an operator's files are theirs to set up
     spec = services.imapd_service(
         ctx.store,
         ctx.epoch,

@@ -33,7 +33,7 @@ import trio
 from haagent.children import WarmPool, spawn
 from haagent.decision import Health
 from haagent.errors import ActionFailed
-from mailha import services
+from mailha import service_user, services
 from mailha.config import ClusterConfig, NodeConfig
 from mailha_api import store_pb2, store_pb2_grpc
 
@@ -153,7 +153,9 @@ class Supervisor:
         # not restart a child that stop_all is stopping). stop_writes takes
         # no lock: it must be fast even while a check waits on a greeting.
         self.lock = trio.Lock()
-        self.warm = WarmPool(self.log_dir)
+        # Store, imapd and lmtpd run as this account when the agent is root (None: as the agent).
+        self.user = service_user.resolve(cluster.service_user)
+        self.warm = WarmPool(self.log_dir, self.user)
         self._names: list[str] | None = None
         self._exiting: list[_Child] = []  # front ends that stopped serving but have not exited yet
 
@@ -195,7 +197,14 @@ class Supervisor:
         self.phase = Phase.STARTING
         self.epoch = epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o755)
+        os.chmod(self.run_dir, 0o700)  # as `cluster up` made it: the store socket is in there
+        if self.user is not None:
+            # The store makes its socket in run_dir and writes the shared storage; the logs in
+            # run_dir/log stay the agent's (opened without following links).
+            os.chown(self.run_dir, self.user.uid, self.user.gid)
+            self.user.let_through(self.run_dir.parent)
+            self.user.let_through(self.storage_dir.parent)
+            self.user.own(self.storage_dir)
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
         argv = self._store_argv(epoch)
@@ -379,7 +388,7 @@ class Supervisor:
                 return
             log.warning("%s exited with %s; restarting it", name, child.proc.returncode)
             child.restarts.append(now)
-            child.proc = spawn(name, child.argv, self.log_dir)
+            child.proc = spawn(name, child.argv, self.log_dir, user=self.user)
             if name == "store":
                 try:
                     await self._wait_store(self.epoch)

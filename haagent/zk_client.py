@@ -1,7 +1,7 @@
 """The one way mailha builds a kazoo client for the cluster's ZooKeeper.
 
 Every znode mailha creates is readable and writable only by the digest
-identity from cluster.yaml (zookeeper.auth_user/auth_password): the client
+identity of cluster.yaml (zookeeper.auth_user, auth_password_file): the client
 authenticates with it and uses it as the default ACL. The chroot znode is
 created (with that ACL) before the chrooted client is handed out, because a
 chrooted kazoo client cannot create its own root.
@@ -25,11 +25,11 @@ class ZkClientError(Exception):
 
 def mailha_acl(cfg: ZooKeeperConfig) -> list[ACL]:
     """All permissions for the configured digest identity, nothing for anyone else."""
-    return [make_digest_acl(cfg.auth_user, cfg.auth_password, all=True)]
+    return [make_digest_acl(cfg.auth_user, cfg.auth_password(), all=True)]
 
 
 def auth_data(cfg: ZooKeeperConfig) -> list[tuple[str, str]]:
-    return [("digest", f"{cfg.auth_user}:{cfg.auth_password}")]
+    return [("digest", f"{cfg.auth_user}:{cfg.auth_password()}")]
 
 
 def ensure_chroot(cfg: ZooKeeperConfig, hosts_override: str | None = None, timeout: float = 10.0) -> None:

@@ -8,6 +8,7 @@ directory under `ZooKeeperConfig.data_dir`:
     member<id>/data/myid   the member id (ZooKeeper's own convention)
     member<id>/zk.pid      pid of the JVM
     member<id>/zk.log      the JVM's stdout/stderr (slf4j-simple logs there)
+    secret                 the clients' digest password (default auth_password_file)
 
 Processes are found again by pid file *and* by scanning /proc for a
 QuorumPeerMain whose command line names this member's zoo.cfg, so `down`
@@ -30,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mailha.config import ZkMember, ZooKeeperConfig
+from mailha.secret_file import ensure_secret
+from mailha.service_process import make_private_dirs, open_log, write_private_text
 
 JAVA = "/usr/bin/java"
 # zookeeper.jar's manifest carries the rest of the classpath (jute, netty,
@@ -266,9 +269,12 @@ class Ensemble:
         if running is not None:
             return running
         files = self.files(member.id)
-        files.data.mkdir(parents=True, exist_ok=True)
-        (files.data / "myid").write_text(f"{member.id}\n")
-        files.config.write_text(render_config(self.cfg, member, files))
+        # The data and logs hold the digest credentials' hash and every znode: owner only.
+        for d in (self.cfg.data_dir, files.root, files.data):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        write_private_text(files.data / "myid", f"{member.id}\n")
+        write_private_text(files.config, render_config(self.cfg, member, files))
         argv = [
             *(("setpriv", "--pdeathsig", "KILL", "--") if self.die_with_parent else ()),
             JAVA,
@@ -279,7 +285,8 @@ class Ensemble:
             MAIN_CLASS,
             str(files.config),
         ]
-        with open(files.log, "ab") as log:
+        log = open_log(files.log)
+        try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -287,13 +294,21 @@ class Ensemble:
                 stderr=subprocess.STDOUT,
                 cwd=files.root,
                 start_new_session=True,  # survives the starter; `down` finds it
+                umask=0o077,  # snapshots, transaction logs
             )
+        finally:
+            os.close(log)
         _CHILDREN[proc.pid] = proc
-        files.pid_file.write_text(f"{proc.pid}\n")
+        write_private_text(files.pid_file, f"{proc.pid}\n")
         return proc.pid
 
     def start(self, timeout: float = 60.0) -> list[MemberStatus]:
-        """Start every member at once, then wait until all of them serve."""
+        """Start every member at once, then wait until all of them serve.
+
+        Also generates the clients' digest secret (zookeeper.auth_password_file) if
+        there is none yet: whoever brings the ensemble up decides it, once."""
+        make_private_dirs(self.cfg.data_dir)
+        ensure_secret(self.cfg.secret_file)
         for m in self.cfg.members:
             self._spawn(m)
         return self.wait_serving([m.id for m in self.cfg.members], timeout)

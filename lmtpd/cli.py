@@ -54,7 +54,9 @@ def _serve(args: argparse.Namespace) -> int:
     from lmtpd.server import LmtpdOptions
     from lmtpd.service import parse_listen, run_lmtpd
     from lmtpd.settings_drop import PersonalOptions
+    from mailha.service_process import start_service_process
 
+    start_service_process()
     options = LmtpdOptions(
         max_message_size=args.max_message_size,
         quota_tempfail=args.quota_tempfail,

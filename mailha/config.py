@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mailha.secret_file import SecretFileError, read_secret
+
 MIB = 1024 * 1024
 
 
@@ -67,13 +69,26 @@ class ZooKeeperConfig:
     chroot: str = "/mailha"
     session_timeout: float = 2.0
     auth_user: str = "mailha"
-    auth_password: str = "mailha-demo-secret"
     data_dir: pathlib.Path = pathlib.Path("/var/lib/mailha/zk")
     tick_time_ms: int = 200
+    # The digest password lives in this file (0600), never in cluster.yaml or the code;
+    # `cluster up` generates it when missing. None: `<data_dir>/secret`.
+    auth_password_file: pathlib.Path | None = None
 
     @property
     def hosts(self) -> str:
         return ",".join(f"{m.host}:{m.client_port}" for m in self.members)
+
+    @property
+    def secret_file(self) -> pathlib.Path:
+        return self.auth_password_file or self.data_dir / "secret"
+
+    def auth_password(self) -> str:
+        """The digest password, read from `secret_file`; ConfigError if there is none."""
+        try:
+            return read_secret(self.secret_file, "zookeeper.auth_password_file")
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,8 @@ class ClusterConfig:
     imap: ImapConfig = ImapConfig()
     runtime_dir: pathlib.Path = pathlib.Path("/run/mailha")
     health_interval: float = 0.5
+    # The account store, imapd and lmtpd run as when the agent runs as root ("root": no drop).
+    service_user: str = "mailha"
     source: pathlib.Path | None = field(default=None, compare=False)
 
     def node(self, name: str) -> NodeConfig:
@@ -292,6 +309,12 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         msec.finish()
     if not members:
         raise ConfigError("zookeeper.members: at least one member is required")
+    if zsec.has("auth_password"):
+        raise ConfigError(
+            "zookeeper.auth_password: a password in cluster.yaml is readable by every local user; "
+            "put it in a file of its own (mode 0600) named by zookeeper.auth_password_file, "
+            "or leave both out and let `mailha cluster up` generate one"
+        )
     chroot = zsec.string("chroot", "/mailha")
     if not chroot.startswith("/"):
         raise ConfigError("zookeeper.chroot: must start with '/'")
@@ -300,7 +323,7 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         chroot=chroot,
         session_timeout=zsec.number("session_timeout", 2.0),
         auth_user=zsec.string("auth_user", "mailha"),
-        auth_password=zsec.string("auth_password", "mailha-demo-secret"),
+        auth_password_file=zsec.path_("auth_password_file", None),
         data_dir=zsec.path_("data_dir", ZooKeeperConfig.data_dir) or ZooKeeperConfig.data_dir,
         tick_time_ms=zsec.integer("tick_time_ms", 200, minimum=10, maximum=10000),
     )
@@ -373,6 +396,7 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         imap=imap,
         runtime_dir=top.path_("runtime_dir", ClusterConfig.runtime_dir) or ClusterConfig.runtime_dir,
         health_interval=top.number("health_interval", 0.5),
+        service_user=top.string("service_user", "mailha"),
         source=source,
     )
     top.finish()

@@ -21,7 +21,9 @@ from types import FrameType
 
 import grpc
 
-from mailha import services
+from mailha import service_user, services
+from mailha.service_process import make_private_dirs, open_log
+from mailha.service_user import DEFAULT_SERVICE_USER, ServiceUser
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 
 log = logging.getLogger("mailha.standalone")
@@ -40,6 +42,7 @@ class StandaloneOptions:
     web_listen: str = "127.0.0.1:8443"  # empty: no web app
     web_sample_interval: float = 5.0
     forward_relay: str = ""  # SMTP HOST:PORT for users' forwarding; empty: forwarding off
+    service_user: str = DEFAULT_SERVICE_USER
 
 
 @dataclass(frozen=True)
@@ -158,13 +161,13 @@ class _Stop(Exception):
     pass
 
 
-def _start(spec: services.ServiceSpec, log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
+def _start(spec: services.ServiceSpec, log_dir: pathlib.Path, user: ServiceUser | None) -> subprocess.Popen[bytes]:
+    out = open_log(log_dir / f"{spec.name}.log")  # opened here: the log stays the launcher's
+    argv = spec.argv if user is None else user.argv(spec.argv, bind_low_ports=spec.name in ("imapd", "lmtpd"))
     try:
-        return subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
-        out.close()
+        os.close(out)
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -200,10 +203,15 @@ def _create_demo_user(address: str, epoch: int) -> None:
 def run_standalone(options: StandaloneOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     paths = StandalonePaths(options.data_dir)
-    for d in (paths.data_dir, paths.store_dir, paths.run_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    os.chmod(paths.run_dir, 0o700)
     log_dir = paths.data_dir / "log"
+    try:
+        user = service_user.resolve(options.service_user)
+        make_private_dirs(paths.data_dir, paths.store_dir, paths.run_dir, log_dir)
+        if user is not None:
+            user.check_reachable(paths.data_dir)
+    except service_user.ServiceUserError as exc:
+        print(f"mailha standalone: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop
@@ -222,13 +230,18 @@ def run_standalone(options: StandaloneOptions) -> int:
                 default_quota=options.default_quota,
                 fence_next=True,
             )
-            children = {"store": _start(store, log_dir)}
+            if user is not None:  # LMDB, socket, spool; the logs stay the launcher's
+                user.let_through(paths.data_dir)
+                user.own(paths.store_dir, paths.run_dir)
+            children = {"store": _start(store, log_dir, user)}
             epoch = wait_for_store(paths.store_socket)
             specs: list[services.ServiceSpec] = []
             for factory in FRONT_ENDS:
                 specs += factory(paths, options, epoch)
+            if user is not None:
+                user.own(paths.tls_dir)  # made by the imapd factory just now
             for spec in specs:
-                children[spec.name] = _start(spec, log_dir)
+                children[spec.name] = _start(spec, log_dir, user)
             if first:
                 if options.demo_user:
                     _create_demo_user(paths.store_socket, epoch)
@@ -249,7 +262,7 @@ def run_standalone(options: StandaloneOptions) -> int:
                     spec = next(s for s in specs if s.name == name)
                     log.warning("%s exited with %s; restarting it", name, children[name].returncode)
                     time.sleep(0.5)
-                    children[name] = _start(spec, log_dir)
+                    children[name] = _start(spec, log_dir, user)
     except _Stop:
         _stop_all(children)
         print("mailha standalone: stopped")

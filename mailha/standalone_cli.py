@@ -7,6 +7,7 @@ import pathlib
 from typing import Any
 
 from mailha.config import MIB
+from mailha.service_user import DEFAULT_SERVICE_USER
 
 
 def register(sub: Any) -> None:
@@ -28,11 +29,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--demo-user", action="store_true", help="create user 'demo' (password 'demo', admin role) if missing"
     )
+    p.add_argument(
+        "--service-user",
+        default=DEFAULT_SERVICE_USER,
+        help=f"when started as root, run store, imapd and lmtpd as this account (default {DEFAULT_SERVICE_USER})",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mailha.service_process import start_service_process
     from mailha.standalone import StandaloneOptions, run_standalone
+
+    start_service_process()
 
     return run_standalone(
         StandaloneOptions(
@@ -47,5 +56,6 @@ def _run(args: argparse.Namespace) -> int:
             web_listen=args.web_listen,
             web_sample_interval=args.web_sample_interval,
             forward_relay=args.forward_relay,
+            service_user=args.service_user,
         )
     )

@@ -176,7 +176,7 @@ class CreateUserRequest(_message.Message):
     name: _builtins.str
     """[a-z0-9._-]{1,64}"""
     password: _builtins.str
-    """hashed with scrypt; never stored or logged"""
+    """hashed with argon2id; never stored or logged"""
     quota_bytes: _builtins.int
     """0 = the server default"""
     no_default_mailboxes: _builtins.bool

@@ -228,6 +228,8 @@ class MailStoreServicer:
     def SetWritable(self, request, context):
         """Suspend (writable=false) or resume writes in this store process. Used by
         the HA agent the moment it loses certainty about its ZooKeeper session.
+        Both carry the caller's epoch: resuming needs the stored epoch, suspending
+        is refused (FAILED_PRECONDITION "fenced: ...") below the stored epoch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -68,6 +68,8 @@ class MailStoreStub:
     SetWritable: _grpc.UnaryUnaryMultiCallable[_store_pb2.SetWritableRequest, _store_pb2.EpochReply]
     """Suspend (writable=false) or resume writes in this store process. Used by
     the HA agent the moment it loses certainty about its ZooKeeper session.
+    Both carry the caller's epoch: resuming needs the stored epoch, suspending
+    is refused (FAILED_PRECONDITION "fenced: ...") below the stored epoch.
     """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_store_pb2.CreateUserRequest, _store_pb2.UserInfo]
     """---- users ----------------------------------------------------------"""
@@ -150,6 +152,8 @@ class MailStoreAsyncStub(MailStoreStub):
     SetWritable: _aio.UnaryUnaryMultiCallable[_store_pb2.SetWritableRequest, _store_pb2.EpochReply]  # type: ignore[assignment]
     """Suspend (writable=false) or resume writes in this store process. Used by
     the HA agent the moment it loses certainty about its ZooKeeper session.
+    Both carry the caller's epoch: resuming needs the stored epoch, suspending
+    is refused (FAILED_PRECONDITION "fenced: ...") below the stored epoch.
     """
     CreateUser: _aio.UnaryUnaryMultiCallable[_store_pb2.CreateUserRequest, _store_pb2.UserInfo]  # type: ignore[assignment]
     """---- users ----------------------------------------------------------"""
@@ -247,6 +251,8 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_store_pb2.EpochReply, _abc.Awaitable[_store_pb2.EpochReply]]:
         """Suspend (writable=false) or resume writes in this store process. Used by
         the HA agent the moment it loses certainty about its ZooKeeper session.
+        Both carry the caller's epoch: resuming needs the stored epoch, suspending
+        is refused (FAILED_PRECONDITION "fenced: ...") below the stored epoch.
         """
 
     @_abc_1.abstractmethod

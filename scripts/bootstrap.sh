@@ -30,6 +30,13 @@ if [ -f /run/dovecot/master.pid ] && ! grep -q mailha-dovecot "/proc/$(cat /run/
   kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
 fi
 
+# The unprivileged system account store, imapd and lmtpd run as when started
+# as root (no login shell, no home); only the HA agent keeps root.
+if [ "$(id -u)" = 0 ] && ! getent passwd mailha >/dev/null; then
+  getent group mailha >/dev/null || groupadd --system mailha
+  useradd --system --gid mailha --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mailha
+fi
+
 stamp=.venv/.mailha-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
   echo "bootstrap: building .venv"

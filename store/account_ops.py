@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import lmdb
@@ -10,9 +11,11 @@ from mailha_api import store_pb2
 from store import fencing, mailboxes, messages, names, user_settings, users
 from store.committer import WriteContext
 from store.core import StoreCore
-from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
-from store.passwords import hash_password, verify_password
+from store.errors import FailedPrecondition, InvalidArgument, StoreError, Unauthenticated
+from store.passwords import hash_password, needs_rehash, verify_password
 from store.schema import U64
+
+log = logging.getLogger("mailha.store.accounts")
 
 
 class AccountOps(StoreCore):
@@ -34,13 +37,16 @@ class AccountOps(StoreCore):
         return self.epoch()
 
     def set_writable(self, epoch: int, writable: bool) -> store_pb2.EpochReply:
-        if writable:
-            stored = self.epoch().epoch
-            if epoch != stored:
-                raise FailedPrecondition(
-                    f"cannot resume writes with epoch {epoch}: the store's epoch is {stored} (Fence first)"
-                )
-        # Suspending needs no proof: losing certainty must always be able to stop writes.
+        stored = self.epoch().epoch
+        if writable and epoch != stored:
+            raise FailedPrecondition(
+                f"cannot resume writes with epoch {epoch}: the store's epoch is {stored} (Fence first)"
+            )
+        # Suspending takes the caller's epoch too, so a deposed writer (or any stray caller
+        # on the socket) cannot stop the current one; a newer epoch than the stored one is
+        # an agent that is about to fence this store, which may always stop writes.
+        if not writable and epoch < stored:
+            raise FailedPrecondition(f"fenced: epoch {epoch} is older than the store's epoch {stored}")
         self.committer.writable = writable
         return self.epoch()
 
@@ -112,7 +118,31 @@ class AccountOps(StoreCore):
             raise failed
         if self.read(lambda txn: user_settings.disabled(txn, self.dbs, user)):
             raise failed  # a disabled account: the same answer, so nothing tells it apart
+        if needs_rehash(stored):
+            self._upgrade_hash(user, password, stored)
         return user
+
+    def _upgrade_hash(self, user: str, password: str, old: str) -> None:
+        """Replace a hash of an older format after a login proved the password.
+
+        Store maintenance, not a caller's write: it carries no epoch, and it only
+        swaps a hash of this very password for a stronger one, and only while the
+        record still holds `old` (a concurrent SetPassword wins). Skipped while
+        writes are suspended or logins crowd the hash slots; the next login retries.
+        """
+        try:
+            new = hash_password(password)
+
+            def op(ctx: WriteContext) -> bool:
+                if users.password_hash(ctx.txn, ctx.dbs, user) != old:
+                    return False
+                users.set_password(ctx.txn, ctx.dbs, user, new)
+                return True
+
+            if self.committer.run(None, op):
+                log.info("upgraded the password hash of user %s", user)
+        except StoreError as exc:
+            log.info("password hash of user %s not upgraded this time: %s", user, exc.message)
 
     def _decoy_hash(self) -> str:
         if self._decoy is None:

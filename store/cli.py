@@ -24,7 +24,13 @@ def register(sub: Any) -> None:
     p.add_argument("--default-quota", type=int, default=0, help="bytes per new user; 0 = unlimited")
     p.add_argument("--read-only-start", action="store_true", help="start with writes suspended (SetWritable)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
-    p.add_argument("--workers", type=int, default=2048, help="gRPC worker threads (each open Watch stream holds one)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1024,
+        help="gRPC worker threads and concurrent RPCs (each open Watch stream holds one; more are refused)",
+    )
+    p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (a debugging aid)")
     p.set_defaults(func=_serve)
 
 
@@ -37,10 +43,12 @@ def register_bench(bench_sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mailha.service_process import start_service_process
     from store.errors import StoreError
     from store.listen import ListenAddressError
     from store.server import ServeOptions, serve
 
+    start_service_process()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return serve(
@@ -54,6 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
                 read_only_start=args.read_only_start,
                 heartbeat_seconds=args.heartbeat,
                 workers=args.workers,
+                reflection=args.reflection,
             )
         )
     except ListenAddressError as exc:

@@ -1,52 +1,97 @@
-"""Password hashes at rest (scrypt) and a short-lived cache of verified logins.
+"""Password hashes at rest (argon2id) and a short-lived cache of verified logins.
 
-The hash is deliberately slow (~60 ms of CPU); the cache makes repeated
-logins of the same user cheap without weakening what is stored. Cache keys
-are an HMAC of (name, password) under a per-process random key, so the cache
-never holds a password or anything that could be tested offline elsewhere.
+New hashes are argon2id with OWASP's current minimum (m=19 MiB, t=2, p=1), in
+the PHC string form argon2-cffi writes ("$argon2id$v=19$m=19456,t=2,p=1$...").
+Hashes of the first format ("scrypt1$N$r$p$salt$digest", N=2^14) still verify;
+`needs_rehash` tells the caller to replace them at the next successful login.
+
+A hash costs tens of ms of CPU and 19 MiB; the cache makes repeated logins of
+the same user cheap without weakening what is stored. Cache keys are an HMAC
+of (name, password) under a per-process random key, so the cache never holds
+a password or anything that could be tested offline elsewhere.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 
-from store.errors import Internal
+import argon2
 
-SCRYPT_N = 2**14
-SCRYPT_R = 8
-SCRYPT_P = 1
-_PREFIX = "scrypt1"
+from store.errors import Internal, Unavailable
+
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_TIME_COST = 2
+ARGON2_PARALLELISM = 1
+_HASHER = argon2.PasswordHasher(
+    time_cost=ARGON2_TIME_COST,
+    memory_cost=ARGON2_MEMORY_KIB,
+    parallelism=ARGON2_PARALLELISM,
+    hash_len=32,
+    salt_len=16,
+    type=argon2.Type.ID,
+)
+_ARGON2_PREFIX = "$argon2id$"
+_SCRYPT_PREFIX = "scrypt1"
 # Verifications hashing at once: about one per core. A burst of first-time logins
-# then queues here instead of taking every core (and 16 MiB each) from the other RPCs.
-_HASH_SLOTS = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 2)))
+# then queues here instead of taking every core (and 19 MiB each) from the other RPCs.
+HASH_SLOTS = max(1, min(4, os.cpu_count() or 2))
+_HASH_SLOTS = threading.BoundedSemaphore(HASH_SLOTS)
+# How long a login waits for a free slot before it is told to come back later: a flood
+# of wrong passwords then costs the store bounded CPU and memory, and callers get a
+# quick UNAVAILABLE instead of a queue that grows with the flood.
+HASH_WAIT_SECONDS = 5.0
+_hashes_done = 0  # ever, in this process: tells the memory trimmer a burst happened
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+def hashes_done() -> int:
+    return _hashes_done
 
 
 def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return f"{_PREFIX}${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    with _hash_slot():
+        return _HASHER.hash(password)
+
+
+def needs_rehash(stored: str) -> bool:
+    """True for a hash of an older format or weaker parameters than new hashes get."""
+    if not stored.startswith(_ARGON2_PREFIX):
+        return True
+    try:
+        return _HASHER.check_needs_rehash(stored)
+    except argon2.exceptions.InvalidHashError:
+        return True
 
 
 def verify_password(password: str, stored: str) -> bool:
+    if stored.startswith(_ARGON2_PREFIX):
+        with _hash_slot():
+            try:
+                return _HASHER.verify(stored, password)
+            except argon2.exceptions.VerifyMismatchError:
+                return False
+            except argon2.exceptions.InvalidHashError:
+                raise Internal("stored password hash has an unknown format") from None
+    return _verify_scrypt(password, stored)
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
     try:
         prefix, n, r, p, salt, digest = stored.split("$")
     except ValueError:
         raise Internal("stored password hash has an unknown format") from None
-    if prefix != _PREFIX:
+    if prefix != _SCRYPT_PREFIX:
         raise Internal(f"stored password hash has an unknown version {prefix!r}")
     expected = base64.b64decode(digest)
     cost_n, cost_r = int(n), int(r)
-    with _HASH_SLOTS:
+    with _hash_slot():
         actual = hashlib.scrypt(
             password.encode("utf-8"),
             salt=base64.b64decode(salt),
@@ -57,6 +102,19 @@ def verify_password(password: str, stored: str) -> bool:
             maxmem=128 * cost_n * cost_r * 2 + 1024 * 1024,
         )
     return hmac.compare_digest(actual, expected)
+
+
+@contextlib.contextmanager
+def _hash_slot() -> Iterator[None]:
+    """One of the HASH_SLOTS, or Unavailable after HASH_WAIT_SECONDS."""
+    global _hashes_done
+    if not _HASH_SLOTS.acquire(timeout=HASH_WAIT_SECONDS):
+        raise Unavailable("too many logins at once; retry in a moment")
+    try:
+        yield
+    finally:
+        _hashes_done += 1  # under the slot semaphore, not a lock: a lost count only delays a trim
+        _HASH_SLOTS.release()
 
 
 class _Flight:

@@ -15,9 +15,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mailha.service_process import make_private_dirs, make_private_files, release_free_memory
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
+from store.passwords import hashes_done
 from store.servicer import MailStoreServicer
 from store.settings_servicer import SettingsServicer
 
@@ -37,13 +39,29 @@ class ServeOptions:
     fence_next: bool = False
     read_only_start: bool = False
     # Each Watch stream holds a worker thread for its lifetime (imapd opens one per selected
-    # mailbox); threads are created on demand, so a high ceiling costs nothing until used.
-    workers: int = 2048
+    # mailbox and process, shared by its sessions). Threads are created on demand but never
+    # retired, so the ceiling is what a flood leaves behind. RPCs beyond it are refused at once
+    # (RESOURCE_EXHAUSTED) rather than queued without bound.
+    workers: int = 1024
+    reflection: bool = False
     heartbeat_seconds: float = 5.0
+
+
+def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:
+    """Hand the heap back to the system after password hashes ran (a login flood)."""
+    seen = hashes_done()
+    while not stop.wait(interval):
+        now = hashes_done()
+        if now != seen:
+            seen = now
+            release_free_memory()
 
 
 def serve(options: ServeOptions) -> int:
     address = parse_listen(options.listen)
+    lmdb_dir = options.data_dir / "lmdb"
+    make_private_dirs(options.data_dir, lmdb_dir)
+    make_private_files(lmdb_dir / "data.mdb", lmdb_dir / "lock.mdb")
     store = MailStore(
         StoreOptions(
             data_dir=options.data_dir,
@@ -62,6 +80,7 @@ def serve(options: ServeOptions) -> int:
 
         server = grpc.server(
             ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=options.workers,
             options=[
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
                 ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
@@ -72,15 +91,16 @@ def serve(options: ServeOptions) -> int:
         settings_pb2_grpc.add_SettingsServicer_to_server(SettingsServicer(store), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                SETTINGS_SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
+        if options.reflection:  # a debugging aid (grpcurl): it lists every RPC to anyone on the socket
+            reflection.enable_server_reflection(
+                (
+                    SERVICE_NAME,
+                    SETTINGS_SERVICE_NAME,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
+            )
         if address.unix_path is not None:
             address.unix_path.parent.mkdir(parents=True, exist_ok=True)
             if address.unix_path.exists():
@@ -106,6 +126,7 @@ def serve(options: ServeOptions) -> int:
         )
 
         stop = threading.Event()
+        threading.Thread(target=_trim_after_hashing, args=(stop,), name="malloc-trim", daemon=True).start()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop.set()

@@ -46,7 +46,7 @@ def cluster_yaml(cfg: ClusterConfig) -> dict[str, object]:
             "session_timeout": zk.session_timeout,
             "tick_time_ms": zk.tick_time_ms,
             "auth_user": zk.auth_user,
-            "auth_password": zk.auth_password,
+            "auth_password_file": str(zk.secret_file),
             "data_dir": str(zk.data_dir),
         },
         "storage": {"path": str(cfg.storage.path), "activate": cfg.storage.activate},
@@ -54,19 +54,21 @@ def cluster_yaml(cfg: ClusterConfig) -> dict[str, object]:
         "fencing": list(cfg.fencing),
         "runtime_dir": str(cfg.runtime_dir),
         "health_interval": cfg.health_interval,
+        "service_user": cfg.service_user,
     }
 
 
 class AgentLab:
     """A lab whose nodes run `mailha agent` in their namespaces."""
 
-    def __init__(self, lab: Lab, tmp: pathlib.Path, chroot: str) -> None:
+    def __init__(self, lab: Lab, tmp: pathlib.Path, chroot: str, *, service_user: str | None = None) -> None:
         self.tmp = tmp
         self.cfg = dataclasses.replace(
             lab.cfg,
             storage=StorageConfig(path=tmp / "shared"),
             runtime_dir=tmp / "run",
             zookeeper=dataclasses.replace(lab.cfg.zookeeper, chroot=chroot),
+            service_user=service_user or lab.cfg.service_user,
         )
         self.config_path = tmp / "cluster.yaml"
         self.config_path.write_text(yaml.safe_dump(cluster_yaml(self.cfg)))

@@ -55,9 +55,13 @@ def free_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /28 left in 192.0.2.0/24 for a test lab")
 
 
-def lab_config(tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3) -> ClusterConfig:
+def lab_config(
+    tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3, service_user: str = "root"
+) -> ClusterConfig:
     """A cluster config of its own (unique names, a free /28, free ports),
-    written to tmp_path/cluster.yaml so agents started with --config read it."""
+    written to tmp_path/cluster.yaml so agents started with --config read it.
+    service_user "root": pytest's tmp_path is under a directory only root can
+    reach (the privilege-drop test uses a reachable directory and "mailha")."""
     tag = secrets.token_hex(3)
     subnet = free_subnet()
     hosts = list(subnet.hosts())  # 14 addresses
@@ -92,6 +96,7 @@ def lab_config(tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3) -
         },
         "storage": {"path": str(tmp_path / "shared")},
         "runtime_dir": str(tmp_path / "run"),
+        "service_user": service_user,
     }
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,13 +28,28 @@ class Node:
 
 
 @contextlib.contextmanager
-def standalone_node(tmp: pathlib.Path) -> Iterator[Node]:
+def reachable_tmp_dir() -> Iterator[pathlib.Path]:
+    """A fresh directory the service user can pass through (pytest's own tmp_path is
+    under a 0700 root directory), removed afterwards."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="mailha-test-", dir="/tmp"))
+    try:
+        os.chmod(path, 0o711)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def standalone_node(tmp: pathlib.Path, *extra: str, service_user: str = "root") -> Iterator[Node]:
+    """service_user "root" by default: `tmp` is usually pytest's, which only root can reach
+    (pass a `reachable_tmp_dir()` and "mailha" for the privilege-drop tests)."""
     lmtp_port = free_port()
     imaps_port = free_port()
     out_path = tmp / "standalone.out"
     argv = ["standalone", "--data", str(tmp / "node"), "--lmtp-listen", f"127.0.0.1:{lmtp_port}", "--demo-user"]
     argv += ["--web-listen", ""]  # no web app on the fixed 8443
     argv += ["--imap-listen", f"127.0.0.1:{free_port()}", "--imaps-listen", f"127.0.0.1:{imaps_port}"]
+    argv += ["--service-user", service_user, *extra]
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mailha.cli", *argv],

@@ -12,7 +12,7 @@ import pytest
 from mailha_api import store_pb2
 from store import passwords
 from store.engine import MailStore
-from store.errors import Unauthenticated
+from store.errors import Unauthenticated, Unavailable
 from store.passwords import CredentialCache, hash_password
 
 
@@ -94,7 +94,14 @@ def test_hash_burst_leaves_cached_logins_fast(mail_store: MailStore) -> None:
     for name in ("alice", *(f"u{i}" for i in range(12))):
         mail_store.create_user(store_pb2.CreateUserRequest(epoch=1, name=name, password="pw"))
     assert mail_store.authenticate("alice", "pw") == "alice"
-    burst = [threading.Thread(target=mail_store.authenticate, args=(f"u{i}", "pw")) for i in range(12)]
+
+    def first_login(name: str) -> None:
+        try:
+            mail_store.authenticate(name, "pw")
+        except Unavailable:
+            pass  # waited too long for a hash slot (a loaded machine): a bounded wait, by design
+
+    burst = [threading.Thread(target=first_login, args=(f"u{i}",)) for i in range(12)]
     for t in burst:
         t.start()
     try:

@@ -81,6 +81,7 @@ def test_standalone_serves_imap_with_generated_certificate(tmp_path: pathlib.Pat
     data = tmp_path / "data"
     imap, imaps, lmtp = free_port(), free_port(), free_port()
     argv = [sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data), "--demo-user"]
+    argv += ["--service-user", "root"]  # tmp_path is under a directory only root can reach
     argv += ["--imap-listen", f"127.0.0.1:{imap}", "--imaps-listen", f"127.0.0.1:{imaps}"]
     argv += ["--lmtp-listen", f"127.0.0.1:{lmtp}", "--web-listen", ""]  # no web app on the fixed 8443
     log = tmp_path / "standalone.log"

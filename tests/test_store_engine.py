@@ -319,7 +319,7 @@ def test_fencing_in_the_write_transaction(mail_store: MailStore) -> None:
 
 def test_set_writable_suspends_every_write(mail_store: MailStore) -> None:
     _user(mail_store)
-    assert not mail_store.set_writable(0, False).writable
+    assert not mail_store.set_writable(1, False).writable
     _unchanged(mail_store, lambda: _append(mail_store), Unavailable, "suspended")
     with pytest.raises(FailedPrecondition):
         mail_store.set_writable(7, True)

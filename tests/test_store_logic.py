@@ -85,7 +85,7 @@ def test_header_block() -> None:
 def test_password_hash_is_salted_and_verifies() -> None:
     first, second = hash_password("s3cret"), hash_password("s3cret")
     assert first != second and "s3cret" not in first
-    assert first.startswith("scrypt1$16384$8$1$")
+    assert first.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert verify_password("s3cret", first)
     assert not verify_password("s3cret!", first)
 

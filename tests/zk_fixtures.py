@@ -35,6 +35,7 @@ from kazoo.client import KazooClient, KazooState
 from haagent.zk_client import make_client
 from haagent.zk_ensemble import Ensemble, MemberStatus
 from mailha.config import ZkMember, ZooKeeperConfig
+from mailha.secret_file import ensure_secret
 
 MEMBERS = 3
 
@@ -56,6 +57,7 @@ def free_ports(count: int) -> list[int]:
 def loopback_zk_config(data_dir: pathlib.Path, members: int = MEMBERS) -> ZooKeeperConfig:
     """A ZooKeeperConfig with `members` members on 127.0.0.1 and free ports."""
     ports = free_ports(3 * members)
+    ensure_secret(data_dir / "secret")
     return ZooKeeperConfig(
         members=tuple(
             ZkMember(
