@@ -92,6 +92,9 @@ class CopyResult:
     source_uids: tuple[int, ...]
     dest_uids: tuple[int, ...]
     expunged: tuple[int, ...]  # MOVE: source UIDs removed
+    dest_mailbox_id: int = 0
+    dest_modseq: int = 0
+    source_modseq: int = 0  # MOVE: source HIGHESTMODSEQ after the removal
 
 
 @dataclass(frozen=True, slots=True)

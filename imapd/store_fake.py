@@ -372,7 +372,15 @@ class FakeStore:
         expunged: tuple[int, ...] = ()
         if move and msgs:
             expunged = self._remove(src, [m.uid for m in msgs])
-        return CopyResult(dest.uidvalidity, tuple(m.uid for m in msgs), tuple(m.uid for m in added), expunged)
+        return CopyResult(
+            dest.uidvalidity,
+            tuple(m.uid for m in msgs),
+            tuple(m.uid for m in added),
+            expunged,
+            dest.mailbox_id,
+            dest.highestmodseq,
+            src.highestmodseq if move else 0,
+        )
 
     def _remove(self, mbox: _Mailbox, uids: list[int]) -> tuple[int, ...]:
         mbox.highestmodseq += 1

@@ -371,7 +371,13 @@ class GrpcStore:
         method = self._stub.Move if move else self._stub.Copy
         reply = await self._unary(method, req)
         return CopyResult(
-            reply.dest_uidvalidity, tuple(reply.source_uids), tuple(reply.dest_uids), tuple(reply.expunged)
+            reply.dest_uidvalidity,
+            tuple(reply.source_uids),
+            tuple(reply.dest_uids),
+            tuple(reply.expunged),
+            reply.dest_mailbox_id,
+            reply.dest_modseq,
+            reply.source_modseq,
         )
 
     async def copy(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:

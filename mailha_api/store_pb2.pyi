@@ -1318,7 +1318,15 @@ class CopyReply(_message.Message):
     SOURCE_UIDS_FIELD_NUMBER: _builtins.int
     DEST_UIDS_FIELD_NUMBER: _builtins.int
     EXPUNGED_FIELD_NUMBER: _builtins.int
+    DEST_MAILBOX_ID_FIELD_NUMBER: _builtins.int
+    DEST_MODSEQ_FIELD_NUMBER: _builtins.int
+    SOURCE_MODSEQ_FIELD_NUMBER: _builtins.int
     dest_uidvalidity: _builtins.int
+    dest_mailbox_id: _builtins.int
+    dest_modseq: _builtins.int
+    """dest HIGHESTMODSEQ after the copy"""
+    source_modseq: _builtins.int
+    """Move: source HIGHESTMODSEQ after the removal"""
     @_builtins.property
     def source_uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -1334,10 +1342,13 @@ class CopyReply(_message.Message):
         source_uids: _abc.Iterable[_builtins.int] | None = ...,
         dest_uids: _abc.Iterable[_builtins.int] | None = ...,
         expunged: _abc.Iterable[_builtins.int] | None = ...,
+        dest_mailbox_id: _builtins.int = ...,
+        dest_modseq: _builtins.int = ...,
+        source_modseq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dest_uids", b"dest_uids", "dest_uidvalidity", b"dest_uidvalidity", "expunged", b"expunged", "source_uids", b"source_uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dest_mailbox_id", b"dest_mailbox_id", "dest_modseq", b"dest_modseq", "dest_uids", b"dest_uids", "dest_uidvalidity", b"dest_uidvalidity", "expunged", b"expunged", "source_modseq", b"source_modseq", "source_uids", b"source_uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -56,6 +56,8 @@ def message_end(ap: AppendInProgress) -> None:
 
 
 def _note(s: Session, result: AppendResult) -> None:
+    if result.uids:
+        s.committed(result.mailbox_id, uid=max(result.uids))
     if s.selected is not None and s.selected.mailbox_id == result.mailbox_id:
         s.selected.note_added(result.uids)
 

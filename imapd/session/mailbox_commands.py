@@ -48,7 +48,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     status = result.mailbox.status
     assert status is not None
-    sub = s.ctx.hub.subscribe(user, result.mailbox.mailbox_id, status.highestmodseq)
+    sub = s.ctx.hub.subscribe(user, result.mailbox.mailbox_id, status.highestmodseq, last_uid=status.uidnext - 1)
     # The shared feed already passed changes we did not see: take a fresh snapshot.
     for _ in range(3):
         if sub.joined_after <= status.highestmodseq:
@@ -108,7 +108,9 @@ async def close(s: Session, tag: str, cmd: c.Close | c.Unselect) -> Outcome:
     if isinstance(cmd, c.Close) and not sel.read_only:
         # CLOSE expunges silently (RFC 3501 6.4.2).
         try:
-            await s.ctx.store.expunge(_user(s), sel.mailbox_id)
+            result = await s.ctx.store.expunge(_user(s), sel.mailbox_id)
+            if result.expunged:
+                s.committed(sel.mailbox_id, modseq=result.highestmodseq)
         except StoreError as exc:
             s.leave_mailbox()
             s.transition(Transition.CLOSED)

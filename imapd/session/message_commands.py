@@ -150,6 +150,8 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
     sel.note_own_flags(result.updated)
+    if result.updated:
+        s.committed(sel.mailbox_id, modseq=result.highestmodseq)
     if not cmd.silent or cmd.unchanged_since is not None:
         for meta in result.updated:
             seq = sel.seq_of(meta.uid)
@@ -177,6 +179,10 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
         return Outcome.CONTINUE
     method = s.ctx.store.move if move else s.ctx.store.copy
     result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+    if result.dest_uids:
+        s.committed(result.dest_mailbox_id, modseq=result.dest_modseq, uid=max(result.dest_uids))
+    if result.expunged:
+        s.committed(sel.mailbox_id, modseq=result.source_modseq)
     code = b""
     if result.source_uids:
         code = b"[COPYUID %d %s %s] " % (
@@ -208,6 +214,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
             s.tagged(tag, b"OK", b"EXPUNGE completed")
             return Outcome.CONTINUE
     result = await s.ctx.store.expunge(user, sel.mailbox_id, uid_text)
+    if result.expunged:
+        s.committed(sel.mailbox_id, modseq=result.highestmodseq)
     for line in sel.note_own_expunge(result.expunged):
         s.emit(line)
     s.tagged(tag, b"OK", b"EXPUNGE completed")

@@ -141,6 +141,11 @@ class Session:
             return False
         return True
 
+    def committed(self, mailbox_id: int, *, modseq: int = 0, uid: int = 0) -> None:
+        """This session's write to a mailbox succeeded: its peers here must see it by their next command."""
+        assert self.user is not None
+        self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
+
     def leave_mailbox(self) -> None:
         if self.subscription is not None:
             self.subscription.close()
@@ -158,6 +163,9 @@ class Session:
         handler = HANDLERS[type(command)]
         # Command names only: arguments may hold passwords or message text.
         log.debug("%s %s", self.wire.peer, type(command).__name__)
+        sub = self.subscription
+        if sub is not None and self.ctx.hub.behind(sub):
+            await self.ctx.hub.catch_up(sub)
         self.absorb_events()
         try:
             outcome = await handler(self, tag, command)

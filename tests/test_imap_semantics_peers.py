@@ -1,0 +1,68 @@
+"""Another session's completed change is reported by this session's next command
+(issue 11 item 2), against a real `mailha store serve` + `mailha imapd serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.imap_spawn import SpawnedStack
+from store.client import StoreClient
+from tests.differential.wire import WireClient
+
+ROUNDS = 100
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[SpawnedStack]:
+    spawned = SpawnedStack().start()
+    try:
+        with StoreClient(spawned.store_address) as client:
+            client.create_user("peer", "peer-secret")
+        yield spawned
+    finally:
+        spawned.stop()
+
+
+def _session(port: int) -> WireClient:
+    client = WireClient(port)
+    assert client.command(b"l", b"LOGIN peer peer-secret")[-1].startswith(b"l OK")
+    assert client.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+    return client
+
+
+def test_next_command_of_a_peer_reports_append_store_and_expunge_100_of_100(stack: SpawnedStack) -> None:
+    a, b = _session(stack.port), _session(stack.port)
+    try:
+        missed = {"append": 0, "store": 0, "expunge": 0}
+        message = b"From: a@example.org\r\nSubject: round\r\n\r\nbody\r\n"
+        for i in range(ROUNDS):
+            answer = a.command(b"a%d" % i, b"APPEND INBOX {%d}\r\n" % len(message) + message)
+            assert answer[-1].startswith(b"a%d OK" % i), answer
+            seen = b.command(b"n%d" % i, b"NOOP")
+            if b"* %d EXISTS\r\n" % (i + 1) not in seen:
+                missed["append"] += 1
+                b.command(b"r%d" % i, b"NOOP")  # resynchronise the count for the next round
+        assert a.command(b"na", b"NOOP")[-1].startswith(b"na OK")
+        for i in range(ROUNDS):
+            seq = i + 1
+            answer = a.command(b"s%d" % i, b"STORE %d +FLAGS.SILENT (\\Flagged)" % seq)
+            assert answer[-1].startswith(b"s%d OK" % i), answer
+            seen = b.command(b"f%d" % i, b"NOOP")
+            if not any(line.startswith(b"* %d FETCH" % seq) and b"\\Flagged" in line for line in seen):
+                missed["store"] += 1
+        for i in range(ROUNDS):
+            answer = a.command(b"d%d" % i, b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+            assert answer[-1].startswith(b"d%d OK" % i), answer
+            b.command(b"g%d" % i, b"NOOP")  # B sees the flag first: only the EXPUNGE is under test
+            answer = a.command(b"e%d" % i, b"EXPUNGE")
+            assert answer[-1].startswith(b"e%d OK" % i) and b"* 1 EXPUNGE\r\n" in answer, answer
+            seen = b.command(b"x%d" % i, b"NOOP")
+            if b"* 1 EXPUNGE\r\n" not in seen:
+                missed["expunge"] += 1
+                b.command(b"y%d" % i, b"NOOP")
+        assert missed == {"append": 0, "store": 0, "expunge": 0}
+    finally:
+        a.close()
+        b.close()
