@@ -45,6 +45,8 @@ class SelectResult:
     mailbox: MailboxInfo
     uids: tuple[int, ...]  # ascending
     keywords: tuple[str, ...]  # keywords in use in this mailbox
+    recent_boundary: int = 1  # UIDs >= this are \Recent, not claimed by any session yet
+    first_unseen_uid: int = 0  # 0: every message is \Seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class StoreClient(Protocol):
         ...
 
     async def get_quota(self, user: str) -> QuotaInfo: ...
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        """Claim the \\Recent UIDs below `up_to_uid` not claimed yet; returns [from, to)."""
+        ...
 
     def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         """Change feed of one mailbox after `since_modseq` (0 = from now).

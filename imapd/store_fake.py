@@ -81,6 +81,7 @@ class _Mailbox:
     watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
     # Recent events, so a watch can start after a given modseq like the real feed.
     events: list[ChangeEvent] = field(default_factory=list)
+    recent_boundary: int = 1  # UIDs >= this: \Recent, not claimed by a session yet
 
 
 @dataclass
@@ -179,6 +180,7 @@ class FakeStore:
                 highestmodseq=mbox.highestmodseq,
                 size=sum(len(m.data) for m in msgs),
                 deleted=sum(1 for m in msgs if "\\Deleted" in m.flags),
+                recent=sum(1 for uid in mbox.messages if uid >= mbox.recent_boundary),
             )
         return MailboxInfo(mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status)
 
@@ -308,7 +310,20 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         mbox = self._mailbox(user, name)
         keywords = sorted({f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")})
-        return SelectResult(self._info(self._user(user), mbox), tuple(sorted(mbox.messages)), tuple(keywords))
+        uids = tuple(sorted(mbox.messages))
+        unseen = next((u for u in uids if "\\Seen" not in mbox.messages[u].flags), 0)
+        info = self._info(self._user(user), mbox)
+        return SelectResult(info, uids, tuple(keywords), mbox.recent_boundary, unseen)
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mbox = self._by_id(user, mailbox_id)
+        low, high = mbox.recent_boundary, min(up_to_uid, mbox.uidnext)
+        if high <= low:
+            return low, low
+        mbox.recent_boundary = high
+        return low, high
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         self._call()

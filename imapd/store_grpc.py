@@ -301,7 +301,13 @@ class GrpcStore:
     async def select(self, user: str, name: str) -> SelectResult:
         req = store_pb2.SelectRequest(user=user, name=name)
         reply = await self._unary(self._stub.Select, req)
-        return SelectResult(_info(reply.mailbox), tuple(reply.uids), tuple(reply.permanent_flags))
+        return SelectResult(
+            _info(reply.mailbox),
+            tuple(reply.uids),
+            tuple(reply.permanent_flags),
+            reply.recent_boundary,
+            reply.first_unseen_uid,
+        )
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         req = store_pb2.FetchRequest(
@@ -395,6 +401,11 @@ class GrpcStore:
         req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
         reply = await self._unary(self._stub.Vanished, req)
         return tuple(reply.uids)
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        req = store_pb2.ClaimRecentRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, up_to_uid=up_to_uid)
+        reply = await self._unary(self._stub.ClaimRecent, req)
+        return reply.from_uid, reply.to_uid
 
     def _header(self, user: str, mailbox: str, spec: AppendSpec, size: int) -> store_pb2.AppendHeader:
         return store_pb2.AppendHeader(

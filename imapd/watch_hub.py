@@ -29,6 +29,7 @@ _MAX_LINGERING: Final = 256
 # Bound on waiting for the feed to deliver a change a peer session already
 # committed; a healthy feed takes about a millisecond.
 CATCH_UP_SECONDS: Final = 2.0
+_MAX_RECENT_RANGE: Final = 10_000
 
 
 @dataclass(eq=False)
@@ -47,6 +48,9 @@ class Subscription:
     # for) that this subscriber must see before it answers its next command.
     must_reach_modseq: int = 0
     must_reach_uid: int = 0
+    # Read-write sessions claim new mail as \Recent; the hub gives each batch to one of them.
+    claims_recent: bool = False
+    recent: set[int] = field(default_factory=set)  # claimed for this one, not yet taken
 
     def close(self) -> None:
         self.hub._leave(self)
@@ -80,7 +84,9 @@ class WatchHub:
     def open_feeds(self) -> int:
         return len(self._feeds)
 
-    def subscribe(self, user: str, mailbox_id: int, since_modseq: int, *, last_uid: int = 0) -> Subscription:
+    def subscribe(
+        self, user: str, mailbox_id: int, since_modseq: int, *, last_uid: int = 0, claims_recent: bool = False
+    ) -> Subscription:
         """Join the mailbox's feed; `last_uid` is the highest UID in the snapshot the caller holds."""
         key = (user, mailbox_id)
         send, receive = trio.open_memory_channel[ChangeEvent](_SUBSCRIBER_BUFFER)
@@ -90,7 +96,7 @@ class WatchHub:
             self._feeds[key] = feed
             self._nursery.start_soon(self._run, key, feed, since_modseq)
         feed.delivered_uid = max(feed.delivered_uid, last_uid)
-        sub = Subscription(self, key, receive, send, feed.delivered_modseq)
+        sub = Subscription(self, key, receive, send, feed.delivered_modseq, claims_recent=claims_recent)
         feed.subscribers.append(sub)
         feed.idle_since = None
         return sub
@@ -141,6 +147,22 @@ class WatchHub:
             log.warning("watch feed of mailbox %d did not catch up in %.1f s", sub.key[1], timeout)
             sub.must_reach_modseq = sub.must_reach_uid = 0
 
+    async def _claim_recent(self, user: str, mailbox_id: int, feed: _Feed, event: ChangeEvent) -> None:
+        """New mail is \\Recent to exactly one session: the first read-write subscriber here gets
+        what the store lets it claim (nothing if a SELECT elsewhere took it first)."""
+        taker = next((sub for sub in feed.subscribers if sub.claims_recent), None)
+        if taker is None:
+            return
+        try:
+            low, high = await self._store.claim_recent(user, mailbox_id, max(m.uid for m in event.added) + 1)
+        except StoreError as exc:
+            log.warning("claiming \\Recent in mailbox %d failed: %s", mailbox_id, exc.kind.value)
+            return
+        if high - low <= _MAX_RECENT_RANGE:
+            taker.recent.update(range(low, high))  # may include mail a racing SELECT left to us
+        else:
+            taker.recent.update(m.uid for m in event.added if low <= m.uid < high)
+
     def _leave(self, sub: Subscription) -> None:
         sub.send.close()
         sub.receive.close()
@@ -183,6 +205,8 @@ class WatchHub:
                         if event.heartbeat:
                             continue
                         gone = gone or event.deleted or event.renamed
+                        if event.added:
+                            await self._claim_recent(user, mailbox_id, feed, event)
                         feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
                         for meta in event.added:
                             feed.delivered_uid = max(feed.delivered_uid, meta.uid)

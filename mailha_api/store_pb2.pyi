@@ -599,7 +599,7 @@ class MailboxStatus(_message.Message):
     deleted: _builtins.int
     """messages flagged \\Deleted"""
     recent: _builtins.int
-    """always 0: mailha does not track \\Recent"""
+    """messages no session has claimed as \\Recent yet"""
     def __init__(
         self,
         *,
@@ -867,6 +867,12 @@ class SelectReply(_message.Message):
     MAILBOX_FIELD_NUMBER: _builtins.int
     UIDS_FIELD_NUMBER: _builtins.int
     PERMANENT_FLAGS_FIELD_NUMBER: _builtins.int
+    RECENT_BOUNDARY_FIELD_NUMBER: _builtins.int
+    FIRST_UNSEEN_UID_FIELD_NUMBER: _builtins.int
+    recent_boundary: _builtins.int
+    """UIDs >= this are \\Recent and not claimed yet"""
+    first_unseen_uid: _builtins.int
+    """0 = every message is \\Seen"""
     @_builtins.property
     def mailbox(self) -> Global___MailboxInfo: ...
     @_builtins.property
@@ -883,14 +889,70 @@ class SelectReply(_message.Message):
         mailbox: Global___MailboxInfo | None = ...,
         uids: _abc.Iterable[_builtins.int] | None = ...,
         permanent_flags: _abc.Iterable[_builtins.str] | None = ...,
+        recent_boundary: _builtins.int = ...,
+        first_unseen_uid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mailbox", b"mailbox"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_unseen_uid", b"first_unseen_uid", "mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "recent_boundary", b"recent_boundary", "uids", b"uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SelectReply: _TypeAlias = SelectReply  # noqa: Y015
+
+@_typing.final
+class ClaimRecentRequest(_message.Message):
+    """Claim the \\Recent messages [boundary, up_to_uid) for one session
+    (SELECT, or new mail while selected); the reply is the range it got.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    MAILBOX_ID_FIELD_NUMBER: _builtins.int
+    UP_TO_UID_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    user: _builtins.str
+    mailbox_id: _builtins.int
+    up_to_uid: _builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        user: _builtins.str = ...,
+        mailbox_id: _builtins.int = ...,
+        up_to_uid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mailbox_id", b"mailbox_id", "up_to_uid", b"up_to_uid", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRecentRequest: _TypeAlias = ClaimRecentRequest  # noqa: Y015
+
+@_typing.final
+class ClaimRecentReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_UID_FIELD_NUMBER: _builtins.int
+    TO_UID_FIELD_NUMBER: _builtins.int
+    from_uid: _builtins.int
+    to_uid: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_uid: _builtins.int = ...,
+        to_uid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_uid", b"from_uid", "to_uid", b"to_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRecentReply: _TypeAlias = ClaimRecentReply  # noqa: Y015
 
 @_typing.final
 class AppendHeader(_message.Message):

@@ -7,7 +7,7 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, users
+from store import fencing, mailboxes, messages, names, recent, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
@@ -217,9 +217,21 @@ class AccountOps(StoreCore):
             users.require_user(txn, self.dbs, user)
             mid, record = mailboxes.lookup(txn, self.dbs, user, name)
             kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            return mailboxes.info(record, mid, kids, with_status=True)
+            out = mailboxes.info(record, mid, kids, with_status=True)
+            out.status.recent = recent.count(txn, self.dbs, mid)
+            return out
 
         return self.read(fn)
+
+    def claim_recent(self, req: store_pb2.ClaimRecentRequest) -> store_pb2.ClaimRecentReply:
+        user = names.user_name(req.user)
+
+        def op(ctx: WriteContext) -> store_pb2.ClaimRecentReply:
+            record = mailboxes.selectable(ctx.txn, ctx.dbs, user, req.mailbox_id)
+            low, high = recent.claim(ctx.txn, ctx.dbs, req.mailbox_id, min(req.up_to_uid, record.uidnext))
+            return store_pb2.ClaimRecentReply(from_uid=low, to_uid=high)
+
+        return self.write(req.epoch, op)
 
     def select(self, user: str, name: str) -> store_pb2.SelectReply:
         def fn(txn: lmdb.Transaction) -> store_pb2.SelectReply:
@@ -228,8 +240,11 @@ class AccountOps(StoreCore):
             mailboxes.selectable(txn, self.dbs, user, mid)
             kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
             reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-            uids, flag_lists = messages.uids_and_raw_flags(txn, self.dbs, mid)
+            uids, flag_lists, first_unseen = messages.uids_and_raw_flags(txn, self.dbs, mid)
             reply.uids.extend(uids)
+            reply.first_unseen_uid = first_unseen
+            reply.recent_boundary = recent.boundary(txn, self.dbs, mid)
+            reply.mailbox.status.recent = sum(1 for u in uids if u >= reply.recent_boundary)
             keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
             reply.permanent_flags.extend(sorted(keywords))
             return reply

@@ -7,7 +7,7 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, names
+from store import bodies, names, recent
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
@@ -168,6 +168,7 @@ def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
     else:
         txn.delete(user_key(user, record.name), db=dbs.mailbox_names)
         txn.delete(U64.pack(mid), db=dbs.mailboxes)
+        recent.forget(txn, dbs, mid)
     return mid
 
 
@@ -269,5 +270,8 @@ def list_all(
         record = by_id(txn, dbs, user, mid)
         if subscribed_only and not record.subscribed:
             continue
-        out.append(info(record, mid, name in parents_with_children, with_status))
+        entry = info(record, mid, name in parents_with_children, with_status)
+        if with_status:
+            entry.status.recent = recent.count(txn, dbs, mid)
+        out.append(entry)
     return out

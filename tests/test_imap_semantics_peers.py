@@ -66,3 +66,55 @@ def test_next_command_of_a_peer_reports_append_store_and_expunge_100_of_100(stac
     finally:
         a.close()
         b.close()
+
+
+def _lines(answer: list[bytes], prefix: bytes) -> list[bytes]:
+    return [line for line in answer if line.startswith(prefix)]
+
+
+def test_recent_is_seen_by_exactly_one_session_and_unseen_is_announced(stack: SpawnedStack) -> None:
+    with StoreClient(stack.store_address) as store:
+        store.create_user("fresh", "fresh-secret")
+    a, b = WireClient(stack.port), WireClient(stack.port)
+    try:
+        for client in (a, b):
+            assert client.command(b"l", b"LOGIN fresh fresh-secret")[-1].startswith(b"l OK")
+        message = b"Subject: r\r\n\r\nbody\r\n"
+        for i in range(3):
+            flags = b"(\\Seen) " if i == 0 else b""
+            assert a.command(b"a", b"APPEND Drafts %s{%d}\r\n" % (flags, len(message)) + message)[-1].startswith(
+                b"a OK"
+            )
+        examined = a.command(b"e", b"EXAMINE Drafts")
+        assert b"* 3 RECENT\r\n" in examined and b"* OK [UNSEEN 2] First unseen\r\n" in examined
+        selected = a.command(b"s", b"SELECT Drafts")  # EXAMINE took nothing: SELECT gets all three
+        assert b"* 3 RECENT\r\n" in selected and b"* OK [UNSEEN 2] First unseen\r\n" in selected
+        other = b.command(b"s", b"SELECT Drafts")
+        assert b"* 0 RECENT\r\n" in other
+        assert b"(RECENT 0 MESSAGES 3)" in b.command(b"t", b"STATUS Drafts (RECENT MESSAGES)")[0]
+        assert _lines(a.command(b"f", b"FETCH 1:* FLAGS"), b"* ") == [
+            b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n",
+            b"* 2 FETCH (FLAGS (\\Recent))\r\n",
+            b"* 3 FETCH (FLAGS (\\Recent))\r\n",
+        ]
+        assert _lines(b.command(b"f", b"FETCH 1:* FLAGS"), b"* ") == [
+            b"* 1 FETCH (FLAGS (\\Seen))\r\n",
+            b"* 2 FETCH (FLAGS ())\r\n",
+            b"* 3 FETCH (FLAGS ())\r\n",
+        ]
+        assert a.command(b"n", b"SEARCH NEW")[0] == b"* SEARCH 2 3\r\n"
+        assert a.command(b"o", b"SEARCH OLD")[0] == b"* SEARCH\r\n"
+        assert a.command(b"r", b"SEARCH RECENT")[0] == b"* SEARCH 1 2 3\r\n"
+        assert b.command(b"n", b"SEARCH NEW")[0] == b"* SEARCH\r\n"
+        assert b.command(b"o", b"SEARCH OLD")[0] == b"* SEARCH 1 2 3\r\n"
+        # New mail while both have it selected: recent to exactly one of them.
+        assert b.command(b"c", b"COPY 1 Drafts")[-1].startswith(b"c OK")
+        seen_a, seen_b = a.command(b"n", b"NOOP"), b.command(b"n", b"NOOP")
+        assert b"* 4 EXISTS\r\n" in seen_a
+        recent_a = len(_lines(a.command(b"s", b"SEARCH RECENT"), b"* SEARCH")[0].split()) - 2
+        recent_b = len(_lines(b.command(b"s", b"SEARCH RECENT"), b"* SEARCH")[0].split()) - 2
+        assert (recent_a, recent_b) in ((4, 0), (3, 1)), (seen_a, seen_b)
+        assert b"(RECENT 0)" in a.command(b"t", b"STATUS INBOX (RECENT)")[0]
+    finally:
+        a.close()
+        b.close()

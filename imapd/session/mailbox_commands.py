@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 from imapd.errors import StoreError
@@ -48,7 +49,17 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     status = result.mailbox.status
     assert status is not None
-    sub = s.ctx.hub.subscribe(user, result.mailbox.mailbox_id, status.highestmodseq, last_uid=status.uidnext - 1)
+    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks.
+    recent_range = (result.recent_boundary, status.uidnext)
+    if not cmd.read_only and result.recent_boundary < status.uidnext:
+        recent_range = await s.ctx.store.claim_recent(user, result.mailbox.mailbox_id, status.uidnext)
+    sub = s.ctx.hub.subscribe(
+        user,
+        result.mailbox.mailbox_id,
+        status.highestmodseq,
+        last_uid=status.uidnext - 1,
+        claims_recent=not cmd.read_only,
+    )
     # The shared feed already passed changes we did not see: take a fresh snapshot.
     for _ in range(3):
         if sub.joined_after <= status.highestmodseq:
@@ -66,6 +77,10 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         condstore="CONDSTORE" in s.enabled,
         qresync="QRESYNC" in s.enabled,
     )
+    lo, hi = recent_range
+    sel.recent = {u for u in sel.uids[bisect.bisect_left(sel.uids, lo) :] if u < hi}
+    sel.recent_range = recent_range if not cmd.read_only else (0, 0)
+    sel.announced_recent = len(sel.recent)
     s.selected, s.subscription = sel, sub
     s.transition(Transition.SELECTED)
     flags = (*SYSTEM_FLAGS, *result.keywords)
@@ -74,7 +89,10 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         s.emit(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
     else:
         s.emit(b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n")
-    s.emit(b"* %d EXISTS\r\n* 0 RECENT\r\n" % len(sel.uids))
+    s.emit(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel.uids), len(sel.recent)))
+    first_unseen = sel.seq_of(result.first_unseen_uid)
+    if first_unseen:
+        s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
     s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
     s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
     s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)

@@ -27,9 +27,10 @@ def _sel(s: Session) -> tuple[str, SelectedMailbox]:
     return s.user, s.selected
 
 
-def _view(item: FetchedMessage) -> MessageView:
+def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
     m = item.meta
     return MessageView(
+        recent=recent,
         uid=m.uid,
         modseq=m.modseq,
         flags=m.flags,
@@ -97,7 +98,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         missing.discard(item.meta.uid)
         these = (*attrs, FLAGS) if item.meta.uid in flagged else attrs
         try:
-            pairs = _render(s, user, sel.mailbox_id, these, item)
+            pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
         except MissingMessageData:
             continue
         s.emit(b"* %d FETCH " % seq)
@@ -114,14 +115,20 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
 
 
 def _render(
-    s: Session, user: str, mailbox_id: int, attrs: tuple[FetchAttribute, ...], item: FetchedMessage
+    s: Session,
+    user: str,
+    mailbox_id: int,
+    attrs: tuple[FetchAttribute, ...],
+    item: FetchedMessage,
+    *,
+    recent: bool,
 ) -> list[tuple[bytes, Value]]:
     if ENVELOPE not in attrs:
-        return render_fetch(attrs, _view(item))
+        return render_fetch(attrs, _view(item, recent))
     key = (user, mailbox_id, item.meta.uid)
     envelope = s.ctx.envelopes.get(key)
     if envelope is None:
-        pairs = render_fetch(attrs, _view(item))
+        pairs = render_fetch(attrs, _view(item, recent))
         index = attrs.index(ENVELOPE)
         # Kept in wire form: re-encoding the nested value tree costs more than rendering FLAGS.
         envelope = Raw(encode(pairs[index][1]))
@@ -129,7 +136,7 @@ def _render(
         pairs[index] = (pairs[index][0], envelope)
         return pairs
     others = tuple(a for a in attrs if a != ENVELOPE)
-    rendered = iter(render_fetch(others, _view(item)))
+    rendered = iter(render_fetch(others, _view(item, recent)))
     return [(a.label(), envelope) if a == ENVELOPE else next(rendered) for a in attrs]
 
 
@@ -239,7 +246,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
             seq = sel.seq_of(item.meta.uid)
             if seq and item.meta.uid not in sel.pending_expunged:
                 try:
-                    if evaluator.matches(_view(item), seq):
+                    if evaluator.matches(_view(item, item.meta.uid in sel.recent), seq):
                         matched.append((seq, item.meta.uid, item.meta.modseq))
                 except MissingMessageData:
                     continue

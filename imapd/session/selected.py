@@ -38,6 +38,10 @@ class SelectedMailbox:
     # modseq of changes this session made itself and already reported
     own_modseq: dict[int, int] = field(default_factory=dict)
     saved_search: tuple[int, ...] = ()  # SEARCHRES "$" (UIDs)
+    recent: set[int] = field(default_factory=set)  # \Recent to this session (RFC 3501 2.3.2)
+    # UIDs [lo, hi) this session claimed as \Recent at SELECT: later arrivals in it are recent here.
+    recent_range: tuple[int, int] = (0, 0)
+    announced_recent: int = 0
 
     # ---- the change feed ----------------------------------------------------
     def absorb(self, event: ChangeEvent) -> None:
@@ -49,9 +53,12 @@ class SelectedMailbox:
             return  # already in the snapshot this session started from
         self.modseq = event.modseq
         last = self.uids[-1] if self.uids else 0
+        lo, hi = self.recent_range
         for meta in event.added:
             if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
                 self.pending_added.append(meta.uid)
+                if lo <= meta.uid < hi:
+                    self.recent.add(meta.uid)
         for uid in event.expunged:
             if uid in self.pending_added:
                 self.pending_added.remove(uid)
@@ -90,10 +97,14 @@ class SelectedMailbox:
                         out.append(b"* %d EXPUNGE\r\n" % seq)
             for uid in doomed:
                 self.own_modseq.pop(uid, None)
+                self.recent.discard(uid)
         if self.pending_added:
             self.uids.extend(self.pending_added)
             self.pending_added.clear()
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        if len(self.recent) != self.announced_recent:
+            self.announced_recent = len(self.recent)
+            out.append(b"* %d RECENT\r\n" % self.announced_recent)
         if self.pending_flags:
             for uid, meta in sorted(self.pending_flags.items()):
                 seq = self._seq(uid)
@@ -103,7 +114,8 @@ class SelectedMailbox:
         return out
 
     def flags_response(self, seq: int, meta: MessageMeta, *, with_uid: bool) -> bytes:
-        items = b"FLAGS " + flag_list(meta.flags)
+        flags = (*meta.flags, "\\Recent") if meta.uid in self.recent else meta.flags
+        items = b"FLAGS " + flag_list(flags)
         if with_uid:
             items = b"UID %d " % meta.uid + items
         if self.condstore:
@@ -168,6 +180,7 @@ class SelectedMailbox:
                     del self.uids[seq - 1]
                     out.append(b"* %d EXPUNGE\r\n" % seq)
         for uid in doomed:
+            self.recent.discard(uid)
             self.pending_expunged.discard(uid)
             self.pending_flags.pop(uid, None)
             self.own_modseq.pop(uid, None)

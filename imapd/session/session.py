@@ -124,6 +124,9 @@ class Session:
                 sel.gone = True
                 return
             sel.absorb(event)
+            if sub.recent:
+                sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
+                sub.recent.clear()
 
     def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
