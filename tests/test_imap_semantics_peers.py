@@ -118,3 +118,48 @@ def test_recent_is_seen_by_exactly_one_session_and_unseen_is_announced(stack: Sp
     finally:
         a.close()
         b.close()
+
+
+def test_new_keywords_are_announced_before_a_fetch_shows_them(stack: SpawnedStack) -> None:
+    a, b = _session(stack.port), _session(stack.port)
+    try:
+        message = b"Subject: k\r\n\r\nbody\r\n"
+        assert a.command(b"a", b"APPEND INBOX {%d}\r\n" % len(message) + message)[-1].startswith(b"a OK")
+        b.command(b"n", b"NOOP")
+        answer = a.command(b"s", b"STORE 1 +FLAGS ($Label1)")
+        flags_at = next(i for i, line in enumerate(answer) if line.startswith(b"* FLAGS "))
+        fetch_at = next(i for i, line in enumerate(answer) if b"FETCH" in line and b"$Label1" in line)
+        assert flags_at < fetch_at and b"$Label1" in answer[flags_at]
+        assert b"$Label1" in answer[flags_at + 1] and b"PERMANENTFLAGS" in answer[flags_at + 1]
+        seen = b.command(b"n", b"NOOP")  # set by another session: announced the same way
+        flags_at = next(i for i, line in enumerate(seen) if line.startswith(b"* FLAGS "))
+        fetch_at = next(i for i, line in enumerate(seen) if b"FETCH" in line and b"$Label1" in line)
+        assert flags_at < fetch_at
+        assert not any(line.startswith(b"* FLAGS") for line in b.command(b"f", b"FETCH 1:* FLAGS"))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_condstore_modseq_in_every_fetch_once_enabled(stack: SpawnedStack) -> None:
+    a = _session(stack.port)
+    try:
+        message = b"Subject: c\r\n\r\nbody\r\n"
+        assert a.command(b"a", b"APPEND INBOX {%d}\r\n" % len(message) + message)[-1].startswith(b"a OK")
+        answer = a.command(b"f", b"FETCH 1 (FLAGS)")
+        assert b"MODSEQ" not in b"".join(answer)
+        answer = a.command(b"m", b"FETCH 1 (MODSEQ)")  # implicit enable
+        assert any(line.startswith(b"* OK [HIGHESTMODSEQ ") for line in answer), answer
+        answer = a.command(b"s", b"STORE 1 +FLAGS (\\Seen)")
+        assert any(b"FETCH (" in line and b"MODSEQ (" in line for line in answer), answer
+        answer = a.command(b"g", b"FETCH 1 (FLAGS)")
+        assert b"MODSEQ (" in answer[0], answer
+        b = _session(stack.port)
+        try:
+            assert b.command(b"e", b"ENABLE CONDSTORE")[0] == b"* ENABLED CONDSTORE\r\n"
+            answer = b.command(b"s", b"STORE 1 -FLAGS (\\Seen)")
+            assert any(b"FETCH (" in line and b"MODSEQ (" in line for line in answer), answer
+        finally:
+            b.close()
+    finally:
+        a.close()

@@ -17,7 +17,6 @@ from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _ENABLABLE = ("CONDSTORE", "QRESYNC")
 
 
@@ -83,12 +82,9 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
     sel.announced_recent = len(sel.recent)
     s.selected, s.subscription = sel, sub
     s.transition(Transition.SELECTED)
-    flags = (*SYSTEM_FLAGS, *result.keywords)
-    s.emit(b"* FLAGS " + flag_list(flags) + b"\r\n")
-    if cmd.read_only:
-        s.emit(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
-    else:
-        s.emit(b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n")
+    sel.keywords = list(result.keywords)
+    for line in sel.flags_lines():
+        s.emit(line)
     s.emit(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel.uids), len(sel.recent)))
     first_unseen = sel.seq_of(result.first_unseen_uid)
     if first_unseen:

@@ -10,7 +10,16 @@ from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.message.view import MessageView
 from imapd.protocol import commands as c
-from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
+from imapd.protocol.fetch_spec import (
+    ENVELOPE,
+    FLAGS,
+    MODSEQ,
+    FetchAttribute,
+    data_needs,
+    sets_seen,
+    with_modseq,
+    with_uid,
+)
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
 from imapd.session.list_match import canonical
@@ -57,16 +66,24 @@ def _read_only(s: Session, tag: str, sel: SelectedMailbox) -> bool:
     return False
 
 
+def _implicit_condstore(s: Session, sel: SelectedMailbox) -> None:
+    """FETCH MODSEQ / CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE enable CONDSTORE (RFC 7162 3.1)."""
+    if "CONDSTORE" not in s.enabled:
+        s.enabled.add("CONDSTORE")
+        s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % sel.modseq)
+    sel.condstore = True
+
+
 # ---- FETCH ------------------------------------------------------------------------------
 async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     user, sel = _sel(s)
     if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid):
         return Outcome.CONTINUE
     attrs = with_uid(cmd.attributes) if cmd.uid else cmd.attributes
-    if cmd.changed_since is not None:
-        attrs = with_modseq(attrs)
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+    if cmd.changed_since is not None or MODSEQ in attrs:
+        _implicit_condstore(s, sel)
+    if sel.condstore and (cmd.changed_since is not None or FLAGS in attrs):
+        attrs = with_modseq(attrs)  # RFC 7162 3.1: MODSEQ with every FETCH of flags once enabled
     uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
     if cmd.vanished and cmd.changed_since is not None and cmd.uid:
         if "QRESYNC" not in s.enabled:
@@ -96,11 +113,16 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         if not seq:
             continue
         missing.discard(item.meta.uid)
-        these = (*attrs, FLAGS) if item.meta.uid in flagged else attrs
+        these = attrs
+        if item.meta.uid in flagged:
+            these = with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS)
         try:
             pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
         except MissingMessageData:
             continue
+        if FLAGS in these:
+            for line in sel.announce_keywords(item.meta.flags):
+                s.emit(line)
         s.emit(b"* %d FETCH " % seq)
         for chunk in encode_chunks(fetch_list(pairs)):
             s.emit(chunk)
@@ -146,8 +168,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
     if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid) or _read_only(s, tag, sel):
         return Outcome.CONTINUE
     if cmd.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+        _implicit_condstore(s, sel)
     uids = [u for u in sel.uids_for(cmd.sequence_set, uid=cmd.uid) if u not in sel.pending_expunged]
     if not uids:
         s.tagged(tag, b"OK", b"STORE completed")
@@ -159,6 +180,9 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
     sel.note_own_flags(result.updated)
     if result.updated:
         s.committed(sel.mailbox_id, modseq=result.highestmodseq)
+    for meta in result.updated:
+        for line in sel.announce_keywords(meta.flags):
+            s.emit(line)
     if not cmd.silent or cmd.unchanged_since is not None:
         for meta in result.updated:
             seq = sel.seq_of(meta.uid)
@@ -234,8 +258,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     user, sel = _sel(s)
     program = cmd.program
     if program.uses_modseq:
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+        _implicit_condstore(s, sel)
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     if sel.uids:
         needs = program.needs

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from imapd.protocol.sequence import SequenceSet
 from imapd.store_client import ChangeEvent, MessageMeta
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
 
 def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(flags).encode("utf-8", "replace") + b")"
@@ -42,6 +44,29 @@ class SelectedMailbox:
     # UIDs [lo, hi) this session claimed as \Recent at SELECT: later arrivals in it are recent here.
     recent_range: tuple[int, int] = (0, 0)
     announced_recent: int = 0
+    keywords: list[str] = field(default_factory=list)  # as announced in * FLAGS, in order
+    added_metas: list[MessageMeta] = field(default_factory=list)  # new mail carrying keywords
+
+    # ---- FLAGS / PERMANENTFLAGS ------------------------------------------------
+    def flags_lines(self) -> list[bytes]:
+        flags = (*SYSTEM_FLAGS, *self.keywords)
+        if self.read_only:
+            permanent = b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        else:
+            permanent = b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n"
+        return [b"* FLAGS " + flag_list(flags) + b"\r\n", permanent]
+
+    def announce_keywords(self, flags: Iterable[str]) -> list[bytes]:
+        """* FLAGS and PERMANENTFLAGS again when a keyword new to this session shows up
+        (before any FETCH shows it)."""
+        known = self.keywords
+        new = [f for f in flags if f[:1] != "\\" and f not in known]
+        if not new:
+            return []
+        for f in new:
+            if f not in known:
+                known.append(f)
+        return self.flags_lines()
 
     # ---- the change feed ----------------------------------------------------
     def absorb(self, event: ChangeEvent) -> None:
@@ -57,6 +82,8 @@ class SelectedMailbox:
         for meta in event.added:
             if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
                 self.pending_added.append(meta.uid)
+                if any(f[:1] != "\\" for f in meta.flags):
+                    self.added_metas.append(meta)
                 if lo <= meta.uid < hi:
                     self.recent.add(meta.uid)
         for uid in event.expunged:
@@ -98,6 +125,11 @@ class SelectedMailbox:
             for uid in doomed:
                 self.own_modseq.pop(uid, None)
                 self.recent.discard(uid)
+        for meta in self.added_metas:
+            out.extend(self.announce_keywords(meta.flags))
+        self.added_metas.clear()
+        for meta in self.pending_flags.values():
+            out.extend(self.announce_keywords(meta.flags))
         if self.pending_added:
             self.uids.extend(self.pending_added)
             self.pending_added.clear()
