@@ -49,7 +49,7 @@ def test_rfc3501_section8_example_full() -> None:
         b'ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" "IMAP4rev1 WG mtg summary and minutes" '
         b'(("Terry Gray" NIL "gray" "cac.washington.edu")) (("Terry Gray" NIL "gray" "cac.washington.edu")) '
         b'(("Terry Gray" NIL "gray" "cac.washington.edu")) ((NIL NIL "imap" "cac.washington.edu")) '
-        b'((NIL NIL "minutes" "CNRI.Reston.VA.US") ("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL '
+        b'((NIL NIL "minutes" "CNRI.Reston.VA.US")("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL '
         b'"<B27397-0100000@cac.washington.edu>") '
         b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3028 92))'
     )
@@ -102,7 +102,7 @@ def test_message_rfc822_part_has_envelope_structure_and_lines() -> None:
         b'("MESSAGE" "RFC822" NIL NIL "forwarded" "7BIT" 527 '
         b'("Sun, 4 Apr 2021 09:15:00 -0400" "the original" (("Original Sender" NIL "orig" "example.net")) '
         b'((NIL NIL "list-bounces" "example.net")) ((NIL NIL "replies" "example.net")) '
-        b'((NIL NIL "team" NIL) (NIL NIL "a" "example.net") ("B B" NIL "b" "example.net") (NIL NIL NIL NIL)) '
+        b'((NIL NIL "team" NIL)(NIL NIL "a" "example.net")("B B" NIL "b" "example.net")(NIL NIL NIL NIL)) '
         b'NIL NIL "<parent@example.net>" "<orig-1@example.net>") '
         b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 24 1 NIL NIL NIL NIL)'
         b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "7BIT" 10 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "in") NIL NIL NIL) '
@@ -118,9 +118,9 @@ def test_non_ascii_headers_groups_and_8bit_subject() -> None:
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
-        b'((NIL NIL "undisclosed-recipients" NIL) (NIL NIL NIL NIL)) '
-        b'((NIL NIL "Friends" NIL) ("=?utf-8?b?w4lsb2RpZQ==?=" NIL "elodie" "example.fr") '
-        b'(NIL NIL "zoe" "example.fr") (NIL NIL NIL NIL) (NIL NIL "carol" "example.com")) '
+        b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)) '
+        b'((NIL NIL "Friends" NIL)("=?utf-8?b?w4lsb2RpZQ==?=" NIL "elodie" "example.fr")'
+        b'(NIL NIL "zoe" "example.fr")(NIL NIL NIL NIL)(NIL NIL "carol" "example.com")) '
         b'NIL NIL "<nonascii@example.fr>"))'
     )
 

@@ -138,7 +138,9 @@ async def test_two_sessions_see_each_others_changes_and_expunge_is_deferred() ->
         assert b"* 2 EXISTS" in _joined(await a.command("NOOP"))
         await b.command("STORE 2 +FLAGS (\\Flagged)")
         await trio.sleep(0.05)
-        assert re.search(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\)\)", _joined(await a.command("NOOP")))
+        assert re.search(
+            rb"\* 2 FETCH \(FLAGS \(\\Flagged\)\)", _joined(await a.command("NOOP"))
+        )  # UID only with CONDSTORE
         await b.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
         assert b"* 1 EXPUNGE" in _joined(await b.command("EXPUNGE"))
         await trio.sleep(0.05)

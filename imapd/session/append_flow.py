@@ -55,11 +55,12 @@ def message_end(ap: AppendInProgress) -> None:
     ap.current, ap.chunks = None, []
 
 
-def _note(s: Session, result: AppendResult) -> None:
+async def _note(s: Session, result: AppendResult) -> None:
     if result.uids:
         s.committed(result.mailbox_id, uid=max(result.uids))
     if s.selected is not None and s.selected.mailbox_id == result.mailbox_id:
         s.selected.note_added(result.uids)
+        await s.claim_own_recent(result.uids)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -79,7 +80,7 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     except StoreError as exc:
         s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
         return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    _note(s, result)
+    await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(ap.tag, b"OK", code + b" APPEND completed")
     return await s.finish_followup(ap.tag, Outcome.CONTINUE)
@@ -98,7 +99,7 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
         result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
     else:
         result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
-    _note(s, result)
+    await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(tag, b"OK", code + b" APPEND completed")
     return Outcome.CONTINUE

@@ -38,8 +38,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
     if s.selected is not None:
         s.leave_mailbox()
         s.transition(Transition.SELECT_FAILED)
-        if "QRESYNC" in s.enabled:
-            s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")
+        s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 3.2.11; Dovecot sends it always
     if cmd.condstore:
         s.enabled.add("CONDSTORE")
     result = await s.ctx.store.select(user, cmd.mailbox)
@@ -190,13 +189,15 @@ def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
     return b"(" + b" ".join(b"%s %d" % (i.value.encode(), values[i]) for i in items) + b")"
 
 
-def _attributes(mb: MailboxInfo, subscribed: bool) -> list[str]:
-    attrs = ["\\HasChildren" if mb.has_children else "\\HasNoChildren"]
+def _attributes(mb: MailboxInfo, subscribed: bool, *, children: bool = True, special_use: bool = True) -> list[str]:
+    attrs = []
+    if children:
+        attrs.append("\\HasChildren" if mb.has_children else "\\HasNoChildren")
     if mb.noselect:
         attrs.append("\\Noselect")
     if subscribed and mb.subscribed:
         attrs.append("\\Subscribed")
-    if mb.special_use:
+    if special_use and mb.special_use:
         attrs.append(mb.special_use)
     return attrs
 
@@ -209,7 +210,8 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
     sel_subscribed = c.ListSelection.SUBSCRIBED in cmd.selection
     want_status = cmd.status is not None
     boxes = await s.ctx.store.list_mailboxes(_user(s), with_status=want_status)
-    patterns = [join_reference(cmd.reference, p) for p in cmd.patterns]
+    # A pattern that is not valid modified UTF-7 matches no mailbox.
+    patterns = [join_reference(cmd.reference, p) for p in cmd.patterns if not isinstance(p, mutf7.UndecodableName)]
     show_subscribed = sel_subscribed or c.ListReturn.SUBSCRIBED in cmd.returns
     for mb in boxes:
         if not any(matches(p, mb.name) for p in patterns):
@@ -224,7 +226,17 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
             if not any(o.subscribed and o.name.startswith(prefix) for o in boxes):
                 continue
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-        attrs = " ".join(_attributes(mb, show_subscribed)).encode()
+        # Extended LIST returns what its options ask for (RFC 5258 4, RFC 6154 2), as Dovecot does.
+        attrs = " ".join(
+            _attributes(
+                mb,
+                show_subscribed,
+                children=not cmd.extended or c.ListReturn.CHILDREN in cmd.returns,
+                special_use=not cmd.extended
+                or c.ListReturn.SPECIAL_USE in cmd.returns
+                or c.ListSelection.SPECIAL_USE in cmd.selection,
+            )
+        ).encode()
         s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name), extra))
         if cmd.status is not None and mb.status is not None and not mb.noselect:
             s.emit(b"* STATUS " + mailbox_name(mb.name) + b" " + _status_items(cmd.status, mb.status) + b"\r\n")
@@ -236,9 +248,22 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
     boxes = await s.ctx.store.list_mailboxes(_user(s), subscribed_only=True)
     pattern = join_reference(cmd.reference, cmd.pattern)
+    if isinstance(cmd.pattern, mutf7.UndecodableName):
+        boxes = []
+    listed = {mb.name for mb in boxes if mb.subscribed and matches(pattern, mb.name)}
+    lines: dict[str, bytes] = {}
     for mb in boxes:
-        if mb.subscribed and matches(pattern, mb.name):
-            s.emit(b'* LSUB () "/" ' + mailbox_name(mb.name) + b"\r\n")
+        if mb.name in listed:
+            lines[mb.name] = mb.special_use.encode()
+        elif mb.subscribed and "%" in pattern:
+            # RFC 3501 6.3.9: a parent that "%" matches is listed \Noselect when only a child is subscribed.
+            parts = mb.name.split(DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:depth])
+                if parent not in listed and parent not in lines and matches(pattern, parent):
+                    lines[parent] = b"\\Noselect"
+    for name, attrs in lines.items():
+        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name)))
     s.tagged(tag, b"OK", b"LSUB completed")
     return Outcome.CONTINUE
 
@@ -268,7 +293,8 @@ async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
     if s.selected is not None:
         s.selected.condstore = "CONDSTORE" in s.enabled
         s.selected.qresync = "QRESYNC" in s.enabled
-    s.emit(b"* ENABLED" + b"".join(b" " + cap.encode() for cap in newly) + b"\r\n")
+    if newly:
+        s.emit(b"* ENABLED" + b"".join(b" " + cap.encode() for cap in newly) + b"\r\n")
     s.tagged(tag, b"OK", b"ENABLE completed")
     return Outcome.CONTINUE
 

@@ -173,7 +173,10 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
     if not uids:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
-    flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+    if any(f.lower() == "\\recent" for f in cmd.flags):
+        s.tagged(tag, b"BAD", b"\\Recent cannot be changed")  # RFC 3501 2.3.2; as Dovecot
+        return Outcome.CONTINUE
+    flags = list(cmd.flags)
     result = await s.ctx.store.store_flags(
         user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
@@ -188,6 +191,12 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
             seq = sel.seq_of(meta.uid)
             if seq:
                 s.emit(sel.flags_response(seq, meta, with_uid=cmd.uid))
+    elif sel.condstore:
+        # .SILENT still reports the new MODSEQ once CONDSTORE is on (RFC 7162 3.2).
+        for meta in result.updated:
+            seq = sel.seq_of(meta.uid)
+            if seq:
+                s.emit(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, meta.uid, meta.modseq))
     if result.modified:
         numbers = result.modified if cmd.uid else [sel.seq_of(u) for u in result.modified]
         code = b"[MODIFIED " + format_uids(n for n in numbers if n).encode() + b"] "
@@ -223,6 +232,7 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
         )
     if canonical(cmd.mailbox) == sel.name:
         sel.note_added(result.dest_uids)
+        await s.claim_own_recent(result.dest_uids)
     if move:
         if code:
             s.emit(b"* OK " + code + b"Moved\r\n")
@@ -249,7 +259,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
         s.committed(sel.mailbox_id, modseq=result.highestmodseq)
     for line in sel.note_own_expunge(result.expunged):
         s.emit(line)
-    s.tagged(tag, b"OK", b"EXPUNGE completed")
+    code = b"[HIGHESTMODSEQ %d] " % result.highestmodseq if sel.condstore else b""
+    s.tagged(tag, b"OK", code + b"EXPUNGE completed")
     return Outcome.CONTINUE
 
 

@@ -141,7 +141,7 @@ class SelectedMailbox:
             for uid, meta in sorted(self.pending_flags.items()):
                 seq = self._seq(uid)
                 if seq:
-                    out.append(self.flags_response(seq, meta, with_uid=True))
+                    out.append(self.flags_response(seq, meta, with_uid=self.condstore))
             self.pending_flags.clear()
         return out
 

@@ -18,11 +18,13 @@ import trio
 
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
+from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.states import ConnectionState, Transition, is_valid, next_state
 from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
 from imapd.session.selected import SelectedMailbox
+from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
 
 log = logging.getLogger("imapd.session")
@@ -43,6 +45,13 @@ class Outcome(enum.Enum):
 _NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search)
 
 Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
+
+
+def _undecodable(command: c.Command) -> bool:
+    """The command names a mailbox that is not valid modified UTF-7 (so cannot exist)."""
+    return isinstance(getattr(command, "mailbox", None), UndecodableName) or isinstance(
+        getattr(command, "new_name", None), UndecodableName
+    )
 
 
 class Session:
@@ -123,10 +132,17 @@ class Session:
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 sel.gone = True
                 return
-            sel.absorb(event)
-            if sub.recent:
-                sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
-                sub.recent.clear()
+            self.take_event(event)
+
+    def take_event(self, event: ChangeEvent) -> None:
+        """One feed event into the selected mailbox, with the \\Recent claims the hub made for us."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None:
+            return
+        sel.absorb(event)
+        if sub.recent:
+            sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
+            sub.recent.clear()
 
     def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
@@ -149,6 +165,14 @@ class Session:
         assert self.user is not None
         self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
 
+    async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
+        """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
+        sel = self.selected
+        if sel is None or sel.read_only or not uids or self.user is None:
+            return
+        low, high = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
+        sel.recent.update(u for u in uids if low <= u < high)
+
     def leave_mailbox(self) -> None:
         if self.subscription is not None:
             self.subscription.close()
@@ -163,6 +187,12 @@ class Session:
             self.tagged(tag, b"BAD", b"Command not allowed in this state")
             self.bad_commands += 1
             return await self._finish(tag, Outcome.CONTINUE, updates=False)
+        if _undecodable(command):
+            cannot = isinstance(command, c.Create) or (
+                isinstance(command, c.Rename) and isinstance(command.new_name, UndecodableName)
+            )
+            self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
+            return await self._finish(tag, Outcome.CONTINUE, updates=True)
         handler = HANDLERS[type(command)]
         # Command names only: arguments may hold passwords or message text.
         log.debug("%s %s", self.wire.peer, type(command).__name__)

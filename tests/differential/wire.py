@@ -13,6 +13,7 @@ from typing import Final
 
 _LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n$")
 _SYNC_LITERAL: Final = re.compile(rb"\{(\d+)\}\r\n")
+CLOSED: Final = b"<connection closed>"
 
 
 class WireClient:
@@ -58,7 +59,10 @@ class WireClient:
             self.sock.sendall(data[pos : m.end()])
             pos = m.end()
             while True:
-                line = self.read_line()
+                try:
+                    line = self.read_line()
+                except EOFError:
+                    return [*seen, CLOSED]
                 seen.append(line)
                 if line.startswith(b"+"):
                     break
@@ -70,14 +74,19 @@ class WireClient:
     def command(self, tag: bytes, data: bytes) -> list[bytes]:
         """`tag data\\r\\n`, then every line up to and including the tagged one."""
         lines = self.send(tag + b" " + data + b"\r\n")
-        if lines and lines[-1].startswith(tag + b" "):
+        if lines and (lines[-1].startswith(tag + b" ") or lines[-1] == CLOSED):
             return lines
         return lines + self.until(tag)
 
     def until(self, tag: bytes) -> list[bytes]:
+        """Lines up to the tagged one; if the server closes first, what came and `CLOSED`."""
         lines = []
         while True:
-            line = self.read_line()
+            try:
+                line = self.read_line()
+            except EOFError:
+                lines.append(CLOSED)
+                return lines
             lines.append(line)
             if line.startswith(tag + b" "):
                 return lines
