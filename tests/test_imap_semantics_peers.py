@@ -163,3 +163,18 @@ def test_condstore_modseq_in_every_fetch_once_enabled(stack: SpawnedStack) -> No
             b.close()
     finally:
         a.close()
+
+
+def test_pre_login_id_up_to_rfc_2971_limits_while_other_pre_login_lines_stay_bounded(stack: SpawnedStack) -> None:
+    pairs = b" ".join(b'"field%02d" "%s"' % (i, b"v" * 1024) for i in range(30))  # ~32 KB line
+    client = WireClient(stack.port)
+    try:
+        answer = client.command(b"i", b"ID (" + pairs + b")")
+        assert answer[-1].startswith(b"i OK") and answer[0].startswith(b"* ID "), answer[-1]
+        answer = client.command(b"n", b"NOOP " + b"x" * (9 * 1024))  # any other command: 8 KiB
+        assert answer[-1].startswith(b"n BAD [TOOBIG]"), answer[-1]
+        answer = client.command(b"j", b"ID (" + pairs + b' "more" "' + b"v" * 4096 + b'")')
+        assert answer[-1].startswith(b"j BAD [TOOBIG]"), answer[-1]
+        assert client.command(b"l", b"LOGIN peer peer-secret")[-1].startswith(b"l OK")
+    finally:
+        client.close()
