@@ -256,8 +256,10 @@ class FakeStore:
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent not in u.mailboxes:
-                self._new_mailbox(u, parent)
-        return self._info(u, self._new_mailbox(u, name, special_use))
+                self._new_mailbox(u, parent).subscribed = False
+        created = self._new_mailbox(u, name, special_use)
+        created.subscribed = False  # like the store: CREATE does not subscribe
+        return self._info(u, created)
 
     async def delete_mailbox(self, user: str, name: str) -> None:
         self._write()
