@@ -38,6 +38,7 @@ class MailboxInfo:
     has_children: bool
     status: MailboxStatus | None = None
     noselect: bool = False
+    nonexistent: bool = False  # a subscription without a mailbox (list_mailboxes only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class _User:
     password: str
     quota: int
     mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
+    lone_subscriptions: set[str] = field(default_factory=set)  # subscribed names without a mailbox
 
 
 def _norm(name: str) -> str:
@@ -236,10 +237,14 @@ class FakeStore:
         self._call()
         await trio.lowlevel.checkpoint()
         u = self._user(user)
+        lone = [MailboxInfo(name, 0, "", True, False, nonexistent=True) for name in sorted(u.lone_subscriptions)]
         return [
-            self._info(u, mb, with_status)
-            for _, mb in sorted(u.mailboxes.items())
-            if mb.subscribed or not subscribed_only
+            *(
+                self._info(u, mb, with_status)
+                for _, mb in sorted(u.mailboxes.items())
+                if mb.subscribed or not subscribed_only
+            ),
+            *lone,
         ]
 
     async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
@@ -258,7 +263,8 @@ class FakeStore:
             if parent not in u.mailboxes:
                 self._new_mailbox(u, parent).subscribed = False
         created = self._new_mailbox(u, name, special_use)
-        created.subscribed = False  # like the store: CREATE does not subscribe
+        created.subscribed = name in u.lone_subscriptions  # like the store: CREATE does not subscribe
+        u.lone_subscriptions.discard(name)
         return self._info(u, created)
 
     async def delete_mailbox(self, user: str, name: str) -> None:
@@ -271,6 +277,8 @@ class FakeStore:
         if self._info(u, mbox, False).has_children:
             raise StoreError(StoreErrorKind.PRECONDITION, "mailbox has children")
         del u.mailboxes[mbox.name]
+        if mbox.subscribed:
+            u.lone_subscriptions.add(mbox.name)
         self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, deleted=True))
 
     async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
@@ -293,6 +301,10 @@ class FakeStore:
             mbox = u.mailboxes.pop(name)
             mbox.name = new_name + name[len(src.name) :]
             u.mailboxes[mbox.name] = mbox
+            if mbox.subscribed:  # like the store: subscriptions stay with names
+                u.lone_subscriptions.add(name)
+            mbox.subscribed = mbox.name in u.lone_subscriptions
+            u.lone_subscriptions.discard(mbox.name)
             self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, renamed=True))
             mbox.watchers.clear()
         return self._info(u, src)
@@ -300,6 +312,14 @@ class FakeStore:
     async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
         self._write()
         await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        if _norm(name) not in u.mailboxes:
+            if subscribed:
+                u.lone_subscriptions.add(_norm(name))
+                return
+            if _norm(name) in u.lone_subscriptions:
+                u.lone_subscriptions.discard(_norm(name))
+                return
         self._mailbox(user, name).subscribed = subscribed
 
     async def status(self, user: str, name: str) -> MailboxInfo:

@@ -112,6 +112,7 @@ def _info(pb: store_pb2.MailboxInfo) -> MailboxInfo:
         has_children=pb.has_children,
         status=_status(pb.status) if pb.HasField("status") else None,
         noselect=pb.noselect,
+        nonexistent=pb.nonexistent,
     )
 
 

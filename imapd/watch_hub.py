@@ -51,6 +51,7 @@ class Subscription:
     # Read-write sessions claim new mail as \Recent; the hub gives each batch to one of them.
     claims_recent: bool = False
     recent: set[int] = field(default_factory=set)  # claimed for this one, not yet taken
+    writing: int = 0  # APPEND/COPY into this mailbox in flight: that session claims its own mail
 
     def close(self) -> None:
         self.hub._leave(self)
@@ -151,7 +152,7 @@ class WatchHub:
         """New mail is \\Recent to exactly one session: the first read-write subscriber here gets
         what the store lets it claim (nothing if a SELECT elsewhere took it first)."""
         taker = next((sub for sub in feed.subscribers if sub.claims_recent), None)
-        if taker is None:
+        if taker is None or any(sub.writing for sub in feed.subscribers):
             return
         try:
             low, high = await self._store.claim_recent(user, mailbox_id, max(m.uid for m in event.added) + 1)

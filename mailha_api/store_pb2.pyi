@@ -631,6 +631,7 @@ class MailboxInfo(_message.Message):
     HAS_CHILDREN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     NOSELECT_FIELD_NUMBER: _builtins.int
+    NONEXISTENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     mailbox_id: _builtins.int
     special_use: _builtins.str
@@ -639,6 +640,8 @@ class MailboxInfo(_message.Message):
     has_children: _builtins.bool
     noselect: _builtins.bool
     """\\\\Noselect: a deleted mailbox kept because it has children"""
+    nonexistent: _builtins.bool
+    """a subscription whose mailbox does not exist (List only)"""
     @_builtins.property
     def status(self) -> Global___MailboxStatus:
         """set by Status/Select, and by List when asked"""
@@ -653,10 +656,11 @@ class MailboxInfo(_message.Message):
         has_children: _builtins.bool = ...,
         status: Global___MailboxStatus | None = ...,
         noselect: _builtins.bool = ...,
+        nonexistent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "noselect", b"noselect", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "nonexistent", b"nonexistent", "noselect", b"noselect", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,10 +7,10 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, recent, users
+from store import fencing, mailboxes, messages, names, recent, subscriptions, users
 from store.committer import WriteContext
 from store.core import StoreCore
-from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from store.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from store.passwords import hash_password, verify_password
 from store.schema import U64
 
@@ -207,7 +207,16 @@ class AccountOps(StoreCore):
     def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
         def op(ctx: WriteContext) -> None:
             users.require_user(ctx.txn, ctx.dbs, req.user)
-            mid, record = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)
+            try:
+                mid, record = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)
+            except NotFound:
+                # A name without a mailbox: remembered (SUBSCRIBE) or forgotten (UNSUBSCRIBE), as Dovecot.
+                name = names.mailbox_name(req.name)
+                if req.subscribed:
+                    subscriptions.keep(ctx.txn, ctx.dbs, req.user, name)
+                elif not subscriptions.take(ctx.txn, ctx.dbs, req.user, name):
+                    raise
+                return
             mailboxes.put(ctx.txn, ctx.dbs, mid, record.evolve(subscribed=req.subscribed))
 
         self.write(req.epoch, op)

@@ -61,3 +61,24 @@ async def test_names_that_are_not_modified_utf7_are_no_not_bad() -> None:
         assert await c.command(b'LIST "" ' + ODD_NAME) == [b"t5 OK LIST completed\r\n"]
         assert (await c.command(b'LSUB "" ' + ODD_NAME))[-1].startswith(b"t6 OK")
         assert (await c.command(b"RENAME Drafts " + ODD_NAME))[-1].startswith(b"t7 NO [CANNOT]")
+
+
+@trio_test
+async def test_a_subscription_outlives_its_mailbox_and_stays_with_its_name() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        await c.command("CREATE gone")
+        await c.command("SUBSCRIBE gone")
+        await c.command("DELETE gone")
+        subscribed = await c.command('LIST (SUBSCRIBED) "" "*"')
+        assert b'* LIST (\\Subscribed \\NonExistent) "/" "gone"\r\n' in subscribed
+        assert not any(b'"gone"' in line for line in await c.command('LIST "" "*"'))
+        assert b'* LSUB () "/" "gone"\r\n' in await c.command('LSUB "" "*"')
+        await c.command("CREATE gone")  # the name takes its subscription back
+        assert b'* LIST (\\Subscribed) "/" "gone"\r\n' in await c.command('LIST (SUBSCRIBED) "" "gone"')
+        await c.command("RENAME gone moved")  # subscriptions belong to names (as in Dovecot)
+        after = await c.command('LIST (SUBSCRIBED) "" "*"')
+        assert b'* LIST (\\Subscribed \\NonExistent) "/" "gone"\r\n' in after
+        assert not any(b'"moved"' in line for line in after)
+        assert (await c.command("UNSUBSCRIBE gone"))[-1].endswith(b" OK UNSUBSCRIBE completed\r\n")
+        assert not any(b'"gone"' in line for line in await c.command('LSUB "" "*"'))

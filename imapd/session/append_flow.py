@@ -70,17 +70,18 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     """AppendEnd: one store call for the whole command, then the tagged answer."""
     assert s.user is not None
-    try:
-        result: AppendResult
-        if len(ap.messages) == 1:
-            spec, data = ap.messages[0]
-            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
-        else:
-            result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
-    except StoreError as exc:
-        s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
-        return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    await _note(s, result)
+    with s.writing_into(ap.mailbox):
+        try:
+            result: AppendResult
+            if len(ap.messages) == 1:
+                spec, data = ap.messages[0]
+                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+            else:
+                result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
+        except StoreError as exc:
+            s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
+            return await s.finish_followup(ap.tag, Outcome.CONTINUE)
+        await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(ap.tag, b"OK", code + b" APPEND completed")
     return await s.finish_followup(ap.tag, Outcome.CONTINUE)
@@ -94,12 +95,13 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
         chunk(ap, msg.data)
         message_end(ap)
     assert s.user is not None
-    if len(ap.messages) == 1:
-        spec, data = ap.messages[0]
-        result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
-    else:
-        result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
-    await _note(s, result)
+    with s.writing_into(ap.mailbox):
+        if len(ap.messages) == 1:
+            spec, data = ap.messages[0]
+            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+        else:
+            result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
+        await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(tag, b"OK", code + b" APPEND completed")
     return Outcome.CONTINUE

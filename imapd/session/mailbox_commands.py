@@ -216,6 +216,11 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
     for mb in boxes:
         if not any(matches(p, mb.name) for p in patterns):
             continue
+        if mb.nonexistent:
+            # A subscription without its mailbox: only the SUBSCRIBED selection shows it (RFC 5258 3).
+            if sel_subscribed:
+                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name))
+            continue
         if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
             continue
         extra = b""

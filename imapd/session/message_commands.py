@@ -218,7 +218,11 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
         s.tagged(tag, b"OK", name + b" completed (no messages)")
         return Outcome.CONTINUE
     method = s.ctx.store.move if move else s.ctx.store.copy
-    result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+    with s.writing_into(cmd.mailbox):
+        result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+        if canonical(cmd.mailbox) == sel.name:
+            sel.note_added(result.dest_uids)
+            await s.claim_own_recent(result.dest_uids)
     if result.dest_uids:
         s.committed(result.dest_mailbox_id, modseq=result.dest_modseq, uid=max(result.dest_uids))
     if result.expunged:
@@ -230,9 +234,6 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
             format_uids(result.source_uids).encode(),
             format_uids(result.dest_uids).encode(),
         )
-    if canonical(cmd.mailbox) == sel.name:
-        sel.note_added(result.dest_uids)
-        await s.claim_own_recent(result.dest_uids)
     if move:
         if code:
             s.emit(b"* OK " + code + b"Moved\r\n")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import trio
@@ -23,6 +24,7 @@ from imapd.protocol.states import ConnectionState, Transition, is_valid, next_st
 from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
+from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
@@ -164,6 +166,20 @@ class Session:
         """This session's write to a mailbox succeeded: its peers here must see it by their next command."""
         assert self.user is not None
         self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
+
+    @contextmanager
+    def writing_into(self, name: str) -> Iterator[None]:
+        """Around APPEND/COPY into the selected mailbox: the hub then leaves the new mail's
+        \\Recent to this session (claimed by `claim_own_recent`), whatever arrives first."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None or sel.read_only or canonical(name) != sel.name:
+            yield
+            return
+        sub.writing += 1
+        try:
+            yield
+        finally:
+            sub.writing -= 1
 
     async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
         """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
