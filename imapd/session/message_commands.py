@@ -247,7 +247,8 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
 
 async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
     user, sel = _sel(s)
-    if _read_only(s, tag, sel):
+    if sel.read_only:
+        s.tagged(tag, b"OK", b"EXPUNGE ignored in a read-only mailbox")  # as Dovecot
         return Outcome.CONTINUE
     uid_text = ""
     if cmd.uids is not None:

@@ -5,7 +5,8 @@ a connection (opened and logged in as the conversation's own fresh user on first
 use; a session named `anon...` is not logged in), `command` is the command without its tag, as bytes on the wire (`{n}`
 literals are synchronising: the engine waits for `+`). `IDLE` waits for the
 continuation; the same session's next step `DONE` ends it. `#sleep S` pauses
-(Dovecot notices other sessions' changes asynchronously, e.g. during IDLE). Tags are the engine's
+(Dovecot notices other sessions' changes asynchronously, e.g. during IDLE).
+`$PLAIN` in a command is the SASL PLAIN response (base64) of the conversation's user. Tags are the engine's
 (`a1`, `a2`, ... per session), so both servers see identical bytes.
 
 Each answer (every line up to the tagged one) is normalised (`normalise`) and
@@ -14,6 +15,7 @@ the two servers' answers are compared step by step.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -165,7 +167,9 @@ class Runner:
         logged_in: set[str] = set()
         out = Transcript()
         try:
-            for name, command in conversation.steps:
+            for name, raw_command in conversation.steps:
+                plain = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+                command = raw_command.replace(b"$PLAIN", plain)
                 client = sessions.get(name)
                 if client is None:
                     client = sessions[name] = WireClient(self.port)
