@@ -284,8 +284,8 @@ class CommandParser:
         if self._authenticated:
             return self._line_limit
         first = self._segments[0] if self._segments else bytes(text[:64])
-        if _ID_COMMAND.match(first):
-            return max(self._line_limit, self.limits.id_before_auth)
+        if _ID_COMMAND.match(first):  # never beyond what a logged-in client may send
+            return max(self._line_limit, min(self.limits.id_before_auth, self.limits.line_after_auth))
         return self._line_limit
 
     def _reset_command(self) -> None:
@@ -436,7 +436,7 @@ class CommandParser:
             return
         command_limit = self._command_limit
         if not self._authenticated and self._segments and _ID_COMMAND.match(self._segments[0]):
-            command_limit = max(command_limit, self.limits.id_before_auth)
+            command_limit = max(command_limit, min(self.limits.id_before_auth, self.limits.command_after_auth))
         if self._held + size > command_limit:
             self._refuse_literal(size, sync, self._bad("command too long", ev.BadReason.COMMAND_TOO_LONG))
             return
