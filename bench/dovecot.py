@@ -101,20 +101,33 @@ default_client_limit = 4000
 protocol imap {{
   mail_max_userip_connections = 1000
 }}
+# The same folders a new mailha user gets (store/users.py DEFAULT_MAILBOXES), created and
+# subscribed at first login, so differential tests see the same mailbox set on both.
 namespace inbox {{
   inbox = yes
   separator = /
-  mailbox Drafts {{
-    special_use = \\Drafts
-  }}
-  mailbox Junk {{
-    special_use = \\Junk
+  mailbox INBOX {{
+    auto = subscribe
   }}
   mailbox Sent {{
+    auto = subscribe
     special_use = \\Sent
   }}
+  mailbox Drafts {{
+    auto = subscribe
+    special_use = \\Drafts
+  }}
   mailbox Trash {{
+    auto = subscribe
     special_use = \\Trash
+  }}
+  mailbox Junk {{
+    auto = subscribe
+    special_use = \\Junk
+  }}
+  mailbox Archive {{
+    auto = subscribe
+    special_use = \\Archive
   }}
 }}
 passdb {{

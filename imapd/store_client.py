@@ -38,6 +38,7 @@ class MailboxInfo:
     has_children: bool
     status: MailboxStatus | None = None
     noselect: bool = False
+    nonexistent: bool = False  # a subscription without a mailbox (list_mailboxes only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class SelectResult:
     mailbox: MailboxInfo
     uids: tuple[int, ...]  # ascending
     keywords: tuple[str, ...]  # keywords in use in this mailbox
+    recent_boundary: int = 1  # UIDs >= this are \Recent, not claimed by any session yet
+    first_unseen_uid: int = 0  # 0: every message is \Seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,9 @@ class CopyResult:
     source_uids: tuple[int, ...]
     dest_uids: tuple[int, ...]
     expunged: tuple[int, ...]  # MOVE: source UIDs removed
+    dest_mailbox_id: int = 0
+    dest_modseq: int = 0
+    source_modseq: int = 0  # MOVE: source HIGHESTMODSEQ after the removal
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +195,10 @@ class StoreClient(Protocol):
         ...
 
     async def get_quota(self, user: str) -> QuotaInfo: ...
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        """Claim the \\Recent UIDs below `up_to_uid` not claimed yet; returns [from, to)."""
+        ...
 
     def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         """Change feed of one mailbox after `since_modseq` (0 = from now).

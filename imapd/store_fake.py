@@ -84,6 +84,7 @@ class _Mailbox:
     watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
     # Recent events, so a watch can start after a given modseq like the real feed.
     events: list[ChangeEvent] = field(default_factory=list)
+    recent_boundary: int = 1  # UIDs >= this: \Recent, not claimed by a session yet
 
 
 @dataclass
@@ -92,6 +93,7 @@ class _User:
     password: str
     quota: int
     mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
+    lone_subscriptions: set[str] = field(default_factory=set)  # subscribed names without a mailbox
 
 
 def _norm(name: str) -> str:
@@ -184,6 +186,7 @@ class FakeStore:
                 highestmodseq=mbox.highestmodseq,
                 size=sum(len(m.data) for m in msgs),
                 deleted=sum(1 for m in msgs if "\\Deleted" in m.flags),
+                recent=sum(1 for uid in mbox.messages if uid >= mbox.recent_boundary),
             )
         return MailboxInfo(mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status)
 
@@ -241,10 +244,14 @@ class FakeStore:
         u = self._user(user)
         # One pass for "has children" (not one scan of all names per mailbox).
         parents = {name[: m.start()] for name in u.mailboxes if "/" in name for m in _SLASH.finditer(name)}
+        lone = [MailboxInfo(name, 0, "", True, False, nonexistent=True) for name in sorted(u.lone_subscriptions)]
         return [
-            self._info(u, mb, with_status, has_children=mb.name in parents)
-            for _, mb in sorted(u.mailboxes.items())
-            if mb.subscribed or not subscribed_only
+            *(
+                self._info(u, mb, with_status, has_children=mb.name in parents)
+                for _, mb in sorted(u.mailboxes.items())
+                if mb.subscribed or not subscribed_only
+            ),
+            *lone,
         ]
 
     async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
@@ -261,8 +268,11 @@ class FakeStore:
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent not in u.mailboxes:
-                self._new_mailbox(u, parent)
-        return self._info(u, self._new_mailbox(u, name, special_use))
+                self._new_mailbox(u, parent).subscribed = False
+        created = self._new_mailbox(u, name, special_use)
+        created.subscribed = name in u.lone_subscriptions  # like the store: CREATE does not subscribe
+        u.lone_subscriptions.discard(name)
+        return self._info(u, created)
 
     async def delete_mailbox(self, user: str, name: str) -> None:
         self._write()
@@ -274,6 +284,8 @@ class FakeStore:
         if self._info(u, mbox, False).has_children:
             raise StoreError(StoreErrorKind.PRECONDITION, "mailbox has children")
         del u.mailboxes[mbox.name]
+        if mbox.subscribed:
+            u.lone_subscriptions.add(mbox.name)
         self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, deleted=True))
 
     async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
@@ -296,6 +308,10 @@ class FakeStore:
             mbox = u.mailboxes.pop(name)
             mbox.name = new_name + name[len(src.name) :]
             u.mailboxes[mbox.name] = mbox
+            if mbox.subscribed:  # like the store: subscriptions stay with names
+                u.lone_subscriptions.add(name)
+            mbox.subscribed = mbox.name in u.lone_subscriptions
+            u.lone_subscriptions.discard(mbox.name)
             self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, renamed=True))
             mbox.watchers.clear()
         return self._info(u, src)
@@ -303,6 +319,14 @@ class FakeStore:
     async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
         self._write()
         await trio.lowlevel.checkpoint()
+        u = self._user(user)
+        if _norm(name) not in u.mailboxes:
+            if subscribed:
+                u.lone_subscriptions.add(_norm(name))
+                return
+            if _norm(name) in u.lone_subscriptions:
+                u.lone_subscriptions.discard(_norm(name))
+                return
         self._mailbox(user, name).subscribed = subscribed
 
     async def status(self, user: str, name: str) -> MailboxInfo:
@@ -315,7 +339,20 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         mbox = self._mailbox(user, name)
         keywords = sorted({f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")})
-        return SelectResult(self._info(self._user(user), mbox), tuple(sorted(mbox.messages)), tuple(keywords))
+        uids = tuple(sorted(mbox.messages))
+        unseen = next((u for u in uids if "\\Seen" not in mbox.messages[u].flags), 0)
+        info = self._info(self._user(user), mbox)
+        return SelectResult(info, uids, tuple(keywords), mbox.recent_boundary, unseen)
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mbox = self._by_id(user, mailbox_id)
+        low, high = mbox.recent_boundary, min(up_to_uid, mbox.uidnext)
+        if high <= low:
+            return low, low
+        mbox.recent_boundary = high
+        return low, high
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         self._call()
@@ -379,7 +416,15 @@ class FakeStore:
         expunged: tuple[int, ...] = ()
         if move and msgs:
             expunged = self._remove(src, [m.uid for m in msgs])
-        return CopyResult(dest.uidvalidity, tuple(m.uid for m in msgs), tuple(m.uid for m in added), expunged)
+        return CopyResult(
+            dest.uidvalidity,
+            tuple(m.uid for m in msgs),
+            tuple(m.uid for m in added),
+            expunged,
+            dest.mailbox_id,
+            dest.highestmodseq,
+            src.highestmodseq if move else 0,
+        )
 
     def _remove(self, mbox: _Mailbox, uids: list[int]) -> tuple[int, ...]:
         mbox.highestmodseq += 1

@@ -117,6 +117,7 @@ def _info(pb: store_pb2.MailboxInfo) -> MailboxInfo:
         has_children=pb.has_children,
         status=_status(pb.status) if pb.HasField("status") else None,
         noselect=pb.noselect,
+        nonexistent=pb.nonexistent,
     )
 
 
@@ -306,7 +307,13 @@ class GrpcStore:
     async def select(self, user: str, name: str) -> SelectResult:
         req = store_pb2.SelectRequest(user=user, name=name)
         reply = await self._unary(self._stub.Select, req)
-        return SelectResult(_info(reply.mailbox), tuple(reply.uids), tuple(reply.permanent_flags))
+        return SelectResult(
+            _info(reply.mailbox),
+            tuple(reply.uids),
+            tuple(reply.permanent_flags),
+            reply.recent_boundary,
+            reply.first_unseen_uid,
+        )
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         req = store_pb2.FetchRequest(
@@ -376,7 +383,13 @@ class GrpcStore:
         method = self._stub.Move if move else self._stub.Copy
         reply = await self._unary(method, req)
         return CopyResult(
-            reply.dest_uidvalidity, tuple(reply.source_uids), tuple(reply.dest_uids), tuple(reply.expunged)
+            reply.dest_uidvalidity,
+            tuple(reply.source_uids),
+            tuple(reply.dest_uids),
+            tuple(reply.expunged),
+            reply.dest_mailbox_id,
+            reply.dest_modseq,
+            reply.source_modseq,
         )
 
     async def copy(self, user: str, mailbox_id: int, uid_set: str, dest_mailbox: str) -> CopyResult:
@@ -394,6 +407,11 @@ class GrpcStore:
         req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
         reply = await self._unary(self._stub.Vanished, req)
         return tuple(reply.uids)
+
+    async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+        req = store_pb2.ClaimRecentRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, up_to_uid=up_to_uid)
+        reply = await self._unary(self._stub.ClaimRecent, req)
+        return reply.from_uid, reply.to_uid
 
     def _header(self, user: str, mailbox: str, spec: AppendSpec, size: int) -> store_pb2.AppendHeader:
         return store_pb2.AppendHeader(

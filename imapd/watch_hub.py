@@ -26,6 +26,10 @@ _SUBSCRIBER_BUFFER: Final = 2000
 # reselect all the time, and a Watch stream costs a call and a thread to set up.
 LINGER_SECONDS: Final = 15.0
 _MAX_LINGERING: Final = 256
+# Bound on waiting for the feed to deliver a change a peer session already
+# committed; a healthy feed takes about a millisecond.
+CATCH_UP_SECONDS: Final = 2.0
+_MAX_RECENT_RANGE: Final = 10_000
 
 
 @dataclass(eq=False)
@@ -40,6 +44,14 @@ class Subscription:
     # The feed broke (store down, or this subscriber fell behind) rather than
     # the mailbox going away: the session must resynchronise by reconnecting.
     failed: bool = False
+    # What another session of this process has committed (and been told OK
+    # for) that this subscriber must see before it answers its next command.
+    must_reach_modseq: int = 0
+    must_reach_uid: int = 0
+    # Read-write sessions claim new mail as \Recent; the hub gives each batch to one of them.
+    claims_recent: bool = False
+    recent: set[int] = field(default_factory=set)  # claimed for this one, not yet taken
+    writing: int = 0  # APPEND/COPY into this mailbox in flight: that session claims its own mail
 
     def close(self) -> None:
         self.hub._leave(self)
@@ -50,7 +62,9 @@ class _Feed:
     cancel: trio.CancelScope
     subscribers: list[Subscription] = field(default_factory=list)
     delivered_modseq: int = 0
+    delivered_uid: int = 0  # highest UID the mailbox is known to hold (snapshot or feed)
     idle_since: float | None = None  # trio time the last subscriber left
+    advanced: trio.Event = field(default_factory=trio.Event)  # set (and replaced) per delivered event
 
 
 class WatchHub:
@@ -71,7 +85,10 @@ class WatchHub:
     def open_feeds(self) -> int:
         return len(self._feeds)
 
-    def subscribe(self, user: str, mailbox_id: int, since_modseq: int) -> Subscription:
+    def subscribe(
+        self, user: str, mailbox_id: int, since_modseq: int, *, last_uid: int = 0, claims_recent: bool = False
+    ) -> Subscription:
+        """Join the mailbox's feed; `last_uid` is the highest UID in the snapshot the caller holds."""
         key = (user, mailbox_id)
         send, receive = trio.open_memory_channel[ChangeEvent](_SUBSCRIBER_BUFFER)
         feed = self._feeds.get(key)
@@ -79,10 +96,73 @@ class WatchHub:
             feed = _Feed(trio.CancelScope(), delivered_modseq=since_modseq)
             self._feeds[key] = feed
             self._nursery.start_soon(self._run, key, feed, since_modseq)
-        sub = Subscription(self, key, receive, send, feed.delivered_modseq)
+        feed.delivered_uid = max(feed.delivered_uid, last_uid)
+        sub = Subscription(self, key, receive, send, feed.delivered_modseq, claims_recent=claims_recent)
         feed.subscribers.append(sub)
         feed.idle_since = None
         return sub
+
+    # ---- read-your-peers'-writes -------------------------------------------------
+    def committed(
+        self, user: str, mailbox_id: int, *, modseq: int = 0, uid: int = 0, writer: Subscription | None = None
+    ) -> None:
+        """A session of this process was told OK for a write to this mailbox.
+
+        Every other subscriber must see it (`catch_up`) before answering its
+        next command (RFC 3501 5.5/7.4.1 as clients read it): the feed is
+        asynchronous, so without this the change shows one command late."""
+        feed = self._feeds.get((user, mailbox_id))
+        if feed is not None:
+            self._mark(feed, modseq, uid, writer)
+
+    @staticmethod
+    def _mark(feed: _Feed, modseq: int, uid: int, writer: Subscription | None) -> None:
+        if modseq <= feed.delivered_modseq and uid <= feed.delivered_uid:
+            return
+        for sub in feed.subscribers:
+            if sub is not writer:
+                sub.must_reach_modseq = max(sub.must_reach_modseq, modseq)
+                sub.must_reach_uid = max(sub.must_reach_uid, uid)
+
+    def behind(self, sub: Subscription) -> bool:
+        """True while the feed has not delivered what `committed` promised this subscriber."""
+        if not sub.must_reach_modseq and not sub.must_reach_uid:
+            return False
+        feed = self._feeds.get(sub.key)
+        if feed is None or sub not in feed.subscribers:
+            return False  # the feed ended: the session learns that from its channel
+        if feed.delivered_modseq >= sub.must_reach_modseq and feed.delivered_uid >= sub.must_reach_uid:
+            sub.must_reach_modseq = sub.must_reach_uid = 0
+            return False
+        return True
+
+    async def catch_up(self, sub: Subscription, timeout: float = CATCH_UP_SECONDS) -> None:
+        """Wait (bounded) until the feed delivered what this subscriber was promised."""
+        with trio.move_on_after(timeout) as scope:
+            while self.behind(sub):
+                feed = self._feeds.get(sub.key)
+                if feed is None:
+                    return
+                await feed.advanced.wait()
+        if scope.cancelled_caught:
+            log.warning("watch feed of mailbox %d did not catch up in %.1f s", sub.key[1], timeout)
+            sub.must_reach_modseq = sub.must_reach_uid = 0
+
+    async def _claim_recent(self, user: str, mailbox_id: int, feed: _Feed, event: ChangeEvent) -> None:
+        """New mail is \\Recent to exactly one session: the first read-write subscriber here gets
+        what the store lets it claim (nothing if a SELECT elsewhere took it first)."""
+        taker = next((sub for sub in feed.subscribers if sub.claims_recent), None)
+        if taker is None or any(sub.writing for sub in feed.subscribers):
+            return
+        try:
+            low, high = await self._store.claim_recent(user, mailbox_id, max(m.uid for m in event.added) + 1)
+        except StoreError as exc:
+            log.warning("claiming \\Recent in mailbox %d failed: %s", mailbox_id, exc.kind.value)
+            return
+        if high - low <= _MAX_RECENT_RANGE:
+            taker.recent.update(range(low, high))  # may include mail a racing SELECT left to us
+        else:
+            taker.recent.update(m.uid for m in event.added if low <= m.uid < high)
 
     def _leave(self, sub: Subscription) -> None:
         sub.send.close()
@@ -126,7 +206,11 @@ class WatchHub:
                         if event.heartbeat:
                             continue
                         gone = gone or event.deleted or event.renamed
+                        if event.added:
+                            await self._claim_recent(user, mailbox_id, feed, event)
                         feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
+                        for meta in event.added:
+                            feed.delivered_uid = max(feed.delivered_uid, meta.uid)
                         for sub in list(feed.subscribers):
                             try:
                                 sub.send.send_nowait(event)
@@ -137,6 +221,8 @@ class WatchHub:
                                 sub.send.close()
                             except (trio.BrokenResourceError, trio.ClosedResourceError):
                                 feed.subscribers.remove(sub)
+                        feed.advanced.set()
+                        feed.advanced = trio.Event()
             except StoreError as exc:
                 log.warning("watch of mailbox %d ended: %s", mailbox_id, exc.kind.value)
         # The stream ended (mailbox gone, store down, or cancelled): tell everyone.
@@ -146,3 +232,4 @@ class WatchHub:
             sub.failed = not gone
             sub.send.close()
         feed.subscribers.clear()
+        feed.advanced.set()

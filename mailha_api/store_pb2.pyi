@@ -599,7 +599,7 @@ class MailboxStatus(_message.Message):
     deleted: _builtins.int
     """messages flagged \\Deleted"""
     recent: _builtins.int
-    """always 0: mailha does not track \\Recent"""
+    """messages no session has claimed as \\Recent yet"""
     def __init__(
         self,
         *,
@@ -631,6 +631,7 @@ class MailboxInfo(_message.Message):
     HAS_CHILDREN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     NOSELECT_FIELD_NUMBER: _builtins.int
+    NONEXISTENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     mailbox_id: _builtins.int
     special_use: _builtins.str
@@ -639,6 +640,8 @@ class MailboxInfo(_message.Message):
     has_children: _builtins.bool
     noselect: _builtins.bool
     """\\\\Noselect: a deleted mailbox kept because it has children"""
+    nonexistent: _builtins.bool
+    """a subscription whose mailbox does not exist (List only)"""
     @_builtins.property
     def status(self) -> Global___MailboxStatus:
         """set by Status/Select, and by List when asked"""
@@ -653,10 +656,11 @@ class MailboxInfo(_message.Message):
         has_children: _builtins.bool = ...,
         status: Global___MailboxStatus | None = ...,
         noselect: _builtins.bool = ...,
+        nonexistent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "noselect", b"noselect", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_children", b"has_children", "mailbox_id", b"mailbox_id", "name", b"name", "nonexistent", b"nonexistent", "noselect", b"noselect", "special_use", b"special_use", "status", b"status", "subscribed", b"subscribed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -867,6 +871,12 @@ class SelectReply(_message.Message):
     MAILBOX_FIELD_NUMBER: _builtins.int
     UIDS_FIELD_NUMBER: _builtins.int
     PERMANENT_FLAGS_FIELD_NUMBER: _builtins.int
+    RECENT_BOUNDARY_FIELD_NUMBER: _builtins.int
+    FIRST_UNSEEN_UID_FIELD_NUMBER: _builtins.int
+    recent_boundary: _builtins.int
+    """UIDs >= this are \\Recent and not claimed yet"""
+    first_unseen_uid: _builtins.int
+    """0 = every message is \\Seen"""
     @_builtins.property
     def mailbox(self) -> Global___MailboxInfo: ...
     @_builtins.property
@@ -883,14 +893,70 @@ class SelectReply(_message.Message):
         mailbox: Global___MailboxInfo | None = ...,
         uids: _abc.Iterable[_builtins.int] | None = ...,
         permanent_flags: _abc.Iterable[_builtins.str] | None = ...,
+        recent_boundary: _builtins.int = ...,
+        first_unseen_uid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mailbox", b"mailbox"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_unseen_uid", b"first_unseen_uid", "mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "recent_boundary", b"recent_boundary", "uids", b"uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SelectReply: _TypeAlias = SelectReply  # noqa: Y015
+
+@_typing.final
+class ClaimRecentRequest(_message.Message):
+    """Claim the \\Recent messages [boundary, up_to_uid) for one session
+    (SELECT, or new mail while selected); the reply is the range it got.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    MAILBOX_ID_FIELD_NUMBER: _builtins.int
+    UP_TO_UID_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    user: _builtins.str
+    mailbox_id: _builtins.int
+    up_to_uid: _builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        user: _builtins.str = ...,
+        mailbox_id: _builtins.int = ...,
+        up_to_uid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mailbox_id", b"mailbox_id", "up_to_uid", b"up_to_uid", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRecentRequest: _TypeAlias = ClaimRecentRequest  # noqa: Y015
+
+@_typing.final
+class ClaimRecentReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_UID_FIELD_NUMBER: _builtins.int
+    TO_UID_FIELD_NUMBER: _builtins.int
+    from_uid: _builtins.int
+    to_uid: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_uid: _builtins.int = ...,
+        to_uid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_uid", b"from_uid", "to_uid", b"to_uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRecentReply: _TypeAlias = ClaimRecentReply  # noqa: Y015
 
 @_typing.final
 class AppendHeader(_message.Message):
@@ -1318,7 +1384,15 @@ class CopyReply(_message.Message):
     SOURCE_UIDS_FIELD_NUMBER: _builtins.int
     DEST_UIDS_FIELD_NUMBER: _builtins.int
     EXPUNGED_FIELD_NUMBER: _builtins.int
+    DEST_MAILBOX_ID_FIELD_NUMBER: _builtins.int
+    DEST_MODSEQ_FIELD_NUMBER: _builtins.int
+    SOURCE_MODSEQ_FIELD_NUMBER: _builtins.int
     dest_uidvalidity: _builtins.int
+    dest_mailbox_id: _builtins.int
+    dest_modseq: _builtins.int
+    """dest HIGHESTMODSEQ after the copy"""
+    source_modseq: _builtins.int
+    """Move: source HIGHESTMODSEQ after the removal"""
     @_builtins.property
     def source_uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -1334,10 +1408,13 @@ class CopyReply(_message.Message):
         source_uids: _abc.Iterable[_builtins.int] | None = ...,
         dest_uids: _abc.Iterable[_builtins.int] | None = ...,
         expunged: _abc.Iterable[_builtins.int] | None = ...,
+        dest_mailbox_id: _builtins.int = ...,
+        dest_modseq: _builtins.int = ...,
+        source_modseq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dest_uids", b"dest_uids", "dest_uidvalidity", b"dest_uidvalidity", "expunged", b"expunged", "source_uids", b"source_uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dest_mailbox_id", b"dest_mailbox_id", "dest_modseq", b"dest_modseq", "dest_uids", b"dest_uids", "dest_uidvalidity", b"dest_uidvalidity", "expunged", b"expunged", "source_modseq", b"source_modseq", "source_uids", b"source_uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -205,6 +205,11 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.WatchRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.ChangeEvent.FromString,
                 _registered_method=True)
+        self.ClaimRecent = channel.unary_unary(
+                '/mailha.store.v1.MailStore/ClaimRecent',
+                request_serializer=mailha__api_dot_store__pb2.ClaimRecentRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.ClaimRecentReply.FromString,
+                _registered_method=True)
 
 
 class MailStoreServicer:
@@ -450,6 +455,12 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimRecent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -622,6 +633,11 @@ def add_MailStoreServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=mailha__api_dot_store__pb2.WatchRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.ChangeEvent.SerializeToString,
+            ),
+            'ClaimRecent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimRecent,
+                    request_deserializer=mailha__api_dot_store__pb2.ClaimRecentRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.ClaimRecentReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1542,6 +1558,33 @@ class MailStore:
             '/mailha.store.v1.MailStore/Watch',
             mailha__api_dot_store__pb2.WatchRequest.SerializeToString,
             mailha__api_dot_store__pb2.ChangeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimRecent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/ClaimRecent',
+            mailha__api_dot_store__pb2.ClaimRecentRequest.SerializeToString,
+            mailha__api_dot_store__pb2.ClaimRecentReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -139,6 +139,7 @@ class MailStoreStub:
     commit order, starting after since_modseq (0 = from now). Ends with
     a `deleted` or `renamed` event when the mailbox goes away.
     """
+    ClaimRecent: _grpc.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]
 
 @_typing.type_check_only
 class MailStoreAsyncStub(MailStoreStub):
@@ -223,6 +224,7 @@ class MailStoreAsyncStub(MailStoreStub):
     commit order, starting after since_modseq (0 = from now). Ends with
     a `deleted` or `renamed` event when the mailbox goes away.
     """
+    ClaimRecent: _aio.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]  # type: ignore[assignment]
 
 class MailStoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -508,5 +510,12 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         commit order, starting after since_modseq (0 = from now). Ends with
         a `deleted` or `renamed` event when the mailbox goes away.
         """
+
+    @_abc_1.abstractmethod
+    def ClaimRecent(
+        self,
+        request: _store_pb2.ClaimRecentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ClaimRecentReply, _abc.Awaitable[_store_pb2.ClaimRecentReply]]: ...
 
 def add_MailStoreServicer_to_server(servicer: MailStoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,10 +8,10 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, user_settings, users
+from store import fencing, mailboxes, messages, names, recent, subscriptions, user_settings, users
 from store.committer import WriteContext
 from store.core import StoreCore
-from store.errors import FailedPrecondition, InvalidArgument, StoreError, Unauthenticated
+from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
 from store.passwords import hash_password, needs_rehash, verify_password
 from store.schema import U64
 
@@ -239,7 +239,16 @@ class AccountOps(StoreCore):
     def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
         def op(ctx: WriteContext) -> None:
             users.require_user(ctx.txn, ctx.dbs, req.user)
-            mid, record = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)
+            try:
+                mid, record = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)
+            except NotFound:
+                # A name without a mailbox: remembered (SUBSCRIBE) or forgotten (UNSUBSCRIBE), as Dovecot.
+                name = names.mailbox_name(req.name)
+                if req.subscribed:
+                    subscriptions.keep(ctx.txn, ctx.dbs, req.user, name)
+                elif not subscriptions.take(ctx.txn, ctx.dbs, req.user, name):
+                    raise
+                return
             mailboxes.put(ctx.txn, ctx.dbs, mid, record.evolve(subscribed=req.subscribed))
 
         self.write(req.epoch, op)
@@ -249,9 +258,21 @@ class AccountOps(StoreCore):
             users.require_user(txn, self.dbs, user)
             mid, record = mailboxes.lookup(txn, self.dbs, user, name)
             kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            return mailboxes.info(record, mid, kids, with_status=True)
+            out = mailboxes.info(record, mid, kids, with_status=True)
+            out.status.recent = recent.count(txn, self.dbs, mid)
+            return out
 
         return self.read(fn)
+
+    def claim_recent(self, req: store_pb2.ClaimRecentRequest) -> store_pb2.ClaimRecentReply:
+        user = names.user_name(req.user)
+
+        def op(ctx: WriteContext) -> store_pb2.ClaimRecentReply:
+            record = mailboxes.selectable(ctx.txn, ctx.dbs, user, req.mailbox_id)
+            low, high = recent.claim(ctx.txn, ctx.dbs, req.mailbox_id, min(req.up_to_uid, record.uidnext))
+            return store_pb2.ClaimRecentReply(from_uid=low, to_uid=high)
+
+        return self.write(req.epoch, op)
 
     def select(self, user: str, name: str) -> store_pb2.SelectReply:
         def fn(txn: lmdb.Transaction) -> store_pb2.SelectReply:
@@ -260,8 +281,11 @@ class AccountOps(StoreCore):
             mailboxes.selectable(txn, self.dbs, user, mid)
             kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
             reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-            uids, flag_lists = messages.uids_and_raw_flags(txn, self.dbs, mid)
+            uids, flag_lists, first_unseen = messages.uids_and_raw_flags(txn, self.dbs, mid)
             reply.uids.extend(uids)
+            reply.first_unseen_uid = first_unseen
+            reply.recent_boundary = recent.boundary(txn, self.dbs, mid)
+            reply.mailbox.status.recent = sum(1 for u in uids if u >= reply.recent_boundary)
             keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
             reply.permanent_flags.extend(sorted(keywords))
             return reply

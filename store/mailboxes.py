@@ -7,7 +7,7 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, names
+from store import bodies, names, recent, subscriptions
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
@@ -92,6 +92,7 @@ def create(
         record = record.evolve(noselect=False, uidvalidity=_new_uidvalidity(txn, dbs), special_use=special)
         put(txn, dbs, mid, record)
         return mid, record
+    subscribed = subscriptions.take(txn, dbs, user, canonical) or subscribed
     return _insert(txn, dbs, user, canonical, special=special, subscribed=subscribed)
 
 
@@ -168,6 +169,9 @@ def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
     else:
         txn.delete(user_key(user, record.name), db=dbs.mailbox_names)
         txn.delete(U64.pack(mid), db=dbs.mailboxes)
+        recent.forget(txn, dbs, mid)
+        if record.subscribed:
+            subscriptions.keep(txn, dbs, user, record.name)
     return mid
 
 
@@ -192,7 +196,12 @@ def rename(txn: lmdb.Transaction, dbs: Dbs, user: str, old: str, new: str) -> tu
         txn.delete(user_key(user, old_name), db=dbs.mailbox_names)
         txn.put(user_key(user, new_name), U64.pack(child_id), db=dbs.mailbox_names)
         child = by_id(txn, dbs, user, child_id)
-        put(txn, dbs, child_id, child.evolve(name=new_name))
+        # Subscriptions belong to names (as in Dovecot): the old name stays subscribed, the new one
+        # is subscribed only if it was before.
+        if child.subscribed:
+            subscriptions.keep(txn, dbs, user, old_name)
+        subscribed = subscriptions.take(txn, dbs, user, new_name)
+        put(txn, dbs, child_id, child.evolve(name=new_name, subscribed=subscribed))
     return mid, [i for _, i in moved]
 
 
@@ -269,5 +278,11 @@ def list_all(
         record = by_id(txn, dbs, user, mid)
         if subscribed_only and not record.subscribed:
             continue
-        out.append(info(record, mid, name in parents_with_children, with_status))
+        entry = info(record, mid, name in parents_with_children, with_status)
+        if with_status:
+            entry.status.recent = recent.count(txn, dbs, mid)
+        out.append(entry)
+    for name in subscriptions.names(txn, dbs, user):
+        if name not in all_names:
+            out.append(store_pb2.MailboxInfo(name=name, subscribed=True, nonexistent=True))
     return out

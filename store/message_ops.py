@@ -199,6 +199,9 @@ class MessageOps(StoreCore):
             reply, dest_id, metas, source, dest = messages.copy(
                 ctx.txn, ctx.dbs, user, req.mailbox_id, text=req.uid_set, dest_name=req.dest_mailbox, move=move
             )
+            reply.dest_mailbox_id, reply.dest_modseq = dest_id, dest.highestmodseq
+            if move:
+                reply.source_modseq = source.highestmodseq
             if metas:
                 ctx.events.append(store_pb2.ChangeEvent(mailbox_id=dest_id, modseq=dest.highestmodseq, added=metas))
             if reply.expunged:

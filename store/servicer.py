@@ -384,6 +384,12 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         with _errors(context):
             return self.store.vanished(request)
 
+    def ClaimRecent(
+        self, request: store_pb2.ClaimRecentRequest, context: grpc.ServicerContext
+    ) -> store_pb2.ClaimRecentReply:
+        with _errors(context):
+            return self.store.claim_recent(request)
+
     def Watch(self, request: store_pb2.WatchRequest, context: grpc.ServicerContext) -> Iterator[store_pb2.ChangeEvent]:
         with _errors(context):
             yield from self.store.watch(

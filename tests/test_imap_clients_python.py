@@ -122,7 +122,7 @@ def test_imapclient_tls_idle_flags_move_condstore(imap_stack: ImapStack) -> None
         b.add_flags([2], [b"\\Flagged"])
         time.sleep(0.1)
         a.noop()
-        assert a.get_flags([2])[2] == (b"\\Flagged",)
+        assert a.get_flags([2])[2] == (b"\\Flagged",)  # recent to b, which appended it while selected
         assert a.search(["FLAGGED"]) == [2]
         fetched = a.fetch([1], ["ENVELOPE", "BODY[]", "INTERNALDATE"])
         assert fetched[1][b"ENVELOPE"].subject == b"idle 0"

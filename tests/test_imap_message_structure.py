@@ -49,7 +49,7 @@ def test_rfc3501_section8_example_full() -> None:
         b'ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" "IMAP4rev1 WG mtg summary and minutes" '
         b'(("Terry Gray" NIL "gray" "cac.washington.edu")) (("Terry Gray" NIL "gray" "cac.washington.edu")) '
         b'(("Terry Gray" NIL "gray" "cac.washington.edu")) ((NIL NIL "imap" "cac.washington.edu")) '
-        b'((NIL NIL "minutes" "CNRI.Reston.VA.US") ("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL '
+        b'((NIL NIL "minutes" "CNRI.Reston.VA.US")("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL '
         b'"<B27397-0100000@cac.washington.edu>") '
         b'BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3028 92))'
     )
@@ -65,8 +65,8 @@ def test_alternative_with_encoded_words_kept_raw() -> None:
         b'(("Doe, Jane" NIL "jane" "example.com")) NIL NIL NIL "<alt-1@example.org>"))'
     )
     assert fetch(data, F.BODYSTRUCTURE) == (
-        b'(BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 41 1 NIL NIL NIL NIL)'
-        b'("TEXT" "HTML" ("CHARSET" "iso-8859-1") NIL NIL "BASE64" 28 1 NIL NIL NIL NIL) '
+        b'(BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 41 0 NIL NIL NIL NIL)'
+        b'("TEXT" "HTML" ("CHARSET" "iso-8859-1") NIL NIL "BASE64" 28 0 NIL NIL NIL NIL) '
         b'"ALTERNATIVE" ("BOUNDARY" "=_alt") NIL NIL NIL))'
     )
     # Sizes checked independently of the parser: the part ends before the CRLF of the next delimiter.
@@ -77,14 +77,14 @@ def test_alternative_with_encoded_words_kept_raw() -> None:
 def test_nested_mixed_with_attachments_extension_data() -> None:
     data = load("mixed_nested.eml")
     assert fetch(data, F.BODY) == (
-        b'(BODY ((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1)'
-        b'("TEXT" "HTML" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 16 1) "ALTERNATIVE")'
+        b'(BODY ((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 0)'
+        b'("TEXT" "HTML" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 16 0) "ALTERNATIVE")'
         b'("APPLICATION" "PDF" ("NAME" "report.pdf") NIL "Quarterly report" "BASE64" 74)'
         b'("IMAGE" "PNG" NIL "<logo@example.org>" NIL "BASE64" 12) "MIXED"))'
     )
     assert fetch(data, F.BODYSTRUCTURE) == (
-        b'(BODYSTRUCTURE ((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
-        b'("TEXT" "HTML" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 16 1 NIL NIL NIL NIL) '
+        b'(BODYSTRUCTURE ((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
+        b'("TEXT" "HTML" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 16 0 NIL NIL NIL NIL) '
         b'"ALTERNATIVE" ("BOUNDARY" "inner") NIL NIL NIL)'
         b'("APPLICATION" "PDF" ("NAME" "report.pdf") NIL "Quarterly report" "BASE64" 74 '
         b'"Q2hlY2sgSW50ZWdyaXR5IQ==" ("ATTACHMENT" ("FILENAME" "report.pdf")) NIL NIL)'
@@ -98,15 +98,15 @@ def test_message_rfc822_part_has_envelope_structure_and_lines() -> None:
     embedded = data.split(b"forwarded\r\n\r\n")[1].split(b"\r\n--fwd--")[0]
     assert (len(embedded), embedded.count(b"\n") + 1) == (527, 21)
     assert fetch(data, F.BODYSTRUCTURE) == (
-        b'(BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 26 1 NIL NIL NIL NIL)'
+        b'(BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 26 0 NIL NIL NIL NIL)'
         b'("MESSAGE" "RFC822" NIL NIL "forwarded" "7BIT" 527 '
         b'("Sun, 4 Apr 2021 09:15:00 -0400" "the original" (("Original Sender" NIL "orig" "example.net")) '
         b'((NIL NIL "list-bounces" "example.net")) ((NIL NIL "replies" "example.net")) '
-        b'((NIL NIL "team" NIL) (NIL NIL "a" "example.net") ("B B" NIL "b" "example.net") (NIL NIL NIL NIL)) '
+        b'((NIL NIL "team" NIL)(NIL NIL "a" "example.net")("B B" NIL "b" "example.net")(NIL NIL NIL NIL)) '
         b'NIL NIL "<parent@example.net>" "<orig-1@example.net>") '
-        b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 24 1 NIL NIL NIL NIL)'
+        b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 24 0 NIL NIL NIL NIL)'
         b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "7BIT" 10 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "in") NIL NIL NIL) '
-        b'21 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "fwd") NIL NIL NIL))'
+        b'20 NIL NIL NIL NIL) "MIXED" ("BOUNDARY" "fwd") NIL NIL NIL))'
     )
 
 
@@ -118,9 +118,9 @@ def test_non_ascii_headers_groups_and_8bit_subject() -> None:
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
         b'(("=?iso-8859-1?q?Andr=E9?= Pirard" NIL "PIRARD" "vm1.ulg.ac.be")) '
-        b'((NIL NIL "undisclosed-recipients" NIL) (NIL NIL NIL NIL)) '
-        b'((NIL NIL "Friends" NIL) ("=?utf-8?b?w4lsb2RpZQ==?=" NIL "elodie" "example.fr") '
-        b'(NIL NIL "zoe" "example.fr") (NIL NIL NIL NIL) (NIL NIL "carol" "example.com")) '
+        b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)) '
+        b'((NIL NIL "Friends" NIL)("=?utf-8?b?w4lsb2RpZQ==?=" NIL "elodie" "example.fr")'
+        b'(NIL NIL "zoe" "example.fr")(NIL NIL NIL NIL)(NIL NIL "carol" "example.com")) '
         b'NIL NIL "<nonascii@example.fr>"))'
     )
 
@@ -133,8 +133,8 @@ def test_non_ascii_headers_groups_and_8bit_subject() -> None:
         # No closing delimiter: the last part runs to the end of the data.
         (
             "truncated_multipart.eml",
-            b'(BODY (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 10 1)'
-            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 47 1) "MIXED"))',
+            b'(BODY (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 10 0)'
+            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 47 0) "MIXED"))',
         ),
         # No header at all: everything is the body, defaults apply.
         ("no_headers.eml", b'(BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 68 2))'),
@@ -205,7 +205,7 @@ def test_digest_parts_default_to_message_rfc822() -> None:
     data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: inner\r\n\r\nhello\r\n--d--\r\n"
     assert fetch(data, F.BODY) == (
         b'(BODY (("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 23 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) '
-        b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 5 1) 3) "DIGEST"))'
+        b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 5 0) 2) "DIGEST"))'
     )
 
 

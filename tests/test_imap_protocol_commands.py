@@ -10,6 +10,7 @@ from imapd.protocol import commands as c
 from imapd.protocol import events as ev
 from imapd.protocol import fetch_spec as fs
 from imapd.protocol import search_spec as ss
+from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.parser import CommandParser
 from imapd.protocol.sequence import SeqRange, SequenceSet
 from tests.imap_protocol_support import feed
@@ -360,11 +361,21 @@ def test_utf8_mailbox_names_when_enabled() -> None:
     assert isinstance(bad, ev.BadCommand) and bad.tag == "t1"
 
 
+def test_names_that_are_not_modified_utf7_parse_as_undecodable_not_bad() -> None:
+    # Issue 11 item 8: such a name names no mailbox (NO), and a LIST pattern of it matches nothing (OK).
+    parser = CommandParser(authenticated=True)
+    (event,) = feed(parser, b"t1 SELECT &Jjo\r\n")  # unterminated mUTF-7 shift
+    assert isinstance(event, ev.CommandReceived) and isinstance(event.command, c.Select)
+    assert isinstance(event.command.mailbox, UndecodableName) and event.command.mailbox == "&Jjo"
+    (event,) = feed(parser, b't2 LIST "" "!#$&\'+,-.0123456789:;<=>?@^_`|[}"\r\n')
+    assert isinstance(event, ev.CommandReceived) and isinstance(event.command, c.List)
+    assert isinstance(event.command.patterns[0], UndecodableName)
+
+
 BAD_LINES = [
     b"t1 LOGIN bob",
     b"t1 LOGIN bob secret extra",
     b"t1 SELECT",
-    b"t1 SELECT &Jjo",  # unterminated mUTF-7 shift
     b"t1 SELECT (CONDSTORE)",
     b"t1 SELECT INBOX (FOO)",
     b"t1 FETCH 0 FLAGS",

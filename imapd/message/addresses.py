@@ -26,6 +26,7 @@ _ATOM: Final = 0
 _QUOTED: Final = 1
 _LITERAL: Final = 2  # [domain literal]
 _SPECIAL: Final = 3
+_COMMENT: Final = 4  # its text: the display name of an address that has none (as Dovecot does)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,10 @@ def _tokenize(value: bytes) -> Iterator[tuple[int, bytes]]:
             continue
         kind = m.lastindex
         if kind == 1:
-            pos = _skip_comment(value, pos)
+            end = _skip_comment(value, pos)
+            text = value[pos + 1 : end - 1 if value[end - 1 : end] == b")" else end]
+            pos = end
+            yield (_COMMENT, b" ".join(_QUOTED_PAIR.sub(rb"\1", text).split()))
             continue
         pos = m.end()
         if kind == 2:
@@ -141,6 +145,8 @@ def _route_split(tokens: list[tuple[int, bytes]]) -> tuple[bytes | None, list[tu
 
 
 def _mailbox(tokens: list[tuple[int, bytes]]) -> Address | None:
+    comment = next((t for k, t in tokens if k == _COMMENT and t), None)
+    tokens = [tok for tok in tokens if tok[0] != _COMMENT]
     if not tokens:
         return None
     angle = next((i for i, (k, t) in enumerate(tokens) if k == _SPECIAL and t == b"<"), -1)
@@ -152,7 +158,7 @@ def _mailbox(tokens: list[tuple[int, bytes]]) -> Address | None:
         if mailbox is None and host is None and name is None:
             return None
     else:
-        name, adl = None, None
+        name, adl = comment, None  # "user@domain (Real Name)"
         mailbox, host = _addr_spec(tokens)
         if mailbox is None and host is None:
             return None
@@ -231,7 +237,8 @@ def parse_addresses_general(value: bytes) -> list[Address]:
                 and not in_group
                 and not any(k == _SPECIAL and t == b"@" for k, t in current)
             ):
-                out.append(Address(None, None, _phrase(current) or b"", None))
+                words = [tok for tok in current if tok[0] != _COMMENT]
+                out.append(Address(None, None, _phrase(words) or b"", None))
                 in_group = True
                 current.clear()
                 continue

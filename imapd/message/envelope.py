@@ -35,7 +35,7 @@ def _address_list(value: bytes | None) -> bytes:
     addresses = parse_addresses(value)
     if not addresses:
         return b"NIL"
-    return b"(" + b" ".join(_address_wire(a) for a in addresses) + b")"
+    return b"(" + b"".join(_address_wire(a) for a in addresses) + b")"  # RFC 3501: "(" 1*address ")"
 
 
 def envelope_wire(first: dict[bytes, bytes]) -> bytes:

@@ -175,9 +175,7 @@ def _part_spans(data: bytes, start: int, end: int, boundary: bytes) -> list[tupl
 
 
 def text_lines(data: bytes, start: int = 0, end: int | None = None) -> int:
-    """Lines of data[start:end] as BODYSTRUCTURE counts them: a last line without a break counts too."""
+    """Lines of data[start:end] as BODYSTRUCTURE counts them: line breaks, as Dovecot counts them
+    (a part's last line before a MIME boundary has none of its own: that CRLF belongs to the boundary)."""
     stop = len(data) if end is None else end
-    count = data.count(b"\n", start, stop)
-    if stop > start and data[stop - 1] != 0x0A:
-        count += 1
-    return count
+    return data.count(b"\n", start, stop)

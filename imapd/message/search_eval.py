@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, assert_never
 
+from imapd.message.addresses import parse_addresses
 from imapd.message.dates import header_calendar_date, internal_calendar_date
 from imapd.message.decoding import decode_charset, decode_header_value, decode_transfer
 from imapd.message.headers import first_value
@@ -51,6 +52,7 @@ class SearchContext:
 
 
 _FOLD: Final = re.compile(rb"\r?\n(?=[ \t])")
+_ADDRESS_FIELDS: Final = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"})
 
 
 class _Message:
@@ -69,6 +71,12 @@ class _Message:
         for f in self.parsed.fields():
             if f.name == name:
                 yield decode_header_value(f.value).casefold()
+                if name in _ADDRESS_FIELDS:
+                    # Also the plain addr-specs, without the comments and folding whitespace (CFWS)
+                    # an address may carry inside: user-from@domain.org finds <user-from (c)@ (c) domain.org>.
+                    for a in parse_addresses(f.value):
+                        if a.mailbox is not None and a.host is not None:
+                            yield (a.mailbox + b"@" + a.host).decode("utf-8", "replace").casefold()
 
     def header_text(self) -> str:
         if self._header_text is None:

@@ -297,7 +297,11 @@ def _list(r: Reader) -> c.Command:
                 if not r.maybe_sp():
                     break
             r.expect(0x29)
-    if c.ListSelection.RECURSIVEMATCH in selection and selection <= {c.ListSelection.RECURSIVEMATCH}:
+    # REMOTE selects no subset RECURSIVEMATCH could modify (RFC 5258 section 3).
+    if c.ListSelection.RECURSIVEMATCH in selection and selection <= {
+        c.ListSelection.RECURSIVEMATCH,
+        c.ListSelection.REMOTE,
+    }:
         raise ParseError("RECURSIVEMATCH needs another selection option")  # RFC 5258 section 3
     return c.List(reference, tuple(patterns), frozenset(selection), frozenset(returns), status, extended)
 

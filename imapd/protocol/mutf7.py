@@ -48,6 +48,15 @@ def encode(name: str) -> bytes:
     return bytes(out)
 
 
+class UndecodableName(str):
+    """A mailbox name on the wire that is not canonical modified UTF-7 (kept as its ASCII text).
+
+    No mailbox has such a name: commands naming it answer NO, LIST patterns match nothing
+    (as Dovecot does), rather than BAD for the whole command."""
+
+    __slots__ = ()
+
+
 def decode(raw: bytes) -> str:
     """The mailbox name for wire bytes `raw`; raises MUtf7Error when not canonical mUTF-7."""
     if b"&" not in raw:

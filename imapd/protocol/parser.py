@@ -105,6 +105,8 @@ class ParserLimits:
     literal_before_auth: int = 8 * KIB
     literal_after_auth: int = 128 * KIB
     command_before_auth: int = 16 * KIB
+    # ID before login: RFC 2971 allows 30 field/value pairs with values of up to 1024 octets.
+    id_before_auth: int = 34 * KIB
     command_after_auth: int = 256 * KIB
     append_limit: int = 20 * MIB  # APPENDLIMIT, per message
     append_chunk: int = 64 * KIB  # largest AppendChunk
@@ -112,6 +114,9 @@ class ParserLimits:
 
 # flags and INTERNALDATE before an APPEND message literal
 _AppendHead = tuple[tuple[str, ...], datetime.datetime | None]
+
+
+_ID_COMMAND: Final = re.compile(rb"[^ \r\n]+ ID[ (]", re.IGNORECASE)
 
 
 class _Mode(enum.Enum):
@@ -274,6 +279,15 @@ class CommandParser:
         self._literal_limit = lim.literal_after_auth if authenticated else lim.literal_before_auth
         self._command_limit = lim.command_after_auth if authenticated else lim.command_before_auth
 
+    def _line_limit_for(self, text: bytes | bytearray) -> int:
+        """The line (and command) bound: larger for ID before login (RFC 2971's 30 x 1024 octets)."""
+        if self._authenticated:
+            return self._line_limit
+        first = self._segments[0] if self._segments else bytes(text[:64])
+        if _ID_COMMAND.match(first):  # never beyond what a logged-in client may send
+            return max(self._line_limit, min(self.limits.id_before_auth, self.limits.line_after_auth))
+        return self._line_limit
+
     def _reset_command(self) -> None:
         self._tag: str | None = None
         self._segments: list[bytes] = []
@@ -340,14 +354,14 @@ class CommandParser:
             return True
         line = self._take_line()
         if line is None:
-            if self._text_bytes + len(self._buf) > self._line_limit:
+            if self._text_bytes + len(self._buf) > self._line_limit_for(self._buf):
                 if self._tag is None:
                     self._tag = split_tag(bytes(self._buf[:80]))
                 bad = self._bad("command line too long", ev.BadReason.LINE_TOO_LONG)
                 self._skip_line(bad)
                 return True
             return False
-        if self._text_bytes + len(line) > self._line_limit:
+        if self._text_bytes + len(line) > self._line_limit_for(line):
             if self._tag is None:
                 self._tag = split_tag(line[:80])
             self._after_skipped_line(line[-_TAIL:], self._bad("command line too long", ev.BadReason.LINE_TOO_LONG))
@@ -420,7 +434,10 @@ class CommandParser:
         if size > self._literal_limit:
             self._refuse_literal(size, sync, ev.LiteralTooBig(self._tag, size, self._literal_limit, append=False))
             return
-        if self._held + size > self._command_limit:
+        command_limit = self._command_limit
+        if not self._authenticated and self._segments and _ID_COMMAND.match(self._segments[0]):
+            command_limit = max(command_limit, min(self.limits.id_before_auth, self.limits.command_after_auth))
+        if self._held + size > command_limit:
             self._refuse_literal(size, sync, self._bad("command too long", ev.BadReason.COMMAND_TOO_LONG))
             return
         self._segments.append(text)

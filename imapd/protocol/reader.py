@@ -15,7 +15,7 @@ import re
 from typing import Final
 
 from imapd.protocol import mutf7
-from imapd.protocol.errors import ParseError
+from imapd.protocol.errors import MUtf7Error, ParseError
 
 # ATOM-CHAR: any CHAR except atom-specials ( ) { SP CTL % * " \ ]
 _ATOM: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\]]+")
@@ -219,7 +219,12 @@ class Reader:
             return "INBOX"
         if self.utf8_names and any(b > 0x7F for b in raw):
             return self.utf8(raw)
-        return mutf7.decode(raw)
+        try:
+            return mutf7.decode(raw)
+        except MUtf7Error:
+            if any(b < 0x20 or b > 0x7E for b in raw):
+                raise  # 8-bit or control bytes: not a mailbox name at all
+            return mutf7.UndecodableName(raw.decode("ascii"))
 
     def sequence_set(self) -> bytes:
         return self._match(_SEQ_SET, "a sequence set").group()

@@ -56,9 +56,12 @@ def message_end(ap: AppendInProgress) -> None:
     ap.current, ap.chunks = None, []
 
 
-def _note(s: Session, result: AppendResult) -> None:
+async def _note(s: Session, result: AppendResult) -> None:
+    if result.uids:
+        s.committed(result.mailbox_id, uid=max(result.uids))
     if s.selected is not None and s.selected.mailbox_id == result.mailbox_id:
         s.selected.note_added(result.uids)
+        await s.claim_own_recent(result.uids)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -72,17 +75,18 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     if refusal is not None:
         s.tagged(ap.tag, b"NO", refusal)
         return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    try:
-        result: AppendResult
-        if len(ap.messages) == 1:
-            spec, data = ap.messages[0]
-            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
-        else:
-            result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
-    except StoreError as exc:
-        s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
-        return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    _note(s, result)
+    with s.writing_into(ap.mailbox):
+        try:
+            result: AppendResult
+            if len(ap.messages) == 1:
+                spec, data = ap.messages[0]
+                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+            else:
+                result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
+        except StoreError as exc:
+            s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
+            return await s.finish_followup(ap.tag, Outcome.CONTINUE)
+        await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(ap.tag, b"OK", code + b" APPEND completed")
     return await s.finish_followup(ap.tag, Outcome.CONTINUE)
@@ -100,12 +104,13 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
     if refusal is not None:
         s.tagged(tag, b"NO", refusal)
         return Outcome.CONTINUE
-    if len(ap.messages) == 1:
-        spec, data = ap.messages[0]
-        result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
-    else:
-        result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
-    _note(s, result)
+    with s.writing_into(ap.mailbox):
+        if len(ap.messages) == 1:
+            spec, data = ap.messages[0]
+            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+        else:
+            result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
+        await _note(s, result)
     code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
     s.tagged(tag, b"OK", code + b" APPEND completed")
     return Outcome.CONTINUE

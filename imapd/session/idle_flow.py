@@ -40,7 +40,7 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
                 if sub is None or sel is None:
                     await trio.sleep_forever()
                 try:
-                    sel.absorb(await sub.receive.receive())
+                    s.take_event(await sub.receive.receive())
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     sel.gone = True
             if waited.cancelled_caught and trio.current_time() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 from imapd.errors import StoreError
@@ -17,7 +18,6 @@ from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _ENABLABLE = ("CONDSTORE", "QRESYNC")
 
 
@@ -39,8 +39,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
     if s.selected is not None:
         s.leave_mailbox()
         s.transition(Transition.SELECT_FAILED)
-        if "QRESYNC" in s.enabled:
-            s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")
+        s.emit(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 3.2.11; Dovecot sends it always
     if cmd.condstore:
         s.enabled.add("CONDSTORE")
     result = await s.ctx.store.select(user, cmd.mailbox)
@@ -49,7 +48,17 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     status = result.mailbox.status
     assert status is not None
-    sub = s.ctx.hub.subscribe(user, result.mailbox.mailbox_id, status.highestmodseq)
+    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks.
+    recent_range = (result.recent_boundary, status.uidnext)
+    if not cmd.read_only and result.recent_boundary < status.uidnext:
+        recent_range = await s.ctx.store.claim_recent(user, result.mailbox.mailbox_id, status.uidnext)
+    sub = s.ctx.hub.subscribe(
+        user,
+        result.mailbox.mailbox_id,
+        status.highestmodseq,
+        last_uid=status.uidnext - 1,
+        claims_recent=not cmd.read_only,
+    )
     # The shared feed already passed changes we did not see: take a fresh snapshot.
     for _ in range(3):
         if sub.joined_after <= status.highestmodseq:
@@ -67,15 +76,19 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         condstore="CONDSTORE" in s.enabled,
         qresync="QRESYNC" in s.enabled,
     )
+    lo, hi = recent_range
+    sel.recent = {u for u in sel.uids[bisect.bisect_left(sel.uids, lo) :] if u < hi}
+    sel.recent_range = recent_range if not cmd.read_only else (0, 0)
+    sel.announced_recent = len(sel.recent)
     s.selected, s.subscription = sel, sub
     s.transition(Transition.SELECTED)
-    flags = (*SYSTEM_FLAGS, *result.keywords)
-    s.emit(b"* FLAGS " + flag_list(flags) + b"\r\n")
-    if cmd.read_only:
-        s.emit(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
-    else:
-        s.emit(b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n")
-    s.emit(b"* %d EXISTS\r\n* 0 RECENT\r\n" % len(sel.uids))
+    sel.keywords = list(result.keywords)
+    for line in sel.flags_lines():
+        s.emit(line)
+    s.emit(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel.uids), len(sel.recent)))
+    first_unseen = sel.seq_of(result.first_unseen_uid)
+    if first_unseen:
+        s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
     s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
     s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
     s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)
@@ -109,7 +122,9 @@ async def close(s: Session, tag: str, cmd: c.Close | c.Unselect) -> Outcome:
     if isinstance(cmd, c.Close) and not sel.read_only:
         # CLOSE expunges silently (RFC 3501 6.4.2).
         try:
-            await s.ctx.store.expunge(_user(s), sel.mailbox_id)
+            result = await s.ctx.store.expunge(_user(s), sel.mailbox_id)
+            if result.expunged:
+                s.committed(sel.mailbox_id, modseq=result.highestmodseq)
         except StoreError as exc:
             s.leave_mailbox()
             s.transition(Transition.CLOSED)
@@ -175,13 +190,15 @@ def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
     return b"(" + b" ".join(b"%s %d" % (i.value.encode(), values[i]) for i in items) + b")"
 
 
-def _attributes(mb: MailboxInfo, subscribed: bool) -> list[str]:
-    attrs = ["\\HasChildren" if mb.has_children else "\\HasNoChildren"]
+def _attributes(mb: MailboxInfo, subscribed: bool, *, children: bool = True, special_use: bool = True) -> list[str]:
+    attrs = []
+    if children:
+        attrs.append("\\HasChildren" if mb.has_children else "\\HasNoChildren")
     if mb.noselect:
         attrs.append("\\Noselect")
     if subscribed and mb.subscribed:
         attrs.append("\\Subscribed")
-    if mb.special_use:
+    if special_use and mb.special_use:
         attrs.append(mb.special_use)
     return attrs
 
@@ -206,13 +223,19 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
     sel_subscribed = c.ListSelection.SUBSCRIBED in cmd.selection
     want_status = cmd.status is not None
     boxes = await s.ctx.store.list_mailboxes(_user(s), with_status=want_status)
-    patterns = [join_reference(cmd.reference, p) for p in cmd.patterns]
+    # A pattern that is not valid modified UTF-7 matches no mailbox.
+    patterns = [join_reference(cmd.reference, p) for p in cmd.patterns if not isinstance(p, mutf7.UndecodableName)]
     show_subscribed = sel_subscribed or c.ListReturn.SUBSCRIBED in cmd.returns
     parents_of_subscribed = _parents_of_subscribed(boxes) if sel_subscribed else set()
     cpu = CpuSlice()
     for mb in boxes:
         await cpu.tick()
         if not any(matches(p, mb.name) for p in patterns):
+            continue
+        if mb.nonexistent:
+            # A subscription without its mailbox: only the SUBSCRIBED selection shows it (RFC 5258 3).
+            if sel_subscribed:
+                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name))
             continue
         if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
             continue
@@ -223,7 +246,17 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
             if mb.name not in parents_of_subscribed:
                 continue
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-        attrs = " ".join(_attributes(mb, show_subscribed)).encode()
+        # Extended LIST returns what its options ask for (RFC 5258 4, RFC 6154 2), as Dovecot does.
+        attrs = " ".join(
+            _attributes(
+                mb,
+                show_subscribed,
+                children=not cmd.extended or c.ListReturn.CHILDREN in cmd.returns,
+                special_use=not cmd.extended
+                or c.ListReturn.SPECIAL_USE in cmd.returns
+                or c.ListSelection.SPECIAL_USE in cmd.selection,
+            )
+        ).encode()
         s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name), extra))
         if cmd.status is not None and mb.status is not None and not mb.noselect:
             s.emit(b"* STATUS " + mailbox_name(mb.name) + b" " + _status_items(cmd.status, mb.status) + b"\r\n")
@@ -235,11 +268,24 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
     boxes = await s.ctx.store.list_mailboxes(_user(s), subscribed_only=True)
     pattern = join_reference(cmd.reference, cmd.pattern)
+    if isinstance(cmd.pattern, mutf7.UndecodableName):
+        boxes = []
+    listed = {mb.name for mb in boxes if mb.subscribed and matches(pattern, mb.name)}
+    lines: dict[str, bytes] = {}
     cpu = CpuSlice()
     for mb in boxes:
         await cpu.tick()
-        if mb.subscribed and matches(pattern, mb.name):
-            s.emit(b'* LSUB () "/" ' + mailbox_name(mb.name) + b"\r\n")
+        if mb.name in listed:
+            lines[mb.name] = mb.special_use.encode()
+        elif mb.subscribed and "%" in pattern:
+            # RFC 3501 6.3.9: a parent that "%" matches is listed \Noselect when only a child is subscribed.
+            parts = mb.name.split(DELIMITER)
+            for depth in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:depth])
+                if parent not in listed and parent not in lines and matches(pattern, parent):
+                    lines[parent] = b"\\Noselect"
+    for name, attrs in lines.items():
+        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name)))
     s.tagged(tag, b"OK", b"LSUB completed")
     return Outcome.CONTINUE
 
@@ -269,7 +315,8 @@ async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
     if s.selected is not None:
         s.selected.condstore = "CONDSTORE" in s.enabled
         s.selected.qresync = "QRESYNC" in s.enabled
-    s.emit(b"* ENABLED" + b"".join(b" " + cap.encode() for cap in newly) + b"\r\n")
+    if newly:
+        s.emit(b"* ENABLED" + b"".join(b" " + cap.encode() for cap in newly) + b"\r\n")
     s.tagged(tag, b"OK", b"ENABLE completed")
     return Outcome.CONTINUE
 

@@ -10,7 +10,16 @@ from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.message.view import MessageView
 from imapd.protocol import commands as c
-from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
+from imapd.protocol.fetch_spec import (
+    ENVELOPE,
+    FLAGS,
+    MODSEQ,
+    FetchAttribute,
+    data_needs,
+    sets_seen,
+    with_modseq,
+    with_uid,
+)
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
 from imapd.session.cpu_slice import CpuSlice
@@ -29,9 +38,10 @@ def _sel(s: Session) -> tuple[str, SelectedMailbox]:
     return s.user, s.selected
 
 
-def _view(item: FetchedMessage) -> MessageView:
+def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
     m = item.meta
     return MessageView(
+        recent=recent,
         uid=m.uid,
         modseq=m.modseq,
         flags=m.flags,
@@ -58,16 +68,24 @@ def _read_only(s: Session, tag: str, sel: SelectedMailbox) -> bool:
     return False
 
 
+def _implicit_condstore(s: Session, sel: SelectedMailbox) -> None:
+    """FETCH MODSEQ / CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE enable CONDSTORE (RFC 7162 3.1)."""
+    if "CONDSTORE" not in s.enabled:
+        s.enabled.add("CONDSTORE")
+        s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % sel.modseq)
+    sel.condstore = True
+
+
 # ---- FETCH ------------------------------------------------------------------------------
 async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     user, sel = _sel(s)
     if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid):
         return Outcome.CONTINUE
     attrs = with_uid(cmd.attributes) if cmd.uid else cmd.attributes
-    if cmd.changed_since is not None:
-        attrs = with_modseq(attrs)
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+    if cmd.changed_since is not None or MODSEQ in attrs:
+        _implicit_condstore(s, sel)
+    if sel.condstore and (cmd.changed_since is not None or FLAGS in attrs):
+        attrs = with_modseq(attrs)  # RFC 7162 3.1: MODSEQ with every FETCH of flags once enabled
     uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
     if cmd.vanished and cmd.changed_since is not None and cmd.uid:
         if "QRESYNC" not in s.enabled:
@@ -99,11 +117,16 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         if not seq:
             continue
         missing.discard(item.meta.uid)
-        these = (*attrs, FLAGS) if item.meta.uid in flagged else attrs
+        these = attrs
+        if item.meta.uid in flagged:
+            these = with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS)
         try:
-            pairs = _render(s, user, sel.mailbox_id, these, item)
+            pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
         except MissingMessageData:
             continue
+        if FLAGS in these:
+            for line in sel.announce_keywords(item.meta.flags):
+                s.emit(line)
         s.emit(b"* %d FETCH " % seq)
         for chunk in encode_chunks(fetch_list(pairs)):
             s.emit(chunk)
@@ -118,14 +141,20 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
 
 
 def _render(
-    s: Session, user: str, mailbox_id: int, attrs: tuple[FetchAttribute, ...], item: FetchedMessage
+    s: Session,
+    user: str,
+    mailbox_id: int,
+    attrs: tuple[FetchAttribute, ...],
+    item: FetchedMessage,
+    *,
+    recent: bool,
 ) -> list[tuple[bytes, Value]]:
     if ENVELOPE not in attrs:
-        return render_fetch(attrs, _view(item))
+        return render_fetch(attrs, _view(item, recent))
     key = (user, mailbox_id, item.meta.uid)
     envelope = s.ctx.envelopes.get(key)
     if envelope is None:
-        pairs = render_fetch(attrs, _view(item))
+        pairs = render_fetch(attrs, _view(item, recent))
         index = attrs.index(ENVELOPE)
         # Kept in wire form: re-encoding the nested value tree costs more than rendering FLAGS.
         envelope = Raw(encode(pairs[index][1]))
@@ -133,7 +162,7 @@ def _render(
         pairs[index] = (pairs[index][0], envelope)
         return pairs
     others = tuple(a for a in attrs if a != ENVELOPE)
-    rendered = iter(render_fetch(others, _view(item)))
+    rendered = iter(render_fetch(others, _view(item, recent)))
     return [(a.label(), envelope) if a == ENVELOPE else next(rendered) for a in attrs]
 
 
@@ -143,13 +172,15 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
     if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid) or _read_only(s, tag, sel):
         return Outcome.CONTINUE
     if cmd.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+        _implicit_condstore(s, sel)
     uids = [u for u in sel.uids_for(cmd.sequence_set, uid=cmd.uid) if u not in sel.pending_expunged]
     if not uids:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
-    flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+    if any(f.lower() == "\\recent" for f in cmd.flags):
+        s.tagged(tag, b"BAD", b"\\Recent cannot be changed")  # RFC 3501 2.3.2; as Dovecot
+        return Outcome.CONTINUE
+    flags = list(cmd.flags)
     refusal = keyword_refusal(flags) if cmd.mode is not c.StoreMode.REMOVE else None
     if refusal is not None:
         s.tagged(tag, b"NO", refusal)
@@ -158,11 +189,22 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
     sel.note_own_flags(result.updated)
+    if result.updated:
+        s.committed(sel.mailbox_id, modseq=result.highestmodseq)
+    for meta in result.updated:
+        for line in sel.announce_keywords(meta.flags):
+            s.emit(line)
     if not cmd.silent or cmd.unchanged_since is not None:
         for meta in result.updated:
             seq = sel.seq_of(meta.uid)
             if seq:
                 s.emit(sel.flags_response(seq, meta, with_uid=cmd.uid))
+    elif sel.condstore:
+        # .SILENT still reports the new MODSEQ once CONDSTORE is on (RFC 7162 3.2).
+        for meta in result.updated:
+            seq = sel.seq_of(meta.uid)
+            if seq:
+                s.emit(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, meta.uid, meta.modseq))
     if result.modified:
         numbers = result.modified if cmd.uid else [sel.seq_of(u) for u in result.modified]
         code = b"[MODIFIED " + format_uids(n for n in numbers if n).encode() + b"] "
@@ -184,7 +226,15 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
         s.tagged(tag, b"OK", name + b" completed (no messages)")
         return Outcome.CONTINUE
     method = s.ctx.store.move if move else s.ctx.store.copy
-    result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+    with s.writing_into(cmd.mailbox):
+        result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+        if canonical(cmd.mailbox) == sel.name:
+            sel.note_added(result.dest_uids)
+            await s.claim_own_recent(result.dest_uids)
+    if result.dest_uids:
+        s.committed(result.dest_mailbox_id, modseq=result.dest_modseq, uid=max(result.dest_uids))
+    if result.expunged:
+        s.committed(sel.mailbox_id, modseq=result.source_modseq)
     code = b""
     if result.source_uids:
         code = b"[COPYUID %d %s %s] " % (
@@ -192,8 +242,6 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
             format_uids(result.source_uids).encode(),
             format_uids(result.dest_uids).encode(),
         )
-    if canonical(cmd.mailbox) == sel.name:
-        sel.note_added(result.dest_uids)
     if move:
         if code:
             s.emit(b"* OK " + code + b"Moved\r\n")
@@ -207,7 +255,8 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
 
 async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
     user, sel = _sel(s)
-    if _read_only(s, tag, sel):
+    if sel.read_only:
+        s.tagged(tag, b"OK", b"EXPUNGE ignored in a read-only mailbox")  # as Dovecot
         return Outcome.CONTINUE
     uid_text = ""
     if cmd.uids is not None:
@@ -216,9 +265,12 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
             s.tagged(tag, b"OK", b"EXPUNGE completed")
             return Outcome.CONTINUE
     result = await s.ctx.store.expunge(user, sel.mailbox_id, uid_text)
+    if result.expunged:
+        s.committed(sel.mailbox_id, modseq=result.highestmodseq)
     for line in sel.note_own_expunge(result.expunged):
         s.emit(line)
-    s.tagged(tag, b"OK", b"EXPUNGE completed")
+    code = b"[HIGHESTMODSEQ %d] " % result.highestmodseq if sel.condstore else b""
+    s.tagged(tag, b"OK", code + b"EXPUNGE completed")
     return Outcome.CONTINUE
 
 
@@ -227,8 +279,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     user, sel = _sel(s)
     program = cmd.program
     if program.uses_modseq:
-        s.enabled.add("CONDSTORE")
-        sel.condstore = True
+        _implicit_condstore(s, sel)
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     if sel.uids:
         needs = program.needs
@@ -241,7 +292,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
             seq = sel.seq_of(item.meta.uid)
             if seq and item.meta.uid not in sel.pending_expunged:
                 try:
-                    if evaluator.matches(_view(item), seq):
+                    if evaluator.matches(_view(item, item.meta.uid in sel.recent), seq):
                         matched.append((seq, item.meta.uid, item.meta.modseq))
                 except MissingMessageData:
                     continue

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from imapd.protocol.sequence import SequenceSet
 from imapd.store_client import ChangeEvent, MessageMeta
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
 
 def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(flags).encode("utf-8", "replace") + b")"
@@ -38,6 +40,33 @@ class SelectedMailbox:
     # modseq of changes this session made itself and already reported
     own_modseq: dict[int, int] = field(default_factory=dict)
     saved_search: tuple[int, ...] = ()  # SEARCHRES "$" (UIDs)
+    recent: set[int] = field(default_factory=set)  # \Recent to this session (RFC 3501 2.3.2)
+    # UIDs [lo, hi) this session claimed as \Recent at SELECT: later arrivals in it are recent here.
+    recent_range: tuple[int, int] = (0, 0)
+    announced_recent: int = 0
+    keywords: list[str] = field(default_factory=list)  # as announced in * FLAGS, in order
+    added_metas: list[MessageMeta] = field(default_factory=list)  # new mail carrying keywords
+
+    # ---- FLAGS / PERMANENTFLAGS ------------------------------------------------
+    def flags_lines(self) -> list[bytes]:
+        flags = (*SYSTEM_FLAGS, *self.keywords)
+        if self.read_only:
+            permanent = b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        else:
+            permanent = b"* OK [PERMANENTFLAGS " + flag_list((*flags, "\\*")) + b"] Flags permitted\r\n"
+        return [b"* FLAGS " + flag_list(flags) + b"\r\n", permanent]
+
+    def announce_keywords(self, flags: Iterable[str]) -> list[bytes]:
+        """* FLAGS and PERMANENTFLAGS again when a keyword new to this session shows up
+        (before any FETCH shows it)."""
+        known = self.keywords
+        new = [f for f in flags if f[:1] != "\\" and f not in known]
+        if not new:
+            return []
+        for f in new:
+            if f not in known:
+                known.append(f)
+        return self.flags_lines()
 
     # ---- the change feed ----------------------------------------------------
     def absorb(self, event: ChangeEvent) -> None:
@@ -49,9 +78,14 @@ class SelectedMailbox:
             return  # already in the snapshot this session started from
         self.modseq = event.modseq
         last = self.uids[-1] if self.uids else 0
+        lo, hi = self.recent_range
         for meta in event.added:
             if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
                 self.pending_added.append(meta.uid)
+                if any(f[:1] != "\\" for f in meta.flags):
+                    self.added_metas.append(meta)
+                if lo <= meta.uid < hi:
+                    self.recent.add(meta.uid)
         for uid in event.expunged:
             if uid in self.pending_added:
                 self.pending_added.remove(uid)
@@ -90,20 +124,30 @@ class SelectedMailbox:
                         out.append(b"* %d EXPUNGE\r\n" % seq)
             for uid in doomed:
                 self.own_modseq.pop(uid, None)
+                self.recent.discard(uid)
+        for meta in self.added_metas:
+            out.extend(self.announce_keywords(meta.flags))
+        self.added_metas.clear()
+        for meta in self.pending_flags.values():
+            out.extend(self.announce_keywords(meta.flags))
         if self.pending_added:
             self.uids.extend(self.pending_added)
             self.pending_added.clear()
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        if len(self.recent) != self.announced_recent:
+            self.announced_recent = len(self.recent)
+            out.append(b"* %d RECENT\r\n" % self.announced_recent)
         if self.pending_flags:
             for uid, meta in sorted(self.pending_flags.items()):
                 seq = self._seq(uid)
                 if seq:
-                    out.append(self.flags_response(seq, meta, with_uid=True))
+                    out.append(self.flags_response(seq, meta, with_uid=self.condstore))
             self.pending_flags.clear()
         return out
 
     def flags_response(self, seq: int, meta: MessageMeta, *, with_uid: bool) -> bytes:
-        items = b"FLAGS " + flag_list(meta.flags)
+        flags = (*meta.flags, "\\Recent") if meta.uid in self.recent else meta.flags
+        items = b"FLAGS " + flag_list(flags)
         if with_uid:
             items = b"UID %d " % meta.uid + items
         if self.condstore:
@@ -168,6 +212,7 @@ class SelectedMailbox:
                     del self.uids[seq - 1]
                     out.append(b"* %d EXPUNGE\r\n" % seq)
         for uid in doomed:
+            self.recent.discard(uid)
             self.pending_expunged.discard(uid)
             self.pending_flags.pop(uid, None)
             self.own_modseq.pop(uid, None)

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import trio
 
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
+from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.states import ConnectionState, Transition, is_valid, next_state
 from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
+from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
+from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
 
 log = logging.getLogger("imapd.session")
@@ -43,6 +47,13 @@ class Outcome(enum.Enum):
 _NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search)
 
 Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
+
+
+def _undecodable(command: c.Command) -> bool:
+    """The command names a mailbox that is not valid modified UTF-7 (so cannot exist)."""
+    return isinstance(getattr(command, "mailbox", None), UndecodableName) or isinstance(
+        getattr(command, "new_name", None), UndecodableName
+    )
 
 
 class Session:
@@ -123,7 +134,17 @@ class Session:
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 sel.gone = True
                 return
-            sel.absorb(event)
+            self.take_event(event)
+
+    def take_event(self, event: ChangeEvent) -> None:
+        """One feed event into the selected mailbox, with the \\Recent claims the hub made for us."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None:
+            return
+        sel.absorb(event)
+        if sub.recent:
+            sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
+            sub.recent.clear()
 
     def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
@@ -141,6 +162,33 @@ class Session:
             return False
         return True
 
+    def committed(self, mailbox_id: int, *, modseq: int = 0, uid: int = 0) -> None:
+        """This session's write to a mailbox succeeded: its peers here must see it by their next command."""
+        assert self.user is not None
+        self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
+
+    @contextmanager
+    def writing_into(self, name: str) -> Iterator[None]:
+        """Around APPEND/COPY into the selected mailbox: the hub then leaves the new mail's
+        \\Recent to this session (claimed by `claim_own_recent`), whatever arrives first."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None or sel.read_only or canonical(name) != sel.name:
+            yield
+            return
+        sub.writing += 1
+        try:
+            yield
+        finally:
+            sub.writing -= 1
+
+    async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
+        """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
+        sel = self.selected
+        if sel is None or sel.read_only or not uids or self.user is None:
+            return
+        low, high = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
+        sel.recent.update(u for u in uids if low <= u < high)
+
     def leave_mailbox(self) -> None:
         if self.subscription is not None:
             self.subscription.close()
@@ -155,9 +203,18 @@ class Session:
             self.tagged(tag, b"BAD", b"Command not allowed in this state")
             self.bad_commands += 1
             return await self._finish(tag, Outcome.CONTINUE, updates=False)
+        if _undecodable(command):
+            cannot = isinstance(command, c.Create) or (
+                isinstance(command, c.Rename) and isinstance(command.new_name, UndecodableName)
+            )
+            self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
+            return await self._finish(tag, Outcome.CONTINUE, updates=True)
         handler = HANDLERS[type(command)]
         # Command names only: arguments may hold passwords or message text.
         log.debug("%s %s", self.wire.peer, type(command).__name__)
+        sub = self.subscription
+        if sub is not None and self.ctx.hub.behind(sub):
+            await self.ctx.hub.catch_up(sub)
         self.absorb_events()
         try:
             outcome = await handler(self, tag, command)

@@ -1,0 +1,389 @@
+"""The scripted conversations: (session, command) steps; see engine.py for the format.
+
+Add a case by appending a Conversation; every step is compared against Dovecot.
+Messages carry explicit INTERNALDATEs so both servers store the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tests.differential.engine import Conversation, literal, steps
+
+DATE: Final = b'"05-Dec-2026 10:00:00 +0000"'
+
+PLAIN: Final = (
+    b"From: Ann Example <ann@example.org>\r\n"
+    b'To: bob@example.org, "Carol C." <carol@example.org>\r\n'
+    b"Cc: dan@example.org\r\n"
+    b"Subject: plain hello\r\n"
+    b"Date: Sat, 05 Dec 2026 09:00:00 +0000\r\n"
+    b"Message-ID: <plain-1@example.org>\r\n"
+    b"\r\n"
+    b"Hello Bob,\r\nthis is a plain message.\r\n"
+)
+MULTIPART: Final = (
+    b"From: bob@example.org (Bob Builder)\r\n"
+    b"To: ann@example.org\r\n"
+    b"Subject: multipart report\r\n"
+    b"Date: Fri, 04 Dec 2026 08:30:00 +0100\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XX"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--XX\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"first part\r\n"
+    b"--XX\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"AAECAwQF\r\n"
+    b"--XX--\r\n"
+)
+COMMENTED: Final = (
+    b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+    b"To: user@domain (Real Name)\r\n"
+    b"Subject: comments\r\n"
+    b"Date: Thu, 03 Dec 2026 07:00:00 +0000\r\n"
+    b"\r\n"
+    b"body with a longer line of text for size and partial fetches\r\n"
+)
+
+
+def append(mailbox: bytes, message: bytes, flags: bytes = b"") -> bytes:
+    return b"APPEND " + mailbox + b" " + (flags + b" " if flags else b"") + DATE + b" " + literal(message)
+
+
+def _fill(session: str = "a", mailbox: bytes = b"INBOX") -> list[tuple[str, bytes]]:
+    return [
+        (session, append(mailbox, PLAIN, b"(\\Seen)")),
+        (session, append(mailbox, MULTIPART)),
+        (session, append(mailbox, COMMENTED, b"(\\Flagged $Work)")),
+    ]
+
+
+CONVERSATIONS: Final = (
+    Conversation(
+        "authenticated-basics",
+        steps(
+            "a",
+            "CAPABILITY",
+            "NOOP",
+            'LIST "" "*"',
+            'LIST "" "%"',
+            'LSUB "" "*"',
+            "NAMESPACE",
+            "STATUS INBOX (MESSAGES RECENT UIDNEXT UNSEEN)",
+            "SELECT INBOX",
+            "CHECK",
+            "CLOSE",
+            "EXAMINE Drafts",
+            "UNSELECT",
+            "LOGOUT",
+        ),
+    ),
+    Conversation(
+        "append-and-fetch",
+        [
+            *_fill(),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE UID)",
+                "FETCH 1:* ENVELOPE",
+                "FETCH 1:* BODYSTRUCTURE",
+                "FETCH 2 BODY",
+                "FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject From)]",
+                "FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (Subject From To Cc Date)]",
+                "FETCH 3 BODY.PEEK[TEXT]<0.10>",
+                "FETCH 2 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[1.MIME])",
+                "FETCH 2 BODY[1]",
+                "FETCH 1:* FLAGS",
+                "FETCH 1 (RFC822.HEADER RFC822.TEXT)",
+                "FETCH 3 RFC822",
+                "FETCH 1:2 FAST",
+                "FETCH 1:2 ALL",
+                "FETCH 1:2 FULL",
+                "UID FETCH 2:* (FLAGS)",
+                "UID FETCH 99 FLAGS",
+                "FETCH 4 FLAGS",
+                "FETCH 1 BINARY.PEEK[2]",
+            ),
+        ],
+    ),
+    Conversation(
+        "store-and-search",
+        [
+            *_fill(),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "STORE 1 FLAGS (\\Answered)",
+                "STORE 2 +FLAGS (\\Deleted $Later)",
+                "STORE 2 -FLAGS.SILENT ($Later)",
+                "UID STORE 3 +FLAGS (\\Draft)",
+                "STORE 1:* -FLAGS (\\Recent)",
+                "SEARCH ALL",
+                "SEARCH SEEN",
+                "SEARCH UNSEEN",
+                "SEARCH NEW",
+                "SEARCH OLD",
+                "SEARCH RECENT",
+                "SEARCH DELETED",
+                "SEARCH KEYWORD $Work",
+                "SEARCH FROM ann",
+                "SEARCH FROM user-from@domain.org",
+                "SEARCH SUBJECT report",
+                "SEARCH TO carol",
+                "SEARCH BODY plain",
+                "SEARCH TEXT first",
+                "SEARCH LARGER 300",
+                "SEARCH SMALLER 300",
+                "SEARCH BEFORE 1-Jan-2030",
+                "SEARCH SENTSINCE 4-Dec-2026",
+                "SEARCH SENTON 3-Dec-2026",
+                "SEARCH OR ANSWERED FLAGGED",
+                "SEARCH NOT DELETED 1:2",
+                "SEARCH HEADER Message-ID plain-1",
+                "SEARCH UID 2:3",
+                "UID SEARCH ALL",
+                "SEARCH CHARSET UTF-8 SUBJECT hello",
+                "SEARCH CHARSET KOI8-X SUBJECT hello",
+                "SEARCH RETURN (MIN MAX COUNT) ALL",
+                "SEARCH RETURN () UNSEEN",
+                "UID SEARCH RETURN (ALL) 1:*",
+                "SEARCH RETURN (SAVE) FLAGGED",
+                "FETCH $ FLAGS",
+            ),
+        ],
+    ),
+    Conversation(
+        "copy-move-expunge",
+        [
+            *_fill(),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "COPY 1:2 Archive",
+                "UID COPY 3 Trash",
+                "COPY 1 Nowhere",
+                "MOVE 2 Archive",
+                "UID MOVE 3 Trash",
+                "STATUS Archive (MESSAGES UIDNEXT)",
+                "STORE 1 +FLAGS.SILENT (\\Deleted)",
+                "EXPUNGE",
+                "SELECT Archive",
+                "STORE 1:* +FLAGS.SILENT (\\Deleted)",
+                "UID EXPUNGE 1",
+                "CLOSE",
+                "STATUS Archive (MESSAGES)",
+                "SELECT Trash",
+                "FETCH 1:* (UID FLAGS)",
+            ),
+        ],
+    ),
+    Conversation(
+        "mailbox-management",
+        steps(
+            "a",
+            "CREATE Projects",
+            "CREATE Projects/2026/",
+            "CREATE Projects",
+            "CREATE INBOX",
+            'LIST "" "Projects*"',
+            'LIST "" "Projects/%"',
+            'LIST "Projects/" "%"',
+            "SUBSCRIBE Projects/2026",
+            'LSUB "" "*"',
+            "RENAME Projects/2026 Projects/2027",
+            'LIST "" "Projects/*"',
+            "RENAME Nowhere Elsewhere",
+            "CREATE Other",
+            "RENAME Projects Other",
+            "DELETE Projects/2027",
+            "DELETE Nowhere",
+            "UNSUBSCRIBE Projects/2026",
+            'LIST (SUBSCRIBED) "" "*"',
+            'LIST "" "*" RETURN (CHILDREN)',
+            'LIST (SPECIAL-USE) "" "*"',
+            'LIST "" "*" RETURN (SPECIAL-USE)',
+            'LIST "" "%" RETURN (STATUS (MESSAGES UIDNEXT))',
+            'LIST "" ""',
+            "DELETE Projects",
+            'LIST "" "Projects*"',
+            "CREATE Caf&AOk-",
+            'LIST "" "Caf*"',
+            "DELETE Caf&AOk-",
+        ),
+    ),
+    Conversation(
+        "two-sessions",
+        [
+            ("a", b"SELECT INBOX"),
+            ("b", b"SELECT INBOX"),
+            ("a", append(b"INBOX", PLAIN)),
+            ("b", b"NOOP"),
+            ("a", b"NOOP"),
+            ("b", b"FETCH 1 (FLAGS)"),
+            ("a", b"STORE 1 +FLAGS (\\Seen $Label1)"),
+            ("b", b"NOOP"),
+            ("b", append(b"INBOX", MULTIPART)),
+            ("a", b"CHECK"),
+            ("a", b"STORE 2 +FLAGS.SILENT (\\Deleted)"),
+            ("a", b"EXPUNGE"),
+            ("b", b"FETCH 2 FLAGS"),
+            ("b", b"NOOP"),
+            ("b", b"COPY 1 INBOX"),
+            ("a", b"NOOP"),
+            ("c", b"STATUS INBOX (MESSAGES RECENT UNSEEN)"),
+            ("c", b"SELECT INBOX"),
+            ("c", b"SEARCH RECENT"),
+        ],
+    ),
+    Conversation(
+        "idle",
+        [
+            ("a", b"SELECT INBOX"),
+            ("a", b"IDLE"),
+            ("b", append(b"INBOX", PLAIN)),
+            ("a", b"#sleep 2.5"),
+            ("b", b"SELECT INBOX"),
+            ("b", b"STORE 1 +FLAGS (\\Flagged)"),
+            ("a", b"#sleep 2.5"),
+            ("a", b"DONE"),
+            ("a", b"NOOP"),
+        ],
+    ),
+    Conversation(
+        "condstore-qresync",
+        [
+            *_fill(),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "STORE 1 +FLAGS (\\Seen)",
+                "FETCH 1 (MODSEQ)",
+                "STORE 1 +FLAGS (\\Answered)",
+                "FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+                "STORE 1:* (UNCHANGEDSINCE 1) +FLAGS (\\Flagged)",
+                "SEARCH MODSEQ 1",
+                "ENABLE CONDSTORE",
+            ),
+            *steps(
+                "b",
+                "ENABLE QRESYNC",
+                "SELECT INBOX (CONDSTORE)",
+                "STORE 2 +FLAGS.SILENT (\\Deleted)",
+                "EXPUNGE",
+                "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+                "FETCH 1 FLAGS",
+                "STATUS Drafts (HIGHESTMODSEQ MESSAGES)",
+            ),
+        ],
+    ),
+    Conversation(
+        "multiappend-and-literals",
+        steps(
+            "a",
+            b"APPEND Drafts " + literal(PLAIN) + b" (\\Seen) " + literal(MULTIPART),
+            b"APPEND Nowhere " + literal(PLAIN),
+            b"APPEND Drafts (\\Seen) " + literal(b""),
+            b"STATUS Drafts (MESSAGES UNSEEN)",
+            b"SELECT Drafts",
+            b"FETCH 1:* (UID RFC822.SIZE FLAGS)",
+            b"SEARCH SUBJECT {5}\r\nplain",
+        ),
+    ),
+    Conversation(
+        "id-enable-namespace",
+        [
+            *steps("anon", "CAPABILITY", "ID NIL", 'ID ("name" "differential" "version" "1")', "NOOP", "LOGOUT"),
+            *steps("a", "ENABLE FOO", "ENABLE CONDSTORE QRESYNC", "NAMESPACE", "ID NIL"),
+        ],
+    ),
+    Conversation(
+        "odd-inputs",
+        [
+            *steps(
+                "anon",
+                "SELECT INBOX",
+                "LOGIN",
+                'LOGIN nobody "wrong"',
+                "FOO",
+                "",
+            ),
+            *steps(
+                "a",
+                "FETCH 1 FLAGS",
+                "SELECT",
+                "SELECT Nowhere",
+                'SELECT "!#$&\'+,-.0123456789:;<=>?@^_`|[}"',
+                'STATUS "!#$&\'+,-.0123456789:;<=>?@^_`|[}" (MESSAGES)',
+                'LIST "" "!#$&\'+,-.0123456789:;<=>?@^_`|[}"',
+                "SELECT INBOX",
+                "FETCH 1 FLAGS",
+                "FETCH 0 FLAGS",
+                "FETCH 1:* NOTANITEM",
+            ),
+        ],
+    ),
+    Conversation(
+        "odd-inputs-selected",
+        [
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "STORE 1 +FLAGS (\\Bogus)",
+                "SEARCH NOTAKEY",
+                "UID FETCH 1:* FLAGS",
+                "COPY 1 INBOX",
+                "LOGIN a b",
+                "STATUS INBOX (BOGUS)",
+                'CREATE ""',
+                "SELECT INBOX extra",
+                "UNSELECT",
+                "CLOSE",
+            ),
+        ],
+    ),
+    Conversation(
+        "authenticate-and-literal-plus",
+        [
+            *steps("anon", "STARTTLS", "AUTHENTICATE PLAIN $PLAIN", "CAPABILITY", "LOGOUT"),
+            *steps(
+                "a",
+                b"APPEND Drafts {5+}\r\nHello",
+                b"APPEND Drafts (\\Seen) {5+}\r\nWorld {5+}\r\nAgain",
+                "STATUS Drafts (MESSAGES UNSEEN UIDNEXT)",
+                "EXAMINE Drafts",
+                "FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[])",
+                "SEARCH RETURN (COUNT) UNSEEN",
+                "UID EXPUNGE 1",
+                "STATUS INBOX (UIDVALIDITY)",
+                "LOGOUT",
+            ),
+        ],
+    ),
+    Conversation(
+        "list-extended-corners",
+        steps(
+            "a",
+            "CREATE parent/child",
+            "SUBSCRIBE parent/child",
+            "CREATE gone",
+            "SUBSCRIBE gone",
+            "DELETE gone",
+            'LIST (RECURSIVEMATCH REMOTE) "" ""',
+            'LIST (RECURSIVEMATCH) "" "*"',
+            'LIST (SUBSCRIBED) "" "*"',
+            'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"',
+            'LSUB "" "parent/%"',
+            'LSUB "" "%"',
+            "DELETE parent",
+            'LSUB "" "*"',
+            'LIST "" "parent*" RETURN (SUBSCRIBED)',
+        ),
+    ),
+)

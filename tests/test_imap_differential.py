@@ -1,0 +1,54 @@
+"""Differential conformance: the scripted conversations of tests/differential run
+against a throwaway Dovecot and a throwaway mailha; normalised answers must match
+except for the allowlisted differences (tests/differential/allowlist.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench import dovecot
+from bench.imap_spawn import SpawnedStack
+from store.client import StoreClient
+from tests.differential.allowlist import ALLOWED, EXTRA_CODES, EXTRA_LINES
+from tests.differential.conversations import CONVERSATIONS
+from tests.differential.engine import Difference, Runner, compare
+
+pytestmark = pytest.mark.skipif(dovecot.available() is not None, reason=str(dovecot.available()))
+
+PASSWORD = "diff-secret"
+USERS = {f"conv{i}": PASSWORD for i in range(len(CONVERSATIONS))}
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[Runner, Runner]]:
+    reference = dovecot.DovecotStack().start(USERS)
+    try:
+        mailha = SpawnedStack().start()
+        try:
+            with StoreClient(mailha.store_address) as client:
+                for name, password in USERS.items():
+                    client.create_user(name, password)
+            yield Runner(reference.imap_port), Runner(mailha.port)
+        finally:
+            mailha.stop()
+    finally:
+        reference.stop()
+
+
+def test_conversations_match_dovecot_except_the_allowlist(servers: tuple[Runner, Runner]) -> None:
+    reference, mailha = servers
+    differences: list[Difference] = []
+    compared = 0
+    for i, conversation in enumerate(CONVERSATIONS):
+        user = f"conv{i}"
+        expected = reference.play(conversation, user, PASSWORD)
+        got = mailha.play(conversation, user, PASSWORD)
+        compared += sum(1 for _, command in conversation.steps if not command.startswith(b"#"))
+        differences += compare(conversation, expected, got, [p for p, _ in EXTRA_LINES], EXTRA_CODES)
+    unexpected = [d for d in differences if (d.conversation, d.step) not in ALLOWED]
+    stale = set(ALLOWED) - {(d.conversation, d.step) for d in differences}
+    print(f"{len(CONVERSATIONS)} conversations, {compared} commands compared, {len(differences)} allowlisted")
+    assert not unexpected, f"{len(unexpected)} differences from Dovecot:\n" + "\n".join(map(str, unexpected))
+    assert not stale, f"allowlist entries that no longer differ: {sorted(stale)}"
