@@ -53,7 +53,7 @@ class CompareOptions:
     think_clients: int = 300
     think_ms: float = 1000.0
     samples: int = 50
-    mailha_workers: int = 2
+    mailha_workers: int = 1
     json_output: bool = False
     output: pathlib.Path | None = pathlib.Path("bench-results/compare.json")
 

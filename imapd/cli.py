@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
     p.add_argument("--append-limit", type=int, default=DEFAULT_APPEND_LIMIT, help="APPENDLIMIT in bytes")
     p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap (per worker)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
+    p.add_argument(
+        "--store-data",
+        type=pathlib.Path,
+        help="the store's --data directory when it runs on this host: read SELECT/STATUS/LIST/FETCH from its LMDB",
+    )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
@@ -67,7 +72,7 @@ def register_bench(bench_sub: Any) -> None:
     c.add_argument("--think-clients", type=int, default=300, help="concurrent sessions with think time")
     c.add_argument("--think-ms", type=float, default=1000.0, help="think time between commands")
     c.add_argument("--samples", type=int, default=50, help="single-session samples per command")
-    c.add_argument("--mailha-workers", type=int, default=2, help="imapd --workers of the throwaway mailha")
+    c.add_argument("--mailha-workers", type=int, default=1, help="imapd --workers of the throwaway mailha")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/compare.json"))
     c.set_defaults(func=_compare)
@@ -89,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             connections_per_user=args.connections_per_user,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
+            store_data=args.store_data,
         ),
         argv=_worker_argv(args),
     )
@@ -106,6 +112,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     if args.allow_plaintext_login:
         argv.append("--allow-plaintext-login")
     argv += ["--append-limit", str(args.append_limit), "--connections-per-user", str(args.connections_per_user)]
+    if args.store_data is not None:
+        argv += ["--store-data", str(args.store_data)]
     return argv
 
 

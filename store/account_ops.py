@@ -7,7 +7,7 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, users
+from store import fencing, mailboxes, names, read_ops, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, Unauthenticated
@@ -197,12 +197,7 @@ class AccountOps(StoreCore):
         return self.write(req.epoch, op)
 
     def list_mailboxes(self, req: store_pb2.ListMailboxesRequest) -> store_pb2.ListMailboxesReply:
-        def fn(txn: lmdb.Transaction) -> store_pb2.ListMailboxesReply:
-            users.require_user(txn, self.dbs, req.user)
-            boxes = mailboxes.list_all(txn, self.dbs, req.user, req.with_status, req.subscribed_only)
-            return store_pb2.ListMailboxesReply(mailboxes=boxes)
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.list_mailboxes(txn, self.dbs, req))
 
     def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
         def op(ctx: WriteContext) -> None:
@@ -213,25 +208,7 @@ class AccountOps(StoreCore):
         self.write(req.epoch, op)
 
     def status(self, user: str, name: str) -> store_pb2.MailboxInfo:
-        def fn(txn: lmdb.Transaction) -> store_pb2.MailboxInfo:
-            users.require_user(txn, self.dbs, user)
-            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
-            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            return mailboxes.info(record, mid, kids, with_status=True)
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
 
     def select(self, user: str, name: str) -> store_pb2.SelectReply:
-        def fn(txn: lmdb.Transaction) -> store_pb2.SelectReply:
-            users.require_user(txn, self.dbs, user)
-            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
-            mailboxes.selectable(txn, self.dbs, user, mid)
-            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-            uids, flag_lists = messages.uids_and_raw_flags(txn, self.dbs, mid)
-            reply.uids.extend(uids)
-            keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
-            reply.permanent_flags.extend(sorted(keywords))
-            return reply
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name))
