@@ -87,7 +87,8 @@ class Connection:
         does) with Nagle on holds the CRLF until the literal is acknowledged; we
         answer nothing before the CRLF, so Linux's delayed ACK (40 ms, longer in
         "ping-pong" mode) stalled every such command. TCP_QUICKACK is not sticky:
-        the kernel drops back to delayed ACKs by itself, so it is set after each read.
+        the kernel drops back to delayed ACKs by itself, so it is set after each read
+        that leaves a command unfinished (a complete command's answer carries the ACK).
         """
         if self._socket is not None:
             try:
@@ -199,11 +200,12 @@ class ImapServer:
                 return
             if not data:
                 return
-            conn.ack_now()
             parser.receive_data(bytes(data))
             while True:
                 event = parser.next_event()
                 if isinstance(event, ev.NeedData):
+                    if parser.mid_command:
+                        conn.ack_now()  # no answer will carry the ACK until the client sends the rest
                     break
                 outcome = Outcome.CONTINUE
                 if isinstance(event, ev.CommandReceived):
