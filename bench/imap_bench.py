@@ -38,7 +38,7 @@ _SESSION_COMMANDS: Final = 9  # LOGIN LIST SELECT FETCH FETCH STORE APPEND EXPUN
 _KEEP: Final = 60  # the loop deletes the oldest message beyond this many
 
 
-def _message(i: int, size: int = 4096) -> bytes:
+def make_message(i: int, size: int = 4096) -> bytes:
     head = (
         f"From: Bench Sender <sender{i}@bench.test>\r\nTo: user@bench.test\r\n"
         f"Subject: bench message {i}\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\n"
@@ -75,6 +75,9 @@ class ImapBenchOptions:
     spawn_workers: int = 1
     # Client processes the clients (and IDLE holders) are split over.
     procs: int = 1
+    # Clients like imaplib: APPEND with a synchronizing literal (no LITERAL+), the literal
+    # and its final CRLF in two writes; and STATUS INBOX before SELECT.
+    imaplib_like: bool = False
 
 
 @dataclass
@@ -109,6 +112,31 @@ class _Client(ResponseReader):
                 return b"".join(lines) + line
             lines.append(line)
 
+    async def append_synchronizing(self, mailbox: bytes, msg: bytes, stats: _Stats, name: str) -> None:
+        """APPEND as imaplib sends it: wait for "+", then the literal, then CRLF in a second write."""
+        if self.think and self.n:
+            await trio.sleep(self.think)
+        self.n += 1
+        tag = b"b%d" % self.n
+        start = time.perf_counter()
+        await self.stream.send_all(tag + b" APPEND " + mailbox + b" {%d}\r\n" % len(msg))
+        while True:
+            line = await self.read_line()
+            if line.startswith(b"+"):
+                break
+            if line.startswith(tag + b" "):
+                stats.failures[name] += 1
+                return
+        await self.stream.send_all(msg)
+        await self.stream.send_all(b"\r\n")
+        while True:
+            line = await self.read_line()
+            if line.startswith(tag + b" "):
+                stats.latencies[name].append(time.perf_counter() - start)
+                if not line.startswith(tag + b" OK"):
+                    stats.failures[name] += 1
+                return
+
 
 async def _connect(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None) -> _Client:
     stream: trio.abc.Stream = await trio.open_tcp_stream(opts.host, opts.port)
@@ -131,6 +159,8 @@ async def _session(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, user:
     try:
         await client.command(f'LOGIN {user} "{opts.password}"'.encode(), stats, "LOGIN")
         await client.command(b'LIST "" "*"', stats, "LIST")
+        if opts.imaplib_like:
+            await client.command(b"STATUS INBOX (MESSAGES UIDNEXT UNSEEN)", stats, "STATUS")
         reply = await client.command(b"SELECT INBOX", stats, "SELECT")
         m = _EXISTS.search(reply)
         exists = int(m.group(1)) if m else 0
@@ -142,8 +172,11 @@ async def _session(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, user:
                 await client.command(b"STORE 1 +FLAGS.SILENT (\\Deleted)", stats, "STORE")
             else:
                 await client.command(b"STORE %d +FLAGS (\\Seen)" % exists, stats, "STORE")
-        msg = _message(i)
-        await client.command(b"APPEND INBOX {%d+}\r\n" % len(msg) + msg, stats, "APPEND")
+        msg = make_message(i)
+        if opts.imaplib_like:
+            await client.append_synchronizing(b"INBOX", msg, stats, "APPEND")
+        else:
+            await client.command(b"APPEND INBOX {%d+}\r\n" % len(msg) + msg, stats, "APPEND")
         stats.appends += 1
         await client.command(b"EXPUNGE", stats, "EXPUNGE")
         await client.command(b"LOGOUT", stats, "LOGOUT")
@@ -162,7 +195,7 @@ async def _appender(
         i = 0
         while time.monotonic() < end:
             i += 1
-            msg = _message(index * 1_000_000 + i)
+            msg = make_message(index * 1_000_000 + i)
             await client.command(b"APPEND Archive {%d+}\r\n" % len(msg) + msg, stats, "APPEND")
             stats.appends += 1
         await client.command(b"LOGOUT", stats, "LOGOUT")
@@ -222,22 +255,22 @@ def _prepare_users(opts: ImapBenchOptions) -> None:
                 continue
             for i in range(_SEED_MESSAGES):
                 header = store_pb2.AppendHeader(epoch=epoch, user=name, mailbox="INBOX")
-                stub.AppendOne(store_pb2.AppendRequest(header=header, data=_message(i), last=True))
+                stub.AppendOne(store_pb2.AppendRequest(header=header, data=make_message(i), last=True))
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, object]:
+def report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, object]:
     per_command = {
         name: {
             "count": len(v),
             "p50_ms": round(statistics.median(v) * 1000, 2),
-            "p99_ms": round(_percentile(v, 0.99) * 1000, 2),
+            "p99_ms": round(percentile(v, 0.99) * 1000, 2),
         }
         for name, v in sorted(stats.latencies.items())
     }
@@ -255,7 +288,7 @@ def _report(opts: ImapBenchOptions, stats: _Stats, elapsed: float) -> dict[str, 
         "commands_per_s": round(total_commands / elapsed, 1),
         "appends_per_s": round(stats.appends / elapsed, 1),
         "p50_ms": round(statistics.median(non_login) * 1000, 2) if non_login else 0.0,
-        "p99_ms": round(_percentile(non_login, 0.99) * 1000, 2),
+        "p99_ms": round(percentile(non_login, 0.99) * 1000, 2),
         "errors": stats.errors,
         "failed_commands": dict(stats.failures),
         "commands": per_command,
@@ -321,7 +354,7 @@ def _merge(into: _Stats, part: dict[str, object]) -> None:
         setattr(into, attr, getattr(into, attr) + value)
 
 
-def _run_clients(opts: ImapBenchOptions) -> tuple[_Stats, float]:
+def run_clients(opts: ImapBenchOptions) -> tuple[_Stats, float]:
     """All client loops, in this process or split over --procs processes; (stats, elapsed)."""
     if opts.procs <= 1:
         start = time.monotonic()
@@ -354,7 +387,7 @@ def _run_clients(opts: ImapBenchOptions) -> tuple[_Stats, float]:
     return stats, time.monotonic() - start
 
 
-def _client_cpu() -> float:
+def client_cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # joined client processes
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -369,10 +402,10 @@ def run_imap_bench(opts: ImapBenchOptions) -> int:
         if opts.store is not None:
             _prepare_users(opts)
         cpu_before = stack.cpu() if stack is not None else {}
-        client_before = _client_cpu()
-        stats, elapsed = _run_clients(opts)
-        result = _report(opts, stats, elapsed)
-        cpu = {"bench": _client_cpu() - client_before}
+        client_before = client_cpu()
+        stats, elapsed = run_clients(opts)
+        result = report(opts, stats, elapsed)
+        cpu = {"bench": client_cpu() - client_before}
         if stack is not None:
             cpu.update({k: v - cpu_before[k] for k, v in stack.cpu().items()})
         sessions = max(1, stats.sessions)

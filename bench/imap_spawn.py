@@ -53,6 +53,8 @@ class SpawnedStack:
     """store + imapd processes; `cpu()` is their CPU seconds so far (imapd with its workers)."""
 
     workers: int = 1
+    # imapd reads SELECT/STATUS/LIST/FETCH from the store's LMDB (`--store-data`), as beside a store.
+    local_reads: bool = True
     port: int = 0
     directory: pathlib.Path = field(default_factory=lambda: pathlib.Path(tempfile.mkdtemp(prefix="mailha-bench-imap-")))
     store: subprocess.Popen[bytes] | None = None
@@ -79,6 +81,8 @@ class SpawnedStack:
             self.port = _free_port()
             argv = ["imapd", "serve", "--store", self.store_address, "--epoch", str(epoch)]
             argv += ["--listen", f"127.0.0.1:{self.port}", "--allow-plaintext-login", "--workers", str(self.workers)]
+            if self.local_reads:
+                argv += ["--store-data", str(self.directory / "data")]
             self.imapd = self._start(argv, "imapd.log")
             self._wait_listening(timeout)
         except BaseException:

@@ -31,6 +31,11 @@ def register(sub: Any) -> None:
         help="connections per source address not yet logged in (more wait, then get BYE; per worker)",
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
+    p.add_argument(
+        "--store-data",
+        type=pathlib.Path,
+        help="the store's --data directory when it runs on this host: read SELECT/STATUS/LIST/FETCH from its LMDB",
+    )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
@@ -62,6 +67,21 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
+    c: argparse.ArgumentParser = bench_sub.add_parser(
+        "compare", help="mailha against a throwaway Dovecot: same workloads, same clients, one run"
+    )
+    c.add_argument("--users", type=int, default=100, help="users on both servers (seeded with 60 messages)")
+    c.add_argument("--clients", type=int, default=50, help="back-to-back session loops (mixed workload)")
+    c.add_argument("--seconds", type=float, default=20.0, help="length of each load run")
+    c.add_argument("--rounds", type=int, default=2, help="rounds; the servers' order alternates")
+    c.add_argument("--procs", type=int, default=2, help="client processes for the load runs")
+    c.add_argument("--think-clients", type=int, default=300, help="concurrent sessions with think time")
+    c.add_argument("--think-ms", type=float, default=1000.0, help="think time between commands")
+    c.add_argument("--samples", type=int, default=50, help="single-session samples per command")
+    c.add_argument("--mailha-workers", type=int, default=1, help="imapd --workers of the throwaway mailha")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/compare.json"))
+    c.set_defaults(func=_compare)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -83,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_prelogin_per_address=args.max_prelogin_per_address,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
+            store_data=args.store_data,
         ),
         argv=_worker_argv(args),
     )
@@ -101,7 +122,29 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--allow-plaintext-login")
     argv += ["--append-limit", str(args.append_limit), "--connections-per-user", str(args.connections_per_user)]
     argv += ["--max-prelogin-per-address", str(args.max_prelogin_per_address)]
+    if args.store_data is not None:
+        argv += ["--store-data", str(args.store_data)]
     return argv
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from bench.compare import CompareOptions, run_compare
+
+    return run_compare(
+        CompareOptions(
+            users=args.users,
+            clients=args.clients,
+            seconds=args.seconds,
+            rounds=args.rounds,
+            procs=args.procs,
+            think_clients=args.think_clients,
+            think_ms=args.think_ms,
+            samples=args.samples,
+            mailha_workers=args.mailha_workers,
+            json_output=args.json,
+            output=args.output,
+        )
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class Connection:
         self._peer = peer
         self._tls = tls
         self._send_lock = trio.Lock()
+        # The TCP socket under any TLS layer, for the per-read ACK below.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         # Held while a command runs; BYE from outside waits for it (bounded).
         self.command_lock = trio.Lock()
         self.scope = trio.CancelScope()
@@ -103,6 +106,22 @@ class Connection:
             # A client that stops reading must not pin us forever.
             with trio.fail_after(_SEND_TIMEOUT):
                 await self.stream.send_all(data)
+
+    def ack_now(self) -> None:
+        """Acknowledge what we have read at once instead of after the delayed-ACK timer.
+
+        A client that writes a literal and its final CRLF in two sends (imaplib
+        does) with Nagle on holds the CRLF until the literal is acknowledged; we
+        answer nothing before the CRLF, so Linux's delayed ACK (40 ms, longer in
+        "ping-pong" mode) stalled every such command. TCP_QUICKACK is not sticky:
+        the kernel drops back to delayed ACKs by itself, so it is set after each read
+        that leaves a command unfinished (a complete command's answer carries the ACK).
+        """
+        if self._socket is not None:
+            try:
+                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            except OSError:
+                pass
 
     def request_close(self) -> None:
         self.closing = True
@@ -236,6 +255,8 @@ class ImapServer:
             while True:
                 event = parser.next_event()
                 if isinstance(event, ev.NeedData):
+                    if parser.mid_command:
+                        conn.ack_now()  # no answer will carry the ACK until the client sends the rest
                     break
                 outcome = Outcome.CONTINUE
                 if isinstance(event, ev.CommandReceived):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import FrameType
 
+import lmdb
 import trio
 
 from imapd.errors import TlsSetupError
@@ -18,6 +19,8 @@ from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
 from imapd.tls import server_context
+from store.errors import StoreError
+from store.reader import LocalReader
 
 log = logging.getLogger("imapd")
 
@@ -37,6 +40,8 @@ class ImapdOptions:
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
+    # The store's data directory when it runs on this host: reads go to its LMDB directly.
+    store_data: pathlib.Path | None = None
 
 
 def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
@@ -67,8 +72,16 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         max_prelogin_per_address=options.max_prelogin_per_address,
     )
 
+    local = None
+    if options.store_data is not None:
+        try:
+            local = LocalReader(options.store_data)
+        except (StoreError, lmdb.Error) as exc:
+            print(f"mailha imapd serve: --store-data {options.store_data}: {exc}", file=sys.stderr)
+            return 2
+
     async def main() -> None:
-        store = GrpcStore(options.store, options.epoch)
+        store = GrpcStore(options.store, options.epoch, local=local)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(

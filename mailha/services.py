@@ -100,9 +100,11 @@ def imapd_service(
     key: pathlib.Path,
     allow_plaintext_login: bool = False,
     append_limit: int | None = None,
+    store_data: pathlib.Path | None = None,
 ) -> ServiceSpec:
     """The IMAP server on `store` with writer epoch `epoch` (never refreshed):
-    plain + STARTTLS on `listen`, implicit TLS on `tls_listen`."""
+    plain + STARTTLS on `listen`, implicit TLS on `tls_listen`; `store_data`: the
+    store's data directory on this host (reads go to its LMDB directly)."""
     args = ["imapd", "serve", "--store", store, "--epoch", str(epoch), "--cert", str(cert), "--key", str(key)]
     if listen:
         args += ["--listen", listen]
@@ -112,6 +114,8 @@ def imapd_service(
         args.append("--allow-plaintext-login")
     if append_limit is not None:
         args += ["--append-limit", str(append_limit)]
+    if store_data is not None:
+        args += ["--store-data", str(store_data)]
     return ServiceSpec("imapd", _mailha(*args))
 
 

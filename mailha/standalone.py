@@ -117,6 +117,7 @@ def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: 
             key=key,
             allow_plaintext_login=options.allow_plaintext_login,
             append_limit=options.max_message_size,
+            store_data=paths.store_dir,  # the store runs beside it: read its LMDB directly
         )
     ]
 

@@ -8,7 +8,7 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, messages, names, recent, subscriptions, user_settings, users
+from store import fencing, mailboxes, names, read_ops, recent, subscriptions, user_settings, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
@@ -229,12 +229,7 @@ class AccountOps(StoreCore):
         return self.write(req.epoch, op)
 
     def list_mailboxes(self, req: store_pb2.ListMailboxesRequest) -> store_pb2.ListMailboxesReply:
-        def fn(txn: lmdb.Transaction) -> store_pb2.ListMailboxesReply:
-            users.require_user(txn, self.dbs, req.user)
-            boxes = mailboxes.list_all(txn, self.dbs, req.user, req.with_status, req.subscribed_only)
-            return store_pb2.ListMailboxesReply(mailboxes=boxes)
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.list_mailboxes(txn, self.dbs, req))
 
     def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
         def op(ctx: WriteContext) -> None:
@@ -254,15 +249,7 @@ class AccountOps(StoreCore):
         self.write(req.epoch, op)
 
     def status(self, user: str, name: str) -> store_pb2.MailboxInfo:
-        def fn(txn: lmdb.Transaction) -> store_pb2.MailboxInfo:
-            users.require_user(txn, self.dbs, user)
-            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
-            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            out = mailboxes.info(record, mid, kids, with_status=True)
-            out.status.recent = recent.count(txn, self.dbs, mid)
-            return out
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
 
     def claim_recent(self, req: store_pb2.ClaimRecentRequest) -> store_pb2.ClaimRecentReply:
         user = names.user_name(req.user)
@@ -275,19 +262,4 @@ class AccountOps(StoreCore):
         return self.write(req.epoch, op)
 
     def select(self, user: str, name: str) -> store_pb2.SelectReply:
-        def fn(txn: lmdb.Transaction) -> store_pb2.SelectReply:
-            users.require_user(txn, self.dbs, user)
-            mid, record = mailboxes.lookup(txn, self.dbs, user, name)
-            mailboxes.selectable(txn, self.dbs, user, mid)
-            kids = bool(mailboxes.children(txn, self.dbs, user, record.name))
-            reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-            uids, flag_lists, first_unseen = messages.uids_and_raw_flags(txn, self.dbs, mid)
-            reply.uids.extend(uids)
-            reply.first_unseen_uid = first_unseen
-            reply.recent_boundary = recent.boundary(txn, self.dbs, mid)
-            reply.mailbox.status.recent = sum(1 for u in uids if u >= reply.recent_boundary)
-            keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
-            reply.permanent_flags.extend(sorted(keywords))
-            return reply
-
-        return self.read(fn)
+        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name))

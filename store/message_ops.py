@@ -9,16 +9,12 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, messages, names, uidset
+from store import bodies, mailboxes, messages, names, read_ops, uidset
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import InvalidArgument, ResourceExhausted, Unavailable
 from store.schema import MailboxRecord, MessageRecord
-
-# FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
-FETCH_BATCH_MAX_MESSAGES = 2000
-FETCH_BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 
 class MessageOps(StoreCore):
@@ -121,36 +117,8 @@ class MessageOps(StoreCore):
 
     def fetch_batch(self, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
         """Fetch's selection in one reply, or `truncated` (and nothing) past the bounds."""
-        uidset.parse(req.uid_set)
-        user = names.user_name(req.user)
-
-        def fn(txn: lmdb.Transaction) -> store_pb2.FetchBatchReply:
-            mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
-            reply = store_pb2.FetchBatchReply()
-            total = 0
-            for uid, rec in messages.in_set(txn, self.dbs, req.mailbox_id, req.uid_set):
-                if rec.modseq <= req.changed_since:
-                    continue
-                if len(reply.metas) >= FETCH_BATCH_MAX_MESSAGES:
-                    return store_pb2.FetchBatchReply(truncated=True)
-                item = messages.meta(uid, rec)
-                if req.with_header:
-                    item.header = bodies.read_header(txn, self.dbs, rec.body_id)
-                    total += len(item.header)
-                if req.with_body:
-                    start = min(req.body_offset, rec.size)
-                    end = rec.size if not req.body_length else min(rec.size, start + req.body_length)
-                    total += end - start
-                    if total > FETCH_BATCH_MAX_BYTES:
-                        return store_pb2.FetchBatchReply(truncated=True)
-                    pieces = bodies.read_range(txn, self.dbs, rec.body_id, start, end - start)
-                    reply.bodies.append(b"".join(piece for _, piece in pieces))
-                if total > FETCH_BATCH_MAX_BYTES:
-                    return store_pb2.FetchBatchReply(truncated=True)
-                reply.metas.append(item)
-            return reply
-
-        return self.read(fn)
+        user = read_ops.check_fetch(req)
+        return self.read(lambda txn: read_ops.fetch_batch(txn, self.dbs, user, req))
 
     def _body_chunks(
         self, txn: lmdb.Transaction, uid: int, rec: MessageRecord, offset: int, length: int

@@ -45,14 +45,18 @@ BODY_META = struct.Struct(">IQ")
 class Dbs:
     """Handles of the named databases of one environment."""
 
-    def __init__(self, env: lmdb.Environment) -> None:
-        with env.begin(write=True) as txn:
-            # Named databases are keys of the main database: an environment written before the
-            # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
-            index_absent = txn.get(b"deleted") is None
-            handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
-            if index_absent:
-                build_deleted_index(txn, handles["messages"], handles["deleted"])
+    def __init__(self, env: lmdb.Environment, *, read_only: bool = False) -> None:
+        if read_only:
+            # A reader beside the store (`store.reader`): the store created everything already.
+            handles = {name: env.open_db(name.encode(), create=False) for name in DB_NAMES}
+        else:
+            with env.begin(write=True) as txn:
+                # Named databases are keys of the main database: an environment written before the
+                # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
+                index_absent = txn.get(b"deleted") is None
+                handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
+                if index_absent:
+                    build_deleted_index(txn, handles["messages"], handles["deleted"])
         self.meta = handles["meta"]
         self.users = handles["users"]
         self.quota = handles["quota"]

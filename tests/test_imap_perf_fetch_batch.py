@@ -7,7 +7,7 @@ import pytest
 
 from imapd.store_grpc import _uid_count
 from mailha_api import store_pb2
-from store import message_ops
+from store import read_ops
 from store.bodies import BodySource
 from store.engine import MailStore
 from store.errors import InvalidArgument, NotFound
@@ -76,17 +76,17 @@ def test_batch_equals_stream(mail_store: MailStore, case: tuple[str, bool, bool,
 def test_batch_truncates_past_bounds(mail_store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
     mid = _setup(mail_store, 6)
     req = store_pb2.FetchRequest(user="alice", mailbox_id=mid, uid_set="1:*")
-    monkeypatch.setattr(message_ops, "FETCH_BATCH_MAX_MESSAGES", 5)
+    monkeypatch.setattr(read_ops, "FETCH_BATCH_MAX_MESSAGES", 5)
     reply = mail_store.fetch_batch(req)
     assert reply.truncated and not reply.metas
-    monkeypatch.setattr(message_ops, "FETCH_BATCH_MAX_MESSAGES", 6)
+    monkeypatch.setattr(read_ops, "FETCH_BATCH_MAX_MESSAGES", 6)
     assert len(mail_store.fetch_batch(req).metas) == 6
     body_req = store_pb2.FetchRequest(user="alice", mailbox_id=mid, uid_set="1:*", with_body=True)
     full = sum(len(b) for b in _streamed(mail_store, body_req)[1])
-    monkeypatch.setattr(message_ops, "FETCH_BATCH_MAX_BYTES", full - 1)
+    monkeypatch.setattr(read_ops, "FETCH_BATCH_MAX_BYTES", full - 1)
     reply = mail_store.fetch_batch(body_req)
     assert reply.truncated and not reply.metas and not reply.bodies
-    monkeypatch.setattr(message_ops, "FETCH_BATCH_MAX_BYTES", full)
+    monkeypatch.setattr(read_ops, "FETCH_BATCH_MAX_BYTES", full)
     assert b"".join(mail_store.fetch_batch(body_req).bodies) == b"".join(_streamed(mail_store, body_req)[1])
 
 

@@ -373,3 +373,50 @@ def test_literal8_only_for_append_messages() -> None:
         ev.BadCommand("a2", "literal8 is only allowed for APPEND message data"),
         ev.CommandReceived("a3", c.Noop()),
     ]
+
+
+def _mid(p: CommandParser) -> bool:
+    return p.mid_command  # a call, so the checker does not narrow the property between feeds
+
+
+def _drain_all(p: CommandParser) -> list[ev.Event]:
+    out: list[ev.Event] = []
+    while not isinstance(event := p.next_event(), ev.NeedData):
+        out.append(event)
+        if isinstance(event, ev.ContinuationNeeded):
+            break
+    return out
+
+
+def test_mid_command_tells_when_the_client_still_owes_part_of_a_command() -> None:
+    """imapd acknowledges a read at once exactly when this is true (issue 13: a client
+    writing a literal and its CRLF separately waited for the delayed ACK)."""
+    p = CommandParser(authenticated=True)
+    assert not _mid(p)
+    p.receive_data(b"a NOOP\r\n")
+    assert isinstance(_drain_all(p)[-1], ev.CommandReceived)
+    assert not _mid(p)
+    p.receive_data(b"b NO")
+    _drain_all(p)
+    assert _mid(p)  # half a line
+    p.receive_data(b"OP\r\n")
+    _drain_all(p)
+    assert not _mid(p)
+    p.receive_data(b"c APPEND INBOX {5}\r\n")
+    assert isinstance(_drain_all(p)[-1], ev.ContinuationNeeded)
+    p.accept_literal()
+    p.receive_data(b"hel")
+    _drain_all(p)
+    assert _mid(p)  # inside the literal
+    p.receive_data(b"lo")
+    _drain_all(p)
+    assert _mid(p)  # the literal is complete, its CRLF is not
+    p.receive_data(b"\r\n")
+    assert isinstance(_drain_all(p)[-1], ev.AppendEnd)
+    assert not _mid(p)
+    p.receive_data(b"d LOGIN x {2}\r\n")
+    _drain_all(p)
+    p.accept_literal()
+    p.receive_data(b"pw")
+    _drain_all(p)
+    assert _mid(p)  # a small literal inside a command line

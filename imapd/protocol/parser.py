@@ -193,6 +193,14 @@ class CommandParser:
         return len(self._buf) + held
 
     @property
+    def mid_command(self) -> bool:
+        """Part of a command has arrived and the client has more of it to send
+        (the rest of a line, a literal, the CRLF after a literal) before any answer."""
+        if self._buf or self._segments:
+            return True
+        return self._mode in (_Mode.LITERAL, _Mode.APPEND_DATA, _Mode.DISCARD_LINE, _Mode.DISCARD_LITERAL)
+
+    @property
     def idling(self) -> bool:
         return self._mode is _Mode.IDLE
 

@@ -1,0 +1,309 @@
+"""`mailha bench compare`: mailha against a throwaway Dovecot, same clients, one run.
+
+Both servers get the same users (seeded with the same messages over IMAP) and
+run side by side on loopback; every workload runs against one, then the other,
+alternating the order each round, so both see the same machine noise:
+
+- mixed: the `mailha bench imap` session loop with clients like imaplib
+  (synchronizing literals, the literal and its CRLF in two writes, STATUS before
+  SELECT), login per session, split over client processes;
+- single: one imaplib session, p50/p99 of NOOP, SELECT, FETCH headers, FETCH
+  body, STORE, APPEND 200 B / 4 KiB / 1 MiB, SEARCH;
+- think: many concurrent sessions with think time, p99 per command.
+
+Every ratio is mailha ÷ Dovecot (sessions/s: above 1 is better; times and
+CPU: below 1 is better).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import imaplib
+import json
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from bench import dovecot
+from bench.imap_bench import ImapBenchOptions, client_cpu, make_message, percentile, report, run_clients
+from bench.imap_spawn import SpawnedStack
+from bench.imap_wire import ResponseReader
+from store.client import StoreClient
+
+PASSWORD: Final = "bench-password"
+PREFIX: Final = "cmp"
+SOLO: Final = "cmpsolo"  # the single-session user, outside the loops' users
+SEED: Final = 60
+SERVERS: Final = ("dovecot", "mailha")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    users: int = 100
+    clients: int = 50
+    seconds: float = 20.0
+    rounds: int = 2
+    procs: int = 2
+    think_clients: int = 300
+    think_ms: float = 1000.0
+    samples: int = 50
+    mailha_workers: int = 1
+    json_output: bool = False
+    output: pathlib.Path | None = pathlib.Path("bench-results/compare.json")
+
+
+# ---- seeding: the same messages into both servers, over IMAP ------------------------------
+async def _seed_user(port: int, user: str) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    reader = ResponseReader(stream)
+    try:
+        await reader.read_line()
+        # LOGIN first: before it, a server may refuse long input (mailha: 8 KiB lines).
+        await stream.send_all(b'a LOGIN %s "%s"\r\n' % (user.encode(), PASSWORD.encode()))
+        while not (line := await reader.read_line()).startswith(b"a "):
+            pass
+        if not line.startswith(b"a OK"):
+            raise RuntimeError(f"seeding {user}: LOGIN failed: {line[:200]!r}")
+        parts = [b"b APPEND INBOX"]
+        for i in range(SEED):
+            msg = make_message(i)
+            parts.append(b" {%d+}\r\n" % len(msg) + msg)
+        parts.append(b"\r\nc LOGOUT\r\n")
+        await stream.send_all(b"".join(parts))
+        while True:
+            line = await reader.read_line()
+            if line.startswith(b"b ") and not line.startswith(b"b OK"):
+                raise RuntimeError(f"seeding {user} failed: {line[:200]!r}")
+            if line.startswith(b"c "):
+                return
+    finally:
+        await stream.aclose()
+
+
+async def _seed(port: int, users: list[str]) -> None:
+    limiter = trio.CapacityLimiter(8)
+
+    async def one(user: str) -> None:
+        async with limiter:
+            await _seed_user(port, user)
+
+    async with trio.open_nursery() as nursery:
+        for user in users:
+            nursery.start_soon(one, user)
+
+
+# ---- workloads ----------------------------------------------------------------------------
+def _load_options(opts: CompareOptions, port: int, *, think: bool) -> ImapBenchOptions:
+    return ImapBenchOptions(
+        port=port,
+        clients=opts.think_clients if think else opts.clients,
+        seconds=opts.seconds,
+        users=opts.users,
+        user_prefix=PREFIX,
+        password=PASSWORD,
+        think_ms=opts.think_ms if think else 0.0,
+        procs=opts.procs,
+        imaplib_like=True,
+        output=None,
+    )
+
+
+def _run_load(bench_opts: ImapBenchOptions, server_cpu: Callable[[], float]) -> dict[str, object]:
+    cpu_before, client_before = server_cpu(), client_cpu()
+    stats, elapsed = run_clients(bench_opts)
+    result = report(bench_opts, stats, elapsed)
+    sessions = max(1, stats.sessions)
+    result["server_cpu_ms_per_session"] = round((server_cpu() - cpu_before) * 1000 / sessions, 2)
+    result["client_cpu_ms_per_session"] = round((client_cpu() - client_before) * 1000 / sessions, 2)
+    result["loadavg"] = _loadavg()
+    return result
+
+
+_SINGLE: Final = (
+    "NOOP",
+    "SELECT",
+    "FETCH_HEADERS",
+    "FETCH_BODY",
+    "STORE",
+    "APPEND_200B",
+    "APPEND_4KB",
+    "APPEND_1MB",
+    "SEARCH",
+)
+
+
+def _single_session(port: int, samples: int) -> dict[str, dict[str, float]]:
+    """One imaplib session, each command `samples` times (1 MiB APPEND a fifth as often)."""
+    small = make_message(1, 200)
+    medium = make_message(2, 4096)
+    large = make_message(3, 1024 * 1024)
+    client = imaplib.IMAP4("127.0.0.1", port)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        client.login(SOLO, PASSWORD)
+        _status, data = client.select("INBOX")
+        last = int(data[0] or b"1")
+        calls: dict[str, Callable[[], tuple[str, object]]] = {
+            "NOOP": client.noop,
+            "SELECT": lambda: client.select("INBOX"),
+            "FETCH_HEADERS": lambda: client.fetch("1:5", "(FLAGS BODY.PEEK[HEADER])"),
+            "FETCH_BODY": lambda: client.fetch(str(last), "(BODY.PEEK[])"),
+            "STORE": lambda: client.store("1", "+FLAGS", "\\Seen"),
+            "APPEND_200B": lambda: client.append("INBOX", None, None, small),
+            "APPEND_4KB": lambda: client.append("INBOX", None, None, medium),
+            "APPEND_1MB": lambda: client.append("INBOX", None, None, large),
+            "SEARCH": lambda: client.search(None, "UNSEEN"),
+        }
+        for name in _SINGLE:
+            call = calls[name]
+            times = []
+            for _ in range(max(2, samples // 5) if name == "APPEND_1MB" else samples):
+                start = time.perf_counter()
+                status, reply = call()
+                times.append(time.perf_counter() - start)
+                if status != "OK":
+                    raise RuntimeError(f"{name} failed: {reply!r}")
+            out[name] = {
+                "p50_ms": round(statistics.median(times) * 1000, 3),
+                "p99_ms": round(percentile(times, 0.99) * 1000, 3),
+            }
+    finally:
+        client.logout()
+    return out
+
+
+# ---- the run ------------------------------------------------------------------------------
+def _loadavg() -> str:
+    try:
+        return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+def _ratio(mine: float, theirs: float) -> float:
+    return round(mine / theirs, 3) if theirs else 0.0
+
+
+def _order(round_index: int) -> tuple[str, ...]:
+    return SERVERS if round_index % 2 == 0 else SERVERS[::-1]
+
+
+def run_compare(opts: CompareOptions) -> int:
+    reason = dovecot.available()
+    if reason is not None:
+        print(f"mailha bench compare: {reason}", file=sys.stderr)
+        return 2
+    users = [f"{PREFIX}{u}" for u in range(opts.users)] + [SOLO]
+    dove = dovecot.DovecotStack()
+    mine = SpawnedStack(workers=opts.mailha_workers)
+    try:
+        dove.start(dict.fromkeys(users, PASSWORD))
+        mine.start()
+        with StoreClient(mine.store_address) as store:
+            for user in users:
+                store.create_user(user, PASSWORD)
+        ports = {"dovecot": dove.imap_port, "mailha": mine.port}
+        cpu: dict[str, Callable[[], float]] = {"dovecot": dove.cpu, "mailha": lambda: sum(mine.cpu().values())}
+        for name in SERVERS:
+            trio.run(_seed, ports[name], users)
+        result = _measure(opts, ports, cpu)
+    finally:
+        mine.stop()
+        dove.stop()
+    _emit(opts, result)
+    ok = all(result["mixed"][s]["sessions"] for s in SERVERS)  # type: ignore[index]
+    return 0 if ok else 1
+
+
+def _measure(opts: CompareOptions, ports: dict[str, int], cpu: dict[str, Callable[[], float]]) -> dict[str, object]:
+    mixed: dict[str, list[dict[str, object]]] = {s: [] for s in SERVERS}
+    think: dict[str, list[dict[str, object]]] = {s: [] for s in SERVERS}
+    single: dict[str, list[dict[str, dict[str, float]]]] = {s: [] for s in SERVERS}
+    for r in range(opts.rounds):
+        for name in _order(r):
+            mixed[name].append(_run_load(_load_options(opts, ports[name], think=False), cpu[name]))
+        for name in _order(r):
+            single[name].append(_single_session(ports[name], opts.samples))
+        for name in _order(r):
+            think[name].append(_run_load(_load_options(opts, ports[name], think=True), cpu[name]))
+    return _summarize(opts, mixed, single, think)
+
+
+def _num(run: dict[str, object], key: str) -> float:
+    value = run[key]
+    assert isinstance(value, (int, float))
+    return float(value)
+
+
+def _failed(run: dict[str, object]) -> float:
+    failures = run["failed_commands"]
+    assert isinstance(failures, dict)
+    return float(sum(failures.values()))
+
+
+def _summarize(
+    opts: CompareOptions,
+    mixed: dict[str, list[dict[str, object]]],
+    single: dict[str, list[dict[str, dict[str, float]]]],
+    think: dict[str, list[dict[str, object]]],
+) -> dict[str, object]:
+    out: dict[str, object] = {"options": {k: str(v) for k, v in dataclasses.asdict(opts).items()}}
+    summary: dict[str, dict[str, float]] = {}
+    for s in SERVERS:
+        summary[s] = {
+            "sessions_per_s": _median([_num(r, "sessions_per_s") for r in mixed[s]]),
+            "mixed_p99_ms": _median([_num(r, "p99_ms") for r in mixed[s]]),
+            "server_cpu_ms_per_session": _median([_num(r, "server_cpu_ms_per_session") for r in mixed[s]]),
+            "client_cpu_ms_per_session": _median([_num(r, "client_cpu_ms_per_session") for r in mixed[s]]),
+            "think_p99_ms": _median([_num(r, "p99_ms") for r in think[s]]),
+            "think_errors": sum(_num(r, "errors") for r in think[s]),
+            "mixed_errors": sum(_num(r, "errors") for r in mixed[s]),
+            "failed_commands": sum(_failed(r) for r in mixed[s] + think[s]),
+        }
+        for cmd in _SINGLE:
+            for q in ("p50_ms", "p99_ms"):
+                summary[s][f"{cmd.lower()}_{q}"] = _median([run[cmd][q] for run in single[s]])
+    out["summary"] = summary
+    out["mixed"] = {s: mixed[s][-1] | {"rounds": [_num(r, "sessions_per_s") for r in mixed[s]]} for s in SERVERS}
+    out["think"] = {s: think[s][-1] for s in SERVERS}
+    out["single"] = single
+    mh, dc = summary["mailha"], summary["dovecot"]
+    for key in mh:
+        if key.endswith("_errors") or key == "failed_commands":
+            continue
+        out[f"{key.removesuffix('_ms')}_ratio"] = _ratio(mh[key], dc[key])
+    return out
+
+
+def _emit(opts: CompareOptions, result: dict[str, object]) -> None:
+    if opts.output is not None:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
+        opts.output.write_text(json.dumps(result, indent=2) + "\n")
+    if opts.json_output:
+        print(json.dumps(result))
+        sys.stdout.flush()
+        return
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    dc, mh = summary["dovecot"], summary["mailha"]
+    print(f"{'figure':32} {'dovecot':>10} {'mailha':>10} {'ratio':>7}   (ratio = mailha / dovecot)")
+    for key in dc:
+        if key.endswith("_errors") or key == "failed_commands":
+            continue
+        print(f"{key:32} {dc[key]:10.3f} {mh[key]:10.3f} {_ratio(mh[key], dc[key]):7.2f}")
+    for name, row in (("dovecot", dc), ("mailha", mh)):
+        print(
+            f"{name}: connection errors {row['mixed_errors'] + row['think_errors']:.0f}, "
+            f"failed commands {row['failed_commands']:.0f}"
+        )
+    sys.stdout.flush()

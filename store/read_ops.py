@@ -1,0 +1,86 @@
+"""The store's hot read answers as functions of one read transaction.
+
+MailStore (`store.account_ops`, `store.message_ops`) runs them for its gRPC
+callers; `store.reader.LocalReader` runs the same functions on a read-only
+environment for an imapd beside the store. Each takes (txn, dbs, request) and
+returns the API message, raising `store.errors` on bad input.
+"""
+
+from __future__ import annotations
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import bodies, mailboxes, messages, names, recent, uidset, users
+from store.schema import Dbs
+
+# FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
+FETCH_BATCH_MAX_MESSAGES = 2000
+FETCH_BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+
+def list_mailboxes(
+    txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ListMailboxesRequest
+) -> store_pb2.ListMailboxesReply:
+    users.require_user(txn, dbs, req.user)
+    boxes = mailboxes.list_all(txn, dbs, req.user, req.with_status, req.subscribed_only)
+    return store_pb2.ListMailboxesReply(mailboxes=boxes)
+
+
+def status(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.MailboxInfo:
+    users.require_user(txn, dbs, user)
+    mid, record = mailboxes.lookup(txn, dbs, user, name)
+    kids = bool(mailboxes.children(txn, dbs, user, record.name))
+    out = mailboxes.info(record, mid, kids, with_status=True)
+    out.status.recent = recent.count(txn, dbs, mid)
+    return out
+
+
+def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.SelectReply:
+    users.require_user(txn, dbs, user)
+    mid, record = mailboxes.lookup(txn, dbs, user, name)
+    mailboxes.selectable(txn, dbs, user, mid)
+    kids = bool(mailboxes.children(txn, dbs, user, record.name))
+    reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
+    uids, flag_lists, first_unseen = messages.uids_and_raw_flags(txn, dbs, mid)
+    reply.uids.extend(uids)
+    reply.first_unseen_uid = first_unseen
+    reply.recent_boundary = recent.boundary(txn, dbs, mid)
+    reply.mailbox.status.recent = sum(1 for u in uids if u >= reply.recent_boundary)
+    keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
+    reply.permanent_flags.extend(sorted(keywords))
+    return reply
+
+
+def check_fetch(req: store_pb2.FetchRequest) -> str:
+    """Validate a fetch request before any transaction; the user's name."""
+    uidset.parse(req.uid_set)
+    return names.user_name(req.user)
+
+
+def fetch_batch(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
+    """Fetch's selection in one reply, or `truncated` (and nothing) past the bounds."""
+    mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    reply = store_pb2.FetchBatchReply()
+    total = 0
+    for uid, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
+        if rec.modseq <= req.changed_since:
+            continue
+        if len(reply.metas) >= FETCH_BATCH_MAX_MESSAGES:
+            return store_pb2.FetchBatchReply(truncated=True)
+        item = messages.meta(uid, rec)
+        if req.with_header:
+            item.header = bodies.read_header(txn, dbs, rec.body_id)
+            total += len(item.header)
+        if req.with_body:
+            start = min(req.body_offset, rec.size)
+            end = rec.size if not req.body_length else min(rec.size, start + req.body_length)
+            total += end - start
+            if total > FETCH_BATCH_MAX_BYTES:
+                return store_pb2.FetchBatchReply(truncated=True)
+            pieces = bodies.read_range(txn, dbs, rec.body_id, start, end - start)
+            reply.bodies.append(b"".join(piece for _, piece in pieces))
+        if total > FETCH_BATCH_MAX_BYTES:
+            return store_pb2.FetchBatchReply(truncated=True)
+        reply.metas.append(item)
+    return reply

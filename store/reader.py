@@ -1,0 +1,62 @@
+"""Read-only access to a running store's LMDB environment from another process.
+
+An imapd on the same host as `mailha store serve` answers SELECT, STATUS,
+LIST and small FETCHes from here instead of a gRPC round trip (issue 13):
+LMDB lets any number of processes read while the store writes, and a read
+transaction begun after a write's reply sees that write (the store answers
+only once its commit is durable). Writes, logins and the change feed still go
+through the store. Same functions as the store's own answers (`store.read_ops`).
+
+Not thread-safe by design: one owner (imapd's trio thread) runs one read at a
+time, so the map can be re-adopted without a gate when the store grew it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+from typing import TypeVar
+
+import lmdb
+
+from mailha_api import store_pb2
+from store import read_ops
+from store.errors import Unavailable
+from store.schema import Dbs
+
+T = TypeVar("T")
+
+
+class LocalReader:
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        path = data_dir / "lmdb"
+        if not (path / "data.mdb").exists():
+            raise Unavailable(f"no store environment at {path}")
+        # map_size=0: adopt the size the store gave the file; lock=True: take part in
+        # the reader table, so the store's writer never reuses pages we still read.
+        self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=16, subdir=True, map_size=0)
+        self.dbs = Dbs(self.env, read_only=True)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self.env.begin() as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # the store grew the map; no transaction of ours is open
+
+    def list_mailboxes(self, req: store_pb2.ListMailboxesRequest) -> store_pb2.ListMailboxesReply:
+        return self.read(lambda txn: read_ops.list_mailboxes(txn, self.dbs, req))
+
+    def status(self, user: str, name: str) -> store_pb2.MailboxInfo:
+        return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
+
+    def select(self, user: str, name: str) -> store_pb2.SelectReply:
+        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name))
+
+    def fetch_batch(self, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
+        user = read_ops.check_fetch(req)
+        return self.read(lambda txn: read_ops.fetch_batch(txn, self.dbs, user, req))

@@ -1,0 +1,108 @@
+"""`store.reader.LocalReader`: an imapd beside the store reads its LMDB directly.
+
+The answers must be the store's own (same functions, same snapshot rules),
+a write the store has answered must be visible to the next local read, and a
+map the store grew must not break the reader.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from mailha_api import store_pb2, store_pb2_grpc
+from store.errors import NotFound
+from store.reader import LocalReader
+from tests.store_fixtures import ROOT, StoreServer
+
+
+@pytest.fixture
+def store(tmp_path: pathlib.Path) -> Iterator[StoreServer]:
+    server = StoreServer(tmp_path / "data", tmp_path / "s.sock").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _message(i: int) -> bytes:
+    return b"From: a@mailha.test\r\nSubject: note %d\r\n\r\nbody %d\r\n" % (i, i)
+
+
+def test_local_answers_equal_the_stores_and_see_its_writes(store: StoreServer) -> None:
+    with store.client() as client:
+        client.create_user("ann", "ann-secret")
+        for i in range(5):
+            client.append_bytes("ann", "INBOX", _message(i), flags=["\\Seen"] if i % 2 else [])
+    reader = LocalReader(store.data_dir)
+    try:
+        with grpc.insecure_channel(store.address) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            remote_select = stub.Select(store_pb2.SelectRequest(user="ann", name="INBOX"))
+            assert reader.select("ann", "INBOX") == remote_select
+            assert list(remote_select.uids) == [1, 2, 3, 4, 5]
+            assert reader.status("ann", "INBOX") == stub.Status(store_pb2.StatusRequest(user="ann", name="INBOX"))
+            listing = store_pb2.ListMailboxesRequest(user="ann", with_status=True)
+            assert reader.list_mailboxes(listing) == stub.ListMailboxes(listing)
+            mid = remote_select.mailbox.mailbox_id
+            fetch = store_pb2.FetchRequest(user="ann", mailbox_id=mid, uid_set="2:4", with_header=True, with_body=True)
+            local_batch = reader.fetch_batch(fetch)
+            assert local_batch == stub.FetchBatch(fetch)
+            assert [m.uid for m in local_batch.metas] == [2, 3, 4]
+            assert local_batch.bodies[0] == _message(1)
+
+            # A write the store has answered is in the next local read.
+            with store.client() as client:
+                client.append_bytes("ann", "INBOX", _message(9))
+            assert list(reader.select("ann", "INBOX").uids) == [1, 2, 3, 4, 5, 6]
+
+        with pytest.raises(NotFound):
+            reader.select("nobody", "INBOX")
+        with pytest.raises(NotFound):
+            reader.status("ann", "No such folder")
+    finally:
+        reader.close()
+
+
+_WRITE = """
+import pathlib, sys
+from mailha_api import store_pb2
+from store.engine import MailStore, StoreOptions
+store = MailStore(StoreOptions(pathlib.Path(sys.argv[1]), map_size=int(sys.argv[2])))
+epoch = store.fence_next().epoch
+store.create_user(store_pb2.CreateUserRequest(epoch=epoch, name=sys.argv[3], password="a-long-secret"))
+# Pages beyond the first map, so a reader still on it must adopt the new size.
+with store.env.begin(write=True) as txn:
+    txn.put(b"test-padding", b"x" * int(sys.argv[4]), db=store.dbs.meta)
+store.close()
+"""
+
+
+def _write_user(data_dir: pathlib.Path, map_size: int, name: str, padding: int = 0) -> None:
+    argv = [sys.executable, "-c", textwrap.dedent(_WRITE), str(data_dir), str(map_size), name, str(padding)]
+    subprocess.run(argv, cwd=ROOT, check=True, timeout=60)
+
+
+def test_local_reader_follows_a_map_the_store_grew(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    _write_user(data, 4 * 1024 * 1024, "ann")
+    reader = LocalReader(data)
+    try:
+        assert reader.select("ann", "INBOX").mailbox.name == "INBOX"
+        # The store restarts with a bigger map (as it does when it grows it) and writes.
+        _write_user(data, 64 * 1024 * 1024, "bob", padding=8 * 1024 * 1024)
+        assert reader.select("bob", "INBOX").mailbox.name == "INBOX"
+        assert reader.env.info()["map_size"] == 64 * 1024 * 1024
+    finally:
+        reader.close()
+
+
+def test_local_reader_refuses_a_directory_without_a_store(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(Exception, match="no store environment"):
+        LocalReader(tmp_path)
