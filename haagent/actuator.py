@@ -6,6 +6,7 @@ the floating IP and announce it, start the front ends with --epoch EPOCH.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -37,19 +38,27 @@ class NodeActuator:
         log.info("fenced %s with %s: %s", previous.node, result.method, result.detail)
 
     async def activate(self, epoch: int) -> None:
-        marks = [time.monotonic()]
+        marks = {"begin": time.monotonic()}
         await storage.activate(self.cluster.storage, self.node, epoch)
-        marks.append(time.monotonic())
-        await self.supervisor.start_store(epoch)
-        marks.append(time.monotonic())
-        await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
-        self.nursery.start_soon(floating_ip.announce, self.cluster.floating_ip)
-        marks.append(time.monotonic())
-        await self.supervisor.start_front_ends(epoch)
-        marks.append(time.monotonic())
-        steps = ("storage", "store", "ip", "front_ends")
-        self.timings.update({s: marks[i + 1] - marks[i] for i, s in enumerate(steps)})
-        log.info("activated epoch %d: %s", epoch, ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()))
+        marks["storage"] = time.monotonic()
+
+        async def claim() -> None:
+            marks["store"] = time.monotonic()
+            await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
+            self.nursery.start_soon(floating_ip.announce, self.cluster.floating_ip)
+            marks["ip"] = time.monotonic()
+
+        early = floating_ip.nonlocal_bind_allowed()
+        await self.supervisor.start(epoch, claim, early_front_ends=early)
+        marks["front_ends"] = time.monotonic()
+        names = list(marks)
+        self.timings.update({b: marks[b] - marks[a] for a, b in itertools.pairwise(names)})
+        log.info(
+            "activated epoch %d (front ends started %s): %s",
+            epoch,
+            "with the store" if early else "after the address",
+            ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()),
+        )
 
     async def stop_writes(self) -> None:
         await self.supervisor.stop_writes()
@@ -95,9 +104,12 @@ class NodeActuator:
 
     async def _drop_ip(self) -> None:
         try:
-            await trio.to_thread.run_sync(floating_ip.remove, self.cluster.floating_ip)
+            dropped = await trio.to_thread.run_sync(floating_ip.remove, self.cluster.floating_ip)
         except ActionFailed as exc:
             log.error("could not drop the floating IP: %s", exc)
+            return
+        if dropped:
+            self.nursery.start_soon(floating_ip.retire_refuser, self.cluster.floating_ip)
 
     def health(self) -> Health:
         return self.supervisor.health()

@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -186,12 +186,24 @@ class Supervisor:
             fence=epoch,
         ).argv
 
-    async def start_store(self, epoch: int) -> None:
-        """Start the store with --fence EPOCH; return once it serves that epoch."""
+    async def start(self, epoch: int, claim: Callable[[], Awaitable[None]], *, early_front_ends: bool) -> None:
+        """Start the store with --fence EPOCH and the front ends; `claim`
+        (the floating IP) runs once the store serves that epoch. With
+        `early_front_ends` (ip_nonlocal_bind is on) the front ends start with
+        the store and listen on the floating IP before it arrives, so a
+        client that reaches the new holder finds them (nearly) ready; they
+        cannot be reached before `claim`, and the store refuses every write
+        from an older epoch anyway."""
         async with self.lock:
-            await self._start_store(epoch)
+            self._launch_store(epoch)
+            pending = self._launch_front_ends(epoch) if early_front_ends else []
+            await self._wait_store(epoch)
+            await claim()
+            if not early_front_ends:
+                pending = self._launch_front_ends(epoch)
+            await self._wait_front_ends(pending)
 
-    async def _start_store(self, epoch: int) -> None:
+    def _launch_store(self, epoch: int) -> None:
         self.phase = Phase.STARTING
         self.epoch = epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +212,6 @@ class Supervisor:
         sock.unlink(missing_ok=True)
         argv = self._store_argv(epoch)
         self.children["store"] = _Child("store", argv, self.warm.launch("store", argv))
-        await self._wait_store(epoch)
 
     async def _wait_store(self, epoch: int) -> None:
         child = self.children["store"]
@@ -218,11 +229,7 @@ class Supervisor:
                 return
         raise ActionFailed(f"store did not serve within {STORE_START_TIMEOUT:.0f} s")
 
-    async def start_front_ends(self, epoch: int) -> None:
-        async with self.lock:
-            await self._start_front_ends(epoch)
-
-    async def _start_front_ends(self, epoch: int) -> None:
+    def _launch_front_ends(self, epoch: int) -> list[_Child]:
         ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir)
         pending: list[_Child] = []
         for factory in FRONT_ENDS:
@@ -233,6 +240,9 @@ class Supervisor:
             child.port, child.greeting = fe.port, fe.greeting
             self.children[fe.spec.name] = child
             pending.append(child)
+        return pending
+
+    async def _wait_front_ends(self, pending: list[_Child]) -> None:
         with trio.move_on_after(FRONT_END_START_TIMEOUT):
             for child in pending:
                 while not await self._greets(child):
