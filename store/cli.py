@@ -24,6 +24,13 @@ def register(sub: Any) -> None:
     p.add_argument("--default-quota", type=int, default=0, help="bytes per new user; 0 = unlimited")
     p.add_argument("--read-only-start", action="store_true", help="start with writes suspended (SetWritable)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
+    p.add_argument(
+        "--delivery-dedupe-window",
+        type=float,
+        default=6 * 86400.0,
+        metavar="SECONDS",
+        help="how long an LMTP retry of a stored delivery is answered without storing it again (default 6 days)",
+    )
     p.add_argument("--workers", type=int, default=2048, help="gRPC worker threads (each open Watch stream holds one)")
     p.set_defaults(func=_serve)
 
@@ -54,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
                 read_only_start=args.read_only_start,
                 heartbeat_seconds=args.heartbeat,
                 workers=args.workers,
+                delivery_dedupe_window=args.delivery_dedupe_window,
             )
         )
     except ListenAddressError as exc:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mailha_api import store_pb2, store_pb2_grpc
+from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
 from store.servicer import MailStoreServicer
@@ -38,6 +39,7 @@ class ServeOptions:
     # mailbox); threads are created on demand, so a high ceiling costs nothing until used.
     workers: int = 2048
     heartbeat_seconds: float = 5.0
+    delivery_dedupe_window: float = DEFAULT_WINDOW
 
 
 def serve(options: ServeOptions) -> int:
@@ -47,6 +49,7 @@ def serve(options: ServeOptions) -> int:
             data_dir=options.data_dir,
             max_message_size=options.max_message_size,
             default_quota=options.default_quota,
+            delivery_dedupe_window=options.delivery_dedupe_window,
         )
     )
     try:
