@@ -21,6 +21,9 @@ from mailha.config import ClusterConfig
 
 log = logging.getLogger("mailha.haagent")
 
+# How long a released active keeps its sessions for the new writer to fence its store.
+HANDOVER_WAIT = 3.0
+
 
 class NodeActuator:
     def __init__(self, cluster: ClusterConfig, node: str, supervisor: Supervisor, nursery: trio.Nursery) -> None:
@@ -29,6 +32,7 @@ class NodeActuator:
         self.supervisor = supervisor
         self.nursery = nursery
         self._release_epoch = 0
+        self._handing_over = False  # released on a switchover; services still up until after_release
         self.timings: dict[str, float] = {}  # last takeover's step durations, for the log
 
     async def fence(self, previous: LastActive, epoch: int) -> None:
@@ -73,17 +77,22 @@ class NodeActuator:
         epoch = self.supervisor.epoch
         self._release_epoch = epoch
         stopped_at = time.time()
+        if drain and self.cluster.storage.deactivate == "none" and self.supervisor.phase is Phase.RUNNING:
+            # Planned, nothing to unmount: the hand-over (AGENT.md, "No black
+            # hole"). The address becomes the refuser at once; sessions already
+            # here keep working until the new writer fences this store (its
+            # writes are refused from then on) or the new holder's ARP moves
+            # their packets; after_release then says BYE and stops everything.
+            self.supervisor.hand_over()
+            await self._drop_ip()
+            self._handing_over = True
+            return stopped_at
         if drain:
-            # Planned: the front ends say BYE [UNAVAILABLE] over the floating
-            # IP first, so the address goes only after they are gone.
+            # Planned with storage to hand over: the front ends say BYE
+            # [UNAVAILABLE] first, and the store stops before the unmount.
             await self.supervisor.stop_front_ends(drain=True)
             await self.supervisor.stop_writes()
             await self._drop_ip()
-            if self.cluster.storage.deactivate == "none":
-                # Nothing to unmount: hand over now and let the store (writes
-                # suspended, about to be fenced by the new epoch) finish its
-                # graceful shutdown after the leader znode is gone.
-                return stopped_at
         else:
             # Losing certainty: stop writing and drop the address before
             # anything slower happens.
@@ -95,6 +104,18 @@ class NodeActuator:
 
     async def after_release(self) -> None:
         """Stop the store and deactivate storage (idempotent)."""
+        if self._handing_over:
+            self._handing_over = False
+            t0 = time.monotonic()
+            fenced = await self.supervisor.wait_fenced(self._release_epoch, HANDOVER_WAIT)
+            log.info(
+                "hand-over: %s after %.0f ms; draining",
+                "the new writer fenced my store" if fenced else "no new writer yet",
+                (time.monotonic() - t0) * 1000,
+            )
+            await self.supervisor.stop_front_ends(drain=True)
+            if not fenced:
+                await self.supervisor.stop_writes()
         if self.supervisor.children or self.supervisor.phase is not Phase.STOPPED:
             await self.supervisor.stop_store()
             try:

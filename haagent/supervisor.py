@@ -17,6 +17,7 @@ releases leadership.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import os
 import pathlib
@@ -120,6 +121,23 @@ def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+TCP_LISTEN = "0A"
+
+
+def listening(host: ipaddress.IPv4Address, port: int, table: str = "/proc/net/tcp") -> bool:
+    """True if a socket of this network namespace listens on host:port (read
+    from the kernel's table: a connection to an address that is not local yet
+    would leave the node)."""
+    want = f"{socket.htonl(int(host)):08X}:{port:04X}"
+    with open(table) as f:
+        next(f, None)
+        for line in f:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] == want and fields[3] == TCP_LISTEN:
+                return True
+    return False
+
+
 def greets(host: str, port: int, prefix: bytes, timeout: float = 1.0) -> bool:
     """True if a TCP connection to host:port greets with `prefix`."""
     try:
@@ -195,8 +213,15 @@ class Supervisor:
         cannot be reached before `claim`, and the store refuses every write
         from an older epoch anyway."""
         async with self.lock:
+            pending: list[_Child] = []
+            if early_front_ends:
+                # Listening first: the store's start fences the previous
+                # writer (its sessions fail from then on), so everything
+                # slower than the store's own start happens before that.
+                self.phase = Phase.STARTING
+                pending = self._launch_front_ends(epoch)
+                await self._wait_listening(pending)
             self._launch_store(epoch)
-            pending = self._launch_front_ends(epoch) if early_front_ends else []
             await self._wait_store(epoch)
             await claim()
             if not early_front_ends:
@@ -241,6 +266,17 @@ class Supervisor:
             self.children[fe.spec.name] = child
             pending.append(child)
         return pending
+
+    async def _wait_listening(self, pending: list[_Child]) -> None:
+        host = self.cluster.floating_ip.address.ip
+        with trio.move_on_after(FRONT_END_START_TIMEOUT):
+            for child in pending:
+                while child.port is not None and not await trio.to_thread.run_sync(listening, host, child.port):
+                    if child.proc.poll() is not None:
+                        raise ActionFailed(f"{child.name} exited with {child.proc.returncode} while starting")
+                    await trio.sleep(0.01)
+            return
+        raise ActionFailed(f"front ends did not listen within {FRONT_END_START_TIMEOUT:.0f} s")
 
     async def _wait_front_ends(self, pending: list[_Child]) -> None:
         with trio.move_on_after(FRONT_END_START_TIMEOUT):
@@ -292,6 +328,26 @@ class Supervisor:
             await trio.to_thread.run_sync(set_writable, self.address, epoch, True, 1.0)
         except grpc.RpcError as exc:
             raise ActionFailed(f"store refused SetWritable(true): {exc.code()}") from None
+
+    def hand_over(self) -> None:
+        """Leadership is going: no health checks or restarts from now on
+        (the new writer will fence this store, which is not a failure)."""
+        self.phase = Phase.STOPPING
+
+    async def wait_fenced(self, epoch: int, timeout: float) -> bool:
+        """True once the store reports a newer epoch than `epoch` (a new writer
+        fenced it), False after `timeout` or if the store is gone."""
+        store = self.children.get("store")
+        with trio.move_on_after(timeout):
+            while store is not None and store.proc.poll() is None:
+                try:
+                    stored, _writable = await trio.to_thread.run_sync(store_epoch, self.address, 0.5)
+                except grpc.RpcError:
+                    stored = epoch
+                if stored > epoch:
+                    return True
+                await trio.sleep(0.01)
+        return False
 
     # -- stop -------------------------------------------------------------------
     async def stop_all(self, drain: bool) -> None:

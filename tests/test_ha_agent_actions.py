@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import pathlib
+import socket
 
 import pytest
 
@@ -13,6 +14,7 @@ from haagent import fencing, floating_ip, storage
 from haagent.coordination import ClusterSnapshot, LeaderRecord, NodeStatus, SwitchoverRequest
 from haagent.errors import ActionFailed, SwitchoverRejected
 from haagent.operator import _candidate
+from haagent.supervisor import listening
 from mailha import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -102,3 +104,16 @@ def test_rejected_switchover_reports_why_and_closes_the_connection(
     with pytest.raises(SwitchoverRejected, match="not a healthy standby"):
         operator.switchover(cluster)
     assert closed == [True]
+
+
+def test_listening_reads_the_kernels_socket_table() -> None:
+    """How the agent sees early front ends listen on the floating IP before it is local."""
+    lo = ipaddress.IPv4Address("127.0.0.1")
+    with socket.socket() as sock:
+        sock.bind((str(lo), 0))
+        port = sock.getsockname()[1]
+        assert not listening(lo, port)  # bound, not listening
+        sock.listen()
+        assert listening(lo, port)
+        assert not listening(ipaddress.IPv4Address("127.0.0.2"), port)
+    assert not listening(lo, port)
