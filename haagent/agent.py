@@ -131,6 +131,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
             actuator,
             session_timeout=cluster.zookeeper.session_timeout,
             failed_cooldown=FAILED_COOLDOWN,
+            peers=tuple(n.name for n in cluster.nodes),
         )
         wake.on_ring = loop.interrupt_if_uncertain
         nursery.start_soon(_health_checks, supervisor, cluster.health_interval, wake)

@@ -51,6 +51,10 @@ class LocalFacts:
     failed_cooldown: float
     now: float  # wall clock; only compared with switchover deadlines
     failure_pending: bool  # the current release was caused by a failure here
+    # Peers are configured and this agent started less than a session timeout
+    # ago: a first activation (no /last_active) waits, so that every agent
+    # started with it has published its heartbeat and is not fenced as unknown.
+    peers_settling: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ def decide(facts: LocalFacts, snap: ClusterSnapshot | None) -> Decision:
         if snap.paused:
             return _go(S.PAUSED, "maintenance mode on")
         if snap.leader is None and facts.health is not Health.FAILING and _may_acquire(facts, snap):
+            if snap.last_active is None and facts.peers_settling:
+                return _stay(facts, "first activation: waiting for the other agents' heartbeats")
             return _go(S.ACQUIRING, _vacancy_reason(facts, snap), Action.ACQUIRE)
         return _stay(facts)
 
