@@ -64,6 +64,17 @@ class NodeActuator:
             ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()),
         )
 
+    async def restart_services(self, epoch: int) -> None:
+        """Paused active whose services failed: stop everything and start it
+        again with the same epoch (the floating IP stays: it is ours)."""
+        await self.supervisor.stop_all(drain=False)
+
+        async def claim() -> None:
+            await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
+
+        await self.supervisor.start(epoch, claim, early_front_ends=floating_ip.nonlocal_bind_allowed())
+        log.info("services restarted with epoch %d", epoch)
+
     async def stop_writes(self) -> None:
         await self.supervisor.stop_writes()
         await self._drop_ip()

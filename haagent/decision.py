@@ -57,6 +57,10 @@ class Actuator(Protocol):
 
     async def resume_writes(self, epoch: int) -> None: ...
 
+    async def restart_services(self, epoch: int) -> None:
+        """Stop and start this active node's services under the same epoch."""
+        ...
+
     async def release(self, drain: bool) -> float:
         """Stop writing and serving (drain the front ends first when `drain`),
         drop the IP. Best effort; returns the wall-clock time at which this
@@ -291,6 +295,9 @@ class DecisionLoop:
             await self._release()
         elif action is Action.CLEAR_SWITCHOVER:
             await self._io(self.coord.clear_switchover)
+        elif action is Action.RESTART_SERVICES:
+            log.error("I am %s, active and paused, and my services are failing: restarting them", self.node)
+            await self.actuator.restart_services(self.epoch)
 
     async def step_down(self, reason: str) -> None:
         """Release leadership on purpose (the agent is stopping): drain the

@@ -37,6 +37,7 @@ class Action(enum.Enum):
     RESUME_WRITES = "resume writes"  # store SetWritable(true), add the floating IP
     RELEASE = "release"  # drain, stop services, drop IP, deactivate storage, delete /leader
     CLEAR_SWITCHOVER = "clear expired switchover"
+    RESTART_SERVICES = "restart services"  # paused active whose services failed: restart, keep leadership
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,10 @@ def decide(facts: LocalFacts, snap: ClusterSnapshot | None) -> Decision:
         candidate = _switchover_candidate(facts, snap)
         if candidate is not None:
             return _go(S.RELEASING, f"switchover to {candidate}", Action.RELEASE)
-        if facts.health is Health.FAILING and not snap.paused:
+        if facts.health is Health.FAILING:
+            if snap.paused:
+                # No failover in maintenance mode, but never silently down.
+                return _stay(facts, "services failing while paused: restarting them", Action.RESTART_SERVICES)
             return _go(S.RELEASING, "failed health check", Action.RELEASE)
         if snap.switchover is not None and not _switchover_live(facts, snap):
             return _stay(facts, "removing an expired switchover request", Action.CLEAR_SWITCHOVER)

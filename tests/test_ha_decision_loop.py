@@ -321,3 +321,20 @@ def test_first_activation_fences_every_peer_not_standing_by() -> None:
     assert st(n1) is S.ACTIVE
     assert [p.node for p in n1.actuator.fenced] == ["node3", "node4"]
     assert n1.actuator.calls == ["fence node3", "fence node4", "activate 1"]
+
+
+def test_paused_active_restarts_failing_services_instead_of_leaving_them_down(
+    cluster: tuple[FakeZooKeeper, Clock, Node, Node],
+) -> None:
+    """Issue 14: maintenance mode forbids failover, not repair."""
+    _zk, _clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n1.coord.set_paused(True)
+    n1.settle()
+    n1.actuator.state_of_health = Health.FAILING
+    said = n1.settle()
+    assert "services failing while paused: restarting them" in " ".join(said)
+    assert n1.actuator.calls[-1] == "restart_services 1"
+    assert st(n1) is S.ACTIVE and n1.loop.epoch == 1  # leadership kept, no failover
+    assert n1.actuator.running and n1.actuator.health() is Health.OK
