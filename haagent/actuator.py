@@ -39,7 +39,8 @@ class NodeActuator:
         t0 = time.monotonic()
         result = await fencing.fence(self.cluster, previous.node, epoch)
         self.timings["fence"] = time.monotonic() - t0
-        log.info("fenced %s with %s: %s", previous.node, result.method, result.detail)
+        why = " (first activation: not known to stand by)" if previous.epoch == 0 else ""
+        log.info("fenced %s%s with %s: %s", previous.node, why, result.method, result.detail)
 
     async def activate(self, epoch: int) -> None:
         marks = {"begin": time.monotonic()}

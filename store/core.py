@@ -28,6 +28,11 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 
 
+def lmdb_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    """Where a store on `data_dir` keeps its LMDB environment (data.mdb, lock.mdb)."""
+    return data_dir / "lmdb"
+
+
 @dataclass(frozen=True)
 class StoreOptions:
     data_dir: pathlib.Path
@@ -53,7 +58,7 @@ class StoreCore:
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir(mode=0o700)
         self.env = lmdb.open(
-            str(options.data_dir / "lmdb"),
+            str(lmdb_dir(options.data_dir)),
             map_size=options.map_size,
             max_dbs=16,
             max_readers=options.max_readers,
