@@ -88,7 +88,20 @@ def _supervise_workers(count: int, argv: list[str]) -> int:
     Per-process state (login throttle, per-user connection cap, envelope
     cache, Watch feeds) is per worker.
     """
-    cmd = [sys.executable, "-m", "mailha.cli", *argv, "--workers", "1", "--reuse-port"]
+    # Workers die with this process (SIGKILL from the kernel), even one stuck in a loop.
+    cmd = [
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        sys.executable,
+        "-m",
+        "mailha.cli",
+        *argv,
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
     children = [subprocess.Popen(cmd) for _ in range(count)]
     log.info("imapd: %d workers %s", count, [c.pid for c in children])
 

@@ -128,11 +128,17 @@ class _Stop(Exception):
     pass
 
 
+# The kernel SIGKILLs a child when this process dies, however it dies (even a
+# service spinning in a CPU loop, deaf to SIGTERM, frees its port at once).
+# This process is single-threaded, so the death signal follows its lifetime.
+PDEATHSIG = ("setpriv", "--pdeathsig", "KILL", "--")
+
+
 def _start(spec: services.ServiceSpec, log_dir: pathlib.Path) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen((*PDEATHSIG, *spec.argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         out.close()
 
