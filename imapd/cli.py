@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap (per worker)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (one worker only)")
     p.set_defaults(func=_serve)
 
 
@@ -74,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
             connections_per_user=args.connections_per_user,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
+            metrics_listen=args.metrics_listen,
         ),
         argv=_worker_argv(args),
     )

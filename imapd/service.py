@@ -18,6 +18,7 @@ from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
 from imapd.tls import server_context
+from mailha.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("imapd")
 
@@ -36,6 +37,7 @@ class ImapdOptions:
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus metrics (single process only)
 
 
 def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
@@ -65,12 +67,25 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         connections_per_user=options.connections_per_user,
     )
 
+    metrics: FrontEndMetrics | None = None
+    if options.metrics_listen:
+        metrics = FrontEndMetrics("imapd")
+        try:
+            endpoint = parse_endpoint(options.metrics_listen, False)
+            metrics.serve(endpoint.host, endpoint.port)
+        except (ValueError, OSError) as exc:
+            # Metrics are not worth an outage: serve mail without them.
+            log.error("no metrics on %s: %s", options.metrics_listen, exc)
+            metrics = None
+
     async def main() -> None:
         store = GrpcStore(options.store, options.epoch)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(
-                    partial(serve, store, settings, ssl_context, endpoints, reuse_port=options.reuse_port)
+                    partial(
+                        serve, store, settings, ssl_context, endpoints, reuse_port=options.reuse_port, metrics=metrics
+                    )
                 )
                 names = ", ".join(f"{e.host}:{e.port}{' (TLS)' if e.implicit_tls else ''}" for e in endpoints)
                 log.info("imapd listening on %s, store %s, writer epoch %d", names, options.store, options.epoch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from mailha.config import MIB
@@ -21,6 +22,7 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--resolve-cache-ttl", type=float, default=5.0, help="seconds to cache address lookups (0 = off; default 5)"
     )
+    s.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (default: none)")
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
     s.set_defaults(func=_serve)
 
@@ -51,6 +53,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
+    if args.metrics_listen:
+        from lmtpd.service import parse_listen
+        from mailha.frontend_metrics import FrontEndMetrics
+
+        metrics: FrontEndMetrics | None = FrontEndMetrics("lmtpd")
+        assert metrics is not None
+        try:
+            metrics.serve(*parse_listen(args.metrics_listen))
+        except (ValueError, OSError) as exc:
+            # Metrics are not worth an outage: serve mail without them.
+            print(f"mailha lmtpd serve: no metrics on {args.metrics_listen}: {exc}", file=sys.stderr)
+            metrics = None
+        options = dataclasses.replace(options, metrics=metrics)
     return run_lmtpd(args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl)
 
 

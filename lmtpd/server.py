@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from lmtpd.events import (
 )
 from lmtpd.protocol import LmtpConnection
 from lmtpd.spool import Spool
+from mailha.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("mailha.lmtpd")
 
@@ -52,6 +54,7 @@ class LmtpdOptions:
     quota_tempfail: bool = False
     idle_timeout: float = 300.0
     spool_dir: str | None = None
+    metrics: FrontEndMetrics | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -117,7 +120,12 @@ class _Connection:
             elif isinstance(event, ConnectionClosed):
                 return
             else:
-                self._reply(await self._answer(event))
+                started = time.monotonic()
+                reply = await self._answer(event)
+                self._reply(reply)
+                if self.options.metrics is not None:
+                    name = "REJECTED" if isinstance(event, Rejected) else type(event).__name__.upper()
+                    self.options.metrics.command(name, str(reply.code), time.monotonic() - started)
 
     async def _answer(self, event: Lhlo | MailFrom | RcptTo | Data | Rset | Noop | Vrfy | Rejected) -> replies.Reply:
         opts = self.options
@@ -160,9 +168,15 @@ class _Connection:
                     self._reply(replies.too_big(self.options.max_message_size))
                 return
             prefixes = [trace_headers(txn.sender, r) for r in txn.recipients]
+            started = time.monotonic()
             results = await self.session.deliver(txn.recipients, prefixes, txn.spool)
+            took = time.monotonic() - started
         finally:
             txn.discard_spool()
+        if self.options.metrics is not None:
+            for result in results:
+                self.options.metrics.deliveries.labels(result.outcome.value).inc()
+                self.options.metrics.command("DELIVER", result.outcome.value, took)
         for recipient, result in zip(txn.recipients, results, strict=True):
             # Envelope facts only: logs never carry message content.
             if result.outcome is Outcome.DELIVERED:
@@ -192,6 +206,8 @@ class _Connection:
 
 async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop: MailDrop) -> None:
     session = drop.session()
+    if options.metrics is not None:
+        options.metrics.session_opened()
     try:
         await _Connection(stream, options, session).run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -200,6 +216,8 @@ async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop
         # A bug must cost one connection (the MTA retries), not the server.
         log.exception("LMTP connection failed")
     finally:
+        if options.metrics is not None:
+            options.metrics.session_closed()
         await session.aclose()
         await trio.aclose_forcefully(stream)
 

@@ -66,6 +66,7 @@ def lmtpd_service(
     max_message_size: int,
     hostname: str | None = None,
     quota_tempfail: bool = False,
+    metrics_listen: str | None = None,
 ) -> ServiceSpec:
     """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
     args = [
@@ -84,6 +85,8 @@ def lmtpd_service(
         args += ["--hostname", hostname]
     if quota_tempfail:
         args.append("--quota-tempfail")
+    if metrics_listen:
+        args += ["--metrics-listen", metrics_listen]
     return ServiceSpec("lmtpd", _mailha(*args))
 
 
@@ -97,6 +100,7 @@ def imapd_service(
     key: pathlib.Path,
     allow_plaintext_login: bool = False,
     append_limit: int | None = None,
+    metrics_listen: str | None = None,
 ) -> ServiceSpec:
     """The IMAP server on `store` with writer epoch `epoch` (never refreshed):
     plain + STARTTLS on `listen`, implicit TLS on `tls_listen`."""
@@ -109,4 +113,6 @@ def imapd_service(
         args.append("--allow-plaintext-login")
     if append_limit is not None:
         args += ["--append-limit", str(append_limit)]
+    if metrics_listen:
+        args += ["--metrics-listen", metrics_listen]
     return ServiceSpec("imapd", _mailha(*args))
