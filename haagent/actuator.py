@@ -96,6 +96,10 @@ class NodeActuator:
             # writes are refused from then on) or the new holder's ARP moves
             # their packets; after_release then says BYE and stops everything.
             self.supervisor.hand_over()
+            try:
+                await trio.to_thread.run_sync(floating_ip.refuse_new_connections, self.cluster.floating_ip)
+            except ActionFailed as exc:
+                log.warning("new connections are not refused during the hand-over: %s", exc)
             await self._drop_ip()
             self._handing_over = True
             return stopped_at
@@ -128,6 +132,7 @@ class NodeActuator:
             await self.supervisor.stop_front_ends(drain=True)
             if not fenced:
                 await self.supervisor.stop_writes()
+            await trio.to_thread.run_sync(floating_ip.accept_new_connections)
         if self.supervisor.children or self.supervisor.phase is not Phase.STOPPED:
             await self.supervisor.stop_store()
             try:

@@ -76,6 +76,7 @@ def prepare(cfg: FloatingIpConfig) -> None:
     except OSError as exc:
         raise ActionFailed(f"setting the ARP/bind sysctls for {cfg.interface}: {exc}") from exc
     drop_refuser(cfg)
+    accept_new_connections()
 
 
 def arp_ignored(cfg: FloatingIpConfig) -> bool:
@@ -86,6 +87,33 @@ def arp_ignored(cfg: FloatingIpConfig) -> bool:
             return int(f.read()) in (1, 2)
     except (OSError, ValueError):
         return False
+
+
+REFUSE_NEW_TABLE = "mailha_refuse_new"
+
+
+def refuse_new_connections(cfg: FloatingIpConfig) -> None:
+    """Hand-over: a new TCP connection to the floating IP from outside this
+    node is refused (RST) here, while the connections already open go on
+    (only a SYN without ACK matches). A client that reconnects during the
+    hand-over then waits for the new holder instead of opening a session on
+    the old one that the fence is about to break."""
+    rule = f"ip daddr {cfg.address.ip} tcp flags & (syn | ack) == syn reject with tcp reset"
+    script = (
+        f"add table ip {REFUSE_NEW_TABLE}\n"
+        f"add chain ip {REFUSE_NEW_TABLE} input {{ type filter hook input priority -5 ; policy accept ; }}\n"
+        f'add rule ip {REFUSE_NEW_TABLE} input iifname != "lo" {rule}\n'
+    )
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=5, check=False)
+    if proc.returncode != 0:
+        raise ActionFailed(f"nft: {proc.stderr.strip()}")
+
+
+def accept_new_connections() -> None:
+    """Undo refuse_new_connections (idempotent)."""
+    subprocess.run(
+        ["nft", "delete", "table", "ip", REFUSE_NEW_TABLE], capture_output=True, text=True, timeout=5, check=False
+    )
 
 
 def nonlocal_bind_allowed() -> bool:
