@@ -105,6 +105,17 @@ def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
     return int(reply.epoch), bool(reply.writable)
 
 
+def fence_store(address: str, epoch: int, timeout: float = 2.0) -> None:
+    """Raise the store's epoch to `epoch` (the previous writer is refused from
+    this commit on), then let it write."""
+    with grpc.insecure_channel(address) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        reply = stub.Fence(store_pb2.FenceRequest(epoch=epoch), timeout=timeout)
+        if reply.epoch != epoch:
+            raise ActionFailed(f"store is at epoch {reply.epoch} after Fence({epoch})")
+        stub.SetWritable(store_pb2.SetWritableRequest(epoch=epoch, writable=True), timeout=timeout)
+
+
 def set_writable(address: str, epoch: int, writable: bool, timeout: float = 0.5) -> None:
     with grpc.insecure_channel(address) as channel:
         store_pb2_grpc.MailStoreStub(channel).SetWritable(
@@ -195,13 +206,15 @@ class Supervisor:
         self.detail = why
 
     # -- start ------------------------------------------------------------------
-    def _store_argv(self, epoch: int) -> tuple[str, ...]:
+    def _store_argv(self, epoch: int | None) -> tuple[str, ...]:
+        """With `epoch`: fence to it at start; without: no fence, writes suspended."""
         return services.store_service(
             self.storage_dir,
             self.address,
             max_message_size=self.cluster.store.max_message_size,
             default_quota=self.cluster.store.default_quota,
             fence=epoch,
+            writable=epoch is not None,
         ).argv
 
     async def start(self, epoch: int, claim: Callable[[], Awaitable[None]], *, early_front_ends: bool) -> None:
@@ -215,30 +228,43 @@ class Supervisor:
         async with self.lock:
             pending: list[_Child] = []
             if early_front_ends:
-                # Listening first: the store's start fences the previous
-                # writer (its sessions fail from then on), so everything
-                # slower than the store's own start happens before that.
+                # Everything slow first, the fence last: the fence breaks the
+                # previous writer's sessions, so from then on only the Fence
+                # RPC and the address stand between clients and service.
+                # Front ends listen, the store starts with writes suspended
+                # and no fence (it serves reads, commits nothing), then one
+                # Fence + SetWritable.
                 self.phase = Phase.STARTING
                 pending = self._launch_front_ends(epoch)
                 await self._wait_listening(pending)
-            self._launch_store(epoch)
-            await self._wait_store(epoch)
+                self._launch_store(epoch, fence_at_start=False)
+                await self._wait_store(epoch, exact=False)
+                try:
+                    await trio.to_thread.run_sync(fence_store, self.address, epoch)
+                except grpc.RpcError as exc:
+                    raise ActionFailed(f"store refused Fence({epoch}): {exc.code()}: {exc.details()}") from None
+            else:
+                self._launch_store(epoch)
+                await self._wait_store(epoch)
             await claim()
             if not early_front_ends:
                 pending = self._launch_front_ends(epoch)
             await self._wait_front_ends(pending)
 
-    def _launch_store(self, epoch: int) -> None:
+    def _launch_store(self, epoch: int, *, fence_at_start: bool = True) -> None:
         self.phase = Phase.STARTING
         self.epoch = epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
-        argv = self._store_argv(epoch)
-        self.children["store"] = _Child("store", argv, self.warm.launch("store", argv))
+        argv = self._store_argv(epoch)  # what a restart runs: --fence EPOCH (idempotent)
+        first = argv if fence_at_start else self._store_argv(None)
+        self.children["store"] = _Child("store", argv, self.warm.launch("store", first))
 
-    async def _wait_store(self, epoch: int) -> None:
+    async def _wait_store(self, epoch: int, *, exact: bool = True) -> None:
+        """Until the store answers: with `exact`, at `epoch`; else at any
+        epoch up to `epoch` (it is fenced next)."""
         child = self.children["store"]
         with trio.move_on_after(STORE_START_TIMEOUT):
             while True:
@@ -249,7 +275,7 @@ class Supervisor:
                 except grpc.RpcError:
                     await trio.sleep(0.01)
                     continue
-                if stored != epoch:
+                if stored > epoch or (exact and stored != epoch):
                     raise ActionFailed(f"store serves epoch {stored}, not {epoch}: fenced by a newer writer")
                 return
         raise ActionFailed(f"store did not serve within {STORE_START_TIMEOUT:.0f} s")
