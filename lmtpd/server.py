@@ -180,7 +180,8 @@ class _Connection:
         for recipient, result in zip(txn.recipients, results, strict=True):
             # Envelope facts only: logs never carry message content.
             if result.outcome is Outcome.DELIVERED:
-                log.info("delivered: user=%s uid=%d size=%d", recipient.user, result.uid, end.size)
+                again = f" ({result.detail})" if result.detail else ""
+                log.info("delivered: user=%s uid=%d size=%d%s", recipient.user, result.uid, end.size, again)
             else:
                 log.info("refused: user=%s %s (%s)", recipient.user, result.outcome.value, result.detail)
             self._reply(
