@@ -218,8 +218,8 @@ class Supervisor:
         ).argv
 
     async def start(self, epoch: int, claim: Callable[[], Awaitable[None]], *, early_front_ends: bool) -> None:
-        """Start the store with --fence EPOCH and the front ends; `claim`
-        (the floating IP) runs once the store serves that epoch. With
+        """Start the store and the front ends and fence the previous writer
+        at EPOCH; `claim` (the floating IP) runs once the store serves. With
         `early_front_ends` (ip_nonlocal_bind is on) the front ends start with
         the store and listen on the floating IP before it arrives, so a
         client that reaches the new holder finds them (nearly) ready; they
@@ -228,17 +228,18 @@ class Supervisor:
         async with self.lock:
             pending: list[_Child] = []
             if early_front_ends:
-                # Everything slow first, the fence last: the fence breaks the
-                # previous writer's sessions, so from then on only the Fence
-                # RPC and the address stand between clients and service.
-                # Front ends listen, the store starts with writes suspended
-                # and no fence (it serves reads, commits nothing), then one
-                # Fence + SetWritable.
+                # Everything slow before the address moves: front ends
+                # listen, the store starts with writes suspended and no fence
+                # (it serves reads, commits nothing). Then the address, so
+                # clients reconnect here at once, and, while they set up
+                # their sessions (TLS, LOGIN, SELECT are reads), one Fence +
+                # SetWritable: no write is accepted here before the fence.
                 self.phase = Phase.STARTING
                 pending = self._launch_front_ends(epoch)
                 await self._wait_listening(pending)
                 self._launch_store(epoch, fence_at_start=False)
                 await self._wait_store(epoch, exact=False)
+                await claim()
                 try:
                     await trio.to_thread.run_sync(fence_store, self.address, epoch)
                 except grpc.RpcError as exc:
@@ -246,7 +247,7 @@ class Supervisor:
             else:
                 self._launch_store(epoch)
                 await self._wait_store(epoch)
-            await claim()
+                await claim()
             if not early_front_ends:
                 pending = self._launch_front_ends(epoch)
             await self._wait_front_ends(pending)
