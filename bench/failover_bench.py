@@ -9,10 +9,14 @@ is not verified). The killed node's agent is then restarted with its
 exact former command line and the next trial waits for it to stand by.
 Switchover trial: `mailha switchover`; its measured unavailability.
 
-Load: one IMAP client appends numbered messages through the floating IP
-(reconnecting after every failure) and records every APPEND answered OK;
-at the end every acknowledged message must be in the store (`lost_acked`
-counts those missing).
+Load, and the client-visible figures: one plain imaplib client (port 143,
+STARTTLS, LOGIN, SELECT) appends numbered messages through the floating IP
+every 20 ms; after any error it reconnects at once, then every 50 ms, with
+the standard library's connect (a SYN that goes nowhere waits for TCP's
+retransmission, as a real client's would). Its outage for a trial is first
+error -> next acknowledged APPEND (`client_*` keys), next to the agent's
+figures. At the end every acknowledged message must be in the store
+(`lost_acked` counts those missing).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from bench.client_outage import OutageTracker, outage_in
 from haagent import netns
 from haagent.agent import connect_coordination
 from haagent.coordination import Coordination
@@ -53,6 +58,7 @@ STANDBY_TIMEOUT = 60.0
 class LoadStats:
     acked: list[str] = field(default_factory=list)  # Message-IDs of APPENDs answered OK
     errors: int = 0
+    outages: OutageTracker = field(default_factory=OutageTracker)
 
 
 def _tls() -> ssl.SSLContext:
@@ -112,6 +118,37 @@ class Imap:
 
 IMAP_ERRORS = (OSError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ssl.SSLError, EOFError)
 
+CLIENT_TIMEOUT = 5.0  # a command (or connect) that takes longer counts as an error
+RECONNECT_INTERVAL = 0.05
+
+
+class StarttlsImap:
+    """What a plain client does: imaplib.IMAP4 on the IMAP port (the standard
+    connect, no shortened timeout), STARTTLS, LOGIN, SELECT INBOX."""
+
+    def __init__(self, cluster: ClusterConfig, password: str) -> None:
+        host = str(cluster.floating_ip.address.ip)
+        self.conn = imaplib.IMAP4(host, cluster.ports.imap, timeout=CLIENT_TIMEOUT)
+        try:
+            self.conn.starttls(_tls())
+            self.conn.login(BENCH_USER, password)
+            typ, _ = self.conn.select("INBOX")
+            if typ != "OK":
+                raise imaplib.IMAP4.error("SELECT failed")
+        except BaseException:
+            self.close()
+            raise
+
+    def append(self, msgid: str) -> bool:
+        typ, _ = self.conn.append("INBOX", None, None, _message(msgid))
+        return typ == "OK"
+
+    def close(self) -> None:
+        try:
+            self.conn.shutdown()
+        except OSError:
+            pass
+
 
 def service_ok(cluster: ClusterConfig, password: str) -> bool:
     """One end-to-end check on the floating IP: LOGIN + SELECT INBOX."""
@@ -134,22 +171,30 @@ class Load:
 
     def _run(self) -> None:
         n = 0
-        session: Imap | None = None
+        session: StarttlsImap | None = None
+        failures = 0  # in a row: the first reconnect is immediate, then every 50 ms
         while not self._stop.is_set():
             try:
                 if session is None:
-                    session = Imap(self.cluster, self.password)
+                    session = StarttlsImap(self.cluster, self.password)
                 n += 1
                 msgid = f"{self.tag}-{n}@bench"
                 if session.append(msgid):
                     self.stats.acked.append(msgid)
+                    self.stats.outages.ok(time.monotonic())
+                    failures = 0
                 else:
-                    self.stats.errors += 1
+                    raise imaplib.IMAP4.error("APPEND refused")
             except IMAP_ERRORS:
+                self.stats.outages.error(time.monotonic())
                 self.stats.errors += 1
+                failures += 1
                 if session is not None:
                     session.close()
                 session = None
+                if failures > 1:
+                    self._stop.wait(RECONNECT_INTERVAL)
+                continue
             self._stop.wait(self.interval)
         if session is not None:
             session.close()
@@ -241,6 +286,7 @@ def kill_trial(cluster: ClusterConfig, coord: Coordination, password: str) -> di
     restart = _agent_cmdlines(namespace)
     pids = netns.pids_in_netns(namespace)
     t0 = time.monotonic()
+    window_start = t0
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -274,11 +320,14 @@ def kill_trial(cluster: ClusterConfig, coord: Coordination, password: str) -> di
         "new_active": new[0] if new else None,
         "new_epoch": new[1] if new else None,
         "kill_to_service_s": round(elapsed, 3),
+        "window": (window_start, t0 + elapsed),
     }
 
 
 def switchover_trial(cluster: ClusterConfig, coord: Coordination, zk_hosts: str | None) -> dict[str, object]:
+    window_start = time.monotonic()
     result = switchover(cluster, None, hosts=zk_hosts, timeout=TRIAL_TIMEOUT)
+    window_end = time.monotonic()
     _wait(
         f"{result.source} standing by",
         lambda: (
@@ -294,6 +343,7 @@ def switchover_trial(cluster: ClusterConfig, coord: Coordination, zk_hosts: str 
         "new_epoch": result.epoch,
         "unavailable_s": None if math.isnan(result.unavailable_s) else round(result.unavailable_s, 3),
         "took_s": round(result.took_s, 3),
+        "window": (window_start, window_end),
     }
 
 
@@ -337,17 +387,34 @@ def run_bench(
         coord.close()
     kills = [float(str(r["kill_to_service_s"])) for r in results if r["kind"] == "kill"]
     gaps = [float(str(r["unavailable_s"])) for r in results if r["kind"] == "switchover" and r["unavailable_s"]]
+    outages = load.stats.outages.outages
+    for r in results:
+        window = r.pop("window")
+        assert isinstance(window, tuple)
+        r["client_outage_s"] = round(outage_in(outages, *window), 3)
+    client_kills = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "kill"]
+    client_switch = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "switchover"]
     summary: dict[str, object] = {
         "bench": "failover",
         "session_timeout_s": cluster.zookeeper.session_timeout,
         "service_check": "IMAP LOGIN+SELECT (IMAPS) on the floating IP",
-        "load": "IMAP APPEND every 20 ms through the floating IP",
+        "load": "IMAP APPEND (STARTTLS) every 20 ms through the floating IP",
         "kill_trials": len(kills),
         "kill_median_s": round(statistics.median(kills), 3) if kills else None,
         "kill_max_s": round(max(kills), 3) if kills else None,
         "switchover_trials": len(gaps),
         "switchover_median_s": round(statistics.median(gaps), 3) if gaps else None,
         "switchover_max_s": round(max(gaps), 3) if gaps else None,
+        "client": "imaplib IMAP4 + STARTTLS on the floating IP; reconnect at once, then every 50 ms",
+        "client_kill_median_s": _median(client_kills),
+        "client_kill_max_s": round(max(client_kills), 3) if client_kills else None,
+        "client_switchover_median_s": _median(client_switch),
+        "client_switchover_max_s": round(max(client_switch), 3) if client_switch else None,
+        "client_outage_open_s": (
+            None
+            if load.stats.outages.open_since is None
+            else round(time.monotonic() - load.stats.outages.open_since, 3)
+        ),
         "acked": len(load.stats.acked),
         "lost_acked": len(lost),
         "lost_examples": lost[:10],
@@ -362,12 +429,18 @@ def run_bench(
         print(
             f"kill -> service: median {summary['kill_median_s']} s, max {summary['kill_max_s']} s "
             f"({len(kills)} trials); switchover gap: median {summary['switchover_median_s']} s "
-            f"({len(gaps)} trials); acked {summary['acked']}, lost_acked {summary['lost_acked']} "
+            f"({len(gaps)} trials); client saw: kill median {summary['client_kill_median_s']} s, "
+            f"max {summary['client_kill_max_s']} s; switchover median {summary['client_switchover_median_s']} s, "
+            f"max {summary['client_switchover_max_s']} s; acked {summary['acked']}, lost_acked {summary['lost_acked']} "
             f"(written to {out})"
         )
     return 0 if not lost else 1
 
 
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
 def _report(result: dict[str, object], as_json: bool) -> None:
     if not as_json:
-        print("  " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+        print("  " + ", ".join(f"{k}={v}" for k, v in result.items() if k != "window"), flush=True)

@@ -116,6 +116,8 @@ def run_scenario(cfg: ClusterConfig, scenario: Scenario, options: RunOptions, st
         op_timeout=15.0 if scenario.big_append_bytes else 8.0,
         big_append_bytes=scenario.big_append_bytes,
         lmtp_rcpt=ADDRESS,
+        mta_retry=scenario.mta_retry,
+        deliver_weight=0.5 if scenario.mta_retry else 0.08,
     )
     try:
         active = target.wait_active(SERVICE_TIMEOUT)

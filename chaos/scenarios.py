@@ -117,6 +117,7 @@ class Scenario:
     clients: int = 4
     faults_per_round: int = 1  # flapping injects several faults per round
     standalone: bool = False  # runs on its own standalone node (chaos.storage_full), not the cluster
+    mta_retry: bool = False  # LMTP clients retry like an MTA (and deliver more often)
 
     @property
     def max_faults(self) -> int:
@@ -135,6 +136,15 @@ def _all() -> list[Scenario]:
     return [
         S("kill-node", "kill -9 of every process of the active node", nemesis.kill_active_node, 6, 3.0),
         S("kill-agent", "kill -9 of the active node's agent only", nemesis.kill_agent, 6, 3.0),
+        S(
+            "kill-node-mta-retry",
+            "kill -9 of the active node while MTA-like LMTP clients retry every delivery whose reply they "
+            "did not see (exactly once: no duplicate, nothing lost)",
+            nemesis.kill_active_node,
+            6,
+            3.0,
+            mta_retry=True,
+        ),
         S(
             "pause-long",
             "SIGSTOP of the active node for 6 s (> session timeout), then SIGCONT",
@@ -218,4 +228,4 @@ def _all() -> list[Scenario]:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _all()}
 # `make test`: a few minutes covering a crash, a partition and a planned move.
-SMOKE = ("kill-node", "partition-zookeeper", "switchover", "pause-short")
+SMOKE = ("kill-node", "partition-zookeeper", "switchover", "pause-short", "kill-node-mta-retry")

@@ -66,6 +66,12 @@ class WorkloadConfig:
     seed: int = 1
     imap: bool = True  # False: LMTP deliveries only (no IMAP front end to talk to)
     deliver_bytes: int = 0  # size of LMTP deliveries (0: small)
+    deliver_weight: float = 0.08  # share of LMTP deliveries among a client's operations
+    # Like an MTA's queue: a delivery whose outcome was not seen (connection
+    # lost after DATA, nobody listening, 4xx) is retried with the same bytes
+    # until a definite reply; only the whole delivery is one operation.
+    mta_retry: bool = False
+    mta_retry_for: float = 60.0  # seconds before the queue gives up (then: unknown)
 
 
 @dataclass
@@ -91,6 +97,15 @@ class _Died(Exception):
 
 class _Refused(Exception):
     """The server answered NO or BAD: the operation definitely did not happen."""
+
+
+MTA_RETRY_INTERVAL = 0.1
+RECONNECT_INTERVAL = 0.05
+
+
+def _permanent(refused: Exception) -> bool:
+    """A 5xx reply (e.g. "DATA 552"): the delivery failed for good."""
+    return any(word.isdigit() and word.startswith("5") for word in str(refused).split())
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -210,8 +225,10 @@ class ImapClient:
                 pass
 
     def _ensure(self, mailbox: str) -> imaplib.IMAP4 | None:
-        """A connection with `mailbox` selected, or None when the deadline passed first."""
-        delay = 0.1
+        """A connection with `mailbox` selected, or None when the deadline passed first.
+        Reconnects like the client of `mailha bench failover`: at once, then
+        every 50 ms, so the report's unavailability is what a client sees."""
+        delay = 0.0
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             try:
                 if self.conn is None:
@@ -223,7 +240,7 @@ class ImapClient:
             except (OSError, imaplib.IMAP4.error, _Died, _Refused, EOFError):
                 self._drop()
                 self.stop.wait(delay)
-                delay = min(delay * 2, 1.0)
+                delay = RECONNECT_INTERVAL
         return None
 
     # -- operations ----------------------------------------------------------
@@ -385,6 +402,25 @@ class ImapClient:
         sent_data = False
 
         def body() -> dict[str, JsonValue]:
+            if not self.cfg.mta_retry:
+                return attempt()
+            give_up = time.monotonic() + self.cfg.mta_retry_for
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    return {**attempt(), "attempts": attempts}
+                except (_Died, _Refused) as exc:
+                    if isinstance(exc, _Refused) and _permanent(exc):
+                        raise  # 5xx: an MTA bounces, it does not retry
+                    if self.stop.is_set() or time.monotonic() >= give_up:
+                        if sent_data and isinstance(exc, _Refused):
+                            # An earlier attempt may have been stored: not a definite failure.
+                            raise _Died(f"gave up after {attempts} attempts: {exc}") from None
+                        raise
+                self.stop.wait(MTA_RETRY_INTERVAL)
+
+        def attempt() -> dict[str, JsonValue]:
             nonlocal sent_data
             lmtp = smtplib.LMTP(timeout=self.cfg.op_timeout)
             try:
@@ -435,7 +471,7 @@ class ImapClient:
                 (0.05, self.idle),
             ]
         if self.cfg.lmtp_port is not None:
-            choices.append((0.08, lambda mb: self.deliver()))
+            choices.append((self.cfg.deliver_weight, lambda mb: self.deliver()))
         weights = [w for w, _ in choices]
         try:
             for _ in range(self.cfg.max_ops_per_client):

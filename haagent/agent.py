@@ -18,11 +18,11 @@ import trio
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
-from haagent import front_ends, storage
+from haagent import floating_ip, front_ends, storage
 from haagent.actuator import NodeActuator
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.decision import DecisionLoop, Health
-from haagent.errors import HaAgentError
+from haagent.errors import ActionFailed, HaAgentError
 from haagent.metrics import AgentMetrics
 from haagent.supervisor import Supervisor
 from haagent.zk_client import ZkClientError, make_client
@@ -113,6 +113,10 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
     coord = await trio.to_thread.run_sync(connect_coordination, cluster)
     wake = Wake()
     coord.set_waker(wake.poke)
+    try:
+        await trio.to_thread.run_sync(floating_ip.prepare, cluster.floating_ip)
+    except ActionFailed as exc:
+        log.error("no refuser and no early listeners on the floating IP: %s", exc)
     supervisor = Supervisor(cluster, node, storage.store_dir(cluster.storage))
     metrics = AgentMetrics(node)
     try:
@@ -127,6 +131,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
             actuator,
             session_timeout=cluster.zookeeper.session_timeout,
             failed_cooldown=FAILED_COOLDOWN,
+            peers=tuple(n.name for n in cluster.nodes),
         )
         wake.on_ring = loop.interrupt_if_uncertain
         nursery.start_soon(_health_checks, supervisor, cluster.health_interval, wake)

@@ -57,6 +57,10 @@ class Actuator(Protocol):
 
     async def resume_writes(self, epoch: int) -> None: ...
 
+    async def restart_services(self, epoch: int) -> None:
+        """Stop and start this active node's services under the same epoch."""
+        ...
+
     async def release(self, drain: bool) -> float:
         """Stop writing and serving (drain the front ends first when `drain`),
         drop the IP. Best effort; returns the wall-clock time at which this
@@ -75,6 +79,20 @@ class Actuator(Protocol):
 _FAILURE_REASONS = ("fencing failed", "activation failed", "failed health check")
 
 
+# States of a live agent that neither writes nor serves.
+_NOT_SERVING = frozenset(st.value for st in (S.STANDBY, S.PAUSED, S.ACQUIRING, S.FAILED))
+
+
+def unaccounted_peers(peers: tuple[str, ...], snap: ClusterSnapshot) -> list[str]:
+    """Peers that might serve: no live agent heartbeat, or one in a serving state."""
+    out = []
+    for peer in peers:
+        status = snap.node_status(peer)
+        if status is None or status.state not in _NOT_SERVING:
+            out.append(peer)
+    return out
+
+
 class DecisionLoop:
     def __init__(
         self,
@@ -87,8 +105,10 @@ class DecisionLoop:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         run_io: Callable[[Callable[[], object]], object] | None = None,
+        peers: tuple[str, ...] = (),
     ) -> None:
         self.node = node
+        self.peers = tuple(p for p in peers if p != node)  # the other configured nodes
         self.coord = coordination
         self.actuator = actuator
         self.session_timeout = session_timeout
@@ -98,6 +118,7 @@ class DecisionLoop:
         self.state = S.STANDBY
         self.progress = Progress.DONE
         self.entered = monotonic()
+        self.started = self.entered
         self.leader: LeaderRecord | None = None
         self.failure_pending = False
         self.transitions = 0
@@ -130,6 +151,7 @@ class DecisionLoop:
             failed_cooldown=self.failed_cooldown,
             now=self.wall(),
             failure_pending=self.failure_pending,
+            peers_settling=bool(self.peers) and self.monotonic() - self.started < self.session_timeout,
         )
 
     async def tick(self) -> str:
@@ -248,7 +270,13 @@ class DecisionLoop:
         elif action is Action.FENCE_PREVIOUS:
             assert snap is not None
             prev = snap.last_active
-            if prev is not None and prev.node != self.node and not prev.clean:
+            if prev is None:
+                # First activation: nobody recorded who wrote last (a new
+                # cluster, or ZooKeeper's data lost), so any node may still
+                # serve: fence every peer not known to be standing by.
+                for peer in unaccounted_peers(self.peers, snap):
+                    await self.actuator.fence(LastActive(peer, 0, clean=False, stopped_serving_at=0.0), self.epoch)
+            elif prev.node != self.node and not prev.clean:
                 await self.actuator.fence(prev, self.epoch)
         elif action is Action.ACTIVATE:
             await self.actuator.activate(self.epoch)
@@ -267,6 +295,9 @@ class DecisionLoop:
             await self._release()
         elif action is Action.CLEAR_SWITCHOVER:
             await self._io(self.coord.clear_switchover)
+        elif action is Action.RESTART_SERVICES:
+            log.error("I am %s, active and paused, and my services are failing: restarting them", self.node)
+            await self.actuator.restart_services(self.epoch)
 
     async def step_down(self, reason: str) -> None:
         """Release leadership on purpose (the agent is stopping): drain the

@@ -37,6 +37,7 @@ class Action(enum.Enum):
     RESUME_WRITES = "resume writes"  # store SetWritable(true), add the floating IP
     RELEASE = "release"  # drain, stop services, drop IP, deactivate storage, delete /leader
     CLEAR_SWITCHOVER = "clear expired switchover"
+    RESTART_SERVICES = "restart services"  # paused active whose services failed: restart, keep leadership
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class LocalFacts:
     failed_cooldown: float
     now: float  # wall clock; only compared with switchover deadlines
     failure_pending: bool  # the current release was caused by a failure here
+    # Peers are configured and this agent started less than a session timeout
+    # ago: a first activation (no /last_active) waits, so that every agent
+    # started with it has published its heartbeat and is not fenced as unknown.
+    peers_settling: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ def decide(facts: LocalFacts, snap: ClusterSnapshot | None) -> Decision:
         if snap.paused:
             return _go(S.PAUSED, "maintenance mode on")
         if snap.leader is None and facts.health is not Health.FAILING and _may_acquire(facts, snap):
+            if snap.last_active is None and facts.peers_settling:
+                return _stay(facts, "first activation: waiting for the other agents' heartbeats")
             return _go(S.ACQUIRING, _vacancy_reason(facts, snap), Action.ACQUIRE)
         return _stay(facts)
 
@@ -160,7 +167,10 @@ def decide(facts: LocalFacts, snap: ClusterSnapshot | None) -> Decision:
         candidate = _switchover_candidate(facts, snap)
         if candidate is not None:
             return _go(S.RELEASING, f"switchover to {candidate}", Action.RELEASE)
-        if facts.health is Health.FAILING and not snap.paused:
+        if facts.health is Health.FAILING:
+            if snap.paused:
+                # No failover in maintenance mode, but never silently down.
+                return _stay(facts, "services failing while paused: restarting them", Action.RESTART_SERVICES)
             return _go(S.RELEASING, "failed health check", Action.RELEASE)
         if snap.switchover is not None and not _switchover_live(facts, snap):
             return _stay(facts, "removing an expired switchover request", Action.CLEAR_SWITCHOVER)

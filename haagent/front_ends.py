@@ -9,11 +9,20 @@ from haagent.supervisor import FRONT_ENDS, FrontEnd, FrontEndContext
 from mailha import service_user, services
 from mailha.config import ClusterConfig
 
+# Front-end metrics at the node's own address, next to the agent's (ports.metrics).
+IMAPD_METRICS_OFFSET = 1
+LMTPD_METRICS_OFFSET = 2
+
 
 def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:
     listen = f"{ctx.cluster.floating_ip.address.ip}:{ctx.cluster.ports.lmtp}"
     spec = services.lmtpd_service(
-        ctx.store, ctx.epoch, listen, max_message_size=ctx.cluster.store.max_message_size, hostname=ctx.cluster.name
+        ctx.store,
+        ctx.epoch,
+        listen,
+        max_message_size=ctx.cluster.store.max_message_size,
+        hostname=ctx.cluster.name,
+        metrics_listen=f"{ctx.node.address.ip}:{ctx.cluster.ports.metrics + LMTPD_METRICS_OFFSET}",
     )
     return FrontEnd(spec, ctx.cluster.ports.lmtp, b"220 ")
 
@@ -34,6 +43,7 @@ def imapd(ctx: FrontEndContext) -> FrontEnd | None:
         key=key,
         allow_plaintext_login=cluster.imap.allow_plaintext_login,
         append_limit=cluster.store.max_message_size,
+        metrics_listen=f"{ctx.node.address.ip}:{cluster.ports.metrics + IMAPD_METRICS_OFFSET}",
     )
     return FrontEnd(spec, cluster.ports.imap, b"* OK")
 

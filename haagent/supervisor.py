@@ -17,6 +17,7 @@ releases leadership.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import os
 import pathlib
@@ -24,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -104,6 +105,17 @@ def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
     return int(reply.epoch), bool(reply.writable)
 
 
+def fence_store(address: str, epoch: int, timeout: float = 2.0) -> None:
+    """Raise the store's epoch to `epoch` (the previous writer is refused from
+    this commit on), then let it write."""
+    with grpc.insecure_channel(address) as channel:
+        stub = store_pb2_grpc.MailStoreStub(channel)
+        reply = stub.Fence(store_pb2.FenceRequest(epoch=epoch), timeout=timeout)
+        if reply.epoch != epoch:
+            raise ActionFailed(f"store is at epoch {reply.epoch} after Fence({epoch})")
+        stub.SetWritable(store_pb2.SetWritableRequest(epoch=epoch, writable=True), timeout=timeout)
+
+
 def set_writable(address: str, epoch: int, writable: bool, timeout: float = 0.5) -> None:
     with grpc.insecure_channel(address) as channel:
         store_pb2_grpc.MailStoreStub(channel).SetWritable(
@@ -118,6 +130,23 @@ def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+TCP_LISTEN = "0A"
+
+
+def listening(host: ipaddress.IPv4Address, port: int, table: str = "/proc/net/tcp") -> bool:
+    """True if a socket of this network namespace listens on host:port (read
+    from the kernel's table: a connection to an address that is not local yet
+    would leave the node)."""
+    want = f"{socket.htonl(int(host)):08X}:{port:04X}"
+    with open(table) as f:
+        next(f, None)
+        for line in f:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] == want and fields[3] == TCP_LISTEN:
+                return True
+    return False
 
 
 def greets(host: str, port: int, prefix: bytes, timeout: float = 1.0) -> bool:
@@ -179,21 +208,53 @@ class Supervisor:
         self.detail = why
 
     # -- start ------------------------------------------------------------------
-    def _store_argv(self, epoch: int) -> tuple[str, ...]:
+    def _store_argv(self, epoch: int | None) -> tuple[str, ...]:
+        """With `epoch`: fence to it at start; without: no fence, writes suspended."""
         return services.store_service(
             self.storage_dir,
             self.address,
             max_message_size=self.cluster.store.max_message_size,
             default_quota=self.cluster.store.default_quota,
             fence=epoch,
+            writable=epoch is not None,
         ).argv
 
-    async def start_store(self, epoch: int) -> None:
-        """Start the store with --fence EPOCH; return once it serves that epoch."""
+    async def start(self, epoch: int, claim: Callable[[], Awaitable[None]], *, early_front_ends: bool) -> None:
+        """Start the store and the front ends and fence the previous writer
+        at EPOCH; `claim` (the floating IP) runs once the store serves. With
+        `early_front_ends` (ip_nonlocal_bind is on) the front ends start with
+        the store and listen on the floating IP before it arrives, so a
+        client that reaches the new holder finds them (nearly) ready; they
+        cannot be reached before `claim`, and the store refuses every write
+        from an older epoch anyway."""
         async with self.lock:
-            await self._start_store(epoch)
+            pending: list[_Child] = []
+            if early_front_ends:
+                # Everything slow before the address moves: front ends
+                # listen, the store starts with writes suspended and no fence
+                # (it serves reads, commits nothing). Then the address, so
+                # clients reconnect here at once, and, while they set up
+                # their sessions (TLS, LOGIN, SELECT are reads), one Fence +
+                # SetWritable: no write is accepted here before the fence.
+                self.phase = Phase.STARTING
+                pending = self._launch_front_ends(epoch)
+                await self._wait_listening(pending)
+                self._launch_store(epoch, fence_at_start=False)
+                await self._wait_store(epoch, exact=False)
+                await claim()
+                try:
+                    await trio.to_thread.run_sync(fence_store, self.address, epoch)
+                except grpc.RpcError as exc:
+                    raise ActionFailed(f"store refused Fence({epoch}): {exc.code()}: {exc.details()}") from None
+            else:
+                self._launch_store(epoch)
+                await self._wait_store(epoch)
+                await claim()
+            if not early_front_ends:
+                pending = self._launch_front_ends(epoch)
+            await self._wait_front_ends(pending)
 
-    async def _start_store(self, epoch: int) -> None:
+    def _launch_store(self, epoch: int, *, fence_at_start: bool = True) -> None:
         self.phase = Phase.STARTING
         self.epoch = epoch
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -207,11 +268,13 @@ class Supervisor:
             self.user.own(self.storage_dir)
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
-        argv = self._store_argv(epoch)
-        self.children["store"] = _Child("store", argv, self.warm.launch("store", argv))
-        await self._wait_store(epoch)
+        argv = self._store_argv(epoch)  # what a restart runs: --fence EPOCH (idempotent)
+        first = argv if fence_at_start else self._store_argv(None)
+        self.children["store"] = _Child("store", argv, self.warm.launch("store", first))
 
-    async def _wait_store(self, epoch: int) -> None:
+    async def _wait_store(self, epoch: int, *, exact: bool = True) -> None:
+        """Until the store answers: with `exact`, at `epoch`; else at any
+        epoch up to `epoch` (it is fenced next)."""
         child = self.children["store"]
         with trio.move_on_after(STORE_START_TIMEOUT):
             while True:
@@ -222,16 +285,12 @@ class Supervisor:
                 except grpc.RpcError:
                     await trio.sleep(0.01)
                     continue
-                if stored != epoch:
+                if stored > epoch or (exact and stored != epoch):
                     raise ActionFailed(f"store serves epoch {stored}, not {epoch}: fenced by a newer writer")
                 return
         raise ActionFailed(f"store did not serve within {STORE_START_TIMEOUT:.0f} s")
 
-    async def start_front_ends(self, epoch: int) -> None:
-        async with self.lock:
-            await self._start_front_ends(epoch)
-
-    async def _start_front_ends(self, epoch: int) -> None:
+    def _launch_front_ends(self, epoch: int) -> list[_Child]:
         ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir)
         pending: list[_Child] = []
         for factory in FRONT_ENDS:
@@ -242,6 +301,20 @@ class Supervisor:
             child.port, child.greeting = fe.port, fe.greeting
             self.children[fe.spec.name] = child
             pending.append(child)
+        return pending
+
+    async def _wait_listening(self, pending: list[_Child]) -> None:
+        host = self.cluster.floating_ip.address.ip
+        with trio.move_on_after(FRONT_END_START_TIMEOUT):
+            for child in pending:
+                while child.port is not None and not await trio.to_thread.run_sync(listening, host, child.port):
+                    if child.proc.poll() is not None:
+                        raise ActionFailed(f"{child.name} exited with {child.proc.returncode} while starting")
+                    await trio.sleep(0.01)
+            return
+        raise ActionFailed(f"front ends did not listen within {FRONT_END_START_TIMEOUT:.0f} s")
+
+    async def _wait_front_ends(self, pending: list[_Child]) -> None:
         with trio.move_on_after(FRONT_END_START_TIMEOUT):
             for child in pending:
                 while not await self._greets(child):
@@ -291,6 +364,26 @@ class Supervisor:
             await trio.to_thread.run_sync(set_writable, self.address, epoch, True, 1.0)
         except grpc.RpcError as exc:
             raise ActionFailed(f"store refused SetWritable(true): {exc.code()}") from None
+
+    def hand_over(self) -> None:
+        """Leadership is going: no health checks or restarts from now on
+        (the new writer will fence this store, which is not a failure)."""
+        self.phase = Phase.STOPPING
+
+    async def wait_fenced(self, epoch: int, timeout: float) -> bool:
+        """True once the store reports a newer epoch than `epoch` (a new writer
+        fenced it), False after `timeout` or if the store is gone."""
+        store = self.children.get("store")
+        with trio.move_on_after(timeout):
+            while store is not None and store.proc.poll() is None:
+                try:
+                    stored, _writable = await trio.to_thread.run_sync(store_epoch, self.address, 0.5)
+                except grpc.RpcError:
+                    stored = epoch
+                if stored > epoch:
+                    return True
+                await trio.sleep(0.01)
+        return False
 
     # -- stop -------------------------------------------------------------------
     async def stop_all(self, drain: bool) -> None:

@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
         help="the store's --data directory when it runs on this host: read SELECT/STATUS/LIST/FETCH from its LMDB",
     )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (one worker only)")
     p.set_defaults(func=_serve)
 
 
@@ -104,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
             store_data=args.store_data,
+            metrics_listen=args.metrics_listen,
         ),
         argv=_worker_argv(args),
     )

@@ -29,6 +29,7 @@ from imapd.session.context import ServerContext, ServerSettings
 from imapd.session.session import Outcome, Session
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
+from mailha.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("imapd.server")
 
@@ -163,6 +164,7 @@ class ImapServer:
     ssl_context: ssl.SSLContext | None
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
+    metrics: FrontEndMetrics | None = None
     prelogin: AddressSlots = field(init=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +177,8 @@ class ImapServer:
         conn = Connection(stream, peer, tls=False, handshake_timeout=settings.tls_handshake_timeout)
         # The absolute pre-login deadline starts now, TLS handshake included.
         conn.preauth_deadline = trio.current_time() + settings.preauth_timeout
+        if self.metrics is not None:
+            self.metrics.session_opened()
         try:
             if not await self.prelogin.acquire(peer):
                 log.info("connection from %s refused: %d not logged in yet", peer, self.prelogin.held(peer))
@@ -198,6 +202,8 @@ class ImapServer:
         finally:
             self.connections.discard(conn)
             self.release_prelogin(conn)
+            if self.metrics is not None:
+                self.metrics.session_closed()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
@@ -260,8 +266,11 @@ class ImapServer:
                     break
                 outcome = Outcome.CONTINUE
                 if isinstance(event, ev.CommandReceived):
+                    started = trio.current_time()
+                    session.last_status = b""
                     async with conn.command_lock:
                         outcome = await session.handle(event.tag, event.command)
+                    self._count(type(event.command).__name__.upper(), session, started)
                     if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
                         parser.set_authenticated()
                         self.release_prelogin(conn)
@@ -290,8 +299,11 @@ class ImapServer:
                         append_flow.message_end(appending)
                 elif isinstance(event, ev.AppendEnd):
                     if appending is not None:
+                        started = trio.current_time()
+                        session.last_status = b""
                         async with conn.command_lock:
                             outcome = await append_flow.commit(session, appending)
+                        self._count("APPEND", session, started)
                     appending = None
                 elif isinstance(event, ev.LiteralTooBig):
                     appending = None
@@ -359,6 +371,11 @@ class ImapServer:
             for conn in list(self.connections):
                 nursery.start_soon(conn.bye, text)
 
+    def _count(self, command: str, session: Session, started: float) -> None:
+        if self.metrics is not None:
+            result = session.last_status.decode("ascii", "replace") or "none"
+            self.metrics.command(command, result, trio.current_time() - started)
+
     async def _watch_fence(self) -> None:
         await self.ctx.fenced.wait()
         log.warning("store says this imapd is fenced; closing every connection")
@@ -378,12 +395,13 @@ async def serve(
     *,
     handle_signals: bool = True,
     reuse_port: bool = False,
+    metrics: FrontEndMetrics | None = None,
     task_status: trio.TaskStatus[tuple[ImapServer, list[int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGUSR1 (drain) or cancellation; started() gets the bound ports."""
     async with trio.open_nursery() as nursery:
         ctx = ServerContext(store, WatchHub(store, nursery), settings)
-        server = ImapServer(ctx, ssl_context)
+        server = ImapServer(ctx, ssl_context, metrics=metrics)
         listeners: list[tuple[trio.SocketListener, bool]] = []
         ports: list[int] = []
         for ep in endpoints:

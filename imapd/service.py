@@ -19,6 +19,7 @@ from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
 from imapd.tls import server_context
+from mailha.frontend_metrics import FrontEndMetrics
 from store.errors import StoreError
 from store.reader import LocalReader
 
@@ -42,6 +43,7 @@ class ImapdOptions:
     reuse_port: bool = False
     # The store's data directory when it runs on this host: reads go to its LMDB directly.
     store_data: pathlib.Path | None = None
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus metrics (single process only)
 
 
 def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
@@ -79,13 +81,25 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         except (StoreError, lmdb.Error) as exc:
             print(f"mailha imapd serve: --store-data {options.store_data}: {exc}", file=sys.stderr)
             return 2
+    metrics: FrontEndMetrics | None = None
+    if options.metrics_listen:
+        metrics = FrontEndMetrics("imapd")
+        try:
+            endpoint = parse_endpoint(options.metrics_listen, False)
+            metrics.serve(endpoint.host, endpoint.port)
+        except (ValueError, OSError) as exc:
+            # Metrics are not worth an outage: serve mail without them.
+            log.error("no metrics on %s: %s", options.metrics_listen, exc)
+            metrics = None
 
     async def main() -> None:
         store = GrpcStore(options.store, options.epoch, local=local)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(
-                    partial(serve, store, settings, ssl_context, endpoints, reuse_port=options.reuse_port)
+                    partial(
+                        serve, store, settings, ssl_context, endpoints, reuse_port=options.reuse_port, metrics=metrics
+                    )
                 )
                 names = ", ".join(f"{e.host}:{e.port}{' (TLS)' if e.implicit_tls else ''}" for e in endpoints)
                 log.info("imapd listening on %s, store %s, writer epoch %d", names, options.store, options.epoch)
@@ -103,7 +117,20 @@ def _supervise_workers(count: int, argv: list[str]) -> int:
     Per-process state (login throttle, per-user connection cap, envelope
     cache, Watch feeds) is per worker.
     """
-    cmd = [sys.executable, "-m", "mailha.cli", *argv, "--workers", "1", "--reuse-port"]
+    # Workers die with this process (SIGKILL from the kernel), even one stuck in a loop.
+    cmd = [
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        sys.executable,
+        "-m",
+        "mailha.cli",
+        *argv,
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
     children = [subprocess.Popen(cmd) for _ in range(count)]
     log.info("imapd: %d workers %s", count, [c.pid for c in children])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from mailha.config import MIB
@@ -24,6 +25,7 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--max-connections", type=int, default=100, help="concurrent LMTP connections; more get 421 (default 100)"
     )
+    s.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (default: none)")
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
     s.add_argument("--forward-relay", default=None, metavar="HOST:PORT", help="SMTP relay for users' forwarding")
     s.add_argument(
@@ -65,6 +67,18 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
+    if args.metrics_listen:
+        from mailha.frontend_metrics import FrontEndMetrics
+
+        metrics: FrontEndMetrics | None = FrontEndMetrics("lmtpd")
+        assert metrics is not None
+        try:
+            metrics.serve(*parse_listen(args.metrics_listen))
+        except (ValueError, OSError) as exc:
+            # Metrics are not worth an outage: serve mail without them.
+            print(f"mailha lmtpd serve: no metrics on {args.metrics_listen}: {exc}", file=sys.stderr)
+            metrics = None
+        options = dataclasses.replace(options, metrics=metrics)
     personal = PersonalOptions(
         relay=parse_listen(args.forward_relay) if args.forward_relay else None,
         spam_header=SpamHeader.parse(args.spam_header),

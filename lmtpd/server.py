@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from lmtpd.events import (
 )
 from lmtpd.protocol import LmtpConnection
 from lmtpd.spool import Spool
+from mailha.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("mailha.lmtpd")
 
@@ -54,6 +56,7 @@ class LmtpdOptions:
     spool_dir: str | None = None
     # Concurrent connections (Postfix's default_process_limit is 100); more get 421 at once.
     max_connections: int = 100
+    metrics: FrontEndMetrics | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -119,7 +122,12 @@ class _Connection:
             elif isinstance(event, ConnectionClosed):
                 return
             else:
-                self._reply(await self._answer(event))
+                started = time.monotonic()
+                reply = await self._answer(event)
+                self._reply(reply)
+                if self.options.metrics is not None:
+                    name = "REJECTED" if isinstance(event, Rejected) else type(event).__name__.upper()
+                    self.options.metrics.command(name, str(reply.code), time.monotonic() - started)
 
     async def _answer(self, event: Lhlo | MailFrom | RcptTo | Data | Rset | Noop | Vrfy | Rejected) -> replies.Reply:
         opts = self.options
@@ -162,13 +170,20 @@ class _Connection:
                     self._reply(replies.too_big(self.options.max_message_size))
                 return
             prefixes = [trace_headers(txn.sender, r) for r in txn.recipients]
+            started = time.monotonic()
             results = await self.session.deliver(txn.recipients, prefixes, txn.spool)
+            took = time.monotonic() - started
         finally:
             txn.discard_spool()
+        if self.options.metrics is not None:
+            for result in results:
+                self.options.metrics.deliveries.labels(result.outcome.value).inc()
+                self.options.metrics.command("DELIVER", result.outcome.value, took)
         for recipient, result in zip(txn.recipients, results, strict=True):
             # Envelope facts only: logs never carry message content.
             if result.outcome is Outcome.DELIVERED:
-                log.info("delivered: user=%s uid=%d size=%d", recipient.user, result.uid, end.size)
+                again = f" ({result.detail})" if result.detail else ""
+                log.info("delivered: user=%s uid=%d size=%d%s", recipient.user, result.uid, end.size, again)
             else:
                 log.info("refused: user=%s %s (%s)", recipient.user, result.outcome.value, result.detail)
             self._reply(
@@ -194,6 +209,8 @@ class _Connection:
 
 async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop: MailDrop) -> None:
     session = drop.session()
+    if options.metrics is not None:
+        options.metrics.session_opened()
     try:
         await _Connection(stream, options, session).run()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -202,6 +219,8 @@ async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop
         # A bug must cost one connection (the MTA retries), not the server.
         log.exception("LMTP connection failed")
     finally:
+        if options.metrics is not None:
+            options.metrics.session_closed()
         await session.aclose()
         await trio.aclose_forcefully(stream)
 

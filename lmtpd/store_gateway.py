@@ -22,6 +22,7 @@ import grpc
 import trio
 
 from lmtpd.delivery import DeliveryResult, MessageSource, Outcome, Recipient, Resolution
+from lmtpd.delivery_identity import body_digest, delivery_identity
 from lmtpd.errors import StoreConnectionLost
 from lmtpd.resolution_cache import ResolutionCache
 from mailha_api import store_pb2, store_pb2_grpc
@@ -149,10 +150,12 @@ class GrpcSession:
         if self._pipeline is None:
             self._pipeline = _AppendPipeline(self._drop.stub, self._drop.limiter)
         pipeline = self._pipeline
+        digest = await trio.to_thread.run_sync(body_digest, body)
         try:
             with trio.fail_after(_DELIVERY_TIMEOUT):
                 for recipient, prefix in zip(recipients, prefixes, strict=True):
-                    await self._send_message(pipeline, recipient, prefix, body)
+                    identity = delivery_identity(recipient.user, prefix, digest)
+                    await self._send_message(pipeline, recipient, prefix, body, identity)
                 results: list[DeliveryResult] = []
                 for _ in recipients:
                     reply = await pipeline.reply()
@@ -160,7 +163,8 @@ class GrpcSession:
                         outcome = outcome_for(reply.error_code, reply.error_message)
                         results.append(DeliveryResult(outcome, detail=reply.error_message))
                     else:
-                        results.append(DeliveryResult(Outcome.DELIVERED, uid=reply.uid))
+                        detail = "already delivered (a retry)" if reply.duplicate else ""
+                        results.append(DeliveryResult(Outcome.DELIVERED, uid=reply.uid, detail=detail))
             return results
         except (StoreConnectionLost, trio.TooSlowError) as exc:
             # What was in flight is unknown: a temporary failure makes the MTA
@@ -171,10 +175,14 @@ class GrpcSession:
             return [DeliveryResult(Outcome.UNAVAILABLE, detail=detail) for _ in recipients]
 
     async def _send_message(
-        self, pipeline: _AppendPipeline, recipient: Recipient, prefix: bytes, body: MessageSource
+        self, pipeline: _AppendPipeline, recipient: Recipient, prefix: bytes, body: MessageSource, identity: bytes
     ) -> None:
         header = store_pb2.AppendHeader(
-            epoch=self._drop.epoch, user=recipient.user, mailbox=recipient.mailbox, size=len(prefix) + body.size
+            epoch=self._drop.epoch,
+            user=recipient.user,
+            mailbox=recipient.mailbox,
+            size=len(prefix) + body.size,
+            delivery_id=identity,
         )
         pieces = body.pieces(_PIECE)
         current = prefix + next(pieces, b"")

@@ -67,6 +67,7 @@ def lmtpd_service(
     hostname: str | None = None,
     quota_tempfail: bool = False,
     forward_relay: str | None = None,
+    metrics_listen: str | None = None,
 ) -> ServiceSpec:
     """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
     args = [
@@ -87,6 +88,8 @@ def lmtpd_service(
         args.append("--quota-tempfail")
     if forward_relay:
         args += ["--forward-relay", forward_relay]
+    if metrics_listen:
+        args += ["--metrics-listen", metrics_listen]
     return ServiceSpec("lmtpd", _mailha(*args))
 
 
@@ -101,6 +104,7 @@ def imapd_service(
     allow_plaintext_login: bool = False,
     append_limit: int | None = None,
     store_data: pathlib.Path | None = None,
+    metrics_listen: str | None = None,
 ) -> ServiceSpec:
     """The IMAP server on `store` with writer epoch `epoch` (never refreshed):
     plain + STARTTLS on `listen`, implicit TLS on `tls_listen`; `store_data`: the
@@ -116,6 +120,8 @@ def imapd_service(
         args += ["--append-limit", str(append_limit)]
     if store_data is not None:
         args += ["--store-data", str(store_data)]
+    if metrics_listen:
+        args += ["--metrics-listen", metrics_listen]
     return ServiceSpec("imapd", _mailha(*args))
 
 

@@ -162,9 +162,19 @@ class _Stop(Exception):
     pass
 
 
+# The kernel SIGKILLs a child when this process dies, however it dies (even a
+# service spinning in a CPU loop, deaf to SIGTERM, frees its port at once).
+# This process is single-threaded, so the death signal follows its lifetime.
+# One setpriv sets it after the switch to the service user (a uid change clears it).
+PDEATHSIG = ("--pdeathsig", "KILL")
+
+
 def _start(spec: services.ServiceSpec, log_dir: pathlib.Path, user: ServiceUser | None) -> subprocess.Popen[bytes]:
     out = open_log(log_dir / f"{spec.name}.log")  # opened here: the log stays the launcher's
-    argv = spec.argv if user is None else user.argv(spec.argv, bind_low_ports=spec.name in ("imapd", "lmtpd"))
+    options: tuple[str, ...] = PDEATHSIG
+    if user is not None:
+        options += user.setpriv_options(bind_low_ports=spec.name in ("imapd", "lmtpd"))
+    argv = ("setpriv", *options, "--", *spec.argv)
     try:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:

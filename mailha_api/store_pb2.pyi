@@ -972,6 +972,7 @@ class AppendHeader(_message.Message):
     INTERNAL_DATE_FIELD_NUMBER: _builtins.int
     TZ_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     user: _builtins.str
     mailbox: _builtins.str
@@ -984,6 +985,11 @@ class AppendHeader(_message.Message):
     """of the internal date"""
     size: _builtins.int
     """announced total size (checked)"""
+    delivery_id: _builtins.bytes
+    """LMTP exactly-once (store/delivery_dedupe.py): 32-byte identity of this
+    delivery; a repeat within the window appends nothing (AppendOne/Append/
+    AppendPipeline; ignored by MultiAppend).
+    """
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -997,10 +1003,11 @@ class AppendHeader(_message.Message):
         internal_date: _builtins.int = ...,
         tz_offset_minutes: _builtins.int = ...,
         size: _builtins.int = ...,
+        delivery_id: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1046,6 +1053,7 @@ class AppendReply(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
     uidvalidity: _builtins.int
     uid: _builtins.int
     modseq: _builtins.int
@@ -1057,6 +1065,8 @@ class AppendReply(_message.Message):
     grpc.StatusCode value; 0 = ok
     """
     error_message: _builtins.str
+    duplicate: _builtins.bool
+    """delivery_id seen before: nothing appended, the first append's UID"""
     def __init__(
         self,
         *,
@@ -1067,10 +1077,11 @@ class AppendReply(_message.Message):
         epoch: _builtins.int = ...,
         error_code: _builtins.int = ...,
         error_message: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error_code", b"error_code", "error_message", b"error_message", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "uid", b"uid", "uidvalidity", b"uidvalidity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "epoch", b"epoch", "error_code", b"error_code", "error_message", b"error_message", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "uid", b"uid", "uidvalidity", b"uidvalidity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

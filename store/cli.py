@@ -25,6 +25,13 @@ def register(sub: Any) -> None:
     p.add_argument("--read-only-start", action="store_true", help="start with writes suspended (SetWritable)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
     p.add_argument(
+        "--delivery-dedupe-window",
+        type=float,
+        default=6 * 86400.0,
+        metavar="SECONDS",
+        help="how long an LMTP retry of a stored delivery is answered without storing it again (default 6 days)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1024,
@@ -63,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
                 heartbeat_seconds=args.heartbeat,
                 workers=args.workers,
                 reflection=args.reflection,
+                delivery_dedupe_window=args.delivery_dedupe_window,
             )
         )
     except ListenAddressError as exc:

@@ -18,6 +18,7 @@ import lmdb
 
 from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
+from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
 from store.schema import FORMAT_VERSION, U64, Dbs
@@ -25,6 +26,11 @@ from store.schema import FORMAT_VERSION, U64, Dbs
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
 MIB = 1024 * 1024
+
+
+def lmdb_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    """Where a store on `data_dir` keeps its LMDB environment (data.mdb, lock.mdb)."""
+    return data_dir / "lmdb"
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class StoreOptions:
     max_batch: int = 256
     max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
+    delivery_dedupe_window: float = DEFAULT_WINDOW  # seconds an LMTP retry is recognised (store/delivery_dedupe.py)
 
 
 class StoreCore:
@@ -51,7 +58,7 @@ class StoreCore:
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir(mode=0o700)
         self.env = lmdb.open(
-            str(options.data_dir / "lmdb"),
+            str(lmdb_dir(options.data_dir)),
             map_size=options.map_size,
             max_dbs=16,
             max_readers=options.max_readers,
@@ -64,6 +71,7 @@ class StoreCore:
         if stale:
             log.info("reclaimed %d stale LMDB reader slots", stale)
         self.dbs = Dbs(self.env)
+        self.dedupe = DeliveryDedupe(self.env, options.delivery_dedupe_window)
         with self.env.begin(write=True) as txn:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
         self.feed = ChangeFeed(options.watch_queue_limit)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, messages, names, read_ops, uidset
+from store import bodies, delivery_dedupe, mailboxes, messages, names, read_ops, uidset
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -53,9 +54,29 @@ class MessageOps(StoreCore):
         """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight)."""
         op = self._append_op(header, [self._items(header, source)])
         epoch = header.epoch
+        identity = bytes(header.delivery_id)
+        if identity and len(identity) != delivery_dedupe.IDENTITY_SIZE:
+            raise InvalidArgument(f"delivery_id: {delivery_dedupe.IDENTITY_SIZE} bytes expected, got {len(identity)}")
+        user = names.user_name(header.user)
 
         def reply_op(ctx: WriteContext) -> store_pb2.AppendReply:
+            now = time.time()
+            if identity:
+                # Read before any write (a flat op may raise only then).
+                earlier = self.dedupe.seen(ctx.txn, user, identity, now)
+                if earlier is not None:
+                    return store_pb2.AppendReply(
+                        uidvalidity=earlier.uidvalidity,
+                        uid=earlier.uid,
+                        mailbox_id=earlier.mailbox_id,
+                        epoch=epoch,
+                        duplicate=True,
+                    )
             mid, record, metas = op(ctx)
+            if identity:
+                # Same transaction as the append: both or neither survive a crash.
+                delivered = delivery_dedupe.Delivered(int(now), mid, record.uidvalidity, metas[0].uid)
+                self.dedupe.record(ctx.txn, user, identity, now, delivered)
             return store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mailha.service_process import make_private_dirs, make_private_files, release_free_memory
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
+from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.listen import parse_listen
 from store.passwords import hashes_done
@@ -45,6 +46,7 @@ class ServeOptions:
     workers: int = 1024
     reflection: bool = False
     heartbeat_seconds: float = 5.0
+    delivery_dedupe_window: float = DEFAULT_WINDOW
 
 
 def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:
@@ -67,6 +69,7 @@ def serve(options: ServeOptions) -> int:
             data_dir=options.data_dir,
             max_message_size=options.max_message_size,
             default_quota=options.default_quota,
+            delivery_dedupe_window=options.delivery_dedupe_window,
         )
     )
     try:

@@ -60,6 +60,11 @@ class FakeActuator:
         self.calls.append(f"resume_writes {epoch}")
         self.writable = self.ip = True
 
+    async def restart_services(self, epoch: int) -> None:
+        self.calls.append(f"restart_services {epoch}")
+        self.running = self.writable = self.ip = True
+        self.state_of_health = Health.OK
+
     async def release(self, drain: bool) -> float:
         self.calls.append(f"release drain={drain}")
         self.running = self.writable = self.ip = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import pathlib
+import socket
 
 import pytest
 
@@ -13,6 +14,7 @@ from haagent import fencing, floating_ip, storage
 from haagent.coordination import ClusterSnapshot, LeaderRecord, NodeStatus, SwitchoverRequest
 from haagent.errors import ActionFailed, SwitchoverRejected
 from haagent.operator import _candidate
+from haagent.supervisor import listening
 from mailha import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -102,3 +104,40 @@ def test_rejected_switchover_reports_why_and_closes_the_connection(
     with pytest.raises(SwitchoverRejected, match="not a healthy standby"):
         operator.switchover(cluster)
     assert closed == [True]
+
+
+def test_listening_reads_the_kernels_socket_table() -> None:
+    """How the agent sees early front ends listen on the floating IP before it is local."""
+    lo = ipaddress.IPv4Address("127.0.0.1")
+    with socket.socket() as sock:
+        sock.bind((str(lo), 0))
+        port = sock.getsockname()[1]
+        assert not listening(lo, port)  # bound, not listening
+        sock.listen()
+        assert listening(lo, port)
+        assert not listening(ipaddress.IPv4Address("127.0.0.2"), port)
+    assert not listening(lo, port)
+
+
+def test_store_size_metric_reports_the_lmdb_data_file(tmp_path: pathlib.Path) -> None:
+    """Issue 14: mailha_store_size_bytes said 0 on a store holding mail (wrong path)."""
+    from haagent.metrics import AgentMetrics
+    from haagent.states import AgentState
+    from mailha_api import store_pb2
+    from store.bodies import BodySource
+    from store.engine import MailStore, StoreOptions
+
+    store = MailStore(StoreOptions(data_dir=tmp_path / "store"))
+    try:
+        store.fence(1)
+        store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
+        data = b"Subject: size\r\n\r\n" + b"x" * 200_000
+        header = store_pb2.AppendHeader(epoch=1, user="alice", mailbox="INBOX", size=len(data))
+        store.append(header, BodySource(len(data), data=data))
+    finally:
+        store.close()
+    metrics = AgentMetrics("node1")
+    metrics.update(AgentState.ACTIVE, 1, 0, True, tmp_path / "store")
+    size = metrics.registry.get_sample_value("mailha_store_size_bytes", {"node": "node1"})
+    assert size is not None and size >= 200_000
+    assert size == (tmp_path / "store" / "lmdb" / "data.mdb").stat().st_size

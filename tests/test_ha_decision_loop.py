@@ -7,7 +7,14 @@ import itertools
 import pytest
 import trio
 
-from haagent.coordination import ClusterSnapshot, LastActive, LeaderRecord, SessionState, SwitchoverRequest
+from haagent.coordination import (
+    ClusterSnapshot,
+    LastActive,
+    LeaderRecord,
+    NodeStatus,
+    SessionState,
+    SwitchoverRequest,
+)
 from haagent.coordination_fake import FakeCoordination, FakeZooKeeper
 from haagent.decision import DecisionLoop, Health, LocalFacts, Progress, decide
 from haagent.states import TRANSITIONS, AgentState, IllegalTransition, check_transition, to_dot
@@ -293,3 +300,41 @@ def test_decide_only_makes_moves_in_the_table() -> None:
         count += 1
     assert count > 1000
     assert set(TRANSITIONS) == set(AgentState)
+
+
+def test_first_activation_fences_every_peer_not_standing_by() -> None:
+    """Issue 14: with /last_active missing nobody knows who wrote last, so the
+    first activation fences each configured peer without a live standby agent."""
+    clock = Clock()
+    zk = FakeZooKeeper()
+    n1 = Node(zk, "node1", clock)
+    n1.loop.peers = ("node2", "node3", "node4")
+    # node2's agent is live and standing by; node3 has no agent at all;
+    # node4's heartbeat claims it is active (stale: the lock says otherwise).
+    zk.client().publish_status(NodeStatus("node2", "standby", "ok", 0, clock(), "standing by"))
+    zk.client().publish_status(NodeStatus("node4", "active", "ok", 3, clock(), "active"))
+    # Peers started with this agent get a session timeout to say they are up.
+    assert n1.settle()[-1].endswith("(first activation: waiting for the other agents' heartbeats)")
+    assert st(n1) is S.STANDBY
+    clock.advance(2.0)
+    n1.settle()
+    assert st(n1) is S.ACTIVE
+    assert [p.node for p in n1.actuator.fenced] == ["node3", "node4"]
+    assert n1.actuator.calls == ["fence node3", "fence node4", "activate 1"]
+
+
+def test_paused_active_restarts_failing_services_instead_of_leaving_them_down(
+    cluster: tuple[FakeZooKeeper, Clock, Node, Node],
+) -> None:
+    """Issue 14: maintenance mode forbids failover, not repair."""
+    _zk, _clock, n1, n2 = cluster
+    n1.settle()
+    n2.settle()
+    n1.coord.set_paused(True)
+    n1.settle()
+    n1.actuator.state_of_health = Health.FAILING
+    said = n1.settle()
+    assert "services failing while paused: restarting them" in " ".join(said)
+    assert n1.actuator.calls[-1] == "restart_services 1"
+    assert st(n1) is S.ACTIVE and n1.loop.epoch == 1  # leadership kept, no failover
+    assert n1.actuator.running and n1.actuator.health() is Health.OK

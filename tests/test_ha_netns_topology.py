@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from pyroute2 import IPRoute
 
-from haagent import netns
+from haagent import floating_ip, netns
 from mailha.config import ClusterConfig, FloatingIpConfig
 from tests.ha_lab_fixtures import lab_config
 
@@ -184,3 +185,99 @@ def test_addresses_outside_the_lab_network_are_refused(
     with pytest.raises(netns.NetnsError, match=message):
         netns.topology_up(bad)
     assert ours_in_system(cfg) == []
+
+
+FIP_ACTION = """
+import sys
+from haagent import floating_ip
+from mailha.config import load
+fip = load(sys.argv[1]).floating_ip
+{body}
+"""
+
+
+def _fip_in(namespace: str, config_path: pathlib.Path, body: str) -> str:
+    argv = [sys.executable, "-c", FIP_ACTION.format(body=body), str(config_path)]
+    return netns.run_in_netns(namespace, argv).stdout.strip()
+
+
+def test_a_dropped_floating_ip_refuses_at_once_and_is_never_announced(tmp_path: pathlib.Path) -> None:
+    """Issue 14: a SYN that reaches the old holder after it dropped the address
+    (the host's neighbour entry still names its MAC) is refused (RST), not
+    silently dropped; and the refuser never answers ARP (not a second holder)."""
+    cfg = lab_config(tmp_path)
+    path = tmp_path / "cluster.yaml"  # lab_config wrote it there
+    try:
+        netns.topology_up(cfg)
+        n1 = cfg.nodes[0]
+        vip, port = str(cfg.floating_ip.address.ip), 7
+        _fip_in(n1.namespace, path, "floating_ip.prepare(fip); floating_ip.add(fip); floating_ip.send_garp(fip)")
+        assert tcp_probe(None, vip, port) == "refused"  # held, nothing listens: the host learnt n1's MAC
+        assert _fip_in(n1.namespace, path, "print(floating_ip.remove(fip), floating_ip.refusing_here(fip))") == (
+            "True True"
+        )
+        assert netns.holders_of(cfg, cfg.floating_ip.address.ip) == []
+        assert tcp_probe(None, vip, port) == "refused"  # without the refuser: 'silent' (black hole)
+        # Not a holder: with the host's neighbour entry gone, nobody answers ARP.
+        subprocess.run(["ip", "neigh", "flush", "to", vip, "dev", cfg.bridge], check=True)
+        assert tcp_probe(None, vip, port) == "silent"
+        # Fencing from outside (netns-kill) leaves the same refuser behind.
+        _fip_in(n1.namespace, path, "floating_ip.add(fip); floating_ip.send_garp(fip)")
+        assert _fip_in(n1.namespace, path, "print(floating_ip.refusing_here(fip))") == "False"
+        assert tcp_probe(None, vip, port) == "refused"
+        assert floating_ip.remove_in_namespace(cfg.floating_ip, n1.namespace)
+        assert netns.holders_of(cfg, cfg.floating_ip.address.ip) == []
+        assert tcp_probe(None, vip, port) == "refused"
+        # The agent's next start drops it.
+        _fip_in(n1.namespace, path, "floating_ip.prepare(fip)")
+        assert tcp_probe(None, vip, port) == "silent"
+    finally:
+        netns.topology_down(cfg)
+
+
+ECHO = """
+import socket, sys, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen()
+print("listening", flush=True)
+def echo(conn):
+    while data := conn.recv(100):
+        conn.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+def test_a_handing_over_node_keeps_its_sessions_and_refuses_new_ones(tmp_path: pathlib.Path) -> None:
+    """Issue 14, the planned hand-over: the old active's open sessions keep
+    working after its address became the refuser, while a new connection is
+    refused (RST) instead of opening a session the fence would break."""
+    cfg = lab_config(tmp_path)
+    path = tmp_path / "cluster.yaml"
+    try:
+        netns.topology_up(cfg)
+        n1 = cfg.nodes[0]
+        vip, port = str(cfg.floating_ip.address.ip), 2525
+        _fip_in(n1.namespace, path, "floating_ip.prepare(fip); floating_ip.add(fip); floating_ip.send_garp(fip)")
+        server = netns.popen_in_netns(
+            n1.namespace, [sys.executable, "-c", ECHO, vip, str(port)], stdout=subprocess.PIPE
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline() == b"listening\n"
+            with socket.create_connection((vip, port), timeout=2) as session:
+                session.sendall(b"before")
+                assert session.recv(100) == b"before"
+                _fip_in(n1.namespace, path, "floating_ip.refuse_new_connections(fip); floating_ip.remove(fip)")
+                assert netns.holders_of(cfg, cfg.floating_ip.address.ip) == []
+                session.sendall(b"during")
+                assert session.recv(100) == b"during"  # the open session goes on
+                assert tcp_probe(None, vip, port) == "refused"  # a new one is refused at once
+                _fip_in(n1.namespace, path, "floating_ip.accept_new_connections()")
+                assert tcp_probe(None, vip, port) == "open"  # (the rule was what refused it)
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        netns.topology_down(cfg)

@@ -60,6 +60,7 @@ class Session:
     def __init__(self, ctx: ServerContext, wire: Wire) -> None:
         self.ctx = ctx
         self.wire = wire
+        self.last_status = b""  # OK/NO/BAD of the latest tagged reply (metrics)
         self.state = ConnectionState.NOT_AUTHENTICATED
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
@@ -103,6 +104,7 @@ class Session:
             await self.wire.send(b"".join(pending))
 
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
+        self.last_status = status
         self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
 
     def transition(self, event: Transition) -> None:
