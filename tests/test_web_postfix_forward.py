@@ -48,6 +48,7 @@ def test_forwarding_goes_out_through_postfix_and_comes_back(tmp_path: pathlib.Pa
             sys.executable, "-m", "mailha.cli", "standalone", "--data", str(data), "--web-listen", "",
             "--lmtp-listen", f"127.0.0.1:{lmtp}", "--imap-listen", f"127.0.0.1:{imap}",
             "--imaps-listen", f"127.0.0.1:{imaps}", "--forward-relay", f"127.0.0.1:{postfix.smtp_port}",
+            "--service-user", "root",  # pytest's tmp_path is root-only; the drop is tested elsewhere
         ]  # fmt: skip
         log = tmp_path / "standalone.out"
         with open(log, "wb") as out:

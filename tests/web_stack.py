@@ -20,6 +20,7 @@ from playwright.sync_api import ViewportSize
 
 from store.admin import Admin
 from tests.imap_clients_stack import free_port
+from tests.lmtp_standalone import reachable_tmp_dir
 from tests.store_fixtures import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -132,8 +133,14 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: pathlib.Path, t
 
 
 @pytest.fixture(scope="module")
-def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
-    data = tmp_path_factory.mktemp("web")
+def web_stack() -> Iterator[WebStack]:
+    # Started as root, standalone runs every service (the web app too) as the service
+    # user, so the data directory lies where that user can reach it.
+    with reachable_tmp_dir() as data:
+        yield from _web_stack(data)
+
+
+def _web_stack(data: pathlib.Path) -> Iterator[WebStack]:
     sink = start_smtp_sink()
     web, lmtp, imap, imaps = free_port(), free_port(), free_port(), free_port()
     out = data / "standalone.out"
