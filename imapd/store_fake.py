@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
+from imapd.message.search_fields import indexed_text, text_matches
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -23,6 +24,8 @@ from imapd.store_client import (
     FetchedMessage,
     FetchRequest,
     FlagMode,
+    IndexColumns,
+    IndexQuery,
     MailboxInfo,
     MailboxStatus,
     MessageMeta,
@@ -319,6 +322,29 @@ class FakeStore:
                 continue
             await trio.lowlevel.checkpoint()
             yield FetchedMessage(msg.meta(request.with_header), msg.data if request.with_body else None)
+
+    async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+        self._call()
+        mbox = self._by_id(user, mailbox_id)
+        chosen = self._selected(mbox, query.uid_set)
+        ids: dict[tuple[str, ...], int] = {}
+        for msg in chosen:
+            ids.setdefault(tuple(sorted(msg.flags)), len(ids) + 1)
+        hits = []
+        for at, needle in query.header_queries:
+            texts = ((m.uid, indexed_text(m.meta(with_header=True).header or b"")) for m in chosen)
+            hits.append(frozenset(uid for uid, text in texts if text_matches(text, at, needle)))
+        await trio.lowlevel.checkpoint()
+        yield IndexColumns(
+            uids=[m.uid for m in chosen],
+            flag_ids=[ids[tuple(sorted(m.flags))] for m in chosen],
+            modseqs=[m.modseq for m in chosen],
+            sizes=[len(m.data) for m in chosen] if query.with_sizes_dates else [],
+            dates=[m.internal_date for m in chosen] if query.with_sizes_dates else [],
+            tz_offsets=[m.tz_offset_minutes for m in chosen] if query.with_sizes_dates else [],
+            flag_sets={i: flags for flags, i in ids.items()},
+            header_hits=tuple(hits),
+        )
 
     async def store_flags(
         self,

@@ -53,7 +53,7 @@ class StoreCore:
         self.env = lmdb.open(
             str(options.data_dir / "lmdb"),
             map_size=options.map_size,
-            max_dbs=16,
+            max_dbs=32,
             max_readers=options.max_readers,
             subdir=True,
             sync=True,

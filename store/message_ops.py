@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, messages, names, uidset
+from store import bodies, mailbox_index, mailboxes, messages, names, uidset
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -36,7 +36,11 @@ class MessageOps(StoreCore):
             raise InvalidArgument(f"size: announced {header.size} bytes but received {source.size}")
         if source.size == 0:
             raise InvalidArgument("message is empty")
-        return messages.NewMessage(source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes)
+        # The indexed header text is computed here, in the caller's thread, not in the committer.
+        text = mailbox_index.header_text(messages.source_head(source))
+        return messages.NewMessage(
+            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text
+        )
 
     def _append_op(
         self, header: store_pb2.AppendHeader, items: list[messages.NewMessage]

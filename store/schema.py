@@ -29,6 +29,10 @@ DB_NAMES = (
     "body_meta",  # body_id u64 -> refcount u32, size u64, header block
     "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
     "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
+    "flag_index",  # mailbox_id u64, uid >> 6 u32 -> flag-index segment (store/flag_index.py)
+    "header_index",  # mailbox_id u64, uid >> 4 u32 -> header-index segment (store/header_index.py)
+    "flagsets",  # id u32 -> flag list (store/flag_sets.py)
+    "flagset_ids",  # b"f" + flag list -> id u32
 )
 
 U32 = struct.Struct(">I")
@@ -48,21 +52,32 @@ class Dbs:
             # Named databases are keys of the main database: an environment written before the
             # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
             index_absent = txn.get(b"deleted") is None
+            # Likewise the flag and header indexes (store/mailbox_index.py).
+            search_indexes_absent = txn.get(b"flag_index") is None
             handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
             if index_absent:
                 build_deleted_index(txn, handles["messages"], handles["deleted"])
-        self.meta = handles["meta"]
-        self.users = handles["users"]
-        self.quota = handles["quota"]
-        self.addresses = handles["addresses"]
-        self.user_addresses = handles["user_addresses"]
-        self.mailbox_names = handles["mailbox_names"]
-        self.mailboxes = handles["mailboxes"]
-        self.messages = handles["messages"]
-        self.vanished = handles["vanished"]
-        self.body_meta = handles["body_meta"]
-        self.body_chunks = handles["body_chunks"]
-        self.deleted = handles["deleted"]
+            self.meta = handles["meta"]
+            self.users = handles["users"]
+            self.quota = handles["quota"]
+            self.addresses = handles["addresses"]
+            self.user_addresses = handles["user_addresses"]
+            self.mailbox_names = handles["mailbox_names"]
+            self.mailboxes = handles["mailboxes"]
+            self.messages = handles["messages"]
+            self.vanished = handles["vanished"]
+            self.body_meta = handles["body_meta"]
+            self.body_chunks = handles["body_chunks"]
+            self.deleted = handles["deleted"]
+            self.flag_index = handles["flag_index"]
+            self.header_index = handles["header_index"]
+            self.flagsets = handles["flagsets"]
+            self.flagset_ids = handles["flagset_ids"]
+            if search_indexes_absent:
+                # In the transaction that creates them: a crash cannot leave them empty.
+                from store.mailbox_index import build  # mailbox_index imports this module
+
+                build(txn, self)
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:

@@ -15,8 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mailha_api import store_pb2, store_pb2_grpc
+from mailha_api import mailbox_index_pb2_grpc, store_pb2, store_pb2_grpc
 from store.engine import MailStore, StoreOptions
+from store.index_servicer import MailboxIndexServicer
 from store.listen import parse_listen
 from store.servicer import MailStoreServicer
 
@@ -67,6 +68,7 @@ def serve(options: ServeOptions) -> int:
             ],
         )
         store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
+        mailbox_index_pb2_grpc.add_MailboxIndexServicer_to_server(MailboxIndexServicer(store), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -5,6 +5,7 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 
 from __future__ import annotations
 
+from imapd.message import index_fetch, index_search
 from imapd.message.errors import MissingMessageData
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
@@ -13,6 +14,7 @@ from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import ENVELOPE, FLAGS, FetchAttribute, data_needs, sets_seen, with_modseq, with_uid
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
+from imapd.session import index_queries
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
@@ -76,6 +78,13 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
             s.emit(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
     if not uids:
         s.tagged(tag, b"OK", b"FETCH completed")
+        return Outcome.CONTINUE
+    if index_fetch.from_index(attrs):  # flags and metadata only: from the flag index, streamed
+        found = await index_queries.fetch_lines(s, user, sel, attrs=attrs, uids=uids, changed_since=cmd.changed_since)
+        if found < len(uids) and cmd.changed_since is None:
+            s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")
+        else:
+            s.tagged(tag, b"OK", b"FETCH completed")
         return Outcome.CONTINUE
     uid_text = format_uids(uids)
     flagged: set[int] = set()
@@ -222,7 +231,11 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
         s.enabled.add("CONDSTORE")
         sel.condstore = True
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
-    if sel.uids:
+    index_plan = index_search.plan(program.key) if sel.uids else None
+    if index_plan is not None:
+        context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
+        matched = await index_queries.search_uids(s, user, sel, program.key, plan=index_plan, context=context)
+    elif sel.uids:
         needs = program.needs
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)
