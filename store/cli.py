@@ -26,6 +26,12 @@ def register(sub: Any) -> None:
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
     p.add_argument("--workers", type=int, default=2048, help="gRPC worker threads (each open Watch stream holds one)")
     p.set_defaults(func=_serve)
+    c: argparse.ArgumentParser = store_sub.add_parser(
+        "compact", help="offline: rewrite the LMDB environment without its free pages (refused while a store runs)"
+    )
+    c.add_argument("--data", type=pathlib.Path, required=True, help="the store's data directory")
+    c.add_argument("--keep-old", action="store_true", help="keep the previous environment as DATA/lmdb.old-TIME")
+    c.set_defaults(func=_compact)
 
 
 def register_bench(bench_sub: Any) -> None:
@@ -90,3 +96,19 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
         print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
         return 2
     return run_bench(MailboxBenchOptions(size=args.size, runs=args.runs, json=args.json, out=args.out, only=only))
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from store.compaction import compact
+    from store.errors import StoreError
+
+    try:
+        result = compact(args.data, keep_old=args.keep_old)
+    except StoreError as exc:
+        print(f"mailha store compact: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"compacted {args.data}: {result.before_bytes} -> {result.after_bytes} bytes in {result.seconds:.1f} s"
+        + (f"; previous environment kept in {result.old_dir}" if result.old_dir else "")
+    )
+    return 0

@@ -18,6 +18,7 @@ import lmdb
 
 from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
+from store.compaction import shared_lock
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
 from store.schema import FORMAT_VERSION, U64, Dbs
@@ -46,6 +47,8 @@ class StoreCore:
     def __init__(self, options: StoreOptions) -> None:
         self.options = options
         options.data_dir.mkdir(parents=True, exist_ok=True)
+        # Shared by every store process on this directory; `mailha store compact` needs it alone.
+        self._dir_lock = shared_lock(options.data_dir)
         self.spool_dir = options.data_dir / "spool"
         # Left-overs of appends that were in flight when a process died.
         shutil.rmtree(self.spool_dir, ignore_errors=True)
@@ -77,6 +80,7 @@ class StoreCore:
         self.feed.close_all()
         self.committer.stop()
         self.env.close()
+        self._dir_lock.close()
 
     # ---- plumbing ---------------------------------------------------------
 
