@@ -81,6 +81,8 @@ class IndexQuery:
     with_sizes_dates: bool = False
     # (field position in search_fields.INDEXED_FIELDS, casefolded UTF-8 needle)
     header_queries: tuple[tuple[int, bytes], ...] = ()
+    # (casefolded needle, body only): SEARCH TEXT / BODY from the store's full-text index
+    text_queries: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class IndexColumns:
     tz_offsets: Sequence[int] = ()
     flag_sets: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # ids first seen in this chunk
     header_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per header query
+    text_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per text query
 
 
 class FlagMode(enum.Enum):

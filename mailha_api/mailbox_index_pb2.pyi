@@ -55,12 +55,15 @@ class IndexScanRequest(_message.Message):
     UID_SET_FIELD_NUMBER: _builtins.int
     WITH_SIZES_DATES_FIELD_NUMBER: _builtins.int
     HEADER_QUERIES_FIELD_NUMBER: _builtins.int
+    TEXT_QUERIES_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
     with_sizes_dates: _builtins.bool
     @_builtins.property
     def header_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeaderQuery]: ...
+    @_builtins.property
+    def text_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextQuery]: ...
     def __init__(
         self,
         *,
@@ -69,14 +72,42 @@ class IndexScanRequest(_message.Message):
         uid_set: _builtins.str = ...,
         with_sizes_dates: _builtins.bool = ...,
         header_queries: _abc.Iterable[Global___HeaderQuery] | None = ...,
+        text_queries: _abc.Iterable[Global___TextQuery] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "uid_set", b"uid_set", "user", b"user", "with_sizes_dates", b"with_sizes_dates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_sizes_dates", b"with_sizes_dates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IndexScanRequest: _TypeAlias = IndexScanRequest  # noqa: Y015
+
+@_typing.final
+class TextQuery(_message.Message):
+    """SEARCH TEXT (body_only=false) or BODY: the full-text index up to its
+    watermark, the messages above it scanned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEEDLE_FIELD_NUMBER: _builtins.int
+    BODY_ONLY_FIELD_NUMBER: _builtins.int
+    needle: _builtins.str
+    """casefolded"""
+    body_only: _builtins.bool
+    def __init__(
+        self,
+        *,
+        needle: _builtins.str = ...,
+        body_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_only", b"body_only", "needle", b"needle"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextQuery: _TypeAlias = TextQuery  # noqa: Y015
 
 @_typing.final
 class FlagSet(_message.Message):
@@ -135,6 +166,7 @@ class IndexChunk(_message.Message):
     TZ_OFFSETS_FIELD_NUMBER: _builtins.int
     FLAG_SETS_FIELD_NUMBER: _builtins.int
     HEADER_HITS_FIELD_NUMBER: _builtins.int
+    TEXT_HITS_FIELD_NUMBER: _builtins.int
     uids: _builtins.bytes
     """u32"""
     flag_ids: _builtins.bytes
@@ -155,6 +187,10 @@ class IndexChunk(_message.Message):
     def header_hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___UidList]:
         """first chunk only: one per header query"""
 
+    @_builtins.property
+    def text_hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___UidList]:
+        """first chunk only: one per text query"""
+
     def __init__(
         self,
         *,
@@ -166,10 +202,11 @@ class IndexChunk(_message.Message):
         tz_offsets: _builtins.bytes = ...,
         flag_sets: _abc.Iterable[Global___FlagSet] | None = ...,
         header_hits: _abc.Iterable[Global___UidList] | None = ...,
+        text_hits: _abc.Iterable[Global___UidList] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "modseqs", b"modseqs", "sizes", b"sizes", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "modseqs", b"modseqs", "sizes", b"sizes", "text_hits", b"text_hits", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

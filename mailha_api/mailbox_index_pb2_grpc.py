@@ -49,7 +49,8 @@ class MailboxIndexServicer:
         """UIDs, flags, MODSEQs (and on request sizes and internal dates) of the
         messages of a UID set, in ascending UID order, as packed columns in
         chunks of at most a few thousand messages (the first leaves at once).
-        `header_queries` are answered in the first chunk, one UID list each.
+        `header_queries` and `text_queries` are answered in the first chunk,
+        one UID list each.
         Errors as in MailStore.Fetch (NOT_FOUND mailbox, INVALID_ARGUMENT set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -39,7 +39,8 @@ class MailboxIndexStub:
     """UIDs, flags, MODSEQs (and on request sizes and internal dates) of the
     messages of a UID set, in ascending UID order, as packed columns in
     chunks of at most a few thousand messages (the first leaves at once).
-    `header_queries` are answered in the first chunk, one UID list each.
+    `header_queries` and `text_queries` are answered in the first chunk,
+    one UID list each.
     Errors as in MailStore.Fetch (NOT_FOUND mailbox, INVALID_ARGUMENT set).
     """
 
@@ -50,7 +51,8 @@ class MailboxIndexAsyncStub(MailboxIndexStub):
     """UIDs, flags, MODSEQs (and on request sizes and internal dates) of the
     messages of a UID set, in ascending UID order, as packed columns in
     chunks of at most a few thousand messages (the first leaves at once).
-    `header_queries` are answered in the first chunk, one UID list each.
+    `header_queries` and `text_queries` are answered in the first chunk,
+    one UID list each.
     Errors as in MailStore.Fetch (NOT_FOUND mailbox, INVALID_ARGUMENT set).
     """
 
@@ -64,7 +66,8 @@ class MailboxIndexServicer(metaclass=_abc_1.ABCMeta):
         """UIDs, flags, MODSEQs (and on request sizes and internal dates) of the
         messages of a UID set, in ascending UID order, as packed columns in
         chunks of at most a few thousand messages (the first leaves at once).
-        `header_queries` are answered in the first chunk, one UID list each.
+        `header_queries` and `text_queries` are answered in the first chunk,
+        one UID list each.
         Errors as in MailStore.Fetch (NOT_FOUND mailbox, INVALID_ARGUMENT set).
         """
 

@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
     c.add_argument("--data", type=pathlib.Path, required=True, help="the store's data directory")
     c.add_argument("--keep-old", action="store_true", help="keep the previous environment as DATA/lmdb.old-TIME")
     c.set_defaults(func=_compact)
+    r: argparse.ArgumentParser = store_sub.add_parser(
+        "fulltext-rebuild", help="offline: drop the SEARCH TEXT index and index every message again"
+    )
+    r.add_argument("--data", type=pathlib.Path, required=True, help="the store's data directory")
+    r.set_defaults(func=_fulltext_rebuild)
 
 
 def register_bench(bench_sub: Any) -> None:
@@ -111,4 +116,17 @@ def _compact(args: argparse.Namespace) -> int:
         f"compacted {args.data}: {result.before_bytes} -> {result.after_bytes} bytes in {result.seconds:.1f} s"
         + (f"; previous environment kept in {result.old_dir}" if result.old_dir else "")
     )
+    return 0
+
+
+def _fulltext_rebuild(args: argparse.Namespace) -> int:
+    from store.errors import StoreError
+    from store.fulltext import rebuild
+
+    try:
+        count = rebuild(args.data)
+    except StoreError as exc:
+        print(f"mailha store fulltext-rebuild: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"indexed {count} messages of {args.data}")
     return 0

@@ -11,11 +11,13 @@ store can start on it until the swap is done.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pathlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -41,15 +43,22 @@ class CompactResult:
     old_dir: pathlib.Path | None  # kept when asked
 
 
-def compact(data_dir: pathlib.Path, *, keep_old: bool = False) -> CompactResult:
-    env_dir = data_dir / "lmdb"
-    if not (env_dir / "data.mdb").exists():
+@contextlib.contextmanager
+def exclusive(data_dir: pathlib.Path) -> Iterator[None]:
+    """The directory to oneself (no store runs on it, none can start); FailedPrecondition if one runs."""
+    if not (data_dir / "lmdb" / "data.mdb").exists():
         raise FailedPrecondition(f"no store environment in {data_dir}")
     with open(data_dir / LOCK_NAME, "a+b") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FailedPrecondition(f"a store is running on {data_dir}: stop it before compacting") from None
+            raise FailedPrecondition(f"a store is running on {data_dir}: stop it first") from None
+        yield
+
+
+def compact(data_dir: pathlib.Path, *, keep_old: bool = False) -> CompactResult:
+    env_dir = data_dir / "lmdb"
+    with exclusive(data_dir):
         start = time.monotonic()
         before = (env_dir / "data.mdb").stat().st_size
         new_dir = data_dir / "lmdb.compacting"

@@ -16,9 +16,11 @@ from typing import TypeVar
 
 import lmdb
 
+from mailha_api import store_pb2
 from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
 from store.compaction import shared_lock
+from store.fulltext import FullTextIndex
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
 from store.schema import FORMAT_VERSION, U64, Dbs
@@ -39,6 +41,7 @@ class StoreOptions:
     max_batch: int = 256
     max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
+    fulltext: bool = True  # index bodies for SEARCH TEXT/BODY in a background thread
 
 
 class StoreCore:
@@ -71,18 +74,27 @@ class StoreCore:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
         self.feed = ChangeFeed(options.watch_queue_limit)
         self.gate = MapGate()
-        self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch, self.gate)
+        self.fulltext = FullTextIndex(options.data_dir / "fulltext.sqlite")
+        self.committer = Committer(self.env, self.dbs, self._published, options.max_batch, self.gate)
         self.logins = CredentialCache()
         self._decoy: str | None = None
         self.committer.start()
+        if options.fulltext:
+            self.fulltext.start(self.env, self.dbs)
 
     def close(self) -> None:
         self.feed.close_all()
         self.committer.stop()
+        self.fulltext.close()
         self.env.close()
         self._dir_lock.close()
 
     # ---- plumbing ---------------------------------------------------------
+
+    def _published(self, events: list[store_pb2.ChangeEvent]) -> None:
+        self.feed.publish(events)
+        if any(e.added for e in events):
+            self.fulltext.wake()
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:

@@ -30,7 +30,14 @@ class IndexOps(StoreCore):
                     mailboxes.selectable(txn, self.dbs, user, req.mailbox_id)
                     ranges = parsed.resolve(messages.highest_uid(txn, self.dbs, req.mailbox_id))
                     yield from index_scan.scan(
-                        txn, self.dbs, req.mailbox_id, ranges, with_sizes_dates=req.with_sizes_dates, queries=queries
+                        txn,
+                        self.dbs,
+                        req.mailbox_id,
+                        ranges,
+                        with_sizes_dates=req.with_sizes_dates,
+                        queries=queries,
+                        text_queries=tuple((q.needle, q.body_only) for q in req.text_queries),
+                        fulltext=self.fulltext,
                     )
                 return
         self._adopt_map_size()

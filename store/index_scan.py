@@ -17,8 +17,9 @@ from typing import Final
 import lmdb
 
 from mailha_api import mailbox_index_pb2 as pb
-from store import flag_sets, header_index
+from store import flag_sets, fulltext, header_index
 from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices, to_array
+from store.fulltext import FullTextIndex
 from store.schema import MSG_KEY, U64, Dbs
 
 CHUNK_MESSAGES: Final = 4096
@@ -69,6 +70,28 @@ class _ChunkBuilder:
         return chunk
 
 
+def text_matches(  # noqa: PLR0917
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    mid: int,
+    ranges: list[tuple[int, int]],
+    needle: str,
+    body_only: bool,
+    index: FullTextIndex | None,
+) -> list[int]:
+    """UIDs in `ranges` whose text holds `needle`: the full-text index up to its watermark,
+    the messages above it (or all, for a needle the index cannot take) scanned."""
+    found: set[int] = set()
+    above = 0
+    if index is not None and fulltext.indexable(needle):
+        hits, above = index.search(mid, needle, body_only)
+        for uid in hits:  # rows of expunged messages stay in the index: keep what exists
+            if any(lo <= uid <= hi for lo, hi in ranges) and txn.get(MSG_KEY.pack(mid, uid), db=dbs.messages):
+                found.add(uid)
+    found.update(fulltext.scan_matches(txn, dbs, mid, ranges, needle, body_only=body_only, above=above))
+    return sorted(found)
+
+
 def scan(
     txn: lmdb.Transaction,
     dbs: Dbs,
@@ -77,6 +100,8 @@ def scan(
     *,
     with_sizes_dates: bool,
     queries: list[tuple[int, bytes]],
+    text_queries: tuple[tuple[str, bool], ...] = (),
+    fulltext: FullTextIndex | None = None,
 ) -> Iterator[pb.IndexChunk]:
     """Chunks of columns for the UIDs of `ranges` (ordered, merged); at least one chunk."""
     first = pb.IndexChunk()
@@ -84,6 +109,8 @@ def scan(
         first.header_hits.add(
             uids=_le_u32(header_index.matching(txn, dbs.header_index, mid, ranges, at=at, needle=needle))
         )
+    for text, body_only in text_queries:
+        first.text_hits.add(uids=_le_u32(text_matches(txn, dbs, mid, ranges, text, body_only, fulltext)))
     builder = _ChunkBuilder(txn, dbs, with_sizes_dates)
     chunk = first
     prefix = U64.pack(mid)

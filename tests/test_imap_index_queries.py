@@ -136,13 +136,13 @@ def test_index_search_equals_the_scan_for_every_servable_key() -> None:
 
 
 def test_keys_the_index_cannot_answer_go_to_the_scan() -> None:
-    assert plan(S.TextKey("x")) is None
-    assert plan(S.BodyKey("x")) is None
     assert plan(S.FlagKey("\\Recent")) is None
     assert plan(S.HeaderKey("X-Mailer", "x")) is None
     assert plan(S.HeaderKey("SUBJECT", "")) is None  # "field present": not in the index
     assert plan(S.DateKey(S.DateField.SENT, S.DateRelation.ON, datetime.date(2021, 2, 1))) is None
-    assert plan(S.OrKey(S.FlagKey("\\Seen"), S.TextKey("x"))) is None
+    assert plan(S.OrKey(S.FlagKey("\\Seen"), S.HeaderKey("Received", "x"))) is None
+    text = plan(S.AndKey((S.TextKey("Straße"), S.BodyKey("Lunch"))))  # the store's full-text index
+    assert text is not None and text.text_queries == (("strasse", False), ("lunch", True))
 
 
 def test_index_fetch_lines_equal_the_renderer() -> None:

@@ -74,7 +74,7 @@ def test_compact_command_refuses_a_running_store_and_reports_sizes(tmp_path: pat
     argv = [sys.executable, "-m", "mailha.cli", "store", "compact", "--data", str(data), "--keep-old"]
     try:
         refused = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-        assert refused.returncode == 1 and "stop it before compacting" in refused.stderr
+        assert refused.returncode == 1 and "stop it first" in refused.stderr
     finally:
         store.close()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)

@@ -2,10 +2,11 @@
 
 `plan` says whether a key tree can be answered from the index columns (flags
 but \\Recent, keywords, sizes, MODSEQ, UID and sequence sets, internal dates,
-and SUBJECT/FROM/TO/CC/BCC substrings) and which header queries to send with
-the scan. `IndexTable.evaluate` then gives the same answer `search_eval`
-gives message by message (a test compares them), with set operations over
-whole columns instead of one evaluation per message.
+SUBJECT/FROM/TO/CC/BCC substrings, and TEXT/BODY from the store's full-text
+index) and which header and text queries to send with the scan.
+`IndexTable.evaluate` then gives the same answer `search_eval` gives message
+by message (a test compares them), with set operations over whole columns
+instead of one evaluation per message.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class IndexPlan:
 
     header_queries: tuple[tuple[int, bytes], ...]
     needs_sizes_dates: bool
+    text_queries: tuple[tuple[str, bool], ...] = ()  # (casefolded needle, body only)
 
     def query_of(self, key: HeaderKey) -> int:
         wanted = indexed_needle(key.field, key.value)
@@ -61,10 +63,13 @@ class IndexPlan:
 def plan(key: SearchKey) -> IndexPlan | None:
     """The plan when every key of the tree can be answered from the index, else None."""
     queries: list[tuple[int, bytes]] = []
+    texts: list[tuple[str, bool]] = []
     sizes_dates = False
     for node in walk(key):
         if isinstance(node, (BodyKey, TextKey)):
-            return None
+            wanted_text = (node.value.casefold(), isinstance(node, BodyKey))
+            if wanted_text not in texts:
+                texts.append(wanted_text)
         if isinstance(node, FlagKey) and node.flag.lower() == "\\recent":
             return None  # \\Recent is the session's, not the store's
         if isinstance(node, DateKey):
@@ -81,7 +86,7 @@ def plan(key: SearchKey) -> IndexPlan | None:
                 return None
             if wanted not in queries:
                 queries.append(wanted)
-    return IndexPlan(tuple(queries), sizes_dates)
+    return IndexPlan(tuple(queries), sizes_dates, tuple(texts))
 
 
 def _day(unix_seconds: int, tz_offset_minutes: int) -> int:
@@ -112,6 +117,7 @@ class IndexTable:
         self.tz_offsets = tz_offsets
         self.flag_sets: dict[int, tuple[str, ...]] = {}
         self.header_hits: tuple[frozenset[int], ...] = ()
+        self.text_hits: tuple[frozenset[int], ...] = ()
         self._all: set[int] | None = None
 
     def _everything(self) -> set[int]:
@@ -167,7 +173,8 @@ class IndexTable:
         if isinstance(key, HeaderKey):
             return set(self.header_hits[p.query_of(key)])
         if isinstance(key, (BodyKey, TextKey)):
-            raise TypeError("plan() sends BODY and TEXT to the scan")
+            at = p.text_queries.index((key.value.casefold(), isinstance(key, BodyKey)))
+            return self._everything() & self.text_hits[at]
         assert_never(key)
 
     def _sequence(self, key: SequenceKey, context: SearchContext, session_uids: Sequence[int]) -> set[int]:

@@ -70,7 +70,12 @@ async def search_uids(
     s: Session, user: str, sel: SelectedMailbox, key: SearchKey, *, plan: IndexPlan, context: SearchContext
 ) -> list[tuple[int, int, int]]:
     """(seq, uid, modseq) of the matching messages, ascending."""
-    query = IndexQuery(uid_text(sel.uids), with_sizes_dates=plan.needs_sizes_dates, header_queries=plan.header_queries)
+    query = IndexQuery(
+        uid_text(sel.uids),
+        with_sizes_dates=plan.needs_sizes_dates,
+        header_queries=plan.header_queries,
+        text_queries=plan.text_queries,
+    )
     uids: list[int] = []
     fids: list[int] = []
     modseqs: list[int] = []
@@ -79,9 +84,10 @@ async def search_uids(
     zones: list[int] = []
     flag_sets: dict[int, tuple[str, ...]] = {}
     hits: tuple[frozenset[int], ...] | None = None
+    text_hits: tuple[frozenset[int], ...] = ()
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
         if hits is None:
-            hits = cols.header_hits
+            hits, text_hits = cols.header_hits, cols.text_hits
         uids.extend(cols.uids)
         fids.extend(cols.flag_ids)
         modseqs.extend(cols.modseqs)
@@ -92,6 +98,7 @@ async def search_uids(
     table = IndexTable(uids, fids, modseqs, sizes, dates, zones)
     table.flag_sets = flag_sets
     table.header_hits = hits or ()
+    table.text_hits = text_hits
     matched = table.evaluate(key, plan, context, sel.uids)
     matched -= sel.pending_expunged
     modseq_of = dict(zip(uids, modseqs, strict=True)) if matched else {}
