@@ -110,8 +110,14 @@ def run(options: MailboxBenchOptions) -> dict[str, float]:
                 result["imapd_rss_idle_kib"] = rss_kib(imapd.pid)
                 result.update(fill("127.0.0.1", servers.lmtp_port, RCPT, options.size, options.seed))
                 target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
-                mark_mostly_seen(target)
-                result.update(measure(target, options.runs, options.only))
+                try:
+                    mark_mostly_seen(target)
+                    result.update(measure(target, options.runs, options.only))
+                except Exception:
+                    for log in ("imapd.log", "store.log"):  # the directory goes away with us
+                        text = (root / log).read_text(errors="replace") if (root / log).exists() else ""
+                        print(f"---- {log} (tail)\n{text[-4000:]}", file=sys.stderr)
+                    raise
                 time.sleep(2.0)  # sessions closed; let both processes settle
                 result["store_rss_after_kib"] = rss_kib(servers.store_process.pid)
                 result["imapd_rss_after_kib"] = rss_kib(imapd.pid)

@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--append-limit", type=int, default=DEFAULT_APPEND_LIMIT, help="APPENDLIMIT in bytes")
     p.add_argument("--connections-per-user", type=int, default=50, help="per-user connection cap (per worker)")
+    p.add_argument(
+        "--envelope-cache-mb", type=float, default=8.0, help="MiB of rendered ENVELOPEs kept across sessions"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
@@ -72,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
             allow_plaintext_login=args.allow_plaintext_login,
             append_limit=args.append_limit,
             connections_per_user=args.connections_per_user,
+            envelope_cache_mb=args.envelope_cache_mb,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
         ),

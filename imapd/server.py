@@ -19,6 +19,7 @@ from typing import Final
 
 import trio
 
+from imapd.memory_release import release_free_memory
 from imapd.protocol import events as ev
 from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
@@ -133,6 +134,8 @@ class ImapServer:
             log.exception("connection from %s failed", peer)
         finally:
             self.connections.discard(conn)
+            if not self.connections:
+                release_free_memory()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
