@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--default-quota", type=int, default=0, help="bytes per new user; 0 = unlimited")
     p.add_argument("--read-only-start", action="store_true", help="start with writes suspended (SetWritable)")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between Watch heartbeats")
+    p.add_argument("--no-fulltext", action="store_true", help="do not index bodies: SEARCH TEXT/BODY scan the messages")
     p.add_argument("--workers", type=int, default=2048, help="gRPC worker threads (each open Watch stream holds one)")
     p.set_defaults(func=_serve)
     c: argparse.ArgumentParser = store_sub.add_parser(
@@ -74,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
                 read_only_start=args.read_only_start,
                 heartbeat_seconds=args.heartbeat,
                 workers=args.workers,
+                fulltext=not args.no_fulltext,
             )
         )
     except ListenAddressError as exc:

@@ -39,6 +39,7 @@ class ServeOptions:
     # mailbox); threads are created on demand, so a high ceiling costs nothing until used.
     workers: int = 2048
     heartbeat_seconds: float = 5.0
+    fulltext: bool = True  # index bodies for SEARCH TEXT/BODY (off: those scan)
 
 
 def serve(options: ServeOptions) -> int:
@@ -48,6 +49,7 @@ def serve(options: ServeOptions) -> int:
             data_dir=options.data_dir,
             max_message_size=options.max_message_size,
             default_quota=options.default_quota,
+            fulltext=options.fulltext,
         )
     )
     try:
