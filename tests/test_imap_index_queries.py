@@ -25,6 +25,7 @@ from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import encode
 from store.bodies import header_block
 from tests.imap_clients_stack import USERS, ImapStack, imap_stack  # noqa: F401
+from tests.imap_server_wire import connected, running_server, trio_test
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Work", "Later")
@@ -195,3 +196,31 @@ def test_imaplib_flags_search_and_fetch_through_the_index(imap_stack: ImapStack)
         assert isinstance(first, bytes) and first.startswith(b"1 (UID 6 FLAGS (\\Seen) RFC822.SIZE ")
     finally:
         imap.logout()
+
+
+@trio_test
+async def test_index_fetch_lines_for_whole_and_partial_ranges_on_the_fake_store() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        for n in range(12):
+            data = _generated(n, random.Random(n))
+            flags = "\\Seen" if n % 2 else ""
+            await c.command(f"APPEND INBOX ({flags}) {{{len(data)}+}}\r\n".encode() + data)
+        await c.command("SELECT INBOX")
+        await c.command("UID STORE 4 +FLAGS (\\Flagged)")
+
+        def flag_list(uid: int) -> bytes:
+            names = [b"\\Seen"] if uid % 2 == 0 else []
+            if uid == 4:
+                names.insert(0, b"\\Flagged")
+            return b"(" + b" ".join(names) + b")"
+
+        whole = await c.command("UID FETCH 1:* (FLAGS)")  # the one-range fast path
+        assert whole[:-1] == [b"* %d FETCH (UID %d FLAGS %s)\r\n" % (u, u, flag_list(u)) for u in range(1, 13)]
+        part = await c.command("UID FETCH 5:9 (FLAGS)")  # a range that starts inside the mailbox
+        assert part[:-1] == [b"* %d FETCH (UID %d FLAGS %s)\r\n" % (u, u, flag_list(u)) for u in range(5, 10)]
+        plain = await c.command("FETCH 2,7 (FLAGS RFC822.SIZE)")  # the general renderer
+        assert [line.split(b" RFC822.SIZE")[0] for line in plain[:-1]] == [
+            b"* 2 FETCH (FLAGS %s" % flag_list(2),
+            b"* 7 FETCH (FLAGS %s" % flag_list(7),
+        ]

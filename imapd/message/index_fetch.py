@@ -55,10 +55,10 @@ class IndexFetchRenderer:
         assert from_index(attributes)
         kinds = [a.kind for a in attributes if isinstance(a, SimpleItem)]
         self._pieces = [_piece(k) for k in kinds]
-        self._only_uid_flags = kinds == [SimpleKind.UID, SimpleKind.FLAGS]
+        self.only_uid_flags = kinds == [SimpleKind.UID, SimpleKind.FLAGS]
 
     def line(self, seq: int, uid: int, flags: bytes, modseq: int, size: int = 0, date: int = 0, tz: int = 0) -> bytes:  # noqa: PLR0917
-        if self._only_uid_flags:  # what clients send when they open a folder
+        if self.only_uid_flags:  # what clients send when they open a folder
             return b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flags)
         body = b" ".join(p(uid, flags, modseq, size, date, tz) for p in self._pieces)
         return b"* %d FETCH (%s)\r\n" % (seq, body)

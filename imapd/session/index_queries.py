@@ -10,6 +10,8 @@ columns. Everything else takes the message-by-message path of
 
 from __future__ import annotations
 
+import bisect
+
 from imapd.message.index_fetch import IndexFetchRenderer, flag_list_bytes, needs_sizes_dates
 from imapd.message.index_search import IndexPlan, IndexTable
 from imapd.message.search_eval import SearchContext
@@ -44,6 +46,20 @@ async def fetch_lines(
             flags[fid] = flag_list_bytes(names)
         lines: list[bytes] = []
         sizes_dates = query.with_sizes_dates
+        n = len(cols.uids)
+        start = bisect.bisect_left(session_uids, cols.uids[0], j) if n else j
+        if renderer.only_uid_flags and not floor and n and session_uids[start : start + n] == list(cols.uids):
+            # The usual case (UID FETCH 1:* (FLAGS)): the chunk is n consecutive messages of the session.
+            line = b"* %d FETCH (UID %d FLAGS %s)\r\n"
+            lines = [
+                line % (seq, uid, flags[fid])
+                for seq, uid, fid in zip(range(start + 1, start + n + 1), cols.uids, cols.flag_ids, strict=True)
+            ]
+            j = start + n
+            found += n
+            s.emit(b"".join(lines))
+            await s.flush()
+            continue
         for i, uid in enumerate(cols.uids):
             while j < total and session_uids[j] < uid:
                 j += 1
