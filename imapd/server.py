@@ -20,6 +20,7 @@ from typing import Final
 
 import trio
 
+from imapd.memory_release import release_free_memory
 from imapd.prelogin_slots import AddressSlots
 from imapd.protocol import events as ev
 from imapd.protocol.parser import CommandParser, ParserLimits
@@ -204,6 +205,8 @@ class ImapServer:
             self.release_prelogin(conn)
             if self.metrics is not None:
                 self.metrics.session_closed()
+            if not self.connections:
+                release_free_memory()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:

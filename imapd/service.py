@@ -15,6 +15,7 @@ import lmdb
 import trio
 
 from imapd.errors import TlsSetupError
+from imapd.memory_release import limit_malloc_arenas
 from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
@@ -38,6 +39,7 @@ class ImapdOptions:
     append_limit: int = DEFAULT_APPEND_LIMIT
     connections_per_user: int = 50
     max_prelogin_per_address: int = 20
+    envelope_cache_mb: float = 8.0
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
@@ -48,6 +50,7 @@ class ImapdOptions:
 
 def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    limit_malloc_arenas()
     if options.workers > 1:
         assert argv is not None
         return _supervise_workers(options.workers, argv)
@@ -72,6 +75,7 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         tls_available=ssl_context is not None,
         connections_per_user=options.connections_per_user,
         max_prelogin_per_address=options.max_prelogin_per_address,
+        envelope_cache_bytes=int(options.envelope_cache_mb * 1024 * 1024),
     )
 
     local = None

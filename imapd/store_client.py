@@ -12,8 +12,8 @@ Failures raise `imapd.errors.StoreError`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -74,6 +74,33 @@ class FetchRequest:
     with_header: bool = False
     with_body: bool = False
     changed_since: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IndexQuery:
+    """A scan of the store's flag index (and header index: `header_queries`)."""
+
+    uid_set: str
+    with_sizes_dates: bool = False
+    # (field position in search_fields.INDEXED_FIELDS, casefolded UTF-8 needle)
+    header_queries: tuple[tuple[int, bytes], ...] = ()
+    # (casefolded needle, body only): SEARCH TEXT / BODY from the store's full-text index
+    text_queries: tuple[tuple[str, bool], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexColumns:
+    """One chunk of a scan: parallel columns in ascending UID order."""
+
+    uids: Sequence[int]
+    flag_ids: Sequence[int]
+    modseqs: Sequence[int]
+    sizes: Sequence[int] = ()  # with_sizes_dates only
+    dates: Sequence[int] = ()
+    tz_offsets: Sequence[int] = ()
+    flag_sets: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # ids first seen in this chunk
+    header_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per header query
+    text_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per text query
 
 
 class FlagMode(enum.Enum):
@@ -163,6 +190,11 @@ class StoreClient(Protocol):
 
     def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
         """Messages of a UID set in ascending UID order, one streaming call."""
+        ...
+
+    def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+        """UIDs, flags, MODSEQs (sizes, dates) of a UID set from the store's indexes, in chunks;
+        at least one chunk (the first carries the header query answers). One streaming call."""
         ...
 
     async def store_flags(

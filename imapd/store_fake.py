@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
+from imapd.message import search_text
+from imapd.message.search_fields import indexed_text, text_matches
+from imapd.message.view import MessageView, ParsedMessage
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -24,6 +27,8 @@ from imapd.store_client import (
     FetchedMessage,
     FetchRequest,
     FlagMode,
+    IndexColumns,
+    IndexQuery,
     MailboxInfo,
     MailboxStatus,
     MessageMeta,
@@ -43,6 +48,14 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
     ("Junk", "\\Junk"),
     ("Archive", "\\Archive"),
 )
+
+
+def _text_holds(parsed: ParsedMessage, needle: str, body_only: bool) -> bool:
+    if needle in search_text.body_text(parsed):
+        return True
+    return not body_only and (
+        needle in search_text.header_text(parsed) or needle in search_text.mime_header_text(parsed)
+    )
 
 
 @dataclass
@@ -363,6 +376,34 @@ class FakeStore:
                 continue
             await trio.lowlevel.checkpoint()
             yield FetchedMessage(msg.meta(request.with_header), msg.data if request.with_body else None)
+
+    async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+        self._call()
+        mbox = self._by_id(user, mailbox_id)
+        chosen = self._selected(mbox, query.uid_set)
+        ids: dict[tuple[str, ...], int] = {}
+        for msg in chosen:
+            ids.setdefault(tuple(sorted(msg.flags)), len(ids) + 1)
+        hits = []
+        for at, needle in query.header_queries:
+            texts = ((m.uid, indexed_text(m.meta(with_header=True).header or b"")) for m in chosen)
+            hits.append(frozenset(uid for uid, text in texts if text_matches(text, at, needle)))
+        found = []
+        for text, body_only in query.text_queries:
+            views = ((m.uid, MessageView(m.uid, 0, (), 0, 0, len(m.data), chunks=(m.data,))) for m in chosen)
+            found.append(frozenset(uid for uid, view in views if _text_holds(ParsedMessage(view), text, body_only)))
+        await trio.lowlevel.checkpoint()
+        yield IndexColumns(
+            uids=[m.uid for m in chosen],
+            flag_ids=[ids[tuple(sorted(m.flags))] for m in chosen],
+            modseqs=[m.modseq for m in chosen],
+            sizes=[len(m.data) for m in chosen] if query.with_sizes_dates else [],
+            dates=[m.internal_date for m in chosen] if query.with_sizes_dates else [],
+            tz_offsets=[m.tz_offset_minutes for m in chosen] if query.with_sizes_dates else [],
+            flag_sets={i: flags for flags, i in ids.items()},
+            header_hits=tuple(hits),
+            text_hits=tuple(found),
+        )
 
     async def store_flags(
         self,

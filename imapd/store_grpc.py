@@ -10,7 +10,9 @@ client was built with, never refreshed (a deposed writer stays fenced).
 
 from __future__ import annotations
 
+import array
 import queue
+import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
@@ -29,6 +31,8 @@ from imapd.store_client import (
     FetchedMessage,
     FetchRequest,
     FlagMode,
+    IndexColumns,
+    IndexQuery,
     MailboxInfo,
     MailboxStatus,
     MessageMeta,
@@ -36,7 +40,7 @@ from imapd.store_client import (
     SelectResult,
     StoreFlagsResult,
 )
-from mailha_api import store_pb2, store_pb2_grpc
+from mailha_api import mailbox_index_pb2, mailbox_index_pb2_grpc, store_pb2, store_pb2_grpc
 from store import errors as store_errors
 from store.reader import LocalReader
 
@@ -237,6 +241,34 @@ def _fetch_batches(responses: Iterator[store_pb2.FetchResponse]) -> Iterator[lis
         yield batch
 
 
+def _column(code: str, raw: bytes) -> array.array[int]:
+    """A little-endian column of the MailboxIndex API as an array of this machine."""
+    values = array.array(code)
+    values.frombytes(raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
+def _columns(pb: mailbox_index_pb2.IndexChunk) -> IndexColumns:
+    return IndexColumns(
+        uids=_column("I", pb.uids),
+        flag_ids=_column("I", pb.flag_ids),
+        modseqs=_column("Q", pb.modseqs),
+        sizes=_column("Q", pb.sizes),
+        dates=_column("q", pb.dates),
+        tz_offsets=_column("h", pb.tz_offsets),
+        flag_sets={fs.id: tuple(fs.flags) for fs in pb.flag_sets},
+        header_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.header_hits),
+        text_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.text_hits),
+    )
+
+
+def _next_columns(chunks: Iterator[mailbox_index_pb2.IndexChunk]) -> IndexColumns | None:
+    chunk = next(chunks, None)
+    return _columns(chunk) if chunk is not None else None
+
+
 def _watch_batches(events: Iterator[store_pb2.ChangeEvent]) -> Iterator[list[object]]:
     for pb in events:
         yield [_event(pb)]
@@ -249,6 +281,7 @@ class GrpcStore:
         self.epoch = epoch
         self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = store_pb2_grpc.MailStoreStub(self._channel)
+        self._index_stub = mailbox_index_pb2_grpc.MailboxIndexStub(self._channel)
         self._limiter = trio.CapacityLimiter(max_threads)
         # Beside the store: SELECT, STATUS, LIST and small FETCHes read its LMDB directly,
         # in this (trio) thread: one short read transaction, no round trip.
@@ -386,6 +419,30 @@ class GrpcStore:
                     assert isinstance(item, FetchedMessage)
                     yield item
                 first = await self._run(lambda: next(batches, None))
+        finally:
+            call.cancel()
+
+    async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+        req = mailbox_index_pb2.IndexScanRequest(
+            user=user,
+            mailbox_id=mailbox_id,
+            uid_set=query.uid_set,
+            with_sizes_dates=query.with_sizes_dates,
+            header_queries=[mailbox_index_pb2.HeaderQuery(field=f, needle=n) for f, n in query.header_queries],
+            text_queries=[mailbox_index_pb2.TextQuery(needle=n, body_only=b) for n, b in query.text_queries],
+        )
+
+        def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], IndexColumns | None]:
+            call = self._index_stub.Scan(req, timeout=300)
+            chunks = iter(call)
+            first = next(chunks, None)
+            return call, chunks, _columns(first) if first is not None else None
+
+        call, chunks, first = await self._run(start)
+        try:
+            while first is not None:
+                yield first
+                first = await self._run(lambda: _next_columns(chunks))
         finally:
             call.cancel()
 

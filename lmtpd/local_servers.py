@@ -75,12 +75,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def local_servers(root: pathlib.Path, *, max_message_size: int, default_quota: int = 0) -> Iterator[LocalServers]:
+def local_servers(
+    root: pathlib.Path, *, max_message_size: int, default_quota: int = 0, fulltext: bool = False
+) -> Iterator[LocalServers]:
     store_dir = root / "store"
     store_dir.mkdir(parents=True, exist_ok=True)
     store_addr = f"unix:{root / 'store.sock'}"
     spec = services.store_service(
-        store_dir, store_addr, max_message_size=max_message_size, default_quota=default_quota, fence_next=True
+        store_dir,
+        store_addr,
+        max_message_size=max_message_size,
+        default_quota=default_quota,
+        fence_next=True,
+        fulltext=fulltext,
     )
     with open(root / "store.log", "ab") as log:
         store_proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)

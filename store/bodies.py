@@ -16,11 +16,15 @@ from dataclasses import dataclass
 
 import lmdb
 
+from store import body_codec
 from store.counters import next_value
 from store.errors import StorageFull
 from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U64, Dbs
 
 HEADER_SEARCH_LIMIT = 1024 * 1024
+# In the refcount field of body_meta: the chunks are zstd-compressed (body_codec). A refcount
+# never comes near 2^31; bodies written before compression existed have the bit clear.
+COMPRESSED = 1 << 31
 SPOOL_THRESHOLD = 1024 * 1024  # bodies above this are spooled to disk while they arrive
 
 
@@ -43,6 +47,8 @@ class BodySource:
     data: bytes | None = None
     path: pathlib.Path | None = None
     head: bytes = b""  # the first HEADER_SEARCH_LIMIT bytes
+    # zstd-compressed CHUNK_SIZE pieces (body_codec), when the caller compressed and it paid
+    packed: list[bytes] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         if self.data is not None:
@@ -128,11 +134,12 @@ def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int
     """Write `source` as a new body (id `body_id`, or the next from the counter); return the id."""
     if body_id is None:
         body_id = next_value(txn, dbs, b"next_body_id", 1)
-    n = 0
-    for n, piece in enumerate(source.chunks()):
+    pieces = source.packed if source.packed is not None else source.chunks()
+    for n, piece in enumerate(pieces):
         txn.put(CHUNK_KEY.pack(body_id, n), piece, db=dbs.body_chunks)
     head = source.head if source.data is None else source.data[:HEADER_SEARCH_LIMIT]
-    txn.put(U64.pack(body_id), BODY_META.pack(1, source.size) + header_block(head), db=dbs.body_meta)
+    refs = 1 | (COMPRESSED if source.packed is not None else 0)
+    txn.put(U64.pack(body_id), BODY_META.pack(refs, source.size) + header_block(head), db=dbs.body_meta)
     return body_id
 
 
@@ -150,7 +157,7 @@ def decref(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> None:
     if raw is None:
         return
     refs, size = BODY_META.unpack_from(raw)
-    if refs > 1:
+    if refs & ~COMPRESSED > 1:
         txn.put(key, BODY_META.pack(refs - 1, size) + bytes(raw[BODY_META.size :]), db=dbs.body_meta)
         return
     txn.delete(key, db=dbs.body_meta)
@@ -163,14 +170,22 @@ def read_header(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> bytes:
     return b"" if raw is None else bytes(raw[BODY_META.size :])
 
 
+def is_compressed(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> bool:
+    raw = txn.get(U64.pack(body_id), db=dbs.body_meta)
+    return raw is not None and bool(BODY_META.unpack_from(raw)[0] & COMPRESSED)
+
+
 def read_range(txn: lmdb.Transaction, dbs: Dbs, body_id: int, offset: int, length: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) pieces of at most CHUNK_SIZE covering [offset, offset+length)."""
     end = offset + length
     n = offset // CHUNK_SIZE
+    compressed = length > 0 and is_compressed(txn, dbs, body_id)
     while offset < end:
         chunk = txn.get(CHUNK_KEY.pack(body_id, n), db=dbs.body_chunks)
         if chunk is None:
             return
+        if compressed:
+            chunk = body_codec.decompress_chunk(chunk)
         start = offset - n * CHUNK_SIZE
         piece = bytes(chunk[start : min(len(chunk), end - n * CHUNK_SIZE)])
         if not piece:

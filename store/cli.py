@@ -1,4 +1,4 @@
-"""`mailha store serve` and `mailha bench store`."""
+"""`mailha store serve`, `mailha bench store` and `mailha bench mailbox`."""
 
 from __future__ import annotations
 
@@ -37,8 +37,24 @@ def register(sub: Any) -> None:
         default=1024,
         help="gRPC worker threads and concurrent RPCs (each open Watch stream holds one; more are refused)",
     )
+    p.add_argument(
+        "--fulltext",
+        action="store_true",
+        help="index bodies for SEARCH TEXT/BODY (disk: about 3.2x the mail; without it those searches scan)",
+    )
     p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (a debugging aid)")
     p.set_defaults(func=_serve)
+    c: argparse.ArgumentParser = store_sub.add_parser(
+        "compact", help="offline: rewrite the LMDB environment without its free pages (refused while a store runs)"
+    )
+    c.add_argument("--data", type=pathlib.Path, required=True, help="the store's data directory")
+    c.add_argument("--keep-old", action="store_true", help="keep the previous environment as DATA/lmdb.old-TIME")
+    c.set_defaults(func=_compact)
+    r: argparse.ArgumentParser = store_sub.add_parser(
+        "fulltext-rebuild", help="offline: drop the SEARCH TEXT index and index every message again"
+    )
+    r.add_argument("--data", type=pathlib.Path, required=True, help="the store's data directory")
+    r.set_defaults(func=_fulltext_rebuild)
 
 
 def register_bench(bench_sub: Any) -> None:
@@ -47,6 +63,16 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="duration of each timed phase")
     p.add_argument("--store", help="benchmark a running store at ADDR instead of starting one")
     p.set_defaults(func=_bench)
+    m: argparse.ArgumentParser = bench_sub.add_parser(
+        "mailbox", help="one large INBOX filled over LMTP: imaplib timings, delivery rate, disk, RSS"
+    )
+    m.add_argument("--size", type=int, default=50_000, help="messages delivered into the INBOX (default 50,000)")
+    m.add_argument("--runs", type=int, default=5, help="fresh connections per operation (the median is reported)")
+    m.add_argument("--only", default="", help="comma-separated operations to time (default: all)")
+    m.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    m.add_argument("--out", default="bench-results/mailbox.json", help="where the JSON result is written")
+    m.add_argument("--fulltext", action="store_true", help="the store indexes bodies for SEARCH TEXT/BODY")
+    m.set_defaults(func=_bench_mailbox)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -71,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 reflection=args.reflection,
                 delivery_dedupe_window=args.delivery_dedupe_window,
+                fulltext=args.fulltext,
             )
         )
     except ListenAddressError as exc:
@@ -85,3 +112,48 @@ def _bench(args: argparse.Namespace) -> int:
     from bench.store_bench import BenchOptions, run_bench
 
     return run_bench(BenchOptions(json_output=args.json, seconds=args.seconds, store=args.store))
+
+
+def _bench_mailbox(args: argparse.Namespace) -> int:
+    from bench.large_mailbox import MailboxBenchOptions, run_bench
+    from bench.mailbox_measure import OPERATIONS
+
+    only = frozenset(o for o in args.only.split(",") if o) or None
+    unknown = sorted((only or frozenset()) - set(OPERATIONS))
+    if unknown or not 1 <= args.size <= 2_000_000:
+        print(f"mailha bench mailbox: unknown operation(s) {unknown} or --size not in 1..2,000,000", file=sys.stderr)
+        print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
+        return 2
+    options = MailboxBenchOptions(
+        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=args.fulltext
+    )
+    return run_bench(options)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from store.compaction import compact
+    from store.errors import StoreError
+
+    try:
+        result = compact(args.data, keep_old=args.keep_old)
+    except StoreError as exc:
+        print(f"mailha store compact: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"compacted {args.data}: {result.before_bytes} -> {result.after_bytes} bytes in {result.seconds:.1f} s"
+        + (f"; previous environment kept in {result.old_dir}" if result.old_dir else "")
+    )
+    return 0
+
+
+def _fulltext_rebuild(args: argparse.Namespace) -> int:
+    from store.errors import StoreError
+    from store.fulltext import rebuild
+
+    try:
+        count = rebuild(args.data)
+    except StoreError as exc:
+        print(f"mailha store fulltext-rebuild: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"indexed {count} messages of {args.data}")
+    return 0

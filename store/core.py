@@ -16,12 +16,15 @@ from typing import TypeVar
 
 import lmdb
 
+from mailha_api import store_pb2
 from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
+from store.compaction import shared_lock
 from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
+from store.fulltext import FullTextIndex
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
-from store.schema import FORMAT_VERSION, U64, Dbs
+from store.schema import FORMAT_VERSION, MAX_DBS, U64, Dbs
 
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
@@ -45,6 +48,9 @@ class StoreOptions:
     max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
     delivery_dedupe_window: float = DEFAULT_WINDOW  # seconds an LMTP retry is recognised (store/delivery_dedupe.py)
+    # Index bodies for SEARCH TEXT/BODY in a background thread. Opt-in: the trigram index
+    # takes about 3.2x the raw mail on disk and ~1.7 ms of CPU per message (store/README.md).
+    fulltext: bool = False
 
 
 class StoreCore:
@@ -53,6 +59,8 @@ class StoreCore:
     def __init__(self, options: StoreOptions) -> None:
         self.options = options
         options.data_dir.mkdir(parents=True, exist_ok=True)
+        # Shared by every store process on this directory; `mailha store compact` needs it alone.
+        self._dir_lock = shared_lock(options.data_dir)
         self.spool_dir = options.data_dir / "spool"
         # Left-overs of appends that were in flight when a process died.
         shutil.rmtree(self.spool_dir, ignore_errors=True)
@@ -60,7 +68,7 @@ class StoreCore:
         self.env = lmdb.open(
             str(lmdb_dir(options.data_dir)),
             map_size=options.map_size,
-            max_dbs=16,
+            max_dbs=MAX_DBS,
             max_readers=options.max_readers,
             subdir=True,
             sync=True,
@@ -76,17 +84,27 @@ class StoreCore:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
         self.feed = ChangeFeed(options.watch_queue_limit)
         self.gate = MapGate()
-        self.committer = Committer(self.env, self.dbs, self.feed.publish, options.max_batch, self.gate)
+        self.fulltext = FullTextIndex(options.data_dir / "fulltext.sqlite")
+        self.committer = Committer(self.env, self.dbs, self._published, options.max_batch, self.gate)
         self.logins = CredentialCache()
         self._decoy: str | None = None
         self.committer.start()
+        if options.fulltext:
+            self.fulltext.start(self.env, self.dbs)
 
     def close(self) -> None:
         self.feed.close_all()
         self.committer.stop()
+        self.fulltext.close()
         self.env.close()
+        self._dir_lock.close()
 
     # ---- plumbing ---------------------------------------------------------
+
+    def _published(self, events: list[store_pb2.ChangeEvent]) -> None:
+        self.feed.publish(events)
+        if any(e.added for e in events):
+            self.fulltext.wake()
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:

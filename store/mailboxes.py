@@ -7,7 +7,7 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, names, recent, subscriptions
+from store import bodies, mailbox_index, names, recent, subscriptions
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
@@ -132,7 +132,7 @@ def purge_messages(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> list
             freed += rec.size
             if not cur.delete():
                 break
-    for db in (dbs.vanished, dbs.deleted):
+    for db in (dbs.vanished, dbs.deleted, dbs.flag_index, dbs.header_index):
         _delete_prefix(txn, db, prefix)
     if uids:
         q = quota(txn, dbs, user)
@@ -212,17 +212,23 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
     prefix = U64.pack(inbox_id)
     cur = txn.cursor(db=dbs.messages)
     uid = 0
+    indexed: list[tuple[int, MessageRecord, bytes]] = []
     if cur.set_range(prefix):
         while bytes(cur.key()).startswith(prefix):
             rec = MessageRecord.unpack(cur.value())
+            old_uid = MSG_KEY.unpack(bytes(cur.key()))[1]
             uid += 1
             key = MSG_KEY.pack(new_id, uid)
-            txn.put(key, rec.evolve(modseq=1, added_modseq=1).pack(), db=dbs.messages)
+            moved = rec.evolve(modseq=1, added_modseq=1)
+            txn.put(key, moved.pack(), db=dbs.messages)
             if rec.deleted:
                 txn.put(key, b"", db=dbs.deleted)
+            indexed.append((uid, moved, mailbox_index.text_of(txn, dbs, inbox_id, old_uid, rec.body_id)))
             if not cur.delete():
                 break
-    _delete_prefix(txn, dbs.deleted, prefix)
+    mailbox_index.added(txn, dbs, new_id, indexed)
+    for db in (dbs.deleted, dbs.flag_index, dbs.header_index):
+        _delete_prefix(txn, db, prefix)
     put(
         txn,
         dbs,

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, delivery_dedupe, mailboxes, messages, names, read_ops, uidset
+from store import bodies, body_codec, delivery_dedupe, mailbox_index, mailboxes, messages, names, read_ops, uidset
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -33,7 +33,14 @@ class MessageOps(StoreCore):
             raise InvalidArgument(f"size: announced {header.size} bytes but received {source.size}")
         if source.size == 0:
             raise InvalidArgument("message is empty")
-        return messages.NewMessage(source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes)
+        # The indexed header text and the compressed body are made here, in the caller's
+        # thread, not in the committer (the one thread every write waits for).
+        text = mailbox_index.header_text(messages.source_head(source))
+        if source.data is not None:
+            source.packed = body_codec.compress_chunks(source.data)
+        return messages.NewMessage(
+            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text
+        )
 
     def _append_op(
         self, header: store_pb2.AppendHeader, items: list[messages.NewMessage]

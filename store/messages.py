@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, uidset
+from store import bodies, mailbox_index, mailboxes, uidset
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
@@ -25,6 +25,13 @@ class NewMessage:
     flags: tuple[str, ...]
     internal_date: int  # unix seconds; 0 = now
     tz_offset_minutes: int
+    # The indexed header text (mailbox_index.header_text); computed by the caller off the
+    # committer thread when it can, else in append.
+    header_text: bytes | None = None
+
+
+def source_head(source: bodies.BodySource) -> bytes:
+    return source.head if source.data is None else source.data[: bodies.HEADER_SEARCH_LIMIT]
 
 
 def meta(uid: int, rec: MessageRecord) -> store_pb2.MessageMeta:
@@ -107,6 +114,7 @@ def append(
     uid, modseq = record.uidnext, record.highestmodseq
     unseen, deleted, size = record.unseen, record.deleted, record.size
     metas: list[store_pb2.MessageMeta] = []
+    indexed: list[tuple[int, MessageRecord, bytes]] = []
     for item in items:
         modseq += 1
         body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
@@ -120,7 +128,10 @@ def append(
             txn.put(key, b"", db=dbs.deleted)
         unseen, deleted, size = unseen + u, deleted + d, size + rec.size
         metas.append(meta(uid, rec))
+        text = item.header_text
+        indexed.append((uid, rec, text if text is not None else mailbox_index.header_text(source_head(item.source))))
         uid += 1
+    mailbox_index.added(txn, dbs, mid, indexed)
     record = record.evolve(
         uidnext=uid,
         highestmodseq=modseq,
@@ -250,6 +261,7 @@ def store_flags(
             txn.delete(key, db=dbs.deleted)
         reply.updated.append(meta(uid, rec))
     if changes:
+        mailbox_index.reflagged(txn, dbs, mid, ((uid, rec) for uid, rec, _ in changes))
         record = record.evolve(highestmodseq=modseq, unseen=unseen, deleted=deleted)
         mailboxes.put(txn, dbs, mid, record)
     reply.highestmodseq = record.highestmodseq
@@ -275,6 +287,7 @@ def remove(
             bodies.decref(txn, dbs, rec.body_id)
         u, d = _counts(rec)
         unseen, deleted, size = unseen - u, deleted - d, size - rec.size
+    mailbox_index.removed(txn, dbs, mid, (uid for uid, _ in victims))
     record = record.evolve(
         highestmodseq=modseq,
         messages=record.messages - len(victims),
@@ -337,6 +350,7 @@ def copy(
     uid, modseq = dest.uidnext, dest.highestmodseq + 1
     unseen, deleted, size = dest.unseen, dest.deleted, dest.size
     metas: list[store_pb2.MessageMeta] = []
+    indexed: list[tuple[int, MessageRecord, bytes]] = []
     for src_uid, rec in sources:
         if not move:
             bodies.incref(txn, dbs, rec.body_id)
@@ -350,7 +364,9 @@ def copy(
         reply.source_uids.append(src_uid)
         reply.dest_uids.append(uid)
         metas.append(meta(uid, new))
+        indexed.append((uid, new, mailbox_index.text_of(txn, dbs, mid, src_uid, rec.body_id)))
         uid += 1
+    mailbox_index.added(txn, dbs, dest_id, indexed)
     dest = dest.evolve(
         uidnext=uid,
         highestmodseq=modseq,

@@ -22,7 +22,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import read_ops
 from store.errors import Unavailable
-from store.schema import Dbs
+from store.schema import MAX_DBS, Dbs
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class LocalReader:
             raise Unavailable(f"no store environment at {path}")
         # map_size=0: adopt the size the store gave the file; lock=True: take part in
         # the reader table, so the store's writer never reuses pages we still read.
-        self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=16, subdir=True, map_size=0)
+        self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=MAX_DBS, subdir=True, map_size=0)
         self.dbs = Dbs(self.env, read_only=True)
 
     def close(self) -> None:

@@ -31,7 +31,16 @@ DB_NAMES = (
     "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
     "user_settings",  # user -> settings_pb2.UserSettings (store/user_settings.py)
     "delivery_log",  # seq u64 -> settings_pb2.DeliveryRecord, bounded (store/user_settings.py)
+    "flag_index",  # mailbox_id u64, uid >> 6 u32 -> flag-index segment (store/flag_index.py)
+    "header_index",  # mailbox_id u64, uid >> 4 u32 -> header-index segment (store/header_index.py)
+    "flagsets",  # id u32 -> flag list (store/flag_sets.py)
+    "flagset_ids",  # b"f" + flag list -> id u32
 )
+
+# Every process that opens the environment (store, local reader, compaction, full-text
+# rebuild, backup) allows this many named databases: room beyond DB_NAMES and the
+# delivery-dedupe tables for what later versions add.
+MAX_DBS = 64
 
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
@@ -49,14 +58,25 @@ class Dbs:
         if read_only:
             # A reader beside the store (`store.reader`): the store created everything already.
             handles = {name: env.open_db(name.encode(), create=False) for name in DB_NAMES}
-        else:
-            with env.begin(write=True) as txn:
-                # Named databases are keys of the main database: an environment written before the
-                # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
-                index_absent = txn.get(b"deleted") is None
-                handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
-                if index_absent:
-                    build_deleted_index(txn, handles["messages"], handles["deleted"])
+            self._assign(handles)
+            return
+        with env.begin(write=True) as txn:
+            # Named databases are keys of the main database: an environment written before the
+            # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
+            index_absent = txn.get(b"deleted") is None
+            # Likewise the flag and header indexes (store/mailbox_index.py).
+            search_indexes_absent = txn.get(b"flag_index") is None
+            handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
+            if index_absent:
+                build_deleted_index(txn, handles["messages"], handles["deleted"])
+            self._assign(handles)
+            if search_indexes_absent:
+                # In the transaction that creates them: a crash cannot leave them empty.
+                from store.mailbox_index import build  # mailbox_index imports this module
+
+                build(txn, self)
+
+    def _assign(self, handles: dict[str, lmdb._Database]) -> None:
         self.meta = handles["meta"]
         self.users = handles["users"]
         self.quota = handles["quota"]
@@ -71,6 +91,10 @@ class Dbs:
         self.deleted = handles["deleted"]
         self.user_settings = handles["user_settings"]
         self.delivery_log = handles["delivery_log"]
+        self.flag_index = handles["flag_index"]
+        self.header_index = handles["header_index"]
+        self.flagsets = handles["flagsets"]
+        self.flagset_ids = handles["flagset_ids"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:

@@ -16,9 +16,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mailha.service_process import make_private_dirs, make_private_files, release_free_memory
-from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
+from mailha_api import mailbox_index_pb2_grpc, settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
+from store.index_servicer import MailboxIndexServicer
 from store.listen import parse_listen
 from store.passwords import hashes_done
 from store.servicer import MailStoreServicer
@@ -47,6 +48,7 @@ class ServeOptions:
     reflection: bool = False
     heartbeat_seconds: float = 5.0
     delivery_dedupe_window: float = DEFAULT_WINDOW
+    fulltext: bool = False  # index bodies for SEARCH TEXT/BODY (off: those scan)
 
 
 def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:
@@ -70,6 +72,7 @@ def serve(options: ServeOptions) -> int:
             max_message_size=options.max_message_size,
             default_quota=options.default_quota,
             delivery_dedupe_window=options.delivery_dedupe_window,
+            fulltext=options.fulltext,
         )
     )
     try:
@@ -92,6 +95,7 @@ def serve(options: ServeOptions) -> int:
         )
         store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
         settings_pb2_grpc.add_SettingsServicer_to_server(SettingsServicer(store), server)
+        mailbox_index_pb2_grpc.add_MailboxIndexServicer_to_server(MailboxIndexServicer(store), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if options.reflection:  # a debugging aid (grpcurl): it lists every RPC to anyone on the socket

@@ -37,11 +37,15 @@ def _abort_with(context: grpc.ServicerContext, exc: StoreError) -> NoReturn:
 
 
 @contextlib.contextmanager
-def _errors(context: grpc.ServicerContext) -> Iterator[None]:
+def errors_to_status(context: grpc.ServicerContext) -> Iterator[None]:
+    """StoreErrors raised inside become the call's gRPC status (every service of the store)."""
     try:
         yield
     except StoreError as exc:
         _abort_with(context, exc)
+
+
+_errors = errors_to_status
 
 
 Outcome = tuple[store_pb2.AppendHeader, BodySource | StoreError]

@@ -10,16 +10,14 @@ without a readable Date: falls back to its internal date, as Dovecot does).
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, assert_never
+from typing import assert_never
 
-from imapd.message.addresses import parse_addresses
+from imapd.message import search_text
 from imapd.message.dates import header_calendar_date, internal_calendar_date
-from imapd.message.decoding import decode_charset, decode_header_value, decode_transfer
 from imapd.message.headers import first_value
-from imapd.message.mime_tree import Part
+from imapd.message.search_fields import search_values
 from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.search_spec import (
     AllKey,
@@ -51,10 +49,6 @@ class SearchContext:
     saved_uids: frozenset[int] = frozenset()  # SEARCHRES "$"
 
 
-_FOLD: Final = re.compile(rb"\r?\n(?=[ \t])")
-_ADDRESS_FIELDS: Final = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"})
-
-
 class _Message:
     """One message under evaluation: decoded text is computed once, on first need."""
 
@@ -70,55 +64,22 @@ class _Message:
     def header_values(self, name: bytes) -> Iterator[str]:
         for f in self.parsed.fields():
             if f.name == name:
-                yield decode_header_value(f.value).casefold()
-                if name in _ADDRESS_FIELDS:
-                    # Also the plain addr-specs, without the comments and folding whitespace (CFWS)
-                    # an address may carry inside: user-from@domain.org finds <user-from (c)@ (c) domain.org>.
-                    for a in parse_addresses(f.value):
-                        if a.mailbox is not None and a.host is not None:
-                            yield (a.mailbox + b"@" + a.host).decode("utf-8", "replace").casefold()
+                yield from search_values(f.name, f.value)
 
     def header_text(self) -> str:
         if self._header_text is None:
-            unfolded = _FOLD.sub(b"", self.parsed.header())  # so a phrase split by folding still matches
-            self._header_text = decode_header_value(unfolded).casefold()
+            self._header_text = search_text.header_text(self.parsed)
         return self._header_text
 
     def mime_header_text(self) -> str:
-        """Decoded headers of the body parts (the body of the message holds them, so TEXT sees them)."""
         if self._mime_text is None:
-            root = self.parsed.tree()
-            headers = [decode_header_value(p.header) for p in _descendants(root) if p is not root]
-            self._mime_text = "\n".join(headers).casefold()
+            self._mime_text = search_text.mime_header_text(self.parsed)
         return self._mime_text
 
     def body_text(self) -> str:
         if self._body_text is None:
-            self._body_text = "\n".join(_texts(self.parsed.tree())).casefold()
+            self._body_text = search_text.body_text(self.parsed)
         return self._body_text
-
-
-def _texts(part: Part) -> Iterator[str]:
-    """Decoded text of every text leaf; embedded messages add their decoded header."""
-    if part.children:
-        for child in part.children:
-            yield from _texts(child)
-        return
-    if part.message is not None:
-        yield decode_header_value(part.message.header)
-        yield from _texts(part.message)
-        return
-    if part.content_type.main in (b"TEXT", b"MESSAGE"):
-        raw = decode_transfer(part.body, part.encoding)
-        yield decode_charset(raw, part.content_type.param(b"CHARSET"))
-
-
-def _descendants(part: Part) -> Iterator[Part]:
-    yield part
-    for child in part.children:
-        yield from _descendants(child)
-    if part.message is not None:
-        yield from _descendants(part.message)
 
 
 def _compare_date(value: datetime.date, relation: DateRelation, wanted: datetime.date) -> bool:

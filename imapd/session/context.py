@@ -8,7 +8,7 @@ from typing import Protocol
 import trio
 
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
-from imapd.session.envelope_cache import EnvelopeCache
+from imapd.session.envelope_cache import DEFAULT_MAX_BYTES, EnvelopeCache
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
 
@@ -40,6 +40,7 @@ class ServerSettings:
     idle_keepalive: float = 120.0
     login_delay_base: float = 0.5
     login_delay_cap: float = 8.0
+    envelope_cache_bytes: int = DEFAULT_MAX_BYTES  # ENVELOPEs kept across sessions (see envelope_cache)
 
 
 class Wire(Protocol):
@@ -72,3 +73,4 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)
         self.cap = ConnectionCap(self.settings.connections_per_user)
+        self.envelopes = EnvelopeCache(max_bytes=self.settings.envelope_cache_bytes)

@@ -5,6 +5,7 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 
 from __future__ import annotations
 
+from imapd.message import index_fetch, index_search
 from imapd.message.errors import MissingMessageData
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
@@ -22,6 +23,7 @@ from imapd.protocol.fetch_spec import (
 )
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
+from imapd.session import index_queries
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
@@ -96,6 +98,13 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
             s.emit(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
     if not uids:
         s.tagged(tag, b"OK", b"FETCH completed")
+        return Outcome.CONTINUE
+    if index_fetch.from_index(attrs):  # flags and metadata only: from the flag index, streamed
+        found = await index_queries.fetch_lines(s, user, sel, attrs=attrs, uids=uids, changed_since=cmd.changed_since)
+        if found < len(uids) and cmd.changed_since is None:
+            s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")
+        else:
+            s.tagged(tag, b"OK", b"FETCH completed")
         return Outcome.CONTINUE
     uid_text = format_uids(uids)
     flagged: set[int] = set()
@@ -281,7 +290,11 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     if program.uses_modseq:
         _implicit_condstore(s, sel)
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
-    if sel.uids:
+    index_plan = index_search.plan(program.key) if sel.uids else None
+    if index_plan is not None:
+        context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
+        matched = await index_queries.search_uids(s, user, sel, program.key, plan=index_plan, context=context)
+    elif sel.uids:
         needs = program.needs
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)

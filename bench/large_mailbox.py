@@ -1,0 +1,145 @@
+"""`mailha bench mailbox --size N`: one large INBOX filled over LMTP, measured with imaplib.
+
+Starts its own store, lmtpd and imapd on a temporary directory (the command
+lines standalone mode uses), delivers N messages of the deterministic corpus
+(bench/mailbox_corpus.py) on ONE LMTP connection, measuring the delivery rate
+as the mailbox grows, marks all but 1% \\Seen, then times each operation of
+issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
+any IMAP server's host, port, user and password). Also reports the LMDB file
+size against the raw bytes delivered and the RSS of the store and imapd:
+idle before the fill, and once every connection of the measurement is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from bench.mailbox_corpus import message
+from bench.mailbox_measure import ImapTarget, mark_mostly_seen, measure
+from lmtpd.local_servers import free_port, local_servers, stop, wait_for_port
+from mailha_api import store_pb2
+from store.client import StoreClient
+
+USER: Final = "bench"
+PASSWORD: Final = "bench-not-secret"
+RCPT: Final = "bench@bench.test"
+BLOCK: Final = 1000  # messages per delivery-rate sample
+MAX_SIZE: Final = 2_000_000  # a bound on the fill
+
+
+@dataclass(frozen=True)
+class MailboxBenchOptions:
+    size: int = 50_000
+    runs: int = 5
+    json: bool = False
+    out: str = "bench-results/mailbox.json"
+    only: frozenset[str] | None = None  # operations to time (None: all)
+    seed: int = 1
+    fulltext: bool = False  # the store's opt-in SEARCH TEXT/BODY index
+
+
+def rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, float]:
+    """Deliver messages 0..count-1 on one LMTP connection; rates per block of BLOCK messages."""
+    rates: list[float] = []
+    raw = 0
+    start = block_start = time.perf_counter()
+    with smtplib.LMTP(host, port) as lmtp:
+        for n in range(count):
+            data = message(n, seed)
+            raw += len(data)
+            refused = lmtp.sendmail("sender@bench.test", [rcpt], data)
+            if refused:
+                raise RuntimeError(f"delivery {n} refused: {refused}")
+            if (n + 1) % BLOCK == 0:
+                now = time.perf_counter()
+                rates.append(BLOCK / (now - block_start))
+                block_start = now
+    total = time.perf_counter() - start
+    return {
+        "delivered": count,
+        "raw_bytes": raw,
+        "fill_seconds": round(total, 1),
+        "delivery_per_s": round(count / total, 1),
+        "delivery_first_block_per_s": round(rates[0], 1) if rates else 0.0,
+        "delivery_last_block_per_s": round(rates[-1], 1) if rates else 0.0,
+    }
+
+
+@contextlib.contextmanager
+def _imapd(root: pathlib.Path, store: str, epoch: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store, "--epoch", str(epoch)]
+    argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login"]
+    with open(root / "imapd.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+        yield port, proc
+    finally:
+        stop(proc)
+
+
+def run(options: MailboxBenchOptions) -> dict[str, float]:
+    if not 1 <= options.size <= MAX_SIZE:
+        raise ValueError(f"--size must be 1..{MAX_SIZE}")
+    with tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp:
+        root = pathlib.Path(tmp)
+        with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=options.fulltext) as servers:
+            with StoreClient(servers.store) as client:
+                client.create_user(USER, PASSWORD, epoch=servers.epoch)
+                client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
+            with _imapd(root, servers.store, servers.epoch) as (imap_port, imapd):
+                result: dict[str, float] = {"size": options.size}
+                result["store_rss_idle_kib"] = rss_kib(servers.store_process.pid)
+                result["imapd_rss_idle_kib"] = rss_kib(imapd.pid)
+                result.update(fill("127.0.0.1", servers.lmtp_port, RCPT, options.size, options.seed))
+                target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
+                try:
+                    mark_mostly_seen(target)
+                    result.update(measure(target, options.runs, options.only))
+                except Exception:
+                    for log in ("imapd.log", "store.log"):  # the directory goes away with us
+                        text = (root / log).read_text(errors="replace") if (root / log).exists() else ""
+                        print(f"---- {log} (tail)\n{text[-4000:]}", file=sys.stderr)
+                    raise
+                time.sleep(2.0)  # sessions closed; let both processes settle
+                result["store_rss_after_kib"] = rss_kib(servers.store_process.pid)
+                result["imapd_rss_after_kib"] = rss_kib(imapd.pid)
+            data_file = root / "store" / "lmdb" / "data.mdb"
+            stat = data_file.stat()
+            result["lmdb_file_bytes"] = stat.st_size
+            result["lmdb_allocated_bytes"] = stat.st_blocks * 512
+            result["disk_per_raw"] = round(stat.st_blocks * 512 / result["raw_bytes"], 3)
+    return result
+
+
+def run_bench(options: MailboxBenchOptions) -> int:
+    result = run(options)
+    out = pathlib.Path(options.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if options.json:
+        print(json.dumps(result))
+        return 0
+    print(f"mailha, one INBOX of {options.size} messages (median of {options.runs} fresh imaplib connections)")
+    for key, value in result.items():
+        print(f"  {key:<32} {value}")
+    print(f"written to {out}")
+    return 0

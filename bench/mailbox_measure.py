@@ -1,0 +1,174 @@
+"""Times the operations of a large-mailbox session with imaplib, against any IMAP server.
+
+Each operation is timed on `runs` fresh connections (login and SELECT are not
+part of the time, except for SELECT itself) and reported as the median in ms.
+It needs only (host, port, user, password), so the same code measures mailha,
+Dovecot or anything else filled with the same corpus (bench/mailbox_corpus.py).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from bench.mailbox_corpus import BODY_MARKER, SUBJECT_MARKER
+
+COPY_TARGET: Final = "BenchCopy"
+
+
+@dataclass(frozen=True)
+class ImapTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    mailbox: str = "INBOX"
+
+    def connect(self) -> imaplib.IMAP4:
+        imap = imaplib.IMAP4(self.host, self.port)
+        typ, _ = imap.login(self.user, self.password)
+        if typ != "OK":
+            raise RuntimeError("login failed")
+        return imap
+
+
+def _ok(result: tuple[str, Sequence[object]]) -> Sequence[object]:
+    typ, data = result
+    if typ != "OK":
+        raise RuntimeError(f"command failed: {data!r}")
+    return data
+
+
+def _timed(target: ImapTarget, runs: int, op: Callable[[imaplib.IMAP4], object], *, select: bool = True) -> float:
+    """Median ms of `op` over `runs` fresh connections."""
+    times: list[float] = []
+    for _ in range(runs):
+        imap = target.connect()
+        try:
+            if select:
+                _ok(imap.select(target.mailbox))
+            start = time.perf_counter()
+            op(imap)
+            times.append((time.perf_counter() - start) * 1000)
+        finally:
+            imap.logout()
+    return round(statistics.median(times), 1)
+
+
+def _exists(target: ImapTarget) -> int:
+    imap = target.connect()
+    try:
+        data = _ok(imap.select(target.mailbox, readonly=True))
+        first = data[0]
+        return int(first) if isinstance(first, (bytes, str)) else 0
+    finally:
+        imap.logout()
+
+
+def mark_mostly_seen(target: ImapTarget) -> None:
+    """Every message \\Seen except 1% (sequence numbers n % 100 == 1): a read mailbox."""
+    imap = target.connect()
+    try:
+        _ok(imap.select(target.mailbox))
+        _ok(imap.store("1:*", "+FLAGS.SILENT", "(\\Seen)"))
+        exists = _exists_of(imap)
+        unseen = ",".join(str(n) for n in range(1, exists + 1, 100))
+        if unseen:
+            _ok(imap.store(unseen, "-FLAGS.SILENT", "(\\Seen)"))
+    finally:
+        imap.logout()
+
+
+def _exists_of(imap: imaplib.IMAP4) -> int:
+    typ, data = imap.response("EXISTS")
+    if typ == "EXISTS" and data and isinstance(data[-1], bytes):
+        return int(data[-1])
+    return 0
+
+
+OPERATIONS: Final = (
+    "select",
+    "uid_fetch_all_flags",
+    "fetch_last50",
+    "uid_search_unseen",
+    "uid_search_subject",
+    "uid_search_text",
+    "status",
+    "store_all_seen",
+    "copy_expunge",
+)
+
+
+def measure(target: ImapTarget, runs: int = 5, only: frozenset[str] | None = None) -> dict[str, float]:
+    """Median ms of each operation of the issue's table (mailbox filled, mostly \\Seen)."""
+    exists = _exists(target)
+    last = f"{max(1, exists - 49)}:*"
+    mailbox = target.mailbox
+    ops: dict[str, tuple[Callable[[imaplib.IMAP4], object], bool]] = {
+        "select": (lambda i: _ok(i.select(mailbox)), False),
+        "uid_fetch_all_flags": (lambda i: _ok(i.uid("FETCH", "1:*", "(FLAGS)")), True),
+        "fetch_last50": (lambda i: _ok(i.fetch(last, "(UID ENVELOPE FLAGS RFC822.SIZE INTERNALDATE)")), True),
+        "uid_search_unseen": (lambda i: _ok(i.uid("SEARCH", "UNSEEN")), True),
+        "uid_search_subject": (lambda i: _ok(i.uid("SEARCH", "SUBJECT", SUBJECT_MARKER)), True),
+        "uid_search_text": (lambda i: _ok(i.uid("SEARCH", "TEXT", BODY_MARKER)), True),
+        "status": (lambda i: _ok(i.status(mailbox, "(MESSAGES UNSEEN UIDNEXT)")), False),
+        "store_all_seen": (lambda i: _ok(i.store("1:*", "+FLAGS", "(\\Seen)")), True),
+    }
+    out: dict[str, float] = {"messages": float(exists)}
+    out.update(_hits(target))  # before the timed STORE 1:* +FLAGS (\\Seen) leaves nothing unseen
+    for name, (op, select) in ops.items():
+        if only is None or name in only:
+            out[f"{name}_ms"] = _timed(target, runs, op, select=select)
+    if only is None or "copy_expunge" in only:
+        out.update(_copy_expunge(target, runs, min(1000, exists)))
+    return out
+
+
+def _hits(target: ImapTarget) -> dict[str, float]:
+    """How many messages each timed SEARCH finds: both servers must find the same."""
+    imap = target.connect()
+    try:
+        _ok(imap.select(target.mailbox, readonly=True))
+        out: dict[str, float] = {}
+        for name, criteria in (
+            ("unseen", ("UNSEEN",)),
+            ("subject", ("SUBJECT", SUBJECT_MARKER)),
+            ("text", ("TEXT", BODY_MARKER)),
+        ):
+            data = _ok(imap.uid("SEARCH", *criteria))
+            first = data[0] if data else b""
+            out[f"{name}_hits"] = float(len(first.split())) if isinstance(first, bytes) else 0.0
+        return out
+    finally:
+        imap.logout()
+
+
+def _copy_expunge(target: ImapTarget, runs: int, count: int) -> dict[str, float]:
+    """COPY 1:count into a scratch folder, and EXPUNGE of `count` \\Deleted messages there."""
+    if not count:
+        return {}
+    copies: list[float] = []
+    expunges: list[float] = []
+    for _ in range(runs):
+        imap = target.connect()
+        try:
+            imap.create(COPY_TARGET)  # NO when it exists: fine
+            _ok(imap.select(target.mailbox))
+            start = time.perf_counter()
+            _ok(imap.copy(f"1:{count}", COPY_TARGET))
+            copies.append((time.perf_counter() - start) * 1000)
+            _ok(imap.select(COPY_TARGET))
+            _ok(imap.store("1:*", "+FLAGS.SILENT", "(\\Deleted)"))
+            start = time.perf_counter()
+            _ok(imap.expunge())
+            expunges.append((time.perf_counter() - start) * 1000)
+        finally:
+            imap.logout()
+    return {
+        f"copy_{count}_ms": round(statistics.median(copies), 1),
+        f"expunge_{count}_ms": round(statistics.median(expunges), 1),
+    }

@@ -1,0 +1,134 @@
+"""The read side of the flag and header indexes: the MailboxIndex.Scan reply.
+
+Segments wholly inside the asked UID range are passed on as the raw column
+bytes they are stored as (little-endian both on disk and on the wire), so a
+FETCH 1:* (FLAGS) of 50,000 messages costs the store ~800 LMDB reads and a
+few joins, not 50,000 record decodings.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import sys
+from collections.abc import Iterator
+from typing import Final
+
+import lmdb
+
+from mailha_api import mailbox_index_pb2 as pb
+from store import flag_sets, fulltext, header_index
+from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices, to_array
+from store.fulltext import FullTextIndex
+from store.schema import MSG_KEY, U64, Dbs
+
+CHUNK_MESSAGES: Final = 4096
+_SIZES_DATES: Final = (3, 4, 5)  # column positions of size, date, zone
+
+
+def _le_u32(values: list[int]) -> bytes:
+    a = array.array("I", values)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a.tobytes()
+
+
+class _ChunkBuilder:
+    def __init__(self, txn: lmdb.Transaction, dbs: Dbs, with_sizes_dates: bool) -> None:
+        self.txn = txn
+        self.dbs = dbs
+        self.columns = range(len(COLUMNS)) if with_sizes_dates else range(3)
+        self.parts: list[list[bytes]] = [[] for _ in COLUMNS]
+        self.count = 0
+        self.known: set[int] = set()
+        self.new_ids: set[int] = set()
+
+    def add(self, n: int, slices: list[bytes], start: int, end: int) -> None:
+        whole = start == 0 and end == n
+        for i in self.columns:
+            piece = slices[i]
+            if not whole:
+                width = COLUMNS[i][1]
+                piece = piece[start * width : end * width]
+            self.parts[i].append(piece)
+            if i == 1:
+                ids = set(to_array("I", piece))
+                self.new_ids |= ids - self.known
+        self.count += end - start
+
+    def take(self, chunk: pb.IndexChunk) -> pb.IndexChunk:
+        joined = [b"".join(p) for p in self.parts]
+        chunk.uids, chunk.flag_ids, chunk.modseqs = joined[0], joined[1], joined[2]
+        if len(self.columns) == len(COLUMNS):
+            chunk.sizes, chunk.dates, chunk.tz_offsets = joined[3], joined[4], joined[5]
+        for fid in sorted(self.new_ids):
+            chunk.flag_sets.add(id=fid, flags=flag_sets.flags_of(self.txn, self.dbs, fid))
+        self.known |= self.new_ids
+        self.new_ids = set()
+        self.parts = [[] for _ in COLUMNS]
+        self.count = 0
+        return chunk
+
+
+def text_matches(  # noqa: PLR0917
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    mid: int,
+    ranges: list[tuple[int, int]],
+    needle: str,
+    body_only: bool,
+    index: FullTextIndex | None,
+) -> list[int]:
+    """UIDs in `ranges` whose text holds `needle`: the full-text index up to its watermark,
+    the messages above it (or all, for a needle the index cannot take) scanned."""
+    found: set[int] = set()
+    above = 0
+    if index is not None and fulltext.indexable(needle):
+        hits, above = index.search(mid, needle, body_only)
+        for uid in hits:  # rows of expunged messages stay in the index: keep what exists
+            if any(lo <= uid <= hi for lo, hi in ranges) and txn.get(MSG_KEY.pack(mid, uid), db=dbs.messages):
+                found.add(uid)
+    found.update(fulltext.scan_matches(txn, dbs, mid, ranges, needle, body_only=body_only, above=above))
+    return sorted(found)
+
+
+def scan(
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    mid: int,
+    ranges: list[tuple[int, int]],
+    *,
+    with_sizes_dates: bool,
+    queries: list[tuple[int, bytes]],
+    text_queries: tuple[tuple[str, bool], ...] = (),
+    fulltext: FullTextIndex | None = None,
+) -> Iterator[pb.IndexChunk]:
+    """Chunks of columns for the UIDs of `ranges` (ordered, merged); at least one chunk."""
+    first = pb.IndexChunk()
+    for at, needle in queries:
+        first.header_hits.add(
+            uids=_le_u32(header_index.matching(txn, dbs.header_index, mid, ranges, at=at, needle=needle))
+        )
+    for text, body_only in text_queries:
+        first.text_hits.add(uids=_le_u32(text_matches(txn, dbs, mid, ranges, text, body_only, fulltext)))
+    builder = _ChunkBuilder(txn, dbs, with_sizes_dates)
+    chunk = first
+    prefix = U64.pack(mid)
+    cur = txn.cursor(db=dbs.flag_index)
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo >> SEGMENT_BITS)):
+            break
+        last_segment = hi >> SEGMENT_BITS
+        for key, value in cur:
+            if key[:8] != prefix or MSG_KEY.unpack(key)[1] > last_segment:
+                break
+            n, slices = column_slices(bytes(value))
+            uids = to_array("I", slices[0])
+            start = 0 if uids[0] >= lo else bisect.bisect_left(uids, lo)
+            end = n if uids[-1] <= hi else bisect.bisect_right(uids, hi)
+            if start < end:
+                builder.add(n, slices, start, end)
+            if builder.count >= CHUNK_MESSAGES:
+                yield builder.take(chunk)
+                chunk = pb.IndexChunk()
+    yield builder.take(chunk)

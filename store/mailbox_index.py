@@ -1,0 +1,123 @@
+"""Keeps the flag index and the header index in step with the message records.
+
+Every write that adds, re-flags, removes or moves message records calls one
+of these in its own transaction, so the indexes never disagree with the
+records after a crash (LMDB commits all or nothing). An environment written
+before the indexes existed gets them built when it is opened (`build`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import lmdb
+
+from imapd.message.search_fields import indexed_text
+from store import bodies, flag_sets, header_index
+from store.flag_index import FlagIndexWriter, Segment
+from store.header_index import HeaderIndexWriter
+from store.schema import MSG_KEY, Dbs, MessageRecord
+
+log = logging.getLogger(__name__)
+_BUILD_BATCH = 4096
+
+
+def header_text(source_head: bytes) -> bytes:
+    """The indexed header text of a new message from its first bytes."""
+    return indexed_text(bodies.header_block(source_head))
+
+
+def added(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[int, MessageRecord, bytes]]) -> None:
+    """New records (append, copy, move, rename of INBOX): (uid, record, indexed header text)."""
+    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    headers = HeaderIndexWriter(txn, dbs.header_index, mid)
+    for uid, rec, text in items:
+        fid = flag_sets.intern(txn, dbs, rec.flags)
+        flags.put(uid, fid, rec.modseq, size=rec.size, date=rec.internal_date, tz=rec.tz_offset_minutes)
+        headers.put(uid, text)
+    flags.flush()
+    headers.flush()
+
+
+def reflagged(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[int, MessageRecord]]) -> None:
+    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    ids: dict[tuple[str, ...], int] = {}
+    for uid, rec in items:
+        fid = ids.get(rec.flags)
+        if fid is None:
+            fid = ids[rec.flags] = flag_sets.intern(txn, dbs, rec.flags)
+        flags.put(uid, fid, rec.modseq, size=rec.size, date=rec.internal_date, tz=rec.tz_offset_minutes)
+    flags.flush()
+
+
+def removed(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
+    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    headers = HeaderIndexWriter(txn, dbs.header_index, mid)
+    for uid in uids:
+        flags.remove(uid)
+        headers.remove(uid)
+    flags.flush()
+    headers.flush()
+
+
+def text_of(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int, body_id: int) -> bytes:
+    """The indexed header text of a stored message (from its header block if the index lacks it)."""
+    text = header_index.text_of(txn, dbs.header_index, mid, uid)
+    if text is None:
+        text = indexed_text(bodies.read_header(txn, dbs, body_id))
+    return text
+
+
+def build(txn: lmdb.Transaction, dbs: Dbs) -> int:
+    """Fill both indexes from the message records and header blocks; return the messages indexed."""
+    count = 0
+    current: int | None = None
+    batch: list[tuple[int, MessageRecord, bytes]] = []
+    for key, value in txn.cursor(db=dbs.messages):
+        mid, uid = MSG_KEY.unpack(bytes(key))
+        if mid != current:
+            if current is not None:
+                added(txn, dbs, current, batch)
+            current, batch = mid, []
+        rec = MessageRecord.unpack(value)
+        batch.append((uid, rec, indexed_text(bodies.read_header(txn, dbs, rec.body_id))))
+        count += 1
+        if len(batch) >= _BUILD_BATCH:  # bounded memory for a mailbox of millions
+            added(txn, dbs, mid, batch)
+            batch = []
+    if current is not None:
+        added(txn, dbs, current, batch)
+    if count:
+        log.info("built the flag and header indexes of %d messages", count)
+    return count
+
+
+def disagreements(txn: lmdb.Transaction, dbs: Dbs, limit: int = 20) -> list[str]:
+    """Where the indexes and the message records differ (empty when they agree): a check, slow."""
+    expected: dict[tuple[int, int], tuple[tuple[str, ...], int, int, int, int]] = {}
+    texts: dict[tuple[int, int], bytes] = {}
+    for key, value in txn.cursor(db=dbs.messages):
+        mid, uid = MSG_KEY.unpack(bytes(key))
+        rec = MessageRecord.unpack(value)
+        expected[mid, uid] = (rec.flags, rec.modseq, rec.size, rec.internal_date, rec.tz_offset_minutes)
+        texts[mid, uid] = indexed_text(bodies.read_header(txn, dbs, rec.body_id))
+    found: dict[tuple[int, int], tuple[tuple[str, ...], int, int, int, int]] = {}
+    for key, value in txn.cursor(db=dbs.flag_index):
+        mid, _ = MSG_KEY.unpack(bytes(key))
+        cols = Segment(bytes(value)).columns
+        for uid, fid, modseq, size, date, tz in zip(*cols, strict=True):
+            found[mid, uid] = (flag_sets.flags_of(txn, dbs, fid), modseq, size, date, tz)
+    found_texts: dict[tuple[int, int], bytes] = {}
+    for key, value in txn.cursor(db=dbs.header_index):
+        mid, _ = MSG_KEY.unpack(bytes(key))
+        for uid, text in header_index.entries(bytes(value)):
+            found_texts[mid, uid] = text
+    out: list[str] = []
+    for where in sorted(expected.keys() | found.keys()):
+        if expected.get(where) != found.get(where):
+            out.append(f"flag index {where}: record {expected.get(where)} index {found.get(where)}")
+    for where in sorted(texts.keys() | found_texts.keys()):
+        if texts.get(where) != found_texts.get(where):
+            out.append(f"header index {where}: record {texts.get(where)!r} index {found_texts.get(where)!r}")
+    return out[:limit]

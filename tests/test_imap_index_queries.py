@@ -1,0 +1,226 @@
+"""SEARCH and FETCH answered from the store's indexes give what the message-by-message path gives.
+
+The pure tests compare, on a corpus of odd and ordinary messages, every index-servable
+SEARCH key against `search_eval` (the scan) and the index FETCH lines against
+`render_fetch` byte for byte. The last test runs imaplib against a real store and imapd.
+"""
+
+from __future__ import annotations
+
+import datetime
+import imaplib
+import itertools
+import random
+from pathlib import Path
+
+from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.index_fetch import INDEX_KINDS, IndexFetchRenderer, flag_list_bytes
+from imapd.message.index_search import IndexTable, plan
+from imapd.message.search_eval import SearchContext, search
+from imapd.message.search_fields import indexed_text, text_matches
+from imapd.message.view import MessageView
+from imapd.protocol import search_spec as S
+from imapd.protocol.fetch_spec import SimpleItem
+from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.values import encode
+from store.bodies import header_block
+from tests.imap_clients_stack import USERS, ImapStack, imap_stack  # noqa: F401
+from tests.imap_server_wire import connected, running_server, trio_test
+
+CORPUS = Path(__file__).parent / "data" / "mime"
+FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Work", "Later")
+SUBJECTS = (
+    "Hello World",
+    "=?UTF-8?B?w4RwZmVsIHVuZCBCaXJuZW4=?=",
+    "=?ISO-8859-1?Q?Stra=DFe_und_Platz?=",
+    "Re: Quarterly\r\n report",
+    "",
+)
+T0 = 1612137600  # 2021-02-01 00:00 UTC
+
+
+def _generated(n: int, rng: random.Random) -> bytes:
+    subject = SUBJECTS[n % len(SUBJECTS)]
+    cc = f"Cc: Carol <carol{n % 4}@example.org>\r\n" if n % 2 else ""
+    return (
+        f"From: =?UTF-8?Q?J=C3=BCrgen?= <j{n % 7}@example.org>\r\nTo: team{n % 3}@example.org\r\n{cc}"
+        f"Subject: {subject}\r\nSubject: second {n}\r\n\r\nbody {rng.random()}\r\n"
+    ).encode()
+
+
+def _mailbox() -> list[tuple[MessageView, str]]:
+    rng = random.Random(5)
+    datas = [p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
+    datas += [_generated(n, rng) for n in range(60)]
+    out = []
+    uid = 0
+    for i, data in enumerate(datas):
+        uid += rng.choice((1, 1, 1, 3))
+        flags = tuple(sorted(rng.sample(FLAGS, rng.randint(0, 3))))
+        when = T0 + rng.randint(-3, 3) * 86400 + rng.randint(-7200, 7200)
+        zone = rng.choice((0, 60, -300, 330, 1439, -1439, 5000))
+        header = header_block(data[: 1024 * 1024])
+        view = MessageView(
+            uid=uid,
+            modseq=10 + i,
+            flags=flags,
+            internal_date=when,
+            tz_offset_minutes=zone,
+            size=len(data),
+            header=header,
+        )
+        out.append((view, indexed_text(header).decode("utf-8", "surrogatepass")))
+    return out
+
+
+MAILBOX = _mailbox()
+UIDS = [v.uid for v, _ in MAILBOX]
+CONTEXT = SearchContext(len(UIDS), UIDS[-1], frozenset(UIDS[::5]))
+
+
+def _keys() -> list[S.SearchKey]:
+    keys: list[S.SearchKey] = [S.AllKey()]
+    for flag in (*FLAGS, "\\seen", "$work", "missing"):
+        keys += [S.FlagKey(flag), S.FlagKey(flag, present=False)]
+    for size in (100, 500, 1000, 3000):
+        keys += [S.SizeKey(S.SizeRelation.LARGER, size), S.SizeKey(S.SizeRelation.SMALLER, size)]
+    keys += [S.ModSeqKey(m) for m in (1, 30, 60)]
+    for text in (b"1:10", b"5,7,20:*", b"*", b"$", b"3:2,40"):
+        keys += [S.SequenceKey(SequenceSet.parse(text)), S.SequenceKey(SequenceSet.parse(text), uid=True)]
+    for days in range(-4, 5):
+        day = datetime.date(2021, 2, 1) + datetime.timedelta(days=days)
+        keys += [S.DateKey(S.DateField.INTERNAL, rel, day) for rel in S.DateRelation]
+    for field, needle in itertools.product(
+        ("SUBJECT", "FROM", "TO", "CC", "BCC", "subject"),
+        ("hello", "ÄPFEL", "strasse", "STRAßE", "quarterly report", "Jürgen", "example.org", "carol1", "second 4", "e"),
+    ):
+        keys.append(S.HeaderKey(field, needle))
+    keys.append(S.NotKey(S.AndKey((S.FlagKey("\\Seen"), S.HeaderKey("SUBJECT", "hello")))))
+    keys.append(S.OrKey(S.FlagKey("\\Flagged"), S.SizeKey(S.SizeRelation.LARGER, 800)))
+    keys.append(S.AndKey((S.NotKey(S.FlagKey("\\Deleted")), S.SequenceKey(SequenceSet.parse(b"2:30"), uid=True))))
+    return keys
+
+
+def _table(key: S.SearchKey) -> IndexTable:
+    p = plan(key)
+    assert p is not None, f"{key} should be answered from the index"
+    ids: dict[tuple[str, ...], int] = {}
+    for view, _ in MAILBOX:
+        ids.setdefault(view.flags, len(ids) + 1)
+    table = IndexTable(
+        UIDS,
+        [ids[v.flags] for v, _ in MAILBOX],
+        [v.modseq for v, _ in MAILBOX],
+        [v.size for v, _ in MAILBOX],
+        [v.internal_date for v, _ in MAILBOX],
+        [v.tz_offset_minutes for v, _ in MAILBOX],
+    )
+    table.flag_sets = {i: flags for flags, i in ids.items()}
+    table.header_hits = tuple(
+        frozenset(v.uid for v, text in MAILBOX if text_matches(text.encode("utf-8", "surrogatepass"), at, needle))
+        for at, needle in p.header_queries
+    )
+    return table
+
+
+def test_index_search_equals_the_scan_for_every_servable_key() -> None:
+    views = [(seq, view) for seq, (view, _) in enumerate(MAILBOX, start=1)]
+    compared = 0
+    for key in _keys():
+        scanned = sorted(v.uid for _, v in search(key, views, CONTEXT))
+        p = plan(key)
+        assert p is not None
+        indexed = sorted(_table(key).evaluate(key, p, CONTEXT, UIDS))
+        assert indexed == scanned, f"{key}: index {indexed} scan {scanned}"
+        compared += 1 if scanned else 0
+    assert compared > 80  # most of the ~130 keys match something: the comparison is not of empty sets
+
+
+def test_keys_the_index_cannot_answer_go_to_the_scan() -> None:
+    assert plan(S.FlagKey("\\Recent")) is None
+    assert plan(S.HeaderKey("X-Mailer", "x")) is None
+    assert plan(S.HeaderKey("SUBJECT", "")) is None  # "field present": not in the index
+    assert plan(S.DateKey(S.DateField.SENT, S.DateRelation.ON, datetime.date(2021, 2, 1))) is None
+    assert plan(S.OrKey(S.FlagKey("\\Seen"), S.HeaderKey("Received", "x"))) is None
+    text = plan(S.AndKey((S.TextKey("Straße"), S.BodyKey("Lunch"))))  # the store's full-text index
+    assert text is not None and text.text_queries == (("strasse", False), ("lunch", True))
+
+
+def test_index_fetch_lines_equal_the_renderer() -> None:
+    kinds = sorted(INDEX_KINDS, key=lambda k: k.value)
+    lists: list[tuple[SimpleItem, ...]] = [(SimpleItem(k),) for k in kinds]
+    lists += [tuple(SimpleItem(k) for k in combo) for combo in itertools.permutations(kinds, 3)]
+    for attrs in lists:
+        renderer = IndexFetchRenderer(attrs)
+        for seq, (view, _) in enumerate(MAILBOX, start=1):
+            expected = b"* %d FETCH %s\r\n" % (seq, encode(fetch_list(render_fetch(attrs, view))))
+            line = renderer.line(
+                seq,
+                view.uid,
+                flag_list_bytes(view.flags),
+                view.modseq,
+                view.size,
+                view.internal_date,
+                view.tz_offset_minutes,
+            )
+            assert line == expected
+
+
+def test_imaplib_flags_search_and_fetch_through_the_index(imap_stack: ImapStack) -> None:  # noqa: F811
+    imap = imaplib.IMAP4_SSL("127.0.0.1", imap_stack.tls_port, ssl_context=imap_stack.ssl_context())
+    try:
+        imap.login("carol", USERS["carol"])
+        imap.create("IndexBox")
+        for n in range(40):
+            flags = "(\\Seen)" if n % 4 else "()"
+            imap.append("IndexBox", flags, None, _generated(n, random.Random(n)))
+        imap.select("IndexBox")
+        typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+        assert typ == "OK"
+        lines = [d for d in data if isinstance(d, bytes)]
+        assert len(lines) == 40
+        assert lines[0] == b"1 (UID 1 FLAGS ())" and lines[1] == b"2 (UID 2 FLAGS (\\Seen))"
+        typ, data = imap.uid("SEARCH", "UNSEEN")
+        assert data[0] == b" ".join(b"%d" % u for u in range(1, 41, 4))
+        typ, data = imap.uid("SEARCH", "SUBJECT", "hello")  # subjects cycle: n % 5 == 0
+        assert data[0] == b" ".join(b"%d" % (n + 1) for n in range(0, 40, 5))
+        typ, data = imap.search(None, "OR", "SUBJECT", '"second 7"', "LARGER", "100000")
+        assert data[0] == b"8"
+        imap.uid("STORE", "3", "+FLAGS", "(\\Flagged)")
+        typ, data = imap.uid("SEARCH", "FLAGGED")
+        assert data[0] == b"3"
+        imap.store("1:5", "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+        typ, data = imap.fetch("1:2", "(UID FLAGS RFC822.SIZE)")
+        first = data[0]
+        assert isinstance(first, bytes) and first.startswith(b"1 (UID 6 FLAGS (\\Seen) RFC822.SIZE ")
+    finally:
+        imap.logout()
+
+
+@trio_test
+async def test_index_fetch_lines_for_whole_and_partial_ranges_on_the_fake_store() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        for n in range(12):
+            data = _generated(n, random.Random(n))
+            flags = "\\Seen" if n % 2 else ""
+            await c.command(f"APPEND INBOX ({flags}) {{{len(data)}+}}\r\n".encode() + data)
+        await c.command("SELECT INBOX")
+        await c.command("UID STORE 4 +FLAGS (\\Flagged)")
+
+        def flag_list(uid: int) -> bytes:
+            names = [b"\\Seen"] if uid % 2 == 0 else []
+            if uid == 4:
+                names.insert(0, b"\\Flagged")
+            return b"(" + b" ".join(names) + b")"
+
+        whole = await c.command("UID FETCH 1:* (FLAGS)")  # the one-range fast path
+        assert whole[:-1] == [b"* %d FETCH (UID %d FLAGS %s)\r\n" % (u, u, flag_list(u)) for u in range(1, 13)]
+        part = await c.command("UID FETCH 5:9 (FLAGS)")  # a range that starts inside the mailbox
+        assert part[:-1] == [b"* %d FETCH (UID %d FLAGS %s)\r\n" % (u, u, flag_list(u)) for u in range(5, 10)]
+        plain = await c.command("FETCH 2,7 (FLAGS RFC822.SIZE)")  # the general renderer
+        assert [line.split(b" RFC822.SIZE")[0] for line in plain[:-1]] == [
+            b"* 2 FETCH (FLAGS %s" % flag_list(2),
+            b"* 7 FETCH (FLAGS %s" % flag_list(7),
+        ]
