@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, assert_never
 
 from imapd.message.addresses import parse_addresses
@@ -22,6 +23,8 @@ from imapd.message.headers import first_value
 from imapd.message.mime_tree import Part
 from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.search_spec import (
+    AgeKey,
+    AgeRelation,
     AllKey,
     AndKey,
     BodyKey,
@@ -49,6 +52,7 @@ class SearchContext:
     largest_seq: int
     largest_uid: int
     saved_uids: frozenset[int] = frozenset()  # SEARCHRES "$"
+    now: int = field(default_factory=lambda: int(time.time()))  # WITHIN (RFC 5032) counts back from here
 
 
 _FOLD: Final = re.compile(rb"\r?\n(?=[ \t])")
@@ -171,6 +175,11 @@ class SearchEvaluator:
             return self._in_set(key, view.uid, msg.seq)
         if isinstance(key, DateKey):
             return _compare_date(self._date_of(key.field, msg), key.relation, key.date)
+        if isinstance(key, AgeKey):
+            # As Dovecot: YOUNGER n is "since now - n", OLDER n is "at or before now - n".
+            if key.relation is AgeRelation.YOUNGER:
+                return view.internal_date >= self.context.now - key.seconds
+            return view.internal_date <= self.context.now - key.seconds
         if isinstance(key, HeaderKey):
             needle = key.value.casefold()
             name = key.field.lower().encode("ascii", "replace")

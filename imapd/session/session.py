@@ -44,7 +44,7 @@ class Outcome(enum.Enum):
 
 # EXPUNGE responses may not be sent while these run (RFC 3501 7.4.1); their
 # UID forms allow it.
-_NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search)
+_NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 
 Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
 
