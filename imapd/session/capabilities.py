@@ -36,8 +36,12 @@ _BASE: Final = (
 )
 
 
-def capabilities(*, append_limit: int, tls_active: bool, tls_available: bool, plaintext_ok: bool) -> tuple[str, ...]:
+def capabilities(
+    *, append_limit: int, tls_active: bool, tls_available: bool, plaintext_ok: bool, authenticated: bool = False
+) -> tuple[str, ...]:
     caps = [*_BASE, f"APPENDLIMIT={append_limit}"]
+    if authenticated:
+        caps.append("COMPRESS=DEFLATE")  # RFC 4978: only once the credentials are past
     if tls_available and not tls_active:
         caps.append("STARTTLS")
     if tls_active or plaintext_ok:
