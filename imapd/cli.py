@@ -1,4 +1,4 @@
-"""`mailha imapd serve` and `mailha bench imap`."""
+"""`mailha imapd serve`, `mailha bench imap` and `mailha bench sort`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,19 @@ def register_bench(bench_sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
+    s: argparse.ArgumentParser = bench_sub.add_parser(
+        "sort", help="SORT/THREAD latency on a 10,000-message mailbox (spawns a throwaway store + imapd)"
+    )
+    s.add_argument("--messages", type=int, default=10_000)
+    s.add_argument("--runs", type=int, default=5, help="timed runs per command (p50 reported)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_bench_sort)
+
+
+def _bench_sort(args: argparse.Namespace) -> int:
+    from bench.sort_bench import main
+
+    return main(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
