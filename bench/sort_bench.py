@@ -89,40 +89,45 @@ class _Client:
                 return answer, elapsed
 
 
+def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str, Any]:
+    """Fill a new user's INBOX on a running imapd + store and time SORT/THREAD (the keys above)."""
+    with StoreClient(store_address) as store:
+        store.create_user(USER, PASSWORD)
+    client = _Client(port)
+    client.command(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
+    mail = corpus(messages)
+    start = time.perf_counter()
+    for i in range(0, len(mail), 1000):
+        parts = [b"APPEND INBOX"] + [b" {%d+}\r\n" % len(m) + m for m in mail[i : i + 1000]]
+        client.command(b"".join(parts))
+    fill_s = time.perf_counter() - start
+    client.command(b"SELECT INBOX")
+    client.command(b"STORE 1:* +FLAGS.SILENT (\\Seen)")
+    client.command(b"STORE 1:%d -FLAGS.SILENT (\\Seen)" % (messages // 2))
+    answer, cold = client.command(b"SORT (DATE) UTF-8 ALL")
+    assert len(answer.split(b"\r\n", 1)[0].split()) == messages + 2, "SORT did not list every message"
+    sorts = [client.command(b"SORT (DATE) UTF-8 ALL")[1] for _ in range(runs)]
+    threads = [client.command(b"THREAD REFERENCES UTF-8 ALL")[1] for _ in range(runs)]
+    searched = [client.command(b"SORT (SUBJECT) UTF-8 UNSEEN")[1] for _ in range(runs)]
+    client.command(b"LOGOUT")
+    return {
+        "sort_messages": messages,
+        "sort_fill_seconds": round(fill_s, 2),
+        "sort_cold_ms": round(cold * 1000, 1),
+        "sort_10k_ms": round(statistics.median(sorts) * 1000, 1),
+        "thread_10k_ms": round(statistics.median(threads) * 1000, 1),
+        "sort_search_10k_ms": round(statistics.median(searched) * 1000, 1),
+        "sort_ms_all": [round(x * 1000, 1) for x in sorts],
+        "thread_ms_all": [round(x * 1000, 1) for x in threads],
+    }
+
+
 def run(messages: int, runs: int) -> dict[str, Any]:
     stack = SpawnedStack().start()
     try:
-        with StoreClient(stack.store_address) as store:
-            store.create_user(USER, PASSWORD)
-        client = _Client(stack.port)
-        client.command(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
-        mail = corpus(messages)
-        start = time.perf_counter()
-        for i in range(0, len(mail), 1000):
-            parts = [b"APPEND INBOX"] + [b" {%d+}\r\n" % len(m) + m for m in mail[i : i + 1000]]
-            client.command(b"".join(parts))
-        fill_s = time.perf_counter() - start
-        client.command(b"SELECT INBOX")
-        client.command(b"STORE 1:* +FLAGS.SILENT (\\Seen)")
-        client.command(b"STORE 1:%d -FLAGS.SILENT (\\Seen)" % (messages // 2))
-        answer, cold = client.command(b"SORT (DATE) UTF-8 ALL")
-        assert len(answer.split(b"\r\n", 1)[0].split()) == messages + 2, "SORT did not list every message"
-        sorts = [client.command(b"SORT (DATE) UTF-8 ALL")[1] for _ in range(runs)]
-        threads = [client.command(b"THREAD REFERENCES UTF-8 ALL")[1] for _ in range(runs)]
-        searched = [client.command(b"SORT (SUBJECT) UTF-8 UNSEEN")[1] for _ in range(runs)]
-        cpu = stack.cpu()
-        return {
-            "messages": messages,
-            "runs": runs,
-            "fill_seconds": round(fill_s, 2),
-            "sort_cold_ms": round(cold * 1000, 1),
-            "sort_10k_ms": round(statistics.median(sorts) * 1000, 1),
-            "thread_10k_ms": round(statistics.median(threads) * 1000, 1),
-            "sort_search_10k_ms": round(statistics.median(searched) * 1000, 1),
-            "sort_ms_all": [round(x * 1000, 1) for x in sorts],
-            "thread_ms_all": [round(x * 1000, 1) for x in threads],
-            "cpu_seconds": cpu,
-        }
+        result = measure(stack.port, stack.store_address, messages, runs)
+        result["cpu_seconds"] = stack.cpu()
+        return result
     finally:
         stack.stop()
 

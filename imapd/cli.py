@@ -59,6 +59,13 @@ def register_bench(bench_sub: Any) -> None:
     )
     p.add_argument("--spawn-workers", type=int, default=1, help="imapd --workers for --spawn")
     p.add_argument("--procs", type=int, default=1, help="client processes the clients are split over")
+    p.add_argument(
+        "--sort-messages",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --spawn: then time SORT/THREAD on an N-message mailbox (sort_10k_ms, thread_10k_ms keys)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
@@ -142,5 +149,6 @@ def _bench(args: argparse.Namespace) -> int:
             spawn=args.spawn,
             spawn_workers=args.spawn_workers,
             procs=args.procs,
+            sort_messages=args.sort_messages,
         )
     )
