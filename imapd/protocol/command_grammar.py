@@ -615,3 +615,6 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "MOVE": _copy_move(c.Move, False),
     "UID": _uid,
 }
+
+# Every command name the grammar knows (the parser tells unknown commands from bad ones with it).
+COMMAND_NAMES: Final = frozenset(name.encode("ascii") for name in _COMMANDS)
