@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from imapd.message.sort_keys import SortKeys
+from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_fake import FakeStore
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
@@ -184,3 +186,33 @@ async def test_status_size_is_the_total_of_the_octets() -> None:
         assert b"OK" in (await c.command("UNSELECT"))[-1]
         line = _untagged(await c.command("STATUS INBOX (MESSAGES SIZE)"), b"STATUS")
         assert line == b'* STATUS "INBOX" (MESSAGES 4 SIZE %d)' % total
+
+
+@trio_test
+async def test_sort_leaves_out_what_another_session_expunged_and_defers_the_expunge() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c, connected(ports[0]) as other:
+        await c.login()
+        await _fill(c)
+        assert _untagged(await c.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 1 4 2 3"  # keys cached
+        await other.login()
+        assert b"OK" in (await other.command("SELECT INBOX"))[-1]
+        assert b"OK" in (await other.command("STORE 1 +FLAGS.SILENT (\\Deleted)"))[-1]
+        assert b"OK" in (await other.command("EXPUNGE"))[-1]
+        lines = await c.command("SORT (DATE) UTF-8 ALL")
+        assert not [x for x in lines if x.endswith(b"EXPUNGE\r\n")], lines  # not during SORT (RFC 3501 7.4.1)
+        assert _untagged(lines, b"SORT") == b"* SORT 4 2 3"  # still numbered as this session knows them
+        assert _untagged(await c.command("THREAD REFERENCES UTF-8 ALL"), b"THREAD") == b"* THREAD ((4 2)(3))"
+        assert b"* 1 EXPUNGE\r\n" in await c.command("NOOP")
+        assert _untagged(await c.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 3 1 2"
+
+
+def test_sort_key_cache_is_a_bounded_lru() -> None:
+    keys = SortKeys.from_header(b"Subject: x\r\n\r\n", internal_date=1, size=2)
+    cache = SortKeyCache(max_entries=2)
+    cache.put(("u", 1, 7, 1), keys)
+    cache.put(("u", 1, 7, 2), keys)
+    assert cache.get(("u", 1, 7, 1)) is keys  # now the most recent
+    cache.put(("u", 1, 7, 3), keys)
+    assert len(cache) == 2
+    assert cache.get(("u", 1, 7, 2)) is None and cache.get(("u", 1, 7, 1)) is keys
+    assert cache.get(("u", 1, 8, 1)) is None  # another UIDVALIDITY is another message
