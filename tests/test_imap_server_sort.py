@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from imapd.message.sort_keys import SortKeys
+from imapd.message.threads import ThreadAlgorithm, render, thread
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_fake import FakeStore
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
@@ -216,3 +217,41 @@ def test_sort_key_cache_is_a_bounded_lru() -> None:
     assert len(cache) == 2
     assert cache.get(("u", 1, 7, 2)) is None and cache.get(("u", 1, 7, 1)) is keys
     assert cache.get(("u", 1, 8, 1)) is None  # another UIDVALIDITY is another message
+
+
+def _top_level(thread_list: bytes) -> list[bytes]:
+    """The threads of a THREAD response's list, outer parentheses removed."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(thread_list):
+        if ch == 0x28:
+            depth += 1
+            start = i + 1 if depth == 1 else start
+        elif ch == 0x29:
+            depth -= 1
+            if depth == 0:
+                out.append(thread_list[start:i])
+    return out
+
+
+@trio_test
+async def test_big_sorts_and_threads_run_off_the_event_loop_with_the_same_answers() -> None:
+    count = 2100  # over sort_commands._IN_THREAD_FROM
+    mail = [
+        f"Subject: s{n % 50}\r\nDate: {1 + n // 100:02d} Jan 2026 10:00:{n % 60:02d} +0000\r\n\r\nb\r\n"
+        for n in range(count)
+    ]
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        wire = b"APPEND INBOX" + b"".join(b" {%d+}\r\n" % len(m) + m.encode() for m in mail)
+        assert b"OK" in (await c.command(wire))[-1]
+        assert b"OK" in (await c.command("SELECT INBOX"))[-1]
+        # Ties (the same arrival second) go by message number.
+        expected = sorted(range(1, count + 1), key=lambda seq: (f"s{(seq - 1) % 50}", seq))
+        answer = _untagged(await c.command("SORT (SUBJECT ARRIVAL) UTF-8 ALL"), b"SORT")
+        assert answer == b"* SORT " + b" ".join(b"%d" % n for n in expected)
+        # ORDEREDSUBJECT: one thread per subject; the same list as the algorithm gives in-process.
+        answer = _untagged(await c.command("THREAD ORDEREDSUBJECT UTF-8 ALL"), b"THREAD")
+        assert len(_top_level(answer[9:])) == 50
+        entries = [(n + 1, SortKeys.from_header(m.encode(), internal_date=0, size=0)) for n, m in enumerate(mail)]
+        assert answer == b"* THREAD " + render(thread(ThreadAlgorithm.ORDEREDSUBJECT, entries))
+        assert answer.startswith(b"* THREAD (1 (51)(151)(101)")  # 151 was sent before 101

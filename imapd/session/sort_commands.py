@@ -9,15 +9,24 @@ threading are the pure `message.sort_keys` / `message.threads`.
 
 from __future__ import annotations
 
+from typing import Final
+
+import trio
+
 from imapd.message.sort_keys import SortKeys, sort_numbers
 from imapd.message.threads import render, thread
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
+from imapd.protocol.sort_spec import ThreadAlgorithm
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.message_commands import _implicit_condstore, matching_messages
 from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest
 from imapd.uid_set import format_uids
+
+# From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
+# but the interpreter switches every 5 ms, so other sessions' commands go on meanwhile.
+_IN_THREAD_FROM: Final = 2000
 
 
 async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
@@ -71,7 +80,11 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
     entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
-    numbers = sort_numbers(entries, list(cmd.criteria))
+    criteria = list(cmd.criteria)
+    if len(entries) >= _IN_THREAD_FROM:
+        numbers = await trio.to_thread.run_sync(sort_numbers, entries, criteria)
+    else:
+        numbers = sort_numbers(entries, criteria)
     modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
     if cmd.returns is None:
         line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
@@ -121,13 +134,20 @@ def _esort(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: lis
     return line + b"\r\n"
 
 
+def _thread_list(algorithm: ThreadAlgorithm, entries: list[tuple[int, SortKeys]]) -> bytes:
+    return render(thread(algorithm, entries))
+
+
 async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     sel = s.selected
     assert sel is not None
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
     entries, _ = await _entries(s, cmd.program, cmd.uid)
-    roots = thread(cmd.algorithm, entries)
-    s.emit(b"* THREAD " + render(roots) + b"\r\n" if roots else b"* THREAD\r\n")
+    if len(entries) >= _IN_THREAD_FROM:
+        rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
+    else:
+        rendered = _thread_list(cmd.algorithm, entries)
+    s.emit(b"* THREAD " + rendered + b"\r\n" if rendered else b"* THREAD\r\n")
     s.tagged(tag, b"OK", b"THREAD completed")
     return Outcome.CONTINUE
