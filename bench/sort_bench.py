@@ -134,6 +134,9 @@ def run(messages: int, runs: int) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     result = run(args.messages, max(1, args.runs))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result))
     else:
