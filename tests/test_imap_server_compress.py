@@ -198,3 +198,20 @@ async def test_compress_saves_most_of_a_fetch_heavy_session_of_text_mail() -> No
         wire, plain = await fetch_bytes(ports[0], compress=True)
         assert abs(plain - plain_wire) < 100  # the same responses (SELECT's RECENT count aside)
         assert wire < plain_wire * 0.6, (wire, plain_wire)
+
+
+@trio_test
+async def test_idle_pushes_arrive_compressed() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c, connected(ports[0]) as other:
+        await c.login()
+        assert (await c.command("COMPRESS DEFLATE"))[-1].startswith(b"t2 OK")
+        c.stream = ClientDeflate(c.stream)
+        assert b"OK" in (await c.command("SELECT INBOX"))[-1]
+        await c.send(b"t4 IDLE\r\n")
+        assert (await c.read_line()).startswith(b"+ ")
+        await other.login()
+        await _append_all(other, text_mail(1))
+        with trio.fail_after(10):
+            assert await c.read_line() == b"* 1 EXISTS\r\n"  # sent by the IDLE pump, not the command path
+        await c.send(b"DONE\r\n")
+        assert (await c.until_tagged("t4"))[-1].startswith(b"t4 OK")
