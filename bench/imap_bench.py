@@ -73,10 +73,10 @@ class ImapBenchOptions:
     # Start a throwaway store + imapd (with this many worker processes) instead of using host/port.
     spawn: bool = False
     spawn_workers: int = 1
-    # Client processes the clients (and IDLE holders) are split over.
-    procs: int = 1
     # With spawn: afterwards fill a mailbox of this many messages and add sort_10k_ms etc. (bench/sort_bench.py).
     sort_messages: int = 0
+    # Client processes the clients (and IDLE holders) are split over.
+    procs: int = 1
 
 
 @dataclass
