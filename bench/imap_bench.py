@@ -73,6 +73,8 @@ class ImapBenchOptions:
     # Start a throwaway store + imapd (with this many worker processes) instead of using host/port.
     spawn: bool = False
     spawn_workers: int = 1
+    # With spawn: afterwards fill a mailbox of this many messages and add sort_10k_ms etc. (bench/sort_bench.py).
+    sort_messages: int = 0
     # Client processes the clients (and IDLE holders) are split over.
     procs: int = 1
     # Clients like imaplib: APPEND with a synchronizing literal (no LITERAL+), the literal
@@ -411,6 +413,10 @@ def run_imap_bench(opts: ImapBenchOptions) -> int:
         sessions = max(1, stats.sessions)
         result["procs"] = opts.procs
         result["cpu_ms_per_session"] = {k: round(v * 1000 / sessions, 2) for k, v in cpu.items()}
+        if stack is not None and opts.sort_messages:
+            from bench.sort_bench import measure
+
+            result.update(measure(stack.port, stack.store_address, opts.sort_messages, 5))
     finally:
         if stack is not None:
             stack.stop()

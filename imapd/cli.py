@@ -1,4 +1,4 @@
-"""`mailha imapd serve` and `mailha bench imap`."""
+"""`mailha imapd serve`, `mailha bench imap` and `mailha bench sort`."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def register(sub: Any) -> None:
 
 
 def register_bench(bench_sub: Any) -> None:
+    _register_bench_sort(bench_sub)
     p: argparse.ArgumentParser = bench_sub.add_parser("imap", help="IMAP sessions/s and per-command latency")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1143)
@@ -68,6 +69,13 @@ def register_bench(bench_sub: Any) -> None:
     )
     p.add_argument("--spawn-workers", type=int, default=1, help="imapd --workers for --spawn")
     p.add_argument("--procs", type=int, default=1, help="client processes the clients are split over")
+    p.add_argument(
+        "--sort-messages",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --spawn: then time SORT/THREAD on an N-message mailbox (sort_10k_ms, thread_10k_ms keys)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))
     p.set_defaults(func=_bench)
@@ -178,5 +186,23 @@ def _bench(args: argparse.Namespace) -> int:
             spawn=args.spawn,
             spawn_workers=args.spawn_workers,
             procs=args.procs,
+            sort_messages=args.sort_messages,
         )
     )
+
+
+def _register_bench_sort(bench_sub: Any) -> None:
+    s: argparse.ArgumentParser = bench_sub.add_parser(
+        "sort", help="SORT/THREAD latency on a 10,000-message mailbox (spawns a throwaway store + imapd)"
+    )
+    s.add_argument("--messages", type=int, default=10_000)
+    s.add_argument("--runs", type=int, default=5, help="timed runs per command (p50 reported)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/sort.json"))
+    s.set_defaults(func=_bench_sort)
+
+
+def _bench_sort(args: argparse.Namespace) -> int:
+    from bench.sort_bench import main
+
+    return main(args)

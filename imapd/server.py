@@ -20,9 +20,11 @@ from typing import Final
 
 import trio
 
+from imapd.deflate_stream import DeflateStream
 from imapd.memory_release import release_free_memory
 from imapd.prelogin_slots import AddressSlots
 from imapd.protocol import events as ev
+from imapd.protocol.deflate import DeflateError
 from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
 from imapd.session import append_flow, auth_commands, idle_flow
@@ -254,7 +256,11 @@ class ImapServer:
             else:
                 deadline = trio.current_time() + settings.autologout
             with trio.move_on_at(deadline) as waited:
-                data = await conn.stream.receive_some(_READ_SIZE)
+                try:
+                    data = await conn.stream.receive_some(_READ_SIZE)
+                except DeflateError:
+                    await conn.send(b"* BYE Invalid compressed data\r\n")
+                    return
             if waited.cancelled_caught:
                 await conn.send(b"* BYE Autologout; idle for too long\r\n")
                 return
@@ -336,6 +342,8 @@ class ImapServer:
                     parser.take_unprocessed()  # plaintext sent after STARTTLS: injection, dropped
                     assert self.ssl_context is not None
                     await conn.upgrade_tls(self.ssl_context)
+                elif outcome is Outcome.START_COMPRESS:
+                    conn.stream = DeflateStream(conn.stream, pending=parser.take_unprocessed())
                 elif outcome is Outcome.AWAIT_AUTH:
                     assert session.pending_auth_tag is not None
                     parser.begin_auth_response(session.pending_auth_tag)

@@ -13,6 +13,7 @@ from imapd.protocol import search_spec as ss
 from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.parser import CommandParser
 from imapd.protocol.sequence import SeqRange, SequenceSet
+from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 from tests.imap_protocol_support import feed
 
 
@@ -305,6 +306,41 @@ CASES: list[tuple[bytes, c.Command]] = [
         c.Search(ss.SearchProgram(ss.AllKey()), uid=True, returns=frozenset({c.SearchReturn.ALL})),
     ),
     (b"t1 SEARCH $", c.Search(ss.SearchProgram(ss.SequenceKey(SequenceSet((), saved=True))))),
+    (b"t1 SEARCH YOUNGER 60", c.Search(ss.SearchProgram(ss.AgeKey(ss.AgeRelation.YOUNGER, 60)))),
+    (b"t1 SEARCH older 86400", c.Search(ss.SearchProgram(ss.AgeKey(ss.AgeRelation.OLDER, 86400)))),
+    (
+        b"t1 SORT (REVERSE date subject) utf-8 ALL",
+        c.Sort(((SortCriterion.DATE, True), (SortCriterion.SUBJECT, False)), ss.SearchProgram(ss.AllKey(), "UTF-8")),
+    ),
+    (
+        b"t1 UID SORT (DISPLAYFROM REVERSE DISPLAYTO) US-ASCII UNSEEN",
+        c.Sort(
+            ((SortCriterion.DISPLAYFROM, False), (SortCriterion.DISPLAYTO, True)),
+            ss.SearchProgram(ss.FlagKey("\\Seen", False), "US-ASCII"),
+            uid=True,
+        ),
+    ),
+    (
+        b"t1 SORT RETURN (MIN ALL) (ARRIVAL) UTF-8 1:5",
+        c.Sort(
+            ((SortCriterion.ARRIVAL, False),),
+            ss.SearchProgram(ss.SequenceKey(SequenceSet.parse(b"1:5")), "UTF-8"),
+            returns=frozenset({c.SearchReturn.MIN, c.SearchReturn.ALL}),
+        ),
+    ),
+    (
+        b"t1 SORT RETURN () (SIZE) UTF-8 ALL",
+        c.Sort(
+            ((SortCriterion.SIZE, False),),
+            ss.SearchProgram(ss.AllKey(), "UTF-8"),
+            returns=frozenset({c.SearchReturn.ALL}),
+        ),
+    ),
+    (b"t1 THREAD REFS UTF-8 ALL", c.Thread(ThreadAlgorithm.REFS, ss.SearchProgram(ss.AllKey(), "UTF-8"))),
+    (
+        b"t1 UID THREAD references US-ASCII SUBJECT x",
+        c.Thread(ThreadAlgorithm.REFERENCES, ss.SearchProgram(ss.HeaderKey("Subject", "x"), "US-ASCII"), uid=True),
+    ),
 ]
 
 
@@ -419,6 +455,19 @@ BAD_LINES = [
     b"t1 UID FETCH 1:* FLAGS (CHANGEDSINCE " + b"9" * 6000 + b")",
     b"t1 SELECT INBOX (QRESYNC (" + b"9" * 6000 + b" 1))",
     b"t1 APPEND INBOX {" + b"9" * 6000 + b"}",
+    b"t1 SORT (DATE) ALL",
+    b"t1 SORT () UTF-8 ALL",
+    b"t1 SORT (REVERSE) UTF-8 ALL",
+    b"t1 SORT (DATE REVERSE) UTF-8 ALL",
+    b"t1 SORT (COLOUR) UTF-8 ALL",
+    b"t1 SORT DATE UTF-8 ALL",
+    b"t1 SORT (DATE) UTF-8",
+    b"t1 SORT RETURN (FIRST) (DATE) UTF-8 ALL",
+    b"t1 SORT (" + b"DATE " * 40 + b"DATE) UTF-8 ALL",
+    b"t1 THREAD SPAGHETTI UTF-8 ALL",
+    b"t1 THREAD REFS ALL",
+    b"t1 SEARCH YOUNGER 0",
+    b"t1 SEARCH OLDER -5",
 ]
 
 
@@ -435,6 +484,14 @@ def test_bad_commands_are_tagged_bad(line: bytes) -> None:
 def test_unknown_charset_is_reported_as_such() -> None:
     (event,) = feed(CommandParser(authenticated=True), b"t1 SEARCH CHARSET KOI8-R FROM x\r\n")
     assert event == ev.BadCommand("t1", "unsupported charset KOI8-R", ev.BadReason.BAD_CHARSET)
+
+
+def test_unknown_sort_and_thread_charsets_are_reported_as_such() -> None:
+    events = feed(CommandParser(authenticated=True), b"t1 SORT (DATE) KOI8-R ALL\r\nt2 THREAD REFS X ALL\r\n")
+    assert [(e.tag, e.reason) for e in events if isinstance(e, ev.BadCommand)] == [
+        ("t1", ev.BadReason.BAD_CHARSET),
+        ("t2", ev.BadReason.BAD_CHARSET),
+    ]
 
 
 def test_untagged_garbage_and_unknown_commands() -> None:

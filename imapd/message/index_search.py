@@ -20,6 +20,8 @@ from typing import Final, assert_never
 from imapd.message.search_eval import SearchContext
 from imapd.message.search_fields import indexed_needle
 from imapd.protocol.search_spec import (
+    AgeKey,
+    AgeRelation,
     AllKey,
     AndKey,
     BodyKey,
@@ -72,6 +74,8 @@ def plan(key: SearchKey) -> IndexPlan | None:
                 texts.append(wanted_text)
         if isinstance(node, FlagKey) and node.flag.lower() == "\\recent":
             return None  # \\Recent is the session's, not the store's
+        if isinstance(node, AgeKey):
+            sizes_dates = True
         if isinstance(node, DateKey):
             if node.field is not DateField.INTERNAL:
                 return None
@@ -170,6 +174,12 @@ class IndexTable:
             if key.relation is DateRelation.ON:
                 return {u for u, day in days if day == wanted_day}
             return {u for u, day in days if day >= wanted_day}
+        if isinstance(key, AgeKey):
+            # WITHIN (RFC 5032), as search_eval: YOUNGER is "since now - n", OLDER "at or before".
+            limit = context.now - key.seconds
+            if key.relation is AgeRelation.YOUNGER:
+                return {u for u, d in zip(self.uids, self.dates, strict=True) if d >= limit}
+            return {u for u, d in zip(self.uids, self.dates, strict=True) if d <= limit}
         if isinstance(key, HeaderKey):
             return set(self.header_hits[p.query_of(key)])
         if isinstance(key, (BodyKey, TextKey)):

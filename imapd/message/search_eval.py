@@ -10,8 +10,9 @@ without a readable Date: falls back to its internal date, as Dovecot does).
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import assert_never
 
 from imapd.message import search_text
@@ -20,6 +21,8 @@ from imapd.message.headers import first_value
 from imapd.message.search_fields import search_values
 from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.search_spec import (
+    AgeKey,
+    AgeRelation,
     AllKey,
     AndKey,
     BodyKey,
@@ -47,6 +50,7 @@ class SearchContext:
     largest_seq: int
     largest_uid: int
     saved_uids: frozenset[int] = frozenset()  # SEARCHRES "$"
+    now: int = field(default_factory=lambda: int(time.time()))  # WITHIN (RFC 5032) counts back from here
 
 
 class _Message:
@@ -132,6 +136,11 @@ class SearchEvaluator:
             return self._in_set(key, view.uid, msg.seq)
         if isinstance(key, DateKey):
             return _compare_date(self._date_of(key.field, msg), key.relation, key.date)
+        if isinstance(key, AgeKey):
+            # As Dovecot: YOUNGER n is "since now - n", OLDER n is "at or before now - n".
+            if key.relation is AgeRelation.YOUNGER:
+                return view.internal_date >= self.context.now - key.seconds
+            return view.internal_date <= self.context.now - key.seconds
         if isinstance(key, HeaderKey):
             needle = key.value.casefold()
             name = key.field.lower().encode("ascii", "replace")

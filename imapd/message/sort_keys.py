@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.utils import mktime_tz, parsedate_tz
-from enum import Enum
 from typing import Final
 
 from imapd.message.addresses import Address, parse_addresses
 from imapd.message.collation import base_subject, casemap_key
 from imapd.message.decoding import decode_header_value
 from imapd.message.headers import field_matcher, first_values
+from imapd.protocol.sort_spec import SortCriterion
 
 _FIELDS: Final = field_matcher(
     frozenset({b"subject", b"from", b"to", b"cc", b"date", b"message-id", b"references", b"in-reply-to"})
@@ -26,17 +26,7 @@ _FIELDS: Final = field_matcher(
 _MSG_ID: Final = re.compile(rb"<[^<>\s]+>")
 _MAX_REFERENCES: Final = 256  # a longer chain is abuse; the last ones are what threading needs
 
-
-class SortCriterion(Enum):
-    ARRIVAL = "ARRIVAL"
-    CC = "CC"
-    DATE = "DATE"
-    FROM = "FROM"
-    SIZE = "SIZE"
-    SUBJECT = "SUBJECT"
-    TO = "TO"
-    DISPLAYFROM = "DISPLAYFROM"
-    DISPLAYTO = "DISPLAYTO"
+__all__ = ["SortCriterion", "SortKeys", "message_ids", "sent_date", "sort_numbers"]
 
 
 def _first_mailbox(addresses: list[Address]) -> Address | None:

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from imapd.message.sort_keys import SortKeys
+from imapd.protocol.sort_spec import ThreadAlgorithm
 
-
-class ThreadAlgorithm(Enum):
-    ORDEREDSUBJECT = "ORDEREDSUBJECT"
-    REFERENCES = "REFERENCES"
-    REFS = "REFS"
+__all__ = ["Node", "ThreadAlgorithm", "render", "thread"]
 
 
 @dataclass(eq=False, slots=True)

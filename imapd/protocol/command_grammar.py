@@ -21,6 +21,7 @@ from imapd.protocol.reader import Reader
 from imapd.protocol.search_grammar import search_program
 from imapd.protocol.search_spec import UnsupportedCharset
 from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 
 # tag: 1*<any ASTRING-CHAR except "+">
 TAG: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
@@ -29,6 +30,8 @@ _STATUS_ITEMS: Final = {item.value: item for item in c.StatusItem}
 _LIST_SELECTION: Final = {opt.value: opt for opt in c.ListSelection}
 _LIST_RETURN: Final = {opt.value: opt for opt in c.ListReturn}
 _SEARCH_RETURN: Final = {opt.value: opt for opt in c.SearchReturn}
+_SORT_CRITERIA: Final = {crit.value: crit for crit in SortCriterion}
+_THREAD_ALGORITHMS: Final = {alg.value: alg for alg in ThreadAlgorithm}
 _BASE64: Final = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
 
@@ -397,31 +400,80 @@ def _setquota(r: Reader) -> c.Command:
 def _search(uid: bool) -> Callable[[Reader], c.Command]:
     def parse(r: Reader) -> c.Command:
         r.sp()
-        returns: frozenset[c.SearchReturn] | None = None
+        returns = _return_options(r)
         charset = "US-ASCII"
-        if r.peek_word() == b"RETURN":
-            r.atom()
-            r.sp()
-            r.expect(0x28)
-            opts: set[c.SearchReturn] = set()
-            if not r.maybe(0x29):
-                while True:
-                    opt = _SEARCH_RETURN.get(r.keyword())
-                    if opt is None:
-                        raise ParseError("unknown SEARCH return option")
-                    opts.add(opt)
-                    if not r.maybe_sp():
-                        break
-                r.expect(0x29)
-            # RETURN () means ALL (RFC 4731 section 3.1); SAVE alone saves without output.
-            returns = frozenset(opts) if opts else frozenset({c.SearchReturn.ALL})
-            r.sp()
         if r.peek_word() == b"CHARSET":
             r.atom()
             r.sp()
             charset = r.astring_str()
             r.sp()
         return c.Search(search_program(r, charset), uid, returns)
+
+    return parse
+
+
+def _return_options(r: Reader) -> frozenset[c.SearchReturn] | None:
+    """[RETURN (opts) SP] of SEARCH (RFC 4731) and SORT (RFC 5267); None when absent."""
+    if r.peek_word() != b"RETURN":
+        return None
+    r.atom()
+    r.sp()
+    r.expect(0x28)
+    opts: set[c.SearchReturn] = set()
+    if not r.maybe(0x29):
+        while True:
+            opt = _SEARCH_RETURN.get(r.keyword())
+            if opt is None:
+                raise ParseError("unknown RETURN option")
+            opts.add(opt)
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+    r.sp()
+    # RETURN () means ALL (RFC 4731 section 3.1); SAVE alone saves without output.
+    return frozenset(opts) if opts else frozenset({c.SearchReturn.ALL})
+
+
+def _sort(uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        returns = _return_options(r)
+        r.expect(0x28)
+        criteria: list[tuple[SortCriterion, bool]] = []
+        while True:
+            name = r.keyword()
+            reverse = name == "REVERSE"
+            if reverse:
+                r.sp()
+                name = r.keyword()
+            criterion = _SORT_CRITERIA.get(name)
+            if criterion is None:
+                raise ParseError(f"unknown sort criterion {name[:30]}")
+            criteria.append((criterion, reverse))
+            if len(criteria) > len(_SORT_CRITERIA) * 2:
+                raise ParseError("too many sort criteria")
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+        r.sp()
+        charset = r.astring_str()  # mandatory in SORT and THREAD (RFC 5256 search-criteria)
+        r.sp()
+        return c.Sort(tuple(criteria), search_program(r, charset), uid, returns)
+
+    return parse
+
+
+def _thread(uid: bool) -> Callable[[Reader], c.Command]:
+    def parse(r: Reader) -> c.Command:
+        r.sp()
+        name = r.keyword()
+        algorithm = _THREAD_ALGORITHMS.get(name)
+        if algorithm is None:
+            raise ParseError(f"unknown thread algorithm {name[:30]}")
+        r.sp()
+        charset = r.astring_str()
+        r.sp()
+        return c.Thread(algorithm, search_program(r, charset), uid)
 
     return parse
 
@@ -509,6 +561,8 @@ _UID_COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "MOVE": _copy_move(c.Move, True),
     "FETCH": _fetch(True),
     "SEARCH": _search(True),
+    "SORT": _sort(True),
+    "THREAD": _thread(True),
     "STORE": _store(True),
     "EXPUNGE": _uid_expunge,
 }
@@ -553,9 +607,14 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "UNSELECT": _no_args(c.Unselect()),
     "EXPUNGE": _no_args(c.Expunge()),
     "SEARCH": _search(False),
+    "SORT": _sort(False),
+    "THREAD": _thread(False),
     "FETCH": _fetch(False),
     "STORE": _store(False),
     "COPY": _copy_move(c.Copy, False),
     "MOVE": _copy_move(c.Move, False),
     "UID": _uid,
 }
+
+# Every command name the grammar knows (the parser tells unknown commands from bad ones with it).
+COMMAND_NAMES: Final = frozenset(name.encode("ascii") for name in _COMMANDS)

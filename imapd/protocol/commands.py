@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from imapd.protocol.fetch_spec import FetchAttribute
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
+from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 
 # --- any state -------------------------------------------------------------
 
@@ -282,6 +283,29 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class Sort:
+    """[UID] SORT [RETURN (opts)] (criteria) charset keys (RFC 5256, ESORT RFC 5267).
+
+    `criteria` are (criterion, reverse) pairs, most significant first;
+    `returns` as for Search (None: the untagged SORT response).
+    """
+
+    criteria: tuple[tuple[SortCriterion, bool], ...]
+    program: SearchProgram
+    uid: bool = False
+    returns: frozenset[SearchReturn] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """[UID] THREAD algorithm charset keys (RFC 5256)."""
+
+    algorithm: ThreadAlgorithm
+    program: SearchProgram
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     """[UID] FETCH set attrs [(CHANGEDSINCE n [VANISHED])].
 
@@ -360,6 +384,8 @@ Command = (
     | Unselect
     | Expunge
     | Search
+    | Sort
+    | Thread
     | Fetch
     | Store
     | Copy

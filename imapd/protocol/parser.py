@@ -78,7 +78,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from imapd.protocol import events as ev
-from imapd.protocol.command_grammar import CommandParseError, decode_base64, parse_command, split_tag
+from imapd.protocol.command_grammar import COMMAND_NAMES, CommandParseError, decode_base64, parse_command, split_tag
 from imapd.protocol.command_grammar import append_message_head as _append_head
 from imapd.protocol.errors import ParseError, UsageError
 from imapd.protocol.reader import Reader
@@ -91,11 +91,6 @@ _LITERAL: Final = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}$")
 # How much of a skipped line is kept to spot a literal announcement at its end.
 _TAIL: Final = 32
 _GARBAGE_START: Final = frozenset(range(0x20)) - {0x0D, 0x0A} | frozenset(range(0x7F, 0x100))
-_KNOWN_COMMANDS: Final = frozenset(
-    b"CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN ID COMPRESS SELECT EXAMINE CREATE DELETE RENAME"
-    b" SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND IDLE NAMESPACE ENABLE GETQUOTA GETQUOTAROOT SETQUOTA"
-    b" CHECK CLOSE UNSELECT EXPUNGE SEARCH FETCH STORE COPY MOVE UID".split()
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +395,7 @@ class CommandParser:
         brace = name.find(b"{")  # "a LOGIN{5}" is not a command name
         if brace >= 0:
             name = name[:brace]
-        if name not in _KNOWN_COMMANDS:
+        if name not in COMMAND_NAMES:
             self._after_skipped_line(line[-_TAIL:], self._bad("unknown command", ev.BadReason.UNKNOWN_COMMAND))
             return False
         self._is_append = name == b"APPEND" and self._stream_append and self._authenticated

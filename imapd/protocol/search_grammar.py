@@ -1,4 +1,4 @@
-"""SEARCH key syntax (RFC 3501 search-key, RFC 7162 MODSEQ) into search_spec values."""
+"""SEARCH key syntax (RFC 3501 search-key, RFC 7162 MODSEQ, RFC 5032 WITHIN) into search_spec values."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def _key(reader: Reader, charset: str, depth: int) -> ss.SearchKey:
     if name in ("KEYWORD", "UNKEYWORD"):
         reader.sp()
         return ss.keyword_key(reader.flag(), present=name == "KEYWORD")
+    if name in ("YOUNGER", "OLDER"):
+        reader.sp()
+        return ss.AgeKey(ss.AgeRelation(name), reader.nz_number())
     if name in ("LARGER", "SMALLER"):
         reader.sp()
         return ss.SizeKey(ss.SizeRelation(name), reader.number())

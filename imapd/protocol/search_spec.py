@@ -86,6 +86,19 @@ class DateKey:
     date: datetime.date
 
 
+class AgeRelation(enum.Enum):
+    """WITHIN (RFC 5032), on the internal date."""
+
+    YOUNGER = "YOUNGER"  # arrived at most `seconds` ago
+    OLDER = "OLDER"  # arrived at least `seconds` ago
+
+
+@dataclass(frozen=True, slots=True)
+class AgeKey:
+    relation: AgeRelation
+    seconds: int
+
+
 @dataclass(frozen=True, slots=True)
 class SizeKey:
     relation: SizeRelation
@@ -137,6 +150,7 @@ SearchKey = (
     | BodyKey
     | TextKey
     | DateKey
+    | AgeKey
     | SizeKey
     | SequenceKey
     | ModSeqKey

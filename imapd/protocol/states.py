@@ -90,6 +90,8 @@ VALID_IN: Final[dict[type[c.Command], frozenset[ConnectionState]]] = {
     c.Unselect: _SELECTED,
     c.Expunge: _SELECTED,
     c.Search: _SELECTED,
+    c.Sort: _SELECTED,
+    c.Thread: _SELECTED,
     c.Fetch: _SELECTED,
     c.Store: _SELECTED,
     c.Copy: _SELECTED,

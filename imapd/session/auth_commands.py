@@ -38,8 +38,16 @@ async def id_(s: Session, tag: str, cmd: c.Id) -> Outcome:
 
 
 async def compress(s: Session, tag: str, cmd: c.Compress) -> Outcome:
-    s.tagged(tag, b"NO", b"[CANNOT] COMPRESS is not offered")
-    return Outcome.CONTINUE
+    """COMPRESS DEFLATE (RFC 4978): the OK goes out uncompressed, then the server wraps the stream."""
+    if cmd.mechanism != "DEFLATE":
+        s.tagged(tag, b"BAD", b"Unknown compression mechanism")
+        return Outcome.CONTINUE
+    if s.compressed:
+        s.tagged(tag, b"NO", b"[COMPRESSIONACTIVE] DEFLATE is already active")
+        return Outcome.CONTINUE
+    s.compressed = True
+    s.tagged(tag, b"OK", b"DEFLATE active")
+    return Outcome.START_COMPRESS
 
 
 async def starttls(s: Session, tag: str, cmd: c.StartTls) -> Outcome:

@@ -20,6 +20,15 @@ _BASE: Final = (
     "LIST-EXTENDED",
     "LIST-STATUS",
     "ESEARCH",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "THREAD=REFS",
+    "I18NLEVEL=1",
+    "ESORT",
+    "WITHIN",
+    "STATUS=SIZE",
     "MULTIAPPEND",
     "CONDSTORE",
     "QRESYNC",
@@ -27,8 +36,12 @@ _BASE: Final = (
 )
 
 
-def capabilities(*, append_limit: int, tls_active: bool, tls_available: bool, plaintext_ok: bool) -> tuple[str, ...]:
+def capabilities(
+    *, append_limit: int, tls_active: bool, tls_available: bool, plaintext_ok: bool, authenticated: bool = False
+) -> tuple[str, ...]:
     caps = [*_BASE, f"APPENDLIMIT={append_limit}"]
+    if authenticated:
+        caps.append("COMPRESS=DEFLATE")  # RFC 4978: only once the credentials are past
     if tls_available and not tls_active:
         caps.append("STARTTLS")
     if tls_active or plaintext_ok:

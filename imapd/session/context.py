@@ -9,6 +9,7 @@ import trio
 
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
 from imapd.session.envelope_cache import DEFAULT_MAX_BYTES, EnvelopeCache
+from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
 
@@ -69,6 +70,7 @@ class ServerContext:
     # Set once the store says this writer is fenced: every connection gets BYE.
     fenced: trio.Event = field(default_factory=trio.Event)
     envelopes: EnvelopeCache = field(default_factory=EnvelopeCache)
+    sort_keys: SortKeyCache = field(default_factory=SortKeyCache)
 
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)

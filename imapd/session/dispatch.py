@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from imapd.protocol import commands as c
-from imapd.session import append_flow, auth_commands, idle_flow, mailbox_commands, message_commands
+from imapd.session import append_flow, auth_commands, idle_flow, mailbox_commands, message_commands, sort_commands
 from imapd.session.session import Handler
 
 HANDLERS: Final[dict[type, Handler]] = {
@@ -42,4 +42,6 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.Move: message_commands.copy,
     c.Expunge: message_commands.expunge,
     c.Search: message_commands.search,
+    c.Sort: sort_commands.sort,
+    c.Thread: sort_commands.thread_,
 }

@@ -21,6 +21,7 @@ from imapd.protocol.fetch_spec import (
     with_modseq,
     with_uid,
 )
+from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
 from imapd.session import index_queries
@@ -284,11 +285,12 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
 
 
 # ---- SEARCH -----------------------------------------------------------------------------
-async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
+async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
+    """(seq, uid, modseq) of the selected messages `program` matches, in sequence order.
+
+    SEARCH, SORT and THREAD all select their messages here.
+    """
     user, sel = _sel(s)
-    program = cmd.program
-    if program.uses_modseq:
-        _implicit_condstore(s, sel)
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     index_plan = index_search.plan(program.key) if sel.uids else None
     if index_plan is not None:
@@ -310,6 +312,15 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
                 except MissingMessageData:
                     continue
     matched.sort()
+    return matched
+
+
+async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
+    _, sel = _sel(s)
+    program = cmd.program
+    if program.uses_modseq:
+        _implicit_condstore(s, sel)
+    matched = await matching_messages(s, program)
     numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
     top_modseq = max((m for _, _, m in matched), default=0)
     if cmd.returns is None:

@@ -37,6 +37,7 @@ _FLUSH_AT: Final = 64 * 1024
 class Outcome(enum.Enum):
     CONTINUE = "continue"
     START_TLS = "start-tls"  # the server upgrades the stream, then continues
+    START_COMPRESS = "start-compress"  # the server wraps the stream in DEFLATE (RFC 4978), then continues
     CLOSE = "close"  # BYE was sent: the server closes the connection
     AWAIT_AUTH = "await-auth"  # the server reads one AUTHENTICATE line
     IDLING = "idling"  # the server reads until DONE
@@ -44,7 +45,7 @@ class Outcome(enum.Enum):
 
 # EXPUNGE responses may not be sent while these run (RFC 3501 7.4.1); their
 # UID forms allow it.
-_NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search)
+_NO_EXPUNGE: Final = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 
 Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
 
@@ -67,6 +68,7 @@ class Session:
         self.subscription: Subscription | None = None
         self.enabled: set[str] = set()
         self.bad_commands = 0
+        self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
         self._out: list[bytes] = []
         self._out_size = 0
         # follow-ups of multi-step commands
@@ -117,6 +119,7 @@ class Session:
             tls_active=self.wire.tls_active,
             tls_available=s.tls_available,
             plaintext_ok=s.allow_plaintext_login,
+            authenticated=self.state is not ConnectionState.NOT_AUTHENTICATED,
         )
 
     def capability_code(self) -> bytes:

@@ -29,6 +29,9 @@ ALLOWED: Final[dict[tuple[str, int], str]] = {
     ("append-and-fetch", 22): "BINARY[2] of a single-part message (no part 2): Dovecot sends an empty literal, "
     "mailha NIL; RFC 3516 does not say",
     ("store-and-search", 34): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
+    ("sort-and-thread", 25): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
+    ("sort-and-thread", 37): "an empty THREAD result: Dovecot sends '* THREAD ' with a trailing space, mailha "
+    "'* THREAD' as RFC 5256's grammar has it (thread-data = \"THREAD\" [SP 1*thread-list])",
     ("two-sessions", 12): "FETCH of a message another session expunged, before the EXPUNGE is announced: "
     "Dovecot still serves it, mailha answers NO [EXPUNGEISSUED] (RFC 2180 4.1.1 vs 4.1.2; imapd/SERVER.md)",
     ("condstore-qresync", 16): "once CONDSTORE is enabled mailha sends MODSEQ with every FETCH of FLAGS "

@@ -64,6 +64,76 @@ def _fill(session: str = "a", mailbox: bytes = b"INBOX") -> list[tuple[str, byte
     ]
 
 
+def _sortable(subject: str, sender: str, to: str, date: str | None, extra: str = "", *, body: str = "text") -> bytes:
+    head = f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n" + (f"Date: {date}\r\n" if date else "")
+    return (head + extra + "\r\n" + body + "\r\n").encode()
+
+
+# For SORT / THREAD: display names against local parts, "Re:"/"Fwd:"/"[list]" subjects,
+# zones, a missing Date:, References and In-Reply-To chains, a Cc.
+SORTABLE: Final = (
+    _sortable(
+        "Meeting",
+        "Zoe Adams <alpha@example.org>",
+        "Bob <zulu@example.org>",
+        "Mon, 30 Nov 2026 09:00:00 +0100",
+        "Message-ID: <s1@x>\r\nCc: mike@example.org\r\n",
+    ),
+    _sortable(
+        "Re: Meeting",
+        '"adams, al" <yankee@example.org>',
+        "carol@example.org",
+        "Mon, 30 Nov 2026 09:30:00 +0000",
+        "Message-ID: <s2@x>\r\nReferences: <s1@x>\r\n",
+        body="x" * 300,
+    ),
+    _sortable(
+        "[list] Fwd: Budget",
+        "budget@example.org",
+        "Adam <xray@example.org>",
+        "Tue, 01 Dec 2026 07:00:00 -0500",
+        "Message-ID: <s3@x>\r\n",
+    ),
+    _sortable(
+        "RE: re: meeting",
+        "=?utf-8?q?=C3=89mile?= <echo@example.org>",
+        "dave@example.org",
+        "Mon, 30 Nov 2026 11:00:00 +0000",
+        "Message-ID: <s4@x>\r\nIn-Reply-To: <s2@x>\r\n",
+    ),
+    _sortable("budget", "Mallory <mallory@example.org>", "", None, "Message-ID: <s5@x>\r\n", body="y" * 40),
+    _sortable(
+        "Re: Budget",
+        "Bert <bravo@example.org>",
+        "Erin <erin@example.org>",
+        "Wed, 02 Dec 2026 08:00:00 +0000",
+        "Message-ID: <s6@x>\r\nReferences: <s3@x> <s-missing@x>\r\n",
+    ),
+    _sortable(
+        "Unrelated",
+        "charlie@example.org",
+        "frank@example.org",
+        "Sun, 29 Nov 2026 23:00:00 -0800",
+        "Message-ID: <s7@x>\r\n",
+    ),
+    _sortable(
+        "Re: Unrelated",
+        "Charlie <charlie@example.org>",
+        "frank@example.org",
+        "Thu, 03 Dec 2026 10:00:00 +0000",
+        "Message-ID: <s8@x>\r\nReferences: <s-gone@x>\r\n",
+    ),
+)
+SORT_DATES: Final = tuple(
+    f'"{d}-Dec-2026 {h:02d}:00:00 +0000"'.encode()
+    for d, h in ((1, 9), (1, 8), (2, 7), (3, 6), (1, 5), (4, 4), (2, 3), (5, 2))
+)
+
+
+def _fill_sortable() -> list[tuple[str, bytes]]:
+    return [("a", b"APPEND INBOX " + date + b" " + literal(m)) for m, date in zip(SORTABLE, SORT_DATES, strict=True)]
+
+
 CONVERSATIONS: Final = (
     Conversation(
         "authenticated-basics",
@@ -385,5 +455,75 @@ CONVERSATIONS: Final = (
             'LSUB "" "*"',
             'LIST "" "parent*" RETURN (SUBSCRIBED)',
         ),
+    ),
+    Conversation(
+        "sort-and-thread",
+        [
+            *_fill_sortable(),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "STORE 2,5 +FLAGS (\\Seen)",
+                "SORT (ARRIVAL) UTF-8 ALL",
+                "SORT (DATE) UTF-8 ALL",
+                "SORT (REVERSE DATE) UTF-8 ALL",
+                "SORT (SUBJECT) UTF-8 ALL",
+                "SORT (SUBJECT REVERSE ARRIVAL) UTF-8 ALL",
+                "SORT (FROM) UTF-8 ALL",
+                "SORT (TO) UTF-8 ALL",
+                "SORT (CC DATE) UTF-8 ALL",
+                "SORT (SIZE) UTF-8 ALL",
+                "SORT (REVERSE SIZE) US-ASCII ALL",
+                "SORT (DISPLAYFROM) UTF-8 ALL",
+                "SORT (DISPLAYTO) UTF-8 ALL",
+                "SORT (SUBJECT) UTF-8 UNSEEN",
+                "SORT (DATE) UTF-8 OR FROM charlie SUBJECT budget",
+                "UID SORT (DATE) UTF-8 ALL",
+                "SORT (DATE) KOI8-X ALL",
+                "SORT (COLOUR) UTF-8 ALL",
+                "SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL",
+                "SORT RETURN (ALL) (SUBJECT) UTF-8 ALL",
+                "SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL",
+                "UID SORT RETURN (MIN MAX ALL COUNT) (DISPLAYFROM) UTF-8 1:6",
+                "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT nothing-matches",
+                "THREAD ORDEREDSUBJECT UTF-8 ALL",
+                "THREAD REFERENCES UTF-8 ALL",
+                "THREAD REFS UTF-8 ALL",
+                "UID THREAD REFERENCES UTF-8 NOT UID 1",
+                "THREAD REFERENCES US-ASCII UNSEEN",
+                "THREAD REFERENCES UTF-8 SUBJECT nothing-matches",
+                "THREAD SPAGHETTI UTF-8 ALL",
+                "UID MOVE 2 Trash",
+                "SORT (DATE) UTF-8 ALL",
+                "THREAD REFERENCES UTF-8 ALL",
+                "SORT (DATE) UTF-8 SUBJECT nothing-matches",
+                "UID THREAD REFS UTF-8 ALL",
+                "UID THREAD ORDEREDSUBJECT UTF-8 ALL",
+                "SORT (DATE) UTF-8 MODSEQ 1",
+            ),
+        ],
+    ),
+    Conversation(
+        "within-and-status-size",
+        [
+            ("a", b'APPEND INBOX (\\Seen) "05-Dec-2020 10:00:00 +0000" ' + literal(PLAIN)),
+            ("a", b'APPEND INBOX "06-Dec-2020 10:00:00 +0000" ' + literal(MULTIPART)),
+            ("a", b"APPEND INBOX " + literal(COMMENTED)),  # arrives now: the only one YOUNGER than a day
+            *steps(
+                "a",
+                "STATUS INBOX (MESSAGES SIZE)",
+                "STATUS INBOX (SIZE UNSEEN)",
+                "SELECT INBOX",
+                "SEARCH YOUNGER 86400",
+                "SEARCH OLDER 86400",
+                "UID SEARCH NOT OLDER 86400",
+                "SEARCH YOUNGER 86400 OLDER 1",
+                "SEARCH RETURN (COUNT) OLDER 86400",
+                "SORT (ARRIVAL) UTF-8 OLDER 86400",
+                "SEARCH YOUNGER 0",
+                "SEARCH OLDER x",
+                'LIST "" "INBOX" RETURN (STATUS (SIZE))',
+            ),
+        ],
     ),
 )

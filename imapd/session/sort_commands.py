@@ -1,0 +1,153 @@
+"""SORT / UID SORT (RFC 5256, SORT=DISPLAY RFC 5957, ESORT RFC 5267) and
+THREAD / UID THREAD (ORDEREDSUBJECT, REFERENCES, REFS) on the selected mailbox.
+
+The messages are chosen by the SEARCH program (`matching_messages`, one
+store call; none for plain ALL), their SortKeys come from the process-wide
+cache, and one header fetch fills in the ones it lacks. Ordering and
+threading are the pure `message.sort_keys` / `message.threads`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import trio
+
+from imapd.message.sort_keys import SortKeys, sort_numbers
+from imapd.message.threads import render, thread
+from imapd.protocol import commands as c
+from imapd.protocol.search_spec import AllKey, SearchProgram
+from imapd.protocol.sort_spec import ThreadAlgorithm
+from imapd.session.cpu_slice import CpuSlice
+from imapd.session.message_commands import _implicit_condstore, matching_messages
+from imapd.session.session import Outcome, Session
+from imapd.store_client import FetchRequest
+from imapd.uid_set import format_uids
+
+# From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
+# but the interpreter switches every 5 ms, so other sessions' commands go on meanwhile.
+_IN_THREAD_FROM: Final = 2000
+
+
+async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
+    """(seq, uid, modseq) the program matches; ALL is answered from the session's own UID list."""
+    sel = s.selected
+    assert sel is not None
+    if isinstance(program.key, AllKey):
+        gone = sel.pending_expunged
+        return [(seq, uid, 0) for seq, uid in enumerate(sel.uids, 1) if uid not in gone]
+    return await matching_messages(s, program)
+
+
+async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
+    """uid -> SortKeys for `uids` (those still in the store), cached across sessions."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    cache = s.ctx.sort_keys
+    found: dict[int, SortKeys] = {}
+    missing: list[int] = []
+    for uid in uids:
+        keys = cache.get((user, sel.mailbox_id, sel.uidvalidity, uid))
+        if keys is None:
+            missing.append(uid)
+        else:
+            found[uid] = keys
+    if missing:
+        request = FetchRequest(format_uids(missing), with_header=True)
+        cpu = CpuSlice()
+        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            await cpu.tick()
+            meta = item.meta
+            if meta.header is None:
+                continue
+            keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
+            cache.put((user, sel.mailbox_id, sel.uidvalidity, meta.uid), keys)
+            found[meta.uid] = keys
+    return found
+
+
+async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[tuple[int, SortKeys]], int]:
+    """(number, keys) of the matching messages (number: UID or sequence number), and their top modseq."""
+    matched = await _selected(s, program)
+    keys = await _keys(s, [u for _, u, _ in matched])
+    entries = [(u if uid else seq, keys[u]) for seq, u, _ in matched if u in keys]
+    return entries, max((m for _, _, m in matched), default=0)
+
+
+async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
+    sel = s.selected
+    assert sel is not None
+    if cmd.program.uses_modseq:
+        _implicit_condstore(s, sel)
+    entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
+    criteria = list(cmd.criteria)
+    if len(entries) >= _IN_THREAD_FROM:
+        numbers = await trio.to_thread.run_sync(sort_numbers, entries, criteria)
+    else:
+        numbers = sort_numbers(entries, criteria)
+    modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
+    if cmd.returns is None:
+        line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
+        if modseq:
+            line += b" (MODSEQ %d)" % modseq
+        s.emit(line + b"\r\n")
+    else:
+        if c.SearchReturn.SAVE in cmd.returns:
+            # SEARCHRES: the saved result is a set of messages, whatever the order (RFC 5182 2.4).
+            by_number = dict.fromkeys(numbers)
+            sel.saved_search = tuple(u for u in sel.uids if (u if cmd.uid else sel.seq_of(u)) in by_number)
+        if cmd.returns - {c.SearchReturn.SAVE}:
+            s.emit(_esort(tag, cmd.uid, cmd.returns, numbers, modseq))
+    s.tagged(tag, b"OK", b"SORT completed")
+    return Outcome.CONTINUE
+
+
+def in_order(numbers: list[int]) -> bytes:
+    """A sequence set listing `numbers` in the given order: only ascending runs are joined (RFC 5267 3.2)."""
+    parts: list[bytes] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(b"%d" % numbers[i] if i == j else b"%d:%d" % (numbers[i], numbers[j]))
+        i = j + 1
+    return b",".join(parts)
+
+
+def _esort(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: list[int], modseq: int) -> bytes:
+    """ESORT: MIN/MAX are the first/last in sort order, ALL keeps the sort order (RFC 5267 3.2)."""
+    line = b'* ESEARCH (TAG "' + tag.encode() + b'")'
+    if uid:
+        line += b" UID"
+    if numbers:
+        if c.SearchReturn.MIN in returns:
+            line += b" MIN %d" % numbers[0]
+        if c.SearchReturn.MAX in returns:
+            line += b" MAX %d" % numbers[-1]
+        if c.SearchReturn.ALL in returns:
+            line += b" ALL " + in_order(numbers)
+    if c.SearchReturn.COUNT in returns:
+        line += b" COUNT %d" % len(numbers)
+    if modseq:
+        line += b" MODSEQ %d" % modseq
+    return line + b"\r\n"
+
+
+def _thread_list(algorithm: ThreadAlgorithm, entries: list[tuple[int, SortKeys]]) -> bytes:
+    return render(thread(algorithm, entries))
+
+
+async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
+    sel = s.selected
+    assert sel is not None
+    if cmd.program.uses_modseq:
+        _implicit_condstore(s, sel)
+    entries, _ = await _entries(s, cmd.program, cmd.uid)
+    if len(entries) >= _IN_THREAD_FROM:
+        rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
+    else:
+        rendered = _thread_list(cmd.algorithm, entries)
+    s.emit(b"* THREAD " + rendered + b"\r\n" if rendered else b"* THREAD\r\n")
+    s.tagged(tag, b"OK", b"THREAD completed")
+    return Outcome.CONTINUE
