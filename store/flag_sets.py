@@ -9,9 +9,22 @@ write transaction that first needs them.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Final
+
 import lmdb
 
 from store.schema import U32, Dbs
+
+# LMDB keys hold at most 511 bytes; a flag list may be 128 keywords of 128 characters.
+# Longer lists are keyed by their SHA-256 (and the list read back to make sure).
+_MAX_PLAIN_KEY: Final = 400
+
+
+def _key(text: bytes) -> bytes:
+    if len(text) <= _MAX_PLAIN_KEY:
+        return b"f" + text  # prefixed: LMDB keys may not be empty
+    return b"h" + hashlib.sha256(text).digest()
 
 
 def encode(flags: tuple[str, ...]) -> bytes:
@@ -25,12 +38,16 @@ def decode(raw: bytes) -> tuple[str, ...]:
 def intern(txn: lmdb.Transaction, dbs: Dbs, flags: tuple[str, ...]) -> int:
     """The id of `flags` (as stored in the message record), allocated on first use."""
     text = encode(flags)
-    found = txn.get(b"f" + text, db=dbs.flagset_ids)  # prefixed: LMDB keys may not be empty
+    key = _key(text)
+    found = txn.get(key, db=dbs.flagset_ids)
     if found is not None:
-        return int(U32.unpack(found)[0])
+        flag_id = int(U32.unpack(found)[0])
+        if key[:1] == b"h" and txn.get(found, db=dbs.flagsets) != text:
+            raise ValueError("flag set digest collision")  # SHA-256: not expected, but never a wrong list
+        return flag_id
     new_id = int(txn.stat(dbs.flagsets)["entries"]) + 1
     txn.put(U32.pack(new_id), text, db=dbs.flagsets)
-    txn.put(b"f" + text, U32.pack(new_id), db=dbs.flagset_ids)
+    txn.put(key, U32.pack(new_id), db=dbs.flagset_ids)
     return new_id
 
 

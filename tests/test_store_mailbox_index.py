@@ -250,3 +250,25 @@ def test_the_index_service_is_served_by_the_store_process(tmp_path: pathlib.Path
                 raise AssertionError("a scan of a missing mailbox must fail NOT_FOUND")
     finally:
         server.stop()
+
+
+def test_a_flag_list_longer_than_an_lmdb_key_is_interned(tmp_path: pathlib.Path) -> None:
+    # 100 keywords of 100 characters (within the per-mailbox keyword bounds): a 10 KB flag
+    # list, far beyond LMDB's 511-byte keys. It was refused with MDB_BAD_VALSIZE.
+    store = MailStore(StoreOptions(data_dir=tmp_path / "s"))
+    store.fence(1)
+    try:
+        store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
+        many = tuple(f"k{i:03d}" + "x" * 96 for i in range(100))
+        first = _append(store, 1, flags=many)
+        second = _append(store, 2, flags=many)
+        _append(store, 3, flags=many[:50])
+        chunks = _scan(store, "INBOX", "1:*")
+        ids = [fid for chunk in chunks for fid in _uids(chunk.flag_ids)]
+        assert len(ids) == 3 and ids[0] == ids[1] != ids[2]
+        sets = {fs.id: tuple(fs.flags) for chunk in chunks for fs in chunk.flag_sets}
+        assert set(sets[ids[0]]) == set(many) and set(sets[ids[2]]) == set(many[:50])
+        assert (first, second) == (1, 2)
+        _check(store)
+    finally:
+        store.close()
