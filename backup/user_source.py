@@ -16,7 +16,9 @@ from backup import snapshot
 from backup.errors import BackupError
 from backup.manifest import MailboxState
 from importer.source import SourceFolder, SourceMessage
-from store.schema import CHUNK_KEY, MSG_KEY, U64, MessageRecord
+from store.bodies import COMPRESSED
+from store.body_codec import decompress_chunk
+from store.schema import BODY_META, CHUNK_KEY, MSG_KEY, U64, MessageRecord
 
 NOT_RESTORED = frozenset({"\\Recent"})
 
@@ -80,7 +82,7 @@ def read_mailbox(env: lmdb.Environment, box: MailboxState) -> Iterator[SourceMes
             if mid != box.mailbox_id:
                 return
             rec = MessageRecord.unpack(cur.value())
-            data = read_body(txn, dbs["body_chunks"], rec.body_id)
+            data = read_body(txn, dbs, rec.body_id)
         after = uid
         if len(data) != rec.size:
             raise BackupError(f"message {box.user}/{box.name} UID {uid}: body has {len(data)} of {rec.size} bytes")
@@ -94,13 +96,17 @@ def read_mailbox(env: lmdb.Environment, box: MailboxState) -> Iterator[SourceMes
         )
 
 
-def read_body(txn: lmdb.Transaction, chunks: lmdb._Database, body_id: int) -> bytes:
+def read_body(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], body_id: int) -> bytes:
+    """A body's bytes as they were appended: its chunks, each decompressed when the
+    body is stored compressed (bit 31 of its reference count, `store.bodies`)."""
+    meta = txn.get(U64.pack(body_id), db=dbs["body_meta"])
+    compressed = meta is not None and bool(BODY_META.unpack_from(bytes(meta))[0] & COMPRESSED)
     parts: list[bytes] = []
     prefix = U64.pack(body_id)
-    cur = txn.cursor(db=chunks)
+    cur = txn.cursor(db=dbs["body_chunks"])
     if cur.set_range(CHUNK_KEY.pack(body_id, 0)):
         for key, value in cur:
             if bytes(key[:8]) != prefix:
                 break
-            parts.append(bytes(value))
+            parts.append(decompress_chunk(value) if compressed else bytes(value))
     return b"".join(parts)

@@ -18,13 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import lmdb
+import zstandard
 
 from backup import files, snapshot
 from backup.errors import BackupError, Damaged
 from backup.manifest import MANIFEST, Manifest
 from backup.repository import Member, chain
 from backup.restore import restore_chain
-from store.schema import BODY_META, CHUNK_KEY, MSG_KEY, U64, MessageRecord
+from backup.user_source import read_body
+from store.bodies import COMPRESSED
+from store.schema import BODY_META, MSG_KEY, U64, MessageRecord
 
 Tick = Callable[[int], None]
 
@@ -133,7 +136,7 @@ def check_environment(env: lmdb.Environment, manifest: Manifest, report: VerifyR
                 )
         for key, value in txn.cursor(db=dbs["body_meta"]):
             body_id = int(U64.unpack(bytes(key))[0])
-            count = BODY_META.unpack_from(bytes(value))[0]
+            count = BODY_META.unpack_from(bytes(value))[0] & ~COMPRESSED  # bit 31 marks compressed chunks
             if count != refs.get(body_id, 0):
                 problems.append(f"body {body_id}: reference count {count}, used by {refs.get(body_id, 0)} messages")
             refs.pop(body_id, None)
@@ -142,11 +145,9 @@ def check_environment(env: lmdb.Environment, manifest: Manifest, report: VerifyR
 
 
 def _body_length(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], body_id: int) -> int:
-    total = 0
-    n = 0
-    while True:
-        chunk = txn.get(CHUNK_KEY.pack(body_id, n), db=dbs["body_chunks"])
-        if chunk is None:
-            return total
-        total += len(chunk)
-        n += 1
+    """The length of a body as appended (compressed chunks are decompressed: that they
+    decompress at all is part of "every message readable")."""
+    try:
+        return len(read_body(txn, dbs, body_id))
+    except zstandard.ZstdError:
+        return -1
