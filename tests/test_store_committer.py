@@ -13,12 +13,12 @@ from mailha_api import store_pb2
 from store import fencing
 from store.committer import Committer, WriteContext
 from store.errors import FailedPrecondition, InvalidArgument, StoreError
-from store.schema import Dbs
+from store.schema import MAX_DBS, Dbs
 
 
 @pytest.fixture
 def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
-    env = lmdb.open(str(tmp_path / "env"), max_dbs=16, map_size=64 * 1024 * 1024)
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=MAX_DBS, map_size=64 * 1024 * 1024)
     try:
         yield env, Dbs(env)
     finally:

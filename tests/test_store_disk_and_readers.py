@@ -20,12 +20,12 @@ import pytest
 from store.bodies import BodyWriter
 from store.committer import Committer, WriteContext, is_disk_full
 from store.errors import ErrorKind, StorageFull
-from store.schema import Dbs
+from store.schema import MAX_DBS, Dbs
 
 
 @pytest.fixture
 def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
-    env = lmdb.open(str(tmp_path / "env"), max_dbs=16, map_size=64 * 1024 * 1024, max_readers=64)
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=MAX_DBS, map_size=64 * 1024 * 1024, max_readers=64)
     try:
         yield env, Dbs(env)
     finally:
@@ -85,7 +85,7 @@ def test_spool_on_a_full_disk_raises_storage_full_and_leaves_no_file(
 
 _READER = """
 import lmdb, sys, time
-env = lmdb.open(sys.argv[1], max_dbs=16, map_size=64 * 1024 * 1024, max_readers=64)
+env = lmdb.open(sys.argv[1], max_dbs=64, map_size=64 * 1024 * 1024, max_readers=64)
 txn = env.begin()
 print("reading", flush=True)
 time.sleep(60)

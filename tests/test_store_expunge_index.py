@@ -14,7 +14,7 @@ import lmdb
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.engine import MailStore, StoreOptions
-from store.schema import MSG_KEY, MessageRecord
+from store.schema import MAX_DBS, MSG_KEY, MessageRecord
 
 MSG = b"From: a@example.org\r\nSubject: hello\r\n\r\nbody text\r\n"
 DELETED = "\\Deleted"
@@ -163,7 +163,7 @@ def test_reopen_builds_a_missing_index(tmp_path: pathlib.Path) -> None:
         _append(store, flags=(DELETED,) if i in (1, 3) else ())
     store.close()
     # An environment written before the index existed: drop it.
-    env = lmdb.open(str(data / "lmdb"), max_dbs=16, subdir=True)
+    env = lmdb.open(str(data / "lmdb"), max_dbs=MAX_DBS, subdir=True)
     with env.begin(write=True) as txn:
         txn.drop(env.open_db(b"deleted", txn=txn), delete=True)
     env.close()
