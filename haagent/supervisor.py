@@ -237,6 +237,7 @@ class Supervisor:
                 # their sessions (TLS, LOGIN, SELECT are reads), one Fence +
                 # SetWritable: no write is accepted here before the fence.
                 self.phase = Phase.STARTING
+                self._prepare_dirs()
                 pending = self._launch_front_ends(epoch)
                 await self._wait_listening(pending)
                 self._launch_store(epoch, fence_at_start=False)
@@ -254,18 +255,23 @@ class Supervisor:
                 pending = self._launch_front_ends(epoch)
             await self._wait_front_ends(pending)
 
-    def _launch_store(self, epoch: int, *, fence_at_start: bool = True) -> None:
-        self.phase = Phase.STARTING
-        self.epoch = epoch
+    def _prepare_dirs(self) -> None:
+        """What the service user needs before any service starts (front ends may start first)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)  # as `cluster up` made it: the store socket is in there
         if self.user is not None:
-            # The store makes its socket in run_dir and writes the shared storage; the logs in
-            # run_dir/log stay the agent's (opened without following links).
+            # The store makes its socket in run_dir and writes the shared storage; imapd reads
+            # the demo certificate under runtime_dir; the logs in run_dir/log stay the agent's
+            # (opened without following links).
             os.chown(self.run_dir, self.user.uid, self.user.gid)
             self.user.let_through(self.run_dir.parent)
             self.user.let_through(self.storage_dir.parent)
             self.user.own(self.storage_dir)
+
+    def _launch_store(self, epoch: int, *, fence_at_start: bool = True) -> None:
+        self.phase = Phase.STARTING
+        self.epoch = epoch
+        self._prepare_dirs()
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
         argv = self._store_argv(epoch)  # what a restart runs: --fence EPOCH (idempotent)

@@ -133,6 +133,9 @@ class AgentLab:
         out = []
         for path in sorted(self.tmp.glob("agent-*.log")):
             out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:])
+        # The services' own logs say why one would not start (runtime_dir/NODE/log/*.log).
+        for path in sorted(self.cfg.runtime_dir.glob("*/log/*.log")):
+            out.append(f"--- {path.parent.parent.name}/{path.name}\n" + path.read_text(errors="replace")[-1500:])
         return "\n".join(out)
 
     def stop(self) -> None:
