@@ -257,7 +257,15 @@ def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bo
     address = f"unix:{store_socket_path(cfg, node)}"
     with grpc.insecure_channel(address) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
-        epoch = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True).epoch
+        # The agent starts the store with writes suspended and fences it once the address is
+        # claimed: wait for the writable epoch, not the first answer.
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True)
+            if (reply.writable and reply.epoch > 0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        epoch = reply.epoch
         try:
             stub.CreateUser(
                 store_pb2.CreateUserRequest(epoch=epoch, name=DEMO_USER, password=DEMO_PASSWORD), timeout=timeout
