@@ -94,8 +94,7 @@ class Imap:
     """A logged-in IMAP session on the floating IP, or an OSError/IMAP error."""
 
     def __init__(self, cluster: ClusterConfig, password: str, timeout: float = 2.0) -> None:
-        host = str(cluster.floating_ip.address.ip)
-        self.conn = _QuickConnectIMAP4_SSL(host, cluster.ports.imaps, ssl_context=_tls(), timeout=timeout)
+        self.conn = self._connect(cluster, timeout)
         try:
             self.conn.login(BENCH_USER, password)
             typ, _ = self.conn.select("INBOX")
@@ -114,6 +113,10 @@ class Imap:
             self.conn.shutdown()
         except OSError:
             pass
+
+    def _connect(self, cluster: ClusterConfig, timeout: float) -> imaplib.IMAP4:
+        host = str(cluster.floating_ip.address.ip)
+        return _QuickConnectIMAP4_SSL(host, cluster.ports.imaps, ssl_context=_tls(), timeout=timeout)
 
 
 IMAP_ERRORS = (OSError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ssl.SSLError, EOFError)
@@ -122,32 +125,21 @@ CLIENT_TIMEOUT = 5.0  # a command (or connect) that takes longer counts as an er
 RECONNECT_INTERVAL = 0.05
 
 
-class StarttlsImap:
+class StarttlsImap(Imap):
     """What a plain client does: imaplib.IMAP4 on the IMAP port (the standard
     connect, no shortened timeout), STARTTLS, LOGIN, SELECT INBOX."""
 
     def __init__(self, cluster: ClusterConfig, password: str) -> None:
-        host = str(cluster.floating_ip.address.ip)
-        self.conn = imaplib.IMAP4(host, cluster.ports.imap, timeout=CLIENT_TIMEOUT)
+        super().__init__(cluster, password, CLIENT_TIMEOUT)
+
+    def _connect(self, cluster: ClusterConfig, timeout: float) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4(str(cluster.floating_ip.address.ip), cluster.ports.imap, timeout=timeout)
         try:
-            self.conn.starttls(_tls())
-            self.conn.login(BENCH_USER, password)
-            typ, _ = self.conn.select("INBOX")
-            if typ != "OK":
-                raise imaplib.IMAP4.error("SELECT failed")
+            conn.starttls(_tls())
         except BaseException:
-            self.close()
+            conn.shutdown()
             raise
-
-    def append(self, msgid: str) -> bool:
-        typ, _ = self.conn.append("INBOX", None, None, _message(msgid))
-        return typ == "OK"
-
-    def close(self) -> None:
-        try:
-            self.conn.shutdown()
-        except OSError:
-            pass
+        return conn
 
 
 def service_ok(cluster: ClusterConfig, password: str) -> bool:
