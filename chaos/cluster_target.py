@@ -251,18 +251,14 @@ class ClusterTarget:
         """The workload's user, through `node`'s store (an existing one is fine)."""
         import grpc
 
-        from mailha_api import store_pb2, store_pb2_grpc
+        from store.client import StoreClient
 
-        with grpc.insecure_channel(self.store_address(node)) as channel:
-            stub = store_pb2_grpc.MailStoreStub(channel)
-            epoch = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=10, wait_for_ready=True).epoch
+        with StoreClient(self.store_address(node), timeout=10) as client:
+            # Right after (re)start the agent's store is not yet fenced to a writable epoch.
+            epoch = client.writable_epoch(30.0)
             requests = (
-                lambda: stub.CreateUser(
-                    store_pb2.CreateUserRequest(epoch=epoch, name=user, password=password), timeout=10
-                ),
-                lambda: stub.AddAddress(
-                    store_pb2.AddAddressRequest(epoch=epoch, address=address, user=user), timeout=10
-                ),
+                lambda: client.create_user(user, password, epoch=epoch),
+                lambda: client.add_address(address, user, epoch=epoch),
             )
             for call in requests:
                 try:

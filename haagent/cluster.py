@@ -252,32 +252,18 @@ def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bo
     # Imported here: `cluster down` (and the tests of it) need no gRPC.
     import grpc
 
-    from mailha_api import store_pb2, store_pb2_grpc
+    from store.client import StoreClient
 
-    address = f"unix:{store_socket_path(cfg, node)}"
-    with grpc.insecure_channel(address) as channel:
-        stub = store_pb2_grpc.MailStoreStub(channel)
-        # The agent starts the store with writes suspended and fences it once the address is
-        # claimed: wait for the writable epoch, not the first answer.
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True)
-            if (reply.writable and reply.epoch > 0) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        epoch = reply.epoch
+    with StoreClient(f"unix:{store_socket_path(cfg, node)}", timeout=timeout) as client:
+        epoch = client.writable_epoch(timeout)
         try:
-            stub.CreateUser(
-                store_pb2.CreateUserRequest(epoch=epoch, name=DEMO_USER, password=DEMO_PASSWORD), timeout=timeout
-            )
+            client.create_user(DEMO_USER, DEMO_PASSWORD, epoch=epoch)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
                 return False
             raise ClusterError(f"creating the demo user on {node} failed: {exc.code().name} {exc.details()}") from None
         try:
-            stub.AddAddress(
-                store_pb2.AddAddressRequest(epoch=epoch, address=DEMO_ADDRESS, user=DEMO_USER), timeout=timeout
-            )
+            client.add_address(DEMO_ADDRESS, DEMO_USER, epoch=epoch)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise ClusterError(f"adding {DEMO_ADDRESS} on {node} failed: {exc.code().name}") from None

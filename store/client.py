@@ -8,6 +8,7 @@ for operator one-shots, never for a long-running writer that must be fenced).
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
@@ -48,6 +49,21 @@ class StoreClient:
     def epoch(self) -> int:
         return int(self.stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=self.timeout).epoch)
 
+    def writable_epoch(self, timeout: float = 30.0) -> int:
+        """The epoch a writer may use once the store accepts writes.
+
+        An HA agent starts its store with writes suspended and fences it after the floating
+        address is claimed, so the first GetEpoch may answer 0 (or the previous epoch, not yet
+        writable); a write at that epoch is refused as fenced. Waits (bounded) for the writable
+        epoch; past the deadline returns what the store last said, and the write reports why.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self.stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True)
+            if (reply.writable and reply.epoch > 0) or time.monotonic() > deadline:
+                return int(reply.epoch)
+            time.sleep(0.05)
+
     def _epoch(self, epoch: int | None) -> int:
         return self.epoch() if epoch is None else epoch
 
@@ -67,6 +83,11 @@ class StoreClient:
             no_default_mailboxes=not default_mailboxes,
         )
         return self.stub.CreateUser(req, timeout=self.timeout)
+
+    def add_address(self, address: str, user: str, *, epoch: int | None = None) -> None:
+        self.stub.AddAddress(
+            store_pb2.AddAddressRequest(epoch=self._epoch(epoch), address=address, user=user), timeout=self.timeout
+        )
 
     def authenticate(self, name: str, password: str) -> str:
         reply = self.stub.Authenticate(
