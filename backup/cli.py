@@ -102,7 +102,7 @@ def _source(args: argparse.Namespace) -> Any:
 def _create(args: argparse.Namespace) -> int:
     from backup.errors import BackupError
     from backup.ops import create
-    from mailha.config import ConfigError
+    from nodeconf.config import ConfigError
 
     try:
         create(
@@ -121,7 +121,7 @@ def _create(args: argparse.Namespace) -> int:
 def _follow(args: argparse.Namespace) -> int:
     from backup.errors import BackupError
     from backup.ops import follow
-    from mailha.config import ConfigError
+    from nodeconf.config import ConfigError
 
     try:
         follow(_source(args), args.repo, interval=args.interval, cycles=args.cycles, metrics_file=args.metrics_file)

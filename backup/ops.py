@@ -45,7 +45,7 @@ class Source:
     @classmethod
     def cluster(cls, config: pathlib.Path) -> Source:
         from haagent.storage import store_dir
-        from mailha.config import load
+        from nodeconf.config import load
 
         return cls(store_dir(load(config).storage) / "lmdb")
 

@@ -45,8 +45,8 @@ from haagent.coordination import Coordination
 from haagent.errors import HaAgentError
 from haagent.operator import switchover
 from haagent.supervisor import store_address
-from mailha.config import ClusterConfig
 from mailha_api import store_pb2, store_pb2_grpc
+from nodeconf.config import ClusterConfig
 
 BENCH_USER = "failbench"
 BENCH_DOMAIN = "mailha.test"

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from chaos.agent_intervals import Transition
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 
 class TargetError(Exception):

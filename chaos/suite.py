@@ -45,7 +45,7 @@ def select(name: str) -> list[Scenario]:
 
 def run_suite(options: SuiteOptions) -> int:
     from chaos.runner import RunOptions, run_scenario
-    from mailha.config import ConfigError, load
+    from nodeconf.config import ConfigError, load
 
     try:
         cfg = load(options.config)

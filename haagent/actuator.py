@@ -17,7 +17,7 @@ from haagent.coordination import LastActive
 from haagent.decision import Health
 from haagent.errors import ActionFailed
 from haagent.supervisor import Phase, Supervisor
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 log = logging.getLogger("mailha.haagent")
 

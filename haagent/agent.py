@@ -26,7 +26,7 @@ from haagent.errors import ActionFailed, HaAgentError
 from haagent.metrics import AgentMetrics
 from haagent.supervisor import Supervisor
 from haagent.zk_client import ZkClientError, make_client
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 log = logging.getLogger("mailha.haagent")
 

@@ -65,7 +65,7 @@ def register_bench(bench_sub: Any) -> None:
 
 
 def _load(path: pathlib.Path) -> Any:
-    from mailha.config import load
+    from nodeconf.config import load
 
     return load(path)
 
@@ -75,7 +75,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
         import logging
 
         from haagent.errors import HaAgentError
-        from mailha.config import ConfigError
+        from nodeconf.config import ConfigError
 
         # kazoo logs every failed connection attempt; the one-line error says enough.
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
@@ -90,9 +90,9 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 def _agent(args: argparse.Namespace) -> int:
     from haagent.agent import main
-    from mailha import service_user
-    from mailha.config import ConfigError
-    from mailha.service_process import start_service_process
+    from nodeconf import service_user
+    from nodeconf.config import ConfigError
+    from nodeconf.service_process import start_service_process
 
     start_service_process()
 

@@ -12,8 +12,8 @@ import pathlib
 import subprocess
 import sys
 
-from mailha.service_process import open_log
-from mailha.service_user import ServiceUser
+from nodeconf.service_process import open_log
+from nodeconf.service_user import ServiceUser
 
 
 def spawn(

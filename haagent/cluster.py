@@ -36,8 +36,8 @@ from typing import TextIO
 from haagent import netns
 from haagent.demo_tls import ensure_tls_files
 from haagent.zk_ensemble import Ensemble, EnsembleError
-from mailha.config import ClusterConfig
-from mailha.service_process import open_log, write_private_text
+from nodeconf.config import ClusterConfig
+from nodeconf.service_process import open_log, write_private_text
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"

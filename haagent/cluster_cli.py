@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 
 
 def _load(path: pathlib.Path) -> Any:
-    from mailha.config import ConfigError, load
+    from nodeconf.config import ConfigError, load
 
     try:
         return load(path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from haagent.demo_tls import demo_tls_dir, ensure_tls_files
 from haagent.supervisor import FRONT_ENDS, FrontEnd, FrontEndContext
-from mailha import service_user, services
-from mailha.config import ClusterConfig
+from nodeconf import service_user, services
+from nodeconf.config import ClusterConfig
 
 # Front-end metrics at the node's own address, next to the agent's (ports.metrics).
 IMAPD_METRICS_OFFSET = 1

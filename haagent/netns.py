@@ -36,7 +36,7 @@ from typing import Any
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from mailha.config import ClusterConfig, NodeConfig
+from nodeconf.config import ClusterConfig, NodeConfig
 
 NETNS_RUN_DIR = pathlib.Path("/run/netns")
 HOST_VETH_PREFIX = "mhv-"

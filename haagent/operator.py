@@ -20,7 +20,7 @@ from haagent.coordination import ClusterSnapshot, Coordination, HistoryEntry, Sw
 from haagent.errors import HaAgentError, SwitchoverRejected
 from haagent.supervisor import greets
 from haagent.zk_ensemble import Ensemble
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 SWITCHOVER_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0

@@ -19,7 +19,7 @@ import subprocess
 import trio
 
 from haagent.errors import ActionFailed
-from mailha.config import StorageConfig
+from nodeconf.config import StorageConfig
 
 SHELL_TIMEOUT = 60.0
 

@@ -34,9 +34,9 @@ import trio
 from haagent.children import WarmPool, spawn
 from haagent.decision import Health
 from haagent.errors import ActionFailed
-from mailha import service_user, services
-from mailha.config import ClusterConfig, NodeConfig
 from mailha_api import store_pb2, store_pb2_grpc
+from nodeconf import service_user, services
+from nodeconf.config import ClusterConfig, NodeConfig
 
 log = logging.getLogger("mailha.haagent.supervisor")
 

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from mailha.config import ZkMember, ZooKeeperConfig
-from mailha.secret_file import ensure_secret
-from mailha.service_process import make_private_dirs, open_log, write_private_text
+from nodeconf.config import ZkMember, ZooKeeperConfig
+from nodeconf.secret_file import ensure_secret
+from nodeconf.service_process import make_private_dirs, open_log, write_private_text
 
 JAVA = "/usr/bin/java"
 # zookeeper.jar's manifest carries the rest of the classpath (jute, netty,

@@ -98,7 +98,7 @@ def register_bench(bench_sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from imapd.service import ImapdOptions, run_imapd
-    from mailha.service_process import start_service_process
+    from nodeconf.service_process import start_service_process
 
     start_service_process()
     return run_imapd(

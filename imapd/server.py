@@ -32,7 +32,7 @@ from imapd.session.context import ServerContext, ServerSettings
 from imapd.session.session import Outcome, Session
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
-from mailha.frontend_metrics import FrontEndMetrics
+from nodeconf.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("imapd.server")
 

@@ -12,7 +12,7 @@ import pathlib
 import ssl
 
 from imapd.errors import TlsSetupError
-from mailha.selfsigned import write_self_signed
+from nodeconf.selfsigned import write_self_signed
 
 DEV_CERT_NAME = "imapd-dev.crt"
 DEV_KEY_NAME = "imapd-dev.key"

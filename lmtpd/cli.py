@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mailha.config import MIB
+from nodeconf.config import MIB
 
 
 def register(sub: Any) -> None:
@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     from lmtpd.server import LmtpdOptions
     from lmtpd.service import parse_listen, run_lmtpd
     from lmtpd.settings_drop import PersonalOptions
-    from mailha.service_process import start_service_process
+    from nodeconf.service_process import start_service_process
 
     start_service_process()
     options = LmtpdOptions(
@@ -68,7 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
     if args.metrics_listen:
-        from mailha.frontend_metrics import FrontEndMetrics
+        from nodeconf.frontend_metrics import FrontEndMetrics
 
         metrics: FrontEndMetrics | None = FrontEndMetrics("lmtpd")
         assert metrics is not None

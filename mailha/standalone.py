@@ -21,10 +21,10 @@ from types import FrameType
 
 import grpc
 
-from mailha import service_user, services
-from mailha.service_process import make_private_dirs, open_log
-from mailha.service_user import DEFAULT_SERVICE_USER, ServiceUser
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
+from nodeconf import service_user, services
+from nodeconf.service_process import make_private_dirs, open_log
+from nodeconf.service_user import DEFAULT_SERVICE_USER, ServiceUser
 
 log = logging.getLogger("mailha.standalone")
 

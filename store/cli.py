@@ -8,7 +8,7 @@ import pathlib
 import sys
 from typing import Any
 
-from mailha.config import MIB
+from nodeconf.config import MIB
 
 
 def register(sub: Any) -> None:
@@ -76,7 +76,7 @@ def register_bench(bench_sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mailha.service_process import start_service_process
+    from nodeconf.service_process import start_service_process
     from store.errors import StoreError
     from store.listen import ListenAddressError
     from store.server import ServeOptions, serve

@@ -24,8 +24,8 @@ from pyroute2 import IPRoute
 
 from haagent import netns
 from haagent.zk_ensemble import Ensemble
-from mailha import config
-from mailha.config import ClusterConfig
+from nodeconf import config
+from nodeconf.config import ClusterConfig
 from tests.zk_fixtures import free_ports
 
 TEST_NET = ipaddress.IPv4Network("192.0.2.0/24")

@@ -323,7 +323,7 @@ def test_cli_create_on_a_standalone_data_dir_and_a_clear_error_for_a_bad_since(t
 
 
 def test_cluster_config_names_the_shared_storage(tmp_path: pathlib.Path) -> None:
-    from mailha.config import load
+    from nodeconf.config import load
 
     source = ops.Source.cluster(ROOT / "cluster.yaml")
     assert source.lmdb_dir == load(ROOT / "cluster.yaml").storage.path / "store" / "lmdb"

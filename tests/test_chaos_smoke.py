@@ -16,7 +16,7 @@ import pytest
 
 from chaos.runner import RunOptions, run_scenario
 from chaos.scenarios import SCENARIOS, SMOKE
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import lab_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.chaos, pytest.mark.slow]

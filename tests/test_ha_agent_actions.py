@@ -16,7 +16,7 @@ from haagent.coordination import ClusterSnapshot, LeaderRecord, NodeStatus, Swit
 from haagent.errors import ActionFailed, SwitchoverRejected
 from haagent.operator import _candidate
 from haagent.supervisor import listening
-from mailha import config
+from nodeconf import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

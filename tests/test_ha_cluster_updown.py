@@ -22,7 +22,7 @@ import pytest
 
 from haagent import cluster, demo_tls, netns
 from haagent.zk_ensemble import Ensemble
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab, lab_config
 from tests.test_ha_netns_topology import ours_in_system
 
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 # services) so `down` must find it through the namespace.
 FAKE_AGENT = """
 import socket, subprocess, sys
-from mailha import config
+from nodeconf import config
 cfg = config.load(sys.argv[1]); node = sys.argv[2]; port = int(sys.argv[3]); greeting = sys.argv[4].encode()
 subprocess.Popen(["sleep", "300"], start_new_session=True)
 if node == cfg.nodes[0].name:

@@ -11,7 +11,7 @@ import pytest
 
 from haagent import netns
 from haagent.partition import PartitionKind, active_partitions, heal, partition
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab
 from tests.test_ha_netns_topology import tcp_probe
 

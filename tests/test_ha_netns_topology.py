@@ -16,7 +16,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from haagent import floating_ip, netns
-from mailha.config import ClusterConfig, FloatingIpConfig
+from nodeconf.config import ClusterConfig, FloatingIpConfig
 from tests.ha_lab_fixtures import lab_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -190,7 +190,7 @@ def test_addresses_outside_the_lab_network_are_refused(
 FIP_ACTION = """
 import sys
 from haagent import floating_ip
-from mailha.config import load
+from nodeconf.config import load
 fip = load(sys.argv[1]).floating_ip
 {body}
 """

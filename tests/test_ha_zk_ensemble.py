@@ -15,7 +15,7 @@ from kazoo.exceptions import NoAuthError
 
 from haagent import zk_ensemble
 from haagent.zk_client import make_client
-from mailha.config import ZooKeeperConfig
+from nodeconf.config import ZooKeeperConfig
 from tests.zk_fixtures import ZkTestEnsemble, loopback_zk_config
 
 pytestmark = pytest.mark.integration

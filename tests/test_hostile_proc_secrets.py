@@ -12,8 +12,8 @@ import sys
 import pytest
 from kazoo.client import KazooClient
 
-from mailha.config import ConfigError, ZooKeeperConfig, load
-from mailha.secret_file import ensure_secret
+from nodeconf.config import ConfigError, ZooKeeperConfig, load
+from nodeconf.secret_file import ensure_secret
 from tests.store_fixtures import ROOT
 from tests.zk_fixtures import ZkTestEnsemble
 

@@ -34,8 +34,8 @@ from kazoo.client import KazooClient, KazooState
 
 from haagent.zk_client import make_client
 from haagent.zk_ensemble import Ensemble, MemberStatus
-from mailha.config import ZkMember, ZooKeeperConfig
-from mailha.secret_file import ensure_secret
+from nodeconf.config import ZkMember, ZooKeeperConfig
+from nodeconf.secret_file import ensure_secret
 
 MEMBERS = 3
 

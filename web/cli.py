@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     cluster = None
     if args.config is not None:
         from haagent.cluster import store_socket_path
-        from mailha.config import load
+        from nodeconf.config import load
 
         cluster = load(args.config)
     if cluster is not None and not (args.store or args.data):

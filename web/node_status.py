@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 from web.store_access import StoreAccess
 
 OPERATOR_NODE = "operator"  # the history's "node" of entries written for an operator's action

@@ -11,7 +11,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 from web.app import create_app
 from web.audit import AuditTrail
 from web.context import WebDeps
