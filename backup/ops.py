@@ -34,7 +34,7 @@ class Source:
 
     @classmethod
     def standalone(cls, data: pathlib.Path) -> Source:
-        from mailha.standalone import StandalonePaths
+        from nodeconf.paths import StandalonePaths
 
         return cls(StandalonePaths(data).store_dir / "lmdb")
 

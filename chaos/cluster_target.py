@@ -83,7 +83,8 @@ class ClusterTarget:
 
     def store_epoch(self, node: str) -> int | None:
         """The stored writer epoch read through `node`'s store socket (None: no store there)."""
-        from haagent.supervisor import store_address, store_epoch
+        from haagent.supervisor import store_epoch
+        from nodeconf.paths import store_address
 
         address = store_address(self.cfg, node)
         if not pathlib.Path(address.removeprefix("unix:")).exists():
@@ -91,7 +92,7 @@ class ClusterTarget:
         return store_epoch(address, timeout=1.0)[0]
 
     def store_address(self, node: str) -> str:
-        from haagent.supervisor import store_address
+        from nodeconf.paths import store_address
 
         return store_address(self.cfg, node)
 

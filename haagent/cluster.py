@@ -37,6 +37,7 @@ from haagent import netns
 from haagent.demo_tls import ensure_tls_files
 from haagent.zk_ensemble import Ensemble, EnsembleError
 from nodeconf.config import ClusterConfig
+from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
 from nodeconf.service_process import open_log, write_private_text
 
 DEMO_USER = "demo"
@@ -46,27 +47,6 @@ DEMO_ADDRESS = "demo@mailha.test"
 
 class ClusterError(Exception):
     """The demo cluster could not be brought up (the message says which step)."""
-
-
-# ---------------------------------------------------------------------------
-# Paths (the agent uses these too)
-
-
-def node_runtime_dir(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return cfg.runtime_dir / node
-
-
-def store_socket_path(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    """Where `node`'s store listens (gRPC on a unix socket: `unix:<path>`)."""
-    return node_runtime_dir(cfg, node) / "store.sock"
-
-
-def agent_pid_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return node_runtime_dir(cfg, node) / "agent.pid"
-
-
-def agent_log_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return node_runtime_dir(cfg, node) / "agent.log"
 
 
 def agent_argv(cfg: ClusterConfig, node: str) -> list[str]:

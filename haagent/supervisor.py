@@ -37,6 +37,7 @@ from haagent.errors import ActionFailed
 from mailha_api import store_pb2, store_pb2_grpc
 from nodeconf import service_user, services
 from nodeconf.config import ClusterConfig, NodeConfig
+from nodeconf.paths import node_runtime_dir, store_address
 
 log = logging.getLogger("mailha.haagent.supervisor")
 
@@ -47,15 +48,6 @@ STORE_START_TIMEOUT = 15.0
 FRONT_END_START_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
-
-
-def node_run_dir(cluster: ClusterConfig, node: str) -> pathlib.Path:
-    return cluster.runtime_dir / node
-
-
-def store_address(cluster: ClusterConfig, node: str) -> str:
-    """The store's gRPC address on `node`: a unix socket under runtime_dir/NODE/."""
-    return f"unix:{node_run_dir(cluster, node) / 'store.sock'}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +162,7 @@ class Supervisor:
         self.cluster = cluster
         self.node = cluster.node(node)
         self.storage_dir = storage_dir
-        self.run_dir = node_run_dir(cluster, node)
+        self.run_dir = node_runtime_dir(cluster, node)
         self.log_dir = self.run_dir / "log"
         self.address = store_address(cluster, node)
         self.children: dict[str, _Child] = {}

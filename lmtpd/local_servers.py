@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mailha.standalone import wait_for_store
 from nodeconf import services
+from store.client import wait_for_store
 
 
 @dataclass(frozen=True)

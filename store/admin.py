@@ -37,7 +37,7 @@ def resolve_store_address(store: str | None, data: pathlib.Path | None) -> str:
     if store:
         return store
     if data is not None:
-        from mailha.standalone import StandalonePaths
+        from nodeconf.paths import StandalonePaths
 
         return StandalonePaths(data).store_socket
     env = os.environ.get(STORE_ENV)

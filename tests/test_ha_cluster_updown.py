@@ -22,6 +22,7 @@ import pytest
 
 from haagent import cluster, demo_tls, netns
 from haagent.zk_ensemble import Ensemble
+from nodeconf import paths
 from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab, lab_config
 from tests.test_ha_netns_topology import ours_in_system
@@ -69,7 +70,7 @@ def nothing_left(cfg: ClusterConfig) -> None:
     ensemble = Ensemble(cfg.zookeeper)
     assert [ensemble.pid(m.id) for m in cfg.zookeeper.members] == [None] * len(cfg.zookeeper.members)
     for node in cfg.nodes:
-        assert not cluster.agent_pid_file(cfg, node.name).exists()
+        assert not paths.agent_pid_file(cfg, node.name).exists()
 
 
 def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash(cfg: ClusterConfig) -> None:
@@ -97,7 +98,7 @@ def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash
     crashed = pids[n2.name]
     assert crashed is not None
     os.kill(crashed, signal.SIGKILL)
-    cluster.agent_pid_file(cfg, n2.name).unlink()
+    paths.agent_pid_file(cfg, n2.name).unlink()
     deadline = time.monotonic() + 5
     while crashed in netns.pids_in_netns(n2.namespace) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -118,7 +119,7 @@ def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash
 def test_up_reports_agents_that_exit_and_down_still_cleans(cfg: ClusterConfig) -> None:
     with pytest.raises(cluster.ClusterError, match="every agent exited"):
         cluster.cluster_up(cfg, timeout=30, out=io.StringIO(), agent_command=exiting_agent)
-    assert "agent: cannot start" in cluster.agent_log_file(cfg, cfg.nodes[0].name).read_text()
+    assert "agent: cannot start" in paths.agent_log_file(cfg, cfg.nodes[0].name).read_text()
     cluster.cluster_down(cfg, out=io.StringIO())
     nothing_left(cfg)
 

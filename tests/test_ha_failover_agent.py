@@ -17,7 +17,8 @@ import pytest
 
 from haagent import netns, operator, partition
 from haagent.floating_ip import addresses_in_namespace
-from haagent.supervisor import store_address, store_epoch
+from haagent.supervisor import store_epoch
+from nodeconf.paths import store_address
 from tests.ha_agent_lab import AgentLab
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]

@@ -30,8 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     cluster = None
     if args.config is not None:
-        from haagent.cluster import store_socket_path
         from nodeconf.config import load
+        from nodeconf.paths import store_socket_path
 
         cluster = load(args.config)
     if cluster is not None and not (args.store or args.data):

@@ -37,7 +37,7 @@ class NodeStatus:
             status["mode"] = "cluster"
             active = status.get("active")
             if isinstance(active, str) and active:
-                from haagent.cluster import store_socket_path
+                from nodeconf.paths import store_socket_path
 
                 # Only the active node runs a store on the shared storage: follow it.
                 self.store.retarget(f"unix:{store_socket_path(cluster, active)}")

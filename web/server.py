@@ -38,7 +38,7 @@ class WebOptions:
 def build_deps(options: WebOptions) -> WebDeps:
     store = StoreAccess(options.store)
     if options.cluster is not None:
-        from haagent.cluster import store_socket_path
+        from nodeconf.paths import store_socket_path
 
         nodes = {n.name: str(store_socket_path(options.cluster, n.name)) for n in options.cluster.nodes}
     else:
