@@ -1,4 +1,4 @@
-"""`mailha backup create|follow|verify|restore|list`, `mailha export maildir|mbox` and `mailha bench backup`."""
+"""`mailha backup create|follow|verify|restore|list` and `mailha export maildir|mbox`."""
 
 from __future__ import annotations
 
@@ -73,15 +73,6 @@ def register(sub: Any) -> None:
     ewhere.add_argument("--store", help="store gRPC address (unix:PATH or 127.0.0.1:PORT)")
     ewhere.add_argument("--data", type=pathlib.Path, help="standalone data directory (else $MAILHA_STORE)")
     e.set_defaults(func=_export)
-
-
-def register_bench(bench_sub: Any) -> None:
-    p: argparse.ArgumentParser = bench_sub.add_parser("backup", help="full/incremental backup, restore, writer stall")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--size-mib", type=int, default=1024, help="store size to build (default 1024 MiB)")
-    p.add_argument("--dir", type=pathlib.Path, default=None, help="work directory (default: a temp dir)")
-    p.add_argument("--max-rate", type=float, metavar="MIB", help="full backup written at most MIB MiB/s")
-    p.set_defaults(func=_bench)
 
 
 def _fail(what: str, exc: BaseException) -> int:
@@ -203,11 +194,3 @@ def _export(args: argparse.Namespace) -> int:
         progress.finish()
         admin.close()
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.backup_bench import BackupBenchOptions, run_bench
-
-    return run_bench(
-        BackupBenchOptions(json_output=args.json, size_mib=args.size_mib, work_dir=args.dir, max_rate_mib=args.max_rate)
-    )

@@ -1,4 +1,4 @@
-"""`mailha lmtpd serve` and `mailha bench lmtp`."""
+"""`mailha lmtpd serve`."""
 
 from __future__ import annotations
 
@@ -32,21 +32,6 @@ def register(sub: Any) -> None:
         "--spam-header", default="X-Spam-Flag: YES", help="the header that marks spam (default 'X-Spam-Flag: YES')"
     )
     s.set_defaults(func=_serve)
-
-
-def register_bench(bench_sub: Any) -> None:
-    b: argparse.ArgumentParser = bench_sub.add_parser("lmtp", help="LMTP deliveries/s and 20 MiB delivery time")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument(
-        "--host",
-        default=None,
-        help="target an existing lmtpd instead of starting one (its limit must admit 20 MiB plus trace headers)",
-    )
-    b.add_argument("--port", type=int, default=2424)
-    b.add_argument("--rcpt", default="bench@bench.test", help="recipient (with --host: must exist)")
-    b.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
-    b.add_argument("--out", default="bench-results/lmtp.json", help="where the JSON result is written")
-    b.set_defaults(func=_bench)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -86,12 +71,4 @@ def _serve(args: argparse.Namespace) -> int:
     )
     return run_lmtpd(
         args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl, personal=personal
-    )
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.lmtp_bench import BenchOptions, run_bench
-
-    return run_bench(
-        BenchOptions(json=args.json, host=args.host, port=args.port, rcpt=args.rcpt, seconds=args.seconds, out=args.out)
     )
