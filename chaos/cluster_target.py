@@ -183,19 +183,19 @@ class ClusterTarget:
     # -- network ---------------------------------------------------------------
 
     def partition(self, node: str, kind: str) -> None:
-        from haagent.partition import PartitionKind, partition
+        from lab.partition import PartitionKind, partition
 
         partition(self.cfg, node, PartitionKind(kind))
 
     def heal_partition(self, node: str) -> None:
-        from haagent.partition import heal
+        from lab.partition import heal
 
         heal(self.cfg, node)
 
     # -- ZooKeeper -------------------------------------------------------------
 
     def zk_leader(self) -> int | None:
-        from haagent.zk_ensemble import Ensemble
+        from lab.zk_ensemble import Ensemble
 
         return Ensemble(self.cfg.zookeeper).leader()
 
@@ -203,12 +203,12 @@ class ClusterTarget:
         return [m.id for m in self.cfg.zookeeper.members]
 
     def zk_stop(self, member_id: int) -> None:
-        from haagent.zk_ensemble import Ensemble
+        from lab.zk_ensemble import Ensemble
 
         Ensemble(self.cfg.zookeeper).stop_member(member_id, timeout=0.0, sig=signal.SIGKILL)
 
     def zk_start(self, member_id: int) -> None:
-        from haagent.zk_ensemble import Ensemble
+        from lab.zk_ensemble import Ensemble
 
         Ensemble(self.cfg.zookeeper).start_member(member_id, timeout=30.0)
 
@@ -216,7 +216,7 @@ class ClusterTarget:
 
     def restore_nodes(self) -> None:
         """Bring back every node's agent (after kills and fencing), as `mailha cluster up` starts them."""
-        from haagent.cluster import start_agent
+        from lab.cluster import start_agent
 
         for node in self.cfg.nodes:
             start_agent(self.cfg, node.name)

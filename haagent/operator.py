@@ -19,7 +19,7 @@ from haagent.agent import connect_coordination
 from haagent.coordination import ClusterSnapshot, Coordination, HistoryEntry, SwitchoverRequest
 from haagent.errors import HaAgentError, SwitchoverRejected
 from haagent.supervisor import greets
-from haagent.zk_ensemble import Ensemble
+from lab.zk_ensemble import Ensemble
 from nodeconf.config import ClusterConfig
 
 SWITCHOVER_TIMEOUT = 30.0

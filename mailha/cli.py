@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lmtpd.cli",
     "mailha.import_cli",
     "backup.cli",
-    "haagent.cluster_cli",
+    "lab.cluster_cli",
     "haagent.agent_cli",
     "chaos.cli",
     "web.cli",

@@ -23,7 +23,7 @@ import yaml
 from pyroute2 import IPRoute
 
 from haagent import netns
-from haagent.zk_ensemble import Ensemble
+from lab.zk_ensemble import Ensemble
 from nodeconf import config
 from nodeconf.config import ClusterConfig
 from tests.zk_fixtures import free_ports

@@ -28,7 +28,7 @@ SECONDS = 35.0
 def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, nftables)")
-    from haagent.cluster import cluster_down, cluster_up
+    from lab.cluster import cluster_down, cluster_up
 
     cfg = lab_config(tmp_path_factory.mktemp("chaos"))
     try:

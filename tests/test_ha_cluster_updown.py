@@ -1,4 +1,4 @@
-"""`mailha cluster up|down` orchestration (haagent/cluster.py) on real
+"""`mailha cluster up|down` orchestration (lab/cluster.py) on real
 namespaces and a real ensemble.
 
 The orchestration is tested with a stand-in agent (a few lines below that
@@ -20,8 +20,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from haagent import cluster, demo_tls, netns
-from haagent.zk_ensemble import Ensemble
+from haagent import demo_tls, netns
+from lab import cluster
+from lab.zk_ensemble import Ensemble
 from nodeconf import paths
 from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab, lab_config

@@ -1,7 +1,7 @@
 """`mailha cluster up|down`: the whole demo cluster on one host.
 
 up:   topology (haagent/netns.py) -> ZooKeeper ensemble on the bridge
-      address (haagent/zk_ensemble.py) -> shared storage directory -> demo
+      address (lab/zk_ensemble.py) -> shared storage directory -> demo
       TLS certificate -> one agent per node inside its namespace -> wait for
       an IMAP greeting on the floating IP -> demo user through the active
       node's store -> how to connect.
@@ -35,7 +35,7 @@ from typing import TextIO
 
 from haagent import netns
 from haagent.demo_tls import ensure_tls_files
-from haagent.zk_ensemble import Ensemble, EnsembleError
+from lab.zk_ensemble import Ensemble, EnsembleError
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
 from nodeconf.service_process import open_log, write_private_text
