@@ -1,6 +1,6 @@
 """`mailha cluster up|down`: the whole demo cluster on one host.
 
-up:   topology (haagent/netns.py) -> ZooKeeper ensemble on the bridge
+up:   topology (lab/topology.py) -> ZooKeeper ensemble on the bridge
       address (lab/zk_ensemble.py) -> shared storage directory -> demo
       TLS certificate -> one agent per node inside its namespace -> wait for
       an IMAP greeting on the floating IP -> demo user through the active
@@ -35,6 +35,7 @@ from typing import TextIO
 
 from haagent import netns
 from haagent.demo_tls import ensure_tls_files
+from lab import topology
 from lab.zk_ensemble import Ensemble, EnsembleError
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
@@ -270,7 +271,7 @@ def cluster_up(
         raise ClusterError("needs root (network namespaces, addresses on the bridge)")
     t0 = time.monotonic()
     try:
-        netns.topology_up(cfg)
+        topology.topology_up(cfg)
     except netns.NetnsError as exc:
         raise ClusterError(str(exc)) from exc
     print(
@@ -324,7 +325,7 @@ def cluster_down(cfg: ClusterConfig, *, out: TextIO = sys.stdout) -> list[str]:
     stopped = Ensemble(cfg.zookeeper).stop()
     if stopped:
         done.append(f"stopped {stopped} ZooKeeper member(s)")
-    done += netns.topology_down(cfg)
+    done += topology.topology_down(cfg)
     for line in done or ["nothing to do: the cluster was down"]:
         print(line, file=out)
     out.flush()

@@ -23,13 +23,13 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from haagent.zk_probe import MemberStatus, probe
 from nodeconf.config import ZkMember, ZooKeeperConfig
 from nodeconf.secret_file import ensure_secret
 from nodeconf.service_process import make_private_dirs, open_log, write_private_text
@@ -63,50 +63,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 class EnsembleError(Exception):
     """Root of this module's errors: a member would not start, stop or answer."""
-
-
-@dataclass(frozen=True)
-class MemberStatus:
-    """What one member says about itself right now (from `ruok` and `srvr`)."""
-
-    id: int
-    address: str
-    pid: int | None
-    ok: bool  # answered `ruok` with `imok`
-    mode: str | None  # "leader", "follower", "standalone" or None (not serving)
-
-    @property
-    def serving(self) -> bool:
-        return self.ok and self.mode is not None
-
-
-def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0) -> str:
-    """Send a ZooKeeper four-letter command; return the reply ("" if none)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(word.encode("ascii"))
-        sock.shutdown(socket.SHUT_WR)
-        chunks: list[bytes] = []
-        while True:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def probe(member: ZkMember, pid: int | None = None, timeout: float = 1.0) -> MemberStatus:
-    """Ask one member `ruok` and `srvr`; never raises for a dead member."""
-    address = f"{member.host}:{member.client_port}"
-    try:
-        ok = four_letter_word(member.host, member.client_port, "ruok", timeout) == "imok"
-        mode = None
-        if ok:
-            for line in four_letter_word(member.host, member.client_port, "srvr", timeout).splitlines():
-                if line.startswith("Mode:"):
-                    mode = line.split(":", 1)[1].strip()
-    except OSError:
-        return MemberStatus(member.id, address, pid, False, None)
-    return MemberStatus(member.id, address, pid, ok, mode)
 
 
 @dataclass(frozen=True)

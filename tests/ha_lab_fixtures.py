@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pyroute2 import IPRoute
 
-from haagent import netns
+from lab import topology
 from lab.zk_ensemble import Ensemble
 from nodeconf import config
 from nodeconf.config import ClusterConfig
@@ -111,7 +111,7 @@ class Lab:
         self.ensemble = Ensemble(cfg.zookeeper, die_with_parent=True)
 
     def up(self, with_zookeeper: bool = True) -> None:
-        netns.topology_up(self.cfg)
+        topology.topology_up(self.cfg)
         if with_zookeeper:
             self.ensemble.start()
 
@@ -119,7 +119,7 @@ class Lab:
         try:
             self.ensemble.stop()
         finally:
-            netns.topology_down(self.cfg)
+            topology.topology_down(self.cfg)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,8 @@ import pytest
 from kazoo.client import KazooClient, KazooState
 
 from haagent.zk_client import make_client
-from lab.zk_ensemble import Ensemble, MemberStatus
+from haagent.zk_probe import MemberStatus
+from lab.zk_ensemble import Ensemble
 from nodeconf.config import ZkMember, ZooKeeperConfig
 from nodeconf.secret_file import ensure_secret
 
