@@ -44,10 +44,10 @@ class Source:
 
     @classmethod
     def cluster(cls, config: pathlib.Path) -> Source:
-        from haagent.storage import store_dir
         from nodeconf.config import load
+        from nodeconf.paths import shared_store_dir
 
-        return cls(store_dir(load(config).storage) / "lmdb")
+        return cls(shared_store_dir(load(config).storage) / "lmdb")
 
 
 def _progress(label: str, total_bytes: int | None, out: TextIO | None) -> tuple[ImportReport, Progress]:

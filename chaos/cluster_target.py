@@ -151,7 +151,7 @@ class ClusterTarget:
         """Processes of `node` running `service` ("agent", "imapd", "lmtpd").
 
         Front ends are found by the port they listen on (`ss` in the node's namespace): the agent
-        runs them from pre-started `haagent.prestart NAME` processes, so a command line cannot tell
+        runs them from pre-started `mailha.prestart NAME` processes, so a command line cannot tell
         a serving imapd from an idle spare.
         """
         if service == "agent":

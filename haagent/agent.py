@@ -18,7 +18,7 @@ import trio
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
-from haagent import floating_ip, front_ends, storage
+from haagent import floating_ip, front_ends
 from haagent.actuator import NodeActuator
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.decision import DecisionLoop, Health
@@ -27,6 +27,7 @@ from haagent.metrics import AgentMetrics
 from haagent.supervisor import Supervisor
 from haagent.zk_client import ZkClientError, make_client
 from nodeconf.config import ClusterConfig
+from nodeconf.paths import shared_store_dir
 
 log = logging.getLogger("mailha.haagent")
 
@@ -117,7 +118,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
         await trio.to_thread.run_sync(floating_ip.prepare, cluster.floating_ip)
     except ActionFailed as exc:
         log.error("no refuser and no early listeners on the floating IP: %s", exc)
-    supervisor = Supervisor(cluster, node, storage.store_dir(cluster.storage))
+    supervisor = Supervisor(cluster, node, shared_store_dir(cluster.storage))
     metrics = AgentMetrics(node)
     try:
         metrics.serve(str(cluster.node(node).address.ip), cluster.ports.metrics)
@@ -148,7 +149,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
                     loop.epoch,
                     loop.transitions,
                     supervisor.health() is Health.OK,
-                    storage.store_dir(cluster.storage),
+                    shared_store_dir(cluster.storage),
                 )
                 if not loop.wants_immediate_tick():
                     await wake.wait(cluster.health_interval)

@@ -69,7 +69,7 @@ def _lmtpd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 
 
 def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
-    from imapd.tls import ensure_dev_certificate
+    from nodeconf.selfsigned import ensure_dev_certificate
 
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [
@@ -98,7 +98,7 @@ def _imapd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
     if not options.web_listen:
         return []
-    from imapd.tls import ensure_dev_certificate
+    from nodeconf.selfsigned import ensure_dev_certificate
 
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
-from nodeconf.config import ClusterConfig
+from nodeconf.config import ClusterConfig, StorageConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class StandalonePaths:
     @property
     def tls_dir(self) -> pathlib.Path:
         return self.data_dir / "tls"
+
+
+def shared_store_dir(storage: StorageConfig) -> pathlib.Path:
+    """The store's LMDB environment directory inside the cluster's shared storage."""
+    return storage.path / "store"
 
 
 def node_runtime_dir(cfg: ClusterConfig, node: str) -> pathlib.Path:

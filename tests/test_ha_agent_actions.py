@@ -17,6 +17,7 @@ from haagent.errors import ActionFailed, SwitchoverRejected
 from haagent.operator import _candidate
 from haagent.supervisor import listening
 from nodeconf import config
+from nodeconf.paths import shared_store_dir
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,7 @@ def test_fencing_tries_methods_in_order_and_fails_when_all_fail(cluster: config.
 def test_storage_dir_and_shell_activation(tmp_path: pathlib.Path) -> None:
     st = config.StorageConfig(path=tmp_path / "shared")
     storage.activate_blocking(st, "node1", 3)
-    assert storage.store_dir(st).is_dir()
+    assert shared_store_dir(st).is_dir()
     mark = tmp_path / "mounted"
     st2 = config.StorageConfig(path=tmp_path / "s2", activate=f"shell:echo $NODE $EPOCH $STORAGE_PATH > {mark}")
     storage.activate_blocking(st2, "node2", 5)

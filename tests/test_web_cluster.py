@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import sync_playwright
 
-from imapd.tls import ensure_dev_certificate
 from nodeconf.paths import store_socket_path
+from nodeconf.selfsigned import ensure_dev_certificate
 from store.admin import Admin
 from tests.ha_agent_lab import AgentLab
 from tests.imap_clients_stack import free_port

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from imapd.tls import ensure_dev_certificate
+    from nodeconf.selfsigned import ensure_dev_certificate
     from store.admin import AdminError, resolve_store_address
     from web.server import WebOptions, run_web
 

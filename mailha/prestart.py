@@ -1,6 +1,6 @@
-"""A service process started ahead of need: `python -m haagent.prestart NAME`.
+"""A service process started ahead of need: `python -m mailha.prestart NAME`.
 
-`python -m haagent.prestart NAME [READY_FD]`. It imports the service's modules (the bulk of a Python service's start-up
+`python -m mailha.prestart NAME [READY_FD]`. It imports the service's modules (the bulk of a Python service's start-up
 time), then blocks reading ONE line from stdin: the JSON argv of the
 `mailha` command it is to become. Only then does it run that command, in
 this same process. No fork happens after gRPC is imported, so gRPC's
