@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.message import search_text
-from imapd.message.search_fields import indexed_text, text_matches
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -37,6 +34,9 @@ from imapd.store_client import (
     StoreFlagsResult,
 )
 from imapd.uid_set import contains, parse_uids
+from mailparse import search_text
+from mailparse.search_fields import indexed_text, text_matches
+from mailparse.view import MessageView, ParsedMessage
 
 _SLASH = re.compile("/")
 

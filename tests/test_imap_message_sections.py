@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from imapd.message.errors import MissingMessageData
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
 from imapd.protocol.values import NIL, ChunkedLiteral, Literal, Number, Value, encode
+from mailparse.errors import MissingMessageData
+from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 NESTED = (CORPUS / "mixed_nested.eml").read_bytes()

@@ -11,11 +11,8 @@ from typing import assert_never
 
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
-from imapd.message.decoding import decode_transfer
 from imapd.message.envelope import envelope
-from imapd.message.mime_tree import Part
 from imapd.message.sections import apply_partial, header_section, resolve_part, section_bytes, slice_chunks
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.fetch_spec import (
     BinarySection,
     BinarySize,
@@ -26,6 +23,9 @@ from imapd.protocol.fetch_spec import (
     SimpleKind,
 )
 from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
+from mailparse.decoding import decode_transfer
+from mailparse.mime_tree import Part
+from mailparse.view import MessageView, ParsedMessage
 
 RECENT = "\\Recent"
 

@@ -15,11 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from imapd.message import search_text
 from imapd.message.dates import header_calendar_date, internal_calendar_date
-from imapd.message.headers import first_value
-from imapd.message.search_fields import search_values
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.search_spec import (
     AgeKey,
     AgeRelation,
@@ -41,6 +37,10 @@ from imapd.protocol.search_spec import (
     TextKey,
 )
 from imapd.protocol.sequence import SequenceSet
+from mailparse import search_text
+from mailparse.headers import first_value
+from mailparse.search_fields import search_values
+from mailparse.view import MessageView, ParsedMessage
 
 
 @dataclass(frozen=True, slots=True)

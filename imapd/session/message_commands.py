@@ -6,10 +6,8 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 from __future__ import annotations
 
 from imapd.message import index_fetch, index_search
-from imapd.message.errors import MissingMessageData
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
-from imapd.message.view import MessageView
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import (
     ENVELOPE,
@@ -32,6 +30,8 @@ from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
 from imapd.uid_set import format_uids
+from mailparse.errors import MissingMessageData
+from mailparse.view import MessageView
 
 _MODES = {c.StoreMode.REPLACE: FlagMode.REPLACE, c.StoreMode.ADD: FlagMode.ADD, c.StoreMode.REMOVE: FlagMode.REMOVE}
 
