@@ -36,6 +36,7 @@ from mailparse import search_text
 from mailparse.view import MessageView, ParsedMessage
 from store import bodies
 from store.compaction import exclusive
+from store.environment import open_dbs
 from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def rebuild(data_dir: pathlib.Path) -> int:
             (data_dir / f"fulltext.sqlite{suffix}").unlink(missing_ok=True)
         env = lmdb.open(str(data_dir / "lmdb"), max_dbs=MAX_DBS, subdir=True)
         try:
-            dbs = Dbs(env)
+            dbs = open_dbs(env)
             index = FullTextIndex(data_dir / "fulltext.sqlite")
             try:
                 return index.catch_up(env, dbs)
