@@ -29,6 +29,7 @@ from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
 from imapd.session import append_flow, auth_commands, idle_flow
 from imapd.session.context import ServerContext, ServerSettings
+from imapd.session.dispatch import HANDLERS
 from imapd.session.session import Outcome, Session
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
@@ -223,7 +224,7 @@ class ImapServer:
 
     async def _serve(self, conn: Connection) -> None:
         settings = self.ctx.settings
-        session = Session(self.ctx, conn)
+        session = Session(self.ctx, conn, HANDLERS)
         limits = ParserLimits(append_limit=settings.append_limit)
         parser = CommandParser(limits)
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -58,9 +58,11 @@ def _undecodable(command: c.Command) -> bool:
 
 
 class Session:
-    def __init__(self, ctx: ServerContext, wire: Wire) -> None:
+    def __init__(self, ctx: ServerContext, wire: Wire, handlers: Mapping[type, Handler]) -> None:
         self.ctx = ctx
         self.wire = wire
+        # Handed in (imapd.session.dispatch.HANDLERS): the command modules import this one.
+        self.handlers = handlers
         self.last_status = b""  # OK/NO/BAD of the latest tagged reply (metrics)
         self.state = ConnectionState.NOT_AUTHENTICATED
         self.user: str | None = None
@@ -202,8 +204,6 @@ class Session:
 
     # ---- dispatch ---------------------------------------------------------------
     async def handle(self, tag: str, command: c.Command) -> Outcome:
-        from imapd.session.dispatch import HANDLERS
-
         if not is_valid(command, self.state):
             self.tagged(tag, b"BAD", b"Command not allowed in this state")
             self.bad_commands += 1
@@ -214,7 +214,7 @@ class Session:
             )
             self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
             return await self._finish(tag, Outcome.CONTINUE, updates=True)
-        handler = HANDLERS[type(command)]
+        handler = self.handlers[type(command)]
         # Command names only: arguments may hold passwords or message text.
         log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
