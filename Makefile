@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DATA ?= /var/lib/mailha-demo
 
-.PHONY: bootstrap demo demo-down demo-standalone test lint typecheck unit proto bench chaos clean
+.PHONY: bootstrap demo demo-down demo-standalone test lint imports typecheck unit proto bench chaos clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -27,10 +27,14 @@ lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The layer and no-cycle contracts in pyproject.toml ([tool.importlinter]).
+imports: bootstrap
+	$(BIN)/lint-imports
+
 typecheck: bootstrap
 	$(BIN)/mypy
 
-test: bootstrap lint typecheck
+test: bootstrap lint imports typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: bootstrap
