@@ -7,6 +7,9 @@ import pathlib
 import sys
 from typing import Any
 
+from backup.errors import BackupError
+from nodeconf.config import ConfigError
+
 
 def _source_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
@@ -91,9 +94,7 @@ def _source(args: argparse.Namespace) -> Any:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import create
-    from nodeconf.config import ConfigError
 
     try:
         create(
@@ -110,9 +111,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import follow
-    from nodeconf.config import ConfigError
 
     try:
         follow(_source(args), args.repo, interval=args.interval, cycles=args.cycles, metrics_file=args.metrics_file)
@@ -122,7 +121,6 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import run_verify
 
     try:
@@ -132,7 +130,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import Source, restore_user, run_restore
     from store.admin import AdminError
 
@@ -152,7 +149,6 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.manifest import read_manifest
     from backup.repository import backup_dirs
     from importer.progress import human_bytes
@@ -173,7 +169,6 @@ def _list(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import grpc
 
-    from backup.errors import BackupError
     from backup.export import export_user
     from importer.progress import ImportReport, Progress
     from store.admin import Admin, AdminError, resolve_store_address

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import pathlib
 import sys
@@ -14,6 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
+
+from haagent.errors import HaAgentError
+from nodeconf import service_user
+from nodeconf.config import ConfigError, load
+from nodeconf.service_process import start_service_process
 
 DEFAULT_CONFIG = pathlib.Path("cluster.yaml")
 
@@ -55,17 +61,11 @@ def register(sub: Any) -> None:
 
 
 def _load(path: pathlib.Path) -> Any:
-    from nodeconf.config import load
-
     return load(path)
 
 
 def guard_ha_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import logging
-
-        from haagent.errors import HaAgentError
-        from nodeconf.config import ConfigError
 
         # kazoo logs every failed connection attempt; the one-line error says enough.
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
@@ -80,9 +80,6 @@ def guard_ha_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 def _agent(args: argparse.Namespace) -> int:
     from haagent.agent import main
-    from nodeconf import service_user
-    from nodeconf.config import ConfigError
-    from nodeconf.service_process import start_service_process
 
     start_service_process()
 

@@ -7,6 +7,7 @@ import pathlib
 from typing import Any
 
 from imapd.session.context import DEFAULT_APPEND_LIMIT
+from nodeconf.service_process import start_service_process
 
 
 def register(sub: Any) -> None:
@@ -46,7 +47,6 @@ def register(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from imapd.service import ImapdOptions, run_imapd
-    from nodeconf.service_process import start_service_process
 
     start_service_process()
     return run_imapd(

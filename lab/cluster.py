@@ -33,13 +33,17 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+import grpc
+
 from haagent import netns
 from haagent.demo_tls import ensure_tls_files
+from haagent.front_ends import service_probe as agent_service_probe
 from lab import topology
 from lab.zk_ensemble import Ensemble, EnsembleError
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
 from nodeconf.service_process import open_log, write_private_text
+from store.client import StoreClient
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -204,8 +208,6 @@ def greeting_line(host: str, port: int, timeout: float = 2.0) -> bytes | None:
 def service_probe(cfg: ClusterConfig) -> tuple[int, bytes]:
     """(port, greeting prefix) proving the service is up on the floating IP:
     the agent's choice (IMAP once imapd is a front end, LMTP before that)."""
-    from haagent.front_ends import service_probe as agent_service_probe
-
     return agent_service_probe(cfg)
 
 
@@ -231,9 +233,6 @@ def wait_for_service(cfg: ClusterConfig, timeout: float) -> str:
 def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bool:
     """Create the demo user through `node`'s store; False if it existed already."""
     # Imported here: `cluster down` (and the tests of it) need no gRPC.
-    import grpc
-
-    from store.client import StoreClient
 
     with StoreClient(f"unix:{store_socket_path(cfg, node)}", timeout=timeout) as client:
         epoch = client.writable_epoch(timeout)

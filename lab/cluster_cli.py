@@ -9,6 +9,8 @@ import pathlib
 import sys
 from typing import Any
 
+from nodeconf.config import ConfigError, load
+
 DEFAULT_CONFIG = pathlib.Path("cluster.yaml")
 
 
@@ -45,8 +47,6 @@ def register(sub: Any) -> None:
 
 
 def _load(path: pathlib.Path) -> Any:
-    from nodeconf.config import ConfigError, load
-
     try:
         return load(path)
     except ConfigError as exc:

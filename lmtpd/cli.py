@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
 
 
 def register(sub: Any) -> None:
@@ -35,13 +37,10 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from lmtpd.personal_rules import SpamHeader
     from lmtpd.server import LmtpdOptions
     from lmtpd.service import parse_listen, run_lmtpd
     from lmtpd.settings_drop import PersonalOptions
-    from nodeconf.service_process import start_service_process
 
     start_service_process()
     options = LmtpdOptions(

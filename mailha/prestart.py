@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+import mailha.cli
+
 # Modules each service imports lazily on its command path; importing them
 # here is the whole point. Missing ones are skipped (a service not built).
 PRELOAD: dict[str, tuple[str, ...]] = {
@@ -28,7 +30,6 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 
 def main() -> int:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    import mailha.cli
 
     for module in PRELOAD.get(name, ()):
         try:

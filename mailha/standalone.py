@@ -24,6 +24,7 @@ import grpc
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from nodeconf import service_user, services
 from nodeconf.paths import StandalonePaths
+from nodeconf.selfsigned import ensure_dev_certificate
 from nodeconf.service_process import make_private_dirs, open_log
 from nodeconf.service_user import DEFAULT_SERVICE_USER, ServiceUser
 from store.client import wait_for_store
@@ -69,8 +70,6 @@ def _lmtpd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 
 
 def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
-    from nodeconf.selfsigned import ensure_dev_certificate
-
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [
         services.imapd_service(
@@ -98,7 +97,6 @@ def _imapd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
     if not options.web_listen:
         return []
-    from nodeconf.selfsigned import ensure_dev_certificate
 
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [

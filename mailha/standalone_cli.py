@@ -7,6 +7,7 @@ import pathlib
 from typing import Any
 
 from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
 from nodeconf.service_user import DEFAULT_SERVICE_USER
 
 
@@ -39,7 +40,6 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from mailha.standalone import StandaloneOptions, run_standalone
-    from nodeconf.service_process import start_service_process
 
     start_service_process()
 

@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
+from store.errors import StoreError
 
 
 def register(sub: Any) -> None:
@@ -58,8 +60,6 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nodeconf.service_process import start_service_process
-    from store.errors import StoreError
     from store.listen import ListenAddressError
     from store.server import ServeOptions, serve
 
@@ -92,7 +92,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _compact(args: argparse.Namespace) -> int:
     from store.compaction import compact
-    from store.errors import StoreError
 
     try:
         result = compact(args.data, keep_old=args.keep_old)
@@ -107,7 +106,6 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _fulltext_rebuild(args: argparse.Namespace) -> int:
-    from store.errors import StoreError
     from store.fulltext import rebuild
 
     try:

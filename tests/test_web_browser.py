@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -361,9 +363,6 @@ def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(
     visit: Visit,
     web_stack: WebStack,  # noqa: F811
 ) -> None:
-    import socket
-    import ssl
-
     for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
         context = ssl.create_default_context()
         context.check_hostname = False

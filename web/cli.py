@@ -7,6 +7,9 @@ import pathlib
 import sys
 from typing import Any
 
+from nodeconf.config import load
+from nodeconf.paths import store_socket_path
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("web", help="HTTPS operators' console and users' page")
@@ -30,9 +33,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     cluster = None
     if args.config is not None:
-        from nodeconf.config import load
-        from nodeconf.paths import store_socket_path
-
         cluster = load(args.config)
     if cluster is not None and not (args.store or args.data):
         # The status follows the active node's store from the first status read on.

@@ -12,6 +12,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from nodeconf.config import ClusterConfig
+from nodeconf.paths import store_socket_path
 from web.app import create_app
 from web.audit import AuditTrail
 from web.context import WebDeps
@@ -38,8 +39,6 @@ class WebOptions:
 def build_deps(options: WebOptions) -> WebDeps:
     store = StoreAccess(options.store)
     if options.cluster is not None:
-        from nodeconf.paths import store_socket_path
-
         nodes = {n.name: str(store_socket_path(options.cluster, n.name)) for n in options.cluster.nodes}
     else:
         nodes = {options.node_name: options.store.removeprefix("unix:")}
