@@ -89,12 +89,12 @@ def connect_coordination(
             time.sleep(0.5)
 
 
-async def _health_checks(supervisor: Supervisor, interval: float, wake: Wake) -> None:
+async def _health_checks(supervisor: Supervisor, loop: DecisionLoop, interval: float, wake: Wake) -> None:
     last = supervisor.health()
     while True:
         supervisor.prewarm()
         await trio.sleep(interval)
-        await supervisor.check_once()
+        await supervisor.check_once(loop.held_epoch)
         if supervisor.health() is not last:
             last = supervisor.health()
             wake.poke()
@@ -110,7 +110,6 @@ async def _stop_on_signal(cancel: trio.CancelScope) -> None:
 
 async def run_agent(cluster: ClusterConfig, node: str) -> None:
     cluster.node(node)  # validate the name before connecting anywhere
-    front_ends.install()
     coord = await trio.to_thread.run_sync(connect_coordination, cluster)
     wake = Wake()
     coord.set_waker(wake.poke)
@@ -118,7 +117,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
         await trio.to_thread.run_sync(floating_ip.prepare, cluster.floating_ip)
     except ActionFailed as exc:
         log.error("no refuser and no early listeners on the floating IP: %s", exc)
-    supervisor = Supervisor(cluster, node, shared_store_dir(cluster.storage))
+    supervisor = Supervisor(cluster, node, shared_store_dir(cluster.storage), front_ends.FRONT_ENDS)
     metrics = AgentMetrics(node)
     try:
         metrics.serve(str(cluster.node(node).address.ip), cluster.ports.metrics)
@@ -135,7 +134,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
             peers=tuple(n.name for n in cluster.nodes),
         )
         wake.on_ring = loop.interrupt_if_uncertain
-        nursery.start_soon(_health_checks, supervisor, cluster.health_interval, wake)
+        nursery.start_soon(_health_checks, supervisor, loop, cluster.health_interval, wake)
         with trio.CancelScope() as main:
             nursery.start_soon(_stop_on_signal, main)
             last = ""
