@@ -52,4 +52,4 @@ chaos: bootstrap
 	  $(BIN)/mailha cluster down --config cluster.yaml; exit $$status
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache
