@@ -264,9 +264,9 @@ class DecisionLoop:
             assert snap is not None
             counter = snap.epoch_counter
             self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
+            self.held_epoch = self.leader.epoch
             self._outage_start = self._estimate_outage_start(snap)
             self.snapshot = replace(snap, leader=self.leader, epoch_counter=self.leader.epoch)
-            self.held_epoch = self.leader.epoch
             # The ACQUIRING entry was written before the epoch existed.
             last = self._pending_history[-1] if self._pending_history else None
             if last is not None and last.to_state == S.ACQUIRING.value:
