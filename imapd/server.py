@@ -366,6 +366,8 @@ class ImapServer:
         tag = (event.tag or "*").encode()
         text = event.text.encode("ascii", "replace")
         if event.reason is ev.BadReason.BAD_CHARSET:
+            if event.forgets_saved and session.selected is not None:
+                session.selected.saved_search = ()
             await conn.send(tag + b" NO [BADCHARSET (UTF-8 US-ASCII)] " + text + b"\r\n")
             return Outcome.CONTINUE
         code = b"[TOOBIG] " if event.reason in (ev.BadReason.LINE_TOO_LONG, ev.BadReason.COMMAND_TOO_LONG) else b""

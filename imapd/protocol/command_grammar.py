@@ -19,7 +19,7 @@ from imapd.protocol.errors import ParseError
 from imapd.protocol.fetch_grammar import fetch_attributes
 from imapd.protocol.reader import Reader
 from imapd.protocol.search_grammar import search_program
-from imapd.protocol.search_spec import UnsupportedCharset
+from imapd.protocol.search_spec import SearchProgram, UnsupportedCharset
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 
@@ -38,12 +38,14 @@ _BASE64: Final = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 class CommandParseError(ParseError):
     """A ParseError that knows the tag (None when not even the tag was readable)."""
 
-    def __init__(self, tag: str | None, message: str, *, charset: bool = False) -> None:
+    def __init__(self, tag: str | None, message: str, *, charset: bool = False, forgets_saved: bool = False) -> None:
         super().__init__(message)
         self.tag = tag
         self.message = message
         # True for an unknown SEARCH CHARSET: answered NO [BADCHARSET], not BAD.
         self.bad_charset = charset
+        # That NO answers a RETURN (SAVE): the saved result becomes empty (RFC 5182 2.1).
+        self.forgets_saved = forgets_saved
 
 
 def split_tag(line: bytes) -> str | None:
@@ -74,7 +76,9 @@ def parse_command(
         reader.sp()
         return tag, _command(reader)
     except UnsupportedCharset as exc:
-        raise CommandParseError(tag, f"unsupported charset {str(exc)[:30]}", charset=True) from None
+        raise CommandParseError(
+            tag, f"unsupported charset {str(exc)[:30]}", charset=True, forgets_saved=exc.saving
+        ) from None
     except ParseError as exc:
         raise CommandParseError(tag, str(exc)) from None
 
@@ -407,9 +411,16 @@ def _search(uid: bool) -> Callable[[Reader], c.Command]:
             r.sp()
             charset = r.astring_str()
             r.sp()
-        return c.Search(search_program(r, charset), uid, returns)
+        return c.Search(_program(r, charset, returns), uid, returns)
 
     return parse
+
+
+def _program(r: Reader, charset: str, returns: frozenset[c.SearchReturn] | None) -> SearchProgram:
+    try:
+        return search_program(r, charset)
+    except UnsupportedCharset as exc:
+        raise UnsupportedCharset(str(exc), saving=returns is not None and c.SearchReturn.SAVE in returns) from None
 
 
 def _return_options(r: Reader) -> frozenset[c.SearchReturn] | None:
@@ -458,7 +469,7 @@ def _sort(uid: bool) -> Callable[[Reader], c.Command]:
         r.sp()
         charset = r.astring_str()  # mandatory in SORT and THREAD (RFC 5256 search-criteria)
         r.sp()
-        return c.Sort(tuple(criteria), search_program(r, charset), uid, returns)
+        return c.Sort(tuple(criteria), _program(r, charset, returns), uid, returns)
 
     return parse
 

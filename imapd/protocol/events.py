@@ -72,6 +72,8 @@ class BadCommand:
     tag: str | None
     text: str
     reason: BadReason = BadReason.SYNTAX
+    # A NO [BADCHARSET] to a RETURN (SAVE): the saved search result is now empty (RFC 5182 2.1).
+    forgets_saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -420,7 +420,7 @@ class CommandParser:
             self._events.append(ev.CommandReceived(tag, command))
         except CommandParseError as exc:
             reason = ev.BadReason.BAD_CHARSET if exc.bad_charset else ev.BadReason.SYNTAX
-            self._events.append(ev.BadCommand(exc.tag, exc.message, reason))
+            self._events.append(ev.BadCommand(exc.tag, exc.message, reason, exc.forgets_saved))
         self._reset_command()
 
     def _literal_announced(self, text: bytes, size: int, sync: bool, binary: bool) -> None:

@@ -180,7 +180,14 @@ class SearchProgram:
 
 
 class UnsupportedCharset(ValueError):
-    """Maps to NO [BADCHARSET (UTF-8 US-ASCII)]."""
+    """Maps to NO [BADCHARSET (UTF-8 US-ASCII)].
+
+    `saving`: the command asked RETURN (SAVE); its NO empties the saved result (RFC 5182 2.1).
+    """
+
+    def __init__(self, charset: str, *, saving: bool = False) -> None:
+        super().__init__(charset)
+        self.saving = saving
 
 
 def decode_search_string(raw: bytes, charset: str) -> str:

@@ -20,6 +20,7 @@ _BASE: Final = (
     "LIST-EXTENDED",
     "LIST-STATUS",
     "ESEARCH",
+    "SEARCHRES",
     "SORT",
     "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT",

@@ -24,7 +24,7 @@ from imapd.protocol.fetch_spec import (
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
-from imapd.session import index_queries
+from imapd.session import index_queries, search_results
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
@@ -320,7 +320,12 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     program = cmd.program
     if program.uses_modseq:
         _implicit_condstore(s, sel)
-    matched = await matching_messages(s, program)
+    try:
+        matched = await matching_messages(s, program)
+    except Exception:
+        if search_results.saving(cmd.returns):
+            sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
+        raise
     numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
     top_modseq = max((m for _, _, m in matched), default=0)
     if cmd.returns is None:
@@ -331,7 +336,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     else:
         returns = cmd.returns or frozenset({c.SearchReturn.ALL})
         if c.SearchReturn.SAVE in returns:
-            sel.saved_search = tuple(uid for _, uid, _ in matched)
+            sel.saved_search = search_results.saved_result(returns, [uid for _, uid, _ in matched])
         if returns - {c.SearchReturn.SAVE}:
             s.emit(_esearch(tag, cmd.uid, returns, numbers, top_modseq if program.uses_modseq else 0))
     s.tagged(tag, b"OK", b"SEARCH completed")

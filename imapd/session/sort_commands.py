@@ -18,6 +18,7 @@ from imapd.message.threads import render, thread
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
 from imapd.protocol.sort_spec import ThreadAlgorithm
+from imapd.session import search_results
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.message_commands import _implicit_condstore, matching_messages
 from imapd.session.session import Outcome, Session
@@ -79,7 +80,12 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     assert sel is not None
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
-    entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
+    try:
+        entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
+    except Exception:
+        if search_results.saving(cmd.returns):
+            sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
+        raise
     criteria = list(cmd.criteria)
     if len(entries) >= _IN_THREAD_FROM:
         numbers = await trio.to_thread.run_sync(sort_numbers, entries, criteria)
@@ -93,9 +99,9 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
         s.emit(line + b"\r\n")
     else:
         if c.SearchReturn.SAVE in cmd.returns:
-            # SEARCHRES: the saved result is a set of messages, whatever the order (RFC 5182 2.4).
-            by_number = dict.fromkeys(numbers)
-            sel.saved_search = tuple(u for u in sel.uids if (u if cmd.uid else sel.seq_of(u)) in by_number)
+            # SEARCHRES: a set of messages; MIN/MAX alone keep the first/last in sort order.
+            in_sort_order = numbers if cmd.uid else [sel.uids[n - 1] for n in numbers]
+            sel.saved_search = search_results.saved_result(cmd.returns, in_sort_order)
         if cmd.returns - {c.SearchReturn.SAVE}:
             s.emit(_esort(tag, cmd.uid, cmd.returns, numbers, modseq))
     s.tagged(tag, b"OK", b"SORT completed")

@@ -29,6 +29,7 @@ ALLOWED: Final[dict[tuple[str, int], str]] = {
     ("append-and-fetch", 22): "BINARY[2] of a single-part message (no part 2): Dovecot sends an empty literal, "
     "mailha NIL; RFC 3516 does not say",
     ("store-and-search", 34): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
+    ("searchres", 22): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
     ("sort-and-thread", 25): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
     ("sort-and-thread", 37): "an empty THREAD result: Dovecot sends '* THREAD ' with a trailing space, mailha "
     "'* THREAD' as RFC 5256's grammar has it (thread-data = \"THREAD\" [SP 1*thread-list])",
