@@ -404,14 +404,14 @@ def _setquota(r: Reader) -> c.Command:
 def _search(uid: bool) -> Callable[[Reader], c.Command]:
     def parse(r: Reader) -> c.Command:
         r.sp()
-        returns = _return_options(r)
+        returns, partial = _return_options(r)
         charset = "US-ASCII"
         if r.peek_word() == b"CHARSET":
             r.atom()
             r.sp()
             charset = r.astring_str()
             r.sp()
-        return c.Search(_program(r, charset, returns), uid, returns)
+        return c.Search(_program(r, charset, returns), uid, returns, partial)
 
     return parse
 
@@ -423,32 +423,62 @@ def _program(r: Reader, charset: str, returns: frozenset[c.SearchReturn] | None)
         raise UnsupportedCharset(str(exc), saving=returns is not None and c.SearchReturn.SAVE in returns) from None
 
 
-def _return_options(r: Reader) -> frozenset[c.SearchReturn] | None:
-    """[RETURN (opts) SP] of SEARCH (RFC 4731) and SORT (RFC 5267); None when absent."""
+def _return_options(r: Reader) -> tuple[frozenset[c.SearchReturn] | None, tuple[int, int] | None]:
+    """[RETURN (opts) SP] of SEARCH (RFC 4731, 5267) and SORT (RFC 5267): (options, PARTIAL range);
+    options None when absent."""
     if r.peek_word() != b"RETURN":
-        return None
+        return None, None
     r.atom()
     r.sp()
     r.expect(0x28)
     opts: set[c.SearchReturn] = set()
+    partial: tuple[int, int] | None = None
     if not r.maybe(0x29):
         while True:
             opt = _SEARCH_RETURN.get(r.keyword())
             if opt is None:
                 raise ParseError("unknown RETURN option")
+            if opt is c.SearchReturn.PARTIAL:
+                if partial is not None:
+                    raise ParseError("PARTIAL can be used only once")
+                r.sp()
+                partial = _partial_range(r)
             opts.add(opt)
             if not r.maybe_sp():
                 break
         r.expect(0x29)
     r.sp()
-    # RETURN () means ALL (RFC 4731 section 3.1); SAVE alone saves without output.
-    return frozenset(opts) if opts else frozenset({c.SearchReturn.ALL})
+    if partial is not None and c.SearchReturn.ALL in opts:
+        raise ParseError("PARTIAL conflicts with ALL")  # RFC 5267 4.4
+    # RETURN () means ALL (RFC 4731 section 3.1), so does a lone CONTEXT hint; SAVE alone saves without output.
+    if not opts - {c.SearchReturn.CONTEXT}:
+        opts.add(c.SearchReturn.ALL)
+    return frozenset(opts), partial
+
+
+def _partial_range(r: Reader) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 5); 500:400 is 400:500."""
+    first = r.nz_number()
+    r.expect(0x3A)
+    second = r.nz_number()
+    return (first, second) if first <= second else (second, first)
+
+
+def _cancel_update(r: Reader) -> c.Command:
+    tags: list[str] = []
+    while r.maybe_sp():
+        tags.append(r.quoted().decode("utf-8", "replace"))
+        if len(tags) > 100:
+            raise ParseError("too many tags")
+    if not tags:
+        raise ParseError("CANCELUPDATE needs at least one tag")
+    return c.CancelUpdate(tuple(tags))
 
 
 def _sort(uid: bool) -> Callable[[Reader], c.Command]:
     def parse(r: Reader) -> c.Command:
         r.sp()
-        returns = _return_options(r)
+        returns, partial = _return_options(r)
         r.expect(0x28)
         criteria: list[tuple[SortCriterion, bool]] = []
         while True:
@@ -469,7 +499,7 @@ def _sort(uid: bool) -> Callable[[Reader], c.Command]:
         r.sp()
         charset = r.astring_str()  # mandatory in SORT and THREAD (RFC 5256 search-criteria)
         r.sp()
-        return c.Sort(tuple(criteria), _program(r, charset, returns), uid, returns)
+        return c.Sort(tuple(criteria), _program(r, charset, returns), uid, returns, partial)
 
     return parse
 
@@ -625,6 +655,7 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "COPY": _copy_move(c.Copy, False),
     "MOVE": _copy_move(c.Move, False),
     "UID": _uid,
+    "CANCELUPDATE": _cancel_update,
 }
 
 # Every command name the grammar knows (the parser tells unknown commands from bad ones with it).

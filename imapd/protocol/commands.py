@@ -260,13 +260,19 @@ class Expunge:
 
 
 class SearchReturn(enum.Enum):
-    """ESEARCH RETURN options (RFC 4731) and SAVE (RFC 5182)."""
+    """ESEARCH RETURN options (RFC 4731), SAVE (RFC 5182), CONTEXT/UPDATE/PARTIAL (RFC 5267).
+
+    PARTIAL's range travels in the command's `partial` field.
+    """
 
     MIN = "MIN"
     MAX = "MAX"
     COUNT = "COUNT"
     ALL = "ALL"
     SAVE = "SAVE"
+    CONTEXT = "CONTEXT"  # a hint only (RFC 5267 4.2)
+    UPDATE = "UPDATE"  # keep the result and report ADDTO/REMOVEFROM (RFC 5267 4.3)
+    PARTIAL = "PARTIAL"  # the results lo..hi of the result list (RFC 5267 4.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +286,7 @@ class Search:
     program: SearchProgram
     uid: bool = False
     returns: frozenset[SearchReturn] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), 1-based, lo <= hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +301,14 @@ class Sort:
     program: SearchProgram
     uid: bool = False
     returns: frozenset[SearchReturn] | None = None
+    partial: tuple[int, int] | None = None  # as for Search, in sort order
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE "tag" ... (RFC 5267 4.3.5): stop the updates of these searching commands."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +400,7 @@ Command = (
     | Expunge
     | Search
     | Sort
+    | CancelUpdate
     | Thread
     | Fetch
     | Store

@@ -91,6 +91,7 @@ VALID_IN: Final[dict[type[c.Command], frozenset[ConnectionState]]] = {
     c.Expunge: _SELECTED,
     c.Search: _SELECTED,
     c.Sort: _SELECTED,
+    c.CancelUpdate: _SELECTED,
     c.Thread: _SELECTED,
     c.Fetch: _SELECTED,
     c.Store: _SELECTED,

@@ -28,6 +28,8 @@ _BASE: Final = (
     "THREAD=REFS",
     "I18NLEVEL=1",
     "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
     "WITHIN",
     "STATUS=SIZE",
     "MULTIAPPEND",

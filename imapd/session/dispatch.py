@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Final
 
 from imapd.protocol import commands as c
-from imapd.session import append_flow, auth_commands, idle_flow, mailbox_commands, message_commands, sort_commands
+from imapd.session import (
+    append_flow,
+    auth_commands,
+    context_commands,
+    idle_flow,
+    mailbox_commands,
+    message_commands,
+    sort_commands,
+)
 from imapd.session.session import Handler
 
 HANDLERS: Final[dict[type, Handler]] = {
@@ -44,4 +52,5 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.Search: message_commands.search,
     c.Sort: sort_commands.sort,
     c.Thread: sort_commands.thread_,
+    c.CancelUpdate: context_commands.cancel_update,
 }

@@ -23,9 +23,9 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
         task_status.started(scope)
         deadline = trio.current_time() + settings.idle_timeout
         while True:
-            alive = s.emit_updates(allow_expunge=True)
-            # DONE cancels this task: never in the middle of a response line.
+            # DONE cancels this task: never in the middle of a response line (nor of an update's search).
             with trio.CancelScope(shield=True):
+                alive = await s.emit_updates(allow_expunge=True)
                 await s.flush()
             if not alive:
                 s.wire.request_close()

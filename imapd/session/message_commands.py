@@ -24,12 +24,13 @@ from imapd.protocol.fetch_spec import (
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
-from imapd.session import index_queries, search_results
+from imapd.session import index_queries, search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
+from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
 from imapd.uid_set import format_uids
 
@@ -318,6 +319,10 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
 async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     _, sel = _sel(s)
     program = cmd.program
+    updating = cmd.returns is not None and c.SearchReturn.UPDATE in cmd.returns
+    if updating and update_contexts.tag_in_use(sel.contexts, tag):
+        s.tagged(tag, b"BAD", b"Tag reuse: an update context has this tag")  # RFC 5267 4.3
+        return Outcome.CONTINUE
     if program.uses_modseq:
         _implicit_condstore(s, sel)
     try:
@@ -334,28 +339,25 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
             line += b" (MODSEQ %d)" % top_modseq
         s.emit(line + b"\r\n")
     else:
-        returns = cmd.returns or frozenset({c.SearchReturn.ALL})
+        returns = cmd.returns
         if c.SearchReturn.SAVE in returns:
             sel.saved_search = search_results.saved_result(returns, [uid for _, uid, _ in matched])
         if returns - {c.SearchReturn.SAVE}:
-            s.emit(_esearch(tag, cmd.uid, returns, numbers, top_modseq if program.uses_modseq else 0))
+            s.emit(
+                search_results.esearch_line(
+                    tag,
+                    uid=cmd.uid,
+                    returns=returns,
+                    numbers=numbers,
+                    modseq=top_modseq if program.uses_modseq else 0,
+                    partial=cmd.partial,
+                    sort_order=False,
+                )
+            )
+        if updating:
+            context = UpdateContext(tag, cmd.uid, program, None, [uid for _, uid, _ in matched])
+            refusal = update_contexts.open_context(sel.contexts, context)
+            if refusal:
+                s.emit(refusal)
     s.tagged(tag, b"OK", b"SEARCH completed")
     return Outcome.CONTINUE
-
-
-def _esearch(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: list[int], modseq: int) -> bytes:
-    line = b'* ESEARCH (TAG "' + tag.encode() + b'")'
-    if uid:
-        line += b" UID"
-    if numbers:
-        if c.SearchReturn.MIN in returns:
-            line += b" MIN %d" % numbers[0]
-        if c.SearchReturn.MAX in returns:
-            line += b" MAX %d" % numbers[-1]
-        if c.SearchReturn.ALL in returns:
-            line += b" ALL " + format_uids(numbers).encode()
-    if c.SearchReturn.COUNT in returns:
-        line += b" COUNT %d" % len(numbers)
-    if modseq:
-        line += b" MODSEQ %d" % modseq
-    return line + b"\r\n"

@@ -151,7 +151,7 @@ class Session:
             sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
             sub.recent.clear()
 
-    def emit_updates(self, *, allow_expunge: bool) -> bool:
+    async def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
         sel = self.selected
         if sel is None:
@@ -159,6 +159,10 @@ class Session:
         self.absorb_events()
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
+        if sel.contexts and sel.touched and not sel.gone:
+            from imapd.session.context_commands import refresh
+
+            await refresh(self)  # ADDTO/REMOVEFROM after the EXISTS and FETCH they follow
         if sel.gone and allow_expunge:
             if self.subscription is not None and self.subscription.failed:
                 self.emit(b"* BYE [UNAVAILABLE] Lost the mailbox's change feed; please reconnect\r\n")
@@ -249,7 +253,7 @@ class Session:
         if updates and self.selected is not None and self._out and self._out[-1].startswith(tag.encode() + b" "):
             last = self._out.pop()
             self._out_size -= len(last)
-            alive = self.emit_updates(allow_expunge=allow_expunge)
+            alive = await self.emit_updates(allow_expunge=allow_expunge)
             self.emit(last)
             if not alive:
                 outcome = Outcome.CLOSE

@@ -572,4 +572,34 @@ CONVERSATIONS: Final = (
             ),
         ],
     ),
+    Conversation(
+        "context-search",
+        [
+            *_fill(),  # a1-a3
+            ("a", b"SELECT INBOX"),  # a4
+            ("b", b"SELECT INBOX"),
+            ("a", b"UID SEARCH RETURN (UPDATE COUNT) UNSEEN"),  # a5
+            ("a", b"SEARCH RETURN (UPDATE ALL CONTEXT) FLAGGED"),  # a6
+            ("a", b"STORE 2 +FLAGS (\\Seen)"),
+            ("b", b"STORE 1 -FLAGS (\\Seen)"),
+            ("a", b"NOOP"),
+            ("b", append(b"INBOX", PLAIN, b"(\\Flagged)")),
+            ("a", b"NOOP"),
+            ("b", b"STORE 1 +FLAGS.SILENT (\\Deleted)"),
+            ("b", b"EXPUNGE"),
+            ("a", b"NOOP"),
+            ("a", b'CANCELUPDATE "a6"'),
+            ("a", b'CANCELUPDATE "a6"'),
+            ("b", b"STORE 1 +FLAGS (\\Flagged)"),
+            ("a", b"NOOP"),
+            ("a", b"SEARCH RETURN (PARTIAL 1:2) ALL"),
+            ("a", b"UID SEARCH RETURN (PARTIAL 9:2 COUNT) ALL"),
+            ("a", b"SEARCH RETURN (PARTIAL 5:9) ALL"),
+            ("a", b"SEARCH RETURN (ALL PARTIAL 1:2) ALL"),
+            ("a", b"SEARCH RETURN (UPDATE) SEEN"),
+            ("a", b"SELECT INBOX"),
+            ("b", b"STORE 1:* +FLAGS (\\Seen)"),
+            ("a", b"NOOP"),
+        ],
+    ),
 )

@@ -1,0 +1,68 @@
+"""CONTEXT=SEARCH / CONTEXT=SORT (RFC 5267): bringing updating contexts up to
+date as the mailbox changes, and CANCELUPDATE (SEARCH/SORT open them).
+
+Which messages a context matches after a change is asked of the store for
+the touched messages only (new or re-flagged: the program AND their UIDs), so
+an update costs one search of a few messages, not of the mailbox. The diff
+and its wire form are update_contexts'.
+"""
+
+from __future__ import annotations
+
+from imapd.protocol import commands as c
+from imapd.protocol.search_spec import AndKey, SearchProgram, SequenceKey
+from imapd.protocol.sequence import SequenceSet
+from imapd.session import update_contexts
+from imapd.session.message_commands import matching_messages
+from imapd.session.session import Outcome, Session
+from imapd.session.sort_commands import sorted_uids
+from imapd.session.update_contexts import UpdateContext
+
+
+async def refresh(s: Session) -> None:
+    """ADDTO/REMOVEFROM for the messages touched since the contexts were last brought up to date."""
+    sel = s.selected
+    if sel is None:
+        return
+    if not sel.contexts:
+        sel.touched.clear()
+        return
+    touched = sorted(u for u in sel.touched if sel.seq_of(u) and u not in sel.pending_expunged)
+    sel.touched.clear()
+    if not touched:
+        return
+    only_touched = SequenceKey(SequenceSet.from_numbers(touched), uid=True)
+    for ctx in list(sel.contexts):
+        program = SearchProgram(AndKey((only_touched, ctx.program.key)), ctx.program.charset)
+        matching = {uid for _, uid, _ in await matching_messages(s, program)}
+        if ctx not in sel.contexts:
+            continue  # cancelled meanwhile (cannot happen within one command, but be exact)
+        removed = update_contexts.remove(ctx, {u for u in touched if u not in matching})
+        members = set(ctx.result)
+        fresh = [u for u in touched if u in matching and u not in members]
+        added: update_contexts.Pairs = []
+        if fresh:
+            added = update_contexts.add(ctx, await _in_result_order(s, ctx, [*ctx.result, *fresh]))
+        line = update_contexts.update_line(ctx, removed, added, sel.seq_of)
+        if line:
+            s.emit(line)
+
+
+async def _in_result_order(s: Session, ctx: UpdateContext, uids: list[int]) -> list[int]:
+    if ctx.criteria is None:
+        return sorted(uids)
+    return await sorted_uids(s, uids, ctx.criteria)
+
+
+async def cancel_update(s: Session, tag: str, cmd: c.CancelUpdate) -> Outcome:
+    sel = s.selected
+    assert sel is not None
+    live = {ctx.tag for ctx in sel.contexts}
+    unknown = [t for t in cmd.tags if t not in live]
+    if unknown:
+        s.tagged(tag, b"NO", b"Unknown update context tag")  # as Dovecot; nothing is cancelled
+        return Outcome.CONTINUE
+    cancelled = set(cmd.tags)
+    sel.contexts = [ctx for ctx in sel.contexts if ctx.tag not in cancelled]
+    s.tagged(tag, b"OK", b"Updates cancelled")
+    return Outcome.CONTINUE

@@ -1,0 +1,86 @@
+"""Python's imaplib and IMAPClient against a real store + imapd process pair
+(implicit TLS): SEARCHRES (RFC 5182) and CONTEXT=SEARCH/SORT (RFC 5267) as a
+client uses them, through the clients' generic command paths."""
+
+from __future__ import annotations
+
+import imaplib
+from typing import Any
+
+import pytest
+from imapclient import IMAPClient
+
+from tests.imap_clients_stack import ImapStack, imap_stack
+
+pytestmark = pytest.mark.integration
+__all__ = ["imap_stack"]
+
+HOST = "127.0.0.1"
+PASSWORD = "ext-pw-1"
+
+
+def ok(result: tuple[str, Any]) -> list[Any]:
+    assert result[0] == "OK", result
+    return list(result[1])
+
+
+def _message(n: int, subject: str) -> bytes:
+    return f"From: x{n}@example.org\r\nTo: r@example.org\r\nSubject: {subject}\r\n\r\nbody {n}\r\n".encode()
+
+
+def _client(imap_stack: ImapStack, user: str) -> imaplib.IMAP4_SSL:
+    m = imaplib.IMAP4_SSL(HOST, imap_stack.tls_port, ssl_context=imap_stack.ssl_context())
+    ok(m.login(user, PASSWORD))
+    return m
+
+
+def test_imaplib_searchres_and_update_contexts(imap_stack: ImapStack) -> None:
+    imap_stack.create_user("extuser", PASSWORD)
+    m = _client(imap_stack, "extuser")
+    other = _client(imap_stack, "extuser")
+    try:
+        for cap in ("SEARCHRES", "CONTEXT=SEARCH", "CONTEXT=SORT", "ESEARCH", "ESORT"):
+            assert cap in m.capabilities, cap
+        for n, subject in enumerate(("report", "lunch", "report draft", "misc"), 1):
+            ok(m.append("INBOX", "(\\Flagged)" if n % 2 else None, None, _message(n, subject)))
+        ok(m.select("INBOX"))
+        # SEARCHRES: save, then use "$" in FETCH, STORE and COPY (pipelining-safe: no numbers sent back).
+        ok(m.uid("SEARCH", "RETURN", "(SAVE)", "SUBJECT", "report"))
+        fetched = ok(m.fetch("$", "(UID)"))
+        assert [x.split(b" ", 1)[0] for x in fetched] == [b"1", b"3"]
+        ok(m.store("$", "+FLAGS", "(\\Answered)"))
+        assert ok(m.search(None, "ANSWERED")) == [b"1 3"]
+        ok(m.create("Reports"))
+        ok(m.uid("COPY", "$", "Reports"))
+        assert ok(m.status("Reports", "(MESSAGES)")) == [b'"Reports" (MESSAGES 2)']
+        # An update context: the other session's change arrives as ESEARCH ADDTO at the next NOOP.
+        typ, data = m._simple_command("UID", "SEARCH", "RETURN", "(UPDATE COUNT)", "FLAGGED")
+        assert typ == "OK", data
+        assert m.untagged_responses.pop("ESEARCH", None) is not None
+        ok(other.select("INBOX"))
+        ok(other.store("2", "+FLAGS", "(\\Flagged)"))
+        ok(m.noop())
+        updates = m.untagged_responses.pop("ESEARCH", [])
+        assert any(b"UID ADDTO (0 2)" in u for u in updates), updates
+    finally:
+        other.logout()
+        m.logout()
+
+
+def test_imapclient_sort_context_and_partial(imap_stack: ImapStack) -> None:
+    imap_stack.create_user("extsort", PASSWORD)
+    with IMAPClient(HOST, port=imap_stack.tls_port, ssl_context=imap_stack.ssl_context()) as client:
+        client.login("extsort", PASSWORD)
+        for n, subject in enumerate(("delta", "alpha", "charlie"), 1):
+            client.append("INBOX", _message(n, subject))
+        client.select_folder("INBOX")
+        assert client.has_capability("CONTEXT=SORT")
+        answer = client._raw_command_untagged(
+            b"SORT",  # IMAPClient prefixes UID itself (use_uid)
+            [b"RETURN", b"(UPDATE PARTIAL 1:2)", b"(SUBJECT)", b"UTF-8", b"ALL"],
+            response_name="ESEARCH",
+        )
+        assert answer[0].endswith(b" UID PARTIAL (1:2 2:3)"), answer
+        client.append("INBOX", _message(4, "bravo"))  # this session's APPEND: ADDTO, sort position 2
+        pushed = client._imap.untagged_responses.pop("ESEARCH", [])
+        assert any(b"UID ADDTO (2 4)" in u for u in pushed), pushed
