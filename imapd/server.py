@@ -294,7 +294,7 @@ class ImapServer:
                         appending = append_flow.begin(session, event.tag, event.mailbox)
                 elif isinstance(event, ev.AppendMessageStart):
                     if appending is not None:
-                        append_flow.message_start(appending, event.flags, event.internal_date)
+                        append_flow.message_start(appending, event.flags, event.internal_date, event.binary)
                 elif isinstance(event, ev.AppendChunk):
                     if appending is not None:
                         append_flow.chunk(appending, event.data)

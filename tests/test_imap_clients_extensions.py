@@ -4,6 +4,7 @@ client uses them, through the clients' generic command paths."""
 
 from __future__ import annotations
 
+import base64
 import imaplib
 from typing import Any
 
@@ -84,3 +85,26 @@ def test_imapclient_sort_context_and_partial(imap_stack: ImapStack) -> None:
         client.append("INBOX", _message(4, "bravo"))  # this session's APPEND: ADDTO, sort position 2
         pushed = client._imap.untagged_responses.pop("ESEARCH", [])
         assert any(b"UID ADDTO (2 4)" in u for u in pushed), pushed
+
+
+def test_imaplib_binary_fetch(imap_stack: ImapStack) -> None:
+    imap_stack.create_user("extbin", PASSWORD)
+    payload = bytes(range(256)) * 4
+    attached = (
+        b'Subject: attached\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + b"\r\n".join(base64.encodebytes(payload).splitlines())
+        + b"\r\n--b--\r\n"
+    )
+    m = _client(imap_stack, "extbin")
+    try:
+        assert "BINARY" in m.capabilities
+        ok(m.append("INBOX", None, None, attached))
+        ok(m.select("INBOX", readonly=True))
+        data = ok(m.fetch("1", "(BINARY.SIZE[2] BINARY.PEEK[2])"))
+        # imaplib reads literal8 (~{n}) like a literal: (prefix, bytes) then ")".
+        assert data[0][0].endswith(b"BINARY.SIZE[2] %d BINARY[2] ~{%d}" % (len(payload), len(payload)))
+        assert data[0][1] == payload
+    finally:
+        m.logout()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from imapd.message.binary_content import BinaryContent, part_content
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
-from imapd.message.decoding import decode_transfer
 from imapd.message.envelope import envelope
-from imapd.message.mime_tree import Part
-from imapd.message.sections import apply_partial, header_section, resolve_part, section_bytes, slice_chunks
+from imapd.message.sections import apply_partial, header_section, section_bytes, slice_chunks
 from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.fetch_spec import (
     BinarySection,
@@ -60,22 +59,12 @@ def _body_section(msg: ParsedMessage, item: BodySection) -> Value:
     return _whole(msg, item.partial)
 
 
-def _binary_literal(data: bytes) -> Value:
-    # literal8 (RFC 3516) when the content holds NUL, which a plain literal may not.
-    if b"\x00" in data:
+def _binary_value(content: BinaryContent, partial: Partial | None) -> Value:
+    data = apply_partial(content.data, partial)
+    # literal8 (RFC 3516) for decoded/binary content; a plain literal may not carry NUL in any case.
+    if content.needs_literal8 or b"\x00" in data:
         return Raw(b"~{%d}\r\n" % len(data) + data)
     return Literal(data)
-
-
-def _binary_content(msg: ParsedMessage, part_path: tuple[int, ...]) -> bytes | None:
-    if not part_path:
-        return msg.full()
-    part: Part | None = resolve_part(msg.tree(), part_path)
-    if part is None:
-        return None
-    if part.children:
-        return part.body
-    return decode_transfer(part.body, part.encoding)
 
 
 def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]:
@@ -109,13 +98,13 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
     if isinstance(item, BodySection):
         return item.label(), _body_section(msg, item)
     if isinstance(item, BinarySection):
-        content = _binary_content(msg, item.part)
+        content = part_content(msg.tree(), item.part)
         if content is None:
             return item.label(), NIL
-        return item.label(), _binary_literal(apply_partial(content, item.partial))
+        return item.label(), _binary_value(content, item.partial)
     if isinstance(item, BinarySize):
-        content = _binary_content(msg, item.part)
-        return item.label(), Number(0 if content is None else len(content))
+        content = part_content(msg.tree(), item.part)
+        return item.label(), Number(0 if content is None else len(content.data))
     assert_never(item)
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from imapd.errors import StoreError
+from imapd.message.binary_content import encode_binary_parts
 from imapd.protocol import commands as c
 from imapd.session.error_map import Context
 from imapd.session.keyword_limits import keyword_refusal
@@ -24,6 +25,7 @@ class AppendInProgress:
     mailbox: str
     messages: list[tuple[AppendSpec, bytes]] = field(default_factory=list)
     current: AppendSpec | None = None
+    current_binary: bool = False  # sent as literal8 (RFC 3516)
     chunks: list[bytes] = field(default_factory=list)
     total: int = 0
 
@@ -40,8 +42,11 @@ def begin(s: Session, tag: str, mailbox: str) -> AppendInProgress:
     return AppendInProgress(tag, mailbox)
 
 
-def message_start(ap: AppendInProgress, flags: tuple[str, ...], when: datetime.datetime | None) -> None:
+def message_start(
+    ap: AppendInProgress, flags: tuple[str, ...], when: datetime.datetime | None, binary: bool = False
+) -> None:
     ap.current = spec_for(flags, when)
+    ap.current_binary = binary
     ap.chunks = []
 
 
@@ -52,7 +57,10 @@ def chunk(ap: AppendInProgress, data: bytes) -> None:
 
 def message_end(ap: AppendInProgress) -> None:
     assert ap.current is not None
-    ap.messages.append((ap.current, b"".join(ap.chunks)))
+    data = b"".join(ap.chunks)
+    if ap.current_binary:
+        data = encode_binary_parts(data)  # BODY[] may not carry NULs: binary parts are stored as base64
+    ap.messages.append((ap.current, data))
     ap.current, ap.chunks = None, []
 
 
@@ -96,7 +104,7 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
     """The buffered form (parser not streaming): same path."""
     ap = begin(s, tag, cmd.mailbox)
     for msg in cmd.messages:
-        message_start(ap, msg.flags, msg.internal_date)
+        message_start(ap, msg.flags, msg.internal_date, msg.binary)
         chunk(ap, msg.data)
         message_end(ap)
     assert s.user is not None

@@ -33,6 +33,7 @@ _BASE: Final = (
     "WITHIN",
     "STATUS=SIZE",
     "MULTIAPPEND",
+    "BINARY",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",

@@ -6,7 +6,7 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 from __future__ import annotations
 
 from imapd.message import index_fetch, index_search
-from imapd.message.errors import MissingMessageData
+from imapd.message.errors import MissingMessageData, UnknownTransferEncoding
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.message.view import MessageView
@@ -135,6 +135,9 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
             pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
         except MissingMessageData:
             continue
+        except UnknownTransferEncoding:
+            s.tagged(tag, b"NO", b"[UNKNOWN-CTE] Cannot decode the part's Content-Transfer-Encoding")  # RFC 3516
+            return Outcome.CONTINUE
         if FLAGS in these:
             for line in sel.announce_keywords(item.meta.flags):
                 s.emit(line)

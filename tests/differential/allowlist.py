@@ -24,10 +24,19 @@ EXTRA_CODES: Final = frozenset({b"NONEXISTENT", b"CANNOT"})
 _PARENT: Final = "CREATE parent/child creates `parent` in mailha (RFC 3501 6.3.3 lets a server create the \
 superior names); Dovecot's maildir has no `parent` (\\NonExistent)"
 
+_UNKNOWN_CTE: Final = "BINARY of a part in an unknown Content-Transfer-Encoding: both answer NO [UNKNOWN-CTE] \
+(RFC 3516 4.1); Dovecot also sends '* n FETCH (UID n)' before it, mailha no FETCH data"
+_BINARY_SECTION: Final = "BINARY[1.MIME] / BINARY[HEADER]: RFC 3516's section-binary is a part number only, \
+mailha answers BAD; Dovecot serves them like BODY[...]"
+
 # (conversation, step) -> reason.
 ALLOWED: Final[dict[tuple[str, int], str]] = {
     ("append-and-fetch", 22): "BINARY[2] of a single-part message (no part 2): Dovecot sends an empty literal, "
     "mailha NIL; RFC 3516 does not say",
+    ("binary", 13): _UNKNOWN_CTE,
+    ("binary", 14): _UNKNOWN_CTE,
+    ("binary", 19): _BINARY_SECTION,
+    ("binary", 20): _BINARY_SECTION,
     ("store-and-search", 34): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
     ("searchres", 22): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",
     ("sort-and-thread", 25): "NO [BADCHARSET] may list the supported charsets (RFC 3501 7.1); mailha does",

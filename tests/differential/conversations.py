@@ -52,6 +52,58 @@ COMMENTED: Final = (
 )
 
 
+# For BINARY: quoted-printable, an encoding nobody knows, a nested message, raw NULs.
+QUOTED: Final = (
+    b"From: qp@example.org\r\n"
+    b"Subject: quoted\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"caf=C3=A9 soft=\r\nbreak =3D done\r\n"
+)
+UUENCODED: Final = (
+    b"From: uu@example.org\r\n"
+    b"Subject: unknown encoding\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="B"\r\n'
+    b"\r\n"
+    b"--B\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: x-uuencode\r\n"
+    b"\r\n"
+    b"begin 644 f\r\n#86)C\r\n`\r\nend\r\n"
+    b"--B\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: 7bit\r\n"
+    b"\r\n"
+    b"plain part\r\n"
+    b"--B--\r\n"
+)
+NESTED: Final = (
+    b"From: outer@example.org\r\n"
+    b"Subject: forwarded\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="O"\r\n'
+    b"\r\n"
+    b"--O\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"see attached\r\n"
+    b"--O\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: inner@example.org\r\n"
+    b"Subject: inner\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"aW5uZXIgYm9keQ==\r\n"
+    b"--O--\r\n"
+)
+WITH_NUL: Final = b"From: bin@example.org\r\nSubject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\nab\x00cd\x01\r\n"
+
+
 def append(mailbox: bytes, message: bytes, flags: bytes = b"") -> bytes:
     return b"APPEND " + mailbox + b" " + (flags + b" " if flags else b"") + DATE + b" " + literal(message)
 
@@ -600,6 +652,39 @@ CONVERSATIONS: Final = (
             ("a", b"SELECT INBOX"),
             ("b", b"STORE 1:* +FLAGS (\\Seen)"),
             ("a", b"NOOP"),
+        ],
+    ),
+    Conversation(
+        "binary",
+        [
+            *_fill(),  # 2: MULTIPART (a base64 part with NULs)
+            ("a", append(b"INBOX", QUOTED)),  # 4
+            ("a", append(b"INBOX", UUENCODED)),  # 5
+            ("a", append(b"INBOX", NESTED)),  # 6
+            ("a", b"APPEND INBOX " + DATE + b" ~{%d}\r\n" % len(WITH_NUL) + WITH_NUL),  # 7
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "FETCH 2 (BINARY.SIZE[2] BINARY.PEEK[2] BINARY.SIZE[1] BINARY.PEEK[1])",
+                "FETCH 2 BINARY.PEEK[2]<2.3>",
+                "FETCH 2 BINARY.PEEK[2]<4.100>",
+                "FETCH 4 (BINARY.PEEK[1] BINARY.SIZE[1])",
+                "FETCH 4 BINARY.PEEK[]",
+                "FETCH 5 BINARY.PEEK[1]",
+                "FETCH 5 BINARY.SIZE[1]",
+                "FETCH 5 BINARY.PEEK[2]",
+                "FETCH 6 (BINARY.PEEK[2] BINARY.SIZE[2])",
+                "FETCH 6 BINARY.PEEK[2.1]",
+                "FETCH 6 BINARY.PEEK[1]",
+                "FETCH 2 BINARY.PEEK[1.MIME]",
+                "FETCH 2 BINARY.PEEK[HEADER]",
+                "FETCH 4 BINARY[1]",
+                "UID FETCH 4 BINARY.PEEK[1]<0.4>",
+                "FETCH 7 (RFC822.SIZE BINARY.PEEK[1] BINARY.SIZE[1])",
+                "FETCH 7 BODY.PEEK[TEXT]",
+                "FETCH 7 BINARY.PEEK[]",
+                "FETCH 1 BINARY.SIZE[]",
+            ),
         ],
     ),
 )
