@@ -108,3 +108,22 @@ def test_imaplib_binary_fetch(imap_stack: ImapStack) -> None:
         assert data[0][1] == payload
     finally:
         m.logout()
+
+
+def test_imaplib_catenate_with_urls(imap_stack: ImapStack) -> None:
+    imap_stack.create_user("extcat", PASSWORD)
+    m = _client(imap_stack, "extcat")
+    try:
+        for cap in ("CATENATE", "URL-PARTIAL"):
+            assert cap in m.capabilities, cap
+        ok(m.append("INBOX", None, None, _message(1, "forward me")))
+        # A message built on the server from the original and a URL-PARTIAL cut of its body
+        # (imaplib can only send a literal at the end of a command: URLs only here).
+        urls = '(URL "/INBOX/;UID=1" URL "/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=0.4")'
+        typ, data = m._simple_command("APPEND", "Drafts", "CATENATE", urls)
+        assert typ == "OK" and b"APPENDUID" in data[-1], (typ, data)
+        ok(m.select("Drafts", readonly=True))
+        fetched = ok(m.fetch("1", "(BODY.PEEK[])"))
+        assert fetched[0][1] == _message(1, "forward me") + b"body"
+    finally:
+        m.logout()

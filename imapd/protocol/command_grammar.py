@@ -360,11 +360,41 @@ def _append(r: Reader) -> c.Command:
     messages: list[c.AppendMessage] = []
     while r.maybe_sp():
         flags, date = append_message_head(r)
+        if r.peek_word() == b"CATENATE":
+            messages.append(c.AppendMessage(flags, date, b"", catenate=_catenate_parts(r)))
+            continue
         binary = r.literal_is_binary()
         messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), binary))
     if not messages:
         raise ParseError("APPEND needs a message literal")
     return c.Append(mailbox, tuple(messages))
+
+
+# Parts of one CATENATE; more is abuse (each URL costs a store fetch).
+MAX_CATENATE_PARTS: Final = 64
+
+
+def _catenate_parts(r: Reader) -> tuple[c.CatenatePart, ...]:
+    """CATENATE SP "(" cat-part *(SP cat-part) ")" (RFC 4469 5), cat-part = TEXT SP literal / URL SP astring."""
+    r.atom()
+    r.sp()
+    r.expect(0x28)
+    parts: list[c.CatenatePart] = []
+    while True:
+        kind = r.keyword()
+        r.sp()
+        if kind == "TEXT":
+            parts.append(c.CatenateText(r.literal(binary_ok=True)))  # literal8 too, with BINARY (RFC 4469 6)
+        elif kind == "URL":
+            parts.append(c.CatenateUrl(r.astring().decode("utf-8", "replace")))
+        else:
+            raise ParseError("CATENATE parts are TEXT or URL")
+        if len(parts) > MAX_CATENATE_PARTS:
+            raise ParseError("too many CATENATE parts")
+        if not r.maybe_sp():
+            break
+    r.expect(0x29)
+    return tuple(parts)
 
 
 def _enable(r: Reader) -> c.Command:

@@ -186,13 +186,32 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenateText:
+    """TEXT literal of a CATENATE (RFC 4469)."""
+
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateUrl:
+    """URL of a CATENATE (RFC 4469): an IMAP URL (RFC 5092), resolved by the session."""
+
+    url: str
+
+
+CatenatePart = CatenateText | CatenateUrl
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
-    """One message of an APPEND: flags, optional INTERNALDATE, and its bytes."""
+    """One message of an APPEND: flags, optional INTERNALDATE, and its bytes (or the
+    CATENATE parts that make them, `data` then empty)."""
 
     flags: tuple[str, ...]
     internal_date: datetime.datetime | None
     data: bytes = field(repr=False)
     binary: bool = False  # sent as literal8 ~{n} (RFC 3516)
+    catenate: tuple[CatenatePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

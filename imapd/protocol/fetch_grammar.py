@@ -109,3 +109,11 @@ def _partial(reader: Reader) -> fs.Partial | None:
     octets = reader.nz_number()
     reader.expect(0x3E)
     return fs.Partial(origin, octets)
+
+
+def section_spec(text: bytes) -> fs.Section:
+    """A section-spec on its own ("1.2.MIME", "HEADER.FIELDS (TO)"), as an IMAP URL's ;SECTION= carries it."""
+    reader = Reader([text])
+    section = _section(reader)
+    reader.end()
+    return section

@@ -111,6 +111,10 @@ class ParserLimits:
 _AppendHead = tuple[tuple[str, ...], datetime.datetime | None]
 
 
+class _Catenate(Exception):
+    """The APPEND message being announced is a CATENATE: not streamed."""
+
+
 _ID_COMMAND: Final = re.compile(rb"[^ \r\n]+ ID[ (]", re.IGNORECASE)
 
 
@@ -428,6 +432,15 @@ class CommandParser:
         if self._is_append:
             try:
                 head = self._append_head(text)
+            except _Catenate:
+                if self._append_started:
+                    bad = self._bad("CATENATE after a streamed message in one APPEND is not supported")
+                    self._refuse_literal(size, sync, bad)
+                    return
+                # CATENATE (RFC 4469): the command is read whole (TEXT literals within the
+                # literal and command limits) and the session assembles the message.
+                self._is_append = False
+                head = None
             except ParseError as exc:
                 self._refuse_literal(size, sync, self._bad(str(exc)))
                 return
@@ -485,6 +498,8 @@ class CommandParser:
             reader.sp()
             mailbox = self._append_mailbox
         flags, date = _append_head(reader)
+        if reader.peek_word() == b"CATENATE":
+            raise _Catenate
         reader.end()
         self._append_mailbox = mailbox
         return flags, date

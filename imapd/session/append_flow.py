@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from imapd.errors import StoreError
 from imapd.message.binary_content import encode_binary_parts
 from imapd.protocol import commands as c
+from imapd.session import catenate
 from imapd.session.error_map import Context
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.session import Outcome, Session
@@ -101,12 +102,22 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
 
 
 async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
-    """The buffered form (parser not streaming): same path."""
+    """The buffered form (parser not streaming, or CATENATE): same path."""
     ap = begin(s, tag, cmd.mailbox)
     for msg in cmd.messages:
+        data = msg.data
+        if msg.catenate:
+            try:
+                data = await catenate.assemble(s, msg.catenate, s.ctx.settings.append_limit)
+            except catenate.CatenateRefused as refused:
+                s.tagged(tag, b"NO", refused.text)
+                return Outcome.CONTINUE
         message_start(ap, msg.flags, msg.internal_date, msg.binary)
-        chunk(ap, msg.data)
+        chunk(ap, data)
         message_end(ap)
+        if ap.total > s.ctx.settings.append_total_limit:
+            s.tagged(tag, b"NO", b"[TOOBIG] The messages of this APPEND are too big together")
+            return Outcome.CONTINUE
     assert s.user is not None
     refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
     if refusal is not None:

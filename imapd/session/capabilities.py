@@ -33,6 +33,8 @@ _BASE: Final = (
     "WITHIN",
     "STATUS=SIZE",
     "MULTIAPPEND",
+    "CATENATE",
+    "URL-PARTIAL",
     "BINARY",
     "CONDSTORE",
     "QRESYNC",

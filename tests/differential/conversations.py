@@ -687,4 +687,37 @@ CONVERSATIONS: Final = (
             ),
         ],
     ),
+    Conversation(
+        "catenate-and-url-partial",
+        [
+            *_fill(),  # INBOX UIDs 1 (PLAIN), 2 (MULTIPART), 3 (COMMENTED)
+            *steps(
+                "a",
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=1")',
+                b"APPEND Drafts CATENATE (TEXT "
+                + literal(b"Subject: built\r\n\r\n[")
+                + b' URL "/INBOX/;UID=2/;SECTION=1" TEXT '
+                + literal(b"]\r\n")
+                + b")",
+                b'APPEND Drafts (\\Seen) CATENATE (URL "/INBOX/;UID=1/;SECTION=HEADER" TEXT '
+                + literal(b"new body\r\n")
+                + b")",
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=3/;SECTION=TEXT/;PARTIAL=5.10")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=3/;PARTIAL=10")',
+                'APPEND Drafts CATENATE (URL "/INBOX;UIDVALIDITY=1/;UID=1")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=99")',
+                'APPEND Drafts CATENATE (URL "/Nowhere/;UID=1")',
+                'APPEND Drafts CATENATE (URL "INBOX/;UID=1")',
+                b"APPEND Drafts CATENATE (TEXT "
+                + literal(b"Subject: empty part\r\n\r\n")
+                + b' URL "/INBOX/;UID=1/;PARTIAL=99999.5")',
+                'APPEND Nowhere CATENATE (URL "/INBOX/;UID=1")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=2") CATENATE (URL "/INBOX/;UID=1/;SECTION=TEXT")',
+                "APPEND Drafts CATENATE ()",
+                "STATUS Drafts (MESSAGES UNSEEN)",
+                "SELECT Drafts",
+                "FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[])",
+            ),
+        ],
+    ),
 )
