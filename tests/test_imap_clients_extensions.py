@@ -127,3 +127,19 @@ def test_imaplib_catenate_with_urls(imap_stack: ImapStack) -> None:
         assert fetched[0][1] == _message(1, "forward me") + b"body"
     finally:
         m.logout()
+
+
+def test_imaplib_utf8_accept_mailbox_names(imap_stack: ImapStack) -> None:
+    imap_stack.create_user("extutf8", PASSWORD)
+    m = _client(imap_stack, "extutf8")
+    try:
+        assert b" UTF8=ACCEPT" in ok(m.capability())[0]  # advertised after login only
+        ok(m.enable("UTF8=ACCEPT"))
+        assert m.untagged_responses.pop("ENABLED", None) == [b"UTF8=ACCEPT"]
+        ok(m.create("Ärger"))  # imaplib now sends the name as UTF-8
+        names = [line for line in ok(m.list()) if "Ärger".encode() in line]
+        assert names == [b'(\\HasNoChildren) "/" "\xc3\x84rger"'], ok(m.list())
+        ok(m.select("Ärger"))
+        assert ok(m.status("Ärger", "(MESSAGES)")) == ['"Ärger" (MESSAGES 0)'.encode()]
+    finally:
+        m.logout()

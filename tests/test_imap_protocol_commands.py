@@ -215,11 +215,11 @@ CASES: list[tuple[bytes, c.Command]] = [
     (b"t1 UID SEARCH UNSEEN", c.Search(ss.SearchProgram(ss.FlagKey("\\Seen", False)), uid=True)),
     (
         b"t1 SEARCH CHARSET UTF-8 FROM alice",
-        c.Search(ss.SearchProgram(ss.HeaderKey("From", "alice"), "UTF-8")),
+        c.Search(ss.SearchProgram(ss.HeaderKey("From", "alice"), "UTF-8"), charset_given=True),
     ),
     (
         b"t1 SEARCH CHARSET UTF-8 SUBJECT {5+}\r\n\xc3\xa9t\xc3\xa9",
-        c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8")),
+        c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8"), charset_given=True),
     ),
     (
         b'"t1 SEARCH OR (FROM "a b" TO c) NOT SEEN 1:5,*'[1:],
@@ -303,7 +303,7 @@ CASES: list[tuple[bytes, c.Command]] = [
     ),
     (
         b"t1 UID SEARCH RETURN () CHARSET US-ASCII ALL",
-        c.Search(ss.SearchProgram(ss.AllKey()), uid=True, returns=frozenset({c.SearchReturn.ALL})),
+        c.Search(ss.SearchProgram(ss.AllKey()), uid=True, returns=frozenset({c.SearchReturn.ALL}), charset_given=True),
     ),
     (b"t1 SEARCH $", c.Search(ss.SearchProgram(ss.SequenceKey(SequenceSet((), saved=True))))),
     (b"t1 SEARCH YOUNGER 60", c.Search(ss.SearchProgram(ss.AgeKey(ss.AgeRelation.YOUNGER, 60)))),

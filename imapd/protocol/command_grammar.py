@@ -363,6 +363,15 @@ def _append(r: Reader) -> c.Command:
         if r.peek_word() == b"CATENATE":
             messages.append(c.AppendMessage(flags, date, b"", catenate=_catenate_parts(r)))
             continue
+        if r.peek_word() == b"UTF8":  # UTF8 "(" literal8 ")" (RFC 6855 4)
+            r.atom()
+            r.sp()
+            r.expect(0x28)
+            if not r.literal_is_binary():
+                raise ParseError("UTF8 APPEND data is a literal8 (~{n})")
+            messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), True))
+            r.expect(0x29)
+            continue
         binary = r.literal_is_binary()
         messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), binary))
     if not messages:
@@ -436,12 +445,13 @@ def _search(uid: bool) -> Callable[[Reader], c.Command]:
         r.sp()
         returns, partial = _return_options(r)
         charset = "US-ASCII"
-        if r.peek_word() == b"CHARSET":
+        given = r.peek_word() == b"CHARSET"
+        if given:
             r.atom()
             r.sp()
             charset = r.astring_str()
             r.sp()
-        return c.Search(_program(r, charset, returns), uid, returns, partial)
+        return c.Search(_program(r, charset, returns), uid, returns, partial, given)
 
     return parse
 

@@ -306,6 +306,7 @@ class Search:
     uid: bool = False
     returns: frozenset[SearchReturn] | None = None
     partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), 1-based, lo <= hi
+    charset_given: bool = False  # CHARSET x was written (refused once UTF8=ACCEPT is on, RFC 6855 3)
 
 
 @dataclass(frozen=True, slots=True)

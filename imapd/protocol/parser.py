@@ -306,6 +306,7 @@ class CommandParser:
         self._is_append = False
         self._append_mailbox: str | None = None
         self._append_started = False
+        self._append_utf8_open = False  # a UTF8 ( literal8 ) message's ")" is still to come (RFC 6855 4)
 
     def _require_await(self) -> None:
         if self._mode is not _Mode.AWAIT_CONTINUATION:
@@ -413,9 +414,10 @@ class CommandParser:
     def _complete(self, line: bytes) -> None:
         self._segments.append(line)
         if self._is_append and self._append_started:
-            # end of a streamed APPEND: only the final CRLF may follow the last message
+            # end of a streamed APPEND: only the final CRLF (after a UTF8 message's ")") may follow
             tag = self._tag or ""
-            event: ev.Event = ev.AppendEnd(tag) if not line else self._bad("junk after APPEND message")
+            rest = self._close_utf8(line)
+            event: ev.Event = ev.AppendEnd(tag) if rest == b"" else self._bad("junk after APPEND message")
             self._events.append(event)
             self._reset_command()
             return
@@ -494,17 +496,38 @@ class CommandParser:
             mailbox = reader.mailbox()
             reader.sp()
         else:
-            reader = Reader([text], utf8_names=self.utf8_names)
+            rest = self._close_utf8(text)
+            if rest is None:
+                raise ParseError('expected ")" after the UTF8 message')
+            reader = Reader([rest], utf8_names=self.utf8_names)
             reader.sp()
             mailbox = self._append_mailbox
         flags, date = _append_head(reader)
-        if reader.peek_word() == b"CATENATE":
+        word = reader.peek_word()
+        if word == b"CATENATE":
             raise _Catenate
+        if word == b"UTF8":  # UTF8 "(" literal8 ")" (RFC 6855 4): the message is the literal8
+            reader.atom()
+            reader.sp()
+            reader.expect(0x28)
+            self._append_utf8_open = True
         reader.end()
         self._append_mailbox = mailbox
         return flags, date
 
+    def _close_utf8(self, text: bytes) -> bytes | None:
+        """`text` after the ")" that closes a UTF8 message, or as it is; None if that ")" is missing."""
+        if not self._append_utf8_open:
+            return text
+        if text[:1] != b")":
+            return None
+        self._append_utf8_open = False
+        return text[1:]
+
     def _stream_message(self, tag: str, head: _AppendHead, size: int, sync: bool, binary: bool) -> None:
+        if self._append_utf8_open and not binary:
+            self._refuse_literal(size, sync, self._bad("UTF8 APPEND data is a literal8 (~{n})"))
+            return
         if size > self.limits.append_limit:
             self._refuse_literal(size, sync, ev.LiteralTooBig(tag, size, self.limits.append_limit, append=True))
             return

@@ -48,6 +48,7 @@ def capabilities(
     caps = [*_BASE, f"APPENDLIMIT={append_limit}"]
     if authenticated:
         caps.append("COMPRESS=DEFLATE")  # RFC 4978: only once the credentials are past
+        caps.append("UTF8=ACCEPT")  # RFC 6855: ENABLE is only valid after login
     if tls_available and not tls_active:
         caps.append("STARTTLS")
     if tls_active or plaintext_ok:

@@ -18,11 +18,21 @@ from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
-_ENABLABLE = ("CONDSTORE", "QRESYNC")
+_ENABLABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT")
 
 
-def mailbox_name(name: str) -> bytes:
-    return encode(String(mutf7.encode(name)))
+def mailbox_name(name: str, *, utf8: bool = False) -> bytes:
+    """A mailbox name in a response: modified UTF-7, or UTF-8 once the client enabled UTF8=ACCEPT (RFC 6855 3)."""
+    if not utf8:
+        return encode(String(mutf7.encode(name)))
+    raw = name.encode("utf-8")
+    if any(b < 0x20 or b == 0x7F for b in raw):
+        return encode(String(raw))
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'  # UTF-8 in a quoted string
+
+
+def _names(s: Session) -> bool:
+    return "UTF8=ACCEPT" in s.enabled
 
 
 def _user(s: Session) -> str:
@@ -235,7 +245,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
         if mb.nonexistent:
             # A subscription without its mailbox: only the SUBSCRIBED selection shows it (RFC 5258 3).
             if sel_subscribed:
-                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name))
+                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name, utf8=_names(s)))
             continue
         if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
             continue
@@ -257,9 +267,15 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
                 or c.ListSelection.SPECIAL_USE in cmd.selection,
             )
         ).encode()
-        s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name), extra))
+        s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name, utf8=_names(s)), extra))
         if cmd.status is not None and mb.status is not None and not mb.noselect:
-            s.emit(b"* STATUS " + mailbox_name(mb.name) + b" " + _status_items(cmd.status, mb.status) + b"\r\n")
+            s.emit(
+                b"* STATUS "
+                + mailbox_name(mb.name, utf8=_names(s))
+                + b" "
+                + _status_items(cmd.status, mb.status)
+                + b"\r\n"
+            )
         await s.maybe_flush()
     s.tagged(tag, b"OK", b"LIST completed")
     return Outcome.CONTINUE
@@ -285,7 +301,7 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
                 if parent not in listed and parent not in lines and matches(pattern, parent):
                     lines[parent] = b"\\Noselect"
     for name, attrs in lines.items():
-        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name)))
+        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name, utf8=_names(s))))
     s.tagged(tag, b"OK", b"LSUB completed")
     return Outcome.CONTINUE
 
@@ -293,7 +309,9 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
 async def status(s: Session, tag: str, cmd: c.Status) -> Outcome:
     info = await s.ctx.store.status(_user(s), cmd.mailbox)
     assert info.status is not None
-    s.emit(b"* STATUS " + mailbox_name(info.name) + b" " + _status_items(cmd.items, info.status) + b"\r\n")
+    s.emit(
+        b"* STATUS " + mailbox_name(info.name, utf8=_names(s)) + b" " + _status_items(cmd.items, info.status) + b"\r\n"
+    )
     s.tagged(tag, b"OK", b"STATUS completed")
     return Outcome.CONTINUE
 
@@ -340,7 +358,7 @@ async def getquota(s: Session, tag: str, cmd: c.GetQuota) -> Outcome:
 
 async def getquotaroot(s: Session, tag: str, cmd: c.GetQuotaRoot) -> Outcome:
     line = await _quota_line(s)
-    s.emit(b"* QUOTAROOT " + mailbox_name(canonical(cmd.mailbox)) + b' ""\r\n')
+    s.emit(b"* QUOTAROOT " + mailbox_name(canonical(cmd.mailbox), utf8=_names(s)) + b' ""\r\n')
     s.emit(line)
     s.tagged(tag, b"OK", b"GETQUOTAROOT completed")
     return Outcome.CONTINUE

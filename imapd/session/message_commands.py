@@ -326,6 +326,9 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     if updating and update_contexts.tag_in_use(sel.contexts, tag):
         s.tagged(tag, b"BAD", b"Tag reuse: an update context has this tag")  # RFC 5267 4.3
         return Outcome.CONTINUE
+    if cmd.charset_given and "UTF8=ACCEPT" in s.enabled:
+        s.tagged(tag, b"BAD", b"No CHARSET once UTF8=ACCEPT is enabled: strings are UTF-8")  # RFC 6855 3
+        return Outcome.CONTINUE
     if program.uses_modseq:
         _implicit_condstore(s, sel)
     try:
