@@ -9,6 +9,7 @@ and its wire form are update_contexts'.
 
 from __future__ import annotations
 
+from imapd.errors import StoreError
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AndKey, SearchProgram, SequenceKey
 from imapd.protocol.sequence import SequenceSet
@@ -31,6 +32,17 @@ async def refresh(s: Session) -> None:
     sel.touched.clear()
     if not touched:
         return
+    try:
+        await _bring_up_to_date(s, touched)
+    except StoreError:
+        # The store did not answer: keep the touched messages for the next try rather than
+        # report a wrong update (the command itself has already been answered).
+        sel.touched.update(touched)
+
+
+async def _bring_up_to_date(s: Session, touched: list[int]) -> None:
+    sel = s.selected
+    assert sel is not None
     only_touched = SequenceKey(SequenceSet.from_numbers(touched), uid=True)
     for ctx in list(sel.contexts):
         program = SearchProgram(AndKey((only_touched, ctx.program.key)), ctx.program.charset)
@@ -51,7 +63,11 @@ async def refresh(s: Session) -> None:
 async def _in_result_order(s: Session, ctx: UpdateContext, uids: list[int]) -> list[int]:
     if ctx.criteria is None:
         return sorted(uids)
-    return await sorted_uids(s, uids, ctx.criteria)
+    ordered = await sorted_uids(s, uids, ctx.criteria)
+    # A message whose header the store no longer had (expunged meanwhile) stays listed, last,
+    # so that its coming REMOVEFROM finds it; update_contexts.add needs a superset.
+    known = set(ordered)
+    return ordered + [u for u in uids if u not in known]
 
 
 async def cancel_update(s: Session, tag: str, cmd: c.CancelUpdate) -> Outcome:
