@@ -280,8 +280,8 @@ class ImapServer:
                     async with conn.command_lock:
                         outcome = await session.handle(event.tag, event.command)
                     self._count(type(event.command).__name__.upper(), session, started)
-                    # ENABLE UTF8=ACCEPT (RFC 6855): 8-bit mailbox names are UTF-8 from the next command on.
-                    parser.utf8_names = "UTF8=ACCEPT" in session.enabled
+                    # ENABLE UTF8=ACCEPT / IMAP4rev2: 8-bit mailbox names are UTF-8 from the next command on.
+                    parser.utf8_names = session.utf8_names
                     if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
                         parser.set_authenticated()
                         self.release_prelogin(conn)

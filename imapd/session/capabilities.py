@@ -6,6 +6,7 @@ from typing import Final
 
 _BASE: Final = (
     "IMAP4rev1",
+    "IMAP4rev2",
     "LITERAL+",
     "SASL-IR",
     "ID",

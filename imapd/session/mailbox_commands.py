@@ -18,7 +18,7 @@ from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
-_ENABLABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT")
+_ENABLABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4rev2")
 
 
 def mailbox_name(name: str, *, utf8: bool = False) -> bytes:
@@ -32,7 +32,8 @@ def mailbox_name(name: str, *, utf8: bool = False) -> bytes:
 
 
 def _names(s: Session) -> bool:
-    return "UTF8=ACCEPT" in s.enabled
+    """UTF-8 mailbox names in responses: UTF8=ACCEPT (RFC 6855) or IMAP4rev2 (RFC 9051 5.1) enabled."""
+    return s.utf8_names
 
 
 def _user(s: Session) -> str:
@@ -58,16 +59,19 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     status = result.mailbox.status
     assert status is not None
-    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks.
-    recent_range = (result.recent_boundary, status.uidnext)
-    if not cmd.read_only and result.recent_boundary < status.uidnext:
+    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks, and so does
+    # an IMAP4rev2 session (RFC 9051 has no \Recent: it leaves the new mail to rev1 sessions).
+    rev2 = s.rev2
+    claims = not cmd.read_only and not rev2
+    recent_range = (result.recent_boundary, status.uidnext) if not rev2 else (0, 0)
+    if claims and result.recent_boundary < status.uidnext:
         recent_range = await s.ctx.store.claim_recent(user, result.mailbox.mailbox_id, status.uidnext)
     sub = s.ctx.hub.subscribe(
         user,
         result.mailbox.mailbox_id,
         status.highestmodseq,
         last_uid=status.uidnext - 1,
-        claims_recent=not cmd.read_only,
+        claims_recent=claims,
     )
     # The shared feed already passed changes we did not see: take a fresh snapshot.
     for _ in range(3):
@@ -88,17 +92,23 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
     )
     lo, hi = recent_range
     sel.recent = {u for u in sel.uids[bisect.bisect_left(sel.uids, lo) :] if u < hi}
-    sel.recent_range = recent_range if not cmd.read_only else (0, 0)
+    sel.recent_range = recent_range if claims else (0, 0)
+    sel.no_recent = rev2
     sel.announced_recent = len(sel.recent)
     s.selected, s.subscription = sel, sub
     s.transition(Transition.SELECTED)
     sel.keywords = list(result.keywords)
     for line in sel.flags_lines():
         s.emit(line)
-    s.emit(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel.uids), len(sel.recent)))
-    first_unseen = sel.seq_of(result.first_unseen_uid)
-    if first_unseen:
-        s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
+    s.emit(b"* %d EXISTS\r\n" % len(sel.uids))
+    if rev2:
+        # RFC 9051 6.3.2: a LIST response with the mailbox name; no RECENT, no [UNSEEN].
+        s.emit(b'* LIST () "/" ' + mailbox_name(sel.name, utf8=True) + b"\r\n")
+    else:
+        s.emit(b"* %d RECENT\r\n" % len(sel.recent))
+        first_unseen = sel.seq_of(result.first_unseen_uid)
+        if first_unseen:
+            s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
     s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
     s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
     s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)
@@ -326,8 +336,14 @@ async def namespace(s: Session, tag: str, cmd: c.Namespace) -> Outcome:
 async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
     if s.state is ConnectionState.SELECTED and s.selected is not None and "QRESYNC" in cmd.capabilities:
         s.selected.qresync = True
-    newly = [cap for cap in cmd.capabilities if cap in _ENABLABLE]
+    canonical_names = {name.upper(): name for name in _ENABLABLE}  # the grammar upper-cases keywords
+    newly = [canonical_names[cap.upper()] for cap in cmd.capabilities if cap.upper() in canonical_names]
     s.enabled.update(newly)
+    if s.rev2 and s.selected is not None:
+        s.selected.no_recent = True  # from now on this session shows no \Recent (RFC 9051)
+        s.selected.recent.clear()
+        s.selected.recent_range = (0, 0)
+        s.selected.announced_recent = 0
     if "QRESYNC" in s.enabled:
         s.enabled.add("CONDSTORE")
     if s.selected is not None:

@@ -5,6 +5,8 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from imapd.message import index_fetch, index_search
 from imapd.message.errors import MissingMessageData, UnknownTransferEncoding
 from imapd.message.fetch_render import fetch_list, render_fetch
@@ -331,6 +333,8 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
         return Outcome.CONTINUE
     if program.uses_modseq:
         _implicit_condstore(s, sel)
+    if cmd.returns is None and s.rev2:
+        cmd = replace(cmd, returns=frozenset({c.SearchReturn.ALL}))  # RFC 9051 6.4.4: always ESEARCH
     try:
         matched = await matching_messages(s, program)
     except Exception:

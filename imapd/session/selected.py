@@ -46,6 +46,7 @@ class SelectedMailbox:
     # UIDs [lo, hi) this session claimed as \Recent at SELECT: later arrivals in it are recent here.
     recent_range: tuple[int, int] = (0, 0)
     announced_recent: int = 0
+    no_recent: bool = False  # IMAP4rev2 (RFC 9051): this session claims and shows no \Recent
     keywords: list[str] = field(default_factory=list)  # as announced in * FLAGS, in order
     added_metas: list[MessageMeta] = field(default_factory=list)  # new mail carrying keywords
     # CONTEXT=SEARCH/SORT (RFC 5267): searches kept up to date, and the UIDs whose match may have

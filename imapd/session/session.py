@@ -122,6 +122,16 @@ class Session:
             authenticated=self.state is not ConnectionState.NOT_AUTHENTICATED,
         )
 
+    @property
+    def rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051) was given: rev2 responses from now on."""
+        return "IMAP4rev2" in self.enabled
+
+    @property
+    def utf8_names(self) -> bool:
+        """Mailbox names are UTF-8 both ways: UTF8=ACCEPT (RFC 6855) or IMAP4rev2 (RFC 9051 5.1)."""
+        return "UTF8=ACCEPT" in self.enabled or self.rev2
+
     def capability_code(self) -> bytes:
         return b"[CAPABILITY " + capability_line(self.capability_list()) + b"]"
 
@@ -147,6 +157,8 @@ class Session:
         if sub is None or sel is None:
             return
         sel.absorb(event)
+        if sub.recent and sel.no_recent:
+            sub.recent.clear()  # claimed before ENABLE IMAP4rev2: shown to nobody
         if sub.recent:
             sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
             sub.recent.clear()
@@ -193,7 +205,7 @@ class Session:
     async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
         """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
         sel = self.selected
-        if sel is None or sel.read_only or not uids or self.user is None:
+        if sel is None or sel.read_only or sel.no_recent or not uids or self.user is None:
             return
         low, high = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
         sel.recent.update(u for u in uids if low <= u < high)
