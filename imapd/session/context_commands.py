@@ -29,15 +29,17 @@ async def refresh(s: Session) -> None:
         sel.touched.clear()
         return
     touched = sorted(u for u in sel.touched if sel.seq_of(u) and u not in sel.pending_expunged)
-    sel.touched.clear()
     if not touched:
+        sel.touched.clear()
         return
     try:
         await _bring_up_to_date(s, touched)
     except StoreError:
-        # The store did not answer: keep the touched messages for the next try rather than
-        # report a wrong update (the command itself has already been answered).
-        sel.touched.update(touched)
+        # The store did not answer: the touched messages stay for the next try rather than a
+        # wrong update (the command itself is answered). So do they when DONE cancels an IDLE's
+        # update midway: contexts already brought up to date then simply find nothing new.
+        return
+    sel.touched.difference_update(touched)
 
 
 async def _bring_up_to_date(s: Session, touched: list[int]) -> None:

@@ -23,9 +23,10 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
         task_status.started(scope)
         deadline = trio.current_time() + settings.idle_timeout
         while True:
-            # DONE cancels this task: never in the middle of a response line (nor of an update's search).
+            # DONE may cancel a context update's store search (what it queued stays queued and goes out
+            # before DONE's OK; the rest is retried), never a write in the middle of a response line.
+            alive = await s.emit_updates(allow_expunge=True)
             with trio.CancelScope(shield=True):
-                alive = await s.emit_updates(allow_expunge=True)
                 await s.flush()
             if not alive:
                 s.wire.request_close()
