@@ -192,3 +192,61 @@ async def test_idle_pushes_context_updates() -> None:
         assert _esearch(seen, tag) == [b"* ESEARCH (TAG T) UID ADDTO (0 5)"], seen
         await a.send(b"DONE\r\n")
         assert (await a.until_tagged("I1"))[-1].startswith(b"I1 OK")
+
+
+def _apply(result: set[int], lines: list[bytes], tag: bytes) -> None:
+    """A client keeping a UID SEARCH context: apply its ADDTO/REMOVEFROM (position 0) updates."""
+    for line in _esearch(lines, tag):
+        if b"(TAG T) UID " not in line:
+            continue  # another context's update
+        words = line.split(b"(TAG T) UID ", 1)[1].replace(b"(", b"").replace(b")", b"").split()
+        for i in range(0, len(words), 3):
+            kind, _zero, numbers = words[i : i + 3]
+            for part in numbers.split(b","):
+                lo, _, hi = part.partition(b":")
+                uids = set(range(int(lo), int(hi or lo) + 1))
+                result.update(uids) if kind == b"ADDTO" else result.difference_update(uids)
+
+
+@trio_test
+async def test_kept_results_equal_a_fresh_search() -> None:
+    """Programs decided from the reported flags alone and programs that need the store: after a
+    mix of this and another session's changes, the updated result is what a new search finds."""
+    programs = ("OR FLAGGED NOT SEEN", "KEYWORD $Junk NOT UID 3", "DELETED 2:*", "SUBJECT melon", "NOT ANSWERED")
+    async with running_server() as (_, ports, _store), connected(ports[0]) as a, connected(ports[0]) as b:
+        await a.login()
+        await b.login()
+        await _fill(a)
+        await b.command("SELECT INBOX")
+        kept: dict[bytes, tuple[str, set[int]]] = {}
+        for program in programs:
+            lines = await a.command(f"UID SEARCH RETURN (UPDATE ALL) {program}")
+            found = _esearch(lines, _tag(lines))
+            uids = set()
+            if found and b" ALL " in found[0]:
+                for part in found[0].split(b" ALL ")[1].split(b","):
+                    lo, _, hi = part.partition(b":")
+                    uids.update(range(int(lo), int(hi or lo) + 1))
+            kept[_tag(lines)] = (program, uids)
+        steps = [
+            (b, "STORE 1 +FLAGS (\\Seen)"),
+            (a, "STORE 2 +FLAGS (\\Flagged \\Answered)"),
+            (b, "STORE 3 -FLAGS ($Junk)"),
+            (b, "STORE 2:4 +FLAGS (\\Deleted)"),
+            (a, "STORE 3 -FLAGS (\\Deleted)"),
+            (b, "STORE 1:* +FLAGS ($Junk)"),
+            (b, "STORE 2 -FLAGS (\\Deleted)"),
+        ]
+        for client, command in steps:
+            lines = await client.command(command)
+            lines += await a.command("NOOP")
+            for tag, (_, result) in kept.items():
+                _apply(result, lines, tag)
+        await _append(b, 6, "melon", "$Junk")
+        lines = await a.command("NOOP")
+        for tag, (_, result) in kept.items():
+            _apply(result, lines, tag)
+        for program, result in kept.values():
+            fresh = await a.command(f"UID SEARCH {program}")
+            numbers = {int(x) for x in fresh[0].split()[2:]}
+            assert result == numbers, (program, result, numbers)

@@ -53,6 +53,7 @@ class SelectedMailbox:
     # changed since they were last brought up to date (new or re-flagged; kept only while contexts exist).
     contexts: list[UpdateContext] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
+    touched_meta: dict[int, MessageMeta] = field(default_factory=dict)  # their latest flags, when the feed said
 
     # ---- FLAGS / PERMANENTFLAGS ------------------------------------------------
     def flags_lines(self) -> list[bytes]:
@@ -87,6 +88,8 @@ class SelectedMailbox:
         last = self.uids[-1] if self.uids else 0
         lo, hi = self.recent_range
         for meta in event.added:
+            if self.contexts:
+                self.touched_meta[meta.uid] = meta
             if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
                 self.pending_added.append(meta.uid)
                 if any(f[:1] != "\\" for f in meta.flags):
@@ -142,6 +145,7 @@ class SelectedMailbox:
         if self.contexts:
             self.touched.update(self.pending_added)
             self.touched.update(self.pending_flags)
+            self.touched_meta.update(self.pending_flags)
         if self.pending_added:
             self.uids.extend(self.pending_added)
             self.pending_added.clear()
@@ -208,6 +212,7 @@ class SelectedMailbox:
             self.pending_flags.pop(meta.uid, None)
             if self.contexts:
                 self.touched.add(meta.uid)
+                self.touched_meta[meta.uid] = meta
 
     def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
         """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
