@@ -222,7 +222,7 @@ async def test_kept_results_equal_a_fresh_search() -> None:
         for program in programs:
             lines = await a.command(f"UID SEARCH RETURN (UPDATE ALL) {program}")
             found = _esearch(lines, _tag(lines))
-            uids = set()
+            uids: set[int] = set()
             if found and b" ALL " in found[0]:
                 for part in found[0].split(b" ALL ")[1].split(b","):
                     lo, _, hi = part.partition(b":")
