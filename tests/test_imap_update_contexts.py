@@ -78,3 +78,18 @@ def test_wire_form_merges_runs() -> None:
     line = uc.update_line(ctx, removed, added, seq_of=lambda uid: uid - 9)
     # 11, 12 (sequence numbers 2, 3) leave position 2 one after the other; 20, 21 arrive at 2 and 3, 30 at 5.
     assert line == b'* ESEARCH (TAG "B01") REMOVEFROM (2 2:3) ADDTO (2 11:12 5 21)\r\n'
+
+
+def test_contexts_are_bounded_in_number_and_size() -> None:
+    program = SearchProgram(AllKey())
+    contexts: list[uc.UpdateContext] = []
+    big = uc.UpdateContext("big", True, program, None, list(range(1, uc.MAX_CONTEXT_UIDS)))
+    assert uc.open_context(contexts, big) == b""
+    two = uc.UpdateContext("two", True, program, None, [1, 2])
+    assert uc.open_context(contexts, two).startswith(b'* NO [NOUPDATE "two"]') and contexts == [big]
+    contexts = []
+    for i in range(uc.MAX_CONTEXTS):
+        assert uc.open_context(contexts, uc.UpdateContext(f"c{i}", True, program, None, [1])) == b""
+    extra = uc.UpdateContext("extra", True, program, None, [])
+    assert uc.open_context(contexts, extra).startswith(b'* NO [NOUPDATE "extra"]')
+    assert len(contexts) == uc.MAX_CONTEXTS

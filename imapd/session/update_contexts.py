@@ -22,8 +22,10 @@ from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sort_spec import SortCriterion
 from imapd.uid_set import format_uids
 
-# Contexts one session may keep at once; more are refused with NO [NOUPDATE] (RFC 5267 4.3.1).
+# Contexts one session may keep at once, and the UIDs they may hold together (~36 bytes each
+# in a list): more are refused with NO [NOUPDATE] (RFC 5267 4.3.1), the search still answers.
 MAX_CONTEXTS: Final = 8
+MAX_CONTEXT_UIDS: Final = 100_000
 
 
 @dataclass
@@ -48,6 +50,8 @@ def open_context(contexts: list[UpdateContext], ctx: UpdateContext) -> bytes:
     """Keep `ctx` up to date; b"" or, past the limit, the untagged NO [NOUPDATE] refusing it."""
     if len(contexts) >= MAX_CONTEXTS:
         return b'* NO [NOUPDATE "' + ctx.tag.encode() + b'"] Too many update contexts; CANCELUPDATE one\r\n'
+    if sum(len(c.result) for c in contexts) + len(ctx.result) > MAX_CONTEXT_UIDS:
+        return b'* NO [NOUPDATE "' + ctx.tag.encode() + b'"] Update contexts would hold too many messages\r\n'
     contexts.append(ctx)
     return b""
 
