@@ -3,11 +3,15 @@ wire, and the URL parser on its own (in-process server on the fake store)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import pytest
 
 from imapd.protocol import fetch_spec as fs
 from imapd.protocol.command_grammar import MAX_CATENATE_PARTS
 from imapd.protocol.imap_url import BadUrl, MessageUrl, parse_url
+from imapd.store_client import FetchedMessage, FetchRequest
+from imapd.store_fake import FakeStore
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
 SOURCE = (
@@ -127,3 +131,32 @@ async def test_catenate_is_bounded_by_appendlimit() -> None:
         four = " ".join(['URL "/INBOX/;UID=1"'] * 4)
         lines = await c.command(f"APPEND Drafts CATENATE ({four})")
         assert b" NO [TOOBIG]" in lines[-1], lines
+
+
+class _CountingStore(FakeStore):
+    """Counts the whole-message fetches CATENATE makes."""
+
+    body_fetches = 0
+
+    def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
+        if request.with_body:
+            self.body_fetches += 1
+        return super().fetch(user, mailbox_id, request)
+
+
+@trio_test
+async def test_urls_into_one_message_in_a_row_fetch_it_once() -> None:
+    store = _CountingStore()
+    store.create_user("alice", "secret")
+    async with running_server(store=store) as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        for _ in range(2):
+            assert b" OK " in (await c.command(b"APPEND INBOX " + lit(SOURCE)))[-1]
+        same = " ".join(f'URL "/INBOX/;UID=1/;SECTION={n}/;PARTIAL=0.1"' for n in (1, 2, 1, 2))
+        before = store.body_fetches
+        assert b" OK " in (await c.command(f"APPEND Drafts CATENATE ({same})"))[-1]
+        assert store.body_fetches - before == 1
+        mixed = 'URL "/INBOX/;UID=1" URL "/INBOX/;UID=2" URL "/INBOX/;UID=1"'
+        before = store.body_fetches
+        assert b" OK " in (await c.command(f"APPEND Drafts CATENATE ({mixed})"))[-1]
+        assert store.body_fetches - before == 3

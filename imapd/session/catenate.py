@@ -3,8 +3,8 @@
 user's own mailboxes.
 
 Each URL is one store fetch of one message (by UID, checked against the
-URL's UIDVALIDITY); the section and partial range are cut from it as BODY[]
-would. The assembled size is checked against APPENDLIMIT as it grows, so a
+URL's UIDVALIDITY; URLs into the same message in a row share it); the section
+and partial range are cut from it as BODY[] would. The assembled size is checked against APPENDLIMIT as it grows, so a
 client cannot make the server hold more than one message past the limit.
 """
 
@@ -33,11 +33,20 @@ def _bad_url(url: str) -> CatenateRefused:
     return CatenateRefused(b"[BADURL " + text + b"] Cannot use this URL")
 
 
+class _LastMessage:
+    """The message the previous URL fetched: URLs into one message in a row cost one store fetch."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int] | None = None
+        self.body = b""
+
+
 async def assemble(s: Session, parts: tuple[c.CatenatePart, ...], limit: int) -> bytes:
     out: list[bytes] = []
     total = 0
+    last = _LastMessage()
     for part in parts:
-        data = part.data if isinstance(part, c.CatenateText) else await _resolve(s, part.url)
+        data = part.data if isinstance(part, c.CatenateText) else await _resolve(s, part.url, last)
         total += len(data)
         if total > limit:
             raise CatenateRefused(b"[TOOBIG] The catenated message exceeds APPENDLIMIT")
@@ -45,7 +54,7 @@ async def assemble(s: Session, parts: tuple[c.CatenatePart, ...], limit: int) ->
     return b"".join(out)
 
 
-async def _resolve(s: Session, url: str) -> bytes:
+async def _resolve(s: Session, url: str, last: _LastMessage) -> bytes:
     user = s.user
     assert user is not None
     try:
@@ -62,11 +71,15 @@ async def _resolve(s: Session, url: str) -> bytes:
     if ref.uidvalidity is not None and ref.uidvalidity != info.status.uidvalidity:
         raise _bad_url(url)
     body: bytes | None = None
-    async for item in s.ctx.store.fetch(user, info.mailbox_id, FetchRequest(str(ref.uid), with_body=True)):
-        if item.meta.uid == ref.uid:
-            body = item.body
-    if body is None:
-        raise _bad_url(url)
+    if last.key == (info.mailbox_id, ref.uid):
+        body = last.body
+    else:
+        async for item in s.ctx.store.fetch(user, info.mailbox_id, FetchRequest(str(ref.uid), with_body=True)):
+            if item.meta.uid == ref.uid:
+                body = item.body
+        if body is None:
+            raise _bad_url(url)
+        last.key, last.body = (info.mailbox_id, ref.uid), body
     data = _cut(ref, body)
     if data is None:
         raise _bad_url(url)
