@@ -160,3 +160,16 @@ async def test_urls_into_one_message_in_a_row_fetch_it_once() -> None:
         before = store.body_fetches
         assert b" OK " in (await c.command(f"APPEND Drafts CATENATE ({mixed})"))[-1]
         assert store.body_fetches - before == 3
+
+
+@trio_test
+async def test_binary_text_part_is_stored_fit_for_body() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        head = b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        lines = await c.command(b"APPEND INBOX CATENATE (TEXT " + lit(head) + b" TEXT ~{4+}\r\n\x00\x01\x02\x03)")
+        assert b" OK " in lines[-1], lines
+        await c.command("SELECT INBOX")
+        assert b"\x00" not in await _body(c, 1)  # stored as base64
+        lines = await c.command("FETCH 1 BINARY.PEEK[1]")
+        assert lines[0] == b"* 1 FETCH (BINARY[1] ~{4}\r\n\x00\x01\x02\x03)\r\n", lines

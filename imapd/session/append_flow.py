@@ -105,14 +105,15 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
     """The buffered form (parser not streaming, or CATENATE): same path."""
     ap = begin(s, tag, cmd.mailbox)
     for msg in cmd.messages:
-        data = msg.data
+        data, binary = msg.data, msg.binary
         if msg.catenate:
             try:
                 data = await catenate.assemble(s, msg.catenate, s.ctx.settings.append_limit)
             except catenate.CatenateRefused as refused:
                 s.tagged(tag, b"NO", refused.text)
                 return Outcome.CONTINUE
-        message_start(ap, msg.flags, msg.internal_date, msg.binary)
+            binary = b"\x00" in data  # a literal8 TEXT part (RFC 4469 6) made it binary
+        message_start(ap, msg.flags, msg.internal_date, binary)
         chunk(ap, data)
         message_end(ap)
         if ap.total > s.ctx.settings.append_total_limit:
