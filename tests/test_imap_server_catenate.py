@@ -156,7 +156,7 @@ async def test_urls_into_one_message_in_a_row_fetch_it_once() -> None:
         before = store.body_fetches
         assert b" OK " in (await c.command(f"APPEND Drafts CATENATE ({same})"))[-1]
         assert store.body_fetches - before == 1
-        mixed = 'URL "/INBOX/;UID=1" URL "/INBOX/;UID=2" URL "/INBOX/;UID=1"'
+        mixed = 'URL "/INBOX/;UID=1" URL "/INBOX/;UID=2" URL "/inbox/;UID=1"'
         before = store.body_fetches
         assert b" OK " in (await c.command(f"APPEND Drafts CATENATE ({mixed})"))[-1]
         assert store.body_fetches - before == 3

@@ -15,6 +15,7 @@ from imapd.message.mime_tree import parse_message
 from imapd.message.sections import section_bytes
 from imapd.protocol import commands as c
 from imapd.protocol.imap_url import BadUrl, MessageUrl, parse_url
+from imapd.session.list_match import canonical
 from imapd.session.session import Session
 from imapd.store_client import FetchRequest
 
@@ -64,7 +65,7 @@ async def _resolve(s: Session, url: str, last: _LastMessage) -> bytes:
     if ref.user is not None and ref.user != user:
         raise _bad_url(url)  # only the user's own mailboxes
     try:
-        info = await s.ctx.store.status(user, ref.mailbox)
+        info = await s.ctx.store.status(user, canonical(ref.mailbox))  # "inbox" is INBOX, as in commands
     except StoreError:
         raise _bad_url(url) from None
     assert info.status is not None
