@@ -308,6 +308,10 @@ class ImapServer:
                 elif isinstance(event, ev.AppendMessageEnd):
                     if appending is not None:
                         append_flow.message_end(appending)
+                elif isinstance(event, ev.AppendRest):
+                    if appending is not None:
+                        async with conn.command_lock:
+                            await append_flow.add_messages(session, appending, event.messages)
                 elif isinstance(event, ev.AppendEnd):
                     if appending is not None:
                         started = trio.current_time()

@@ -111,9 +111,9 @@ async def test_catenate_refusals() -> None:
             assert b" BAD " in (await c.command(f"APPEND Drafts {bad}"))[-1], bad
         many = " ".join(['URL "/INBOX/;UID=1"'] * (MAX_CATENATE_PARTS + 1))
         assert b" BAD " in (await c.command(f"APPEND Drafts CATENATE ({many})"))[-1]
-        # A plain message streamed first, then a CATENATE in the same MULTIAPPEND: refused, not half done.
-        lines = await c.command(b"APPEND Drafts " + lit(SOURCE) + b' CATENATE (URL "/INBOX/;UID=1")')
-        assert b" BAD " in lines[-1], lines
+        # Streamed messages, then a CATENATE with a bad URL in the same MULTIAPPEND: nothing is stored.
+        lines = await c.command(b"APPEND Drafts " + lit(SOURCE) + b' CATENATE (URL "/INBOX/;UID=9")')
+        assert b" NO [BADURL /INBOX/;UID=9]" in lines[-1], lines
         status = await c.command("STATUS Drafts (MESSAGES)")
         assert b"MESSAGES 0" in status[0], status
 
@@ -173,3 +173,37 @@ async def test_binary_text_part_is_stored_fit_for_body() -> None:
         assert b"\x00" not in await _body(c, 1)  # stored as base64
         lines = await c.command("FETCH 1 BINARY.PEEK[1]")
         assert lines[0] == b"* 1 FETCH (BINARY[1] ~{4}\r\n\x00\x01\x02\x03)\r\n", lines
+
+
+@trio_test
+async def test_catenate_after_streamed_messages_in_one_multiappend() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c:
+        await c.login()
+        await c.command("ENABLE UTF8=ACCEPT")
+        assert b" OK " in (await c.command(b"APPEND INBOX " + lit(SOURCE)))[-1]
+        lines = await c.command(
+            b"APPEND Drafts "
+            + lit(b"Subject: one\r\n\r\n1\r\n")  # streamed
+            + b" (\\Seen) CATENATE (TEXT "
+            + lit(b"Subject: two\r\n\r\n")
+            + b' URL "/INBOX/;UID=1/;SECTION=2")'  # read whole from here on
+            + b" "
+            + lit(b"Subject: three\r\n\r\n3\r\n")
+            + b' CATENATE (URL "/INBOX/;UID=1/;SECTION=1")'
+        )
+        assert b" OK [APPENDUID " in lines[-1] and b" 1:4]" in lines[-1], lines
+        lines = await c.command(
+            b"APPEND Drafts UTF8 (~{%d+}\r\n" % len(SOURCE) + SOURCE + b') CATENATE (URL "/INBOX/;UID=1/;PARTIAL=0.9")'
+        )
+        assert b" OK [APPENDUID " in lines[-1] and b" 5:6]" in lines[-1], lines
+        await c.command("SELECT Drafts")
+        bodies = [await _body(c, n) for n in range(1, 7)]
+        assert bodies == [
+            b"Subject: one\r\n\r\n1\r\n",
+            b"Subject: two\r\n\r\nsecond",
+            b"Subject: three\r\n\r\n3\r\n",
+            b"first part text",
+            SOURCE,
+            b"Subject: ",
+        ]
+        assert b"\\Seen" in (await c.command("FETCH 2 FLAGS"))[0]

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
-from imapd.protocol.commands import Command
+from imapd.protocol.commands import AppendMessage, Command
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +107,15 @@ class AppendMessageEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendRest:
+    """The rest of a streamed APPEND, read whole because a CATENATE message (RFC 4469) follows the
+    streamed ones: these messages come after them; AppendEnd follows."""
+
+    tag: str
+    messages: tuple[AppendMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AppendEnd:
     """The APPEND command is complete: commit every message and answer `tag`."""
 
@@ -145,6 +154,7 @@ Event = (
     | AppendMessageStart
     | AppendChunk
     | AppendMessageEnd
+    | AppendRest
     | AppendEnd
     | CommandDiscarded
     | IdleDone

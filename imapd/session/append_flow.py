@@ -29,6 +29,7 @@ class AppendInProgress:
     current_binary: bool = False  # sent as literal8 (RFC 3516)
     chunks: list[bytes] = field(default_factory=list)
     total: int = 0
+    refused: bytes | None = None  # the NO text when a message cannot be built (CATENATE)
 
 
 def spec_for(flags: tuple[str, ...], when: datetime.datetime | None) -> AppendSpec:
@@ -77,9 +78,33 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def add_messages(s: Session, ap: AppendInProgress, messages: tuple[c.AppendMessage, ...]) -> None:
+    """Messages read whole (the buffered APPEND, or what follows streamed ones): CATENATE ones are
+    assembled here. A refusal is kept in `ap.refused` and answered at commit."""
+    for msg in messages:
+        if ap.refused is not None:
+            return
+        data, binary = msg.data, msg.binary
+        if msg.catenate:
+            try:
+                data = await catenate.assemble(s, msg.catenate, s.ctx.settings.append_limit)
+            except catenate.CatenateRefused as refused:
+                ap.refused = refused.text
+                return
+            binary = b"\x00" in data  # a literal8 TEXT part (RFC 4469 6) made it binary
+        message_start(ap, msg.flags, msg.internal_date, binary)
+        chunk(ap, data)
+        message_end(ap)
+        if ap.total > s.ctx.settings.append_total_limit:
+            ap.refused = b"[TOOBIG] The messages of this APPEND are too big together"
+
+
 async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     """AppendEnd: one store call for the whole command, then the tagged answer."""
     assert s.user is not None
+    if ap.refused is not None:
+        s.tagged(ap.tag, b"NO", ap.refused)
+        return await s.finish_followup(ap.tag, Outcome.CONTINUE)
     refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
     if refusal is not None:
         s.tagged(ap.tag, b"NO", refusal)
@@ -104,21 +129,10 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
 async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
     """The buffered form (parser not streaming, or CATENATE): same path."""
     ap = begin(s, tag, cmd.mailbox)
-    for msg in cmd.messages:
-        data, binary = msg.data, msg.binary
-        if msg.catenate:
-            try:
-                data = await catenate.assemble(s, msg.catenate, s.ctx.settings.append_limit)
-            except catenate.CatenateRefused as refused:
-                s.tagged(tag, b"NO", refused.text)
-                return Outcome.CONTINUE
-            binary = b"\x00" in data  # a literal8 TEXT part (RFC 4469 6) made it binary
-        message_start(ap, msg.flags, msg.internal_date, binary)
-        chunk(ap, data)
-        message_end(ap)
-        if ap.total > s.ctx.settings.append_total_limit:
-            s.tagged(tag, b"NO", b"[TOOBIG] The messages of this APPEND are too big together")
-            return Outcome.CONTINUE
+    await add_messages(s, ap, cmd.messages)
+    if ap.refused is not None:
+        s.tagged(tag, b"NO", ap.refused)
+        return Outcome.CONTINUE
     assert s.user is not None
     refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
     if refusal is not None:
