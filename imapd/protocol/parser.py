@@ -47,7 +47,10 @@ is agreed with the session as this sequence for one APPEND command::
       [ContinuationNeeded(tag, size)]               only for a synchronizing literal
       AppendChunk(tag, data)*                       <= limits.append_chunk bytes each, sum == size
       AppendMessageEnd(tag) )+                      one group per message (MULTIAPPEND)
+    [AppendRest(tag, messages)]                     the messages from a CATENATE (RFC 4469) on, read whole
     AppendEnd(tag)                                  the command is complete: commit, answer OK
+
+An APPEND whose first message is a CATENATE is not streamed at all (CommandReceived(Append)).
 
 After AppendStart the command ends with exactly one of AppendEnd,
 BadCommand(tag), LiteralTooBig(tag) (a later message over APPENDLIMIT), or
