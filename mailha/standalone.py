@@ -41,6 +41,7 @@ class StandaloneOptions:
     allow_plaintext_login: bool = False
     web_listen: str = "127.0.0.1:8443"  # empty: no web app
     web_sample_interval: float = 5.0
+    backup_repo: pathlib.Path | None = None  # shown in the web console (readable by the service user)
     forward_relay: str = ""  # SMTP HOST:PORT for users' forwarding; empty: forwarding off
     service_user: str = DEFAULT_SERVICE_USER
 
@@ -138,7 +139,12 @@ def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: in
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [
         services.web_service(
-            paths.store_socket, options.web_listen, cert=cert, key=key, sample_interval=options.web_sample_interval
+            paths.store_socket,
+            options.web_listen,
+            cert=cert,
+            key=key,
+            sample_interval=options.web_sample_interval,
+            backup_repo=options.backup_repo,
         )
     ]
 

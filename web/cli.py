@@ -20,6 +20,13 @@ def register(sub: Any) -> None:
     s.add_argument("--key", type=pathlib.Path, default=None, help="TLS key")
     s.add_argument("--config", type=pathlib.Path, default=None, help="cluster.yaml: show the HA cluster's status")
     s.add_argument("--sample-interval", type=float, default=5.0, help="seconds between metric samples (default 5)")
+    s.add_argument("--backup-repo", type=pathlib.Path, default=None, help="backup repository the console reports on")
+    s.add_argument(
+        "--backup-metrics-file",
+        type=pathlib.Path,
+        default=None,
+        help="the backups' Prometheus textfile if not in the repository (backup create --metrics-file)",
+    )
     s.set_defaults(func=_serve)
 
 
@@ -49,6 +56,13 @@ def _serve(args: argparse.Namespace) -> int:
         cert, key = ensure_dev_certificate(tls_dir)
     return run_web(
         WebOptions(
-            store=store, listen=args.listen, cert=cert, key=key, cluster=cluster, sample_interval=args.sample_interval
+            store=store,
+            listen=args.listen,
+            cert=cert,
+            key=key,
+            cluster=cluster,
+            sample_interval=args.sample_interval,
+            backup_repo=args.backup_repo,
+            backup_metrics_file=args.backup_metrics_file,
         )
     )

@@ -6,10 +6,11 @@ import time
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mailha_api import settings_pb2
+from web.backup_panel import human_age
 from web.context import WebDeps, back, checked_form, deps, page, peer, require_admin
 from web.node_status import OPERATOR_NODE
 from web.routes_user import MIN_PASSWORD, quota_view
@@ -22,7 +23,22 @@ USER_SORTS = ("name", "usage", "percent", "messages")
 async def status_page(request: Request) -> Response:
     session = await require_admin(request)
     d = deps(request)
-    return page(request, "admin_status.html", session, status=await d.status.status(), mode=d.status.mode)
+    return page(
+        request,
+        "admin_status.html",
+        session,
+        status=await d.status.status(),
+        mode=d.status.mode,
+        backups=await d.backups.view(),
+        human_age=human_age,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape, no login (times and a flag, nothing about users): the live age of the
+    last backup, which the backup run's own textfile can only give as of when it was written."""
+    text = await deps(request).backups.prometheus()
+    return PlainTextResponse(text, headers={"Cache-Control": "no-store"}, media_type="text/plain; version=0.0.4")
 
 
 async def status_json(request: Request) -> Response:
@@ -268,6 +284,7 @@ async def audit(request: Request) -> Response:
 ROUTES = [
     Route("/admin", status_page),
     Route("/admin/status.json", status_json),
+    Route("/metrics", metrics),
     Route("/admin/timeline", timeline),
     Route("/admin/switchover", switchover, methods=["POST"]),
     Route("/admin/pause", pause, methods=["POST"]),

@@ -14,6 +14,7 @@ from hypercorn.trio import serve
 from mailha.config import ClusterConfig
 from web.app import create_app
 from web.audit import AuditTrail
+from web.backup_panel import BackupPanel
 from web.context import WebDeps
 from web.login_limiter import WebLoginLimiter
 from web.metrics_sampler import MetricsSampler
@@ -33,6 +34,8 @@ class WebOptions:
     cluster: ClusterConfig | None = None
     sample_interval: float = 5.0
     node_name: str = "standalone"
+    backup_repo: pathlib.Path | None = None  # the repository whose last backup the console shows
+    backup_metrics_file: pathlib.Path | None = None  # its metrics textfile, if not in the repository
 
 
 def build_deps(options: WebOptions) -> WebDeps:
@@ -50,6 +53,7 @@ def build_deps(options: WebOptions) -> WebDeps:
         audit=AuditTrail(),
         status=NodeStatus(store, options.cluster),
         sampler=MetricsSampler(store, nodes, interval=options.sample_interval),
+        backups=BackupPanel(options.backup_repo, options.backup_metrics_file),
     )
 
 
