@@ -95,6 +95,7 @@ def lab_config(
             "data_dir": str(tmp_path / "zk"),
         },
         "storage": {"path": str(tmp_path / "shared")},
+        "ports": {"web": 0},  # no web app per node unless a test asks (AgentLab(web_port=...))
         "runtime_dir": str(tmp_path / "run"),
         "service_user": service_user,
     }

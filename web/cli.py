@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
             key=key,
             cluster=cluster,
             sample_interval=args.sample_interval,
-            backup_repo=args.backup_repo,
+            backup_repo=args.backup_repo or (cluster.web.backup_repo if cluster is not None else None),
             backup_metrics_file=args.backup_metrics_file,
         )
     )

@@ -70,6 +70,9 @@ def hypercorn_config(options: WebOptions) -> Config:
 
 def run_web(options: WebOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The console reads the cluster's status through a new ZooKeeper connection per poll;
+    # kazoo would log two lines for each.
+    logging.getLogger("kazoo.client").setLevel(logging.WARNING)
     deps = build_deps(options)
     app = create_app(deps)
     config = hypercorn_config(options)
