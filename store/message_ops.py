@@ -10,7 +10,18 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, body_codec, delivery_dedupe, mailbox_index, mailboxes, messages, names, read_ops, uidset
+from store import (
+    bodies,
+    body_codec,
+    delivery_dedupe,
+    delivery_log,
+    mailbox_index,
+    mailboxes,
+    messages,
+    names,
+    read_ops,
+    uidset,
+)
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -84,6 +95,7 @@ class MessageOps(StoreCore):
                 # Same transaction as the append: both or neither survive a crash.
                 delivered = delivery_dedupe.Delivered(int(now), mid, record.uidvalidity, metas[0].uid)
                 self.dedupe.record(ctx.txn, user, identity, now, delivered)
+            delivery_log.record_append(ctx.txn, ctx.dbs, header)  # same transaction: both or neither
             return store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )
