@@ -136,10 +136,13 @@ def web_service(
     key: pathlib.Path,
     sample_interval: float = 5.0,
     backup_repo: pathlib.Path | None = None,
+    scrape: tuple[tuple[str, str], ...] = (),
 ) -> ServiceSpec:
     """The HTTPS web app (users' page, operators' console) on `store`."""
     args = ["web", "serve", "--store", store, "--listen", listen, "--cert", str(cert), "--key", str(key)]
     args += ["--sample-interval", str(sample_interval)]
     if backup_repo is not None:
         args += ["--backup-repo", str(backup_repo.resolve())]
+    for service, address in scrape:
+        args += ["--scrape", f"{service}={address}"]
     return ServiceSpec("web", _mailha(*args))

@@ -185,7 +185,7 @@ def test_login_by_keyboard_and_admin_sees_the_status_the_store_has(visit: Visit,
         assert unlabelled_controls(page) == [], path
         visit.shoot(name)
     visit.go("/admin/graphs")
-    assert page.locator("svg.chart").count() == 5
+    assert page.locator("svg.chart").count() == 7
     assert "IMAP sessions" in (page.locator("svg.chart title").first.text_content() or "")
     visit.go("/admin/audit")
     assert "login" in page.locator("table").inner_text()
@@ -464,3 +464,32 @@ def test_console_shows_the_last_backup_and_prometheus_its_age(visit: Visit, web_
     assert page.locator("#backup-kind").inner_text() == "incremental"
     assert page.locator("#backup-verify").inner_text() == "not verified yet"
     assert "mailha_backup_last_verify_ok" not in _gauges(page, web_stack)
+
+
+def test_graphs_show_commands_by_kind_p99_and_deliveries_from_the_front_ends(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+    page = visit.login("boss", "boss-password")
+    imap = imaplib.IMAP4("127.0.0.1", web_stack.imap_port)
+    try:
+        imap.login("alice", "alice-password")
+        imap.select("INBOX")
+        for _ in range(20):
+            imap.noop()
+        lmtp_deliver(web_stack, "graph@ok.test", "alice@example.test", b"Subject: graphed\r\n\r\nhi\r\n")
+
+        def chart(title: str) -> str:
+            return page.locator("svg.chart title", has_text=title).first.text_content() or ""
+
+        deadline = time.monotonic() + 30
+        while True:  # the sampler runs every second; a sample after the commands holds their rates
+            visit.go("/admin/graphs")
+            commands, p99, sessions = chart("Commands per second"), chart("p99 command latency"), chart("IMAP sessions")
+            deliveries = chart("Deliveries per second")
+            if "imapd NOOP" in commands and "imapd" in p99 and "lmtpd" in p99 and "sessions 1" in sessions:
+                break
+            assert time.monotonic() < deadline, (commands, p99, sessions, deliveries)
+            time.sleep(1)
+        assert "lmtpd " in commands  # lmtpd's own kinds beside imapd's (the 5 busiest kinds are drawn)
+        assert page.locator("svg.chart polyline").count() >= 6
+        visit.shoot("admin-graphs-busy")
+    finally:
+        imap.logout()

@@ -155,6 +155,7 @@ def _web_stack(data: pathlib.Path) -> Iterator[WebStack]:
         "--allow-plaintext-login", "--web-sample-interval", "1",
         "--forward-relay", f"127.0.0.1:{sink.port}",
         "--backup-repo", str(data / "backups"),
+        "--imapd-metrics-listen", f"127.0.0.1:{free_port()}", "--lmtpd-metrics-listen", f"127.0.0.1:{free_port()}",
     ]  # fmt: skip
     with open(out, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from mailha_api import settings_pb2
 from web.backup_panel import human_age
 from web.context import WebDeps, back, checked_form, deps, page, peer, require_admin
+from web.metrics_sampler import Sample
 from web.node_status import OPERATOR_NODE
 from web.routes_user import MIN_PASSWORD, quota_view
 from web.store_access import AdminError
@@ -125,8 +126,21 @@ async def graphs(request: Request) -> Response:
     for node in d.sampler.nodes:
         samples = d.sampler.samples(node)
         services = sorted({s for x in samples for s in x.rss_mib})
+        kinds = _busiest({k: v for x in samples for k, v in x.commands_per_s.items()}, samples)
+        latency = sorted({s for x in samples for s in x.p99_ms})
         charts = [
             line_chart("IMAP sessions", {"sessions": [(x.time, float(x.imap_sessions)) for x in samples]}, marks),
+            line_chart(
+                "Commands per second by kind",
+                {k: [(x.time, x.commands_per_s.get(k, 0.0)) for x in samples] for k in kinds},
+                marks,
+            ),
+            line_chart(
+                "p99 command latency",
+                {s: [(x.time, x.p99_ms[s]) for x in samples if s in x.p99_ms] for s in latency},
+                marks,
+                unit=" ms",
+            ),
             line_chart(
                 "Deliveries per second", {"deliveries/s": [(x.time, x.deliveries_per_s) for x in samples]}, marks
             ),
@@ -151,6 +165,12 @@ async def graphs(request: Request) -> Response:
         ]
         nodes.append({"name": node, "charts": charts, "count": len(samples)})
     return page(request, "admin_graphs.html", session, nodes=nodes, interval=d.sampler.interval)
+
+
+def _busiest(seen: dict[str, float], samples: list[Sample], top: int = 5) -> list[str]:
+    """The `top` command kinds with the most commands over the samples (a chart stays legible)."""
+    totals = {k: sum(x.commands_per_s.get(k, 0.0) for x in samples) for k in seen}
+    return sorted(sorted(totals, key=lambda k: -totals[k])[:top])
 
 
 async def users(request: Request) -> Response:

@@ -36,23 +36,34 @@ class WebOptions:
     node_name: str = "standalone"
     backup_repo: pathlib.Path | None = None  # the repository whose last backup the console shows
     backup_metrics_file: pathlib.Path | None = None  # its metrics textfile, if not in the repository
+    scrape: tuple[tuple[str, str], ...] = ()  # standalone: (service, HOST:PORT) of front-end metrics
 
 
 def build_deps(options: WebOptions) -> WebDeps:
     store = StoreAccess(options.store)
     if options.cluster is not None:
         from haagent.cluster import store_socket_path
+        from haagent.front_ends import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
 
         nodes = {n.name: str(store_socket_path(options.cluster, n.name)) for n in options.cluster.nodes}
+        base = options.cluster.ports.metrics
+        endpoints = {
+            n.name: {
+                "imapd": f"{n.address.ip}:{base + IMAPD_METRICS_OFFSET}",
+                "lmtpd": f"{n.address.ip}:{base + LMTPD_METRICS_OFFSET}",
+            }
+            for n in options.cluster.nodes
+        }
     else:
         nodes = {options.node_name: options.store.removeprefix("unix:")}
+        endpoints = {options.node_name: dict(options.scrape)} if options.scrape else {}
     return WebDeps(
         store=store,
         sessions=SessionStore(),
         limiter=WebLoginLimiter(),
         audit=AuditTrail(),
         status=NodeStatus(store, options.cluster),
-        sampler=MetricsSampler(store, nodes, interval=options.sample_interval),
+        sampler=MetricsSampler(store, nodes, interval=options.sample_interval, endpoints=endpoints),
         backups=BackupPanel(options.backup_repo, options.backup_metrics_file),
     )
 
