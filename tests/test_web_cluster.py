@@ -139,7 +139,10 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             assert "switchover" in audit and "op" in audit and "drill from the browser test" in audit
             page.wait_for_timeout(1500)  # a few samples after the switchover
             page.goto(url + "/admin/graphs")
-            assert page.locator("svg.chart line.mark").count() >= 1
+            marks = [t for t in page.locator("svg.chart line.mark title").all_text_contents()]
+            # The operator's request and the takeover it caused, on the graphs' time axis.
+            assert any("op: switchover" in t and "drill from the browser test" in t for t in marks), marks
+            assert any(t.startswith(f"{second}: ") and "-> active" in t for t in marks), marks
             page.screenshot(path=str(shots / "admin-graphs-desktop.png"), full_page=True)
             context.close()
         finally:
