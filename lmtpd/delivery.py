@@ -44,6 +44,9 @@ class Recipient:
     # The delivery-log line of a successful append: the store writes it in the append's own
     # transaction (AppendHeader.delivery_log). None: nothing to log with the append.
     log: settings_pb2.DeliveryRecord | None = field(default=None, compare=False)
+    # The recipient's settings revision the mailbox was chosen by (b"": none): the store refuses
+    # the append if the settings changed since (AppendHeader.settings_revision).
+    settings_revision: bytes = b""
 
 
 @dataclass(frozen=True)

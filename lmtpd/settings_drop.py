@@ -12,7 +12,10 @@ recipient gets a temporary failure and nothing is stored, so the MTA retries
 the whole thing and no message is lost or half-handled. A stored message's
 log line travels with its append (Recipient.log -> AppendHeader.delivery_log)
 and is written in the append's own store transaction: a crash keeps both or
-neither, and a retried (duplicate) delivery logs nothing twice. Outcomes
+neither, and a retried (duplicate) delivery logs nothing twice. The append
+also carries the settings' revision it was decided on; if the user changed
+their settings in between, the store writes nothing (ABORTED) and that
+recipient gets 451, so the MTA's retry is decided on the new settings. Outcomes
 that store nothing (refused, discarded, forwarded only, failed appends) are
 written afterwards with RecordDeliveries; a failure to write those is
 logged and does not change the reply.
@@ -97,9 +100,12 @@ class SettingsSession:
         facts = message_facts(sender, _head(body), drop.options.spam_header)
         results: list[DeliveryResult | None] = [None] * len(recipients)
         dispositions: list[Disposition] = []
+        revisions: list[bytes] = []
         to_store: list[int] = []
         for i, recipient in enumerate(recipients):
-            disposition = decide(await drop.settings_of(recipient.user), facts, recipient.address)
+            settings = await drop.settings_of(recipient.user)
+            revisions.append(settings.revision)
+            disposition = decide(settings, facts, recipient.address)
             if disposition.forward_to and drop.options.relay is None:
                 log.warning("user=%s has forwarding set but no --forward-relay is configured", recipient.user)
                 disposition = Disposition(Action.STORE, folder=disposition.folder, reason="forwarding off")
@@ -138,11 +144,7 @@ class SettingsSession:
             delivered = DeliveryResult(Outcome.DELIVERED)
             stored = await self._inner.deliver(
                 [
-                    _with_folder(
-                        recipients[i],
-                        dispositions[i].folder,
-                        line(i, delivered),
-                    )
+                    _with_folder(recipients[i], dispositions[i].folder, line(i, delivered), revisions[i])
                     for i in to_store
                 ],
                 [prefixes[i] for i in to_store],
@@ -160,8 +162,10 @@ class SettingsSession:
         return final
 
 
-def _with_folder(recipient: Recipient, folder: str, log: settings_pb2.DeliveryRecord) -> Recipient:
-    return Recipient(recipient.address, recipient.user, mailbox=folder, log=log)
+def _with_folder(recipient: Recipient, folder: str, log: settings_pb2.DeliveryRecord, revision: bytes) -> Recipient:
+    """The append for `recipient`, into the folder its settings chose, with its log line and
+    the settings' revision (the store refuses the append if they changed: 451, the MTA retries)."""
+    return Recipient(recipient.address, recipient.user, mailbox=folder, log=log, settings_revision=revision)
 
 
 def _result_word(disposition: Disposition, result: DeliveryResult) -> str:

@@ -975,6 +975,7 @@ class AppendHeader(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     DELIVERY_LOG_FIELD_NUMBER: _builtins.int
+    SETTINGS_REVISION_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     user: _builtins.str
     mailbox: _builtins.str
@@ -991,6 +992,11 @@ class AppendHeader(_message.Message):
     """LMTP exactly-once (store/delivery_dedupe.py): 32-byte identity of this
     delivery; a repeat within the window appends nothing (AppendOne/Append/
     AppendPipeline; ignored by MultiAppend).
+    """
+    settings_revision: _builtins.bytes
+    """The recipient's UserSettings.revision this append's folder was chosen by:
+    checked in the append's transaction; changed since -> ABORTED, nothing
+    written (the settings are applied atomically with the append). Empty: no check.
     """
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -1016,10 +1022,11 @@ class AppendHeader(_message.Message):
         size: _builtins.int = ...,
         delivery_id: _builtins.bytes = ...,
         delivery_log: _settings_pb2.DeliveryRecord | None = ...,
+        settings_revision: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_log", b"delivery_log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "settings_revision", b"settings_revision", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

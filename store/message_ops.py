@@ -21,6 +21,7 @@ from store import (
     names,
     read_ops,
     uidset,
+    user_settings,
 )
 from store.changefeed import Subscription
 from store.committer import WriteContext
@@ -90,6 +91,9 @@ class MessageOps(StoreCore):
                         epoch=epoch,
                         duplicate=True,
                     )
+            if header.settings_revision:
+                # The folder was chosen by these settings: they must still be the stored ones.
+                user_settings.require_revision(ctx.txn, ctx.dbs, user, bytes(header.settings_revision))
             mid, record, metas = op(ctx)
             if identity:
                 # Same transaction as the append: both or neither survive a crash.

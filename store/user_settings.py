@@ -8,17 +8,19 @@ store/delivery_log.py.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import lmdb
 
 from mailha_api import settings_pb2
 from store import names
-from store.errors import InvalidArgument
+from store.errors import Aborted, InvalidArgument
 from store.schema import Dbs
 from store.users import require_user
 
 MAX_BLOCKED_DOMAINS = 10
+REVISION_SIZE = 16
 _DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
@@ -33,6 +35,7 @@ def domain(value: str) -> str:
 def validated(settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
     out = settings_pb2.UserSettings()
     out.CopyFrom(settings)
+    out.revision = b""  # output only: never stored
     names.user_name(out.user)
     if out.forward_to:
         out.forward_to = names.address(out.forward_to.strip())
@@ -60,13 +63,27 @@ def get(txn: lmdb.Transaction, dbs: Dbs, user: str) -> settings_pb2.UserSettings
     if raw is not None:
         settings.ParseFromString(bytes(raw))
     settings.user = user
+    settings.revision = _revision(raw)
     return settings
+
+
+def _revision(raw: bytes | memoryview | None) -> bytes:
+    return hashlib.sha256(b"" if raw is None else bytes(raw)).digest()[:REVISION_SIZE]
+
+
+def require_revision(txn: lmdb.Transaction, dbs: Dbs, user: str, revision: bytes) -> None:
+    """Aborted unless the user's stored settings are still those `revision` was read from
+    (call before any write of the transaction: an append decided on them)."""
+    if _revision(txn.get(user.encode(), db=dbs.user_settings)) != revision:
+        raise Aborted(f"settings: {user}'s settings changed during the delivery; nothing was stored, try again")
 
 
 def put(txn: lmdb.Transaction, dbs: Dbs, settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
     clean = validated(settings)
     require_user(txn, dbs, clean.user)
-    txn.put(clean.user.encode(), clean.SerializeToString(), db=dbs.user_settings)
+    raw = clean.SerializeToString()
+    txn.put(clean.user.encode(), raw, db=dbs.user_settings)
+    clean.revision = _revision(raw)  # what GetSettings answers from now on
     return clean
 
 

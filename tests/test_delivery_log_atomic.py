@@ -195,3 +195,47 @@ def test_lmtpd_logs_each_recipient_once_with_the_folder_its_append_used(servers:
     assert lines["<big>", "tiny"].folder == "" and lines["<big>", "tiny"].reply_code in (452, 552)
     with StoreClient(servers.store) as client:
         assert client.select("alice", "Junk").mailbox.status.messages == 1
+
+
+def test_an_append_decided_on_settings_that_changed_meanwhile_writes_nothing(tmp_path: pathlib.Path) -> None:
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock")
+    server.start()
+    try:
+        with server.client() as c, grpc.insecure_channel(server.address) as channel:
+            c.create_user("alice", "pw")
+            epoch = c.epoch()
+            stub = settings_pb2_grpc.SettingsStub(channel)
+            never_saved = stub.GetSettings(settings_pb2.GetSettingsRequest(user="alice")).revision
+            assert len(never_saved) == 16
+
+            def append(token: str, revision: bytes, mailbox: str = "INBOX") -> store_pb2.AppendReply:
+                data = f"Message-ID: <{token}>\r\n\r\n{token}\r\n".encode()
+                header = store_pb2.AppendHeader(
+                    epoch=epoch,
+                    user="alice",
+                    mailbox=mailbox,
+                    size=len(data),
+                    delivery_log=_line(token, mailbox),
+                    settings_revision=revision,
+                )
+                reply: store_pb2.AppendReply = c.stub.AppendOne(
+                    store_pb2.AppendRequest(header=header, data=data, last=True), timeout=10
+                )
+                return reply
+
+            append("before", never_saved)
+            # lmtpd read the settings (nothing blocked: INBOX), then the user blocks the sender...
+            blocked = settings_pb2.UserSettings(user="alice", blocked_domains=["spam.test"], revision=b"ignored")
+            saved = stub.PutSettings(settings_pb2.PutSettingsRequest(settings=blocked))
+            now = stub.GetSettings(settings_pb2.GetSettingsRequest(user="alice")).revision
+            assert saved.revision == now != never_saved  # the revision sent is not stored: computed
+            # ... so the append decided on the old settings is refused, with nothing stored or logged.
+            with pytest.raises(grpc.RpcError) as aborted:
+                append("stale", never_saved)
+            assert aborted.value.code() == grpc.StatusCode.ABORTED
+            assert "settings changed" in (aborted.value.details() or "")
+            append("fresh", now, "Junk")
+            assert _inbox_tokens(c) == ["before"]
+        assert sorted(r.message_id for r in _log(server.address, user="alice")) == ["<before>", "<fresh>"]
+    finally:
+        server.stop()
