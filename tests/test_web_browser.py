@@ -493,3 +493,42 @@ def test_graphs_show_commands_by_kind_p99_and_deliveries_from_the_front_ends(vis
         visit.shoot("admin-graphs-busy")
     finally:
         imap.logout()
+
+
+def test_every_post_action_needs_the_csrf_token_and_refusals_are_audited(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+    from starlette.routing import Route
+
+    from web import routes_admin, routes_auth, routes_user
+
+    page = visit.login("boss", "boss-password")
+    request = visit.context.request
+    posts = [
+        r.path.replace("{name}", "alice").replace("{action}", "disable")
+        for r in [*routes_auth.ROUTES, *routes_user.ROUTES, *routes_admin.ROUTES]
+        if isinstance(r, Route) and r.methods and "POST" in r.methods
+    ]
+    assert len(posts) >= 12, posts
+    for path in posts:
+        reply = request.post(web_stack.url + path, form={"domain": "csrf.example", "confirm": "yes"}, max_redirects=0)
+        if path == "/login":  # its own token (a cookie set with the form): refused back to the form
+            assert reply.status == 303 and "expired" in reply.headers["location"], path
+        elif path == "/logout":  # the session stays
+            assert reply.status == 303 and "Stale" in reply.headers["location"], path
+        else:
+            assert reply.status == 403, (path, reply.status)
+    assert "csrf.example" not in settings_of(web_stack, "alice").blocked_domains
+    admin = web_stack.admin()
+    try:
+        assert not admin.settings("alice").disabled
+    finally:
+        admin.close()
+    visit.go("/admin/audit")
+    audit = page.locator("table").inner_text()
+    for path in posts:
+        if path not in ("/login", "/logout"):
+            assert path in audit, path
+    assert "refused: bad CSRF token" in audit
+    # With the token but without ticking the confirmation, a cluster action is refused too.
+    token = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    reply = request.post(web_stack.url + "/admin/pause", form={"csrf": token}, max_redirects=0)
+    assert reply.status == 303 and "confirmation" in reply.headers["location"]

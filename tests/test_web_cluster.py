@@ -99,6 +99,9 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             shots = SHOTS / "cluster"
             shots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shots / "admin-status-desktop.png"), full_page=True)
+            page.set_viewport_size(MOBILE)
+            page.screenshot(path=str(shots / "admin-status-mobile.png"), full_page=True)
+            page.set_viewport_size(DESKTOP)
 
             page.goto(url + "/admin/timeline")
             page.get_by_label("Switch over to").select_option(second)
@@ -144,6 +147,8 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             assert any("op: switchover" in t and "drill from the browser test" in t for t in marks), marks
             assert any(t.startswith(f"{second}: ") and "-> active" in t for t in marks), marks
             page.screenshot(path=str(shots / "admin-graphs-desktop.png"), full_page=True)
+            page.set_viewport_size(MOBILE)
+            page.screenshot(path=str(shots / "admin-graphs-mobile.png"), full_page=True)
             context.close()
         finally:
             browser.close()
