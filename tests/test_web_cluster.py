@@ -9,7 +9,9 @@ the page follows it live, and the timeline, the audit and the graphs mark it.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
+from haagent import netns
 from haagent.cluster import store_socket_path
 from imapd.tls import ensure_dev_certificate
 from store.admin import Admin
@@ -188,6 +191,18 @@ def _login(page: Page, base: str) -> None:
     assert page.url == base + "/admin", f"{page.url}: {page.locator('main').inner_text()[:300]}"
 
 
+def _web_pid(lab: AgentLab, node: str) -> int | None:
+    """The `mailha web serve` process in the node's namespace (None: none running)."""
+    for pid in netns.pids_in_netns(lab.cfg.node(node).namespace):
+        try:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"web" in argv and b"serve" in argv and b"setpriv" not in argv[0]:
+            return pid
+    return None
+
+
 def _https_up(host: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,6 +230,12 @@ def test_every_node_serves_the_console_and_the_survivor_keeps_it(web_lab: AgentL
     }
     for host in hosts.values():
         _https_up(host)
+    # Supervised: the standby's web, killed, is started again by its agent.
+    killed = _web_pid(lab, second)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    lab.wait_for("the web restarted", lambda: _web_pid(lab, second) not in (None, killed), timeout=30)
+    _https_up(hosts[second])
     status = _status_json(lab)
     assert status["active"] == first
     errors: list[str] = []
