@@ -49,6 +49,8 @@ def web_argv(cluster: ClusterConfig) -> tuple[str, ...]:
     )  # fmt: skip
     if cluster.web.backup_repo is not None:
         argv += ("--backup-repo", str(cluster.web.backup_repo))
+    if cluster.web.backup_metrics_file is not None:
+        argv += ("--backup-metrics-file", str(cluster.web.backup_metrics_file))
     return argv
 
 

@@ -110,6 +110,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class WebConfig:
     backup_repo: pathlib.Path | None = None  # the backup repository the console reports on
+    backup_metrics_file: pathlib.Path | None = None  # its runs' textfile when not in it (--metrics-file)
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,9 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
     isec.finish()
 
     wsec = top.section("web")
-    web = WebConfig(backup_repo=wsec.path_("backup_repo", None))
+    web = WebConfig(
+        backup_repo=wsec.path_("backup_repo", None), backup_metrics_file=wsec.path_("backup_metrics_file", None)
+    )
     wsec.finish()
 
     config = ClusterConfig(

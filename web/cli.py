@@ -77,7 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
             cluster=cluster,
             sample_interval=args.sample_interval,
             backup_repo=args.backup_repo or (cluster.web.backup_repo if cluster is not None else None),
-            backup_metrics_file=args.backup_metrics_file,
+            backup_metrics_file=args.backup_metrics_file
+            or (cluster.web.backup_metrics_file if cluster is not None else None),
             scrape=tuple(scrape),
         )
     )
