@@ -35,19 +35,45 @@ def human_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _mtime(path: pathlib.Path | None) -> tuple[int, int] | None:
+    """(mtime, ctime): a new entry moves both, a chmod/chown (fixing access) the ctime."""
+    try:
+        if path is None:
+            return None
+        st = path.stat()
+        return st.st_mtime_ns, st.st_ctime_ns
+    except OSError:
+        return None
+
+
 class BackupPanel:
     def __init__(self, repo: pathlib.Path | None, metrics_file: pathlib.Path | None = None) -> None:
         self.repo = repo
         self.metrics_file = metrics_file
+        # /metrics needs no login: the repository (a manifest lists every mailbox, megabytes for
+        # a big store) is read again only when it changed. A backup, a verify or retention
+        # renames an entry in the repository directory (its mtime moves); so does the textfile.
+        self._cached: tuple[object, BackupStatus | None, str] | None = None  # (key, status, error)
+        self._lock = anyio.Lock()
+
+    async def _read(self, repo: pathlib.Path) -> tuple[BackupStatus | None, str]:
+        async with self._lock:  # one reader at a time; the others take its result
+            key = (_mtime(repo), _mtime(self.metrics_file))
+            if self._cached is not None and self._cached[0] == key and key[0] is not None:
+                return self._cached[1], self._cached[2]
+            try:
+                status, error = await anyio.to_thread.run_sync(lambda: read_status(repo, self.metrics_file)), ""
+            except BackupError as exc:
+                status, error = None, str(exc)
+            self._cached = (key, status, error)
+            return status, error
 
     async def view(self) -> BackupView:
         if self.repo is None:
             return BackupView(configured=False)
-        repo = self.repo
-        try:
-            status = await anyio.to_thread.run_sync(lambda: read_status(repo, self.metrics_file))
-        except BackupError as exc:
-            return BackupView(configured=True, error=str(exc))
+        status, error = await self._read(self.repo)
+        if error:
+            return BackupView(configured=True, error=error)
         if status is None:
             return BackupView(configured=True)  # readable, no backup yet
         return BackupView(configured=True, status=status, age_s=status.age(time.time()))
