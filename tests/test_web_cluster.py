@@ -186,8 +186,8 @@ def _login(page: Page, base: str) -> None:
     _goto(page, base + "/login")
     page.get_by_label("User name or address").fill("op")
     page.get_by_label("Password").fill("op-password")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
+    with page.expect_navigation(timeout=60_000):  # the POST, then its redirect
+        page.get_by_role("button", name="Log in").click()
     assert page.url == base + "/admin", f"{page.url}: {page.locator('main').inner_text()[:300]}"
 
 
