@@ -36,6 +36,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from mailha_api import settings_pb2 as _settings_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -973,6 +974,8 @@ class AppendHeader(_message.Message):
     TZ_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_LOG_FIELD_NUMBER: _builtins.int
+    SETTINGS_REVISION_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     user: _builtins.str
     mailbox: _builtins.str
@@ -990,8 +993,22 @@ class AppendHeader(_message.Message):
     delivery; a repeat within the window appends nothing (AppendOne/Append/
     AppendPipeline; ignored by MultiAppend).
     """
+    settings_revision: _builtins.bytes
+    """The recipient's UserSettings.revision this append's folder was chosen by:
+    checked in the append's transaction; changed since -> ABORTED, nothing
+    written (the settings are applied atomically with the append). Empty: no check.
+    """
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def delivery_log(self) -> _settings_pb2.DeliveryRecord:
+        """LMTP delivery log (store/delivery_log.py): written in the SAME write
+        transaction as this append, so a crash keeps both or neither; time_ms,
+        recipient and the rest as lmtpd saw them (seq is assigned by the store).
+        Not written for a duplicate (delivery_id seen): the first append logged it.
+        AppendOne/Append/AppendPipeline only.
+        """
+
     def __init__(
         self,
         *,
@@ -1004,10 +1021,12 @@ class AppendHeader(_message.Message):
         tz_offset_minutes: _builtins.int = ...,
         size: _builtins.int = ...,
         delivery_id: _builtins.bytes = ...,
+        delivery_log: _settings_pb2.DeliveryRecord | None = ...,
+        settings_revision: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_log", b"delivery_log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "settings_revision", b"settings_revision", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

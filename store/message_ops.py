@@ -10,7 +10,19 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, body_codec, delivery_dedupe, mailbox_index, mailboxes, messages, names, read_ops, uidset
+from store import (
+    bodies,
+    body_codec,
+    delivery_dedupe,
+    delivery_log,
+    mailbox_index,
+    mailboxes,
+    messages,
+    names,
+    read_ops,
+    uidset,
+    user_settings,
+)
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -79,11 +91,15 @@ class MessageOps(StoreCore):
                         epoch=epoch,
                         duplicate=True,
                     )
+            if header.settings_revision:
+                # The folder was chosen by these settings: they must still be the stored ones.
+                user_settings.require_revision(ctx.txn, ctx.dbs, user, bytes(header.settings_revision))
             mid, record, metas = op(ctx)
             if identity:
                 # Same transaction as the append: both or neither survive a crash.
                 delivered = delivery_dedupe.Delivered(int(now), mid, record.uidvalidity, metas[0].uid)
                 self.dedupe.record(ctx.txn, user, identity, now, delivered)
+            delivery_log.record_append(ctx.txn, ctx.dbs, header)  # same transaction: both or neither
             return store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )

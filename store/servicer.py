@@ -25,6 +25,7 @@ STATUS = {
     ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 PIPELINE_IN_FLIGHT = 64
