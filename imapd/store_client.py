@@ -86,6 +86,8 @@ class IndexQuery:
     header_queries: tuple[tuple[int, bytes], ...] = ()
     # (casefolded needle, body only): SEARCH TEXT / BODY from the store's full-text index
     text_queries: tuple[tuple[str, bool], ...] = ()
+    # the stored SORT/THREAD keys of each message (imapd.message.sort_keys.stored_keys form)
+    with_sort_keys: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class IndexColumns:
     flag_sets: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # ids first seen in this chunk
     header_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per header query
     text_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per text query
+    sort_keys: Sequence[bytes] = ()  # with_sort_keys: per message, b"" where the store has none
 
 
 class FlagMode(enum.Enum):

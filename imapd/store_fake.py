@@ -17,6 +17,7 @@ import trio
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.message import search_text
 from imapd.message.search_fields import indexed_text, text_matches
+from imapd.message.sort_keys import stored_keys
 from imapd.message.view import MessageView, ParsedMessage
 from imapd.store_client import (
     AppendResult,
@@ -126,6 +127,7 @@ class FakeStore:
         self._next_uidvalidity = int(time.time()) % 1_000_000_000
         self.calls = 0  # store round trips, for "one call per command" tests
         self.fetch_requests: list[FetchRequest] = []
+        self.index_queries: list[IndexQuery] = []
 
     # ---- administration (tests) ------------------------------------------
     def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
@@ -379,6 +381,7 @@ class FakeStore:
 
     async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
         self._call()
+        self.index_queries.append(query)
         mbox = self._by_id(user, mailbox_id)
         chosen = self._selected(mbox, query.uid_set)
         ids: dict[tuple[str, ...], int] = {}
@@ -403,6 +406,9 @@ class FakeStore:
             flag_sets={i: flags for flags, i in ids.items()},
             header_hits=tuple(hits),
             text_hits=tuple(found),
+            sort_keys=[stored_keys(m.meta(with_header=True).header or b"") for m in chosen]
+            if query.with_sort_keys
+            else [],
         )
 
     async def store_flags(

@@ -261,6 +261,7 @@ def _columns(pb: mailbox_index_pb2.IndexChunk) -> IndexColumns:
         flag_sets={fs.id: tuple(fs.flags) for fs in pb.flag_sets},
         header_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.header_hits),
         text_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.text_hits),
+        sort_keys=pb.sort_keys,
     )
 
 
@@ -430,6 +431,7 @@ class GrpcStore:
             with_sizes_dates=query.with_sizes_dates,
             header_queries=[mailbox_index_pb2.HeaderQuery(field=f, needle=n) for f, n in query.header_queries],
             text_queries=[mailbox_index_pb2.TextQuery(needle=n, body_only=b) for n, b in query.text_queries],
+            with_sort_keys=query.with_sort_keys,
         )
 
         def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], IndexColumns | None]:

@@ -17,6 +17,7 @@ from store import (
     delivery_log,
     mailbox_index,
     mailboxes,
+    message_facts,
     messages,
     names,
     read_ops,
@@ -48,10 +49,11 @@ class MessageOps(StoreCore):
         # The indexed header text and the compressed body are made here, in the caller's
         # thread, not in the committer (the one thread every write waits for).
         text = mailbox_index.header_text(messages.source_head(source))
+        facts = message_facts.compute(bodies.header_block(messages.source_head(source)))
         if source.data is not None:
             source.packed = body_codec.compress_chunks(source.data)
         return messages.NewMessage(
-            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text
+            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text, facts
         )
 
     def _append_op(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, mailboxes, uidset
+from store import bodies, mailbox_index, mailboxes, message_facts, uidset
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
@@ -28,6 +28,8 @@ class NewMessage:
     # The indexed header text (mailbox_index.header_text); computed by the caller off the
     # committer thread when it can, else in append.
     header_text: bytes | None = None
+    # message_facts.compute of its header block, made off the committer thread like header_text.
+    facts: bytes | None = None
 
 
 def source_head(source: bodies.BodySource) -> bytes:
@@ -118,6 +120,10 @@ def append(
     for item in items:
         modseq += 1
         body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
+        facts = item.facts
+        if facts is None:
+            facts = message_facts.compute(bodies.header_block(source_head(item.source)))
+        message_facts.put(txn, dbs, body_id, facts)
         rec = MessageRecord(
             modseq, modseq, item.internal_date or now, item.tz_offset_minutes, item.source.size, body_id, item.flags
         )
