@@ -51,6 +51,15 @@ class SelectResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What FetchRequest.with_facts adds: SAVEDATE, EMAILID, PREVIEW."""
+
+    save_date: int  # unix seconds the message was saved into its mailbox
+    body_id: int  # shared by copies (COPY/MOVE): the EMAILID
+    preview: str | None  # None: the store has none for this message
+
+
+@dataclass(frozen=True, slots=True)
 class MessageMeta:
     uid: int
     modseq: int
@@ -59,6 +68,7 @@ class MessageMeta:
     tz_offset_minutes: int = 0
     size: int = 0
     header: bytes | None = None  # header block incl. the blank line, when asked
+    facts: MessageFacts | None = None  # when asked (with_facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,7 @@ class FetchRequest:
     with_header: bool = False
     with_body: bool = False
     changed_since: int = 0
+    with_facts: bool = False  # MessageMeta.facts
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
@@ -16,6 +17,7 @@ import trio
 
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.message import search_text
+from imapd.message.preview import preview_text
 from imapd.message.search_fields import indexed_text, text_matches
 from imapd.message.sort_keys import stored_keys
 from imapd.message.view import MessageView, ParsedMessage
@@ -32,6 +34,7 @@ from imapd.store_client import (
     IndexQuery,
     MailboxInfo,
     MailboxStatus,
+    MessageFacts,
     MessageMeta,
     QuotaInfo,
     SelectResult,
@@ -67,8 +70,10 @@ class _Message:
     data: bytes
     internal_date: int
     tz_offset_minutes: int
+    save_date: int = 0
+    body_id: int = 0  # shared by copies, as the store's (the EMAILID)
 
-    def meta(self, with_header: bool = False) -> MessageMeta:
+    def meta(self, with_header: bool = False, with_facts: bool = False) -> MessageMeta:
         header: bytes | None = None
         if with_header:
             end = self.data.find(b"\r\n\r\n")
@@ -81,6 +86,7 @@ class _Message:
             tz_offset_minutes=self.tz_offset_minutes,
             size=len(self.data),
             header=header,
+            facts=MessageFacts(self.save_date, self.body_id, preview_text(self.data)) if with_facts else None,
         )
 
 
@@ -128,6 +134,7 @@ class FakeStore:
         self.calls = 0  # store round trips, for "one call per command" tests
         self.fetch_requests: list[FetchRequest] = []
         self.index_queries: list[IndexQuery] = []
+        self._body_ids = itertools.count(1)
 
     # ---- administration (tests) ------------------------------------------
     def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
@@ -224,7 +231,7 @@ class FakeStore:
     def _usage(self, user: _User) -> int:
         return sum(len(m.data) for mb in user.mailboxes.values() for m in mb.messages.values())
 
-    def _add(self, user: _User, mbox: _Mailbox, spec: AppendSpec, data: bytes) -> _Message:
+    def _add(self, user: _User, mbox: _Mailbox, spec: AppendSpec, data: bytes, body_id: int = 0) -> _Message:
         if len(data) > self.max_message_size:
             raise StoreError(StoreErrorKind.TOO_BIG, f"size: {len(data)} > {self.max_message_size}")
         if user.quota and self._usage(user) + len(data) > user.quota:
@@ -237,6 +244,8 @@ class FakeStore:
             data,
             spec.internal_date or int(time.time()),
             spec.tz_offset_minutes,
+            int(time.time()),
+            body_id or next(self._body_ids),
         )
         mbox.messages[msg.uid] = msg
         mbox.uidnext += 1
@@ -377,7 +386,9 @@ class FakeStore:
             if msg.modseq <= request.changed_since:
                 continue
             await trio.lowlevel.checkpoint()
-            yield FetchedMessage(msg.meta(request.with_header), msg.data if request.with_body else None)
+            yield FetchedMessage(
+                msg.meta(request.with_header, request.with_facts), msg.data if request.with_body else None
+            )
 
     async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
         self._call()
@@ -456,7 +467,8 @@ class FakeStore:
         if u.quota and not move and self._usage(u) + size > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
         added = [
-            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data) for m in msgs
+            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data, m.body_id)
+            for m in msgs
         ]
         if added:
             self._publish(dest, ChangeEvent(dest.mailbox_id, dest.highestmodseq, added=tuple(m.meta() for m in added)))

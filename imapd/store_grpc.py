@@ -35,6 +35,7 @@ from imapd.store_client import (
     IndexQuery,
     MailboxInfo,
     MailboxStatus,
+    MessageFacts,
     MessageMeta,
     QuotaInfo,
     SelectResult,
@@ -147,6 +148,7 @@ def _meta(pb: store_pb2.MessageMeta) -> MessageMeta:
         tz_offset_minutes=pb.tz_offset_minutes,
         size=pb.size,
         header=pb.header if pb.header else None,
+        facts=MessageFacts(pb.save_date, pb.body_id, pb.preview if pb.has_preview else None) if pb.body_id else None,
     )
 
 
@@ -389,6 +391,7 @@ class GrpcStore:
             with_header=request.with_header,
             with_body=request.with_body,
             changed_since=request.changed_since,
+            with_message_facts=request.with_facts,
         )
 
         # A small selection comes in one unary reply (no worker thread, one gRPC

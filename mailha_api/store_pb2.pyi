@@ -1146,6 +1146,10 @@ class MessageMeta(_message.Message):
     TZ_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     HEADER_FIELD_NUMBER: _builtins.int
+    SAVE_DATE_FIELD_NUMBER: _builtins.int
+    BODY_ID_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
+    HAS_PREVIEW_FIELD_NUMBER: _builtins.int
     uid: _builtins.int
     modseq: _builtins.int
     internal_date: _builtins.int
@@ -1153,6 +1157,16 @@ class MessageMeta(_message.Message):
     size: _builtins.int
     header: _builtins.bytes
     """RFC 5322 header block incl. blank line, when asked"""
+    save_date: _builtins.int
+    """with_message_facts only (store/message_facts.py, store/save_dates.py):
+    unix seconds the message was saved into this mailbox (SAVEDATE)
+    """
+    body_id: _builtins.int
+    """shared by COPY/MOVE: the EMAILID (RFC 8474)"""
+    preview: _builtins.str
+    """RFC 8970 PREVIEW text"""
+    has_preview: _builtins.bool
+    """false: no preview stored (a body stored before previews were kept)"""
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1165,10 +1179,14 @@ class MessageMeta(_message.Message):
         tz_offset_minutes: _builtins.int = ...,
         size: _builtins.int = ...,
         header: _builtins.bytes = ...,
+        save_date: _builtins.int = ...,
+        body_id: _builtins.int = ...,
+        preview: _builtins.str = ...,
+        has_preview: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "header", b"header", "internal_date", b"internal_date", "modseq", b"modseq", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_id", b"body_id", "flags", b"flags", "has_preview", b"has_preview", "header", b"header", "internal_date", b"internal_date", "modseq", b"modseq", "preview", b"preview", "save_date", b"save_date", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1186,6 +1204,7 @@ class FetchRequest(_message.Message):
     BODY_OFFSET_FIELD_NUMBER: _builtins.int
     BODY_LENGTH_FIELD_NUMBER: _builtins.int
     CHANGED_SINCE_FIELD_NUMBER: _builtins.int
+    WITH_MESSAGE_FACTS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
@@ -1197,6 +1216,8 @@ class FetchRequest(_message.Message):
     """0 = to the end"""
     changed_since: _builtins.int
     """only messages with modseq > this (CONDSTORE)"""
+    with_message_facts: _builtins.bool
+    """fill save_date, body_id, preview of each MessageMeta"""
     def __init__(
         self,
         *,
@@ -1208,10 +1229,11 @@ class FetchRequest(_message.Message):
         body_offset: _builtins.int = ...,
         body_length: _builtins.int = ...,
         changed_since: _builtins.int = ...,
+        with_message_facts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_length", b"body_length", "body_offset", b"body_offset", "changed_since", b"changed_since", "mailbox_id", b"mailbox_id", "uid_set", b"uid_set", "user", b"user", "with_body", b"with_body", "with_header", b"with_header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_length", b"body_length", "body_offset", b"body_offset", "changed_since", b"changed_since", "mailbox_id", b"mailbox_id", "uid_set", b"uid_set", "user", b"user", "with_body", b"with_body", "with_header", b"with_header", "with_message_facts", b"with_message_facts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

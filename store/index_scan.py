@@ -62,7 +62,9 @@ class _ChunkBuilder:
         joined = [b"".join(p) for p in self.parts]
         chunk.uids, chunk.flag_ids, chunk.modseqs = joined[0], joined[1], joined[2]
         if self.with_sort_keys:
-            chunk.sort_keys.extend(message_facts.of_uids(self.txn, self.dbs, self.mid, to_array("I", joined[0])))
+            chunk.sort_keys.extend(
+                message_facts.sort_keys_of_uids(self.txn, self.dbs, self.mid, to_array("I", joined[0]))
+            )
         if len(self.columns) == len(COLUMNS):
             chunk.sizes, chunk.dates, chunk.tz_offsets = joined[3], joined[4], joined[5]
         for fid in sorted(self.new_ids):

@@ -49,7 +49,8 @@ class MessageOps(StoreCore):
         # The indexed header text and the compressed body are made here, in the caller's
         # thread, not in the committer (the one thread every write waits for).
         text = mailbox_index.header_text(messages.source_head(source))
-        facts = message_facts.compute(bodies.header_block(messages.source_head(source)))
+        head = messages.source_head(source)
+        facts = message_facts.compute(bodies.header_block(head), head)
         if source.data is not None:
             source.packed = body_codec.compress_chunks(source.data)
         return messages.NewMessage(
@@ -157,6 +158,8 @@ class MessageOps(StoreCore):
             item = messages.meta(uid, rec)
             if req.with_header:
                 item.header = bodies.read_header(txn, self.dbs, rec.body_id)
+            if req.with_message_facts:
+                message_facts.fill_meta(txn, self.dbs, req.mailbox_id, rec, item)
             yield store_pb2.FetchResponse(meta=item)
             if req.with_body:
                 yield from self._body_chunks(txn, uid, rec, req.body_offset, req.body_length)

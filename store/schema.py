@@ -35,7 +35,8 @@ DB_NAMES = (
     "header_index",  # mailbox_id u64, uid >> 4 u32 -> header-index segment (store/header_index.py)
     "flagsets",  # id u32 -> flag list (store/flag_sets.py)
     "flagset_ids",  # b"f" + flag list -> id u32
-    "message_facts",  # body_id u64 -> stored sort keys (store/message_facts.py)
+    "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
+    "save_dates",  # mailbox_id u64, uid u32 -> unix seconds i64 (store/save_dates.py)
 )
 
 # Every process that opens the environment (store, local reader, compaction, full-text
@@ -97,6 +98,7 @@ class Dbs:
         self.flagsets = handles["flagsets"]
         self.flagset_ids = handles["flagset_ids"]
         self.message_facts = handles["message_facts"]
+        self.save_dates = handles["save_dates"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import array
 import calendar
 import pathlib
+import time
 import unicodedata
+
+import pytest
 
 from imapd.message.sort_keys import SortKeys, stored_keys
 from mailha_api import mailbox_index_pb2 as ipb
@@ -147,5 +150,76 @@ def test_a_body_stored_without_keys_scans_as_empty(tmp_path: pathlib.Path) -> No
             assert txn.delete(U64.pack(1), db=store.dbs.message_facts)
         keys = _scan(store, "INBOX")[1]
         assert keys[0] == b"" and keys[1] == stored_keys(header_block(_message(2)))
+    finally:
+        store.close()
+
+
+def _fetch_facts(store: MailStore, name: str) -> dict[int, store_pb2.MessageMeta]:
+    req = store_pb2.FetchRequest(user="alice", mailbox_id=_mid(store, name), uid_set="1:*", with_message_facts=True)
+    streamed = {r.meta.uid: r.meta for r in store.fetch(req) if r.WhichOneof("item") == "meta"}
+    batch = {m.uid: m for m in store.fetch_batch(req).metas}
+    assert streamed == batch  # the one-reply path gives the same facts
+    return streamed
+
+
+def _save_dates_count(store: MailStore) -> int:
+    with store.env.begin() as txn:
+        return int(txn.stat(store.dbs.save_dates)["entries"])
+
+
+def test_save_dates_follow_every_write_path(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    store = _open(tmp_path)
+    try:
+        for n in range(1, 6):
+            _append(store, _message(n))
+        facts = _fetch_facts(store, "INBOX")
+        assert {m.save_date for m in facts.values()} == {1_800_000_000}  # not the internal date
+        assert all(m.has_preview and m.preview == f"body {m.uid}" for m in facts.values())
+        clock[0] += 3600
+        store.create_mailbox(store_pb2.CreateMailboxRequest(epoch=1, user="alice", name="Kept"))
+        inbox = _mid(store, "INBOX")
+        store.copy(
+            store_pb2.CopyRequest(epoch=1, user="alice", mailbox_id=inbox, uid_set="1:2", dest_mailbox="Kept"),
+            move=False,
+        )
+        store.copy(
+            store_pb2.CopyRequest(epoch=1, user="alice", mailbox_id=inbox, uid_set="3", dest_mailbox="Kept"), move=True
+        )
+        kept = _fetch_facts(store, "Kept")
+        assert {m.save_date for m in kept.values()} == {1_800_003_600}  # COPY and MOVE save anew
+        # The EMAILID (body id) is the same for a copy and its original, and after a MOVE.
+        assert [m.body_id for m in kept.values()] == [facts[1].body_id, facts[2].body_id, facts[3].body_id]
+        assert _save_dates_count(store) == 7
+        clock[0] += 3600
+        store.rename_mailbox(store_pb2.RenameMailboxRequest(epoch=1, user="alice", old_name="INBOX", new_name="Old"))
+        old = _fetch_facts(store, "Old")
+        assert {m.save_date for m in old.values()} == {1_800_000_000}  # carried over with the messages
+        assert _fetch_facts(store, "INBOX") == {}
+        assert _save_dates_count(store) == 7
+        old_id = _mid(store, "Old")
+        store.store_flags(
+            store_pb2.StoreFlagsRequest(
+                epoch=1, user="alice", mailbox_id=old_id, uid_set="1", mode=store_pb2.FLAG_MODE_ADD, flags=["\\Deleted"]
+            )
+        )
+        store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=old_id))
+        assert _save_dates_count(store) == 6
+        store.delete_mailbox(store_pb2.DeleteMailboxRequest(epoch=1, user="alice", name="Kept"))
+        assert _save_dates_count(store) == 3
+    finally:
+        store.close()
+
+
+def test_a_message_without_a_save_date_gives_its_internal_date(tmp_path: pathlib.Path) -> None:
+    store = _open(tmp_path)
+    try:
+        _append(store, _message(1))
+        with store.env.begin(write=True) as txn:
+            txn.drop(store.dbs.save_dates, delete=False)
+            txn.drop(store.dbs.message_facts, delete=False)
+        (meta,) = _fetch_facts(store, "INBOX").values()
+        assert meta.save_date == 1_700_000_000 and not meta.has_preview and meta.body_id
     finally:
         store.close()

@@ -22,6 +22,7 @@ from imapd.protocol.fetch_spec import (
     BodySection,
     FetchAttribute,
     Partial,
+    PreviewItem,
     SimpleItem,
     SimpleKind,
 )
@@ -93,6 +94,11 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
             value = String(format_internal_date(view.internal_date, view.tz_offset_minutes))
         elif kind is SimpleKind.RFC822_SIZE:
             value = Number(view.size)
+        elif kind is SimpleKind.SAVEDATE:
+            # RFC 8514: NIL when the mailbox keeps no save dates; ours all do (the store
+            # gives the internal date for a message saved before it kept them).
+            saved = view.save_date
+            value = NIL if saved is None else String(format_internal_date(saved, 0))
         elif kind is SimpleKind.ENVELOPE:
             value = envelope(msg.header())
         elif kind is SimpleKind.RFC822:
@@ -116,6 +122,9 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
     if isinstance(item, BinarySize):
         content = _binary_content(msg, item.part)
         return item.label(), Number(0 if content is None else len(content))
+    if isinstance(item, PreviewItem):
+        text: Value = NIL if view.preview is None else String(view.preview.encode("utf-8", "surrogatepass"))
+        return item.label(), List((Atom("FUZZY"), text)) if item.fuzzy else text
     assert_never(item)
 
 

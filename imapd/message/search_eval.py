@@ -17,6 +17,7 @@ from typing import assert_never
 
 from imapd.message import search_text
 from imapd.message.dates import header_calendar_date, internal_calendar_date
+from imapd.message.errors import MissingMessageData
 from imapd.message.headers import first_value
 from imapd.message.search_fields import search_values
 from imapd.message.view import MessageView, ParsedMessage
@@ -168,6 +169,10 @@ class SearchEvaluator:
             sent = header_calendar_date(first_value(msg.parsed.fields(), b"date"))
             if sent is not None:
                 return sent
+        if field is DateField.SAVED:
+            if view.save_date is None:
+                raise MissingMessageData(f"uid {view.uid}: the save date was not fetched")
+            return internal_calendar_date(view.save_date, 0)
         return internal_calendar_date(view.internal_date, view.tz_offset_minutes)
 
 

@@ -31,6 +31,7 @@ class SequenceMatcher(Protocol):
 class DateField(enum.Enum):
     INTERNAL = "internal"  # BEFORE / ON / SINCE
     SENT = "sent"  # SENTBEFORE / SENTON / SENTSINCE, on the Date: header
+    SAVED = "saved"  # SAVEDBEFORE / SAVEDON / SAVEDSINCE (RFC 8514), the save date in UTC
 
 
 class DateRelation(enum.Enum):
@@ -200,6 +201,8 @@ _SEEN: Final = "\\Seen"
 _RECENT: Final = "\\Recent"
 SIMPLE_KEYS: Final[dict[str, SearchKey]] = {
     "ALL": AllKey(),
+    # RFC 8514: every mailbox here keeps save dates, so this matches every message.
+    "SAVEDATESUPPORTED": AllKey(),
     "ANSWERED": FlagKey("\\Answered"),
     "DELETED": FlagKey("\\Deleted"),
     "DRAFT": FlagKey("\\Draft"),
@@ -225,6 +228,9 @@ DATE_KEYS: Final[dict[str, tuple[DateField, DateRelation]]] = {
     "SENTBEFORE": (DateField.SENT, DateRelation.BEFORE),
     "SENTON": (DateField.SENT, DateRelation.ON),
     "SENTSINCE": (DateField.SENT, DateRelation.SINCE),
+    "SAVEDBEFORE": (DateField.SAVED, DateRelation.BEFORE),
+    "SAVEDON": (DateField.SAVED, DateRelation.ON),
+    "SAVEDSINCE": (DateField.SAVED, DateRelation.SINCE),
 }
 
 
@@ -253,11 +259,13 @@ def walk(key: SearchKey) -> Iterator[SearchKey]:
 
 
 def search_needs(key: SearchKey) -> DataNeeds:
-    """Header block for HEADER-like and SENT* keys, full message for BODY/TEXT."""
-    header = body = False
+    """Header block for HEADER-like and SENT* keys, full message for BODY/TEXT, facts for SAVED*."""
+    header = body = facts = False
     for node in walk(key):
         if isinstance(node, HeaderKey) or (isinstance(node, DateKey) and node.field is DateField.SENT):
             header = True
         elif isinstance(node, BodyKey | TextKey):
             body = True
-    return DataNeeds(header=header and not body, body=body)
+        elif isinstance(node, DateKey) and node.field is DateField.SAVED:
+            facts = True
+    return DataNeeds(header=header and not body, body=body, facts=facts)

@@ -33,6 +33,10 @@ _BASE: Final = (
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",
+    "SAVEDATE",
+    "PREVIEW",
+    "SNIPPET=FUZZY",
+    "PREVIEW=FUZZY",
 )
 
 
