@@ -88,3 +88,34 @@ def test_a_copy_has_its_own_save_date(imap_stack: ImapStack) -> None:
         copied = client.fetch([uid], ["SAVEDATE", "PREVIEW"])
         assert copied[uid][b"SAVEDATE"] > first[1][b"SAVEDATE"]
         assert copied[uid][b"PREVIEW"] == b"Hello Bob, see you soon"  # the copy shares the stored preview
+
+
+def test_objectid_with_the_real_store(imap_stack: ImapStack) -> None:
+    """RFC 8474 against the store: ids from its mailbox and body ids, kept where the RFC says."""
+    imap_stack.create_user("objects", PASSWORD)
+    m = imaplib.IMAP4_SSL(HOST, imap_stack.tls_port, ssl_context=imap_stack.ssl_context())
+    try:
+        ok(m.login("objects", PASSWORD))
+        assert "OBJECTID" in m.capabilities
+        typ, data = m.create("foo")
+        assert typ == "OK" and data[0].startswith(b"[MAILBOXID (F"), data
+        foo = data[0].split(b"(")[1].split(b")")[0]
+        assert ok(m.status("foo", "(MAILBOXID)")) == [b'"foo" (MAILBOXID (' + foo + b"))"]
+        ok(m.rename("foo", "bar"))
+        assert ok(m.status("bar", "(MAILBOXID)")) == [b'"bar" (MAILBOXID (' + foo + b"))"]
+        ok(m.append("INBOX", None, None, PLAIN))
+        ok(m.select("INBOX"))
+        untagged_ok = [r for r in m.untagged_responses.get("OK", []) if isinstance(r, bytes)]
+        assert [r for r in untagged_ok if r.startswith(b"[MAILBOXID (F")], untagged_ok
+        first = ok(m.fetch("1", "(EMAILID THREADID)"))[0]
+        assert re.fullmatch(rb"1 \(EMAILID \(M[0-9a-f]+\) THREADID NIL\)", first), first
+        email_id = first.split(b"(")[2].split(b")")[0]
+        ok(m.copy("1", "bar"))
+        ok(m.select("bar"))
+        assert ok(m.fetch("1", "(EMAILID)")) == [b"1 (EMAILID (" + email_id + b"))"]
+        assert ok(m.search(None, "EMAILID", email_id.decode())) == [b"1"]
+        ok(m._simple_command("MOVE", "1", "INBOX"))
+        ok(m.select("INBOX"))
+        assert ok(m.fetch("1:*", "(EMAILID)")) == [b"%d (EMAILID (%s))" % (n, email_id) for n in (1, 2)]
+    finally:
+        m.logout()

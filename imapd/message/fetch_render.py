@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from imapd.message import object_ids
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
 from imapd.message.decoding import decode_transfer
@@ -99,6 +100,10 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
             # gives the internal date for a message saved before it kept them).
             saved = view.save_date
             value = NIL if saved is None else String(format_internal_date(saved, 0))
+        elif kind is SimpleKind.EMAILID:
+            value = NIL if view.email_id is None else List((Atom(object_ids.email_id(view.email_id)),))
+        elif kind is SimpleKind.THREADID:
+            value = NIL  # RFC 8474 5.2: no thread ids kept (imapd/message/object_ids.py)
         elif kind is SimpleKind.ENVELOPE:
             value = envelope(msg.header())
         elif kind is SimpleKind.RFC822:

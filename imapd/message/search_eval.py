@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from imapd.message import search_text
+from imapd.message import object_ids, search_text
 from imapd.message.dates import header_calendar_date, internal_calendar_date
 from imapd.message.errors import MissingMessageData
 from imapd.message.headers import first_value
@@ -34,6 +34,8 @@ from imapd.protocol.search_spec import (
     HeaderKey,
     ModSeqKey,
     NotKey,
+    ObjectIdKey,
+    ObjectIdKind,
     OrKey,
     SearchKey,
     SequenceKey,
@@ -142,6 +144,12 @@ class SearchEvaluator:
             if key.relation is AgeRelation.YOUNGER:
                 return view.internal_date >= self.context.now - key.seconds
             return view.internal_date <= self.context.now - key.seconds
+        if isinstance(key, ObjectIdKey):
+            if key.kind is ObjectIdKind.THREADID:
+                return False  # no thread ids (imapd/message/object_ids.py)
+            if view.email_id is None:
+                raise MissingMessageData(f"uid {view.uid}: the EMAILID was not fetched")
+            return object_ids.email_id(view.email_id) == key.value
         if isinstance(key, HeaderKey):
             needle = key.value.casefold()
             name = key.field.lower().encode("ascii", "replace")

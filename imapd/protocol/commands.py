@@ -138,6 +138,7 @@ class StatusItem(enum.Enum):
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162
     SIZE = "SIZE"  # RFC 8438
     DELETED = "DELETED"  # RFC 9051
+    MAILBOXID = "MAILBOXID"  # RFC 8474
 
 
 class ListSelection(enum.Enum):

@@ -30,6 +30,8 @@ class SimpleKind(enum.Enum):
     UID = "UID"
     MODSEQ = "MODSEQ"
     SAVEDATE = "SAVEDATE"  # RFC 8514
+    EMAILID = "EMAILID"  # RFC 8474
+    THREADID = "THREADID"  # RFC 8474
 
 
 # What each simple kind needs from the store. RFC822.SIZE comes from the
@@ -39,7 +41,7 @@ _SIMPLE_NEEDS_BODY: Final = frozenset(
     {SimpleKind.RFC822, SimpleKind.RFC822_TEXT, SimpleKind.BODY, SimpleKind.BODYSTRUCTURE}
 )
 # What the store keeps per message beside the record (FetchRequest with_facts).
-_SIMPLE_NEEDS_FACTS: Final = frozenset({SimpleKind.SAVEDATE})
+_SIMPLE_NEEDS_FACTS: Final = frozenset({SimpleKind.SAVEDATE, SimpleKind.EMAILID})
 # RFC822.HEADER is defined as BODY.PEEK[HEADER], so it does not set \Seen.
 _SIMPLE_SETS_SEEN: Final = frozenset({SimpleKind.RFC822, SimpleKind.RFC822_TEXT})
 

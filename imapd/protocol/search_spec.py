@@ -137,6 +137,19 @@ class OrKey:
     right: SearchKey
 
 
+class ObjectIdKind(enum.Enum):
+    EMAILID = "EMAILID"
+    THREADID = "THREADID"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """SEARCH EMAILID x / THREADID x (RFC 8474 6)."""
+
+    kind: ObjectIdKind
+    value: str
+
+
 @dataclass(frozen=True, slots=True)
 class AndKey:
     """A parenthesised list, and the implicit AND of the top-level keys."""
@@ -155,6 +168,7 @@ SearchKey = (
     | SizeKey
     | SequenceKey
     | ModSeqKey
+    | ObjectIdKey
     | NotKey
     | OrKey
     | AndKey
@@ -266,6 +280,8 @@ def search_needs(key: SearchKey) -> DataNeeds:
             header = True
         elif isinstance(node, BodyKey | TextKey):
             body = True
-        elif isinstance(node, DateKey) and node.field is DateField.SAVED:
+        elif (isinstance(node, DateKey) and node.field is DateField.SAVED) or (
+            isinstance(node, ObjectIdKey) and node.kind is ObjectIdKind.EMAILID
+        ):
             facts = True
     return DataNeeds(header=header and not body, body=body, facts=facts)

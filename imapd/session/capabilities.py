@@ -37,6 +37,7 @@ _BASE: Final = (
     "PREVIEW",
     "SNIPPET=FUZZY",
     "PREVIEW=FUZZY",
+    "OBJECTID",
 )
 
 
