@@ -181,6 +181,14 @@ class ChangeEvent:
     heartbeat: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataRefusal:
+    """Why SETMETADATA wrote nothing (RFC 5464 4.3): "MAXSIZE" (a value over max_size) or "TOOMANY"."""
+
+    kind: str
+    max_size: int = 0
+
+
 class StoreClient(Protocol):
     async def authenticate(self, name: str, password: str) -> str:
         """Return the canonical user name; StoreError(UNAUTHENTICATED) if wrong."""
@@ -241,6 +249,18 @@ class StoreClient(Protocol):
         ...
 
     async def get_quota(self, user: str) -> QuotaInfo: ...
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        """(entry, value) of the annotations asked (and below, with depth); mailbox "" = server."""
+        ...
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        """Set (value) or remove (None) annotations, all or nothing; the refusal when a bound is passed."""
+        ...
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         """Claim the \\Recent UIDs below `up_to_uid` not claimed yet; returns [from, to)."""

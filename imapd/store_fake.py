@@ -36,6 +36,7 @@ from imapd.store_client import (
     MailboxStatus,
     MessageFacts,
     MessageMeta,
+    MetadataRefusal,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
@@ -114,6 +115,21 @@ class _User:
     quota: int
     mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
     lone_subscriptions: set[str] = field(default_factory=set)  # subscribed names without a mailbox
+    # METADATA: (mailbox id, 0 = server; entry lower-cased) -> (entry, value)
+    metadata: dict[tuple[int, str], tuple[str, bytes]] = field(default_factory=dict)
+
+
+_METADATA_MAX_VALUE = 64 * 1024
+_METADATA_MAX_ENTRIES = 500
+_METADATA_MAX_TOTAL = 1024 * 1024
+_METADATA_NAME = re.compile(r"/(?:private|shared)(?:/[^/*%\x00-\x1f\x7f]+)+", re.IGNORECASE)
+_METADATA_SCOPE = re.compile(r"/(?:private|shared)", re.IGNORECASE)
+
+
+def _metadata_name(name: str, *, lookup: bool = False) -> str:
+    if len(name.encode()) > 255 or not (_METADATA_NAME.fullmatch(name) or (lookup and _METADATA_SCOPE.fullmatch(name))):
+        raise StoreError(StoreErrorKind.INVALID, f"metadata: invalid entry name {name[:64]!r}")
+    return name.lower()
 
 
 def _norm(name: str) -> str:
@@ -367,6 +383,51 @@ class FakeStore:
         unseen = next((u for u in uids if "\\Seen" not in mbox.messages[u].flags), 0)
         info = self._info(self._user(user), mbox)
         return SelectResult(info, uids, tuple(keywords), mbox.recent_boundary, unseen)
+
+    # METADATA, with the store's rules and bounds (store/metadata.py)
+    def _metadata_mailbox(self, user: str, mailbox: str) -> int:
+        return self._mailbox(user, mailbox).mailbox_id if mailbox else 0
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        mid = self._metadata_mailbox(user, mailbox)
+        stored = self._user(user).metadata
+        found: dict[str, tuple[str, bytes]] = {}
+        for wanted in entries:
+            key = _metadata_name(wanted, lookup=True)
+            if (mid, key) in stored:
+                found[key] = stored[mid, key]
+            for (m, k), item in stored.items():
+                rest = k[len(key) + 1 :]
+                if m == mid and depth and k.startswith(key + "/") and (depth > 1 or "/" not in rest):
+                    found[k] = item
+        return tuple(found[k] for k in sorted(found))
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mid = self._metadata_mailbox(user, mailbox)
+        checked = [(_metadata_name(name), name, value) for name, value in entries]
+        if any(value is not None and len(value) > _METADATA_MAX_VALUE for _, _, value in checked):
+            return MetadataRefusal("MAXSIZE", _METADATA_MAX_VALUE)
+        stored = self._user(user).metadata
+        after = dict(stored)
+        for key, name, value in checked:
+            if value is None:
+                after.pop((mid, key), None)
+            else:
+                after[mid, key] = (name, value)
+        total = sum(len(n.encode()) + 1 + len(v) for n, v in after.values())
+        if len(after) > len(stored) and (len(after) > _METADATA_MAX_ENTRIES or total > _METADATA_MAX_TOTAL):
+            return MetadataRefusal("TOOMANY")
+        stored.clear()
+        stored.update(after)
+        return None
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         self._write()

@@ -37,6 +37,7 @@ from imapd.store_client import (
     MailboxStatus,
     MessageFacts,
     MessageMeta,
+    MetadataRefusal,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
@@ -505,6 +506,27 @@ class GrpcStore:
         req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
         reply = await self._unary(self._stub.Vanished, req)
         return tuple(reply.uids)
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        req = store_pb2.GetMetadataRequest(user=user, mailbox=mailbox, entries=list(entries), depth=depth)
+        reply = await self._unary(self._stub.GetMetadata, req)
+        return tuple((e.name, e.value) for e in reply.entries)
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        req = store_pb2.SetMetadataRequest(
+            epoch=self.epoch,
+            user=user,
+            mailbox=mailbox,
+            entries=[
+                store_pb2.MetadataEntry(name=name, value=value or b"", remove=value is None) for name, value in entries
+            ],
+        )
+        reply = await self._unary(self._stub.SetMetadata, req)
+        return MetadataRefusal(reply.refused, reply.max_size) if reply.refused else None
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         req = store_pb2.ClaimRecentRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, up_to_uid=up_to_uid)

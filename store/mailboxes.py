@@ -7,7 +7,7 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, names, recent, save_dates, subscriptions
+from store import bodies, mailbox_index, metadata, names, recent, save_dates, subscriptions
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
@@ -157,6 +157,7 @@ def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
     if kids and record.noselect:
         raise FailedPrecondition(f"mailbox {record.name!r} is already \\Noselect and has children; delete them first")
     purge_messages(txn, dbs, user, mid)
+    metadata.forget(txn, dbs, user, mid)
     if kids:
         put(
             txn,

@@ -37,6 +37,7 @@ DB_NAMES = (
     "flagset_ids",  # b"f" + flag list -> id u32
     "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
     "save_dates",  # mailbox_id u64, uid u32 -> unix seconds i64 (store/save_dates.py)
+    "metadata",  # user \0 mailbox_id u64 entry -> entry \0 value (store/metadata.py)
 )
 
 # Every process that opens the environment (store, local reader, compaction, full-text
@@ -99,6 +100,7 @@ class Dbs:
         self.flagset_ids = handles["flagset_ids"]
         self.message_facts = handles["message_facts"]
         self.save_dates = handles["save_dates"]
+        self.metadata = handles["metadata"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:

@@ -181,6 +181,18 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         with _errors(context):
             return self.store.status(request.user, request.name)
 
+    def GetMetadata(
+        self, request: store_pb2.GetMetadataRequest, context: grpc.ServicerContext
+    ) -> store_pb2.GetMetadataReply:
+        with _errors(context):
+            return self.store.get_metadata(request)
+
+    def SetMetadata(
+        self, request: store_pb2.SetMetadataRequest, context: grpc.ServicerContext
+    ) -> store_pb2.SetMetadataReply:
+        with _errors(context):
+            return self.store.set_metadata(request)
+
     def Select(self, request: store_pb2.SelectRequest, context: grpc.ServicerContext) -> store_pb2.SelectReply:
         with _errors(context):
             return self.store.select(request.user, request.name)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Final
 
 from imapd.protocol import commands as c
-from imapd.session import append_flow, auth_commands, idle_flow, mailbox_commands, message_commands, sort_commands
+from imapd.session import (
+    append_flow,
+    auth_commands,
+    idle_flow,
+    mailbox_commands,
+    message_commands,
+    metadata_commands,
+    sort_commands,
+)
 from imapd.session.session import Handler
 
 HANDLERS: Final[dict[type, Handler]] = {
@@ -32,6 +40,8 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.GetQuota: mailbox_commands.getquota,
     c.GetQuotaRoot: mailbox_commands.getquotaroot,
     c.SetQuota: mailbox_commands.setquota,
+    c.GetMetadata: metadata_commands.getmetadata,
+    c.SetMetadata: metadata_commands.setmetadata,
     c.Close: mailbox_commands.close,
     c.Unselect: mailbox_commands.close,
     c.Append: append_flow.append_command,
