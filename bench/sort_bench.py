@@ -14,6 +14,9 @@ command in flight, wall clock from send to the tagged OK):
   over ALL, keys cached (warm);
 - `sort_search_10k_ms`: p50 of SORT (SUBJECT) UTF-8 UNSEEN, whose messages the
   SEARCH program selects through one store fetch.
+
+With `--dovecot`, the same mail and commands then run on a throwaway Dovecot
+(bench/dovecot.py): `dovecot_<key>` and `<key>_vs_dovecot` (mailha / Dovecot).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import statistics
 import time
 from typing import Any
 
+from bench import dovecot
 from bench.imap_spawn import SpawnedStack
 from store.client import StoreClient
 
@@ -97,6 +101,11 @@ def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str
     """Fill a new user's INBOX on a running imapd + store and time SORT/THREAD (the keys above)."""
     with StoreClient(store_address) as store:
         store.create_user(USER, PASSWORD)
+    return measure_server(port, messages, runs)
+
+
+def measure_server(port: int, messages: int, runs: int) -> dict[str, Any]:
+    """The keys above on any IMAP server on loopback `port` where USER/PASSWORD exists with an empty INBOX."""
     client = _Client(port)
     client.command(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
     mail = corpus(messages)
@@ -148,18 +157,28 @@ def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str
     }
 
 
-def run(messages: int, runs: int) -> dict[str, Any]:
+_COMPARED = ("sort_10k_cold_ms", "thread_10k_cold_ms", "sort_10k_ms", "thread_10k_ms", "sort_search_10k_ms")
+
+
+def run(messages: int, runs: int, *, with_dovecot: bool = False) -> dict[str, Any]:
     stack = SpawnedStack().start()
     try:
         result = measure(stack.port, stack.store_address, messages, runs)
         result["cpu_seconds"] = stack.cpu()
-        return result
     finally:
         stack.stop()
+    if with_dovecot:
+        # The same mail and commands on a throwaway Dovecot, in the same run (bench/dovecot.py).
+        with dovecot.DovecotStack().start({USER: PASSWORD}) as reference:
+            theirs = measure_server(reference.imap_port, messages, runs)
+        for key in _COMPARED:
+            result["dovecot_" + key] = theirs[key]
+            result[key.removesuffix("_ms") + "_vs_dovecot"] = round(result[key] / max(theirs[key], 0.1), 2)
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run(args.messages, max(1, args.runs))
+    result = run(args.messages, max(1, args.runs), with_dovecot=args.dovecot)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -199,6 +199,7 @@ def _register_bench_sort(bench_sub: Any) -> None:
     s.add_argument("--messages", type=int, default=10_000)
     s.add_argument("--runs", type=int, default=5, help="timed runs per command (p50 reported)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--dovecot", action="store_true", help="then the same on a throwaway Dovecot (ratios in the output)")
     s.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/sort.json"))
     s.set_defaults(func=_bench_sort)
 
