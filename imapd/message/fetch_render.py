@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from imapd.message import object_ids
 from imapd.message.binary_content import BinaryContent, part_content
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
@@ -21,6 +22,7 @@ from imapd.protocol.fetch_spec import (
     BodySection,
     FetchAttribute,
     Partial,
+    PreviewItem,
     SimpleItem,
     SimpleKind,
 )
@@ -82,6 +84,15 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
             value = String(format_internal_date(view.internal_date, view.tz_offset_minutes))
         elif kind is SimpleKind.RFC822_SIZE:
             value = Number(view.size)
+        elif kind is SimpleKind.SAVEDATE:
+            # RFC 8514: NIL when the mailbox keeps no save dates; ours all do (the store
+            # gives the internal date for a message saved before it kept them).
+            saved = view.save_date
+            value = NIL if saved is None else String(format_internal_date(saved, 0))
+        elif kind is SimpleKind.EMAILID:
+            value = NIL if view.email_id is None else List((Atom(object_ids.email_id(view.email_id)),))
+        elif kind is SimpleKind.THREADID:
+            value = NIL  # RFC 8474 5.2: no thread ids kept (imapd/message/object_ids.py)
         elif kind is SimpleKind.ENVELOPE:
             value = envelope(msg.header())
         elif kind is SimpleKind.RFC822:
@@ -105,6 +116,9 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
     if isinstance(item, BinarySize):
         content = part_content(msg.tree(), item.part)
         return item.label(), Number(0 if content is None else len(content.data))
+    if isinstance(item, PreviewItem):
+        text: Value = NIL if view.preview is None else String(view.preview.encode("utf-8", "surrogatepass"))
+        return item.label(), List((Atom("FUZZY"), text)) if item.fuzzy else text
     assert_never(item)
 
 

@@ -420,6 +420,66 @@ def _getquota(r: Reader) -> c.Command:
     return c.GetQuota(r.astring_str())
 
 
+_METADATA_DEPTHS: Final = {"0": 0, "1": 1, "INFINITY": c.METADATA_DEPTH_INFINITY}
+_MAX_METADATA_ENTRIES: Final = 500  # as the store's bound (store/metadata.py)
+
+
+def _getmetadata(r: Reader) -> c.Command:
+    r.sp()
+    max_size: int | None = None
+    depth = 0
+    if r.maybe(0x28):
+        while True:
+            option = r.keyword()
+            r.sp()
+            if option == "MAXSIZE":
+                max_size = r.number()
+            elif option == "DEPTH":
+                word = r.keyword()
+                if word not in _METADATA_DEPTHS:
+                    raise ParseError("DEPTH is 0, 1 or infinity")
+                depth = _METADATA_DEPTHS[word]
+            else:
+                raise ParseError("unknown GETMETADATA option")
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+        r.sp()
+    mailbox = r.mailbox_or_server()
+    r.sp()
+    entries = [r.astring_str()] if not r.maybe(0x28) else _metadata_names(r)
+    return c.GetMetadata(mailbox, tuple(entries), max_size, depth)
+
+
+def _metadata_names(r: Reader) -> list[str]:
+    names = [r.astring_str()]
+    while r.maybe_sp():
+        names.append(r.astring_str())
+        if len(names) > _MAX_METADATA_ENTRIES:
+            raise ParseError("too many metadata entries")
+    r.expect(0x29)
+    return names
+
+
+def _setmetadata(r: Reader) -> c.Command:
+    r.sp()
+    mailbox = r.mailbox_or_server()
+    r.sp()
+    r.expect(0x28)
+    pairs: list[tuple[str, bytes | None]] = []
+    while True:
+        name = r.astring_str()
+        r.sp()
+        value = r.literal(binary_ok=True) if r.literal_is_binary() else r.nstring()  # value = nstring / literal8
+        pairs.append((name, value))
+        if len(pairs) > _MAX_METADATA_ENTRIES:
+            raise ParseError("too many metadata entries")
+        if not r.maybe_sp():
+            break
+    r.expect(0x29)
+    return c.SetMetadata(mailbox, tuple(pairs))
+
+
 def _setquota(r: Reader) -> c.Command:
     r.sp()
     root = r.astring_str()
@@ -683,6 +743,8 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,
+    "GETMETADATA": _getmetadata,
+    "SETMETADATA": _setmetadata,
     "CHECK": _no_args(c.Check()),
     "CLOSE": _no_args(c.Close()),
     "UNSELECT": _no_args(c.Unselect()),

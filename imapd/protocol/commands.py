@@ -138,6 +138,7 @@ class StatusItem(enum.Enum):
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162
     SIZE = "SIZE"  # RFC 8438
     DELETED = "DELETED"  # RFC 9051
+    MAILBOXID = "MAILBOXID"  # RFC 8474
 
 
 class ListSelection(enum.Enum):
@@ -254,6 +255,27 @@ class SetQuota:
 
 
 # --- selected ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetadata:
+    """GETMETADATA (RFC 5464 4.2); mailbox "" names the server."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    max_size: int | None = None
+    depth: int = 0  # 0, 1, or METADATA_DEPTH_INFINITY
+
+
+METADATA_DEPTH_INFINITY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    """SETMETADATA (RFC 5464 4.3): (entry, value or None to remove) pairs."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +436,8 @@ Command = (
     | GetQuota
     | GetQuotaRoot
     | SetQuota
+    | GetMetadata
+    | SetMetadata
     | Check
     | Close
     | Unselect

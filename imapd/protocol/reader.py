@@ -213,6 +213,11 @@ class Reader:
             return self._mailbox_name(self._match(_UTF8_ASTRING_ATOM, "a mailbox name").group())
         return self._mailbox_name(self.astring())
 
+    def mailbox_or_server(self) -> str:
+        """A mailbox name, or "" for the server (METADATA, RFC 5464)."""
+        raw = self.astring()
+        return self._mailbox_name(raw) if raw else ""
+
     def list_mailbox(self) -> str:
         if self._literal_here() or self.peek() == 0x22:
             raw = self.string()

@@ -85,6 +85,8 @@ VALID_IN: Final[dict[type[c.Command], frozenset[ConnectionState]]] = {
     c.GetQuota: _AUTH,
     c.GetQuotaRoot: _AUTH,
     c.SetQuota: _AUTH,
+    c.GetMetadata: _AUTH,
+    c.SetMetadata: _AUTH,
     c.Check: _SELECTED,
     c.Close: _SELECTED,
     c.Unselect: _SELECTED,

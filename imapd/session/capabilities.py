@@ -40,6 +40,15 @@ _BASE: Final = (
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",
+    "SAVEDATE",
+    "PREVIEW",
+    "SNIPPET=FUZZY",
+    "PREVIEW=FUZZY",
+    "OBJECTID",
+    "METADATA",  # RFC 5464, server and mailbox annotations (imapd/session/metadata_commands.py)
+    # RFC 2221: LOGIN/AUTHENTICATE may answer with a [REFERRAL] code. None are configured, so none
+    # are sent (as Dovecot, which advertises it the same way); a client must only be ready for one.
+    "LOGIN-REFERRALS",
 )
 
 

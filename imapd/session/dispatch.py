@@ -12,6 +12,7 @@ from imapd.session import (
     idle_flow,
     mailbox_commands,
     message_commands,
+    metadata_commands,
     sort_commands,
 )
 from imapd.session.session import Handler
@@ -40,6 +41,8 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.GetQuota: mailbox_commands.getquota,
     c.GetQuotaRoot: mailbox_commands.getquotaroot,
     c.SetQuota: mailbox_commands.setquota,
+    c.GetMetadata: metadata_commands.getmetadata,
+    c.SetMetadata: metadata_commands.setmetadata,
     c.Close: mailbox_commands.close,
     c.Unselect: mailbox_commands.close,
     c.Append: append_flow.append_command,

@@ -6,6 +6,7 @@ import bisect
 from collections.abc import Sequence
 
 from imapd.errors import StoreError
+from imapd.message import object_ids
 from imapd.protocol import commands as c
 from imapd.protocol import mutf7
 from imapd.protocol.states import ConnectionState, Transition
@@ -111,6 +112,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
             s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
     s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
     s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
+    s.emit(b"* OK [MAILBOXID (%s)] Ok\r\n" % object_ids.mailbox_id(sel.mailbox_id, status.uidvalidity).encode())
     s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == status.uidvalidity:
         await _qresync(s, sel, cmd.qresync)
@@ -163,10 +165,14 @@ async def create(s: Session, tag: str, cmd: c.Create) -> Outcome:
         return Outcome.CONTINUE
     special = cmd.special_use[0] if cmd.special_use else ""
     try:
-        await s.ctx.store.create_mailbox(_user(s), name, special)
+        created = await s.ctx.store.create_mailbox(_user(s), name, special)
     except StoreError as exc:
         return s.store_failed(tag, exc, Context.CREATE)
-    s.tagged(tag, b"OK", b"CREATE completed")
+    if created.status is not None:  # RFC 8474 4.1
+        mailbox_id = object_ids.mailbox_id(created.mailbox_id, created.status.uidvalidity).encode()
+        s.tagged(tag, b"OK", b"[MAILBOXID (%s)] CREATE completed" % mailbox_id)
+    else:
+        s.tagged(tag, b"OK", b"CREATE completed")
     return Outcome.CONTINUE
 
 
@@ -196,7 +202,7 @@ async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> O
 
 
 # ---- LIST / LSUB / STATUS -----------------------------------------------------------
-def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
+def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus, store_id: int) -> bytes:
     values = {
         c.StatusItem.MESSAGES: st.messages,
         c.StatusItem.RECENT: st.recent,
@@ -207,7 +213,13 @@ def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
         c.StatusItem.SIZE: st.size,
         c.StatusItem.DELETED: st.deleted,
     }
-    return b"(" + b" ".join(b"%s %d" % (i.value.encode(), values[i]) for i in items) + b")"
+    pairs = [
+        b"MAILBOXID (%s)" % object_ids.mailbox_id(store_id, st.uidvalidity).encode()
+        if i is c.StatusItem.MAILBOXID
+        else b"%s %d" % (i.value.encode(), values[i])
+        for i in items
+    ]
+    return b"(" + b" ".join(pairs) + b")"
 
 
 def _attributes(mb: MailboxInfo, subscribed: bool, *, children: bool = True, special_use: bool = True) -> list[str]:
@@ -283,7 +295,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
                 b"* STATUS "
                 + mailbox_name(mb.name, utf8=_names(s))
                 + b" "
-                + _status_items(cmd.status, mb.status)
+                + _status_items(cmd.status, mb.status, mb.mailbox_id)
                 + b"\r\n"
             )
         await s.maybe_flush()
@@ -320,7 +332,11 @@ async def status(s: Session, tag: str, cmd: c.Status) -> Outcome:
     info = await s.ctx.store.status(_user(s), cmd.mailbox)
     assert info.status is not None
     s.emit(
-        b"* STATUS " + mailbox_name(info.name, utf8=_names(s)) + b" " + _status_items(cmd.items, info.status) + b"\r\n"
+        b"* STATUS "
+        + mailbox_name(info.name, utf8=_names(s))
+        + b" "
+        + _status_items(cmd.items, info.status, info.mailbox_id)
+        + b"\r\n"
     )
     s.tagged(tag, b"OK", b"STATUS completed")
     return Outcome.CONTINUE

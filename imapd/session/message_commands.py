@@ -56,6 +56,9 @@ def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
         size=m.size,
         header=m.header,
         chunks=(item.body,) if item.body is not None else None,
+        save_date=m.facts.save_date if m.facts is not None else None,
+        email_id=m.facts.body_id if m.facts is not None else None,
+        preview=m.facts.preview if m.facts is not None else None,
     )
 
 
@@ -121,7 +124,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     others = tuple(a for a in attrs if a != ENVELOPE)
     cached = len(others) < len(attrs) and s.ctx.envelopes.has_all(user, sel.mailbox_id, uids)
     needs = data_needs(others if cached else attrs)
-    request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0)
+    request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0, with_facts=needs.facts)
     missing = set(uids)
     cpu = CpuSlice()
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
@@ -306,7 +309,7 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
         needs = program.needs
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)
-        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body)
+        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body, with_facts=needs.facts)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
             await cpu.tick()

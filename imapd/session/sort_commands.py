@@ -3,8 +3,10 @@ THREAD / UID THREAD (ORDEREDSUBJECT, REFERENCES, REFS) on the selected mailbox.
 
 The messages are chosen by the SEARCH program (`matching_messages`, one
 store call; none for plain ALL), their SortKeys come from the process-wide
-cache, and one header fetch fills in the ones it lacks. Ordering and
-threading are the pure `message.sort_keys` / `message.threads`.
+cache, else from the keys the store computed at append (one index scan,
+store/message_facts.py), else (messages stored before the store kept them)
+from one header fetch. Ordering and threading are the pure
+`message.sort_keys` / `message.threads`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from imapd.session.cpu_slice import CpuSlice
 from imapd.session.message_commands import _implicit_condstore, matching_messages
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
-from imapd.store_client import FetchRequest
+from imapd.store_client import FetchRequest, IndexQuery
 from imapd.uid_set import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
@@ -55,6 +57,8 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
         else:
             found[uid] = keys
     if missing:
+        missing = await _stored_keys(s, missing, found)
+    if missing:
         request = FetchRequest(format_uids(missing), with_header=True)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
@@ -66,6 +70,26 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
             cache.put((user, sel.mailbox_id, sel.uidvalidity, meta.uid), keys)
             found[meta.uid] = keys
     return found
+
+
+async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys]) -> list[int]:
+    """Fill `found` with the keys the store keeps for `uids`; return the UIDs it has none for."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    cache = s.ctx.sort_keys
+    lacking: list[int] = []
+    query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=True)
+    cpu = CpuSlice()
+    async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
+        for uid, size, date, raw in zip(cols.uids, cols.sizes, cols.dates, cols.sort_keys, strict=True):
+            await cpu.tick()
+            keys = SortKeys.from_stored(raw, internal_date=date, size=size) if raw else None
+            if keys is None:
+                lacking.append(uid)
+                continue
+            cache.put((user, sel.mailbox_id, sel.uidvalidity, uid), keys)
+            found[uid] = keys
+    return lacking
 
 
 async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[tuple[int, SortKeys]], int]:

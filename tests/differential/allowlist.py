@@ -16,10 +16,15 @@ EXTRA_LINES: Final[tuple[tuple[re.Pattern[bytes], str], ...]] = (
         "RFC 7162 3.1.2.1: a server with persistent mod-sequences MUST send HIGHESTMODSEQ on every "
         "SELECT/EXAMINE; Dovecot sends it only once the client enabled CONDSTORE",
     ),
+    (
+        re.compile(rb"^\* OK \[MAILBOXID \("),
+        "RFC 8474 4.2: a server with OBJECTID sends MAILBOXID on SELECT/EXAMINE; Dovecot 2.3 has no OBJECTID",
+    ),
 )
 
-# Response codes mailha adds to a tagged NO where Dovecot gives none (RFC 5530 codes are optional).
-EXTRA_CODES: Final = frozenset({b"NONEXISTENT", b"CANNOT"})
+# Response codes mailha adds to a tagged NO where Dovecot gives none (RFC 5530 codes are optional),
+# and MAILBOXID on the OK of CREATE (RFC 8474 4.1; Dovecot 2.3 has no OBJECTID).
+EXTRA_CODES: Final = frozenset({b"NONEXISTENT", b"CANNOT", b"MAILBOXID"})
 
 _PARENT: Final = "CREATE parent/child creates `parent` in mailha (RFC 3501 6.3.3 lets a server create the \
 superior names); Dovecot's maildir has no `parent` (\\NonExistent)"

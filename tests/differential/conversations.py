@@ -102,6 +102,15 @@ NESTED: Final = (
     b"--O--\r\n"
 )
 WITH_NUL: Final = b"From: bin@example.org\r\nSubject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\nab\x00cd\x01\r\n"
+HTML_PREVIEW: Final = (
+    b"From: Ann Example <ann@example.org>\r\n"
+    b"Subject: html\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<html><head><style>p{x:1}</style></head><body><p>Hello &amp; <b>world</b></p>\r\n"
+    b"> quoted\r\n  more   text &eacute;</body></html>\r\n"
+)
+QUOTED_ONLY: Final = b"Subject: quoted\r\n\r\n> only quoted\r\n>second\r\n"
 
 
 def append(mailbox: bytes, message: bytes, flags: bytes = b"") -> bytes:
@@ -717,6 +726,31 @@ CONVERSATIONS: Final = (
                 "STATUS Drafts (MESSAGES UNSEEN)",
                 "SELECT Drafts",
                 "FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[])",
+            ),
+        ],
+    ),
+    Conversation(
+        "preview-and-savedate",
+        [
+            *_fill(),
+            ("a", append(b"INBOX", HTML_PREVIEW)),
+            ("a", append(b"INBOX", QUOTED_ONLY)),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "FETCH 1:* (PREVIEW)",
+                "FETCH 1:* (PREVIEW (LAZY))",
+                "FETCH 1 (SNIPPET (FUZZY))",
+                "FETCH 4 (PREVIEW (FUZZY))",
+                "UID FETCH 1:2 (PREVIEW FLAGS)",
+                "SEARCH SAVEDATESUPPORTED",
+                "SEARCH SAVEDSINCE 1-Jan-2020",
+                "SEARCH SAVEDBEFORE 1-Jan-2020",
+                "SEARCH SAVEDON 5-Dec-2026",
+                "SEARCH NOT SAVEDSINCE 1-Jan-2100",
+                "FETCH 1 (SNIPPET)",
+                "FETCH 1 (PREVIEW (FOO))",
+                "SEARCH SAVEDSINCE yesterday",
             ),
         ],
     ),
