@@ -21,7 +21,8 @@ demo-down: bootstrap
 	$(BIN)/mailha cluster down --config cluster.yaml
 
 demo-standalone: bootstrap
-	$(BIN)/mailha standalone --data $(DEMO_DATA) --demo-user
+	$(BIN)/mailha standalone --data $(DEMO_DATA) --demo-user \
+		--imapd-metrics-listen 127.0.0.1:9111 --lmtpd-metrics-listen 127.0.0.1:9112
 
 lint: bootstrap
 	$(BIN)/ruff check .

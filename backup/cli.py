@@ -48,6 +48,9 @@ def register(sub: Any) -> None:
 
     v: argparse.ArgumentParser = bsub.add_parser("verify", help="check a backup (and its chain) read-only")
     v.add_argument("target", type=pathlib.Path, metavar="BACKUP", help="a backup directory, or a repository (newest)")
+    v.add_argument(
+        "--metrics-file", type=pathlib.Path, metavar="FILE", help="record the result in this Prometheus textfile"
+    )
     v.set_defaults(func=_verify)
 
     r: argparse.ArgumentParser = bsub.add_parser(
@@ -124,7 +127,7 @@ def _verify(args: argparse.Namespace) -> int:
     from backup.ops import run_verify
 
     try:
-        return 0 if run_verify(args.target).ok else 1
+        return 0 if run_verify(args.target, metrics_file=args.metrics_file).ok else 1
     except (BackupError, OSError) as exc:
         return _fail("backup verify", exc)
 

@@ -10,8 +10,11 @@ with flags and internal dates (not the time zone of the date: Maildir has none).
 
 mbox (mboxrd, one file per mailbox "<name>.mbox", what `mailha import mbox`
 reads): the From_ line carries the internal date (UTC); lines starting with
-">*From " get one more ">". Flags are not kept: writing Status headers would
-change the messages.
+">*From " get one more ">". Flags travel in the mbox metadata headers
+Status/X-Status/X-Keywords (mutt, Thunderbird, Dovecot), which `mailha import
+mbox` reads into flags and takes out of the message again, so the round trip is
+byte-identical too (a message that already carried such headers loses them:
+they are mbox metadata, not mail).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from imapclient import imap_utf7
 
 from backup import files
 from backup.errors import BackupError
+from importer.mbox import with_flag_headers
 from importer.progress import ImportReport, Progress
 from mailha_api import store_pb2
 from store.client import StoreClient
@@ -124,7 +128,8 @@ class MboxFolder:
     def add(self, meta: store_pb2.MessageMeta, data: bytes) -> None:
         stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(meta.internal_date))
         out = [f"From MAILER-DAEMON {stamp}\n".encode()]
-        for line in data.splitlines(keepends=True):
+        flags = [f for f in meta.flags if f not in NOT_EXPORTED]
+        for line in with_flag_headers(data, flags).splitlines(keepends=True):
             out.append(b">" + line if _FROM.match(line) else line)
         if not data.endswith(b"\n"):
             out.append(b"\n")

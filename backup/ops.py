@@ -18,6 +18,7 @@ from backup import repository
 from backup.create import Created, create_full, create_incremental
 from backup.errors import BackupError
 from backup.follow import Follower, FollowStep
+from backup.manifest import read_manifest
 from backup.repository import chain
 from backup.restore import restore_chain
 from backup.user_source import BackupUserSource
@@ -122,13 +123,25 @@ def _say(out: TextIO | None, text: str) -> None:
     stream.flush()
 
 
-def run_verify(target: pathlib.Path, out: TextIO | None = None) -> VerifyReport:
+def run_verify(
+    target: pathlib.Path, out: TextIO | None = None, *, metrics_file: pathlib.Path | None = None
+) -> VerifyReport:
+    """Verify, then add the result to the repository's metrics textfile (or `metrics_file`),
+    where the console and Prometheus read it."""
     backup_dir = repository.resolve(target)
     started = time.monotonic()
     report, progress = _progress("verify", None, out)
     result = verify(backup_dir, tick=_make_tick(report, progress))
     report.messages = result.messages
     progress.finish()
+    try:
+        verified = read_manifest(backup_dir)[0]
+    except BackupError:
+        verified = None
+    try:
+        repository.write_verify_metrics(backup_dir.parent, ok=result.ok, verified=verified, path=metrics_file)
+    except OSError as exc:  # a read-only copy of a repository can still be verified
+        _say(out, f"verify result not recorded: {exc}")
     seconds = time.monotonic() - started
     verdict = "OK" if result.ok else f"DAMAGED ({len(result.problems)} problems)"
     _say(

@@ -132,15 +132,39 @@ def write_metrics(
         previous[f'mailha_backup_last_success_timestamp_seconds{{kind="{kind}"}}'] = manifest.created
     previous["mailha_backup_last_run_timestamp_seconds"] = now
     previous["mailha_backup_last_run_success"] = 1.0 if ok else 0.0
-    last_good = previous.get("mailha_backup_last_success_timestamp_seconds")
+    _write_metrics(target, previous, now, files.FILE_MODE if path is None else 0o644)
+
+
+def write_verify_metrics(
+    repo: pathlib.Path, *, ok: bool, verified: Manifest | None, path: pathlib.Path | None = None
+) -> None:
+    """Add the last verify's result to the same textfile: when it ran, whether the backup
+    was whole, and which backup it checked (by its snapshot time)."""
+    target = path if path is not None else repo / METRIC_FILE
+    previous = _read_metrics(target)
+    now = time.time()
+    previous["mailha_backup_last_verify_timestamp_seconds"] = now
+    previous["mailha_backup_last_verify_success"] = 1.0 if ok else 0.0
+    if verified is not None:
+        previous["mailha_backup_last_verify_backup_timestamp_seconds"] = verified.created
+    _write_metrics(target, previous, now, files.FILE_MODE if path is None else 0o644)
+
+
+def read_metrics(repo: pathlib.Path, path: pathlib.Path | None = None) -> dict[str, float]:
+    """The textfile's values by series name ({} when there is none yet)."""
+    return _read_metrics(path if path is not None else repo / METRIC_FILE)
+
+
+def _write_metrics(target: pathlib.Path, values: dict[str, float], now: float, mode: int) -> None:
+    last_good = values.get("mailha_backup_last_success_timestamp_seconds")
     if last_good is not None:
-        previous["mailha_backup_last_success_age_seconds"] = max(0.0, now - last_good)
+        values["mailha_backup_last_success_age_seconds"] = max(0.0, now - last_good)
     lines: list[str] = []
-    for base in sorted({k.split("{")[0] for k in previous}):
+    for base in sorted({k.split("{")[0] for k in values}):
         lines.append(f"# TYPE {base} gauge")
-        lines += [f"{k} {previous[k]:.3f}" for k in sorted(previous) if k.split("{")[0] == base]
+        lines += [f"{k} {values[k]:.3f}" for k in sorted(values) if k.split("{")[0] == base]
     data = ("\n".join(lines) + "\n").encode()
-    files.replace_atomically(target, data, files.FILE_MODE if path is None else 0o644)
+    files.replace_atomically(target, data, mode)
 
 
 def _read_metrics(path: pathlib.Path) -> dict[str, float]:

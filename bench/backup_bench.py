@@ -11,7 +11,11 @@ Builds a store of --size-mib MiB (default 1 GiB) of mixed messages (4 KB to
 - 1% changes (flags on 1% of the messages, 1% more messages appended), then
   `incremental_seconds`;
 - `restore_mib_per_s`: full + incremental into a new directory (restored
-  size / time).
+  size / time);
+- `backup follow` (every FOLLOW_INTERVAL s) while the writer appends again:
+  for each acknowledged append, the time until an incremental holding it was
+  complete — `follow_rpo_max_s` / `follow_rpo_p50_s`, the data a lost volume
+  would cost at worst / typically.
 
 Prints a table, or with --json one JSON object; also bench-results/backup.json.
 """
@@ -29,9 +33,11 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
 from backup.create import create_full, create_incremental
+from backup.follow import Follower
 from backup.repository import chain
 from backup.restore import restore_chain
 from bench.store_bench import _start_store
@@ -44,6 +50,8 @@ RESULTS = pathlib.Path("bench-results") / "backup.json"
 USERS = 8
 MIN_SIZE, MAX_SIZE = 4 * 1000, 1000 * 1000
 BASELINE_SECONDS = 5.0  # the writer alone, before the backup: its usual longest append
+FOLLOW_INTERVAL = 2.0  # `backup follow --interval` of the RPO run
+FOLLOW_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,47 @@ def _window(samples: list[tuple[float, float]], start: float, end: float) -> tup
     return inside[-1] * 1000, inside[int(0.99 * (len(inside) - 1))] * 1000, len(inside)
 
 
+def _start_writer(address: str) -> tuple[Event, multiprocessing.Queue[list[tuple[float, float]]], BaseProcess]:
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    queue: multiprocessing.Queue[list[tuple[float, float]]] = ctx.Queue()
+    writer = ctx.Process(target=_writer, args=(address, stop, queue), daemon=True)
+    writer.start()
+    return stop, queue, writer
+
+
+def _follow_rpo(lmdb_dir: pathlib.Path, repo: pathlib.Path, address: str) -> tuple[float, float, int, int]:
+    """(max, median) seconds from an append's acknowledgement to the end of the incremental holding it,
+    over the appends a follow cycle took in; how many; how many incrementals."""
+    stop, queue, writer = _start_writer(address)
+    follower = Follower(lmdb_dir, repo)
+    cycles: list[tuple[float, float]] = []  # (snapshot time, incremental complete)
+    time.sleep(1.0)
+    started = time.monotonic()
+    while time.monotonic() - started < FOLLOW_SECONDS:
+        t0 = time.monotonic()
+        step = follower.step()
+        if step.created is not None:
+            cycles.append((step.created.manifest.created, time.time()))
+        time.sleep(max(0.0, FOLLOW_INTERVAL - (time.monotonic() - t0)))
+    stop.set()
+    samples = queue.get(timeout=60)
+    writer.join(timeout=30)
+    first_snapshot = cycles[0][0] if cycles else 0.0
+    exposures = []
+    for begun, seconds in samples:
+        acked = begun + seconds
+        if acked < first_snapshot:
+            continue  # held by the first incremental of the run, which also took the time before
+        done = next((complete for snapshot_at, complete in cycles if snapshot_at >= acked), None)
+        if done is not None:
+            exposures.append(done - acked)
+    exposures.sort()
+    if not exposures:
+        return 0.0, 0.0, 0, len(cycles)
+    return exposures[-1], exposures[len(exposures) // 2], len(exposures), len(cycles)
+
+
 def _change_one_percent(client: StoreClient, messages: int, rng: random.Random) -> None:
     epoch = client.epoch()
     per_user = max(1, messages // 100 // USERS)
@@ -170,11 +219,7 @@ def _run(
         messages, mail_bytes = _fill(client, target_bytes, rng, 0)
         fill_seconds = time.perf_counter() - t0
 
-        ctx = multiprocessing.get_context("spawn")
-        stop = ctx.Event()
-        queue: multiprocessing.Queue[list[tuple[float, float]]] = ctx.Queue()
-        writer = ctx.Process(target=_writer, args=(address, stop, queue), daemon=True)
-        writer.start()
+        stop, queue, writer = _start_writer(address)
         time.sleep(1.0)  # the writer is connected and appending
         baseline_start = time.time()
         time.sleep(BASELINE_SECONDS)
@@ -196,8 +241,9 @@ def _run(
         _change_one_percent(client, messages, rng)
         _fill(client, mail_bytes // 100, rng, messages)
         incremental = create_incremental(lmdb_dir, repo, chain(full.path)[-1])
+        members = chain(incremental.path)
+        rpo_max, rpo_p50, rpo_appends, rpo_incrementals = _follow_rpo(lmdb_dir, repo, address)
 
-    members = chain(incremental.path)
     restored = tmp / "restored" / "lmdb"
     t0 = time.perf_counter()
     restore_chain(members, restored)
@@ -224,5 +270,10 @@ def _run(
         "incremental_mib": round(incremental.manifest.stored_bytes / MIB, 1),
         "restore_seconds": round(restore_seconds, 2),
         "restore_mib_per_s": round(restored_bytes / MIB / restore_seconds, 1),
+        "follow_interval_s": FOLLOW_INTERVAL,
+        "follow_rpo_max_s": round(rpo_max, 2),
+        "follow_rpo_p50_s": round(rpo_p50, 2),
+        "follow_appends": rpo_appends,
+        "follow_incrementals": rpo_incrementals,
         "loadavg": pathlib.Path("/proc/loadavg").read_text().strip(),
     }

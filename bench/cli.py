@@ -76,6 +76,7 @@ def _register_sort(bench_sub: Any) -> None:
     s.add_argument("--messages", type=int, default=10_000)
     s.add_argument("--runs", type=int, default=5, help="timed runs per command (p50 reported)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--dovecot", action="store_true", help="then the same on a throwaway Dovecot (ratios in the output)")
     s.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/sort.json"))
     s.set_defaults(func=_sort)
 
@@ -113,9 +114,10 @@ def _register_imap(bench_sub: Any) -> None:
     p.add_argument(
         "--sort-messages",
         type=int,
-        default=0,
+        default=10_000,
         metavar="N",
-        help="with --spawn: then time SORT/THREAD on an N-message mailbox (sort_10k_ms, thread_10k_ms keys)",
+        help="with --spawn: then time SORT/THREAD cold and warm on an N-message mailbox "
+        "(sort_10k_ms, thread_10k_ms, sort_10k_cold_ms, thread_10k_cold_ms keys; default 10000, 0: skip)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/imap.json"))

@@ -5,12 +5,18 @@ fills one INBOX with generated mail (threads by References, "Re:" subjects,
 display names, dates) by MULTIAPPEND, then times over a raw socket (one
 command in flight, wall clock from send to the tagged OK):
 
-- `sort_cold_ms`: the first SORT, which fetches every header from the store and
-  computes the SortKeys (imapd then caches them per process);
+- `sort_10k_cold_ms` / `thread_10k_cold_ms`: the first SORT (DATE) / THREAD
+  REFERENCES of a mailbox, each in a fresh session right after its SELECT (p50 over
+  `COLD_RUNS` copies of the mailbox, made by COPY so imapd has seen none of them):
+  the keys come from the store, which computed them at append
+  (store/message_facts.py), and imapd then caches them per process;
 - `sort_10k_ms` / `thread_10k_ms`: p50 of `--runs` SORT (DATE) / THREAD REFERENCES
-  over ALL, keys cached;
+  over ALL, keys cached (warm);
 - `sort_search_10k_ms`: p50 of SORT (SUBJECT) UTF-8 UNSEEN, whose messages the
   SEARCH program selects through one store fetch.
+
+With `--dovecot`, the same mail and commands then run on a throwaway Dovecot
+(bench/dovecot.py): `dovecot_<key>` and `<key>_vs_dovecot` (mailha / Dovecot).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import statistics
 import time
 from typing import Any
 
+from bench import dovecot
 from bench.imap_spawn import SpawnedStack
 from store.client import StoreClient
 
 USER = "sorter"
 PASSWORD = "sort-bench-pw"
+COLD_RUNS = 3
 _NAMES = ("Ann Example", "bob", "Carol C.", "Dan", "Émile", "frank", "Grete", "Hal")
 _TOPICS = ("budget", "meeting", "release plan", "lunch", "outage", "hiring", "travel", "roadmap")
 
@@ -93,6 +101,11 @@ def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str
     """Fill a new user's INBOX on a running imapd + store and time SORT/THREAD (the keys above)."""
     with StoreClient(store_address) as store:
         store.create_user(USER, PASSWORD)
+    return measure_server(port, messages, runs)
+
+
+def measure_server(port: int, messages: int, runs: int) -> dict[str, Any]:
+    """The keys above on any IMAP server on loopback `port` where USER/PASSWORD exists with an empty INBOX."""
     client = _Client(port)
     client.command(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
     mail = corpus(messages)
@@ -104,16 +117,38 @@ def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str
     client.command(b"SELECT INBOX")
     client.command(b"STORE 1:* +FLAGS.SILENT (\\Seen)")
     client.command(b"STORE 1:%d -FLAGS.SILENT (\\Seen)" % (messages // 2))
-    answer, cold = client.command(b"SORT (DATE) UTF-8 ALL")
-    assert len(answer.split(b"\r\n", 1)[0].split()) == messages + 2, "SORT did not list every message"
+    for n in range(COLD_RUNS):
+        for kind in (b"sort", b"thread"):
+            client.command(b"CREATE cold-%s-%d" % (kind, n))
+            client.command(b"COPY 1:* cold-%s-%d" % (kind, n))
+    cold_sorts: list[float] = []
+    cold_threads: list[float] = []
+    for n in range(COLD_RUNS):
+        for kind, command, into in (
+            (b"sort", b"SORT (DATE) UTF-8 ALL", cold_sorts),
+            (b"thread", b"THREAD REFERENCES UTF-8 ALL", cold_threads),
+        ):
+            fresh = _Client(port)
+            fresh.command(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
+            fresh.command(b"SELECT cold-%s-%d" % (kind, n))
+            answer, elapsed = fresh.command(command)
+            if kind == b"sort":
+                assert len(answer.split(b"\r\n", 1)[0].split()) == messages + 2, "SORT did not list every message"
+            into.append(elapsed)
+            fresh.command(b"LOGOUT")
+            fresh.sock.close()
     sorts = [client.command(b"SORT (DATE) UTF-8 ALL")[1] for _ in range(runs)]
     threads = [client.command(b"THREAD REFERENCES UTF-8 ALL")[1] for _ in range(runs)]
     searched = [client.command(b"SORT (SUBJECT) UTF-8 UNSEEN")[1] for _ in range(runs)]
     client.command(b"LOGOUT")
+    client.sock.close()
     return {
         "sort_messages": messages,
         "sort_fill_seconds": round(fill_s, 2),
-        "sort_cold_ms": round(cold * 1000, 1),
+        "sort_10k_cold_ms": round(statistics.median(cold_sorts) * 1000, 1),
+        "thread_10k_cold_ms": round(statistics.median(cold_threads) * 1000, 1),
+        "sort_cold_ms_all": [round(x * 1000, 1) for x in cold_sorts],
+        "thread_cold_ms_all": [round(x * 1000, 1) for x in cold_threads],
         "sort_10k_ms": round(statistics.median(sorts) * 1000, 1),
         "thread_10k_ms": round(statistics.median(threads) * 1000, 1),
         "sort_search_10k_ms": round(statistics.median(searched) * 1000, 1),
@@ -122,18 +157,28 @@ def measure(port: int, store_address: str, messages: int, runs: int) -> dict[str
     }
 
 
-def run(messages: int, runs: int) -> dict[str, Any]:
+_COMPARED = ("sort_10k_cold_ms", "thread_10k_cold_ms", "sort_10k_ms", "thread_10k_ms", "sort_search_10k_ms")
+
+
+def run(messages: int, runs: int, *, with_dovecot: bool = False) -> dict[str, Any]:
     stack = SpawnedStack().start()
     try:
         result = measure(stack.port, stack.store_address, messages, runs)
         result["cpu_seconds"] = stack.cpu()
-        return result
     finally:
         stack.stop()
+    if with_dovecot:
+        # The same mail and commands on a throwaway Dovecot, in the same run (bench/dovecot.py).
+        with dovecot.DovecotStack().start({USER: PASSWORD}) as reference:
+            theirs = measure_server(reference.imap_port, messages, runs)
+        for key in _COMPARED:
+            result["dovecot_" + key] = theirs[key]
+            result[key.removesuffix("_ms") + "_vs_dovecot"] = round(result[key] / max(theirs[key], 0.1), 2)
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run(args.messages, max(1, args.runs))
+    result = run(args.messages, max(1, args.runs), with_dovecot=args.dovecot)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -18,4 +18,4 @@ else
     # shellcheck disable=SC2086
     "$MAILHA" backup create "$REPO" $STORE_OPTION --metrics-file "$METRICS" --since latest
 fi
-"$MAILHA" backup verify "$REPO"
+"$MAILHA" backup verify "$REPO" --metrics-file "$METRICS"

@@ -18,7 +18,7 @@ import trio
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
-from haagent import floating_ip, front_ends
+from haagent import floating_ip, front_ends, node_web
 from haagent.actuator import NodeActuator
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.decision import DecisionLoop, Health
@@ -135,6 +135,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
         )
         wake.on_ring = loop.interrupt_if_uncertain
         nursery.start_soon(_health_checks, supervisor, loop, cluster.health_interval, wake)
+        nursery.start_soon(node_web.serve_web, cluster, node)  # on every node, whatever its role
         with trio.CancelScope() as main:
             nursery.start_soon(_stop_on_signal, main)
             last = ""

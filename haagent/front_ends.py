@@ -8,10 +8,7 @@ from haagent.demo_tls import demo_tls_dir, ensure_tls_files
 from haagent.supervisor import FrontEnd, FrontEndContext, FrontEndFactory
 from nodeconf import service_user, services
 from nodeconf.config import ClusterConfig
-
-# Front-end metrics at the node's own address, next to the agent's (ports.metrics).
-IMAPD_METRICS_OFFSET = 1
-LMTPD_METRICS_OFFSET = 2
+from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
 
 
 def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:

@@ -29,7 +29,7 @@ from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
 from imapd.session import append_flow, auth_commands, idle_flow
 from imapd.session.context import ServerContext, ServerSettings
-from imapd.session.dispatch import HANDLERS
+from imapd.session.dispatch import CONTEXT_REFRESH, HANDLERS
 from imapd.session.session import Outcome, Session
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
@@ -224,7 +224,7 @@ class ImapServer:
 
     async def _serve(self, conn: Connection) -> None:
         settings = self.ctx.settings
-        session = Session(self.ctx, conn, HANDLERS)
+        session = Session(self.ctx, conn, HANDLERS, CONTEXT_REFRESH)
         limits = ParserLimits(append_limit=settings.append_limit)
         parser = CommandParser(limits)
         try:
@@ -281,6 +281,8 @@ class ImapServer:
                     async with conn.command_lock:
                         outcome = await session.handle(event.tag, event.command)
                     self._count(type(event.command).__name__.upper(), session, started)
+                    # ENABLE UTF8=ACCEPT / IMAP4rev2: 8-bit mailbox names are UTF-8 from the next command on.
+                    parser.utf8_names = session.utf8_names
                     if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
                         parser.set_authenticated()
                         self.release_prelogin(conn)
@@ -295,7 +297,7 @@ class ImapServer:
                         appending = append_flow.begin(session, event.tag, event.mailbox)
                 elif isinstance(event, ev.AppendMessageStart):
                     if appending is not None:
-                        append_flow.message_start(appending, event.flags, event.internal_date)
+                        append_flow.message_start(appending, event.flags, event.internal_date, event.binary)
                 elif isinstance(event, ev.AppendChunk):
                     if appending is not None:
                         append_flow.chunk(appending, event.data)
@@ -307,6 +309,10 @@ class ImapServer:
                 elif isinstance(event, ev.AppendMessageEnd):
                     if appending is not None:
                         append_flow.message_end(appending)
+                elif isinstance(event, ev.AppendRest):
+                    if appending is not None:
+                        async with conn.command_lock:
+                            await append_flow.add_messages(session, appending, event.messages)
                 elif isinstance(event, ev.AppendEnd):
                     if appending is not None:
                         started = trio.current_time()
@@ -367,6 +373,8 @@ class ImapServer:
         tag = (event.tag or "*").encode()
         text = event.text.encode("ascii", "replace")
         if event.reason is ev.BadReason.BAD_CHARSET:
+            if event.forgets_saved and session.selected is not None:
+                session.selected.saved_search = ()
             await conn.send(tag + b" NO [BADCHARSET (UTF-8 US-ASCII)] " + text + b"\r\n")
             return Outcome.CONTINUE
         code = b"[TOOBIG] " if event.reason in (ev.BadReason.LINE_TOO_LONG, ev.BadReason.COMMAND_TOO_LONG) else b""

@@ -51,6 +51,15 @@ class SelectResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What FetchRequest.with_facts adds: SAVEDATE, EMAILID, PREVIEW."""
+
+    save_date: int  # unix seconds the message was saved into its mailbox
+    body_id: int  # shared by copies (COPY/MOVE): the EMAILID
+    preview: str | None  # None: the store has none for this message
+
+
+@dataclass(frozen=True, slots=True)
 class MessageMeta:
     uid: int
     modseq: int
@@ -59,6 +68,7 @@ class MessageMeta:
     tz_offset_minutes: int = 0
     size: int = 0
     header: bytes | None = None  # header block incl. the blank line, when asked
+    facts: MessageFacts | None = None  # when asked (with_facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,7 @@ class FetchRequest:
     with_header: bool = False
     with_body: bool = False
     changed_since: int = 0
+    with_facts: bool = False  # MessageMeta.facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,8 @@ class IndexQuery:
     header_queries: tuple[tuple[int, bytes], ...] = ()
     # (casefolded needle, body only): SEARCH TEXT / BODY from the store's full-text index
     text_queries: tuple[tuple[str, bool], ...] = ()
+    # the stored SORT/THREAD keys of each message (imapd.message.sort_keys.stored_keys form)
+    with_sort_keys: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,7 @@ class IndexColumns:
     flag_sets: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # ids first seen in this chunk
     header_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per header query
     text_hits: tuple[frozenset[int], ...] = ()  # first chunk: one UID set per text query
+    sort_keys: Sequence[bytes] = ()  # with_sort_keys: per message, b"" where the store has none
 
 
 class FlagMode(enum.Enum):
@@ -167,6 +181,14 @@ class ChangeEvent:
     heartbeat: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataRefusal:
+    """Why SETMETADATA wrote nothing (RFC 5464 4.3): "MAXSIZE" (a value over max_size) or "TOOMANY"."""
+
+    kind: str
+    max_size: int = 0
+
+
 class StoreClient(Protocol):
     async def authenticate(self, name: str, password: str) -> str:
         """Return the canonical user name; StoreError(UNAUTHENTICATED) if wrong."""
@@ -227,6 +249,18 @@ class StoreClient(Protocol):
         ...
 
     async def get_quota(self, user: str) -> QuotaInfo: ...
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        """(entry, value) of the annotations asked (and below, with depth); mailbox "" = server."""
+        ...
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        """Set (value) or remove (None) annotations, all or nothing; the refusal when a bound is passed."""
+        ...
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         """Claim the \\Recent UIDs below `up_to_uid` not claimed yet; returns [from, to)."""

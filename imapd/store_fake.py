@@ -7,6 +7,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
+from imapd.message.preview import preview_text
+from imapd.message.sort_keys import stored_keys
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -28,7 +31,9 @@ from imapd.store_client import (
     IndexQuery,
     MailboxInfo,
     MailboxStatus,
+    MessageFacts,
     MessageMeta,
+    MetadataRefusal,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
@@ -66,8 +71,10 @@ class _Message:
     data: bytes
     internal_date: int
     tz_offset_minutes: int
+    save_date: int = 0
+    body_id: int = 0  # shared by copies, as the store's (the EMAILID)
 
-    def meta(self, with_header: bool = False) -> MessageMeta:
+    def meta(self, with_header: bool = False, with_facts: bool = False) -> MessageMeta:
         header: bytes | None = None
         if with_header:
             end = self.data.find(b"\r\n\r\n")
@@ -80,6 +87,7 @@ class _Message:
             tz_offset_minutes=self.tz_offset_minutes,
             size=len(self.data),
             header=header,
+            facts=MessageFacts(self.save_date, self.body_id, preview_text(self.data)) if with_facts else None,
         )
 
 
@@ -107,6 +115,21 @@ class _User:
     quota: int
     mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
     lone_subscriptions: set[str] = field(default_factory=set)  # subscribed names without a mailbox
+    # METADATA: (mailbox id, 0 = server; entry lower-cased) -> (entry, value)
+    metadata: dict[tuple[int, str], tuple[str, bytes]] = field(default_factory=dict)
+
+
+_METADATA_MAX_VALUE = 64 * 1024
+_METADATA_MAX_ENTRIES = 500
+_METADATA_MAX_TOTAL = 1024 * 1024
+_METADATA_NAME = re.compile(r"/(?:private|shared)(?:/[^/*%\x00-\x1f\x7f]+)+", re.IGNORECASE)
+_METADATA_SCOPE = re.compile(r"/(?:private|shared)", re.IGNORECASE)
+
+
+def _metadata_name(name: str, *, lookup: bool = False) -> str:
+    if len(name.encode()) > 255 or not (_METADATA_NAME.fullmatch(name) or (lookup and _METADATA_SCOPE.fullmatch(name))):
+        raise StoreError(StoreErrorKind.INVALID, f"metadata: invalid entry name {name[:64]!r}")
+    return name.lower()
 
 
 def _norm(name: str) -> str:
@@ -126,6 +149,8 @@ class FakeStore:
         self._next_uidvalidity = int(time.time()) % 1_000_000_000
         self.calls = 0  # store round trips, for "one call per command" tests
         self.fetch_requests: list[FetchRequest] = []
+        self.index_queries: list[IndexQuery] = []
+        self._body_ids = itertools.count(1)
 
     # ---- administration (tests) ------------------------------------------
     def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
@@ -222,7 +247,7 @@ class FakeStore:
     def _usage(self, user: _User) -> int:
         return sum(len(m.data) for mb in user.mailboxes.values() for m in mb.messages.values())
 
-    def _add(self, user: _User, mbox: _Mailbox, spec: AppendSpec, data: bytes) -> _Message:
+    def _add(self, user: _User, mbox: _Mailbox, spec: AppendSpec, data: bytes, body_id: int = 0) -> _Message:
         if len(data) > self.max_message_size:
             raise StoreError(StoreErrorKind.TOO_BIG, f"size: {len(data)} > {self.max_message_size}")
         if user.quota and self._usage(user) + len(data) > user.quota:
@@ -235,6 +260,8 @@ class FakeStore:
             data,
             spec.internal_date or int(time.time()),
             spec.tz_offset_minutes,
+            int(time.time()),
+            body_id or next(self._body_ids),
         )
         mbox.messages[msg.uid] = msg
         mbox.uidnext += 1
@@ -357,6 +384,51 @@ class FakeStore:
         info = self._info(self._user(user), mbox)
         return SelectResult(info, uids, tuple(keywords), mbox.recent_boundary, unseen)
 
+    # METADATA, with the store's rules and bounds (store/metadata.py)
+    def _metadata_mailbox(self, user: str, mailbox: str) -> int:
+        return self._mailbox(user, mailbox).mailbox_id if mailbox else 0
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        self._call()
+        await trio.lowlevel.checkpoint()
+        mid = self._metadata_mailbox(user, mailbox)
+        stored = self._user(user).metadata
+        found: dict[str, tuple[str, bytes]] = {}
+        for wanted in entries:
+            key = _metadata_name(wanted, lookup=True)
+            if (mid, key) in stored:
+                found[key] = stored[mid, key]
+            for (m, k), item in stored.items():
+                rest = k[len(key) + 1 :]
+                if m == mid and depth and k.startswith(key + "/") and (depth > 1 or "/" not in rest):
+                    found[k] = item
+        return tuple(found[k] for k in sorted(found))
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        self._write()
+        await trio.lowlevel.checkpoint()
+        mid = self._metadata_mailbox(user, mailbox)
+        checked = [(_metadata_name(name), name, value) for name, value in entries]
+        if any(value is not None and len(value) > _METADATA_MAX_VALUE for _, _, value in checked):
+            return MetadataRefusal("MAXSIZE", _METADATA_MAX_VALUE)
+        stored = self._user(user).metadata
+        after = dict(stored)
+        for key, name, value in checked:
+            if value is None:
+                after.pop((mid, key), None)
+            else:
+                after[mid, key] = (name, value)
+        total = sum(len(n.encode()) + 1 + len(v) for n, v in after.values())
+        if len(after) > len(stored) and (len(after) > _METADATA_MAX_ENTRIES or total > _METADATA_MAX_TOTAL):
+            return MetadataRefusal("TOOMANY")
+        stored.clear()
+        stored.update(after)
+        return None
+
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         self._write()
         await trio.lowlevel.checkpoint()
@@ -375,10 +447,13 @@ class FakeStore:
             if msg.modseq <= request.changed_since:
                 continue
             await trio.lowlevel.checkpoint()
-            yield FetchedMessage(msg.meta(request.with_header), msg.data if request.with_body else None)
+            yield FetchedMessage(
+                msg.meta(request.with_header, request.with_facts), msg.data if request.with_body else None
+            )
 
     async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
         self._call()
+        self.index_queries.append(query)
         mbox = self._by_id(user, mailbox_id)
         chosen = self._selected(mbox, query.uid_set)
         ids: dict[tuple[str, ...], int] = {}
@@ -403,6 +478,9 @@ class FakeStore:
             flag_sets={i: flags for flags, i in ids.items()},
             header_hits=tuple(hits),
             text_hits=tuple(found),
+            sort_keys=[stored_keys(m.meta(with_header=True).header or b"") for m in chosen]
+            if query.with_sort_keys
+            else [],
         )
 
     async def store_flags(
@@ -450,7 +528,8 @@ class FakeStore:
         if u.quota and not move and self._usage(u) + size > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
         added = [
-            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data) for m in msgs
+            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data, m.body_id)
+            for m in msgs
         ]
         if added:
             self._publish(dest, ChangeEvent(dest.mailbox_id, dest.highestmodseq, added=tuple(m.meta() for m in added)))

@@ -35,7 +35,9 @@ from imapd.store_client import (
     IndexQuery,
     MailboxInfo,
     MailboxStatus,
+    MessageFacts,
     MessageMeta,
+    MetadataRefusal,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
@@ -147,6 +149,7 @@ def _meta(pb: store_pb2.MessageMeta) -> MessageMeta:
         tz_offset_minutes=pb.tz_offset_minutes,
         size=pb.size,
         header=pb.header if pb.header else None,
+        facts=MessageFacts(pb.save_date, pb.body_id, pb.preview if pb.has_preview else None) if pb.body_id else None,
     )
 
 
@@ -261,6 +264,7 @@ def _columns(pb: mailbox_index_pb2.IndexChunk) -> IndexColumns:
         flag_sets={fs.id: tuple(fs.flags) for fs in pb.flag_sets},
         header_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.header_hits),
         text_hits=tuple(frozenset(_column("I", hits.uids)) for hits in pb.text_hits),
+        sort_keys=pb.sort_keys,
     )
 
 
@@ -388,6 +392,7 @@ class GrpcStore:
             with_header=request.with_header,
             with_body=request.with_body,
             changed_since=request.changed_since,
+            with_message_facts=request.with_facts,
         )
 
         # A small selection comes in one unary reply (no worker thread, one gRPC
@@ -430,6 +435,7 @@ class GrpcStore:
             with_sizes_dates=query.with_sizes_dates,
             header_queries=[mailbox_index_pb2.HeaderQuery(field=f, needle=n) for f, n in query.header_queries],
             text_queries=[mailbox_index_pb2.TextQuery(needle=n, body_only=b) for n, b in query.text_queries],
+            with_sort_keys=query.with_sort_keys,
         )
 
         def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], IndexColumns | None]:
@@ -500,6 +506,27 @@ class GrpcStore:
         req = store_pb2.VanishedRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq, uid_set=uid_set)
         reply = await self._unary(self._stub.Vanished, req)
         return tuple(reply.uids)
+
+    async def get_metadata(
+        self, user: str, mailbox: str, entries: Sequence[str], depth: int
+    ) -> tuple[tuple[str, bytes], ...]:
+        req = store_pb2.GetMetadataRequest(user=user, mailbox=mailbox, entries=list(entries), depth=depth)
+        reply = await self._unary(self._stub.GetMetadata, req)
+        return tuple((e.name, e.value) for e in reply.entries)
+
+    async def set_metadata(
+        self, user: str, mailbox: str, entries: Sequence[tuple[str, bytes | None]]
+    ) -> MetadataRefusal | None:
+        req = store_pb2.SetMetadataRequest(
+            epoch=self.epoch,
+            user=user,
+            mailbox=mailbox,
+            entries=[
+                store_pb2.MetadataEntry(name=name, value=value or b"", remove=value is None) for name, value in entries
+            ],
+        )
+        reply = await self._unary(self._stub.SetMetadata, req)
+        return MetadataRefusal(reply.refused, reply.max_size) if reply.refused else None
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         req = store_pb2.ClaimRecentRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, up_to_uid=up_to_uid)

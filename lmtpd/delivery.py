@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from mailha_api import settings_pb2
 
 
 class Outcome(enum.Enum):
@@ -39,6 +41,12 @@ class Recipient:
     address: str  # as given in RCPT TO (goes into Delivered-To)
     user: str  # the store user it resolved to
     mailbox: str = "INBOX"  # where the append goes (the recipient's settings may say Junk)
+    # The delivery-log line of a successful append: the store writes it in the append's own
+    # transaction (AppendHeader.delivery_log). None: nothing to log with the append.
+    log: settings_pb2.DeliveryRecord | None = field(default=None, compare=False)
+    # The recipient's settings revision the mailbox was chosen by (b"": none): the store refuses
+    # the append if the settings changed since (AppendHeader.settings_revision).
+    settings_revision: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ delivery log.
 
 Forwarding goes first: if the relay refuses or is unreachable, that
 recipient gets a temporary failure and nothing is stored, so the MTA retries
-the whole thing and no message is lost or half-handled. The delivery log is
-written after the appends in its own store transaction; a failure to write
-it is logged and does not change the reply (the mail is already stored).
+the whole thing and no message is lost or half-handled. A stored message's
+log line travels with its append (Recipient.log -> AppendHeader.delivery_log)
+and is written in the append's own store transaction: a crash keeps both or
+neither, and a retried (duplicate) delivery logs nothing twice. The append
+also carries the settings' revision it was decided on; if the user changed
+their settings in between, the store writes nothing (ABORTED) and that
+recipient gets 451, so the MTA's retry is decided on the new settings. Outcomes
+that store nothing (refused, discarded, forwarded only, failed appends) are
+written afterwards with RecordDeliveries; a failure to write those is
+logged and does not change the reply.
 """
 
 from __future__ import annotations
@@ -93,9 +100,12 @@ class SettingsSession:
         facts = message_facts(sender, _head(body), drop.options.spam_header)
         results: list[DeliveryResult | None] = [None] * len(recipients)
         dispositions: list[Disposition] = []
+        revisions: list[bytes] = []
         to_store: list[int] = []
         for i, recipient in enumerate(recipients):
-            disposition = decide(await drop.settings_of(recipient.user), facts, recipient.address)
+            settings = await drop.settings_of(recipient.user)
+            revisions.append(settings.revision)
+            disposition = decide(settings, facts, recipient.address)
             if disposition.forward_to and drop.options.relay is None:
                 log.warning("user=%s has forwarding set but no --forward-relay is configured", recipient.user)
                 disposition = Disposition(Action.STORE, folder=disposition.folder, reason="forwarding off")
@@ -117,24 +127,45 @@ class SettingsSession:
                 results[i] = DeliveryResult(Outcome.DELIVERED, detail=disposition.reason)
             else:
                 to_store.append(i)
+
+        def line(i: int, result: DeliveryResult) -> settings_pb2.DeliveryRecord:
+            return drop.entry(
+                recipients[i],
+                dispositions[i],
+                result,
+                now_ms=int(time.time() * 1000),
+                sender=sender,
+                facts=facts,
+                size=body.size,
+            )
+
+        logged_with_append: set[int] = set()
         if to_store:
+            delivered = DeliveryResult(Outcome.DELIVERED)
             stored = await self._inner.deliver(
-                [_with_folder(recipients[i], dispositions[i].folder) for i in to_store],
+                [
+                    _with_folder(recipients[i], dispositions[i].folder, line(i, delivered), revisions[i])
+                    for i in to_store
+                ],
                 [prefixes[i] for i in to_store],
                 body,
             )
             for i, result in zip(to_store, stored, strict=True):
                 results[i] = result
+                if result.outcome is Outcome.DELIVERED:
+                    logged_with_append.add(i)  # by the append itself (or by the first one, for a retry)
         final = [r for r in results if r is not None]
         assert len(final) == len(recipients)
-        await drop.record(
-            sender, facts, recipients=recipients, dispositions=dispositions, results=final, size=body.size
-        )
+        rest = [i for i in range(len(recipients)) if i not in logged_with_append]
+        if rest:
+            await drop.record([line(i, final[i]) for i in rest])
         return final
 
 
-def _with_folder(recipient: Recipient, folder: str) -> Recipient:
-    return Recipient(recipient.address, recipient.user, mailbox=folder)
+def _with_folder(recipient: Recipient, folder: str, log: settings_pb2.DeliveryRecord, revision: bytes) -> Recipient:
+    """The append for `recipient`, into the folder its settings chose, with its log line and
+    the settings' revision (the store refuses the append if they changed: 451, the MTA retries)."""
+    return Recipient(recipient.address, recipient.user, mailbox=folder, log=log, settings_revision=revision)
 
 
 def _result_word(disposition: Disposition, result: DeliveryResult) -> str:
@@ -167,36 +198,36 @@ class SettingsMailDrop:
             log.warning("user=%s settings unavailable (%s): delivering to INBOX", user, exc.code())
             return settings_pb2.UserSettings(user=user)
 
-    async def record(
+    def entry(
         self,
+        recipient: Recipient,
+        disposition: Disposition,
+        result: DeliveryResult,
+        *,
+        now_ms: int,
         sender: str,
         facts: MessageFacts,
-        *,
-        recipients: Sequence[Recipient],
-        dispositions: Sequence[Disposition],
-        results: Sequence[DeliveryResult],
         size: int,
-    ) -> None:
-        now_ms = int(time.time() * 1000)
-        records = []
-        for recipient, disposition, result in zip(recipients, dispositions, results, strict=True):
-            reply = replies.for_outcome(
-                result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
-            )
-            stored = result.outcome is Outcome.DELIVERED and disposition.action is Action.STORE
-            records.append(
-                settings_pb2.DeliveryRecord(
-                    time_ms=now_ms,
-                    sender=sender,
-                    recipient=recipient.address,
-                    user=recipient.user,
-                    message_id=facts.message_id,
-                    size=size,
-                    reply_code=reply.code,
-                    result=_result_word(disposition, result),
-                    folder=disposition.folder if stored else "",
-                )
-            )
+    ) -> settings_pb2.DeliveryRecord:
+        """The delivery-log line for one recipient's outcome."""
+        reply = replies.for_outcome(
+            result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
+        )
+        stored = result.outcome is Outcome.DELIVERED and disposition.action is Action.STORE
+        return settings_pb2.DeliveryRecord(
+            time_ms=now_ms,
+            sender=sender,
+            recipient=recipient.address,
+            user=recipient.user,
+            message_id=facts.message_id,
+            size=size,
+            reply_code=reply.code,
+            result=_result_word(disposition, result),
+            folder=disposition.folder if stored else "",
+        )
+
+    async def record(self, records: list[settings_pb2.DeliveryRecord]) -> None:
+        """Log outcomes that stored nothing (a stored message is logged by its append)."""
         request = settings_pb2.RecordDeliveriesRequest(epoch=self.epoch, records=records)
         try:
             await trio.to_thread.run_sync(

@@ -184,6 +184,10 @@ class GrpcSession:
             size=len(prefix) + body.size,
             delivery_id=identity,
         )
+        if recipient.settings_revision:
+            header.settings_revision = recipient.settings_revision  # applied atomically with the append
+        if recipient.log is not None:
+            header.delivery_log.CopyFrom(recipient.log)  # logged in the append's own transaction
         pieces = body.pieces(_PIECE)
         current = prefix + next(pieces, b"")
         first: store_pb2.AppendHeader | None = header

@@ -44,6 +44,9 @@ class StandaloneOptions:
     allow_plaintext_login: bool = False
     web_listen: str = "127.0.0.1:8443"  # empty: no web app
     web_sample_interval: float = 5.0
+    backup_repo: pathlib.Path | None = None  # shown in the web console (readable by the service user)
+    imapd_metrics_listen: str = ""  # Prometheus HOST:PORT of imapd ("": none); the web graphs it
+    lmtpd_metrics_listen: str = ""
     forward_relay: str = ""  # SMTP HOST:PORT for users' forwarding; empty: forwarding off
     service_user: str = DEFAULT_SERVICE_USER
 
@@ -61,6 +64,7 @@ def _lmtpd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: 
             options.lmtp_listen,
             max_message_size=options.max_message_size,
             forward_relay=options.forward_relay or None,
+            metrics_listen=options.lmtpd_metrics_listen or None,
         )
     ]
 
@@ -82,6 +86,7 @@ def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: 
             allow_plaintext_login=options.allow_plaintext_login,
             append_limit=options.max_message_size,
             store_data=paths.store_dir,  # the store runs beside it: read its LMDB directly
+            metrics_listen=options.imapd_metrics_listen or None,
         )
     ]
 
@@ -101,7 +106,17 @@ def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: in
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [
         services.web_service(
-            paths.store_socket, options.web_listen, cert=cert, key=key, sample_interval=options.web_sample_interval
+            paths.store_socket,
+            options.web_listen,
+            cert=cert,
+            key=key,
+            sample_interval=options.web_sample_interval,
+            backup_repo=options.backup_repo,
+            scrape=tuple(
+                (name, listen)
+                for name, listen in (("imapd", options.imapd_metrics_listen), ("lmtpd", options.lmtpd_metrics_listen))
+                if listen
+            ),
         )
     ]
 

@@ -26,6 +26,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--web-listen", default="127.0.0.1:8443", help="web app HTTPS HOST:PORT ('' = off)")
     p.add_argument("--web-sample-interval", type=float, default=5.0, help="seconds between the web's metric samples")
+    p.add_argument("--imapd-metrics-listen", default="", help="imapd's Prometheus HOST:PORT ('' = none)")
+    p.add_argument("--lmtpd-metrics-listen", default="", help="lmtpd's Prometheus HOST:PORT ('' = none)")
+    p.add_argument(
+        "--backup-repo", type=pathlib.Path, default=None, help="backup repository the web console reports on"
+    )
     p.add_argument("--forward-relay", default="", metavar="HOST:PORT", help="SMTP relay for users' forwarding")
     p.add_argument(
         "--demo-user", action="store_true", help="create user 'demo' (password 'demo', admin role) if missing"
@@ -55,6 +60,9 @@ def _run(args: argparse.Namespace) -> int:
             allow_plaintext_login=args.allow_plaintext_login,
             web_listen=args.web_listen,
             web_sample_interval=args.web_sample_interval,
+            backup_repo=args.backup_repo,
+            imapd_metrics_listen=args.imapd_metrics_listen,
+            lmtpd_metrics_listen=args.lmtpd_metrics_listen,
             forward_relay=args.forward_relay,
             service_user=args.service_user,
         )

@@ -56,10 +56,13 @@ class IndexScanRequest(_message.Message):
     WITH_SIZES_DATES_FIELD_NUMBER: _builtins.int
     HEADER_QUERIES_FIELD_NUMBER: _builtins.int
     TEXT_QUERIES_FIELD_NUMBER: _builtins.int
+    WITH_SORT_KEYS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
     with_sizes_dates: _builtins.bool
+    with_sort_keys: _builtins.bool
+    """Also the stored SORT/THREAD keys of each message (store/message_facts.py)."""
     @_builtins.property
     def header_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeaderQuery]: ...
     @_builtins.property
@@ -73,10 +76,11 @@ class IndexScanRequest(_message.Message):
         with_sizes_dates: _builtins.bool = ...,
         header_queries: _abc.Iterable[Global___HeaderQuery] | None = ...,
         text_queries: _abc.Iterable[Global___TextQuery] | None = ...,
+        with_sort_keys: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_sizes_dates", b"with_sizes_dates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_sizes_dates", b"with_sizes_dates", "with_sort_keys", b"with_sort_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,6 +171,7 @@ class IndexChunk(_message.Message):
     FLAG_SETS_FIELD_NUMBER: _builtins.int
     HEADER_HITS_FIELD_NUMBER: _builtins.int
     TEXT_HITS_FIELD_NUMBER: _builtins.int
+    SORT_KEYS_FIELD_NUMBER: _builtins.int
     uids: _builtins.bytes
     """u32"""
     flag_ids: _builtins.bytes
@@ -191,6 +196,12 @@ class IndexChunk(_message.Message):
     def text_hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___UidList]:
         """first chunk only: one per text query"""
 
+    @_builtins.property
+    def sort_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """with_sort_keys: one per message of the chunk, imapd.message.sort_keys.stored_keys
+        form; empty for a message stored before the keys were kept.
+        """
+
     def __init__(
         self,
         *,
@@ -203,10 +214,11 @@ class IndexChunk(_message.Message):
         flag_sets: _abc.Iterable[Global___FlagSet] | None = ...,
         header_hits: _abc.Iterable[Global___UidList] | None = ...,
         text_hits: _abc.Iterable[Global___UidList] | None = ...,
+        sort_keys: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "modseqs", b"modseqs", "sizes", b"sizes", "text_hits", b"text_hits", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "modseqs", b"modseqs", "sizes", b"sizes", "sort_keys", b"sort_keys", "text_hits", b"text_hits", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

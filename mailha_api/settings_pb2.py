@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mailha_api/settings.proto\x12\x12mailha.settings.v1\"\xf1\x01\n\x0cUserSettings\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x12\n\nforward_to\x18\x02 \x01(\t\x12\x19\n\x11\x66orward_keep_copy\x18\x03 \x01(\x08\x12\x17\n\x0f\x62locked_domains\x18\x04 \x03(\t\x12\x33\n\x0bspam_action\x18\x05 \x01(\x0e\x32\x1e.mailha.settings.v1.SpamAction\x12\x35\n\x0c\x62lock_action\x18\x06 \x01(\x0e\x32\x1f.mailha.settings.v1.BlockAction\x12\r\n\x05\x61\x64min\x18\x07 \x01(\x08\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\"\"\n\x12GetSettingsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"W\n\x12PutSettingsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x32\n\x08settings\x18\x02 \x01(\x0b\x32 .mailha.settings.v1.UserSettings\"\xb5\x01\n\x0e\x44\x65liveryRecord\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x12\n\nreply_code\x18\x07 \x01(\r\x12\x0e\n\x06result\x18\x08 \x01(\t\x12\x0e\n\x06\x66older\x18\t \x01(\t\x12\x0b\n\x03seq\x18\n \x01(\x04\"]\n\x17RecordDeliveriesRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x33\n\x07records\x18\x02 \x03(\x0b\x32\".mailha.settings.v1.DeliveryRecord\"%\n\x15RecordDeliveriesReply\x12\x0c\n\x04kept\x18\x01 \x01(\x04\"\x7f\n\x17SearchDeliveriesRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x10\n\x08since_ms\x18\x04 \x01(\x04\x12\x10\n\x08until_ms\x18\x05 \x01(\x04\x12\r\n\x05limit\x18\x06 \x01(\r\"L\n\x15SearchDeliveriesReply\x12\x33\n\x07records\x18\x01 \x03(\x0b\x32\".mailha.settings.v1.DeliveryRecord*C\n\nSpamAction\x12\x10\n\x0cSPAM_TO_JUNK\x10\x00\x12\x11\n\rSPAM_TO_INBOX\x10\x01\x12\x10\n\x0cSPAM_DISCARD\x10\x02*2\n\x0b\x42lockAction\x12\x11\n\rBLOCK_TO_JUNK\x10\x00\x12\x10\n\x0c\x42LOCK_REFUSE\x10\x01\x32\x94\x03\n\x08Settings\x12W\n\x0bGetSettings\x12&.mailha.settings.v1.GetSettingsRequest\x1a .mailha.settings.v1.UserSettings\x12W\n\x0bPutSettings\x12&.mailha.settings.v1.PutSettingsRequest\x1a .mailha.settings.v1.UserSettings\x12j\n\x10RecordDeliveries\x12+.mailha.settings.v1.RecordDeliveriesRequest\x1a).mailha.settings.v1.RecordDeliveriesReply\x12j\n\x10SearchDeliveries\x12+.mailha.settings.v1.SearchDeliveriesRequest\x1a).mailha.settings.v1.SearchDeliveriesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mailha_api/settings.proto\x12\x12mailha.settings.v1\"\x83\x02\n\x0cUserSettings\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x12\n\nforward_to\x18\x02 \x01(\t\x12\x19\n\x11\x66orward_keep_copy\x18\x03 \x01(\x08\x12\x17\n\x0f\x62locked_domains\x18\x04 \x03(\t\x12\x33\n\x0bspam_action\x18\x05 \x01(\x0e\x32\x1e.mailha.settings.v1.SpamAction\x12\x35\n\x0c\x62lock_action\x18\x06 \x01(\x0e\x32\x1f.mailha.settings.v1.BlockAction\x12\r\n\x05\x61\x64min\x18\x07 \x01(\x08\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12\x10\n\x08revision\x18\t \x01(\x0c\"\"\n\x12GetSettingsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"W\n\x12PutSettingsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x32\n\x08settings\x18\x02 \x01(\x0b\x32 .mailha.settings.v1.UserSettings\"\xb5\x01\n\x0e\x44\x65liveryRecord\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x12\n\nreply_code\x18\x07 \x01(\r\x12\x0e\n\x06result\x18\x08 \x01(\t\x12\x0e\n\x06\x66older\x18\t \x01(\t\x12\x0b\n\x03seq\x18\n \x01(\x04\"]\n\x17RecordDeliveriesRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x33\n\x07records\x18\x02 \x03(\x0b\x32\".mailha.settings.v1.DeliveryRecord\"%\n\x15RecordDeliveriesReply\x12\x0c\n\x04kept\x18\x01 \x01(\x04\"\x7f\n\x17SearchDeliveriesRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x10\n\x08since_ms\x18\x04 \x01(\x04\x12\x10\n\x08until_ms\x18\x05 \x01(\x04\x12\r\n\x05limit\x18\x06 \x01(\r\"L\n\x15SearchDeliveriesReply\x12\x33\n\x07records\x18\x01 \x03(\x0b\x32\".mailha.settings.v1.DeliveryRecord*C\n\nSpamAction\x12\x10\n\x0cSPAM_TO_JUNK\x10\x00\x12\x11\n\rSPAM_TO_INBOX\x10\x01\x12\x10\n\x0cSPAM_DISCARD\x10\x02*2\n\x0b\x42lockAction\x12\x11\n\rBLOCK_TO_JUNK\x10\x00\x12\x10\n\x0c\x42LOCK_REFUSE\x10\x01\x32\x94\x03\n\x08Settings\x12W\n\x0bGetSettings\x12&.mailha.settings.v1.GetSettingsRequest\x1a .mailha.settings.v1.UserSettings\x12W\n\x0bPutSettings\x12&.mailha.settings.v1.PutSettingsRequest\x1a .mailha.settings.v1.UserSettings\x12j\n\x10RecordDeliveries\x12+.mailha.settings.v1.RecordDeliveriesRequest\x1a).mailha.settings.v1.RecordDeliveriesReply\x12j\n\x10SearchDeliveries\x12+.mailha.settings.v1.SearchDeliveriesRequest\x1a).mailha.settings.v1.SearchDeliveriesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mailha_api.settings_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SPAMACTION']._serialized_start=943
-  _globals['_SPAMACTION']._serialized_end=1010
-  _globals['_BLOCKACTION']._serialized_start=1012
-  _globals['_BLOCKACTION']._serialized_end=1062
+  _globals['_SPAMACTION']._serialized_start=961
+  _globals['_SPAMACTION']._serialized_end=1028
+  _globals['_BLOCKACTION']._serialized_start=1030
+  _globals['_BLOCKACTION']._serialized_end=1080
   _globals['_USERSETTINGS']._serialized_start=50
-  _globals['_USERSETTINGS']._serialized_end=291
-  _globals['_GETSETTINGSREQUEST']._serialized_start=293
-  _globals['_GETSETTINGSREQUEST']._serialized_end=327
-  _globals['_PUTSETTINGSREQUEST']._serialized_start=329
-  _globals['_PUTSETTINGSREQUEST']._serialized_end=416
-  _globals['_DELIVERYRECORD']._serialized_start=419
-  _globals['_DELIVERYRECORD']._serialized_end=600
-  _globals['_RECORDDELIVERIESREQUEST']._serialized_start=602
-  _globals['_RECORDDELIVERIESREQUEST']._serialized_end=695
-  _globals['_RECORDDELIVERIESREPLY']._serialized_start=697
-  _globals['_RECORDDELIVERIESREPLY']._serialized_end=734
-  _globals['_SEARCHDELIVERIESREQUEST']._serialized_start=736
-  _globals['_SEARCHDELIVERIESREQUEST']._serialized_end=863
-  _globals['_SEARCHDELIVERIESREPLY']._serialized_start=865
-  _globals['_SEARCHDELIVERIESREPLY']._serialized_end=941
-  _globals['_SETTINGS']._serialized_start=1065
-  _globals['_SETTINGS']._serialized_end=1469
+  _globals['_USERSETTINGS']._serialized_end=309
+  _globals['_GETSETTINGSREQUEST']._serialized_start=311
+  _globals['_GETSETTINGSREQUEST']._serialized_end=345
+  _globals['_PUTSETTINGSREQUEST']._serialized_start=347
+  _globals['_PUTSETTINGSREQUEST']._serialized_end=434
+  _globals['_DELIVERYRECORD']._serialized_start=437
+  _globals['_DELIVERYRECORD']._serialized_end=618
+  _globals['_RECORDDELIVERIESREQUEST']._serialized_start=620
+  _globals['_RECORDDELIVERIESREQUEST']._serialized_end=713
+  _globals['_RECORDDELIVERIESREPLY']._serialized_start=715
+  _globals['_RECORDDELIVERIESREPLY']._serialized_end=752
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_start=754
+  _globals['_SEARCHDELIVERIESREQUEST']._serialized_end=881
+  _globals['_SEARCHDELIVERIESREPLY']._serialized_start=883
+  _globals['_SEARCHDELIVERIESREPLY']._serialized_end=959
+  _globals['_SETTINGS']._serialized_start=1083
+  _globals['_SETTINGS']._serialized_end=1487
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,7 @@ class UserSettings(_message.Message):
     BLOCK_ACTION_FIELD_NUMBER: _builtins.int
     ADMIN_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     forward_to: _builtins.str
     """empty: no forwarding"""
@@ -79,6 +80,11 @@ class UserSettings(_message.Message):
     """the operators' console role"""
     disabled: _builtins.bool
     """Authenticate refuses a disabled user"""
+    revision: _builtins.bytes
+    """Output only (GetSettings): a digest of the settings as stored. lmtpd sends it
+    with an append it decided on them (AppendHeader.settings_revision); the store
+    refuses that append with ABORTED if they changed since. Ignored by PutSettings.
+    """
     @_builtins.property
     def blocked_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """at most 10, lower case"""
@@ -94,10 +100,11 @@ class UserSettings(_message.Message):
         block_action: Global___BlockAction.ValueType = ...,
         admin: _builtins.bool = ...,
         disabled: _builtins.bool = ...,
+        revision: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "block_action", b"block_action", "blocked_domains", b"blocked_domains", "disabled", b"disabled", "forward_keep_copy", b"forward_keep_copy", "forward_to", b"forward_to", "spam_action", b"spam_action", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "block_action", b"block_action", "blocked_domains", b"blocked_domains", "disabled", b"disabled", "forward_keep_copy", b"forward_keep_copy", "forward_to", b"forward_to", "revision", b"revision", "spam_action", b"spam_action", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

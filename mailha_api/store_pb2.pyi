@@ -36,6 +36,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from mailha_api import settings_pb2 as _settings_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -973,6 +974,8 @@ class AppendHeader(_message.Message):
     TZ_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_LOG_FIELD_NUMBER: _builtins.int
+    SETTINGS_REVISION_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     user: _builtins.str
     mailbox: _builtins.str
@@ -990,8 +993,22 @@ class AppendHeader(_message.Message):
     delivery; a repeat within the window appends nothing (AppendOne/Append/
     AppendPipeline; ignored by MultiAppend).
     """
+    settings_revision: _builtins.bytes
+    """The recipient's UserSettings.revision this append's folder was chosen by:
+    checked in the append's transaction; changed since -> ABORTED, nothing
+    written (the settings are applied atomically with the append). Empty: no check.
+    """
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def delivery_log(self) -> _settings_pb2.DeliveryRecord:
+        """LMTP delivery log (store/delivery_log.py): written in the SAME write
+        transaction as this append, so a crash keeps both or neither; time_ms,
+        recipient and the rest as lmtpd saw them (seq is assigned by the store).
+        Not written for a duplicate (delivery_id seen): the first append logged it.
+        AppendOne/Append/AppendPipeline only.
+        """
+
     def __init__(
         self,
         *,
@@ -1004,10 +1021,12 @@ class AppendHeader(_message.Message):
         tz_offset_minutes: _builtins.int = ...,
         size: _builtins.int = ...,
         delivery_id: _builtins.bytes = ...,
+        delivery_log: _settings_pb2.DeliveryRecord | None = ...,
+        settings_revision: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_log", b"delivery_log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "settings_revision", b"settings_revision", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1127,6 +1146,10 @@ class MessageMeta(_message.Message):
     TZ_OFFSET_MINUTES_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     HEADER_FIELD_NUMBER: _builtins.int
+    SAVE_DATE_FIELD_NUMBER: _builtins.int
+    BODY_ID_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
+    HAS_PREVIEW_FIELD_NUMBER: _builtins.int
     uid: _builtins.int
     modseq: _builtins.int
     internal_date: _builtins.int
@@ -1134,6 +1157,16 @@ class MessageMeta(_message.Message):
     size: _builtins.int
     header: _builtins.bytes
     """RFC 5322 header block incl. blank line, when asked"""
+    save_date: _builtins.int
+    """with_message_facts only (store/message_facts.py, store/save_dates.py):
+    unix seconds the message was saved into this mailbox (SAVEDATE)
+    """
+    body_id: _builtins.int
+    """shared by COPY/MOVE: the EMAILID (RFC 8474)"""
+    preview: _builtins.str
+    """RFC 8970 PREVIEW text"""
+    has_preview: _builtins.bool
+    """false: no preview stored (a body stored before previews were kept)"""
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1146,10 +1179,14 @@ class MessageMeta(_message.Message):
         tz_offset_minutes: _builtins.int = ...,
         size: _builtins.int = ...,
         header: _builtins.bytes = ...,
+        save_date: _builtins.int = ...,
+        body_id: _builtins.int = ...,
+        preview: _builtins.str = ...,
+        has_preview: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "header", b"header", "internal_date", b"internal_date", "modseq", b"modseq", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_id", b"body_id", "flags", b"flags", "has_preview", b"has_preview", "header", b"header", "internal_date", b"internal_date", "modseq", b"modseq", "preview", b"preview", "save_date", b"save_date", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1167,6 +1204,7 @@ class FetchRequest(_message.Message):
     BODY_OFFSET_FIELD_NUMBER: _builtins.int
     BODY_LENGTH_FIELD_NUMBER: _builtins.int
     CHANGED_SINCE_FIELD_NUMBER: _builtins.int
+    WITH_MESSAGE_FACTS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
@@ -1178,6 +1216,8 @@ class FetchRequest(_message.Message):
     """0 = to the end"""
     changed_since: _builtins.int
     """only messages with modseq > this (CONDSTORE)"""
+    with_message_facts: _builtins.bool
+    """fill save_date, body_id, preview of each MessageMeta"""
     def __init__(
         self,
         *,
@@ -1189,10 +1229,11 @@ class FetchRequest(_message.Message):
         body_offset: _builtins.int = ...,
         body_length: _builtins.int = ...,
         changed_since: _builtins.int = ...,
+        with_message_facts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_length", b"body_length", "body_offset", b"body_offset", "changed_since", b"changed_since", "mailbox_id", b"mailbox_id", "uid_set", b"uid_set", "user", b"user", "with_body", b"with_body", "with_header", b"with_header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_length", b"body_length", "body_offset", b"body_offset", "changed_since", b"changed_since", "mailbox_id", b"mailbox_id", "uid_set", b"uid_set", "user", b"user", "with_body", b"with_body", "with_header", b"with_header", "with_message_facts", b"with_message_facts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1605,3 +1646,134 @@ class ChangeEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChangeEvent: _TypeAlias = ChangeEvent  # noqa: Y015
+
+@_typing.final
+class MetadataEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REMOVE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"/private/..." or "/shared/..." """
+    value: _builtins.bytes
+    remove: _builtins.bool
+    """SetMetadata: NIL, remove the entry"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.bytes = ...,
+        remove: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "remove", b"remove", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetadataEntry: _TypeAlias = MetadataEntry  # noqa: Y015
+
+@_typing.final
+class GetMetadataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    MAILBOX_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    mailbox: _builtins.str
+    """"" = server annotations"""
+    depth: _builtins.int
+    """0, 1, 2 = infinity"""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        mailbox: _builtins.str = ...,
+        entries: _abc.Iterable[_builtins.str] | None = ...,
+        depth: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depth", b"depth", "entries", b"entries", "mailbox", b"mailbox", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMetadataRequest: _TypeAlias = GetMetadataRequest  # noqa: Y015
+
+@_typing.final
+class GetMetadataReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetadataEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___MetadataEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMetadataReply: _TypeAlias = GetMetadataReply  # noqa: Y015
+
+@_typing.final
+class SetMetadataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    MAILBOX_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    user: _builtins.str
+    mailbox: _builtins.str
+    """"" = server annotations"""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetadataEntry]: ...
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        user: _builtins.str = ...,
+        mailbox: _builtins.str = ...,
+        entries: _abc.Iterable[Global___MetadataEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "epoch", b"epoch", "mailbox", b"mailbox", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMetadataRequest: _TypeAlias = SetMetadataRequest  # noqa: Y015
+
+@_typing.final
+class SetMetadataReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUSED_FIELD_NUMBER: _builtins.int
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    refused: _builtins.str
+    """"", "MAXSIZE" (a value over max_size) or "TOOMANY" """
+    max_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        refused: _builtins.str = ...,
+        max_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_size", b"max_size", "refused", b"refused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMetadataReply: _TypeAlias = SetMetadataReply  # noqa: Y015

@@ -210,6 +210,16 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.ClaimRecentRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.ClaimRecentReply.FromString,
                 _registered_method=True)
+        self.GetMetadata = channel.unary_unary(
+                '/mailha.store.v1.MailStore/GetMetadata',
+                request_serializer=mailha__api_dot_store__pb2.GetMetadataRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.GetMetadataReply.FromString,
+                _registered_method=True)
+        self.SetMetadata = channel.unary_unary(
+                '/mailha.store.v1.MailStore/SetMetadata',
+                request_serializer=mailha__api_dot_store__pb2.SetMetadataRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.SetMetadataReply.FromString,
+                _registered_method=True)
 
 
 class MailStoreServicer:
@@ -461,6 +471,21 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetadata(self, request, context):
+        """METADATA (RFC 5464, store/metadata.py): mailbox "" names the server.
+        NOT_FOUND mailbox, INVALID_ARGUMENT entry name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMetadata(self, request, context):
+        """All or nothing; a bound passed is a `refused` reply (nothing written), not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -638,6 +663,16 @@ def add_MailStoreServicer_to_server(servicer, server):
                     servicer.ClaimRecent,
                     request_deserializer=mailha__api_dot_store__pb2.ClaimRecentRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.ClaimRecentReply.SerializeToString,
+            ),
+            'GetMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetadata,
+                    request_deserializer=mailha__api_dot_store__pb2.GetMetadataRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.GetMetadataReply.SerializeToString,
+            ),
+            'SetMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMetadata,
+                    request_deserializer=mailha__api_dot_store__pb2.SetMetadataRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.SetMetadataReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1585,6 +1620,60 @@ class MailStore:
             '/mailha.store.v1.MailStore/ClaimRecent',
             mailha__api_dot_store__pb2.ClaimRecentRequest.SerializeToString,
             mailha__api_dot_store__pb2.ClaimRecentReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/GetMetadata',
+            mailha__api_dot_store__pb2.GetMetadataRequest.SerializeToString,
+            mailha__api_dot_store__pb2.GetMetadataReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/SetMetadata',
+            mailha__api_dot_store__pb2.SetMetadataRequest.SerializeToString,
+            mailha__api_dot_store__pb2.SetMetadataReply.FromString,
             options,
             channel_credentials,
             insecure,

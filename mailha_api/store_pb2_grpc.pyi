@@ -140,6 +140,12 @@ class MailStoreStub:
     a `deleted` or `renamed` event when the mailbox goes away.
     """
     ClaimRecent: _grpc.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]
+    GetMetadata: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]
+    """METADATA (RFC 5464, store/metadata.py): mailbox "" names the server.
+    NOT_FOUND mailbox, INVALID_ARGUMENT entry name.
+    """
+    SetMetadata: _grpc.UnaryUnaryMultiCallable[_store_pb2.SetMetadataRequest, _store_pb2.SetMetadataReply]
+    """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
 
 @_typing.type_check_only
 class MailStoreAsyncStub(MailStoreStub):
@@ -225,6 +231,12 @@ class MailStoreAsyncStub(MailStoreStub):
     a `deleted` or `renamed` event when the mailbox goes away.
     """
     ClaimRecent: _aio.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]  # type: ignore[assignment]
+    GetMetadata: _aio.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]  # type: ignore[assignment]
+    """METADATA (RFC 5464, store/metadata.py): mailbox "" names the server.
+    NOT_FOUND mailbox, INVALID_ARGUMENT entry name.
+    """
+    SetMetadata: _aio.UnaryUnaryMultiCallable[_store_pb2.SetMetadataRequest, _store_pb2.SetMetadataReply]  # type: ignore[assignment]
+    """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
 
 class MailStoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -517,5 +529,23 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.ClaimRecentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.ClaimRecentReply, _abc.Awaitable[_store_pb2.ClaimRecentReply]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMetadata(
+        self,
+        request: _store_pb2.GetMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.GetMetadataReply, _abc.Awaitable[_store_pb2.GetMetadataReply]]:
+        """METADATA (RFC 5464, store/metadata.py): mailbox "" names the server.
+        NOT_FOUND mailbox, INVALID_ARGUMENT entry name.
+        """
+
+    @_abc_1.abstractmethod
+    def SetMetadata(
+        self,
+        request: _store_pb2.SetMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.SetMetadataReply, _abc.Awaitable[_store_pb2.SetMetadataReply]]:
+        """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
 
 def add_MailStoreServicer_to_server(servicer: MailStoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,3 +14,7 @@ class MessageError(Exception):
 
 class MissingMessageData(MessageError):
     """An item needs the header or body, but the view was built without it."""
+
+
+class UnknownTransferEncoding(MessageError):
+    """BINARY of a part whose Content-Transfer-Encoding we cannot undo: NO [UNKNOWN-CTE] (RFC 3516 4.1)."""

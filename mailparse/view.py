@@ -27,6 +27,10 @@ class MessageView:
     header: bytes | None = None  # header block incl. the blank line
     chunks: tuple[bytes, ...] | None = None  # the whole message, in pieces as they arrived
     recent: bool = False  # \Recent is per session, not stored
+    # What the store keeps beside the record, when asked (DataNeeds.facts):
+    save_date: int | None = None  # unix seconds (SAVEDATE)
+    email_id: int | None = None  # shared by copies (OBJECTID EMAILID)
+    preview: str | None = None  # RFC 8970; None: not known
 
 
 class ParsedMessage:

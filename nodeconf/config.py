@@ -37,6 +37,7 @@ class Ports:
     store: int = 7070
     metrics: int = 9110
     agent: int = 7080
+    web: int = 8443  # every node's agent serves the web app here (its address and the floating IP); 0: off
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,12 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    backup_repo: pathlib.Path | None = None  # the backup repository the console reports on
+    backup_metrics_file: pathlib.Path | None = None  # its runs' textfile when not in it (--metrics-file)
+
+
+@dataclass(frozen=True)
 class ImapConfig:
     allow_plaintext_login: bool = False
     max_connections_per_user: int = 20
@@ -128,6 +135,7 @@ class ClusterConfig:
     fencing: tuple[str, ...] = ("netns-kill",)
     store: StoreConfig = StoreConfig()
     imap: ImapConfig = ImapConfig()
+    web: WebConfig = WebConfig()
     runtime_dir: pathlib.Path = pathlib.Path("/run/mailha")
     health_interval: float = 0.5
     # The account store, imapd and lmtpd run as when the agent runs as root ("root": no drop).
@@ -348,6 +356,7 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         store=_port(psec, "store", 7070),
         metrics=_port(psec, "metrics", 9110),
         agent=_port(psec, "agent", 7080),
+        web=psec.integer("web", 8443, minimum=0, maximum=65535),
     )
     psec.finish()
 
@@ -381,6 +390,12 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
     )
     isec.finish()
 
+    wsec = top.section("web")
+    web = WebConfig(
+        backup_repo=wsec.path_("backup_repo", None), backup_metrics_file=wsec.path_("backup_metrics_file", None)
+    )
+    wsec.finish()
+
     config = ClusterConfig(
         name=name,
         nodes=tuple(nodes),
@@ -394,6 +409,7 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         fencing=tuple(fencing) or ("netns-kill",),
         store=store,
         imap=imap,
+        web=web,
         runtime_dir=top.path_("runtime_dir", ClusterConfig.runtime_dir) or ClusterConfig.runtime_dir,
         health_interval=top.number("health_interval", 0.5),
         service_user=top.string("service_user", "mailha"),

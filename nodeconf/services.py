@@ -11,6 +11,11 @@ import pathlib
 import sys
 from dataclasses import dataclass
 
+# Front-end metrics at the node's own address, next to the agent's (ports.metrics):
+# the agent starts them there, the web console reads them there.
+IMAPD_METRICS_OFFSET = 1
+LMTPD_METRICS_OFFSET = 2
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -129,9 +134,20 @@ def imapd_service(
 
 
 def web_service(
-    store: str, listen: str, *, cert: pathlib.Path, key: pathlib.Path, sample_interval: float = 5.0
+    store: str,
+    listen: str,
+    *,
+    cert: pathlib.Path,
+    key: pathlib.Path,
+    sample_interval: float = 5.0,
+    backup_repo: pathlib.Path | None = None,
+    scrape: tuple[tuple[str, str], ...] = (),
 ) -> ServiceSpec:
     """The HTTPS web app (users' page, operators' console) on `store`."""
     args = ["web", "serve", "--store", store, "--listen", listen, "--cert", str(cert), "--key", str(key)]
     args += ["--sample-interval", str(sample_interval)]
+    if backup_repo is not None:
+        args += ["--backup-repo", str(backup_repo.resolve())]
+    for service, address in scrape:
+        args += ["--scrape", f"{service}={address}"]
     return ServiceSpec("web", _mailha(*args))

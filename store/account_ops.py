@@ -8,7 +8,7 @@ import os
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, names, read_ops, recent, subscriptions, user_settings, users
+from store import fencing, mailboxes, metadata, names, read_ops, recent, subscriptions, user_settings, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
@@ -77,6 +77,7 @@ class AccountOps(StoreCore):
                 ctx.txn.delete(req.name.encode() + b"\0" + box.encode(), db=ctx.dbs.mailbox_names)
                 ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, deleted=True))
             users.delete_record(ctx.txn, ctx.dbs, req.name)
+            metadata.forget(ctx.txn, ctx.dbs, req.name)
             ctx.after_commit.append(lambda: self.logins.forget_user(req.name))
 
         self.write(req.epoch, op)
@@ -230,6 +231,36 @@ class AccountOps(StoreCore):
 
     def list_mailboxes(self, req: store_pb2.ListMailboxesRequest) -> store_pb2.ListMailboxesReply:
         return self.read(lambda txn: read_ops.list_mailboxes(txn, self.dbs, req))
+
+    # ---- METADATA (store/metadata.py) ----------------------------------------------
+    def _metadata_mailbox(self, txn: lmdb.Transaction, user: str, name: str) -> int:
+        users.require_user(txn, self.dbs, user)
+        if not name:
+            return 0
+        return mailboxes.lookup(txn, self.dbs, user, name)[0]
+
+    def get_metadata(self, req: store_pb2.GetMetadataRequest) -> store_pb2.GetMetadataReply:
+        if len(req.entries) > metadata.MAX_ENTRIES:
+            raise InvalidArgument(f"metadata: at most {metadata.MAX_ENTRIES} entries per request")
+        depth = min(req.depth, metadata.DEPTH_INFINITY)
+
+        def fn(txn: lmdb.Transaction) -> store_pb2.GetMetadataReply:
+            mid = self._metadata_mailbox(txn, req.user, req.mailbox)
+            return store_pb2.GetMetadataReply(
+                entries=metadata.get(txn, self.dbs, req.user, mid, req.entries, depth=depth)
+            )
+
+        return self.read(fn)
+
+    def set_metadata(self, req: store_pb2.SetMetadataRequest) -> store_pb2.SetMetadataReply:
+        if len(req.entries) > metadata.MAX_ENTRIES:
+            return store_pb2.SetMetadataReply(refused="TOOMANY")
+
+        def op(ctx: WriteContext) -> store_pb2.SetMetadataReply:
+            mid = self._metadata_mailbox(ctx.txn, req.user, req.mailbox)
+            return metadata.set_entries(ctx.txn, ctx.dbs, req.user, mid, req.entries)
+
+        return self.write(req.epoch, op)
 
     def subscribe(self, req: store_pb2.SubscribeRequest) -> None:
         def op(ctx: WriteContext) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import lmdb
 
-from store import body_codec
+from store import body_codec, message_facts
 from store.counters import next_value
 from store.errors import StorageFull
 from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U64, Dbs
@@ -161,6 +161,7 @@ def decref(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> None:
         txn.put(key, BODY_META.pack(refs - 1, size) + bytes(raw[BODY_META.size :]), db=dbs.body_meta)
         return
     txn.delete(key, db=dbs.body_meta)
+    message_facts.forget(txn, dbs, body_id)
     for n in range((size + CHUNK_SIZE - 1) // CHUNK_SIZE):
         txn.delete(CHUNK_KEY.pack(body_id, n), db=dbs.body_chunks)
 

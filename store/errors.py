@@ -18,6 +18,7 @@ class ErrorKind(enum.Enum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     UNAVAILABLE = "UNAVAILABLE"
+    ABORTED = "ABORTED"
     INTERNAL = "INTERNAL"
 
 
@@ -29,6 +30,13 @@ class StoreError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Aborted(StoreError):
+    """What the caller decided the write on changed meanwhile (e.g. the recipient's settings):
+    nothing was written; read again and decide again."""
+
+    kind = ErrorKind.ABORTED
 
 
 class InvalidArgument(StoreError):

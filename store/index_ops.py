@@ -35,6 +35,7 @@ class IndexOps(StoreCore):
                         req.mailbox_id,
                         ranges,
                         with_sizes_dates=req.with_sizes_dates,
+                        with_sort_keys=req.with_sort_keys,
                         queries=queries,
                         text_queries=tuple((q.needle, q.body_only) for q in req.text_queries),
                         fulltext=self.fulltext,

@@ -17,7 +17,7 @@ from typing import Final
 import lmdb
 
 from mailha_api import mailbox_index_pb2 as pb
-from store import flag_sets, fulltext, header_index
+from store import flag_sets, fulltext, header_index, message_facts
 from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices, to_array
 from store.fulltext import FullTextIndex
 from store.schema import MSG_KEY, U64, Dbs
@@ -34,9 +34,11 @@ def _le_u32(values: list[int]) -> bytes:
 
 
 class _ChunkBuilder:
-    def __init__(self, txn: lmdb.Transaction, dbs: Dbs, with_sizes_dates: bool) -> None:
+    def __init__(self, txn: lmdb.Transaction, dbs: Dbs, mid: int, with_sizes_dates: bool, with_sort_keys: bool) -> None:
         self.txn = txn
         self.dbs = dbs
+        self.mid = mid
+        self.with_sort_keys = with_sort_keys
         self.columns = range(len(COLUMNS)) if with_sizes_dates else range(3)
         self.parts: list[list[bytes]] = [[] for _ in COLUMNS]
         self.count = 0
@@ -59,6 +61,10 @@ class _ChunkBuilder:
     def take(self, chunk: pb.IndexChunk) -> pb.IndexChunk:
         joined = [b"".join(p) for p in self.parts]
         chunk.uids, chunk.flag_ids, chunk.modseqs = joined[0], joined[1], joined[2]
+        if self.with_sort_keys:
+            chunk.sort_keys.extend(
+                message_facts.sort_keys_of_uids(self.txn, self.dbs, self.mid, to_array("I", joined[0]))
+            )
         if len(self.columns) == len(COLUMNS):
             chunk.sizes, chunk.dates, chunk.tz_offsets = joined[3], joined[4], joined[5]
         for fid in sorted(self.new_ids):
@@ -99,6 +105,7 @@ def scan(
     ranges: list[tuple[int, int]],
     *,
     with_sizes_dates: bool,
+    with_sort_keys: bool = False,
     queries: list[tuple[int, bytes]],
     text_queries: tuple[tuple[str, bool], ...] = (),
     fulltext: FullTextIndex | None = None,
@@ -111,7 +118,7 @@ def scan(
         )
     for text, body_only in text_queries:
         first.text_hits.add(uids=_le_u32(text_matches(txn, dbs, mid, ranges, text, body_only, fulltext)))
-    builder = _ChunkBuilder(txn, dbs, with_sizes_dates)
+    builder = _ChunkBuilder(txn, dbs, mid, with_sizes_dates, with_sort_keys)
     chunk = first
     prefix = U64.pack(mid)
     cur = txn.cursor(db=dbs.flag_index)

@@ -7,7 +7,7 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, names, recent, subscriptions
+from store import bodies, mailbox_index, metadata, names, recent, save_dates, subscriptions
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
@@ -132,7 +132,7 @@ def purge_messages(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> list
             freed += rec.size
             if not cur.delete():
                 break
-    for db in (dbs.vanished, dbs.deleted, dbs.flag_index, dbs.header_index):
+    for db in (dbs.vanished, dbs.deleted, dbs.flag_index, dbs.header_index, dbs.save_dates):
         _delete_prefix(txn, db, prefix)
     if uids:
         q = quota(txn, dbs, user)
@@ -157,6 +157,7 @@ def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
     if kids and record.noselect:
         raise FailedPrecondition(f"mailbox {record.name!r} is already \\Noselect and has children; delete them first")
     purge_messages(txn, dbs, user, mid)
+    metadata.forget(txn, dbs, user, mid)
     if kids:
         put(
             txn,
@@ -221,13 +222,16 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
             key = MSG_KEY.pack(new_id, uid)
             moved = rec.evolve(modseq=1, added_modseq=1)
             txn.put(key, moved.pack(), db=dbs.messages)
+            saved = save_dates.get(txn, dbs, inbox_id, old_uid)
+            if saved is not None:
+                save_dates.put(txn, dbs, new_id, uid, saved)
             if rec.deleted:
                 txn.put(key, b"", db=dbs.deleted)
             indexed.append((uid, moved, mailbox_index.text_of(txn, dbs, inbox_id, old_uid, rec.body_id)))
             if not cur.delete():
                 break
     mailbox_index.added(txn, dbs, new_id, indexed)
-    for db in (dbs.deleted, dbs.flag_index, dbs.header_index):
+    for db in (dbs.deleted, dbs.flag_index, dbs.header_index, dbs.save_dates):
         _delete_prefix(txn, db, prefix)
     put(
         txn,

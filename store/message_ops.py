@@ -10,7 +10,20 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, body_codec, delivery_dedupe, mailbox_index, mailboxes, messages, names, read_ops, uidset
+from store import (
+    bodies,
+    body_codec,
+    delivery_dedupe,
+    delivery_log,
+    mailbox_index,
+    mailboxes,
+    message_facts,
+    messages,
+    names,
+    read_ops,
+    uidset,
+    user_settings,
+)
 from store.changefeed import Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
@@ -36,10 +49,12 @@ class MessageOps(StoreCore):
         # The indexed header text and the compressed body are made here, in the caller's
         # thread, not in the committer (the one thread every write waits for).
         text = mailbox_index.header_text(messages.source_head(source))
+        head = messages.source_head(source)
+        facts = message_facts.compute(bodies.header_block(head), head)
         if source.data is not None:
             source.packed = body_codec.compress_chunks(source.data)
         return messages.NewMessage(
-            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text
+            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text, facts
         )
 
     def _append_op(
@@ -79,11 +94,15 @@ class MessageOps(StoreCore):
                         epoch=epoch,
                         duplicate=True,
                     )
+            if header.settings_revision:
+                # The folder was chosen by these settings: they must still be the stored ones.
+                user_settings.require_revision(ctx.txn, ctx.dbs, user, bytes(header.settings_revision))
             mid, record, metas = op(ctx)
             if identity:
                 # Same transaction as the append: both or neither survive a crash.
                 delivered = delivery_dedupe.Delivered(int(now), mid, record.uidvalidity, metas[0].uid)
                 self.dedupe.record(ctx.txn, user, identity, now, delivered)
+            delivery_log.record_append(ctx.txn, ctx.dbs, header)  # same transaction: both or neither
             return store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )
@@ -139,6 +158,8 @@ class MessageOps(StoreCore):
             item = messages.meta(uid, rec)
             if req.with_header:
                 item.header = bodies.read_header(txn, self.dbs, rec.body_id)
+            if req.with_message_facts:
+                message_facts.fill_meta(txn, self.dbs, req.mailbox_id, rec, item)
             yield store_pb2.FetchResponse(meta=item)
             if req.with_body:
                 yield from self._body_chunks(txn, uid, rec, req.body_offset, req.body_length)

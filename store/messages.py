@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, mailboxes, uidset
+from store import bodies, mailbox_index, mailboxes, message_facts, save_dates, uidset
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
@@ -28,6 +28,8 @@ class NewMessage:
     # The indexed header text (mailbox_index.header_text); computed by the caller off the
     # committer thread when it can, else in append.
     header_text: bytes | None = None
+    # message_facts.compute of its header block, made off the committer thread like header_text.
+    facts: bytes | None = None
 
 
 def source_head(source: bodies.BodySource) -> bytes:
@@ -118,11 +120,17 @@ def append(
     for item in items:
         modseq += 1
         body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
+        facts = item.facts
+        if facts is None:
+            head = source_head(item.source)
+            facts = message_facts.compute(bodies.header_block(head), head)
+        message_facts.put(txn, dbs, body_id, facts)
         rec = MessageRecord(
             modseq, modseq, item.internal_date or now, item.tz_offset_minutes, item.source.size, body_id, item.flags
         )
         key = msg_key(mid, uid)
         txn.put(key, rec.pack(), db=dbs.messages)
+        save_dates.put(txn, dbs, mid, uid, now)
         u, d = _counts(rec)
         if d:
             txn.put(key, b"", db=dbs.deleted)
@@ -288,6 +296,7 @@ def remove(
         u, d = _counts(rec)
         unseen, deleted, size = unseen - u, deleted - d, size - rec.size
     mailbox_index.removed(txn, dbs, mid, (uid for uid, _ in victims))
+    save_dates.remove(txn, dbs, mid, (uid for uid, _ in victims))
     record = record.evolve(
         highestmodseq=modseq,
         messages=record.messages - len(victims),
@@ -349,6 +358,7 @@ def copy(
         charge_quota(txn, dbs, user, sum(r.size for _, r in sources), len(sources))
     uid, modseq = dest.uidnext, dest.highestmodseq + 1
     unseen, deleted, size = dest.unseen, dest.deleted, dest.size
+    now = int(time.time())
     metas: list[store_pb2.MessageMeta] = []
     indexed: list[tuple[int, MessageRecord, bytes]] = []
     for src_uid, rec in sources:
@@ -357,6 +367,7 @@ def copy(
         new = rec.evolve(modseq=modseq, added_modseq=modseq)
         key = msg_key(dest_id, uid)
         txn.put(key, new.pack(), db=dbs.messages)
+        save_dates.put(txn, dbs, dest_id, uid, now)
         u, d = _counts(new)
         if d:
             txn.put(key, b"", db=dbs.deleted)

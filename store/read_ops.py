@@ -11,7 +11,7 @@ from __future__ import annotations
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, messages, names, recent, uidset, users
+from store import bodies, mailboxes, message_facts, messages, names, recent, uidset, users
 from store.schema import Dbs
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
@@ -69,6 +69,8 @@ def fetch_batch(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
         if len(reply.metas) >= FETCH_BATCH_MAX_MESSAGES:
             return store_pb2.FetchBatchReply(truncated=True)
         item = messages.meta(uid, rec)
+        if req.with_message_facts:
+            message_facts.fill_meta(txn, dbs, req.mailbox_id, rec, item)
         if req.with_header:
             item.header = bodies.read_header(txn, dbs, rec.body_id)
             total += len(item.header)

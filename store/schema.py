@@ -35,6 +35,9 @@ DB_NAMES = (
     "header_index",  # mailbox_id u64, uid >> 4 u32 -> header-index segment (store/header_index.py)
     "flagsets",  # id u32 -> flag list (store/flag_sets.py)
     "flagset_ids",  # b"f" + flag list -> id u32
+    "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
+    "save_dates",  # mailbox_id u64, uid u32 -> unix seconds i64 (store/save_dates.py)
+    "metadata",  # user \0 mailbox_id u64 entry -> entry \0 value (store/metadata.py)
 )
 
 # Every process that opens the environment (store, local reader, compaction, full-text
@@ -86,6 +89,9 @@ class Dbs:
         self.header_index = handles["header_index"]
         self.flagsets = handles["flagsets"]
         self.flagset_ids = handles["flagset_ids"]
+        self.message_facts = handles["message_facts"]
+        self.save_dates = handles["save_dates"]
+        self.metadata = handles["metadata"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:
@@ -191,6 +197,12 @@ class MailboxRecord:
 _MESSAGE = struct.Struct(">QQqhQQ")
 _new_object = object.__new__
 MESSAGE_FLAGS_OFFSET = _MESSAGE.size  # the flags (space-separated ASCII) follow the fixed header
+_BODY_ID_OFFSET = _MESSAGE.size - 8
+
+
+def message_body_id(raw: bytes | memoryview) -> int:
+    """The body_id of a packed MessageRecord, without decoding the rest."""
+    return int(U64.unpack_from(raw, _BODY_ID_OFFSET)[0])
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ STATUS = {
     ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 PIPELINE_IN_FLIGHT = 64
@@ -179,6 +180,18 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
     def Status(self, request: store_pb2.StatusRequest, context: grpc.ServicerContext) -> store_pb2.MailboxInfo:
         with _errors(context):
             return self.store.status(request.user, request.name)
+
+    def GetMetadata(
+        self, request: store_pb2.GetMetadataRequest, context: grpc.ServicerContext
+    ) -> store_pb2.GetMetadataReply:
+        with _errors(context):
+            return self.store.get_metadata(request)
+
+    def SetMetadata(
+        self, request: store_pb2.SetMetadataRequest, context: grpc.ServicerContext
+    ) -> store_pb2.SetMetadataReply:
+        with _errors(context):
+            return self.store.set_metadata(request)
 
     def Select(self, request: store_pb2.SelectRequest, context: grpc.ServicerContext) -> store_pb2.SelectReply:
         with _errors(context):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import grpc
 
 from mailha_api import settings_pb2, settings_pb2_grpc
-from store import user_settings
+from store import delivery_log, user_settings
 from store.committer import WriteContext
 from store.engine import MailStore
 from store.servicer import _errors
@@ -50,7 +50,7 @@ class SettingsServicer(settings_pb2_grpc.SettingsServicer):
             records = list(request.records)
 
             def op(ctx: WriteContext) -> int:
-                return user_settings.record(ctx.txn, ctx.dbs, records)
+                return delivery_log.record(ctx.txn, ctx.dbs, records)
 
             return settings_pb2.RecordDeliveriesReply(kept=self.store.write(self._epoch(request.epoch), op))
 
@@ -58,5 +58,5 @@ class SettingsServicer(settings_pb2_grpc.SettingsServicer):
         self, request: settings_pb2.SearchDeliveriesRequest, context: grpc.ServicerContext
     ) -> settings_pb2.SearchDeliveriesReply:
         with _errors(context):
-            found = self.store.read(lambda txn: user_settings.search(txn, self.store.dbs, request))
+            found = self.store.read(lambda txn: delivery_log.search(txn, self.store.dbs, request))
             return settings_pb2.SearchDeliveriesReply(records=found)

@@ -1,30 +1,26 @@
-"""Per-user settings (forwarding, blocked sender domains, spam action, role) and the delivery log.
+"""Per-user settings (forwarding, blocked sender domains, spam action, role).
 
 LMDB operations only, in the caller's transaction. Settings are one record
 per user (the UserSettings message, serialized); validation lives here so
 every writer (web page, CLI, tests) gets the same rules. The delivery log is
-keyed by a big-endian sequence number and trimmed to `LOG_LIMIT` records, the
-oldest first.
+store/delivery_log.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import lmdb
 
 from mailha_api import settings_pb2
 from store import names
-from store.errors import InvalidArgument
-from store.schema import U64, Dbs
+from store.errors import Aborted, InvalidArgument
+from store.schema import Dbs
 from store.users import require_user
 
 MAX_BLOCKED_DOMAINS = 10
-LOG_LIMIT = 20_000
-SEARCH_LIMIT = 100
-# Records are appended in time order (give or take lmtpd clocks a little apart): a search with a
-# lower time bound stops this far past it instead of reading the whole log.
-CLOCK_SLACK_MS = 60_000
+REVISION_SIZE = 16
 _DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
@@ -39,6 +35,7 @@ def domain(value: str) -> str:
 def validated(settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
     out = settings_pb2.UserSettings()
     out.CopyFrom(settings)
+    out.revision = b""  # output only: never stored
     names.user_name(out.user)
     if out.forward_to:
         out.forward_to = names.address(out.forward_to.strip())
@@ -66,13 +63,27 @@ def get(txn: lmdb.Transaction, dbs: Dbs, user: str) -> settings_pb2.UserSettings
     if raw is not None:
         settings.ParseFromString(bytes(raw))
     settings.user = user
+    settings.revision = _revision(raw)
     return settings
+
+
+def _revision(raw: bytes | memoryview | None) -> bytes:
+    return hashlib.sha256(b"" if raw is None else bytes(raw)).digest()[:REVISION_SIZE]
+
+
+def require_revision(txn: lmdb.Transaction, dbs: Dbs, user: str, revision: bytes) -> None:
+    """Aborted unless the user's stored settings are still those `revision` was read from
+    (call before any write of the transaction: an append decided on them)."""
+    if _revision(txn.get(user.encode(), db=dbs.user_settings)) != revision:
+        raise Aborted(f"settings: {user}'s settings changed during the delivery; nothing was stored, try again")
 
 
 def put(txn: lmdb.Transaction, dbs: Dbs, settings: settings_pb2.UserSettings) -> settings_pb2.UserSettings:
     clean = validated(settings)
     require_user(txn, dbs, clean.user)
-    txn.put(clean.user.encode(), clean.SerializeToString(), db=dbs.user_settings)
+    raw = clean.SerializeToString()
+    txn.put(clean.user.encode(), raw, db=dbs.user_settings)
+    clean.revision = _revision(raw)  # what GetSettings answers from now on
     return clean
 
 
@@ -81,58 +92,3 @@ def disabled(txn: lmdb.Transaction, dbs: Dbs, user: str) -> bool:
     if raw is None:
         return False
     return settings_pb2.UserSettings.FromString(bytes(raw)).disabled
-
-
-# ---- the delivery log ------------------------------------------------------
-
-
-def record(txn: lmdb.Transaction, dbs: Dbs, records: list[settings_pb2.DeliveryRecord], limit: int = LOG_LIMIT) -> int:
-    """Append records (assigning seq), trim to `limit`; return how many the log now holds."""
-    cur = txn.cursor(db=dbs.delivery_log)
-    seq = U64.unpack(bytes(cur.key()))[0] if cur.last() else 0
-    for entry in records:
-        seq += 1
-        entry.seq = seq
-        txn.put(U64.pack(seq), entry.SerializeToString(), db=dbs.delivery_log)
-    kept = int(txn.stat(dbs.delivery_log)["entries"])
-    if kept > limit:
-        cur = txn.cursor(db=dbs.delivery_log)
-        cur.first()
-        for _ in range(kept - limit):
-            cur.delete()
-        kept = limit
-    return kept
-
-
-def matches(entry: settings_pb2.DeliveryRecord, query: settings_pb2.SearchDeliveriesRequest) -> bool:
-    if query.user and entry.user != query.user:
-        return False
-    if query.address:
-        needle = query.address.lower()
-        if needle not in entry.sender.lower() and needle not in entry.recipient.lower():
-            return False
-    if query.message_id and query.message_id.lower() not in entry.message_id.lower():
-        return False
-    if query.since_ms and entry.time_ms < query.since_ms:
-        return False
-    return not (query.until_ms and entry.time_ms > query.until_ms)
-
-
-def search(
-    txn: lmdb.Transaction, dbs: Dbs, query: settings_pb2.SearchDeliveriesRequest
-) -> list[settings_pb2.DeliveryRecord]:
-    """Newest first, at most query.limit (default SEARCH_LIMIT) records."""
-    limit = query.limit or SEARCH_LIMIT
-    out: list[settings_pb2.DeliveryRecord] = []
-    cur = txn.cursor(db=dbs.delivery_log)
-    if not cur.last():
-        return out
-    for value in cur.iterprev(keys=False, values=True):
-        entry = settings_pb2.DeliveryRecord.FromString(bytes(value))
-        if query.since_ms and entry.time_ms < query.since_ms - CLOCK_SLACK_MS:
-            break  # records are appended in time order: nothing older can match
-        if matches(entry, query):
-            out.append(entry)
-            if len(out) >= limit:
-                break
-    return out

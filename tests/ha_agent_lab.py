@@ -61,10 +61,14 @@ def cluster_yaml(cfg: ClusterConfig) -> dict[str, object]:
 class AgentLab:
     """A lab whose nodes run `mailha agent` in their namespaces."""
 
-    def __init__(self, lab: Lab, tmp: pathlib.Path, chroot: str, *, service_user: str | None = None) -> None:
+    def __init__(
+        self, lab: Lab, tmp: pathlib.Path, chroot: str, *, service_user: str | None = None, web_port: int = 0
+    ) -> None:
+        """web_port: every agent serves the web app there (0: no web app)."""
         self.tmp = tmp
         self.cfg = dataclasses.replace(
             lab.cfg,
+            ports=dataclasses.replace(lab.cfg.ports, web=web_port),
             storage=StorageConfig(path=tmp / "shared"),
             runtime_dir=tmp / "run",
             zookeeper=dataclasses.replace(lab.cfg.zookeeper, chroot=chroot),

@@ -56,7 +56,7 @@ def free_subnet() -> ipaddress.IPv4Network:
 
 
 def lab_config(
-    tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3, service_user: str = "root"
+    tmp_path: pathlib.Path, *, nodes: int = 2, zk_members: int = 3, service_user: str = "root", web_port: int = 0
 ) -> ClusterConfig:
     """A cluster config of its own (unique names, a free /28, free ports),
     written to tmp_path/cluster.yaml so agents started with --config read it.
@@ -95,6 +95,7 @@ def lab_config(
             "data_dir": str(tmp_path / "zk"),
         },
         "storage": {"path": str(tmp_path / "shared")},
+        "ports": {"web": web_port},  # no web app on the nodes unless a test asks
         "runtime_dir": str(tmp_path / "run"),
         "service_user": service_user,
     }

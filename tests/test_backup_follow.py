@@ -28,7 +28,7 @@ def test_follow_makes_incrementals_only_for_changes_and_the_chain_restores(tmp_p
             second = follower.step()
             assert second.created is not None and second.created.manifest.kind == "incremental"
             assert second.lag_seconds >= 0
-            # A password change alters no mailbox: the digest of the whole-copied databases sees it.
+            # A password change alters no mailbox: it is a committed write all the same.
             client.stub.SetPassword(
                 store_pb2.SetPasswordRequest(epoch=client.epoch(), name="alice", password="pw-alice-2")
             )

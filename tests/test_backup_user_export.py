@@ -108,7 +108,7 @@ def test_export_maildir_then_import_gives_the_same_messages_flags_and_dates(tmp_
         server.stop()
 
 
-def test_export_mbox_then_import_gives_the_same_messages_and_dates(tmp_path: pathlib.Path) -> None:
+def test_export_mbox_then_import_gives_the_same_messages_flags_and_dates(tmp_path: pathlib.Path) -> None:
     server = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
     try:
         with server.client() as client:
@@ -130,9 +130,10 @@ def test_export_mbox_then_import_gives_the_same_messages_and_dates(tmp_path: pat
                     client.stub.CreateMailbox(create)
                 sink = StoreSink(client, "carol", client.epoch())
                 run_import(MboxSource(out / path, name), sink, out=io.StringIO())
-                want = [(m.internal_date, m.data) for m in read_mailbox(client, "alice", name)[1]]
-                got = [(m.internal_date, m.data) for m in read_mailbox(client, "carol", name)[1]]
+                want = [(m.flags, m.internal_date, m.data) for m in read_mailbox(client, "alice", name)[1]]
+                got = [(m.flags, m.internal_date, m.data) for m in read_mailbox(client, "carol", name)[1]]
                 assert got == want, name
+            assert b"X-Keywords: $Label1\r\n" in (out / "INBOX.mbox").read_bytes()
     finally:
         server.stop()
 

@@ -6,6 +6,7 @@ Each damage is made on purpose and must be reported, naming the file.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import pathlib
 import shutil
@@ -15,10 +16,11 @@ import sys
 import lmdb
 import pytest
 
-from backup import ops
+from backup import ops, repository
 from backup.create import Created
 from backup.files import sha256_file
 from backup.manifest import MANIFEST
+from backup.status import read_status
 from backup.verify import verify
 from mailha_api import store_pb2
 from store.bodies import COMPRESSED
@@ -160,3 +162,30 @@ def test_cli_verify_exit_status_and_list(chain_of_two: tuple[Created, Created]) 
     )
     assert bad.returncode == 1
     assert "DAMAGED" in bad.stdout and "delta.bin: damaged" in bad.stdout
+
+
+def test_verify_result_is_recorded_for_the_console_and_a_damaged_backup_shows_so(
+    chain_of_two: tuple[Created, Created],
+) -> None:
+    full, incremental = chain_of_two
+    repo = incremental.path.parent
+    status = read_status(repo)
+    assert status is not None
+    assert (status.name, status.kind, status.verified) == (incremental.path.name, "incremental", None)
+    assert status.stored_bytes == incremental.manifest.stored_bytes
+    assert ops.run_verify(repo, out=io.StringIO()).ok
+    status = read_status(repo)
+    assert status is not None and status.verified is True and status.verify_time is not None
+    delta = incremental.path / "delta.bin"
+    _flip(delta, delta.stat().st_size // 3)
+    assert not ops.run_verify(repo, out=io.StringIO()).ok
+    status = read_status(repo)
+    assert status is not None and status.verified is False
+    # A verify of the older full backup says nothing about the newest one.
+    assert ops.run_verify(full.path, out=io.StringIO()).ok
+    status = read_status(repo)
+    assert status is not None and status.verified is None
+    values = repository.read_metrics(repo)
+    assert values["mailha_backup_last_verify_success"] == 1.0
+    verified_at = values["mailha_backup_last_verify_backup_timestamp_seconds"]
+    assert verified_at == pytest.approx(full.manifest.created, abs=1e-3)

@@ -19,6 +19,13 @@ def test_shipped_cluster_yaml_loads() -> None:
     assert cfg.zookeeper.hosts.count(",") == 2
     assert cfg.store.max_message_size == 20 * 1024 * 1024
     assert cfg.node("node2").namespace == "mailha-node2"
+    assert cfg.ports.web == 8443 and cfg.web.backup_repo is None
+
+
+def test_web_port_and_backup_repository() -> None:
+    cfg = config.parse({**BASE, "ports": {"web": 0}, "web": {"backup_repo": "/var/backups/mailha"}})
+    assert cfg.ports.web == 0  # no web app on the nodes
+    assert cfg.web.backup_repo == pathlib.Path("/var/backups/mailha") and cfg.web.backup_metrics_file is None
 
 
 BASE = {"nodes": [{"name": "a", "address": "192.0.2.11/24"}], "zookeeper": {"members": [{"client_port": 2181}]}}
@@ -31,6 +38,9 @@ BASE = {"nodes": [{"name": "a", "address": "192.0.2.11/24"}], "zookeeper": {"mem
         ({"nodes": [{"name": "a", "address": "not-an-ip/24"}]}, "nodes[0].address"),
         ({"nodes": [{"name": "a", "address": "192.0.2.11"}]}, "nodes[0].address"),
         ({"ports": {"imap": 70000}}, "ports.imap"),
+        ({"ports": {"web": -1}}, "ports.web"),
+        ({"web": {"backup_repo": ""}}, "web.backup_repo"),
+        ({"web": {"repo": "/x"}}, "web.repo: unknown key"),
         ({"store": {"max_message_size": "lots"}}, "store.max_message_size"),
         ({"colour": "blue"}, "colour: unknown key"),
         ({"fencing": ["reboot-everything"]}, "fencing[0]"),

@@ -13,6 +13,8 @@ import io
 import os
 import pathlib
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -132,8 +134,46 @@ def _real_agent_available() -> bool:
     return probe.returncode == 0
 
 
+@pytest.fixture
+def cfg_with_web(tmp_path: pathlib.Path) -> Iterator[ClusterConfig]:
+    config = lab_config(tmp_path, web_port=WEB_PORT)
+    try:
+        yield config
+    finally:
+        cluster.cluster_down(config, out=io.StringIO())
+
+
+WEB_PORT = 8443  # inside the lab's own namespaces
+
+
+def _login_page(host: str, timeout: float = 60.0) -> bytes:
+    """The web console's login page over HTTPS at host:WEB_PORT (retried while it starts)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the demo certificate
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with (
+                socket.create_connection((host, WEB_PORT), timeout=5) as raw,
+                context.wrap_socket(raw) as tls,
+            ):
+                tls.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                reply = b""
+                while chunk := tls.recv(65536):
+                    reply += chunk
+                return reply
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 @pytest.mark.slow
-def test_real_cluster_up_serves_imap_creates_the_demo_user_and_down_cleans(cfg: ClusterConfig) -> None:
+def test_real_cluster_up_serves_imap_and_the_console_on_every_node_and_down_cleans(
+    cfg_with_web: ClusterConfig,
+) -> None:
+    cfg = cfg_with_web
     if not _real_agent_available():
         pytest.skip("`mailha agent` is not available yet")
     active = cluster.cluster_up(cfg, timeout=90, out=io.StringIO())
@@ -142,6 +182,10 @@ def test_real_cluster_up_serves_imap_creates_the_demo_user_and_down_cleans(cfg: 
     assert greeting is not None and greeting.startswith(prefix)
     assert netns.holders_of(cfg, cfg.floating_ip.address.ip) == [active]
     assert cluster.create_demo_user(cfg, active) is False  # made by up already
+    # The console on each node's own address and on the floating IP (the active node's web).
+    for host in [str(n.address.ip) for n in cfg.nodes] + [str(cfg.floating_ip.address.ip)]:
+        page = _login_page(host)
+        assert page.startswith(b"HTTP/1.1 200") and b'name="password"' in page, (host, page[:300])
     cluster.cluster_down(cfg, out=io.StringIO())
     nothing_left(cfg)
 

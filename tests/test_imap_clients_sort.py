@@ -1,6 +1,6 @@
 """imaplib's sort()/thread() and IMAPClient's sort()/thread() against a real
 store + imapd process pair (implicit TLS): SORT, THREAD and WITHIN end to end,
-the SortKeys coming from the store's header fetch and then from the cache."""
+the SortKeys coming from the keys the store computed at append and then from the cache."""
 
 from __future__ import annotations
 

@@ -175,7 +175,14 @@ SEARCH_KEYS = st.recursive(
 @given(SEARCH_KEYS, MESSAGES)
 def test_random_search_trees_on_random_messages(key: S.SearchKey, data: bytes) -> None:
     view = MessageView(
-        uid=3, modseq=5, flags=("\\Seen",), internal_date=0, tz_offset_minutes=0, size=len(data), chunks=(data,)
+        uid=3,
+        modseq=5,
+        flags=("\\Seen",),
+        internal_date=0,
+        tz_offset_minutes=0,
+        size=len(data),
+        chunks=(data,),
+        save_date=0,
     )
     evaluator = SearchEvaluator(key, SearchContext(largest_seq=4, largest_uid=7, saved_uids=frozenset({3})))
     # NOT must always invert: evaluation is deterministic and total.

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from imapd.message.binary_content import BinaryContent, encode_binary_parts, part_content
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.protocol import fetch_spec as F
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
-from imapd.protocol.values import NIL, ChunkedLiteral, Literal, Number, Value, encode
-from mailparse.errors import MissingMessageData
+from imapd.protocol.values import NIL, ChunkedLiteral, Literal, Number, Raw, Value, encode
+from mailparse.errors import MissingMessageData, UnknownTransferEncoding
+from mailparse.mime_tree import parse_message
 from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
@@ -181,12 +183,77 @@ def test_binary_decodes_content_transfer_encoding() -> None:
         view_of(alt),
     )
     html = "<p>Schöne Grüße</p>".encode("iso-8859-1")
+    text = "Schöne Grüße aus Köln".encode()
+    # Decoded content goes out as literal8, as Dovecot sends it.
     assert pairs == [
-        (b"BINARY[1]", Literal("Schöne Grüße aus Köln".encode())),
-        (b"BINARY[2]", Literal(html)),
+        (b"BINARY[1]", Raw(b"~{%d}\r\n" % len(text) + text)),
+        (b"BINARY[2]", Raw(b"~{%d}\r\n" % len(html) + html)),
         (b"BINARY.SIZE[2]", Number(len(html))),
         (b"BINARY[5]", NIL),
     ]
     nul = b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
     [(_, value)] = render_fetch((F.BinarySection((1,)),), view_of(nul))
     assert encode(value) == b"~{3}\r\n\x00\x01\x02"
+
+
+NESTED_BINARY = (
+    b"Subject: outer\r\n"
+    b'Content-Type: multipart/mixed; boundary="o"\r\n'
+    b"\r\n"
+    b"--o\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding:\r\n quoted-printable\r\n"
+    b"\r\n"
+    b"a=3Db\r\n"
+    b"--o\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"Subject: inner\r\n"
+    b"Content-Transfer-Encoding: BASE64\r\n"
+    b"\r\n"
+    b"aGk=\r\n"
+    b"--o\r\n"
+    b"Content-Type: application/x-thing\r\n"
+    b"Content-Transfer-Encoding: x-uuencode\r\n"
+    b"\r\n"
+    b"begin\r\n"
+    b"--o--\r\n"
+)
+
+
+def test_binary_whole_and_message_parts_are_decoded_in_place() -> None:
+    root = parse_message(NESTED_BINARY)
+    # A folded field is rewritten whole; the leaf's body decoded.
+    assert part_content(root, (1,)) == BinaryContent(b"a=b", True)
+    inner = part_content(root, (2,))
+    assert inner == BinaryContent(b"Subject: inner\r\nContent-Transfer-Encoding: binary\r\n\r\nhi", True)
+    assert part_content(root, (2, 1)) == BinaryContent(b"hi", True)
+    assert part_content(root, (4,)) is None
+    # The whole message (and the multipart) holds a part we cannot decode: UNKNOWN-CTE.
+    for path in ((), (3,)):
+        with pytest.raises(UnknownTransferEncoding):
+            part_content(root, path)
+    plain = parse_message(b"Subject: x\r\n\r\nplain\r\n")
+    assert part_content(plain, ()) == BinaryContent(b"Subject: x\r\n\r\nplain\r\n", False)
+    assert part_content(plain, (1,)) == BinaryContent(b"plain\r\n", False)
+    [(_, value)] = render_fetch((F.BinarySection((1,)),), view_of(b"Subject: x\r\n\r\nplain\r\n"))
+    assert encode(value) == b"{7}\r\nplain\r\n"  # nothing decoded: a plain literal
+
+
+def test_appended_binary_parts_are_stored_as_base64_and_decode_back() -> None:
+    raw = bytes(range(256)) * 3
+    message = (
+        b"Subject: b\r\n"
+        b'Content-Type: multipart/mixed; boundary="z"\r\n\r\n'
+        b"--z\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: Binary\r\n\r\n"
+        + raw
+        + b"\r\n--z\r\nContent-Type: text/plain\r\n\r\nkept as it is\r\n--z--\r\n"
+    )
+    stored = encode_binary_parts(message)
+    assert b"\x00" not in stored and b"Content-Transfer-Encoding: base64\r\n" in stored
+    assert all(len(line) <= 76 for line in stored.split(b"\r\n"))
+    assert b"kept as it is" in stored
+    root = parse_message(stored)
+    assert part_content(root, (1,)) == BinaryContent(raw, True)
+    assert part_content(root, (2,)) == BinaryContent(b"kept as it is", False)
+    assert encode_binary_parts(b"Subject: none\r\n\r\ntext\r\n") == b"Subject: none\r\n\r\ntext\r\n"

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def test_bench_imap_spawn_runs_full_sessions(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "imap.json"
     argv = [sys.executable, "-m", "mailha.cli", "bench", "imap", "--spawn", "--clients", "4", "--seconds", "2"]
-    argv += ["--users", "2", "--procs", "2", "--idle", "1", "--json", "--output", str(out)]
+    argv += ["--users", "2", "--procs", "2", "--idle", "1", "--json", "--output", str(out), "--sort-messages", "200"]
     # A short TMPDIR: the store's unix socket path must stay under 108 bytes.
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="mhb-", dir="/tmp"))
     try:
@@ -38,5 +38,8 @@ def test_bench_imap_spawn_runs_full_sessions(tmp_path: pathlib.Path) -> None:
         assert commands[name]["count"] >= result["sessions"], name
     cpu = result["cpu_ms_per_session"]
     assert cpu["store"] > 0 and cpu["imapd"] > 0 and cpu["bench"] > 0
+    assert result["sort_messages"] == 200  # the keys, in the same output (bench/sort_bench.py)
+    for key in ("sort_10k_ms", "thread_10k_ms", "sort_10k_cold_ms", "thread_10k_cold_ms"):
+        assert 0 < result[key] < 60_000, key
     # The throwaway stack is gone: no temp dir left behind.
     assert not left_behind

@@ -215,11 +215,11 @@ CASES: list[tuple[bytes, c.Command]] = [
     (b"t1 UID SEARCH UNSEEN", c.Search(ss.SearchProgram(ss.FlagKey("\\Seen", False)), uid=True)),
     (
         b"t1 SEARCH CHARSET UTF-8 FROM alice",
-        c.Search(ss.SearchProgram(ss.HeaderKey("From", "alice"), "UTF-8")),
+        c.Search(ss.SearchProgram(ss.HeaderKey("From", "alice"), "UTF-8"), charset_given=True),
     ),
     (
         b"t1 SEARCH CHARSET UTF-8 SUBJECT {5+}\r\n\xc3\xa9t\xc3\xa9",
-        c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8")),
+        c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8"), charset_given=True),
     ),
     (
         b'"t1 SEARCH OR (FROM "a b" TO c) NOT SEEN 1:5,*'[1:],
@@ -303,7 +303,7 @@ CASES: list[tuple[bytes, c.Command]] = [
     ),
     (
         b"t1 UID SEARCH RETURN () CHARSET US-ASCII ALL",
-        c.Search(ss.SearchProgram(ss.AllKey()), uid=True, returns=frozenset({c.SearchReturn.ALL})),
+        c.Search(ss.SearchProgram(ss.AllKey()), uid=True, returns=frozenset({c.SearchReturn.ALL}), charset_given=True),
     ),
     (b"t1 SEARCH $", c.Search(ss.SearchProgram(ss.SequenceKey(SequenceSet((), saved=True))))),
     (b"t1 SEARCH YOUNGER 60", c.Search(ss.SearchProgram(ss.AgeKey(ss.AgeRelation.YOUNGER, 60)))),
@@ -341,6 +341,41 @@ CASES: list[tuple[bytes, c.Command]] = [
         b"t1 UID THREAD references US-ASCII SUBJECT x",
         c.Thread(ThreadAlgorithm.REFERENCES, ss.SearchProgram(ss.HeaderKey("Subject", "x"), "US-ASCII"), uid=True),
     ),
+    # RFC 5267 contexts
+    (b't1 CANCELUPDATE "a1" "b\\"2"', c.CancelUpdate(("a1", 'b"2'))),
+    (
+        b"t1 SEARCH RETURN (UPDATE PARTIAL 5:1 COUNT) ALL",
+        c.Search(
+            ss.SearchProgram(ss.AllKey()),
+            returns=frozenset({c.SearchReturn.UPDATE, c.SearchReturn.PARTIAL, c.SearchReturn.COUNT}),
+            partial=(1, 5),
+        ),
+    ),
+    (
+        b"t1 UID SORT RETURN (CONTEXT) (DATE) UTF-8 ALL",
+        c.Sort(
+            ((SortCriterion.DATE, False),),
+            ss.SearchProgram(ss.AllKey(), "UTF-8"),
+            uid=True,
+            returns=frozenset({c.SearchReturn.CONTEXT, c.SearchReturn.ALL}),
+        ),
+    ),
+    # RFC 4469 CATENATE, RFC 6855 UTF8 APPEND data
+    (
+        b't1 APPEND Drafts (\\Seen) CATENATE (URL "/INBOX/;UID=1" TEXT {3+}\r\nabc URL x)',
+        c.Append(
+            "Drafts",
+            (
+                c.AppendMessage(
+                    ("\\Seen",),
+                    None,
+                    b"",
+                    catenate=(c.CatenateUrl("/INBOX/;UID=1"), c.CatenateText(b"abc"), c.CatenateUrl("x")),
+                ),
+            ),
+        ),
+    ),
+    (b"t1 APPEND INBOX UTF8 (~{2+}\r\nhi)", c.Append("INBOX", (c.AppendMessage((), None, b"hi", True),))),
 ]
 
 
@@ -465,6 +500,17 @@ BAD_LINES = [
     b"t1 SORT RETURN (FIRST) (DATE) UTF-8 ALL",
     b"t1 SORT (" + b"DATE " * 40 + b"DATE) UTF-8 ALL",
     b"t1 THREAD SPAGHETTI UTF-8 ALL",
+    b"t1 CANCELUPDATE",
+    b"t1 CANCELUPDATE a1",
+    b"t1 SEARCH RETURN (PARTIAL 0:5) ALL",
+    b"t1 SEARCH RETURN (PARTIAL 1:*) ALL",
+    b"t1 SEARCH RETURN (ALL PARTIAL 1:5) ALL",
+    b"t1 SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL",
+    b"t1 APPEND INBOX CATENATE ()",
+    b"t1 APPEND INBOX CATENATE (FOO x)",
+    b"t1 APPEND INBOX CATENATE (URL)",
+    b"t1 APPEND INBOX UTF8 ({2+}\r\nhi)",
+    b"t1 APPEND INBOX UTF8 (~{2+}\r\nhi",
     b"t1 THREAD REFS ALL",
     b"t1 SEARCH YOUNGER 0",
     b"t1 SEARCH OLDER -5",

@@ -62,6 +62,10 @@ ARGS = st.sampled_from(
         b"9" * 5000,
         b"1:" + b"9" * 30,
         b"&" + b"A" * 3000 + b"-",
+        b'CATENATE (URL "/INBOX/;UID=1" TEXT',
+        b"CATENATE (",
+        b"UTF8 (",
+        b"RETURN (UPDATE PARTIAL 1:9)",
     ]
 )
 # A literal announcement followed by some bytes (right, too few or too many for its size).

@@ -103,7 +103,7 @@ def test_imaplib_session_through_the_core() -> None:
     typed = [e.command for e in commands]
     assert typed[0] == c.Login("bob@example.org", 'p"w d\\x')
     assert typed[1] == c.Select("Entw\u00fcrfe")
-    assert typed[2] == c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8"))
+    assert typed[2] == c.Search(ss.SearchProgram(ss.HeaderKey("Subject", "\u00e9t\u00e9"), "UTF-8"), charset_given=True)
     assert typed[3] == c.Fetch(
         SequenceSet.parse(b"1:*"),
         (fs.FLAGS, fs.BodySection(fs.Section((), fs.TextSpec.HEADER_FIELDS, ("From",)), peek=True)),

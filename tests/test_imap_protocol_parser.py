@@ -420,3 +420,37 @@ def test_mid_command_tells_when_the_client_still_owes_part_of_a_command() -> Non
     p.receive_data(b"pw")
     _drain_all(p)
     assert _mid(p)  # a small literal inside a command line
+
+
+def test_catenate_after_a_streamed_message_is_read_whole() -> None:
+    """MULTIAPPEND: the plain message streams; from the CATENATE on the rest is one AppendRest."""
+    wire = b'a APPEND Drafts {3+}\r\nabc (\\Seen) CATENATE (TEXT {2+}\r\nxy URL "/INBOX/;UID=1") UTF8 (~{2+}\r\nhi)\r\n'
+    for events in (
+        feed(CommandParser(authenticated=True), wire),
+        feed_bytewise(CommandParser(authenticated=True), wire),
+    ):
+        events = merge_chunks(events)
+        assert events == [
+            ev.AppendStart("a", "Drafts"),
+            ev.AppendMessageStart("a", (), None, 3, False),
+            ev.AppendChunk("a", b"abc"),
+            ev.AppendMessageEnd("a"),
+            ev.AppendRest(
+                "a",
+                (
+                    c.AppendMessage(
+                        ("\\Seen",), None, b"", catenate=(c.CatenateText(b"xy"), c.CatenateUrl("/INBOX/;UID=1"))
+                    ),
+                    c.AppendMessage((), None, b"hi", True),
+                ),
+            ),
+            ev.AppendEnd("a"),
+        ], events
+    # Without a literal after the CATENATE, and a syntax error in the rest.
+    events = merge_chunks(
+        feed(CommandParser(authenticated=True), b'a APPEND Drafts {1+}\r\nx CATENATE (URL "/a/;UID=1")\r\n')
+    )
+    assert isinstance(events[-2], ev.AppendRest) and events[-1] == ev.AppendEnd("a"), events
+    events = feed(CommandParser(authenticated=True), b"a APPEND Drafts {1+}\r\nx CATENATE (FOO)\r\nb NOOP\r\n")
+    assert isinstance(events[-2], ev.BadCommand) and events[-2].tag == "a", events
+    assert events[-1] == ev.CommandReceived("b", c.Noop()), events

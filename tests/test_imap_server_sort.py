@@ -147,16 +147,19 @@ async def test_sort_keys_are_cached_across_sessions() -> None:
         assert isinstance(store, FakeStore)
         await c.login()
         await _fill(c)
-        before = len(store.fetch_requests)
+        before, scans = len(store.fetch_requests), len(store.index_queries)
         assert _untagged(await c.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 1 4 2 3"
-        assert [r.with_header for r in store.fetch_requests[before:]] == [True]
+        # The keys the store keeps: one index scan, no header fetch.
+        assert store.fetch_requests[before:] == []
+        assert [q.with_sort_keys for q in store.index_queries[scans:]] == [True]
         async with connected(ports[0]) as other:
             await other.login()
             assert b"OK" in (await other.command("EXAMINE INBOX"))[-1]
-            before = len(store.fetch_requests)
+            before, scans = len(store.fetch_requests), len(store.index_queries)
             assert _untagged(await other.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 1 4 2 3"
             assert _untagged(await other.command("THREAD REFS UTF-8 ALL"), b"THREAD").startswith(b"* THREAD")
-            assert store.fetch_requests[before:] == []  # keys from the cache, no store call at all
+            # keys from the cache, no store call at all
+            assert store.fetch_requests[before:] == [] and store.index_queries[scans:] == []
 
 
 @trio_test

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from importer.maildir import DateFrom, MaildirSource, flags_from_name
-from importer.mbox import MboxSource, from_line_date
+from importer.mbox import MboxSource, from_line_date, split_flag_headers, with_flag_headers
 from importer.run import run_import
 from importer.store_sink import StoreSink
 from lmtpd.local_servers import LocalServers, local_servers
@@ -36,8 +36,9 @@ def test_mbox_parsing_unquotes_and_dates(tmp_path: pathlib.Path) -> None:
     src = MboxSource(path)
     (folder,) = list(src.folders())
     one, two, three = list(src.messages(folder))
+    # Status/X-Status are mbox metadata: flags, not part of the message (as in Dovecot).
     assert one.data == (
-        b"From: alice@x.test\r\nSubject: one\r\nStatus: RO\r\nX-Status: AF\r\n\r\n"
+        b"From: alice@x.test\r\nSubject: one\r\n\r\n"
         b"Hello\r\nFrom the quoted line\r\n>From twice quoted\r\nFrom inside a paragraph stays\r\n"
     )
     assert set(one.flags) == {"\\Seen", "\\Answered", "\\Flagged"}
@@ -47,6 +48,36 @@ def test_mbox_parsing_unquotes_and_dates(tmp_path: pathlib.Path) -> None:
     assert two.internal_date == from_line_date(b"From bob@x.test Mon Jan  5 08:00:00 2026")
     assert one.problems == two.problems == ()
     assert three.problems  # no header: imported, but reported
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"From: a@x.test\r\nSubject: s\r\n\r\nbody\r\n",
+        b"Subject: folded\r\n  on two lines\r\n\r\nbody\r\nStatus: RO in the body stays\r\n",
+        b"\r\nno header at all\r\n",
+        b"no empty line after this header-like text\r\n",
+        b" starts with white space, no empty line\r\n",
+        b"",
+    ],
+)
+def test_mbox_flag_headers_round_trip_bytes_and_flags(data: bytes) -> None:
+    flags = ("\\Seen", "\\Answered", "\\Deleted", "$Label1", "Work")
+    written = with_flag_headers(data, flags)
+    got_flags, got = split_flag_headers(written)
+    assert got == data
+    if written != data:  # only the white-space case writes none (they would fold its first line)
+        assert set(got_flags) == set(flags)
+    else:
+        assert data.startswith(b" ")
+
+
+def test_mbox_flag_headers_replace_old_ones_and_bound_keywords() -> None:
+    old = b"Subject: s\r\nStatus: RO\r\nX-Status: F\r\n\r\nbody\r\n"
+    assert with_flag_headers(old, ()) == b"Subject: s\r\nStatus: O\r\n\r\nbody\r\n"
+    hostile = b"X-Keywords: " + b" ".join(b"k%d" % n for n in range(10_000)) + b"\r\n\r\nbody\r\n"
+    flags, data = split_flag_headers(hostile)
+    assert len(flags) == 100 and data == b"\r\nbody\r\n"
 
 
 def test_maildir_flag_letters() -> None:

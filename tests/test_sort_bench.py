@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from bench import dovecot
 from bench.sort_bench import corpus
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -41,7 +42,34 @@ def test_bench_sort_reports_p50_keys(tmp_path: pathlib.Path) -> None:
     result = json.loads(done.stdout)
     assert result == json.loads(out.read_text())
     assert result["sort_messages"] == 300
-    for key in ("sort_cold_ms", "sort_10k_ms", "thread_10k_ms", "sort_search_10k_ms"):
+    for key in ("sort_10k_cold_ms", "thread_10k_cold_ms", "sort_10k_ms", "thread_10k_ms", "sort_search_10k_ms"):
         assert 0 < result[key] < 60_000, key
     assert len(result["sort_ms_all"]) == 2 and len(result["thread_ms_all"]) == 2
     assert not left_behind
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(dovecot.available() is not None, reason=str(dovecot.available()))
+def test_bench_sort_compares_with_dovecot_in_the_same_run(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "sort.json"
+    argv = [sys.executable, "-m", "mailha.cli", "bench", "sort", "--messages", "200", "--runs", "1", "--dovecot"]
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="mhs-", dir="/tmp"))
+    scratch.chmod(0o755)  # Dovecot's unprivileged processes must reach its directory inside
+    try:
+        env = {**os.environ, "TMPDIR": str(scratch)}
+        done = subprocess.run(
+            [*argv, "--json", "--output", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    for key in ("sort_10k_cold_ms", "thread_10k_cold_ms", "sort_10k_ms", "thread_10k_ms"):
+        assert result["dovecot_" + key] > 0, key
+        assert result[key.removesuffix("_ms") + "_vs_dovecot"] == round(result[key] / result["dovecot_" + key], 2)

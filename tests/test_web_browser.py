@@ -11,19 +11,29 @@ console error.
 from __future__ import annotations
 
 import imaplib
+import os
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from starlette.routing import Route
 
+from backup import repository
+from backup.manifest import read_manifest
 from mailha_api import settings_pb2
+from nodeconf import service_user
+from nodeconf.service_user import DEFAULT_SERVICE_USER
 from store.client import StoreClient
+from tests.store_fixtures import ROOT
 from tests.web_stack import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MOBILE, SHOTS, WebStack, web_stack  # noqa: F401
+from web import routes_admin, routes_auth, routes_user
 
 pytestmark = pytest.mark.integration
 # Chromium aborts requests when any interface address on the host changes; on a shared machine
@@ -179,7 +189,7 @@ def test_login_by_keyboard_and_admin_sees_the_status_the_store_has(visit: Visit,
         assert unlabelled_controls(page) == [], path
         visit.shoot(name)
     visit.go("/admin/graphs")
-    assert page.locator("svg.chart").count() == 5
+    assert page.locator("svg.chart").count() == 7
     assert "IMAP sessions" in (page.locator("svg.chart title").first.text_content() or "")
     visit.go("/admin/audit")
     assert "login" in page.locator("table").inner_text()
@@ -393,3 +403,130 @@ def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(
     web_log = (web_stack.data / "log" / "web.log").read_text()
     assert "web login failed: user=alice" in web_log
     assert "Wrong-Secret-42" not in web_log
+
+
+def _backup_as_service_user(*args: str) -> str:
+    """`mailha backup ...` as the account the web runs as (the repository is 0700: its owner's)."""
+    user = service_user.resolve(DEFAULT_SERVICE_USER)
+    assert user is not None
+    done = subprocess.run(
+        user.argv((sys.executable, "-m", "mailha.cli", "backup", *args), bind_low_ports=False),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+def _gauges(page: Page, stack: WebStack) -> dict[str, float]:
+    """The web's /metrics (no login needed), as name -> value."""
+    reply = page.context.request.get(stack.url + "/metrics")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain")
+    values = [line.rsplit(" ", 1) for line in reply.text().splitlines() if not line.startswith("#")]
+    return {name: float(value) for name, value in values}
+
+
+def test_console_shows_the_last_backup_and_prometheus_its_age(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+    page = visit.login("boss", "boss-password")
+    assert page.url.endswith("/admin")
+    repo = web_stack.backup_repo
+    assert page.locator("#backup-error").inner_text() == f"{repo}: no such backup repository"
+    assert _gauges(page, web_stack) == {"mailha_backup_status_readable": 0.0}
+
+    # As an operator sets it up: the repository belongs to the account the web runs as.
+    user = service_user.resolve(DEFAULT_SERVICE_USER)
+    assert user is not None
+    repo.mkdir(mode=0o700)
+    os.chown(repo, user.uid, user.gid)
+
+    _backup_as_service_user("create", str(repo), "--data", str(web_stack.data))
+    _backup_as_service_user("verify", str(repo))
+    full = read_manifest(repository.latest(repo))[0]
+    visit.go("/admin")
+    assert page.locator("#backup-kind").inner_text() == "full"
+    shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(full.created))
+    assert page.locator("#backup-time").inner_text() == shown
+    assert page.locator("#backup-size").inner_text() == f"{full.stored_bytes} bytes, {full.messages} messages"
+    assert page.locator("#backup-run").inner_text().startswith("succeeded at ")
+    assert page.locator("#backup-verify").inner_text().startswith("OK at ")
+    assert page.locator("#backup-age").inner_text().endswith(" s")
+    visit.shoot("admin-status-backups")
+    gauges = _gauges(page, web_stack)
+    age = gauges.pop("mailha_backup_last_good_age_seconds")
+    assert 0 <= age < 120 and time.time() - full.created >= age
+    assert gauges == {"mailha_backup_last_verify_ok": 1.0, "mailha_backup_status_readable": 1.0}
+
+    # An incremental is the newest now: its own kind, and not verified until verify runs on it.
+    _backup_as_service_user("create", str(repo), "--data", str(web_stack.data), "--since", "latest")
+    visit.go("/admin")
+    assert page.locator("#backup-kind").inner_text() == "incremental"
+    assert page.locator("#backup-verify").inner_text() == "not verified yet"
+    assert "mailha_backup_last_verify_ok" not in _gauges(page, web_stack)
+
+
+def test_graphs_show_commands_by_kind_p99_and_deliveries_from_the_front_ends(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+    page = visit.login("boss", "boss-password")
+    imap = imaplib.IMAP4("127.0.0.1", web_stack.imap_port)
+    try:
+        imap.login("alice", "alice-password")
+        imap.select("INBOX")
+        for _ in range(20):
+            imap.noop()
+        lmtp_deliver(web_stack, "graph@ok.test", "alice@example.test", b"Subject: graphed\r\n\r\nhi\r\n")
+
+        def chart(title: str) -> str:
+            return page.locator("svg.chart title", has_text=title).first.text_content() or ""
+
+        deadline = time.monotonic() + 30
+        while True:  # the sampler runs every second; a sample after the commands holds their rates
+            visit.go("/admin/graphs")
+            commands, p99, sessions = chart("Commands per second"), chart("p99 command latency"), chart("IMAP sessions")
+            deliveries = chart("Deliveries per second")
+            if "imapd NOOP" in commands and "imapd" in p99 and "lmtpd" in p99 and "sessions 1" in sessions:
+                break
+            assert time.monotonic() < deadline, (commands, p99, sessions, deliveries)
+            time.sleep(1)
+        assert "lmtpd " in commands  # lmtpd's own kinds beside imapd's (the 5 busiest kinds are drawn)
+        assert page.locator("svg.chart polyline").count() >= 6
+        visit.shoot("admin-graphs-busy")
+    finally:
+        imap.logout()
+
+
+def test_every_post_action_needs_the_csrf_token_and_refusals_are_audited(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
+
+    page = visit.login("boss", "boss-password")
+    request = visit.context.request
+    posts = [
+        r.path.replace("{name}", "alice").replace("{action}", "disable")
+        for r in [*routes_auth.ROUTES, *routes_user.ROUTES, *routes_admin.ROUTES]
+        if isinstance(r, Route) and r.methods and "POST" in r.methods
+    ]
+    assert len(posts) >= 12, posts
+    for path in posts:
+        reply = request.post(web_stack.url + path, form={"domain": "csrf.example", "confirm": "yes"}, max_redirects=0)
+        if path == "/login":  # its own token (a cookie set with the form): refused back to the form
+            assert reply.status == 303 and "expired" in reply.headers["location"], path
+        elif path == "/logout":  # the session stays
+            assert reply.status == 303 and "Stale" in reply.headers["location"], path
+        else:
+            assert reply.status == 403, (path, reply.status)
+    assert "csrf.example" not in settings_of(web_stack, "alice").blocked_domains
+    admin = web_stack.admin()
+    try:
+        assert not admin.settings("alice").disabled
+    finally:
+        admin.close()
+    visit.go("/admin/audit")
+    audit = page.locator("table").inner_text()
+    for path in posts:
+        if path not in ("/login", "/logout"):
+            assert path in audit, path
+    assert "refused: bad CSRF token" in audit
+    # With the token but without ticking the confirmation, a cluster action is refused too.
+    token = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    reply = request.post(web_stack.url + "/admin/pause", form={"csrf": token}, max_redirects=0)
+    assert reply.status == 303 and "confirmation" in reply.headers["location"]

@@ -9,18 +9,26 @@ the page follows it live, and the timeline, the audit and the graphs mark it.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, sync_playwright
 
+from haagent import netns
 from nodeconf.paths import store_socket_path
 from nodeconf.selfsigned import ensure_dev_certificate
 from store.admin import Admin
 from tests.ha_agent_lab import AgentLab
+from tests.ha_lab_fixtures import Lab
 from tests.imap_clients_stack import free_port
 from tests.test_ha_failover_agent import _start_pair
 from tests.web_stack import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MOBILE, SHOTS, _wait_port
@@ -94,6 +102,9 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             shots = SHOTS / "cluster"
             shots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shots / "admin-status-desktop.png"), full_page=True)
+            page.set_viewport_size(MOBILE)
+            page.screenshot(path=str(shots / "admin-status-mobile.png"), full_page=True)
+            page.set_viewport_size(DESKTOP)
 
             page.goto(url + "/admin/timeline")
             page.get_by_label("Switch over to").select_option(second)
@@ -134,9 +145,141 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             assert "switchover" in audit and "op" in audit and "drill from the browser test" in audit
             page.wait_for_timeout(1500)  # a few samples after the switchover
             page.goto(url + "/admin/graphs")
-            assert page.locator("svg.chart line.mark").count() >= 1
+            marks = [t for t in page.locator("svg.chart line.mark title").all_text_contents()]
+            # The operator's request and the takeover it caused, on the graphs' time axis.
+            assert any("op: switchover" in t and "drill from the browser test" in t for t in marks), marks
+            assert any(t.startswith(f"{second}: ") and "-> active" in t for t in marks), marks
             page.screenshot(path=str(shots / "admin-graphs-desktop.png"), full_page=True)
+            page.set_viewport_size(MOBILE)
+            page.screenshot(path=str(shots / "admin-graphs-mobile.png"), full_page=True)
             context.close()
         finally:
             browser.close()
     assert errors == []
+
+
+WEB_PORT = 8443  # inside the lab's namespaces: no other test's listener is there
+
+
+@pytest.fixture
+def web_lab(agent_lab_base: Lab, tmp_path: pathlib.Path) -> Iterator[AgentLab]:
+    """A lab whose agents each serve the web app on WEB_PORT, like `cluster up`'s nodes."""
+    lab = AgentLab(agent_lab_base, tmp_path, f"/web-{uuid.uuid4().hex[:12]}", web_port=WEB_PORT)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _goto(page: Page, url: str) -> None:
+    # Chromium aborts a load when any host interface changes (other tests' namespaces come and go).
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
+
+
+def _login(page: Page, base: str) -> None:
+    _goto(page, base + "/login")
+    page.get_by_label("User name or address").fill("op")
+    page.get_by_label("Password").fill("op-password")
+    with page.expect_navigation(timeout=60_000):  # the POST, then its redirect
+        page.get_by_role("button", name="Log in").click()
+    assert page.url == base + "/admin", f"{page.url}: {page.locator('main').inner_text()[:300]}"
+
+
+def _web_pid(lab: AgentLab, node: str) -> int | None:
+    """The `mailha web serve` process in the node's namespace (None: none running)."""
+    for pid in netns.pids_in_netns(lab.cfg.node(node).namespace):
+        try:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"web" in argv and b"serve" in argv and b"setpriv" not in argv[0]:
+            return pid
+    return None
+
+
+def _https_up(host: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, WEB_PORT), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing serves https://{host}:{WEB_PORT} after {timeout:.0f} s")
+
+
+def test_every_node_serves_the_console_and_the_survivor_keeps_it(web_lab: AgentLab) -> None:
+    lab = web_lab
+    first, second = _start_pair(lab)
+    admin = Admin.connect(f"unix:{store_socket_path(lab.cfg, first)}")
+    try:
+        admin.add_user("op", "op-password", 0)
+        admin.set_role("op", admin=True)
+    finally:
+        admin.close()
+    hosts = {
+        first: str(lab.cfg.node(first).address.ip),
+        second: str(lab.cfg.node(second).address.ip),
+        "floating": str(lab.cfg.floating_ip.address.ip),
+    }
+    for host in hosts.values():
+        _https_up(host)
+    # Supervised: the standby's web, killed, is started again by its agent.
+    killed = _web_pid(lab, second)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    lab.wait_for("the web restarted", lambda: _web_pid(lab, second) not in (None, killed), timeout=30)
+    _https_up(hosts[second])
+    status = _status_json(lab)
+    assert status["active"] == first
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, viewport=DESKTOP)
+            context.set_default_timeout(60_000)
+            pages: dict[str, Page] = {}
+            for name, host in hosts.items():
+                page = context.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                _login(page, f"https://{host}:{WEB_PORT}")
+                # Each node's own web (not a proxy): the same cluster, told by ZooKeeper.
+                assert page.locator("#active").inner_text() == first, name
+                assert page.locator("#epoch").inner_text() == str(status["epoch"]), name
+                assert page.locator("#fip").inner_text() == first, name
+                pages[name] = page
+            (SHOTS / "cluster").mkdir(parents=True, exist_ok=True)
+            pages["floating"].screenshot(path=str(SHOTS / "cluster" / "admin-status-floating-ip.png"), full_page=True)
+
+            pages.pop(first).close()
+            assert lab.kill_node(first) >= 4  # agent, store, lmtpd, imapd, web
+            lab.wait_for(f"{second} serving", lambda: lab.active() == second and lab.serves(), timeout=30)
+            after = _status_json(lab)
+            assert after["active"] == second and int(str(after["epoch"])) > int(str(status["epoch"]))
+            # The survivor's web, on its own address and on the floating IP it holds now: the
+            # pages opened before the failure update themselves (no reload) to the new active node.
+            for name in (second, "floating"):
+                page = pages[name]
+                if name == "floating":
+                    _login(page, f"https://{hosts['floating']}:{WEB_PORT}")  # another web behind the address now
+                page.wait_for_function(
+                    f"document.getElementById('active').textContent === {json.dumps(second)}", timeout=30_000
+                )
+                page.wait_for_function(
+                    f"document.getElementById('epoch').textContent === {json.dumps(str(after['epoch']))}",
+                    timeout=30_000,
+                )
+                assert page.locator("#fip").inner_text() == second
+            pages[second].screenshot(path=str(SHOTS / "cluster" / "admin-status-survivor.png"), full_page=True)
+            with pytest.raises(OSError):
+                socket.create_connection((hosts[first], WEB_PORT), timeout=1).close()
+            context.close()
+        finally:
+            browser.close()
+    assert [e for e in errors if "ERR_NETWORK_CHANGED" not in e and "Failed to load resource" not in e] == []

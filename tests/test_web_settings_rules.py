@@ -7,7 +7,7 @@ import pytest
 
 from lmtpd.personal_rules import Action, MessageFacts, SpamHeader, decide, message_facts
 from mailha_api import settings_pb2, store_pb2
-from store import user_settings
+from store import delivery_log, user_settings
 from store.engine import MailStore
 from store.errors import InvalidArgument, NotFound, Unauthenticated
 from web.login_limiter import WebLoginLimiter
@@ -65,14 +65,14 @@ def test_the_delivery_log_is_bounded_and_searchable(mail_store: MailStore) -> No
             message_id=f"<m{i}@a.test>",
         )  # fmt: skip
 
-    kept = mail_store.write(1, lambda ctx: user_settings.record(ctx.txn, ctx.dbs, [record(i) for i in range(30)], 25))
+    kept = mail_store.write(1, lambda ctx: delivery_log.record(ctx.txn, ctx.dbs, [record(i) for i in range(30)], 25))
     assert kept == 25
     found = mail_store.read(
-        lambda txn: user_settings.search(txn, mail_store.dbs, settings_pb2.SearchDeliveriesRequest(limit=100))
+        lambda txn: delivery_log.search(txn, mail_store.dbs, settings_pb2.SearchDeliveriesRequest(limit=100))
     )
     assert [r.message_id for r in found] == [f"<m{i}@a.test>" for i in range(29, 4, -1)]  # newest first, 5 oldest gone
     query = settings_pb2.SearchDeliveriesRequest(user="u", message_id="M2", since_ms=1021, until_ms=1027)
-    found = mail_store.read(lambda txn: user_settings.search(txn, mail_store.dbs, query))
+    found = mail_store.read(lambda txn: delivery_log.search(txn, mail_store.dbs, query))
     assert [r.message_id for r in found] == ["<m27@a.test>", "<m25@a.test>", "<m23@a.test>", "<m21@a.test>"]
 
 

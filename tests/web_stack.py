@@ -112,6 +112,10 @@ class WebStack:
         return f"https://127.0.0.1:{self.web_port}"
 
     @property
+    def backup_repo(self) -> pathlib.Path:
+        return self.data / "backups"
+
+    @property
     def store(self) -> str:
         return f"unix:{self.data / 'run' / 'store.sock'}"
 
@@ -150,6 +154,8 @@ def _web_stack(data: pathlib.Path) -> Iterator[WebStack]:
         "--imap-listen", f"127.0.0.1:{imap}", "--imaps-listen", f"127.0.0.1:{imaps}",
         "--allow-plaintext-login", "--web-sample-interval", "1",
         "--forward-relay", f"127.0.0.1:{sink.port}",
+        "--backup-repo", str(data / "backups"),
+        "--imapd-metrics-listen", f"127.0.0.1:{free_port()}", "--lmtpd-metrics-listen", f"127.0.0.1:{free_port()}",
     ]  # fmt: skip
     with open(out, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)

@@ -23,6 +23,20 @@ def register(sub: Any) -> None:
     s.add_argument("--key", type=pathlib.Path, default=None, help="TLS key")
     s.add_argument("--config", type=pathlib.Path, default=None, help="cluster.yaml: show the HA cluster's status")
     s.add_argument("--sample-interval", type=float, default=5.0, help="seconds between metric samples (default 5)")
+    s.add_argument(
+        "--scrape",
+        action="append",
+        default=[],
+        metavar="SERVICE=HOST:PORT",
+        help="graph this front end's Prometheus metrics (imapd, lmtpd); with --config the nodes' own are used",
+    )
+    s.add_argument("--backup-repo", type=pathlib.Path, default=None, help="backup repository the console reports on")
+    s.add_argument(
+        "--backup-metrics-file",
+        type=pathlib.Path,
+        default=None,
+        help="the backups' Prometheus textfile if not in the repository (backup create --metrics-file)",
+    )
     s.set_defaults(func=_serve)
 
 
@@ -43,12 +57,28 @@ def _serve(args: argparse.Namespace) -> int:
         except AdminError as exc:
             print(f"mailha web serve: {exc}", file=sys.stderr)
             return 2
+    scrape: list[tuple[str, str]] = []
+    for item in args.scrape:
+        service, sep, address = item.partition("=")
+        if not sep or service not in ("imapd", "lmtpd") or ":" not in address:
+            print(f"mailha web serve: --scrape {item!r}: expected imapd=HOST:PORT or lmtpd=HOST:PORT", file=sys.stderr)
+            return 2
+        scrape.append((service, address))
     cert, key = args.cert, args.key
     if cert is None or key is None:
         tls_dir = (args.data / "tls") if args.data else pathlib.Path("/var/lib/mailha-web/tls")
         cert, key = ensure_dev_certificate(tls_dir)
     return run_web(
         WebOptions(
-            store=store, listen=args.listen, cert=cert, key=key, cluster=cluster, sample_interval=args.sample_interval
+            store=store,
+            listen=args.listen,
+            cert=cert,
+            key=key,
+            cluster=cluster,
+            sample_interval=args.sample_interval,
+            backup_repo=args.backup_repo or (cluster.web.backup_repo if cluster is not None else None),
+            backup_metrics_file=args.backup_metrics_file
+            or (cluster.web.backup_metrics_file if cluster is not None else None),
+            scrape=tuple(scrape),
         )
     )

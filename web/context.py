@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from web.audit import AuditTrail
+from web.backup_panel import BackupPanel
 from web.login_limiter import WebLoginLimiter
 from web.metrics_sampler import MetricsSampler
 from web.node_status import NodeStatus
@@ -40,6 +41,7 @@ class WebDeps:
     audit: AuditTrail
     status: NodeStatus
     sampler: MetricsSampler
+    backups: BackupPanel
 
 
 def deps(request: Request) -> WebDeps:

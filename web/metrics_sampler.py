@@ -1,23 +1,27 @@
 """Samples each node's services every few seconds into a bounded in-memory history.
 
-Per sample and node: IMAP sessions (imapd's established TCP connections),
-deliveries/s (new delivery-log records since the last sample, from the
-store this web talks to), CPU % and resident memory per service, and the
-store's file size. `keep` samples per node (default 1,440: two hours at
-5 s); older ones fall off.
+Per sample and node: from the node's imapd and lmtpd Prometheus endpoints
+(when it has them: web/prom_scrape.py) IMAP sessions, commands/s by kind,
+deliveries/s and each service's p99 command latency over the interval;
+from /proc CPU % and resident memory per service and the store's file size.
+Without endpoints, IMAP sessions are imapd's established TCP connections and
+deliveries/s the new delivery-log records of the store this web talks to.
+`keep` samples per node (default 1,440: two hours at 5 s); older ones fall off.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 import anyio.to_thread
 
 from mailha_api import settings_pb2
+from web import prom_scrape
 from web.proc_probe import ProcessFacts, node_processes
+from web.prom_scrape import FrontEndReading
 from web.store_access import AdminError, StoreAccess
 
 SERVICES = ("store", "imapd", "lmtpd", "web")
@@ -31,19 +35,32 @@ class Sample:
     cpu_percent: dict[str, float]
     rss_mib: dict[str, float]
     store_mib: float | None
+    commands_per_s: dict[str, float] = field(default_factory=dict)  # "imapd FETCH" -> rate
+    p99_ms: dict[str, float] = field(default_factory=dict)  # service -> p99 command latency
 
 
 @dataclass
 class _NodeState:
     samples: deque[Sample]
     last_cpu: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (monotonic, cpu s)
+    last_reading: dict[str, tuple[float, FrontEndReading]] = field(default_factory=dict)  # service -> (monotonic, …)
 
 
 class MetricsSampler:
-    def __init__(self, store: StoreAccess, nodes: dict[str, str], *, interval: float = 5.0, keep: int = 1440) -> None:
-        """nodes: node name -> its store socket path."""
+    def __init__(
+        self,
+        store: StoreAccess,
+        nodes: dict[str, str],
+        *,
+        interval: float = 5.0,
+        keep: int = 1440,
+        endpoints: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        """nodes: node name -> its store socket path; endpoints: node -> service -> HOST:PORT
+        of that service's Prometheus metrics (imapd, lmtpd)."""
         self.store = store
         self.nodes = nodes
+        self.endpoints = endpoints or {}
         self.interval = interval
         self._state = {name: _NodeState(deque(maxlen=keep)) for name in nodes}
         self._last_delivery_ms = int(time.time() * 1000)
@@ -74,7 +91,40 @@ class MetricsSampler:
         self._last_time = time.monotonic()
         for name, socket_path in self.nodes.items():
             facts, size = await anyio.to_thread.run_sync(node_processes, socket_path)
-            self._state[name].samples.append(self._sample(self._state[name], facts, size, deliveries))
+            sample = self._sample(self._state[name], facts, size, deliveries)
+            endpoints = self.endpoints.get(name)
+            if endpoints:
+                sample = await self._with_front_ends(self._state[name], sample, endpoints)
+            self._state[name].samples.append(sample)
+
+    async def _with_front_ends(self, state: _NodeState, sample: Sample, endpoints: dict[str, str]) -> Sample:
+        """The sample with what the node's front ends export (a front end not running: zeros)."""
+        sessions = 0.0
+        deliveries = 0.0
+        commands: dict[str, float] = {}
+        p99: dict[str, float] = {}
+        for service, address in sorted(endpoints.items()):
+            reading = await anyio.to_thread.run_sync(prom_scrape.scrape, address)
+            now = time.monotonic()
+            before = state.last_reading.pop(service, None)
+            if reading is None:
+                continue
+            state.last_reading[service] = (now, reading)
+            if service == "imapd":
+                sessions = reading.sessions
+            if before is None:
+                continue
+            interval = prom_scrape.between(before[1], reading, now - before[0])
+            if interval is None:
+                continue
+            commands.update({f"{service} {k}": v for k, v in interval.commands_per_s.items()})
+            if service == "lmtpd":
+                deliveries = interval.deliveries_per_s
+            if interval.p99_s is not None:
+                p99[service] = interval.p99_s * 1000
+        return replace(
+            sample, imap_sessions=int(sessions), deliveries_per_s=deliveries, commands_per_s=commands, p99_ms=p99
+        )
 
     def _sample(self, state: _NodeState, facts: list[ProcessFacts], size: int | None, deliveries: float) -> Sample:
         now = time.monotonic()

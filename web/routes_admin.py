@@ -6,11 +6,13 @@ import time
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mailha_api import settings_pb2
+from web.backup_panel import human_age
 from web.context import WebDeps, back, checked_form, deps, page, peer, require_admin
+from web.metrics_sampler import Sample
 from web.node_status import OPERATOR_NODE
 from web.routes_user import MIN_PASSWORD, quota_view
 from web.store_access import AdminError
@@ -22,7 +24,22 @@ USER_SORTS = ("name", "usage", "percent", "messages")
 async def status_page(request: Request) -> Response:
     session = await require_admin(request)
     d = deps(request)
-    return page(request, "admin_status.html", session, status=await d.status.status(), mode=d.status.mode)
+    return page(
+        request,
+        "admin_status.html",
+        session,
+        status=await d.status.status(),
+        mode=d.status.mode,
+        backups=await d.backups.view(),
+        human_age=human_age,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus scrape, no login (times and a flag, nothing about users): the live age of the
+    last backup, which the backup run's own textfile can only give as of when it was written."""
+    text = await deps(request).backups.prometheus()
+    return PlainTextResponse(text, headers={"Cache-Control": "no-store"}, media_type="text/plain; version=0.0.4")
 
 
 async def status_json(request: Request) -> Response:
@@ -109,8 +126,21 @@ async def graphs(request: Request) -> Response:
     for node in d.sampler.nodes:
         samples = d.sampler.samples(node)
         services = sorted({s for x in samples for s in x.rss_mib})
+        kinds = _busiest({k: v for x in samples for k, v in x.commands_per_s.items()}, samples)
+        latency = sorted({s for x in samples for s in x.p99_ms})
         charts = [
             line_chart("IMAP sessions", {"sessions": [(x.time, float(x.imap_sessions)) for x in samples]}, marks),
+            line_chart(
+                "Commands per second by kind",
+                {k: [(x.time, x.commands_per_s.get(k, 0.0)) for x in samples] for k in kinds},
+                marks,
+            ),
+            line_chart(
+                "p99 command latency",
+                {s: [(x.time, x.p99_ms[s]) for x in samples if s in x.p99_ms] for s in latency},
+                marks,
+                unit=" ms",
+            ),
             line_chart(
                 "Deliveries per second", {"deliveries/s": [(x.time, x.deliveries_per_s) for x in samples]}, marks
             ),
@@ -135,6 +165,12 @@ async def graphs(request: Request) -> Response:
         ]
         nodes.append({"name": node, "charts": charts, "count": len(samples)})
     return page(request, "admin_graphs.html", session, nodes=nodes, interval=d.sampler.interval)
+
+
+def _busiest(seen: dict[str, float], samples: list[Sample], top: int = 5) -> list[str]:
+    """The `top` command kinds with the most commands over the samples (a chart stays legible)."""
+    totals = {k: sum(x.commands_per_s.get(k, 0.0) for x in samples) for k in seen}
+    return sorted(sorted(totals, key=lambda k: -totals[k])[:top])
 
 
 async def users(request: Request) -> Response:
@@ -268,6 +304,7 @@ async def audit(request: Request) -> Response:
 ROUTES = [
     Route("/admin", status_page),
     Route("/admin/status.json", status_json),
+    Route("/metrics", metrics),
     Route("/admin/timeline", timeline),
     Route("/admin/switchover", switchover, methods=["POST"]),
     Route("/admin/pause", pause, methods=["POST"]),

@@ -13,8 +13,10 @@ from hypercorn.trio import serve
 
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import store_socket_path
+from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
 from web.app import create_app
 from web.audit import AuditTrail
+from web.backup_panel import BackupPanel
 from web.context import WebDeps
 from web.login_limiter import WebLoginLimiter
 from web.metrics_sampler import MetricsSampler
@@ -34,21 +36,34 @@ class WebOptions:
     cluster: ClusterConfig | None = None
     sample_interval: float = 5.0
     node_name: str = "standalone"
+    backup_repo: pathlib.Path | None = None  # the repository whose last backup the console shows
+    backup_metrics_file: pathlib.Path | None = None  # its metrics textfile, if not in the repository
+    scrape: tuple[tuple[str, str], ...] = ()  # standalone: (service, HOST:PORT) of front-end metrics
 
 
 def build_deps(options: WebOptions) -> WebDeps:
     store = StoreAccess(options.store)
     if options.cluster is not None:
         nodes = {n.name: str(store_socket_path(options.cluster, n.name)) for n in options.cluster.nodes}
+        base = options.cluster.ports.metrics
+        endpoints = {
+            n.name: {
+                "imapd": f"{n.address.ip}:{base + IMAPD_METRICS_OFFSET}",
+                "lmtpd": f"{n.address.ip}:{base + LMTPD_METRICS_OFFSET}",
+            }
+            for n in options.cluster.nodes
+        }
     else:
         nodes = {options.node_name: options.store.removeprefix("unix:")}
+        endpoints = {options.node_name: dict(options.scrape)} if options.scrape else {}
     return WebDeps(
         store=store,
         sessions=SessionStore(),
         limiter=WebLoginLimiter(),
         audit=AuditTrail(),
         status=NodeStatus(store, options.cluster),
-        sampler=MetricsSampler(store, nodes, interval=options.sample_interval),
+        sampler=MetricsSampler(store, nodes, interval=options.sample_interval, endpoints=endpoints),
+        backups=BackupPanel(options.backup_repo, options.backup_metrics_file),
     )
 
 
@@ -65,6 +80,9 @@ def hypercorn_config(options: WebOptions) -> Config:
 
 def run_web(options: WebOptions) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The console reads the cluster's status through a new ZooKeeper connection per poll;
+    # kazoo would log two lines for each.
+    logging.getLogger("kazoo.client").setLevel(logging.WARNING)
     deps = build_deps(options)
     app = create_app(deps)
     config = hypercorn_config(options)

@@ -70,9 +70,8 @@ def line_chart(
         if pts:
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
             out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
-        out.append(
-            f'<text x="{LEFT + 6 + 110 * i}" y="{TOP + 14}" fill="{colour}" class="legend">{escape(name)}</text>'
-        )
+        lx, ly = LEFT + 6 + 140 * (i % 4), TOP + 14 + 14 * (i // 4)  # four names to a row
+        out.append(f'<text x="{lx}" y="{ly}" fill="{colour}" class="legend">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 

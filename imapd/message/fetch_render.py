@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from imapd.message import object_ids
+from imapd.message.binary_content import BinaryContent, part_content
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
 from imapd.message.envelope import envelope
-from imapd.message.sections import apply_partial, header_section, resolve_part, section_bytes, slice_chunks
+from imapd.message.sections import apply_partial, header_section, section_bytes, slice_chunks
 from imapd.protocol.fetch_spec import (
     BinarySection,
     BinarySize,
     BodySection,
     FetchAttribute,
     Partial,
+    PreviewItem,
     SimpleItem,
     SimpleKind,
 )
 from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
-from mailparse.decoding import decode_transfer
-from mailparse.mime_tree import Part
 from mailparse.view import MessageView, ParsedMessage
 
 RECENT = "\\Recent"
@@ -60,22 +61,12 @@ def _body_section(msg: ParsedMessage, item: BodySection) -> Value:
     return _whole(msg, item.partial)
 
 
-def _binary_literal(data: bytes) -> Value:
-    # literal8 (RFC 3516) when the content holds NUL, which a plain literal may not.
-    if b"\x00" in data:
+def _binary_value(content: BinaryContent, partial: Partial | None) -> Value:
+    data = apply_partial(content.data, partial)
+    # literal8 (RFC 3516) for decoded/binary content; a plain literal may not carry NUL in any case.
+    if content.needs_literal8 or b"\x00" in data:
         return Raw(b"~{%d}\r\n" % len(data) + data)
     return Literal(data)
-
-
-def _binary_content(msg: ParsedMessage, part_path: tuple[int, ...]) -> bytes | None:
-    if not part_path:
-        return msg.full()
-    part: Part | None = resolve_part(msg.tree(), part_path)
-    if part is None:
-        return None
-    if part.children:
-        return part.body
-    return decode_transfer(part.body, part.encoding)
 
 
 def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]:
@@ -93,6 +84,15 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
             value = String(format_internal_date(view.internal_date, view.tz_offset_minutes))
         elif kind is SimpleKind.RFC822_SIZE:
             value = Number(view.size)
+        elif kind is SimpleKind.SAVEDATE:
+            # RFC 8514: NIL when the mailbox keeps no save dates; ours all do (the store
+            # gives the internal date for a message saved before it kept them).
+            saved = view.save_date
+            value = NIL if saved is None else String(format_internal_date(saved, 0))
+        elif kind is SimpleKind.EMAILID:
+            value = NIL if view.email_id is None else List((Atom(object_ids.email_id(view.email_id)),))
+        elif kind is SimpleKind.THREADID:
+            value = NIL  # RFC 8474 5.2: no thread ids kept (imapd/message/object_ids.py)
         elif kind is SimpleKind.ENVELOPE:
             value = envelope(msg.header())
         elif kind is SimpleKind.RFC822:
@@ -109,13 +109,16 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
     if isinstance(item, BodySection):
         return item.label(), _body_section(msg, item)
     if isinstance(item, BinarySection):
-        content = _binary_content(msg, item.part)
+        content = part_content(msg.tree(), item.part)
         if content is None:
             return item.label(), NIL
-        return item.label(), _binary_literal(apply_partial(content, item.partial))
+        return item.label(), _binary_value(content, item.partial)
     if isinstance(item, BinarySize):
-        content = _binary_content(msg, item.part)
-        return item.label(), Number(0 if content is None else len(content))
+        content = part_content(msg.tree(), item.part)
+        return item.label(), Number(0 if content is None else len(content.data))
+    if isinstance(item, PreviewItem):
+        text: Value = NIL if view.preview is None else String(view.preview.encode("utf-8", "surrogatepass"))
+        return item.label(), List((Atom("FUZZY"), text)) if item.fuzzy else text
     assert_never(item)
 
 

@@ -31,6 +31,7 @@ from imapd.protocol.search_spec import (
     HeaderKey,
     ModSeqKey,
     NotKey,
+    ObjectIdKey,
     OrKey,
     SearchKey,
     SequenceKey,
@@ -82,6 +83,8 @@ def plan(key: SearchKey) -> IndexPlan | None:
             sizes_dates = True
         if isinstance(node, SizeKey):
             sizes_dates = True
+        if isinstance(node, ObjectIdKey):
+            return None  # the ids are not in the index columns
         if isinstance(node, SequenceKey) and not isinstance(node.matcher, SequenceSet):
             return None
         if isinstance(node, HeaderKey):
@@ -185,6 +188,8 @@ class IndexTable:
         if isinstance(key, (BodyKey, TextKey)):
             at = p.text_queries.index((key.value.casefold(), isinstance(key, BodyKey)))
             return self._everything() & self.text_hits[at]
+        if isinstance(key, ObjectIdKey):
+            raise TypeError("plan() keeps object-id keys off the index")
         assert_never(key)
 
     def _sequence(self, key: SequenceKey, context: SearchContext, session_uids: Sequence[int]) -> set[int]:

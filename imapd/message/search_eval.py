@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from imapd.message import object_ids
 from imapd.message.dates import header_calendar_date, internal_calendar_date
 from imapd.protocol.search_spec import (
     AgeKey,
@@ -29,6 +30,8 @@ from imapd.protocol.search_spec import (
     HeaderKey,
     ModSeqKey,
     NotKey,
+    ObjectIdKey,
+    ObjectIdKind,
     OrKey,
     SearchKey,
     SequenceKey,
@@ -38,6 +41,7 @@ from imapd.protocol.search_spec import (
 )
 from imapd.protocol.sequence import SequenceSet
 from mailparse import search_text
+from mailparse.errors import MissingMessageData
 from mailparse.headers import first_value
 from mailparse.search_fields import search_values
 from mailparse.view import MessageView, ParsedMessage
@@ -141,6 +145,12 @@ class SearchEvaluator:
             if key.relation is AgeRelation.YOUNGER:
                 return view.internal_date >= self.context.now - key.seconds
             return view.internal_date <= self.context.now - key.seconds
+        if isinstance(key, ObjectIdKey):
+            if key.kind is ObjectIdKind.THREADID:
+                return False  # no thread ids (imapd/message/object_ids.py)
+            if view.email_id is None:
+                raise MissingMessageData(f"uid {view.uid}: the EMAILID was not fetched")
+            return object_ids.email_id(view.email_id) == key.value
         if isinstance(key, HeaderKey):
             needle = key.value.casefold()
             name = key.field.lower().encode("ascii", "replace")
@@ -168,6 +178,10 @@ class SearchEvaluator:
             sent = header_calendar_date(first_value(msg.parsed.fields(), b"date"))
             if sent is not None:
                 return sent
+        if field is DateField.SAVED:
+            if view.save_date is None:
+                raise MissingMessageData(f"uid {view.uid}: the save date was not fetched")
+            return internal_calendar_date(view.save_date, 0)
         return internal_calendar_date(view.internal_date, view.tz_offset_minutes)
 
 

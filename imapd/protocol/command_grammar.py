@@ -19,7 +19,7 @@ from imapd.protocol.errors import ParseError
 from imapd.protocol.fetch_grammar import fetch_attributes
 from imapd.protocol.reader import Reader
 from imapd.protocol.search_grammar import search_program
-from imapd.protocol.search_spec import UnsupportedCharset
+from imapd.protocol.search_spec import SearchProgram, UnsupportedCharset
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 
@@ -38,12 +38,14 @@ _BASE64: Final = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 class CommandParseError(ParseError):
     """A ParseError that knows the tag (None when not even the tag was readable)."""
 
-    def __init__(self, tag: str | None, message: str, *, charset: bool = False) -> None:
+    def __init__(self, tag: str | None, message: str, *, charset: bool = False, forgets_saved: bool = False) -> None:
         super().__init__(message)
         self.tag = tag
         self.message = message
         # True for an unknown SEARCH CHARSET: answered NO [BADCHARSET], not BAD.
         self.bad_charset = charset
+        # That NO answers a RETURN (SAVE): the saved result becomes empty (RFC 5182 2.1).
+        self.forgets_saved = forgets_saved
 
 
 def split_tag(line: bytes) -> str | None:
@@ -74,7 +76,9 @@ def parse_command(
         reader.sp()
         return tag, _command(reader)
     except UnsupportedCharset as exc:
-        raise CommandParseError(tag, f"unsupported charset {str(exc)[:30]}", charset=True) from None
+        raise CommandParseError(
+            tag, f"unsupported charset {str(exc)[:30]}", charset=True, forgets_saved=exc.saving
+        ) from None
     except ParseError as exc:
         raise CommandParseError(tag, str(exc)) from None
 
@@ -356,11 +360,50 @@ def _append(r: Reader) -> c.Command:
     messages: list[c.AppendMessage] = []
     while r.maybe_sp():
         flags, date = append_message_head(r)
+        if r.peek_word() == b"CATENATE":
+            messages.append(c.AppendMessage(flags, date, b"", catenate=_catenate_parts(r)))
+            continue
+        if r.peek_word() == b"UTF8":  # UTF8 "(" literal8 ")" (RFC 6855 4)
+            r.atom()
+            r.sp()
+            r.expect(0x28)
+            if not r.literal_is_binary():
+                raise ParseError("UTF8 APPEND data is a literal8 (~{n})")
+            messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), True))
+            r.expect(0x29)
+            continue
         binary = r.literal_is_binary()
         messages.append(c.AppendMessage(flags, date, r.literal(binary_ok=True), binary))
     if not messages:
         raise ParseError("APPEND needs a message literal")
     return c.Append(mailbox, tuple(messages))
+
+
+# Parts of one CATENATE; more is abuse (each URL costs a store fetch).
+MAX_CATENATE_PARTS: Final = 64
+
+
+def _catenate_parts(r: Reader) -> tuple[c.CatenatePart, ...]:
+    """CATENATE SP "(" cat-part *(SP cat-part) ")" (RFC 4469 5), cat-part = TEXT SP literal / URL SP astring."""
+    r.atom()
+    r.sp()
+    r.expect(0x28)
+    parts: list[c.CatenatePart] = []
+    while True:
+        kind = r.keyword()
+        r.sp()
+        if kind == "TEXT":
+            parts.append(c.CatenateText(r.literal(binary_ok=True)))  # literal8 too, with BINARY (RFC 4469 6)
+        elif kind == "URL":
+            parts.append(c.CatenateUrl(r.astring().decode("utf-8", "replace")))
+        else:
+            raise ParseError("CATENATE parts are TEXT or URL")
+        if len(parts) > MAX_CATENATE_PARTS:
+            raise ParseError("too many CATENATE parts")
+        if not r.maybe_sp():
+            break
+    r.expect(0x29)
+    return tuple(parts)
 
 
 def _enable(r: Reader) -> c.Command:
@@ -375,6 +418,66 @@ def _enable(r: Reader) -> c.Command:
 def _getquota(r: Reader) -> c.Command:
     r.sp()
     return c.GetQuota(r.astring_str())
+
+
+_METADATA_DEPTHS: Final = {"0": 0, "1": 1, "INFINITY": c.METADATA_DEPTH_INFINITY}
+_MAX_METADATA_ENTRIES: Final = 500  # as the store's bound (store/metadata.py)
+
+
+def _getmetadata(r: Reader) -> c.Command:
+    r.sp()
+    max_size: int | None = None
+    depth = 0
+    if r.maybe(0x28):
+        while True:
+            option = r.keyword()
+            r.sp()
+            if option == "MAXSIZE":
+                max_size = r.number()
+            elif option == "DEPTH":
+                word = r.keyword()
+                if word not in _METADATA_DEPTHS:
+                    raise ParseError("DEPTH is 0, 1 or infinity")
+                depth = _METADATA_DEPTHS[word]
+            else:
+                raise ParseError("unknown GETMETADATA option")
+            if not r.maybe_sp():
+                break
+        r.expect(0x29)
+        r.sp()
+    mailbox = r.mailbox_or_server()
+    r.sp()
+    entries = [r.astring_str()] if not r.maybe(0x28) else _metadata_names(r)
+    return c.GetMetadata(mailbox, tuple(entries), max_size, depth)
+
+
+def _metadata_names(r: Reader) -> list[str]:
+    names = [r.astring_str()]
+    while r.maybe_sp():
+        names.append(r.astring_str())
+        if len(names) > _MAX_METADATA_ENTRIES:
+            raise ParseError("too many metadata entries")
+    r.expect(0x29)
+    return names
+
+
+def _setmetadata(r: Reader) -> c.Command:
+    r.sp()
+    mailbox = r.mailbox_or_server()
+    r.sp()
+    r.expect(0x28)
+    pairs: list[tuple[str, bytes | None]] = []
+    while True:
+        name = r.astring_str()
+        r.sp()
+        value = r.literal(binary_ok=True) if r.literal_is_binary() else r.nstring()  # value = nstring / literal8
+        pairs.append((name, value))
+        if len(pairs) > _MAX_METADATA_ENTRIES:
+            raise ParseError("too many metadata entries")
+        if not r.maybe_sp():
+            break
+    r.expect(0x29)
+    return c.SetMetadata(mailbox, tuple(pairs))
 
 
 def _setquota(r: Reader) -> c.Command:
@@ -400,44 +503,82 @@ def _setquota(r: Reader) -> c.Command:
 def _search(uid: bool) -> Callable[[Reader], c.Command]:
     def parse(r: Reader) -> c.Command:
         r.sp()
-        returns = _return_options(r)
+        returns, partial = _return_options(r)
         charset = "US-ASCII"
-        if r.peek_word() == b"CHARSET":
+        given = r.peek_word() == b"CHARSET"
+        if given:
             r.atom()
             r.sp()
             charset = r.astring_str()
             r.sp()
-        return c.Search(search_program(r, charset), uid, returns)
+        return c.Search(_program(r, charset, returns), uid, returns, partial, given)
 
     return parse
 
 
-def _return_options(r: Reader) -> frozenset[c.SearchReturn] | None:
-    """[RETURN (opts) SP] of SEARCH (RFC 4731) and SORT (RFC 5267); None when absent."""
+def _program(r: Reader, charset: str, returns: frozenset[c.SearchReturn] | None) -> SearchProgram:
+    try:
+        return search_program(r, charset)
+    except UnsupportedCharset as exc:
+        raise UnsupportedCharset(str(exc), saving=returns is not None and c.SearchReturn.SAVE in returns) from None
+
+
+def _return_options(r: Reader) -> tuple[frozenset[c.SearchReturn] | None, tuple[int, int] | None]:
+    """[RETURN (opts) SP] of SEARCH (RFC 4731, 5267) and SORT (RFC 5267): (options, PARTIAL range);
+    options None when absent."""
     if r.peek_word() != b"RETURN":
-        return None
+        return None, None
     r.atom()
     r.sp()
     r.expect(0x28)
     opts: set[c.SearchReturn] = set()
+    partial: tuple[int, int] | None = None
     if not r.maybe(0x29):
         while True:
             opt = _SEARCH_RETURN.get(r.keyword())
             if opt is None:
                 raise ParseError("unknown RETURN option")
+            if opt is c.SearchReturn.PARTIAL:
+                if partial is not None:
+                    raise ParseError("PARTIAL can be used only once")
+                r.sp()
+                partial = _partial_range(r)
             opts.add(opt)
             if not r.maybe_sp():
                 break
         r.expect(0x29)
     r.sp()
-    # RETURN () means ALL (RFC 4731 section 3.1); SAVE alone saves without output.
-    return frozenset(opts) if opts else frozenset({c.SearchReturn.ALL})
+    if partial is not None and c.SearchReturn.ALL in opts:
+        raise ParseError("PARTIAL conflicts with ALL")  # RFC 5267 4.4
+    # RETURN () means ALL (RFC 4731 section 3.1), so does a lone CONTEXT hint; SAVE alone saves without output.
+    if not opts - {c.SearchReturn.CONTEXT}:
+        opts.add(c.SearchReturn.ALL)
+    return frozenset(opts), partial
+
+
+def _partial_range(r: Reader) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 5); 500:400 is 400:500."""
+    first = r.nz_number()
+    r.expect(0x3A)
+    second = r.nz_number()
+    return (first, second) if first <= second else (second, first)
+
+
+def _cancel_update(r: Reader) -> c.Command:
+    tags: list[str] = []
+    while r.maybe_sp():
+        tags.append(r.quoted().decode("utf-8", "replace"))
+        if len(tags) > 100:
+            raise ParseError("too many tags")
+    if not tags:
+        raise ParseError("CANCELUPDATE needs at least one tag")
+    return c.CancelUpdate(tuple(tags))
 
 
 def _sort(uid: bool) -> Callable[[Reader], c.Command]:
     def parse(r: Reader) -> c.Command:
         r.sp()
-        returns = _return_options(r)
+        returns, partial = _return_options(r)
         r.expect(0x28)
         criteria: list[tuple[SortCriterion, bool]] = []
         while True:
@@ -458,7 +599,7 @@ def _sort(uid: bool) -> Callable[[Reader], c.Command]:
         r.sp()
         charset = r.astring_str()  # mandatory in SORT and THREAD (RFC 5256 search-criteria)
         r.sp()
-        return c.Sort(tuple(criteria), search_program(r, charset), uid, returns)
+        return c.Sort(tuple(criteria), _program(r, charset, returns), uid, returns, partial)
 
     return parse
 
@@ -602,6 +743,8 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,
+    "GETMETADATA": _getmetadata,
+    "SETMETADATA": _setmetadata,
     "CHECK": _no_args(c.Check()),
     "CLOSE": _no_args(c.Close()),
     "UNSELECT": _no_args(c.Unselect()),
@@ -614,6 +757,7 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "COPY": _copy_move(c.Copy, False),
     "MOVE": _copy_move(c.Move, False),
     "UID": _uid,
+    "CANCELUPDATE": _cancel_update,
 }
 
 # Every command name the grammar knows (the parser tells unknown commands from bad ones with it).

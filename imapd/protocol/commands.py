@@ -138,6 +138,7 @@ class StatusItem(enum.Enum):
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162
     SIZE = "SIZE"  # RFC 8438
     DELETED = "DELETED"  # RFC 9051
+    MAILBOXID = "MAILBOXID"  # RFC 8474
 
 
 class ListSelection(enum.Enum):
@@ -186,13 +187,32 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenateText:
+    """TEXT literal of a CATENATE (RFC 4469)."""
+
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateUrl:
+    """URL of a CATENATE (RFC 4469): an IMAP URL (RFC 5092), resolved by the session."""
+
+    url: str
+
+
+CatenatePart = CatenateText | CatenateUrl
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
-    """One message of an APPEND: flags, optional INTERNALDATE, and its bytes."""
+    """One message of an APPEND: flags, optional INTERNALDATE, and its bytes (or the
+    CATENATE parts that make them, `data` then empty)."""
 
     flags: tuple[str, ...]
     internal_date: datetime.datetime | None
     data: bytes = field(repr=False)
     binary: bool = False  # sent as literal8 ~{n} (RFC 3516)
+    catenate: tuple[CatenatePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +258,27 @@ class SetQuota:
 
 
 @dataclass(frozen=True, slots=True)
+class GetMetadata:
+    """GETMETADATA (RFC 5464 4.2); mailbox "" names the server."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    max_size: int | None = None
+    depth: int = 0  # 0, 1, or METADATA_DEPTH_INFINITY
+
+
+METADATA_DEPTH_INFINITY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    """SETMETADATA (RFC 5464 4.3): (entry, value or None to remove) pairs."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     pass
 
@@ -260,13 +301,19 @@ class Expunge:
 
 
 class SearchReturn(enum.Enum):
-    """ESEARCH RETURN options (RFC 4731) and SAVE (RFC 5182)."""
+    """ESEARCH RETURN options (RFC 4731), SAVE (RFC 5182), CONTEXT/UPDATE/PARTIAL (RFC 5267).
+
+    PARTIAL's range travels in the command's `partial` field.
+    """
 
     MIN = "MIN"
     MAX = "MAX"
     COUNT = "COUNT"
     ALL = "ALL"
     SAVE = "SAVE"
+    CONTEXT = "CONTEXT"  # a hint only (RFC 5267 4.2)
+    UPDATE = "UPDATE"  # keep the result and report ADDTO/REMOVEFROM (RFC 5267 4.3)
+    PARTIAL = "PARTIAL"  # the results lo..hi of the result list (RFC 5267 4.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +327,8 @@ class Search:
     program: SearchProgram
     uid: bool = False
     returns: frozenset[SearchReturn] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), 1-based, lo <= hi
+    charset_given: bool = False  # CHARSET x was written (refused once UTF8=ACCEPT is on, RFC 6855 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +343,14 @@ class Sort:
     program: SearchProgram
     uid: bool = False
     returns: frozenset[SearchReturn] | None = None
+    partial: tuple[int, int] | None = None  # as for Search, in sort order
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE "tag" ... (RFC 5267 4.3.5): stop the updates of these searching commands."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,12 +436,15 @@ Command = (
     | GetQuota
     | GetQuotaRoot
     | SetQuota
+    | GetMetadata
+    | SetMetadata
     | Check
     | Close
     | Unselect
     | Expunge
     | Search
     | Sort
+    | CancelUpdate
     | Thread
     | Fetch
     | Store

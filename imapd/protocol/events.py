@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
-from imapd.protocol.commands import Command
+from imapd.protocol.commands import AppendMessage, Command
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,8 @@ class BadCommand:
     tag: str | None
     text: str
     reason: BadReason = BadReason.SYNTAX
+    # A NO [BADCHARSET] to a RETURN (SAVE): the saved search result is now empty (RFC 5182 2.1).
+    forgets_saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,15 @@ class AppendChunk:
 @dataclass(frozen=True, slots=True)
 class AppendMessageEnd:
     tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRest:
+    """The rest of a streamed APPEND, read whole because a CATENATE message (RFC 4469) follows the
+    streamed ones: these messages come after them; AppendEnd follows."""
+
+    tag: str
+    messages: tuple[AppendMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,7 @@ Event = (
     | AppendMessageStart
     | AppendChunk
     | AppendMessageEnd
+    | AppendRest
     | AppendEnd
     | CommandDiscarded
     | IdleDone

@@ -13,6 +13,8 @@ from imapd.protocol.reader import Reader
 _NAME: Final = re.compile(rb"[A-Za-z0-9.]+")
 _SECTION_TEXT: Final = {t.value.encode("ascii"): t for t in fs.TextSpec}
 _PART: Final = re.compile(rb"[1-9][0-9]{0,8}")
+# PREVIEW's modifiers (RFC 8970 "LAZY"; Dovecot's "FUZZY"), as a whole: " (LAZY)", " (FUZZY LAZY)".
+_PREVIEW_MODIFIERS: Final = re.compile(rb" \((?:LAZY|FUZZY)(?: (?:LAZY|FUZZY))?\)", re.IGNORECASE)
 
 
 def fetch_attributes(reader: Reader) -> tuple[fs.FetchAttribute, ...]:
@@ -33,6 +35,8 @@ def fetch_attributes(reader: Reader) -> tuple[fs.FetchAttribute, ...]:
 
 def _attribute(reader: Reader) -> fs.FetchAttribute:
     name = reader.read_pattern(_NAME, "a fetch attribute").upper()
+    if name in (b"PREVIEW", b"SNIPPET"):
+        return _preview(reader, name)
     if reader.peek() != 0x5B:  # no "["
         simple = fs.SIMPLE_BY_NAME.get(name.decode("ascii"))
         if simple is None:
@@ -50,6 +54,14 @@ def _attribute(reader: Reader) -> fs.FetchAttribute:
             return fs.BinarySize(part)
         return fs.BinarySection(part, _partial(reader), peek=name == b"BINARY.PEEK")
     raise ParseError("unknown fetch attribute with a section")
+
+
+def _preview(reader: Reader, name: bytes) -> fs.PreviewItem:
+    modifiers = reader.maybe_pattern(_PREVIEW_MODIFIERS)
+    words = modifiers[2:-1].upper().split() if modifiers is not None else []
+    # SNIPPET only ever had the FUZZY algorithm: Dovecot answers a bare SNIPPET as SNIPPET (FUZZY).
+    fuzzy = b"FUZZY" in words or name == b"SNIPPET"
+    return fs.PreviewItem(name.decode("ascii"), fuzzy=fuzzy, lazy=b"LAZY" in words)
 
 
 def _part_path(reader: Reader) -> tuple[int, ...]:
@@ -109,3 +121,11 @@ def _partial(reader: Reader) -> fs.Partial | None:
     octets = reader.nz_number()
     reader.expect(0x3E)
     return fs.Partial(origin, octets)
+
+
+def section_spec(text: bytes) -> fs.Section:
+    """A section-spec on its own ("1.2.MIME", "HEADER.FIELDS (TO)"), as an IMAP URL's ;SECTION= carries it."""
+    reader = Reader([text])
+    section = _section(reader)
+    reader.end()
+    return section

@@ -29,6 +29,9 @@ class SimpleKind(enum.Enum):
     BODYSTRUCTURE = "BODYSTRUCTURE"
     UID = "UID"
     MODSEQ = "MODSEQ"
+    SAVEDATE = "SAVEDATE"  # RFC 8514
+    EMAILID = "EMAILID"  # RFC 8474
+    THREADID = "THREADID"  # RFC 8474
 
 
 # What each simple kind needs from the store. RFC822.SIZE comes from the
@@ -37,6 +40,8 @@ _SIMPLE_NEEDS_HEADER: Final = frozenset({SimpleKind.ENVELOPE, SimpleKind.RFC822_
 _SIMPLE_NEEDS_BODY: Final = frozenset(
     {SimpleKind.RFC822, SimpleKind.RFC822_TEXT, SimpleKind.BODY, SimpleKind.BODYSTRUCTURE}
 )
+# What the store keeps per message beside the record (FetchRequest with_facts).
+_SIMPLE_NEEDS_FACTS: Final = frozenset({SimpleKind.SAVEDATE, SimpleKind.EMAILID})
 # RFC822.HEADER is defined as BODY.PEEK[HEADER], so it does not set \Seen.
 _SIMPLE_SETS_SEEN: Final = frozenset({SimpleKind.RFC822, SimpleKind.RFC822_TEXT})
 
@@ -122,8 +127,45 @@ class SimpleItem:
     def sets_seen(self) -> bool:
         return self.kind in _SIMPLE_SETS_SEEN
 
+    @property
+    def needs_facts(self) -> bool:
+        return self.kind in _SIMPLE_NEEDS_FACTS
+
     def label(self) -> bytes:
         return self.kind.value.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewItem:
+    """PREVIEW / PREVIEW (LAZY) (RFC 8970), and Dovecot's PREVIEW (FUZZY) / SNIPPET (FUZZY).
+
+    The store computes every preview at append, so LAZY never has to wait: it
+    changes nothing. The FUZZY forms (the draft RFC 8970 grew out of) answer
+    `NAME (FUZZY "text")`, the RFC form `PREVIEW "text"`.
+    """
+
+    name: str = "PREVIEW"  # or "SNIPPET"
+    fuzzy: bool = False
+    lazy: bool = False
+
+    @property
+    def needs_header(self) -> bool:
+        return False
+
+    @property
+    def needs_body(self) -> bool:
+        return False
+
+    @property
+    def sets_seen(self) -> bool:
+        return False
+
+    @property
+    def needs_facts(self) -> bool:
+        return True
+
+    def label(self) -> bytes:
+        return self.name.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +187,10 @@ class BodySection:
     @property
     def sets_seen(self) -> bool:
         return not self.peek
+
+    @property
+    def needs_facts(self) -> bool:
+        return False
 
     def label(self) -> bytes:
         # The response never says PEEK and gives only the origin of a partial.
@@ -174,6 +220,10 @@ class BinarySection:
     def sets_seen(self) -> bool:
         return not self.peek
 
+    @property
+    def needs_facts(self) -> bool:
+        return False
+
     def label(self) -> bytes:
         out = b"BINARY[" + ".".join(str(p) for p in self.part).encode("ascii") + b"]"
         if self.partial is not None:
@@ -199,11 +249,15 @@ class BinarySize:
     def sets_seen(self) -> bool:
         return False
 
+    @property
+    def needs_facts(self) -> bool:
+        return False
+
     def label(self) -> bytes:
         return b"BINARY.SIZE[" + ".".join(str(p) for p in self.part).encode("ascii") + b"]"
 
 
-FetchAttribute = SimpleItem | BodySection | BinarySection | BinarySize
+FetchAttribute = SimpleItem | BodySection | BinarySection | BinarySize | PreviewItem
 
 ENVELOPE: Final = SimpleItem(SimpleKind.ENVELOPE)
 FLAGS: Final = SimpleItem(SimpleKind.FLAGS)
@@ -216,6 +270,7 @@ BODY: Final = SimpleItem(SimpleKind.BODY)
 BODYSTRUCTURE: Final = SimpleItem(SimpleKind.BODYSTRUCTURE)
 UID: Final = SimpleItem(SimpleKind.UID)
 MODSEQ: Final = SimpleItem(SimpleKind.MODSEQ)
+SAVEDATE: Final = SimpleItem(SimpleKind.SAVEDATE)
 
 MACROS: Final[dict[str, tuple[FetchAttribute, ...]]] = {
     "ALL": (FLAGS, INTERNALDATE, RFC822_SIZE, ENVELOPE),
@@ -237,11 +292,13 @@ class DataNeeds:
 
     At most one is true: `body` asks for the whole message (the header comes
     with it), `header` for the header block alone. They map one to one onto
-    the store's FetchRequest with_header / with_body.
+    the store's FetchRequest with_header / with_body; `facts` onto with_facts
+    (save date, EMAILID, preview).
     """
 
     header: bool
     body: bool
+    facts: bool = False
 
     @property
     def any(self) -> bool:
@@ -250,11 +307,12 @@ class DataNeeds:
 
 def data_needs(attributes: Iterable[FetchAttribute]) -> DataNeeds:
     """Combine per-attribute needs; `body` means the full message bytes (which include the header)."""
-    header = body = False
+    header = body = facts = False
     for attr in attributes:
         header = header or attr.needs_header
         body = body or attr.needs_body
-    return DataNeeds(header=header and not body, body=body)
+        facts = facts or attr.needs_facts
+    return DataNeeds(header=header and not body, body=body, facts=facts)
 
 
 def sets_seen(attributes: Iterable[FetchAttribute]) -> bool:

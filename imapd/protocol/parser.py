@@ -47,7 +47,10 @@ is agreed with the session as this sequence for one APPEND command::
       [ContinuationNeeded(tag, size)]               only for a synchronizing literal
       AppendChunk(tag, data)*                       <= limits.append_chunk bytes each, sum == size
       AppendMessageEnd(tag) )+                      one group per message (MULTIAPPEND)
+    [AppendRest(tag, messages)]                     the messages from a CATENATE (RFC 4469) on, read whole
     AppendEnd(tag)                                  the command is complete: commit, answer OK
+
+An APPEND whose first message is a CATENATE is not streamed at all (CommandReceived(Append)).
 
 After AppendStart the command ends with exactly one of AppendEnd,
 BadCommand(tag), LiteralTooBig(tag) (a later message over APPENDLIMIT), or
@@ -77,6 +80,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
+from imapd.protocol import commands as c
 from imapd.protocol import events as ev
 from imapd.protocol.command_grammar import COMMAND_NAMES, CommandParseError, decode_base64, parse_command, split_tag
 from imapd.protocol.command_grammar import append_message_head as _append_head
@@ -109,6 +113,20 @@ class ParserLimits:
 
 # flags and INTERNALDATE before an APPEND message literal
 _AppendHead = tuple[tuple[str, ...], datetime.datetime | None]
+
+
+class _Catenate(Exception):
+    """The APPEND message being announced is a CATENATE: not streamed. `rest` is the command text
+    from that message on (after the previous message's literal and a UTF8 message's ")")."""
+
+    def __init__(self, rest: bytes) -> None:
+        super().__init__("CATENATE")
+        self.rest = rest
+
+
+# Stands for the command's start when the rest of a streamed APPEND is read whole: the grammar
+# then reads the remaining messages (the mailbox is already known).
+_REST_PREFIX: Final = b"r APPEND INBOX"
 
 
 _ID_COMMAND: Final = re.compile(rb"[^ \r\n]+ ID[ (]", re.IGNORECASE)
@@ -302,6 +320,8 @@ class CommandParser:
         self._is_append = False
         self._append_mailbox: str | None = None
         self._append_started = False
+        self._append_utf8_open = False  # a UTF8 ( literal8 ) message's ")" is still to come (RFC 6855 4)
+        self._append_rest = False  # streamed messages came first, the rest is read whole (CATENATE)
 
     def _require_await(self) -> None:
         if self._mode is not _Mode.AWAIT_CONTINUATION:
@@ -409,10 +429,20 @@ class CommandParser:
     def _complete(self, line: bytes) -> None:
         self._segments.append(line)
         if self._is_append and self._append_started:
-            # end of a streamed APPEND: only the final CRLF may follow the last message
+            # end of a streamed APPEND: the final CRLF (after a UTF8 message's ")"), or CATENATE
+            # messages without a literal
             tag = self._tag or ""
-            event: ev.Event = ev.AppendEnd(tag) if not line else self._bad("junk after APPEND message")
-            self._events.append(event)
+            rest = self._close_utf8(line)
+            if rest == b"":
+                self._events.append(ev.AppendEnd(tag))
+            elif rest is not None and rest[:1] == b" ":
+                self._append_rest_read([_REST_PREFIX + rest], [], [])
+            else:
+                self._events.append(self._bad("junk after APPEND message"))
+            self._reset_command()
+            return
+        if self._append_rest:
+            self._append_rest_read(self._segments, self._literals, self._binary)
             self._reset_command()
             return
         try:
@@ -420,7 +450,7 @@ class CommandParser:
             self._events.append(ev.CommandReceived(tag, command))
         except CommandParseError as exc:
             reason = ev.BadReason.BAD_CHARSET if exc.bad_charset else ev.BadReason.SYNTAX
-            self._events.append(ev.BadCommand(exc.tag, exc.message, reason))
+            self._events.append(ev.BadCommand(exc.tag, exc.message, reason, exc.forgets_saved))
         self._reset_command()
 
     def _literal_announced(self, text: bytes, size: int, sync: bool, binary: bool) -> None:
@@ -428,6 +458,15 @@ class CommandParser:
         if self._is_append:
             try:
                 head = self._append_head(text)
+            except _Catenate as catenate:
+                # CATENATE (RFC 4469): the command (or, after streamed messages, its rest) is read
+                # whole, TEXT literals within the literal and command limits; the session assembles.
+                self._is_append = False
+                if self._append_started:
+                    self._append_rest = True
+                    self._segments = []
+                    text = _REST_PREFIX + catenate.rest
+                head = None
             except ParseError as exc:
                 self._refuse_literal(size, sync, self._bad(str(exc)))
                 return
@@ -470,6 +509,7 @@ class CommandParser:
 
     def _append_head(self, text: bytes) -> _AppendHead | None:
         """Flags and date before a message literal; None if this literal is the mailbox name."""
+        rest = text
         if self._append_mailbox is None:
             reader = Reader([*self._segments, text], self._literals, self._binary, utf8_names=self.utf8_names)
             reader.atom()  # tag (already validated)
@@ -481,15 +521,51 @@ class CommandParser:
             mailbox = reader.mailbox()
             reader.sp()
         else:
-            reader = Reader([text], utf8_names=self.utf8_names)
+            closed = self._close_utf8(text)
+            if closed is None:
+                raise ParseError('expected ")" after the UTF8 message')
+            rest = closed
+            reader = Reader([rest], utf8_names=self.utf8_names)
             reader.sp()
             mailbox = self._append_mailbox
         flags, date = _append_head(reader)
+        word = reader.peek_word()
+        if word == b"CATENATE":
+            raise _Catenate(rest)
+        if word == b"UTF8":  # UTF8 "(" literal8 ")" (RFC 6855 4): the message is the literal8
+            reader.atom()
+            reader.sp()
+            reader.expect(0x28)
+            self._append_utf8_open = True
         reader.end()
         self._append_mailbox = mailbox
         return flags, date
 
+    def _append_rest_read(self, segments: list[bytes], literals: list[bytes], binary: list[bool]) -> None:
+        """The messages after a streamed APPEND's streamed ones, read whole: AppendRest + AppendEnd."""
+        tag = self._tag or ""
+        try:
+            _, command = parse_command(segments, literals, binary, utf8_names=self.utf8_names)
+        except CommandParseError as exc:
+            self._events.append(ev.BadCommand(tag, exc.message))
+            return
+        assert isinstance(command, c.Append)
+        self._events.append(ev.AppendRest(tag, command.messages))
+        self._events.append(ev.AppendEnd(tag))
+
+    def _close_utf8(self, text: bytes) -> bytes | None:
+        """`text` after the ")" that closes a UTF8 message, or as it is; None if that ")" is missing."""
+        if not self._append_utf8_open:
+            return text
+        if text[:1] != b")":
+            return None
+        self._append_utf8_open = False
+        return text[1:]
+
     def _stream_message(self, tag: str, head: _AppendHead, size: int, sync: bool, binary: bool) -> None:
+        if self._append_utf8_open and not binary:
+            self._refuse_literal(size, sync, self._bad("UTF8 APPEND data is a literal8 (~{n})"))
+            return
         if size > self.limits.append_limit:
             self._refuse_literal(size, sync, ev.LiteralTooBig(tag, size, self.limits.append_limit, append=True))
             return

@@ -23,6 +23,10 @@ _ATOM: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\]]+")
 _ASTRING_ATOM: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\]+")
 # list-mailbox: ATOM-CHAR, list-wildcards and resp-specials
 _LIST_ATOM: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){\"\\]+")
+# The same with 8-bit bytes, for mailbox names once UTF8=ACCEPT is on (clients such as
+# Python's imaplib then send UTF-8 names as atoms).
+_UTF8_ASTRING_ATOM: Final = re.compile(rb"[^\x00-\x20\x7f(){%*\"\\]+")
+_UTF8_LIST_ATOM: Final = re.compile(rb"[^\x00-\x20\x7f(){\"\\]+")
 # Quoted strings may carry 8-bit bytes (UTF8=ACCEPT clients) but never CR, LF or NUL.
 _QUOTED: Final = re.compile(rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"')
 _NUMBER: Final = re.compile(rb"[0-9]+")
@@ -205,13 +209,20 @@ class Reader:
         return self.utf8(self.astring())
 
     def mailbox(self) -> str:
+        if self.utf8_names and not self._literal_here() and self.peek() != 0x22:
+            return self._mailbox_name(self._match(_UTF8_ASTRING_ATOM, "a mailbox name").group())
         return self._mailbox_name(self.astring())
+
+    def mailbox_or_server(self) -> str:
+        """A mailbox name, or "" for the server (METADATA, RFC 5464)."""
+        raw = self.astring()
+        return self._mailbox_name(raw) if raw else ""
 
     def list_mailbox(self) -> str:
         if self._literal_here() or self.peek() == 0x22:
             raw = self.string()
         else:
-            raw = self._match(_LIST_ATOM, "a mailbox pattern").group()
+            raw = self._match(_UTF8_LIST_ATOM if self.utf8_names else _LIST_ATOM, "a mailbox pattern").group()
         return self._mailbox_name(raw, inbox=False)
 
     def _mailbox_name(self, raw: bytes, inbox: bool = True) -> str:

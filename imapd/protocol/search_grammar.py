@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from imapd.protocol import search_spec as ss
@@ -11,6 +12,7 @@ from imapd.protocol.sequence import SequenceSet
 
 # Nesting deeper than this is abuse, not a search (and would exhaust the Python stack).
 _MAX_DEPTH: Final = 64
+_OBJECT_ID: Final = re.compile(rb"[A-Za-z0-9_-]{1,255}")
 _SEQ_START: Final = frozenset(b"0123456789*$")
 _DIGITS: Final = frozenset(b"0123456789")
 
@@ -55,6 +57,10 @@ def _key(reader: Reader, charset: str, depth: int) -> ss.SearchKey:
         reader.sp()
         field, relation = ss.DATE_KEYS[name]
         return ss.DateKey(field, relation, reader.date())
+    if name in ("EMAILID", "THREADID"):
+        reader.sp()
+        value = reader.read_pattern(_OBJECT_ID, "an object id")  # RFC 8474: 1*255(ALPHA / DIGIT / "_" / "-")
+        return ss.ObjectIdKey(ss.ObjectIdKind(name), value.decode("ascii"))
     if name == "HEADER":
         reader.sp()
         field_name = reader.astring()

@@ -31,6 +31,7 @@ class SequenceMatcher(Protocol):
 class DateField(enum.Enum):
     INTERNAL = "internal"  # BEFORE / ON / SINCE
     SENT = "sent"  # SENTBEFORE / SENTON / SENTSINCE, on the Date: header
+    SAVED = "saved"  # SAVEDBEFORE / SAVEDON / SAVEDSINCE (RFC 8514), the save date in UTC
 
 
 class DateRelation(enum.Enum):
@@ -136,6 +137,19 @@ class OrKey:
     right: SearchKey
 
 
+class ObjectIdKind(enum.Enum):
+    EMAILID = "EMAILID"
+    THREADID = "THREADID"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """SEARCH EMAILID x / THREADID x (RFC 8474 6)."""
+
+    kind: ObjectIdKind
+    value: str
+
+
 @dataclass(frozen=True, slots=True)
 class AndKey:
     """A parenthesised list, and the implicit AND of the top-level keys."""
@@ -154,6 +168,7 @@ SearchKey = (
     | SizeKey
     | SequenceKey
     | ModSeqKey
+    | ObjectIdKey
     | NotKey
     | OrKey
     | AndKey
@@ -180,7 +195,14 @@ class SearchProgram:
 
 
 class UnsupportedCharset(ValueError):
-    """Maps to NO [BADCHARSET (UTF-8 US-ASCII)]."""
+    """Maps to NO [BADCHARSET (UTF-8 US-ASCII)].
+
+    `saving`: the command asked RETURN (SAVE); its NO empties the saved result (RFC 5182 2.1).
+    """
+
+    def __init__(self, charset: str, *, saving: bool = False) -> None:
+        super().__init__(charset)
+        self.saving = saving
 
 
 def decode_search_string(raw: bytes, charset: str) -> str:
@@ -200,6 +222,8 @@ _SEEN: Final = "\\Seen"
 _RECENT: Final = "\\Recent"
 SIMPLE_KEYS: Final[dict[str, SearchKey]] = {
     "ALL": AllKey(),
+    # RFC 8514: every mailbox here keeps save dates, so this matches every message.
+    "SAVEDATESUPPORTED": AllKey(),
     "ANSWERED": FlagKey("\\Answered"),
     "DELETED": FlagKey("\\Deleted"),
     "DRAFT": FlagKey("\\Draft"),
@@ -225,6 +249,9 @@ DATE_KEYS: Final[dict[str, tuple[DateField, DateRelation]]] = {
     "SENTBEFORE": (DateField.SENT, DateRelation.BEFORE),
     "SENTON": (DateField.SENT, DateRelation.ON),
     "SENTSINCE": (DateField.SENT, DateRelation.SINCE),
+    "SAVEDBEFORE": (DateField.SAVED, DateRelation.BEFORE),
+    "SAVEDON": (DateField.SAVED, DateRelation.ON),
+    "SAVEDSINCE": (DateField.SAVED, DateRelation.SINCE),
 }
 
 
@@ -253,11 +280,15 @@ def walk(key: SearchKey) -> Iterator[SearchKey]:
 
 
 def search_needs(key: SearchKey) -> DataNeeds:
-    """Header block for HEADER-like and SENT* keys, full message for BODY/TEXT."""
-    header = body = False
+    """Header block for HEADER-like and SENT* keys, full message for BODY/TEXT, facts for SAVED*."""
+    header = body = facts = False
     for node in walk(key):
         if isinstance(node, HeaderKey) or (isinstance(node, DateKey) and node.field is DateField.SENT):
             header = True
         elif isinstance(node, BodyKey | TextKey):
             body = True
-    return DataNeeds(header=header and not body, body=body)
+        elif (isinstance(node, DateKey) and node.field is DateField.SAVED) or (
+            isinstance(node, ObjectIdKey) and node.kind is ObjectIdKind.EMAILID
+        ):
+            facts = True
+    return DataNeeds(header=header and not body, body=body, facts=facts)

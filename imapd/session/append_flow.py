@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from imapd.errors import StoreError
+from imapd.message.binary_content import encode_binary_parts
 from imapd.protocol import commands as c
+from imapd.session import catenate
 from imapd.session.error_map import Context
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.session import Outcome, Session
@@ -24,8 +26,10 @@ class AppendInProgress:
     mailbox: str
     messages: list[tuple[AppendSpec, bytes]] = field(default_factory=list)
     current: AppendSpec | None = None
+    current_binary: bool = False  # sent as literal8 (RFC 3516)
     chunks: list[bytes] = field(default_factory=list)
     total: int = 0
+    refused: bytes | None = None  # the NO text when a message cannot be built (CATENATE)
 
 
 def spec_for(flags: tuple[str, ...], when: datetime.datetime | None) -> AppendSpec:
@@ -40,8 +44,11 @@ def begin(s: Session, tag: str, mailbox: str) -> AppendInProgress:
     return AppendInProgress(tag, mailbox)
 
 
-def message_start(ap: AppendInProgress, flags: tuple[str, ...], when: datetime.datetime | None) -> None:
+def message_start(
+    ap: AppendInProgress, flags: tuple[str, ...], when: datetime.datetime | None, binary: bool = False
+) -> None:
     ap.current = spec_for(flags, when)
+    ap.current_binary = binary
     ap.chunks = []
 
 
@@ -52,7 +59,10 @@ def chunk(ap: AppendInProgress, data: bytes) -> None:
 
 def message_end(ap: AppendInProgress) -> None:
     assert ap.current is not None
-    ap.messages.append((ap.current, b"".join(ap.chunks)))
+    data = b"".join(ap.chunks)
+    if ap.current_binary:
+        data = encode_binary_parts(data)  # BODY[] may not carry NULs: binary parts are stored as base64
+    ap.messages.append((ap.current, data))
     ap.current, ap.chunks = None, []
 
 
@@ -68,9 +78,33 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def add_messages(s: Session, ap: AppendInProgress, messages: tuple[c.AppendMessage, ...]) -> None:
+    """Messages read whole (the buffered APPEND, or what follows streamed ones): CATENATE ones are
+    assembled here. A refusal is kept in `ap.refused` and answered at commit."""
+    for msg in messages:
+        if ap.refused is not None:
+            return
+        data, binary = msg.data, msg.binary
+        if msg.catenate:
+            try:
+                data = await catenate.assemble(s, msg.catenate, s.ctx.settings.append_limit)
+            except catenate.CatenateRefused as refused:
+                ap.refused = refused.text
+                return
+            binary = b"\x00" in data  # a literal8 TEXT part (RFC 4469 6) made it binary
+        message_start(ap, msg.flags, msg.internal_date, binary)
+        chunk(ap, data)
+        message_end(ap)
+        if ap.total > s.ctx.settings.append_total_limit:
+            ap.refused = b"[TOOBIG] The messages of this APPEND are too big together"
+
+
 async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     """AppendEnd: one store call for the whole command, then the tagged answer."""
     assert s.user is not None
+    if ap.refused is not None:
+        s.tagged(ap.tag, b"NO", ap.refused)
+        return await s.finish_followup(ap.tag, Outcome.CONTINUE)
     refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
     if refusal is not None:
         s.tagged(ap.tag, b"NO", refusal)
@@ -93,12 +127,12 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
 
 
 async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
-    """The buffered form (parser not streaming): same path."""
+    """The buffered form (parser not streaming, or CATENATE): same path."""
     ap = begin(s, tag, cmd.mailbox)
-    for msg in cmd.messages:
-        message_start(ap, msg.flags, msg.internal_date)
-        chunk(ap, msg.data)
-        message_end(ap)
+    await add_messages(s, ap, cmd.messages)
+    if ap.refused is not None:
+        s.tagged(tag, b"NO", ap.refused)
+        return Outcome.CONTINUE
     assert s.user is not None
     refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
     if refusal is not None:

@@ -5,8 +5,20 @@ from __future__ import annotations
 from typing import Final
 
 from imapd.protocol import commands as c
-from imapd.session import append_flow, auth_commands, idle_flow, mailbox_commands, message_commands, sort_commands
+from imapd.session import (
+    append_flow,
+    auth_commands,
+    context_commands,
+    idle_flow,
+    mailbox_commands,
+    message_commands,
+    metadata_commands,
+    sort_commands,
+)
 from imapd.session.session import Handler
+
+# After a command, a session with CONTEXT=SEARCH updates refreshes them (handed to Session).
+CONTEXT_REFRESH: Final = context_commands.refresh
 
 HANDLERS: Final[dict[type, Handler]] = {
     c.Capability: auth_commands.capability,
@@ -32,6 +44,8 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.GetQuota: mailbox_commands.getquota,
     c.GetQuotaRoot: mailbox_commands.getquotaroot,
     c.SetQuota: mailbox_commands.setquota,
+    c.GetMetadata: metadata_commands.getmetadata,
+    c.SetMetadata: metadata_commands.setmetadata,
     c.Close: mailbox_commands.close,
     c.Unselect: mailbox_commands.close,
     c.Append: append_flow.append_command,
@@ -44,4 +58,5 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.Search: message_commands.search,
     c.Sort: sort_commands.sort,
     c.Thread: sort_commands.thread_,
+    c.CancelUpdate: context_commands.cancel_update,
 }

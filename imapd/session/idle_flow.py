@@ -23,8 +23,9 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
         task_status.started(scope)
         deadline = trio.current_time() + settings.idle_timeout
         while True:
-            alive = s.emit_updates(allow_expunge=True)
-            # DONE cancels this task: never in the middle of a response line.
+            # DONE may cancel a context update's store search (what it queued stays queued and goes out
+            # before DONE's OK; the rest is retried), never a write in the middle of a response line.
+            alive = await s.emit_updates(allow_expunge=True)
             with trio.CancelScope(shield=True):
                 await s.flush()
             if not alive:

@@ -6,6 +6,7 @@ import bisect
 from collections.abc import Sequence
 
 from imapd.errors import StoreError
+from imapd.message import object_ids
 from imapd.protocol import commands as c
 from imapd.protocol import mutf7
 from imapd.protocol.states import ConnectionState, Transition
@@ -18,11 +19,22 @@ from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
 from imapd.uid_set import format_uids
 
-_ENABLABLE = ("CONDSTORE", "QRESYNC")
+_ENABLABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4rev2")
 
 
-def mailbox_name(name: str) -> bytes:
-    return encode(String(mutf7.encode(name)))
+def mailbox_name(name: str, *, utf8: bool = False) -> bytes:
+    """A mailbox name in a response: modified UTF-7, or UTF-8 once the client enabled UTF8=ACCEPT (RFC 6855 3)."""
+    if not utf8:
+        return encode(String(mutf7.encode(name)))
+    raw = name.encode("utf-8")
+    if any(b < 0x20 or b == 0x7F for b in raw):
+        return encode(String(raw))
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'  # UTF-8 in a quoted string
+
+
+def _names(s: Session) -> bool:
+    """UTF-8 mailbox names in responses: UTF8=ACCEPT (RFC 6855) or IMAP4rev2 (RFC 9051 5.1) enabled."""
+    return s.utf8_names
 
 
 def _user(s: Session) -> str:
@@ -48,16 +60,19 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         return Outcome.CONTINUE
     status = result.mailbox.status
     assert status is not None
-    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks.
-    recent_range = (result.recent_boundary, status.uidnext)
-    if not cmd.read_only and result.recent_boundary < status.uidnext:
+    # \Recent (RFC 3501 2.3.2): SELECT takes what nobody has seen yet; EXAMINE only looks, and so does
+    # an IMAP4rev2 session (RFC 9051 has no \Recent: it leaves the new mail to rev1 sessions).
+    rev2 = s.rev2
+    claims = not cmd.read_only and not rev2
+    recent_range = (result.recent_boundary, status.uidnext) if not rev2 else (0, 0)
+    if claims and result.recent_boundary < status.uidnext:
         recent_range = await s.ctx.store.claim_recent(user, result.mailbox.mailbox_id, status.uidnext)
     sub = s.ctx.hub.subscribe(
         user,
         result.mailbox.mailbox_id,
         status.highestmodseq,
         last_uid=status.uidnext - 1,
-        claims_recent=not cmd.read_only,
+        claims_recent=claims,
     )
     # The shared feed already passed changes we did not see: take a fresh snapshot.
     for _ in range(3):
@@ -78,19 +93,26 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
     )
     lo, hi = recent_range
     sel.recent = {u for u in sel.uids[bisect.bisect_left(sel.uids, lo) :] if u < hi}
-    sel.recent_range = recent_range if not cmd.read_only else (0, 0)
+    sel.recent_range = recent_range if claims else (0, 0)
+    sel.no_recent = rev2
     sel.announced_recent = len(sel.recent)
     s.selected, s.subscription = sel, sub
     s.transition(Transition.SELECTED)
     sel.keywords = list(result.keywords)
     for line in sel.flags_lines():
         s.emit(line)
-    s.emit(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel.uids), len(sel.recent)))
-    first_unseen = sel.seq_of(result.first_unseen_uid)
-    if first_unseen:
-        s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
+    s.emit(b"* %d EXISTS\r\n" % len(sel.uids))
+    if rev2:
+        # RFC 9051 6.3.2: a LIST response with the mailbox name; no RECENT, no [UNSEEN].
+        s.emit(b'* LIST () "/" ' + mailbox_name(sel.name, utf8=True) + b"\r\n")
+    else:
+        s.emit(b"* %d RECENT\r\n" % len(sel.recent))
+        first_unseen = sel.seq_of(result.first_unseen_uid)
+        if first_unseen:
+            s.emit(b"* OK [UNSEEN %d] First unseen\r\n" % first_unseen)
     s.emit(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % status.uidvalidity)
     s.emit(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
+    s.emit(b"* OK [MAILBOXID (%s)] Ok\r\n" % object_ids.mailbox_id(sel.mailbox_id, status.uidvalidity).encode())
     s.emit(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highestmodseq)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == status.uidvalidity:
         await _qresync(s, sel, cmd.qresync)
@@ -143,10 +165,14 @@ async def create(s: Session, tag: str, cmd: c.Create) -> Outcome:
         return Outcome.CONTINUE
     special = cmd.special_use[0] if cmd.special_use else ""
     try:
-        await s.ctx.store.create_mailbox(_user(s), name, special)
+        created = await s.ctx.store.create_mailbox(_user(s), name, special)
     except StoreError as exc:
         return s.store_failed(tag, exc, Context.CREATE)
-    s.tagged(tag, b"OK", b"CREATE completed")
+    if created.status is not None:  # RFC 8474 4.1
+        mailbox_id = object_ids.mailbox_id(created.mailbox_id, created.status.uidvalidity).encode()
+        s.tagged(tag, b"OK", b"[MAILBOXID (%s)] CREATE completed" % mailbox_id)
+    else:
+        s.tagged(tag, b"OK", b"CREATE completed")
     return Outcome.CONTINUE
 
 
@@ -176,7 +202,7 @@ async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> O
 
 
 # ---- LIST / LSUB / STATUS -----------------------------------------------------------
-def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
+def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus, store_id: int) -> bytes:
     values = {
         c.StatusItem.MESSAGES: st.messages,
         c.StatusItem.RECENT: st.recent,
@@ -187,7 +213,13 @@ def _status_items(items: Sequence[c.StatusItem], st: MailboxStatus) -> bytes:
         c.StatusItem.SIZE: st.size,
         c.StatusItem.DELETED: st.deleted,
     }
-    return b"(" + b" ".join(b"%s %d" % (i.value.encode(), values[i]) for i in items) + b")"
+    pairs = [
+        b"MAILBOXID (%s)" % object_ids.mailbox_id(store_id, st.uidvalidity).encode()
+        if i is c.StatusItem.MAILBOXID
+        else b"%s %d" % (i.value.encode(), values[i])
+        for i in items
+    ]
+    return b"(" + b" ".join(pairs) + b")"
 
 
 def _attributes(mb: MailboxInfo, subscribed: bool, *, children: bool = True, special_use: bool = True) -> list[str]:
@@ -235,7 +267,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
         if mb.nonexistent:
             # A subscription without its mailbox: only the SUBSCRIBED selection shows it (RFC 5258 3).
             if sel_subscribed:
-                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name))
+                s.emit(b'* LIST (\\Subscribed \\NonExistent) "/" %s\r\n' % mailbox_name(mb.name, utf8=_names(s)))
             continue
         if c.ListSelection.SPECIAL_USE in cmd.selection and not mb.special_use:
             continue
@@ -257,9 +289,15 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Outcome:
                 or c.ListSelection.SPECIAL_USE in cmd.selection,
             )
         ).encode()
-        s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name), extra))
+        s.emit(b'* LIST (%s) "/" %s%s\r\n' % (attrs, mailbox_name(mb.name, utf8=_names(s)), extra))
         if cmd.status is not None and mb.status is not None and not mb.noselect:
-            s.emit(b"* STATUS " + mailbox_name(mb.name) + b" " + _status_items(cmd.status, mb.status) + b"\r\n")
+            s.emit(
+                b"* STATUS "
+                + mailbox_name(mb.name, utf8=_names(s))
+                + b" "
+                + _status_items(cmd.status, mb.status, mb.mailbox_id)
+                + b"\r\n"
+            )
         await s.maybe_flush()
     s.tagged(tag, b"OK", b"LIST completed")
     return Outcome.CONTINUE
@@ -285,7 +323,7 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
                 if parent not in listed and parent not in lines and matches(pattern, parent):
                     lines[parent] = b"\\Noselect"
     for name, attrs in lines.items():
-        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name)))
+        s.emit(b'* LSUB (%s) "/" %s\r\n' % (attrs, mailbox_name(name, utf8=_names(s))))
     s.tagged(tag, b"OK", b"LSUB completed")
     return Outcome.CONTINUE
 
@@ -293,7 +331,13 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Outcome:
 async def status(s: Session, tag: str, cmd: c.Status) -> Outcome:
     info = await s.ctx.store.status(_user(s), cmd.mailbox)
     assert info.status is not None
-    s.emit(b"* STATUS " + mailbox_name(info.name) + b" " + _status_items(cmd.items, info.status) + b"\r\n")
+    s.emit(
+        b"* STATUS "
+        + mailbox_name(info.name, utf8=_names(s))
+        + b" "
+        + _status_items(cmd.items, info.status, info.mailbox_id)
+        + b"\r\n"
+    )
     s.tagged(tag, b"OK", b"STATUS completed")
     return Outcome.CONTINUE
 
@@ -308,8 +352,14 @@ async def namespace(s: Session, tag: str, cmd: c.Namespace) -> Outcome:
 async def enable(s: Session, tag: str, cmd: c.Enable) -> Outcome:
     if s.state is ConnectionState.SELECTED and s.selected is not None and "QRESYNC" in cmd.capabilities:
         s.selected.qresync = True
-    newly = [cap for cap in cmd.capabilities if cap in _ENABLABLE]
+    canonical_names = {name.upper(): name for name in _ENABLABLE}  # the grammar upper-cases keywords
+    newly = [canonical_names[cap.upper()] for cap in cmd.capabilities if cap.upper() in canonical_names]
     s.enabled.update(newly)
+    if s.rev2 and s.selected is not None:
+        s.selected.no_recent = True  # from now on this session shows no \Recent (RFC 9051)
+        s.selected.recent.clear()
+        s.selected.recent_range = (0, 0)
+        s.selected.announced_recent = 0
     if "QRESYNC" in s.enabled:
         s.enabled.add("CONDSTORE")
     if s.selected is not None:
@@ -340,7 +390,7 @@ async def getquota(s: Session, tag: str, cmd: c.GetQuota) -> Outcome:
 
 async def getquotaroot(s: Session, tag: str, cmd: c.GetQuotaRoot) -> Outcome:
     line = await _quota_line(s)
-    s.emit(b"* QUOTAROOT " + mailbox_name(canonical(cmd.mailbox)) + b' ""\r\n')
+    s.emit(b"* QUOTAROOT " + mailbox_name(canonical(cmd.mailbox), utf8=_names(s)) + b' ""\r\n')
     s.emit(line)
     s.tagged(tag, b"OK", b"GETQUOTAROOT completed")
     return Outcome.CONTINUE

@@ -5,6 +5,8 @@ MOVE, CONDSTORE/QRESYNC, ESEARCH). Each is one store call (FETCH that sets
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from imapd.message import index_fetch, index_search
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
@@ -22,15 +24,16 @@ from imapd.protocol.fetch_spec import (
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import Raw, Value, encode, encode_chunks
-from imapd.session import index_queries
+from imapd.session import index_queries, search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
+from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
 from imapd.uid_set import format_uids
-from mailparse.errors import MissingMessageData
+from mailparse.errors import MissingMessageData, UnknownTransferEncoding
 from mailparse.view import MessageView
 
 _MODES = {c.StoreMode.REPLACE: FlagMode.REPLACE, c.StoreMode.ADD: FlagMode.ADD, c.StoreMode.REMOVE: FlagMode.REMOVE}
@@ -53,6 +56,9 @@ def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
         size=m.size,
         header=m.header,
         chunks=(item.body,) if item.body is not None else None,
+        save_date=m.facts.save_date if m.facts is not None else None,
+        email_id=m.facts.body_id if m.facts is not None else None,
+        preview=m.facts.preview if m.facts is not None else None,
     )
 
 
@@ -118,7 +124,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     others = tuple(a for a in attrs if a != ENVELOPE)
     cached = len(others) < len(attrs) and s.ctx.envelopes.has_all(user, sel.mailbox_id, uids)
     needs = data_needs(others if cached else attrs)
-    request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0)
+    request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0, with_facts=needs.facts)
     missing = set(uids)
     cpu = CpuSlice()
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
@@ -134,6 +140,9 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
             pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
         except MissingMessageData:
             continue
+        except UnknownTransferEncoding:
+            s.tagged(tag, b"NO", b"[UNKNOWN-CTE] Cannot decode the part's Content-Transfer-Encoding")  # RFC 3516
+            return Outcome.CONTINUE
         if FLAGS in these:
             for line in sel.announce_keywords(item.meta.flags):
                 s.emit(line)
@@ -300,7 +309,7 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
         needs = program.needs
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)
-        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body)
+        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body, with_facts=needs.facts)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
             await cpu.tick()
@@ -318,9 +327,23 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
 async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     _, sel = _sel(s)
     program = cmd.program
+    updating = cmd.returns is not None and c.SearchReturn.UPDATE in cmd.returns
+    if updating and update_contexts.tag_in_use(sel.contexts, tag):
+        s.tagged(tag, b"BAD", b"Tag reuse: an update context has this tag")  # RFC 5267 4.3
+        return Outcome.CONTINUE
+    if cmd.charset_given and "UTF8=ACCEPT" in s.enabled:
+        s.tagged(tag, b"BAD", b"No CHARSET once UTF8=ACCEPT is enabled: strings are UTF-8")  # RFC 6855 3
+        return Outcome.CONTINUE
     if program.uses_modseq:
         _implicit_condstore(s, sel)
-    matched = await matching_messages(s, program)
+    if cmd.returns is None and s.rev2:
+        cmd = replace(cmd, returns=frozenset({c.SearchReturn.ALL}))  # RFC 9051 6.4.4: always ESEARCH
+    try:
+        matched = await matching_messages(s, program)
+    except Exception:
+        if search_results.saving(cmd.returns):
+            sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
+        raise
     numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
     top_modseq = max((m for _, _, m in matched), default=0)
     if cmd.returns is None:
@@ -329,28 +352,25 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
             line += b" (MODSEQ %d)" % top_modseq
         s.emit(line + b"\r\n")
     else:
-        returns = cmd.returns or frozenset({c.SearchReturn.ALL})
+        returns = cmd.returns
         if c.SearchReturn.SAVE in returns:
-            sel.saved_search = tuple(uid for _, uid, _ in matched)
+            sel.saved_search = search_results.saved_result(returns, [uid for _, uid, _ in matched])
         if returns - {c.SearchReturn.SAVE}:
-            s.emit(_esearch(tag, cmd.uid, returns, numbers, top_modseq if program.uses_modseq else 0))
+            s.emit(
+                search_results.esearch_line(
+                    tag,
+                    uid=cmd.uid,
+                    returns=returns,
+                    numbers=numbers,
+                    modseq=top_modseq if program.uses_modseq else 0,
+                    partial=cmd.partial,
+                    sort_order=False,
+                )
+            )
+        if updating:
+            context = UpdateContext(tag, cmd.uid, program, None, [uid for _, uid, _ in matched])
+            refusal = update_contexts.open_context(sel.contexts, context)
+            if refusal:
+                s.emit(refusal)
     s.tagged(tag, b"OK", b"SEARCH completed")
     return Outcome.CONTINUE
-
-
-def _esearch(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: list[int], modseq: int) -> bytes:
-    line = b'* ESEARCH (TAG "' + tag.encode() + b'")'
-    if uid:
-        line += b" UID"
-    if numbers:
-        if c.SearchReturn.MIN in returns:
-            line += b" MIN %d" % numbers[0]
-        if c.SearchReturn.MAX in returns:
-            line += b" MAX %d" % numbers[-1]
-        if c.SearchReturn.ALL in returns:
-            line += b" ALL " + format_uids(numbers).encode()
-    if c.SearchReturn.COUNT in returns:
-        line += b" COUNT %d" % len(numbers)
-    if modseq:
-        line += b" MODSEQ %d" % modseq
-    return line + b"\r\n"

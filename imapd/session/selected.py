@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from imapd.protocol.sequence import SequenceSet
+from imapd.session import update_contexts
+from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import ChangeEvent, MessageMeta
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -44,8 +46,14 @@ class SelectedMailbox:
     # UIDs [lo, hi) this session claimed as \Recent at SELECT: later arrivals in it are recent here.
     recent_range: tuple[int, int] = (0, 0)
     announced_recent: int = 0
+    no_recent: bool = False  # IMAP4rev2 (RFC 9051): this session claims and shows no \Recent
     keywords: list[str] = field(default_factory=list)  # as announced in * FLAGS, in order
     added_metas: list[MessageMeta] = field(default_factory=list)  # new mail carrying keywords
+    # CONTEXT=SEARCH/SORT (RFC 5267): searches kept up to date, and the UIDs whose match may have
+    # changed since they were last brought up to date (new or re-flagged; kept only while contexts exist).
+    contexts: list[UpdateContext] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+    touched_meta: dict[int, MessageMeta] = field(default_factory=dict)  # their latest flags, when the feed said
 
     # ---- FLAGS / PERMANENTFLAGS ------------------------------------------------
     def flags_lines(self) -> list[bytes]:
@@ -80,6 +88,8 @@ class SelectedMailbox:
         last = self.uids[-1] if self.uids else 0
         lo, hi = self.recent_range
         for meta in event.added:
+            if self.contexts:
+                self.touched_meta[meta.uid] = meta
             if meta.uid > last and (not self.pending_added or meta.uid > self.pending_added[-1]):
                 self.pending_added.append(meta.uid)
                 if any(f[:1] != "\\" for f in meta.flags):
@@ -111,6 +121,7 @@ class SelectedMailbox:
         if allow_expunge and self.pending_expunged:
             doomed = sorted(self.pending_expunged)
             self.pending_expunged.clear()
+            out.extend(update_contexts.expunge_lines(self.contexts, doomed, self._seq))
             if self.qresync:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
                 gone = set(doomed)
@@ -125,11 +136,16 @@ class SelectedMailbox:
             for uid in doomed:
                 self.own_modseq.pop(uid, None)
                 self.recent.discard(uid)
+                self.touched.discard(uid)
         for meta in self.added_metas:
             out.extend(self.announce_keywords(meta.flags))
         self.added_metas.clear()
         for meta in self.pending_flags.values():
             out.extend(self.announce_keywords(meta.flags))
+        if self.contexts:
+            self.touched.update(self.pending_added)
+            self.touched.update(self.pending_flags)
+            self.touched_meta.update(self.pending_flags)
         if self.pending_added:
             self.uids.extend(self.pending_added)
             self.pending_added.clear()
@@ -194,11 +210,14 @@ class SelectedMailbox:
         for meta in updated:
             self.own_modseq[meta.uid] = meta.modseq
             self.pending_flags.pop(meta.uid, None)
+            if self.contexts:
+                self.touched.add(meta.uid)
+                self.touched_meta[meta.uid] = meta
 
     def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
         """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
         doomed = sorted(set(uids))
-        out: list[bytes] = []
+        out = update_contexts.expunge_lines(self.contexts, doomed, self._seq)
         if self.qresync:
             present = [u for u in doomed if self._seq(u)]
             if present:
@@ -213,6 +232,7 @@ class SelectedMailbox:
                     out.append(b"* %d EXPUNGE\r\n" % seq)
         for uid in doomed:
             self.recent.discard(uid)
+            self.touched.discard(uid)
             self.pending_expunged.discard(uid)
             self.pending_flags.pop(uid, None)
             self.own_modseq.pop(uid, None)

@@ -58,11 +58,18 @@ def _undecodable(command: c.Command) -> bool:
 
 
 class Session:
-    def __init__(self, ctx: ServerContext, wire: Wire, handlers: Mapping[type, Handler]) -> None:
+    def __init__(
+        self,
+        ctx: ServerContext,
+        wire: Wire,
+        handlers: Mapping[type, Handler],
+        refresh_contexts: Callable[[Session], Awaitable[None]],
+    ) -> None:
         self.ctx = ctx
         self.wire = wire
-        # Handed in (imapd.session.dispatch.HANDLERS): the command modules import this one.
+        # Handed in (imapd.session.dispatch): the command modules import this one.
         self.handlers = handlers
+        self.refresh_contexts = refresh_contexts
         self.last_status = b""  # OK/NO/BAD of the latest tagged reply (metrics)
         self.state = ConnectionState.NOT_AUTHENTICATED
         self.user: str | None = None
@@ -124,6 +131,16 @@ class Session:
             authenticated=self.state is not ConnectionState.NOT_AUTHENTICATED,
         )
 
+    @property
+    def rev2(self) -> bool:
+        """ENABLE IMAP4rev2 (RFC 9051) was given: rev2 responses from now on."""
+        return "IMAP4rev2" in self.enabled
+
+    @property
+    def utf8_names(self) -> bool:
+        """Mailbox names are UTF-8 both ways: UTF8=ACCEPT (RFC 6855) or IMAP4rev2 (RFC 9051 5.1)."""
+        return "UTF8=ACCEPT" in self.enabled or self.rev2
+
     def capability_code(self) -> bytes:
         return b"[CAPABILITY " + capability_line(self.capability_list()) + b"]"
 
@@ -149,11 +166,13 @@ class Session:
         if sub is None or sel is None:
             return
         sel.absorb(event)
+        if sub.recent and sel.no_recent:
+            sub.recent.clear()  # claimed before ENABLE IMAP4rev2: shown to nobody
         if sub.recent:
             sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
             sub.recent.clear()
 
-    def emit_updates(self, *, allow_expunge: bool) -> bool:
+    async def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
         sel = self.selected
         if sel is None:
@@ -161,6 +180,8 @@ class Session:
         self.absorb_events()
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
+        if sel.contexts and sel.touched and not sel.gone:
+            await self.refresh_contexts(self)  # ADDTO/REMOVEFROM after the EXISTS and FETCH they follow
         if sel.gone and allow_expunge:
             if self.subscription is not None and self.subscription.failed:
                 self.emit(b"* BYE [UNAVAILABLE] Lost the mailbox's change feed; please reconnect\r\n")
@@ -191,7 +212,7 @@ class Session:
     async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
         """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
         sel = self.selected
-        if sel is None or sel.read_only or not uids or self.user is None:
+        if sel is None or sel.read_only or sel.no_recent or not uids or self.user is None:
             return
         low, high = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
         sel.recent.update(u for u in uids if low <= u < high)
@@ -249,7 +270,7 @@ class Session:
         if updates and self.selected is not None and self._out and self._out[-1].startswith(tag.encode() + b" "):
             last = self._out.pop()
             self._out_size -= len(last)
-            alive = self.emit_updates(allow_expunge=allow_expunge)
+            alive = await self.emit_updates(allow_expunge=allow_expunge)
             self.emit(last)
             if not alive:
                 outcome = Outcome.CLOSE

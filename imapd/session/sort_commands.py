@@ -3,8 +3,10 @@ THREAD / UID THREAD (ORDEREDSUBJECT, REFERENCES, REFS) on the selected mailbox.
 
 The messages are chosen by the SEARCH program (`matching_messages`, one
 store call; none for plain ALL), their SortKeys come from the process-wide
-cache, and one header fetch fills in the ones it lacks. Ordering and
-threading are the pure `message.sort_keys` / `message.threads`.
+cache, else from the keys the store computed at append (one index scan,
+store/message_facts.py), else (messages stored before the store kept them)
+from one header fetch. Ordering and threading are the pure
+`message.sort_keys` / `message.threads`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from imapd.message.sort_keys import SortKeys, sort_numbers
 from imapd.message.threads import render, thread
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
-from imapd.protocol.sort_spec import ThreadAlgorithm
+from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
+from imapd.session import search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.message_commands import _implicit_condstore, matching_messages
 from imapd.session.session import Outcome, Session
-from imapd.store_client import FetchRequest
+from imapd.session.update_contexts import UpdateContext
+from imapd.store_client import FetchRequest, IndexQuery
 from imapd.uid_set import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
@@ -53,6 +57,8 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
         else:
             found[uid] = keys
     if missing:
+        missing = await _stored_keys(s, missing, found)
+    if missing:
         request = FetchRequest(format_uids(missing), with_header=True)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
@@ -66,6 +72,26 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
     return found
 
 
+async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys]) -> list[int]:
+    """Fill `found` with the keys the store keeps for `uids`; return the UIDs it has none for."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    cache = s.ctx.sort_keys
+    lacking: list[int] = []
+    query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=True)
+    cpu = CpuSlice()
+    async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
+        for uid, size, date, raw in zip(cols.uids, cols.sizes, cols.dates, cols.sort_keys, strict=True):
+            await cpu.tick()
+            keys = SortKeys.from_stored(raw, internal_date=date, size=size) if raw else None
+            if keys is None:
+                lacking.append(uid)
+                continue
+            cache.put((user, sel.mailbox_id, sel.uidvalidity, uid), keys)
+            found[uid] = keys
+    return lacking
+
+
 async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[tuple[int, SortKeys]], int]:
     """(number, keys) of the matching messages (number: UID or sequence number), and their top modseq."""
     matched = await _selected(s, program)
@@ -74,17 +100,34 @@ async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[
     return entries, max((m for _, _, m in matched), default=0)
 
 
+async def _ordered(entries: list[tuple[int, SortKeys]], criteria: list[tuple[SortCriterion, bool]]) -> list[int]:
+    if len(entries) >= _IN_THREAD_FROM:
+        return await trio.to_thread.run_sync(sort_numbers, entries, criteria)
+    return sort_numbers(entries, criteria)
+
+
+async def sorted_uids(s: Session, uids: list[int], criteria: tuple[tuple[SortCriterion, bool], ...]) -> list[int]:
+    """`uids` in sort order (UIDs order like sequence numbers, so they break ties the same way)."""
+    keys = await _keys(s, uids)
+    return await _ordered([(u, keys[u]) for u in uids if u in keys], list(criteria))
+
+
 async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     sel = s.selected
     assert sel is not None
+    updating = cmd.returns is not None and c.SearchReturn.UPDATE in cmd.returns
+    if updating and update_contexts.tag_in_use(sel.contexts, tag):
+        s.tagged(tag, b"BAD", b"Tag reuse: an update context has this tag")  # RFC 5267 4.3
+        return Outcome.CONTINUE
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
-    entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
-    criteria = list(cmd.criteria)
-    if len(entries) >= _IN_THREAD_FROM:
-        numbers = await trio.to_thread.run_sync(sort_numbers, entries, criteria)
-    else:
-        numbers = sort_numbers(entries, criteria)
+    try:
+        entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
+    except Exception:
+        if search_results.saving(cmd.returns):
+            sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
+        raise
+    numbers = await _ordered(entries, list(cmd.criteria))
     modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
     if cmd.returns is None:
         line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
@@ -92,46 +135,29 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
             line += b" (MODSEQ %d)" % modseq
         s.emit(line + b"\r\n")
     else:
+        in_sort_order = numbers if cmd.uid else [sel.uids[n - 1] for n in numbers]
         if c.SearchReturn.SAVE in cmd.returns:
-            # SEARCHRES: the saved result is a set of messages, whatever the order (RFC 5182 2.4).
-            by_number = dict.fromkeys(numbers)
-            sel.saved_search = tuple(u for u in sel.uids if (u if cmd.uid else sel.seq_of(u)) in by_number)
+            # SEARCHRES: a set of messages; MIN/MAX alone keep the first/last in sort order.
+            sel.saved_search = search_results.saved_result(cmd.returns, in_sort_order)
         if cmd.returns - {c.SearchReturn.SAVE}:
-            s.emit(_esort(tag, cmd.uid, cmd.returns, numbers, modseq))
+            s.emit(
+                search_results.esearch_line(
+                    tag,
+                    uid=cmd.uid,
+                    returns=cmd.returns,
+                    numbers=numbers,
+                    modseq=modseq,
+                    partial=cmd.partial,
+                    sort_order=True,
+                )
+            )
+        if updating:
+            context = UpdateContext(tag, cmd.uid, cmd.program, cmd.criteria, in_sort_order)
+            refusal = update_contexts.open_context(sel.contexts, context)
+            if refusal:
+                s.emit(refusal)
     s.tagged(tag, b"OK", b"SORT completed")
     return Outcome.CONTINUE
-
-
-def in_order(numbers: list[int]) -> bytes:
-    """A sequence set listing `numbers` in the given order: only ascending runs are joined (RFC 5267 3.2)."""
-    parts: list[bytes] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(b"%d" % numbers[i] if i == j else b"%d:%d" % (numbers[i], numbers[j]))
-        i = j + 1
-    return b",".join(parts)
-
-
-def _esort(tag: str, uid: bool, returns: frozenset[c.SearchReturn], numbers: list[int], modseq: int) -> bytes:
-    """ESORT: MIN/MAX are the first/last in sort order, ALL keeps the sort order (RFC 5267 3.2)."""
-    line = b'* ESEARCH (TAG "' + tag.encode() + b'")'
-    if uid:
-        line += b" UID"
-    if numbers:
-        if c.SearchReturn.MIN in returns:
-            line += b" MIN %d" % numbers[0]
-        if c.SearchReturn.MAX in returns:
-            line += b" MAX %d" % numbers[-1]
-        if c.SearchReturn.ALL in returns:
-            line += b" ALL " + in_order(numbers)
-    if c.SearchReturn.COUNT in returns:
-        line += b" COUNT %d" % len(numbers)
-    if modseq:
-        line += b" MODSEQ %d" % modseq
-    return line + b"\r\n"
 
 
 def _thread_list(algorithm: ThreadAlgorithm, entries: list[tuple[int, SortKeys]]) -> bytes:

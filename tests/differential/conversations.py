@@ -52,6 +52,67 @@ COMMENTED: Final = (
 )
 
 
+# For BINARY: quoted-printable, an encoding nobody knows, a nested message, raw NULs.
+QUOTED: Final = (
+    b"From: qp@example.org\r\n"
+    b"Subject: quoted\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"caf=C3=A9 soft=\r\nbreak =3D done\r\n"
+)
+UUENCODED: Final = (
+    b"From: uu@example.org\r\n"
+    b"Subject: unknown encoding\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="B"\r\n'
+    b"\r\n"
+    b"--B\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: x-uuencode\r\n"
+    b"\r\n"
+    b"begin 644 f\r\n#86)C\r\n`\r\nend\r\n"
+    b"--B\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: 7bit\r\n"
+    b"\r\n"
+    b"plain part\r\n"
+    b"--B--\r\n"
+)
+NESTED: Final = (
+    b"From: outer@example.org\r\n"
+    b"Subject: forwarded\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="O"\r\n'
+    b"\r\n"
+    b"--O\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"see attached\r\n"
+    b"--O\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: inner@example.org\r\n"
+    b"Subject: inner\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"aW5uZXIgYm9keQ==\r\n"
+    b"--O--\r\n"
+)
+WITH_NUL: Final = b"From: bin@example.org\r\nSubject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\nab\x00cd\x01\r\n"
+HTML_PREVIEW: Final = (
+    b"From: Ann Example <ann@example.org>\r\n"
+    b"Subject: html\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<html><head><style>p{x:1}</style></head><body><p>Hello &amp; <b>world</b></p>\r\n"
+    b"> quoted\r\n  more   text &eacute;</body></html>\r\n"
+)
+QUOTED_ONLY: Final = b"Subject: quoted\r\n\r\n> only quoted\r\n>second\r\n"
+
+
 def append(mailbox: bytes, message: bytes, flags: bytes = b"") -> bytes:
     return b"APPEND " + mailbox + b" " + (flags + b" " if flags else b"") + DATE + b" " + literal(message)
 
@@ -523,6 +584,173 @@ CONVERSATIONS: Final = (
                 "SEARCH YOUNGER 0",
                 "SEARCH OLDER x",
                 'LIST "" "INBOX" RETURN (STATUS (SIZE))',
+            ),
+        ],
+    ),
+    Conversation(
+        "searchres",
+        [
+            *_fill(),
+            ("a", append(b"INBOX", PLAIN, b"(\\Flagged)")),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "SEARCH RETURN (SAVE) FLAGGED",
+                "FETCH $ (UID FLAGS)",
+                "UID FETCH $ (FLAGS)",
+                "STORE $ +FLAGS (\\Answered)",
+                "UID STORE $ -FLAGS.SILENT (\\Answered)",
+                "SEARCH $",
+                "UID SEARCH UID $",
+                "SEARCH NOT $",
+                "SEARCH OR $ SEEN",
+                "SEARCH RETURN (SAVE ALL) $ UID 4",
+                "SEARCH $",
+                "SEARCH RETURN (SAVE MIN) ALL",
+                "FETCH $ UID",
+                "SEARCH RETURN (MAX MIN SAVE) ALL",
+                "FETCH $ UID",
+                "SEARCH RETURN (MAX COUNT SAVE) ALL",
+                "SEARCH $",
+                "SEARCH RETURN (SAVE) CHARSET X-NOPE ALL",
+                "SEARCH $",
+                "SEARCH RETURN (SAVE) 2:*",
+                "COPY $ Archive",
+                "STORE 3 +FLAGS.SILENT (\\Deleted)",
+                "EXPUNGE",
+                "SEARCH $",
+                "UID SEARCH $",
+                "UID MOVE $ Trash",
+                "SEARCH $",
+                "FETCH $ FLAGS",
+                "SEARCH RETURN (SAVE) ALL",
+                "SELECT Archive",
+                "SEARCH $",
+                "UID SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL",
+                "FETCH $ UID",
+                "STATUS INBOX (MESSAGES)",
+                "STATUS Trash (MESSAGES)",
+            ),
+        ],
+    ),
+    Conversation(
+        "context-search",
+        [
+            *_fill(),  # a1-a3
+            ("a", b"SELECT INBOX"),  # a4
+            ("b", b"SELECT INBOX"),
+            ("a", b"UID SEARCH RETURN (UPDATE COUNT) UNSEEN"),  # a5
+            ("a", b"SEARCH RETURN (UPDATE ALL CONTEXT) FLAGGED"),  # a6
+            ("a", b"STORE 2 +FLAGS (\\Seen)"),
+            ("b", b"STORE 1 -FLAGS (\\Seen)"),
+            ("a", b"NOOP"),
+            ("b", append(b"INBOX", PLAIN, b"(\\Flagged)")),
+            ("a", b"NOOP"),
+            ("b", b"STORE 1 +FLAGS.SILENT (\\Deleted)"),
+            ("b", b"EXPUNGE"),
+            ("a", b"NOOP"),
+            ("a", b'CANCELUPDATE "a6"'),
+            ("a", b'CANCELUPDATE "a6"'),
+            ("b", b"STORE 1 +FLAGS (\\Flagged)"),
+            ("a", b"NOOP"),
+            ("a", b"SEARCH RETURN (PARTIAL 1:2) ALL"),
+            ("a", b"UID SEARCH RETURN (PARTIAL 9:2 COUNT) ALL"),
+            ("a", b"SEARCH RETURN (PARTIAL 5:9) ALL"),
+            ("a", b"SEARCH RETURN (ALL PARTIAL 1:2) ALL"),
+            ("a", b"SEARCH RETURN (UPDATE) SEEN"),
+            ("a", b"SELECT INBOX"),
+            ("b", b"STORE 1:* +FLAGS (\\Seen)"),
+            ("a", b"NOOP"),
+        ],
+    ),
+    Conversation(
+        "binary",
+        [
+            *_fill(),  # 2: MULTIPART (a base64 part with NULs)
+            ("a", append(b"INBOX", QUOTED)),  # 4
+            ("a", append(b"INBOX", UUENCODED)),  # 5
+            ("a", append(b"INBOX", NESTED)),  # 6
+            ("a", b"APPEND INBOX " + DATE + b" ~{%d}\r\n" % len(WITH_NUL) + WITH_NUL),  # 7
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "FETCH 2 (BINARY.SIZE[2] BINARY.PEEK[2] BINARY.SIZE[1] BINARY.PEEK[1])",
+                "FETCH 2 BINARY.PEEK[2]<2.3>",
+                "FETCH 2 BINARY.PEEK[2]<4.100>",
+                "FETCH 4 (BINARY.PEEK[1] BINARY.SIZE[1])",
+                "FETCH 4 BINARY.PEEK[]",
+                "FETCH 5 BINARY.PEEK[1]",
+                "FETCH 5 BINARY.SIZE[1]",
+                "FETCH 5 BINARY.PEEK[2]",
+                "FETCH 6 (BINARY.PEEK[2] BINARY.SIZE[2])",
+                "FETCH 6 BINARY.PEEK[2.1]",
+                "FETCH 6 BINARY.PEEK[1]",
+                "FETCH 2 BINARY.PEEK[1.MIME]",
+                "FETCH 2 BINARY.PEEK[HEADER]",
+                "FETCH 4 BINARY[1]",
+                "UID FETCH 4 BINARY.PEEK[1]<0.4>",
+                "FETCH 7 (RFC822.SIZE BINARY.PEEK[1] BINARY.SIZE[1])",
+                "FETCH 7 BODY.PEEK[TEXT]",
+                "FETCH 7 BINARY.PEEK[]",
+                "FETCH 1 BINARY.SIZE[]",
+            ),
+        ],
+    ),
+    Conversation(
+        "catenate-and-url-partial",
+        [
+            *_fill(),  # INBOX UIDs 1 (PLAIN), 2 (MULTIPART), 3 (COMMENTED)
+            *steps(
+                "a",
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=1")',
+                b"APPEND Drafts CATENATE (TEXT "
+                + literal(b"Subject: built\r\n\r\n[")
+                + b' URL "/INBOX/;UID=2/;SECTION=1" TEXT '
+                + literal(b"]\r\n")
+                + b")",
+                b'APPEND Drafts (\\Seen) CATENATE (URL "/INBOX/;UID=1/;SECTION=HEADER" TEXT '
+                + literal(b"new body\r\n")
+                + b")",
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=3/;SECTION=TEXT/;PARTIAL=5.10")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=3/;PARTIAL=10")',
+                'APPEND Drafts CATENATE (URL "/INBOX;UIDVALIDITY=1/;UID=1")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=99")',
+                'APPEND Drafts CATENATE (URL "/Nowhere/;UID=1")',
+                'APPEND Drafts CATENATE (URL "INBOX/;UID=1")',
+                b"APPEND Drafts CATENATE (TEXT "
+                + literal(b"Subject: empty part\r\n\r\n")
+                + b' URL "/INBOX/;UID=1/;PARTIAL=99999.5")',
+                'APPEND Nowhere CATENATE (URL "/INBOX/;UID=1")',
+                'APPEND Drafts CATENATE (URL "/INBOX/;UID=2") CATENATE (URL "/INBOX/;UID=1/;SECTION=TEXT")',
+                "APPEND Drafts CATENATE ()",
+                "STATUS Drafts (MESSAGES UNSEEN)",
+                "SELECT Drafts",
+                "FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[])",
+            ),
+        ],
+    ),
+    Conversation(
+        "preview-and-savedate",
+        [
+            *_fill(),
+            ("a", append(b"INBOX", HTML_PREVIEW)),
+            ("a", append(b"INBOX", QUOTED_ONLY)),
+            *steps(
+                "a",
+                "SELECT INBOX",
+                "FETCH 1:* (PREVIEW)",
+                "FETCH 1:* (PREVIEW (LAZY))",
+                "FETCH 1 (SNIPPET (FUZZY))",
+                "FETCH 4 (PREVIEW (FUZZY))",
+                "UID FETCH 1:2 (PREVIEW FLAGS)",
+                "SEARCH SAVEDATESUPPORTED",
+                "SEARCH SAVEDSINCE 1-Jan-2020",
+                "SEARCH SAVEDBEFORE 1-Jan-2020",
+                "SEARCH SAVEDON 5-Dec-2026",
+                "SEARCH NOT SAVEDSINCE 1-Jan-2100",
+                "FETCH 1 (SNIPPET)",
+                "FETCH 1 (PREVIEW (FOO))",
+                "SEARCH SAVEDSINCE yesterday",
             ),
         ],
     ),

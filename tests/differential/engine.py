@@ -226,14 +226,15 @@ def compare(
     extra_codes: frozenset[bytes] = frozenset(),
 ) -> list[Difference]:
     """Steps whose answers differ. Ignored: a mailha line matching `extra_lines` where Dovecot has
-    none, and a response code of `extra_codes` on mailha's tagged line where Dovecot's has none."""
+    none, and a response code of `extra_codes` (with its arguments) on mailha's tagged line where
+    Dovecot's has none."""
     out = []
     for i, (ref, got) in enumerate(zip(reference.answers, mailha.answers, strict=True)):
         for pattern in extra_lines:
             if not any(pattern.search(line) for line in ref):
                 got = tuple(line for line in got if not pattern.search(line))
         if ref and got and b"[" not in ref[-1]:
-            m = re.match(rb"^(\S+ NO) \[([A-Z]+)\]$", got[-1])
+            m = re.match(rb"^(\S+ (?:NO|OK)) \[([A-Z]+)(?: [^\]]*)?\]$", got[-1])
             if m and m.group(2) in extra_codes:
                 got = (*got[:-1], m.group(1))
         if ref != got:

@@ -1,0 +1,36 @@
+"""SAVEDATE (RFC 8514): when each message was saved into its mailbox.
+
+Named database `save_dates` (owned by this module): mailbox_id u64, uid u32
+-> unix seconds i64 (little-endian). APPEND and COPY/MOVE write the time of
+their write transaction (a copy is a new save, RFC 8514 section 3); RENAME of
+INBOX carries the dates over with the messages; EXPUNGE and DELETE remove them,
+in the same transaction as the message records. Messages stored before this
+table existed have no entry: readers use the internal date instead, as RFC 8514
+section 4 lets a server do for messages whose save date it does not know.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Final
+
+import lmdb
+
+from store.schema import MSG_KEY, Dbs
+
+_TIME: Final = struct.Struct("<q")
+
+
+def put(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int, when: int) -> None:
+    txn.put(MSG_KEY.pack(mid, uid), _TIME.pack(when), db=dbs.save_dates)
+
+
+def remove(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
+    for uid in uids:
+        txn.delete(MSG_KEY.pack(mid, uid), db=dbs.save_dates)
+
+
+def get(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int) -> int | None:
+    raw = txn.get(MSG_KEY.pack(mid, uid), db=dbs.save_dates)
+    return None if raw is None else int(_TIME.unpack(raw)[0])
