@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.message.preview import preview_text
-from imapd.message.sort_keys import stored_keys
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -40,7 +38,9 @@ from imapd.store_client import (
 )
 from imapd.uid_set import contains, parse_uids
 from mailparse import search_text
+from mailparse.preview import preview_text
 from mailparse.search_fields import indexed_text, text_matches
+from mailparse.sort_keys import stored_keys
 from mailparse.view import MessageView, ParsedMessage
 
 _SLASH = re.compile("/")

@@ -1,5 +1,7 @@
 """Reading a stored message: headers, MIME tree, charset and transfer decoding,
-addresses, and the text SEARCH and the store's indexes match against.
+addresses, the text SEARCH and the store's indexes match against, and what
+the store computes once per message at append: SORT/THREAD keys (with the
+RFC 5051 collation and the SORT criteria they serve) and the PREVIEW text.
 
 Below both the store (full-text and header indexes) and imapd (FETCH, SEARCH,
 SORT); imports no other mailha package. Nothing here raises on a broken
