@@ -96,37 +96,70 @@ def _imapd(root: pathlib.Path, store: str, epoch: int) -> Iterator[tuple[int, su
         stop(proc)
 
 
+@dataclass(frozen=True)
+class MailhaUnderTest:
+    """A private store + lmtpd + imapd with the bench user: what the mailbox benchmarks fill and time."""
+
+    root: pathlib.Path
+    lmtp_port: int
+    target: ImapTarget
+    store_pid: int
+    imapd_pid: int
+
+    def rss(self) -> dict[str, int]:
+        return {"store_rss_kib": rss_kib(self.store_pid), "imapd_rss_kib": rss_kib(self.imapd_pid)}
+
+    def disk(self, raw_bytes: int) -> dict[str, float]:
+        """Bytes on disk (LMDB and the full-text index) against the raw bytes delivered."""
+        data_file = self.root / "store" / "lmdb" / "data.mdb"
+        allocated = data_file.stat().st_blocks * 512
+        fulltext = sum(p.stat().st_blocks * 512 for p in (self.root / "store").glob("fulltext.sqlite*"))
+        return {
+            "lmdb_file_bytes": data_file.stat().st_size,
+            "lmdb_allocated_bytes": allocated,
+            "fulltext_bytes": fulltext,
+            "disk_per_raw": round((allocated + fulltext) / max(1, raw_bytes), 3),
+        }
+
+    def logs_tail(self) -> str:
+        text = ""
+        for log in ("imapd.log", "store.log"):
+            path = self.root / log
+            body = path.read_text(errors="replace") if path.exists() else ""
+            text += f"---- {log} (tail)\n{body[-4000:]}\n"
+        return text
+
+
+@contextlib.contextmanager
+def mailha_under_test(root: pathlib.Path, *, fulltext: bool) -> Iterator[MailhaUnderTest]:
+    with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=fulltext) as servers:
+        with StoreClient(servers.store) as client:
+            client.create_user(USER, PASSWORD, epoch=servers.epoch)
+            client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
+        with _imapd(root, servers.store, servers.epoch) as (imap_port, imapd):
+            target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
+            yield MailhaUnderTest(root, servers.lmtp_port, target, servers.store_process.pid, imapd.pid)
+
+
 def run(options: MailboxBenchOptions) -> dict[str, float]:
     if not 1 <= options.size <= MAX_SIZE:
         raise ValueError(f"--size must be 1..{MAX_SIZE}")
-    with tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp:
-        root = pathlib.Path(tmp)
-        with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=options.fulltext) as servers:
-            with StoreClient(servers.store) as client:
-                client.create_user(USER, PASSWORD, epoch=servers.epoch)
-                client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
-            with _imapd(root, servers.store, servers.epoch) as (imap_port, imapd):
-                result: dict[str, float] = {"size": options.size}
-                result["store_rss_idle_kib"] = rss_kib(servers.store_process.pid)
-                result["imapd_rss_idle_kib"] = rss_kib(imapd.pid)
-                result.update(fill("127.0.0.1", servers.lmtp_port, RCPT, options.size, options.seed))
-                target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
-                try:
-                    mark_mostly_seen(target)
-                    result.update(measure(target, options.runs, options.only))
-                except Exception:
-                    for log in ("imapd.log", "store.log"):  # the directory goes away with us
-                        text = (root / log).read_text(errors="replace") if (root / log).exists() else ""
-                        print(f"---- {log} (tail)\n{text[-4000:]}", file=sys.stderr)
-                    raise
-                time.sleep(2.0)  # sessions closed; let both processes settle
-                result["store_rss_after_kib"] = rss_kib(servers.store_process.pid)
-                result["imapd_rss_after_kib"] = rss_kib(imapd.pid)
-            data_file = root / "store" / "lmdb" / "data.mdb"
-            stat = data_file.stat()
-            result["lmdb_file_bytes"] = stat.st_size
-            result["lmdb_allocated_bytes"] = stat.st_blocks * 512
-            result["disk_per_raw"] = round(stat.st_blocks * 512 / result["raw_bytes"], 3)
+    with (
+        tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp,
+        mailha_under_test(pathlib.Path(tmp), fulltext=options.fulltext) as mailha,
+    ):
+        result: dict[str, float] = {"size": options.size}
+        result.update({k.replace("_kib", "_idle_kib"): v for k, v in mailha.rss().items()})
+        result.update(fill("127.0.0.1", mailha.lmtp_port, RCPT, options.size, options.seed))
+        try:
+            mark_mostly_seen(mailha.target)
+            result.update(measure(mailha.target, options.runs, options.only))
+        except Exception:
+            print(mailha.logs_tail(), file=sys.stderr)  # the directory goes away with us
+            raise
+        time.sleep(2.0)  # sessions closed; let both processes settle
+        result.update({k.replace("_kib", "_after_kib"): v for k, v in mailha.rss().items()})
+        result.update(mailha.disk(int(result["raw_bytes"])))
     return result
 
 

@@ -91,8 +91,19 @@ def register_bench(bench_sub: Any) -> None:
     c.add_argument("--think-ms", type=float, default=1000.0, help="think time between commands")
     c.add_argument("--samples", type=int, default=50, help="single-session samples per command")
     c.add_argument("--mailha-workers", type=int, default=1, help="imapd --workers of the throwaway mailha")
+    c.add_argument(
+        "--mailbox-size",
+        type=int,
+        nargs="?",
+        const=50_000,
+        metavar="N",
+        help="instead: one INBOX of N messages (default 50,000) filled over LMTP in both, issue 17's table",
+    )
+    c.add_argument("--mailbox-rounds", type=int, default=3, help="with --mailbox-size: measurement rounds")
+    c.add_argument("--mailbox-runs", type=int, default=5, help="with --mailbox-size: connections per operation")
+    c.add_argument("--no-fulltext", action="store_true", help="with --mailbox-size: mailha's store without FTS")
     c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/compare.json"))
+    c.add_argument("--output", type=pathlib.Path, help="JSON result (default bench-results/compare[-mailbox].json)")
     c.set_defaults(func=_compare)
 
 
@@ -142,6 +153,19 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if args.mailbox_size is not None:
+        from bench.mailbox_compare import MailboxCompareOptions, run_mailbox_compare
+
+        return run_mailbox_compare(
+            MailboxCompareOptions(
+                size=args.mailbox_size,
+                runs=args.mailbox_runs,
+                rounds=args.mailbox_rounds,
+                fulltext=not args.no_fulltext,
+                json_output=args.json,
+                output=args.output or pathlib.Path("bench-results/compare-mailbox.json"),
+            )
+        )
     from bench.compare import CompareOptions, run_compare
 
     return run_compare(
@@ -156,7 +180,7 @@ def _compare(args: argparse.Namespace) -> int:
             samples=args.samples,
             mailha_workers=args.mailha_workers,
             json_output=args.json,
-            output=args.output,
+            output=args.output or pathlib.Path("bench-results/compare.json"),
         )
     )
 
