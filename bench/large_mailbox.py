@@ -45,7 +45,7 @@ class MailboxBenchOptions:
     out: str = "bench-results/mailbox.json"
     only: frozenset[str] | None = None  # operations to time (None: all)
     seed: int = 1
-    fulltext: bool = False  # the store's opt-in SEARCH TEXT/BODY index
+    fulltext: bool = True  # the store's SEARCH TEXT/BODY index (on by default)
 
 
 def rss_kib(pid: int) -> int:

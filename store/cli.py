@@ -38,9 +38,9 @@ def register(sub: Any) -> None:
         help="gRPC worker threads and concurrent RPCs (each open Watch stream holds one; more are refused)",
     )
     p.add_argument(
-        "--fulltext",
+        "--no-fulltext",
         action="store_true",
-        help="index bodies for SEARCH TEXT/BODY (disk: about 3.2x the mail; without it those searches scan)",
+        help="no background full-text index (SEARCH TEXT/BODY then read every message)",
     )
     p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (a debugging aid)")
     p.set_defaults(func=_serve)
@@ -71,7 +71,7 @@ def register_bench(bench_sub: Any) -> None:
     m.add_argument("--only", default="", help="comma-separated operations to time (default: all)")
     m.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     m.add_argument("--out", default="bench-results/mailbox.json", help="where the JSON result is written")
-    m.add_argument("--fulltext", action="store_true", help="the store indexes bodies for SEARCH TEXT/BODY")
+    m.add_argument("--no-fulltext", action="store_true", help="the store without its full-text index")
     m.set_defaults(func=_bench_mailbox)
 
 
@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 reflection=args.reflection,
                 delivery_dedupe_window=args.delivery_dedupe_window,
-                fulltext=args.fulltext,
+                fulltext=not args.no_fulltext,
             )
         )
     except ListenAddressError as exc:
@@ -125,7 +125,7 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
         print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
         return 2
     options = MailboxBenchOptions(
-        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=args.fulltext
+        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=not args.no_fulltext
     )
     return run_bench(options)
 

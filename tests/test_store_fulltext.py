@@ -45,6 +45,14 @@ NEEDLES = (
     "seen",
     "nonexistentword",
     "the\nnext",
+    "illwor",  # inside a word: the index's vocabulary answers substrings, not only words
+    "quillwor",
+    "llwort",
+    "wort grows",  # two runs: candidates checked on the text
+    "é of",
+    "=e9",
+    "ma",
+    "x-mailer:",
 )
 
 
