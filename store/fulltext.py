@@ -2,18 +2,18 @@
 
 IMAP SEARCH means "contains the string" (RFC 3501), a substring, not a word.
 The index is SQLite FTS5 (the standard library: no new dependency or service,
-crash-safe transactions) with the `unicode61` word tokenizer and
-`detail=none` (rowids only): about 4% of the raw mail, where the trigram
-tokenizer, which answers substrings directly, took 2.3x (1.9x with
-detail=none) — measured on the benchmark corpus, see store/README.md.
-Substrings are answered from the index's own vocabulary: the needle's ASCII
-letter/digit runs of 3 or more characters each lie inside one indexed word,
-so the candidates are the messages holding, for every run, some word that
-contains it (found with fts5vocab). A needle that IS one such run is answered
-exactly by that; any other needle is checked on the candidates' text (the
-scan's own comparison); a needle without such a run is scanned. Xapian and
-tantivy are word indexes too and would need the same vocabulary step; FTS5
-does it without a new package.
+crash-safe transactions) with the `ascii` word tokenizer and `detail=none`
+(rowids only): about 4% of the raw mail, where the trigram tokenizer, which
+answers substrings directly, took 2.3x (1.9x with detail=none), measured on
+the benchmark corpus (store/README.md). Substrings are answered through the
+vocabulary, a table of the distinct words kept beside each FTS table: every
+piece of the needle between separators (3 characters or more) lies inside
+one word of a matching text, so the candidates are the messages holding, for
+every piece, some vocabulary word that contains it. A needle that is one
+such piece is answered exactly by that; any other needle is checked on the
+candidates' text (the scan's own comparison); a needle without a piece is
+scanned. Xapian and tantivy are word indexes too and would need the same
+vocabulary step for substrings; FTS5 does it without a new package.
 
 Rows hold the text `imapd.message.search_text` defines (the evaluator's own),
 already casefolded: the body in `body_words`, the header and MIME-header text
@@ -50,20 +50,23 @@ from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 
 log = logging.getLogger(__name__)
 BATCH: Final = 200  # messages per SQLite transaction while catching up
-MIN_RUN: Final = 3  # the shortest letter/digit run looked up in the vocabulary
+MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
 BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
-SCHEMA_VERSION: Final = 2  # 1: one trigram table `docs` (dropped and rebuilt on open)
-_RUN: Final = re.compile(r"[a-z0-9]{" + str(MIN_RUN) + ",}")
+SCHEMA_VERSION: Final = 3  # 1: one trigram table `docs`; any other layout is dropped and rebuilt on open
+# A word as FTS5's `ascii` tokenizer cuts the (casefolded) text: ASCII letters and
+# digits, and every non-ASCII character; any other ASCII character separates words.
+_WORD: Final = re.compile("[a-z0-9\x80-\U0010ffff]+")
+_RUN: Final = re.compile("[a-z0-9\x80-\U0010ffff]{" + str(MIN_RUN) + ",}")
 _TABLES: Final = ("head_words", "body_words")
 _SCHEMA: Final = (
     *(
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {t} USING fts5("
-        "text, content='', detail=none, tokenize='unicode61 remove_diacritics 0')"
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {t} USING fts5(text, content='', detail=none, tokenize='ascii')"
         for t in _TABLES
     ),
-    *(f"CREATE VIRTUAL TABLE IF NOT EXISTS {t}_vocab USING fts5vocab({t}, 'row')" for t in _TABLES),
+    # The vocabulary, kept beside each table (fts5vocab would read every posting list to list it).
+    *(f"CREATE TABLE IF NOT EXISTS {t}_terms (term TEXT PRIMARY KEY) WITHOUT ROWID" for t in _TABLES),
     "CREATE TABLE IF NOT EXISTS watermarks (mailbox_id INTEGER PRIMARY KEY, uid INTEGER NOT NULL)",
 )
 
@@ -90,21 +93,28 @@ def _storable(text: str) -> str:
 
 
 def runs(needle: str) -> list[str]:
-    """The needle's ASCII letter/digit runs the vocabulary can answer, longest first."""
+    """The needle's word pieces the vocabulary can answer, longest first."""
     return sorted(set(_RUN.findall(needle)), key=len, reverse=True)
 
 
 def indexable(needle: str) -> bool:
     """Whether the index can narrow `needle` down (else the messages are scanned)."""
-    return bool(_RUN.search(needle))
+    if "\ufffd" in needle or not _RUN.search(needle):
+        return False
+    try:
+        needle.encode("utf-8")  # a lone surrogate: stored texts hold '?' there (_storable)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def exact(needle: str) -> bool:
     """Whether the index's candidates are the answer (no check on the text).
 
-    A needle of ASCII letters and digits only lies inside one word of the text
-    as unicode61 splits it, and the text is casefolded before indexing, so a
-    word containing it is exactly a text containing it."""
+    A needle without separators lies inside one word of the text, and the words
+    are cut and stored verbatim (the text is casefolded before, the `ascii`
+    tokenizer folds nothing else), so a word containing it is exactly a text
+    containing it."""
     return _RUN.fullmatch(needle) is not None
 
 
@@ -167,6 +177,9 @@ class FullTextIndex:
             self._write.execute("BEGIN")
             self._write.executemany("INSERT INTO head_words(rowid, text) VALUES (?, ?)", heads)
             self._write.executemany("INSERT INTO body_words(rowid, text) VALUES (?, ?)", bodies_)
+            for table, rows in (("head_words", heads), ("body_words", bodies_)):
+                words = {(w,) for _, text in rows for w in _WORD.findall(text)}
+                self._write.executemany(f"INSERT OR IGNORE INTO {table}_terms(term) VALUES (?)", words)
             self._write.execute(
                 "INSERT INTO watermarks(mailbox_id, uid) VALUES (?, ?) "
                 "ON CONFLICT(mailbox_id) DO UPDATE SET uid = excluded.uid",
@@ -255,7 +268,7 @@ def _words_containing(conn: sqlite3.Connection, table: str, run: str) -> list[st
     words = [
         str(w)
         for (w,) in conn.execute(
-            f"SELECT term FROM {table}_vocab WHERE instr(term, ?) > 0 LIMIT ?", (run, MAX_TERMS + 1)
+            f"SELECT term FROM {table}_terms WHERE instr(term, ?) > 0 LIMIT ?", (run, MAX_TERMS + 1)
         )
     ]
     return None if len(words) > MAX_TERMS else words
