@@ -54,6 +54,7 @@ MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
 BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
+MAX_PIECES: Final = 4  # pieces of one needle looked up (the longest; candidates are checked anyway)
 SCHEMA_VERSION: Final = 3  # 1: one trigram table `docs`; any other layout is dropped and rebuilt on open
 # A word as FTS5's `ascii` tokenizer cuts the (casefolded) text: ASCII letters and
 # digits, and every non-ASCII character; any other ASCII character separates words.
@@ -93,8 +94,9 @@ def _storable(text: str) -> str:
 
 
 def runs(needle: str) -> list[str]:
-    """The needle's word pieces the vocabulary can answer, longest first."""
-    return sorted(set(_RUN.findall(needle)), key=len, reverse=True)
+    """The needle's word pieces the vocabulary is asked about: the longest MAX_PIECES
+    (each costs a pass over the vocabulary; a client's needle may hold thousands)."""
+    return sorted(set(_RUN.findall(needle)), key=len, reverse=True)[:MAX_PIECES]
 
 
 def indexable(needle: str) -> bool:
