@@ -129,11 +129,9 @@ class FlagIndexWriter:
         self.segments.clear()
 
 
-def mailbox_columns(
-    txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int
-) -> tuple[array.array[int], array.array[int]]:
-    """(every UID of the mailbox, ascending; the flag-set id of each): what SELECT needs,
-    read from the index's segments (~1/64 as many LMDB items as messages), no record decoded."""
+def mailbox_columns(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> tuple[bytes, array.array[int]]:
+    """(every UID of the mailbox, ascending, as u32 little-endian bytes; the flag-set id of each):
+    what SELECT needs, read from the index's segments (~1/64 as many LMDB items as messages)."""
     uids: list[bytes] = []
     flag_ids: list[bytes] = []
     prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
@@ -145,4 +143,4 @@ def mailbox_columns(
             _, slices = column_slices(bytes(value))
             uids.append(slices[0])
             flag_ids.append(slices[1])
-    return to_array("I", b"".join(uids)), to_array("I", b"".join(flag_ids))
+    return b"".join(uids), to_array("I", b"".join(flag_ids))

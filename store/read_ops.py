@@ -38,15 +38,19 @@ def status(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.M
     return out
 
 
-def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.SelectReply:
+def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
     users.require_user(txn, dbs, user)
     mid, record = mailboxes.lookup(txn, dbs, user, name)
     mailboxes.selectable(txn, dbs, user, mid)
     kids = bool(mailboxes.children(txn, dbs, user, record.name))
     reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
     # From the flag index: UIDs and flag-set ids as columns, the flag lists per distinct id.
-    uids, flag_ids = flag_index.mailbox_columns(txn, dbs.flag_index, mid)
-    reply.uids.extend(uids)
+    raw_uids, flag_ids = flag_index.mailbox_columns(txn, dbs.flag_index, mid)
+    uids = flag_index.to_array("I", raw_uids)
+    if packed:
+        reply.uids_le32 = raw_uids
+    else:
+        reply.uids.extend(uids)
     flag_lists = {fid: flag_sets.flags_of(txn, dbs, fid) for fid in set(flag_ids)}
     unseen = [fid for fid, flags in flag_lists.items() if "\\Seen" not in flags]
     reply.first_unseen_uid = uids[min(flag_ids.index(fid) for fid in unseen)] if unseen else 0
