@@ -19,6 +19,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class MailboxBenchOptions:
     only: frozenset[str] | None = None  # operations to time (None: all)
     seed: int = 1
     fulltext: bool = True  # the store's SEARCH TEXT/BODY index (on by default)
+    connections: int = 1  # LMTP connections of the fill (more: quicker, no per-block rates)
 
 
 def rss_kib(pid: int) -> int:
@@ -53,6 +55,44 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def fill_parallel(host: str, port: int, rcpt: str, count: int, seed: int, *, connections: int) -> dict[str, float]:
+    """Deliver messages 0..count-1 over `connections` LMTP connections (connection i takes
+    n % connections == i): a quicker fill for a million messages; the UID order then
+    differs from n's and only the overall rate is reported."""
+    if connections == 1:
+        return fill(host, port, rcpt, count, seed)
+    raw = [0] * connections
+    failures: list[BaseException] = []
+
+    def deliver(i: int) -> None:
+        try:
+            with smtplib.LMTP(host, port) as lmtp:
+                for n in range(i, count, connections):
+                    data = message(n, seed)
+                    raw[i] += len(data)
+                    if refused := lmtp.sendmail("sender@bench.test", [rcpt], data):
+                        raise RuntimeError(f"delivery {n} refused: {refused}")
+        except BaseException as exc:
+            failures.append(exc)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    total = time.perf_counter() - start
+    return {
+        "delivered": count,
+        "raw_bytes": sum(raw),
+        "fill_seconds": round(total, 1),
+        "fill_connections": connections,
+        "delivery_per_s": round(count / total, 1),
+    }
 
 
 def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, float]:
@@ -150,7 +190,11 @@ def run(options: MailboxBenchOptions) -> dict[str, float]:
     ):
         result: dict[str, float] = {"size": options.size}
         result.update({k.replace("_kib", "_idle_kib"): v for k, v in mailha.rss().items()})
-        result.update(fill("127.0.0.1", mailha.lmtp_port, RCPT, options.size, options.seed))
+        result.update(
+            fill_parallel(
+                "127.0.0.1", mailha.lmtp_port, RCPT, options.size, options.seed, connections=options.connections
+            )
+        )
         try:
             mark_mostly_seen(mailha.target)
             result.update(measure(mailha.target, options.runs, options.only))

@@ -72,6 +72,9 @@ def register_bench(bench_sub: Any) -> None:
     m.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     m.add_argument("--out", default="bench-results/mailbox.json", help="where the JSON result is written")
     m.add_argument("--no-fulltext", action="store_true", help="the store without its full-text index")
+    m.add_argument(
+        "--connections", type=int, default=1, help="LMTP connections filling the INBOX (default 1; more for 1M)"
+    )
     m.set_defaults(func=_bench_mailbox)
 
 
@@ -120,12 +123,22 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
 
     only = frozenset(o for o in args.only.split(",") if o) or None
     unknown = sorted((only or frozenset()) - set(OPERATIONS))
-    if unknown or not 1 <= args.size <= 2_000_000:
-        print(f"mailha bench mailbox: unknown operation(s) {unknown} or --size not in 1..2,000,000", file=sys.stderr)
+    if unknown or not 1 <= args.size <= 2_000_000 or not 1 <= args.connections <= 64:
+        print(
+            f"mailha bench mailbox: unknown operation(s) {unknown}, --size not in 1..2,000,000 "
+            "or --connections not in 1..64",
+            file=sys.stderr,
+        )
         print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
         return 2
     options = MailboxBenchOptions(
-        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=not args.no_fulltext
+        size=args.size,
+        runs=args.runs,
+        json=args.json,
+        out=args.out,
+        only=only,
+        fulltext=not args.no_fulltext,
+        connections=args.connections,
     )
     return run_bench(options)
 
