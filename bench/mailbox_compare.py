@@ -4,7 +4,8 @@ Both servers get the same deterministic corpus (bench/mailbox_corpus.py) over
 ONE LMTP connection each (mailha first, then Dovecot, so neither fill slows the
 other), then the same imaplib measurements (bench/mailbox_measure.py): every
 operation of issue 17's table plus SORT and THREAD, each timed on `runs`
-fresh connections to one server and then the other. That measurement is
+fresh connections to one server and then the other (who goes first alternates
+from round to round). That measurement is
 repeated `rounds` times on the same fill (the mailbox is marked mostly
 \\Seen again before each round); the table shows the median of the rounds'
 medians and mailha ÷ Dovecot (below 1: mailha is faster). The load average is
@@ -85,10 +86,11 @@ def run(opts: MailboxCompareOptions) -> dict[str, object]:
                 targets = {"mailha": mailha.target, "dovecot": ImapTarget("127.0.0.1", dove.imap_port, USER, PASSWORD)}
                 rounds: list[dict[str, dict[str, float]]] = []
                 loads: list[str] = []
-                for _ in range(opts.rounds):
-                    for target in targets.values():
+                for r in range(opts.rounds):
+                    order = dict(list(targets.items())[:: 1 if r % 2 == 0 else -1])  # who goes first alternates
+                    for target in order.values():
                         mark_mostly_seen(target)
-                    rounds.append(measure_side_by_side(targets, opts.runs))
+                    rounds.append(measure_side_by_side(order, opts.runs))
                     loads.append(loadavg())
                 time.sleep(2.0)  # every session closed: RSS against idle
                 result["mailha_rss_after"] = mailha.rss()
