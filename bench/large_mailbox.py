@@ -50,9 +50,10 @@ class MailboxBenchOptions:
     connections: int = 1  # LMTP connections of the fill (more: quicker, no per-block rates)
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS counts the store's mapped LMDB pages (page cache); RssAnon is the process's own memory."""
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 
@@ -147,7 +148,12 @@ class MailhaUnderTest:
     imapd_pid: int
 
     def rss(self) -> dict[str, int]:
-        return {"store_rss_kib": rss_kib(self.store_pid), "imapd_rss_kib": rss_kib(self.imapd_pid)}
+        return {
+            "store_rss_kib": rss_kib(self.store_pid),
+            "store_rss_anon_kib": rss_kib(self.store_pid, "RssAnon"),
+            "imapd_rss_kib": rss_kib(self.imapd_pid),
+            "imapd_rss_anon_kib": rss_kib(self.imapd_pid, "RssAnon"),
+        }
 
     def disk(self, raw_bytes: int) -> dict[str, float]:
         """Bytes on disk (LMDB and the full-text index) against the raw bytes delivered."""

@@ -160,6 +160,7 @@ class FullTextIndex:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA journal_size_limit=1048576")  # the WAL shrinks back after checkpoints
         return conn
 
     # ---- writing ---------------------------------------------------------------
