@@ -10,7 +10,7 @@ delivery log.
 Forwarding goes first: if the relay refuses or is unreachable, that
 recipient gets a temporary failure and nothing is stored, so the MTA retries
 the whole thing and no message is lost or half-handled. The delivery log is
-written after the reply, batched (lmtpd.delivery_log); a failure to write
+written after the appends in its own store transaction; a failure to write
 it is logged and does not change the reply (the mail is already stored).
 """
 
@@ -27,7 +27,6 @@ import trio
 
 from lmtpd import replies
 from lmtpd.delivery import DeliveryResult, MailDrop, MailDropSession, MessageSource, Outcome, Recipient, Resolution
-from lmtpd.delivery_log import DeliveryLogWriter
 from lmtpd.personal_rules import (
     HEAD_LIMIT,
     Action,
@@ -128,7 +127,9 @@ class SettingsSession:
                 results[i] = result
         final = [r for r in results if r is not None]
         assert len(final) == len(recipients)
-        drop.record(sender, facts, recipients=recipients, dispositions=dispositions, results=final, size=body.size)
+        await drop.record(
+            sender, facts, recipients=recipients, dispositions=dispositions, results=final, size=body.size
+        )
         return final
 
 
@@ -151,8 +152,6 @@ class SettingsMailDrop:
         self.options = options
         self.channel = grpc.insecure_channel(store)
         self.stub = settings_pb2_grpc.SettingsStub(self.channel)
-        stub = self.stub
-        self.log_writer = DeliveryLogWriter(lambda r: stub.RecordDeliveries(r, timeout=_SETTINGS_TIMEOUT), epoch)
 
     def session(self) -> SettingsSession:
         return SettingsSession(self, self.inner.session())
@@ -168,7 +167,7 @@ class SettingsMailDrop:
             log.warning("user=%s settings unavailable (%s): delivering to INBOX", user, exc.code())
             return settings_pb2.UserSettings(user=user)
 
-    def record(
+    async def record(
         self,
         sender: str,
         facts: MessageFacts,
@@ -198,8 +197,13 @@ class SettingsMailDrop:
                     folder=disposition.folder if stored else "",
                 )
             )
-        self.log_writer.submit(records)
+        request = settings_pb2.RecordDeliveriesRequest(epoch=self.epoch, records=records)
+        try:
+            await trio.to_thread.run_sync(
+                lambda: self.stub.RecordDeliveries(request, timeout=_SETTINGS_TIMEOUT), abandon_on_cancel=True
+            )
+        except grpc.RpcError as exc:
+            log.warning("delivery log not written (%s)", exc.code())
 
     def close(self) -> None:
-        self.log_writer.close()
         self.channel.close()
