@@ -43,7 +43,10 @@ def _register_store(bench_sub: Any) -> None:
     m.add_argument("--only", default="", help="comma-separated operations to time (default: all)")
     m.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     m.add_argument("--out", default="bench-results/mailbox.json", help="where the JSON result is written")
-    m.add_argument("--fulltext", action="store_true", help="the store indexes bodies for SEARCH TEXT/BODY")
+    m.add_argument("--no-fulltext", action="store_true", help="the store without its full-text index")
+    m.add_argument(
+        "--connections", type=int, default=1, help="LMTP connections filling the INBOX (default 1; more for 1M)"
+    )
     m.set_defaults(func=_bench_mailbox)
 
 
@@ -59,12 +62,22 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
 
     only = frozenset(o for o in args.only.split(",") if o) or None
     unknown = sorted((only or frozenset()) - set(OPERATIONS))
-    if unknown or not 1 <= args.size <= 2_000_000:
-        print(f"mailha bench mailbox: unknown operation(s) {unknown} or --size not in 1..2,000,000", file=sys.stderr)
+    if unknown or not 1 <= args.size <= 2_000_000 or not 1 <= args.connections <= 64:
+        print(
+            f"mailha bench mailbox: unknown operation(s) {unknown}, --size not in 1..2,000,000 "
+            "or --connections not in 1..64",
+            file=sys.stderr,
+        )
         print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
         return 2
     options = MailboxBenchOptions(
-        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=args.fulltext
+        size=args.size,
+        runs=args.runs,
+        json=args.json,
+        out=args.out,
+        only=only,
+        fulltext=not args.no_fulltext,
+        connections=args.connections,
     )
     return run_bench(options)
 
@@ -134,12 +147,36 @@ def _register_imap(bench_sub: Any) -> None:
     c.add_argument("--think-ms", type=float, default=1000.0, help="think time between commands")
     c.add_argument("--samples", type=int, default=50, help="single-session samples per command")
     c.add_argument("--mailha-workers", type=int, default=1, help="imapd --workers of the throwaway mailha")
+    c.add_argument(
+        "--mailbox-size",
+        type=int,
+        nargs="?",
+        const=50_000,
+        metavar="N",
+        help="instead: one INBOX of N messages (default 50,000) filled over LMTP in both, issue 17's table",
+    )
+    c.add_argument("--mailbox-rounds", type=int, default=3, help="with --mailbox-size: measurement rounds")
+    c.add_argument("--mailbox-runs", type=int, default=5, help="with --mailbox-size: connections per operation")
+    c.add_argument("--no-fulltext", action="store_true", help="with --mailbox-size: mailha's store without FTS")
     c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/compare.json"))
+    c.add_argument("--output", type=pathlib.Path, help="JSON result (default bench-results/compare[-mailbox].json)")
     c.set_defaults(func=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if args.mailbox_size is not None:
+        from bench.mailbox_compare import MailboxCompareOptions, run_mailbox_compare
+
+        return run_mailbox_compare(
+            MailboxCompareOptions(
+                size=args.mailbox_size,
+                runs=args.mailbox_runs,
+                rounds=args.mailbox_rounds,
+                fulltext=not args.no_fulltext,
+                json_output=args.json,
+                output=args.output or pathlib.Path("bench-results/compare-mailbox.json"),
+            )
+        )
     from bench.compare import CompareOptions, run_compare
 
     return run_compare(
@@ -154,7 +191,7 @@ def _compare(args: argparse.Namespace) -> int:
             samples=args.samples,
             mailha_workers=args.mailha_workers,
             json_output=args.json,
-            output=args.output,
+            output=args.output or pathlib.Path("bench-results/compare.json"),
         )
     )
 

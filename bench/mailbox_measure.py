@@ -97,34 +97,59 @@ OPERATIONS: Final = (
     "uid_search_unseen",
     "uid_search_subject",
     "uid_search_text",
+    "uid_sort_date",
+    "uid_thread_references",
     "status",
     "store_all_seen",
     "copy_expunge",
 )
 
 
-def measure(target: ImapTarget, runs: int = 5, only: frozenset[str] | None = None) -> dict[str, float]:
-    """Median ms of each operation of the issue's table (mailbox filled, mostly \\Seen)."""
-    exists = _exists(target)
-    last = f"{max(1, exists - 49)}:*"
-    mailbox = target.mailbox
-    ops: dict[str, tuple[Callable[[imaplib.IMAP4], object], bool]] = {
+def _operations(mailbox: str, last: str) -> dict[str, tuple[Callable[[imaplib.IMAP4], object], bool]]:
+    """Name -> (the timed call, whether the mailbox is SELECTed first); in the table's order."""
+    return {
         "select": (lambda i: _ok(i.select(mailbox)), False),
         "uid_fetch_all_flags": (lambda i: _ok(i.uid("FETCH", "1:*", "(FLAGS)")), True),
         "fetch_last50": (lambda i: _ok(i.fetch(last, "(UID ENVELOPE FLAGS RFC822.SIZE INTERNALDATE)")), True),
         "uid_search_unseen": (lambda i: _ok(i.uid("SEARCH", "UNSEEN")), True),
         "uid_search_subject": (lambda i: _ok(i.uid("SEARCH", "SUBJECT", SUBJECT_MARKER)), True),
         "uid_search_text": (lambda i: _ok(i.uid("SEARCH", "TEXT", BODY_MARKER)), True),
+        "uid_sort_date": (lambda i: _ok(i.uid("SORT", "(REVERSE DATE)", "UTF-8", "ALL")), True),
+        "uid_thread_references": (lambda i: _ok(i.uid("THREAD", "REFERENCES", "UTF-8", "ALL")), True),
         "status": (lambda i: _ok(i.status(mailbox, "(MESSAGES UNSEEN UIDNEXT)")), False),
         "store_all_seen": (lambda i: _ok(i.store("1:*", "+FLAGS", "(\\Seen)")), True),
     }
-    out: dict[str, float] = {"messages": float(exists)}
-    out.update(_hits(target))  # before the timed STORE 1:* +FLAGS (\\Seen) leaves nothing unseen
-    for name, (op, select) in ops.items():
-        if only is None or name in only:
-            out[f"{name}_ms"] = _timed(target, runs, op, select=select)
+
+
+def measure(target: ImapTarget, runs: int = 5, only: frozenset[str] | None = None) -> dict[str, float]:
+    """Median ms of each operation of the issue's table (mailbox filled, mostly \\Seen)."""
+    return measure_side_by_side({"server": target}, runs, only)["server"]
+
+
+def measure_side_by_side(
+    targets: dict[str, ImapTarget], runs: int = 5, only: frozenset[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """`measure` on several servers filled alike, one operation at a time on each in turn.
+
+    Each operation runs on every server before the next one starts, so the
+    servers see the same machine noise and the same mailbox state (STORE 1:*
+    +FLAGS (\\Seen) comes after the searches whose answers it changes)."""
+    out: dict[str, dict[str, float]] = {}
+    ops: dict[str, dict[str, tuple[Callable[[imaplib.IMAP4], object], bool]]] = {}
+    for name, target in targets.items():
+        exists = _exists(target)
+        out[name] = {"messages": float(exists)}
+        out[name].update(_hits(target))  # before the timed STORE leaves nothing unseen
+        ops[name] = _operations(target.mailbox, f"{max(1, exists - 49)}:*")
+    for op in OPERATIONS[:-1]:
+        if only is not None and op not in only:
+            continue
+        for name, target in targets.items():
+            call, select = ops[name][op]
+            out[name][f"{op}_ms"] = _timed(target, runs, call, select=select)
     if only is None or "copy_expunge" in only:
-        out.update(_copy_expunge(target, runs, min(1000, exists)))
+        for name, target in targets.items():
+            out[name].update(_copy_expunge(target, runs, min(1000, int(out[name]["messages"]))))
     return out
 
 

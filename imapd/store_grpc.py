@@ -373,12 +373,13 @@ class GrpcStore:
     async def select(self, user: str, name: str) -> SelectResult:
         reply: store_pb2.SelectReply
         if self._local is not None:
-            reply = self._read_local(self._local, lambda r: r.select(user, name))
+            reply = self._read_local(self._local, lambda r: r.select(user, name, packed=True))
         else:
-            reply = await self._unary(self._stub.Select, store_pb2.SelectRequest(user=user, name=name))
+            request = store_pb2.SelectRequest(user=user, name=name, packed_uids=True)
+            reply = await self._unary(self._stub.Select, request)
         return SelectResult(
             _info(reply.mailbox),
-            tuple(reply.uids),
+            tuple(_column("I", reply.uids_le32)),
             tuple(reply.permanent_flags),
             reply.recent_boundary,
             reply.first_unseen_uid,

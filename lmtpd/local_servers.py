@@ -76,7 +76,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def local_servers(
-    root: pathlib.Path, *, max_message_size: int, default_quota: int = 0, fulltext: bool = False
+    root: pathlib.Path, *, max_message_size: int, default_quota: int = 0, fulltext: bool = True
 ) -> Iterator[LocalServers]:
     store_dir = root / "store"
     store_dir.mkdir(parents=True, exist_ok=True)

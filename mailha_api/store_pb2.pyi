@@ -849,17 +849,21 @@ class SelectRequest(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    PACKED_UIDS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     name: _builtins.str
+    packed_uids: _builtins.bool
+    """answer uids_le32 instead of uids (a large mailbox: no varint per message)"""
     def __init__(
         self,
         *,
         user: _builtins.str = ...,
         name: _builtins.str = ...,
+        packed_uids: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "packed_uids", b"packed_uids", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -874,10 +878,13 @@ class SelectReply(_message.Message):
     PERMANENT_FLAGS_FIELD_NUMBER: _builtins.int
     RECENT_BOUNDARY_FIELD_NUMBER: _builtins.int
     FIRST_UNSEEN_UID_FIELD_NUMBER: _builtins.int
+    UIDS_LE32_FIELD_NUMBER: _builtins.int
     recent_boundary: _builtins.int
     """UIDs >= this are \\Recent and not claimed yet"""
     first_unseen_uid: _builtins.int
     """0 = every message is \\Seen"""
+    uids_le32: _builtins.bytes
+    """with packed_uids: the UIDs, u32 little-endian, ascending"""
     @_builtins.property
     def mailbox(self) -> Global___MailboxInfo: ...
     @_builtins.property
@@ -896,10 +903,11 @@ class SelectReply(_message.Message):
         permanent_flags: _abc.Iterable[_builtins.str] | None = ...,
         recent_boundary: _builtins.int = ...,
         first_unseen_uid: _builtins.int = ...,
+        uids_le32: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mailbox", b"mailbox"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_unseen_uid", b"first_unseen_uid", "mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "recent_boundary", b"recent_boundary", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_unseen_uid", b"first_unseen_uid", "mailbox", b"mailbox", "permanent_flags", b"permanent_flags", "recent_boundary", b"recent_boundary", "uids", b"uids", "uids_le32", b"uids_le32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -36,7 +36,7 @@ def store_service(
     fence: int | None = None,
     fence_next: bool = False,
     writable: bool = True,
-    fulltext: bool = False,
+    fulltext: bool = True,
 ) -> ServiceSpec:
     """The store process on `data_dir` (an LMDB environment directory).
 
@@ -59,8 +59,8 @@ def store_service(
         args += ["--fence", str(fence)]
     if fence_next:
         args.append("--fence-next")
-    if fulltext:
-        args.append("--fulltext")
+    if not fulltext:
+        args.append("--no-fulltext")
     if not writable:
         args.append("--read-only-start")
     return ServiceSpec("store", _mailha(*args))

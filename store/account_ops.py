@@ -292,5 +292,5 @@ class AccountOps(StoreCore):
 
         return self.write(req.epoch, op)
 
-    def select(self, user: str, name: str) -> store_pb2.SelectReply:
-        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name))
+    def select(self, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
+        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed))

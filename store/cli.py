@@ -40,9 +40,9 @@ def register(sub: Any) -> None:
         help="gRPC worker threads and concurrent RPCs (each open Watch stream holds one; more are refused)",
     )
     p.add_argument(
-        "--fulltext",
+        "--no-fulltext",
         action="store_true",
-        help="index bodies for SEARCH TEXT/BODY (disk: about 3.2x the mail; without it those searches scan)",
+        help="no background full-text index (SEARCH TEXT/BODY then read every message)",
     )
     p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (a debugging aid)")
     p.set_defaults(func=_serve)
@@ -79,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 reflection=args.reflection,
                 delivery_dedupe_window=args.delivery_dedupe_window,
-                fulltext=args.fulltext,
+                fulltext=not args.no_fulltext,
             )
         )
     except ListenAddressError as exc:

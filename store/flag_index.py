@@ -127,3 +127,20 @@ class FlagIndexWriter:
             else:
                 self.txn.delete(key, db=self.db)
         self.segments.clear()
+
+
+def mailbox_columns(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> tuple[bytes, array.array[int]]:
+    """(every UID of the mailbox, ascending, as u32 little-endian bytes; the flag-set id of each):
+    what SELECT needs, read from the index's segments (~1/64 as many LMDB items as messages)."""
+    uids: list[bytes] = []
+    flag_ids: list[bytes] = []
+    prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
+    cur = txn.cursor(db=db)
+    if cur.set_range(MSG_KEY.pack(mailbox_id, 0)):
+        for key, value in cur:
+            if key[:8] != prefix:
+                break
+            _, slices = column_slices(bytes(value))
+            uids.append(slices[0])
+            flag_ids.append(slices[1])
+    return b"".join(uids), to_array("I", b"".join(flag_ids))

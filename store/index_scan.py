@@ -90,10 +90,14 @@ def text_matches(  # noqa: PLR0917
     found: set[int] = set()
     above = 0
     if index is not None and fulltext.indexable(needle):
-        hits, above = index.search(mid, needle, body_only)
-        for uid in hits:  # rows of expunged messages stay in the index: keep what exists
-            if any(lo <= uid <= hi for lo, hi in ranges) and txn.get(MSG_KEY.pack(mid, uid), db=dbs.messages):
-                found.add(uid)
+        hits, mark = index.search(mid, needle, body_only)
+        if hits is not None:
+            above = mark
+            wanted = [uid for uid in sorted(hits) if any(lo <= uid <= hi for lo, hi in ranges)]
+            if fulltext.exact(needle):  # rows of expunged messages stay in the index: keep what exists
+                found.update(uid for uid in wanted if txn.get(MSG_KEY.pack(mid, uid), db=dbs.messages))
+            else:
+                found.update(fulltext.check(txn, dbs, mid, wanted, needle, body_only=body_only))
     found.update(fulltext.scan_matches(txn, dbs, mid, ranges, needle, body_only=body_only, above=above))
     return sorted(found)
 

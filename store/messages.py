@@ -195,32 +195,6 @@ def all_messages(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> Iterator[tuple[in
         yield MSG_KEY.unpack(key)[1], MessageRecord.unpack(value)
 
 
-def uids_and_raw_flags(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> tuple[list[int], set[bytes], int]:
-    """The UIDs of `mid`, the distinct encoded flag lists and the first UID without \\Seen
-    (0 if none), without decoding each record.
-
-    SELECT needs only these (UIDs, and the keywords in use); decoding every message of
-    the mailbox cost more than the rest of the call.
-    """
-    prefix = U64.pack(mid)
-    uids: list[int] = []
-    flag_lists: set[bytes] = set()
-    first_unseen = 0
-    cur = txn.cursor(db=dbs.messages)
-    if not cur.set_range(prefix):
-        return uids, flag_lists, first_unseen
-    unpack_key = MSG_KEY.unpack
-    for key, value in cur:
-        if key[:8] != prefix:
-            break
-        uids.append(unpack_key(key)[1])
-        raw = bytes(value[MESSAGE_FLAGS_OFFSET:])
-        flag_lists.add(raw)
-        if not first_unseen and b"\\Seen" not in raw:
-            first_unseen = uids[-1]
-    return uids, flag_lists, first_unseen
-
-
 def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tuple[str, ...]:
     if mode == store_pb2.FLAG_MODE_ADD:
         return tuple(sorted(set(old) | set(flags)))

@@ -8,10 +8,12 @@ returns the API message, raising `store.errors` on bad input.
 
 from __future__ import annotations
 
+import bisect
+
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailboxes, message_facts, messages, names, recent, uidset, users
+from store import bodies, flag_index, flag_sets, mailboxes, message_facts, messages, names, recent, uidset, users
 from store.schema import Dbs
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
@@ -36,18 +38,25 @@ def status(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.M
     return out
 
 
-def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.SelectReply:
+def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
     users.require_user(txn, dbs, user)
     mid, record = mailboxes.lookup(txn, dbs, user, name)
     mailboxes.selectable(txn, dbs, user, mid)
     kids = bool(mailboxes.children(txn, dbs, user, record.name))
     reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-    uids, flag_lists, first_unseen = messages.uids_and_raw_flags(txn, dbs, mid)
-    reply.uids.extend(uids)
-    reply.first_unseen_uid = first_unseen
+    # From the flag index: UIDs and flag-set ids as columns, the flag lists per distinct id.
+    raw_uids, flag_ids = flag_index.mailbox_columns(txn, dbs.flag_index, mid)
+    uids = flag_index.to_array("I", raw_uids)
+    if packed:
+        reply.uids_le32 = raw_uids
+    else:
+        reply.uids.extend(uids)
+    flag_lists = {fid: flag_sets.flags_of(txn, dbs, fid) for fid in set(flag_ids)}
+    unseen = [fid for fid, flags in flag_lists.items() if "\\Seen" not in flags]
+    reply.first_unseen_uid = uids[min(flag_ids.index(fid) for fid in unseen)] if unseen else 0
     reply.recent_boundary = recent.boundary(txn, dbs, mid)
-    reply.mailbox.status.recent = sum(1 for u in uids if u >= reply.recent_boundary)
-    keywords = {f for raw in flag_lists for f in raw.decode("ascii").split(" ") if f and f[0] != "\\"}
+    reply.mailbox.status.recent = len(uids) - bisect.bisect_left(uids, reply.recent_boundary)
+    keywords = {f for flags in flag_lists.values() for f in flags if f[0] != "\\"}
     reply.permanent_flags.extend(sorted(keywords))
     return reply
 

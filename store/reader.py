@@ -54,8 +54,8 @@ class LocalReader:
     def status(self, user: str, name: str) -> store_pb2.MailboxInfo:
         return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
 
-    def select(self, user: str, name: str) -> store_pb2.SelectReply:
-        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name))
+    def select(self, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
+        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed))
 
     def fetch_batch(self, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
         user = read_ops.check_fetch(req)

@@ -48,7 +48,7 @@ class ServeOptions:
     reflection: bool = False
     heartbeat_seconds: float = 5.0
     delivery_dedupe_window: float = DEFAULT_WINDOW
-    fulltext: bool = False  # index bodies for SEARCH TEXT/BODY (off: those scan)
+    fulltext: bool = True  # index bodies for SEARCH TEXT/BODY in the background (off: those scan)
 
 
 def _trim_after_hashing(stop: threading.Event, interval: float = 2.0) -> None:

@@ -195,7 +195,7 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
 
     def Select(self, request: store_pb2.SelectRequest, context: grpc.ServicerContext) -> store_pb2.SelectReply:
         with _errors(context):
-            return self.store.select(request.user, request.name)
+            return self.store.select(request.user, request.name, packed=request.packed_uids)
 
     # ---- appends ------------------------------------------------------------------
 

@@ -19,10 +19,11 @@ def test_corpus_is_deterministic_and_sized_like_mail() -> None:
 
 def test_bench_mailbox_small_run(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "mailbox.json"
-    options = MailboxBenchOptions(size=250, runs=1, json=True, out=str(out), only=frozenset({"select", "status"}))
+    only = frozenset({"select", "status"})
+    options = MailboxBenchOptions(size=250, runs=1, json=True, out=str(out), only=only, connections=2)
     assert run_bench(options) == 0
     result = json.loads(out.read_text())
-    assert result["delivered"] == 250 and result["messages"] == 250
+    assert result["delivered"] == 250 and result["messages"] == 250 and result["fill_connections"] == 2
     assert result["unseen_hits"] == 3  # sequence numbers 1, 101, 201 stay unseen
     assert result["subject_hits"] == 3 and result["text_hits"] == 3  # n % 100 == 7 and == 42
     assert result["select_ms"] > 0 and result["status_ms"] > 0

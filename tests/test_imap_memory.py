@@ -1,12 +1,15 @@
-"""imapd gives memory back: after large FETCH/SEARCH sessions close, its RSS is within 20% of idle.
+"""imapd and the store give memory back: after large FETCH/SEARCH sessions close, their RSS is
+within 20% of idle (the store's idle measured once its full-text indexer has caught up).
 
 Also the ENVELOPE cache, the one cache kept across sessions, is bounded in bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,6 +39,19 @@ def _message(n: int) -> bytes:
         f"From: Sender {n} <s{n}@example.org>\r\nTo: r@example.org\r\nSubject: subject {n} {words[:60]}\r\n"
         f"Message-ID: <{n}@example.org>\r\n\r\n" + (words + "\r\n") * 20
     ).encode()
+
+
+def _wait_indexed(path: pathlib.Path, uid: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            try:
+                if conn.execute("SELECT max(uid) FROM watermarks").fetchone()[0] == uid:
+                    return
+            except sqlite3.OperationalError:  # not created yet
+                pass
+        assert time.monotonic() < deadline, "the store's full-text indexer did not catch up"
+        time.sleep(0.2)
 
 
 def test_envelope_cache_is_bounded_in_bytes() -> None:
@@ -82,8 +98,12 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
             imap.logout()
 
         session(heavy=False)  # warm: code paths imported, one session served
+        _wait_indexed(tmp_path / "store" / "fulltext.sqlite", MESSAGES)  # the store's indexer is done
+        session(heavy=False)
         time.sleep(6)  # past the release interval
         idle = _rss_anon_kib(imapd.pid)
+        assert store.process is not None
+        store_idle = _rss_anon_kib(store.process.pid)
         threads = [threading.Thread(target=session, args=(True,)) for _ in range(4)]
         for t in threads:
             t.start()
@@ -91,7 +111,9 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
             t.join(120)
         time.sleep(1)
         after = _rss_anon_kib(imapd.pid)
+        store_after = _rss_anon_kib(store.process.pid)
         assert after <= idle * 1.2, f"imapd RssAnon {idle} KiB idle, {after} KiB after the sessions closed"
+        assert store_after <= store_idle * 1.2, f"store RssAnon {store_idle} KiB idle, {store_after} KiB after"
     finally:
         if imapd is not None:
             imapd.terminate()

@@ -13,16 +13,20 @@ import array
 import pathlib
 import subprocess
 import sys
+import threading
 import time
+
+import grpc
 
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import search_spec as S
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import store_pb2
-from mailparse.view import MessageView
+from store import fulltext
 from store.bodies import BodySource
+from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
-from tests.store_fixtures import ROOT
+from tests.store_fixtures import ROOT, StoreServer
 
 CORPUS = pathlib.Path(__file__).parent / "data" / "mime"
 NEEDLES = (
@@ -45,6 +49,14 @@ NEEDLES = (
     "seen",
     "nonexistentword",
     "the\nnext",
+    "illwor",  # inside a word: the index's vocabulary answers substrings, not only words
+    "quillwor",
+    "llwort",
+    "wort grows",  # two runs: candidates checked on the text
+    "é of",
+    "=e9",
+    "ma",
+    "x-mailer:",
 )
 
 
@@ -81,17 +93,17 @@ def _store(tmp_path: pathlib.Path, *, fulltext: bool = False) -> MailStore:
     return store
 
 
-def _index_answers(store: MailStore) -> list[list[int]]:
-    queries = [ipb.TextQuery(needle=n.casefold(), body_only=b) for n in NEEDLES for b in (False, True)]
+def _index_answers(store: MailStore, needles: tuple[str, ...] = NEEDLES) -> list[list[int]]:
+    queries = [ipb.TextQuery(needle=n.casefold(), body_only=b) for n in needles for b in (False, True)]
     req = ipb.IndexScanRequest(user="alice", mailbox_id=_mid(store), uid_set="1:*", text_queries=queries)
     first = next(iter(store.scan_index(req)))
     return [list(array.array("I", hits.uids)) for hits in first.text_hits]
 
 
-def _scan_answers(present: dict[int, bytes]) -> list[list[int]]:
+def _scan_answers(present: dict[int, bytes], needles: tuple[str, ...] = NEEDLES) -> list[list[int]]:
     out = []
     context = SearchContext(len(present), max(present), frozenset())
-    for needle in NEEDLES:
+    for needle in needles:
         for body_only in (False, True):
             key = S.BodyKey(needle) if body_only else S.TextKey(needle)
             evaluator = SearchEvaluator(key, context)
@@ -171,5 +183,60 @@ def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tm
     store = MailStore(StoreOptions(data_dir=tmp_path / "s", fulltext=False))
     try:
         assert store.fulltext.watermarks() == {_mid(store): 4}
+    finally:
+        store.close()
+
+
+def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_scan(tmp_path: pathlib.Path) -> None:
+    """The store process (indexer on by default) is killed mid-stream; the index and LMDB are then
+    whatever each had made durable, and every answer must still be the scan's (tail scanned)."""
+    server = StoreServer(tmp_path / "s", tmp_path / "s.sock")
+    server.start()
+    corpus = _corpus()
+    try:
+        with server.client() as client:
+            epoch = client.epoch()
+            client.create_user("alice", "pw", epoch=epoch)
+        stop = threading.Event()
+
+        def appender() -> None:  # batches of 100 in one MultiAppend: faster than the indexer follows
+            with StoreClient(server.address, timeout=10) as client:
+                n = 0
+                while not stop.is_set():
+                    batch = []
+                    for data in (corpus[(n + i) % len(corpus)] for i in range(100)):
+                        header = store_pb2.AppendHeader(epoch=epoch, user="alice", mailbox="INBOX", size=len(data))
+                        batch.append(store_pb2.AppendRequest(header=header, data=data, last=True))
+                    try:
+                        client.stub.MultiAppend(iter(batch))
+                    except grpc.RpcError:
+                        return
+                    n += 100
+
+        threads = [threading.Thread(target=appender) for _ in range(2)]  # two: one batch commits while one is sent
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        server.kill9()
+        stop.set()
+        for t in threads:
+            t.join(15)
+    finally:
+        server.stop()
+    store = MailStore(StoreOptions(data_dir=tmp_path / "s", fulltext=False))
+    try:
+        mid = _mid(store)
+        with store.env.begin() as txn:
+            present = {
+                uid: fulltext.message_bytes(txn, store.dbs, rec)
+                for uid, rec in fulltext.messages_above(txn, store.dbs, mid, 0, 1_000_000)
+            }
+        mark = store.fulltext.watermarks().get(mid, 0)
+        assert len(present) > 40 and mark > 0, (len(present), mark)  # enough written, some of it indexed
+        needles = ("quillwort", "illwor", "müller", "wort grows", "the", "e")  # exact, checked, scanned
+        expected = _scan_answers(present, needles)
+        assert _index_answers(store, needles) == expected and sum(1 for hits in expected if hits) >= 9
+        store.fulltext.catch_up(store.env, store.dbs)
+        assert _index_answers(store, needles) == expected
     finally:
         store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.engine import MailStore
@@ -38,6 +40,26 @@ def test_select_lists_uids_and_keywords_of_this_mailbox_only(mail_store: MailSto
     )
     mail_store.store_flags(req)
     assert list(mail_store.select("alice", "INBOX").permanent_flags) == ["$Label1"]
+
+
+def test_packed_uids_first_unseen_and_recent_agree_with_the_messages(mail_store: MailStore) -> None:
+    mail_store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
+    assert mail_store.select("alice", "INBOX", packed=True).first_unseen_uid == 0
+    flags = [("\\Seen",)] * 70 + [()] + [("\\Seen", "$K")] * 70 + [()]  # past a 64-UID index segment
+    for f in flags:
+        _append(mail_store, f)
+    plain = mail_store.select("alice", "INBOX")
+    packed = mail_store.select("alice", "INBOX", packed=True)
+    assert list(plain.uids) == list(range(1, 143)) and not packed.uids
+    assert list(array.array("I", packed.uids_le32)) == list(plain.uids)  # (a little-endian host)
+    assert plain.first_unseen_uid == packed.first_unseen_uid == 71
+    assert plain.mailbox.status.recent == 142 and list(plain.permanent_flags) == ["$K"]
+    mid = plain.mailbox.mailbox_id
+    req = store_pb2.StoreFlagsRequest(
+        epoch=1, user="alice", mailbox_id=mid, uid_set="71", mode=store_pb2.FLAG_MODE_ADD, flags=["\\Seen"]
+    )
+    mail_store.store_flags(req)
+    assert mail_store.select("alice", "INBOX").first_unseen_uid == 142
 
 
 def test_message_record_round_trips_and_compares_like_a_constructed_one() -> None:
