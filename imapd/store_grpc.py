@@ -545,14 +545,23 @@ class GrpcStore:
         )
 
     async def append(
-        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+        self,
+        user: str,
+        mailbox: str,
+        spec: AppendSpec,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        claim_recent: bool = False,
     ) -> AppendResult:
         header = self._header(user, mailbox, spec, size)
         if size <= _APPEND_ONE_MAX:
             data = b"".join([c async for c in chunks])
+            header.claim_recent = claim_recent
             req = store_pb2.AppendRequest(header=header, data=data, last=True)
             reply = await self._unary(self._stub.AppendOne, req)
-            return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id)
+            recent = (reply.recent_from, reply.recent_to) if claim_recent else None
+            return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id, recent)
         # Big message: stream its pieces as they arrive through a bounded queue.
         pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
 
