@@ -30,7 +30,7 @@ from typing import Final
 
 import trio
 
-from bench import dovecot
+from bench import dovecot, process_cpu
 from bench.imap_bench import ImapBenchOptions, client_cpu, make_message, percentile, report, run_clients
 from bench.imap_spawn import SpawnedStack
 from bench.imap_wire import ResponseReader
@@ -114,12 +114,19 @@ def _load_options(opts: CompareOptions, port: int, *, think: bool) -> ImapBenchO
     )
 
 
-def _run_load(bench_opts: ImapBenchOptions, server_cpu: Callable[[], float]) -> dict[str, object]:
+CpuProbe = Callable[[], process_cpu.CpuSnapshot]
+
+
+def _run_load(bench_opts: ImapBenchOptions, server_cpu: CpuProbe) -> dict[str, object]:
     cpu_before, client_before = server_cpu(), client_cpu()
     stats, elapsed = run_clients(bench_opts)
     result = report(bench_opts, stats, elapsed)
     sessions = max(1, stats.sessions)
-    result["server_cpu_ms_per_session"] = round((server_cpu() - cpu_before) * 1000 / sessions, 2)
+    used = process_cpu.cpu_by_process(cpu_before, server_cpu())
+    result["server_cpu_ms_per_session"] = round(sum(used.values()) * 1000 / sessions, 2)
+    result["server_cpu_ms_per_session_by_process"] = {
+        name: round(seconds * 1000 / sessions, 2) for name, seconds in sorted(used.items())
+    }
     result["client_cpu_ms_per_session"] = round((client_cpu() - client_before) * 1000 / sessions, 2)
     result["loadavg"] = _loadavg()
     return result
@@ -213,7 +220,7 @@ def run_compare(opts: CompareOptions) -> int:
             for user in users:
                 store.create_user(user, PASSWORD)
         ports = {"dovecot": dove.imap_port, "mailha": mine.port}
-        cpu: dict[str, Callable[[], float]] = {"dovecot": dove.cpu, "mailha": lambda: sum(mine.cpu().values())}
+        cpu: dict[str, CpuProbe] = {"dovecot": dove.cpu_snapshot, "mailha": mine.cpu_snapshot}
         for name in SERVERS:
             trio.run(_seed, ports[name], users)
         result = _measure(opts, ports, cpu)
@@ -225,7 +232,7 @@ def run_compare(opts: CompareOptions) -> int:
     return 0 if ok else 1
 
 
-def _measure(opts: CompareOptions, ports: dict[str, int], cpu: dict[str, Callable[[], float]]) -> dict[str, object]:
+def _measure(opts: CompareOptions, ports: dict[str, int], cpu: dict[str, CpuProbe]) -> dict[str, object]:
     mixed: dict[str, list[dict[str, object]]] = {s: [] for s in SERVERS}
     think: dict[str, list[dict[str, object]]] = {s: [] for s in SERVERS}
     single: dict[str, list[dict[str, dict[str, float]]]] = {s: [] for s in SERVERS}
@@ -274,6 +281,8 @@ def _summarize(
             for q in ("p50_ms", "p99_ms"):
                 summary[s][f"{cmd.lower()}_{q}"] = _median([run[cmd][q] for run in single[s]])
     out["summary"] = summary
+    # Mixed load, median over rounds, per server process (Dovecot's ended session processes: "exited").
+    out["server_cpu_ms_per_session_by_process"] = {s: _by_process(mixed[s]) for s in SERVERS}
     out["mixed"] = {s: mixed[s][-1] | {"rounds": [_num(r, "sessions_per_s") for r in mixed[s]]} for s in SERVERS}
     out["think"] = {s: think[s][-1] for s in SERVERS}
     out["single"] = single
@@ -283,6 +292,16 @@ def _summarize(
             continue
         out[f"{key.removesuffix('_ms')}_ratio"] = _ratio(mh[key], dc[key])
     return out
+
+
+def _by_process(runs: list[dict[str, object]]) -> dict[str, float]:
+    per_run: list[dict[str, float]] = []
+    for run in runs:
+        split = run["server_cpu_ms_per_session_by_process"]
+        assert isinstance(split, dict)
+        per_run.append(split)
+    names = sorted({name for split in per_run for name in split})
+    return {name: _median([split.get(name, 0.0) for split in per_run]) for name in names}
 
 
 def _emit(opts: CompareOptions, result: dict[str, object]) -> None:
@@ -301,6 +320,11 @@ def _emit(opts: CompareOptions, result: dict[str, object]) -> None:
         if key.endswith("_errors") or key == "failed_commands":
             continue
         print(f"{key:32} {dc[key]:10.3f} {mh[key]:10.3f} {_ratio(mh[key], dc[key]):7.2f}")
+    by_process = result["server_cpu_ms_per_session_by_process"]
+    assert isinstance(by_process, dict)
+    for name in SERVERS:
+        split = ", ".join(f"{proc} {ms:.2f}" for proc, ms in by_process[name].items())
+        print(f"{name}: server CPU ms per session (mixed load) by process: {split}")
     for name, row in (("dovecot", dc), ("mailha", mh)):
         print(
             f"{name}: connection errors {row['mixed_errors'] + row['think_errors']:.0f}, "
