@@ -398,16 +398,19 @@ class GrpcStore:
         # A small selection comes in one unary reply (no worker thread, one gRPC
         # message instead of one per email); the store says `truncated` past its bound.
         if _uid_count(request.uid_set) <= _UNARY_FETCH_MAX:
-            batch: store_pb2.FetchBatchReply
             if self._local is not None:
-                batch = self._read_local(self._local, lambda r: r.fetch_batch(req))
+                items = self._read_local(self._local, lambda r: r.fetch_items(req))
+                if items is not None:
+                    for pb, body in items:
+                        yield FetchedMessage(_meta(pb), body if request.with_body else None)
+                    return
             else:
-                batch = await self._unary(self._stub.FetchBatch, req)
-            if not batch.truncated:
-                bodies = batch.bodies if request.with_body else None
-                for i, pb in enumerate(batch.metas):
-                    yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
-                return
+                batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
+                if not batch.truncated:
+                    bodies = batch.bodies if request.with_body else None
+                    for i, pb in enumerate(batch.metas):
+                        yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
+                    return
 
         # The stream is read in bounded batches by trio's cached worker threads:
         # no thread start per FETCH, and memory bounded by one batch.

@@ -56,6 +56,15 @@ def test_local_answers_equal_the_stores_and_see_its_writes(store: StoreServer) -
             assert local_batch == stub.FetchBatch(fetch)
             assert [m.uid for m in local_batch.metas] == [2, 3, 4]
             assert local_batch.bodies[0] == _message(1)
+            # The same answer without the reply message (imapd's path beside the store).
+            items = reader.fetch_items(fetch)
+            assert items is not None
+            assert [meta for meta, _ in items] == list(local_batch.metas)
+            assert [body for _, body in items] == list(local_batch.bodies)
+            headers_only = store_pb2.FetchRequest(user="ann", mailbox_id=mid, uid_set="1:*", with_header=True)
+            only = reader.fetch_items(headers_only)
+            assert only is not None and [body for _, body in only] == [None] * 5
+            assert [meta for meta, _ in only] == list(stub.FetchBatch(headers_only).metas)
 
             # A write the store has answered is in the next local read.
             with store.client() as client:
