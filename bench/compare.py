@@ -8,7 +8,9 @@ alternating the order each round, so both see the same machine noise:
   (synchronizing literals, the literal and its CRLF in two writes, STATUS before
   SELECT), login per session, split over client processes;
 - single: one imaplib session, p50/p99 of NOOP, SELECT, FETCH headers, FETCH
-  body, STORE, APPEND 200 B / 4 KiB / 1 MiB, SEARCH;
+  body, STORE (+FLAGS \\Seen again and again: a no-op after the first), STORE_CHANGE
+  (+FLAGS/-FLAGS \\Flagged in turn: a real change each time), APPEND 200 B / 4 KiB / 1 MiB,
+  SEARCH;
 - think: many concurrent sessions with think time, p99 per command.
 
 Every ratio is mailha ÷ Dovecot (sessions/s: above 1 is better; times and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import imaplib
+import itertools
 import json
 import pathlib
 import statistics
@@ -138,6 +141,7 @@ _SINGLE: Final = (
     "FETCH_HEADERS",
     "FETCH_BODY",
     "STORE",
+    "STORE_CHANGE",
     "APPEND_200B",
     "APPEND_4KB",
     "APPEND_1MB",
@@ -156,12 +160,16 @@ def _single_session(port: int, samples: int) -> dict[str, dict[str, float]]:
         client.login(SOLO, PASSWORD)
         _status, data = client.select("INBOX")
         last = int(data[0] or b"1")
+        toggle = itertools.cycle(("+FLAGS", "-FLAGS"))
         calls: dict[str, Callable[[], tuple[str, object]]] = {
             "NOOP": client.noop,
             "SELECT": lambda: client.select("INBOX"),
             "FETCH_HEADERS": lambda: client.fetch("1:5", "(FLAGS BODY.PEEK[HEADER])"),
             "FETCH_BODY": lambda: client.fetch(str(last), "(BODY.PEEK[])"),
+            # Sets \Seen once, then changes nothing (each server may answer without a write).
             "STORE": lambda: client.store("1", "+FLAGS", "\\Seen"),
+            # Every call changes the flag: a real write each time.
+            "STORE_CHANGE": lambda: client.store("1", next(toggle), "\\Flagged"),
             "APPEND_200B": lambda: client.append("INBOX", None, None, small),
             "APPEND_4KB": lambda: client.append("INBOX", None, None, medium),
             "APPEND_1MB": lambda: client.append("INBOX", None, None, large),

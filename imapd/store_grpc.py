@@ -475,6 +475,15 @@ class GrpcStore:
             unchanged_since=unchanged_since or 0,
             has_unchanged_since=unchanged_since is not None,
         )
+        if self._local is not None and _uid_count(uid_set) <= _UNARY_FETCH_MAX:
+            # Beside the store, a STORE that changes nothing is answered from a local read:
+            # the store would write nothing either. Any doubt (an error) goes to the store.
+            try:
+                modseq = self._local.unchanged_by_store(req)
+            except (store_errors.StoreError, lmdb.Error):
+                modseq = None
+            if modseq is not None:
+                return StoreFlagsResult((), (), modseq)
         reply = await self._unary(self._stub.StoreFlags, req)
         return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
 

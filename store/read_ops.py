@@ -101,3 +101,20 @@ def fetch_items(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
             return None
         out.append((item, body))
     return out
+
+
+def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlagsRequest) -> int | None:
+    """When the STORE `req` would change no message (so StoreFlags would write nothing and
+    answer no update): the mailbox's HIGHESTMODSEQ; else None. UNCHANGEDSINCE: always None.
+
+    A STORE that changes nothing is a read: an imapd beside the store answers it from this
+    instead of a write call (clients re-set \\Seen on mail they open all the time)."""
+    if req.has_unchanged_since or req.unchanged_since:
+        return None
+    user = names.user_name(req.user)
+    record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    flags = names.flags(req.flags)
+    for _, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
+        if messages.apply_flags(rec.flags, req.mode, flags) != rec.flags:
+            return None
+    return record.highestmodseq

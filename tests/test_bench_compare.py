@@ -24,6 +24,7 @@ _SINGLE = (
     "fetch_headers",
     "fetch_body",
     "store",
+    "store_change",
     "append_200b",
     "append_4kb",
     "append_1mb",

@@ -151,6 +151,31 @@ def test_own_append_into_the_selected_mailbox_is_recent_there_only(stack: Spawne
         b.close()
 
 
+def test_a_store_that_changes_nothing_answers_like_one_that_does(stack: SpawnedStack) -> None:
+    """imapd answers a no-op STORE from its local read; a peer's change in between is honoured."""
+    with StoreClient(stack.store_address) as store:
+        store.create_user("noop", "noop-secret")
+    a, b = WireClient(stack.port), WireClient(stack.port)
+    try:
+        message = b"Subject: s\r\n\r\nbody\r\n"
+        for client in (a, b):
+            assert client.command(b"l", b"LOGIN noop noop-secret")[-1].startswith(b"l OK")
+        assert a.command(b"a", b"APPEND INBOX (\\Seen) {%d}\r\n" % len(message) + message)[-1].startswith(b"a OK")
+        for client in (a, b):
+            assert client.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+        first = a.command(b"s1", b"STORE 1 +FLAGS (\\Seen)")
+        assert first == [b"s1 OK STORE completed\r\n"]  # already seen: no FETCH, as from the store
+        assert b.command(b"u", b"STORE 1 -FLAGS.SILENT (\\Seen)")[-1].startswith(b"u OK")
+        again = a.command(b"s2", b"STORE 1 +FLAGS (\\Seen)")
+        assert again[-1] == b"s2 OK STORE completed\r\n"
+        assert any(line.startswith(b"* 1 FETCH (FLAGS (\\Seen") for line in again), again
+        assert any(b"\\Seen" in line for line in _lines(b.command(b"m", b"NOOP"), b"* 1 FETCH"))
+        assert a.command(b"s3", b"STORE 1 -FLAGS (\\Draft)") == [b"s3 OK STORE completed\r\n"]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_new_keywords_are_announced_before_a_fetch_shows_them(stack: SpawnedStack) -> None:
     a, b = _session(stack.port), _session(stack.port)
     try:
