@@ -161,6 +161,10 @@ class FakeStore:
             for mbox, special in DEFAULT_MAILBOXES:
                 self._new_mailbox(user, mbox, special)
 
+    def open_watches(self) -> int:
+        """Change feeds being watched now (a feed starts a moment after the SELECT that wants it)."""
+        return sum(len(m.watchers) for u in self._users.values() for m in u.mailboxes.values())
+
     def break_watches(self) -> None:
         """End every change feed as a store restart would (no deleted/renamed event)."""
         for user in self._users.values():
