@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from bench import process_cpu
+
 DOVECOT: Final = "/usr/sbin/dovecot"
 MAIL_USER: Final = "mail"
-_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 class DovecotUnavailable(RuntimeError):
@@ -53,31 +54,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _process_cpu(pid: int, *, with_reaped_children: bool) -> float:
-    try:
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if with_reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / _TICKS
-
-
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            kids = [int(p) for p in pathlib.Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-        except OSError:
-            continue
-        found.extend(kids)
-        todo.extend(kids)
-    return found
 
 
 _CONFIG: Final = """\
@@ -246,8 +222,15 @@ class DovecotStack:
         """CPU seconds of every Dovecot process so far, exited session processes included."""
         if self.master is None:
             return 0.0
-        total = _process_cpu(self.master.pid, with_reaped_children=True)
-        return total + sum(_process_cpu(pid, with_reaped_children=False) for pid in _descendants(self.master.pid))
+        return sum(self.cpu_by_process(process_cpu.CpuSnapshot({}, 0.0)).values())
+
+    def cpu_snapshot(self) -> process_cpu.CpuSnapshot:
+        """Per process kind: "master", and the children by name (imap, imap-login, auth, config, ...)."""
+        roots = {self.master.pid: "master"} if self.master is not None else {}
+        return process_cpu.snapshot(roots)
+
+    def cpu_by_process(self, since: process_cpu.CpuSnapshot) -> dict[str, float]:
+        return process_cpu.cpu_by_process(since, self.cpu_snapshot())
 
     def stop(self) -> None:
         proc, self.master = self.master, None

@@ -7,7 +7,6 @@ measures their CPU time from /proc, and stops and removes everything at the end.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import signal
@@ -19,33 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from bench import process_cpu
 from store.client import StoreClient
 
 ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
-_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User+system CPU of one process (all its threads); 0 once it is gone."""
-    try:
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 @dataclass
@@ -109,11 +91,17 @@ class SpawnedStack:
             time.sleep(0.1)
 
     def cpu(self) -> dict[str, float]:
-        store = _cpu_seconds(self.store.pid) if self.store is not None else 0.0
+        store = process_cpu.cpu_seconds(self.store.pid) if self.store is not None else 0.0
         imapd = 0.0
         if self.imapd is not None:
-            imapd = _cpu_seconds(self.imapd.pid) + sum(_cpu_seconds(c) for c in _children(self.imapd.pid))
+            pids = [self.imapd.pid, *process_cpu.children(self.imapd.pid)]
+            imapd = sum(process_cpu.cpu_seconds(pid) for pid in pids)
         return {"store": store, "imapd": imapd}
+
+    def cpu_snapshot(self) -> process_cpu.CpuSnapshot:
+        """Per process: "store", "imapd" (with --workers: the parent) and "imapd-worker" (the workers, summed)."""
+        roots = {proc.pid: name for proc, name in ((self.store, "store"), (self.imapd, "imapd")) if proc is not None}
+        return process_cpu.snapshot(roots, label=lambda _pid: "imapd-worker")
 
     def stop(self) -> None:
         for proc in (self.imapd, self.store):

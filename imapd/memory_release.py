@@ -33,6 +33,15 @@ def limit_malloc_arenas(count: int = 2) -> None:
         return
 
 
+def freeze_startup_heap() -> None:
+    """Keep what exists at startup (modules, gRPC, protobuf descriptors: most of the heap)
+    out of every later collection. A full collection otherwise walks all of it and stops
+    every connection meanwhile: 35-90 ms pauses of the event loop with 300 sessions (issue 13).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def release_free_memory() -> None:
     now = time.monotonic()
     if now - _last[0] < _EVERY:

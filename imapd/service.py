@@ -15,7 +15,7 @@ import lmdb
 import trio
 
 from imapd.errors import TlsSetupError
-from imapd.memory_release import limit_malloc_arenas
+from imapd.memory_release import freeze_startup_heap, limit_malloc_arenas
 from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
@@ -110,6 +110,7 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         finally:
             await store.aclose()
 
+    freeze_startup_heap()
     trio.run(main)
     log.info("imapd stopped")
     return 0

@@ -159,6 +159,9 @@ class AppendResult:
     uidvalidity: int
     uids: tuple[int, ...]
     mailbox_id: int
+    # With append(claim_recent=True): the \Recent range [from, to) the store claimed in the
+    # append's own commit; None when it did not (the caller claims separately).
+    recent: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +242,20 @@ class StoreClient(Protocol):
     async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]: ...
 
     async def append(
-        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+        self,
+        user: str,
+        mailbox: str,
+        spec: AppendSpec,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        claim_recent: bool = False,
     ) -> AppendResult:
-        """One message, its bytes streamed to the store as they arrive."""
+        """One message, its bytes streamed to the store as they arrive.
+
+        `claim_recent`: the caller has the mailbox selected read-write; the store may claim
+        the new message's \\Recent in the same commit (as `claim_recent(.., uid + 1)`) and
+        say so in `AppendResult.recent`."""
         ...
 
     async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:

@@ -7,6 +7,7 @@ users, writer-epoch fencing on every write, a change feed per mailbox.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import time
@@ -159,6 +160,10 @@ class FakeStore:
         if default_mailboxes:
             for mbox, special in DEFAULT_MAILBOXES:
                 self._new_mailbox(user, mbox, special)
+
+    def open_watches(self) -> int:
+        """Change feeds being watched now (a feed starts a moment after the SELECT that wants it)."""
+        return sum(len(m.watchers) for u in self._users.values() for m in u.mailboxes.values())
 
     def break_watches(self) -> None:
         """End every change feed as a store restart would (no deleted/renamed event)."""
@@ -581,10 +586,25 @@ class FakeStore:
         )
 
     async def append(
-        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+        self,
+        user: str,
+        mailbox: str,
+        spec: AppendSpec,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        claim_recent: bool = False,
     ) -> AppendResult:
         parts = [chunk async for chunk in chunks]
-        return await self.multi_append(user, mailbox, [(spec, b"".join(parts))])
+        result = await self.multi_append(user, mailbox, [(spec, b"".join(parts))])
+        if not claim_recent:
+            return result
+        # As the store: the claim commits with the append (no await in between).
+        mbox = self._by_id(user, result.mailbox_id)
+        low, high = mbox.recent_boundary, min(result.uids[0] + 1, mbox.uidnext)
+        if high > low:
+            mbox.recent_boundary = high
+        return dataclasses.replace(result, recent=(low, max(low, high)))
 
     async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:
         self._write()

@@ -399,16 +399,19 @@ class GrpcStore:
         # A small selection comes in one unary reply (no worker thread, one gRPC
         # message instead of one per email); the store says `truncated` past its bound.
         if _uid_count(request.uid_set) <= _UNARY_FETCH_MAX:
-            batch: store_pb2.FetchBatchReply
             if self._local is not None:
-                batch = self._read_local(self._local, lambda r: r.fetch_batch(req))
+                items = self._read_local(self._local, lambda r: r.fetch_items(req))
+                if items is not None:
+                    for pb, body in items:
+                        yield FetchedMessage(_meta(pb), body if request.with_body else None)
+                    return
             else:
-                batch = await self._unary(self._stub.FetchBatch, req)
-            if not batch.truncated:
-                bodies = batch.bodies if request.with_body else None
-                for i, pb in enumerate(batch.metas):
-                    yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
-                return
+                batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
+                if not batch.truncated:
+                    bodies = batch.bodies if request.with_body else None
+                    for i, pb in enumerate(batch.metas):
+                        yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
+                    return
 
         # The stream is read in bounded batches by trio's cached worker threads:
         # no thread start per FETCH, and memory bounded by one batch.
@@ -473,6 +476,15 @@ class GrpcStore:
             unchanged_since=unchanged_since or 0,
             has_unchanged_since=unchanged_since is not None,
         )
+        if self._local is not None and _uid_count(uid_set) <= _UNARY_FETCH_MAX:
+            # Beside the store, a STORE that changes nothing is answered from a local read:
+            # the store would write nothing either. Any doubt (an error) goes to the store.
+            try:
+                modseq = self._local.unchanged_by_store(req)
+            except (store_errors.StoreError, lmdb.Error):
+                modseq = None
+            if modseq is not None:
+                return StoreFlagsResult((), (), modseq)
         reply = await self._unary(self._stub.StoreFlags, req)
         return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
 
@@ -546,14 +558,23 @@ class GrpcStore:
         )
 
     async def append(
-        self, user: str, mailbox: str, spec: AppendSpec, size: int, chunks: AsyncIterable[bytes]
+        self,
+        user: str,
+        mailbox: str,
+        spec: AppendSpec,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        claim_recent: bool = False,
     ) -> AppendResult:
         header = self._header(user, mailbox, spec, size)
         if size <= _APPEND_ONE_MAX:
             data = b"".join([c async for c in chunks])
+            header.claim_recent = claim_recent
             req = store_pb2.AppendRequest(header=header, data=data, last=True)
             reply = await self._unary(self._stub.AppendOne, req)
-            return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id)
+            recent = (reply.recent_from, reply.recent_to) if claim_recent else None
+            return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id, recent)
         # Big message: stream its pieces as they arrive through a bounded queue.
         pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
 

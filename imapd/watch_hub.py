@@ -63,6 +63,9 @@ class _Feed:
     subscribers: list[Subscription] = field(default_factory=list)
     delivered_modseq: int = 0
     delivered_uid: int = 0  # highest UID the mailbox is known to hold (snapshot or feed)
+    # UIDs below this have had their \Recent claimed through this process (a session's own
+    # APPEND, or the hub): new mail under it needs no ClaimRecent call of its own.
+    recent_claimed_below: int = 0
     idle_since: float | None = None  # trio time the last subscriber left
     advanced: trio.Event = field(default_factory=trio.Event)  # set (and replaced) per delivered event
 
@@ -124,6 +127,12 @@ class WatchHub:
                 sub.must_reach_modseq = max(sub.must_reach_modseq, modseq)
                 sub.must_reach_uid = max(sub.must_reach_uid, uid)
 
+    def recent_claimed(self, user: str, mailbox_id: int, below: int) -> None:
+        """A session here claimed \\Recent for the mailbox's UIDs below `below` (with its append)."""
+        feed = self._feeds.get((user, mailbox_id))
+        if feed is not None:
+            feed.recent_claimed_below = max(feed.recent_claimed_below, below)
+
     def behind(self, sub: Subscription) -> bool:
         """True while the feed has not delivered what `committed` promised this subscriber."""
         if not sub.must_reach_modseq and not sub.must_reach_uid:
@@ -152,13 +161,15 @@ class WatchHub:
         """New mail is \\Recent to exactly one session: the first read-write subscriber here gets
         what the store lets it claim (nothing if a SELECT elsewhere took it first)."""
         taker = next((sub for sub in feed.subscribers if sub.claims_recent), None)
-        if taker is None or any(sub.writing for sub in feed.subscribers):
-            return
+        up_to = max(m.uid for m in event.added) + 1
+        if taker is None or any(sub.writing for sub in feed.subscribers) or up_to <= feed.recent_claimed_below:
+            return  # (the last: a session here claimed it with its own append; asking again costs a commit)
         try:
-            low, high = await self._store.claim_recent(user, mailbox_id, max(m.uid for m in event.added) + 1)
+            low, high = await self._store.claim_recent(user, mailbox_id, up_to)
         except StoreError as exc:
             log.warning("claiming \\Recent in mailbox %d failed: %s", mailbox_id, exc.kind.value)
             return
+        feed.recent_claimed_below = max(feed.recent_claimed_below, high)
         if high - low <= _MAX_RECENT_RANGE:
             taker.recent.update(range(low, high))  # may include mail a racing SELECT left to us
         else:

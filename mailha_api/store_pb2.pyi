@@ -984,6 +984,7 @@ class AppendHeader(_message.Message):
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     DELIVERY_LOG_FIELD_NUMBER: _builtins.int
     SETTINGS_REVISION_FIELD_NUMBER: _builtins.int
+    CLAIM_RECENT_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     user: _builtins.str
     mailbox: _builtins.str
@@ -1005,6 +1006,11 @@ class AppendHeader(_message.Message):
     """The recipient's UserSettings.revision this append's folder was chosen by:
     checked in the append's transaction; changed since -> ABORTED, nothing
     written (the settings are applied atomically with the append). Empty: no check.
+    """
+    claim_recent: _builtins.bool
+    """The appending IMAP session has this mailbox selected read-write: claim the
+    new message's \\Recent for it in the same transaction (AppendOne only; saves
+    the ClaimRecent call and its commit). The reply carries the claimed range.
     """
     @_builtins.property
     def flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -1031,10 +1037,11 @@ class AppendHeader(_message.Message):
         delivery_id: _builtins.bytes = ...,
         delivery_log: _settings_pb2.DeliveryRecord | None = ...,
         settings_revision: _builtins.bytes = ...,
+        claim_recent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_log", b"delivery_log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "settings_revision", b"settings_revision", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_recent", b"claim_recent", "delivery_id", b"delivery_id", "delivery_log", b"delivery_log", "epoch", b"epoch", "flags", b"flags", "internal_date", b"internal_date", "mailbox", b"mailbox", "mailbox_id", b"mailbox_id", "settings_revision", b"settings_revision", "size", b"size", "tz_offset_minutes", b"tz_offset_minutes", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1081,6 +1088,8 @@ class AppendReply(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    RECENT_FROM_FIELD_NUMBER: _builtins.int
+    RECENT_TO_FIELD_NUMBER: _builtins.int
     uidvalidity: _builtins.int
     uid: _builtins.int
     modseq: _builtins.int
@@ -1094,6 +1103,9 @@ class AppendReply(_message.Message):
     error_message: _builtins.str
     duplicate: _builtins.bool
     """delivery_id seen before: nothing appended, the first append's UID"""
+    recent_from: _builtins.int
+    """With header.claim_recent: the \\Recent UIDs [recent_from, recent_to) now claimed (as ClaimRecentReply)."""
+    recent_to: _builtins.int
     def __init__(
         self,
         *,
@@ -1105,10 +1117,12 @@ class AppendReply(_message.Message):
         error_code: _builtins.int = ...,
         error_message: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
+        recent_from: _builtins.int = ...,
+        recent_to: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "epoch", b"epoch", "error_code", b"error_code", "error_message", b"error_message", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "uid", b"uid", "uidvalidity", b"uidvalidity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "epoch", b"epoch", "error_code", b"error_code", "error_message", b"error_message", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "recent_from", b"recent_from", "recent_to", b"recent_to", "uid", b"uid", "uidvalidity", b"uidvalidity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,7 @@ from store import (
     messages,
     names,
     read_ops,
+    recent,
     uidset,
     user_settings,
 )
@@ -103,9 +104,15 @@ class MessageOps(StoreCore):
                 delivered = delivery_dedupe.Delivered(int(now), mid, record.uidvalidity, metas[0].uid)
                 self.dedupe.record(ctx.txn, user, identity, now, delivered)
             delivery_log.record_append(ctx.txn, ctx.dbs, header)  # same transaction: both or neither
-            return store_pb2.AppendReply(
+            reply = store_pb2.AppendReply(
                 uidvalidity=record.uidvalidity, uid=metas[0].uid, modseq=metas[0].modseq, mailbox_id=mid, epoch=epoch
             )
+            if header.claim_recent:
+                # The appending session's own \Recent claim, in this commit instead of a
+                # ClaimRecent call and commit of its own (the same range ClaimRecent would give).
+                low, high = recent.claim(ctx.txn, ctx.dbs, mid, min(metas[0].uid + 1, record.uidnext))
+                reply.recent_from, reply.recent_to = low, high
+            return reply
 
         # Flat: a single append raises only before its first write (see messages.append).
         return self.committer.submit(epoch, reply_op, flat=True)

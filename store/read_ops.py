@@ -67,19 +67,35 @@ def check_fetch(req: store_pb2.FetchRequest) -> str:
     return names.user_name(req.user)
 
 
+FetchItems = list[tuple[store_pb2.MessageMeta, bytes | None]]
+
+
 def fetch_batch(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
     """Fetch's selection in one reply, or `truncated` (and nothing) past the bounds."""
+    items = fetch_items(txn, dbs, user, req)
+    if items is None:
+        return store_pb2.FetchBatchReply(truncated=True)
+    reply = store_pb2.FetchBatchReply(metas=[meta for meta, _ in items])
+    if req.with_body:
+        reply.bodies.extend(body or b"" for _, body in items)
+    return reply
+
+
+def fetch_items(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.FetchRequest) -> FetchItems | None:
+    """`fetch_batch` as (meta, body) pairs, None past its bounds: a reader in the caller's
+    process takes the bodies as they are (no copy into a reply message and out again)."""
     mailboxes.selectable(txn, dbs, user, req.mailbox_id)
-    reply = store_pb2.FetchBatchReply()
+    out: FetchItems = []
     total = 0
     for uid, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
         if rec.modseq <= req.changed_since:
             continue
-        if len(reply.metas) >= FETCH_BATCH_MAX_MESSAGES:
-            return store_pb2.FetchBatchReply(truncated=True)
+        if len(out) >= FETCH_BATCH_MAX_MESSAGES:
+            return None
         item = messages.meta(uid, rec)
         if req.with_message_facts:
             message_facts.fill_meta(txn, dbs, req.mailbox_id, rec, item)
+        body: bytes | None = None
         if req.with_header:
             item.header = bodies.read_header(txn, dbs, rec.body_id)
             total += len(item.header)
@@ -88,10 +104,26 @@ def fetch_batch(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
             end = rec.size if not req.body_length else min(rec.size, start + req.body_length)
             total += end - start
             if total > FETCH_BATCH_MAX_BYTES:
-                return store_pb2.FetchBatchReply(truncated=True)
-            pieces = bodies.read_range(txn, dbs, rec.body_id, start, end - start)
-            reply.bodies.append(b"".join(piece for _, piece in pieces))
+                return None
+            body = b"".join([piece for _, piece in bodies.read_range(txn, dbs, rec.body_id, start, end - start)])
         if total > FETCH_BATCH_MAX_BYTES:
-            return store_pb2.FetchBatchReply(truncated=True)
-        reply.metas.append(item)
-    return reply
+            return None
+        out.append((item, body))
+    return out
+
+
+def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlagsRequest) -> int | None:
+    """When the STORE `req` would change no message (so StoreFlags would write nothing and
+    answer no update): the mailbox's HIGHESTMODSEQ; else None. UNCHANGEDSINCE: always None.
+
+    A STORE that changes nothing is a read: an imapd beside the store answers it from this
+    instead of a write call (clients re-set \\Seen on mail they open all the time)."""
+    if req.has_unchanged_since or req.unchanged_since:
+        return None
+    user = names.user_name(req.user)
+    record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    flags = names.flags(req.flags)
+    for _, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
+        if messages.apply_flags(rec.flags, req.mode, flags) != rec.flags:
+            return None
+    return record.highestmodseq

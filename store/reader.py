@@ -60,3 +60,11 @@ class LocalReader:
     def fetch_batch(self, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
         user = read_ops.check_fetch(req)
         return self.read(lambda txn: read_ops.fetch_batch(txn, self.dbs, user, req))
+
+    def unchanged_by_store(self, req: store_pb2.StoreFlagsRequest) -> int | None:
+        return self.read(lambda txn: read_ops.unchanged_by_store(txn, self.dbs, req))
+
+    def fetch_items(self, req: store_pb2.FetchRequest) -> read_ops.FetchItems | None:
+        """`fetch_batch` without the reply message: (meta, body) pairs, None when truncated."""
+        user = read_ops.check_fetch(req)
+        return self.read(lambda txn: read_ops.fetch_items(txn, self.dbs, user, req))

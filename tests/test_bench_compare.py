@@ -24,6 +24,7 @@ _SINGLE = (
     "fetch_headers",
     "fetch_body",
     "store",
+    "store_change",
     "append_200b",
     "append_4kb",
     "append_1mb",
@@ -60,6 +61,11 @@ def test_bench_compare_measures_both_servers_and_writes_ratios(tmp_path: pathlib
         mixed = result["mixed"][server]["commands"]
         for name in ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH_BODY", "STORE", "APPEND", "EXPUNGE", "LOGOUT"):
             assert mixed[name]["count"] > 0, (server, name)
+    assert len(result["think"]["mailha"]["rounds_p99_ms"]) == 1  # --rounds 1
+    split = result["server_cpu_ms_per_session_by_process"]
+    assert {"store", "imapd"} <= set(split["mailha"]) and split["mailha"]["store"] > 0
+    assert sum(split["mailha"].values()) == pytest.approx(result["summary"]["mailha"]["server_cpu_ms_per_session"], 0.1)
+    assert "imap" in split["dovecot"] or "exited" in split["dovecot"], split["dovecot"]
     for key in ["sessions_per_s_ratio", "server_cpu_ms_per_session_ratio", "think_p99_ratio"]:
         assert result[key] > 0, key
     for cmd in _SINGLE:

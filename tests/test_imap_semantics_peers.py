@@ -120,6 +120,62 @@ def test_recent_is_seen_by_exactly_one_session_and_unseen_is_announced(stack: Sp
         b.close()
 
 
+def test_own_append_into_the_selected_mailbox_is_recent_there_only(stack: SpawnedStack) -> None:
+    """The append's \\Recent claim rides on the append itself (one store call): same semantics."""
+    with StoreClient(stack.store_address) as store:
+        store.create_user("own", "own-secret")
+    a, b = WireClient(stack.port), WireClient(stack.port)
+    try:
+        for client in (a, b):
+            assert client.command(b"l", b"LOGIN own own-secret")[-1].startswith(b"l OK")
+            assert client.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+        message = b"Subject: mine\r\n\r\nbody\r\n"
+        for i in range(2):
+            answer = a.command(b"a%d" % i, b"APPEND INBOX {%d}\r\n" % len(message) + message)
+            assert answer[-1].startswith(b"a%d OK [APPENDUID " % i), answer
+        assert b"* 2 EXISTS\r\n" in b.command(b"n", b"NOOP")
+        assert _lines(a.command(b"f", b"FETCH 1:* FLAGS"), b"* ") == [
+            b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+            b"* 2 FETCH (FLAGS (\\Recent))\r\n",
+        ]
+        assert _lines(b.command(b"f", b"FETCH 1:* FLAGS"), b"* ") == [
+            b"* 1 FETCH (FLAGS ())\r\n",
+            b"* 2 FETCH (FLAGS ())\r\n",
+        ]
+        assert b"* 0 RECENT\r\n" in b.command(b"r", b"SELECT INBOX")
+        # Into a mailbox it has not selected: nobody claimed it, a later SELECT gets it.
+        assert a.command(b"d", b"APPEND Drafts {%d}\r\n" % len(message) + message)[-1].startswith(b"d OK")
+        assert b"* 1 RECENT\r\n" in b.command(b"t", b"SELECT Drafts")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_store_that_changes_nothing_answers_like_one_that_does(stack: SpawnedStack) -> None:
+    """imapd answers a no-op STORE from its local read; a peer's change in between is honoured."""
+    with StoreClient(stack.store_address) as store:
+        store.create_user("noop", "noop-secret")
+    a, b = WireClient(stack.port), WireClient(stack.port)
+    try:
+        message = b"Subject: s\r\n\r\nbody\r\n"
+        for client in (a, b):
+            assert client.command(b"l", b"LOGIN noop noop-secret")[-1].startswith(b"l OK")
+        assert a.command(b"a", b"APPEND INBOX (\\Seen) {%d}\r\n" % len(message) + message)[-1].startswith(b"a OK")
+        for client in (a, b):
+            assert client.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+        first = a.command(b"s1", b"STORE 1 +FLAGS (\\Seen)")
+        assert first == [b"s1 OK STORE completed\r\n"]  # already seen: no FETCH, as from the store
+        assert b.command(b"u", b"STORE 1 -FLAGS.SILENT (\\Seen)")[-1].startswith(b"u OK")
+        again = a.command(b"s2", b"STORE 1 +FLAGS (\\Seen)")
+        assert again[-1] == b"s2 OK STORE completed\r\n"
+        assert any(line.startswith(b"* 1 FETCH (FLAGS (\\Seen") for line in again), again
+        assert any(b"\\Seen" in line for line in _lines(b.command(b"m", b"NOOP"), b"* 1 FETCH"))
+        assert a.command(b"s3", b"STORE 1 -FLAGS (\\Draft)") == [b"s3 OK STORE completed\r\n"]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_new_keywords_are_announced_before_a_fetch_shows_them(stack: SpawnedStack) -> None:
     a, b = _session(stack.port), _session(stack.port)
     try:

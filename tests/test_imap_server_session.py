@@ -402,6 +402,9 @@ async def test_selected_mailbox_deleted_elsewhere_or_feed_lost_ends_with_bye() -
         assert isinstance(store, FakeStore)
         await c.login()
         await c.command("SELECT INBOX")
+        with trio.fail_after(2):
+            while not store.open_watches():  # the hub starts the feed after SELECT has answered
+                await trio.sleep(0.005)
         store.break_watches()
         await trio.sleep(0.05)
         assert b"* BYE [UNAVAILABLE] Lost the mailbox's change feed" in _joined(await c.command("NOOP"))

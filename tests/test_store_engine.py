@@ -111,6 +111,28 @@ def test_append_fetch_and_status(mail_store: MailStore) -> None:
     assert mail_store.get_quota("alice").usage_bytes == info.status.size
 
 
+def test_append_claims_recent_in_its_own_commit(mail_store: MailStore) -> None:
+    """AppendOne with claim_recent: the range ClaimRecent would give, in the same commit."""
+    _user(mail_store)
+    _append(mail_store)  # nobody has claimed UID 1 yet
+    mid = _mid(mail_store)
+    batches = mail_store.committer.batches
+    header = store_pb2.AppendHeader(epoch=1, user="alice", mailbox="INBOX", size=len(MSG), claim_recent=True)
+    reply = mail_store.append(header, BodySource(len(MSG), data=MSG))
+    assert (reply.uid, reply.recent_from, reply.recent_to) == (2, 1, 3)
+    assert mail_store.committer.batches == batches + 1  # one commit for the append and its claim
+    claim = store_pb2.ClaimRecentRequest(epoch=1, user="alice", mailbox_id=mid, up_to_uid=3)
+    again = mail_store.claim_recent(claim)
+    assert (again.from_uid, again.to_uid) == (3, 3)  # already taken
+    plain = _append(mail_store)  # without the flag nothing is claimed
+    assert (plain.uid, plain.recent_from, plain.recent_to) == (3, 0, 0)
+    assert mail_store.select("alice", "INBOX").recent_boundary == 3
+    with pytest.raises(NotFound):
+        header = store_pb2.AppendHeader(epoch=1, user="alice", mailbox="Nope", size=len(MSG), claim_recent=True)
+        mail_store.append(header, BodySource(len(MSG), data=MSG))
+    assert mail_store.select("alice", "INBOX").recent_boundary == 3
+
+
 def test_large_body_is_chunked_and_read_back(mail_store: MailStore) -> None:
     _user(mail_store)
     data = MSG + bytes(range(256)) * 4000  # ~1 MiB: several 256 KiB chunks

@@ -22,6 +22,7 @@ from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import search_spec as S
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import store_pb2
+from mailparse.view import MessageView
 from store import fulltext
 from store.bodies import BodySource
 from store.client import StoreClient

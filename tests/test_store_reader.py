@@ -56,6 +56,15 @@ def test_local_answers_equal_the_stores_and_see_its_writes(store: StoreServer) -
             assert local_batch == stub.FetchBatch(fetch)
             assert [m.uid for m in local_batch.metas] == [2, 3, 4]
             assert local_batch.bodies[0] == _message(1)
+            # The same answer without the reply message (imapd's path beside the store).
+            items = reader.fetch_items(fetch)
+            assert items is not None
+            assert [meta for meta, _ in items] == list(local_batch.metas)
+            assert [body for _, body in items] == list(local_batch.bodies)
+            headers_only = store_pb2.FetchRequest(user="ann", mailbox_id=mid, uid_set="1:*", with_header=True)
+            only = reader.fetch_items(headers_only)
+            assert only is not None and [body for _, body in only] == [None] * 5
+            assert [meta for meta, _ in only] == list(stub.FetchBatch(headers_only).metas)
 
             # A write the store has answered is in the next local read.
             with store.client() as client:
@@ -106,3 +115,46 @@ def test_local_reader_follows_a_map_the_store_grew(tmp_path: pathlib.Path) -> No
 def test_local_reader_refuses_a_directory_without_a_store(tmp_path: pathlib.Path) -> None:
     with pytest.raises(Exception, match="no store environment"):
         LocalReader(tmp_path)
+
+
+def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) -> None:
+    """unchanged_by_store says "nothing to write" exactly when StoreFlags then writes nothing."""
+    with store.client() as client:
+        client.create_user("cy", "cy-secret")
+        for i in range(3):
+            client.append_bytes("cy", "INBOX", _message(i), flags=["\\Seen", "$Label1"] if i == 0 else [])
+        epoch = client.epoch()
+    reader = LocalReader(store.data_dir)
+    try:
+        with grpc.insecure_channel(store.address) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            mid = stub.Select(store_pb2.SelectRequest(user="cy", name="INBOX")).mailbox.mailbox_id
+            add, remove, replace = store_pb2.FLAG_MODE_ADD, store_pb2.FLAG_MODE_REMOVE, store_pb2.FLAG_MODE_REPLACE
+            cases = [
+                ("1", add, ["\\seen"], True),  # case as clients send it
+                ("1", add, ["\\Seen", "$Label1"], True),
+                ("1:2", add, ["\\Seen"], False),  # 2 is not seen yet
+                ("2", add, ["\\Seen"], True),  # ... and now it is (the previous case set it)
+                ("1:2", add, ["\\Seen"], True),
+                ("3", remove, ["\\Flagged"], True),
+                ("1", remove, ["$Label1"], False),
+                ("1", replace, ["\\Seen"], True),
+                ("2", replace, ["\\Seen", "\\Flagged"], False),
+                ("1:*", add, [], True),
+            ]
+            for uid_set, mode, flags, unchanged in cases:
+                req = store_pb2.StoreFlagsRequest(epoch=epoch, user="cy", mailbox_id=mid, uid_set=uid_set, mode=mode)
+                req.flags.extend(flags)
+                local = reader.unchanged_by_store(req)
+                reply = stub.StoreFlags(req)
+                assert (local is not None) == unchanged == (not reply.updated), (uid_set, mode, flags)
+                if local is not None:
+                    assert local == reply.highestmodseq
+            conditional = store_pb2.StoreFlagsRequest(
+                epoch=epoch, user="cy", mailbox_id=mid, uid_set="1", mode=add, has_unchanged_since=True
+            )
+            assert reader.unchanged_by_store(conditional) is None  # UNCHANGEDSINCE: always the store's call
+        with pytest.raises(NotFound):
+            reader.unchanged_by_store(store_pb2.StoreFlagsRequest(user="cy", mailbox_id=9999, uid_set="1"))
+    finally:
+        reader.close()

@@ -71,7 +71,7 @@ async def _note(s: Session, result: AppendResult) -> None:
         s.committed(result.mailbox_id, uid=max(result.uids))
     if s.selected is not None and s.selected.mailbox_id == result.mailbox_id:
         s.selected.note_added(result.uids)
-        await s.claim_own_recent(result.uids)
+        await s.claim_own_recent(result.uids, result.recent)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -114,7 +114,8 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
             result: AppendResult
             if len(ap.messages) == 1:
                 spec, data = ap.messages[0]
-                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+                claim = s.claims_own_recent(ap.mailbox)
+                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data), claim_recent=claim)
             else:
                 result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
         except StoreError as exc:
@@ -141,7 +142,8 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
     with s.writing_into(ap.mailbox):
         if len(ap.messages) == 1:
             spec, data = ap.messages[0]
-            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data))
+            claim = s.claims_own_recent(ap.mailbox)
+            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data), claim_recent=claim)
         else:
             result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
         await _note(s, result)

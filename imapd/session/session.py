@@ -195,12 +195,17 @@ class Session:
         assert self.user is not None
         self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
 
+    def claims_own_recent(self, name: str) -> bool:
+        """Mail this session adds to `name` is \\Recent here: `name` is selected read-write."""
+        sel = self.selected
+        return sel is not None and not sel.read_only and canonical(name) == sel.name
+
     @contextmanager
     def writing_into(self, name: str) -> Iterator[None]:
         """Around APPEND/COPY into the selected mailbox: the hub then leaves the new mail's
         \\Recent to this session (claimed by `claim_own_recent`), whatever arrives first."""
-        sub, sel = self.subscription, self.selected
-        if sub is None or sel is None or sel.read_only or canonical(name) != sel.name:
+        sub = self.subscription
+        if sub is None or not self.claims_own_recent(name):
             yield
             return
         sub.writing += 1
@@ -209,12 +214,17 @@ class Session:
         finally:
             sub.writing -= 1
 
-    async def claim_own_recent(self, uids: tuple[int, ...]) -> None:
-        """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot)."""
+    async def claim_own_recent(self, uids: tuple[int, ...], claimed: tuple[int, int] | None = None) -> None:
+        """Mail this session added to its own read-write mailbox is \\Recent here (as in Dovecot).
+
+        `claimed`: the range the store already claimed with the append itself (one commit, no call)."""
         sel = self.selected
         if sel is None or sel.read_only or sel.no_recent or not uids or self.user is None:
             return
-        low, high = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
+        if claimed is None:
+            claimed = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
+        low, high = claimed
+        self.ctx.hub.recent_claimed(self.user, sel.mailbox_id, high)
         sel.recent.update(u for u in uids if low <= u < high)
 
     def leave_mailbox(self) -> None:
