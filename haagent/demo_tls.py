@@ -42,7 +42,12 @@ def ensure_tls_files(cfg: ClusterConfig) -> tuple[pathlib.Path, pathlib.Path, bo
     made = write_self_signed_dir(
         demo_tls_dir(cfg),
         dns_names=("mailha.test", "localhost"),
-        ip_addresses=(cfg.floating_ip.address.ip, ipaddress.IPv4Address("127.0.0.1")),
+        # The floating IP and every node's own address (the web console is served on both).
+        ip_addresses=(
+            cfg.floating_ip.address.ip,
+            *(node.address.ip for node in cfg.nodes),
+            ipaddress.IPv4Address("127.0.0.1"),
+        ),
     )
     return cert, key, made
 

@@ -40,6 +40,7 @@ from haagent.demo_tls import ensure_tls_files
 from haagent.front_ends import service_probe as agent_service_probe
 from lab import topology
 from lab.zk_ensemble import Ensemble, EnsembleError
+from mailha_api import settings_pb2
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
 from nodeconf.service_process import open_log, write_private_text
@@ -231,9 +232,7 @@ def wait_for_service(cfg: ClusterConfig, timeout: float) -> str:
 
 
 def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bool:
-    """Create the demo user through `node`'s store; False if it existed already."""
-    # Imported here: `cluster down` (and the tests of it) need no gRPC.
-
+    """Create the demo user (admin role, as in standalone's demo) through `node`'s store; False if it existed."""
     with StoreClient(f"unix:{store_socket_path(cfg, node)}", timeout=timeout) as client:
         epoch = client.writable_epoch(timeout)
         try:
@@ -244,9 +243,15 @@ def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bo
             raise ClusterError(f"creating the demo user on {node} failed: {exc.code().name} {exc.details()}") from None
         try:
             client.add_address(DEMO_ADDRESS, DEMO_USER, epoch=epoch)
+            client.settings.PutSettings(
+                settings_pb2.PutSettingsRequest(
+                    epoch=epoch, settings=settings_pb2.UserSettings(user=DEMO_USER, admin=True)
+                ),
+                timeout=timeout,
+            )
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise ClusterError(f"adding {DEMO_ADDRESS} on {node} failed: {exc.code().name}") from None
+                raise ClusterError(f"setting up {DEMO_USER} on {node} failed: {exc.code().name}") from None
     return True
 
 
@@ -305,9 +310,13 @@ def cluster_up(
         print("  IMAP   not served: the agent has no imapd front end in this build", file=out)
     print(f"  LMTP   {floating}:{cfg.ports.lmtp}", file=out)
     print(
-        f"  user   {DEMO_USER} / password {DEMO_PASSWORD} ({DEMO_ADDRESS})" + ("" if created else " - existed already"),
+        f"  user   {DEMO_USER} / password {DEMO_PASSWORD} ({DEMO_ADDRESS}, admin role)"
+        + ("" if created else " - existed already"),
         file=out,
     )
+    if cfg.ports.web:
+        nodes = ", ".join(f"https://{n.address.ip}:{cfg.ports.web}/" for n in cfg.nodes)
+        print(f"  web    https://{floating}:{cfg.ports.web}/ (also on each node: {nodes})", file=out)
     print(f"  cert   {cert} (self-signed: e.g. openssl s_client -starttls imap -connect {floating}:143)", file=out)
     print(f"  state  mailha status --config {cfg.source or 'cluster.yaml'}", file=out)
     print(f"  stop   mailha cluster down --config {cfg.source or 'cluster.yaml'}", file=out)

@@ -25,8 +25,10 @@ import pytest
 from haagent import demo_tls, netns
 from lab import cluster
 from lab.zk_ensemble import Ensemble
+from mailha_api import settings_pb2
 from nodeconf import paths
 from nodeconf.config import ClusterConfig
+from store.client import StoreClient
 from tests.ha_lab_fixtures import Lab, lab_config
 from tests.test_ha_netns_topology import ours_in_system
 
@@ -146,17 +148,16 @@ def cfg_with_web(tmp_path: pathlib.Path) -> Iterator[ClusterConfig]:
 WEB_PORT = 8443  # inside the lab's own namespaces
 
 
-def _login_page(host: str, timeout: float = 60.0) -> bytes:
-    """The web console's login page over HTTPS at host:WEB_PORT (retried while it starts)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the demo certificate
+def _login_page(host: str, cafile: pathlib.Path, timeout: float = 60.0) -> bytes:
+    """The web console's login page over HTTPS at host:WEB_PORT (retried while it starts), the demo
+    certificate verified for that address (it is its own CA)."""
+    context = ssl.create_default_context(cafile=str(cafile))
     deadline = time.monotonic() + timeout
     while True:
         try:
             with (
                 socket.create_connection((host, WEB_PORT), timeout=5) as raw,
-                context.wrap_socket(raw) as tls,
+                context.wrap_socket(raw, server_hostname=host) as tls,
             ):
                 tls.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 reply = b""
@@ -176,15 +177,21 @@ def test_real_cluster_up_serves_imap_and_the_console_on_every_node_and_down_clea
     cfg = cfg_with_web
     if not _real_agent_available():
         pytest.skip("`mailha agent` is not available yet")
-    active = cluster.cluster_up(cfg, timeout=90, out=io.StringIO())
+    said = io.StringIO()
+    active = cluster.cluster_up(cfg, timeout=90, out=said)
+    assert f"web    https://{cfg.floating_ip.address.ip}:{WEB_PORT}/" in said.getvalue()
     port, prefix = cluster.service_probe(cfg)
     greeting = cluster.greeting_line(str(cfg.floating_ip.address.ip), port)
     assert greeting is not None and greeting.startswith(prefix)
     assert netns.holders_of(cfg, cfg.floating_ip.address.ip) == [active]
     assert cluster.create_demo_user(cfg, active) is False  # made by up already
+    with StoreClient(f"unix:{paths.store_socket_path(cfg, active)}") as client:  # the console's operator
+        reply = client.settings.GetSettings(settings_pb2.GetSettingsRequest(user=cluster.DEMO_USER), timeout=10)
+        assert reply.admin
+    cert, _key = demo_tls.tls_files(cfg)
     # The console on each node's own address and on the floating IP (the active node's web).
     for host in [str(n.address.ip) for n in cfg.nodes] + [str(cfg.floating_ip.address.ip)]:
-        page = _login_page(host)
+        page = _login_page(host, cert)
         assert page.startswith(b"HTTP/1.1 200") and b'name="password"' in page, (host, page[:300])
     cluster.cluster_down(cfg, out=io.StringIO())
     nothing_left(cfg)
