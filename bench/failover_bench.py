@@ -47,6 +47,7 @@ from haagent.operator import switchover
 from mailha_api import store_pb2, store_pb2_grpc
 from nodeconf.config import ClusterConfig
 from nodeconf.paths import store_address
+from store.channel import open_channel
 
 BENCH_USER = "failbench"
 BENCH_DOMAIN = "mailha.test"
@@ -220,7 +221,7 @@ def _wait(what: str, cond: object, timeout: float) -> float:
 
 
 def _ensure_user(cluster: ClusterConfig, node: str, epoch: int, password: str) -> None:
-    with grpc.insecure_channel(store_address(cluster, node)) as channel:
+    with open_channel(store_address(cluster, node)) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         try:
             stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name=BENCH_USER, password=password))
@@ -238,7 +239,7 @@ def _ensure_user(cluster: ClusterConfig, node: str, epoch: int, password: str) -
 
 
 def stored_message_ids(cluster: ClusterConfig, node: str) -> set[str]:
-    with grpc.insecure_channel(store_address(cluster, node)) as channel:
+    with open_channel(store_address(cluster, node)) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         sel = stub.Select(store_pb2.SelectRequest(user=BENCH_USER, name="INBOX"), timeout=10)
         if not sel.uids:

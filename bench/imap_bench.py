@@ -32,6 +32,7 @@ from bench.imap_spawn import SpawnedStack
 from bench.imap_wire import ResponseReader
 from bench.sort_bench import measure
 from mailha_api import store_pb2, store_pb2_grpc
+from store.channel import open_channel
 
 _EXISTS: Final = re.compile(rb"^\* (\d+) EXISTS", re.MULTILINE)
 _SEED_MESSAGES: Final = 60
@@ -245,7 +246,7 @@ async def _idler(opts: ImapBenchOptions, ssl_ctx: ssl.SSLContext | None, index: 
 def _prepare_users(opts: ImapBenchOptions) -> None:
     """Create the bench users through the store API and seed their INBOX."""
     assert opts.store is not None
-    with grpc.insecure_channel(opts.store) as channel:
+    with open_channel(opts.store) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         epoch = opts.epoch if opts.epoch is not None else stub.GetEpoch(store_pb2.GetEpochRequest()).epoch
         for u in range(opts.users):

@@ -19,11 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import grpc
 import trio
 
 from lmtpd.local_servers import LocalServers, local_servers
 from mailha_api import store_pb2, store_pb2_grpc
+from store.channel import open_channel
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -159,7 +159,7 @@ def _own_servers(rcpt: str) -> Iterator[LocalServers]:
         tempfile.TemporaryDirectory(prefix="mailha-lmtp-bench-") as tmp,
         local_servers(pathlib.Path(tmp), max_message_size=_BENCH_MAX_MESSAGE) as servers,
     ):
-        with grpc.insecure_channel(servers.store) as channel:
+        with open_channel(servers.store) as channel:
             stub = store_pb2_grpc.MailStoreStub(channel)
             user = rcpt.partition("@")[0]
             stub.CreateUser(store_pb2.CreateUserRequest(epoch=servers.epoch, name=user, password="bench-not-secret"))
@@ -168,7 +168,7 @@ def _own_servers(rcpt: str) -> Iterator[LocalServers]:
 
 
 def _stored_messages(store: str, user: str) -> int:
-    with grpc.insecure_channel(store) as channel:
+    with open_channel(store) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         return int(stub.Status(store_pb2.StatusRequest(user=user, name="INBOX"), timeout=10).status.messages)
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 from mailha_api import store_pb2
-from store.client import ONE_REQUEST_LIMIT, AppendStream, StoreClient
+from store.channel import ONE_REQUEST_LIMIT
+from store.client import AppendStream, StoreClient
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -39,6 +39,7 @@ from chaos.scenarios import recovers
 from chaos.store_read import final_read_store
 from chaos.workload import Workload, WorkloadConfig, lmtp_available, prepare_mailboxes
 from mailha_api import store_pb2, store_pb2_grpc
+from store.channel import open_channel
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 128 * MIB
@@ -104,7 +105,7 @@ def _fill(path: pathlib.Path, deadline: float) -> int:
 
 def _create_user(address: str, timeout: float = 30.0) -> None:
 
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         epoch = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout, wait_for_ready=True).epoch
         for call in (

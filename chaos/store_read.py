@@ -15,6 +15,7 @@ import grpc
 from chaos.history import EventType, HistoryWriter, JsonValue, Op
 from chaos.workload import trailer
 from mailha_api import store_pb2, store_pb2_grpc
+from store.channel import open_channel
 
 _CHAOS_ID = re.compile(rb"^X-Chaos-Id:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
@@ -77,7 +78,7 @@ def final_read_store(
     done: set[str] = set()
     last = ""
     while time.monotonic() < deadline and len(done) < len(mailboxes):
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address) as channel:
             stub = store_pb2_grpc.MailStoreStub(channel)
             for mailbox in mailboxes:
                 if mailbox in done:

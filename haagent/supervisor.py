@@ -38,6 +38,7 @@ from mailha_api import store_pb2, store_pb2_grpc
 from nodeconf import service_user, services
 from nodeconf.config import ClusterConfig, NodeConfig
 from nodeconf.paths import node_runtime_dir, store_address
+from store.channel import open_channel
 
 log = logging.getLogger("mailha.haagent.supervisor")
 
@@ -91,7 +92,7 @@ class _Child:
 
 def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
     """(stored epoch, writable) from the store's GetEpoch."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         reply = store_pb2_grpc.MailStoreStub(channel).GetEpoch(store_pb2.GetEpochRequest(), timeout=timeout)
     return int(reply.epoch), bool(reply.writable)
 
@@ -99,7 +100,7 @@ def store_epoch(address: str, timeout: float = 1.0) -> tuple[int, bool]:
 def fence_store(address: str, epoch: int, timeout: float = 2.0) -> None:
     """Raise the store's epoch to `epoch` (the previous writer is refused from
     this commit on), then let it write."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         reply = stub.Fence(store_pb2.FenceRequest(epoch=epoch), timeout=timeout)
         if reply.epoch != epoch:
@@ -108,7 +109,7 @@ def fence_store(address: str, epoch: int, timeout: float = 2.0) -> None:
 
 
 def set_writable(address: str, epoch: int, writable: bool, timeout: float = 0.5) -> None:
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         store_pb2_grpc.MailStoreStub(channel).SetWritable(
             store_pb2.SetWritableRequest(epoch=epoch, writable=writable), timeout=timeout
         )

@@ -44,23 +44,17 @@ from imapd.store_client import (
 )
 from mailha_api import mailbox_index_pb2, mailbox_index_pb2_grpc, store_pb2, store_pb2_grpc
 from store import errors as store_errors
+from store.channel import ONE_REQUEST_LIMIT, PIECE, open_channel
 from store.reader import LocalReader
 
 T = TypeVar("T")
 
 _UNARY_TIMEOUT: Final = 30.0
-# AppendOne carries a whole message in one request up to this size.
-_APPEND_ONE_MAX: Final = 4 * 1024 * 1024
-_APPEND_PIECE: Final = 256 * 1024
 # A fetch batch handed to trio at once: bounded in count and bytes.
 _BATCH_MESSAGES: Final = 64
 _BATCH_BYTES: Final = 1024 * 1024
 # Selections up to this many UIDs try the unary FetchBatch first (the store's bound is 2000).
 _UNARY_FETCH_MAX: Final = 1000
-_CHANNEL_OPTIONS: Final = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
 
 _CODE_TO_KIND: Final = {
     grpc.StatusCode.NOT_FOUND: StoreErrorKind.NOT_FOUND,
@@ -283,7 +277,7 @@ class GrpcStore:
 
     def __init__(self, address: str, epoch: int, *, max_threads: int = 32, local: LocalReader | None = None) -> None:
         self.epoch = epoch
-        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channel = open_channel(address)
         self._stub = store_pb2_grpc.MailStoreStub(self._channel)
         self._index_stub = mailbox_index_pb2_grpc.MailboxIndexStub(self._channel)
         self._limiter = trio.CapacityLimiter(max_threads)
@@ -568,7 +562,7 @@ class GrpcStore:
         claim_recent: bool = False,
     ) -> AppendResult:
         header = self._header(user, mailbox, spec, size)
-        if size <= _APPEND_ONE_MAX:
+        if size <= ONE_REQUEST_LIMIT:
             data = b"".join([c async for c in chunks])
             header.claim_recent = claim_recent
             req = store_pb2.AppendRequest(header=header, data=data, last=True)
@@ -594,8 +588,8 @@ class GrpcStore:
             nursery.start_soon(call)
             try:
                 async for chunk in chunks:
-                    for i in range(0, len(chunk), _APPEND_PIECE):
-                        await trio.to_thread.run_sync(pieces.put, chunk[i : i + _APPEND_PIECE])
+                    for i in range(0, len(chunk), PIECE):
+                        await trio.to_thread.run_sync(pieces.put, chunk[i : i + PIECE])
             finally:
                 await trio.to_thread.run_sync(pieces.put, None)
         return result[0]
@@ -606,9 +600,9 @@ class GrpcStore:
                 header = self._header(user, mailbox, spec, len(data))
                 if not data:
                     yield store_pb2.AppendRequest(header=header, last=True)
-                for i in range(0, len(data), _APPEND_PIECE):
-                    piece = data[i : i + _APPEND_PIECE]
-                    last = i + _APPEND_PIECE >= len(data)
+                for i in range(0, len(data), PIECE):
+                    piece = data[i : i + PIECE]
+                    last = i + PIECE >= len(data)
                     yield store_pb2.AppendRequest(header=header if i == 0 else None, data=piece, last=last)
 
         reply = await self._run(lambda: self._stub.MultiAppend(requests(), timeout=300))

@@ -21,9 +21,8 @@ import grpc
 from importer.errors import ImportFailure
 from importer.source import SourceMessage
 from mailha_api import store_pb2
+from store.channel import PIECE
 from store.client import StoreClient
-
-PIECE = 256 * 1024
 
 
 @dataclass(frozen=True)

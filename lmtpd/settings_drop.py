@@ -45,6 +45,7 @@ from lmtpd.personal_rules import (
     message_facts,
 )
 from mailha_api import settings_pb2, settings_pb2_grpc
+from store.channel import PIECE, open_channel
 
 log = logging.getLogger("mailha.lmtpd.settings")
 _SETTINGS_TIMEOUT = 10.0
@@ -76,7 +77,7 @@ def _head(body: MessageSource) -> bytes:
 
 
 def _forward(relay: tuple[str, int], sender: str, to: str, body: MessageSource, trace: bytes) -> None:
-    data = trace + b"".join(body.pieces(256 * 1024))
+    data = trace + b"".join(body.pieces(PIECE))
     with smtplib.SMTP(relay[0], relay[1], timeout=_SMTP_TIMEOUT) as smtp:
         smtp.sendmail(sender, [to], data)
 
@@ -181,7 +182,7 @@ class SettingsMailDrop:
         self.inner = inner
         self.epoch = epoch
         self.options = options
-        self.channel = grpc.insecure_channel(store)
+        self.channel = open_channel(store)
         self.stub = settings_pb2_grpc.SettingsStub(self.channel)
 
     def session(self) -> SettingsSession:

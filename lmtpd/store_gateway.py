@@ -26,20 +26,16 @@ from lmtpd.delivery_identity import body_digest, delivery_identity
 from lmtpd.errors import StoreConnectionLost
 from lmtpd.resolution_cache import ResolutionCache
 from mailha_api import store_pb2, store_pb2_grpc
+from store.channel import PIECE, open_channel
 
 T = TypeVar("T")
 
-_PIECE: Final = 256 * 1024
 _QUEUE_DEPTH: Final = 16  # pieces in flight towards gRPC per connection (≤ 4 MiB)
 _PUT_TIMEOUT: Final = 60.0
 _UNARY_TIMEOUT: Final = 15.0
 # A whole transaction's appends; well inside Postfix's lmtp_data_done_timeout
 # (600 s), so the MTA hears 451 from us rather than timing out itself.
 _DELIVERY_TIMEOUT: Final = 300.0
-_CHANNEL_OPTIONS: Final = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
 
 
 def outcome_for(code: grpc.StatusCode | int, details: str) -> Outcome:
@@ -188,7 +184,7 @@ class GrpcSession:
             header.settings_revision = recipient.settings_revision  # applied atomically with the append
         if recipient.log is not None:
             header.delivery_log.CopyFrom(recipient.log)  # logged in the append's own transaction
-        pieces = body.pieces(_PIECE)
+        pieces = body.pieces(PIECE)
         current = prefix + next(pieces, b"")
         first: store_pb2.AppendHeader | None = header
         for piece in pieces:
@@ -206,7 +202,7 @@ class GrpcMailDrop:
     def __init__(self, address: str, epoch: int, *, max_threads: int = 256, resolve_ttl: float = 0.0) -> None:
         self.epoch = epoch
         self.resolutions = ResolutionCache(resolve_ttl)
-        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.channel = open_channel(address)
         self.stub = store_pb2_grpc.MailStoreStub(self.channel)
         # Each connection may hold a thread waiting for its next reply.
         self.limiter = trio.CapacityLimiter(max_threads)

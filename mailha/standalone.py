@@ -27,6 +27,7 @@ from nodeconf.paths import StandalonePaths
 from nodeconf.selfsigned import ensure_dev_certificate
 from nodeconf.service_process import make_private_dirs, open_log
 from nodeconf.service_user import DEFAULT_SERVICE_USER, ServiceUser
+from store.channel import open_channel
 from store.client import wait_for_store
 
 log = logging.getLogger("mailha.standalone")
@@ -173,7 +174,7 @@ def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def _create_demo_user(address: str, epoch: int) -> None:
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)
         try:
             stub.CreateUser(store_pb2.CreateUserRequest(epoch=epoch, name="demo", password="demo"), timeout=10)

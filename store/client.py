@@ -15,20 +15,14 @@ from types import TracebackType
 import grpc
 
 from mailha_api import settings_pb2_grpc, store_pb2, store_pb2_grpc
-
-PIECE = 256 * 1024
-ONE_REQUEST_LIMIT = 1024 * 1024  # above this, stream the append
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-]
+from store.channel import ONE_REQUEST_LIMIT, PIECE, open_channel
 
 
 class StoreClient:
     def __init__(self, address: str, timeout: float = 60.0) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = open_channel(address)
         self.stub = store_pb2_grpc.MailStoreStub(self.channel)
         self.settings = settings_pb2_grpc.SettingsStub(self.channel)
 
@@ -205,7 +199,7 @@ def wait_for_store(address: str, timeout: float = 30.0) -> int:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with grpc.insecure_channel(address) as channel:
+            with open_channel(address) as channel:
                 stub = store_pb2_grpc.MailStoreStub(channel)
                 reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=2.0)
                 return int(reply.epoch)

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mailha_api import mailbox_index_pb2_grpc, settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from nodeconf.service_process import make_private_dirs, make_private_files, release_free_memory
+from store.channel import CHANNEL_OPTIONS
 from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.index_servicer import MailboxIndexServicer
@@ -28,7 +29,6 @@ from store.settings_servicer import SettingsServicer
 log = logging.getLogger("mailha.store.server")
 SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["MailStore"].full_name
 SETTINGS_SERVICE_NAME = settings_pb2.DESCRIPTOR.services_by_name["Settings"].full_name
-MAX_GRPC_MESSAGE = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ def serve(options: ServeOptions) -> int:
             ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="grpc"),
             maximum_concurrent_rpcs=options.workers,
             options=[
-                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
-                ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
+                *CHANNEL_OPTIONS,
                 ("grpc.so_reuseport", 0),
             ],
         )
