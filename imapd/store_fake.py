@@ -37,12 +37,13 @@ from imapd.store_client import (
     SelectResult,
     StoreFlagsResult,
 )
-from imapd.uid_set import contains, parse_uids
 from mailparse import search_text
 from mailparse.preview import preview_text
 from mailparse.search_fields import indexed_text, text_matches
 from mailparse.sort_keys import stored_keys
 from mailparse.view import MessageView, ParsedMessage
+from store import uidset
+from store.errors import InvalidArgument
 
 _SLASH = re.compile("/")
 
@@ -244,10 +245,10 @@ class FakeStore:
 
     def _selected(self, mbox: _Mailbox, text: str) -> list[_Message]:
         try:
-            ranges = parse_uids(text, mbox.uidnext - 1)
-        except ValueError as exc:
+            ranges = uidset.parse(text).resolve(mbox.uidnext - 1)
+        except InvalidArgument as exc:
             raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
-        return [m for uid, m in sorted(mbox.messages.items()) if contains(ranges, uid)]
+        return [m for uid, m in sorted(mbox.messages.items()) if uidset.contains(ranges, uid)]
 
     def _usage(self, user: _User) -> int:
         return sum(len(m.data) for mb in user.mailboxes.values() for m in mb.messages.values())
@@ -578,10 +579,12 @@ class FakeStore:
         self._call()
         await trio.lowlevel.checkpoint()
         mbox = self._by_id(user, mailbox_id)
-        ranges = parse_uids(uid_set, mbox.uidnext - 1) if uid_set else None
+        ranges = uidset.parse(uid_set).resolve(mbox.uidnext - 1) if uid_set else None
         return tuple(
             sorted(
-                uid for uid, ms in mbox.expunged_log if ms > since_modseq and (ranges is None or contains(ranges, uid))
+                uid
+                for uid, ms in mbox.expunged_log
+                if ms > since_modseq and (ranges is None or uidset.contains(ranges, uid))
             )
         )
 

@@ -1,4 +1,5 @@
-"""IMAP UID sets ("1:5,7,10:*") parsed into closed ranges.
+"""IMAP UID sets ("1:5,7,10:*") as the store API carries them: parsed into closed ranges
+(the store, and imapd's FakeStore), and written compactly (imapd, asking the store).
 
 "*" stands for the highest UID in the mailbox, resolved when the set is
 applied; "n:*" with n above the highest UID still includes the highest UID,
@@ -7,7 +8,9 @@ as RFC 3501 (9, seq-range) says.
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from store.errors import InvalidArgument
@@ -40,6 +43,26 @@ class UidSet:
             else:
                 merged.append((lo, hi))
         return merged
+
+
+def format_uids(uids: Iterable[int]) -> str:
+    """Compact ascending ranges: [1,2,3,7] -> "1:3,7"; empty -> ""."""
+    ordered = sorted(set(uids))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}:{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def contains(ranges: list[tuple[int, int]], uid: int) -> bool:
+    """Whether `uid` is in resolved, ordered ranges."""
+    i = bisect.bisect_right(ranges, (uid, MAX_UID + 1)) - 1
+    return i >= 0 and ranges[i][0] <= uid <= ranges[i][1]
 
 
 def _number(text: str, whole: str) -> int:

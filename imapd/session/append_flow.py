@@ -17,7 +17,7 @@ from imapd.session.error_map import Context
 from imapd.session.keyword_limits import keyword_refusal
 from imapd.session.session import Outcome, Session
 from imapd.store_client import AppendResult, AppendSpec
-from imapd.uid_set import format_uids
+from store.uidset import format_uids
 
 
 @dataclass

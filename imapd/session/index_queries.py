@@ -20,7 +20,7 @@ from imapd.protocol.search_spec import SearchKey
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Session
 from imapd.store_client import IndexQuery
-from imapd.uid_set import format_uids
+from store.uidset import format_uids
 
 
 async def fetch_lines(

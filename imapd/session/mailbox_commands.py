@@ -17,7 +17,7 @@ from imapd.session.list_match import DELIMITER, canonical, join_reference, match
 from imapd.session.selected import SelectedMailbox, flag_list
 from imapd.session.session import Outcome, Session
 from imapd.store_client import FetchRequest, MailboxInfo, MailboxStatus
-from imapd.uid_set import format_uids
+from store.uidset import format_uids
 
 _ENABLABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4rev2")
 

@@ -32,9 +32,9 @@ from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
-from imapd.uid_set import format_uids
 from mailparse.errors import MissingMessageData, UnknownTransferEncoding
 from mailparse.view import MessageView
+from store.uidset import format_uids
 
 _MODES = {c.StoreMode.REPLACE: FlagMode.REPLACE, c.StoreMode.ADD: FlagMode.ADD, c.StoreMode.REMOVE: FlagMode.REMOVE}
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from imapd.protocol import commands as c
 from imapd.session.update_contexts import in_order
-from imapd.uid_set import format_uids
+from store.uidset import format_uids
 
 
 def saving(returns: frozenset[c.SearchReturn] | None) -> bool:

@@ -24,9 +24,9 @@ from imapd.session.message_commands import _implicit_condstore, matching_message
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
-from imapd.uid_set import format_uids
 from mailparse.sort_keys import SortKeys, sort_numbers
 from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
+from store.uidset import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
 # but the interpreter switches every 5 ms, so other sessions' commands go on meanwhile.
