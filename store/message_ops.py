@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 
 import lmdb
@@ -319,7 +319,7 @@ class MessageOps(StoreCore):
         req: store_pb2.WatchAccountRequest,
         heartbeat_seconds: float,
         on_subscribe: Callable[[Subscription], object] | None = None,
-    ) -> Iterator[store_pb2.ChangeEvent]:
+    ) -> Generator[store_pb2.ChangeEvent, None, None]:
         """Every committed event of one user's mailboxes, names and subscriptions, from now on."""
         user = names.user_name(req.user)
         self.read(lambda txn: users.require_user(txn, self.dbs, user))
