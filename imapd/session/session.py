@@ -13,7 +13,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -28,6 +28,10 @@ from imapd.session.list_match import canonical
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
+
+if TYPE_CHECKING:
+    from imapd.account_hub import AccountSubscription
+    from imapd.session.notify_state import NotifyState
 
 log = logging.getLogger("imapd.session")
 
@@ -66,6 +70,9 @@ class Session:
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
         self.subscription: Subscription | None = None
+        # NOTIFY (RFC 5465): what was asked for and the account feed it reads (notify_commands)
+        self.notify: NotifyState | None = None
+        self.notify_feed: AccountSubscription | None = None
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
@@ -165,6 +172,14 @@ class Session:
 
     async def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
+        alive = await self._emit_selected_updates(allow_expunge=allow_expunge)
+        if alive and self.notify is not None:
+            from imapd.session import notify_commands
+
+            await notify_commands.emit(self)
+        return alive
+
+    async def _emit_selected_updates(self, *, allow_expunge: bool) -> bool:
         sel = self.selected
         if sel is None:
             return True
@@ -187,6 +202,7 @@ class Session:
         """This session's write to a mailbox succeeded: its peers here must see it by their next command."""
         assert self.user is not None
         self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
+        self.ctx.hub.accounts.committed(self.user, mailbox_id=mailbox_id, modseq=modseq, uid=uid)
 
     @contextmanager
     def writing_into(self, name: str) -> Iterator[None]:
@@ -237,6 +253,8 @@ class Session:
         if sub is not None and self.ctx.hub.behind(sub):
             await self.ctx.hub.catch_up(sub)
         self.absorb_events()
+        if self.notify_feed is not None and self.notify_feed.promised:
+            await self.ctx.hub.accounts.catch_up(self.notify_feed)
         try:
             outcome = await handler(self, tag, command)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
@@ -262,7 +280,12 @@ class Session:
 
     async def _finish(self, tag: str, outcome: Outcome, *, updates: bool, allow_expunge: bool = True) -> Outcome:
         # Untagged updates go before the tagged line: take it off, add them, put it back.
-        if updates and self.selected is not None and self._out and self._out[-1].startswith(tag.encode() + b" "):
+        if (
+            updates
+            and (self.selected is not None or self.notify is not None)
+            and self._out
+            and self._out[-1].startswith(tag.encode() + b" ")
+        ):
             last = self._out.pop()
             self._out_size -= len(last)
             alive = await self.emit_updates(allow_expunge=allow_expunge)
@@ -279,6 +302,9 @@ class Session:
     async def close(self) -> None:
         """Release what the session holds (connection gone)."""
         self.leave_mailbox()
+        if self.notify_feed is not None:
+            self.notify_feed.close()
+        self.notify, self.notify_feed = None, None
         if self.user is not None:
             self.ctx.cap.release(self.user)
             self.user = None
