@@ -168,3 +168,21 @@ async def test_overflow_instead_of_unbounded_memory() -> None:
         assert accounts.open_feeds == 1
         await _ok(a, "NOTIFY NONE")
         assert accounts.open_feeds == 0  # the last NOTIFY session left: the store stream ends
+
+
+@trio_test
+async def test_message_new_fetch_attributes_for_the_selected_mailbox() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as a, connected(ports[0]) as b:
+        await a.login()
+        await b.login()
+        await _ok(a, "SELECT INBOX")
+        await _ok(
+            a,
+            "NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (Subject)]) MessageExpunge FlagChange))",
+        )
+        await _ok(b, "APPEND INBOX {22+}\r\nSubject: hello\r\n\r\nbody")
+        lines = await _ok(a, "NOOP")
+        assert lines[0] == b"* 1 EXISTS\r\n", lines
+        fetch = b"".join(line for line in lines if b"FETCH" in line)
+        assert fetch.startswith(b"* 1 FETCH (") and b"UID 1" in fetch and b"Subject: hello" in fetch, lines
+        assert lines[-1].startswith(b"t4 OK NOOP")  # the FETCH's own tagged line stays inside

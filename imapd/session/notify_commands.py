@@ -15,6 +15,7 @@ import trio
 
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.protocol import commands as c
+from imapd.protocol.sequence import SequenceSet
 from imapd.session.mailbox_commands import mailbox_name
 from imapd.session.notify_state import (
     MESSAGE_EVENTS,
@@ -36,7 +37,7 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
         s.tagged(tag, b"OK", b"NOTIFY completed")
         return Outcome.CONTINUE
     try:
-        groups, _fetch = compile_groups(cmd.groups)
+        groups, fetch = compile_groups(cmd.groups)
     except NotifyRefused as exc:
         if exc.bad:
             s.tagged(tag, b"BAD", str(exc).encode())
@@ -57,6 +58,7 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
         {mb.mailbox_id: mb.name for mb in boxes if not mb.nonexistent},
         subscribed,
         set(subscribed),
+        selected_fetch=fetch,
     )
     s.notify, s.notify_feed = state, sub
     if cmd.status:
@@ -133,6 +135,24 @@ async def emit(s: Session) -> None:
         items = status_items(state, name, now, events)
         if items is not None:
             s.emit(b"* STATUS " + mailbox_name(name, utf8=s.utf8_names) + b" " + items + b"\r\n")
+
+
+_INTERNAL_TAG = "*notify*"
+
+
+async def fetch_new(s: Session, uids: list[int]) -> None:
+    """MessageNew with fetch-att (RFC 5465 5.2): a FETCH of the new messages after their EXISTS,
+    made by the FETCH command's own code (its tagged line is dropped)."""
+    state = s.notify
+    if state is None or not state.selected_fetch or not uids:
+        return
+    from imapd.session.message_commands import fetch
+
+    status = s.last_status
+    command = c.Fetch(SequenceSet.from_numbers(uids), state.selected_fetch, uid=True)
+    await fetch(s, _INTERNAL_TAG, command)
+    s.drop_tagged(_INTERNAL_TAG)
+    s.last_status = status
 
 
 def _list_line(s: Session, change: ListChange) -> bytes:

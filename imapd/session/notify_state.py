@@ -86,6 +86,8 @@ class NotifyState:
     last: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
     validity_told: set[str] = field(default_factory=set)
     overflowed: bool = False
+    # MessageNew's fetch-att for the selected mailbox: a FETCH of them follows the EXISTS.
+    selected_fetch: tuple[FetchAttribute, ...] = ()
 
     # ---- matching ---------------------------------------------------------------------
     def events_for(self, name: str) -> frozenset[str]:

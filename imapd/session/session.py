@@ -112,6 +112,11 @@ class Session:
         if pending:
             await self.wire.send(b"".join(pending))
 
+    def drop_tagged(self, tag: str) -> None:
+        """Take back the tagged line just queued for an internal `tag` (NOTIFY's FETCH)."""
+        if self._out and self._out[-1].startswith(tag.encode("ascii") + b" "):
+            self._out_size -= len(self._out.pop())
+
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.last_status = status
         self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
@@ -184,8 +189,13 @@ class Session:
         if sel is None:
             return True
         self.absorb_events()
+        new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
+        if new_uids and self.notify is not None and self.notify.selected_fetch:
+            from imapd.session import notify_commands
+
+            await notify_commands.fetch_new(self, new_uids)
         if sel.contexts and sel.touched and not sel.gone:
             from imapd.session.context_commands import refresh
 
