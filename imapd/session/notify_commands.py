@@ -70,6 +70,7 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
             if not (state.events_for(mb.name) & MESSAGE_EVENTS):
                 continue
             state.last[mb.name] = (st.messages, st.uidnext, st.unseen, st.uidvalidity, st.highestmodseq)
+            s.notify_validity_told.add(mb.name)
             s.emit(
                 b"* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN %d HIGHESTMODSEQ %d)\r\n"
                 % (
@@ -132,7 +133,7 @@ async def emit(s: Session) -> None:
         if st is None:
             continue
         now = (st.messages, st.uidnext, st.unseen, st.uidvalidity, st.highestmodseq)
-        items = status_items(state, name, now, events)
+        items = status_items(state, name, now, events, s.notify_validity_told)
         if items is not None:
             s.emit(b"* STATUS " + mailbox_name(name, utf8=s.utf8_names) + b" " + items + b"\r\n")
 

@@ -81,10 +81,8 @@ class NotifyState:
     pending_status: dict[str, set[str]] = field(default_factory=dict)  # name -> message events seen
     pending_lists: list[ListChange] = field(default_factory=list)
     pending_subscriptions: dict[str, bool] = field(default_factory=dict)
-    # Per mailbox: (messages, uidnext, unseen, uidvalidity, highestmodseq) last told, and
-    # whether a notification (not the SET STATUS answer) gave its UIDVALIDITY yet (as Dovecot).
+    # Per mailbox: (messages, uidnext, unseen, uidvalidity, highestmodseq) last told.
     last: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
-    validity_told: set[str] = field(default_factory=set)
     overflowed: bool = False
     # MessageNew's fetch-att for the selected mailbox: a FETCH of them follows the EXISTS.
     selected_fetch: tuple[FetchAttribute, ...] = ()
@@ -199,22 +197,31 @@ class NotifyState:
         return out
 
 
-def status_items(state: NotifyState, name: str, now: tuple[int, int, int, int, int], events: set[str]) -> bytes | None:
-    """The STATUS attributes to send for a changed mailbox (b"" parts joined), None if nothing changed
-    that the client asked about. Counts when they changed, HIGHESTMODSEQ always (Dovecot's
-    choice: FlagChange is only visible through it), UIDVALIDITY in the first notification."""
+def status_items(
+    state: NotifyState, name: str, now: tuple[int, int, int, int, int], events: set[str], validity_told: set[str]
+) -> bytes | None:
+    """The STATUS attributes to send for a changed mailbox, None if nothing the client asked about
+    changed. As Dovecot: MESSAGES/UIDNEXT/UNSEEN when the count or UIDNEXT moved, else UNSEEN if it
+    moved; HIGHESTMODSEQ always (a FlagChange is only visible through it); UIDVALIDITY once per
+    session and mailbox (`validity_told`, kept by the caller; a SET STATUS answer counts) or when it changed."""
     messages, uidnext, unseen, uidvalidity, modseq = now
     before = state.last.get(name)
     state.last[name] = now
-    counts_changed = before is None or before[:3] != now[:3] or before[3] != uidvalidity
-    if not counts_changed and ((before is not None and before[4] == modseq) or "FlagChange" not in events):
+    if before is not None and before == now:
+        return None
+    moved = before is None or before[:2] != now[:2] or before[3] != uidvalidity
+    unseen_moved = before is not None and before[2] != unseen
+    if not moved and not unseen_moved and "FlagChange" not in events:
         return None
     parts: list[bytes] = []
-    if counts_changed:
+    if moved:
         parts += [b"MESSAGES %d" % messages, b"UIDNEXT %d" % uidnext]
-        if name not in state.validity_told or (before is not None and before[3] != uidvalidity):
+        if name not in validity_told or (before is not None and before[3] != uidvalidity):
             parts.append(b"UIDVALIDITY %d" % uidvalidity)
-            state.validity_told.add(name)
+            if len(validity_told) >= MAX_PENDING:
+                validity_told.clear()  # bounded: a mailbox then shows its UIDVALIDITY once more
+            validity_told.add(name)
+    if moved or unseen_moved:
         parts.append(b"UNSEEN %d" % unseen)
     parts.append(b"HIGHESTMODSEQ %d" % modseq)
     return b"(" + b" ".join(parts) + b")"

@@ -73,6 +73,8 @@ class Session:
         # NOTIFY (RFC 5465): what was asked for and the account feed it reads (notify_commands)
         self.notify: NotifyState | None = None
         self.notify_feed: AccountSubscription | None = None
+        # Mailboxes whose UIDVALIDITY a NOTIFY STATUS already gave (across NOTIFY SETs)
+        self.notify_validity_told: set[str] = set()
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
