@@ -5,7 +5,6 @@ changes to the NOTIFY session as STATUS and LIST responses, between commands and
 from __future__ import annotations
 
 import imaplib
-import socket
 import time
 
 import pytest
@@ -47,7 +46,7 @@ def test_imaplib_notify_end_to_end(imap_stack: ImapStack) -> None:
         assert b.create("Work")[0] == "OK"
         typ, _ = a._simple_command("NOTIFY", "SET", "STATUS", "(personal (MessageNew MessageExpunge MailboxName))")
         assert typ == "OK"
-        first = a.untagged_responses.pop("STATUS", [])
+        first = [item for item in a.untagged_responses.pop("STATUS", []) if isinstance(item, bytes)]
         assert any(item.startswith(b'"Work" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY ') for item in first), first
         assert b.append("Work", "", imaplib.Time2Internaldate(time.time()), b"Subject: x\r\n\r\nbody")[0] == "OK"
         status = _noop_until(a, "STATUS")
@@ -61,7 +60,7 @@ def test_imaplib_notify_end_to_end(imap_stack: ImapStack) -> None:
         assert b.delete("Later")[0] == "OK"
         try:
             line = a._get_line()
-        except socket.timeout:
+        except TimeoutError:
             raise AssertionError("no notification during IDLE") from None
         assert line == b'* LIST (\\NonExistent) "/" "Later"', line
         a.send(b"DONE\r\n")
