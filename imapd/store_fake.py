@@ -325,7 +325,9 @@ class FakeStore:
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent not in u.mailboxes:
-                self._new_mailbox(u, parent).subscribed = False
+                made = self._new_mailbox(u, parent)
+                made.subscribed = False
+                self._publish_account(ChangeEvent(made.mailbox_id, 0, user=u.name, name=parent, created=True))
         created = self._new_mailbox(u, name, special_use)
         created.subscribed = name in u.lone_subscriptions  # like the store: CREATE does not subscribe
         u.lone_subscriptions.discard(name)

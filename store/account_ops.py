@@ -13,7 +13,7 @@ from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
 from store.passwords import hash_password, needs_rehash, verify_password
-from store.schema import U64
+from store.schema import U64, user_key
 
 log = logging.getLogger("mailha.store.accounts")
 
@@ -201,9 +201,18 @@ class AccountOps(StoreCore):
     def create_mailbox(self, req: store_pb2.CreateMailboxRequest) -> store_pb2.MailboxInfo:
         def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
             users.require_user(ctx.txn, ctx.dbs, req.user)
+            # Superior names created on the way are new mailboxes too (NOTIFY's MailboxName).
+            missing = [
+                parent
+                for parent in names.parents(names.mailbox_name(req.name))
+                if ctx.txn.get(user_key(req.user, parent), db=ctx.dbs.mailbox_names) is None
+            ]
             mid, record = mailboxes.create(
                 ctx.txn, ctx.dbs, req.user, req.name, special_use=req.special_use, subscribed=False
             )
+            for parent in missing:
+                parent_id = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, parent)[0]
+                ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=parent_id, name=parent, created=True))
             ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=mid, name=record.name, created=True))
             kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
             return mailboxes.info(record, mid, kids, with_status=True)

@@ -96,6 +96,8 @@ async def test_filters_personal_inboxes_subtree_subscribed() -> None:
         ]
         await _ok(b, "CREATE Misc/New")  # personal: MailboxName
         assert _untagged(await _ok(a, "NOOP")) == [b'* LIST () "/" "Misc/New"\r\n']
+        await _ok(b, "CREATE Deep/Er")  # the superior name is created on the way: two new mailboxes
+        assert _untagged(await _ok(a, "NOOP")) == [b'* LIST () "/" "Deep"\r\n', b'* LIST () "/" "Deep/Er"\r\n']
         # The selected mailbox gets its usual EXISTS, never a STATUS.
         await _ok(a, "SELECT Fav")
         await _ok(b, "APPEND Fav {2+}\r\nab")
