@@ -30,6 +30,12 @@ CATCH_UP_SECONDS: Final = 2.0
 _MAX_PROMISES: Final = 64
 
 
+def _inbox_canonical(name: str) -> str:
+    """INBOX in any case, also as the first component, is INBOX (as the store names it)."""
+    head, sep, rest = name.partition("/")
+    return "INBOX" + sep + rest if head.upper() == "INBOX" else name
+
+
 @dataclass(frozen=True, slots=True)
 class _Promise:
     """A write a session here was told OK for: the feed's event for it is still to come."""
@@ -41,7 +47,7 @@ class _Promise:
 
     def kept_by(self, event: ChangeEvent) -> bool:
         if self.name:
-            return event.name == self.name
+            return _inbox_canonical(event.name) == _inbox_canonical(self.name)
         if event.mailbox_id != self.mailbox_id:
             return False
         return bool(self.modseq and event.modseq >= self.modseq) or bool(

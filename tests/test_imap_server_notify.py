@@ -191,3 +191,15 @@ async def test_message_new_fetch_attributes_for_the_selected_mailbox() -> None:
         fetch = b"".join(line for line in lines if b"FETCH" in line)
         assert fetch.startswith(b"* 1 FETCH (") and b"UID 1" in fetch and b"Subject: hello" in fetch, lines
         assert lines[-1].startswith(b"t4 OK NOOP")  # the FETCH's own tagged line stays inside
+
+
+@trio_test
+async def test_a_refused_set_keeps_the_settings_in_force() -> None:
+    async with running_server() as (_, ports, _store), connected(ports[0]) as a, connected(ports[0]) as b:
+        await a.login()
+        await b.login()
+        await _ok(a, "NOTIFY SET (personal (MailboxName))")
+        assert (await a.command("NOTIFY SET (personal (AnnotationChange))"))[-1].split()[1] == b"NO"
+        assert (await a.command("NOTIFY SET (personal (MessageNew (UID)))"))[-1].split()[1] == b"BAD"
+        await _ok(b, "CREATE Kept")
+        assert _untagged(await _ok(a, "NOOP")) == [b'* LIST () "/" "Kept"\r\n']

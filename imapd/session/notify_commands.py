@@ -32,18 +32,19 @@ _BADEVENT = b"[BADEVENT (" + " ".join(SUPPORTED_EVENTS).encode() + b")]"
 
 
 async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
-    stop(s)
     if cmd.groups is None:
+        stop(s)
         s.tagged(tag, b"OK", b"NOTIFY completed")
         return Outcome.CONTINUE
     try:
         groups, fetch = compile_groups(cmd.groups)
-    except NotifyRefused as exc:
+    except NotifyRefused as exc:  # a refused SET leaves the settings in force
         if exc.bad:
             s.tagged(tag, b"BAD", str(exc).encode())
         else:
             s.tagged(tag, b"NO", _BADEVENT + b" " + str(exc).encode())
         return Outcome.CONTINUE
+    stop(s)
     assert s.user is not None
     # Joined before listing, so nothing committed in between is missed.
     sub = s.ctx.hub.accounts.subscribe(s.user)
