@@ -167,6 +167,9 @@ async def test_overflow_instead_of_unbounded_memory() -> None:
         await _ok(b, "CREATE after")
         assert _untagged(await _ok(a, "NOOP")) == []  # NOTIFY is off until asked again
         await _ok(a, "NOTIFY SET (personal (MailboxName))")
+        opened = store.calls
+        await _ok(a, "NOTIFY SET (personal (MailboxName SubscriptionChange))")
+        assert store.calls == opened + 1  # the LIST of mailboxes; the account stream stayed open
         await _ok(b, "CREATE again")
         assert _untagged(await _ok(a, "NOOP")) == [b'* LIST () "/" "again"\r\n']
         accounts: AccountHub = server.ctx.hub.accounts

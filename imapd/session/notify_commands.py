@@ -44,15 +44,16 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
         else:
             s.tagged(tag, b"NO", _BADEVENT + b" " + str(exc).encode())
         return Outcome.CONTINUE
-    stop(s)
     assert s.user is not None
-    # Joined before listing, so nothing committed in between is missed.
+    # Joined before listing, so nothing committed in between is missed; and before leaving the
+    # previous SET's subscription, so the user's store stream stays open across a new SET.
     sub = s.ctx.hub.accounts.subscribe(s.user)
     try:
         boxes = await s.ctx.store.list_mailboxes(s.user, with_status=cmd.status)
     except BaseException:
         sub.close()
         raise
+    stop(s)
     subscribed = {mb.name for mb in boxes if mb.subscribed}
     state = NotifyState(
         groups,
