@@ -471,10 +471,9 @@ class MailStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchAccount(self, request, context):
-        """Change feed of one user's account, from now: every mailbox's new,
-        expunged and re-flagged messages (counts only, no per-message metas for
-        added/flags beyond what Watch carries) plus mailbox create/delete/rename
-        and subscription changes. One stream per imapd process and user (NOTIFY).
+        """Change feed of one user's account, from now: the events Watch carries,
+        for every mailbox, plus mailbox create/delete/rename and subscription
+        changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

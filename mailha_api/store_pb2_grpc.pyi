@@ -140,10 +140,9 @@ class MailStoreStub:
     a `deleted` or `renamed` event when the mailbox goes away.
     """
     WatchAccount: _grpc.UnaryStreamMultiCallable[_store_pb2.WatchAccountRequest, _store_pb2.ChangeEvent]
-    """Change feed of one user's account, from now: every mailbox's new,
-    expunged and re-flagged messages (counts only, no per-message metas for
-    added/flags beyond what Watch carries) plus mailbox create/delete/rename
-    and subscription changes. One stream per imapd process and user (NOTIFY).
+    """Change feed of one user's account, from now: the events Watch carries,
+    for every mailbox, plus mailbox create/delete/rename and subscription
+    changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
     """
     ClaimRecent: _grpc.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]
     GetMetadata: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]
@@ -237,10 +236,9 @@ class MailStoreAsyncStub(MailStoreStub):
     a `deleted` or `renamed` event when the mailbox goes away.
     """
     WatchAccount: _aio.UnaryStreamMultiCallable[_store_pb2.WatchAccountRequest, _store_pb2.ChangeEvent]  # type: ignore[assignment]
-    """Change feed of one user's account, from now: every mailbox's new,
-    expunged and re-flagged messages (counts only, no per-message metas for
-    added/flags beyond what Watch carries) plus mailbox create/delete/rename
-    and subscription changes. One stream per imapd process and user (NOTIFY).
+    """Change feed of one user's account, from now: the events Watch carries,
+    for every mailbox, plus mailbox create/delete/rename and subscription
+    changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
     """
     ClaimRecent: _aio.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]  # type: ignore[assignment]
     GetMetadata: _aio.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]  # type: ignore[assignment]
@@ -541,10 +539,9 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         request: _store_pb2.WatchAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_store_pb2.ChangeEvent], _abc.AsyncIterator[_store_pb2.ChangeEvent]]:
-        """Change feed of one user's account, from now: every mailbox's new,
-        expunged and re-flagged messages (counts only, no per-message metas for
-        added/flags beyond what Watch carries) plus mailbox create/delete/rename
-        and subscription changes. One stream per imapd process and user (NOTIFY).
+        """Change feed of one user's account, from now: the events Watch carries,
+        for every mailbox, plus mailbox create/delete/rename and subscription
+        changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
         """
 
     @_abc_1.abstractmethod
