@@ -46,6 +46,7 @@ def register(sub: Any) -> None:
 
 def register_bench(bench_sub: Any) -> None:
     _register_bench_sort(bench_sub)
+    _register_bench_notify(bench_sub)
     p: argparse.ArgumentParser = bench_sub.add_parser("imap", help="IMAP sessions/s and per-command latency")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1143)
@@ -202,6 +203,22 @@ def _register_bench_sort(bench_sub: Any) -> None:
     s.add_argument("--dovecot", action="store_true", help="then the same on a throwaway Dovecot (ratios in the output)")
     s.add_argument("--output", type=pathlib.Path, default=pathlib.Path("bench-results/sort.json"))
     s.set_defaults(func=_bench_sort)
+
+
+def _register_bench_notify(bench_sub: Any) -> None:
+    s: argparse.ArgumentParser = bench_sub.add_parser(
+        "notify", help="NOTIFY delivery latency in IDLE (spawns a throwaway store + imapd)"
+    )
+    s.add_argument("--appends", type=int, default=20, help="changes timed (p50 reported)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--dovecot", action="store_true", help="then the same on a throwaway Dovecot (ratio in the output)")
+    s.set_defaults(func=_bench_notify)
+
+
+def _bench_notify(args: argparse.Namespace) -> int:
+    from bench.notify_bench import main
+
+    return main(args)
 
 
 def _bench_sort(args: argparse.Namespace) -> int:
