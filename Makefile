@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DATA ?= /var/lib/mailha-demo
 
-.PHONY: bootstrap demo demo-down demo-standalone test lint typecheck unit proto bench chaos clean
+.PHONY: bootstrap demo demo-down demo-standalone test lint imports typecheck unit proto bench chaos clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -28,10 +28,14 @@ lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The layer and no-cycle contracts in pyproject.toml ([tool.importlinter]).
+imports: bootstrap
+	$(BIN)/lint-imports
+
 typecheck: bootstrap
 	$(BIN)/mypy
 
-test: bootstrap lint typecheck
+test: bootstrap lint imports typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: bootstrap
@@ -49,4 +53,4 @@ chaos: bootstrap
 	  $(BIN)/mailha cluster down --config cluster.yaml; exit $$status
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache

@@ -1,4 +1,4 @@
-"""`mailha backup create|follow|verify|restore|list`, `mailha export maildir|mbox` and `mailha bench backup`."""
+"""`mailha backup create|follow|verify|restore|list` and `mailha export maildir|mbox`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 import pathlib
 import sys
 from typing import Any
+
+from backup.errors import BackupError
+from nodeconf.config import ConfigError
 
 
 def _source_options(p: argparse.ArgumentParser) -> None:
@@ -78,15 +81,6 @@ def register(sub: Any) -> None:
     e.set_defaults(func=_export)
 
 
-def register_bench(bench_sub: Any) -> None:
-    p: argparse.ArgumentParser = bench_sub.add_parser("backup", help="full/incremental backup, restore, writer stall")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--size-mib", type=int, default=1024, help="store size to build (default 1024 MiB)")
-    p.add_argument("--dir", type=pathlib.Path, default=None, help="work directory (default: a temp dir)")
-    p.add_argument("--max-rate", type=float, metavar="MIB", help="full backup written at most MIB MiB/s")
-    p.set_defaults(func=_bench)
-
-
 def _fail(what: str, exc: BaseException) -> int:
     print(f"mailha {what}: {exc}", file=sys.stderr)
     return 2
@@ -103,9 +97,7 @@ def _source(args: argparse.Namespace) -> Any:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import create
-    from mailha.config import ConfigError
 
     try:
         create(
@@ -122,9 +114,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import follow
-    from mailha.config import ConfigError
 
     try:
         follow(_source(args), args.repo, interval=args.interval, cycles=args.cycles, metrics_file=args.metrics_file)
@@ -134,7 +124,6 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import run_verify
 
     try:
@@ -144,7 +133,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.ops import Source, restore_user, run_restore
     from store.admin import AdminError
 
@@ -164,7 +152,6 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from backup.errors import BackupError
     from backup.manifest import read_manifest
     from backup.repository import backup_dirs
     from importer.progress import human_bytes
@@ -185,7 +172,6 @@ def _list(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import grpc
 
-    from backup.errors import BackupError
     from backup.export import export_user
     from importer.progress import ImportReport, Progress
     from store.admin import Admin, AdminError, resolve_store_address
@@ -206,11 +192,3 @@ def _export(args: argparse.Namespace) -> int:
         progress.finish()
         admin.close()
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.backup_bench import BackupBenchOptions, run_bench
-
-    return run_bench(
-        BackupBenchOptions(json_output=args.json, size_mib=args.size_mib, work_dir=args.dir, max_rate_mib=args.max_rate)
-    )

@@ -17,12 +17,18 @@ from typing import TextIO
 from backup import repository
 from backup.create import Created, create_full, create_incremental
 from backup.errors import BackupError
+from backup.follow import Follower, FollowStep
 from backup.manifest import read_manifest
 from backup.repository import chain
 from backup.restore import restore_chain
 from backup.user_source import BackupUserSource
 from backup.verify import VerifyReport, verify
 from importer.progress import ImportReport, Progress, human_bytes
+from importer.run import run_import
+from importer.store_sink import StoreSink
+from nodeconf.config import load
+from nodeconf.paths import StandalonePaths, shared_store_dir
+from store.admin import Admin
 
 MIB = 1024 * 1024
 
@@ -35,8 +41,6 @@ class Source:
 
     @classmethod
     def standalone(cls, data: pathlib.Path) -> Source:
-        from mailha.standalone import StandalonePaths
-
         return cls(StandalonePaths(data).store_dir / "lmdb")
 
     @classmethod
@@ -45,10 +49,7 @@ class Source:
 
     @classmethod
     def cluster(cls, config: pathlib.Path) -> Source:
-        from haagent.storage import store_dir
-        from mailha.config import load
-
-        return cls(store_dir(load(config).storage) / "lmdb")
+        return cls(shared_store_dir(load(config).storage) / "lmdb")
 
 
 def _progress(label: str, total_bytes: int | None, out: TextIO | None) -> tuple[ImportReport, Progress]:
@@ -185,10 +186,6 @@ def restore_user(
     out: TextIO | None = None,
 ) -> ImportReport:
     """One user's mailboxes (or one mailbox) from a backup into the running store, under `into`."""
-    from importer.run import run_import
-    from importer.store_sink import StoreSink
-    from store.admin import Admin
-
     backup_dir = repository.resolve(target)
     members = chain(backup_dir)
     default_into = "Restored/" + time.strftime("%Y-%m-%d", time.gmtime(members[-1].manifest.created))
@@ -222,7 +219,6 @@ def follow(
     out: TextIO | None = None,
 ) -> None:
     """Keep the repository's chain current: an incremental whenever the store changed, every `interval` s."""
-    from backup.follow import Follower, FollowStep
 
     def report(step: FollowStep) -> None:
         if step.created is None:

@@ -30,6 +30,7 @@ import trio
 
 from bench.imap_spawn import SpawnedStack
 from bench.imap_wire import ResponseReader
+from bench.sort_bench import measure
 from mailha_api import store_pb2, store_pb2_grpc
 
 _EXISTS: Final = re.compile(rb"^\* (\d+) EXISTS", re.MULTILINE)
@@ -414,8 +415,6 @@ def run_imap_bench(opts: ImapBenchOptions) -> int:
         result["procs"] = opts.procs
         result["cpu_ms_per_session"] = {k: round(v * 1000 / sessions, 2) for k, v in cpu.items()}
         if stack is not None and opts.sort_messages:
-            from bench.sort_bench import measure
-
             result.update(measure(stack.port, stack.store_address, opts.sort_messages, 5))
     finally:
         if stack is not None:

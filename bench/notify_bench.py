@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from bench import dovecot
 from bench.imap_spawn import SpawnedStack
+from store.client import StoreClient
 
 USER: Final = "notifybench"
 PASSWORD: Final = "notify-bench-pw"
@@ -100,8 +101,6 @@ def measure(port: int, appends: int) -> dict[str, float]:
 def run(appends: int, *, with_dovecot: bool = False) -> dict[str, Any]:
     stack = SpawnedStack().start()
     try:
-        from store.client import StoreClient
-
         with StoreClient(stack.store_address) as client:
             client.create_user(USER, PASSWORD)
         result: dict[str, Any] = dict(measure(stack.port, appends))

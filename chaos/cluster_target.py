@@ -20,8 +20,21 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
+import grpc
+
 from chaos.agent_intervals import Transition
-from mailha.config import ClusterConfig
+from haagent.errors import HaAgentError
+from haagent.floating_ip import addresses_in_namespace
+from haagent.front_ends import service_probe
+from haagent.netns import pids_in_netns
+from haagent.operator import cluster_status, read_history, switchover
+from haagent.supervisor import store_epoch
+from lab.cluster import start_agent
+from lab.partition import PartitionKind, heal, partition
+from lab.zk_ensemble import Ensemble
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import store_address
+from store.client import StoreClient
 
 
 class TargetError(Exception):
@@ -68,7 +81,6 @@ class ClusterTarget:
     def vip_holders(self) -> list[str]:
         """Nodes seen holding the floating IP in two passes taken in opposite orders."""
         # `ip -n`, not pyroute2's netns support: that forks, and a fork next to gRPC threads can crash.
-        from haagent.floating_ip import addresses_in_namespace
 
         def holds(node_name: str) -> bool:
             node = self.cfg.node(node_name)
@@ -83,21 +95,15 @@ class ClusterTarget:
 
     def store_epoch(self, node: str) -> int | None:
         """The stored writer epoch read through `node`'s store socket (None: no store there)."""
-        from haagent.supervisor import store_address, store_epoch
-
         address = store_address(self.cfg, node)
         if not pathlib.Path(address.removeprefix("unix:")).exists():
             return None
         return store_epoch(address, timeout=1.0)[0]
 
     def store_address(self, node: str) -> str:
-        from haagent.supervisor import store_address
-
         return store_address(self.cfg, node)
 
     def agent_history(self) -> list[Transition]:
-        from haagent.operator import read_history
-
         return [Transition(e.time, e.node, e.from_state, e.to_state, e.epoch) for e in read_history(self.cfg)]
 
     def active_node(self) -> str | None:
@@ -106,8 +112,6 @@ class ClusterTarget:
 
     def wait_active(self, timeout: float, other_than: str | None = None) -> str | None:
         """The node serving on the floating IP (the agent's own service probe), waiting up to `timeout`."""
-        from haagent.front_ends import service_probe
-
         port, greeting = service_probe(self.cfg)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,8 +145,6 @@ class ClusterTarget:
     # -- processes -----------------------------------------------------------
 
     def node_pids(self, node: str) -> list[int]:
-        from haagent.netns import pids_in_netns
-
         me = os.getpid()
         return [p for p in pids_in_netns(self.cfg.node(node).namespace) if p != me]
 
@@ -150,7 +152,7 @@ class ClusterTarget:
         """Processes of `node` running `service` ("agent", "imapd", "lmtpd").
 
         Front ends are found by the port they listen on (`ss` in the node's namespace): the agent
-        runs them from pre-started `haagent.prestart NAME` processes, so a command line cannot tell
+        runs them from pre-started `mailha.prestart NAME` processes, so a command line cannot tell
         a serving imapd from an idle spare.
         """
         if service == "agent":
@@ -182,48 +184,33 @@ class ClusterTarget:
     # -- network ---------------------------------------------------------------
 
     def partition(self, node: str, kind: str) -> None:
-        from haagent.partition import PartitionKind, partition
-
         partition(self.cfg, node, PartitionKind(kind))
 
     def heal_partition(self, node: str) -> None:
-        from haagent.partition import heal
-
         heal(self.cfg, node)
 
     # -- ZooKeeper -------------------------------------------------------------
 
     def zk_leader(self) -> int | None:
-        from haagent.zk_ensemble import Ensemble
-
         return Ensemble(self.cfg.zookeeper).leader()
 
     def zk_members(self) -> list[int]:
         return [m.id for m in self.cfg.zookeeper.members]
 
     def zk_stop(self, member_id: int) -> None:
-        from haagent.zk_ensemble import Ensemble
-
         Ensemble(self.cfg.zookeeper).stop_member(member_id, timeout=0.0, sig=signal.SIGKILL)
 
     def zk_start(self, member_id: int) -> None:
-        from haagent.zk_ensemble import Ensemble
-
         Ensemble(self.cfg.zookeeper).start_member(member_id, timeout=30.0)
 
     # -- whole-cluster actions ---------------------------------------------------
 
     def restore_nodes(self) -> None:
         """Bring back every node's agent (after kills and fencing), as `mailha cluster up` starts them."""
-        from haagent.cluster import start_agent
-
         for node in self.cfg.nodes:
             start_agent(self.cfg, node.name)
 
     def switchover(self) -> None:
-        from haagent.errors import HaAgentError
-        from haagent.operator import cluster_status, switchover
-
         # A switchover needs a healthy standby; right after the previous one the old active may
         # still be releasing. Wait (bounded) for one instead of failing the request.
         deadline = time.monotonic() + 30.0
@@ -249,9 +236,6 @@ class ClusterTarget:
 
     def create_user(self, node: str, user: str, password: str, address: str) -> None:
         """The workload's user, through `node`'s store (an existing one is fine)."""
-        import grpc
-
-        from store.client import StoreClient
 
         with StoreClient(self.store_address(node), timeout=10) as client:
             # Right after (re)start the agent's store is not yet fenced to a writable epoch.

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import lmdb
+
 from chaos.cluster_target import Target
 from chaos.history import EventType, HistoryWriter, JsonValue, Op
 
@@ -313,8 +315,6 @@ STALE_GRACE = 5.0  # seconds the store gets to reclaim a dead reader's slot
 
 def stale_readers(env_dir: pathlib.Path) -> list[int]:
     """Pids in the LMDB reader table that no longer exist (their slots pin old snapshots)."""
-    import lmdb
-
     env = lmdb.open(str(env_dir), readonly=True, lock=True, max_dbs=64, subdir=True)
     try:
         table = env.readers()

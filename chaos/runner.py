@@ -31,7 +31,7 @@ from chaos.report import ScenarioReport
 from chaos.scenarios import Scenario
 from chaos.store_read import final_read_store
 from chaos.workload import Workload, WorkloadConfig, final_read, lmtp_available, prepare_mailboxes
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 log = logging.getLogger("mailha.chaos")
 

@@ -16,7 +16,7 @@ from chaos import nemesis
 from chaos.checker import Violation
 from chaos.history import WRITES, EventType, Op, pair
 from chaos.history import Event as HistoryEvent
-from mailha.config import MIB
+from nodeconf.config import MIB
 
 Policy = Callable[[Sequence[HistoryEvent], float], list[Violation]]
 

@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 
+import grpc
+
 from chaos.checker import Violation, check
 from chaos.history import Event, EventType, HistoryWriter, Op, pair, read_history
 from chaos.nemesis import recorded_fault
@@ -36,6 +38,7 @@ from chaos.report import ScenarioReport
 from chaos.scenarios import recovers
 from chaos.store_read import final_read_store
 from chaos.workload import Workload, WorkloadConfig, lmtp_available, prepare_mailboxes
+from mailha_api import store_pb2, store_pb2_grpc
 
 MIB = 1024 * 1024
 TMPFS_BYTES = 128 * MIB
@@ -100,9 +103,6 @@ def _fill(path: pathlib.Path, deadline: float) -> int:
 
 
 def _create_user(address: str, timeout: float = 30.0) -> None:
-    import grpc
-
-    from mailha_api import store_pb2, store_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:
         stub = store_pb2_grpc.MailStoreStub(channel)

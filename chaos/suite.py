@@ -17,7 +17,10 @@ from types import FrameType
 from chaos.checker import check
 from chaos.history import HistoryError, read_history
 from chaos.report import ScenarioReport, dumps, render_table
+from chaos.runner import RunOptions, run_scenario
 from chaos.scenarios import SCENARIOS, SMOKE, Scenario
+from chaos.storage_full import run_storage_full
+from nodeconf.config import ConfigError, load
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,6 @@ def select(name: str) -> list[Scenario]:
 
 
 def run_suite(options: SuiteOptions) -> int:
-    from chaos.runner import RunOptions, run_scenario
-    from mailha.config import ConfigError, load
-
     try:
         cfg = load(options.config)
         scenarios = select(options.scenario)
@@ -68,8 +68,6 @@ def run_suite(options: SuiteOptions) -> int:
             if not options.json:
                 print(f"chaos: {scenario.name}: {scenario.description} ...", flush=True)
             if scenario.standalone:
-                from chaos.storage_full import run_storage_full
-
                 report = run_storage_full(options.seconds, options.history_dir, stop)
             else:
                 report = run_scenario(cfg, scenario, RunOptions(options.seconds, options.history_dir), stop)

@@ -17,7 +17,7 @@ from haagent.coordination import LastActive
 from haagent.decision import Health
 from haagent.errors import ActionFailed
 from haagent.supervisor import Phase, Supervisor
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 log = logging.getLogger("mailha.haagent")
 
@@ -31,7 +31,6 @@ class NodeActuator:
         self.node = node
         self.supervisor = supervisor
         self.nursery = nursery
-        self._release_epoch = 0
         self._handing_over = False  # released on a switchover; services still up until after_release
         self.timings: dict[str, float] = {}  # last takeover's step durations, for the log
 
@@ -76,8 +75,8 @@ class NodeActuator:
         await self.supervisor.start(epoch, claim, early_front_ends=floating_ip.nonlocal_bind_allowed())
         log.info("services restarted with epoch %d", epoch)
 
-    async def stop_writes(self) -> None:
-        await self.supervisor.stop_writes()
+    async def stop_writes(self, epoch: int) -> None:
+        await self.supervisor.stop_writes(epoch)
         await self._drop_ip()
 
     async def resume_writes(self, epoch: int) -> None:
@@ -85,9 +84,7 @@ class NodeActuator:
         await trio.to_thread.run_sync(floating_ip.add, self.cluster.floating_ip)
         self.nursery.start_soon(floating_ip.announce, self.cluster.floating_ip)
 
-    async def release(self, drain: bool) -> float:
-        epoch = self.supervisor.epoch
-        self._release_epoch = epoch
+    async def release(self, epoch: int, drain: bool) -> float:
         stopped_at = time.time()
         if drain and self.cluster.storage.deactivate == "none" and self.supervisor.phase is Phase.RUNNING:
             # Planned, nothing to unmount: the hand-over (AGENT.md, "No black
@@ -107,23 +104,23 @@ class NodeActuator:
             # Planned with storage to hand over: the front ends say BYE
             # [UNAVAILABLE] first, and the store stops before the unmount.
             await self.supervisor.stop_front_ends(drain=True)
-            await self.supervisor.stop_writes()
+            await self.supervisor.stop_writes(epoch)
             await self._drop_ip()
         else:
             # Losing certainty: stop writing and drop the address before
             # anything slower happens.
-            await self.supervisor.stop_writes()
+            await self.supervisor.stop_writes(epoch)
             await self._drop_ip()
             await self.supervisor.stop_front_ends(drain=False)
-        await self.after_release()
+        await self.after_release(epoch)
         return stopped_at
 
-    async def after_release(self) -> None:
-        """Stop the store and deactivate storage (idempotent)."""
+    async def after_release(self, epoch: int) -> None:
+        """Stop the store that ran under `epoch` and deactivate storage (idempotent)."""
         if self._handing_over:
             self._handing_over = False
             t0 = time.monotonic()
-            fenced = await self.supervisor.wait_fenced(self._release_epoch, HANDOVER_WAIT)
+            fenced = await self.supervisor.wait_fenced(epoch, HANDOVER_WAIT)
             log.info(
                 "hand-over: %s after %.0f ms; draining",
                 "the new writer fenced my store" if fenced else "no new writer yet",
@@ -131,12 +128,12 @@ class NodeActuator:
             )
             await self.supervisor.stop_front_ends(drain=True)
             if not fenced:
-                await self.supervisor.stop_writes()
+                await self.supervisor.stop_writes(epoch)
             await trio.to_thread.run_sync(floating_ip.accept_new_connections)
         if self.supervisor.children or self.supervisor.phase is not Phase.STOPPED:
             await self.supervisor.stop_store()
             try:
-                await storage.deactivate(self.cluster.storage, self.node, self._release_epoch)
+                await storage.deactivate(self.cluster.storage, self.node, epoch)
             except ActionFailed as exc:
                 log.error("could not deactivate storage: %s", exc)
 

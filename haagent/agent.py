@@ -18,7 +18,7 @@ import trio
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
-from haagent import floating_ip, front_ends, node_web, storage
+from haagent import floating_ip, front_ends, node_web
 from haagent.actuator import NodeActuator
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.decision import DecisionLoop, Health
@@ -26,7 +26,8 @@ from haagent.errors import ActionFailed, HaAgentError
 from haagent.metrics import AgentMetrics
 from haagent.supervisor import Supervisor
 from haagent.zk_client import ZkClientError, make_client
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import shared_store_dir
 
 log = logging.getLogger("mailha.haagent")
 
@@ -88,12 +89,12 @@ def connect_coordination(
             time.sleep(0.5)
 
 
-async def _health_checks(supervisor: Supervisor, interval: float, wake: Wake) -> None:
+async def _health_checks(supervisor: Supervisor, loop: DecisionLoop, interval: float, wake: Wake) -> None:
     last = supervisor.health()
     while True:
         supervisor.prewarm()
         await trio.sleep(interval)
-        await supervisor.check_once()
+        await supervisor.check_once(loop.held_epoch)
         if supervisor.health() is not last:
             last = supervisor.health()
             wake.poke()
@@ -109,7 +110,6 @@ async def _stop_on_signal(cancel: trio.CancelScope) -> None:
 
 async def run_agent(cluster: ClusterConfig, node: str) -> None:
     cluster.node(node)  # validate the name before connecting anywhere
-    front_ends.install()
     coord = await trio.to_thread.run_sync(connect_coordination, cluster)
     wake = Wake()
     coord.set_waker(wake.poke)
@@ -117,7 +117,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
         await trio.to_thread.run_sync(floating_ip.prepare, cluster.floating_ip)
     except ActionFailed as exc:
         log.error("no refuser and no early listeners on the floating IP: %s", exc)
-    supervisor = Supervisor(cluster, node, storage.store_dir(cluster.storage))
+    supervisor = Supervisor(cluster, node, shared_store_dir(cluster.storage), front_ends.FRONT_ENDS)
     metrics = AgentMetrics(node)
     try:
         metrics.serve(str(cluster.node(node).address.ip), cluster.ports.metrics)
@@ -134,7 +134,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
             peers=tuple(n.name for n in cluster.nodes),
         )
         wake.on_ring = loop.interrupt_if_uncertain
-        nursery.start_soon(_health_checks, supervisor, cluster.health_interval, wake)
+        nursery.start_soon(_health_checks, supervisor, loop, cluster.health_interval, wake)
         nursery.start_soon(node_web.serve_web, cluster, node)  # on every node, whatever its role
         with trio.CancelScope() as main:
             nursery.start_soon(_stop_on_signal, main)
@@ -149,7 +149,7 @@ async def run_agent(cluster: ClusterConfig, node: str) -> None:
                     loop.epoch,
                     loop.transitions,
                     supervisor.health() is Health.OK,
-                    storage.store_dir(cluster.storage),
+                    shared_store_dir(cluster.storage),
                 )
                 if not loop.wants_immediate_tick():
                     await wake.wait(cluster.health_interval)

@@ -1,12 +1,13 @@
-"""`mailha agent|status|switchover|pause|resume|history` and `mailha bench
-failover`: thin faces over haagent.agent, haagent.operator and
-bench.failover_bench. HaAgentError becomes one line on stderr and status 1
-here, and only here."""
+"""`mailha agent|status|switchover|pause|resume|history`: thin faces over
+haagent.agent and haagent.operator. HaAgentError becomes one line on stderr
+and status 1 in guard_ha_errors, and only there (`mailha bench failover`
+uses it too)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import pathlib
 import sys
@@ -14,6 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
+
+from haagent.errors import HaAgentError
+from nodeconf import service_user
+from nodeconf.config import ConfigError, load
+from nodeconf.service_process import start_service_process
 
 DEFAULT_CONFIG = pathlib.Path("cluster.yaml")
 
@@ -32,50 +38,34 @@ def register(sub: Any) -> None:
     s = sub.add_parser("status", help="active node, epoch, nodes, floating IP holder, ensemble health")
     _config_arg(s)
     s.add_argument("--json", action="store_true", help="one JSON object")
-    s.set_defaults(func=_guard(_status))
+    s.set_defaults(func=guard_ha_errors(_status))
 
     w = sub.add_parser("switchover", help="planned move of the service to a standby")
     _config_arg(w)
     w.add_argument("--to", default=None, help="target node (default: any healthy standby)")
     w.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the candidate")
     w.add_argument("--json", action="store_true", help="one JSON object")
-    w.set_defaults(func=_guard(_switchover))
+    w.set_defaults(func=guard_ha_errors(_switchover))
 
     p = sub.add_parser("pause", help="maintenance mode: no automatic failover")
     _config_arg(p)
-    p.set_defaults(func=_guard(lambda args: _pause(args, True)))
+    p.set_defaults(func=guard_ha_errors(lambda args: _pause(args, True)))
     r = sub.add_parser("resume", help="leave maintenance mode")
     _config_arg(r)
-    r.set_defaults(func=_guard(lambda args: _pause(args, False)))
+    r.set_defaults(func=guard_ha_errors(lambda args: _pause(args, False)))
 
     h = sub.add_parser("history", help="every agent transition with reason and downtime")
     _config_arg(h)
     h.add_argument("--json", action="store_true", help="one JSON object")
-    h.set_defaults(func=_guard(_history))
-
-
-def register_bench(bench_sub: Any) -> None:
-    b = bench_sub.add_parser("failover", help="kill/switchover trials against the demo cluster")
-    _config_arg(b)
-    b.add_argument("--trials", type=int, default=5, help="SIGKILL trials (default 5)")
-    b.add_argument("--switchovers", type=int, default=None, help="switchover trials (default: --trials)")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--out", default="bench-results/failover.json", help="where the JSON result is written")
-    b.set_defaults(func=_guard(_bench))
+    h.set_defaults(func=guard_ha_errors(_history))
 
 
 def _load(path: pathlib.Path) -> Any:
-    from mailha.config import load
-
     return load(path)
 
 
-def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def guard_ha_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import logging
-
-        from haagent.errors import HaAgentError
-        from mailha.config import ConfigError
 
         # kazoo logs every failed connection attempt; the one-line error says enough.
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)
@@ -90,9 +80,6 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 def _agent(args: argparse.Namespace) -> int:
     from haagent.agent import main
-    from mailha import service_user
-    from mailha.config import ConfigError
-    from mailha.service_process import start_service_process
 
     start_service_process()
 
@@ -176,16 +163,3 @@ def _history(args: argparse.Namespace) -> int:
         down = f"  downtime {e.downtime_s:.3f} s" if e.downtime_s is not None else ""
         print(f"{when}  {e.node:<10} {e.from_state:>10} -> {e.to_state:<10} epoch {e.epoch:<4} {e.reason}{down}")
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.failover_bench import run_bench
-
-    return run_bench(
-        _load(args.config),
-        trials=args.trials,
-        switchovers=args.switchovers if args.switchovers is not None else args.trials,
-        as_json=args.json,
-        out=pathlib.Path(args.out),
-        zk_hosts=args.zk_hosts,
-    )

@@ -1,7 +1,7 @@
 """Child processes of the agent: started under `setpriv --pdeathsig KILL`
 (the kernel kills them when the agent dies; called on the trio thread, as
 the death signal follows the thread that forked), and the pool of warm
-pre-started processes (haagent/prestart.py) a takeover hands its argv to.
+pre-started processes (mailha/prestart.py) a takeover hands its argv to.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pathlib
 import subprocess
 import sys
 
-from mailha.service_process import open_log
-from mailha.service_user import ServiceUser
+from nodeconf.service_process import open_log
+from nodeconf.service_user import ServiceUser
 
 
 def spawn(
@@ -45,7 +45,7 @@ MAILHA_PREFIX = (sys.executable, "-m", "mailha.cli")
 
 
 class WarmPool:
-    """One pre-started `haagent.prestart` process per service (see that
+    """One pre-started `mailha.prestart` process per service (see that
     module): a takeover hands it its argv instead of paying for interpreter
     start-up and imports."""
 
@@ -63,7 +63,7 @@ class WarmPool:
                 self._forget(name)
                 r, w = os.pipe()
                 os.set_blocking(r, False)
-                argv = (sys.executable, "-m", "haagent.prestart", name, str(w))
+                argv = (sys.executable, "-m", "mailha.prestart", name, str(w))
                 try:
                     self.procs[name] = spawn(
                         name, argv, self.log_dir, stdin=subprocess.PIPE, pass_fds=(w,), user=self.user

@@ -49,7 +49,7 @@ from haagent.coordination import (
     encode,
 )
 from haagent.errors import CoordinationUnavailable, LeadershipTaken, SwitchoverRejected
-from mailha.config import ZooKeeperConfig
+from nodeconf.config import ZooKeeperConfig
 
 # Errors that mean "ZooKeeper cannot answer now", as opposed to a lost race.
 _UNAVAILABLE = (ConnectionLoss, SessionExpiredError, KazooTimeoutError)

@@ -51,8 +51,8 @@ class Actuator(Protocol):
 
     async def activate(self, epoch: int) -> None: ...
 
-    async def stop_writes(self) -> None:
-        """Fast and best effort: must not raise."""
+    async def stop_writes(self, epoch: int) -> None:
+        """Fast and best effort: must not raise. `epoch`: the one this node holds."""
         ...
 
     async def resume_writes(self, epoch: int) -> None: ...
@@ -61,15 +61,15 @@ class Actuator(Protocol):
         """Stop and start this active node's services under the same epoch."""
         ...
 
-    async def release(self, drain: bool) -> float:
-        """Stop writing and serving (drain the front ends first when `drain`),
+    async def release(self, epoch: int, drain: bool) -> float:
+        """Stop writing and serving under `epoch` (the one this node held) (drain the front ends first when `drain`),
         drop the IP. Best effort; returns the wall-clock time at which this
         node stopped serving. May leave the rest of the shutdown (a store
         with writes suspended) to after_release, run once leadership is gone."""
         ...
 
-    async def after_release(self) -> None:
-        """Finish stopping (store, storage deactivation). Best effort."""
+    async def after_release(self, epoch: int) -> None:
+        """Finish stopping what ran under `epoch` (store, storage deactivation). Best effort."""
         ...
 
     def health(self) -> Health: ...
@@ -129,11 +129,15 @@ class DecisionLoop:
         self._release_reason = ""
         self._outage_start: float | None = None
         self._action_scope: trio.CancelScope | None = None
-        self._held_epoch = 0  # epoch of the latest acquisition (for history after release)
+        # The writer epoch: the one owner in the agent. Set by ACQUIRE only, kept
+        # after leadership is gone (history, releasing what ran under it), and
+        # handed to the actuator with every call that needs it.
+        self.held_epoch = 0
 
     @property
     def epoch(self) -> int:
-        return self.leader.epoch if self.leader is not None else 0
+        """The epoch while this node leads, else 0."""
+        return self.held_epoch if self.leader is not None else 0
 
     async def _io(self, fn: Callable[[], T]) -> T:
         """ZooKeeper I/O blocks (kazoo is threaded): run it off the trio thread."""
@@ -185,7 +189,7 @@ class DecisionLoop:
         check_transition(self.state, new)
         old = self.state
         # Leaving leadership: the entry names the epoch it held, already released.
-        epoch = self.epoch or (self._held_epoch if old in LEADER_STATES else 0)
+        epoch = self.epoch or (self.held_epoch if old in LEADER_STATES else 0)
         self.state = new
         self.entered = self.monotonic()
         self.transitions += 1
@@ -260,9 +264,9 @@ class DecisionLoop:
             assert snap is not None
             counter = snap.epoch_counter
             self.leader = await self._io(lambda: self.coord.acquire(self.node, counter))
+            self.held_epoch = self.leader.epoch
             self._outage_start = self._estimate_outage_start(snap)
             self.snapshot = replace(snap, leader=self.leader, epoch_counter=self.leader.epoch)
-            self._held_epoch = self.leader.epoch
             # The ACQUIRING entry was written before the epoch existed.
             last = self._pending_history[-1] if self._pending_history else None
             if last is not None and last.to_state == S.ACQUIRING.value:
@@ -288,7 +292,7 @@ class DecisionLoop:
             if snap is not None and snap.switchover is not None:
                 await self._io(self.coord.clear_switchover)
         elif action is Action.STOP_WRITES:
-            await self.actuator.stop_writes()
+            await self.actuator.stop_writes(self.held_epoch)
         elif action is Action.RESUME_WRITES:
             await self.actuator.resume_writes(self.epoch)
         elif action is Action.RELEASE:
@@ -313,7 +317,7 @@ class DecisionLoop:
 
     async def _release(self) -> None:
         drain = self._release_reason.startswith("switchover")
-        stopped_at = await self.actuator.release(drain)
+        stopped_at = await self.actuator.release(self.held_epoch, drain)
         leader = self.leader
         if leader is None and self.snapshot is not None and self.snapshot.holds_lock(self.node):
             leader = self.snapshot.leader
@@ -326,7 +330,7 @@ class DecisionLoop:
                 # The session is gone or going; the server deletes the znode.
                 log.warning("could not delete the leader znode: %s", exc)
             self.leader = None
-        await self.actuator.after_release()
+        await self.actuator.after_release(self.held_epoch)
 
     def _estimate_outage_start(self, snap: ClusterSnapshot) -> float | None:
         prev = snap.last_active

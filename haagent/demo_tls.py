@@ -16,8 +16,8 @@ import pathlib
 import secrets
 import shutil
 
-from mailha.config import ClusterConfig
-from mailha.selfsigned import write_self_signed
+from nodeconf.config import ClusterConfig
+from nodeconf.selfsigned import write_self_signed
 
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"

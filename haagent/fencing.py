@@ -24,7 +24,7 @@ import trio
 from haagent import floating_ip
 from haagent.errors import ActionFailed
 from haagent.netns import pids_in_netns
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 SHELL_TIMEOUT = 30.0
 KILL_WAIT = 2.0

@@ -30,7 +30,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from haagent.errors import ActionFailed
 from haagent.netns import namespace_exists
-from mailha.config import ClusterConfig, FloatingIpConfig
+from nodeconf.config import ClusterConfig, FloatingIpConfig
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6

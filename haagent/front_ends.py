@@ -5,13 +5,10 @@ uses cluster.yaml's tls files, or the demo pair under runtime_dir/tls."""
 from __future__ import annotations
 
 from haagent.demo_tls import demo_tls_dir, ensure_tls_files
-from haagent.supervisor import FRONT_ENDS, FrontEnd, FrontEndContext
-from mailha import service_user, services
-from mailha.config import ClusterConfig
-
-# Front-end metrics at the node's own address, next to the agent's (ports.metrics).
-IMAPD_METRICS_OFFSET = 1
-LMTPD_METRICS_OFFSET = 2
+from haagent.supervisor import FrontEnd, FrontEndContext, FrontEndFactory
+from nodeconf import service_user, services
+from nodeconf.config import ClusterConfig
+from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
 
 
 def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:
@@ -48,17 +45,11 @@ def imapd(ctx: FrontEndContext) -> FrontEnd | None:
     return FrontEnd(spec, cluster.ports.imap, b"* OK")
 
 
-def install() -> None:
-    """Register the front ends (idempotent)."""
-    for factory in (lmtpd, imapd):
-        if factory not in FRONT_ENDS:
-            FRONT_ENDS.append(factory)
+# What the agent hands to its Supervisor, in start order.
+FRONT_ENDS: tuple[FrontEndFactory, ...] = (lmtpd, imapd)
 
 
 def service_probe(cluster: ClusterConfig) -> tuple[int, bytes]:
     """(port, greeting prefix) that proves the service is up on the floating IP:
-    IMAP when imapd is installed, else LMTP."""
-    install()
-    if any(getattr(f, "__name__", "") == "imapd" for f in FRONT_ENDS):
-        return cluster.ports.imap, b"* OK"
-    return cluster.ports.lmtp, b"220 "
+    the IMAP greeting (imapd is among FRONT_ENDS)."""
+    return cluster.ports.imap, b"* OK"

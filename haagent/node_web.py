@@ -26,8 +26,8 @@ import trio
 
 from haagent.children import MAILHA_PREFIX, spawn
 from haagent.demo_tls import ensure_tls_files
-from haagent.supervisor import node_run_dir
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import node_runtime_dir
 
 log = logging.getLogger("mailha.haagent.web")
 
@@ -75,7 +75,7 @@ async def serve_web(cluster: ClusterConfig, node: str) -> None:
     except (ValueError, OSError) as exc:
         log.error("web app not started: %s", exc)
         return
-    log_dir = node_run_dir(cluster, node) / "log"
+    log_dir = node_runtime_dir(cluster, node) / "log"
     starts: list[float] = []
     while True:
         now = time.monotonic()

@@ -19,8 +19,8 @@ from haagent.agent import connect_coordination
 from haagent.coordination import ClusterSnapshot, Coordination, HistoryEntry, SwitchoverRequest
 from haagent.errors import HaAgentError, SwitchoverRejected
 from haagent.supervisor import greets
-from haagent.zk_ensemble import Ensemble
-from mailha.config import ClusterConfig
+from haagent.zk_probe import probe_members
+from nodeconf.config import ClusterConfig
 
 SWITCHOVER_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
@@ -48,7 +48,7 @@ def status_of(cluster: ClusterConfig, snap: ClusterSnapshot) -> dict[str, object
                 "says": st.sentence if st else "",
             }
         )
-    members = Ensemble(cluster.zookeeper).status()
+    members = probe_members(cluster.zookeeper)
     return {
         "cluster": cluster.name,
         "active": leader.node if leader else None,

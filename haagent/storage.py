@@ -13,20 +13,15 @@ none          (deactivate only) nothing to do
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 
 import trio
 
 from haagent.errors import ActionFailed
-from mailha.config import StorageConfig
+from nodeconf.config import StorageConfig
+from nodeconf.paths import shared_store_dir
 
 SHELL_TIMEOUT = 60.0
-
-
-def store_dir(storage: StorageConfig) -> pathlib.Path:
-    """The LMDB environment directory inside the shared storage."""
-    return storage.path / "store"
 
 
 def _shell(command: str, node: str, epoch: int, storage: StorageConfig) -> None:
@@ -47,7 +42,7 @@ def activate_blocking(storage: StorageConfig, node: str, epoch: int) -> None:
         _shell(method.removeprefix("shell:"), node, epoch, storage)
     elif method not in ("dir", "none"):
         raise ActionFailed(f"storage.activate: unknown method {method!r}")
-    target = store_dir(storage)
+    target = shared_store_dir(storage)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -34,9 +34,10 @@ import trio
 from haagent.children import WarmPool, spawn
 from haagent.decision import Health
 from haagent.errors import ActionFailed
-from mailha import service_user, services
-from mailha.config import ClusterConfig, NodeConfig
 from mailha_api import store_pb2, store_pb2_grpc
+from nodeconf import service_user, services
+from nodeconf.config import ClusterConfig, NodeConfig
+from nodeconf.paths import node_runtime_dir, store_address
 
 log = logging.getLogger("mailha.haagent.supervisor")
 
@@ -47,15 +48,6 @@ STORE_START_TIMEOUT = 15.0
 FRONT_END_START_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
-
-
-def node_run_dir(cluster: ClusterConfig, node: str) -> pathlib.Path:
-    return cluster.runtime_dir / node
-
-
-def store_address(cluster: ClusterConfig, node: str) -> str:
-    """The store's gRPC address on `node`: a unix socket under runtime_dir/NODE/."""
-    return f"unix:{node_run_dir(cluster, node) / 'store.sock'}"
 
 
 @dataclass(frozen=True)
@@ -74,10 +66,9 @@ class FrontEnd:
     greeting: bytes  # what a healthy greeting starts with
 
 
-# Front ends the agent starts after the store, in order. imapd and lmtpd each
-# add a factory here (returning None when their service is unavailable).
+# A front end the agent starts after the store (None: the service is unavailable).
+# The agent hands its list to the Supervisor (haagent.front_ends.FRONT_ENDS).
 FrontEndFactory = Callable[[FrontEndContext], FrontEnd | None]
-FRONT_ENDS: list[FrontEndFactory] = []
 
 
 class Phase(enum.Enum):
@@ -166,16 +157,25 @@ def greets(host: str, port: int, prefix: bytes, timeout: float = 1.0) -> bool:
 
 
 class Supervisor:
-    def __init__(self, cluster: ClusterConfig, node: str, storage_dir: pathlib.Path) -> None:
+    """The node's service processes. It holds no epoch of its own: the decision
+    loop owns it and passes it to start, stop_writes, resume_writes and check_once."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        node: str,
+        storage_dir: pathlib.Path,
+        front_ends: Sequence[FrontEndFactory],
+    ) -> None:
         self.cluster = cluster
+        self.front_ends = tuple(front_ends)  # started after the store, in this order
         self.node = cluster.node(node)
         self.storage_dir = storage_dir
-        self.run_dir = node_run_dir(cluster, node)
+        self.run_dir = node_runtime_dir(cluster, node)
         self.log_dir = self.run_dir / "log"
         self.address = store_address(cluster, node)
         self.children: dict[str, _Child] = {}
         self.phase = Phase.STOPPED
-        self.epoch = 0
         self.failed_checks = 0
         self.detail = ""
         # Start, stop and the periodic check never interleave (a check must
@@ -270,7 +270,6 @@ class Supervisor:
 
     def _launch_store(self, epoch: int, *, fence_at_start: bool = True) -> None:
         self.phase = Phase.STARTING
-        self.epoch = epoch
         self._prepare_dirs()
         sock = pathlib.Path(self.address.removeprefix("unix:"))
         sock.unlink(missing_ok=True)
@@ -299,7 +298,7 @@ class Supervisor:
     def _launch_front_ends(self, epoch: int) -> list[_Child]:
         ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir)
         pending: list[_Child] = []
-        for factory in FRONT_ENDS:
+        for factory in self.front_ends:
             fe = factory(ctx)
             if fe is None:
                 continue
@@ -347,17 +346,17 @@ class Supervisor:
     def _service_names(self) -> list[str]:
         if self._names is None:
             ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir)
-            self._names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in FRONT_ENDS) if fe is not None]
+            self._names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in self.front_ends) if fe is not None]
         return self._names
 
     # -- writes -----------------------------------------------------------------
-    async def stop_writes(self) -> None:
-        """Make the store refuse writes now; if it does not answer, kill it."""
+    async def stop_writes(self, epoch: int) -> None:
+        """Make the store (running under `epoch`) refuse writes now; if it does not answer, kill it."""
         store = self.children.get("store")
         if store is None or store.proc.poll() is not None:
             return
         try:
-            await trio.to_thread.run_sync(set_writable, self.address, self.epoch, False, 0.3)
+            await trio.to_thread.run_sync(set_writable, self.address, epoch, False, 0.3)
         except grpc.RpcError as exc:
             log.warning("store did not accept SetWritable(false) (%s); killing it", exc.code())
             store.proc.kill()
@@ -448,7 +447,6 @@ class Supervisor:
             await self._reap([store], STOP_TIMEOUT)
         self.children.clear()
         self.phase = Phase.STOPPED
-        self.epoch = 0
 
     @staticmethod
     def _signal(child: _Child, sig: signal.Signals) -> None:
@@ -469,12 +467,13 @@ class Supervisor:
                 child.proc.wait()
 
     # -- monitoring -------------------------------------------------------------
-    async def check_once(self) -> None:
-        """One round of health checks and restarts (RUNNING phase only)."""
+    async def check_once(self, epoch: int) -> None:
+        """One round of health checks and restarts (RUNNING phase only) of
+        services started under `epoch`."""
         async with self.lock:
-            await self._check_once()
+            await self._check_once(epoch)
 
-    async def _check_once(self) -> None:
+    async def _check_once(self, epoch: int) -> None:
         if self.phase is not Phase.RUNNING:
             return
         now = time.monotonic()
@@ -490,24 +489,24 @@ class Supervisor:
             child.proc = spawn(name, child.argv, self.log_dir, user=self.user)
             if name == "store":
                 try:
-                    await self._wait_store(self.epoch)
+                    await self._wait_store(epoch)
                 except ActionFailed as exc:
                     self._fail(str(exc))
                     return
-        ok = await self._healthy()
+        ok = await self._healthy(epoch)
         self.failed_checks = 0 if ok else self.failed_checks + 1
         if self.failed_checks >= FAILED_CHECKS:
             self._fail(f"{FAILED_CHECKS} health checks failed in a row: {self.detail}")
 
-    async def _healthy(self) -> bool:
+    async def _healthy(self, epoch: int) -> bool:
         try:
             stored, _writable = await trio.to_thread.run_sync(store_epoch, self.address, 1.0)
         except grpc.RpcError as exc:
             self.detail = f"store health: {exc.code()}"
             return False
-        if stored != self.epoch:
+        if stored != epoch:
             # A newer writer fenced this store: never recovers by itself.
-            self._fail(f"store fenced: stored epoch {stored}, mine {self.epoch}")
+            self._fail(f"store fenced: stored epoch {stored}, mine {epoch}")
             return False
         for child in self.children.values():
             if child.port is not None and not await self._greets(child):

@@ -16,7 +16,7 @@ from kazoo.exceptions import KazooException, NodeExistsError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import ACL, make_digest_acl
 
-from mailha.config import ZooKeeperConfig
+from nodeconf.config import ZooKeeperConfig
 
 
 class ZkClientError(Exception):

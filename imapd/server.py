@@ -29,10 +29,11 @@ from imapd.protocol.parser import CommandParser, ParserLimits
 from imapd.protocol.states import APPEND_VALID_IN, ConnectionState
 from imapd.session import append_flow, auth_commands, idle_flow
 from imapd.session.context import ServerContext, ServerSettings
+from imapd.session.dispatch import CONTEXT_REFRESH, HANDLERS
 from imapd.session.session import Outcome, Session
 from imapd.store_client import StoreClient
 from imapd.watch_hub import WatchHub
-from mailha.frontend_metrics import FrontEndMetrics
+from nodeconf.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("imapd.server")
 
@@ -223,7 +224,7 @@ class ImapServer:
 
     async def _serve(self, conn: Connection) -> None:
         settings = self.ctx.settings
-        session = Session(self.ctx, conn)
+        session = Session(self.ctx, conn, HANDLERS, CONTEXT_REFRESH)
         limits = ParserLimits(append_limit=settings.append_limit)
         parser = CommandParser(limits)
         try:

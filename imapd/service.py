@@ -20,7 +20,7 @@ from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
 from imapd.tls import server_context
-from mailha.frontend_metrics import FrontEndMetrics
+from nodeconf.frontend_metrics import FrontEndMetrics
 from store.errors import StoreError
 from store.reader import LocalReader
 

@@ -97,7 +97,7 @@ class IndexQuery:
     header_queries: tuple[tuple[int, bytes], ...] = ()
     # (casefolded needle, body only): SEARCH TEXT / BODY from the store's full-text index
     text_queries: tuple[tuple[str, bool], ...] = ()
-    # the stored SORT/THREAD keys of each message (imapd.message.sort_keys.stored_keys form)
+    # the stored SORT/THREAD keys of each message (mailparse.sort_keys.stored_keys form)
     with_sort_keys: bool = False
 
 

@@ -16,11 +16,6 @@ from dataclasses import dataclass, field, replace
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.message import search_text
-from imapd.message.preview import preview_text
-from imapd.message.search_fields import indexed_text, text_matches
-from imapd.message.sort_keys import stored_keys
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -42,6 +37,11 @@ from imapd.store_client import (
     StoreFlagsResult,
 )
 from imapd.uid_set import contains, parse_uids
+from mailparse import search_text
+from mailparse.preview import preview_text
+from mailparse.search_fields import indexed_text, text_matches
+from mailparse.sort_keys import stored_keys
+from mailparse.view import MessageView, ParsedMessage
 
 _SLASH = re.compile("/")
 

@@ -1,12 +1,14 @@
-"""`mailha lmtpd serve` and `mailha bench lmtp`."""
+"""`mailha lmtpd serve`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
-from mailha.config import MIB
+from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
 
 
 def register(sub: Any) -> None:
@@ -34,29 +36,11 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_serve)
 
 
-def register_bench(bench_sub: Any) -> None:
-    b: argparse.ArgumentParser = bench_sub.add_parser("lmtp", help="LMTP deliveries/s and 20 MiB delivery time")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument(
-        "--host",
-        default=None,
-        help="target an existing lmtpd instead of starting one (its limit must admit 20 MiB plus trace headers)",
-    )
-    b.add_argument("--port", type=int, default=2424)
-    b.add_argument("--rcpt", default="bench@bench.test", help="recipient (with --host: must exist)")
-    b.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
-    b.add_argument("--out", default="bench-results/lmtp.json", help="where the JSON result is written")
-    b.set_defaults(func=_bench)
-
-
 def _serve(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from lmtpd.personal_rules import SpamHeader
     from lmtpd.server import LmtpdOptions
     from lmtpd.service import parse_listen, run_lmtpd
     from lmtpd.settings_drop import PersonalOptions
-    from mailha.service_process import start_service_process
 
     start_service_process()
     options = LmtpdOptions(
@@ -68,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.hostname:
         options = dataclasses.replace(options, hostname=args.hostname)
     if args.metrics_listen:
-        from mailha.frontend_metrics import FrontEndMetrics
+        from nodeconf.frontend_metrics import FrontEndMetrics
 
         metrics: FrontEndMetrics | None = FrontEndMetrics("lmtpd")
         assert metrics is not None
@@ -86,12 +70,4 @@ def _serve(args: argparse.Namespace) -> int:
     )
     return run_lmtpd(
         args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl, personal=personal
-    )
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from bench.lmtp_bench import BenchOptions, run_bench
-
-    return run_bench(
-        BenchOptions(json=args.json, host=args.host, port=args.port, rcpt=args.rcpt, seconds=args.seconds, out=args.out)
     )

@@ -1,6 +1,6 @@
 """A private store + lmtpd pair on a directory, for the benchmark and tests.
 
-Started with the same command lines standalone mode uses (mailha.services),
+Started with the same command lines standalone mode uses (nodeconf.services),
 so what is measured and tested is what runs.
 """
 
@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mailha import services
-from mailha.standalone import wait_for_store
+from nodeconf import services
+from store.client import wait_for_store
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from lmtpd.events import (
 )
 from lmtpd.protocol import LmtpConnection
 from lmtpd.spool import Spool
-from mailha.frontend_metrics import FrontEndMetrics
+from nodeconf.frontend_metrics import FrontEndMetrics
 
 log = logging.getLogger("mailha.lmtpd")
 

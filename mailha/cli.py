@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 # Modules that add subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "bench.cli",
     "mailha.standalone_cli",
     "store.cli",
     "imapd.cli",
@@ -20,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lmtpd.cli",
     "mailha.import_cli",
     "backup.cli",
-    "haagent.cluster_cli",
+    "lab.cluster_cli",
     "haagent.agent_cli",
     "chaos.cli",
     "web.cli",
@@ -30,14 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailha", description="Fault-tolerant mail store with HA failover.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    bench = sub.add_parser("bench", help="benchmarks (print a table; --json for one JSON object)")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
-        module.register(sub)
-        register_bench = getattr(module, "register_bench", None)
-        if register_bench is not None:
-            register_bench(bench_sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -7,6 +7,8 @@ import pathlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from importer.errors import ImportFailure
+
 if TYPE_CHECKING:
     from importer.source import ImportSource
 
@@ -61,7 +63,6 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace, user: str, make_source: Callable[[], ImportSource]) -> int:
-    from importer.errors import ImportFailure
     from importer.run import exit_status, fail, run_import
     from importer.store_sink import StoreSink
     from store.admin import Admin, AdminError, resolve_store_address

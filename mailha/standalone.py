@@ -21,10 +21,13 @@ from types import FrameType
 
 import grpc
 
-from mailha import service_user, services
-from mailha.service_process import make_private_dirs, open_log
-from mailha.service_user import DEFAULT_SERVICE_USER, ServiceUser
 from mailha_api import settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
+from nodeconf import service_user, services
+from nodeconf.paths import StandalonePaths
+from nodeconf.selfsigned import ensure_dev_certificate
+from nodeconf.service_process import make_private_dirs, open_log
+from nodeconf.service_user import DEFAULT_SERVICE_USER, ServiceUser
+from store.client import wait_for_store
 
 log = logging.getLogger("mailha.standalone")
 
@@ -46,43 +49,6 @@ class StandaloneOptions:
     lmtpd_metrics_listen: str = ""
     forward_relay: str = ""  # SMTP HOST:PORT for users' forwarding; empty: forwarding off
     service_user: str = DEFAULT_SERVICE_USER
-
-
-@dataclass(frozen=True)
-class StandalonePaths:
-    data_dir: pathlib.Path
-
-    @property
-    def store_dir(self) -> pathlib.Path:
-        return self.data_dir / "store"
-
-    @property
-    def run_dir(self) -> pathlib.Path:
-        return self.data_dir / "run"
-
-    @property
-    def store_socket(self) -> str:
-        return f"unix:{self.run_dir / 'store.sock'}"
-
-    @property
-    def tls_dir(self) -> pathlib.Path:
-        return self.data_dir / "tls"
-
-
-def wait_for_store(address: str, timeout: float = 30.0) -> int:
-    """Block until the store answers GetEpoch; return the stored epoch."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with grpc.insecure_channel(address) as channel:
-                stub = store_pb2_grpc.MailStoreStub(channel)
-                reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=2.0)
-                return int(reply.epoch)
-        except grpc.RpcError as exc:
-            last = exc
-            time.sleep(0.1)
-    raise RuntimeError(f"store at {address} did not come up within {timeout:.0f} s: {last}")
 
 
 # Hooks for the front ends: each returns the specs to start once the store is
@@ -108,8 +74,6 @@ def _lmtpd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 
 
 def _imapd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
-    from imapd.tls import ensure_dev_certificate
-
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [
         services.imapd_service(
@@ -138,7 +102,6 @@ def _imapd_how_to(paths: StandalonePaths, options: StandaloneOptions) -> str:
 def _web_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: int) -> list[services.ServiceSpec]:
     if not options.web_listen:
         return []
-    from imapd.tls import ensure_dev_certificate
 
     cert, key = ensure_dev_certificate(paths.tls_dir)
     return [

@@ -6,8 +6,9 @@ import argparse
 import pathlib
 from typing import Any
 
-from mailha.config import MIB
-from mailha.service_user import DEFAULT_SERVICE_USER
+from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
+from nodeconf.service_user import DEFAULT_SERVICE_USER
 
 
 def register(sub: Any) -> None:
@@ -43,7 +44,6 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mailha.service_process import start_service_process
     from mailha.standalone import StandaloneOptions, run_standalone
 
     start_service_process()

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from mailha_api import settings_pb2, store_pb2
+from nodeconf.paths import StandalonePaths
 from store.client import StoreClient
 
 STORE_ENV = "MAILHA_STORE"
@@ -37,8 +38,6 @@ def resolve_store_address(store: str | None, data: pathlib.Path | None) -> str:
     if store:
         return store
     if data is not None:
-        from mailha.standalone import StandalonePaths
-
         return StandalonePaths(data).store_socket
     env = os.environ.get(STORE_ENV)
     if env:

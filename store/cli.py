@@ -1,4 +1,4 @@
-"""`mailha store serve`, `mailha bench store` and `mailha bench mailbox`."""
+"""`mailha store serve|compact|fulltext-rebuild`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pathlib
 import sys
 from typing import Any
 
-from mailha.config import MIB
+from nodeconf.config import MIB
+from nodeconf.service_process import start_service_process
+from store.errors import StoreError
 
 
 def register(sub: Any) -> None:
@@ -57,27 +59,7 @@ def register(sub: Any) -> None:
     r.set_defaults(func=_fulltext_rebuild)
 
 
-def register_bench(bench_sub: Any) -> None:
-    p: argparse.ArgumentParser = bench_sub.add_parser("store", help="append/fetch/flag throughput and latency")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--seconds", type=float, default=3.0, help="duration of each timed phase")
-    p.add_argument("--store", help="benchmark a running store at ADDR instead of starting one")
-    p.set_defaults(func=_bench)
-    m: argparse.ArgumentParser = bench_sub.add_parser(
-        "mailbox", help="one large INBOX filled over LMTP: imaplib timings, delivery rate, disk, RSS"
-    )
-    m.add_argument("--size", type=int, default=50_000, help="messages delivered into the INBOX (default 50,000)")
-    m.add_argument("--runs", type=int, default=5, help="fresh connections per operation (the median is reported)")
-    m.add_argument("--only", default="", help="comma-separated operations to time (default: all)")
-    m.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    m.add_argument("--out", default="bench-results/mailbox.json", help="where the JSON result is written")
-    m.add_argument("--fulltext", action="store_true", help="the store indexes bodies for SEARCH TEXT/BODY")
-    m.set_defaults(func=_bench_mailbox)
-
-
 def _serve(args: argparse.Namespace) -> int:
-    from mailha.service_process import start_service_process
-    from store.errors import StoreError
     from store.listen import ListenAddressError
     from store.server import ServeOptions, serve
 
@@ -108,31 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from bench.store_bench import BenchOptions, run_bench
-
-    return run_bench(BenchOptions(json_output=args.json, seconds=args.seconds, store=args.store))
-
-
-def _bench_mailbox(args: argparse.Namespace) -> int:
-    from bench.large_mailbox import MailboxBenchOptions, run_bench
-    from bench.mailbox_measure import OPERATIONS
-
-    only = frozenset(o for o in args.only.split(",") if o) or None
-    unknown = sorted((only or frozenset()) - set(OPERATIONS))
-    if unknown or not 1 <= args.size <= 2_000_000:
-        print(f"mailha bench mailbox: unknown operation(s) {unknown} or --size not in 1..2,000,000", file=sys.stderr)
-        print(f"operations: {', '.join(OPERATIONS)}", file=sys.stderr)
-        return 2
-    options = MailboxBenchOptions(
-        size=args.size, runs=args.runs, json=args.json, out=args.out, only=only, fulltext=args.fulltext
-    )
-    return run_bench(options)
-
-
 def _compact(args: argparse.Namespace) -> int:
     from store.compaction import compact
-    from store.errors import StoreError
 
     try:
         result = compact(args.data, keep_old=args.keep_old)
@@ -147,7 +106,6 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _fulltext_rebuild(args: argparse.Namespace) -> int:
-    from store.errors import StoreError
     from store.fulltext import rebuild
 
     try:

@@ -197,3 +197,19 @@ class AppendStream:
         self._requests.put(None)
         for _ in self._replies:
             pass
+
+
+def wait_for_store(address: str, timeout: float = 30.0) -> int:
+    """Block until the store answers GetEpoch; return the stored epoch."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = store_pb2_grpc.MailStoreStub(channel)
+                reply = stub.GetEpoch(store_pb2.GetEpochRequest(), timeout=2.0)
+                return int(reply.epoch)
+        except grpc.RpcError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RuntimeError(f"store at {address} did not come up within {timeout:.0f} s: {last}")

@@ -21,10 +21,11 @@ from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
 from store.compaction import shared_lock
 from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
+from store.environment import open_dbs
 from store.fulltext import FullTextIndex
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
-from store.schema import FORMAT_VERSION, MAX_DBS, U64, Dbs
+from store.schema import FORMAT_VERSION, MAX_DBS, U64
 
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
@@ -78,7 +79,7 @@ class StoreCore:
         stale = self.env.reader_check()
         if stale:
             log.info("reclaimed %d stale LMDB reader slots", stale)
-        self.dbs = Dbs(self.env)
+        self.dbs = open_dbs(self.env)
         self.dedupe = DeliveryDedupe(self.env, options.delivery_dedupe_window)
         with self.env.begin(write=True) as txn:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)

@@ -5,7 +5,7 @@ crash-safe transactions, and its trigram tokenizer answers SUBSTRING queries,
 which is what IMAP SEARCH means (RFC 3501: "contains the specified string").
 A word index (Xapian, tantivy) answers word or prefix queries, so it could not
 give the scan's answers without checking every candidate. Rows hold the text
-`imapd.message.search_text` defines (the evaluator's own), already casefolded,
+`mailparse.search_text` defines (the evaluator's own), already casefolded,
 and the tokenizer runs case-sensitive on it: a phrase of trigrams is then
 exactly a substring of that text. Needles under 3 characters cannot be looked
 up by trigram and are answered by scanning.
@@ -32,10 +32,11 @@ from typing import Final
 
 import lmdb
 
-from imapd.message import search_text
-from imapd.message.view import MessageView, ParsedMessage
+from mailparse import search_text
+from mailparse.view import MessageView, ParsedMessage
 from store import bodies
 from store.compaction import exclusive
+from store.environment import open_dbs
 from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def rebuild(data_dir: pathlib.Path) -> int:
             (data_dir / f"fulltext.sqlite{suffix}").unlink(missing_ok=True)
         env = lmdb.open(str(data_dir / "lmdb"), max_dbs=MAX_DBS, subdir=True)
         try:
-            dbs = Dbs(env)
+            dbs = open_dbs(env)
             index = FullTextIndex(data_dir / "fulltext.sqlite")
             try:
                 return index.catch_up(env, dbs)

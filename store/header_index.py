@@ -2,7 +2,7 @@
 
 Key (mailbox_id u64, segment u32) with segment = uid >> SEGMENT_BITS; value:
 entries in UID order, each uid u32 and length u32 (little-endian) then the
-text of `imapd.message.search_fields.indexed_text`, computed once when the
+text of `mailparse.search_fields.indexed_text`, computed once when the
 message arrives. SEARCH SUBJECT word reads ~3,000 values for 50,000 messages
 and looks into an entry only when the whole value holds the needle.
 """
@@ -15,7 +15,7 @@ from typing import Final
 
 import lmdb
 
-from imapd.message.search_fields import text_matches
+from mailparse.search_fields import text_matches
 from store.schema import MSG_KEY, U64
 
 SEGMENT_BITS: Final = 4

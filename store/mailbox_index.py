@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import lmdb
 
-from imapd.message.search_fields import indexed_text
+from mailparse.search_fields import indexed_text
 from store import bodies, flag_sets, header_index
 from store.flag_index import FlagIndexWriter, Segment
 from store.header_index import HeaderIndexWriter

@@ -2,9 +2,9 @@
 
 Per body, in the named database `message_facts` (owned by this module):
 body_id u64 -> length u32 (little-endian) of the SortKeys stored form of
-`imapd.message.sort_keys.stored_keys` (base subject, first From/To/Cc mailbox
+`mailparse.sort_keys.stored_keys` (base subject, first From/To/Cc mailbox
 and display name, sent date, Message-ID, References), that form, then the
-preview (`imapd.message.preview`, UTF-8, at most 200 characters). The value is computed when the message arrives, in
+preview (`mailparse.preview`, UTF-8, at most 200 characters). The value is computed when the message arrives, in
 the RPC thread (not the committer), and written in the append's own write
 transaction; COPY shares the body and so its facts; the last EXPUNGE of the
 body deletes them (`bodies.decref`). Bodies stored before this table existed
@@ -22,9 +22,9 @@ from typing import Final
 
 import lmdb
 
-from imapd.message.preview import preview_text
-from imapd.message.sort_keys import stored_keys
 from mailha_api import store_pb2
+from mailparse.preview import preview_text
+from mailparse.sort_keys import stored_keys
 from store import save_dates
 from store.schema import MSG_KEY, U64, Dbs, MessageRecord, message_body_id
 

@@ -35,7 +35,7 @@ class LocalReader:
         # map_size=0: adopt the size the store gave the file; lock=True: take part in
         # the reader table, so the store's writer never reuses pages we still read.
         self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=MAX_DBS, subdir=True, map_size=0)
-        self.dbs = Dbs(self.env, read_only=True)
+        self.dbs = Dbs.read_only(self.env)
 
     def close(self) -> None:
         self.env.close()

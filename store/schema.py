@@ -55,29 +55,20 @@ BODY_META = struct.Struct(">IQ")
 
 
 class Dbs:
-    """Handles of the named databases of one environment."""
+    """Handles of the named databases of one environment.
 
-    def __init__(self, env: lmdb.Environment, *, read_only: bool = False) -> None:
-        if read_only:
-            # A reader beside the store (`store.reader`): the store created everything already.
-            handles = {name: env.open_db(name.encode(), create=False) for name in DB_NAMES}
-            self._assign(handles)
-            return
-        with env.begin(write=True) as txn:
-            # Named databases are keys of the main database: an environment written before the
-            # \\Deleted index existed has no `deleted` key yet, and gets the index built below.
-            index_absent = txn.get(b"deleted") is None
-            # Likewise the flag and header indexes (store/mailbox_index.py).
-            search_indexes_absent = txn.get(b"flag_index") is None
-            handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
-            if index_absent:
-                build_deleted_index(txn, handles["messages"], handles["deleted"])
-            self._assign(handles)
-            if search_indexes_absent:
-                # In the transaction that creates them: a crash cannot leave them empty.
-                from store.mailbox_index import build  # mailbox_index imports this module
+    Writers open them with store.environment.open_dbs (creating what is missing
+    and building the indexes an older environment lacks); readers beside the
+    store with Dbs.read_only.
+    """
 
-                build(txn, self)
+    def __init__(self, handles: dict[str, lmdb._Database]) -> None:
+        self._assign(handles)
+
+    @classmethod
+    def read_only(cls, env: lmdb.Environment) -> Dbs:
+        """A reader beside the store (`store.reader`): the store created everything already."""
+        return cls({name: env.open_db(name.encode(), create=False) for name in DB_NAMES})
 
     def _assign(self, handles: dict[str, lmdb._Database]) -> None:
         self.meta = handles["meta"]

@@ -15,8 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mailha.service_process import make_private_dirs, make_private_files, release_free_memory
 from mailha_api import mailbox_index_pb2_grpc, settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
+from nodeconf.service_process import make_private_dirs, make_private_files, release_free_memory
 from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.index_servicer import MailboxIndexServicer

@@ -52,8 +52,8 @@ class FakeActuator:
         self.running = self.writable = self.ip = True
         self.state_of_health = Health.OK
 
-    async def stop_writes(self) -> None:
-        self.calls.append("stop_writes")
+    async def stop_writes(self, epoch: int) -> None:
+        self.calls.append(f"stop_writes {epoch}")
         self.writable = self.ip = False
 
     async def resume_writes(self, epoch: int) -> None:
@@ -65,14 +65,14 @@ class FakeActuator:
         self.running = self.writable = self.ip = True
         self.state_of_health = Health.OK
 
-    async def release(self, drain: bool) -> float:
-        self.calls.append(f"release drain={drain}")
+    async def release(self, epoch: int, drain: bool) -> float:
+        self.calls.append(f"release {epoch} drain={drain}")
         self.running = self.writable = self.ip = False
         self.state_of_health = Health.STOPPED
         return self.clock()
 
-    async def after_release(self) -> None:
-        self.calls.append("after_release")
+    async def after_release(self, epoch: int) -> None:
+        self.calls.append(f"after_release {epoch}")
 
     def health(self) -> Health:
         return self.state_of_health

@@ -21,7 +21,7 @@ from haagent.coordination import ClusterSnapshot
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.supervisor import greets
 from haagent.zk_client import make_client
-from mailha.config import ClusterConfig, StorageConfig
+from nodeconf.config import ClusterConfig, StorageConfig
 from tests.ha_lab_fixtures import Lab, lab_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

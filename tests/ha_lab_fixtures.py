@@ -22,10 +22,10 @@ import pytest
 import yaml
 from pyroute2 import IPRoute
 
-from haagent import netns
-from haagent.zk_ensemble import Ensemble
-from mailha import config
-from mailha.config import ClusterConfig
+from lab import topology
+from lab.zk_ensemble import Ensemble
+from nodeconf import config
+from nodeconf.config import ClusterConfig
 from tests.zk_fixtures import free_ports
 
 TEST_NET = ipaddress.IPv4Network("192.0.2.0/24")
@@ -112,7 +112,7 @@ class Lab:
         self.ensemble = Ensemble(cfg.zookeeper, die_with_parent=True)
 
     def up(self, with_zookeeper: bool = True) -> None:
-        netns.topology_up(self.cfg)
+        topology.topology_up(self.cfg)
         if with_zookeeper:
             self.ensemble.start()
 
@@ -120,7 +120,7 @@ class Lab:
         try:
             self.ensemble.stop()
         finally:
-            netns.topology_down(self.cfg)
+            topology.topology_down(self.cfg)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from imapd.tls import ensure_dev_certificate
 from mailha_api import store_pb2, store_pb2_grpc
+from nodeconf.selfsigned import ensure_dev_certificate
 from tests.store_fixtures import ROOT, StoreServer
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lmtpd.local_servers import free_port, wait_for_port
-from mailha.standalone import StandalonePaths, wait_for_store
+from nodeconf.paths import StandalonePaths
+from store.client import wait_for_store
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from backup.manifest import read_manifest
 from backup.verify import verify
 from lmtpd.local_servers import start_lmtpd, stop
 from mailha_api import store_pb2
+from nodeconf.config import load
 from store.client import StoreClient
 from tests.backup_mail import Mail, expunge, mailbox_names, message, read_mailbox, set_flags
 from tests.store_fixtures import ROOT, StoreServer
@@ -323,8 +324,6 @@ def test_cli_create_on_a_standalone_data_dir_and_a_clear_error_for_a_bad_since(t
 
 
 def test_cluster_config_names_the_shared_storage(tmp_path: pathlib.Path) -> None:
-    from mailha.config import load
-
     source = ops.Source.cluster(ROOT / "cluster.yaml")
     assert source.lmdb_dir == load(ROOT / "cluster.yaml").storage.path / "store" / "lmdb"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from chaos.checker import CheckResult, check
-from chaos.history import Event, EventType, JsonValue, Op
+from chaos.history import Event, EventType, HistoryError, JsonValue, Op
 
 
 @dataclass
@@ -312,8 +312,6 @@ def test_faults_and_unavailability() -> None:
 
 
 def test_history_must_be_well_formed() -> None:
-    from chaos.history import HistoryError
-
     h = H()
     h.append("a", 0.0, 0.1, uid=1)
     h.append("a", 0.2, 0.3, uid=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -308,9 +310,6 @@ sys.stdin.readline()
 def test_stale_reader_slots_of_killed_readers_are_seen(tmp_path: pathlib.Path) -> None:
     """A process that keeps the environment open plays the store: without it LMDB would reset
     the reader table on the next open and hide the stale slot."""
-    import subprocess
-    import sys
-
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )

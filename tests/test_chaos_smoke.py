@@ -16,7 +16,8 @@ import pytest
 
 from chaos.runner import RunOptions, run_scenario
 from chaos.scenarios import SCENARIOS, SMOKE
-from mailha.config import ClusterConfig
+from lab.cluster import cluster_down, cluster_up
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import lab_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.chaos, pytest.mark.slow]
@@ -28,7 +29,6 @@ SECONDS = 35.0
 def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, nftables)")
-    from haagent.cluster import cluster_down, cluster_up
 
     cfg = lab_config(tmp_path_factory.mktemp("chaos"))
     try:

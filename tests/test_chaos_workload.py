@@ -8,7 +8,15 @@ import pytest
 
 from chaos.checker import check
 from chaos.history import EventType, HistoryWriter, Op, pair, read_history
-from chaos.workload import Workload, WorkloadConfig, final_read, parse_fetch_ids, parse_status, prepare_mailboxes
+from chaos.workload import (
+    Workload,
+    WorkloadConfig,
+    final_read,
+    parse_fetch_ids,
+    parse_status,
+    prepare_mailboxes,
+    tagged_message,
+)
 from tests.chaos_fake_imap import FakeImapServer, FakeState
 
 
@@ -116,8 +124,6 @@ def test_parsers() -> None:
 
 @pytest.mark.parametrize("size", [0, 5000])
 def test_tagged_message_carries_its_identity(size: int) -> None:
-    from chaos.workload import tagged_message
-
     msg = tagged_message("r-c1-1", size)
     assert b"\r\nX-Chaos-Id: r-c1-1\r\n" in msg
     assert b"Message-ID: <r-c1-1@chaos.mailha.test>" in msg

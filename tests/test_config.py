@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from mailha import config
+from nodeconf import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lmtpd.local_servers import LocalServers, free_port, local_servers, stop, wait_for_port
-from mailha import services
+from nodeconf import services
 from store.client import StoreClient
 from tests.test_lmtp_store import _addr
 

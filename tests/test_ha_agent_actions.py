@@ -11,12 +11,18 @@ import socket
 
 import pytest
 
-from haagent import fencing, floating_ip, storage
+from haagent import fencing, floating_ip, operator, storage
 from haagent.coordination import ClusterSnapshot, LeaderRecord, NodeStatus, SwitchoverRequest
 from haagent.errors import ActionFailed, SwitchoverRejected
+from haagent.metrics import AgentMetrics
 from haagent.operator import _candidate
+from haagent.states import AgentState
 from haagent.supervisor import listening
-from mailha import config
+from mailha_api import store_pb2
+from nodeconf import config
+from nodeconf.paths import shared_store_dir
+from store.bodies import BodySource
+from store.engine import MailStore, StoreOptions
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -48,7 +54,7 @@ def test_fencing_tries_methods_in_order_and_fails_when_all_fail(cluster: config.
 def test_storage_dir_and_shell_activation(tmp_path: pathlib.Path) -> None:
     st = config.StorageConfig(path=tmp_path / "shared")
     storage.activate_blocking(st, "node1", 3)
-    assert storage.store_dir(st).is_dir()
+    assert shared_store_dir(st).is_dir()
     mark = tmp_path / "mounted"
     st2 = config.StorageConfig(path=tmp_path / "s2", activate=f"shell:echo $NODE $EPOCH $STORAGE_PATH > {mark}")
     storage.activate_blocking(st2, "node2", 5)
@@ -90,8 +96,6 @@ def test_rejected_switchover_reports_why_and_closes_the_connection(
     cluster: config.ClusterConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Regression (chaos suite): a rejection used to surface as "cannot join thread before it is started"."""
-    from haagent import operator
-
     closed: list[bool] = []
 
     class NoStandby:
@@ -122,12 +126,6 @@ def test_listening_reads_the_kernels_socket_table() -> None:
 
 def test_store_size_metric_reports_the_lmdb_data_file(tmp_path: pathlib.Path) -> None:
     """Issue 14: mailha_store_size_bytes said 0 on a store holding mail (wrong path)."""
-    from haagent.metrics import AgentMetrics
-    from haagent.states import AgentState
-    from mailha_api import store_pb2
-    from store.bodies import BodySource
-    from store.engine import MailStore, StoreOptions
-
     store = MailStore(StoreOptions(data_dir=tmp_path / "store"))
     try:
         store.fence(1)

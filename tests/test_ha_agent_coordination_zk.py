@@ -14,7 +14,7 @@ from haagent.coordination import ClusterSnapshot, HistoryEntry, LastActive, Node
 from haagent.coordination_kazoo import KazooCoordination
 from haagent.errors import CoordinationUnavailable, LeadershipTaken, SwitchoverRejected
 from haagent.zk_client import make_client
-from mailha.config import ZooKeeperConfig
+from nodeconf.config import ZooKeeperConfig
 from tests.zk_fixtures import ZkTestEnsemble
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from cryptography import x509
 
 from haagent import demo_tls
-from mailha import config
-from mailha.config import TlsConfig
+from nodeconf import config
+from nodeconf.config import TlsConfig
 
 BASE = {"nodes": [{"name": "a", "address": "192.0.2.11/29"}], "zookeeper": {"members": [{"client_port": 2181}]}}
 

@@ -1,4 +1,4 @@
-"""`mailha cluster up|down` orchestration (haagent/cluster.py) on real
+"""`mailha cluster up|down` orchestration (lab/cluster.py) on real
 namespaces and a real ensemble.
 
 The orchestration is tested with a stand-in agent (a few lines below that
@@ -22,9 +22,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from haagent import cluster, demo_tls, netns
-from haagent.zk_ensemble import Ensemble
-from mailha.config import ClusterConfig
+from haagent import demo_tls, netns
+from lab import cluster
+from lab.zk_ensemble import Ensemble
+from nodeconf import paths
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab, lab_config
 from tests.test_ha_netns_topology import ours_in_system
 
@@ -35,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.root]
 # services) so `down` must find it through the namespace.
 FAKE_AGENT = """
 import socket, subprocess, sys
-from mailha import config
+from nodeconf import config
 cfg = config.load(sys.argv[1]); node = sys.argv[2]; port = int(sys.argv[3]); greeting = sys.argv[4].encode()
 subprocess.Popen(["sleep", "300"], start_new_session=True)
 if node == cfg.nodes[0].name:
@@ -71,7 +73,7 @@ def nothing_left(cfg: ClusterConfig) -> None:
     ensemble = Ensemble(cfg.zookeeper)
     assert [ensemble.pid(m.id) for m in cfg.zookeeper.members] == [None] * len(cfg.zookeeper.members)
     for node in cfg.nodes:
-        assert not cluster.agent_pid_file(cfg, node.name).exists()
+        assert not paths.agent_pid_file(cfg, node.name).exists()
 
 
 def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash(cfg: ClusterConfig) -> None:
@@ -99,7 +101,7 @@ def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash
     crashed = pids[n2.name]
     assert crashed is not None
     os.kill(crashed, signal.SIGKILL)
-    cluster.agent_pid_file(cfg, n2.name).unlink()
+    paths.agent_pid_file(cfg, n2.name).unlink()
     deadline = time.monotonic() + 5
     while crashed in netns.pids_in_netns(n2.namespace) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -120,7 +122,7 @@ def test_up_serves_on_the_floating_ip_and_down_leaves_nothing_even_after_a_crash
 def test_up_reports_agents_that_exit_and_down_still_cleans(cfg: ClusterConfig) -> None:
     with pytest.raises(cluster.ClusterError, match="every agent exited"):
         cluster.cluster_up(cfg, timeout=30, out=io.StringIO(), agent_command=exiting_agent)
-    assert "agent: cannot start" in cluster.agent_log_file(cfg, cfg.nodes[0].name).read_text()
+    assert "agent: cannot start" in paths.agent_log_file(cfg, cfg.nodes[0].name).read_text()
     cluster.cluster_down(cfg, out=io.StringIO())
     nothing_left(cfg)
 

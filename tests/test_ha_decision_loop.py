@@ -122,6 +122,9 @@ def test_suspended_beyond_session_timeout_tears_down(cluster: tuple[FakeZooKeepe
     assert st(n1) is S.STANDBY
     assert "ZooKeeper session lost" in " ".join(said)
     assert not n1.actuator.running
+    # The session (and the leader record) is gone, yet what ran under epoch 1 is released as such.
+    assert n1.loop.epoch == 0 and n1.loop.held_epoch == 1
+    assert n1.actuator.calls[-2:] == ["release 1 drain=False", "after_release 1"]
 
 
 def test_pause_with_vacant_leader_waits_for_resume(cluster: tuple[FakeZooKeeper, Clock, Node, Node]) -> None:
@@ -150,7 +153,7 @@ def test_switchover_is_clean_and_leaves_no_request(cluster: tuple[FakeZooKeeper,
     n1.coord.request_switchover(SwitchoverRequest("node1", "node2", clock(), clock() + 30))
     said1 = n1.settle()
     assert "switchover to node2" in " ".join(said1)
-    assert n1.actuator.calls[-2:] == ["release drain=True", "after_release"]
+    assert n1.actuator.calls[-2:] == ["release 1 drain=True", "after_release 1"]  # the epoch it held
     assert st(n1) is S.STANDBY
     # node1 must not grab the vacancy back while the request is pending.
     n1.settle()
@@ -263,7 +266,7 @@ def test_session_loss_interrupts_a_hanging_activation(cluster: tuple[FakeZooKeep
     trio.run(run)
     assert "FAILED: interrupted: ZooKeeper session suspended" in said[-2]
     assert st(n1) is S.SUSPENDED
-    assert n1.actuator.calls[-1] == "stop_writes"
+    assert n1.actuator.calls[-1] == "stop_writes 1"
 
 
 def test_transition_table_rejects_unlisted_moves() -> None:

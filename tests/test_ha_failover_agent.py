@@ -15,9 +15,11 @@ import urllib.request
 import grpc
 import pytest
 
-from haagent import netns, operator, partition
+from haagent import netns, operator
 from haagent.floating_ip import addresses_in_namespace
-from haagent.supervisor import store_address, store_epoch
+from haagent.supervisor import store_epoch
+from lab import partition
+from nodeconf.paths import store_address
 from tests.ha_agent_lab import AgentLab
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]

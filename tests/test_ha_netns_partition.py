@@ -1,4 +1,4 @@
-"""nftables partitions (haagent/partition.py) really block what they say,
+"""nftables partitions (lab/partition.py) really block what they say,
 and only that, and heal completely."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from haagent import netns
-from haagent.partition import PartitionKind, active_partitions, heal, partition
-from mailha.config import ClusterConfig
+from lab.partition import PartitionKind, active_partitions, heal, partition
+from nodeconf.config import ClusterConfig
 from tests.ha_lab_fixtures import Lab
 from tests.test_ha_netns_topology import tcp_probe
 

@@ -1,4 +1,4 @@
-"""The namespace topology (haagent/netns.py) on real namespaces: it builds,
+"""The namespace topology (lab/topology.py, haagent/netns.py) on real namespaces: it builds,
 connects, reports addresses from the kernel and leaves nothing behind."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from pyroute2 import IPRoute
 
 from haagent import floating_ip, netns
-from mailha.config import ClusterConfig, FloatingIpConfig
+from lab import topology
+from nodeconf.config import ClusterConfig, FloatingIpConfig
 from tests.ha_lab_fixtures import lab_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -46,7 +47,7 @@ def ours_in_system(cfg: ClusterConfig) -> list[str]:
     netns_list = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     addrs = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
-    names = [cfg.bridge, *(netns.host_veth_name(n) for n in cfg.nodes)]
+    names = [cfg.bridge, *(topology.host_veth_name(n) for n in cfg.nodes)]
     found = [f"netns {n.namespace}" for n in cfg.nodes if n.namespace in netns_list.split()]
     found += [f"link {name}" for name in names if f" {name}:" in links or f" {name}@" in links]
     found += [f"addr {cfg.bridge_address.ip}" for line in addrs.splitlines() if f" {cfg.bridge_address} " in line]
@@ -59,42 +60,42 @@ def cfg(tmp_path: pathlib.Path) -> Iterator[ClusterConfig]:
     try:
         yield config
     finally:
-        netns.topology_down(config)
+        topology.topology_down(config)
 
 
 def test_up_builds_the_wiring_and_down_leaves_nothing_twice(cfg: ClusterConfig) -> None:
     for _ in range(2):
-        links = netns.topology_up(cfg)
+        links = topology.topology_up(cfg)
         assert [link.namespace for link in links] == [n.namespace for n in cfg.nodes]
         assert sorted(ours_in_system(cfg)) == sorted(
             [f"netns {n.namespace}" for n in cfg.nodes]
-            + [f"link {cfg.bridge}", *(f"link {netns.host_veth_name(n)}" for n in cfg.nodes)]
+            + [f"link {cfg.bridge}", *(f"link {topology.host_veth_name(n)}" for n in cfg.nodes)]
             + [f"addr {cfg.bridge_address.ip}"]
         )
         for node in cfg.nodes:
             assert netns.interface_addresses(node.namespace, "eth0") == [node.address]
         assert netns.interface_addresses(None, cfg.bridge) == [cfg.bridge_address]
-        removed = netns.topology_down(cfg)
+        removed = topology.topology_down(cfg)
         assert len(removed) == 2 * len(cfg.nodes) + 1
         assert ours_in_system(cfg) == []
-        assert netns.topology_leftovers(cfg) == []
-        assert netns.topology_down(cfg) == []
+        assert topology.topology_leftovers(cfg) == []
+        assert topology.topology_down(cfg) == []
 
 
 def test_up_is_idempotent_and_repairs_a_partial_topology(cfg: ClusterConfig) -> None:
-    netns.topology_up(cfg)
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
+    topology.topology_up(cfg)
     node = cfg.nodes[0]
     # A half-built state: the veth pair of node 1 is gone, its namespace stays.
-    subprocess.run(["ip", "link", "del", netns.host_veth_name(node)], check=True)
+    subprocess.run(["ip", "link", "del", topology.host_veth_name(node)], check=True)
     assert netns.interface_addresses(node.namespace, "eth0") == []
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
     assert netns.interface_addresses(node.namespace, "eth0") == [node.address]
     assert tcp_probe(node.namespace, str(cfg.nodes[1].address.ip), 9) == "refused"
 
 
 def test_only_test_net_and_loopback_addresses_and_no_ipv6(cfg: ClusterConfig) -> None:
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
     test_net = ipaddress.IPv4Network("192.0.2.0/24")
     for node in cfg.nodes:
         out = netns.run_in_netns(node.namespace, ["ip", "-o", "addr"]).stdout
@@ -104,13 +105,13 @@ def test_only_test_net_and_loopback_addresses_and_no_ipv6(cfg: ClusterConfig) ->
             ip = ipaddress.IPv4Interface(address).ip
             assert ip.is_loopback or ip in test_net, line
     with IPRoute() as ipr:
-        for name in [cfg.bridge, *(netns.host_veth_name(n) for n in cfg.nodes)]:
+        for name in [cfg.bridge, *(topology.host_veth_name(n) for n in cfg.nodes)]:
             index = ipr.link_lookup(ifname=name)[0]
             assert [m.get("IFA_ADDRESS") for m in ipr.addr("dump", index=index, family=10)] == []
 
 
 def test_nodes_reach_each_other_and_the_bridge(cfg: ClusterConfig) -> None:
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
     n1, n2 = cfg.nodes
     # "refused" means the SYN arrived and an RST came back: the path works.
     assert tcp_probe(n1.namespace, str(n2.address.ip), 9) == "refused"
@@ -119,7 +120,7 @@ def test_nodes_reach_each_other_and_the_bridge(cfg: ClusterConfig) -> None:
 
 
 def test_holders_and_processes_are_read_from_the_kernel(cfg: ClusterConfig) -> None:
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
     n1, n2 = cfg.nodes
     floating = cfg.floating_ip.address
     assert netns.holders_of(cfg, floating.ip) == []
@@ -139,13 +140,13 @@ def test_holders_and_processes_are_read_from_the_kernel(cfg: ClusterConfig) -> N
 
 
 def test_down_removes_strays_on_the_bridge_and_survives_half_gone_state(cfg: ClusterConfig) -> None:
-    netns.topology_up(cfg)
+    topology.topology_up(cfg)
     # A veth some crashed run attached to our bridge, under a name not from the config.
     stray = "mhs-" + cfg.name[-6:]
     subprocess.run(["ip", "link", "add", stray, "type", "veth", "peer", "name", stray + "p"], check=True)
     subprocess.run(["ip", "link", "set", stray, "master", cfg.bridge], check=True)
     subprocess.run(["ip", "netns", "del", cfg.nodes[0].namespace], check=True)
-    removed = netns.topology_down(cfg)
+    removed = topology.topology_down(cfg)
     assert f"link {stray}" in removed
     assert ours_in_system(cfg) == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
@@ -160,15 +161,15 @@ def test_up_refuses_a_network_the_host_already_uses(cfg: ClusterConfig) -> None:
     subprocess.run(["ip", "link", "add", other, "type", "veth", "peer", "name", other + "p"], check=True)
     try:
         subprocess.run(["ip", "addr", "add", f"{inside}/32", "dev", other], check=True)
-        assert netns.address_conflicts(cfg) == [f"{other} holds {inside}, inside {cfg.bridge_address.network}"]
+        assert topology.address_conflicts(cfg) == [f"{other} holds {inside}, inside {cfg.bridge_address.network}"]
         with pytest.raises(netns.NetnsError, match="already uses this network"):
-            netns.topology_up(cfg)
+            topology.topology_up(cfg)
         assert ours_in_system(cfg) == []
     finally:
         subprocess.run(["ip", "link", "del", other], check=True)
-    assert netns.address_conflicts(cfg) == []
-    netns.topology_up(cfg)
-    assert netns.address_conflicts(cfg) == []  # our own bridge is no conflict
+    assert topology.address_conflicts(cfg) == []
+    topology.topology_up(cfg)
+    assert topology.address_conflicts(cfg) == []  # our own bridge is no conflict
 
 
 @pytest.mark.parametrize(
@@ -183,14 +184,14 @@ def test_addresses_outside_the_lab_network_are_refused(
 ) -> None:
     bad = dataclasses.replace(cfg, **change)  # type: ignore[arg-type]
     with pytest.raises(netns.NetnsError, match=message):
-        netns.topology_up(bad)
+        topology.topology_up(bad)
     assert ours_in_system(cfg) == []
 
 
 FIP_ACTION = """
 import sys
 from haagent import floating_ip
-from mailha.config import load
+from nodeconf.config import load
 fip = load(sys.argv[1]).floating_ip
 {body}
 """
@@ -208,7 +209,7 @@ def test_a_dropped_floating_ip_refuses_at_once_and_is_never_announced(tmp_path: 
     cfg = lab_config(tmp_path)
     path = tmp_path / "cluster.yaml"  # lab_config wrote it there
     try:
-        netns.topology_up(cfg)
+        topology.topology_up(cfg)
         n1 = cfg.nodes[0]
         vip, port = str(cfg.floating_ip.address.ip), 7
         _fip_in(n1.namespace, path, "floating_ip.prepare(fip); floating_ip.add(fip); floating_ip.send_garp(fip)")
@@ -232,7 +233,7 @@ def test_a_dropped_floating_ip_refuses_at_once_and_is_never_announced(tmp_path: 
         _fip_in(n1.namespace, path, "floating_ip.prepare(fip)")
         assert tcp_probe(None, vip, port) == "silent"
     finally:
-        netns.topology_down(cfg)
+        topology.topology_down(cfg)
 
 
 ECHO = """
@@ -257,7 +258,7 @@ def test_a_handing_over_node_keeps_its_sessions_and_refuses_new_ones(tmp_path: p
     cfg = lab_config(tmp_path)
     path = tmp_path / "cluster.yaml"
     try:
-        netns.topology_up(cfg)
+        topology.topology_up(cfg)
         n1 = cfg.nodes[0]
         vip, port = str(cfg.floating_ip.address.ip), 2525
         _fip_in(n1.namespace, path, "floating_ip.prepare(fip); floating_ip.add(fip); floating_ip.send_garp(fip)")
@@ -280,4 +281,4 @@ def test_a_handing_over_node_keeps_its_sessions_and_refuses_new_ones(tmp_path: p
             server.kill()
             server.wait()
     finally:
-        netns.topology_down(cfg)
+        topology.topology_down(cfg)

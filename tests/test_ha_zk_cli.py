@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from haagent.zk_ensemble import Ensemble
+from lab.zk_ensemble import Ensemble
 from tests.zk_fixtures import loopback_zk_config
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The real ZooKeeper ensemble (haagent/zk_ensemble.py) and its test helpers."""
+"""The real ZooKeeper ensemble (lab/zk_ensemble.py) and its test helpers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NoAuthError
 
-from haagent import zk_ensemble
 from haagent.zk_client import make_client
-from mailha.config import ZooKeeperConfig
+from lab import zk_ensemble
+from nodeconf.config import ZooKeeperConfig
 from tests.zk_fixtures import ZkTestEnsemble, loopback_zk_config
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_fixture_members_die_with_the_process_that_started_them(tmp_path: pathli
     script = f"""
 import pathlib, sys
 sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent.parent)!r})
-from haagent.zk_ensemble import Ensemble
+from lab.zk_ensemble import Ensemble
 from tests.zk_fixtures import loopback_zk_config
 ens = Ensemble(loopback_zk_config(pathlib.Path(sys.argv[1]), members=1), die_with_parent=True)
 print(ens.start()[0].pid, flush=True)

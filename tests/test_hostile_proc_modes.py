@@ -10,7 +10,7 @@ import os
 import pathlib
 import stat
 
-from mailha.service_process import open_log
+from nodeconf.service_process import open_log
 from tests.lmtp_standalone import reachable_tmp_dir, standalone_node
 from tests.store_fixtures import StoreServer
 

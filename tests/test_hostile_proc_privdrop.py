@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from mailha.service_user import ServiceUserError, resolve
+from nodeconf.service_user import ServiceUserError, resolve
 from tests.lmtp_standalone import reachable_tmp_dir, standalone_node
 from tests.store_fixtures import ROOT
 

@@ -12,8 +12,8 @@ import sys
 import pytest
 from kazoo.client import KazooClient
 
-from mailha.config import ConfigError, ZooKeeperConfig, load
-from mailha.secret_file import ensure_secret
+from nodeconf.config import ConfigError, ZooKeeperConfig, load
+from nodeconf.secret_file import ensure_secret
 from tests.store_fixtures import ROOT
 from tests.zk_fixtures import ZkTestEnsemble
 
@@ -47,7 +47,7 @@ def test_no_secret_in_the_code_or_the_shipped_config(tmp_path: pathlib.Path) -> 
     shipped = (ROOT / "cluster.yaml").read_text()
     assert "auth_password:" not in shipped and "auth_password_file: /var/lib/mailha/zk/secret" in shipped
     assert load(ROOT / "cluster.yaml").zookeeper.secret_file == pathlib.Path("/var/lib/mailha/zk/secret")
-    assert "mailha-demo-secret" not in (ROOT / "mailha" / "config.py").read_text()
+    assert "mailha-demo-secret" not in (ROOT / "nodeconf" / "config.py").read_text()
 
 
 def test_a_password_inline_in_cluster_yaml_is_refused(tmp_path: pathlib.Path) -> None:

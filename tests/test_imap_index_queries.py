@@ -17,12 +17,12 @@ from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.index_fetch import INDEX_KINDS, IndexFetchRenderer, flag_list_bytes
 from imapd.message.index_search import IndexTable, plan
 from imapd.message.search_eval import SearchContext, search
-from imapd.message.search_fields import indexed_text, text_matches
-from imapd.message.view import MessageView
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import SimpleItem
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import encode
+from mailparse.search_fields import indexed_text, text_matches
+from mailparse.view import MessageView
 from store.bodies import header_block
 from tests.imap_clients_stack import USERS, ImapStack, imap_stack  # noqa: F401
 from tests.imap_server_wire import connected, running_server, trio_test

@@ -9,11 +9,11 @@ import pytest
 from imapclient.response_parser import parse_fetch_response
 
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.headers import field_matcher, first_values
-from imapd.message.mime_tree import parse_message
-from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol.values import encode
+from mailparse.headers import field_matcher, first_values
+from mailparse.mime_tree import parse_message
+from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n")

@@ -8,17 +8,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imapd.message import wire
-from imapd.message.addresses import _parse_simple, parse_addresses, parse_addresses_general
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.headers import header_end, header_end_by_lines
-from imapd.message.mime_tree import Part, parse_message
 from imapd.message.search_eval import SearchContext, SearchEvaluator
-from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import String, encode
+from mailparse.addresses import _parse_simple, parse_addresses, parse_addresses_general
+from mailparse.headers import header_end, header_end_by_lines
+from mailparse.mime_tree import Part, parse_message
+from mailparse.view import MessageView
 
 ATTRIBUTES: tuple[F.FetchAttribute, ...] = (
     *F.MACROS["FULL"],

@@ -1,10 +1,10 @@
-"""The stored preview (imapd/message/preview.py): Dovecot's snippet rules, bounded."""
+"""The stored preview (mailparse/preview.py): Dovecot's snippet rules, bounded."""
 
 from __future__ import annotations
 
 import base64
 
-from imapd.message.preview import PREVIEW_CHARS, SOURCE_LIMIT, preview_text, snippet
+from mailparse.preview import PREVIEW_CHARS, SOURCE_LIMIT, preview_text, snippet
 
 
 def test_dovecot_snippet_cases() -> None:

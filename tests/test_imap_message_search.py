@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from imapd.message.errors import MissingMessageData
 from imapd.message.search_eval import SearchContext, SearchEvaluator, search
-from imapd.message.view import MessageView
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import DataNeeds
 from imapd.protocol.sequence import SequenceSet
+from mailparse.errors import MissingMessageData
+from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 DAY = 86400

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from imapd.message.binary_content import BinaryContent, encode_binary_parts, part_content
-from imapd.message.errors import MissingMessageData, UnknownTransferEncoding
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.mime_tree import parse_message
-from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
 from imapd.protocol.values import NIL, ChunkedLiteral, Literal, Number, Raw, Value, encode
+from mailparse.errors import MissingMessageData, UnknownTransferEncoding
+from mailparse.mime_tree import parse_message
+from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 NESTED = (CORPUS / "mixed_nested.eml").read_bytes()

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from bench import dovecot
-from imapd.message.collation import base_subject, casemap_key
-from imapd.message.sort_keys import SortCriterion, SortKeys, sort_numbers
 from imapd.message.threads import ThreadAlgorithm, render, thread
+from mailparse.collation import base_subject, casemap_key
+from mailparse.sort_keys import SortCriterion, SortKeys, sort_numbers
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from imapd.message.fetch_render import fetch_list, render_fetch
-from imapd.message.headers import MAX_HEADER
-from imapd.message.mime_tree import MAX_DEPTH, MAX_PARTS, parse_message
-from imapd.message.view import MessageView
 from imapd.protocol import fetch_spec as F
 from imapd.protocol.values import encode
+from mailparse.headers import MAX_HEADER
+from mailparse.mime_tree import MAX_DEPTH, MAX_PARTS, parse_message
+from mailparse.view import MessageView
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 

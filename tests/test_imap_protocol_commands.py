@@ -13,7 +13,7 @@ from imapd.protocol import search_spec as ss
 from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.parser import CommandParser
 from imapd.protocol.sequence import SeqRange, SequenceSet
-from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
+from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
 from tests.imap_protocol_support import feed
 
 

@@ -10,6 +10,7 @@ import pytest
 from imapd.protocol import fetch_spec as fs
 from imapd.protocol.command_grammar import MAX_CATENATE_PARTS
 from imapd.protocol.imap_url import BadUrl, MessageUrl, parse_url
+from imapd.session.context import ServerSettings
 from imapd.store_client import FetchedMessage, FetchRequest
 from imapd.store_fake import FakeStore
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
@@ -120,8 +121,6 @@ async def test_catenate_refusals() -> None:
 
 @trio_test
 async def test_catenate_is_bounded_by_appendlimit() -> None:
-    from imapd.session.context import ServerSettings
-
     settings = ServerSettings(allow_plaintext_login=True, tls_available=False, append_limit=len(SOURCE) * 3)
     async with running_server(settings=settings) as (_, ports, _store), connected(ports[0]) as c:
         await c.login()

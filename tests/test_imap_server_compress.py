@@ -12,7 +12,8 @@ import zlib
 import trio
 
 from imapd.session.context import ServerSettings
-from imapd.tls import client_context, ensure_dev_certificate, server_context
+from imapd.tls import client_context, server_context
+from nodeconf.selfsigned import ensure_dev_certificate
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent

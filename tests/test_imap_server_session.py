@@ -7,11 +7,15 @@ import re
 import time
 from collections.abc import Sequence
 
+import grpc
 import trio
 
+from imapd.errors import StoreErrorKind
 from imapd.session.context import ServerSettings
+from imapd.session.error_map import reply_for
 from imapd.store_client import AppendResult, AppendSpec, MailboxInfo
 from imapd.store_fake import FakeStore
+from imapd.store_grpc import store_error
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
 MSG = b"From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: Hello there\r\n\r\nThe body text.\r\n"
@@ -485,11 +489,6 @@ async def test_connections_over_the_process_limit_get_bye() -> None:
 
 
 def test_store_disk_full_is_a_temporary_no_not_a_serverbug() -> None:
-    import grpc
-
-    from imapd.errors import StoreErrorKind
-    from imapd.session.error_map import reply_for
-    from imapd.store_grpc import store_error
 
     class FullDisk(grpc.RpcError):
         def code(self) -> grpc.StatusCode:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from imapd.message.sort_keys import SortKeys
 from imapd.message.threads import ThreadAlgorithm, render, thread
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_fake import FakeStore
+from mailparse.sort_keys import SortKeys
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
 
 

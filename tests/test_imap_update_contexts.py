@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imapd.protocol.search_spec import AllKey, SearchProgram
-from imapd.protocol.sort_spec import SortCriterion
 from imapd.session import update_contexts as uc
+from mailparse.sort_spec import SortCriterion
 
 SORTED = ((SortCriterion.DATE, False),)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmtpd import replies
 from lmtpd.data_decoder import DataDecoder
+from lmtpd.delivery import Outcome
 from lmtpd.events import (
     NEED_DATA,
     BodyType,
@@ -27,6 +29,8 @@ from lmtpd.events import (
     Vrfy,
 )
 from lmtpd.protocol import LmtpConnection, LmtpProtocolError, State
+from lmtpd.replies import for_outcome
+from lmtpd.store_gateway import outcome_for
 
 
 def state_of(conn: LmtpConnection) -> State:
@@ -330,11 +334,6 @@ def test_decoder_roundtrip_any_chunking(
 
 
 def test_full_store_disk_is_a_temporary_failure_never_a_bounce() -> None:
-    import grpc
-
-    from lmtpd.delivery import Outcome
-    from lmtpd.replies import for_outcome
-    from lmtpd.store_gateway import outcome_for
 
     outcome = outcome_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "storage: the mail store's disk is full")
     assert outcome is Outcome.STORAGE_FULL
@@ -346,11 +345,6 @@ def test_full_store_disk_is_a_temporary_failure_never_a_bounce() -> None:
 
 
 def test_an_internal_store_failure_is_temporary_not_a_bounce() -> None:
-    import grpc
-
-    from lmtpd.delivery import Outcome
-    from lmtpd.replies import for_outcome
-    from lmtpd.store_gateway import outcome_for
 
     outcome = outcome_for(grpc.StatusCode.INTERNAL, "write transaction failed: mdb_txn_commit: Input/output error")
     assert outcome is Outcome.FAILED

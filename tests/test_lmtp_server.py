@@ -10,8 +10,10 @@ import pytest
 import trio
 import trio.testing
 
+import lmtpd.server
 from lmtpd.delivery import Resolution
 from lmtpd.memory_drop import MemoryMailDrop, MemorySession
+from lmtpd.resolution_cache import ResolutionCache
 from lmtpd.server import LmtpdOptions, handle_connection, serve
 
 OPTS = LmtpdOptions(max_message_size=10_000, hostname="mx.test")
@@ -211,8 +213,6 @@ def test_stdlib_lmtp_client_over_tcp() -> None:
 
 
 def test_resolution_cache_ttl_bound_and_case() -> None:
-    from lmtpd.resolution_cache import ResolutionCache
-
     cache = ResolutionCache(ttl=5.0, max_entries=2)
     cache.put("A@d.test", "alice", now=100.0)
     assert cache.get("a@D.TEST", now=104.9) == "alice"
@@ -228,8 +228,6 @@ def test_resolution_cache_ttl_bound_and_case() -> None:
 
 
 def test_recipient_limit_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lmtpd.server
-
     monkeypatch.setattr(lmtpd.server, "MAX_RECIPIENTS", 2)
     drop = make_drop()
 

@@ -12,6 +12,7 @@ import pytest
 from mailha_api import store_pb2
 from store import fencing
 from store.committer import Committer, WriteContext
+from store.environment import open_dbs
 from store.errors import FailedPrecondition, InvalidArgument, StoreError
 from store.schema import MAX_DBS, Dbs
 
@@ -20,7 +21,7 @@ from store.schema import MAX_DBS, Dbs
 def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
     env = lmdb.open(str(tmp_path / "env"), max_dbs=MAX_DBS, map_size=64 * 1024 * 1024)
     try:
-        yield env, Dbs(env)
+        yield env, open_dbs(env)
     finally:
         env.close()
 

@@ -19,6 +19,7 @@ import pytest
 
 from store.bodies import BodyWriter
 from store.committer import Committer, WriteContext, is_disk_full
+from store.environment import open_dbs
 from store.errors import ErrorKind, StorageFull
 from store.schema import MAX_DBS, Dbs
 
@@ -27,7 +28,7 @@ from store.schema import MAX_DBS, Dbs
 def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
     env = lmdb.open(str(tmp_path / "env"), max_dbs=MAX_DBS, map_size=64 * 1024 * 1024, max_readers=64)
     try:
-        yield env, Dbs(env)
+        yield env, open_dbs(env)
     finally:
         env.close()
 

@@ -16,10 +16,10 @@ import sys
 import time
 
 from imapd.message.search_eval import SearchContext, SearchEvaluator
-from imapd.message.view import MessageView
 from imapd.protocol import search_spec as S
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import store_pb2
+from mailparse.view import MessageView
 from store.bodies import BodySource
 from store.engine import MailStore, StoreOptions
 from tests.store_fixtures import ROOT

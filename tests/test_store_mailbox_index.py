@@ -17,9 +17,9 @@ import time
 import grpc
 import lmdb
 
-from imapd.message.search_fields import indexed_needle
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import mailbox_index_pb2_grpc, store_pb2
+from mailparse.search_fields import indexed_needle
 from store import mailbox_index
 from store.bodies import BodySource
 from store.client import StoreClient

@@ -15,9 +15,9 @@ import unicodedata
 
 import pytest
 
-from imapd.message.sort_keys import SortKeys, stored_keys
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import store_pb2
+from mailparse.sort_keys import SortKeys, stored_keys
 from store.bodies import BodySource, header_block
 from store.engine import MailStore, StoreOptions
 from store.schema import U64

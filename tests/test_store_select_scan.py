@@ -5,6 +5,7 @@ from __future__ import annotations
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.engine import MailStore
+from store.schema import MessageRecord
 
 MSG = b"From: a@example.org\r\nSubject: hello\r\n\r\nbody text\r\n"
 
@@ -40,8 +41,6 @@ def test_select_lists_uids_and_keywords_of_this_mailbox_only(mail_store: MailSto
 
 
 def test_message_record_round_trips_and_compares_like_a_constructed_one() -> None:
-    from store.schema import MessageRecord
-
     for flags in ((), ("\\Seen",), ("$Label1", "\\Deleted", "\\Flagged")):
         rec = MessageRecord(7, 3, -5, -330, 4096, 2**40, flags)
         back = MessageRecord.unpack(memoryview(rec.pack()))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import imaplib
 import os
 import smtplib
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,15 +23,17 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from starlette.routing import Route
 
 from backup import repository
 from backup.manifest import read_manifest
-from mailha import service_user
-from mailha.service_user import DEFAULT_SERVICE_USER
 from mailha_api import settings_pb2
+from nodeconf import service_user
+from nodeconf.service_user import DEFAULT_SERVICE_USER
 from store.client import StoreClient
 from tests.store_fixtures import ROOT
 from tests.web_stack import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MOBILE, SHOTS, WebStack, web_stack  # noqa: F401
+from web import routes_admin, routes_auth, routes_user
 
 pytestmark = pytest.mark.integration
 # Chromium aborts requests when any interface address on the host changes; on a shared machine
@@ -369,9 +373,6 @@ def test_https_offers_http2_and_http11_and_failed_logins_are_slowed_and_logged(
     visit: Visit,
     web_stack: WebStack,  # noqa: F811
 ) -> None:
-    import socket
-    import ssl
-
     for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -496,9 +497,6 @@ def test_graphs_show_commands_by_kind_p99_and_deliveries_from_the_front_ends(vis
 
 
 def test_every_post_action_needs_the_csrf_token_and_refusals_are_audited(visit: Visit, web_stack: WebStack) -> None:  # noqa: F811
-    from starlette.routing import Route
-
-    from web import routes_admin, routes_auth, routes_user
 
     page = visit.login("boss", "boss-password")
     request = visit.context.request

@@ -24,8 +24,8 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
 from haagent import netns
-from haagent.cluster import store_socket_path
-from imapd.tls import ensure_dev_certificate
+from nodeconf.paths import store_socket_path
+from nodeconf.selfsigned import ensure_dev_certificate
 from store.admin import Admin
 from tests.ha_agent_lab import AgentLab
 from tests.ha_lab_fixtures import Lab

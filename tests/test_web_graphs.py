@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 
-from mailha.frontend_metrics import FrontEndMetrics
+from nodeconf.frontend_metrics import FrontEndMetrics
 from web.prom_scrape import between, parse, quantile
 
 

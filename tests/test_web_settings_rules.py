@@ -11,6 +11,7 @@ from store import delivery_log, user_settings
 from store.engine import MailStore
 from store.errors import InvalidArgument, NotFound, Unauthenticated
 from web.login_limiter import WebLoginLimiter
+from web.routes_admin import _ms
 from web.svg_chart import Mark, line_chart
 
 
@@ -181,8 +182,6 @@ def test_login_limiter_keys_by_address_and_by_user() -> None:
 
 
 def test_delivery_log_time_fields_are_utc() -> None:
-    from web.routes_admin import _ms
-
     assert _ms("1970-01-01T00:00:10") == 10_000
     assert _ms("2026-12-06T03:00") == 1_796_526_000_000
     assert _ms("") == 0

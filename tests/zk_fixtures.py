@@ -2,7 +2,7 @@
 
 Modelled on kazoo's testing harness (kazoo/testing/harness.py): one ensemble
 per test session, started by the same code as `mailha zk up`
-(haagent/zk_ensemble.py), with free loopback ports in a temp directory; each
+(lab/zk_ensemble.py), with free loopback ports in a temp directory; each
 test gets its own chroot so tests do not see each other's znodes.
 
 Fixtures:
@@ -33,9 +33,10 @@ import pytest
 from kazoo.client import KazooClient, KazooState
 
 from haagent.zk_client import make_client
-from haagent.zk_ensemble import Ensemble, MemberStatus
-from mailha.config import ZkMember, ZooKeeperConfig
-from mailha.secret_file import ensure_secret
+from haagent.zk_probe import MemberStatus
+from lab.zk_ensemble import Ensemble
+from nodeconf.config import ZkMember, ZooKeeperConfig
+from nodeconf.secret_file import ensure_secret
 
 MEMBERS = 3
 

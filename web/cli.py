@@ -7,6 +7,9 @@ import pathlib
 import sys
 from typing import Any
 
+from nodeconf.config import load
+from nodeconf.paths import store_socket_path
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("web", help="HTTPS operators' console and users' page")
@@ -38,15 +41,12 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from imapd.tls import ensure_dev_certificate
+    from nodeconf.selfsigned import ensure_dev_certificate
     from store.admin import AdminError, resolve_store_address
     from web.server import WebOptions, run_web
 
     cluster = None
     if args.config is not None:
-        from haagent.cluster import store_socket_path
-        from mailha.config import load
-
         cluster = load(args.config)
     if cluster is not None and not (args.store or args.data):
         # The status follows the active node's store from the first status read on.

@@ -7,6 +7,7 @@ import pathlib
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -103,7 +104,5 @@ def page(request: Request, name: str, session: WebSession | None, **context: Any
 
 
 def back(path: str, *, msg: str = "", err: str = "") -> RedirectResponse:
-    from urllib.parse import urlencode
-
     query = urlencode({k: v for k, v in (("msg", msg), ("err", err)) if v})
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)

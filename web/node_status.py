@@ -8,12 +8,15 @@ in a worker thread; standalone mode asks the store for its epoch.
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import asdict
 from typing import Any
 
 import anyio.to_thread
 
-from mailha.config import ClusterConfig
+from mailha_api import store_pb2
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import store_socket_path
 from web.store_access import StoreAccess
 
 OPERATOR_NODE = "operator"  # the history's "node" of entries written for an operator's action
@@ -37,8 +40,6 @@ class NodeStatus:
             status["mode"] = "cluster"
             active = status.get("active")
             if isinstance(active, str) and active:
-                from haagent.cluster import store_socket_path
-
                 # Only the active node runs a store on the shared storage: follow it.
                 self.store.retarget(f"unix:{store_socket_path(cluster, active)}")
             return status
@@ -81,8 +82,6 @@ class NodeStatus:
         and the timeline show who did what and why beside the transitions it caused."""
         if self.cluster is None:
             return
-        import time
-
         from haagent.agent import connect_coordination
         from haagent.coordination import HistoryEntry
 
@@ -118,6 +117,5 @@ class NodeStatus:
 
 
 def _epoch_request() -> Any:
-    from mailha_api import store_pb2
 
     return store_pb2.GetEpochRequest()

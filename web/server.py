@@ -11,7 +11,9 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import store_socket_path
+from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
 from web.app import create_app
 from web.audit import AuditTrail
 from web.backup_panel import BackupPanel
@@ -42,9 +44,6 @@ class WebOptions:
 def build_deps(options: WebOptions) -> WebDeps:
     store = StoreAccess(options.store)
     if options.cluster is not None:
-        from haagent.cluster import store_socket_path
-        from haagent.front_ends import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
-
         nodes = {n.name: str(store_socket_path(options.cluster, n.name)) for n in options.cluster.nodes}
         base = options.cluster.ports.metrics
         endpoints = {

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from imapd.message.decoding import decode_transfer
-from imapd.message.errors import UnknownTransferEncoding
-from imapd.message.mime_tree import Part, parse_message
 from imapd.message.sections import resolve_part
+from mailparse.decoding import decode_transfer
+from mailparse.errors import UnknownTransferEncoding
+from mailparse.mime_tree import Part, parse_message
 
 _KNOWN: Final = frozenset({b"", b"7BIT", b"8BIT", b"BINARY", b"BASE64", b"QUOTED-PRINTABLE"})
 _DECODED: Final = frozenset({b"BASE64", b"QUOTED-PRINTABLE"})

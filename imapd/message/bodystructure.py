@@ -9,10 +9,10 @@ are pre-encoded into one Raw value.
 
 from __future__ import annotations
 
-from imapd.message.content_fields import TypedValue, parse_typed
 from imapd.message.envelope import envelope
-from imapd.message.mime_tree import Part
 from imapd.protocol.values import NIL, List, Number, Raw, String, Value, encode, nstring
+from mailparse.content_fields import TypedValue, parse_typed
+from mailparse.mime_tree import Part
 
 
 def _params(params: tuple[tuple[bytes, bytes], ...]) -> Value:

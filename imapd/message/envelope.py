@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Final
 
 from imapd.message import wire
-from imapd.message.addresses import Address, parse_addresses
-from imapd.message.headers import field_matcher, first_values
 from imapd.protocol.values import Raw
+from mailparse.addresses import Address, parse_addresses
+from mailparse.headers import field_matcher, first_values
 
 _WANTED: Final = frozenset(
     {b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"in-reply-to", b"message-id"}

@@ -15,7 +15,6 @@ from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
 from imapd.message.envelope import envelope
 from imapd.message.sections import apply_partial, header_section, section_bytes, slice_chunks
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.fetch_spec import (
     BinarySection,
     BinarySize,
@@ -27,6 +26,7 @@ from imapd.protocol.fetch_spec import (
     SimpleKind,
 )
 from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
+from mailparse.view import MessageView, ParsedMessage
 
 RECENT = "\\Recent"
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Final, assert_never
 
 from imapd.message.search_eval import SearchContext
-from imapd.message.search_fields import indexed_needle
 from imapd.protocol.search_spec import (
     AgeKey,
     AgeRelation,
@@ -42,6 +41,7 @@ from imapd.protocol.search_spec import (
     walk,
 )
 from imapd.protocol.sequence import SequenceSet
+from mailparse.search_fields import indexed_needle
 
 _EPOCH_ORDINAL: Final = datetime.date(1970, 1, 1).toordinal()
 _MAX_OFFSET_MINUTES: Final = 24 * 60 - 1  # as imapd.message.dates clamps zones

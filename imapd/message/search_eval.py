@@ -15,12 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from imapd.message import object_ids, search_text
+from imapd.message import object_ids
 from imapd.message.dates import header_calendar_date, internal_calendar_date
-from imapd.message.errors import MissingMessageData
-from imapd.message.headers import first_value
-from imapd.message.search_fields import search_values
-from imapd.message.view import MessageView, ParsedMessage
 from imapd.protocol.search_spec import (
     AgeKey,
     AgeRelation,
@@ -44,6 +40,11 @@ from imapd.protocol.search_spec import (
     TextKey,
 )
 from imapd.protocol.sequence import SequenceSet
+from mailparse import search_text
+from mailparse.errors import MissingMessageData
+from mailparse.headers import first_value
+from mailparse.search_fields import search_values
+from mailparse.view import MessageView, ParsedMessage
 
 
 @dataclass(frozen=True, slots=True)

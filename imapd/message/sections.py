@@ -9,9 +9,9 @@ that does not exist yields None (answered as NIL).
 
 from __future__ import annotations
 
-from imapd.message.headers import select_fields
-from imapd.message.mime_tree import Part
 from imapd.protocol.fetch_spec import Partial, Section, TextSpec
+from mailparse.headers import select_fields
+from mailparse.mime_tree import Part
 
 
 def resolve_part(root: Part, path: tuple[int, ...]) -> Part | None:

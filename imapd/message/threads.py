@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from imapd.message.sort_keys import SortKeys
-from imapd.protocol.sort_spec import ThreadAlgorithm
+from mailparse.sort_keys import SortKeys
+from mailparse.sort_spec import ThreadAlgorithm
 
 __all__ = ["Node", "ThreadAlgorithm", "render", "thread"]
 

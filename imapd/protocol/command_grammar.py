@@ -22,7 +22,7 @@ from imapd.protocol.reader import Reader
 from imapd.protocol.search_grammar import search_program
 from imapd.protocol.search_spec import SearchProgram, UnsupportedCharset
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
+from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
 
 # tag: 1*<any ASTRING-CHAR except "+">
 TAG: Final = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from imapd.protocol.fetch_spec import FetchAttribute
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
+from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
 
 # --- any state -------------------------------------------------------------
 

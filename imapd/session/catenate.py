@@ -11,13 +11,13 @@ client cannot make the server hold more than one message past the limit.
 from __future__ import annotations
 
 from imapd.errors import StoreError
-from imapd.message.mime_tree import parse_message
 from imapd.message.sections import section_bytes
 from imapd.protocol import commands as c
 from imapd.protocol.imap_url import BadUrl, MessageUrl, parse_url
 from imapd.session.list_match import canonical
 from imapd.session.session import Session
 from imapd.store_client import FetchRequest
+from mailparse.mime_tree import parse_message
 
 
 class CatenateRefused(Exception):

@@ -13,7 +13,6 @@ from typing import Final
 
 from imapd.errors import StoreError
 from imapd.message.search_eval import SearchContext, SearchEvaluator
-from imapd.message.view import MessageView
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import (
     AllKey,
@@ -33,6 +32,7 @@ from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
 from imapd.session.sort_commands import sorted_uids
 from imapd.session.update_contexts import UpdateContext
+from mailparse.view import MessageView
 
 
 async def refresh(s: Session) -> None:

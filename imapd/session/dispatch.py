@@ -18,6 +18,9 @@ from imapd.session import (
 )
 from imapd.session.session import Handler
 
+# After a command, a session with CONTEXT=SEARCH updates refreshes them (handed to Session).
+CONTEXT_REFRESH: Final = context_commands.refresh
+
 HANDLERS: Final[dict[type, Handler]] = {
     c.Capability: auth_commands.capability,
     c.Noop: auth_commands.noop,

@@ -8,10 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imapd.message import index_fetch, index_search
-from imapd.message.errors import MissingMessageData, UnknownTransferEncoding
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
-from imapd.message.view import MessageView
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import (
     ENVELOPE,
@@ -35,6 +33,8 @@ from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchedMessage, FetchRequest, FlagMode
 from imapd.uid_set import format_uids
+from mailparse.errors import MissingMessageData, UnknownTransferEncoding
+from mailparse.view import MessageView
 
 _MODES = {c.StoreMode.REPLACE: FlagMode.REPLACE, c.StoreMode.ADD: FlagMode.ADD, c.StoreMode.REMOVE: FlagMode.REMOVE}
 

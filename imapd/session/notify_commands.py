@@ -11,12 +11,15 @@ EXISTS/EXPUNGE/FETCH.
 
 from __future__ import annotations
 
+from typing import Final
+
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.protocol import commands as c
 from imapd.protocol.sequence import SequenceSet
 from imapd.session.mailbox_commands import mailbox_name
+from imapd.session.message_commands import fetch
 from imapd.session.notify_state import (
     MESSAGE_EVENTS,
     SUPPORTED_EVENTS,
@@ -62,7 +65,7 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
         set(subscribed),
         selected_fetch=fetch,
     )
-    s.notify, s.notify_feed = state, sub
+    s.notify, s.notify_feed, s.notifier = state, sub, NOTIFIER
     if cmd.status:
         selected = s.selected.mailbox_id if s.selected is not None else None
         for mb in boxes:
@@ -92,7 +95,7 @@ def stop(s: Session) -> None:
     """NOTIFY NONE, a new NOTIFY SET, an overflow or the end of the session."""
     if s.notify_feed is not None:
         s.notify_feed.close()
-    s.notify, s.notify_feed = None, None
+    s.notify, s.notify_feed, s.notifier = None, None, None
 
 
 def absorb(s: Session) -> None:
@@ -149,8 +152,6 @@ async def fetch_new(s: Session, uids: list[int]) -> None:
     state = s.notify
     if state is None or not state.selected_fetch or not uids:
         return
-    from imapd.session.message_commands import fetch
-
     status = s.last_status
     command = c.Fetch(SequenceSet.from_numbers(uids), state.selected_fetch, uid=True)
     await fetch(s, _INTERNAL_TAG, command)
@@ -169,3 +170,16 @@ def _list_line(s: Session, change: ListChange) -> bytes:
     if change.old_name:
         line += b' ("OLDNAME" (%s))' % mailbox_name(change.old_name, utf8=s.utf8_names)
     return line + b"\r\n"
+
+
+class _Notifier:
+    """The session's handle on this module (session.Notifier)."""
+
+    async def emit(self, session: Session) -> None:
+        await emit(session)
+
+    async def fetch_new(self, session: Session, uids: list[int]) -> None:
+        await fetch_new(session, uids)
+
+
+NOTIFIER: Final = _Notifier()

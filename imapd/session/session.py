@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
+from imapd.account_hub import AccountSubscription
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
 from imapd.protocol.mutf7 import UndecodableName
@@ -25,13 +26,10 @@ from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
 from imapd.session.list_match import canonical
+from imapd.session.notify_state import NotifyState
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
-
-if TYPE_CHECKING:
-    from imapd.account_hub import AccountSubscription
-    from imapd.session.notify_state import NotifyState
 
 log = logging.getLogger("imapd.session")
 
@@ -61,10 +59,29 @@ def _undecodable(command: c.Command) -> bool:
     )
 
 
+class Notifier(Protocol):
+    """What the session calls of NOTIFY (imapd.session.notify_commands) while sending updates."""
+
+    async def emit(self, session: Session) -> None:
+        """Queue the notifications pending for mailboxes other than the selected one."""
+
+    async def fetch_new(self, session: Session, uids: list[int]) -> None:
+        """MessageNew's fetch-att for the selected mailbox's new messages (after their EXISTS)."""
+
+
 class Session:
-    def __init__(self, ctx: ServerContext, wire: Wire) -> None:
+    def __init__(
+        self,
+        ctx: ServerContext,
+        wire: Wire,
+        handlers: Mapping[type, Handler],
+        refresh_contexts: Callable[[Session], Awaitable[None]],
+    ) -> None:
         self.ctx = ctx
         self.wire = wire
+        # Handed in (imapd.session.dispatch): the command modules import this one.
+        self.handlers = handlers
+        self.refresh_contexts = refresh_contexts
         self.last_status = b""  # OK/NO/BAD of the latest tagged reply (metrics)
         self.state = ConnectionState.NOT_AUTHENTICATED
         self.user: str | None = None
@@ -75,6 +92,8 @@ class Session:
         self.notify_feed: AccountSubscription | None = None
         # Mailboxes whose UIDVALIDITY a NOTIFY STATUS already gave (across NOTIFY SETs)
         self.notify_validity_told: set[str] = set()
+        # Set with NOTIFY by notify_commands (which imports this module, not the other way round).
+        self.notifier: Notifier | None = None
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
@@ -180,10 +199,8 @@ class Session:
     async def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
         alive = await self._emit_selected_updates(allow_expunge=allow_expunge)
-        if alive and self.notify is not None:
-            from imapd.session import notify_commands
-
-            await notify_commands.emit(self)
+        if alive and self.notifier is not None:
+            await self.notifier.emit(self)
         return alive
 
     async def _emit_selected_updates(self, *, allow_expunge: bool) -> bool:
@@ -194,14 +211,10 @@ class Session:
         new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
-        if new_uids and self.notify is not None and self.notify.selected_fetch:
-            from imapd.session import notify_commands
-
-            await notify_commands.fetch_new(self, new_uids)
+        if new_uids and self.notifier is not None:
+            await self.notifier.fetch_new(self, new_uids)
         if sel.contexts and sel.touched and not sel.gone:
-            from imapd.session.context_commands import refresh
-
-            await refresh(self)  # ADDTO/REMOVEFROM after the EXISTS and FETCH they follow
+            await self.refresh_contexts(self)  # ADDTO/REMOVEFROM after the EXISTS and FETCH they follow
         if sel.gone and allow_expunge:
             if self.subscription is not None and self.subscription.failed:
                 self.emit(b"* BYE [UNAVAILABLE] Lost the mailbox's change feed; please reconnect\r\n")
@@ -246,8 +259,6 @@ class Session:
 
     # ---- dispatch ---------------------------------------------------------------
     async def handle(self, tag: str, command: c.Command) -> Outcome:
-        from imapd.session.dispatch import HANDLERS
-
         if not is_valid(command, self.state):
             self.tagged(tag, b"BAD", b"Command not allowed in this state")
             self.bad_commands += 1
@@ -258,7 +269,7 @@ class Session:
             )
             self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
             return await self._finish(tag, Outcome.CONTINUE, updates=True)
-        handler = HANDLERS[type(command)]
+        handler = self.handlers[type(command)]
         # Command names only: arguments may hold passwords or message text.
         log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
@@ -316,7 +327,7 @@ class Session:
         self.leave_mailbox()
         if self.notify_feed is not None:
             self.notify_feed.close()
-        self.notify, self.notify_feed = None, None
+        self.notify, self.notify_feed, self.notifier = None, None, None
         if self.user is not None:
             self.ctx.cap.release(self.user)
             self.user = None

@@ -15,11 +15,9 @@ from typing import Final
 
 import trio
 
-from imapd.message.sort_keys import SortKeys, sort_numbers
 from imapd.message.threads import render, thread
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
-from imapd.protocol.sort_spec import SortCriterion, ThreadAlgorithm
 from imapd.session import search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.message_commands import _implicit_condstore, matching_messages
@@ -27,6 +25,8 @@ from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
 from imapd.uid_set import format_uids
+from mailparse.sort_keys import SortKeys, sort_numbers
+from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
 # but the interpreter switches every 5 ms, so other sessions' commands go on meanwhile.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-from imapd.message.sort_keys import SortKeys
+from mailparse.sort_keys import SortKeys
 
 _MAX_ENTRIES: Final = 200_000
 

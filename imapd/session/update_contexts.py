@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from imapd.protocol.search_spec import SearchProgram
-from imapd.protocol.sort_spec import SortCriterion
 from imapd.uid_set import format_uids
+from mailparse.sort_spec import SortCriterion
 
 # Contexts one session may keep at once, and the UIDs they may hold together (~36 bytes each
 # in a list): more are refused with NO [NOUPDATE] (RFC 5267 4.3.1), the search still answers.

@@ -12,9 +12,10 @@ import pathlib
 import trio
 
 from imapd.session.context import ServerSettings
-from imapd.tls import ensure_dev_certificate, server_context
+from imapd.tls import server_context
 from lmtpd.memory_drop import MemoryMailDrop
 from lmtpd.server import serve as serve_lmtp
+from nodeconf.selfsigned import ensure_dev_certificate
 from tests.imap_server_wire import RawClient, running_server, trio_test
 from tests.test_lmtp_server import OPTS
 

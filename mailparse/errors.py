@@ -1,4 +1,4 @@
-"""Exceptions of imapd.message (one root: `MessageError`).
+"""Exceptions of mailparse (one root: `MessageError`).
 
 Broken messages never raise: these signal misuse by the caller, such as
 rendering an item whose data the session did not fetch (a server bug, so
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class MessageError(Exception):
-    """Root of imapd.message's exceptions."""
+    """Root of mailparse's exceptions."""
 
 
 class MissingMessageData(MessageError):

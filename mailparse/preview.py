@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Final
 
-from imapd.message.decoding import decode_charset, decode_transfer
-from imapd.message.mime_tree import Part, parse_message
+from mailparse.decoding import decode_charset, decode_transfer
+from mailparse.mime_tree import Part, parse_message
 
 PREVIEW_CHARS: Final = 200  # RFC 8970 allows up to 256; Dovecot gives 200
 SOURCE_LIMIT: Final = 256 * 1024  # bytes of the message looked at: bounded CPU per append

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mailha.secret_file import SecretFileError, read_secret
+from nodeconf.secret_file import SecretFileError, read_secret
 
 MIB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 """Self-signed certificates for development and the demo cluster.
 
-One generator for `mailha standalone` (imapd/tls.py) and `mailha cluster up`
-(haagent/demo_tls.py). The certificate is its own CA (CA:TRUE), so a client
+One generator for `mailha standalone` (ensure_dev_certificate below) and the
+cluster's shared certificate (haagent/demo_tls.py). The certificate is its own CA (CA:TRUE), so a client
 verifies the server by trusting that one file.
 """
 
@@ -51,3 +51,23 @@ def write_self_signed(
     with os.fdopen(fd, "wb") as f:
         f.write(key_bytes)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+DEV_CERT_NAME = "imapd-dev.crt"
+DEV_KEY_NAME = "imapd-dev.key"
+
+
+def ensure_dev_certificate(directory: pathlib.Path, days: int = 365) -> tuple[pathlib.Path, pathlib.Path]:
+    """Return (cert, key) in `directory`, generating a self-signed pair if missing.
+
+    `mailha standalone` and `mailha web serve` use it when no certificate is
+    configured; it names localhost and 127.0.0.1.
+    """
+    cert_path, key_path = directory / DEV_CERT_NAME, directory / DEV_KEY_NAME
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True)
+    write_self_signed(
+        cert_path, key_path, dns_names=("localhost",), ip_addresses=(ipaddress.IPv4Address("127.0.0.1"),), days=days
+    )
+    return cert_path, key_path

@@ -1,5 +1,5 @@
 """`mailha zk up|down|status` and `mailha cluster up|down`: thin faces over
-haagent.zk_ensemble and haagent.cluster."""
+lab.zk_ensemble and lab.cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import pathlib
 import sys
 from typing import Any
+
+from nodeconf.config import ConfigError, load
 
 DEFAULT_CONFIG = pathlib.Path("cluster.yaml")
 
@@ -45,8 +47,6 @@ def register(sub: Any) -> None:
 
 
 def _load(path: pathlib.Path) -> Any:
-    from mailha.config import ConfigError, load
-
     try:
         return load(path)
     except ConfigError as exc:
@@ -55,7 +55,7 @@ def _load(path: pathlib.Path) -> Any:
 
 
 def _zk_up(args: argparse.Namespace) -> int:
-    from haagent.zk_ensemble import Ensemble, EnsembleError
+    from lab.zk_ensemble import Ensemble, EnsembleError
 
     cfg = _load(args.config)
     if cfg is None:
@@ -71,7 +71,7 @@ def _zk_up(args: argparse.Namespace) -> int:
 
 
 def _zk_down(args: argparse.Namespace) -> int:
-    from haagent.zk_ensemble import Ensemble
+    from lab.zk_ensemble import Ensemble
 
     cfg = _load(args.config)
     if cfg is None:
@@ -82,7 +82,7 @@ def _zk_down(args: argparse.Namespace) -> int:
 
 
 def _zk_status(args: argparse.Namespace) -> int:
-    from haagent.zk_ensemble import Ensemble
+    from lab.zk_ensemble import Ensemble
 
     cfg = _load(args.config)
     if cfg is None:
@@ -98,7 +98,7 @@ def _zk_status(args: argparse.Namespace) -> int:
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
-    from haagent.cluster import ClusterError, cluster_up
+    from lab.cluster import ClusterError, cluster_up
 
     cfg = _load(args.config)
     if cfg is None:
@@ -112,7 +112,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
 
 
 def _cluster_down(args: argparse.Namespace) -> int:
-    from haagent.cluster import cluster_down
+    from lab.cluster import cluster_down
 
     cfg = _load(args.config)
     if cfg is None:

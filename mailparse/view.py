@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imapd.message.errors import MissingMessageData
-from imapd.message.headers import HeaderField, header_end, parse_fields
-from imapd.message.mime_tree import Part, parse_message
+from mailparse.errors import MissingMessageData
+from mailparse.headers import HeaderField, header_end, parse_fields
+from mailparse.mime_tree import Part, parse_message
 
 
 @dataclass(frozen=True, slots=True)

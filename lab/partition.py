@@ -19,7 +19,7 @@ import enum
 import subprocess
 
 from haagent.netns import NetnsError, namespace_exists, run_in_netns
-from mailha.config import ClusterConfig
+from nodeconf.config import ClusterConfig
 
 TABLE = "mailha_partition"
 

@@ -14,11 +14,11 @@ import struct
 from email.utils import mktime_tz, parsedate_tz
 from typing import Final, NamedTuple
 
-from imapd.message.addresses import Address, parse_addresses
-from imapd.message.collation import base_subject, casemap_key
-from imapd.message.decoding import decode_header_value
-from imapd.message.headers import field_matcher, first_values
-from imapd.protocol.sort_spec import SortCriterion
+from mailparse.addresses import Address, parse_addresses
+from mailparse.collation import base_subject, casemap_key
+from mailparse.decoding import decode_header_value
+from mailparse.headers import field_matcher, first_values
+from mailparse.sort_spec import SortCriterion
 
 _FIELDS: Final = field_matcher(
     frozenset({b"subject", b"from", b"to", b"cc", b"date", b"message-id", b"references", b"in-reply-to"})

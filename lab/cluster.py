@@ -1,7 +1,7 @@
 """`mailha cluster up|down`: the whole demo cluster on one host.
 
-up:   topology (haagent/netns.py) -> ZooKeeper ensemble on the bridge
-      address (haagent/zk_ensemble.py) -> shared storage directory -> demo
+up:   topology (lab/topology.py) -> ZooKeeper ensemble on the bridge
+      address (lab/zk_ensemble.py) -> shared storage directory -> demo
       TLS certificate -> one agent per node inside its namespace -> wait for
       an IMAP greeting on the floating IP -> demo user through the active
       node's store -> how to connect.
@@ -33,11 +33,17 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+import grpc
+
 from haagent import netns
 from haagent.demo_tls import ensure_tls_files
-from haagent.zk_ensemble import Ensemble, EnsembleError
-from mailha.config import ClusterConfig
-from mailha.service_process import open_log, write_private_text
+from haagent.front_ends import service_probe as agent_service_probe
+from lab import topology
+from lab.zk_ensemble import Ensemble, EnsembleError
+from nodeconf.config import ClusterConfig
+from nodeconf.paths import agent_log_file, agent_pid_file, node_runtime_dir, store_socket_path
+from nodeconf.service_process import open_log, write_private_text
+from store.client import StoreClient
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -46,27 +52,6 @@ DEMO_ADDRESS = "demo@mailha.test"
 
 class ClusterError(Exception):
     """The demo cluster could not be brought up (the message says which step)."""
-
-
-# ---------------------------------------------------------------------------
-# Paths (the agent uses these too)
-
-
-def node_runtime_dir(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return cfg.runtime_dir / node
-
-
-def store_socket_path(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    """Where `node`'s store listens (gRPC on a unix socket: `unix:<path>`)."""
-    return node_runtime_dir(cfg, node) / "store.sock"
-
-
-def agent_pid_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return node_runtime_dir(cfg, node) / "agent.pid"
-
-
-def agent_log_file(cfg: ClusterConfig, node: str) -> pathlib.Path:
-    return node_runtime_dir(cfg, node) / "agent.log"
 
 
 def agent_argv(cfg: ClusterConfig, node: str) -> list[str]:
@@ -223,8 +208,6 @@ def greeting_line(host: str, port: int, timeout: float = 2.0) -> bytes | None:
 def service_probe(cfg: ClusterConfig) -> tuple[int, bytes]:
     """(port, greeting prefix) proving the service is up on the floating IP:
     the agent's choice (IMAP once imapd is a front end, LMTP before that)."""
-    from haagent.front_ends import service_probe as agent_service_probe
-
     return agent_service_probe(cfg)
 
 
@@ -250,9 +233,6 @@ def wait_for_service(cfg: ClusterConfig, timeout: float) -> str:
 def create_demo_user(cfg: ClusterConfig, node: str, timeout: float = 30.0) -> bool:
     """Create the demo user through `node`'s store; False if it existed already."""
     # Imported here: `cluster down` (and the tests of it) need no gRPC.
-    import grpc
-
-    from store.client import StoreClient
 
     with StoreClient(f"unix:{store_socket_path(cfg, node)}", timeout=timeout) as client:
         epoch = client.writable_epoch(timeout)
@@ -290,7 +270,7 @@ def cluster_up(
         raise ClusterError("needs root (network namespaces, addresses on the bridge)")
     t0 = time.monotonic()
     try:
-        netns.topology_up(cfg)
+        topology.topology_up(cfg)
     except netns.NetnsError as exc:
         raise ClusterError(str(exc)) from exc
     print(
@@ -344,7 +324,7 @@ def cluster_down(cfg: ClusterConfig, *, out: TextIO = sys.stdout) -> list[str]:
     stopped = Ensemble(cfg.zookeeper).stop()
     if stopped:
         done.append(f"stopped {stopped} ZooKeeper member(s)")
-    done += netns.topology_down(cfg)
+    done += topology.topology_down(cfg)
     for line in done or ["nothing to do: the cluster was down"]:
         print(line, file=out)
     out.flush()

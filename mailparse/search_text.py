@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from imapd.message.decoding import decode_charset, decode_header_value, decode_transfer
-from imapd.message.mime_tree import Part
-from imapd.message.view import ParsedMessage
+from mailparse.decoding import decode_charset, decode_header_value, decode_transfer
+from mailparse.mime_tree import Part
+from mailparse.view import ParsedMessage
 
 _FOLD: Final = re.compile(rb"\r?\n(?=[ \t])")
 

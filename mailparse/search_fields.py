@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from imapd.message.addresses import parse_addresses
-from imapd.message.decoding import decode_header_value
-from imapd.message.headers import header_end, parse_fields
+from mailparse.addresses import parse_addresses
+from mailparse.decoding import decode_header_value
+from mailparse.headers import header_end, parse_fields
 
 INDEXED_FIELDS: Final = (b"subject", b"from", b"to", b"cc", b"bcc")
 ADDRESS_FIELDS: Final = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"})

@@ -1,6 +1,6 @@
-"""A service process started ahead of need: `python -m haagent.prestart NAME`.
+"""A service process started ahead of need: `python -m mailha.prestart NAME`.
 
-`python -m haagent.prestart NAME [READY_FD]`. It imports the service's modules (the bulk of a Python service's start-up
+`python -m mailha.prestart NAME [READY_FD]`. It imports the service's modules (the bulk of a Python service's start-up
 time), then blocks reading ONE line from stdin: the JSON argv of the
 `mailha` command it is to become. Only then does it run that command, in
 this same process. No fork happens after gRPC is imported, so gRPC's
@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+import mailha.cli
+
 # Modules each service imports lazily on its command path; importing them
 # here is the whole point. Missing ones are skipped (a service not built).
 PRELOAD: dict[str, tuple[str, ...]] = {
@@ -28,7 +30,6 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 
 def main() -> int:
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    import mailha.cli
 
     for module in PRELOAD.get(name, ()):
         try:

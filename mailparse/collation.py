@@ -18,7 +18,7 @@ import re
 import unicodedata
 from typing import Final
 
-from imapd.message.decoding import decode_header_value
+from mailparse.decoding import decode_header_value
 
 # RFC 5256 ABNF, case-insensitive:
 #   subj-trailer = "(fwd)" / WSP

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from imapd.message.content_fields import TypedValue, parse_typed
-from imapd.message.headers import first_values, header_end, prefix_matcher
+from mailparse.content_fields import TypedValue, parse_typed
+from mailparse.headers import first_values, header_end, prefix_matcher
 
 MAX_DEPTH: Final = 24  # nesting of multipart / message parts we follow
 MAX_PARTS: Final = 2000  # body parts per message; later ones are ignored

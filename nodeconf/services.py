@@ -11,6 +11,11 @@ import pathlib
 import sys
 from dataclasses import dataclass
 
+# Front-end metrics at the node's own address, next to the agent's (ports.metrics):
+# the agent starts them there, the web console reads them there.
+IMAPD_METRICS_OFFSET = 1
+LMTPD_METRICS_OFFSET = 2
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
