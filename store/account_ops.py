@@ -315,7 +315,8 @@ class AccountOps(StoreCore):
             low, high = recent.claim(ctx.txn, ctx.dbs, req.mailbox_id, min(req.up_to_uid, record.uidnext))
             return store_pb2.ClaimRecentReply(from_uid=low, to_uid=high)
 
-        return self.write(req.epoch, op)
+        # Losing a claim to an OS crash only shows the messages as \Recent once more.
+        return self.write(req.epoch, op, durable=False)
 
     def select(self, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
         return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed))

@@ -7,6 +7,19 @@ rolled back alone, commits the outer transaction (one fsync for the whole
 batch), and only then resolves the futures and publishes change events.
 Nothing is acknowledged before its commit is durable.
 
+Durability classes. The environment is opened with metasync=False (LMDB's
+MDB_NOMETASYNC): a commit fsyncs its data pages but not the meta page that
+points at them. LMDB documents that this "maintains database integrity, but
+a system crash may undo the last committed transaction" (ACI without D).
+So the committer calls env.sync(True) after every batch that holds a
+durable operation (the default: appends, deliveries, fences, user and
+mailbox changes, expunges...) and before any of that batch's futures
+resolve, which makes it, and every transaction before it, fully durable.
+Only a batch made entirely of operations submitted with durable=False
+(flag changes, \\Recent claims) skips that second fsync: an OS crash (not a
+process crash: the meta page is in the page cache) may undo it, and only
+while it is the last transaction. Dovecot does not fsync flag changes at all.
+
 A "flat" operation (a single append) promises that every error it raises
 comes before its first write. It runs straight in the outer transaction
 with the batch's write-back cache of records (store.batch_records): no
@@ -59,6 +72,7 @@ class _Op:
     epoch: int | None  # None: no epoch check (Fence does its own)
     needs_writable: bool
     flat: bool = False  # raises only before its first write: may skip the nested transaction
+    durable: bool = True  # False: an OS crash may undo it while it is the last transaction
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -109,6 +123,7 @@ class Committer:
         self.commit_seconds = 0.0
         self.apply_seconds = 0.0
         self.safe_reruns = 0
+        self.syncs = 0  # env.sync calls that made a batch with a durable operation durable
 
     def start(self) -> None:
         self._thread.start()
@@ -120,10 +135,19 @@ class Committer:
         self._thread.join()
 
     def submit(
-        self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True, flat: bool = False
+        self,
+        epoch: int | None,
+        fn: Callable[[WriteContext], T],
+        *,
+        needs_writable: bool = True,
+        flat: bool = False,
+        durable: bool = True,
     ) -> Future[T]:
-        """Queue `fn`; `flat` only for a function whose every error comes before its first write."""
-        op = _Op(fn, epoch, needs_writable, flat and epoch is not None)
+        """Queue `fn`; `flat` only for a function whose every error comes before its first write.
+
+        `durable=False` only for a write whose loss in an OS crash is acceptable (flag changes).
+        """
+        op = _Op(fn, epoch, needs_writable, flat and epoch is not None, durable)
         if self._stopping:
             op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
         elif needs_writable and not self.writable:
@@ -132,8 +156,10 @@ class Committer:
             self._queue.put(op)
         return cast("Future[T]", op.future)
 
-    def run(self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True) -> T:
-        return self.submit(epoch, fn, needs_writable=needs_writable).result()
+    def run(
+        self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True, durable: bool = True
+    ) -> T:
+        return self.submit(epoch, fn, needs_writable=needs_writable, durable=durable).result()
 
     # ---- the thread -------------------------------------------------------
 
@@ -200,6 +226,21 @@ class Committer:
                 for op in batch:
                     op.future.set_exception(failure)
                 return
+        if any(op.durable for op in batch):
+            # The commit fsynced the data pages, not the meta page (metasync=False): flush it
+            # before anyone hears back. A failure here leaves the batch committed but of unknown
+            # durability, so nobody is told it succeeded.
+            try:
+                self._env.sync(True)
+            except (lmdb.Error, OSError) as exc:
+                log.error("could not make a committed batch durable: %s", exc)
+                events = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
+                if events:
+                    self._publish(events)  # committed and visible to readers: watchers must see it too
+                for op in batch:
+                    op.future.set_exception(Internal(f"could not make the write durable: {exc}"))
+                return
+            self.syncs += 1
         self.batches += 1
         self.ops += len(batch)
         # Durable now. Publish first, so by the time a writer has its answer every

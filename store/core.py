@@ -73,7 +73,9 @@ class StoreCore:
             max_readers=options.max_readers,
             subdir=True,
             sync=True,
-            metasync=True,
+            # Meta page flushed by the committer, only after batches that must be durable
+            # (store/committer.py, "Durability classes").
+            metasync=False,
             writemap=False,
         )
         stale = self.env.reader_check()
@@ -83,6 +85,7 @@ class StoreCore:
         self.dedupe = DeliveryDedupe(self.env, options.delivery_dedupe_window)
         with self.env.begin(write=True) as txn:
             txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
+        self.env.sync(True)  # the schema writes above bypass the committer: make them durable
         self.feed = ChangeFeed(options.watch_queue_limit)
         self.gate = MapGate()
         self.fulltext = FullTextIndex(options.data_dir / "fulltext.sqlite")
@@ -119,5 +122,6 @@ class StoreCore:
         """Another process grew the map: take its size (no transaction may be open)."""
         self.gate.exclusive(lambda: self.env.set_mapsize(0))
 
-    def write(self, epoch: int, fn: Callable[[WriteContext], T]) -> T:
-        return self.committer.run(epoch, fn)
+    def write(self, epoch: int, fn: Callable[[WriteContext], T], *, durable: bool = True) -> T:
+        """Run `fn` in the group commit; `durable=False` only for flag-like changes (see committer)."""
+        return self.committer.run(epoch, fn, durable=durable)

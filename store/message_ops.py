@@ -217,7 +217,8 @@ class MessageOps(StoreCore):
                 )
             return reply
 
-        return self.write(req.epoch, op)
+        # A flag change: an OS crash may undo it while it is the last commit (committer docstring).
+        return self.write(req.epoch, op, durable=False)
 
     def copy(self, req: store_pb2.CopyRequest, move: bool) -> store_pb2.CopyReply:
         user = names.user_name(req.user)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, cast
 
 import lmdb
 import pytest
@@ -83,3 +85,45 @@ def test_epoch_check_happens_inside_the_write(env_dbs: tuple[lmdb.Environment, D
             assert txn.get(b"x", db=dbs.meta) == b"1"
     finally:
         committer.stop()
+
+
+class _SyncWatchingEnv:
+    """The real environment, recording at each sync whether the watched writes were answered yet."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self._env = env
+        self.watched: list[Future[Any]] = []
+        self.answered_at_sync: list[list[bool]] = []
+
+    def sync(self, force: bool = False) -> None:
+        self.answered_at_sync.append([f.done() for f in self.watched])
+        self._env.sync(force)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._env, name)
+
+
+def test_durable_write_is_synced_before_its_reply_and_flag_writes_are_not(
+    env_dbs: tuple[lmdb.Environment, Dbs],
+) -> None:
+    env, dbs = env_dbs
+    watching = _SyncWatchingEnv(env)
+    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events: None)
+    committer.start()
+    try:
+        # A flag-like write alone: committed (data pages fsynced) but no meta sync.
+        flag = committer.submit(None, lambda ctx: ctx.txn.put(b"f", b"1", db=ctx.dbs.meta), durable=False)
+        assert flag.result(5)
+        assert watching.answered_at_sync == [] and committer.syncs == 0
+        # A durable write (the default, as for an append): synced while still unanswered.
+        release = threading.Event()
+        blocker = committer.submit(None, lambda ctx: release.wait(5), durable=False)
+        durable = committer.submit(None, lambda ctx: ctx.txn.put(b"d", b"1", db=ctx.dbs.meta))
+        watching.watched = [blocker, durable]
+        release.set()
+        assert durable.result(5) and blocker.result(5)
+    finally:
+        committer.stop()
+    # One sync per batch holding a durable write; the blocker shared its batch or had none.
+    assert committer.syncs == len(watching.answered_at_sync) >= 1
+    assert not watching.answered_at_sync[-1][1]  # the durable write was not answered before its sync

@@ -576,3 +576,20 @@ def test_watch_account_carries_every_mailbox_and_name_event_of_one_user(mail_sto
 def test_watch_account_of_an_unknown_user_is_refused(mail_store: MailStore) -> None:
     with pytest.raises(NotFound):
         next(iter(mail_store.watch_account(store_pb2.WatchAccountRequest(user="nobody"), 5)))
+
+
+def test_appends_are_synced_and_flag_changes_and_recent_claims_are_not(mail_store: MailStore) -> None:
+    """The durability class of each write path (store/committer.py, "Durability classes")."""
+    _user(mail_store)
+    syncs = mail_store.committer.syncs
+    reply = _append(mail_store)
+    assert mail_store.committer.syncs == syncs + 1  # an acknowledged append is fully durable
+    mid = _mid(mail_store)
+    flags = store_pb2.StoreFlagsRequest(
+        epoch=1, user="alice", mailbox_id=mid, uid_set=str(reply.uid), mode=store_pb2.FLAG_MODE_ADD, flags=["\\Seen"]
+    )
+    assert mail_store.store_flags(flags).updated
+    mail_store.claim_recent(store_pb2.ClaimRecentRequest(epoch=1, user="alice", mailbox_id=mid, up_to_uid=10))
+    assert mail_store.committer.syncs == syncs + 1  # neither asked for the meta-page fsync
+    mail_store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=mid))
+    assert mail_store.committer.syncs == syncs + 2
