@@ -125,12 +125,15 @@ def _run_load(bench_opts: ImapBenchOptions, server_cpu: CpuProbe) -> dict[str, o
     stats, elapsed = run_clients(bench_opts)
     result = report(bench_opts, stats, elapsed)
     sessions = max(1, stats.sessions)
-    used = process_cpu.cpu_by_process(cpu_before, server_cpu())
+    cpu_after = server_cpu()
+    used = process_cpu.cpu_by_process(cpu_before, cpu_after)
     result["server_cpu_ms_per_session"] = round(sum(used.values()) * 1000 / sessions, 2)
     result["server_cpu_ms_per_session_by_process"] = {
         name: round(seconds * 1000 / sessions, 2) for name, seconds in sorted(used.items())
     }
     result["client_cpu_ms_per_session"] = round((client_cpu() - client_before) * 1000 / sessions, 2)
+    # Faults that waited for the disk: a loop stalled on LMDB page-ins would show here.
+    result["server_major_faults_by_process"] = process_cpu.major_faults_by_process(cpu_before, cpu_after)
     result["loadavg"] = _loadavg()
     return result
 
@@ -293,7 +296,17 @@ def _summarize(
     out["server_cpu_ms_per_session_by_process"] = {s: _by_process(mixed[s]) for s in SERVERS}
     out["mixed"] = {s: mixed[s][-1] | {"rounds": [_num(r, "sessions_per_s") for r in mixed[s]]} for s in SERVERS}
     # Each round's p99 too: the bar is "below 100 ms in every run", not the median.
-    out["think"] = {s: think[s][-1] | {"rounds_p99_ms": [_num(r, "p99_ms") for r in think[s]]} for s in SERVERS}
+    # With each round's load average and major faults: a slow round on a busy machine or a
+    # faulting server process tells itself apart from a slow server.
+    out["think"] = {
+        s: think[s][-1]
+        | {
+            "rounds_p99_ms": [_num(r, "p99_ms") for r in think[s]],
+            "rounds_loadavg": [r["loadavg"] for r in think[s]],
+            "rounds_major_faults": [r["server_major_faults_by_process"] for r in think[s]],
+        }
+        for s in SERVERS
+    }
     out["single"] = single
     mh, dc = summary["mailha"], summary["dovecot"]
     for key in mh:

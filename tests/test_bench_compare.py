@@ -62,6 +62,9 @@ def test_bench_compare_measures_both_servers_and_writes_ratios(tmp_path: pathlib
         for name in ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH_BODY", "STORE", "APPEND", "EXPUNGE", "LOGOUT"):
             assert mixed[name]["count"] > 0, (server, name)
     assert len(result["think"]["mailha"]["rounds_p99_ms"]) == 1  # --rounds 1
+    faults = result["think"]["mailha"]["rounds_major_faults"]
+    assert len(faults) == 1 and {"store", "imapd"} <= set(faults[0]) and min(faults[0].values()) >= 0
+    assert len(result["think"]["dovecot"]["rounds_loadavg"]) == 1
     split = result["server_cpu_ms_per_session_by_process"]
     assert {"store", "imapd"} <= set(split["mailha"]) and split["mailha"]["store"] > 0
     assert sum(split["mailha"].values()) == pytest.approx(result["summary"]["mailha"]["server_cpu_ms_per_session"], 0.1)

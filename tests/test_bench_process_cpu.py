@@ -40,3 +40,23 @@ def test_cpu_is_split_per_process_and_ended_children_count_once() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_major_faults_are_counted_per_label_between_snapshots() -> None:
+    before = process_cpu.CpuSnapshot({1: ("imapd", 0.0), 2: ("store", 0.0)}, 0.0, {1: 5, 2: 7})
+    # pid 2 was reused by another process; pid 3 started in between.
+    live = {1: ("imapd", 0.0), 2: ("worker", 0.0), 3: ("worker", 0.0)}
+    after = process_cpu.CpuSnapshot(live, 0.0, {1: 9, 2: 2, 3: 4})
+    assert process_cpu.major_faults_by_process(before, after) == {"imapd": 4, "worker": 6}
+
+
+def test_snapshot_reads_major_faults_of_live_processes() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        snap = process_cpu.snapshot({parent.pid: "parent"})
+        assert set(snap.faults) == {parent.pid}
+        assert snap.faults[parent.pid] == process_cpu.major_faults(parent.pid) >= 0
+    finally:
+        parent.kill()
+        parent.wait()
+    assert process_cpu.major_faults(parent.pid) == 0  # gone: nothing to read
