@@ -42,8 +42,8 @@ from mailparse.preview import preview_text
 from mailparse.search_fields import indexed_text, text_matches
 from mailparse.sort_keys import stored_keys
 from mailparse.view import MessageView, ParsedMessage
-from store import uidset
-from store.errors import InvalidArgument
+from store import names, uidset
+from store.errors import InvalidArgument, LimitExceeded
 
 _SLASH = re.compile("/")
 
@@ -138,7 +138,31 @@ def _metadata_name(name: str, *, lookup: bool = False) -> str:
 
 
 def _norm(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
+    """The store's canonical mailbox name (store/names.py), or INVALID as the store refuses it."""
+    try:
+        return names.mailbox_name(name)
+    except InvalidArgument as exc:
+        raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+
+
+def _flags(values: Sequence[str]) -> set[str]:
+    """Flags as the store canonicalises them (\\flagged -> \\Flagged), with its refusals."""
+    try:
+        return set(names.flags(values))
+    except InvalidArgument as exc:
+        raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+    except LimitExceeded as exc:
+        raise StoreError(StoreErrorKind.LIMIT, str(exc)) from None
+
+
+def _keyword_room(mbox: _Mailbox, flags: set[str]) -> None:
+    """LIMIT if `flags` would give the mailbox more distinct keywords than the store allows."""
+    wanted = {f for f in flags if not f.startswith("\\")}
+    if not wanted:
+        return
+    present = {f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")}
+    if len(present | wanted) > names.MAX_KEYWORDS_PER_MAILBOX:
+        raise StoreError(StoreErrorKind.LIMIT, f"limit: more than {names.MAX_KEYWORDS_PER_MAILBOX} keywords")
 
 
 class FakeStore:
@@ -329,8 +353,10 @@ class FakeStore:
         return self._written_info(self._user(user), self._create(self._user(user), _norm(name), special_use))
 
     def _create(self, u: _User, name: str, special_use: str = "") -> _Mailbox:
-        if not name or "//" in name or name.endswith("/"):
-            raise StoreError(StoreErrorKind.INVALID, f"bad mailbox name {name!r}")
+        try:
+            special_use = names.special_use(special_use)
+        except InvalidArgument as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
         placeholder = u.mailboxes.get(name)
         if placeholder is not None and placeholder.noselect:
             # Like the store: re-creating a \Noselect placeholder makes it selectable, with a new UIDVALIDITY.
@@ -556,6 +582,9 @@ class FakeStore:
         self._write()
         await trio.lowlevel.checkpoint()
         mbox = self._by_id(user, mailbox_id)
+        wanted = _flags(flags)
+        if mode is not FlagMode.REMOVE:
+            _keyword_room(mbox, wanted)
         updated: list[MessageMeta] = []
         modified: list[int] = []
         modseq = mbox.highestmodseq + 1  # like the store: every message this command changes gets one MODSEQ
@@ -564,11 +593,11 @@ class FakeStore:
                 modified.append(msg.uid)
                 continue
             if mode is FlagMode.REPLACE:
-                new = set(flags)
+                new = set(wanted)
             elif mode is FlagMode.ADD:
-                new = msg.flags | set(flags)
+                new = msg.flags | wanted
             else:
-                new = msg.flags - set(flags)
+                new = msg.flags - wanted
             if new != msg.flags:
                 mbox.highestmodseq = modseq
                 msg.flags = new
@@ -585,6 +614,7 @@ class FakeStore:
         src = self._by_id(user, mailbox_id)
         dest = self._selectable(self._mailbox(user, dest_name))
         msgs = self._selected(src, text)
+        _keyword_room(dest, {f for m in msgs for f in m.flags})
         size = sum(len(m.data) for m in msgs)
         if u.quota and not move and self._usage(u) + size > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
@@ -687,6 +717,10 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         u = self._user(user)
         mbox = self._selectable(self._mailbox(user, mailbox))
+        messages = [
+            (dataclasses.replace(spec, flags=tuple(sorted(_flags(spec.flags)))), data) for spec, data in messages
+        ]
+        _keyword_room(mbox, {f for spec, _ in messages for f in spec.flags})
         total = sum(len(data) for _, data in messages)
         if u.quota and self._usage(u) + total > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")

@@ -410,6 +410,33 @@ async def case_scan_index(p: Probe, b: Backend) -> None:
     await p.scan("unknown box", user, 999_999, IndexQuery("1:*"))
 
 
+async def case_bad_input(p: Probe, b: Backend) -> None:
+    """Names, flags and bounds the store refuses, with the error kind it gives."""
+    user = b.user()
+    s = p.store
+    for name in ("/lead", "a/*", "50%", "tab\there", "x" * 256, "é" * 120):
+        await p(f"create {name[:12]!r}", s.create_mailbox(user, name))
+    await p("create special unknown", s.create_mailbox(user, "Odd", "\\Bogus"))
+    await p("create special lower", s.create_mailbox(user, "Odd2", "\\sent"))
+    await p("rename to wildcard", s.rename_mailbox(user, "Archive", "Arch*"))
+    await p("subscribe wildcard", s.subscribe(user, "a%", True))
+    box = await _filled(p, user, 2)
+    await p("flag recent", s.store_flags(user, box, "1", FlagMode.ADD, ["\\Recent"]))
+    await p("flag unknown system", s.store_flags(user, box, "1", FlagMode.ADD, ["\\Bogus"]))
+    await p("flag lower system", s.store_flags(user, box, "1", FlagMode.ADD, ["\\flagged"]))
+    await p("keyword bad char", s.store_flags(user, box, "1", FlagMode.ADD, ["a(b"]))
+    await p("keyword too long", s.store_flags(user, box, "1", FlagMode.ADD, ["k" * 129]))
+    await p("keyword longest", s.store_flags(user, box, "1", FlagMode.ADD, ["k" * 128]))
+    await p("keywords to the bound", s.store_flags(user, box, "2", FlagMode.ADD, [f"kw{n}" for n in range(126)]))
+    await p("one keyword too many", s.store_flags(user, box, "1", FlagMode.ADD, ["extra"]))
+    await p("append too many", append(s, user, "INBOX", message(9), AppendSpec(("extra2",), DATE)))
+    await p("append bad flag", append(s, user, "INBOX", message(9), AppendSpec(("\\Recent",), DATE)))
+    await p("copy to noselect-free", s.copy(user, box, "1", "inbox"))
+    await p("select", s.select(user, "INBOX"))
+    await p("unknown user create", s.create_mailbox(f"{user}x", "A"))
+    await p("unknown user append", append(s, f"{user}x", "INBOX", message(1), AppendSpec()))
+
+
 async def case_metadata(p: Probe, b: Backend) -> None:
     user = b.user()
     s = p.store
