@@ -423,10 +423,10 @@ class FakeStore:
                 msg.uid, msg.modseq, msg.added_modseq = uid, 1, 1
                 dest.messages[uid] = msg
             dest.uidnext = len(moved) + 1
-            gone, src.messages = tuple(src.messages), {}
+            gone, src.messages = tuple(sorted(src.messages)), {}
             src.highestmodseq += 1
-            # (The store publishes nothing for INBOX here; sessions with INBOX selected must learn
-            # of the expunge, so the fake keeps telling them: see the contract test's note.)
+            # For INBOX's sessions (and VANISHED) the messages that left are expunged.
+            src.expunged_log.extend((uid, src.highestmodseq) for uid in gone)
             self._publish(src, ChangeEvent(src.mailbox_id, src.highestmodseq, expunged=gone))
             return self._written_info(u, dest)
         old = src.name  # src is renamed inside the loop: its children need the old name's length

@@ -220,9 +220,14 @@ class AccountOps(StoreCore):
     def rename_mailbox(self, req: store_pb2.RenameMailboxRequest) -> store_pb2.MailboxInfo:
         def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
             users.require_user(ctx.txn, ctx.dbs, req.user)
-            mid, moved = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
+            mid, moved, left_inbox = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
             for moved_id in moved:
                 ctx.events.append(store_pb2.ChangeEvent(mailbox_id=moved_id, renamed=True))
+            if left_inbox:  # RENAME INBOX: its messages left it, an expunge for the sessions that have it selected
+                inbox_id, inbox = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, "INBOX")
+                ctx.events.append(
+                    store_pb2.ChangeEvent(mailbox_id=inbox_id, modseq=inbox.highestmodseq, expunged=left_inbox)
+                )
             record = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, mid)
             kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
             return mailboxes.info(record, mid, kids, with_status=True)

@@ -242,6 +242,7 @@ async def case_mailbox_tree(p: Probe, b: Backend) -> None:
     await s.expunge(user, box, "1")  # a gap: the store renumbers
     await p("rename inbox", s.rename_mailbox(user, "INBOX", "Old/Inbox"))
     await p("inbox after", s.select(user, "INBOX"))
+    await p("inbox vanished", s.vanished(user, box, 0))
     old = await p("renamed inbox", s.select(user, "Old/Inbox"))
     await p.fetch("renamed messages", user, old.mailbox.mailbox_id, FetchRequest("1:*", with_facts=True))
     await p("status", s.status(user, "Job/2024"))
@@ -508,6 +509,20 @@ async def case_watch(p: Probe, b: Backend) -> None:
             await trio.sleep(0.5)
             await s.delete_mailbox(user, "Gone")
     p.note("deleted", ends)
+    inbox_events: list[ChangeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+
+            async def first_change() -> None:
+                async for event in s.watch(user, box, 0):
+                    if not event.heartbeat:
+                        inbox_events.append(event)
+                        return
+
+            nursery.start_soon(first_change)
+            await trio.sleep(0.5)
+            await s.rename_mailbox(user, "INBOX", "Moved")  # RFC 3501 6.3.5: INBOX's messages leave it
+    p.note("rename inbox", inbox_events)
 
 
 CASES: dict[str, Case] = {
