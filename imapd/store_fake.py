@@ -213,6 +213,10 @@ class FakeStore:
 
     # ---- helpers ------------------------------------------------------------
     def _user(self, name: str) -> _User:
+        try:
+            names.user_name(name)  # like the store: a name it could not hold is INVALID, not unknown
+        except InvalidArgument as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
         user = self._users.get(name)
         if user is None:
             raise StoreError(StoreErrorKind.NOT_FOUND, f"no user {name}")

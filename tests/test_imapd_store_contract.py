@@ -75,6 +75,13 @@ class Backend:
                 client.create_user(name, PASSWORD, quota=quota)
         return name
 
+    def stale_client(self) -> StoreClient:
+        """A client of an older writer epoch (a deposed imapd): its writes must be fenced."""
+        if self.fake is not None:
+            self.fake.client_epoch = self.epoch - 1
+            return self.fake
+        return GrpcStore(self.server.address, self.epoch - 1)
+
     def client(self) -> StoreClient:
         if self.fake is not None:
             return self.fake
@@ -436,6 +443,43 @@ async def case_bad_input(p: Probe, b: Backend) -> None:
     await p("select", s.select(user, "INBOX"))
     await p("unknown user create", s.create_mailbox(f"{user}x", "A"))
     await p("unknown user append", append(s, f"{user}x", "INBOX", message(1), AppendSpec()))
+
+
+async def case_fenced(p: Probe, b: Backend) -> None:
+    """A client of an older epoch: every write is FENCED and changes nothing, reads still answer."""
+    user = b.user()
+    box = await _filled(p, user, 2)
+    stale = b.stale_client()
+    try:
+        await p("create", stale.create_mailbox(user, "New"))
+        await p("rename", stale.rename_mailbox(user, "Sent", "Sent2"))
+        await p("delete", stale.delete_mailbox(user, "Junk"))
+        await p("subscribe", stale.subscribe(user, "Junk", False))
+        await p("append", append(stale, user, "INBOX", message(5), AppendSpec((), DATE)))
+        await p("multi", stale.multi_append(user, "INBOX", [(AppendSpec(), message(6))]))
+        await p("store", stale.store_flags(user, box, "1", FlagMode.ADD, ["\\Seen"]))
+        await p("copy", stale.copy(user, box, "1", "Trash"))
+        await p("move", stale.move(user, box, "1", "Trash"))
+        await p("expunge", stale.expunge(user, box))
+        await p("claim", stale.claim_recent(user, box, 3))
+        await p("set metadata", stale.set_metadata(user, "", [("/private/x", b"1")]))
+        await p("status", stale.status(user, "INBOX"))
+        await p("list", stale.list_mailboxes(user))
+        await p.fetch("fetch", user, box, FetchRequest("1:*"))
+    finally:
+        if stale is not p.store:
+            await stale.aclose()
+
+
+async def case_user_names(p: Probe, b: Backend) -> None:
+    """Calls for a user that does not exist, or whose name the store cannot hold."""
+    for user in ("nobody-here", "Bad Name", ""):
+        await p(f"list {user!r}", p.store.list_mailboxes(user))
+        await p(f"status {user!r}", p.store.status(user, "INBOX"))
+        await p(f"select {user!r}", p.store.select(user, "INBOX"))
+        await p(f"quota {user!r}", p.store.get_quota(user))
+        await p(f"metadata {user!r}", p.store.get_metadata(user, "", ["/private/x"], 0))
+        await p(f"login {user!r}", p.store.authenticate(user, PASSWORD))
 
 
 async def case_metadata(p: Probe, b: Backend) -> None:
