@@ -483,6 +483,8 @@ class FakeStore:
     ) -> tuple[tuple[str, bytes], ...]:
         self._call()
         await trio.lowlevel.checkpoint()
+        if len(entries) > _METADATA_MAX_ENTRIES:  # as the store: a bound per request
+            raise StoreError(StoreErrorKind.INVALID, f"metadata: at most {_METADATA_MAX_ENTRIES} entries per request")
         mid = self._metadata_mailbox(user, mailbox)
         stored = self._user(user).metadata
         found: dict[str, tuple[str, bytes]] = {}

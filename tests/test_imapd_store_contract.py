@@ -482,6 +482,30 @@ async def case_user_names(p: Probe, b: Backend) -> None:
         await p(f"login {user!r}", p.store.authenticate(user, PASSWORD))
 
 
+async def case_bounds_and_recent(p: Probe, b: Backend) -> None:
+    """METADATA's bounds per request and per user, \\Recent after COPY and EXPUNGE, set order."""
+    user = b.user()
+    s = p.store
+    many = [(f"/private/n{n}", b"v") for n in range(501)]
+    await p("set 501 in one request", s.set_metadata(user, "", many))
+    await p("set 500", s.set_metadata(user, "", many[:500]))
+    await p("set one more", s.set_metadata(user, "INBOX", [("/private/extra", b"v")]))
+    await p("replace one", s.set_metadata(user, "", [("/private/n1", b"w")]))
+    await p("get 501 names", s.get_metadata(user, "", [name for name, _ in many], 0))
+    await p("get depth", s.get_metadata(user, "", ["/private/n49"], 2))
+    box = await _filled(p, user, 4)
+    await p("status", s.status(user, "INBOX"))
+    await p("claim 2", s.claim_recent(user, box, 3))
+    await p("copy", s.copy(user, box, "1:2", "Trash"))
+    await p("trash", s.select(user, "Trash"))
+    await p("trash status", s.status(user, "Trash"))
+    await p("expunge", s.expunge(user, box))
+    await p("after expunge", s.status(user, "INBOX"))
+    await p("select", s.select(user, "INBOX"))
+    await p.fetch("out of order set", user, box, FetchRequest("4,1,2:1,3", with_header=True))
+    await p("flags twice", s.store_flags(user, box, "1,1:2", FlagMode.ADD, ["$a", "$a", "\\flagged"]))
+
+
 async def case_metadata(p: Probe, b: Backend) -> None:
     user = b.user()
     s = p.store
