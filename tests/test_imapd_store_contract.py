@@ -39,7 +39,9 @@ from imapd.store_grpc import GrpcStore
 from store.reader import LocalReader
 from tests.store_fixtures import StoreServer
 
-MAX_MESSAGE = 64 * 1024  # the same --max-message-size on both sides, so TOO_BIG is cheap to reach
+# The same --max-message-size on both sides: above GrpcStore's one-request cut-off (4 MiB), so both
+# of its append paths (one request, streamed pieces) meet TOO_BIG and success.
+MAX_MESSAGE = 5 * 1024 * 1024
 PASSWORD = "contract-secret"
 _users = itertools.count(1)
 _USER_NAME = re.compile(r"u[0-9]+(?:fake|remote|local)")  # user names differ per backend (fresh users)
@@ -180,7 +182,7 @@ async def _chunks(data: bytes, size: int = 7) -> AsyncIterator[bytes]:
 
 
 async def append(store: StoreClient, user: str, box: str, data: bytes, spec: AppendSpec, **kw: bool) -> Any:
-    return await store.append(user, box, spec, len(data), _chunks(data), **kw)
+    return await store.append(user, box, spec, len(data), _chunks(data, 7 if len(data) < 4096 else 64 * 1024), **kw)
 
 
 def message(n: int, subject: str = "", body: str = "") -> bytes:
@@ -272,6 +274,10 @@ async def case_append_select(p: Probe, b: Backend) -> None:
             p.note("now date", {"now_date": m.meta.internal_date})
     await p("unknown mailbox", append(s, user, "Nope", message(6), AppendSpec()))
     await p("too big", append(s, user, "INBOX", b"x" * (MAX_MESSAGE + 1), AppendSpec()))
+    big = message(11, body="y" * (MAX_MESSAGE - 600 * 1024))
+    await p("streamed", s.append(user, "Junk", AppendSpec((), DATE), len(big), _chunks(big, 256 * 1024)))
+    await p("at the bound", append(s, user, "Junk", b"z" * MAX_MESSAGE, AppendSpec((), DATE)))
+    await p.fetch("streamed back", user, (await s.status(user, "Junk")).mailbox_id, FetchRequest("1:*"))
     await p("multi", s.multi_append(user, "Sent", [(AppendSpec(("\\Answered",), DATE), message(n)) for n in (7, 8)]))
     await p(
         "multi one too big",
@@ -524,6 +530,33 @@ async def case_metadata(p: Probe, b: Backend) -> None:
     await p("set unknown mailbox", s.set_metadata(user, "Nope", [("/private/comment", b"1")]))
 
 
+async def watched(
+    s: StoreClient, user: str, box: int, mark: int, action: Callable[[], Awaitable[object]], *, count: int
+) -> list[ChangeEvent]:
+    """The events a watch from `mark` sees: first the catch-up (which says the feed is open, so
+    no sleep is needed before `action`), then up to `count` events that `action` causes."""
+    events: list[ChangeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            opened = trio.Event()
+
+            async def collect() -> None:
+                async for event in s.watch(user, box, mark):
+                    if event.heartbeat:
+                        continue
+                    events.append(event)
+                    opened.set()
+                    if event.deleted or event.renamed or len(events) > count:
+                        break
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(collect)
+            await opened.wait()
+            await action()
+            await trio.sleep(15)  # collect() cancels this once the events are in
+    return events
+
+
 async def case_watch(p: Probe, b: Backend) -> None:
     """A change made by another caller reaches a watch: order and content."""
     user = b.user()
@@ -531,30 +564,18 @@ async def case_watch(p: Probe, b: Backend) -> None:
     other = b.fake or GrpcStore(b.server.address, b.epoch)  # another imapd of the same store
     box = (await s.select(user, "INBOX")).mailbox.mailbox_id
     await append(s, user, "INBOX", message(0), AppendSpec((), DATE))
-    events: list[ChangeEvent] = []
+
+    async def changes() -> None:
+        await append(other, user, "INBOX", message(1), AppendSpec(("\\Seen",), DATE))
+        await other.store_flags(user, box, "1", FlagMode.ADD, ["\\Deleted"])
+        await other.expunge(user, box)
+        await other.multi_append(user, "INBOX", [(AppendSpec((), DATE), message(n)) for n in (2, 3)])
+
     try:
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-
-                async def collect() -> None:
-                    async for event in s.watch(user, box, 0):
-                        if not event.heartbeat:
-                            events.append(event)
-                        if event.deleted or event.renamed or len(events) >= 4:
-                            break
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(collect)
-                await trio.sleep(0.5)  # the feed starts "from now"
-                await append(other, user, "INBOX", message(1), AppendSpec(("\\Seen",), DATE))
-                await other.store_flags(user, box, "1", FlagMode.ADD, ["\\Deleted"])
-                await other.expunge(user, box)
-                await other.multi_append(user, "INBOX", [(AppendSpec((), DATE), message(n)) for n in (2, 3)])
-                await trio.sleep(15)  # collect() cancels this once the four events are in
+        p.note("events", await watched(s, user, box, 2, changes, count=4))
     finally:
         if other is not s:
             await other.aclose()
-    p.note("events", events)
     replay: list[ChangeEvent] = []
     with trio.fail_after(10):
         async for event in s.watch(user, box, 3):  # the catch-up comes first, at once
@@ -564,33 +585,11 @@ async def case_watch(p: Probe, b: Backend) -> None:
     p.note("since modseq 3", replay)
     await p("create to delete", s.create_mailbox(user, "Gone"))
     gone = (await s.select(user, "Gone")).mailbox.mailbox_id
-    ends: list[ChangeEvent] = []
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-
-            async def until_end() -> None:
-                async for event in s.watch(user, gone, 0):
-                    if not event.heartbeat:
-                        ends.append(event)
-
-            nursery.start_soon(until_end)
-            await trio.sleep(0.5)
-            await s.delete_mailbox(user, "Gone")
-    p.note("deleted", ends)
-    inbox_events: list[ChangeEvent] = []
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-
-            async def first_change() -> None:
-                async for event in s.watch(user, box, 0):
-                    if not event.heartbeat:
-                        inbox_events.append(event)
-                        return
-
-            nursery.start_soon(first_change)
-            await trio.sleep(0.5)
-            await s.rename_mailbox(user, "INBOX", "Moved")  # RFC 3501 6.3.5: INBOX's messages leave it
-    p.note("rename inbox", inbox_events)
+    p.note("deleted", await watched(s, user, gone, 1, lambda: s.delete_mailbox(user, "Gone"), count=1))
+    mark = (await s.select(user, "INBOX")).mailbox.status
+    assert mark is not None
+    rename = lambda: s.rename_mailbox(user, "INBOX", "Moved")  # noqa: E731 (RFC 3501 6.3.5: the messages leave INBOX)
+    p.note("rename inbox", await watched(s, user, box, mark.highestmodseq, rename, count=1))
 
 
 CASES: dict[str, Case] = {
