@@ -23,6 +23,7 @@ def register(sub: Any) -> None:
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     _register_store(bench_sub)
     _register_sort(bench_sub)
+    _register_notify(bench_sub)
     _register_imap(bench_sub)
     _register_lmtp(bench_sub)
     _register_backup(bench_sub)
@@ -96,6 +97,22 @@ def _register_sort(bench_sub: Any) -> None:
 
 def _sort(args: argparse.Namespace) -> int:
     from bench.sort_bench import main
+
+    return main(args)
+
+
+def _register_notify(bench_sub: Any) -> None:
+    s: argparse.ArgumentParser = bench_sub.add_parser(
+        "notify", help="NOTIFY delivery latency in IDLE (spawns a throwaway store + imapd)"
+    )
+    s.add_argument("--appends", type=int, default=20, help="changes timed (p50 reported)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--dovecot", action="store_true", help="then the same on a throwaway Dovecot (ratio in the output)")
+    s.set_defaults(func=_notify)
+
+
+def _notify(args: argparse.Namespace) -> int:
+    from bench.notify_bench import main
 
     return main(args)
 

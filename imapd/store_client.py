@@ -182,6 +182,13 @@ class ChangeEvent:
     deleted: bool = False
     renamed: bool = False
     heartbeat: bool = False
+    # Account-level events (`watch_account`): the owner, mailbox names and what happened to them.
+    user: str = ""
+    created: bool = False
+    name: str = ""  # created/deleted/renamed/subscription: the mailbox name (after a rename)
+    old_name: str = ""  # renamed: the name before
+    subscribed: bool = False
+    unsubscribed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +292,12 @@ class StoreClient(Protocol):
 
         Ends after a `deleted` or `renamed` event. imapd keeps one per mailbox
         and process (see `imapd.watch_hub`)."""
+        ...
+
+    def watch_account(self, user: str) -> AsyncGenerator[ChangeEvent, None]:
+        """Change feed of a whole account from now: every mailbox's events plus mailbox
+        create/delete/rename and (un)subscriptions. imapd keeps one per user and process
+        (see `imapd.account_hub`), for NOTIFY."""
         ...
 
     async def aclose(self) -> None: ...

@@ -12,7 +12,7 @@ import itertools
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -111,6 +111,7 @@ class _Mailbox:
     watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
     recent_boundary: int = 1  # UIDs >= this: \Recent, not claimed by a session yet
     noselect: bool = False  # deleted while it had children: kept, empty, as their parent
+    owner: str = ""
 
 
 @dataclass
@@ -181,6 +182,7 @@ class FakeStore:
         self.fetch_requests: list[FetchRequest] = []
         self.index_queries: list[IndexQuery] = []
         self._body_ids = itertools.count(1)
+        self._account_watchers: dict[str, list[trio.MemorySendChannel[ChangeEvent]]] = {}
 
     # ---- administration (tests) ------------------------------------------
     def create_user(self, name: str, password: str, quota: int = 0, default_mailboxes: bool = True) -> None:
@@ -206,6 +208,10 @@ class FakeStore:
                 for send in mbox.watchers:
                     send.close()
                 mbox.watchers.clear()
+        for watchers in self._account_watchers.values():
+            for send in watchers:
+                send.close()
+            watchers.clear()
 
     def fence(self, epoch: int) -> None:
         """Another writer took over: this client's writes fail from now on."""
@@ -252,7 +258,7 @@ class FakeStore:
             raise StoreError(StoreErrorKind.FENCED, f"fenced: epoch {self.client_epoch} < {self.stored_epoch}")
 
     def _new_mailbox(self, user: _User, name: str, special_use: str = "") -> _Mailbox:
-        mbox = _Mailbox(name, self._next_id, self._next_uidvalidity, special_use)
+        mbox = _Mailbox(name, self._next_id, self._next_uidvalidity, special_use, owner=user.name)
         self._next_id += 1
         self._next_uidvalidity += 1
         user.mailboxes[name] = mbox
@@ -287,11 +293,22 @@ class FakeStore:
         return dataclasses.replace(info, status=dataclasses.replace(info.status, recent=0))
 
     def _publish(self, mbox: _Mailbox, event: ChangeEvent) -> None:
+        event = replace(event, user=mbox.owner)
         for send in list(mbox.watchers):
             try:
                 send.send_nowait(event)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 mbox.watchers.remove(send)
+        self._publish_account(event)
+
+    def _publish_account(self, event: ChangeEvent) -> None:
+        watchers = self._account_watchers.get(event.user, [])
+        for send in list(watchers):
+            try:
+                send.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                watchers.remove(send)
+                send.close()  # like the store: a subscriber that fell behind is cut off
 
     def _selected(self, mbox: _Mailbox, text: str) -> list[_Message]:
         try:
@@ -376,10 +393,13 @@ class FakeStore:
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent not in u.mailboxes:
-                self._new_mailbox(u, parent).subscribed = False
+                made = self._new_mailbox(u, parent)
+                made.subscribed = False
+                self._publish_account(ChangeEvent(made.mailbox_id, 0, user=u.name, name=parent, created=True))
         created = self._new_mailbox(u, name, special_use)
         created.subscribed = name in u.lone_subscriptions  # like the store: CREATE does not subscribe
         u.lone_subscriptions.discard(name)
+        self._publish_account(ChangeEvent(created.mailbox_id, 0, user=u.name, name=name, created=True))
         return created
 
     async def delete_mailbox(self, user: str, name: str) -> None:
@@ -402,7 +422,7 @@ class FakeStore:
             del u.mailboxes[mbox.name]
             if mbox.subscribed:
                 u.lone_subscriptions.add(mbox.name)
-        self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, deleted=True))
+        self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, name=mbox.name, deleted=True))
 
     async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
         self._write()
@@ -432,7 +452,7 @@ class FakeStore:
             # For INBOX's sessions (and VANISHED) the messages that left are expunged.
             src.expunged_log.extend((uid, src.highestmodseq) for uid in gone)
             self._publish(src, ChangeEvent(src.mailbox_id, src.highestmodseq, expunged=gone))
-            return self._written_info(u, dest)
+            return self._written_info(u, dest)  # (_create announced it on the account feed)
         old = src.name  # src is renamed inside the loop: its children need the old name's length
         for name in [n for n in u.mailboxes if n == old or n.startswith(old + "/")]:
             mbox = u.mailboxes.pop(name)
@@ -442,7 +462,7 @@ class FakeStore:
                 u.lone_subscriptions.add(name)
             mbox.subscribed = mbox.name in u.lone_subscriptions
             u.lone_subscriptions.discard(mbox.name)
-            self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, renamed=True))
+            self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, name=mbox.name, old_name=name, renamed=True))
             mbox.watchers.clear()
         return self._written_info(u, src)
 
@@ -450,14 +470,18 @@ class FakeStore:
         self._write()
         await trio.lowlevel.checkpoint()
         u = self._user(user)
+        event = ChangeEvent(0, 0, user=u.name, name=_norm(name), subscribed=subscribed, unsubscribed=not subscribed)
         if _norm(name) not in u.mailboxes:
             if subscribed:
                 u.lone_subscriptions.add(_norm(name))
+                self._publish_account(event)
                 return
             if _norm(name) in u.lone_subscriptions:
                 u.lone_subscriptions.discard(_norm(name))
+                self._publish_account(event)
                 return
         self._mailbox(user, name).subscribed = subscribed
+        self._publish_account(event)
 
     async def status(self, user: str, name: str) -> MailboxInfo:
         self._call()
@@ -768,6 +792,20 @@ class FakeStore:
                 yield event
                 if event.deleted or event.renamed:
                     return
+
+    async def watch_account(self, user: str) -> AsyncGenerator[ChangeEvent, None]:
+        self._call()
+        u = self._user(user)
+        send, receive = trio.open_memory_channel[ChangeEvent](1000)
+        self._account_watchers.setdefault(u.name, []).append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            watchers = self._account_watchers.get(u.name, [])
+            if send in watchers:
+                watchers.remove(send)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

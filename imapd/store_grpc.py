@@ -157,6 +157,12 @@ def _event(pb: store_pb2.ChangeEvent) -> ChangeEvent:
         deleted=pb.deleted,
         renamed=pb.renamed,
         heartbeat=pb.heartbeat,
+        user=pb.user,
+        created=pb.created,
+        name=pb.name,
+        old_name=pb.old_name,
+        subscribed=pb.subscribed,
+        unsubscribed=pb.unsubscribed,
     )
 
 
@@ -629,7 +635,15 @@ class GrpcStore:
 
     async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         req = store_pb2.WatchRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq)
-        pump = _StreamPump(self._stub.Watch(req), _watch_batches)
+        async for item in self._pump_events(self._stub.Watch(req)):
+            yield item
+
+    async def watch_account(self, user: str) -> AsyncGenerator[ChangeEvent, None]:
+        async for item in self._pump_events(self._stub.WatchAccount(store_pb2.WatchAccountRequest(user=user))):
+            yield item
+
+    async def _pump_events(self, stream: Iterable[store_pb2.ChangeEvent]) -> AsyncGenerator[ChangeEvent, None]:
+        pump = _StreamPump(stream, _watch_batches)
         pump.start()
         try:
             async with pump.receive:

@@ -16,6 +16,7 @@ from typing import Final
 
 import trio
 
+from imapd.account_hub import AccountHub
 from imapd.errors import StoreError
 from imapd.store_client import ChangeEvent, StoreClient
 
@@ -76,6 +77,8 @@ class WatchHub:
         self._nursery = nursery
         self._feeds: dict[tuple[str, int], _Feed] = {}
         self.linger = linger
+        # Account-wide feeds (NOTIFY) live beside the per-mailbox ones.
+        self.accounts = AccountHub(store, nursery)
         if linger > 0:
             nursery.start_soon(self._reap)
 

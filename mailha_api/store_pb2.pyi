@@ -1619,6 +1619,25 @@ class WatchRequest(_message.Message):
 Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
 
 @_typing.final
+class WatchAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAccountRequest: _TypeAlias = WatchAccountRequest  # noqa: Y015
+
+@_typing.final
 class ChangeEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1630,6 +1649,12 @@ class ChangeEvent(_message.Message):
     DELETED_FIELD_NUMBER: _builtins.int
     RENAMED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OLD_NAME_FIELD_NUMBER: _builtins.int
+    SUBSCRIBED_FIELD_NUMBER: _builtins.int
+    UNSUBSCRIBED_FIELD_NUMBER: _builtins.int
     mailbox_id: _builtins.int
     modseq: _builtins.int
     """highest modseq after this change"""
@@ -1639,6 +1664,18 @@ class ChangeEvent(_message.Message):
     """mailbox renamed; stream ends"""
     heartbeat: _builtins.bool
     """keepalive, nothing changed"""
+    user: _builtins.str
+    """the owner: WatchAccount routes on it"""
+    created: _builtins.bool
+    """mailbox created (name)"""
+    name: _builtins.str
+    """created/deleted/renamed/subscription: the mailbox name (after a rename)"""
+    old_name: _builtins.str
+    """renamed: the name before"""
+    subscribed: _builtins.bool
+    """SUBSCRIBE of name (mailbox_id 0 if no such mailbox)"""
+    unsubscribed: _builtins.bool
+    """UNSUBSCRIBE of name"""
     @_builtins.property
     def added(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageMeta]:
         """new messages (uid, flags, modseq, size)"""
@@ -1660,10 +1697,16 @@ class ChangeEvent(_message.Message):
         deleted: _builtins.bool = ...,
         renamed: _builtins.bool = ...,
         heartbeat: _builtins.bool = ...,
+        user: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        name: _builtins.str = ...,
+        old_name: _builtins.str = ...,
+        subscribed: _builtins.bool = ...,
+        unsubscribed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "deleted", b"deleted", "expunged", b"expunged", "flags", b"flags", "heartbeat", b"heartbeat", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "renamed", b"renamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "created", b"created", "deleted", b"deleted", "expunged", b"expunged", "flags", b"flags", "heartbeat", b"heartbeat", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "name", b"name", "old_name", b"old_name", "renamed", b"renamed", "subscribed", b"subscribed", "unsubscribed", b"unsubscribed", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

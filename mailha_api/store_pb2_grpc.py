@@ -205,6 +205,11 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.WatchRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.ChangeEvent.FromString,
                 _registered_method=True)
+        self.WatchAccount = channel.unary_stream(
+                '/mailha.store.v1.MailStore/WatchAccount',
+                request_serializer=mailha__api_dot_store__pb2.WatchAccountRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.ChangeEvent.FromString,
+                _registered_method=True)
         self.ClaimRecent = channel.unary_unary(
                 '/mailha.store.v1.MailStore/ClaimRecent',
                 request_serializer=mailha__api_dot_store__pb2.ClaimRecentRequest.SerializeToString,
@@ -465,6 +470,15 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAccount(self, request, context):
+        """Change feed of one user's account, from now: the events Watch carries,
+        for every mailbox, plus mailbox create/delete/rename and subscription
+        changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClaimRecent(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -657,6 +671,11 @@ def add_MailStoreServicer_to_server(servicer, server):
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=mailha__api_dot_store__pb2.WatchRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.ChangeEvent.SerializeToString,
+            ),
+            'WatchAccount': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAccount,
+                    request_deserializer=mailha__api_dot_store__pb2.WatchAccountRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.ChangeEvent.SerializeToString,
             ),
             'ClaimRecent': grpc.unary_unary_rpc_method_handler(
@@ -1592,6 +1611,33 @@ class MailStore:
             target,
             '/mailha.store.v1.MailStore/Watch',
             mailha__api_dot_store__pb2.WatchRequest.SerializeToString,
+            mailha__api_dot_store__pb2.ChangeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mailha.store.v1.MailStore/WatchAccount',
+            mailha__api_dot_store__pb2.WatchAccountRequest.SerializeToString,
             mailha__api_dot_store__pb2.ChangeEvent.FromString,
             options,
             channel_credentials,

@@ -139,6 +139,11 @@ class MailStoreStub:
     commit order, starting after since_modseq (0 = from now). Ends with
     a `deleted` or `renamed` event when the mailbox goes away.
     """
+    WatchAccount: _grpc.UnaryStreamMultiCallable[_store_pb2.WatchAccountRequest, _store_pb2.ChangeEvent]
+    """Change feed of one user's account, from now: the events Watch carries,
+    for every mailbox, plus mailbox create/delete/rename and subscription
+    changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
+    """
     ClaimRecent: _grpc.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]
     GetMetadata: _grpc.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]
     """METADATA (RFC 5464, store/metadata.py): mailbox "" names the server.
@@ -229,6 +234,11 @@ class MailStoreAsyncStub(MailStoreStub):
     """Change feed of one mailbox: new, expunged and re-flagged messages, in
     commit order, starting after since_modseq (0 = from now). Ends with
     a `deleted` or `renamed` event when the mailbox goes away.
+    """
+    WatchAccount: _aio.UnaryStreamMultiCallable[_store_pb2.WatchAccountRequest, _store_pb2.ChangeEvent]  # type: ignore[assignment]
+    """Change feed of one user's account, from now: the events Watch carries,
+    for every mailbox, plus mailbox create/delete/rename and subscription
+    changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
     """
     ClaimRecent: _aio.UnaryUnaryMultiCallable[_store_pb2.ClaimRecentRequest, _store_pb2.ClaimRecentReply]  # type: ignore[assignment]
     GetMetadata: _aio.UnaryUnaryMultiCallable[_store_pb2.GetMetadataRequest, _store_pb2.GetMetadataReply]  # type: ignore[assignment]
@@ -521,6 +531,17 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         """Change feed of one mailbox: new, expunged and re-flagged messages, in
         commit order, starting after since_modseq (0 = from now). Ends with
         a `deleted` or `renamed` event when the mailbox goes away.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchAccount(
+        self,
+        request: _store_pb2.WatchAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_store_pb2.ChangeEvent], _abc.AsyncIterator[_store_pb2.ChangeEvent]]:
+        """Change feed of one user's account, from now: the events Watch carries,
+        for every mailbox, plus mailbox create/delete/rename and subscription
+        changes. imapd keeps one per process and user (NOTIFY, RFC 5465).
         """
 
     @_abc_1.abstractmethod

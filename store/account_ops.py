@@ -13,7 +13,7 @@ from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
 from store.passwords import hash_password, needs_rehash, verify_password
-from store.schema import U64
+from store.schema import U64, user_key
 
 log = logging.getLogger("mailha.store.accounts")
 
@@ -75,7 +75,7 @@ class AccountOps(StoreCore):
                 mailboxes.purge_messages(ctx.txn, ctx.dbs, req.name, mid)
                 ctx.txn.delete(U64.pack(mid), db=ctx.dbs.mailboxes)
                 ctx.txn.delete(req.name.encode() + b"\0" + box.encode(), db=ctx.dbs.mailbox_names)
-                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, deleted=True))
+                ctx.events.append(store_pb2.ChangeEvent(user=req.name, mailbox_id=mid, name=box, deleted=True))
             users.delete_record(ctx.txn, ctx.dbs, req.name)
             metadata.forget(ctx.txn, ctx.dbs, req.name)
             ctx.after_commit.append(lambda: self.logins.forget_user(req.name))
@@ -201,9 +201,19 @@ class AccountOps(StoreCore):
     def create_mailbox(self, req: store_pb2.CreateMailboxRequest) -> store_pb2.MailboxInfo:
         def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
             users.require_user(ctx.txn, ctx.dbs, req.user)
+            # Superior names created on the way are new mailboxes too (NOTIFY's MailboxName).
+            missing = [
+                parent
+                for parent in names.parents(names.mailbox_name(req.name))
+                if ctx.txn.get(user_key(req.user, parent), db=ctx.dbs.mailbox_names) is None
+            ]
             mid, record = mailboxes.create(
                 ctx.txn, ctx.dbs, req.user, req.name, special_use=req.special_use, subscribed=False
             )
+            for parent in missing:
+                parent_id = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, parent)[0]
+                ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=parent_id, name=parent, created=True))
+            ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=mid, name=record.name, created=True))
             kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
             return mailboxes.info(record, mid, kids, with_status=True)
 
@@ -212,23 +222,33 @@ class AccountOps(StoreCore):
     def delete_mailbox(self, req: store_pb2.DeleteMailboxRequest) -> None:
         def op(ctx: WriteContext) -> None:
             users.require_user(ctx.txn, ctx.dbs, req.user)
+            name = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.name)[1].name
             mid = mailboxes.delete(ctx.txn, ctx.dbs, req.user, req.name)
-            ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, deleted=True))
+            ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=mid, name=name, deleted=True))
 
         self.write(req.epoch, op)
 
     def rename_mailbox(self, req: store_pb2.RenameMailboxRequest) -> store_pb2.MailboxInfo:
         def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
             users.require_user(ctx.txn, ctx.dbs, req.user)
+            old_top = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.old_name)[1].name
             mid, moved, left_inbox = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
+            record = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, mid)
             for moved_id in moved:
-                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=moved_id, renamed=True))
+                name = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, moved_id).name
+                old = old_top + name[len(record.name) :]
+                ctx.events.append(
+                    store_pb2.ChangeEvent(user=req.user, mailbox_id=moved_id, name=name, old_name=old, renamed=True)
+                )
+            if not moved:  # RENAME INBOX: a new mailbox holds INBOX's mail
+                ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=mid, name=record.name, created=True))
             if left_inbox:  # RENAME INBOX: its messages left it, an expunge for the sessions that have it selected
                 inbox_id, inbox = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, "INBOX")
                 ctx.events.append(
-                    store_pb2.ChangeEvent(mailbox_id=inbox_id, modseq=inbox.highestmodseq, expunged=left_inbox)
+                    store_pb2.ChangeEvent(
+                        user=req.user, mailbox_id=inbox_id, modseq=inbox.highestmodseq, expunged=left_inbox
+                    )
                 )
-            record = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, mid)
             kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
             return mailboxes.info(record, mid, kids, with_status=True)
 
@@ -279,8 +299,15 @@ class AccountOps(StoreCore):
                     subscriptions.keep(ctx.txn, ctx.dbs, req.user, name)
                 elif not subscriptions.take(ctx.txn, ctx.dbs, req.user, name):
                     raise
-                return
-            mailboxes.put(ctx.txn, ctx.dbs, mid, record.evolve(subscribed=req.subscribed))
+            else:
+                name = record.name
+                mailboxes.put(ctx.txn, ctx.dbs, mid, record.evolve(subscribed=req.subscribed))
+            # mailbox_id 0: a subscription is no event of the mailbox's own feed.
+            ctx.events.append(
+                store_pb2.ChangeEvent(
+                    user=req.user, name=name, subscribed=req.subscribed, unsubscribed=not req.subscribed
+                )
+            )
 
         self.write(req.epoch, op)
 

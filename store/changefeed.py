@@ -19,8 +19,9 @@ DEFAULT_QUEUE_LIMIT = 1000
 
 
 class Subscription:
-    def __init__(self, mailbox_id: int, limit: int) -> None:
+    def __init__(self, mailbox_id: int, limit: int, user: str | None = None) -> None:
         self.mailbox_id = mailbox_id
+        self.user = user  # set: a whole account's events (WatchAccount), not one mailbox's
         # None wakes the reader up: the subscription was closed or overflowed.
         self.queue: queue.Queue[store_pb2.ChangeEvent | None] = queue.Queue(maxsize=limit + 1)
         self.limit = limit
@@ -39,6 +40,7 @@ class ChangeFeed:
     def __init__(self, queue_limit: int = DEFAULT_QUEUE_LIMIT) -> None:
         self._lock = threading.Lock()
         self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        self._user_subs: dict[str, set[Subscription]] = defaultdict(set)
         self._queue_limit = queue_limit
         self._closed = False
 
@@ -51,8 +53,25 @@ class ChangeFeed:
                 self._subs[mailbox_id].add(sub)
         return sub
 
+    def subscribe_user(self, user: str) -> Subscription:
+        """Every event published with this `user` (all of the account's mailboxes)."""
+        sub = Subscription(0, self._queue_limit, user)
+        with self._lock:
+            if self._closed:
+                sub.close()
+            else:
+                self._user_subs[user].add(sub)
+        return sub
+
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
+            if sub.user is not None:
+                group = self._user_subs.get(sub.user)
+                if group is not None:
+                    group.discard(sub)
+                    if not group:
+                        del self._user_subs[sub.user]
+                return
             subs = self._subs.get(sub.mailbox_id)
             if subs is not None:
                 subs.discard(sub)
@@ -61,13 +80,15 @@ class ChangeFeed:
 
     def subscriber_count(self) -> int:
         with self._lock:
-            return sum(len(s) for s in self._subs.values())
+            return sum(len(s) for s in self._subs.values()) + sum(len(s) for s in self._user_subs.values())
 
     def publish(self, events: list[store_pb2.ChangeEvent]) -> None:
         overflowed: list[Subscription] = []
         with self._lock:
             for event in events:
-                for sub in self._subs.get(event.mailbox_id, ()):
+                for sub in (*self._subs.get(event.mailbox_id, ()), *self._user_subs.get(event.user, ())):
+                    if sub.overflowed:
+                        continue
                     if sub.queue.qsize() >= sub.limit:
                         sub.overflowed = True
                         overflowed.append(sub)
@@ -80,7 +101,8 @@ class ChangeFeed:
     def close_all(self) -> None:
         with self._lock:
             self._closed = True
-            subs = [s for group in self._subs.values() for s in group]
+            subs = [s for group in (*self._subs.values(), *self._user_subs.values()) for s in group]
             self._subs.clear()
+            self._user_subs.clear()
         for sub in subs:
             sub.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 
 import lmdb
@@ -24,6 +24,7 @@ from store import (
     recent,
     uidset,
     user_settings,
+    users,
 )
 from store.changefeed import Subscription
 from store.committer import WriteContext
@@ -68,7 +69,9 @@ class MessageOps(StoreCore):
         def op(ctx: WriteContext) -> tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]:
             mid = header.mailbox_id or mailboxes.lookup(ctx.txn, ctx.dbs, user, header.mailbox)[0]
             record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items, records=ctx.records)
-            ctx.events.append(store_pb2.ChangeEvent(mailbox_id=mid, modseq=record.highestmodseq, added=metas))
+            ctx.events.append(
+                store_pb2.ChangeEvent(user=user, mailbox_id=mid, modseq=record.highestmodseq, added=metas)
+            )
             return mid, record, metas
 
         return op
@@ -208,7 +211,9 @@ class MessageOps(StoreCore):
             )
             if reply.updated:
                 ctx.events.append(
-                    store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, modseq=reply.highestmodseq, flags=reply.updated)
+                    store_pb2.ChangeEvent(
+                        user=user, mailbox_id=req.mailbox_id, modseq=reply.highestmodseq, flags=reply.updated
+                    )
                 )
             return reply
 
@@ -227,11 +232,13 @@ class MessageOps(StoreCore):
             if move:
                 reply.source_modseq = source.highestmodseq
             if metas:
-                ctx.events.append(store_pb2.ChangeEvent(mailbox_id=dest_id, modseq=dest.highestmodseq, added=metas))
+                ctx.events.append(
+                    store_pb2.ChangeEvent(user=user, mailbox_id=dest_id, modseq=dest.highestmodseq, added=metas)
+                )
             if reply.expunged:
                 ctx.events.append(
                     store_pb2.ChangeEvent(
-                        mailbox_id=req.mailbox_id, modseq=source.highestmodseq, expunged=reply.expunged
+                        user=user, mailbox_id=req.mailbox_id, modseq=source.highestmodseq, expunged=reply.expunged
                     )
                 )
             return reply
@@ -247,7 +254,9 @@ class MessageOps(StoreCore):
             record, uids = messages.expunge(ctx.txn, ctx.dbs, user, req.mailbox_id, req.uid_set)
             if uids:
                 ctx.events.append(
-                    store_pb2.ChangeEvent(mailbox_id=req.mailbox_id, modseq=record.highestmodseq, expunged=uids)
+                    store_pb2.ChangeEvent(
+                        user=user, mailbox_id=req.mailbox_id, modseq=record.highestmodseq, expunged=uids
+                    )
                 )
             return store_pb2.ExpungeReply(expunged=uids, highestmodseq=record.highestmodseq)
 
@@ -308,6 +317,33 @@ class MessageOps(StoreCore):
                     return
                 if event.modseq <= floor:
                     continue
+                yield event
+        finally:
+            self.feed.unsubscribe(sub)
+
+    def watch_account(
+        self,
+        req: store_pb2.WatchAccountRequest,
+        heartbeat_seconds: float,
+        on_subscribe: Callable[[Subscription], object] | None = None,
+    ) -> Generator[store_pb2.ChangeEvent, None, None]:
+        """Every committed event of one user's mailboxes, names and subscriptions, from now on."""
+        user = names.user_name(req.user)
+        self.read(lambda txn: users.require_user(txn, self.dbs, user))
+        sub = self.feed.subscribe_user(user)
+        if on_subscribe is not None:
+            on_subscribe(sub)
+        try:
+            while True:
+                try:
+                    event = sub.queue.get(timeout=heartbeat_seconds)
+                except queue.Empty:
+                    yield store_pb2.ChangeEvent(user=user, heartbeat=True)
+                    continue
+                if event is None:
+                    if sub.overflowed:
+                        raise ResourceExhausted(f"watch_account: this stream fell more than {sub.limit} events behind")
+                    raise Unavailable("the store is shutting down; resubscribe on the active node")
                 yield event
         finally:
             self.feed.unsubscribe(sub)

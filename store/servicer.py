@@ -414,3 +414,13 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 self.heartbeat_seconds,
                 on_subscribe=lambda sub: context.add_callback(sub.close),
             )
+
+    def WatchAccount(
+        self, request: store_pb2.WatchAccountRequest, context: grpc.ServicerContext
+    ) -> Iterator[store_pb2.ChangeEvent]:
+        with _errors(context):
+            yield from self.store.watch_account(
+                request,
+                self.heartbeat_seconds,
+                on_subscribe=lambda sub: context.add_callback(sub.close),
+            )

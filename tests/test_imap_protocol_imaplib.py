@@ -16,51 +16,49 @@ import threading
 from imapd.protocol import commands as c
 from imapd.protocol import events as ev
 from imapd.protocol import fetch_spec as fs
-from imapd.protocol import responses as r
 from imapd.protocol import search_spec as ss
 from imapd.protocol.parser import CommandParser
-from imapd.protocol.response_codes import Code
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import List, Number, Raw
 
-OK = r.Condition.OK
-CAPS = ("IMAP4rev1", "AUTH=PLAIN", "UIDPLUS", "MOVE")
+CAPS = b"IMAP4rev1 AUTH=PLAIN UIDPLUS MOVE"
 
 
-def _answer(event: ev.Event, parser: CommandParser) -> list[r.Response]:
+def _answer(event: ev.Event, parser: CommandParser) -> bytes:
+    """Canned wire bytes: this loop tests the parser, not the responses a session builds."""
     if isinstance(event, ev.ContinuationNeeded):
         parser.accept_literal()
-        return [r.Continuation()]
+        return b"+ go on\r\n"
     if isinstance(event, ev.AppendEnd):
-        return [r.Tagged(event.tag, OK, "APPEND completed")]
+        return event.tag.encode() + b" OK APPEND completed\r\n"
     if not isinstance(event, ev.CommandReceived):
-        return []
-    tag, cmd = event.tag, event.command
+        return b""
+    done = event.tag.encode() + b" OK %s\r\n"
+    cmd = event.command
     if isinstance(cmd, c.Capability):
-        return [r.CapabilityData(CAPS), r.Tagged(tag, OK, "done")]
+        return b"* CAPABILITY " + CAPS + b"\r\n" + done % b"done"
     if isinstance(cmd, c.Login):
         parser.set_authenticated()
     elif isinstance(cmd, c.Select):
-        return [r.FlagsData(("\\Seen",)), r.Exists(2), r.Recent(0), r.Tagged(tag, OK, "", Code.READ_WRITE)]
+        return b"* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n* 0 RECENT\r\n" + done % b"[READ-WRITE] selected"
     elif isinstance(cmd, c.Search):
-        return [r.SearchData((1, 2)), r.Tagged(tag, OK, "SEARCH completed")]
+        return b"* SEARCH 1 2\r\n" + done % b"SEARCH completed"
     elif isinstance(cmd, c.Fetch):
-        return [r.FetchData(1, List((Raw(b"UID"), Number(7)))), r.Tagged(tag, OK, "FETCH completed")]
+        return b"* 1 FETCH (UID 7)\r\n" + done % b"FETCH completed"
     elif isinstance(cmd, c.Logout):
-        return [r.bye("logging out"), r.Tagged(tag, OK, "LOGOUT completed")]
-    return [r.Tagged(tag, OK, "done")]
+        return b"* BYE logging out\r\n" + done % b"LOGOUT completed"
+    return done % b"done"
 
 
 def _serve(sock: socket.socket, seen: list[ev.Event]) -> None:
     parser = CommandParser(stream_append=True)
-    sock.sendall(r.Untagged(OK, "ready", None).to_bytes())
+    sock.sendall(b"* OK ready\r\n")
     with sock:
         while data := sock.recv(65536):
             parser.receive_data(data)
             while (event := parser.next_event()) is not ev.NEED_DATA:
                 seen.append(event)
                 try:
-                    sock.sendall(b"".join(response.to_bytes() for response in _answer(event, parser)))
+                    sock.sendall(_answer(event, parser))
                 except (BrokenPipeError, ConnectionResetError):
                     return  # imaplib hangs up right after BYE
 

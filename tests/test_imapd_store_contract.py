@@ -592,6 +592,48 @@ async def case_watch(p: Probe, b: Backend) -> None:
     p.note("rename inbox", await watched(s, user, box, mark.highestmodseq, rename, count=1))
 
 
+async def case_watch_account(p: Probe, b: Backend) -> None:
+    """The account feed (NOTIFY): mailbox events and create/delete/rename/subscription, in order."""
+    user = b.user()
+    s = p.store
+    other = b.fake or GrpcStore(b.server.address, b.epoch)
+    events: list[ChangeEvent] = []
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+
+                async def collect() -> None:
+                    async for event in s.watch_account(user):
+                        if not event.heartbeat:
+                            events.append(event)
+
+                nursery.start_soon(collect)
+                for _ in range(100):  # the feed starts "from now": write until it has seen a write
+                    await other.subscribe(user, "Ready", True)
+                    with trio.move_on_after(0.1):
+                        while not events:
+                            await trio.sleep(0.01)
+                    if events:
+                        break
+                await trio.sleep(0.3)
+                events.clear()
+                await other.create_mailbox(user, "A/B")
+                await append(other, user, "INBOX", message(1), AppendSpec((), DATE))
+                box = (await other.select(user, "INBOX")).mailbox.mailbox_id
+                await other.store_flags(user, box, "1", FlagMode.ADD, ["\\Seen"])
+                await other.rename_mailbox(user, "A", "C")
+                await other.delete_mailbox(user, "C/B")
+                await other.subscribe(user, "C", True)
+                await other.subscribe(user, "C", False)
+                await other.rename_mailbox(user, "INBOX", "Old")
+                await trio.sleep(2)  # what the feed says in 2 s; then the watch ends
+                nursery.cancel_scope.cancel()
+    finally:
+        if other is not s:
+            await other.aclose()
+    p.note("account events", events)
+
+
 CASES: dict[str, Case] = {
     name.removeprefix("case_"): fn for name, fn in dict(globals()).items() if name.startswith("case_")
 }

@@ -535,3 +535,48 @@ def test_uid_sets_select_exactly_the_right_messages(mail_store: MailStore) -> No
         text = ",".join(parts)
         got = [r.meta.uid for r in mail_store.fetch(store_pb2.FetchRequest(user="alice", mailbox_id=mid, uid_set=text))]
         assert got == [u for u in present if u in wanted], text
+
+
+def test_watch_account_carries_every_mailbox_and_name_event_of_one_user(mail_store: MailStore) -> None:
+    _user(mail_store)
+    _user(mail_store, "bob")
+    events: list[store_pb2.ChangeEvent] = []
+    ready = threading.Event()
+    stream = mail_store.watch_account(
+        store_pb2.WatchAccountRequest(user="alice"), 5, on_subscribe=lambda _: ready.set()
+    )
+
+    def consume() -> None:
+        for event in stream:
+            events.append(event)
+            if event.deleted:
+                return
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert ready.wait(5)
+    _append(mail_store)
+    _append(mail_store, user="bob")  # another account: not on alice's stream
+    mail_store.create_mailbox(store_pb2.CreateMailboxRequest(epoch=1, user="alice", name="Work/Old"))
+    mail_store.subscribe(store_pb2.SubscribeRequest(epoch=1, user="alice", name="Work/Old", subscribed=True))
+    mail_store.rename_mailbox(store_pb2.RenameMailboxRequest(epoch=1, user="alice", old_name="Work", new_name="Job"))
+    mail_store.delete_mailbox(store_pb2.DeleteMailboxRequest(epoch=1, user="alice", name="Job/Old"))
+    t.join(5)
+    assert not t.is_alive()
+    assert all(e.user == "alice" for e in events)
+    inbox = _mid(mail_store)
+    assert events[0].mailbox_id == inbox and [m.uid for m in events[0].added] == [1]
+    # The superior name CREATE made on the way comes first.
+    assert [(e.created, e.name) for e in events[1:3]] == [(True, "Work"), (True, "Work/Old")]
+    assert (events[3].subscribed, events[3].name, events[3].mailbox_id) == (True, "Work/Old", 0)
+    renamed = sorted((e.old_name, e.name) for e in events[4:6])
+    assert all(e.renamed for e in events[4:6]) and renamed == [("Work", "Job"), ("Work/Old", "Job/Old")]
+    assert (events[6].deleted, events[6].name) == (True, "Job/Old")
+    assert mail_store.feed.subscriber_count() == 1  # the generator is parked, still subscribed
+    stream.close()
+    assert mail_store.feed.subscriber_count() == 0
+
+
+def test_watch_account_of_an_unknown_user_is_refused(mail_store: MailStore) -> None:
+    with pytest.raises(NotFound):
+        next(iter(mail_store.watch_account(store_pb2.WatchAccountRequest(user="nobody"), 5)))

@@ -17,6 +17,7 @@ from typing import Final
 from imapd.protocol import commands as c
 from imapd.protocol.errors import ParseError
 from imapd.protocol.fetch_grammar import fetch_attributes
+from imapd.protocol.fetch_spec import FetchAttribute
 from imapd.protocol.reader import Reader
 from imapd.protocol.search_grammar import search_program
 from imapd.protocol.search_spec import SearchProgram, UnsupportedCharset
@@ -415,6 +416,79 @@ def _enable(r: Reader) -> c.Command:
     return c.Enable(tuple(caps))
 
 
+_NOTIFY_FILTERS: Final = {f.value: f for f in c.NotifyFilter}
+# Bounds on what a client can make a session track (RFC 5465 sets none).
+MAX_NOTIFY_GROUPS: Final = 32
+MAX_NOTIFY_MAILBOXES: Final = 1000
+_MAX_NOTIFY_EVENTS: Final = 32
+
+
+def _notify(r: Reader) -> c.Command:
+    r.sp()
+    word = r.keyword()
+    if word == "NONE":
+        return c.Notify(None)
+    if word != "SET":
+        raise ParseError("NOTIFY SET or NOTIFY NONE")
+    r.sp()
+    status = False
+    if not r.maybe(0x28):
+        if r.keyword() != "STATUS":
+            raise ParseError("NOTIFY SET [STATUS] (event-group) ...")
+        status = True
+        r.sp()
+        r.expect(0x28)
+    groups = [_notify_group(r)]
+    total = len(groups[0].mailboxes)
+    while r.maybe_sp():
+        r.expect(0x28)
+        groups.append(_notify_group(r))
+        total += len(groups[-1].mailboxes)
+        if len(groups) > MAX_NOTIFY_GROUPS or total > MAX_NOTIFY_MAILBOXES:
+            raise ParseError(f"NOTIFY: at most {MAX_NOTIFY_GROUPS} groups and {MAX_NOTIFY_MAILBOXES} mailboxes")
+    return c.Notify(tuple(groups), status)
+
+
+def _notify_group(r: Reader) -> c.NotifyGroup:
+    """The rest of "(" filter-mailboxes SP events ")"."""
+    name = r.keyword()
+    flt = _NOTIFY_FILTERS.get(name)
+    if flt is None:
+        raise ParseError("unknown NOTIFY mailbox filter")
+    mailboxes: list[str] = []
+    if flt in (c.NotifyFilter.SUBTREE, c.NotifyFilter.MAILBOXES):
+        r.sp()
+        if r.maybe(0x28):
+            mailboxes.append(r.mailbox())
+            while r.maybe_sp():
+                mailboxes.append(r.mailbox())
+                if len(mailboxes) > MAX_NOTIFY_MAILBOXES:
+                    raise ParseError(f"NOTIFY: at most {MAX_NOTIFY_MAILBOXES} mailboxes")
+            r.expect(0x29)
+        else:
+            mailboxes.append(r.mailbox())
+    r.sp()
+    events: list[str] = []
+    fetch: tuple[FetchAttribute, ...] = ()
+    if r.maybe(0x28):
+        while True:
+            event = r.keyword()
+            events.append(event)
+            if len(events) > _MAX_NOTIFY_EVENTS:
+                raise ParseError("NOTIFY: too many events")
+            if not r.maybe_sp():
+                break
+            if event == "MESSAGENEW" and r.peek() == 0x28:
+                fetch = fetch_attributes(r)
+                if not r.maybe_sp():
+                    break
+        r.expect(0x29)
+    elif r.keyword() != "NONE":
+        raise ParseError("NOTIFY events are a list or NONE")
+    r.expect(0x29)
+    return c.NotifyGroup(flt, tuple(mailboxes), tuple(events), fetch)
+
+
 def _getquota(r: Reader) -> c.Command:
     r.sp()
     return c.GetQuota(r.astring_str())
@@ -740,6 +814,7 @@ _COMMANDS: Final[dict[str, Callable[[Reader], c.Command]]] = {
     "IDLE": _no_args(c.Idle()),
     "NAMESPACE": _no_args(c.Namespace()),
     "ENABLE": _enable,
+    "NOTIFY": _notify,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,

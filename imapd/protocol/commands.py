@@ -228,6 +228,36 @@ class Idle:
     pass
 
 
+class NotifyFilter(enum.Enum):
+    """filter-mailboxes of RFC 5465 section 6."""
+
+    SELECTED = "SELECTED"
+    SELECTED_DELAYED = "SELECTED-DELAYED"
+    INBOXES = "INBOXES"
+    PERSONAL = "PERSONAL"
+    SUBSCRIBED = "SUBSCRIBED"
+    SUBTREE = "SUBTREE"
+    MAILBOXES = "MAILBOXES"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event-group: which mailboxes, which events (upper-cased names, () for NONE)."""
+
+    filter: NotifyFilter
+    mailboxes: tuple[str, ...]  # SUBTREE / MAILBOXES only
+    events: tuple[str, ...]
+    fetch: tuple[FetchAttribute, ...] = ()  # MessageNew's fetch-att (selected mailbox)
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY SET [STATUS] groups (RFC 5465), or NOTIFY NONE (`groups` None)."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Namespace:
     pass
@@ -431,6 +461,7 @@ Command = (
     | Status
     | Append
     | Idle
+    | Notify
     | Namespace
     | Enable
     | GetQuota

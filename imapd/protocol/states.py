@@ -80,6 +80,7 @@ VALID_IN: Final[dict[type[c.Command], frozenset[ConnectionState]]] = {
     c.Status: _AUTH,
     c.Append: _AUTH,
     c.Idle: _AUTH,
+    c.Notify: _AUTH,
     c.Namespace: _AUTH,
     c.Enable: _AUTH,
     c.GetQuota: _AUTH,

@@ -49,6 +49,7 @@ _BASE: Final = (
     # RFC 2221: LOGIN/AUTHENTICATE may answer with a [REFERRAL] code. None are configured, so none
     # are sent (as Dovecot, which advertises it the same way); a client must only be ready for one.
     "LOGIN-REFERRALS",
+    "NOTIFY",  # RFC 5465 (imapd/session/notify_commands.py, imapd/account_hub.py)
 )
 
 

@@ -13,6 +13,7 @@ from imapd.session import (
     mailbox_commands,
     message_commands,
     metadata_commands,
+    notify_commands,
     sort_commands,
 )
 from imapd.session.session import Handler
@@ -41,6 +42,7 @@ HANDLERS: Final[dict[type, Handler]] = {
     c.Status: mailbox_commands.status,
     c.Namespace: mailbox_commands.namespace,
     c.Enable: mailbox_commands.enable,
+    c.Notify: notify_commands.notify,
     c.GetQuota: mailbox_commands.getquota,
     c.GetQuotaRoot: mailbox_commands.getquotaroot,
     c.SetQuota: mailbox_commands.setquota,

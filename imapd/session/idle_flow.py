@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import trio
 
+from imapd.account_hub import AccountSubscription
 from imapd.protocol import commands as c
+from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Outcome, Session
+from imapd.watch_hub import Subscription
 
 
 async def idle(s: Session, tag: str, cmd: c.Idle) -> Outcome:
@@ -37,16 +40,43 @@ async def pump(s: Session, *, task_status: trio.TaskStatus[trio.CancelScope] = t
                 s.wire.request_close()
                 return
             with trio.move_on_at(min(deadline, now + settings.idle_keepalive)) as waited:
-                sub, sel = s.subscription, s.selected
-                if sub is None or sel is None:
-                    await trio.sleep_forever()
-                try:
-                    s.take_event(await sub.receive.receive())
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    sel.gone = True
+                await _next_event(s)
             if waited.cancelled_caught and trio.current_time() < deadline:
                 with trio.CancelScope(shield=True):
                     await s.wire.send(b"* OK Still here\r\n")
+
+
+async def _next_event(s: Session) -> None:
+    """Wait for the selected mailbox's feed or the NOTIFY account feed, whichever speaks first,
+    and take that one event in."""
+    async with trio.open_nursery() as nursery:
+        sub, sel = s.subscription, s.selected
+        if sub is not None and sel is not None:
+            nursery.start_soon(_from_mailbox, s, sub, sel, nursery.cancel_scope)
+        if s.notify_feed is not None:
+            nursery.start_soon(_from_account, s, s.notify_feed, nursery.cancel_scope)
+        if (sub is None or sel is None) and s.notify_feed is None:
+            await trio.sleep_forever()
+
+
+async def _from_mailbox(s: Session, sub: Subscription, sel: SelectedMailbox, done: trio.CancelScope) -> None:
+    try:
+        s.take_event(await sub.receive.receive())
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        sel.gone = True
+    done.cancel()
+
+
+async def _from_account(s: Session, feed: AccountSubscription, done: trio.CancelScope) -> None:
+    try:
+        event = await feed.receive.receive()
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        if s.notify is not None:
+            s.notify.overflowed = True
+    else:
+        if s.notify is not None:
+            s.notify.take(event, s.selected.mailbox_id if s.selected is not None else None)
+    done.cancel()
 
 
 async def done(s: Session, tag: str) -> Outcome:

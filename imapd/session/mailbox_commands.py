@@ -168,6 +168,7 @@ async def create(s: Session, tag: str, cmd: c.Create) -> Outcome:
         created = await s.ctx.store.create_mailbox(_user(s), name, special)
     except StoreError as exc:
         return s.store_failed(tag, exc, Context.CREATE)
+    s.ctx.hub.accounts.committed(_user(s), name=created.name)
     if created.status is not None:  # RFC 8474 4.1
         mailbox_id = object_ids.mailbox_id(created.mailbox_id, created.status.uidvalidity).encode()
         s.tagged(tag, b"OK", b"[MAILBOXID (%s)] CREATE completed" % mailbox_id)
@@ -181,15 +182,17 @@ async def delete(s: Session, tag: str, cmd: c.Delete) -> Outcome:
         s.tagged(tag, b"NO", b"[CANNOT] INBOX cannot be deleted")
         return Outcome.CONTINUE
     await s.ctx.store.delete_mailbox(_user(s), cmd.mailbox)
+    s.ctx.hub.accounts.committed(_user(s), name=canonical(cmd.mailbox))
     s.tagged(tag, b"OK", b"DELETE completed")
     return Outcome.CONTINUE
 
 
 async def rename(s: Session, tag: str, cmd: c.Rename) -> Outcome:
     try:
-        await s.ctx.store.rename_mailbox(_user(s), cmd.mailbox, cmd.new_name)
+        renamed = await s.ctx.store.rename_mailbox(_user(s), cmd.mailbox, cmd.new_name)
     except StoreError as exc:
         return s.store_failed(tag, exc, Context.CREATE)
+    s.ctx.hub.accounts.committed(_user(s), name=renamed.name)
     s.tagged(tag, b"OK", b"RENAME completed")
     return Outcome.CONTINUE
 
@@ -197,6 +200,7 @@ async def rename(s: Session, tag: str, cmd: c.Rename) -> Outcome:
 async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> Outcome:
     on = isinstance(cmd, c.Subscribe)
     await s.ctx.store.subscribe(_user(s), cmd.mailbox, on)
+    s.ctx.hub.accounts.committed(_user(s), name=canonical(cmd.mailbox))
     s.tagged(tag, b"OK", b"SUBSCRIBE completed" if on else b"UNSUBSCRIBE completed")
     return Outcome.CONTINUE
 

@@ -13,10 +13,11 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
+from imapd.account_hub import AccountSubscription
 from imapd.errors import StoreError
 from imapd.protocol import commands as c
 from imapd.protocol.mutf7 import UndecodableName
@@ -25,6 +26,7 @@ from imapd.session.capabilities import capabilities, capability_line
 from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
 from imapd.session.list_match import canonical
+from imapd.session.notify_state import NotifyState
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
@@ -57,6 +59,16 @@ def _undecodable(command: c.Command) -> bool:
     )
 
 
+class Notifier(Protocol):
+    """What the session calls of NOTIFY (imapd.session.notify_commands) while sending updates."""
+
+    async def emit(self, session: Session) -> None:
+        """Queue the notifications pending for mailboxes other than the selected one."""
+
+    async def fetch_new(self, session: Session, uids: list[int]) -> None:
+        """MessageNew's fetch-att for the selected mailbox's new messages (after their EXISTS)."""
+
+
 class Session:
     def __init__(
         self,
@@ -75,6 +87,13 @@ class Session:
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
         self.subscription: Subscription | None = None
+        # NOTIFY (RFC 5465): what was asked for and the account feed it reads (notify_commands)
+        self.notify: NotifyState | None = None
+        self.notify_feed: AccountSubscription | None = None
+        # Mailboxes whose UIDVALIDITY a NOTIFY STATUS already gave (across NOTIFY SETs)
+        self.notify_validity_told: set[str] = set()
+        # Set with NOTIFY by notify_commands (which imports this module, not the other way round).
+        self.notifier: Notifier | None = None
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
@@ -113,6 +132,11 @@ class Session:
                 pending.append(part)
         if pending:
             await self.wire.send(b"".join(pending))
+
+    def drop_tagged(self, tag: str) -> None:
+        """Take back the tagged line just queued for an internal `tag` (NOTIFY's FETCH)."""
+        if self._out and self._out[-1].startswith(tag.encode("ascii") + b" "):
+            self._out_size -= len(self._out.pop())
 
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.last_status = status
@@ -174,12 +198,21 @@ class Session:
 
     async def emit_updates(self, *, allow_expunge: bool) -> bool:
         """Queue pending untagged updates; False if the mailbox vanished (BYE sent)."""
+        alive = await self._emit_selected_updates(allow_expunge=allow_expunge)
+        if alive and self.notifier is not None:
+            await self.notifier.emit(self)
+        return alive
+
+    async def _emit_selected_updates(self, *, allow_expunge: bool) -> bool:
         sel = self.selected
         if sel is None:
             return True
         self.absorb_events()
+        new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
         for line in sel.flush(allow_expunge=allow_expunge):
             self.emit(line)
+        if new_uids and self.notifier is not None:
+            await self.notifier.fetch_new(self, new_uids)
         if sel.contexts and sel.touched and not sel.gone:
             await self.refresh_contexts(self)  # ADDTO/REMOVEFROM after the EXISTS and FETCH they follow
         if sel.gone and allow_expunge:
@@ -194,6 +227,7 @@ class Session:
         """This session's write to a mailbox succeeded: its peers here must see it by their next command."""
         assert self.user is not None
         self.ctx.hub.committed(self.user, mailbox_id, modseq=modseq, uid=uid, writer=self.subscription)
+        self.ctx.hub.accounts.committed(self.user, mailbox_id=mailbox_id, modseq=modseq, uid=uid)
 
     def claims_own_recent(self, name: str) -> bool:
         """Mail this session adds to `name` is \\Recent here: `name` is selected read-write."""
@@ -252,6 +286,8 @@ class Session:
         if sub is not None and self.ctx.hub.behind(sub):
             await self.ctx.hub.catch_up(sub)
         self.absorb_events()
+        if self.notify_feed is not None and self.notify_feed.promised:
+            await self.ctx.hub.accounts.catch_up(self.notify_feed)
         try:
             outcome = await handler(self, tag, command)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
@@ -277,7 +313,12 @@ class Session:
 
     async def _finish(self, tag: str, outcome: Outcome, *, updates: bool, allow_expunge: bool = True) -> Outcome:
         # Untagged updates go before the tagged line: take it off, add them, put it back.
-        if updates and self.selected is not None and self._out and self._out[-1].startswith(tag.encode() + b" "):
+        if (
+            updates
+            and (self.selected is not None or self.notify is not None)
+            and self._out
+            and self._out[-1].startswith(tag.encode() + b" ")
+        ):
             last = self._out.pop()
             self._out_size -= len(last)
             alive = await self.emit_updates(allow_expunge=allow_expunge)
@@ -294,6 +335,9 @@ class Session:
     async def close(self) -> None:
         """Release what the session holds (connection gone)."""
         self.leave_mailbox()
+        if self.notify_feed is not None:
+            self.notify_feed.close()
+        self.notify, self.notify_feed, self.notifier = None, None, None
         if self.user is not None:
             self.ctx.cap.release(self.user)
             self.user = None

@@ -36,6 +36,14 @@ mailha answers BAD; Dovecot serves them like BODY[...]"
 
 # (conversation, step) -> reason.
 ALLOWED: Final[dict[tuple[str, int], str]] = {
+    ("notify", 2): "RFC 5465 8: BADEVENT lists the events the server supports, in parentheses "
+    "(unsupported-events-code); Dovecot names the refused event without parentheses",
+    ("notify", 8): "the first notification after NOTIFY SET STATUS: Dovecot repeats the STATUS of a mailbox "
+    "that did not change (Other, already in the SET STATUS answer); RFC 5465 5.1/5.2 report changes",
+    ("notify", 23): "RENAME of a mailbox in the watched subtree: mailha sends LIST with OLDNAME (RFC 5465 5.4); "
+    "Dovecot's maildir notices no rename and sends nothing",
+    ("notify", 25): "DELETE of the renamed mailbox: mailha reports the name that was deleted (Proj/Two); Dovecot, "
+    "which missed the rename, now reports the old name Proj/One as \\NonExistent",
     ("append-and-fetch", 22): "BINARY[2] of a single-part message (no part 2): Dovecot sends an empty literal, "
     "mailha NIL; RFC 3516 does not say",
     ("binary", 13): _UNKNOWN_CTE,
