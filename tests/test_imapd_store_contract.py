@@ -626,7 +626,9 @@ async def case_watch_account(p: Probe, b: Backend) -> None:
                 await other.subscribe(user, "C", True)
                 await other.subscribe(user, "C", False)
                 await other.rename_mailbox(user, "INBOX", "Old")
-                await trio.sleep(2)  # what the feed says in 2 s; then the watch ends
+                while not any(e.expunged for e in events):  # RENAME INBOX's expunge is the last event
+                    await trio.sleep(0.05)
+                await trio.sleep(0.2)  # and anything a backend would send after it
                 nursery.cancel_scope.cancel()
     finally:
         if other is not s:
