@@ -42,8 +42,8 @@ from mailparse.preview import preview_text
 from mailparse.search_fields import indexed_text, text_matches
 from mailparse.sort_keys import stored_keys
 from mailparse.view import MessageView, ParsedMessage
-from store import uidset
-from store.errors import InvalidArgument
+from store import names, uidset
+from store.errors import InvalidArgument, LimitExceeded
 
 _SLASH = re.compile("/")
 
@@ -75,6 +75,10 @@ class _Message:
     tz_offset_minutes: int
     save_date: int = 0
     body_id: int = 0  # shared by copies, as the store's (the EMAILID)
+    added_modseq: int = 0  # the MODSEQ it came in with (a watch's catch-up tells added from changed)
+
+    def __post_init__(self) -> None:
+        self.added_modseq = self.added_modseq or self.modseq
 
     def meta(self, with_header: bool = False, with_facts: bool = False) -> MessageMeta:
         header: bytes | None = None
@@ -105,9 +109,8 @@ class _Mailbox:
     messages: dict[int, _Message] = field(default_factory=dict)
     expunged_log: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq)
     watchers: list[trio.MemorySendChannel[ChangeEvent]] = field(default_factory=list)
-    # Recent events, so a watch can start after a given modseq like the real feed.
-    events: list[ChangeEvent] = field(default_factory=list)
     recent_boundary: int = 1  # UIDs >= this: \Recent, not claimed by a session yet
+    noselect: bool = False  # deleted while it had children: kept, empty, as their parent
     owner: str = ""
 
 
@@ -136,7 +139,31 @@ def _metadata_name(name: str, *, lookup: bool = False) -> str:
 
 
 def _norm(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
+    """The store's canonical mailbox name (store/names.py), or INVALID as the store refuses it."""
+    try:
+        return names.mailbox_name(name)
+    except InvalidArgument as exc:
+        raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+
+
+def _flags(values: Sequence[str]) -> set[str]:
+    """Flags as the store canonicalises them (\\flagged -> \\Flagged), with its refusals."""
+    try:
+        return set(names.flags(values))
+    except InvalidArgument as exc:
+        raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+    except LimitExceeded as exc:
+        raise StoreError(StoreErrorKind.LIMIT, str(exc)) from None
+
+
+def _keyword_room(mbox: _Mailbox, flags: set[str]) -> None:
+    """LIMIT if `flags` would give the mailbox more distinct keywords than the store allows."""
+    wanted = {f for f in flags if not f.startswith("\\")}
+    if not wanted:
+        return
+    present = {f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")}
+    if len(present | wanted) > names.MAX_KEYWORDS_PER_MAILBOX:
+        raise StoreError(StoreErrorKind.LIMIT, f"limit: more than {names.MAX_KEYWORDS_PER_MAILBOX} keywords")
 
 
 class FakeStore:
@@ -148,6 +175,7 @@ class FakeStore:
         self.max_message_size = max_message_size
         self.unavailable = False
         self._users: dict[str, _User] = {}
+        self._addresses: dict[str, str] = {}  # lower-cased address -> user, as the store's address table
         self._next_id = 1
         self._next_uidvalidity = int(time.time()) % 1_000_000_000
         self.calls = 0  # store round trips, for "one call per command" tests
@@ -163,6 +191,11 @@ class FakeStore:
         if default_mailboxes:
             for mbox, special in DEFAULT_MAILBOXES:
                 self._new_mailbox(user, mbox, special)
+
+    def add_address(self, address: str, user: str) -> None:
+        """A login (and delivery) address of `user`, as `mailha user address add`."""
+        self._user(user)
+        self._addresses[address.lower()] = user
 
     def open_watches(self) -> int:
         """Change feeds being watched now (a feed starts a moment after the SELECT that wants it)."""
@@ -186,6 +219,10 @@ class FakeStore:
 
     # ---- helpers ------------------------------------------------------------
     def _user(self, name: str) -> _User:
+        try:
+            names.user_name(name)  # like the store: a name it could not hold is INVALID, not unknown
+        except InvalidArgument as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
         user = self._users.get(name)
         if user is None:
             raise StoreError(StoreErrorKind.NOT_FOUND, f"no user {name}")
@@ -198,10 +235,17 @@ class FakeStore:
         return mbox
 
     def _by_id(self, user: str, mailbox_id: int) -> _Mailbox:
+        """A selectable mailbox by id (every message operation goes through here)."""
         for mbox in self._user(user).mailboxes.values():
             if mbox.mailbox_id == mailbox_id:
-                return mbox
+                return self._selectable(mbox)
         raise StoreError(StoreErrorKind.NOT_FOUND, f"no mailbox id {mailbox_id}")
+
+    @staticmethod
+    def _selectable(mbox: _Mailbox) -> _Mailbox:
+        if mbox.noselect:
+            raise StoreError(StoreErrorKind.PRECONDITION, f"mailbox {mbox.name!r} is \\Noselect")
+        return mbox
 
     def _call(self) -> None:
         self.calls += 1
@@ -238,12 +282,18 @@ class FakeStore:
                 deleted=sum(1 for m in msgs if "\\Deleted" in m.flags),
                 recent=sum(1 for uid in mbox.messages if uid >= mbox.recent_boundary),
             )
-        return MailboxInfo(mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status)
+        return MailboxInfo(
+            mbox.name, mbox.mailbox_id, mbox.special_use, mbox.subscribed, children, status, noselect=mbox.noselect
+        )
+
+    def _written_info(self, user: _User, mbox: _Mailbox) -> MailboxInfo:
+        """What CREATE and RENAME answer: as the store, the status without a \\Recent count."""
+        info = self._info(user, mbox)
+        assert info.status is not None
+        return dataclasses.replace(info, status=dataclasses.replace(info.status, recent=0))
 
     def _publish(self, mbox: _Mailbox, event: ChangeEvent) -> None:
         event = replace(event, user=mbox.owner)
-        mbox.events.append(event)
-        del mbox.events[:-1000]
         for send in list(mbox.watchers):
             try:
                 send.send_nowait(event)
@@ -294,8 +344,9 @@ class FakeStore:
     async def authenticate(self, name: str, password: str) -> str:
         self._call()
         await trio.lowlevel.checkpoint()
-        user = self._users.get(name.split("@", maxsplit=1)[0])
-        if user is None or user.password != password:
+        # Like the store: a user name, or an address of one (not "any domain after the name").
+        user = self._users.get(self._addresses.get(name.lower(), "") if "@" in name else name)
+        if user is None or not password or user.password != password:
             raise StoreError(StoreErrorKind.UNAUTHENTICATED, "authentication failed")
         return user.name
 
@@ -320,10 +371,21 @@ class FakeStore:
     async def create_mailbox(self, user: str, name: str, special_use: str = "") -> MailboxInfo:
         self._write()
         await trio.lowlevel.checkpoint()
-        u = self._user(user)
-        name = _norm(name.rstrip("/"))
-        if not name or "//" in name:
-            raise StoreError(StoreErrorKind.INVALID, f"bad mailbox name {name!r}")
+        return self._written_info(self._user(user), self._create(self._user(user), _norm(name), special_use))
+
+    def _create(self, u: _User, name: str, special_use: str = "") -> _Mailbox:
+        try:
+            special_use = names.special_use(special_use)
+        except InvalidArgument as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
+        placeholder = u.mailboxes.get(name)
+        if placeholder is not None and placeholder.noselect:
+            # Like the store: re-creating a \Noselect placeholder makes it selectable, with a new UIDVALIDITY.
+            placeholder.noselect = False
+            placeholder.uidvalidity = self._next_uidvalidity
+            self._next_uidvalidity += 1
+            placeholder.special_use = special_use
+            return placeholder
         if name in u.mailboxes:
             raise StoreError(StoreErrorKind.ALREADY_EXISTS, f"mailbox {name} exists")
         # Like the store: missing parents come into being too (RFC 3501 6.3.3).
@@ -338,7 +400,7 @@ class FakeStore:
         created.subscribed = name in u.lone_subscriptions  # like the store: CREATE does not subscribe
         u.lone_subscriptions.discard(name)
         self._publish_account(ChangeEvent(created.mailbox_id, 0, user=u.name, name=name, created=True))
-        return self._info(u, created)
+        return created
 
     async def delete_mailbox(self, user: str, name: str) -> None:
         self._write()
@@ -346,13 +408,21 @@ class FakeStore:
         u = self._user(user)
         mbox = self._mailbox(user, name)
         if mbox.name == "INBOX":
-            raise StoreError(StoreErrorKind.INVALID, "cannot delete INBOX")
+            raise StoreError(StoreErrorKind.PRECONDITION, "INBOX cannot be deleted")
+        for key in [k for k in u.metadata if k[0] == mbox.mailbox_id]:
+            del u.metadata[key]
         if self._info(u, mbox, False).has_children:
-            raise StoreError(StoreErrorKind.PRECONDITION, "mailbox has children")
-        del u.mailboxes[mbox.name]
-        if mbox.subscribed:
-            u.lone_subscriptions.add(mbox.name)
-        self._publish(mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, name=mbox.name, deleted=True))
+            # Like the store (RFC 3501 6.3.4): its messages go, the name stays as a \Noselect parent.
+            if mbox.noselect:
+                raise StoreError(StoreErrorKind.PRECONDITION, f"mailbox {mbox.name!r} is \\Noselect and has children")
+            mbox.messages.clear()
+            mbox.noselect = True
+            mbox.highestmodseq += 1
+        else:
+            del u.mailboxes[mbox.name]
+            if mbox.subscribed:
+                u.lone_subscriptions.add(mbox.name)
+        self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, name=mbox.name, deleted=True))
 
     async def rename_mailbox(self, user: str, old_name: str, new_name: str) -> MailboxInfo:
         self._write()
@@ -362,28 +432,39 @@ class FakeStore:
         new_name = _norm(new_name)
         if new_name in u.mailboxes:
             raise StoreError(StoreErrorKind.ALREADY_EXISTS, f"mailbox {new_name} exists")
+        if new_name.startswith(src.name + "/"):
+            raise StoreError(StoreErrorKind.INVALID, f"cannot rename {src.name!r} into its own child")
+        parts = new_name.split("/")
+        for i in range(1, len(parts)):  # like CREATE: missing parents come into being
+            if "/".join(parts[:i]) not in u.mailboxes:
+                self._new_mailbox(u, "/".join(parts[:i])).subscribed = False
         if src.name == "INBOX":
-            dest = self._new_mailbox(u, new_name)
-            dest.messages, src.messages = src.messages, {}
-            dest.uidnext = src.uidnext
+            # Like the store (RFC 3501 6.3.5): a new mailbox (made as CREATE makes one) takes the
+            # messages, numbered from UID 1 at MODSEQ 1; INBOX stays, empty.
+            dest = self._create(u, new_name)
+            moved = [m for _, m in sorted(src.messages.items())]
+            for uid, msg in enumerate(moved, 1):
+                msg.uid, msg.modseq, msg.added_modseq = uid, 1, 1
+                dest.messages[uid] = msg
+            dest.uidnext = len(moved) + 1
+            gone, src.messages = tuple(sorted(src.messages)), {}
             src.highestmodseq += 1
-            self._publish(src, ChangeEvent(src.mailbox_id, src.highestmodseq, expunged=tuple(dest.messages)))
-            self._publish_account(ChangeEvent(dest.mailbox_id, 0, user=u.name, name=dest.name, created=True))
-            return self._info(u, dest)
-        prefix = src.name + "/"
-        for name in [n for n in u.mailboxes if n == src.name or n.startswith(prefix)]:
+            # For INBOX's sessions (and VANISHED) the messages that left are expunged.
+            src.expunged_log.extend((uid, src.highestmodseq) for uid in gone)
+            self._publish(src, ChangeEvent(src.mailbox_id, src.highestmodseq, expunged=gone))
+            return self._written_info(u, dest)  # (_create announced it on the account feed)
+        old = src.name  # src is renamed inside the loop: its children need the old name's length
+        for name in [n for n in u.mailboxes if n == old or n.startswith(old + "/")]:
             mbox = u.mailboxes.pop(name)
-            mbox.name = new_name + name[len(src.name) :]
+            mbox.name = new_name + name[len(old) :]
             u.mailboxes[mbox.name] = mbox
             if mbox.subscribed:  # like the store: subscriptions stay with names
                 u.lone_subscriptions.add(name)
             mbox.subscribed = mbox.name in u.lone_subscriptions
             u.lone_subscriptions.discard(mbox.name)
-            self._publish(
-                mbox, ChangeEvent(mbox.mailbox_id, mbox.highestmodseq, name=mbox.name, old_name=name, renamed=True)
-            )
+            self._publish(mbox, ChangeEvent(mbox.mailbox_id, 0, name=mbox.name, old_name=name, renamed=True))
             mbox.watchers.clear()
-        return self._info(u, src)
+        return self._written_info(u, src)
 
     async def subscribe(self, user: str, name: str, subscribed: bool) -> None:
         self._write()
@@ -410,7 +491,7 @@ class FakeStore:
     async def select(self, user: str, name: str) -> SelectResult:
         self._call()
         await trio.lowlevel.checkpoint()
-        mbox = self._mailbox(user, name)
+        mbox = self._selectable(self._mailbox(user, name))
         keywords = sorted({f for m in mbox.messages.values() for f in m.flags if not f.startswith("\\")})
         uids = tuple(sorted(mbox.messages))
         unseen = next((u for u in uids if "\\Seen" not in mbox.messages[u].flags), 0)
@@ -426,6 +507,8 @@ class FakeStore:
     ) -> tuple[tuple[str, bytes], ...]:
         self._call()
         await trio.lowlevel.checkpoint()
+        if len(entries) > _METADATA_MAX_ENTRIES:  # as the store: a bound per request
+            raise StoreError(StoreErrorKind.INVALID, f"metadata: at most {_METADATA_MAX_ENTRIES} entries per request")
         mid = self._metadata_mailbox(user, mailbox)
         stored = self._user(user).metadata
         found: dict[str, tuple[str, bytes]] = {}
@@ -529,22 +612,26 @@ class FakeStore:
         self._write()
         await trio.lowlevel.checkpoint()
         mbox = self._by_id(user, mailbox_id)
+        wanted = _flags(flags)
+        if mode is not FlagMode.REMOVE:
+            _keyword_room(mbox, wanted)
         updated: list[MessageMeta] = []
         modified: list[int] = []
+        modseq = mbox.highestmodseq + 1  # like the store: every message this command changes gets one MODSEQ
         for msg in self._selected(mbox, uid_set):
             if unchanged_since is not None and msg.modseq > unchanged_since:
                 modified.append(msg.uid)
                 continue
             if mode is FlagMode.REPLACE:
-                new = set(flags)
+                new = set(wanted)
             elif mode is FlagMode.ADD:
-                new = msg.flags | set(flags)
+                new = msg.flags | wanted
             else:
-                new = msg.flags - set(flags)
+                new = msg.flags - wanted
             if new != msg.flags:
-                mbox.highestmodseq += 1
+                mbox.highestmodseq = modseq
                 msg.flags = new
-                msg.modseq = mbox.highestmodseq
+                msg.modseq = modseq
                 updated.append(msg.meta())
         if updated:
             self._publish(mbox, ChangeEvent(mailbox_id, mbox.highestmodseq, flags=tuple(updated)))
@@ -555,15 +642,31 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         u = self._user(user)
         src = self._by_id(user, mailbox_id)
-        dest = self._mailbox(user, dest_name)
+        dest = self._selectable(self._mailbox(user, dest_name))
         msgs = self._selected(src, text)
+        _keyword_room(dest, {f for m in msgs for f in m.flags})
         size = sum(len(m.data) for m in msgs)
         if u.quota and not move and self._usage(u) + size > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
-        added = [
-            self._add(u, dest, AppendSpec(tuple(m.flags), m.internal_date, m.tz_offset_minutes), m.data, m.body_id)
-            for m in msgs
-        ]
+        # Like the store: the copies share one MODSEQ, and a MOVE moves usage (no quota check).
+        added: list[_Message] = []
+        modseq = dest.highestmodseq + 1
+        for m in msgs:
+            copied = _Message(
+                dest.uidnext,
+                modseq,
+                set(m.flags),
+                m.data,
+                m.internal_date,
+                m.tz_offset_minutes,
+                int(time.time()),
+                m.body_id,
+            )
+            dest.messages[copied.uid] = copied
+            dest.uidnext += 1
+            added.append(copied)
+        if added:
+            dest.highestmodseq = modseq
         if added:
             self._publish(dest, ChangeEvent(dest.mailbox_id, dest.highestmodseq, added=tuple(m.meta() for m in added)))
         expunged: tuple[int, ...] = ()
@@ -606,7 +709,10 @@ class FakeStore:
         self._call()
         await trio.lowlevel.checkpoint()
         mbox = self._by_id(user, mailbox_id)
-        ranges = uidset.parse(uid_set).resolve(mbox.uidnext - 1) if uid_set else None
+        try:
+            ranges = uidset.parse(uid_set).resolve(mbox.uidnext - 1) if uid_set else None
+        except InvalidArgument as exc:
+            raise StoreError(StoreErrorKind.INVALID, str(exc)) from None
         return tuple(
             sorted(
                 uid
@@ -640,7 +746,11 @@ class FakeStore:
         self._write()
         await trio.lowlevel.checkpoint()
         u = self._user(user)
-        mbox = self._mailbox(user, mailbox)
+        mbox = self._selectable(self._mailbox(user, mailbox))
+        messages = [
+            (dataclasses.replace(spec, flags=tuple(sorted(_flags(spec.flags)))), data) for spec, data in messages
+        ]
+        _keyword_room(mbox, {f for spec, _ in messages for f in spec.flags})
         total = sum(len(data) for _, data in messages)
         if u.quota and self._usage(u) + total > u.quota:
             raise StoreError(StoreErrorKind.OVER_QUOTA, "quota: over quota")
@@ -663,9 +773,19 @@ class FakeStore:
         mbox = self._by_id(user, mailbox_id)
         send, receive = trio.open_memory_channel[ChangeEvent](10_000)
         if since_modseq:
-            for event in mbox.events:
-                if event.modseq > since_modseq:
-                    send.send_nowait(event)
+            # Like the store (messages.changes_since): one event describing everything after
+            # since_modseq, not a replay of the events that happened.
+            send.send_nowait(
+                ChangeEvent(
+                    mailbox_id,
+                    mbox.highestmodseq,
+                    added=tuple(m.meta() for _, m in sorted(mbox.messages.items()) if m.added_modseq > since_modseq),
+                    flags=tuple(
+                        m.meta() for _, m in sorted(mbox.messages.items()) if m.added_modseq <= since_modseq < m.modseq
+                    ),
+                    expunged=tuple(sorted(uid for uid, ms in mbox.expunged_log if ms > since_modseq)),
+                )
+            )
         mbox.watchers.append(send)
         async with receive:
             async for event in receive:

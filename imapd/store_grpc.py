@@ -584,20 +584,34 @@ class GrpcStore:
                 yield store_pb2.AppendRequest(data=piece)
             yield store_pb2.AppendRequest(last=True)
 
+        result: list[AppendResult] = []
+        refused: list[StoreError] = []
         async with trio.open_nursery() as nursery:
-            result: list[AppendResult] = []
 
             async def call() -> None:
-                reply = await self._run(lambda: self._stub.Append(requests(), timeout=300))
+                try:
+                    reply = await self._run(lambda: self._stub.Append(requests(), timeout=300))
+                except StoreError as exc:
+                    # The store refused (TOO_BIG, OVER_QUOTA ...) and reads no more pieces: empty
+                    # the queue so the producer is not left blocked, and raise the StoreError
+                    # itself below (not wrapped in the nursery's ExceptionGroup).
+                    refused.append(exc)
+                    while not pieces.empty():
+                        pieces.get_nowait()
+                    return
                 result.append(AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id))
 
             nursery.start_soon(call)
             try:
                 async for chunk in chunks:
                     for i in range(0, len(chunk), PIECE):
+                        if refused:
+                            break
                         await trio.to_thread.run_sync(pieces.put, chunk[i : i + PIECE])
             finally:
                 await trio.to_thread.run_sync(pieces.put, None)
+        if refused:
+            raise refused[0]
         return result[0]
 
     async def multi_append(self, user: str, mailbox: str, messages: Sequence[tuple[AppendSpec, bytes]]) -> AppendResult:

@@ -232,7 +232,7 @@ class AccountOps(StoreCore):
         def op(ctx: WriteContext) -> store_pb2.MailboxInfo:
             users.require_user(ctx.txn, ctx.dbs, req.user)
             old_top = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, req.old_name)[1].name
-            mid, moved = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
+            mid, moved, left_inbox = mailboxes.rename(ctx.txn, ctx.dbs, req.user, req.old_name, req.new_name)
             record = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, mid)
             for moved_id in moved:
                 name = mailboxes.by_id(ctx.txn, ctx.dbs, req.user, moved_id).name
@@ -242,6 +242,13 @@ class AccountOps(StoreCore):
                 )
             if not moved:  # RENAME INBOX: a new mailbox holds INBOX's mail
                 ctx.events.append(store_pb2.ChangeEvent(user=req.user, mailbox_id=mid, name=record.name, created=True))
+            if left_inbox:  # RENAME INBOX: its messages left it, an expunge for the sessions that have it selected
+                inbox_id, inbox = mailboxes.lookup(ctx.txn, ctx.dbs, req.user, "INBOX")
+                ctx.events.append(
+                    store_pb2.ChangeEvent(
+                        user=req.user, mailbox_id=inbox_id, modseq=inbox.highestmodseq, expunged=left_inbox
+                    )
+                )
             kids = bool(mailboxes.children(ctx.txn, ctx.dbs, req.user, record.name))
             return mailboxes.info(record, mid, kids, with_status=True)
 

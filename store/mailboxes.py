@@ -10,7 +10,7 @@ from mailha_api import store_pb2
 from store import bodies, mailbox_index, metadata, names, recent, save_dates, subscriptions
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
+from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
 from store.users import put_quota, quota
 
 
@@ -176,8 +176,9 @@ def delete(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> int:
     return mid
 
 
-def rename(txn: lmdb.Transaction, dbs: Dbs, user: str, old: str, new: str) -> tuple[int, list[int]]:
-    """Rename `old` (and its children) to `new`; return (new mailbox id, ids whose name changed)."""
+def rename(txn: lmdb.Transaction, dbs: Dbs, user: str, old: str, new: str) -> tuple[int, list[int], list[int]]:
+    """Rename `old` (and its children) to `new`; return (new mailbox id, ids whose name changed,
+    UIDs that left INBOX: renaming INBOX moves its messages out, an expunge for INBOX's sessions)."""
     mid, record = lookup(txn, dbs, user, old)
     target = names.mailbox_name(new)
     if txn.get(user_key(user, target), db=dbs.mailbox_names) is not None:
@@ -185,7 +186,8 @@ def rename(txn: lmdb.Transaction, dbs: Dbs, user: str, old: str, new: str) -> tu
     if target.startswith(record.name + names.DELIMITER):
         raise InvalidArgument(f"cannot rename {record.name!r} into its own child {target!r}")
     if record.name == "INBOX":
-        return _rename_inbox(txn, dbs, user, mid, target), []
+        new_id, left = _rename_inbox(txn, dbs, user, mid, target)
+        return new_id, [], left
     moved = [(record.name, mid), *children(txn, dbs, user, record.name)]
     for parent in names.parents(target):
         if txn.get(user_key(user, parent), db=dbs.mailbox_names) is None:
@@ -203,21 +205,26 @@ def rename(txn: lmdb.Transaction, dbs: Dbs, user: str, old: str, new: str) -> tu
             subscriptions.keep(txn, dbs, user, old_name)
         subscribed = subscriptions.take(txn, dbs, user, new_name)
         put(txn, dbs, child_id, child.evolve(name=new_name, subscribed=subscribed))
-    return mid, [i for _, i in moved]
+    return mid, [i for _, i in moved], []
 
 
-def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, target: str) -> int:
-    """RFC 3501 6.3.5: move INBOX's messages to a new mailbox; INBOX stays, empty."""
+def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, target: str) -> tuple[int, list[int]]:
+    """RFC 3501 6.3.5: move INBOX's messages to a new mailbox; INBOX stays, empty.
+
+    Returns the new id and the UIDs that left INBOX: for INBOX's sessions (and QRESYNC's
+    VANISHED) they are expunged, at INBOX's next MODSEQ, like any expunge."""
     inbox = by_id(txn, dbs, user, inbox_id)
     new_id, new_rec = create(txn, dbs, user, target)
     prefix = U64.pack(inbox_id)
     cur = txn.cursor(db=dbs.messages)
     uid = 0
+    left: list[int] = []
     indexed: list[tuple[int, MessageRecord, bytes]] = []
     if cur.set_range(prefix):
         while bytes(cur.key()).startswith(prefix):
             rec = MessageRecord.unpack(cur.value())
             old_uid = MSG_KEY.unpack(bytes(cur.key()))[1]
+            left.append(old_uid)
             uid += 1
             key = MSG_KEY.pack(new_id, uid)
             moved = rec.evolve(modseq=1, added_modseq=1)
@@ -245,10 +252,11 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
             size=inbox.size,
         ),
     )
-    put(
-        txn, dbs, inbox_id, inbox.evolve(messages=0, unseen=0, deleted=0, size=0, highestmodseq=inbox.highestmodseq + 1)
-    )
-    return new_id
+    expunged_at = inbox.highestmodseq + 1
+    for old_uid in left:
+        txn.put(VANISHED_KEY.pack(inbox_id, expunged_at, old_uid), b"", db=dbs.vanished)
+    put(txn, dbs, inbox_id, inbox.evolve(messages=0, unseen=0, deleted=0, size=0, highestmodseq=expunged_at))
+    return new_id, left
 
 
 def status(record: MailboxRecord) -> store_pb2.MailboxStatus:

@@ -248,11 +248,15 @@ def test_rename_inbox_moves_messages(mail_store: MailStore) -> None:
     _append(mail_store, flags=("\\Seen",))
     _append(mail_store)
     inbox_id = _mid(mail_store)
+    before = mail_store.status("alice", "INBOX").status.highestmodseq
     moved = mail_store.rename_mailbox(
         store_pb2.RenameMailboxRequest(epoch=1, user="alice", old_name="INBOX", new_name="Old")
     )
     assert moved.mailbox_id != inbox_id
     assert mail_store.status("alice", "INBOX").status.messages == 0
+    # For INBOX's sessions the messages that left are expunged (QRESYNC's VANISHED too).
+    left = mail_store.vanished(store_pb2.VanishedRequest(user="alice", mailbox_id=inbox_id, since_modseq=before))
+    assert list(left.uids) == [1, 2]
     old = mail_store.status("alice", "Old").status
     assert (old.messages, old.unseen, old.uidnext) == (2, 1, 3)
     assert _body(mail_store, 2, "Old") == MSG
