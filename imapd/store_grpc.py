@@ -440,7 +440,15 @@ class GrpcStore:
             header_queries=[mailbox_index_pb2.HeaderQuery(field=f, needle=n) for f, n in query.header_queries],
             text_queries=[mailbox_index_pb2.TextQuery(needle=n, body_only=b) for n, b in query.text_queries],
             with_sort_keys=query.with_sort_keys,
+            with_flags=query.with_flags,
+            without_flags=query.without_flags,
         )
+        if self._local is not None and not query.text_queries:
+            # Beside the store: the same scan from a local read transaction, no round trip.
+            local = self._local
+            for chunk in self._read_local(local, lambda r: r.scan_index(req)):
+                yield _columns(chunk)
+            return
 
         def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], IndexColumns | None]:
             call = self._index_stub.Scan(req, timeout=300)
