@@ -484,9 +484,10 @@ class GrpcStore:
             unchanged_since=unchanged_since or 0,
             has_unchanged_since=unchanged_since is not None,
         )
-        if self._local is not None and _uid_count(uid_set) <= _UNARY_FETCH_MAX:
+        if self._local is not None and unchanged_since is None:
             # Beside the store, a STORE that changes nothing is answered from a local read:
             # the store would write nothing either. Any doubt (an error) goes to the store.
+            # The check reads the flag index (one test per distinct flag set), so any size.
             try:
                 modseq = self._local.unchanged_by_store(req)
             except (store_errors.StoreError, lmdb.Error):
