@@ -97,25 +97,44 @@ class FlagFilter:
 
     def runs(self, flag_ids: bytes, start: int, end: int) -> list[tuple[int, int]]:
         """The [a, b) runs of rows in [start, end) of a segment whose flag-set id passes."""
-        ids = to_array("I", flag_ids[start * 4 : end * 4])
-        distinct = set(ids)
+        column = flag_ids[start * 4 : end * 4]
+        distinct = set(to_array("I", column))
         good = {fid for fid in distinct if self.passes(fid)}
         if len(good) == len(distinct):
             return [(start, end)]
         if not good:
             return []
+        bad = distinct - good
+        # Find the rows of the rarer side by searching the column's bytes (no loop per row).
+        keep = _rows_of(column, good) if len(good) <= len(bad) else None
+        if keep is None:
+            skip = _rows_of(column, bad)
+            skipped = set(skip)
+            keep = [i for i in range(end - start) if i not in skipped] if len(skip) < end - start else []
         out: list[tuple[int, int]] = []
-        run_start = -1
-        for i, fid in enumerate(ids, start):
-            if fid in good:
-                if run_start < 0:
-                    run_start = i
-            elif run_start >= 0:
-                out.append((run_start, i))
-                run_start = -1
-        if run_start >= 0:
-            out.append((run_start, end))
+        for i in keep:
+            row = start + i
+            if out and out[-1][1] == row:
+                out[-1] = (out[-1][0], row + 1)
+            else:
+                out.append((row, row + 1))
         return out
+
+
+def _rows_of(column: bytes, fids: set[int]) -> list[int]:
+    """The rows (ascending) of a little-endian u32 column holding one of `fids`."""
+    rows: list[int] = []
+    for fid in fids:
+        pattern = fid.to_bytes(4, "little")
+        at = column.find(pattern)
+        while at >= 0:
+            if at % 4:
+                at = column.find(pattern, at + 1)
+                continue
+            rows.append(at // 4)
+            at = column.find(pattern, at + 4)
+    rows.sort()
+    return rows
 
 
 def text_matches(  # noqa: PLR0917
