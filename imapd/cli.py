@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         "--envelope-cache-mb", type=float, default=8.0, help="MiB of rendered ENVELOPEs kept across sessions"
     )
     p.add_argument(
-        "--sort-cache-mb", type=float, default=8.0, help="MiB of SORT/THREAD keys kept across sessions (about)"
+        "--sort-cache-mb", type=float, default=128.0, help="MiB of SORT/THREAD keys kept across sessions (about)"
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument(

@@ -40,7 +40,7 @@ class ImapdOptions:
     connections_per_user: int = 50
     max_prelogin_per_address: int = 20
     envelope_cache_mb: float = 8.0
-    sort_cache_mb: float = 8.0
+    sort_cache_mb: float = 128.0
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
