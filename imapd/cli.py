@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--envelope-cache-mb", type=float, default=8.0, help="MiB of rendered ENVELOPEs kept across sessions"
     )
+    p.add_argument(
+        "--sort-cache-mb", type=float, default=128.0, help="MiB of SORT/THREAD keys kept across sessions (about)"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument(
         "--store-data",
@@ -62,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
             connections_per_user=args.connections_per_user,
             max_prelogin_per_address=args.max_prelogin_per_address,
             envelope_cache_mb=args.envelope_cache_mb,
+            sort_cache_mb=args.sort_cache_mb,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
             store_data=args.store_data,

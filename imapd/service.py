@@ -40,6 +40,7 @@ class ImapdOptions:
     connections_per_user: int = 50
     max_prelogin_per_address: int = 20
     envelope_cache_mb: float = 8.0
+    sort_cache_mb: float = 128.0
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
@@ -76,6 +77,7 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         connections_per_user=options.connections_per_user,
         max_prelogin_per_address=options.max_prelogin_per_address,
         envelope_cache_bytes=int(options.envelope_cache_mb * 1024 * 1024),
+        sort_cache_bytes=int(options.sort_cache_mb * 1024 * 1024),
     )
 
     local = None

@@ -99,6 +99,11 @@ class IndexQuery:
     text_queries: tuple[tuple[str, bool], ...] = ()
     # the stored SORT/THREAD keys of each message (mailparse.sort_keys.stored_keys form)
     with_sort_keys: bool = False
+    # When either is set, the columns may hold only the messages with every flag of
+    # `with_flags` and none of `without_flags` (casefolded): an optimisation the caller
+    # may not rely on (the fake returns everything), so the keys are evaluated again.
+    with_flags: tuple[str, ...] = ()
+    without_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ class Outcome(enum.Enum):
     FENCED = "fenced"  # this lmtpd's writer epoch is no longer the store's
     UNAVAILABLE = "store unavailable"  # quiesced, restarting, unreachable
     STORAGE_FULL = "storage full"  # the store's disk is full: temporary, the MTA retries
+    # The recipient's settings changed after lmtpd decided on them: nothing stored, temporary.
+    SETTINGS_CHANGED = "settings changed"
     FAILED = "failed"  # anything else (an I/O error, a bug): temporary, the MTA retries
     REFUSED_BY_RECIPIENT = "refused by the recipient's settings"  # a blocked sender domain (550)
 

@@ -152,6 +152,8 @@ def for_outcome(outcome: Outcome, address: str, *, uid: int, quota_tempfail: boo
         return try_later("mail store unavailable")
     if outcome is Outcome.STORAGE_FULL:
         return reply(452, "4.3.1", f"<{address}>: insufficient system storage, try again later")
+    if outcome is Outcome.SETTINGS_CHANGED:
+        return try_later("the recipient's settings changed during the delivery")
     if outcome is Outcome.REFUSED_BY_RECIPIENT:
         return reply(550, "5.7.1", f"<{address}>: the recipient does not accept mail from this sender")
     return delivery_failed(address, "internal error")

@@ -15,7 +15,14 @@ and is written in the append's own store transaction: a crash keeps both or
 neither, and a retried (duplicate) delivery logs nothing twice. The append
 also carries the settings' revision it was decided on; if the user changed
 their settings in between, the store writes nothing (ABORTED) and that
-recipient gets 451, so the MTA's retry is decided on the new settings. Outcomes
+recipient gets 451, so the MTA's retry is decided on the new settings.
+
+Settings are cached per user (bounded, least recently used out): a delivery
+into INBOX or a folder decided on cached settings carries their revision, so
+the store refuses it if they are stale; lmtpd then forgets them, reads them
+afresh and delivers that recipient once more at once. Anything the store does
+not check (refuse, discard, forward) is decided on settings read afresh.
+Outcomes
 that store nothing (refused, discarded, forwarded only, failed appends) are
 written afterwards with RecordDeliveries; a failure to write those is
 logged and does not change the reply.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +58,7 @@ from store.channel import PIECE, open_channel
 log = logging.getLogger("mailha.lmtpd.settings")
 _SETTINGS_TIMEOUT = 10.0
 _SMTP_TIMEOUT = 60.0
+_CACHED_USERS = 10_000  # a few hundred bytes each
 
 
 @dataclass(frozen=True)
@@ -102,11 +111,20 @@ class SettingsSession:
         results: list[DeliveryResult | None] = [None] * len(recipients)
         dispositions: list[Disposition] = []
         revisions: list[bytes] = []
+        from_cache: list[bool] = []
         to_store: list[int] = []
         for i, recipient in enumerate(recipients):
-            settings = await drop.settings_of(recipient.user)
+            settings = drop.cached(recipient.user)
+            disposition = decide(settings, facts, recipient.address) if settings is not None else None
+            if disposition is None or disposition.action is not Action.STORE or disposition.forward_to:
+                # Only an append is checked against the revision by the store: read afresh.
+                settings = await drop.settings_of(recipient.user)
+                disposition = decide(settings, facts, recipient.address)
+                from_cache.append(False)
+            else:
+                assert settings is not None
+                from_cache.append(True)
             revisions.append(settings.revision)
-            disposition = decide(settings, facts, recipient.address)
             if disposition.forward_to and drop.options.relay is None:
                 log.warning("user=%s has forwarding set but no --forward-relay is configured", recipient.user)
                 disposition = Disposition(Action.STORE, folder=disposition.folder, reason="forwarding off")
@@ -151,10 +169,22 @@ class SettingsSession:
                 [prefixes[i] for i in to_store],
                 body,
             )
+            stale: list[int] = []
             for i, result in zip(to_store, stored, strict=True):
                 results[i] = result
                 if result.outcome is Outcome.DELIVERED:
                     logged_with_append.add(i)  # by the append itself (or by the first one, for a retry)
+                elif result.outcome is Outcome.SETTINGS_CHANGED:
+                    drop.forget(recipients[i].user)
+                    if from_cache[i]:
+                        stale.append(i)
+            if stale:
+                # Decided on cached settings that changed: once more on fresh ones (the second
+                # pass reads them from the store, so a further change gives 451, not a loop).
+                again = await self.deliver([recipients[i] for i in stale], [prefixes[i] for i in stale], body)
+                for i, result in zip(stale, again, strict=True):
+                    results[i] = result
+                    logged_with_append.add(i)  # the second pass logged its own outcome
         final = [r for r in results if r is not None]
         assert len(final) == len(recipients)
         rest = [i for i in range(len(recipients)) if i not in logged_with_append]
@@ -184,20 +214,38 @@ class SettingsMailDrop:
         self.options = options
         self.channel = open_channel(store)
         self.stub = settings_pb2_grpc.SettingsStub(self.channel)
+        self._cache: OrderedDict[str, settings_pb2.UserSettings] = OrderedDict()
 
     def session(self) -> SettingsSession:
         return SettingsSession(self, self.inner.session())
 
+    def cached(self, user: str) -> settings_pb2.UserSettings | None:
+        """The user's settings as last read, if still cached (they may be stale)."""
+        settings = self._cache.get(user)
+        if settings is not None:
+            self._cache.move_to_end(user)
+        return settings
+
+    def forget(self, user: str) -> None:
+        self._cache.pop(user, None)
+
     async def settings_of(self, user: str) -> settings_pb2.UserSettings:
-        """The user's settings; the defaults (plain INBOX delivery) if the store cannot say."""
+        """The user's settings read from the store (and cached); the defaults (plain INBOX
+        delivery, no revision, not cached) if the store cannot say."""
         request = settings_pb2.GetSettingsRequest(user=user)
         try:
-            return await trio.to_thread.run_sync(
+            settings: settings_pb2.UserSettings = await trio.to_thread.run_sync(
                 lambda: self.stub.GetSettings(request, timeout=_SETTINGS_TIMEOUT), abandon_on_cancel=True
             )
         except grpc.RpcError as exc:
             log.warning("user=%s settings unavailable (%s): delivering to INBOX", user, exc.code())
             return settings_pb2.UserSettings(user=user)
+        if settings.revision:
+            self._cache[user] = settings
+            self._cache.move_to_end(user)
+            while len(self._cache) > _CACHED_USERS:
+                self._cache.popitem(last=False)
+        return settings
 
     def entry(
         self,

@@ -52,6 +52,8 @@ def outcome_for(code: grpc.StatusCode | int, details: str) -> Outcome:
         if details.startswith("storage"):
             return Outcome.STORAGE_FULL
         return Outcome.TOO_BIG if details.startswith("size") else Outcome.OVER_QUOTA
+    if code == grpc.StatusCode.ABORTED:  # only AppendHeader.settings_revision (store.user_settings)
+        return Outcome.SETTINGS_CHANGED
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return Outcome.FENCED
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):

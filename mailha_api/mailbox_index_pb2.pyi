@@ -57,6 +57,8 @@ class IndexScanRequest(_message.Message):
     HEADER_QUERIES_FIELD_NUMBER: _builtins.int
     TEXT_QUERIES_FIELD_NUMBER: _builtins.int
     WITH_SORT_KEYS_FIELD_NUMBER: _builtins.int
+    WITH_FLAGS_FIELD_NUMBER: _builtins.int
+    WITHOUT_FLAGS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
@@ -67,6 +69,16 @@ class IndexScanRequest(_message.Message):
     def header_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeaderQuery]: ...
     @_builtins.property
     def text_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextQuery]: ...
+    @_builtins.property
+    def with_flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When either is set, only the messages holding every flag of `with_flags`
+        and none of `without_flags` (compared without case) are in the columns;
+        header and text hits are unaffected. SEARCH UNSEEN sends without_flags
+        \\\\Seen and gets the unseen messages' rows, not the whole mailbox.
+        """
+
+    @_builtins.property
+    def without_flags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -77,10 +89,12 @@ class IndexScanRequest(_message.Message):
         header_queries: _abc.Iterable[Global___HeaderQuery] | None = ...,
         text_queries: _abc.Iterable[Global___TextQuery] | None = ...,
         with_sort_keys: _builtins.bool = ...,
+        with_flags: _abc.Iterable[_builtins.str] | None = ...,
+        without_flags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_sizes_dates", b"with_sizes_dates", "with_sort_keys", b"with_sort_keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_flags", b"with_flags", "with_sizes_dates", b"with_sizes_dates", "with_sort_keys", b"with_sort_keys", "without_flags", b"without_flags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

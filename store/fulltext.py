@@ -140,6 +140,9 @@ def messages_above(
     return out
 
 
+OPTIMIZE_AFTER: Final = 5000  # messages indexed since the last optimize, at least
+
+
 class FullTextIndex:
     """The FTS5 database of one store: a writer (the indexer thread) and short-lived readers."""
 
@@ -215,14 +218,30 @@ class FullTextIndex:
                     self._stop.wait((time.monotonic() - started) * (1 - duty) / duty)
         return done
 
+    def optimize(self) -> None:
+        """Merge each FTS table's segments into one and give the freed pages back to the file
+        system (VACUUM, then the WAL truncated): after a large fill the many small batches
+        leave segments and free pages behind (issue 17's disk bound)."""
+        for table in ("head_words", "body_words"):
+            self._write.execute(f"INSERT INTO {table}({table}) VALUES('optimize')")
+        self._write.execute("VACUUM")
+        self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # ---- the indexer thread ------------------------------------------------------
     def start(self, env: lmdb.Environment, dbs: Dbs) -> None:
         def run() -> None:
+            since_optimize = 0
             while not self._stop.is_set():
                 self._wake.wait(1.0)
                 self._wake.clear()
                 try:
-                    self.catch_up(env, dbs, duty=BACKGROUND_DUTY)
+                    indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY)
+                    since_optimize += indexed
+                    # Once idle after a large fill: at least OPTIMIZE_AFTER messages and a tenth
+                    # of the index, so the rewrite's cost stays a share of the indexing's.
+                    if not indexed and since_optimize >= max(OPTIMIZE_AFTER, sum(self.watermarks().values()) // 10):
+                        self.optimize()
+                        since_optimize = 0
                 except (lmdb.Error, sqlite3.Error):
                     log.exception("full-text indexing failed; queries scan what is not indexed")
                     self._stop.wait(5.0)

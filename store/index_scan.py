@@ -17,7 +17,8 @@ from typing import Final
 import lmdb
 
 from mailha_api import mailbox_index_pb2 as pb
-from store import flag_sets, fulltext, header_index, message_facts
+from store import flag_sets, fulltext, header_index, mailboxes, message_facts, messages, names, uidset
+from store.errors import InvalidArgument
 from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices, to_array
 from store.fulltext import FullTextIndex
 from store.schema import MSG_KEY, U64, Dbs
@@ -76,6 +77,66 @@ class _ChunkBuilder:
         return chunk
 
 
+class FlagFilter:
+    """Which flag-set ids hold every flag of `with_flags` and none of `without_flags`
+    (casefolded, as IMAP compares flags); each id's flags are read once per scan."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: Dbs, with_flags: frozenset[str], without_flags: frozenset[str]):
+        self.txn = txn
+        self.dbs = dbs
+        self.with_flags = with_flags
+        self.without_flags = without_flags
+        self._passes: dict[int, bool] = {}
+
+    def passes(self, fid: int) -> bool:
+        known = self._passes.get(fid)
+        if known is None:
+            held = {f.lower() for f in flag_sets.flags_of(self.txn, self.dbs, fid)}
+            known = self._passes[fid] = self.with_flags <= held and held.isdisjoint(self.without_flags)
+        return known
+
+    def runs(self, flag_ids: bytes, start: int, end: int) -> list[tuple[int, int]]:
+        """The [a, b) runs of rows in [start, end) of a segment whose flag-set id passes."""
+        column = flag_ids[start * 4 : end * 4]
+        distinct = set(to_array("I", column))
+        good = {fid for fid in distinct if self.passes(fid)}
+        if len(good) == len(distinct):
+            return [(start, end)]
+        if not good:
+            return []
+        bad = distinct - good
+        # Find the rows of the rarer side by searching the column's bytes (no loop per row).
+        keep = _rows_of(column, good) if len(good) <= len(bad) else None
+        if keep is None:
+            skip = _rows_of(column, bad)
+            skipped = set(skip)
+            keep = [i for i in range(end - start) if i not in skipped] if len(skip) < end - start else []
+        out: list[tuple[int, int]] = []
+        for i in keep:
+            row = start + i
+            if out and out[-1][1] == row:
+                out[-1] = (out[-1][0], row + 1)
+            else:
+                out.append((row, row + 1))
+        return out
+
+
+def _rows_of(column: bytes, fids: set[int]) -> list[int]:
+    """The rows (ascending) of a little-endian u32 column holding one of `fids`."""
+    rows: list[int] = []
+    for fid in fids:
+        pattern = fid.to_bytes(4, "little")
+        at = column.find(pattern)
+        while at >= 0:
+            if at % 4:
+                at = column.find(pattern, at + 1)
+                continue
+            rows.append(at // 4)
+            at = column.find(pattern, at + 4)
+    rows.sort()
+    return rows
+
+
 def text_matches(  # noqa: PLR0917
     txn: lmdb.Transaction,
     dbs: Dbs,
@@ -113,6 +174,7 @@ def scan(
     queries: list[tuple[int, bytes]],
     text_queries: tuple[tuple[str, bool], ...] = (),
     fulltext: FullTextIndex | None = None,
+    flag_filter: FlagFilter | None = None,
 ) -> Iterator[pb.IndexChunk]:
     """Chunks of columns for the UIDs of `ranges` (ordered, merged); at least one chunk."""
     first = pb.IndexChunk()
@@ -138,8 +200,49 @@ def scan(
             start = 0 if uids[0] >= lo else bisect.bisect_left(uids, lo)
             end = n if uids[-1] <= hi else bisect.bisect_right(uids, hi)
             if start < end:
-                builder.add(n, slices, start, end)
+                if flag_filter is None:
+                    builder.add(n, slices, start, end)
+                else:
+                    for a, b in flag_filter.runs(slices[1], start, end):
+                        builder.add(n, slices, a, b)
             if builder.count >= CHUNK_MESSAGES:
                 yield builder.take(chunk)
                 chunk = pb.IndexChunk()
     yield builder.take(chunk)
+
+
+def check_request(req: pb.IndexScanRequest) -> tuple[uidset.UidSet, str, list[tuple[int, bytes]]]:
+    """Validate a scan before any transaction: (the parsed UID set, the user, the header queries)."""
+    parsed = uidset.parse(req.uid_set)
+    user = names.user_name(req.user)
+    queries = [(q.field, bytes(q.needle)) for q in req.header_queries]
+    if any(not needle for _, needle in queries):
+        raise InvalidArgument("header query: the needle is empty")
+    return parsed, user, queries
+
+
+def scan_request(
+    txn: lmdb.Transaction, dbs: Dbs, req: pb.IndexScanRequest, *, fulltext: FullTextIndex | None
+) -> Iterator[pb.IndexChunk]:
+    """The MailboxIndex.Scan answer in one read transaction: the store's servicer and an
+    imapd beside the store (`store.reader`) both run this."""
+    parsed, user, queries = check_request(req)
+    mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    ranges = parsed.resolve(messages.highest_uid(txn, dbs, req.mailbox_id))
+    flag_filter = None
+    if req.with_flags or req.without_flags:
+        flag_filter = FlagFilter(
+            txn, dbs, frozenset(f.lower() for f in req.with_flags), frozenset(f.lower() for f in req.without_flags)
+        )
+    return scan(
+        txn,
+        dbs,
+        req.mailbox_id,
+        ranges,
+        with_sizes_dates=req.with_sizes_dates,
+        with_sort_keys=req.with_sort_keys,
+        queries=queries,
+        text_queries=tuple((q.needle, q.body_only) for q in req.text_queries),
+        fulltext=fulltext,
+        flag_filter=flag_filter,
+    )

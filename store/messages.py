@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, mailboxes, message_facts, save_dates, uidset
+from store import bodies, flag_index, flag_sets, mailbox_index, mailboxes, message_facts, save_dates, uidset
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
@@ -203,6 +203,18 @@ def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tupl
     return flags
 
 
+def flags_unchanged(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, *, mode: int, flags: tuple[str, ...]) -> bool:
+    """Whether a STORE of `flags` in `mode` on the UID set `text` would change no message:
+    from the flag index, one check per distinct flag set (the same `apply_flags` test as
+    `store_flags`), no message record read. STORE 1:* +FLAGS (\\Seen) on a read mailbox."""
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    for fid in flag_index.distinct_flag_ids(txn, dbs.flag_index, mid, ranges):
+        current = flag_sets.flags_of(txn, dbs, fid)
+        if apply_flags(current, mode, flags) != current:
+            return False
+    return True
+
+
 def store_flags(
     txn: lmdb.Transaction,
     dbs: Dbs,
@@ -217,8 +229,11 @@ def store_flags(
     record = mailboxes.selectable(txn, dbs, user, mid)
     if mode != store_pb2.FLAG_MODE_REMOVE:
         check_keyword_room(txn, dbs, mid, flags)
-    modseq = record.highestmodseq + 1
     reply = store_pb2.StoreFlagsReply()
+    if unchanged_since is None and flags_unchanged(txn, dbs, mid, text, mode=mode, flags=flags):
+        reply.highestmodseq = record.highestmodseq
+        return reply
+    modseq = record.highestmodseq + 1
     unseen, deleted = record.unseen, record.deleted
     changes: list[tuple[int, MessageRecord, int]] = []  # uid, new record, change of the \\Deleted count
     for uid, rec in in_set(txn, dbs, mid, text):

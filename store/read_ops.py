@@ -122,8 +122,6 @@ def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlag
         return None
     user = names.user_name(req.user)
     record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
-    flags = names.flags(req.flags)
-    for _, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
-        if messages.apply_flags(rec.flags, req.mode, flags) != rec.flags:
-            return None
+    if not messages.flags_unchanged(txn, dbs, req.mailbox_id, req.uid_set, mode=req.mode, flags=names.flags(req.flags)):
+        return None
     return record.highestmodseq

@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import lmdb
 
-from mailha_api import store_pb2
-from store import read_ops
+from mailha_api import mailbox_index_pb2, store_pb2
+from store import index_scan, read_ops
 from store.errors import Unavailable
 from store.schema import MAX_DBS, Dbs
 
@@ -63,6 +63,14 @@ class LocalReader:
 
     def unchanged_by_store(self, req: store_pb2.StoreFlagsRequest) -> int | None:
         return self.read(lambda txn: read_ops.unchanged_by_store(txn, self.dbs, req))
+
+    def scan_index(self, req: mailbox_index_pb2.IndexScanRequest) -> list[mailbox_index_pb2.IndexChunk]:
+        """MailboxIndex.Scan's chunks, all of them from one read transaction (the store's own
+        `index_scan.scan_request`). No text queries: the full-text index is the store's."""
+        if req.text_queries:
+            raise ValueError("text queries go to the store, which owns the full-text index")
+        index_scan.check_request(req)
+        return self.read(lambda txn: list(index_scan.scan_request(txn, self.dbs, req, fulltext=None)))
 
     def fetch_items(self, req: store_pb2.FetchRequest) -> read_ops.FetchItems | None:
         """`fetch_batch` without the reply message: (meta, body) pairs, None when truncated."""

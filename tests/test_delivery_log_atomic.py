@@ -239,3 +239,43 @@ def test_an_append_decided_on_settings_that_changed_meanwhile_writes_nothing(tmp
         assert sorted(r.message_id for r in _log(server.address, user="alice")) == ["<before>", "<fresh>"]
     finally:
         server.stop()
+
+
+def test_settings_lmtpd_cached_are_never_acted_on_once_changed(servers: LocalServers) -> None:
+    """lmtpd caches each user's settings: a delivery decided on a stale copy is refused by the
+    store (revision), and lmtpd redoes it at once on the fresh settings: the right folder or
+    the right refusal, one log line each, no 451."""
+
+    def send(sender: str, mid: str) -> int:
+        c = Lmtp(servers.lmtp_port)
+        c.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<alice@d.test>\r\n".encode())
+        assert c.reply().startswith(b"250") and c.reply().startswith(b"250")
+        c.send(b"DATA\r\n")
+        assert c.reply().startswith(b"354")
+        c.send(f"Message-ID: <{mid}>\r\nSubject: t\r\n\r\nbody\r\n.\r\n".encode())
+        code = int(c.reply()[:3])
+        c.close()
+        return code
+
+    def put(settings: settings_pb2.UserSettings) -> None:
+        with grpc.insecure_channel(servers.store) as channel:
+            settings_pb2_grpc.SettingsStub(channel).PutSettings(settings_pb2.PutSettingsRequest(settings=settings))
+
+    assert send("a@ok.test", "one") == 250  # cached now: nothing blocked for ok.test, INBOX
+    put(settings_pb2.UserSettings(user="alice", blocked_domains=["ok.test"]))  # blocked -> Junk
+    assert send("a@ok.test", "two") == 250
+    put(settings_pb2.UserSettings(user="alice", blocked_domains=["ok.test"], block_action=settings_pb2.BLOCK_REFUSE))
+    assert send("a@ok.test", "three") == 550
+    put(settings_pb2.UserSettings(user="alice"))  # nothing blocked any more: INBOX again
+    assert send("a@ok.test", "four") == 250
+    lines = {r.message_id: r for r in _log(servers.store, user="alice")}
+    assert sorted(lines) == ["<four>", "<one>", "<three>", "<two>"]
+    assert [(lines[m].folder, lines[m].reply_code) for m in ("<one>", "<two>", "<three>", "<four>")] == [
+        ("INBOX", 250),
+        ("Junk", 250),
+        ("", 550),
+        ("INBOX", 250),
+    ]
+    with StoreClient(servers.store) as client:
+        assert client.select("alice", "Junk").mailbox.status.messages == 1
+        assert client.select("alice", "INBOX").mailbox.status.messages == 2

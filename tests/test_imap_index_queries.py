@@ -15,7 +15,7 @@ from pathlib import Path
 
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.index_fetch import INDEX_KINDS, IndexFetchRenderer, flag_list_bytes
-from imapd.message.index_search import IndexTable, plan
+from imapd.message.index_search import IndexTable, flag_filter, plan
 from imapd.message.search_eval import SearchContext, search
 from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import SimpleItem
@@ -134,6 +134,47 @@ def test_index_search_equals_the_scan_for_every_servable_key() -> None:
         assert indexed == scanned, f"{key}: index {indexed} scan {scanned}"
         compared += 1 if scanned else 0
     assert compared > 80  # most of the ~130 keys match something: the comparison is not of empty sets
+
+
+def _filtered(table: IndexTable, held: tuple[str, ...], absent: tuple[str, ...]) -> IndexTable:
+    """`table` with only the rows the store's flag filter (store.index_scan.FlagFilter) keeps."""
+    want, unwanted = {f.lower() for f in held}, {f.lower() for f in absent}
+    keep = set()
+    for fid, flags in table.flag_sets.items():
+        lowered = {f.lower() for f in flags}
+        if want <= lowered and lowered.isdisjoint(unwanted):
+            keep.add(fid)
+    rows = [i for i, fid in enumerate(table.flag_ids) if fid in keep]
+    out = IndexTable(
+        *(
+            [col[i] for i in rows]
+            for col in (table.uids, table.flag_ids, table.modseqs, table.sizes, table.dates, table.tz_offsets)
+        )
+    )
+    out.flag_sets = table.flag_sets
+    out.header_hits = table.header_hits  # the store answers header queries over the whole range
+    return out
+
+
+def test_the_flag_filter_leaves_the_answer_as_it_was() -> None:
+    """SEARCH asks the store for only the rows its top flag keys allow: same answer, fewer rows."""
+    views = [(seq, view) for seq, (view, _) in enumerate(MAILBOX, start=1)]
+    keys = _keys()
+    keys.append(S.AndKey((S.FlagKey("\\SEEN", present=False), S.NotKey(S.SizeKey(S.SizeRelation.LARGER, 2000)))))
+    keys.append(S.AndKey((S.FlagKey("\\Flagged"), S.OrKey(S.HeaderKey("SUBJECT", "e"), S.NotKey(S.AllKey())))))
+    filtered = smaller = 0
+    for key in keys:
+        held, absent = flag_filter(key)
+        if not held and not absent:
+            continue
+        p = plan(key)
+        assert p is not None
+        table = _filtered(_table(key), held, absent)
+        smaller += len(table.uids) < len(UIDS)
+        scanned = sorted(v.uid for _, v in search(key, views, CONTEXT))
+        assert sorted(table.evaluate(key, p, CONTEXT, UIDS)) == scanned, key
+        filtered += 1
+    assert filtered > 20 and smaller > 10, (filtered, smaller)
 
 
 def test_keys_the_index_cannot_answer_go_to_the_scan() -> None:

@@ -258,3 +258,15 @@ async def test_big_sorts_and_threads_run_off_the_event_loop_with_the_same_answer
         entries = [(n + 1, SortKeys.from_header(m.encode(), internal_date=0, size=0)) for n, m in enumerate(mail)]
         assert answer == b"* THREAD " + render(thread(ThreadAlgorithm.ORDEREDSUBJECT, entries))
         assert answer.startswith(b"* THREAD (1 (51)(151)(101)")  # 151 was sent before 101
+
+
+def test_the_sort_key_cache_is_bounded_in_bytes() -> None:
+    header = b"Subject: a fairly ordinary subject line\r\nFrom: Ann <ann@example.org>\r\nMessage-ID: <x@y>\r\n\r\n"
+    keys = SortKeys.from_header(header, internal_date=1, size=100)
+    cache = SortKeyCache(max_bytes=64 * 1024)
+    for uid in range(1, 5001):
+        cache.put(("ann", 1, 7, uid), keys)
+    assert 64 <= len(cache) < 5000 and cache.bytes <= 64 * 1024  # ~0.5 KiB an entry: about 130 kept
+    assert cache.get(("ann", 1, 7, 5000)) == keys and cache.get(("ann", 1, 7, 1)) is None  # the oldest went
+    cache.put(("ann", 1, 7, 5000), keys)  # replacing an entry does not count it twice
+    assert cache.bytes <= 64 * 1024 and len(cache) == len({*cache._entries})

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.store_client import FetchRequest
+from imapd.store_client import FetchRequest, IndexQuery
 from imapd.store_grpc import GrpcStore
 from store.reader import LocalReader
 from tests.store_fixtures import StoreServer
@@ -26,6 +26,13 @@ async def _answers(store: GrpcStore) -> list[object]:
     async def fetch(uid_set: str, body: bool) -> list[object]:
         return [m async for m in store.fetch("ann", 1, FetchRequest(uid_set, with_header=True, with_body=body))]
 
+    async def scan(query: IndexQuery, box: int = 1) -> list[object]:
+        out: list[object] = []
+        async for cols in store.scan_index("ann", box, query):
+            out.append((list(cols.uids), list(cols.flag_ids), list(cols.modseqs), list(cols.sizes), cols.header_hits))
+            out.append(sorted(cols.flag_sets.items()))
+        return out
+
     selected = await store.select("ann", "INBOX")
     box = selected.mailbox.mailbox_id
     assert box == 1
@@ -36,10 +43,16 @@ async def _answers(store: GrpcStore) -> list[object]:
         lambda: store.list_mailboxes("ann", subscribed_only=True),
         lambda: fetch("1:*", True),
         lambda: fetch("2,4", False),
+        lambda: scan(IndexQuery("1:*", with_sizes_dates=True, header_queries=((0, b"n1"),))),
+        lambda: scan(IndexQuery("1:*", without_flags=("\\seen",))),
+        lambda: scan(IndexQuery("2:*", with_flags=("\\Seen", "work"), without_flags=("\\Flagged",))),
+        lambda: scan(IndexQuery("1:*", with_flags=("nothing",))),
         lambda: store.select("ann", "No such folder"),
         lambda: store.status("nobody", "INBOX"),
         lambda: fetch("x:y", False),
         lambda: store.fetch("ann", 999, FetchRequest("1")).__anext__(),
+        lambda: scan(IndexQuery("1:*"), box=999),
+        lambda: scan(IndexQuery("x:y")),
     ]
     return [await _outcome(call) for call in calls]
 
@@ -49,8 +62,9 @@ def test_local_reads_answer_and_fail_like_grpc(tmp_path: pathlib.Path) -> None:
     try:
         with server.client() as client:
             client.create_user("ann", "ann-secret")
-            for i in range(4):
-                client.append_bytes("ann", "INBOX", b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+            flag_lists = [(), ("\\Seen", "work"), ("\\Seen",), ("\\Seen", "\\Flagged", "work"), ("\\SEEN", "Work")]
+            for i, flags in enumerate(flag_lists):
+                client.append_bytes("ann", "INBOX", b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i), flags)
             epoch = client.epoch()
 
         async def main() -> tuple[list[object], list[object]]:
@@ -66,10 +80,18 @@ def test_local_reads_answer_and_fail_like_grpc(tmp_path: pathlib.Path) -> None:
     finally:
         server.stop()
     assert local_answers == remote_answers
-    assert remote_answers[-4:] == [
+    assert remote_answers[-6:] == [
         StoreErrorKind.NOT_FOUND,
         StoreErrorKind.NOT_FOUND,
         StoreErrorKind.INVALID,
         StoreErrorKind.NOT_FOUND,
+        StoreErrorKind.NOT_FOUND,
+        StoreErrorKind.INVALID,
     ]
-    assert len(local_answers[4]) == 4  # type: ignore[arg-type]
+    assert len(local_answers[4]) == 5  # type: ignore[arg-type]
+    # The flag filters: only the messages that hold / lack the flags (without case).
+    assert [answer[0][0] for answer in local_answers[7:10]] == [  # type: ignore[index]
+        [1],
+        [2, 5],
+        [],
+    ]

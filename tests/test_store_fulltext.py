@@ -241,3 +241,25 @@ def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_sc
         assert _index_answers(store, needles) == expected
     finally:
         store.close()
+
+
+def test_optimize_after_a_fill_shrinks_the_index_and_keeps_its_answers(tmp_path: pathlib.Path) -> None:
+    index = fulltext.FullTextIndex(tmp_path / "fulltext.sqlite")
+    try:
+        for start in range(1, 2001, 100):  # many small transactions, as the indexer thread writes
+            items = []
+            for uid in range(start, start + 100):
+                head = f"Subject: report {uid}\r\nFrom: a{uid % 7}@example.org\r\n\r\n"
+                text = head + f"quarterly words {uid} lunch{uid % 13}\r\n"
+                items.append((uid, fulltext.texts(text.encode())))
+            index.add(1, items, start + 99)
+        needles = [("report", False), ("lunch3", True), ("quarterly", True), ("a4@example", False)]
+        before = [index.search(1, n, body_only) for n, body_only in needles]
+        size_before = sum(p.stat().st_size for p in tmp_path.iterdir())
+        index.optimize()
+        size_after = sum(p.stat().st_size for p in tmp_path.iterdir())
+        assert [index.search(1, n, body_only) for n, body_only in needles] == before
+        assert before[1][0] is not None and len(before[1][0]) > 100  # the answers compared are not empty
+        assert size_after < size_before * 0.9, (size_before, size_after)
+    finally:
+        index.close()

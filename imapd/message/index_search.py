@@ -96,6 +96,20 @@ def plan(key: SearchKey) -> IndexPlan | None:
     return IndexPlan(tuple(queries), sizes_dates, tuple(texts))
 
 
+def flag_filter(key: SearchKey) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(flags every match holds, flags no match holds) from the flag keys at the top of `key`
+    (itself or the direct parts of an AND): the store may then send only those messages'
+    columns. Evaluating the whole key on such a table gives the same answer, since every
+    other key is decided message by message and the AND keeps only such messages anyway."""
+    parts = key.keys if isinstance(key, AndKey) else (key,)
+    held: list[str] = []
+    absent: list[str] = []
+    for part in parts:
+        if isinstance(part, FlagKey):
+            (held if part.present else absent).append(part.flag)
+    return tuple(held), tuple(absent)
+
+
 def _day(unix_seconds: int, tz_offset_minutes: int) -> int:
     """Days since 1970-01-01 of the internal date in its own zone (imapd.message.dates)."""
     offset = max(-_MAX_OFFSET_MINUTES, min(_MAX_OFFSET_MINUTES, tz_offset_minutes))

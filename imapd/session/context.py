@@ -7,6 +7,7 @@ from typing import Protocol
 
 import trio
 
+from imapd.session import sort_key_cache
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
 from imapd.session.envelope_cache import DEFAULT_MAX_BYTES, EnvelopeCache
 from imapd.session.sort_key_cache import SortKeyCache
@@ -42,6 +43,7 @@ class ServerSettings:
     login_delay_base: float = 0.5
     login_delay_cap: float = 8.0
     envelope_cache_bytes: int = DEFAULT_MAX_BYTES  # ENVELOPEs kept across sessions (see envelope_cache)
+    sort_cache_bytes: int = sort_key_cache.DEFAULT_MAX_BYTES  # SORT/THREAD keys kept across sessions
 
 
 class Wire(Protocol):
@@ -76,3 +78,4 @@ class ServerContext:
         self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)
         self.cap = ConnectionCap(self.settings.connections_per_user)
         self.envelopes = EnvelopeCache(max_bytes=self.settings.envelope_cache_bytes)
+        self.sort_keys = SortKeyCache(max_bytes=self.settings.sort_cache_bytes)

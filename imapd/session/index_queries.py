@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 
 from imapd.message.index_fetch import IndexFetchRenderer, flag_list_bytes, needs_sizes_dates
-from imapd.message.index_search import IndexPlan, IndexTable
+from imapd.message.index_search import IndexPlan, IndexTable, flag_filter
 from imapd.message.search_eval import SearchContext
 from imapd.protocol.fetch_spec import FetchAttribute
 from imapd.protocol.search_spec import SearchKey
@@ -100,11 +100,14 @@ async def search_uids(
     s: Session, user: str, sel: SelectedMailbox, key: SearchKey, *, plan: IndexPlan, context: SearchContext
 ) -> list[tuple[int, int, int]]:
     """(seq, uid, modseq) of the matching messages, ascending."""
+    with_flags, without_flags = flag_filter(key)
     query = IndexQuery(
         uid_text(sel.uids),
         with_sizes_dates=plan.needs_sizes_dates,
         header_queries=plan.header_queries,
         text_queries=plan.text_queries,
+        with_flags=with_flags,
+        without_flags=without_flags,
     )
     uids: list[int] = []
     fids: list[int] = []

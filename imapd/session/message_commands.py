@@ -192,7 +192,9 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         return Outcome.CONTINUE
     if cmd.unchanged_since is not None:
         _implicit_condstore(s, sel)
-    uids = [u for u in sel.uids_for(cmd.sequence_set, uid=cmd.uid) if u not in sel.pending_expunged]
+    uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
+    if sel.pending_expunged:
+        uids = [u for u in uids if u not in sel.pending_expunged]
     if not uids:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
@@ -205,7 +207,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         s.tagged(tag, b"NO", refusal)
         return Outcome.CONTINUE
     result = await s.ctx.store.store_flags(
-        user, sel.mailbox_id, format_uids(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
+        user, sel.mailbox_id, index_queries.uid_text(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
     sel.note_own_flags(result.updated)
     if result.updated:

@@ -237,5 +237,7 @@ class SelectedMailbox:
             self.pending_flags.pop(uid, None)
             self.own_modseq.pop(uid, None)
         # Messages we never announced that our EXPUNGE removed: never announce them.
-        self.pending_added = [u for u in self.pending_added if u not in set(doomed)]
+        if self.pending_added:
+            gone_now = set(doomed)
+            self.pending_added = [u for u in self.pending_added if u not in gone_now]
         return out
