@@ -30,6 +30,14 @@ def open_live(lmdb_dir: pathlib.Path) -> lmdb.Environment:
     """The store's environment, read-only, beside a running store (LMDB's lock file coordinates)."""
     if not (lmdb_dir / "data.mdb").is_file():
         raise BackupError(f"{lmdb_dir}: no LMDB environment (data.mdb) here")
+    # Opening reads the main database in a first read transaction: if the running store grows
+    # its map between our open and that transaction, LMDB says MDB_MAP_RESIZED; open again
+    # (the new open takes the new size).
+    for _ in range(4):
+        try:
+            return lmdb.open(str(lmdb_dir), readonly=True, max_dbs=MAX_DBS, subdir=True, lock=True)
+        except lmdb.MapResizedError:
+            continue
     return lmdb.open(str(lmdb_dir), readonly=True, max_dbs=MAX_DBS, subdir=True, lock=True)
 
 

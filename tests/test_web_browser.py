@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -21,7 +22,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from starlette.routing import Route
 
@@ -163,7 +164,7 @@ def test_login_by_keyboard_and_admin_sees_the_status_the_store_has(visit: Visit,
     assert page.locator("#active").inner_text() == status["active"]
     assert page.locator("#epoch").inner_text() == str(store_epoch)
     # Live: the page's own poller replaces "at page load" within about a second.
-    page.wait_for_function("document.getElementById('updated').textContent.endsWith('UTC')", timeout=5000)
+    expect(page.locator("#updated")).to_have_text(re.compile(r"UTC$"), timeout=5000)
     visit.shoot("admin-status")
     assert unlabelled_controls(page) == []
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from haagent import netns
 from nodeconf.paths import store_socket_path
@@ -132,14 +132,10 @@ def test_console_shows_the_cluster_and_runs_a_switchover(cluster_web: tuple[Agen
             page.set_viewport_size(DESKTOP)
 
             page.goto(url + "/admin")
-            page.wait_for_function(
-                f"document.getElementById('active').textContent === {json.dumps(second)}", timeout=20_000
-            )
+            expect(page.locator("#active")).to_have_text(second, timeout=20_000)
             after = _status_json(lab)
             assert after["active"] == second
-            page.wait_for_function(
-                f"document.getElementById('epoch').textContent === {json.dumps(str(after['epoch']))}", timeout=20_000
-            )
+            expect(page.locator("#epoch")).to_have_text(str(after["epoch"]), timeout=20_000)
             page.goto(url + "/admin/audit")
             audit = page.locator("table").inner_text()
             assert "switchover" in audit and "op" in audit and "drill from the browser test" in audit
@@ -268,13 +264,8 @@ def test_every_node_serves_the_console_and_the_survivor_keeps_it(web_lab: AgentL
                 page = pages[name]
                 if name == "floating":
                     _login(page, f"https://{hosts['floating']}:{WEB_PORT}")  # another web behind the address now
-                page.wait_for_function(
-                    f"document.getElementById('active').textContent === {json.dumps(second)}", timeout=30_000
-                )
-                page.wait_for_function(
-                    f"document.getElementById('epoch').textContent === {json.dumps(str(after['epoch']))}",
-                    timeout=30_000,
-                )
+                expect(page.locator("#active")).to_have_text(second, timeout=30_000)
+                expect(page.locator("#epoch")).to_have_text(str(after["epoch"]), timeout=30_000)
                 assert page.locator("#fip").inner_text() == second
             pages[second].screenshot(path=str(SHOTS / "cluster" / "admin-status-survivor.png"), full_page=True)
             with pytest.raises(OSError):
