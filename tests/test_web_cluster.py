@@ -266,7 +266,8 @@ def test_every_node_serves_the_console_and_the_survivor_keeps_it(web_lab: AgentL
                     _login(page, f"https://{hosts['floating']}:{WEB_PORT}")  # another web behind the address now
                 expect(page.locator("#active")).to_have_text(second, timeout=30_000)
                 expect(page.locator("#epoch")).to_have_text(str(after["epoch"]), timeout=30_000)
-                assert page.locator("#fip").inner_text() == second
+                # The address holder comes from the namespaces, sampled on its own poll.
+                expect(page.locator("#fip")).to_have_text(second, timeout=30_000)
             pages[second].screenshot(path=str(SHOTS / "cluster" / "admin-status-survivor.png"), full_page=True)
             with pytest.raises(OSError):
                 socket.create_connection((hosts[first], WEB_PORT), timeout=1).close()
