@@ -44,7 +44,7 @@ class MailboxInfo:
 @dataclass(frozen=True, slots=True)
 class SelectResult:
     mailbox: MailboxInfo
-    uids: tuple[int, ...]  # ascending
+    uids: Sequence[int]  # ascending (GrpcStore: an array, from the packed reply)
     keywords: tuple[str, ...]  # keywords in use in this mailbox
     recent_boundary: int = 1  # UIDs >= this are \Recent, not claimed by any session yet
     first_unseen_uid: int = 0  # 0: every message is \Seen
@@ -104,6 +104,9 @@ class IndexQuery:
     # may not rely on (the fake returns everything), so the keys are evaluated again.
     with_flags: tuple[str, ...] = ()
     without_flags: tuple[str, ...] = ()
+    # False: the caller needs no MODSEQs; the columns may then leave them out (and a flag
+    # filter is answered from the store's UID lists per flag set, at the cost of the answer).
+    with_modseqs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class IndexColumns:
 
     uids: Sequence[int]
     flag_ids: Sequence[int]
-    modseqs: Sequence[int]
+    modseqs: Sequence[int]  # may be empty when the query was without MODSEQs
     sizes: Sequence[int] = ()  # with_sizes_dates only
     dates: Sequence[int] = ()
     tz_offsets: Sequence[int] = ()

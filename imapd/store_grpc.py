@@ -379,7 +379,7 @@ class GrpcStore:
             reply = await self._unary(self._stub.Select, request)
         return SelectResult(
             _info(reply.mailbox),
-            tuple(_column("I", reply.uids_le32)),
+            _column("I", reply.uids_le32),
             tuple(reply.permanent_flags),
             reply.recent_boundary,
             reply.first_unseen_uid,
@@ -442,6 +442,7 @@ class GrpcStore:
             with_sort_keys=query.with_sort_keys,
             with_flags=query.with_flags,
             without_flags=query.without_flags,
+            without_modseqs=not query.with_modseqs,
         )
         if self._local is not None and not query.text_queries:
             # Beside the store: the same scan from a local read transaction, no round trip.

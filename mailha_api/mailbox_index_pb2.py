@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emailha_api/mailbox_index.proto\x12\x0fmailha.store.v1\",\n\x0bHeaderQuery\x12\r\n\x05\x66ield\x18\x01 \x01(\r\x12\x0e\n\x06needle\x18\x02 \x01(\x0c\"\x8a\x02\n\x10IndexScanRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x12\n\nmailbox_id\x18\x02 \x01(\x04\x12\x0f\n\x07uid_set\x18\x03 \x01(\t\x12\x18\n\x10with_sizes_dates\x18\x04 \x01(\x08\x12\x34\n\x0eheader_queries\x18\x05 \x03(\x0b\x32\x1c.mailha.store.v1.HeaderQuery\x12\x30\n\x0ctext_queries\x18\x06 \x03(\x0b\x32\x1a.mailha.store.v1.TextQuery\x12\x16\n\x0ewith_sort_keys\x18\x07 \x01(\x08\x12\x12\n\nwith_flags\x18\x08 \x03(\t\x12\x15\n\rwithout_flags\x18\t \x03(\t\".\n\tTextQuery\x12\x0e\n\x06needle\x18\x01 \x01(\t\x12\x11\n\tbody_only\x18\x02 \x01(\x08\"$\n\x07\x46lagSet\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05\x66lags\x18\x02 \x03(\t\"\x17\n\x07UidList\x12\x0c\n\x04uids\x18\x01 \x01(\x0c\"\x8b\x02\n\nIndexChunk\x12\x0c\n\x04uids\x18\x01 \x01(\x0c\x12\x10\n\x08\x66lag_ids\x18\x02 \x01(\x0c\x12\x0f\n\x07modseqs\x18\x03 \x01(\x0c\x12\r\n\x05sizes\x18\x04 \x01(\x0c\x12\r\n\x05\x64\x61tes\x18\x05 \x01(\x0c\x12\x12\n\ntz_offsets\x18\x06 \x01(\x0c\x12+\n\tflag_sets\x18\x07 \x03(\x0b\x32\x18.mailha.store.v1.FlagSet\x12-\n\x0bheader_hits\x18\x08 \x03(\x0b\x32\x18.mailha.store.v1.UidList\x12+\n\ttext_hits\x18\t \x03(\x0b\x32\x18.mailha.store.v1.UidList\x12\x11\n\tsort_keys\x18\n \x03(\x0c\x32X\n\x0cMailboxIndex\x12H\n\x04Scan\x12!.mailha.store.v1.IndexScanRequest\x1a\x1b.mailha.store.v1.IndexChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emailha_api/mailbox_index.proto\x12\x0fmailha.store.v1\",\n\x0bHeaderQuery\x12\r\n\x05\x66ield\x18\x01 \x01(\r\x12\x0e\n\x06needle\x18\x02 \x01(\x0c\"\xa3\x02\n\x10IndexScanRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x12\n\nmailbox_id\x18\x02 \x01(\x04\x12\x0f\n\x07uid_set\x18\x03 \x01(\t\x12\x18\n\x10with_sizes_dates\x18\x04 \x01(\x08\x12\x34\n\x0eheader_queries\x18\x05 \x03(\x0b\x32\x1c.mailha.store.v1.HeaderQuery\x12\x30\n\x0ctext_queries\x18\x06 \x03(\x0b\x32\x1a.mailha.store.v1.TextQuery\x12\x16\n\x0ewith_sort_keys\x18\x07 \x01(\x08\x12\x12\n\nwith_flags\x18\x08 \x03(\t\x12\x15\n\rwithout_flags\x18\t \x03(\t\x12\x17\n\x0fwithout_modseqs\x18\n \x01(\x08\".\n\tTextQuery\x12\x0e\n\x06needle\x18\x01 \x01(\t\x12\x11\n\tbody_only\x18\x02 \x01(\x08\"$\n\x07\x46lagSet\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05\x66lags\x18\x02 \x03(\t\"\x17\n\x07UidList\x12\x0c\n\x04uids\x18\x01 \x01(\x0c\"\x8b\x02\n\nIndexChunk\x12\x0c\n\x04uids\x18\x01 \x01(\x0c\x12\x10\n\x08\x66lag_ids\x18\x02 \x01(\x0c\x12\x0f\n\x07modseqs\x18\x03 \x01(\x0c\x12\r\n\x05sizes\x18\x04 \x01(\x0c\x12\r\n\x05\x64\x61tes\x18\x05 \x01(\x0c\x12\x12\n\ntz_offsets\x18\x06 \x01(\x0c\x12+\n\tflag_sets\x18\x07 \x03(\x0b\x32\x18.mailha.store.v1.FlagSet\x12-\n\x0bheader_hits\x18\x08 \x03(\x0b\x32\x18.mailha.store.v1.UidList\x12+\n\ttext_hits\x18\t \x03(\x0b\x32\x18.mailha.store.v1.UidList\x12\x11\n\tsort_keys\x18\n \x03(\x0c\x32X\n\x0cMailboxIndex\x12H\n\x04Scan\x12!.mailha.store.v1.IndexScanRequest\x1a\x1b.mailha.store.v1.IndexChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEADERQUERY']._serialized_start=51
   _globals['_HEADERQUERY']._serialized_end=95
   _globals['_INDEXSCANREQUEST']._serialized_start=98
-  _globals['_INDEXSCANREQUEST']._serialized_end=364
-  _globals['_TEXTQUERY']._serialized_start=366
-  _globals['_TEXTQUERY']._serialized_end=412
-  _globals['_FLAGSET']._serialized_start=414
-  _globals['_FLAGSET']._serialized_end=450
-  _globals['_UIDLIST']._serialized_start=452
-  _globals['_UIDLIST']._serialized_end=475
-  _globals['_INDEXCHUNK']._serialized_start=478
-  _globals['_INDEXCHUNK']._serialized_end=745
-  _globals['_MAILBOXINDEX']._serialized_start=747
-  _globals['_MAILBOXINDEX']._serialized_end=835
+  _globals['_INDEXSCANREQUEST']._serialized_end=389
+  _globals['_TEXTQUERY']._serialized_start=391
+  _globals['_TEXTQUERY']._serialized_end=437
+  _globals['_FLAGSET']._serialized_start=439
+  _globals['_FLAGSET']._serialized_end=475
+  _globals['_UIDLIST']._serialized_start=477
+  _globals['_UIDLIST']._serialized_end=500
+  _globals['_INDEXCHUNK']._serialized_start=503
+  _globals['_INDEXCHUNK']._serialized_end=770
+  _globals['_MAILBOXINDEX']._serialized_start=772
+  _globals['_MAILBOXINDEX']._serialized_end=860
 # @@protoc_insertion_point(module_scope)

@@ -59,12 +59,18 @@ class IndexScanRequest(_message.Message):
     WITH_SORT_KEYS_FIELD_NUMBER: _builtins.int
     WITH_FLAGS_FIELD_NUMBER: _builtins.int
     WITHOUT_FLAGS_FIELD_NUMBER: _builtins.int
+    WITHOUT_MODSEQS_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     mailbox_id: _builtins.int
     uid_set: _builtins.str
     with_sizes_dates: _builtins.bool
     with_sort_keys: _builtins.bool
     """Also the stored SORT/THREAD keys of each message (store/message_facts.py)."""
+    without_modseqs: _builtins.bool
+    """The caller needs no MODSEQs: `modseqs` may then be left empty, and a flag
+    filter is answered from the UID lists per flag set (store/flag_members.py)
+    without reading a segment per 64 messages.
+    """
     @_builtins.property
     def header_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeaderQuery]: ...
     @_builtins.property
@@ -91,10 +97,11 @@ class IndexScanRequest(_message.Message):
         with_sort_keys: _builtins.bool = ...,
         with_flags: _abc.Iterable[_builtins.str] | None = ...,
         without_flags: _abc.Iterable[_builtins.str] | None = ...,
+        without_modseqs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_flags", b"with_flags", "with_sizes_dates", b"with_sizes_dates", "with_sort_keys", b"with_sort_keys", "without_flags", b"without_flags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_queries", b"header_queries", "mailbox_id", b"mailbox_id", "text_queries", b"text_queries", "uid_set", b"uid_set", "user", b"user", "with_flags", b"with_flags", "with_sizes_dates", b"with_sizes_dates", "with_sort_keys", b"with_sort_keys", "without_flags", b"without_flags", "without_modseqs", b"without_modseqs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,7 +198,7 @@ class IndexChunk(_message.Message):
     flag_ids: _builtins.bytes
     """u32, see flag_sets"""
     modseqs: _builtins.bytes
-    """u64"""
+    """u64; may be empty with without_modseqs"""
     sizes: _builtins.bytes
     """u64, when with_sizes_dates"""
     dates: _builtins.bytes

@@ -3,10 +3,11 @@
 Key (mailbox_id u64, segment u32) with segment = uid >> SEGMENT_BITS; value:
 n u16 then n entries in UID order, column by column, little-endian: uid u32,
 flag-set id u32 (`flag_sets`), modseq u64, size u64, internal date i64, zone
-offset i16. A 50,000-message mailbox is ~800 values: FETCH FLAGS, SEARCH
-UNSEEN and friends read those and hand whole columns on, without touching a
+offset i16. A 50,000-message mailbox is ~800 values: FETCH FLAGS and SEARCH
+on sizes and dates read those and hand whole columns on, without touching a
 message record. Every write of a message record changes its entry in the
-same transaction (`mailbox_index`).
+same transaction (`mailbox_index`), and the writer keeps `flag_members` (the
+UIDs per flag set, what SEARCH UNSEEN and SELECT read) in step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Final
 
 import lmdb
 
+from store.flag_members import MembersWriter
 from store.schema import MSG_KEY
 
 SEGMENT_BITS: Final = 6
@@ -46,7 +48,7 @@ def column_slices(raw: bytes) -> tuple[int, list[bytes]]:
     return n, out
 
 
-def to_array(code: str, raw: bytes) -> array.array[int]:
+def to_array(code: str, raw: bytes | memoryview) -> array.array[int]:
     a = array.array(code)
     a.frombytes(raw)
     if _SWAP:
@@ -73,37 +75,46 @@ class Segment:
         _, slices = column_slices(raw)
         self.columns = [to_array(code, piece) for (code, _), piece in zip(COLUMNS, slices, strict=True)]
 
-    def put(self, uid: int, entry: tuple[int, int, int, int, int]) -> None:
-        """Insert or replace the entry of `uid`: (flag id, modseq, size, date, zone)."""
+    def put(self, uid: int, entry: tuple[int, int, int, int, int]) -> int | None:
+        """Insert or replace the entry of `uid`: (flag id, modseq, size, date, zone); the
+        flag id it replaced (None: new)."""
         uids = self.columns[0]
         at = bisect.bisect_left(uids, uid)
         if at < len(uids) and uids[at] == uid:
+            old = self.columns[1][at]
             for col, value in zip(self.columns[1:], entry, strict=True):
                 col[at] = value
-            return
+            return old
         uids.insert(at, uid)
         for col, value in zip(self.columns[1:], entry, strict=True):
             col.insert(at, value)
+        return None
 
-    def remove(self, uid: int) -> None:
+    def remove(self, uid: int) -> int | None:
+        """Drop the entry of `uid`; its flag id (None: there was none)."""
         uids = self.columns[0]
         at = bisect.bisect_left(uids, uid)
         if at < len(uids) and uids[at] == uid:
+            old = self.columns[1][at]
             for col in self.columns:
                 del col[at]
+            return old
+        return None
 
     def pack(self) -> bytes:
         return _COUNT.pack(len(self.columns[0])) + b"".join(_to_bytes(col) for col in self.columns)
 
 
 class FlagIndexWriter:
-    """The segments one write operation touches, written back once by `flush`."""
+    """The segments one write operation touches, written back once by `flush`, and the
+    same changes to the UID lists per flag set (`flag_members`)."""
 
-    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> None:
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database, members: lmdb._Database, mailbox_id: int) -> None:
         self.txn = txn
         self.db = db
         self.mailbox_id = mailbox_id
         self.segments: dict[int, Segment] = {}
+        self.members = MembersWriter(txn, members, mailbox_id)
 
     def _segment(self, uid: int) -> Segment:
         no = uid >> SEGMENT_BITS
@@ -114,10 +125,13 @@ class FlagIndexWriter:
         return seg
 
     def put(self, uid: int, flag_id: int, modseq: int, *, size: int, date: int, tz: int) -> None:
-        self._segment(uid).put(uid, (flag_id, modseq, size, date, tz))
+        old = self._segment(uid).put(uid, (flag_id, modseq, size, date, tz))
+        self.members.move(uid, old, flag_id)
 
     def remove(self, uid: int) -> None:
-        self._segment(uid).remove(uid)
+        old = self._segment(uid).remove(uid)
+        if old is not None:
+            self.members.move(uid, old, None)
 
     def flush(self) -> None:
         for no, seg in self.segments.items():
@@ -127,23 +141,40 @@ class FlagIndexWriter:
             else:
                 self.txn.delete(key, db=self.db)
         self.segments.clear()
+        self.members.flush()
 
 
-def mailbox_columns(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> tuple[bytes, array.array[int]]:
-    """(every UID of the mailbox, ascending, as u32 little-endian bytes; the flag-set id of each):
-    what SELECT needs, read from the index's segments (~1/64 as many LMDB items as messages)."""
-    uids: list[bytes] = []
-    flag_ids: list[bytes] = []
+def mailbox_uids(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> bytes:
+    """Every UID of the mailbox, ascending, as u32 little-endian bytes: what SELECT needs, read
+    from the index's segments (~1/64 as many LMDB items as messages, one slice of each)."""
+    uids: list[bytes | memoryview] = []
     prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
     cur = txn.cursor(db=db)
     if cur.set_range(MSG_KEY.pack(mailbox_id, 0)):
         for key, value in cur:
             if key[:8] != prefix:
                 break
-            _, slices = column_slices(bytes(value))
-            uids.append(slices[0])
-            flag_ids.append(slices[1])
-    return b"".join(uids), to_array("I", b"".join(flag_ids))
+            (n,) = _COUNT.unpack_from(value)
+            uids.append(value[_COUNT.size : _COUNT.size + 4 * n])
+    return b"".join(uids)
+
+
+def count_from(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, low: int) -> int:
+    """How many messages of the mailbox have a UID >= `low`: the entry count of each segment,
+    the first one searched."""
+    prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
+    cur = txn.cursor(db=db)
+    total = 0
+    if cur.set_range(MSG_KEY.pack(mailbox_id, low >> SEGMENT_BITS)):
+        for key, value in cur:
+            if key[:8] != prefix:
+                break
+            (n,) = _COUNT.unpack_from(value)
+            if total == 0 and n and MSG_KEY.unpack(key)[1] == low >> SEGMENT_BITS:
+                uids = to_array("I", value[_COUNT.size : _COUNT.size + 4 * n])
+                n -= bisect.bisect_left(uids, low)
+            total += n
+    return total
 
 
 def distinct_flag_ids(

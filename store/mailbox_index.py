@@ -14,8 +14,9 @@ from collections.abc import Iterable
 import lmdb
 
 from mailparse.search_fields import indexed_text
-from store import bodies, flag_sets, header_index
-from store.flag_index import FlagIndexWriter, Segment
+from store import bodies, flag_members, flag_sets, header_index
+from store.flag_index import FlagIndexWriter, Segment, column_slices, to_array
+from store.flag_members import MembersWriter
 from store.header_index import HeaderIndexWriter
 from store.schema import MSG_KEY, Dbs, MessageRecord
 
@@ -30,7 +31,7 @@ def header_text(source_head: bytes) -> bytes:
 
 def added(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[int, MessageRecord, bytes]]) -> None:
     """New records (append, copy, move, rename of INBOX): (uid, record, indexed header text)."""
-    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    flags = FlagIndexWriter(txn, dbs.flag_index, dbs.flag_members, mid)
     headers = HeaderIndexWriter(txn, dbs.header_index, mid)
     for uid, rec, text in items:
         fid = flag_sets.intern(txn, dbs, rec.flags)
@@ -41,7 +42,7 @@ def added(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[int, 
 
 
 def reflagged(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[int, MessageRecord]]) -> None:
-    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    flags = FlagIndexWriter(txn, dbs.flag_index, dbs.flag_members, mid)
     ids: dict[tuple[str, ...], int] = {}
     for uid, rec in items:
         fid = ids.get(rec.flags)
@@ -52,7 +53,7 @@ def reflagged(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[i
 
 
 def removed(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
-    flags = FlagIndexWriter(txn, dbs.flag_index, mid)
+    flags = FlagIndexWriter(txn, dbs.flag_index, dbs.flag_members, mid)
     headers = HeaderIndexWriter(txn, dbs.header_index, mid)
     for uid in uids:
         flags.remove(uid)
@@ -93,6 +94,27 @@ def build(txn: lmdb.Transaction, dbs: Dbs) -> int:
     return count
 
 
+def build_members(txn: lmdb.Transaction, dbs: Dbs) -> int:
+    """Fill `flag_members` from the flag index (an environment written before it existed)."""
+    count = 0
+    writer: MembersWriter | None = None
+    for key, value in txn.cursor(db=dbs.flag_index):
+        mid, _ = MSG_KEY.unpack(bytes(key))
+        if writer is None or writer.mailbox_id != mid:
+            if writer is not None:
+                writer.flush()
+            writer = MembersWriter(txn, dbs.flag_members, mid)
+        _, slices = column_slices(bytes(value))
+        for uid, fid in zip(to_array("I", slices[0]), to_array("I", slices[1]), strict=True):
+            writer.move(uid, None, fid)
+            count += 1
+    if writer is not None:
+        writer.flush()
+    if count:
+        log.info("built the per-flag-set UID lists of %d messages", count)
+    return count
+
+
 def disagreements(txn: lmdb.Transaction, dbs: Dbs, limit: int = 20) -> list[str]:
     """Where the indexes and the message records differ (empty when they agree): a check, slow."""
     expected: dict[tuple[int, int], tuple[tuple[str, ...], int, int, int, int]] = {}
@@ -103,20 +125,33 @@ def disagreements(txn: lmdb.Transaction, dbs: Dbs, limit: int = 20) -> list[str]
         expected[mid, uid] = (rec.flags, rec.modseq, rec.size, rec.internal_date, rec.tz_offset_minutes)
         texts[mid, uid] = indexed_text(bodies.read_header(txn, dbs, rec.body_id))
     found: dict[tuple[int, int], tuple[tuple[str, ...], int, int, int, int]] = {}
+    members_expected: dict[tuple[int, int], int] = {}
     for key, value in txn.cursor(db=dbs.flag_index):
         mid, _ = MSG_KEY.unpack(bytes(key))
         cols = Segment(bytes(value)).columns
         for uid, fid, modseq, size, date, tz in zip(*cols, strict=True):
             found[mid, uid] = (flag_sets.flags_of(txn, dbs, fid), modseq, size, date, tz)
+            members_expected[mid, uid] = fid
+    out: list[str] = []
+    by_flag_set: dict[tuple[int, int], int] = {}
+    try:
+        for mid, fid, uid in flag_members.entries(txn, dbs.flag_members):
+            if (mid, uid) in by_flag_set:
+                out.append(f"flag members {(mid, uid)}: listed under {by_flag_set[mid, uid]} and {fid}")
+            by_flag_set[mid, uid] = fid
+    except ValueError as exc:
+        out.append(str(exc))
     found_texts: dict[tuple[int, int], bytes] = {}
     for key, value in txn.cursor(db=dbs.header_index):
         mid, _ = MSG_KEY.unpack(bytes(key))
         for uid, text in header_index.entries(bytes(value)):
             found_texts[mid, uid] = text
-    out: list[str] = []
     for where in sorted(expected.keys() | found.keys()):
         if expected.get(where) != found.get(where):
             out.append(f"flag index {where}: record {expected.get(where)} index {found.get(where)}")
+    for where in sorted(members_expected.keys() | by_flag_set.keys()):
+        if members_expected.get(where) != by_flag_set.get(where):
+            out.append(f"flag members {where}: flag index {members_expected.get(where)} lists {by_flag_set.get(where)}")
     for where in sorted(texts.keys() | found_texts.keys()):
         if texts.get(where) != found_texts.get(where):
             out.append(f"header index {where}: record {texts.get(where)!r} index {found_texts.get(where)!r}")

@@ -132,7 +132,7 @@ def purge_messages(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> list
             freed += rec.size
             if not cur.delete():
                 break
-    for db in (dbs.vanished, dbs.deleted, dbs.flag_index, dbs.header_index, dbs.save_dates):
+    for db in (dbs.vanished, dbs.deleted, dbs.flag_index, dbs.flag_members, dbs.header_index, dbs.save_dates):
         _delete_prefix(txn, db, prefix)
     if uids:
         q = quota(txn, dbs, user)
@@ -238,7 +238,7 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
             if not cur.delete():
                 break
     mailbox_index.added(txn, dbs, new_id, indexed)
-    for db in (dbs.deleted, dbs.flag_index, dbs.header_index, dbs.save_dates):
+    for db in (dbs.deleted, dbs.flag_index, dbs.flag_members, dbs.header_index, dbs.save_dates):
         _delete_prefix(txn, db, prefix)
     put(
         txn,

@@ -13,7 +13,19 @@ import bisect
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, flag_index, flag_sets, mailboxes, message_facts, messages, names, recent, uidset, users
+from store import (
+    bodies,
+    flag_index,
+    flag_members,
+    flag_sets,
+    mailboxes,
+    message_facts,
+    messages,
+    names,
+    recent,
+    uidset,
+    users,
+)
 from store.schema import Dbs
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
@@ -44,16 +56,18 @@ def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: boo
     mailboxes.selectable(txn, dbs, user, mid)
     kids = bool(mailboxes.children(txn, dbs, user, record.name))
     reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-    # From the flag index: UIDs and flag-set ids as columns, the flag lists per distinct id.
-    raw_uids, flag_ids = flag_index.mailbox_columns(txn, dbs.flag_index, mid)
+    # The UIDs from the flag index's segments; the flag sets in use, and the first message of
+    # each, from the UID lists per flag set (a few reads, whatever the size).
+    raw_uids = flag_index.mailbox_uids(txn, dbs.flag_index, mid)
     uids = flag_index.to_array("I", raw_uids)
     if packed:
         reply.uids_le32 = raw_uids
     else:
         reply.uids.extend(uids)
-    flag_lists = {fid: flag_sets.flags_of(txn, dbs, fid) for fid in set(flag_ids)}
+    fids = flag_members.flag_ids(txn, dbs.flag_members, mid)
+    flag_lists = {fid: flag_sets.flags_of(txn, dbs, fid) for fid in fids}
     unseen = [fid for fid, flags in flag_lists.items() if "\\Seen" not in flags]
-    reply.first_unseen_uid = uids[min(flag_ids.index(fid) for fid in unseen)] if unseen else 0
+    reply.first_unseen_uid = min((flag_members.first_uid(txn, dbs.flag_members, mid, fid) for fid in unseen), default=0)
     reply.recent_boundary = recent.boundary(txn, dbs, mid)
     reply.mailbox.status.recent = len(uids) - bisect.bisect_left(uids, reply.recent_boundary)
     keywords = {f for flags in flag_lists.values() for f in flags if f[0] != "\\"}

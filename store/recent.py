@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import lmdb
 
-from store.schema import MSG_KEY, U32, U64, Dbs
+from store import flag_index
+from store.schema import U32, U64, Dbs
 
 
 def _key(mid: int) -> bytes:
@@ -35,17 +36,9 @@ def claim(txn: lmdb.Transaction, dbs: Dbs, mid: int, up_to: int) -> tuple[int, i
 
 
 def count(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> int:
-    """Messages still recent (UID >= boundary): STATUS RECENT, EXAMINE."""
-    low = boundary(txn, dbs, mid)
-    prefix = U64.pack(mid)
-    cur = txn.cursor(db=dbs.messages)
-    n = 0
-    if cur.set_range(MSG_KEY.pack(mid, low)):
-        for key in cur.iternext(keys=True, values=False):
-            if key[:8] != prefix:
-                break
-            n += 1
-    return n
+    """Messages still recent (UID >= boundary): STATUS RECENT, EXAMINE. Counted on the flag
+    index (a segment per 64 messages): a mailbox nobody selected yet is all recent."""
+    return flag_index.count_from(txn, dbs.flag_index, mid, boundary(txn, dbs, mid))
 
 
 def forget(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> None:

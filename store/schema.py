@@ -33,6 +33,7 @@ DB_NAMES = (
     "delivery_log",  # seq u64 -> settings_pb2.DeliveryRecord, bounded (store/user_settings.py)
     "flag_index",  # mailbox_id u64, uid >> 6 u32 -> flag-index segment (store/flag_index.py)
     "header_index",  # mailbox_id u64, uid >> 4 u32 -> header-index segment (store/header_index.py)
+    "flag_members",  # mailbox_id u64, flag-set id u32, uid >> 8 u32 -> UIDs (store/flag_members.py)
     "flagsets",  # id u32 -> flag list (store/flag_sets.py)
     "flagset_ids",  # b"f" + flag list -> id u32
     "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
@@ -87,6 +88,7 @@ class Dbs:
         self.delivery_log = handles["delivery_log"]
         self.flag_index = handles["flag_index"]
         self.header_index = handles["header_index"]
+        self.flag_members = handles["flag_members"]
         self.flagsets = handles["flagsets"]
         self.flagset_ids = handles["flagset_ids"]
         self.message_facts = handles["message_facts"]

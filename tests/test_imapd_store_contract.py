@@ -20,6 +20,7 @@ Normalised, because they must differ and say nothing about behaviour:
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import enum
 import itertools
@@ -118,7 +119,7 @@ class Norm:
             return {f.name: self(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
         if isinstance(value, dict):
             return {self(k): self(v, k if isinstance(k, str) else key) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, array.array)):
             return [self(v, key) for v in value]
         if isinstance(value, frozenset):
             return sorted(value)
@@ -158,14 +159,16 @@ class Probe:
             chunks: list[IndexColumns] = [c async for c in self.store.scan_index(user, box, query)]
             flag_sets: dict[int, tuple[str, ...]] = {}
             rows = []
+            held, absent = {f.lower() for f in query.with_flags}, {f.lower() for f in query.without_flags}
             for chunk in chunks:
                 flag_sets.update(chunk.flag_sets)
                 for i, uid in enumerate(chunk.uids):
-                    row: dict[str, object] = {
-                        "uid": uid,
-                        "flags": sorted(flag_sets[chunk.flag_ids[i]]),
-                        "modseq": chunk.modseqs[i],
-                    }
+                    flags = {f.lower() for f in flag_sets[chunk.flag_ids[i]]}
+                    if not held <= flags or not absent.isdisjoint(flags):
+                        continue  # the flag filter is a hint a client may not rely on: the fake ignores it
+                    row: dict[str, object] = {"uid": uid, "flags": sorted(flag_sets[chunk.flag_ids[i]])}
+                    if query.with_modseqs:
+                        row["modseq"] = chunk.modseqs[i]
                     if query.with_sizes_dates:
                         row.update(size=chunk.sizes[i], date=chunk.dates[i], tz=chunk.tz_offsets[i])
                     if query.with_sort_keys:
@@ -419,6 +422,10 @@ async def case_scan_index(p: Probe, b: Backend) -> None:
         "text", user, box, IndexQuery("1:*", text_queries=(("quick brown", True), ("note 3", False), ("note 3", True)))
     )
     await p.scan("sort keys", user, box, IndexQuery("1,3,5", with_sort_keys=True))
+    await p.scan("unseen", user, box, IndexQuery("1:*", without_flags=("\\Seen",), with_modseqs=False))
+    await p.scan("unseen with modseqs", user, box, IndexQuery("1:*", without_flags=("\\seen",)))
+    await p.scan("deleted flag sets", user, box, IndexQuery("2:*", with_flags=("\\Deleted",), with_modseqs=False))
+    await p.scan("flags none", user, box, IndexQuery("1:*", with_flags=("\\Seen", "$x"), with_modseqs=False))
     await p.scan("empty", user, box, IndexQuery("40:50"))
     await p.scan("bad set", user, box, IndexQuery("*:x"))
     await p.scan("unknown box", user, 999_999, IndexQuery("1:*"))

@@ -16,11 +16,12 @@ import time
 
 import grpc
 import lmdb
+import pytest
 
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import mailbox_index_pb2_grpc, store_pb2
 from mailparse.search_fields import indexed_needle
-from store import mailbox_index
+from store import index_scan, mailbox_index
 from store.bodies import BodySource
 from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
@@ -152,15 +153,40 @@ def test_indexes_are_built_when_an_older_environment_is_opened(tmp_path: pathlib
     store.close()
     env = lmdb.open(str(data / "lmdb"), max_dbs=32)
     with env.begin(write=True) as txn:  # what an environment from before the indexes holds
-        for name in (b"flag_index", b"header_index", b"flagsets", b"flagset_ids"):
+        for name in (b"flag_index", b"header_index", b"flagsets", b"flagset_ids", b"flag_members"):
             txn.drop(env.open_db(name, txn=txn), delete=True)
     env.close()
     store = MailStore(StoreOptions(data_dir=data))
     try:
         with store.env.begin() as txn:
             assert txn.stat(store.dbs.flag_index)["entries"] == 3  # 150 UIDs, 64 per segment
+            assert txn.stat(store.dbs.flag_members)["entries"] == 2  # two flag sets, one block each
         _check(store)
         assert len(_uids(_scan(store, "INBOX", "1:*")[0].uids)) == 150
+    finally:
+        store.close()
+
+
+def test_flag_members_are_built_from_the_flag_index_when_missing(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "s"
+    store = MailStore(StoreOptions(data_dir=data))
+    store.fence(1)
+    store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
+    for n in range(600):
+        _append(store, n, flags=("\\Seen",) if n % 3 else ("work",))
+    with store.env.begin() as txn:
+        before = list(txn.cursor(db=store.dbs.flag_members))
+    store.close()
+    env = lmdb.open(str(data / "lmdb"), max_dbs=32)
+    with env.begin(write=True) as txn:  # an environment from before the UID lists per flag set
+        txn.drop(env.open_db(b"flag_members", txn=txn), delete=True)
+    env.close()
+    store = MailStore(StoreOptions(data_dir=data))
+    try:
+        with store.env.begin() as txn:
+            assert list(txn.cursor(db=store.dbs.flag_members)) == before
+            assert len(before) == 6  # 600 UIDs in 3 blocks of 256, two flag sets
+        _check(store)
     finally:
         store.close()
 
@@ -269,6 +295,77 @@ def test_a_flag_list_longer_than_an_lmdb_key_is_interned(tmp_path: pathlib.Path)
         sets = {fs.id: tuple(fs.flags) for chunk in chunks for fs in chunk.flag_sets}
         assert set(sets[ids[0]]) == set(many) and set(sets[ids[2]]) == set(many[:50])
         assert (first, second) == (1, 2)
+        _check(store)
+    finally:
+        store.close()
+
+
+def _rows(chunks: list[ipb.IndexChunk]) -> list[tuple[int, tuple[str, ...]]]:
+    names = {fs.id: tuple(fs.flags) for chunk in chunks for fs in chunk.flag_sets}
+    return [
+        (uid, names[fid]) for chunk in chunks for uid, fid in zip(_uids(chunk.uids), _uids(chunk.flag_ids), strict=True)
+    ]
+
+
+def test_a_flag_filter_without_modseqs_answers_like_the_segments(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UID lists per flag set (flag_members) give the rows the segment scan gives, for
+    flag filters over ranges, after appends, STOREs and EXPUNGEs; also when several flag sets
+    hold more than index_scan merges itself (then it falls back to the segments)."""
+    store = MailStore(StoreOptions(data_dir=tmp_path / "s"))
+    store.fence(1)
+    try:
+        store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
+        rng = random.Random(11)
+        for n in range(700):
+            _append(store, n, flags=tuple(sorted(rng.sample(KEYWORDS, rng.randint(0, 2)))))
+        mid = _mid(store)
+        for _ in range(15):
+            lo = rng.randint(1, 700)
+            store.store_flags(
+                store_pb2.StoreFlagsRequest(
+                    epoch=1,
+                    user="alice",
+                    mailbox_id=mid,
+                    uid_set=f"{lo}:{lo + rng.randint(0, 90)}",
+                    mode=rng.choice([store_pb2.FLAG_MODE_ADD, store_pb2.FLAG_MODE_REMOVE]),
+                    flags=rng.sample(KEYWORDS, 1),
+                )
+            )
+        store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=mid, uid_set="100:300"))
+        filters: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+            ((), ("\\Seen",)),
+            (("\\Seen",), ()),
+            (("\\seen", "work"), ("\\Deleted",)),
+            (("nothing",), ()),
+        ]
+        compared = 0
+        for merge_max in (index_scan.MERGE_MAX, 3):
+            monkeypatch.setattr(index_scan, "MERGE_MAX", merge_max)
+            for uid_set in ("1:*", "5:90,250:400,650:*", "690"):
+                for held, absent in filters:
+                    answers = [
+                        _rows(
+                            list(
+                                store.scan_index(
+                                    ipb.IndexScanRequest(
+                                        user="alice",
+                                        mailbox_id=mid,
+                                        uid_set=uid_set,
+                                        with_flags=held,
+                                        without_flags=absent,
+                                        without_modseqs=lists,
+                                    )
+                                )
+                            )
+                        )
+                        for lists in (True, False)
+                    ]
+                    by_lists, by_segments = answers
+                    assert by_lists == by_segments, (uid_set, held, absent, merge_max)
+                    compared += len(by_lists)
+        assert compared > 500
         _check(store)
     finally:
         store.close()

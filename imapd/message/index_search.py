@@ -56,6 +56,7 @@ class IndexPlan:
     header_queries: tuple[tuple[int, bytes], ...]
     needs_sizes_dates: bool
     text_queries: tuple[tuple[str, bool], ...] = ()  # (casefolded needle, body only)
+    needs_modseqs: bool = False  # a MODSEQ key: the scan must bring the MODSEQ column
 
     def query_of(self, key: HeaderKey) -> int:
         wanted = indexed_needle(key.field, key.value)
@@ -67,7 +68,7 @@ def plan(key: SearchKey) -> IndexPlan | None:
     """The plan when every key of the tree can be answered from the index, else None."""
     queries: list[tuple[int, bytes]] = []
     texts: list[tuple[str, bool]] = []
-    sizes_dates = False
+    sizes_dates = modseqs = False
     for node in walk(key):
         if isinstance(node, (BodyKey, TextKey)):
             wanted_text = (node.value.casefold(), isinstance(node, BodyKey))
@@ -83,6 +84,8 @@ def plan(key: SearchKey) -> IndexPlan | None:
             sizes_dates = True
         if isinstance(node, SizeKey):
             sizes_dates = True
+        if isinstance(node, ModSeqKey):
+            modseqs = True
         if isinstance(node, ObjectIdKey):
             return None  # the ids are not in the index columns
         if isinstance(node, SequenceKey) and not isinstance(node.matcher, SequenceSet):
@@ -93,7 +96,7 @@ def plan(key: SearchKey) -> IndexPlan | None:
                 return None
             if wanted not in queries:
                 queries.append(wanted)
-    return IndexPlan(tuple(queries), sizes_dates, tuple(texts))
+    return IndexPlan(tuple(queries), sizes_dates, tuple(texts), modseqs)
 
 
 def flag_filter(key: SearchKey) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -13,6 +13,7 @@ tens of megabytes once its sessions are gone.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from imapd.protocol.values import Raw, Value
@@ -37,7 +38,7 @@ class EnvelopeCache:
             self._entries.move_to_end(key)
         return value
 
-    def has_all(self, user: str, mailbox_id: int, uids: list[int]) -> bool:
+    def has_all(self, user: str, mailbox_id: int, uids: Sequence[int]) -> bool:
         entries = self._entries
         return all((user, mailbox_id, uid) in entries for uid in uids)
 

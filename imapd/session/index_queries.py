@@ -10,7 +10,9 @@ columns. Everything else takes the message-by-message path of
 
 from __future__ import annotations
 
+import array
 import bisect
+from collections.abc import Sequence
 
 from imapd.message.index_fetch import IndexFetchRenderer, flag_list_bytes, needs_sizes_dates
 from imapd.message.index_search import IndexPlan, IndexTable, flag_filter
@@ -20,7 +22,6 @@ from imapd.protocol.search_spec import SearchKey
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Session
 from imapd.store_client import IndexQuery
-from store.uidset import format_uids
 
 
 async def fetch_lines(
@@ -29,12 +30,12 @@ async def fetch_lines(
     sel: SelectedMailbox,
     *,
     attrs: tuple[FetchAttribute, ...],
-    uids: list[int],
+    uids: Sequence[int],
     changed_since: int | None,
 ) -> int:
     """Emit the FETCH lines of `uids` (ascending, distinct); return how many the store had."""
     renderer = IndexFetchRenderer(attrs)
-    query = IndexQuery(uid_text(uids), with_sizes_dates=needs_sizes_dates(attrs))
+    query = IndexQuery(sel.span(uids), with_sizes_dates=needs_sizes_dates(attrs))
     flags: dict[int, bytes] = {}
     names_of: dict[int, tuple[str, ...]] = {}
     shows_flags = renderer.shows_flags
@@ -60,7 +61,7 @@ async def fetch_lines(
             and not floor
             and n
             and (not recent or recent.isdisjoint(cols.uids))
-            and session_uids[start : start + n] == list(cols.uids)
+            and session_uids[start : start + n] == _u32(cols.uids)
         ):
             # The usual case (UID FETCH 1:* (FLAGS)): the chunk is n consecutive messages of the session.
             line = b"* %d FETCH (UID %d FLAGS %s)\r\n"
@@ -96,18 +97,25 @@ async def fetch_lines(
     return found
 
 
+def _u32(values: Sequence[int]) -> array.array[int]:
+    """`values` as an array like the session's map (compared in one memcmp)."""
+    return values if isinstance(values, array.array) and values.typecode == "I" else array.array("I", values)
+
+
 async def search_uids(
     s: Session, user: str, sel: SelectedMailbox, key: SearchKey, *, plan: IndexPlan, context: SearchContext
 ) -> list[tuple[int, int, int]]:
-    """(seq, uid, modseq) of the matching messages, ascending."""
+    """(seq, uid, modseq) of the matching messages, ascending; modseq is 0 unless the key
+    has a MODSEQ key (nothing else reads it)."""
     with_flags, without_flags = flag_filter(key)
     query = IndexQuery(
-        uid_text(sel.uids),
+        sel.span(sel.uids),
         with_sizes_dates=plan.needs_sizes_dates,
         header_queries=plan.header_queries,
         text_queries=plan.text_queries,
         with_flags=with_flags,
         without_flags=without_flags,
+        with_modseqs=plan.needs_modseqs,
     )
     uids: list[int] = []
     fids: list[int] = []
@@ -134,17 +142,11 @@ async def search_uids(
     table.text_hits = text_hits
     matched = table.evaluate(key, plan, context, sel.uids)
     matched -= sel.pending_expunged
-    modseq_of = dict(zip(uids, modseqs, strict=True)) if matched else {}
+    # MODSEQs only when the program has a MODSEQ key (then the answer reports the highest).
+    modseq_of = dict(zip(uids, modseqs, strict=True)) if matched and plan.needs_modseqs else {}
     out = []
     for uid in sorted(matched):
         seq = sel.seq_of(uid)
         if seq:
-            out.append((seq, uid, modseq_of[uid]))
+            out.append((seq, uid, modseq_of.get(uid, 0)))
     return out
-
-
-def uid_text(sorted_uids: list[int]) -> str:
-    """The UID set of ascending, distinct UIDs; one range without a pass when there is no gap."""
-    if sorted_uids and sorted_uids[-1] - sorted_uids[0] + 1 == len(sorted_uids):
-        return f"{sorted_uids[0]}:{sorted_uids[-1]}"
-    return format_uids(sorted_uids)

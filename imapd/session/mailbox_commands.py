@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import bisect
 from collections.abc import Sequence
 
@@ -85,7 +86,7 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Outcome:
         name=result.mailbox.name,
         mailbox_id=result.mailbox.mailbox_id,
         uidvalidity=status.uidvalidity,
-        uids=list(result.uids),
+        uids=array.array("I", result.uids),
         modseq=status.highestmodseq,
         read_only=cmd.read_only,
         condstore="CONDSTORE" in s.enabled,
@@ -128,7 +129,7 @@ async def _qresync(s: Session, sel: SelectedMailbox, params: c.QResyncParams) ->
     if vanished:
         s.emit(b"* VANISHED (EARLIER) " + format_uids(vanished).encode() + b"\r\n")
     if sel.uids:
-        request = FetchRequest(format_uids(sel.uids), changed_since=params.modseq)
+        request = FetchRequest(sel.span(sel.uids), changed_since=params.modseq)
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
             seq = sel.seq_of(item.meta.uid)
             if seq:

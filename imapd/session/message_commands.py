@@ -113,7 +113,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         else:
             s.tagged(tag, b"OK", b"FETCH completed")
         return Outcome.CONTINUE
-    uid_text = format_uids(uids)
+    uid_text = sel.span(uids)
     flagged: set[int] = set()
     if sets_seen(attrs) and not sel.read_only:
         result = await s.ctx.store.store_flags(user, sel.mailbox_id, uid_text, FlagMode.ADD, ["\\Seen"])
@@ -207,7 +207,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
         s.tagged(tag, b"NO", refusal)
         return Outcome.CONTINUE
     result = await s.ctx.store.store_flags(
-        user, sel.mailbox_id, index_queries.uid_text(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
+        user, sel.mailbox_id, sel.span(uids), _MODES[cmd.mode], flags, unchanged_since=cmd.unchanged_since
     )
     sel.note_own_flags(result.updated)
     if result.updated:
@@ -248,7 +248,7 @@ async def copy(s: Session, tag: str, cmd: c.Copy | c.Move) -> Outcome:
         return Outcome.CONTINUE
     method = s.ctx.store.move if move else s.ctx.store.copy
     with s.writing_into(cmd.mailbox):
-        result = await method(user, sel.mailbox_id, format_uids(uids), cmd.mailbox)
+        result = await method(user, sel.mailbox_id, sel.span(uids), cmd.mailbox)
         if canonical(cmd.mailbox) == sel.name:
             sel.note_added(result.dest_uids)
             await s.claim_own_recent(result.dest_uids)
@@ -281,7 +281,7 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
         return Outcome.CONTINUE
     uid_text = ""
     if cmd.uids is not None:
-        uid_text = format_uids(sel.uids_for(cmd.uids, uid=True))
+        uid_text = sel.span(sel.uids_for(cmd.uids, uid=True))
         if not uid_text:
             s.tagged(tag, b"OK", b"EXPUNGE completed")
             return Outcome.CONTINUE
@@ -299,7 +299,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
 async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
     """(seq, uid, modseq) of the selected messages `program` matches, in sequence order.
 
-    SEARCH, SORT and THREAD all select their messages here.
+    SEARCH, SORT and THREAD all select their messages here. The modseq is only read (and may
+    be 0) when the program uses MODSEQ.
     """
     user, sel = _sel(s)
     matched: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
@@ -311,7 +312,7 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
         needs = program.needs
         context = SearchContext(len(sel.uids), sel.uids[-1], frozenset(sel.saved_search))
         evaluator = SearchEvaluator(program.key, context)
-        request = FetchRequest(format_uids(sel.uids), needs.header, needs.body, with_facts=needs.facts)
+        request = FetchRequest(sel.span(sel.uids), needs.header, needs.body, with_facts=needs.facts)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
             await cpu.tick()

@@ -9,16 +9,23 @@ with EXISTS, flag changes with unsolicited FETCH FLAGS.
 
 from __future__ import annotations
 
+import array
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from imapd.protocol.sequence import SequenceSet
 from imapd.session import update_contexts
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import ChangeEvent, MessageMeta
+from store.uidset import format_uids
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+def _without(uids: array.array[int], doomed: Iterable[int]) -> array.array[int]:
+    gone = set(doomed)
+    return array.array("I", (u for u in uids if u not in gone))
 
 
 def flag_list(flags: Iterable[str]) -> bytes:
@@ -30,7 +37,9 @@ class SelectedMailbox:
     name: str
     mailbox_id: int
     uidvalidity: int
-    uids: list[int]  # ascending: uids[seq - 1]
+    # ascending: uids[seq - 1]; an array (4 bytes a message, taken from the store's packed reply
+    # without an object per UID: a 50,000-message SELECT)
+    uids: array.array[int]
     modseq: int  # highest modseq this session has caught up with
     read_only: bool = False
     condstore: bool = False  # report MODSEQ in unsolicited FETCH
@@ -124,8 +133,7 @@ class SelectedMailbox:
             out.extend(update_contexts.expunge_lines(self.contexts, doomed, self._seq))
             if self.qresync:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
-                gone = set(doomed)
-                self.uids = [u for u in self.uids if u not in gone]
+                self.uids = _without(self.uids, doomed)
             else:
                 # Highest first: each number stays valid as the ones above go.
                 for uid in reversed(doomed):
@@ -183,24 +191,32 @@ class SelectedMailbox:
     def exists(self) -> int:
         return len(self.uids)
 
-    def uids_for(self, sequence_set: SequenceSet, *, uid: bool) -> list[int]:
-        """UIDs a command addresses, in this session's view (ascending)."""
+    def uids_for(self, sequence_set: SequenceSet, *, uid: bool) -> Sequence[int]:
+        """UIDs a command addresses, in this session's view (ascending, distinct): slices of
+        the map, since the resolved ranges are sorted and merged."""
         if sequence_set.saved:
             return [u for u in self.saved_search if self._seq(u)]
+        out = array.array("I")
         if uid:
             if not self.uids:
-                return []
-            largest = self.uids[-1]
-            out: list[int] = []
-            for lo, hi in sequence_set.resolve(largest):
-                start = bisect.bisect_left(self.uids, lo)
-                end = bisect.bisect_right(self.uids, hi)
-                out.extend(self.uids[start:end])
-            return sorted(set(out))
-        out = []
+                return out
+            for lo, hi in sequence_set.resolve(self.uids[-1]):
+                out.extend(self.uids[bisect.bisect_left(self.uids, lo) : bisect.bisect_right(self.uids, hi)])
+            return out
         for lo, hi in sequence_set.resolve(len(self.uids)):
             out.extend(self.uids[lo - 1 : hi])
-        return sorted(set(out))
+        return out
+
+    def span(self, uids: Sequence[int]) -> str:
+        """A UID set for the store naming `uids` (ascending UIDs of this map): "first:last"
+        when they are a run of the map (the store has no other message in between: UIDs only
+        grow, and what it expunged is not answered), else every UID."""
+        if not uids:
+            return ""
+        start = bisect.bisect_left(self.uids, uids[0])
+        if isinstance(uids, array.array) and self.uids[start : start + len(uids)] == uids:  # one memcmp
+            return f"{uids[0]}:{uids[-1]}"
+        return format_uids(uids)
 
     def seq_out_of_range(self, sequence_set: SequenceSet) -> bool:
         """A message sequence number beyond EXISTS is a client error (BAD)."""
@@ -222,8 +238,7 @@ class SelectedMailbox:
             present = [u for u in doomed if self._seq(u)]
             if present:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(present).to_bytes() + b"\r\n")
-            gone = set(present)
-            self.uids = [u for u in self.uids if u not in gone]
+            self.uids = _without(self.uids, present)
         else:
             for uid in reversed(doomed):
                 seq = self._seq(uid)

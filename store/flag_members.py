@@ -1,0 +1,167 @@
+"""Per mailbox and flag-set id, the UIDs of the messages holding exactly that flag set.
+
+Key (mailbox_id u64, flag-set id u32, block u32) with block = uid >> BLOCK_BITS;
+value: the UIDs of that block holding that flag set, ascending, u32
+little-endian (at most 1 KiB, so a value stays on its leaf page). The flag
+index (`flag_index`) keeps every message's flag-set id by UID; this is the
+same fact turned around, written by the flag index's writer in the same
+transaction, so the two never disagree (`mailbox_index.disagreements`
+compares them).
+
+What it answers without looking at every message: the flag sets a mailbox
+uses (a key walk that jumps from id to id), SEARCH UNSEEN and other flag keys
+(the UIDs of the ids that pass, as stored bytes), SELECT's first unseen
+message, and whether a STORE would change anything.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import struct
+import sys
+from collections.abc import Iterator
+from typing import Final
+
+import lmdb
+
+BLOCK_BITS: Final = 8
+KEY: Final = struct.Struct(">QII")
+_MAX_UID: Final = 0xFFFFFFFF
+_SWAP: Final = sys.byteorder == "big"
+
+
+def _uids(raw: bytes | memoryview) -> array.array[int]:
+    a = array.array("I")
+    a.frombytes(raw)
+    if _SWAP:
+        a.byteswap()
+    return a
+
+
+def _raw(uids: array.array[int]) -> bytes:
+    if _SWAP:
+        uids = array.array("I", uids)
+        uids.byteswap()
+    return uids.tobytes()
+
+
+class MembersWriter:
+    """The membership changes of one write operation on one mailbox, written by `flush`."""
+
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> None:
+        self.txn = txn
+        self.db = db
+        self.mailbox_id = mailbox_id
+        # (flag id, block) -> (UIDs to add, UIDs to remove); a UID is in at most one of the two
+        self._changes: dict[tuple[int, int], tuple[set[int], set[int]]] = {}
+
+    def _change(self, fid: int, uid: int) -> tuple[set[int], set[int]]:
+        where = (fid, uid >> BLOCK_BITS)
+        change = self._changes.get(where)
+        if change is None:
+            change = self._changes[where] = (set(), set())
+        return change
+
+    def move(self, uid: int, old: int | None, new: int | None) -> None:
+        """`uid` held flag set `old` (None: it was not in the mailbox) and now holds `new`
+        (None: it left the mailbox)."""
+        if old == new:
+            return
+        if old is not None:
+            adds, removes = self._change(old, uid)
+            adds.discard(uid)
+            removes.add(uid)
+        if new is not None:
+            adds, removes = self._change(new, uid)
+            removes.discard(uid)
+            adds.add(uid)
+
+    def flush(self) -> None:
+        for (fid, block), (adds, removes) in self._changes.items():
+            key = KEY.pack(self.mailbox_id, fid, block)
+            raw = self.txn.get(key, db=self.db)
+            uids = _uids(bytes(raw)) if raw is not None else array.array("I")
+            for uid in removes:
+                at = bisect.bisect_left(uids, uid)
+                if at < len(uids) and uids[at] == uid:
+                    del uids[at]
+            ordered = sorted(adds)
+            if ordered and (not uids or ordered[0] > uids[-1]):
+                uids.extend(ordered)  # new messages: the usual case, at the end
+            else:
+                for uid in ordered:
+                    at = bisect.bisect_left(uids, uid)
+                    if at == len(uids) or uids[at] != uid:
+                        uids.insert(at, uid)
+            if uids:
+                self.txn.put(key, _raw(uids), db=self.db)
+            elif raw is not None:
+                self.txn.delete(key, db=self.db)
+        self._changes.clear()
+
+
+def flag_ids(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> list[int]:
+    """The flag-set ids the mailbox's messages hold, ascending: one cursor jump per id."""
+    out: list[int] = []
+    cur = txn.cursor(db=db)
+    fid = 0
+    while fid <= _MAX_UID and cur.set_range(KEY.pack(mailbox_id, fid, 0)):
+        mid, fid, _ = KEY.unpack(cur.key())
+        if mid != mailbox_id:
+            break
+        out.append(fid)
+        fid += 1
+    return out
+
+
+def _blocks(cur: lmdb.Cursor, mailbox_id: int, fid: int, lo: int, hi: int) -> Iterator[tuple[int, bytes | memoryview]]:
+    """(block, stored UIDs) of `fid` for the blocks that may hold UIDs in [lo, hi]."""
+    if not cur.set_range(KEY.pack(mailbox_id, fid, lo >> BLOCK_BITS)):
+        return
+    last = hi >> BLOCK_BITS
+    for key, value in cur:
+        mid, f, block = KEY.unpack(key)
+        if mid != mailbox_id or f != fid or block > last:
+            return
+        yield block, value
+
+
+def uids_in(
+    txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, fid: int, ranges: list[tuple[int, int]]
+) -> bytes:
+    """The UIDs holding `fid` in `ranges` (ascending, disjoint, inclusive), ascending, as
+    u32 little-endian bytes: whole blocks are passed on as stored."""
+    parts: list[bytes] = []
+    cur = txn.cursor(db=db)
+    for lo, hi in ranges:
+        for block, value in _blocks(cur, mailbox_id, fid, lo, hi):
+            raw = bytes(value)
+            if block << BLOCK_BITS >= lo and (block + 1) << BLOCK_BITS <= hi + 1:
+                parts.append(raw)
+                continue
+            uids = _uids(raw)
+            start = bisect.bisect_left(uids, lo)
+            end = bisect.bisect_right(uids, hi)
+            if start < end:
+                parts.append(raw[start * 4 : end * 4])
+    return b"".join(parts)
+
+
+def first_uid(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, fid: int) -> int:
+    """The lowest UID holding `fid` (0: none)."""
+    for _, value in _blocks(txn.cursor(db=db), mailbox_id, fid, 0, _MAX_UID):
+        return int(_uids(bytes(value)[:4])[0])
+    return 0
+
+
+def entries(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int, int]]:
+    """Every (mailbox id, flag id, uid) stored: for the consistency check, which also wants
+    a value error for a block that is empty, unordered or holds another block's UIDs."""
+    for key, value in txn.cursor(db=db):
+        mid, fid, block = KEY.unpack(key)
+        uids = list(_uids(bytes(value)))
+        if not uids or uids != sorted(set(uids)) or {uid >> BLOCK_BITS for uid in uids} != {block}:
+            raise ValueError(f"flag members ({mid}, {fid}, {block}): malformed block {uids[:8]}")
+        for uid in uids:
+            yield mid, fid, uid
