@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     _register_failover(bench_sub)
 
 
+_GRPC_READS_HELP = (
+    "mailha's imapd reads everything over gRPC, as the HA cluster's front ends do "
+    "(default: it reads the store's LMDB beside it, as standalone mode runs it)"
+)
+
+
 def _register_store(bench_sub: Any) -> None:
     p: argparse.ArgumentParser = bench_sub.add_parser("store", help="append/fetch/flag throughput and latency")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -48,6 +54,7 @@ def _register_store(bench_sub: Any) -> None:
     m.add_argument(
         "--connections", type=int, default=1, help="LMTP connections filling the INBOX (default 1; more for 1M)"
     )
+    m.add_argument("--grpc-reads", action="store_true", help=_GRPC_READS_HELP)
     m.set_defaults(func=_bench_mailbox)
 
 
@@ -79,6 +86,7 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
         only=only,
         fulltext=not args.no_fulltext,
         connections=args.connections,
+        local_reads=not args.grpc_reads,
     )
     return run_bench(options)
 
@@ -175,6 +183,7 @@ def _register_imap(bench_sub: Any) -> None:
     c.add_argument("--mailbox-rounds", type=int, default=3, help="with --mailbox-size: measurement rounds")
     c.add_argument("--mailbox-runs", type=int, default=5, help="with --mailbox-size: connections per operation")
     c.add_argument("--no-fulltext", action="store_true", help="with --mailbox-size: mailha's store without FTS")
+    c.add_argument("--grpc-reads", action="store_true", help="with --mailbox-size: " + _GRPC_READS_HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--output", type=pathlib.Path, help="JSON result (default bench-results/compare[-mailbox].json)")
     c.set_defaults(func=_compare)
@@ -190,6 +199,7 @@ def _compare(args: argparse.Namespace) -> int:
                 runs=args.mailbox_runs,
                 rounds=args.mailbox_rounds,
                 fulltext=not args.no_fulltext,
+                local_reads=not args.grpc_reads,
                 json_output=args.json,
                 output=args.output or pathlib.Path("bench-results/compare-mailbox.json"),
             )

@@ -1,7 +1,9 @@
 """`mailha bench mailbox --size N`: one large INBOX filled over LMTP, measured with imaplib.
 
 Starts its own store, lmtpd and imapd on a temporary directory (the command
-lines standalone mode uses), delivers N messages of the deterministic corpus
+lines standalone mode uses: imapd reads SELECT, STATUS, FETCH and SEARCH from
+the store's LMDB beside it, `--store-data`; `--grpc-reads` measures imapd
+reading everything over gRPC, as the HA cluster's front ends do), delivers N messages of the deterministic corpus
 (bench/mailbox_corpus.py) on ONE LMTP connection, measuring the delivery rate
 as the mailbox grows, marks all but 1% \\Seen, then times each operation of
 issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
@@ -48,6 +50,7 @@ class MailboxBenchOptions:
     seed: int = 1
     fulltext: bool = True  # the store's SEARCH TEXT/BODY index (on by default)
     connections: int = 1  # LMTP connections of the fill (more: quicker, no per-block rates)
+    local_reads: bool = True  # imapd reads beside the store (standalone mode); False: over gRPC only
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -124,10 +127,14 @@ def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, fl
 
 
 @contextlib.contextmanager
-def _imapd(root: pathlib.Path, store: str, epoch: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def _imapd(
+    root: pathlib.Path, store: str, epoch: int, store_data: pathlib.Path | None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store, "--epoch", str(epoch)]
     argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login"]
+    if store_data is not None:
+        argv += ["--store-data", str(store_data)]  # as standalone mode runs it beside its store
     with open(root / "imapd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -177,12 +184,13 @@ class MailhaUnderTest:
 
 
 @contextlib.contextmanager
-def mailha_under_test(root: pathlib.Path, *, fulltext: bool) -> Iterator[MailhaUnderTest]:
+def mailha_under_test(root: pathlib.Path, *, fulltext: bool, local_reads: bool = True) -> Iterator[MailhaUnderTest]:
     with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=fulltext) as servers:
         with StoreClient(servers.store) as client:
             client.create_user(USER, PASSWORD, epoch=servers.epoch)
             client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
-        with _imapd(root, servers.store, servers.epoch) as (imap_port, imapd):
+        store_data = root / "store" if local_reads else None
+        with _imapd(root, servers.store, servers.epoch, store_data) as (imap_port, imapd):
             target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
             yield MailhaUnderTest(root, servers.lmtp_port, target, servers.store_process.pid, imapd.pid)
 
@@ -192,9 +200,9 @@ def run(options: MailboxBenchOptions) -> dict[str, float]:
         raise ValueError(f"--size must be 1..{MAX_SIZE}")
     with (
         tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp,
-        mailha_under_test(pathlib.Path(tmp), fulltext=options.fulltext) as mailha,
+        mailha_under_test(pathlib.Path(tmp), fulltext=options.fulltext, local_reads=options.local_reads) as mailha,
     ):
-        result: dict[str, float] = {"size": options.size}
+        result: dict[str, float] = {"size": options.size, "imapd_local_reads": float(options.local_reads)}
         result.update({k.replace("_kib", "_idle_kib"): v for k, v in mailha.rss().items()})
         result.update(
             fill_parallel(

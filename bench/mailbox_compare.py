@@ -38,6 +38,7 @@ class MailboxCompareOptions:
     rounds: int = 3
     seed: int = 1
     fulltext: bool = True
+    local_reads: bool = True  # mailha's imapd reads beside its store, as in standalone mode
     json_output: bool = False
     output: pathlib.Path | None = pathlib.Path("bench-results/compare-mailbox.json")
 
@@ -75,7 +76,9 @@ def run(opts: MailboxCompareOptions) -> dict[str, object]:
         os.chmod(tmp, 0o755)
         dove = dovecot.DovecotStack(directory=pathlib.Path(tmp) / "dovecot")
         dove.directory.mkdir()
-        with mailha_under_test(pathlib.Path(tmp) / "mailha", fulltext=opts.fulltext) as mailha:
+        result["mailha_imapd_local_reads"] = opts.local_reads
+        mailha_dir = pathlib.Path(tmp) / "mailha"
+        with mailha_under_test(mailha_dir, fulltext=opts.fulltext, local_reads=opts.local_reads) as mailha:
             try:
                 dove.start({USER: PASSWORD})
                 result["mailha_rss_idle"] = mailha.rss()
@@ -129,6 +132,8 @@ def _emit(opts: MailboxCompareOptions, result: dict[str, object]) -> None:
     print(f"mailha disk: {result['mailha_disk']}")
     print(f"mailha RSS idle {result['mailha_rss_idle']}, after the sessions closed {result['mailha_rss_after']}")
     print(f"load average: fill {result['fill_loadavg']}; rounds {result['loadavg_per_round']}")
+    reads = "beside the store (standalone mode)" if result["mailha_imapd_local_reads"] else "over gRPC only"
+    print(f"mailha's imapd reads {reads}")
 
 
 def run_mailbox_compare(opts: MailboxCompareOptions) -> int:

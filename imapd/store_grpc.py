@@ -268,11 +268,6 @@ def _columns(pb: mailbox_index_pb2.IndexChunk) -> IndexColumns:
     )
 
 
-def _next_columns(chunks: Iterator[mailbox_index_pb2.IndexChunk]) -> IndexColumns | None:
-    chunk = next(chunks, None)
-    return _columns(chunk) if chunk is not None else None
-
-
 def _watch_batches(events: Iterator[store_pb2.ChangeEvent]) -> Iterator[list[object]]:
     for pb in events:
         yield [_event(pb)]
@@ -451,17 +446,20 @@ class GrpcStore:
                 yield _columns(chunk)
             return
 
-        def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], IndexColumns | None]:
+        def start() -> tuple[Any, Iterator[mailbox_index_pb2.IndexChunk], mailbox_index_pb2.IndexChunk | None]:
             call = self._index_stub.Scan(req, timeout=300)
             chunks = iter(call)
-            first = next(chunks, None)
-            return call, chunks, _columns(first) if first is not None else None
+            return call, chunks, next(chunks, None)
 
-        call, chunks, first = await self._run(start)
+        # One worker-thread hop for an answer of one chunk: the store marks the last chunk.
+        piece: mailbox_index_pb2.IndexChunk | None
+        call, chunks, piece = await self._run(start)
         try:
-            while first is not None:
-                yield first
-                first = await self._run(lambda: _next_columns(chunks))
+            while piece is not None:
+                yield _columns(piece)
+                if piece.last:
+                    break
+                piece = await self._run(lambda: next(chunks, None))
         finally:
             call.cancel()
 

@@ -193,6 +193,7 @@ class IndexChunk(_message.Message):
     HEADER_HITS_FIELD_NUMBER: _builtins.int
     TEXT_HITS_FIELD_NUMBER: _builtins.int
     SORT_KEYS_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     uids: _builtins.bytes
     """u32"""
     flag_ids: _builtins.bytes
@@ -205,6 +206,10 @@ class IndexChunk(_message.Message):
     """i64 unix seconds, when with_sizes_dates"""
     tz_offsets: _builtins.bytes
     """i16 minutes, when with_sizes_dates"""
+    last: _builtins.bool
+    """Set on the final chunk: a client may stop reading there (one read for an
+    answer that fits one chunk, such as SEARCH UNSEEN's).
+    """
     @_builtins.property
     def flag_sets(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlagSet]:
         """the ids first used in this call"""
@@ -236,10 +241,11 @@ class IndexChunk(_message.Message):
         header_hits: _abc.Iterable[Global___UidList] | None = ...,
         text_hits: _abc.Iterable[Global___UidList] | None = ...,
         sort_keys: _abc.Iterable[_builtins.bytes] | None = ...,
+        last: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "modseqs", b"modseqs", "sizes", b"sizes", "sort_keys", b"sort_keys", "text_hits", b"text_hits", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dates", b"dates", "flag_ids", b"flag_ids", "flag_sets", b"flag_sets", "header_hits", b"header_hits", "last", b"last", "modseqs", b"modseqs", "sizes", b"sizes", "sort_keys", b"sort_keys", "text_hits", b"text_hits", "tz_offsets", b"tz_offsets", "uids", b"uids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

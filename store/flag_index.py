@@ -16,6 +16,7 @@ import array
 import bisect
 import struct
 import sys
+from collections.abc import Iterable
 from typing import Final
 
 import lmdb
@@ -90,16 +91,16 @@ class Segment:
             col.insert(at, value)
         return None
 
-    def remove(self, uid: int) -> int | None:
-        """Drop the entry of `uid`; its flag id (None: there was none)."""
-        uids = self.columns[0]
-        at = bisect.bisect_left(uids, uid)
-        if at < len(uids) and uids[at] == uid:
-            old = self.columns[1][at]
-            for col in self.columns:
-                del col[at]
-            return old
-        return None
+    def remove_all(self, gone: set[int]) -> list[tuple[int, int]]:
+        """Drop the entries of the UIDs in `gone`; (uid, flag id) of those it held. One pass
+        over the segment instead of a search and six deletes per UID (EXPUNGE of 1,000)."""
+        uids, fids = self.columns[0], self.columns[1]
+        keep = [i for i, uid in enumerate(uids) if uid not in gone]
+        if len(keep) == len(uids):
+            return []
+        dropped = [(uid, fid) for uid, fid in zip(uids, fids, strict=True) if uid in gone]
+        self.columns = [array.array(col.typecode, map(col.__getitem__, keep)) for col in self.columns]
+        return dropped
 
     def pack(self) -> bytes:
         return _COUNT.pack(len(self.columns[0])) + b"".join(_to_bytes(col) for col in self.columns)
@@ -128,10 +129,14 @@ class FlagIndexWriter:
         old = self._segment(uid).put(uid, (flag_id, modseq, size, date, tz))
         self.members.move(uid, old, flag_id)
 
-    def remove(self, uid: int) -> None:
-        old = self._segment(uid).remove(uid)
-        if old is not None:
-            self.members.move(uid, old, None)
+    def remove_all(self, uids: Iterable[int]) -> None:
+        """Drop the entries of `uids`, segment by segment."""
+        by_segment: dict[int, set[int]] = {}
+        for uid in uids:
+            by_segment.setdefault(uid >> SEGMENT_BITS, set()).add(uid)
+        for no, gone in by_segment.items():
+            for uid, fid in self._segment(no << SEGMENT_BITS).remove_all(gone):
+                self.members.move(uid, fid, None)
 
     def flush(self) -> None:
         for no, seg in self.segments.items():

@@ -82,7 +82,9 @@ class MembersWriter:
             key = KEY.pack(self.mailbox_id, fid, block)
             raw = self.txn.get(key, db=self.db)
             uids = _uids(bytes(raw)) if raw is not None else array.array("I")
-            for uid in removes:
+            if len(removes) >= len(uids) and removes.issuperset(uids):
+                uids = array.array("I")  # the whole block goes (EXPUNGE of a run)
+            for uid in removes if uids else ():
                 at = bisect.bisect_left(uids, uid)
                 if at < len(uids) and uids[at] == uid:
                     del uids[at]

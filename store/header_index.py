@@ -10,7 +10,7 @@ and looks into an entry only when the whole value holds the needle.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import lmdb
@@ -55,8 +55,18 @@ class HeaderIndexWriter:
     def put(self, uid: int, text: bytes) -> None:
         self._segment(uid)[uid] = text
 
-    def remove(self, uid: int) -> None:
-        self._segment(uid).pop(uid, None)
+    def remove_all(self, uids: Iterable[int]) -> None:
+        """Drop the entries of `uids`; a segment whose every possible UID goes is dropped unread."""
+        by_segment: dict[int, set[int]] = {}
+        for uid in uids:
+            by_segment.setdefault(uid >> SEGMENT_BITS, set()).add(uid)
+        for no, gone in by_segment.items():
+            if len(gone) == 1 << SEGMENT_BITS or (no == 0 and len(gone) == (1 << SEGMENT_BITS) - 1):
+                self.segments[no] = {}  # UID 0 does not exist: segment 0 holds at most 15
+                continue
+            seg = self._segment(no << SEGMENT_BITS)
+            for uid in gone:
+                seg.pop(uid, None)
 
     def flush(self) -> None:
         for no, seg in self.segments.items():

@@ -219,6 +219,7 @@ def scan(
             return
     builder = _ChunkBuilder(txn, dbs, mid, with_sizes_dates, with_sort_keys)
     chunk = first
+    ready: pb.IndexChunk | None = None  # a full chunk, sent once the next one shows it is not the last
     prefix = U64.pack(mid)
     cur = txn.cursor(db=dbs.flag_index)
     for lo, hi in ranges:
@@ -239,9 +240,16 @@ def scan(
                     for a, b in flag_filter.runs(slices[1], start, end):
                         builder.add(n, slices, a, b)
             if builder.count >= CHUNK_MESSAGES:
-                yield builder.take(chunk)
+                if ready is not None:
+                    yield ready
+                ready = builder.take(chunk)
                 chunk = pb.IndexChunk()
-    yield builder.take(chunk)
+    if builder.count or ready is None:
+        if ready is not None:
+            yield ready
+        ready = builder.take(chunk)
+    ready.last = True
+    yield ready
 
 
 def _row_chunks(
@@ -256,9 +264,10 @@ def _row_chunks(
     at = 0
     while True:
         chunk.uids, chunk.flag_ids = uids[at : at + step], fids[at : at + step]
-        yield chunk
         at += step
-        if at >= len(uids):
+        chunk.last = at >= len(uids)
+        yield chunk
+        if chunk.last:
             return
         chunk = pb.IndexChunk()
 

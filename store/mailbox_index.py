@@ -53,12 +53,12 @@ def reflagged(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[i
 
 
 def removed(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
+    gone = list(uids)
     flags = FlagIndexWriter(txn, dbs.flag_index, dbs.flag_members, mid)
-    headers = HeaderIndexWriter(txn, dbs.header_index, mid)
-    for uid in uids:
-        flags.remove(uid)
-        headers.remove(uid)
+    flags.remove_all(gone)
     flags.flush()
+    headers = HeaderIndexWriter(txn, dbs.header_index, mid)
+    headers.remove_all(gone)
     headers.flush()
 
 

@@ -301,6 +301,7 @@ def test_a_flag_list_longer_than_an_lmdb_key_is_interned(tmp_path: pathlib.Path)
 
 
 def _rows(chunks: list[ipb.IndexChunk]) -> list[tuple[int, tuple[str, ...]]]:
+    assert [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True]  # only the final chunk says so
     names = {fs.id: tuple(fs.flags) for chunk in chunks for fs in chunk.flag_sets}
     return [
         (uid, names[fid]) for chunk in chunks for uid, fid in zip(_uids(chunk.uids), _uids(chunk.flag_ids), strict=True)
@@ -341,8 +342,9 @@ def test_a_flag_filter_without_modseqs_answers_like_the_segments(
             (("nothing",), ()),
         ]
         compared = 0
-        for merge_max in (index_scan.MERGE_MAX, 3):
+        for merge_max, chunk_messages in ((index_scan.MERGE_MAX, index_scan.CHUNK_MESSAGES), (3, 64)):
             monkeypatch.setattr(index_scan, "MERGE_MAX", merge_max)
+            monkeypatch.setattr(index_scan, "CHUNK_MESSAGES", chunk_messages)  # several chunks, either way
             for uid_set in ("1:*", "5:90,250:400,650:*", "690"):
                 for held, absent in filters:
                     answers = [
