@@ -170,39 +170,13 @@ def count_from(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, low: 
     prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
     cur = txn.cursor(db=db)
     total = 0
-    if cur.set_range(MSG_KEY.pack(mailbox_id, low >> SEGMENT_BITS)):
+    first = MSG_KEY.pack(mailbox_id, low >> SEGMENT_BITS)
+    if cur.set_range(first):
         for key, value in cur:
             if key[:8] != prefix:
                 break
             (n,) = _COUNT.unpack_from(value)
-            if total == 0 and n and MSG_KEY.unpack(key)[1] == low >> SEGMENT_BITS:
-                uids = to_array("I", value[_COUNT.size : _COUNT.size + 4 * n])
-                n -= bisect.bisect_left(uids, low)
+            if key == first:  # the segment `low` falls in: only its entries from `low` on
+                n -= bisect.bisect_left(to_array("I", value[_COUNT.size : _COUNT.size + 4 * n]), low)
             total += n
     return total
-
-
-def distinct_flag_ids(
-    txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, ranges: list[tuple[int, int]]
-) -> set[int]:
-    """The flag-set ids of the messages of `ranges` (inclusive UID ranges, ascending): a few
-    set operations per segment, no message record read."""
-    out: set[int] = set()
-    prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
-    cur = txn.cursor(db=db)
-    for lo, hi in ranges:
-        if not cur.set_range(MSG_KEY.pack(mailbox_id, lo >> SEGMENT_BITS)):
-            break
-        last_segment = hi >> SEGMENT_BITS
-        for key, value in cur:
-            if key[:8] != prefix or MSG_KEY.unpack(key)[1] > last_segment:
-                break
-            n, slices = column_slices(bytes(value))
-            if not n:
-                continue
-            uids = to_array("I", slices[0])
-            start = 0 if uids[0] >= lo else bisect.bisect_left(uids, lo)
-            end = n if uids[-1] <= hi else bisect.bisect_right(uids, hi)
-            if start < end:
-                out.update(to_array("I", slices[1][start * 4 : end * 4]))
-    return out

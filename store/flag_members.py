@@ -150,6 +150,20 @@ def uids_in(
     return b"".join(parts)
 
 
+def holds_any(
+    txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, fid: int, ranges: list[tuple[int, int]]
+) -> bool:
+    """Whether some message in `ranges` (inclusive) holds `fid`: stops at the first."""
+    cur = txn.cursor(db=db)
+    for lo, hi in ranges:
+        for _, value in _blocks(cur, mailbox_id, fid, lo, hi):
+            uids = _uids(value)
+            at = bisect.bisect_left(uids, lo)
+            if at < len(uids) and uids[at] <= hi:
+                return True
+    return False
+
+
 def first_uid(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, fid: int) -> int:
     """The lowest UID holding `fid` (0: none)."""
     for _, value in _blocks(txn.cursor(db=db), mailbox_id, fid, 0, _MAX_UID):

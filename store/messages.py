@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, flag_index, flag_sets, mailbox_index, mailboxes, message_facts, save_dates, uidset
+from store import bodies, flag_members, flag_sets, mailbox_index, mailboxes, message_facts, save_dates, uidset
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
@@ -205,12 +205,15 @@ def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tupl
 
 def flags_unchanged(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, *, mode: int, flags: tuple[str, ...]) -> bool:
     """Whether a STORE of `flags` in `mode` on the UID set `text` would change no message:
-    from the flag index, one check per distinct flag set (the same `apply_flags` test as
-    `store_flags`), no message record read. STORE 1:* +FLAGS (\\Seen) on a read mailbox."""
+    per flag set the mailbox uses (`flag_members`), the same `apply_flags` test as
+    `store_flags`, and for a set it would change, whether the UID set holds one of its
+    messages; no message record read. STORE 1:* +FLAGS (\\Seen) on a read mailbox."""
     ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
-    for fid in flag_index.distinct_flag_ids(txn, dbs.flag_index, mid, ranges):
+    for fid in flag_members.flag_ids(txn, dbs.flag_members, mid):
         current = flag_sets.flags_of(txn, dbs, fid)
-        if apply_flags(current, mode, flags) != current:
+        if apply_flags(current, mode, flags) != current and flag_members.holds_any(
+            txn, dbs.flag_members, mid, fid, ranges
+        ):
             return False
     return True
 

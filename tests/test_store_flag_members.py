@@ -52,6 +52,7 @@ def test_random_moves_in_and_across_writers_match_a_model(tmp_path: pathlib.Path
                 ranges = [(1, 2000)] if rng.random() < 0.5 else [(3, 260), (300, 300), (511, 1400)]
                 raw = flag_members.uids_in(txn, db, 5, fid, ranges)
                 assert list(array.array("I", raw)) == _model_uids(model, fid, ranges)
+                assert flag_members.holds_any(txn, db, 5, fid, ranges) == bool(_model_uids(model, fid, ranges))
                 held = [u for u, f in model.items() if f == fid]
                 assert flag_members.first_uid(txn, db, 5, fid) == (min(held) if held else 0)
             stored = {(m, u): f for m, f, u in flag_members.entries(txn, db)}  # also checks each block's form

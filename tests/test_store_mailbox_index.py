@@ -21,10 +21,11 @@ import pytest
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import mailbox_index_pb2_grpc, store_pb2
 from mailparse.search_fields import indexed_needle
-from store import index_scan, mailbox_index
+from store import flag_index, index_scan, mailbox_index
 from store.bodies import BodySource
 from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
+from store.schema import MSG_KEY
 from tests.store_fixtures import StoreServer
 
 KEYWORDS = ("\\Seen", "\\Flagged", "\\Deleted", "\\Answered", "$Junk", "work")
@@ -84,6 +85,15 @@ def test_every_write_path_keeps_the_indexes_in_step(tmp_path: pathlib.Path) -> N
             _append(store, n, flags=flags)
         _check(store)
         mid = _mid(store)
+        store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=mid, uid_set="60:140"))
+        with store.env.begin() as txn:  # STATUS RECENT's count, from the segments
+            uids = [
+                u
+                for m, u in (MSG_KEY.unpack(k) for k in txn.cursor(db=store.dbs.messages).iternext(values=False))
+                if m == mid
+            ]
+            for low in (1, 2, 63, 64, 65, 100, 141, 200, 299, 300, 301, 10_000):
+                assert flag_index.count_from(txn, store.dbs.flag_index, mid, low) == sum(u >= low for u in uids), low
         for _ in range(20):
             lo = rng.randint(1, 300)
             mode = rng.choice([store_pb2.FLAG_MODE_ADD, store_pb2.FLAG_MODE_REMOVE, store_pb2.FLAG_MODE_REPLACE])
