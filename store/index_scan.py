@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import struct
 import sys
 from collections.abc import Iterator
 from typing import Final
@@ -26,6 +27,7 @@ from store.fulltext import FullTextIndex
 from store.schema import MSG_KEY, U64, Dbs
 
 CHUNK_MESSAGES: Final = 4096
+_U32: Final = struct.Struct("<I")
 _SIZES_DATES: Final = (3, 4, 5)  # column positions of size, date, zone
 # Rows of several flag sets are merged into UID order here up to this many; a larger
 # answer of several flag sets comes from the segments (whole columns, no sort).
@@ -49,7 +51,6 @@ class _ChunkBuilder:
         self.parts: list[list[bytes]] = [[] for _ in COLUMNS]
         self.count = 0
         self.known: set[int] = set()
-        self.new_ids: set[int] = set()
 
     def add(self, n: int, slices: list[bytes], start: int, end: int) -> None:
         whole = start == 0 and end == n
@@ -59,13 +60,11 @@ class _ChunkBuilder:
                 width = COLUMNS[i][1]
                 piece = piece[start * width : end * width]
             self.parts[i].append(piece)
-            if i == 1:
-                ids = set(to_array("I", piece))
-                self.new_ids |= ids - self.known
         self.count += end - start
 
     def take(self, chunk: pb.IndexChunk) -> pb.IndexChunk:
         joined = [b"".join(p) for p in self.parts]
+        new_ids = set(to_array("I", joined[1])) - self.known  # once per chunk, not per segment
         chunk.uids, chunk.flag_ids, chunk.modseqs = joined[0], joined[1], joined[2]
         if self.with_sort_keys:
             chunk.sort_keys.extend(
@@ -73,10 +72,9 @@ class _ChunkBuilder:
             )
         if len(self.columns) == len(COLUMNS):
             chunk.sizes, chunk.dates, chunk.tz_offsets = joined[3], joined[4], joined[5]
-        for fid in sorted(self.new_ids):
+        for fid in sorted(new_ids):
             chunk.flag_sets.add(id=fid, flags=flag_sets.flags_of(self.txn, self.dbs, fid))
-        self.known |= self.new_ids
-        self.new_ids = set()
+        self.known |= new_ids
         self.parts = [[] for _ in COLUMNS]
         self.count = 0
         return chunk
@@ -230,9 +228,14 @@ def scan(
             if key[:8] != prefix or MSG_KEY.unpack(key)[1] > last_segment:
                 break
             n, slices = column_slices(bytes(value))
-            uids = to_array("I", slices[0])
-            start = 0 if uids[0] >= lo else bisect.bisect_left(uids, lo)
-            end = n if uids[-1] <= hi else bisect.bisect_right(uids, hi)
+            if not n:
+                continue
+            column = slices[0]
+            if _U32.unpack_from(column)[0] >= lo and _U32.unpack_from(column, 4 * n - 4)[0] <= hi:
+                start, end = 0, n  # the whole segment (the usual case): no UID decoded
+            else:
+                uids = to_array("I", column)
+                start, end = bisect.bisect_left(uids, lo), bisect.bisect_right(uids, hi)
             if start < end:
                 if flag_filter is None:
                     builder.add(n, slices, start, end)
