@@ -149,21 +149,6 @@ class FlagIndexWriter:
         self.members.flush()
 
 
-def mailbox_uids(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> bytes:
-    """Every UID of the mailbox, ascending, as u32 little-endian bytes: what SELECT needs, read
-    from the index's segments (~1/64 as many LMDB items as messages, one slice of each)."""
-    uids: list[bytes | memoryview] = []
-    prefix = MSG_KEY.pack(mailbox_id, 0)[:8]
-    cur = txn.cursor(db=db)
-    if cur.set_range(MSG_KEY.pack(mailbox_id, 0)):
-        for key, value in cur:
-            if key[:8] != prefix:
-                break
-            (n,) = _COUNT.unpack_from(value)
-            uids.append(value[_COUNT.size : _COUNT.size + 4 * n])
-    return b"".join(uids)
-
-
 def count_from(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, low: int) -> int:
     """How many messages of the mailbox have a UID >= `low`: the entry count of each segment,
     the first one searched."""

@@ -8,10 +8,15 @@ same fact turned around, written by the flag index's writer in the same
 transaction, so the two never disagree (`mailbox_index.disagreements`
 compares them).
 
+Flag-set ids start at 1; the list of id 0 (`EVERY`) holds every UID of the
+mailbox, changed only when messages come and go (not by STORE): SELECT reads
+its UIDs as ~200 values of 1 KiB for 50,000 messages instead of the flag
+index's ~800 values of 2 KiB.
+
 What it answers without looking at every message: the flag sets a mailbox
 uses (a key walk that jumps from id to id), SEARCH UNSEEN and other flag keys
-(the UIDs of the ids that pass, as stored bytes), SELECT's first unseen
-message, and whether a STORE would change anything.
+(the UIDs of the ids that pass, as stored bytes), SELECT's UIDs and first
+unseen message, and whether a STORE would change anything.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Final
 import lmdb
 
 BLOCK_BITS: Final = 8
+EVERY: Final = 0  # the list of every message of the mailbox (flag-set ids start at 1)
 KEY: Final = struct.Struct(">QII")
 _MAX_UID: Final = 0xFFFFFFFF
 _SWAP: Final = sys.byteorder == "big"
@@ -68,14 +74,24 @@ class MembersWriter:
         (None: it left the mailbox)."""
         if old == new:
             return
-        if old is not None:
-            adds, removes = self._change(old, uid)
-            adds.discard(uid)
-            removes.add(uid)
-        if new is not None:
-            adds, removes = self._change(new, uid)
-            removes.discard(uid)
-            adds.add(uid)
+        if old is None:
+            self._add(EVERY, uid)  # a message comes: the list of every message too
+        else:
+            self._remove(old, uid)
+        if new is None:
+            self._remove(EVERY, uid)
+        else:
+            self._add(new, uid)
+
+    def _add(self, fid: int, uid: int) -> None:
+        adds, removes = self._change(fid, uid)
+        removes.discard(uid)
+        adds.add(uid)
+
+    def _remove(self, fid: int, uid: int) -> None:
+        adds, removes = self._change(fid, uid)
+        adds.discard(uid)
+        removes.add(uid)
 
     def flush(self) -> None:
         for (fid, block), (adds, removes) in self._changes.items():
@@ -107,7 +123,7 @@ def flag_ids(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int) -> list
     """The flag-set ids the mailbox's messages hold, ascending: one cursor jump per id."""
     out: list[int] = []
     cur = txn.cursor(db=db)
-    fid = 0
+    fid = EVERY + 1
     while fid <= _MAX_UID and cur.set_range(KEY.pack(mailbox_id, fid, 0)):
         mid, fid, _ = KEY.unpack(cur.key())
         if mid != mailbox_id:
@@ -172,8 +188,9 @@ def first_uid(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, fid: i
 
 
 def entries(txn: lmdb.Transaction, db: lmdb._Database) -> Iterator[tuple[int, int, int]]:
-    """Every (mailbox id, flag id, uid) stored: for the consistency check, which also wants
-    a value error for a block that is empty, unordered or holds another block's UIDs."""
+    """Every (mailbox id, flag id, uid) stored (flag id EVERY included): for the consistency
+    check, which also wants a value error for a block that is empty, unordered or holds
+    another block's UIDs."""
     for key, value in txn.cursor(db=db):
         mid, fid, block = KEY.unpack(key)
         uids = list(_uids(bytes(value)))

@@ -134,8 +134,12 @@ def disagreements(txn: lmdb.Transaction, dbs: Dbs, limit: int = 20) -> list[str]
             members_expected[mid, uid] = fid
     out: list[str] = []
     by_flag_set: dict[tuple[int, int], int] = {}
+    every: set[tuple[int, int]] = set()
     try:
         for mid, fid, uid in flag_members.entries(txn, dbs.flag_members):
+            if fid == flag_members.EVERY:
+                every.add((mid, uid))
+                continue
             if (mid, uid) in by_flag_set:
                 out.append(f"flag members {(mid, uid)}: listed under {by_flag_set[mid, uid]} and {fid}")
             by_flag_set[mid, uid] = fid
@@ -149,6 +153,9 @@ def disagreements(txn: lmdb.Transaction, dbs: Dbs, limit: int = 20) -> list[str]
     for where in sorted(expected.keys() | found.keys()):
         if expected.get(where) != found.get(where):
             out.append(f"flag index {where}: record {expected.get(where)} index {found.get(where)}")
+    if every != members_expected.keys():
+        differ = sorted(every ^ members_expected.keys())[:8]
+        out.append(f"flag members: the lists of every message differ from the flag index at {differ}")
     for where in sorted(members_expected.keys() | by_flag_set.keys()):
         if members_expected.get(where) != by_flag_set.get(where):
             out.append(f"flag members {where}: flag index {members_expected.get(where)} lists {by_flag_set.get(where)}")

@@ -56,9 +56,9 @@ def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: boo
     mailboxes.selectable(txn, dbs, user, mid)
     kids = bool(mailboxes.children(txn, dbs, user, record.name))
     reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
-    # The UIDs from the flag index's segments; the flag sets in use, and the first message of
-    # each, from the UID lists per flag set (a few reads, whatever the size).
-    raw_uids = flag_index.mailbox_uids(txn, dbs.flag_index, mid)
+    # From the UID lists (flag_members): every UID, the flag sets in use and the first
+    # message of each (a few reads, whatever the size).
+    raw_uids = flag_members.uids_in(txn, dbs.flag_members, mid, flag_members.EVERY, [(1, uidset.MAX_UID)])
     uids = flag_index.to_array("I", raw_uids)
     if packed:
         reply.uids_le32 = raw_uids

@@ -55,6 +55,8 @@ def test_random_moves_in_and_across_writers_match_a_model(tmp_path: pathlib.Path
                 assert flag_members.holds_any(txn, db, 5, fid, ranges) == bool(_model_uids(model, fid, ranges))
                 held = [u for u, f in model.items() if f == fid]
                 assert flag_members.first_uid(txn, db, 5, fid) == (min(held) if held else 0)
-            stored = {(m, u): f for m, f, u in flag_members.entries(txn, db)}  # also checks each block's form
+            every = flag_members.uids_in(txn, db, 5, flag_members.EVERY, [(1, 0xFFFFFFFF)])
+            assert list(array.array("I", every)) == sorted(model)
+            stored = {(m, u): f for m, f, u in flag_members.entries(txn, db) if f != flag_members.EVERY}
             assert stored == {**{(5, u): f for u, f in model.items()}, **{(6, u): f for u, f in other.items()}}
     assert model, "the random walk left nothing to compare"
