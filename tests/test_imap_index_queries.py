@@ -11,7 +11,10 @@ import datetime
 import imaplib
 import itertools
 import random
+from collections.abc import Callable
 from pathlib import Path
+
+import trio
 
 from imapd.message.fetch_render import fetch_list, render_fetch
 from imapd.message.index_fetch import INDEX_KINDS, IndexFetchRenderer, flag_list_bytes
@@ -272,3 +275,56 @@ async def test_index_fetch_lines_for_whole_and_partial_ranges_on_the_fake_store(
             b"* 2 FETCH (FLAGS %s" % flag_list(2),
             b"* 7 FETCH (FLAGS %s" % flag_list(7),
         ]
+
+
+@trio_test
+async def test_flag_only_searches_number_the_rows_like_the_map_with_gaps_and_pending_expunges() -> None:
+    """SEARCH on flags only takes the store's rows as they come (no set, no sort) and numbers
+    them by one walk along the map, or by arithmetic when the map has no gap: every answer
+    checked against the flags the test set, before and after EXPUNGE leaves gaps, and with an
+    expunge another session made that this one may not announce yet."""
+    async with running_server() as (_, ports, _store), connected(ports[0]) as c, connected(ports[0]) as other:
+        await c.login()
+        await other.login()
+        flags_of: dict[int, set[str]] = {}
+        for n in range(1, 41):
+            held = {"\\Seen"} if n % 3 else set()
+            if n % 5 == 0:
+                held.add("$Work")
+            flags_of[n] = held
+            data = _generated(n, random.Random(n))
+            await c.command(f"APPEND INBOX ({' '.join(sorted(held))}) {{{len(data)}+}}\r\n".encode() + data)
+
+        def expected(seqs: bool, test: Callable[[set[str]], bool], uids: list[int], gone: int = 0) -> bytes:
+            chosen = [u for u in uids if test(flags_of[u]) and u != gone]
+            numbers = [uids.index(u) + 1 for u in chosen] if seqs else chosen
+            return b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+
+        keys: dict[str, Callable[[set[str]], bool]] = {
+            "SEEN": lambda f: "\\Seen" in f,
+            "UNSEEN": lambda f: "\\Seen" not in f,
+            "SEEN KEYWORD $Work": lambda f: "\\Seen" in f and "$Work" in f,
+            "UNKEYWORD $work UNSEEN": lambda f: "$Work" not in f and "\\Seen" not in f,
+            "NOT SEEN": lambda f: "\\Seen" not in f,  # not flag tests only: evaluated row by row
+        }
+
+        async def check(uids: list[int]) -> None:
+            for key, test in keys.items():
+                for prefix, seqs in (("UID ", False), ("", True)):
+                    answer = await c.command(f"{prefix}SEARCH {key}")
+                    assert answer[0] == expected(seqs, test, uids), (prefix, key)
+
+        await c.command("SELECT INBOX")
+        await check(list(range(1, 41)))  # a map without gaps
+        await c.command("STORE 4,9,10,11,30 +FLAGS.SILENT (\\Deleted)")
+        await c.command("EXPUNGE")
+        left = [u for u in range(1, 41) if u not in (4, 9, 10, 11, 30)]
+        await check(left)  # gaps: the walk along the map
+        await other.command("SELECT INBOX")
+        await other.command("UID STORE 12 +FLAGS.SILENT (\\Deleted)")
+        await other.command("UID EXPUNGE 12")
+        await trio.sleep(0.3)  # c hears of it but may not announce it during SEARCH (RFC 3501 7.4.1)
+        for key, test in keys.items():
+            answer = await c.command(f"SEARCH {key}")  # numbered in c's map, which still holds 12
+            assert answer[0] == expected(True, test, left, gone=12), key
+        assert (await c.command("NOOP"))[0] == b"* 8 EXPUNGE\r\n"  # it was still in c's map

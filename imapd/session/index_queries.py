@@ -18,7 +18,7 @@ from imapd.message.index_fetch import IndexFetchRenderer, flag_list_bytes, needs
 from imapd.message.index_search import IndexPlan, IndexTable, flag_filter
 from imapd.message.search_eval import SearchContext
 from imapd.protocol.fetch_spec import FetchAttribute
-from imapd.protocol.search_spec import SearchKey
+from imapd.protocol.search_spec import AndKey, FlagKey, SearchKey
 from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Session
 from imapd.store_client import IndexQuery
@@ -140,13 +140,54 @@ async def search_uids(
     table.flag_sets = flag_sets
     table.header_hits = hits or ()
     table.text_hits = text_hits
-    matched = table.evaluate(key, plan, context, sel.uids)
-    matched -= sel.pending_expunged
+    gone = sel.pending_expunged
+    ordered: Sequence[int]
+    if _decided_by_flag_sets(key, flag_sets):
+        # Only flag tests, and every flag set among the rows passes them (the store used the
+        # filter): the rows are the answer, already in order. SEARCH SEEN of 49,500 messages.
+        ordered = [u for u in uids if u not in gone] if gone else uids
+    else:
+        matched = table.evaluate(key, plan, context, sel.uids)
+        matched -= gone
+        ordered = sorted(matched)
     # MODSEQs only when the program has a MODSEQ key (then the answer reports the highest).
-    modseq_of = dict(zip(uids, modseqs, strict=True)) if matched and plan.needs_modseqs else {}
-    out = []
-    for uid in sorted(matched):
-        seq = sel.seq_of(uid)
-        if seq:
+    modseq_of = dict(zip(uids, modseqs, strict=True)) if ordered and plan.needs_modseqs else {}
+    return _numbered(sel, ordered, modseq_of)
+
+
+def _decided_by_flag_sets(key: SearchKey, flag_sets: dict[int, tuple[str, ...]]) -> bool:
+    """Whether `key` is flag tests only (one, or an AND of them) that every flag set passes."""
+    parts = key.keys if isinstance(key, AndKey) else (key,)
+    if not all(isinstance(part, FlagKey) for part in parts):
+        return False
+    tests = [(p.flag.lower(), p.present) for p in parts if isinstance(p, FlagKey)]
+    for flags in flag_sets.values():
+        held = {f.lower() for f in flags}
+        if any((flag in held) != present for flag, present in tests):
+            return False
+    return True
+
+
+def _numbered(sel: SelectedMailbox, uids: Sequence[int], modseq_of: dict[int, int]) -> list[tuple[int, int, int]]:
+    """(seq, uid, modseq) of the ascending `uids` that are in the session's map."""
+    session = sel.uids
+    if not uids or not session:
+        return []
+    if len(uids) * 16 < len(session):  # a few: a search each
+        found = ((sel.seq_of(uid), uid) for uid in uids)
+        return [(seq, uid, modseq_of.get(uid, 0)) for seq, uid in found if seq]
+    first = session[0]
+    if session[-1] - first + 1 == len(session):  # no gap in the map: seq follows from the UID
+        return [(uid - first + 1, uid, modseq_of.get(uid, 0)) for uid in uids if first <= uid <= session[-1]]
+    out: list[tuple[int, int, int]] = []  # many: one walk along the map
+    walk = enumerate(session, 1)
+    seq, at = 0, -1
+    for uid in uids:
+        while at < uid:
+            step = next(walk, None)
+            if step is None:
+                return out
+            seq, at = step
+        if at == uid:
             out.append((seq, uid, modseq_of.get(uid, 0)))
     return out

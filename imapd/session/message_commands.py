@@ -350,7 +350,7 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
     numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
     top_modseq = max((m for _, _, m in matched), default=0)
     if cmd.returns is None:
-        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        line = b"* SEARCH" + "".join(map(" %d".__mod__, numbers)).encode()
         if program.uses_modseq and matched:
             line += b" (MODSEQ %d)" % top_modseq
         s.emit(line + b"\r\n")
