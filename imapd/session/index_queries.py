@@ -178,7 +178,10 @@ def _numbered(sel: SelectedMailbox, uids: Sequence[int], modseq_of: dict[int, in
         return [(seq, uid, modseq_of.get(uid, 0)) for seq, uid in found if seq]
     first = session[0]
     if session[-1] - first + 1 == len(session):  # no gap in the map: seq follows from the UID
-        return [(uid - first + 1, uid, modseq_of.get(uid, 0)) for uid in uids if first <= uid <= session[-1]]
+        last, before = session[-1], first - 1
+        if not modseq_of:
+            return [(uid - before, uid, 0) for uid in uids if first <= uid <= last]
+        return [(uid - before, uid, modseq_of.get(uid, 0)) for uid in uids if first <= uid <= last]
     out: list[tuple[int, int, int]] = []  # many: one walk along the map
     walk = enumerate(session, 1)
     seq, at = 0, -1

@@ -323,7 +323,7 @@ async def matching_messages(s: Session, program: SearchProgram) -> list[tuple[in
                         matched.append((seq, item.meta.uid, item.meta.modseq))
                 except MissingMessageData:
                     continue
-    matched.sort()
+        matched.sort()
     return matched
 
 
@@ -348,9 +348,9 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
             sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
         raise
     numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
-    top_modseq = max((m for _, _, m in matched), default=0)
+    top_modseq = max((m for _, _, m in matched), default=0) if program.uses_modseq else 0
     if cmd.returns is None:
-        line = b"* SEARCH" + "".join(map(" %d".__mod__, numbers)).encode()
+        line = b"* SEARCH" + (b" " + " ".join(map(str, numbers)).encode() if numbers else b"")
         if program.uses_modseq and matched:
             line += b" (MODSEQ %d)" % top_modseq
         s.emit(line + b"\r\n")
