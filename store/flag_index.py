@@ -15,13 +15,13 @@ from __future__ import annotations
 import array
 import bisect
 import struct
-import sys
 from collections.abc import Iterable
 from typing import Final
 
 import lmdb
 
 from store.flag_members import MembersWriter
+from store.le_columns import to_array, to_bytes
 from store.schema import MSG_KEY
 
 SEGMENT_BITS: Final = 6
@@ -29,7 +29,6 @@ _COUNT: Final = struct.Struct("<H")
 # (typecode, bytes per item) of each column, in stored order.
 COLUMNS: Final = (("I", 4), ("I", 4), ("Q", 8), ("Q", 8), ("q", 8), ("h", 2))
 ENTRY_BYTES: Final = sum(width for _, width in COLUMNS)
-_SWAP: Final = sys.byteorder == "big"
 for _code, _width in COLUMNS:
     assert array.array(_code).itemsize == _width, f"array '{_code}' is not {_width} bytes here"
 
@@ -47,21 +46,6 @@ def column_slices(raw: bytes) -> tuple[int, list[bytes]]:
         out.append(raw[at : at + n * width])
         at += n * width
     return n, out
-
-
-def to_array(code: str, raw: bytes | memoryview) -> array.array[int]:
-    a = array.array(code)
-    a.frombytes(raw)
-    if _SWAP:
-        a.byteswap()
-    return a
-
-
-def _to_bytes(a: array.array[int]) -> bytes:
-    if _SWAP:
-        a = array.array(a.typecode, a)
-        a.byteswap()
-    return a.tobytes()
 
 
 class Segment:
@@ -103,7 +87,7 @@ class Segment:
         return dropped
 
     def pack(self) -> bytes:
-        return _COUNT.pack(len(self.columns[0])) + b"".join(_to_bytes(col) for col in self.columns)
+        return _COUNT.pack(len(self.columns[0])) + b"".join(to_bytes(col) for col in self.columns)
 
 
 class FlagIndexWriter:

@@ -24,32 +24,21 @@ from __future__ import annotations
 import array
 import bisect
 import struct
-import sys
 from collections.abc import Iterator
 from typing import Final
 
 import lmdb
 
+from store.le_columns import to_array, to_bytes
+
 BLOCK_BITS: Final = 8
 EVERY: Final = 0  # the list of every message of the mailbox (flag-set ids start at 1)
 KEY: Final = struct.Struct(">QII")
 _MAX_UID: Final = 0xFFFFFFFF
-_SWAP: Final = sys.byteorder == "big"
 
 
 def _uids(raw: bytes | memoryview) -> array.array[int]:
-    a = array.array("I")
-    a.frombytes(raw)
-    if _SWAP:
-        a.byteswap()
-    return a
-
-
-def _raw(uids: array.array[int]) -> bytes:
-    if _SWAP:
-        uids = array.array("I", uids)
-        uids.byteswap()
-    return uids.tobytes()
+    return to_array("I", raw)
 
 
 class MembersWriter:
@@ -113,7 +102,7 @@ class MembersWriter:
                     if at == len(uids) or uids[at] != uid:
                         uids.insert(at, uid)
             if uids:
-                self.txn.put(key, _raw(uids), db=self.db)
+                self.txn.put(key, to_bytes(uids), db=self.db)
             elif raw is not None:
                 self.txn.delete(key, db=self.db)
         self._changes.clear()

@@ -22,8 +22,9 @@ import lmdb
 from mailha_api import mailbox_index_pb2 as pb
 from store import flag_members, flag_sets, fulltext, header_index, mailboxes, message_facts, messages, names, uidset
 from store.errors import InvalidArgument
-from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices, to_array
+from store.flag_index import COLUMNS, SEGMENT_BITS, column_slices
 from store.fulltext import FullTextIndex
+from store.le_columns import to_array
 from store.schema import MSG_KEY, U64, Dbs
 
 CHUNK_MESSAGES: Final = 4096

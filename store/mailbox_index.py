@@ -15,9 +15,10 @@ import lmdb
 
 from mailparse.search_fields import indexed_text
 from store import bodies, flag_members, flag_sets, header_index
-from store.flag_index import FlagIndexWriter, Segment, column_slices, to_array
+from store.flag_index import FlagIndexWriter, Segment, column_slices
 from store.flag_members import MembersWriter
 from store.header_index import HeaderIndexWriter
+from store.le_columns import to_array
 from store.schema import MSG_KEY, Dbs, MessageRecord
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import lmdb
 from mailha_api import store_pb2
 from store import (
     bodies,
-    flag_index,
     flag_members,
     flag_sets,
+    le_columns,
     mailboxes,
     message_facts,
     messages,
@@ -59,7 +59,7 @@ def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: boo
     # From the UID lists (flag_members): every UID, the flag sets in use and the first
     # message of each (a few reads, whatever the size).
     raw_uids = flag_members.uids_in(txn, dbs.flag_members, mid, flag_members.EVERY, [(1, uidset.MAX_UID)])
-    uids = flag_index.to_array("I", raw_uids)
+    uids = le_columns.to_array("I", raw_uids)
     if packed:
         reply.uids_le32 = raw_uids
     else:

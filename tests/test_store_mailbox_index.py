@@ -13,6 +13,7 @@ import pathlib
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import lmdb
@@ -153,19 +154,28 @@ def test_scan_answers_ranges_and_header_queries(tmp_path: pathlib.Path) -> None:
         store.close()
 
 
-def test_indexes_are_built_when_an_older_environment_is_opened(tmp_path: pathlib.Path) -> None:
-    data = tmp_path / "s"
+def _alice_store(data: pathlib.Path, count: int, flags: Callable[[int], tuple[str, ...]]) -> MailStore:
     store = MailStore(StoreOptions(data_dir=data))
     store.fence(1)
     store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
-    for n in range(150):
-        _append(store, n, flags=("\\Seen",) if n % 2 else ())
-    store.close()
+    for n in range(count):
+        _append(store, n, flags=flags(n))
+    return store
+
+
+def _drop_databases(data: pathlib.Path, *names: bytes) -> None:
+    """Make the (closed) environment look like one written before these databases existed."""
     env = lmdb.open(str(data / "lmdb"), max_dbs=32)
-    with env.begin(write=True) as txn:  # what an environment from before the indexes holds
-        for name in (b"flag_index", b"header_index", b"flagsets", b"flagset_ids", b"flag_members"):
+    with env.begin(write=True) as txn:
+        for name in names:
             txn.drop(env.open_db(name, txn=txn), delete=True)
     env.close()
+
+
+def test_indexes_are_built_when_an_older_environment_is_opened(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "s"
+    _alice_store(data, 150, lambda n: ("\\Seen",) if n % 2 else ()).close()
+    _drop_databases(data, b"flag_index", b"header_index", b"flagsets", b"flagset_ids", b"flag_members")
     store = MailStore(StoreOptions(data_dir=data))
     try:
         with store.env.begin() as txn:
@@ -179,18 +189,11 @@ def test_indexes_are_built_when_an_older_environment_is_opened(tmp_path: pathlib
 
 def test_flag_members_are_built_from_the_flag_index_when_missing(tmp_path: pathlib.Path) -> None:
     data = tmp_path / "s"
-    store = MailStore(StoreOptions(data_dir=data))
-    store.fence(1)
-    store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
-    for n in range(600):
-        _append(store, n, flags=("\\Seen",) if n % 3 else ("work",))
+    store = _alice_store(data, 600, lambda n: ("\\Seen",) if n % 3 else ("work",))
     with store.env.begin() as txn:
         before = list(txn.cursor(db=store.dbs.flag_members))
     store.close()
-    env = lmdb.open(str(data / "lmdb"), max_dbs=32)
-    with env.begin(write=True) as txn:  # an environment from before the UID lists per flag set
-        txn.drop(env.open_db(b"flag_members", txn=txn), delete=True)
-    env.close()
+    _drop_databases(data, b"flag_members")  # from before the UID lists per flag set
     store = MailStore(StoreOptions(data_dir=data))
     try:
         with store.env.begin() as txn:
@@ -324,13 +327,9 @@ def test_a_flag_filter_without_modseqs_answers_like_the_segments(
     """The UID lists per flag set (flag_members) give the rows the segment scan gives, for
     flag filters over ranges, after appends, STOREs and EXPUNGEs; also when several flag sets
     hold more than index_scan merges itself (then it falls back to the segments)."""
-    store = MailStore(StoreOptions(data_dir=tmp_path / "s"))
-    store.fence(1)
+    rng = random.Random(11)
+    store = _alice_store(tmp_path / "s", 700, lambda n: tuple(sorted(rng.sample(KEYWORDS, rng.randint(0, 2)))))
     try:
-        store.create_user(store_pb2.CreateUserRequest(epoch=1, name="alice", password="pw"))
-        rng = random.Random(11)
-        for n in range(700):
-            _append(store, n, flags=tuple(sorted(rng.sample(KEYWORDS, rng.randint(0, 2)))))
         mid = _mid(store)
         for _ in range(15):
             lo = rng.randint(1, 700)
