@@ -15,6 +15,7 @@ from mailha_api import store_pb2, store_pb2_grpc
 from store.bodies import BodySource, BodyWriter
 from store.engine import MailStore
 from store.errors import ErrorKind, Internal, InvalidArgument, ResourceExhausted, StoreError
+from store.write_stream import IncomingWrites
 
 log = logging.getLogger("mailha.store.servicer")
 STATUS = {
@@ -366,6 +367,22 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 yield fut.result()
             except StoreError as exc:
                 yield store_pb2.AppendReply(error_code=STATUS[exc.kind].value[0], error_message=exc.message)
+
+    def Writes(
+        self, request_iterator: Iterator[store_pb2.WriteRequest], context: grpc.ServicerContext
+    ) -> Iterator[store_pb2.WriteReply]:
+        # One front end's writes over one call (store/write_stream.py); a failed write is
+        # its reply's error, the stream goes on.
+        writes = IncomingWrites(self.store, request_iterator)
+        context.add_callback(writes.stop)
+        writes.start()
+        for rid, field, fut in writes.finished():
+            reply = store_pb2.WriteReply(id=rid)
+            try:
+                getattr(reply, field).CopyFrom(fut.result())
+            except StoreError as exc:
+                reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
+            yield reply
 
     # ---- messages -----------------------------------------------------------------
 
