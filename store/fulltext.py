@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 BATCH: Final = 200  # messages per SQLite transaction while catching up
 MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
 BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
+# After a wake the indexer waits for the appends to pause (no wake for INDEX_QUIET seconds),
+# at most INDEX_DELAY, then indexes what came in one go. Woken per commit, it took the GIL
+# and a core from the reply of the very append that woke it, and paid a SQLite transaction
+# (and a connection for the watermarks) per message: measured with one imaplib session on
+# tmpfs, APPEND 200 B p50 2.05-2.29 ms with per-commit indexing, 1.39-1.44 ms without, store
+# CPU per append 1.2 -> 0.6 ms. What is not indexed yet is scanned by SEARCH (`search`).
+INDEX_QUIET: Final = 0.05
+INDEX_DELAY: Final = 0.5
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
 MAX_PIECES: Final = 4  # pieces of one needle looked up (the longest; candidates are checked anyway)
@@ -233,6 +241,7 @@ class FullTextIndex:
             since_optimize = 0
             while not self._stop.is_set():
                 self._wake.wait(1.0)
+                self._settle()
                 self._wake.clear()
                 try:
                     indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY)
@@ -248,6 +257,16 @@ class FullTextIndex:
 
         self._thread = threading.Thread(target=run, name="fulltext-indexer", daemon=True)
         self._thread.start()
+
+    def _settle(self) -> None:
+        """Wait until no wake came for INDEX_QUIET, or INDEX_DELAY passed (see INDEX_QUIET)."""
+        deadline = time.monotonic() + INDEX_DELAY
+        while self._wake.is_set() and not self._stop.is_set():
+            self._wake.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(INDEX_QUIET, left))
 
     def wake(self) -> None:
         self._wake.set()

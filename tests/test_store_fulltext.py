@@ -10,13 +10,16 @@ everything indexed, and after expunges (stale rows must not show), and compared 
 from __future__ import annotations
 
 import array
+import contextlib
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 
 import grpc
+import pytest
 
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import search_spec as S
@@ -169,6 +172,36 @@ def test_the_indexer_thread_catches_up_after_appends(tmp_path: pathlib.Path) -> 
         store.close()
 
 
+def test_the_indexer_waits_for_a_pause_but_not_longer_than_its_bound(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken by every commit, it indexes once the appends pause; appends that never pause
+    are still indexed, every INDEX_DELAY or so, while they go on."""
+    monkeypatch.setattr(fulltext, "INDEX_QUIET", 30.0)  # no pause is ever long enough: only the bound counts
+    store = _store(tmp_path, fulltext=True)
+    stop = threading.Event()
+    corpus = _generated()
+
+    def appender() -> None:
+        n = 0
+        while not stop.is_set():
+            _append(store, corpus[n % len(corpus)])
+            n += 1
+
+    thread = threading.Thread(target=appender)
+    try:
+        started = time.monotonic()
+        thread.start()
+        while not store.fulltext.watermarks().get(_mid(store), 0):
+            assert time.monotonic() - started < 10 * fulltext.INDEX_DELAY, "appends without a pause starve the indexer"
+            time.sleep(0.02)
+        assert thread.is_alive()  # indexed while the appends went on
+    finally:
+        stop.set()
+        thread.join(30)
+        store.close()
+
+
 def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tmp_path: pathlib.Path) -> None:
     store = _store(tmp_path)
     argv = [sys.executable, "-m", "mailha.cli", "store", "fulltext-rebuild", "--data", str(tmp_path / "s")]
@@ -186,6 +219,16 @@ def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tm
         assert store.fulltext.watermarks() == {_mid(store): 4}
     finally:
         store.close()
+
+
+def _indexed_any(path: pathlib.Path) -> bool:
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        try:
+            return bool(conn.execute("SELECT max(uid) FROM watermarks").fetchone()[0])
+        except sqlite3.OperationalError:  # not created yet
+            return False
 
 
 def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_scan(tmp_path: pathlib.Path) -> None:
@@ -217,7 +260,13 @@ def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_sc
         threads = [threading.Thread(target=appender) for _ in range(2)]  # two: one batch commits while one is sent
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        # Kill while it appends and indexes: once the indexer (which waits for a pause in the
+        # appends, at most fulltext.INDEX_DELAY) has committed something, a little later.
+        deadline = time.monotonic() + 20
+        while not _indexed_any(tmp_path / "s" / "fulltext.sqlite"):
+            assert time.monotonic() < deadline, "the indexer did not start"
+            time.sleep(0.05)
+        time.sleep(0.3)
         server.kill9()
         stop.set()
         for t in threads:
