@@ -74,6 +74,16 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
     def __init__(self, store: MailStore, heartbeat_seconds: float = 5.0) -> None:
         self.store = store
         self.heartbeat_seconds = heartbeat_seconds
+        self._writes_lock = threading.Lock()
+        self._writes: set[IncomingWrites] = set()
+        self._writes_ending = False
+
+    def end_write_streams(self) -> None:
+        """At shutdown: every Writes call (and any that still starts) answers what it has in flight and ends."""
+        with self._writes_lock:
+            self._writes_ending = True
+            for writes in self._writes:
+                writes.end()
 
     # ---- fencing ----------------------------------------------------------
 
@@ -375,14 +385,22 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         # its reply's error, the stream goes on.
         writes = IncomingWrites(self.store, request_iterator)
         context.add_callback(writes.stop)
-        writes.start()
-        for rid, field, fut in writes.finished():
-            reply = store_pb2.WriteReply(id=rid)
-            try:
-                getattr(reply, field).CopyFrom(fut.result())
-            except StoreError as exc:
-                reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
-            yield reply
+        with self._writes_lock:
+            self._writes.add(writes)
+            if self._writes_ending:
+                writes.end()
+        try:
+            writes.start()
+            for rid, field, fut in writes.finished():
+                reply = store_pb2.WriteReply(id=rid)
+                try:
+                    getattr(reply, field).CopyFrom(fut.result())
+                except StoreError as exc:
+                    reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
+                yield reply
+        finally:
+            with self._writes_lock:
+                self._writes.discard(writes)
 
     # ---- messages -----------------------------------------------------------------
 

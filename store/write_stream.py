@@ -25,7 +25,7 @@ import grpc
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.engine import MailStore
-from store.errors import Internal, InvalidArgument, StoreError
+from store.errors import Internal, InvalidArgument, StoreError, Unavailable
 
 # Writes of one stream queued at the committer and not yet answered; the reader
 # waits for room past this (imapd has at most one write in flight per session).
@@ -84,6 +84,7 @@ class IncomingWrites:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._reading = True
+        self._ending = False  # the store is shutting down: answer what is in flight, then end
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="store-writes", daemon=True).start()
@@ -91,6 +92,14 @@ class IncomingWrites:
     def stop(self) -> None:
         """The call ended (the client left or cancelled): `finished` ends at once."""
         self._done.put(None)
+
+    def end(self) -> None:
+        """The store is shutting down: refuse new writes, end the call once those in flight
+        are answered (a long-lived call would otherwise hold the server's whole grace period)."""
+        with self._lock:
+            self._ending = True
+            if not self._in_flight:
+                self._done.put(None)
 
     def finished(self) -> Iterator[Finished]:
         """Writes as they finish, until the client closed its side and every write is answered."""
@@ -105,6 +114,8 @@ class IncomingWrites:
                 with self._lock:
                     self._in_flight += 1
                 try:
+                    if self._ending:
+                        raise Unavailable("the store is shutting down; retry on the active node")
                     fut = submit(self._store, req)
                 except StoreError as exc:
                     fut = _failed(exc)
@@ -126,7 +137,7 @@ class IncomingWrites:
             self._room.release()
             with self._lock:
                 self._in_flight -= 1
-                if not self._reading and not self._in_flight:
+                if (self._ending or not self._reading) and not self._in_flight:
                     self._done.put(None)
 
         return finish

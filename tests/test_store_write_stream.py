@@ -179,6 +179,31 @@ def test_appends_acknowledged_on_the_stream_survive_kill9(tmp_path: pathlib.Path
     assert all(stored[t] == uid for t, uid in acked.items())
 
 
+def test_an_open_stream_does_not_hold_the_store_s_shutdown(tmp_path: pathlib.Path) -> None:
+    """imapd keeps its stream open for good: SIGTERM must not wait out the whole grace period (5 s)."""
+    server = StoreServer(tmp_path / "store", tmp_path / "store.sock")
+    server.start()
+    with server.client() as c:
+        c.create_user("alice", "pw")
+        epoch = c.epoch()
+    channel = open_channel(server.address)
+    stream = WriteStream(store_pb2_grpc.MailStoreStub(channel))
+    try:
+        answered: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        stream.send(_append(epoch, "alice", b"Subject: before\r\n\r\nx\r\n"), answered.put)
+        reply = answered.get(timeout=30)
+        assert isinstance(reply, store_pb2.WriteReply) and reply.append.uid == 1
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 3.0
+        stream.send(_append(epoch, "alice", b"Subject: after\r\n\r\nx\r\n"), answered.put)
+        assert isinstance(answered.get(timeout=30), grpc.RpcError | StreamEnded)  # ended: the next write fails
+    finally:
+        stream.close()
+        channel.close()
+        server.stop()
+
+
 class _UnaryOnly(store_pb2_grpc.MailStoreServicer):
     """A store of before the Writes stream: StoreFlags answers, Writes is UNIMPLEMENTED."""
 
