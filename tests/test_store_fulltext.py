@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import contextlib
 import pathlib
+import random
 import sqlite3
 import subprocess
 import sys
@@ -200,6 +201,20 @@ def test_the_indexer_waits_for_a_pause_but_not_longer_than_its_bound(
         stop.set()
         thread.join(30)
         store.close()
+
+
+@pytest.mark.parametrize("slice_chars", [1, 3, 7, 64 * 1024])
+def test_words_cut_a_slice_at_a_time_are_the_whole_text_s_words(
+    slice_chars: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fulltext._words (slices ending at a separator, ASCII by bytes.translate) = one findall of _WORD."""
+    monkeypatch.setattr(fulltext, "WORDS_SLICE", slice_chars)
+    rng = random.Random(slice_chars)
+    alphabet = "abcxyz019 .,;-_\t\r\n@/ABZ\x7f\x00éß€\u00a0\u3000🙂"
+    texts = ["", " ", "word", "a" * 50, " lead", "trail ", "é", "x é y"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(500)]
+    for text in texts:
+        assert fulltext._words(text) == set(fulltext._WORD.findall(text)), repr(text)
 
 
 def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tmp_path: pathlib.Path) -> None:
