@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import queue
 import random
 import shutil
 import statistics
@@ -28,6 +29,7 @@ from multiprocessing import get_context
 from mailha_api import store_pb2
 from store.channel import ONE_REQUEST_LIMIT
 from store.client import AppendStream, StoreClient
+from store.write_stream_client import Outcome, WriteStream
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -53,7 +55,9 @@ class BenchOptions:
 class Job:
     address: str
     # "append" (unary AppendOne) | "append_stream" (AppendPipeline) | "fetch" | "flags" |
-    # "epoch" (unary GetEpoch: the cost of a bare gRPC call here, for comparison)
+    # "epoch" (unary GetEpoch: the cost of a bare gRPC call here, for comparison) |
+    # "append_writes" / "flags_writes" (AppendOne's / StoreFlags' request on a Writes stream,
+    # one per worker process shared by its threads, as imapd shares one between its sessions)
     kind: str
     user: str
     mailbox_id: int
@@ -68,14 +72,28 @@ class Job:
 
 
 _client: StoreClient | None = None
+_writes: WriteStream | None = None
 
 
 def _connect(address: str) -> StoreClient:
-    global _client
+    global _client, _writes
     if _client is None or _client.address != address:
         _client = StoreClient(address)
         _client.wait_ready()
+        _writes = WriteStream(_client.stub)
     return _client
+
+
+def _write(request: store_pb2.WriteRequest) -> None:
+    """One write on this process's Writes stream, waited for."""
+    assert _writes is not None
+    answered: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    _writes.send(request, answered.put)
+    outcome = answered.get(timeout=60)
+    if isinstance(outcome, Exception):
+        raise outcome  # the stream ended: the phase fails as a unary call's would
+    if outcome.error_code:
+        raise RuntimeError(f"write failed: {outcome.error_message}")
 
 
 def _warm_up(address: str) -> int:
@@ -124,6 +142,9 @@ def _run_client(job: Job, client: StoreClient) -> tuple[int, list[float]]:
                 raise RuntimeError(f"append failed: {reply.error_message}")
             latencies.append(time.perf_counter() - sent.pop(0))
             continue
+        elif job.kind == "append_writes":
+            assert one_request is not None, "a Writes append is one request (up to 4 MiB)"
+            _write(store_pb2.WriteRequest(append=one_request))
         elif job.kind == "append":
             if one_request is not None:
                 client.stub.AppendOne(one_request, timeout=60)
@@ -139,17 +160,18 @@ def _run_client(job: Job, client: StoreClient) -> tuple[int, list[float]]:
         else:
             uid = rng.randint(1, job.uid_hi)
             mode = store_pb2.FLAG_MODE_ADD if rng.random() < 0.5 else store_pb2.FLAG_MODE_REMOVE
-            client.stub.StoreFlags(
-                store_pb2.StoreFlagsRequest(
-                    epoch=job.epoch,
-                    user=job.user,
-                    mailbox_id=job.mailbox_id,
-                    uid_set=str(uid),
-                    mode=mode,
-                    flags=["\\Flagged"],
-                ),
-                timeout=60,
+            flags = store_pb2.StoreFlagsRequest(
+                epoch=job.epoch,
+                user=job.user,
+                mailbox_id=job.mailbox_id,
+                uid_set=str(uid),
+                mode=mode,
+                flags=["\\Flagged"],
             )
+            if job.kind == "flags_writes":
+                _write(store_pb2.WriteRequest(store_flags=flags))
+            else:
+                client.stub.StoreFlags(flags, timeout=60)
         latencies.append(time.perf_counter() - t0)
     if stream is not None:
         while stream.in_flight:
@@ -241,6 +263,7 @@ def _run_phases(address: str, seconds: float) -> dict[str, float | int | str]:
     # 4 KiB first, the unary and the streamed 16-client phases next to each other (same
     # state of the database and the disk), so the two paths compare fairly.
     phases.append(("append_4k_c1", template, 1, seconds))
+    phases.append(("append_4k_c1_writes", _with(template, kind="append_writes"), 1, seconds))
     phases.append(("append_4k_c16_unary", template, CLIENTS, seconds))
     # 16 clients each with one append outstanding, on an AppendPipeline stream (the headline),
     # and each with 4 in flight (LMTP/import style).
@@ -266,6 +289,7 @@ def _run_phases(address: str, seconds: float) -> dict[str, float | int | str]:
         for clients in (1, CLIENTS):
             _record(out, _phase(pool, f"fetch_4k_c{clients}", _with(reads, kind="fetch"), clients, seconds))
             _record(out, _phase(pool, f"flags_c{clients}", _with(reads, kind="flags"), clients, seconds))
+            _record(out, _phase(pool, f"flags_c{clients}_writes", _with(reads, kind="flags_writes"), clients, seconds))
     for suffix in ("per_s", "ops", "p50_ms", "p99_ms"):
         out[f"append_4k_c16_{suffix}"] = out[f"{HEADLINE_PHASE}_{suffix}"]
     out["append_4k_c16_mode"] = HEADLINE_MODE

@@ -1,11 +1,14 @@
 """The store client over gRPC: the sync stub driven from trio.
 
-Unary calls run in worker threads (`trio.to_thread.run_sync`) under a bounded
-limiter, so a slow store cannot make imapd spawn threads without end. Server
-streams (Fetch, Watch) are drained by a plain thread that hands batches to
-trio through a memory channel with `trio.from_thread`; leaving the consumer
-cancels the call, which ends the thread. Every write carries the epoch this
-client was built with, never refreshed (a deposed writer stays fenced).
+Unary calls complete on gRPC's thread and wake their task through the trio
+token. Writes (APPEND of one message up to 4 MiB, STORE, EXPUNGE, COPY, MOVE,
+\\Recent claims) go over one long-lived Writes stream per client instead of a
+unary call each (store/write_stream_client.py), falling back to the unary
+calls against a store without it. Server streams (Fetch, Watch) are drained
+by a plain thread that hands batches to trio through a memory channel with
+`trio.from_thread`; leaving the consumer cancels the call, which ends the
+thread. Every write carries the epoch this client was built with, never
+refreshed (a deposed writer stays fenced).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from mailha_api import mailbox_index_pb2, mailbox_index_pb2_grpc, store_pb2, sto
 from store import errors as store_errors
 from store.channel import ONE_REQUEST_LIMIT, PIECE, open_channel
 from store.reader import LocalReader
+from store.write_stream_client import StreamEnded, WriteStream
 
 T = TypeVar("T")
 
@@ -65,6 +69,18 @@ _CODE_TO_KIND: Final = {
     grpc.StatusCode.DEADLINE_EXCEEDED: StoreErrorKind.UNAVAILABLE,
     grpc.StatusCode.CANCELLED: StoreErrorKind.UNAVAILABLE,
 }
+
+
+# The unary RPC of each kind of write, for a store without the Writes stream.
+_UNARY_WRITES: Final = {
+    "append": "AppendOne",
+    "store_flags": "StoreFlags",
+    "expunge": "Expunge",
+    "copy": "Copy",
+    "move": "Move",
+    "claim_recent": "ClaimRecent",
+}
+_STATUS_BY_VALUE: Final = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _code(exc: grpc.RpcError) -> grpc.StatusCode:
@@ -285,6 +301,8 @@ class GrpcStore:
         # Beside the store: SELECT, STATUS, LIST and small FETCHes read its LMDB directly,
         # in this (trio) thread: one short read transaction, no round trip.
         self._local = local
+        # None once the store answered UNIMPLEMENTED (an older store): unary writes.
+        self._writes: WriteStream | None = WriteStream(self._stub)
 
     def _read_local(self, local: LocalReader, fn: Callable[[LocalReader], T]) -> T:
         try:
@@ -318,6 +336,52 @@ class GrpcStore:
             return future.result()
         except grpc.RpcError as exc:
             raise store_error(exc) from None
+
+    async def _write(self, request: store_pb2.WriteRequest) -> Any:
+        """One write over the Writes stream; its reply (the unary RPC's reply message)."""
+        kind = request.WhichOneof("write")
+        assert kind is not None
+        writes = self._writes
+        if writes is None:
+            return await self._unary(getattr(self._stub, _UNARY_WRITES[kind]), getattr(request, kind))
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        outcome: list[store_pb2.WriteReply | Exception] = []
+
+        def wake(result: store_pb2.WriteReply | Exception) -> None:
+            outcome.append(result)
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        rid = writes.send(request, wake)
+        try:
+            with trio.move_on_after(_UNARY_TIMEOUT):
+                await done.wait()
+        finally:
+            if not outcome:
+                writes.forget(rid)  # cancelled or timed out: the write may still happen, as a unary call's
+        if not outcome:
+            raise StoreError(StoreErrorKind.UNAVAILABLE, f"the store did not answer a write in {_UNARY_TIMEOUT:.0f} s")
+        result = outcome[0]
+        if isinstance(result, grpc.RpcError):
+            if _code(result) == grpc.StatusCode.UNIMPLEMENTED and self._writes is writes:
+                # A store without Writes never saw the request: unary calls from now on.
+                self._writes = None
+                writes.close()
+                return await self._write(request)
+            raise store_error(result)
+        if isinstance(result, StreamEnded):
+            raise StoreError(StoreErrorKind.UNAVAILABLE, str(result))
+        if isinstance(result, Exception):
+            raise result
+        if result.error_code:
+            raise _error(_STATUS_BY_VALUE.get(result.error_code, grpc.StatusCode.UNKNOWN), result.error_message)
+        reply_kind = result.WhichOneof("reply")
+        if reply_kind is None:
+            raise StoreError(StoreErrorKind.INTERNAL, f"the store answered a {kind} write with no reply")
+        return getattr(result, reply_kind)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         def call() -> T:
@@ -493,15 +557,14 @@ class GrpcStore:
                 modseq = None
             if modseq is not None:
                 return StoreFlagsResult((), (), modseq)
-        reply = await self._unary(self._stub.StoreFlags, req)
+        reply = await self._write(store_pb2.WriteRequest(store_flags=req))
         return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
 
     async def _copy(self, user: str, mailbox_id: int, uid_set: str, dest: str, move: bool) -> CopyResult:
         req = store_pb2.CopyRequest(
             epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set, dest_mailbox=dest
         )
-        method = self._stub.Move if move else self._stub.Copy
-        reply = await self._unary(method, req)
+        reply = await self._write(store_pb2.WriteRequest(move=req) if move else store_pb2.WriteRequest(copy=req))
         return CopyResult(
             reply.dest_uidvalidity,
             tuple(reply.source_uids),
@@ -520,7 +583,7 @@ class GrpcStore:
 
     async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
         req = store_pb2.ExpungeRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set)
-        reply = await self._unary(self._stub.Expunge, req)
+        reply = await self._write(store_pb2.WriteRequest(expunge=req))
         return ExpungeResult(tuple(reply.expunged), reply.highestmodseq)
 
     async def vanished(self, user: str, mailbox_id: int, since_modseq: int, uid_set: str = "") -> tuple[int, ...]:
@@ -551,7 +614,7 @@ class GrpcStore:
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         req = store_pb2.ClaimRecentRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, up_to_uid=up_to_uid)
-        reply = await self._unary(self._stub.ClaimRecent, req)
+        reply = await self._write(store_pb2.WriteRequest(claim_recent=req))
         return reply.from_uid, reply.to_uid
 
     def _header(self, user: str, mailbox: str, spec: AppendSpec, size: int) -> store_pb2.AppendHeader:
@@ -579,8 +642,10 @@ class GrpcStore:
         if size <= ONE_REQUEST_LIMIT:
             data = b"".join([c async for c in chunks])
             header.claim_recent = claim_recent
-            req = store_pb2.AppendRequest(header=header, data=data, last=True)
-            reply = await self._unary(self._stub.AppendOne, req)
+            write = store_pb2.WriteRequest()
+            write.append.header.CopyFrom(header)
+            write.append.data, write.append.last = data, True
+            reply = await self._write(write)
             recent = (reply.recent_from, reply.recent_to) if claim_recent else None
             return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id, recent)
         # Big message: stream its pieces as they arrive through a bounded queue.
@@ -665,6 +730,8 @@ class GrpcStore:
             pump.cancel()
 
     async def aclose(self) -> None:
+        if self._writes is not None:
+            self._writes.close()
         if self._local is not None:
             self._local.close()
         await trio.to_thread.run_sync(self._channel.close)

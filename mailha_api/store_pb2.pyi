@@ -1546,6 +1546,106 @@ class ExpungeReply(_message.Message):
 Global___ExpungeReply: _TypeAlias = ExpungeReply  # noqa: Y015
 
 @_typing.final
+class WriteRequest(_message.Message):
+    """One write of a Writes stream: an AppendOne request (header, the whole message
+    in `data`, up to 4 MiB), or the request of StoreFlags, Expunge, Copy, Move, ClaimRecent.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    APPEND_FIELD_NUMBER: _builtins.int
+    STORE_FLAGS_FIELD_NUMBER: _builtins.int
+    EXPUNGE_FIELD_NUMBER: _builtins.int
+    COPY_FIELD_NUMBER: _builtins.int
+    MOVE_FIELD_NUMBER: _builtins.int
+    CLAIM_RECENT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """chosen by the client, echoed in the reply"""
+    @_builtins.property
+    def append(self) -> Global___AppendRequest: ...
+    @_builtins.property
+    def store_flags(self) -> Global___StoreFlagsRequest: ...
+    @_builtins.property
+    def expunge(self) -> Global___ExpungeRequest: ...
+    @_builtins.property
+    def copy(self) -> Global___CopyRequest: ...
+    @_builtins.property
+    def move(self) -> Global___CopyRequest: ...
+    @_builtins.property
+    def claim_recent(self) -> Global___ClaimRecentRequest: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        append: Global___AppendRequest | None = ...,
+        store_flags: Global___StoreFlagsRequest | None = ...,
+        expunge: Global___ExpungeRequest | None = ...,
+        copy: Global___CopyRequest | None = ...,
+        move: Global___CopyRequest | None = ...,
+        claim_recent: Global___ClaimRecentRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "expunge", b"expunge", "move", b"move", "store_flags", b"store_flags", "write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "expunge", b"expunge", "id", b"id", "move", b"move", "store_flags", b"store_flags", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_write: _TypeAlias = _typing.Literal["append", "store_flags", "expunge", "copy", "move", "claim_recent"]  # noqa: Y015
+    _WhichOneofArgType_write: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_write) -> _WhichOneofReturnType_write | None: ...
+
+Global___WriteRequest: _TypeAlias = WriteRequest  # noqa: Y015
+
+@_typing.final
+class WriteReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    APPEND_FIELD_NUMBER: _builtins.int
+    STORE_FLAGS_FIELD_NUMBER: _builtins.int
+    EXPUNGE_FIELD_NUMBER: _builtins.int
+    COPY_FIELD_NUMBER: _builtins.int
+    CLAIM_RECENT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    error_code: _builtins.int
+    """grpc.StatusCode value of the failed write; 0 = ok"""
+    error_message: _builtins.str
+    @_builtins.property
+    def append(self) -> Global___AppendReply: ...
+    @_builtins.property
+    def store_flags(self) -> Global___StoreFlagsReply: ...
+    @_builtins.property
+    def expunge(self) -> Global___ExpungeReply: ...
+    @_builtins.property
+    def copy(self) -> Global___CopyReply:
+        """Copy and Move"""
+
+    @_builtins.property
+    def claim_recent(self) -> Global___ClaimRecentReply: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+        append: Global___AppendReply | None = ...,
+        store_flags: Global___StoreFlagsReply | None = ...,
+        expunge: Global___ExpungeReply | None = ...,
+        copy: Global___CopyReply | None = ...,
+        claim_recent: Global___ClaimRecentReply | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "expunge", b"expunge", "reply", b"reply", "store_flags", b"store_flags"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "error_code", b"error_code", "error_message", b"error_message", "expunge", b"expunge", "id", b"id", "reply", b"reply", "store_flags", b"store_flags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_reply: _TypeAlias = _typing.Literal["append", "store_flags", "expunge", "copy", "claim_recent"]  # noqa: Y015
+    _WhichOneofArgType_reply: _TypeAlias = _typing.Literal["reply", b"reply"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_reply) -> _WhichOneofReturnType_reply | None: ...
+
+Global___WriteReply: _TypeAlias = WriteReply  # noqa: Y015
+
+@_typing.final
 class VanishedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -225,6 +225,11 @@ class MailStoreStub:
                 request_serializer=mailha__api_dot_store__pb2.SetMetadataRequest.SerializeToString,
                 response_deserializer=mailha__api_dot_store__pb2.SetMetadataReply.FromString,
                 _registered_method=True)
+        self.Writes = channel.stream_stream(
+                '/mailha.store.v1.MailStore/Writes',
+                request_serializer=mailha__api_dot_store__pb2.WriteRequest.SerializeToString,
+                response_deserializer=mailha__api_dot_store__pb2.WriteReply.FromString,
+                _registered_method=True)
 
 
 class MailStoreServicer:
@@ -500,6 +505,21 @@ class MailStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Writes(self, request_iterator, context):
+        """A front end's writes over one long-lived stream (imapd keeps one per
+        process, shared by its sessions) instead of a unary call each: a request
+        carries an id and one write, its reply the same id and the write's reply
+        or error, in completion order (not request order; writes of different
+        sessions share group commits). Each write carries and is checked against
+        its epoch exactly as the unary RPC of the same name, and is answered only
+        once durable (or, for flag changes and \Recent claims, committed as the
+        unary call would be). A store without this RPC answers UNIMPLEMENTED:
+        use the unary calls.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -692,6 +712,11 @@ def add_MailStoreServicer_to_server(servicer, server):
                     servicer.SetMetadata,
                     request_deserializer=mailha__api_dot_store__pb2.SetMetadataRequest.FromString,
                     response_serializer=mailha__api_dot_store__pb2.SetMetadataReply.SerializeToString,
+            ),
+            'Writes': grpc.stream_stream_rpc_method_handler(
+                    servicer.Writes,
+                    request_deserializer=mailha__api_dot_store__pb2.WriteRequest.FromString,
+                    response_serializer=mailha__api_dot_store__pb2.WriteReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1720,6 +1745,33 @@ class MailStore:
             '/mailha.store.v1.MailStore/SetMetadata',
             mailha__api_dot_store__pb2.SetMetadataRequest.SerializeToString,
             mailha__api_dot_store__pb2.SetMetadataReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Writes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mailha.store.v1.MailStore/Writes',
+            mailha__api_dot_store__pb2.WriteRequest.SerializeToString,
+            mailha__api_dot_store__pb2.WriteReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -151,6 +151,17 @@ class MailStoreStub:
     """
     SetMetadata: _grpc.UnaryUnaryMultiCallable[_store_pb2.SetMetadataRequest, _store_pb2.SetMetadataReply]
     """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
+    Writes: _grpc.StreamStreamMultiCallable[_store_pb2.WriteRequest, _store_pb2.WriteReply]
+    """A front end's writes over one long-lived stream (imapd keeps one per
+    process, shared by its sessions) instead of a unary call each: a request
+    carries an id and one write, its reply the same id and the write's reply
+    or error, in completion order (not request order; writes of different
+    sessions share group commits). Each write carries and is checked against
+    its epoch exactly as the unary RPC of the same name, and is answered only
+    once durable (or, for flag changes and \\Recent claims, committed as the
+    unary call would be). A store without this RPC answers UNIMPLEMENTED:
+    use the unary calls.
+    """
 
 @_typing.type_check_only
 class MailStoreAsyncStub(MailStoreStub):
@@ -247,6 +258,17 @@ class MailStoreAsyncStub(MailStoreStub):
     """
     SetMetadata: _aio.UnaryUnaryMultiCallable[_store_pb2.SetMetadataRequest, _store_pb2.SetMetadataReply]  # type: ignore[assignment]
     """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
+    Writes: _aio.StreamStreamMultiCallable[_store_pb2.WriteRequest, _store_pb2.WriteReply]  # type: ignore[assignment]
+    """A front end's writes over one long-lived stream (imapd keeps one per
+    process, shared by its sessions) instead of a unary call each: a request
+    carries an id and one write, its reply the same id and the write's reply
+    or error, in completion order (not request order; writes of different
+    sessions share group commits). Each write carries and is checked against
+    its epoch exactly as the unary RPC of the same name, and is answered only
+    once durable (or, for flag changes and \\Recent claims, committed as the
+    unary call would be). A store without this RPC answers UNIMPLEMENTED:
+    use the unary calls.
+    """
 
 class MailStoreServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -568,5 +590,22 @@ class MailStoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.SetMetadataReply, _abc.Awaitable[_store_pb2.SetMetadataReply]]:
         """All or nothing; a bound passed is a `refused` reply (nothing written), not an error."""
+
+    @_abc_1.abstractmethod
+    def Writes(
+        self,
+        request_iterator: _MaybeAsyncIterator[_store_pb2.WriteRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_store_pb2.WriteReply], _abc.AsyncIterator[_store_pb2.WriteReply]]:
+        """A front end's writes over one long-lived stream (imapd keeps one per
+        process, shared by its sessions) instead of a unary call each: a request
+        carries an id and one write, its reply the same id and the write's reply
+        or error, in completion order (not request order; writes of different
+        sessions share group commits). Each write carries and is checked against
+        its epoch exactly as the unary RPC of the same name, and is answered only
+        once durable (or, for flag changes and \\Recent claims, committed as the
+        unary call would be). A store without this RPC answers UNIMPLEMENTED:
+        use the unary calls.
+        """
 
 def add_MailStoreServicer_to_server(servicer: MailStoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

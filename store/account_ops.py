@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future
 
 import lmdb
 
@@ -315,6 +316,9 @@ class AccountOps(StoreCore):
         return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
 
     def claim_recent(self, req: store_pb2.ClaimRecentRequest) -> store_pb2.ClaimRecentReply:
+        return self.submit_claim_recent(req).result()
+
+    def submit_claim_recent(self, req: store_pb2.ClaimRecentRequest) -> Future[store_pb2.ClaimRecentReply]:
         user = names.user_name(req.user)
 
         def op(ctx: WriteContext) -> store_pb2.ClaimRecentReply:
@@ -323,7 +327,7 @@ class AccountOps(StoreCore):
             return store_pb2.ClaimRecentReply(from_uid=low, to_uid=high)
 
         # Losing a claim to an OS crash only shows the messages as \Recent once more.
-        return self.write(req.epoch, op, durable=False)
+        return self.submit_write(req.epoch, op, durable=False)
 
     def select(self, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
         return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed))

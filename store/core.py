@@ -11,6 +11,7 @@ import logging
 import pathlib
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -125,3 +126,7 @@ class StoreCore:
     def write(self, epoch: int, fn: Callable[[WriteContext], T], *, durable: bool = True) -> T:
         """Run `fn` in the group commit; `durable=False` only for flag-like changes (see committer)."""
         return self.committer.run(epoch, fn, durable=durable)
+
+    def submit_write(self, epoch: int, fn: Callable[[WriteContext], T], *, durable: bool = True) -> Future[T]:
+        """`write` without waiting: the future resolves once the commit is (as `durable`) done."""
+        return self.committer.submit(epoch, fn, durable=durable)

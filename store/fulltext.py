@@ -53,6 +53,14 @@ log = logging.getLogger(__name__)
 BATCH: Final = 200  # messages per SQLite transaction while catching up
 MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
 BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
+# After a wake the indexer waits for the appends to pause (no wake for INDEX_QUIET seconds),
+# at most INDEX_DELAY, then indexes what came in one go. Woken per commit, it took the GIL
+# and a core from the reply of the very append that woke it, and paid a SQLite transaction
+# (and a connection for the watermarks) per message: measured with one imaplib session on
+# tmpfs, APPEND 200 B p50 2.05-2.29 ms with per-commit indexing, 1.39-1.44 ms without, store
+# CPU per append 1.2 -> 0.6 ms. What is not indexed yet is scanned by SEARCH (`search`).
+INDEX_QUIET: Final = 0.05
+INDEX_DELAY: Final = 0.5
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
 MAX_PIECES: Final = 4  # pieces of one needle looked up (the longest; candidates are checked anyway)
@@ -61,6 +69,12 @@ SCHEMA_VERSION: Final = 3  # 1: one trigram table `docs`; any other layout is dr
 # digits, and every non-ASCII character; any other ASCII character separates words.
 _WORD: Final = re.compile("[a-z0-9\x80-\U0010ffff]+")
 _RUN: Final = re.compile("[a-z0-9\x80-\U0010ffff]{" + str(MIN_RUN) + ",}")
+_SEPARATOR: Final = re.compile("[^a-z0-9\x80-\U0010ffff]")
+# ASCII text: every byte that is not a word byte becomes a space, then bytes.split (see _words).
+_ASCII_SEPARATORS: Final = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789" else 32 for c in range(128)
+) + bytes(range(128, 256))
+WORDS_SLICE: Final = 64 * 1024  # characters of text cut into words per step (see _words)
 _TABLES: Final = ("head_words", "body_words")
 _SCHEMA: Final = (
     *(
@@ -87,6 +101,27 @@ def matches(found: tuple[str, str, str], needle: str, body_only: bool) -> bool:
     if body_only:
         return needle in body
     return needle in header or needle in body or needle in mime
+
+
+def _words(text: str) -> set[str]:
+    """The distinct words of `text` (as _WORD cuts it), a slice at a time.
+
+    One `_WORD.findall` over a whole body held the GIL for all of it (the re module never
+    lets go): ~30 ms for the 1 MiB benchmark message, most of a second for a 20 MiB one,
+    during which no append or reply of the store could run. Slices end at a separator, so
+    no word is cut; ASCII slices are cut by bytes.translate + split (~2.5x faster)."""
+    words: set[str] = set()
+    at, size = 0, len(text)
+    while at < size:
+        cut = _SEPARATOR.search(text, min(size, at + WORDS_SLICE)) if at + WORDS_SLICE < size else None
+        end = cut.start() if cut is not None else size
+        piece = text[at:end]
+        if piece.isascii():
+            words.update(w.decode() for w in set(piece.encode().translate(_ASCII_SEPARATORS).split()))
+        else:
+            words.update(_WORD.findall(piece))
+        at = end + 1
+    return words
 
 
 def _storable(text: str) -> str:
@@ -185,8 +220,8 @@ class FullTextIndex:
             self._write.executemany("INSERT INTO head_words(rowid, text) VALUES (?, ?)", heads)
             self._write.executemany("INSERT INTO body_words(rowid, text) VALUES (?, ?)", bodies_)
             for table, rows in (("head_words", heads), ("body_words", bodies_)):
-                words = {(w,) for _, text in rows for w in _WORD.findall(text)}
-                self._write.executemany(f"INSERT OR IGNORE INTO {table}_terms(term) VALUES (?)", words)
+                words = set().union(*(_words(text) for _, text in rows))
+                self._write.executemany(f"INSERT OR IGNORE INTO {table}_terms(term) VALUES (?)", ((w,) for w in words))
             self._write.execute(
                 "INSERT INTO watermarks(mailbox_id, uid) VALUES (?, ?) "
                 "ON CONFLICT(mailbox_id) DO UPDATE SET uid = excluded.uid",
@@ -233,6 +268,7 @@ class FullTextIndex:
             since_optimize = 0
             while not self._stop.is_set():
                 self._wake.wait(1.0)
+                self._settle()
                 self._wake.clear()
                 try:
                     indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY)
@@ -248,6 +284,16 @@ class FullTextIndex:
 
         self._thread = threading.Thread(target=run, name="fulltext-indexer", daemon=True)
         self._thread.start()
+
+    def _settle(self) -> None:
+        """Wait until no wake came for INDEX_QUIET, or INDEX_DELAY passed (see INDEX_QUIET)."""
+        deadline = time.monotonic() + INDEX_DELAY
+        while self._wake.is_set() and not self._stop.is_set():
+            self._wake.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(INDEX_QUIET, left))
 
     def wake(self) -> None:
         self._wake.set()

@@ -193,6 +193,10 @@ class MessageOps(StoreCore):
         yield store_pb2.FetchResponse(chunk=store_pb2.BodyChunk(uid=uid, offset=held[0], data=held[1], last=True))
 
     def store_flags(self, req: store_pb2.StoreFlagsRequest) -> store_pb2.StoreFlagsReply:
+        return self.submit_store_flags(req).result()
+
+    def submit_store_flags(self, req: store_pb2.StoreFlagsRequest) -> Future[store_pb2.StoreFlagsReply]:
+        """Queue a flag change; a bad request raises here, before anything is queued."""
         user = names.user_name(req.user)
         uidset.parse(req.uid_set)
         flags = names.flags(req.flags)
@@ -218,9 +222,12 @@ class MessageOps(StoreCore):
             return reply
 
         # A flag change: an OS crash may undo it while it is the last commit (committer docstring).
-        return self.write(req.epoch, op, durable=False)
+        return self.submit_write(req.epoch, op, durable=False)
 
     def copy(self, req: store_pb2.CopyRequest, move: bool) -> store_pb2.CopyReply:
+        return self.submit_copy(req, move).result()
+
+    def submit_copy(self, req: store_pb2.CopyRequest, move: bool) -> Future[store_pb2.CopyReply]:
         user = names.user_name(req.user)
         uidset.parse(req.uid_set)
         names.mailbox_name(req.dest_mailbox)
@@ -244,9 +251,12 @@ class MessageOps(StoreCore):
                 )
             return reply
 
-        return self.write(req.epoch, op)
+        return self.submit_write(req.epoch, op)
 
     def expunge(self, req: store_pb2.ExpungeRequest) -> store_pb2.ExpungeReply:
+        return self.submit_expunge(req).result()
+
+    def submit_expunge(self, req: store_pb2.ExpungeRequest) -> Future[store_pb2.ExpungeReply]:
         user = names.user_name(req.user)
         if req.uid_set:
             uidset.parse(req.uid_set)
@@ -261,7 +271,7 @@ class MessageOps(StoreCore):
                 )
             return store_pb2.ExpungeReply(expunged=uids, highestmodseq=record.highestmodseq)
 
-        return self.write(req.epoch, op)
+        return self.submit_write(req.epoch, op)
 
     def vanished(self, req: store_pb2.VanishedRequest) -> store_pb2.VanishedReply:
         user = names.user_name(req.user)

@@ -92,7 +92,8 @@ def serve(options: ServeOptions) -> int:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        store_pb2_grpc.add_MailStoreServicer_to_server(MailStoreServicer(store, options.heartbeat_seconds), server)
+        servicer = MailStoreServicer(store, options.heartbeat_seconds)
+        store_pb2_grpc.add_MailStoreServicer_to_server(servicer, server)
         settings_pb2_grpc.add_SettingsServicer_to_server(SettingsServicer(store), server)
         mailbox_index_pb2_grpc.add_MailboxIndexServicer_to_server(MailboxIndexServicer(store), server)
         health_servicer = health.HealthServicer()
@@ -143,6 +144,7 @@ def serve(options: ServeOptions) -> int:
         log.info("stopping: draining requests")
         health_servicer.enter_graceful_shutdown()
         store.feed.close_all()
+        servicer.end_write_streams()  # long-lived calls too: else they hold the whole grace period
         server.stop(grace=5).wait()
     finally:
         store.close()

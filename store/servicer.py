@@ -15,6 +15,7 @@ from mailha_api import store_pb2, store_pb2_grpc
 from store.bodies import BodySource, BodyWriter
 from store.engine import MailStore
 from store.errors import ErrorKind, Internal, InvalidArgument, ResourceExhausted, StoreError
+from store.write_stream import IncomingWrites
 
 log = logging.getLogger("mailha.store.servicer")
 STATUS = {
@@ -73,6 +74,16 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
     def __init__(self, store: MailStore, heartbeat_seconds: float = 5.0) -> None:
         self.store = store
         self.heartbeat_seconds = heartbeat_seconds
+        self._writes_lock = threading.Lock()
+        self._writes: set[IncomingWrites] = set()
+        self._writes_ending = False
+
+    def end_write_streams(self) -> None:
+        """At shutdown: every Writes call (and any that still starts) answers what it has in flight and ends."""
+        with self._writes_lock:
+            self._writes_ending = True
+            for writes in self._writes:
+                writes.end()
 
     # ---- fencing ----------------------------------------------------------
 
@@ -366,6 +377,30 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 yield fut.result()
             except StoreError as exc:
                 yield store_pb2.AppendReply(error_code=STATUS[exc.kind].value[0], error_message=exc.message)
+
+    def Writes(
+        self, request_iterator: Iterator[store_pb2.WriteRequest], context: grpc.ServicerContext
+    ) -> Iterator[store_pb2.WriteReply]:
+        # One front end's writes over one call (store/write_stream.py); a failed write is
+        # its reply's error, the stream goes on.
+        writes = IncomingWrites(self.store, request_iterator)
+        context.add_callback(writes.stop)
+        with self._writes_lock:
+            self._writes.add(writes)
+            if self._writes_ending:
+                writes.end()
+        try:
+            writes.start()
+            for rid, field, fut in writes.finished():
+                reply = store_pb2.WriteReply(id=rid)
+                try:
+                    getattr(reply, field).CopyFrom(fut.result())
+                except StoreError as exc:
+                    reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
+                yield reply
+        finally:
+            with self._writes_lock:
+                self._writes.discard(writes)
 
     # ---- messages -----------------------------------------------------------------
 

@@ -10,13 +10,17 @@ everything indexed, and after expunges (stale rows must not show), and compared 
 from __future__ import annotations
 
 import array
+import contextlib
 import pathlib
+import random
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 
 import grpc
+import pytest
 
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import search_spec as S
@@ -169,6 +173,50 @@ def test_the_indexer_thread_catches_up_after_appends(tmp_path: pathlib.Path) -> 
         store.close()
 
 
+def test_the_indexer_waits_for_a_pause_but_not_longer_than_its_bound(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken by every commit, it indexes once the appends pause; appends that never pause
+    are still indexed, every INDEX_DELAY or so, while they go on."""
+    monkeypatch.setattr(fulltext, "INDEX_QUIET", 30.0)  # no pause is ever long enough: only the bound counts
+    store = _store(tmp_path, fulltext=True)
+    stop = threading.Event()
+    corpus = _generated()
+
+    def appender() -> None:
+        n = 0
+        while not stop.is_set():
+            _append(store, corpus[n % len(corpus)])
+            n += 1
+
+    thread = threading.Thread(target=appender)
+    try:
+        started = time.monotonic()
+        thread.start()
+        while not store.fulltext.watermarks().get(_mid(store), 0):
+            assert time.monotonic() - started < 10 * fulltext.INDEX_DELAY, "appends without a pause starve the indexer"
+            time.sleep(0.02)
+        assert thread.is_alive()  # indexed while the appends went on
+    finally:
+        stop.set()
+        thread.join(30)
+        store.close()
+
+
+@pytest.mark.parametrize("slice_chars", [1, 3, 7, 64 * 1024])
+def test_words_cut_a_slice_at_a_time_are_the_whole_text_s_words(
+    slice_chars: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fulltext._words (slices ending at a separator, ASCII by bytes.translate) = one findall of _WORD."""
+    monkeypatch.setattr(fulltext, "WORDS_SLICE", slice_chars)
+    rng = random.Random(slice_chars)
+    alphabet = "abcxyz019 .,;-_\t\r\n@/ABZ\x7f\x00éß€\u00a0\u3000🙂"
+    texts = ["", " ", "word", "a" * 50, " lead", "trail ", "é", "x é y"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(500)]
+    for text in texts:
+        assert fulltext._words(text) == set(fulltext._WORD.findall(text)), repr(text)
+
+
 def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tmp_path: pathlib.Path) -> None:
     store = _store(tmp_path)
     argv = [sys.executable, "-m", "mailha.cli", "store", "fulltext-rebuild", "--data", str(tmp_path / "s")]
@@ -186,6 +234,16 @@ def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tm
         assert store.fulltext.watermarks() == {_mid(store): 4}
     finally:
         store.close()
+
+
+def _indexed_any(path: pathlib.Path) -> bool:
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        try:
+            return bool(conn.execute("SELECT max(uid) FROM watermarks").fetchone()[0])
+        except sqlite3.OperationalError:  # not created yet
+            return False
 
 
 def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_scan(tmp_path: pathlib.Path) -> None:
@@ -217,7 +275,13 @@ def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_sc
         threads = [threading.Thread(target=appender) for _ in range(2)]  # two: one batch commits while one is sent
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        # Kill while it appends and indexes: once the indexer (which waits for a pause in the
+        # appends, at most fulltext.INDEX_DELAY) has committed something, a little later.
+        deadline = time.monotonic() + 20
+        while not _indexed_any(tmp_path / "s" / "fulltext.sqlite"):
+            assert time.monotonic() < deadline, "the indexer did not start"
+            time.sleep(0.05)
+        time.sleep(0.3)
         server.kill9()
         stop.set()
         for t in threads:
