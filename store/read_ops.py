@@ -9,16 +9,44 @@ returns the API message, raising `store.errors` on bad input.
 from __future__ import annotations
 
 import bisect
+from typing import NamedTuple
 
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, flag_index, flag_sets, mailboxes, message_facts, messages, names, recent, uidset, users
+from store import (
+    bodies,
+    flag_index,
+    flag_sets,
+    mailboxes,
+    message_facts,
+    messages,
+    names,
+    recent,
+    uidset,
+    user_settings,
+    users,
+)
 from store.schema import Dbs
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
 FETCH_BATCH_MAX_MESSAGES = 2000
 FETCH_BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+
+class LoginRecord(NamedTuple):
+    user: str  # the user the login name means
+    password_hash: str  # as stored (store.passwords)
+    disabled: bool
+
+
+def login_record(txn: lmdb.Transaction, dbs: Dbs, login: str) -> LoginRecord | None:
+    """The account a login name (a user name or an address of one) means, None if none."""
+    user = users.login_name(txn, dbs, login)
+    stored = users.password_hash(txn, dbs, user) if user else None
+    if user is None or stored is None:
+        return None
+    return LoginRecord(user, stored, user_settings.disabled(txn, dbs, user))
 
 
 def list_mailboxes(
