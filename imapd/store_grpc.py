@@ -536,6 +536,15 @@ class GrpcStore:
 
     async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
         req = store_pb2.ExpungeRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set)
+        if self._local is not None:
+            # Beside the store, an EXPUNGE with nothing \Deleted is a read (as a STORE that
+            # changes nothing); any doubt (an error) goes to the store.
+            try:
+                modseq = self._local.nothing_to_expunge(req)
+            except (store_errors.StoreError, lmdb.Error):
+                modseq = None
+            if modseq is not None:
+                return ExpungeResult((), modseq)
         reply = await self._unary(self._stub.Expunge, req)
         return ExpungeResult(tuple(reply.expunged), reply.highestmodseq)
 

@@ -16,6 +16,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import (
     bodies,
+    fencing,
     flag_index,
     flag_sets,
     mailboxes,
@@ -152,4 +153,23 @@ def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlag
     record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
     if not messages.flags_unchanged(txn, dbs, req.mailbox_id, req.uid_set, mode=req.mode, flags=names.flags(req.flags)):
         return None
+    if req.epoch != fencing.stored_epoch(txn, dbs):
+        return None  # a deposed (or not yet established) writer: the store answers FENCED
+    return record.highestmodseq
+
+
+def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRequest) -> int | None:
+    """When the EXPUNGE `req` would remove nothing (no \\Deleted message in its set), so
+    Expunge would write nothing and report nothing: the mailbox's HIGHESTMODSEQ; else None.
+
+    Clients send EXPUNGE (and CLOSE) with nothing deleted all the time: an imapd beside
+    the store answers those from this instead of a write call."""
+    user = names.user_name(req.user)
+    if req.uid_set:
+        uidset.parse(req.uid_set)
+    record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    if messages.deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
+        return None
+    if req.epoch != fencing.stored_epoch(txn, dbs):
+        return None  # a deposed (or not yet established) writer: the store answers FENCED
     return record.highestmodseq

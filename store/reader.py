@@ -73,6 +73,9 @@ class LocalReader:
     def unchanged_by_store(self, req: store_pb2.StoreFlagsRequest) -> int | None:
         return self.read(lambda txn: read_ops.unchanged_by_store(txn, self.dbs, req))
 
+    def nothing_to_expunge(self, req: store_pb2.ExpungeRequest) -> int | None:
+        return self.read(lambda txn: read_ops.nothing_to_expunge(txn, self.dbs, req))
+
     def scan_index(self, req: mailbox_index_pb2.IndexScanRequest) -> list[mailbox_index_pb2.IndexChunk]:
         """MailboxIndex.Scan's chunks, all of them from one read transaction (the store's own
         `index_scan.scan_request`). No text queries: the full-text index is the store's."""
