@@ -298,8 +298,8 @@ class GrpcStore:
         self._stub = store_pb2_grpc.MailStoreStub(self._channel)
         self._index_stub = mailbox_index_pb2_grpc.MailboxIndexStub(self._channel)
         self._limiter = trio.CapacityLimiter(max_threads)
-        # Beside the store: SELECT, STATUS, LIST and small FETCHes read its LMDB directly,
-        # in this (trio) thread: one short read transaction, no round trip.
+        # Beside the store: SELECT, STATUS, LIST, small FETCHes and repeated logins read its
+        # LMDB directly, in this (trio) thread: one short read transaction, no round trip.
         self._local = local
         # None once the store answered UNIMPLEMENTED (an older store): unary writes.
         self._writes: WriteStream | None = WriteStream(self._stub)
@@ -393,8 +393,23 @@ class GrpcStore:
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
 
     async def authenticate(self, name: str, password: str) -> str:
+        # Beside the store, a login the store accepted before (same password, same stored
+        # hash, account still enabled) is answered from a local read; anything else asks it.
+        before = None
+        if self._local is not None:
+            try:
+                user, before = self._local.verified_login(name, password)
+            except (store_errors.StoreError, lmdb.Error, UnicodeError):
+                user, before = None, None
+            if user is not None:
+                return user
         req = store_pb2.AuthenticateRequest(name=name, password=password)
         reply: store_pb2.AuthenticateReply = await self._unary(self._stub.Authenticate, req)
+        if before is not None and self._local is not None:
+            try:
+                self._local.remember_login(name, password, reply.user, before)
+            except (store_errors.StoreError, lmdb.Error):
+                pass  # not remembered: the next login asks the store again
         return reply.user
 
     async def list_mailboxes(
@@ -583,6 +598,15 @@ class GrpcStore:
 
     async def expunge(self, user: str, mailbox_id: int, uid_set: str = "") -> ExpungeResult:
         req = store_pb2.ExpungeRequest(epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set)
+        if self._local is not None:
+            # Beside the store, an EXPUNGE with nothing \Deleted is a read (as a STORE that
+            # changes nothing); any doubt (an error) goes to the store.
+            try:
+                modseq = self._local.nothing_to_expunge(req)
+            except (store_errors.StoreError, lmdb.Error):
+                modseq = None
+            if modseq is not None:
+                return ExpungeResult((), modseq)
         reply = await self._write(store_pb2.WriteRequest(expunge=req))
         return ExpungeResult(tuple(reply.expunged), reply.highestmodseq)
 

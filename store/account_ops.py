@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import lmdb
 
 from mailha_api import store_pb2
-from store import fencing, mailboxes, metadata, names, read_ops, recent, subscriptions, user_settings, users
+from store import fencing, mailboxes, metadata, names, read_ops, recent, subscriptions, users
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError, Unauthenticated
@@ -109,20 +109,20 @@ class AccountOps(StoreCore):
     def authenticate(self, login: str, password: str) -> str:
         """The user name for (login, password); Unauthenticated with a generic message otherwise."""
         failed = Unauthenticated("authentication failed: unknown user or wrong password")
-        user, stored = self.read(lambda txn: self._login_lookup(txn, login))
+        record = self.read(lambda txn: read_ops.login_record(txn, self.dbs, login))
         if not password:
             raise failed
-        if user is None or stored is None:
+        if record is None:
             # As slow as a wrong password, so timing does not tell which user names exist.
             verify_password(password, self._decoy_hash())
             raise failed
-        if not self.logins.verify(user, password, stored):
+        if not self.logins.verify(record.user, password, record.password_hash):
             raise failed
-        if self.read(lambda txn: user_settings.disabled(txn, self.dbs, user)):
+        if record.disabled:
             raise failed  # a disabled account: the same answer, so nothing tells it apart
-        if needs_rehash(stored):
-            self._upgrade_hash(user, password, stored)
-        return user
+        if needs_rehash(record.password_hash):
+            self._upgrade_hash(record.user, password, record.password_hash)
+        return record.user
 
     def _upgrade_hash(self, user: str, password: str, old: str) -> None:
         """Replace a hash of an older format after a login proved the password.
@@ -150,10 +150,6 @@ class AccountOps(StoreCore):
         if self._decoy is None:
             self._decoy = hash_password(os.urandom(16).hex())
         return self._decoy
-
-    def _login_lookup(self, txn: lmdb.Transaction, login: str) -> tuple[str | None, str | None]:
-        user = users.login_name(txn, self.dbs, login)
-        return user, (users.password_hash(txn, self.dbs, user) if user else None)
 
     # ---- addresses and quotas ----------------------------------------------
 

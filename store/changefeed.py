@@ -22,18 +22,19 @@ class Subscription:
     def __init__(self, mailbox_id: int, limit: int, user: str | None = None) -> None:
         self.mailbox_id = mailbox_id
         self.user = user  # set: a whole account's events (WatchAccount), not one mailbox's
-        # None wakes the reader up: the subscription was closed or overflowed.
-        self.queue: queue.Queue[store_pb2.ChangeEvent | None] = queue.Queue(maxsize=limit + 1)
+        # None wakes the reader up: the subscription was closed or overflowed. Bounded by
+        # `publish` (at most `limit` events, then the None of close): a SimpleQueue's put is
+        # C code with no Condition to notify, a third cheaper per event than queue.Queue's.
+        self.queue: queue.SimpleQueue[store_pb2.ChangeEvent | None] = queue.SimpleQueue()
         self.limit = limit
         self.overflowed = False
         self.closed = False
 
     def close(self) -> None:
+        if self.closed:
+            return  # one None is enough: the reader stops at the first
         self.closed = True
-        try:
-            self.queue.put_nowait(None)
-        except queue.Full:
-            pass  # the reader will see `closed` after draining
+        self.queue.put_nowait(None)
 
 
 class ChangeFeed:

@@ -108,8 +108,9 @@ class StoreCore:
 
     def _published(self, events: list[store_pb2.ChangeEvent]) -> None:
         self.feed.publish(events)
-        if any(e.added for e in events):
-            self.fulltext.wake()
+        added = [e.mailbox_id for e in events if e.added]
+        if added:
+            self.fulltext.wake(added)
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:

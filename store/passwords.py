@@ -133,7 +133,11 @@ class _Flight:
 
 
 class CredentialCache:
-    """Bounded, expiring set of (user, password) pairs verified recently."""
+    """Bounded, expiring set of (user, password) pairs verified recently.
+
+    `bound` ties an entry to more than the pair: a process that reads the store's
+    database but is not told of password changes (imapd beside the store) passes the
+    stored hash it saw, so a changed hash is a miss, not a stale hit."""
 
     def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 3600.0) -> None:
         self._key = os.urandom(32)
@@ -146,11 +150,14 @@ class CredentialCache:
         # must not put the old password back into the cache when it finishes.
         self._generation = 0
 
-    def _token(self, user: str, password: str) -> bytes:
-        return hmac.digest(self._key, user.encode() + b"\0" + password.encode("utf-8"), "sha256")
+    def _token(self, user: str, password: str, bound: str = "") -> bytes:
+        message = user.encode() + b"\0" + password.encode("utf-8")
+        if bound:
+            message += b"\0" + bound.encode()
+        return hmac.digest(self._key, message, "sha256")
 
-    def check(self, user: str, password: str) -> bool:
-        token = self._token(user, password)
+    def check(self, user: str, password: str, *, bound: str = "") -> bool:
+        token = self._token(user, password, bound)
         with self._lock:
             return self._fresh(token)
 
@@ -193,8 +200,8 @@ class CredentialCache:
             flight.done.set()
         return flight.ok
 
-    def remember(self, user: str, password: str) -> None:
-        token = self._token(user, password)
+    def remember(self, user: str, password: str, *, bound: str = "") -> None:
+        token = self._token(user, password, bound)
         with self._lock:
             self._put(token, user)
 

@@ -9,12 +9,14 @@ returns the API message, raising `store.errors` on bad input.
 from __future__ import annotations
 
 import bisect
+from typing import NamedTuple
 
 import lmdb
 
 from mailha_api import store_pb2
 from store import (
     bodies,
+    fencing,
     flag_members,
     flag_sets,
     le_columns,
@@ -24,6 +26,7 @@ from store import (
     names,
     recent,
     uidset,
+    user_settings,
     users,
 )
 from store.schema import Dbs
@@ -31,6 +34,21 @@ from store.schema import Dbs
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
 FETCH_BATCH_MAX_MESSAGES = 2000
 FETCH_BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+
+class LoginRecord(NamedTuple):
+    user: str  # the user the login name means
+    password_hash: str  # as stored (store.passwords)
+    disabled: bool
+
+
+def login_record(txn: lmdb.Transaction, dbs: Dbs, login: str) -> LoginRecord | None:
+    """The account a login name (a user name or an address of one) means, None if none."""
+    user = users.login_name(txn, dbs, login)
+    stored = users.password_hash(txn, dbs, user) if user else None
+    if user is None or stored is None:
+        return None
+    return LoginRecord(user, stored, user_settings.disabled(txn, dbs, user))
 
 
 def list_mailboxes(
@@ -138,4 +156,23 @@ def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlag
     record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
     if not messages.flags_unchanged(txn, dbs, req.mailbox_id, req.uid_set, mode=req.mode, flags=names.flags(req.flags)):
         return None
+    if req.epoch != fencing.stored_epoch(txn, dbs):
+        return None  # a deposed (or not yet established) writer: the store answers FENCED
+    return record.highestmodseq
+
+
+def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRequest) -> int | None:
+    """When the EXPUNGE `req` would remove nothing (no \\Deleted message in its set), so
+    Expunge would write nothing and report nothing: the mailbox's HIGHESTMODSEQ; else None.
+
+    Clients send EXPUNGE (and CLOSE) with nothing deleted all the time: an imapd beside
+    the store answers those from this instead of a write call."""
+    user = names.user_name(req.user)
+    if req.uid_set:
+        uidset.parse(req.uid_set)
+    record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    if messages.deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
+        return None
+    if req.epoch != fencing.stored_epoch(txn, dbs):
+        return None  # a deposed (or not yet established) writer: the store answers FENCED
     return record.highestmodseq

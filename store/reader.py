@@ -4,8 +4,15 @@ An imapd on the same host as `mailha store serve` answers SELECT, STATUS,
 LIST and small FETCHes from here instead of a gRPC round trip (issue 13):
 LMDB lets any number of processes read while the store writes, and a read
 transaction begun after a write's reply sees that write (the store answers
-only once its commit is durable). Writes, logins and the change feed still go
-through the store. Same functions as the store's own answers (`store.read_ops`).
+only once its commit is durable). Writes and the change feed still go through
+the store. Same functions as the store's own answers (`store.read_ops`).
+
+Logins: a (login, password) pair the store accepted is remembered here, bound to
+the stored hash it was accepted with (`verified_login`); a repeated login reads
+the account and, if its hash is unchanged and it is enabled, answers without the
+store. Anything else (first login, wrong password, changed password, disabled
+or deleted account, a hash the store will upgrade) goes to the store, which
+verifies, answers failures slowly and alike, and keeps its own cache.
 
 Not thread-safe by design: one owner (imapd's trio thread) runs one read at a
 time, so the map can be re-adopted without a gate when the store grew it.
@@ -22,6 +29,7 @@ import lmdb
 from mailha_api import mailbox_index_pb2, store_pb2
 from store import index_scan, read_ops
 from store.errors import Unavailable
+from store.passwords import CredentialCache, needs_rehash
 from store.schema import MAX_DBS, Dbs
 
 T = TypeVar("T")
@@ -36,6 +44,7 @@ class LocalReader:
         # the reader table, so the store's writer never reuses pages we still read.
         self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=MAX_DBS, subdir=True, map_size=0)
         self.dbs = Dbs.read_only(self.env)
+        self.logins = CredentialCache()
 
     def close(self) -> None:
         self.env.close()
@@ -64,6 +73,9 @@ class LocalReader:
     def unchanged_by_store(self, req: store_pb2.StoreFlagsRequest) -> int | None:
         return self.read(lambda txn: read_ops.unchanged_by_store(txn, self.dbs, req))
 
+    def nothing_to_expunge(self, req: store_pb2.ExpungeRequest) -> int | None:
+        return self.read(lambda txn: read_ops.nothing_to_expunge(txn, self.dbs, req))
+
     def scan_index(self, req: mailbox_index_pb2.IndexScanRequest) -> list[mailbox_index_pb2.IndexChunk]:
         """MailboxIndex.Scan's chunks, all of them from one read transaction (the store's own
         `index_scan.scan_request`). No text queries: the full-text index is the store's."""
@@ -76,3 +88,24 @@ class LocalReader:
         """`fetch_batch` without the reply message: (meta, body) pairs, None when truncated."""
         user = read_ops.check_fetch(req)
         return self.read(lambda txn: read_ops.fetch_items(txn, self.dbs, user, req))
+
+    def login_record(self, login: str) -> read_ops.LoginRecord | None:
+        return self.read(lambda txn: read_ops.login_record(txn, self.dbs, login))
+
+    def verified_login(self, login: str, password: str) -> tuple[str | None, read_ops.LoginRecord | None]:
+        """(the user, if this pair was accepted by the store before and the account is
+        unchanged since; the account as read now, for `remember_login` after the store
+        accepted the pair)."""
+        record = self.login_record(login)
+        if record is None or record.disabled or not password or needs_rehash(record.password_hash):
+            return None, None
+        if self.logins.check(login, password, bound=record.password_hash):
+            return record.user, record
+        return None, record
+
+    def remember_login(self, login: str, password: str, user: str, before: read_ops.LoginRecord) -> None:
+        """The store accepted (login, password) as `user`: remember it if the account read
+        before the call is what it still is (a password changed meanwhile is not bound)."""
+        after = self.login_record(login)
+        if after == before and after.user == user:
+            self.logins.remember(login, password, bound=before.password_hash)

@@ -59,8 +59,10 @@ def test_bench_compare_measures_both_servers_and_writes_ratios(tmp_path: pathlib
         for cmd in _SINGLE:
             assert 0 < row[f"{cmd}_p50_ms"] <= row[f"{cmd}_p99_ms"], (server, cmd)
         mixed = result["mixed"][server]["commands"]
+        by_command = result["mixed_by_command"][server]
         for name in ("LOGIN", "LIST", "STATUS", "SELECT", "FETCH_BODY", "STORE", "APPEND", "EXPUNGE", "LOGOUT"):
             assert mixed[name]["count"] > 0, (server, name)
+            assert 0 < by_command[name]["p50_ms"] <= by_command[name]["p99_ms"], (server, name)
     assert len(result["think"]["mailha"]["rounds_p99_ms"]) == 1  # --rounds 1
     faults = result["think"]["mailha"]["rounds_major_faults"]
     assert len(faults) == 1 and {"store", "imapd"} <= set(faults[0]) and min(faults[0].values()) >= 0

@@ -206,6 +206,9 @@ async def case_authenticate(p: Probe, b: Backend) -> None:
     await p("right", p.store.authenticate(user, PASSWORD))
     await p("with domain", p.store.authenticate(f"{user}@example.org", PASSWORD))
     await p("wrong password", p.store.authenticate(user, "nope"))
+    await p("right again", p.store.authenticate(user, PASSWORD))  # beside the store: from the local read
+    await p("with domain again", p.store.authenticate(f"{user}@example.org", PASSWORD))
+    await p("wrong after right", p.store.authenticate(user, PASSWORD + "x"))
     await p("unknown user", p.store.authenticate(f"{user}x", PASSWORD))
     await p("empty", p.store.authenticate("", ""))
 

@@ -217,6 +217,28 @@ def test_words_cut_a_slice_at_a_time_are_the_whole_text_s_words(
         assert fulltext._words(text) == set(fulltext._WORD.findall(text)), repr(text)
 
 
+def test_a_pass_over_named_mailboxes_indexes_only_those_and_batches_them_in_one_go(tmp_path: pathlib.Path) -> None:
+    """The indexer thread visits only the mailboxes that received messages (a pass over every
+    mailbox after each append cost more than the indexing); a sweep (None) visits them all."""
+    store = _store(tmp_path)
+    try:
+        store.create_mailbox(store_pb2.CreateMailboxRequest(epoch=1, user="alice", name="Other"))
+        other = store.status("alice", "Other").mailbox_id
+        inbox = [_append(store, data) for data in _generated()]
+        header = store_pb2.AppendHeader(epoch=1, user="alice", mailbox="Other", size=len(_generated()[0]))
+        store.append(header, BodySource(len(_generated()[0]), data=_generated()[0]))
+        assert store.fulltext.catch_up(store.env, store.dbs, mailbox_ids=[other]) == 1
+        assert store.fulltext.watermarks() == {other: 1}
+        assert store.fulltext.catch_up(store.env, store.dbs, mailbox_ids=[]) == 0
+        assert store.fulltext.catch_up(store.env, store.dbs, mailbox_ids=[other, _mid(store)]) == len(inbox)
+        assert store.fulltext.watermarks() == {other: 1, _mid(store): inbox[-1]}
+        assert store.fulltext.search(_mid(store), "quillwort", body_only=True) == ({inbox[0]}, inbox[-1])
+        assert store.fulltext.search(other, "quillwort", body_only=True) == ({1}, 1)
+        assert store.fulltext.catch_up(store.env, store.dbs) == 0  # a sweep: nothing left anywhere
+    finally:
+        store.close()
+
+
 def test_rebuild_command_indexes_everything_again_and_refuses_a_running_store(tmp_path: pathlib.Path) -> None:
     store = _store(tmp_path)
     argv = [sys.executable, "-m", "mailha.cli", "store", "fulltext-rebuild", "--data", str(tmp_path / "s")]

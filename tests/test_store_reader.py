@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from mailha_api import store_pb2, store_pb2_grpc
-from store.errors import NotFound
+from store.errors import InvalidArgument, NotFound
 from store.reader import LocalReader
 from tests.store_fixtures import ROOT, StoreServer
 
@@ -117,6 +117,35 @@ def test_local_reader_refuses_a_directory_without_a_store(tmp_path: pathlib.Path
         LocalReader(tmp_path)
 
 
+def test_an_expunge_that_removes_nothing_is_told_apart_exactly(store: StoreServer) -> None:
+    """nothing_to_expunge says "nothing to write" exactly when Expunge then removes nothing."""
+    with store.client() as client:
+        client.create_user("di", "di-secret")
+        for i in range(4):
+            client.append_bytes("di", "INBOX", _message(i), flags=["\\Deleted"] if i in (1, 3) else [])
+        epoch = client.epoch()
+    reader = LocalReader(store.data_dir)
+    try:
+        with grpc.insecure_channel(store.address) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            mid = stub.Select(store_pb2.SelectRequest(user="di", name="INBOX")).mailbox.mailbox_id
+            for uid_set, nothing in (("1", True), ("1:2", False), ("3", True), ("", False), ("", True), ("4", True)):
+                req = store_pb2.ExpungeRequest(epoch=epoch, user="di", mailbox_id=mid, uid_set=uid_set)
+                local = reader.nothing_to_expunge(req)
+                reply = stub.Expunge(req)
+                assert (local is not None) == nothing == (not reply.expunged), uid_set
+                if local is not None:
+                    assert local == reply.highestmodseq
+            stale = store_pb2.ExpungeRequest(epoch=epoch - 1, user="di", mailbox_id=mid)
+            assert reader.nothing_to_expunge(stale) is None  # a deposed writer: the store says FENCED
+        with pytest.raises(NotFound):
+            reader.nothing_to_expunge(store_pb2.ExpungeRequest(epoch=epoch, user="di", mailbox_id=9999))
+        with pytest.raises(InvalidArgument):
+            reader.nothing_to_expunge(store_pb2.ExpungeRequest(epoch=epoch, user="di", mailbox_id=mid, uid_set="x"))
+    finally:
+        reader.close()
+
+
 def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) -> None:
     """unchanged_by_store says "nothing to write" exactly when StoreFlags then writes nothing."""
     with store.client() as client:
@@ -154,6 +183,8 @@ def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) 
                 epoch=epoch, user="cy", mailbox_id=mid, uid_set="1", mode=add, has_unchanged_since=True
             )
             assert reader.unchanged_by_store(conditional) is None  # UNCHANGEDSINCE: always the store's call
+            stale = store_pb2.StoreFlagsRequest(epoch=epoch - 1, user="cy", mailbox_id=mid, uid_set="1", mode=add)
+            assert reader.unchanged_by_store(stale) is None  # a deposed writer: the store says FENCED
         with pytest.raises(NotFound):
             reader.unchanged_by_store(store_pb2.StoreFlagsRequest(user="cy", mailbox_id=9999, uid_set="1"))
     finally:
