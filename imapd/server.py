@@ -16,8 +16,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -77,6 +76,13 @@ def client_gone(exc: BaseException) -> str | None:
     return detail
 
 
+def _socket_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """A failed read or write on the plain socket, as trio's SocketStream reports it."""
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the connection was closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
 def parse_endpoint(text: str, implicit_tls: bool) -> Endpoint:
     host, _, port = text.rpartition(":")
     return Endpoint(host or "127.0.0.1", int(port), implicit_tls)
@@ -95,8 +101,10 @@ class Connection:
         self._send_lock = trio.Lock()
         # The TCP socket under any TLS layer, for the per-read ACK below.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        # While the stream is that plain socket, `send` writes to it directly first (see there).
+        # While the stream is that plain socket, `send` writes to it directly first and
+        # `receive` reads it directly (see there).
         self._plain = stream if isinstance(stream, trio.SocketStream) else None
+        self._fd = self._socket.fileno() if self._socket is not None else -1
         # Held while a command runs; BYE from outside waits for it (bounded).
         self.command_lock = trio.Lock()
         self.scope = trio.CancelScope()
@@ -126,30 +134,44 @@ class Connection:
             with trio.fail_after(_SEND_TIMEOUT):
                 await self.stream.send_all(data)
 
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the client (b"" at its end), as `stream.receive_some` gives them.
+
+        On the plain socket: wait until it is readable, then read it directly. A client
+        has nothing to send before our answer to its last command reached it, so trying
+        the read first (as `SocketStream.receive_some` does) would fail almost always,
+        costing a syscall and an exception per command (issue 13). `wait_readable` is a
+        checkpoint: a client that pipelines commands still yields to other connections.
+        """
+        if self._plain is None or self.stream is not self._plain:
+            return await self.stream.receive_some(_READ_SIZE)
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:
+                continue  # readable, then not (another reader raced us): wait again
+            except OSError as exc:
+                raise _socket_error(exc) from exc
+
     def _write_now(self, data: bytes) -> int:
         """Bytes of `data` the (non-blocking) socket took at once; errors as trio's stream gives them."""
-        assert self._socket is not None
         try:
-            return os.write(self._socket.fileno(), data)
+            return os.write(self._fd, data)
         except BlockingIOError:
             return 0
         except OSError as exc:
-            if exc.errno == errno.EBADF:
-                raise trio.ClosedResourceError("the connection was closed") from exc
-            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            raise _socket_error(exc) from exc
 
-    @asynccontextmanager
-    async def running_command(self) -> AsyncIterator[None]:
-        """Hold `command_lock` while a command runs; uncontended (the usual case) without
-        a scheduler round trip (only `bye` from outside ever waits for it)."""
+    async def hold_command_lock(self) -> None:
+        """Take `command_lock` for a command; uncontended (the usual case) without a
+        scheduler round trip (only `bye` from outside ever waits for it). The caller
+        releases it in a `finally` (an async context manager here cost a dozen calls
+        per command, issue 13)."""
         try:
             self.command_lock.acquire_nowait()
         except trio.WouldBlock:
             await self.command_lock.acquire()
-        try:
-            yield
-        finally:
-            self.command_lock.release()
 
     def ack_now(self) -> None:
         """Acknowledge what we have read at once instead of after the delayed-ACK timer.
@@ -285,24 +307,50 @@ class ImapServer:
     async def _read_loop(
         self, conn: Connection, session: Session, parser: CommandParser, nursery: trio.Nursery
     ) -> None:
+        # One deadline for the whole connection, moved as the client stays active; a
+        # cancel scope per read cost ~6 us of CPU per command (issue 13).
+        with trio.CancelScope() as timer:
+            await self._commands(conn, session, parser, nursery, timer)
+        if timer.cancelled_caught:
+            await conn.send(b"* BYE Autologout; idle for too long\r\n")
+
+    def _move_deadline(self, timer: trio.CancelScope, session: Session, conn: Connection) -> None:
+        """Set `timer` to when this client, silent from now on, is logged out.
+
+        Before login the deadline is absolute (bytes trickling in do not extend it).
+        After it, the deadline moves forward only once it lags by more than an eighth
+        of the timeout (at most a second), so a busy client does not pay for moving it
+        on every command; a command runs long before its deadline could strike it.
+        """
+        settings = self.ctx.settings
+        if session.state is ConnectionState.NOT_AUTHENTICATED:
+            if timer.deadline != conn.preauth_deadline:
+                timer.deadline = conn.preauth_deadline
+            return
+        timeout = settings.idle_timeout + 60 if session.idle_tag is not None else settings.autologout
+        deadline = trio.current_time() + timeout
+        if deadline < timer.deadline or deadline - timer.deadline > min(1.0, timeout / 8):
+            timer.deadline = deadline
+
+    async def _commands(
+        self,
+        conn: Connection,
+        session: Session,
+        parser: CommandParser,
+        nursery: trio.Nursery,
+        timer: trio.CancelScope,
+    ) -> None:
         settings = self.ctx.settings
         appending: append_flow.AppendInProgress | None = None
         discarded_reply = b""
+        metrics = self.metrics
+        started = 0.0
         while True:
-            if session.state is ConnectionState.NOT_AUTHENTICATED:
-                deadline = conn.preauth_deadline  # absolute: bytes trickling in do not extend it
-            elif session.idle_tag is not None:
-                deadline = trio.current_time() + settings.idle_timeout + 60  # the IDLE pump logs out first
-            else:
-                deadline = trio.current_time() + settings.autologout
-            with trio.move_on_at(deadline) as waited:
-                try:
-                    data = await conn.stream.receive_some(_READ_SIZE)
-                except DeflateError:
-                    await conn.send(b"* BYE Invalid compressed data\r\n")
-                    return
-            if waited.cancelled_caught:
-                await conn.send(b"* BYE Autologout; idle for too long\r\n")
+            self._move_deadline(timer, session, conn)
+            try:
+                data = await conn.receive()
+            except DeflateError:
+                await conn.send(b"* BYE Invalid compressed data\r\n")
                 return
             if not data:
                 return
@@ -314,15 +362,21 @@ class ImapServer:
                         conn.ack_now()  # no answer will carry the ACK until the client sends the rest
                     break
                 outcome = Outcome.CONTINUE
-                if isinstance(event, ev.CommandReceived):
-                    started = trio.current_time()
+                if type(event) is ev.CommandReceived:
+                    if metrics is not None:
+                        started = trio.current_time()
                     session.last_status = b""
-                    async with conn.running_command():
+                    await conn.hold_command_lock()
+                    try:
                         outcome = await session.handle(event.tag, event.command)
-                    self._count(type(event.command).__name__.upper(), session, started)
-                    # ENABLE UTF8=ACCEPT / IMAP4rev2: 8-bit mailbox names are UTF-8 from the next command on.
-                    parser.utf8_names = session.utf8_names
-                    if session.state is not ConnectionState.NOT_AUTHENTICATED and not parser.authenticated:
+                    finally:
+                        conn.command_lock.release()
+                    if metrics is not None:
+                        self._count(type(event.command).__name__.upper(), session, started)
+                    if session.enabled:
+                        # ENABLE UTF8=ACCEPT / IMAP4rev2: 8-bit mailbox names are UTF-8 from the next command on.
+                        parser.utf8_names = session.utf8_names
+                    if not parser.authenticated and session.state is not ConnectionState.NOT_AUTHENTICATED:
                         parser.set_authenticated()
                         self.release_prelogin(conn)
                 elif isinstance(event, ev.ContinuationNeeded):
@@ -356,8 +410,11 @@ class ImapServer:
                     if appending is not None:
                         started = trio.current_time()
                         session.last_status = b""
-                        async with conn.running_command():
+                        await conn.hold_command_lock()
+                        try:
                             outcome = await append_flow.commit(session, appending)
+                        finally:
+                            conn.command_lock.release()
                         self._count("APPEND", session, started)
                     appending = None
                 elif isinstance(event, ev.LiteralTooBig):

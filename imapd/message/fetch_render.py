@@ -1,7 +1,7 @@
 """The FETCH renderer: typed attributes + a message view -> (label, value) pairs.
 
-The session writes "* n FETCH (" + label SP value ... + ")"; `fetch_list`
-builds that parenthesised list. Whole-message bodies go out as
+The session writes "* n FETCH (" + label SP value ... + ")": `fetch_response`
+gives that line in pieces; `fetch_list` builds the parenthesised list as a value. Whole-message bodies go out as
 ChunkedLiteral from the chunks the store sent, never joined.
 """
 
@@ -25,17 +25,17 @@ from imapd.protocol.fetch_spec import (
     SimpleItem,
     SimpleKind,
 )
-from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
+from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value, encode_into
 from mailparse.view import MessageView, ParsedMessage
 
 RECENT = "\\Recent"
 
 
 def flags_value(flags: tuple[str, ...], recent: bool = False) -> Value:
-    items = [Atom(f) for f in flags]
+    """The flag list in wire form (flags are atoms: one piece, not a List of Atoms to encode)."""
     if recent and RECENT not in flags:
-        items.append(Atom(RECENT))
-    return List(tuple(items))
+        flags = (*flags, RECENT)
+    return Raw(b"(" + " ".join(flags).encode("ascii") + b")")
 
 
 def _whole(msg: ParsedMessage, partial: Partial | None) -> Value:
@@ -138,3 +138,16 @@ def fetch_list(pairs: list[tuple[bytes, Value]]) -> List:
         items.append(Raw(label))
         items.append(value)
     return List(tuple(items))
+
+
+def fetch_response(seq: int, pairs: list[tuple[bytes, Value]]) -> list[bytes]:
+    """The untagged "* seq FETCH (...)" line in pieces: what `fetch_list` + `encode_into`
+    give, without building the List first."""
+    out = [b"* %d FETCH (" % seq]
+    first = True
+    for label, value in pairs:
+        out.append(label + b" " if first else b" " + label + b" ")
+        first = False
+        encode_into(value, out)
+    out.append(b")\r\n")
+    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imapd.message import index_fetch, index_search
-from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.fetch_render import fetch_response, render_fetch
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import (
@@ -23,7 +23,7 @@ from imapd.protocol.fetch_spec import (
 )
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Raw, Value, encode, encode_chunks
+from imapd.protocol.values import Raw, Value, encode
 from imapd.session import index_queries, search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
@@ -128,7 +128,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     missing = set(uids)
     cpu = CpuSlice()
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
-        await cpu.tick()
+        if cpu.due():
+            await cpu.tick()
         seq = sel.seq_of(item.meta.uid)
         if not seq:
             continue
@@ -146,11 +147,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         if FLAGS in these:
             for line in sel.announce_keywords(item.meta.flags):
                 s.emit(line)
-        s.emit(b"* %d FETCH " % seq)
-        for chunk in encode_chunks(fetch_list(pairs)):
-            s.emit(chunk)
-        s.emit(b"\r\n")
-        await s.maybe_flush()
+        if s.emit_parts(fetch_response(seq, pairs)):
+            await s.flush()
     if missing and cmd.changed_since is None:
         # Expunged by another session, not yet announced to this one (RFC 2180 4.1.2).
         s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")

@@ -109,6 +109,17 @@ class Session:
         self._out.append(data)
         self._out_size += len(data)
 
+    def emit_parts(self, parts: list[bytes]) -> bool:
+        """Queue one response given in pieces (as `encode_into` makes them): joined when
+        small, kept apart when it carries a big literal. True when a flush is due."""
+        size = sum(map(len, parts))
+        if size < _FLUSH_AT:
+            self._out.append(b"".join(parts))
+        else:
+            self._out.extend(parts)
+        self._out_size += size
+        return self._out_size >= _FLUSH_AT
+
     async def maybe_flush(self) -> None:
         if self._out_size >= _FLUSH_AT:
             await self.flush()
