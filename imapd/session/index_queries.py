@@ -134,12 +134,19 @@ async def search_uids(
     table.text_hits = text_hits
     matched = table.evaluate(key, plan, context, sel.uids)
     matched -= sel.pending_expunged
-    modseq_of = dict(zip(uids, modseqs, strict=True)) if matched else {}
+    if not matched:
+        return []
+    modseq_of = dict(zip(uids, modseqs, strict=True))
+    # Sequence numbers in one pass over the ascending matches (bisect from the last hit;
+    # a seq_of call per match was most of a SEARCH's cost, issue 13).
+    present, count = sel.uids, len(sel.uids)
     out = []
+    start = 0
     for uid in sorted(matched):
-        seq = sel.seq_of(uid)
-        if seq:
-            out.append((seq, uid, modseq_of[uid]))
+        i = bisect.bisect_left(present, uid, start)
+        if i < count and present[i] == uid:
+            out.append((i + 1, uid, modseq_of[uid]))
+            start = i + 1
     return out
 
 
