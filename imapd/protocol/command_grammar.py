@@ -52,9 +52,12 @@ class CommandParseError(ParseError):
 def split_tag(line: bytes) -> str | None:
     """The tag at the start of a line, if it is a valid one followed by a space."""
     m = TAG.match(line)
-    if m is None or m.end() > _MAX_TAG or line[m.end() : m.end() + 1] != b" ":
+    if m is None:
         return None
-    return m.group().decode("ascii")
+    end = m.end()
+    if end > _MAX_TAG or line[end : end + 1] != b" ":
+        return None
+    return line[:end].decode("ascii")
 
 
 def parse_command(
@@ -63,10 +66,15 @@ def parse_command(
     binary: list[bool] | None = None,
     *,
     utf8_names: bool = False,
+    tag: str | None = None,
 ) -> tuple[str, c.Command]:
-    """Parse one complete command; raises CommandParseError."""
+    """Parse one complete command; raises CommandParseError.
+
+    `tag`: what `split_tag` already found at the start of the first segment (the
+    parser checks it before reading a command), so it is not split again."""
     first = segments[0]
-    tag = split_tag(first)
+    if tag is None:
+        tag = split_tag(first)
     if tag is None:
         raise CommandParseError(None, "missing or invalid tag")
     try:

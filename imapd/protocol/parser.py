@@ -369,7 +369,9 @@ class CommandParser:
     # --- LINE ----------------------------------------------------------------
 
     def _step_line(self) -> bool:
-        if not self._segments and self._buf and self._buf[0] in _GARBAGE_START:
+        if not self._buf:
+            return False  # nothing to parse (the usual case once a command has been taken)
+        if not self._segments and self._buf[0] in _GARBAGE_START:
             # No command starts with a control or 8-bit byte: say so now instead of waiting
             # for a line end that a TLS ClientHello sent to the plaintext port may never have.
             self._events.append(ev.BadCommand(None, "binary data is not an IMAP command", ev.BadReason.GARBAGE))
@@ -384,7 +386,8 @@ class CommandParser:
                 self._skip_line(bad)
                 return True
             return False
-        if self._text_bytes + len(line) > self._line_limit_for(line):
+        limit = self._line_limit if self._authenticated else self._line_limit_for(line)
+        if self._text_bytes + len(line) > limit:
             if self._tag is None:
                 self._tag = split_tag(line[:80])
             self._after_skipped_line(line[-_TAIL:], self._bad("command line too long", ev.BadReason.LINE_TOO_LONG))
@@ -446,7 +449,9 @@ class CommandParser:
             self._reset_command()
             return
         try:
-            tag, command = parse_command(self._segments, self._literals, self._binary, utf8_names=self.utf8_names)
+            tag, command = parse_command(
+                self._segments, self._literals, self._binary, utf8_names=self.utf8_names, tag=self._tag
+            )
             self._events.append(ev.CommandReceived(tag, command))
         except CommandParseError as exc:
             reason = ev.BadReason.BAD_CHARSET if exc.bad_charset else ev.BadReason.SYNTAX

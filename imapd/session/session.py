@@ -315,6 +315,13 @@ class Session:
         allow = not (isinstance(command, _NO_EXPUNGE) and not getattr(command, "uid", False))
         return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE, allow_expunge=allow)
 
+    def _selected_quiet(self) -> bool:
+        """The feed and the selected mailbox hold nothing to announce (most commands):
+        `emit_updates` can be skipped."""
+        self.absorb_events()
+        sel = self.selected
+        return sel is not None and sel.quiet
+
     def store_failed(self, tag: str, exc: StoreError, context: Context) -> Outcome:
         reply = reply_for(exc, context)
         self.tagged(tag, reply.status, reply.text)
@@ -326,7 +333,7 @@ class Session:
         # Untagged updates go before the tagged line: take it off, add them, put it back.
         if (
             updates
-            and (self.selected is not None or self.notify is not None)
+            and (self.notify is not None or (self.selected is not None and not self._selected_quiet()))
             and self._out
             and self._out[-1].startswith(tag.encode() + b" ")
         ):
