@@ -137,12 +137,16 @@ async def search_uids(
     if not matched:
         return []
     modseq_of = dict(zip(uids, modseqs, strict=True))
-    # Sequence numbers in one pass over the ascending matches (bisect from the last hit;
-    # a seq_of call per match was most of a SEARCH's cost, issue 13).
     present, count = sel.uids, len(sel.uids)
+    ordered = sorted(matched)
+    if len(ordered) * 8 >= count:
+        # Many matches: number them from one map built in C (a seq_of call per match was
+        # most of a SEARCH's cost, issue 13).
+        seq_of = dict(zip(present, range(1, count + 1), strict=True))
+        return [(seq_of[uid], uid, modseq_of[uid]) for uid in ordered if uid in seq_of]
     out = []
     start = 0
-    for uid in sorted(matched):
+    for uid in ordered:  # few matches in a big mailbox: bisect from the last hit
         i = bisect.bisect_left(present, uid, start)
         if i < count and present[i] == uid:
             out.append((i + 1, uid, modseq_of[uid]))
