@@ -20,7 +20,7 @@ from typing import TypeVar
 import lmdb
 
 from mailha_api import mailbox_index_pb2, store_pb2
-from store import index_scan, read_ops
+from store import index_scan, names, read_ops, uidset
 from store.errors import Unavailable
 from store.schema import MAX_DBS, Dbs
 
@@ -76,3 +76,22 @@ class LocalReader:
         """`fetch_batch` without the reply message: (meta, body) pairs, None when truncated."""
         user = read_ops.check_fetch(req)
         return self.read(lambda txn: read_ops.fetch_items(txn, self.dbs, user, req))
+
+    def fetch_records(
+        self, user: str, mailbox_id: int, uid_set: str, *, with_header: bool, with_body: bool, changed_since: int = 0
+    ) -> list[read_ops.FetchRecord] | None:
+        """`fetch_items` as the store's records (no API messages), None when truncated."""
+        uidset.parse(uid_set)
+        names.user_name(user)
+        return self.read(
+            lambda txn: read_ops.fetch_records(
+                txn,
+                self.dbs,
+                user,
+                mailbox_id,
+                uid_set,
+                with_header=with_header,
+                with_body=with_body,
+                changed_since=changed_since,
+            )
+        )
