@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -110,6 +111,9 @@ class Connection:
         self.scope = trio.CancelScope()
         self.closing = False
         self.preauth_deadline = float("inf")
+        # When (time.perf_counter) and for which state the read loop last moved its autologout deadline.
+        self.deadline_moved = float("-inf")
+        self.deadline_idling = False
 
     @property
     def peer(self) -> str:
@@ -327,10 +331,14 @@ class ImapServer:
             if timer.deadline != conn.preauth_deadline:
                 timer.deadline = conn.preauth_deadline
             return
-        timeout = settings.idle_timeout + 60 if session.idle_tag is not None else settings.autologout
-        deadline = trio.current_time() + timeout
-        if deadline < timer.deadline or deadline - timer.deadline > min(1.0, timeout / 8):
-            timer.deadline = deadline
+        idling = session.idle_tag is not None
+        timeout = settings.idle_timeout + 60 if idling else settings.autologout
+        # perf_counter (trio's clock, without its offset) to tell whether the deadline lags.
+        now = time.perf_counter()
+        if idling == conn.deadline_idling and now - conn.deadline_moved < min(1.0, timeout / 8):
+            return
+        timer.deadline = trio.current_time() + timeout
+        conn.deadline_moved, conn.deadline_idling = now, idling
 
     async def _commands(
         self,

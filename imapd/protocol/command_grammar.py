@@ -78,7 +78,7 @@ def parse_command(
     if tag is None:
         raise CommandParseError(None, "missing or invalid tag")
     try:
-        if not literals and len(first) <= _MAX_CACHED and first[len(tag) + 1 : len(tag) + 6].upper() not in _NOT_CACHED:
+        if not literals and cacheable(first, len(tag)):
             return tag, _parse_line_cached(first[len(tag) + 1 :], utf8_names)
         reader = Reader(segments, literals, binary, utf8_names=utf8_names)
         reader.read_pattern(TAG, "a tag")
@@ -108,6 +108,11 @@ def _command(reader: Reader) -> c.Command:
 # only short lines are, so the cache stays under 1024 * 256 bytes of keys.
 _NOT_CACHED: Final = frozenset({b"LOGIN", b"AUTHE"})
 _MAX_CACHED: Final = 256
+
+
+def cacheable(line: bytes, tag_length: int) -> bool:
+    """A whole one-line command whose parse may be kept and reused: short, no secrets."""
+    return len(line) <= _MAX_CACHED and line[tag_length + 1 : tag_length + 6].upper() not in _NOT_CACHED
 
 
 @functools.lru_cache(maxsize=1024)
