@@ -291,8 +291,10 @@ class Session:
             self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
             return await self._finish(tag, Outcome.CONTINUE, updates=True)
         handler = self.handlers[type(command)]
-        # Command names only: arguments may hold passwords or message text.
-        log.debug("%s %s", self.wire.peer, type(command).__name__)
+        # Command names only: arguments may hold passwords or message text. The level is
+        # tested first: the arguments cost a property call per command even with it off.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
         if sub is not None and self.ctx.hub.behind(sub):
             await self.ctx.hub.catch_up(sub)
