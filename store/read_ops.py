@@ -9,7 +9,6 @@ returns the API message, raising `store.errors` on bad input.
 from __future__ import annotations
 
 import bisect
-from typing import NamedTuple
 
 import lmdb
 
@@ -100,23 +99,19 @@ def fetch_items(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
     if records is None:
         return None
     out: FetchItems = []
-    for record in records:
-        item = messages.meta(record.uid, record.rec)
+    for uid, rec, header, body in records:
+        item = messages.meta(uid, rec)
         if req.with_message_facts:
-            message_facts.fill_meta(txn, dbs, req.mailbox_id, record.rec, item)
-        if record.header is not None:
-            item.header = record.header
-        out.append((item, record.body))
+            message_facts.fill_meta(txn, dbs, req.mailbox_id, rec, item)
+        if header is not None:
+            item.header = header
+        out.append((item, body))
     return out
 
 
-class FetchRecord(NamedTuple):
-    """One message of a FETCH as the store keeps it: record, and the bytes asked for."""
-
-    uid: int
-    rec: MessageRecord
-    header: bytes | None
-    body: bytes | None
+# One message of a FETCH as the store keeps it: (uid, record, header, body), the bytes
+# when asked for. A plain tuple: one is made per message of every local FETCH.
+FetchRecord = tuple[int, MessageRecord, bytes | None, bytes | None]
 
 
 def fetch_records(
@@ -158,7 +153,7 @@ def fetch_records(
             body = b"".join([piece for _, piece in bodies.read_range(txn, dbs, rec.body_id, start, end - start)])
         if total > FETCH_BATCH_MAX_BYTES:
             return None
-        out.append(FetchRecord(uid, rec, header, body))
+        out.append((uid, rec, header, body))
     return out
 
 
