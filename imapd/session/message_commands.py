@@ -46,19 +46,22 @@ def _sel(s: Session) -> tuple[str, SelectedMailbox]:
 
 def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
     m = item.meta
+    facts = m.facts
+    # Positional, in MessageView's field order: one is made per message of every FETCH and
+    # SEARCH, and keywords cost more than half of the tuple's construction.
     return MessageView(
-        recent=recent,
-        uid=m.uid,
-        modseq=m.modseq,
-        flags=m.flags,
-        internal_date=m.internal_date,
-        tz_offset_minutes=m.tz_offset_minutes,
-        size=m.size,
-        header=m.header,
-        chunks=(item.body,) if item.body is not None else None,
-        save_date=m.facts.save_date if m.facts is not None else None,
-        email_id=m.facts.body_id if m.facts is not None else None,
-        preview=m.facts.preview if m.facts is not None else None,
+        m.uid,
+        m.modseq,
+        m.flags,
+        m.internal_date,
+        m.tz_offset_minutes,
+        m.size,
+        m.header,
+        (item.body,) if item.body is not None else None,
+        recent,
+        facts.save_date if facts is not None else None,
+        facts.body_id if facts is not None else None,
+        facts.preview if facts is not None else None,
     )
 
 
