@@ -132,6 +132,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     cpu = CpuSlice()
     labels = [a.label() for a in attrs]
     wants_flags = FLAGS in attrs
+    wants_envelope = ENVELOPE in attrs
     recent = sel.recent
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
         if cpu.due():
@@ -146,7 +147,10 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
             these = with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS)
             these_labels, these_flags = [a.label() for a in these], True
         try:
-            values = _render(s, user, sel.mailbox_id, these, item, recent=meta.uid in recent)
+            if wants_envelope:
+                values = _render_with_envelope(s, user, sel.mailbox_id, these, item, recent=meta.uid in recent)
+            else:
+                values = render_values(these, _view(item, meta.uid in recent))
         except MissingMessageData:
             continue
         except UnknownTransferEncoding:
@@ -165,7 +169,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     return Outcome.CONTINUE
 
 
-def _render(
+def _render_with_envelope(
     s: Session,
     user: str,
     mailbox_id: int,
@@ -174,8 +178,7 @@ def _render(
     *,
     recent: bool,
 ) -> list[Value]:
-    if ENVELOPE not in attrs:
-        return render_values(attrs, _view(item, recent))
+    """The values of `attrs` (ENVELOPE among them), the ENVELOPE from the cache when it has it."""
     key = (user, mailbox_id, item.meta.uid)
     envelope = s.ctx.envelopes.get(key)
     if envelope is None:
