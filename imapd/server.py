@@ -156,6 +156,13 @@ class Connection:
     def tls_active(self) -> bool:
         return self._tls
 
+    def send_now(self, data: bytes) -> int:
+        """What `send` writes at once on the plain socket when no other send is waiting
+        (the session's usual reply: one write, no coroutine); 0 otherwise."""
+        if self._plain is not None and self.stream is self._plain and not self._send_lock.locked():
+            return self._write_now(data)
+        return 0
+
     async def send(self, data: bytes) -> None:
         if self._plain is not None and self.stream is self._plain and not self._send_lock.locked():
             # Fast path: a response fits the socket buffer almost always. Writing it straight

@@ -9,6 +9,7 @@ other exception into "NO [SERVERBUG]": the connection always lives on.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -54,9 +55,21 @@ Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
 
 def _undecodable(command: c.Command) -> bool:
     """The command names a mailbox that is not valid modified UTF-7 (so cannot exist)."""
+    if type(command) in _NAMELESS:
+        return False
     return isinstance(getattr(command, "mailbox", None), UndecodableName) or isinstance(
         getattr(command, "new_name", None), UndecodableName
     )
+
+
+# Command classes without a mailbox name (NOOP, FETCH, SEARCH...): `_undecodable` skips them.
+_NAMELESS: Final = frozenset(
+    cls
+    for cls in vars(c).values()
+    if isinstance(cls, type)
+    and dataclasses.is_dataclass(cls)
+    and not {"mailbox", "new_name"} & {f.name for f in dataclasses.fields(cls)}
+)
 
 
 class Notifier(Protocol):
@@ -123,6 +136,25 @@ class Session:
     async def maybe_flush(self) -> None:
         if self._out_size >= _FLUSH_AT:
             await self.flush()
+
+    def _flush_now(self) -> bool:
+        """Write the queued output at once when it is one piece the socket takes whole (a
+        command's usual reply); False when `flush` must send (the rest of) it."""
+        out = self._out
+        if not out:
+            return True
+        if len(out) != 1:
+            return False
+        data = out[0]
+        sent = self.wire.send_now(data)
+        if sent == len(data):
+            out.clear()
+            self._out_size = 0
+            return True
+        if sent:
+            out[0] = data[sent:]
+            self._out_size -= sent
+        return False
 
     async def flush(self) -> None:
         if not self._out:
@@ -345,7 +377,8 @@ class Session:
             self.emit(last)
             if not alive:
                 outcome = Outcome.CLOSE
-        await self.flush()
+        if not self._flush_now():
+            await self.flush()
         return outcome
 
     async def finish_followup(self, tag: str, outcome: Outcome) -> Outcome:
