@@ -460,6 +460,29 @@ class GrpcStore:
         )
 
     async def fetch(self, user: str, mailbox_id: int, request: FetchRequest) -> AsyncGenerator[FetchedMessage, None]:
+        small = _uid_count(request.uid_set) <= _UNARY_FETCH_MAX
+        # A small selection comes in one unary reply (no worker thread, one gRPC
+        # message instead of one per email); the store says `truncated` past its bound.
+        # Beside the store, from its records: no API message per email and back.
+        if small and self._local is not None and not request.with_facts:
+            records = self._read_local(
+                self._local,
+                lambda r: r.fetch_records(
+                    user,
+                    mailbox_id,
+                    request.uid_set,
+                    with_header=request.with_header,
+                    with_body=request.with_body,
+                    changed_since=request.changed_since,
+                ),
+            )
+            if records is not None:
+                for uid, rec, header, body in records:
+                    meta = MessageMeta(
+                        uid, rec.modseq, rec.flags, rec.internal_date, rec.tz_offset_minutes, rec.size, header or None
+                    )
+                    yield FetchedMessage(meta, body)
+                return
         req = store_pb2.FetchRequest(
             user=user,
             mailbox_id=mailbox_id,
@@ -469,23 +492,19 @@ class GrpcStore:
             changed_since=request.changed_since,
             with_message_facts=request.with_facts,
         )
-
-        # A small selection comes in one unary reply (no worker thread, one gRPC
-        # message instead of one per email); the store says `truncated` past its bound.
-        if _uid_count(request.uid_set) <= _UNARY_FETCH_MAX:
-            if self._local is not None:
-                items = self._read_local(self._local, lambda r: r.fetch_items(req))
-                if items is not None:
-                    for pb, body in items:
-                        yield FetchedMessage(_meta(pb), body if request.with_body else None)
-                    return
-            else:
-                batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
-                if not batch.truncated:
-                    bodies = batch.bodies if request.with_body else None
-                    for i, pb in enumerate(batch.metas):
-                        yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
-                    return
+        if small and self._local is not None and request.with_facts:
+            items = self._read_local(self._local, lambda r: r.fetch_items(req))
+            if items is not None:
+                for pb, body in items:
+                    yield FetchedMessage(_meta(pb), body if request.with_body else None)
+                return
+        elif small and self._local is None:
+            batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
+            if not batch.truncated:
+                bodies = batch.bodies if request.with_body else None
+                for i, pb in enumerate(batch.metas):
+                    yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
+                return
 
         # The stream is read in bounded batches by trio's cached worker threads:
         # no thread start per FETCH, and memory bounded by one batch.

@@ -29,7 +29,7 @@ from store import (
     user_settings,
     users,
 )
-from store.schema import Dbs
+from store.schema import Dbs, MessageRecord
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
 FETCH_BATCH_MAX_MESSAGES = 2000
@@ -116,31 +116,76 @@ def fetch_batch(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
 def fetch_items(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.FetchRequest) -> FetchItems | None:
     """`fetch_batch` as (meta, body) pairs, None past its bounds: a reader in the caller's
     process takes the bodies as they are (no copy into a reply message and out again)."""
-    mailboxes.selectable(txn, dbs, user, req.mailbox_id)
+    records = fetch_records(
+        txn,
+        dbs,
+        user,
+        req.mailbox_id,
+        req.uid_set,
+        with_header=req.with_header,
+        with_body=req.with_body,
+        changed_since=req.changed_since,
+        body_offset=req.body_offset,
+        body_length=req.body_length,
+    )
+    if records is None:
+        return None
     out: FetchItems = []
-    total = 0
-    for uid, rec in messages.in_set(txn, dbs, req.mailbox_id, req.uid_set):
-        if rec.modseq <= req.changed_since:
-            continue
-        if len(out) >= FETCH_BATCH_MAX_MESSAGES:
-            return None
+    for uid, rec, header, body in records:
         item = messages.meta(uid, rec)
         if req.with_message_facts:
             message_facts.fill_meta(txn, dbs, req.mailbox_id, rec, item)
+        if header is not None:
+            item.header = header
+        out.append((item, body))
+    return out
+
+
+# One message of a FETCH as the store keeps it: (uid, record, header, body), the bytes
+# when asked for. A plain tuple: one is made per message of every local FETCH.
+FetchRecord = tuple[int, MessageRecord, bytes | None, bytes | None]
+
+
+def fetch_records(
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    user: str,
+    mailbox_id: int,
+    uid_set: str,
+    *,
+    with_header: bool,
+    with_body: bool,
+    changed_since: int = 0,
+    body_offset: int = 0,
+    body_length: int = 0,
+) -> list[FetchRecord] | None:
+    """The messages of `uid_set` changed after `changed_since`, None past FetchBatch's bounds.
+
+    Without API messages: an imapd beside the store builds its own values from the
+    records (a MessageMeta per message and its conversion showed in FETCH profiles)."""
+    mailboxes.selectable(txn, dbs, user, mailbox_id)
+    out: list[FetchRecord] = []
+    total = 0
+    for uid, rec in messages.in_set(txn, dbs, mailbox_id, uid_set):
+        if rec.modseq <= changed_since:
+            continue
+        if len(out) >= FETCH_BATCH_MAX_MESSAGES:
+            return None
+        header: bytes | None = None
         body: bytes | None = None
-        if req.with_header:
-            item.header = bodies.read_header(txn, dbs, rec.body_id)
-            total += len(item.header)
-        if req.with_body:
-            start = min(req.body_offset, rec.size)
-            end = rec.size if not req.body_length else min(rec.size, start + req.body_length)
+        if with_header:
+            header = bodies.read_header(txn, dbs, rec.body_id)
+            total += len(header)
+        if with_body:
+            start = min(body_offset, rec.size)
+            end = rec.size if not body_length else min(rec.size, start + body_length)
             total += end - start
             if total > FETCH_BATCH_MAX_BYTES:
                 return None
             body = b"".join([piece for _, piece in bodies.read_range(txn, dbs, rec.body_id, start, end - start)])
         if total > FETCH_BATCH_MAX_BYTES:
             return None
-        out.append((item, body))
+        out.append((uid, rec, header, body))
     return out
 
 

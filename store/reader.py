@@ -27,7 +27,7 @@ from typing import TypeVar
 import lmdb
 
 from mailha_api import mailbox_index_pb2, store_pb2
-from store import index_scan, read_ops
+from store import index_scan, names, read_ops, uidset
 from store.errors import Unavailable
 from store.passwords import CredentialCache, needs_rehash
 from store.schema import MAX_DBS, Dbs
@@ -109,3 +109,22 @@ class LocalReader:
         after = self.login_record(login)
         if after == before and after.user == user:
             self.logins.remember(login, password, bound=before.password_hash)
+
+    def fetch_records(
+        self, user: str, mailbox_id: int, uid_set: str, *, with_header: bool, with_body: bool, changed_since: int = 0
+    ) -> list[read_ops.FetchRecord] | None:
+        """`fetch_items` as the store's records (no API messages), None when truncated."""
+        uidset.parse(uid_set)
+        names.user_name(user)
+        return self.read(
+            lambda txn: read_ops.fetch_records(
+                txn,
+                self.dbs,
+                user,
+                mailbox_id,
+                uid_set,
+                with_header=with_header,
+                with_body=with_body,
+                changed_since=changed_since,
+            )
+        )

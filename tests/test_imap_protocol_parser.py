@@ -454,3 +454,31 @@ def test_catenate_after_a_streamed_message_is_read_whole() -> None:
     events = feed(CommandParser(authenticated=True), b"a APPEND Drafts {1+}\r\nx CATENATE (FOO)\r\nb NOOP\r\n")
     assert isinstance(events[-2], ev.BadCommand) and events[-2].tag == "a", events
     assert events[-1] == ev.CommandReceived("b", c.Noop()), events
+
+
+def test_repeated_lines_give_what_the_grammar_gives() -> None:
+    """A logged-in connection's repeated one-line commands skip the grammar (issue 13): the
+    events must be the ones a fresh parse gives, for any tag, name mode and limit."""
+    lines = [b"NOOP", b"UID FETCH 1:* (FLAGS)", b'SELECT "caf\xc3\xa9"', b"SEARCH UNSEEN", b"FROB", b"FETCH 1 (FLAGS"]
+    parser = CommandParser(authenticated=True)
+    for round_ in range(3):
+        for i, rest in enumerate(lines):
+            wire = b"t%d.%d " % (round_, i) + rest + b"\r\n"
+            assert feed(parser, wire) == feed(CommandParser(authenticated=True), wire)
+    # Lines are remembered per name mode: 8-bit names are UTF-8 only once enabled.
+    parser.utf8_names = True
+    wire = b'u1 SELECT "caf\xc3\xa9"\r\n'
+    assert feed(parser, wire) == feed(CommandParser(authenticated=True, utf8_names=True), wire)
+    assert feed(parser, wire)[0] == ev.CommandReceived("u1", c.Select("caf\u00e9"))
+    # A bad tag is still refused, whatever the rest of the line.
+    assert feed(parser, b"a{b NOOP\r\n") == feed(CommandParser(authenticated=True), b"a{b NOOP\r\n")
+
+
+def test_a_remembered_line_still_meets_the_line_limit() -> None:
+    limits = ParserLimits(line_after_auth=20)
+    parser = CommandParser(limits, authenticated=True)
+    assert feed(parser, b"a1 NOOP\r\n") == [ev.CommandReceived("a1", c.Noop())]
+    long_tag = b"t" * 16
+    assert feed(parser, long_tag + b" NOOP\r\n") == [
+        ev.BadCommand(long_tag.decode(), "command line too long", ev.BadReason.LINE_TOO_LONG)
+    ]

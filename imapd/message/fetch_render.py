@@ -1,7 +1,7 @@
 """The FETCH renderer: typed attributes + a message view -> (label, value) pairs.
 
-The session writes "* n FETCH (" + label SP value ... + ")"; `fetch_list`
-builds that parenthesised list. Whole-message bodies go out as
+The session writes "* n FETCH (" + label SP value ... + ")": `fetch_response`
+gives that line in pieces; `fetch_list` builds the parenthesised list as a value. Whole-message bodies go out as
 ChunkedLiteral from the chunks the store sent, never joined.
 """
 
@@ -25,17 +25,17 @@ from imapd.protocol.fetch_spec import (
     SimpleItem,
     SimpleKind,
 )
-from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value
+from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value, encode_into
 from mailparse.view import MessageView, ParsedMessage
 
 RECENT = "\\Recent"
 
 
 def flags_value(flags: tuple[str, ...], recent: bool = False) -> Value:
-    items = [Atom(f) for f in flags]
+    """The flag list in wire form (flags are atoms: one piece, not a List of Atoms to encode)."""
     if recent and RECENT not in flags:
-        items.append(Atom(RECENT))
-    return List(tuple(items))
+        flags = (*flags, RECENT)
+    return Raw(b"(" + " ".join(flags).encode("ascii") + b")")
 
 
 def _whole(msg: ParsedMessage, partial: Partial | None) -> Value:
@@ -70,6 +70,11 @@ def _binary_value(content: BinaryContent, partial: Partial | None) -> Value:
 
 
 def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]:
+    return item.label(), render_value(item, msg)
+
+
+def render_value(item: FetchAttribute, msg: ParsedMessage) -> Value:
+    """The value of one attribute (its label is the attribute's own: computed once per command)."""
     view = msg.view
     if isinstance(item, SimpleItem):
         kind = item.kind
@@ -105,20 +110,20 @@ def render_item(item: FetchAttribute, msg: ParsedMessage) -> tuple[bytes, Value]
             value = body_structure(msg.tree(), extended=False)
         else:
             value = body_structure(msg.tree(), extended=True)
-        return item.label(), value
+        return value
     if isinstance(item, BodySection):
-        return item.label(), _body_section(msg, item)
+        return _body_section(msg, item)
     if isinstance(item, BinarySection):
         content = part_content(msg.tree(), item.part)
         if content is None:
-            return item.label(), NIL
-        return item.label(), _binary_value(content, item.partial)
+            return NIL
+        return _binary_value(content, item.partial)
     if isinstance(item, BinarySize):
         content = part_content(msg.tree(), item.part)
-        return item.label(), Number(0 if content is None else len(content.data))
+        return Number(0 if content is None else len(content.data))
     if isinstance(item, PreviewItem):
         text: Value = NIL if view.preview is None else String(view.preview.encode("utf-8", "surrogatepass"))
-        return item.label(), List((Atom("FUZZY"), text)) if item.fuzzy else text
+        return List((Atom("FUZZY"), text)) if item.fuzzy else text
     assert_never(item)
 
 
@@ -127,8 +132,13 @@ def render_fetch(attributes: tuple[FetchAttribute, ...], view: MessageView) -> l
 
     Raises MissingMessageData when an attribute needs bytes the view lacks.
     """
+    return list(zip([item.label() for item in attributes], render_values(attributes, view), strict=True))
+
+
+def render_values(attributes: tuple[FetchAttribute, ...], view: MessageView) -> list[Value]:
+    """`render_fetch` without the labels (a FETCH computes them once for all its messages)."""
     msg = ParsedMessage(view)
-    return [render_item(item, msg) for item in attributes]
+    return [render_value(item, msg) for item in attributes]
 
 
 def fetch_list(pairs: list[tuple[bytes, Value]]) -> List:
@@ -138,3 +148,16 @@ def fetch_list(pairs: list[tuple[bytes, Value]]) -> List:
         items.append(Raw(label))
         items.append(value)
     return List(tuple(items))
+
+
+def fetch_response(seq: int, labels: list[bytes], values: list[Value]) -> list[bytes]:
+    """The untagged "* seq FETCH (...)" line in pieces: what `fetch_list` + `encode_into`
+    give, without building the List first."""
+    out = [b"* %d FETCH (" % seq]
+    first = True
+    for label, value in zip(labels, values, strict=True):
+        out.append(label + b" " if first else b" " + label + b" ")
+        first = False
+        encode_into(value, out)
+    out.append(b")\r\n")
+    return out

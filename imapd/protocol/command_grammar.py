@@ -52,9 +52,12 @@ class CommandParseError(ParseError):
 def split_tag(line: bytes) -> str | None:
     """The tag at the start of a line, if it is a valid one followed by a space."""
     m = TAG.match(line)
-    if m is None or m.end() > _MAX_TAG or line[m.end() : m.end() + 1] != b" ":
+    if m is None:
         return None
-    return m.group().decode("ascii")
+    end = m.end()
+    if end > _MAX_TAG or line[end : end + 1] != b" ":
+        return None
+    return line[:end].decode("ascii")
 
 
 def parse_command(
@@ -63,14 +66,19 @@ def parse_command(
     binary: list[bool] | None = None,
     *,
     utf8_names: bool = False,
+    tag: str | None = None,
 ) -> tuple[str, c.Command]:
-    """Parse one complete command; raises CommandParseError."""
+    """Parse one complete command; raises CommandParseError.
+
+    `tag`: what `split_tag` already found at the start of the first segment (the
+    parser checks it before reading a command), so it is not split again."""
     first = segments[0]
-    tag = split_tag(first)
+    if tag is None:
+        tag = split_tag(first)
     if tag is None:
         raise CommandParseError(None, "missing or invalid tag")
     try:
-        if not literals and len(first) <= _MAX_CACHED and first[len(tag) + 1 : len(tag) + 6].upper() not in _NOT_CACHED:
+        if not literals and cacheable(first, len(tag)):
             return tag, _parse_line_cached(first[len(tag) + 1 :], utf8_names)
         reader = Reader(segments, literals, binary, utf8_names=utf8_names)
         reader.read_pattern(TAG, "a tag")
@@ -100,6 +108,11 @@ def _command(reader: Reader) -> c.Command:
 # only short lines are, so the cache stays under 1024 * 256 bytes of keys.
 _NOT_CACHED: Final = frozenset({b"LOGIN", b"AUTHE"})
 _MAX_CACHED: Final = 256
+
+
+def cacheable(line: bytes, tag_length: int) -> bool:
+    """A whole one-line command whose parse may be kept and reused: short, no secrets."""
+    return len(line) <= _MAX_CACHED and line[tag_length + 1 : tag_length + 6].upper() not in _NOT_CACHED
 
 
 @functools.lru_cache(maxsize=1024)

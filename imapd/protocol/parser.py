@@ -82,7 +82,14 @@ from typing import Final
 
 from imapd.protocol import commands as c
 from imapd.protocol import events as ev
-from imapd.protocol.command_grammar import COMMAND_NAMES, CommandParseError, decode_base64, parse_command, split_tag
+from imapd.protocol.command_grammar import (
+    COMMAND_NAMES,
+    CommandParseError,
+    cacheable,
+    decode_base64,
+    parse_command,
+    split_tag,
+)
 from imapd.protocol.command_grammar import append_message_head as _append_head
 from imapd.protocol.errors import ParseError, UsageError
 from imapd.protocol.reader import Reader
@@ -92,6 +99,8 @@ MIB: Final = 1024 * KIB
 
 # A literal announcement at the end of a line: {n}, {n+}, ~{n}, ~{n+}.
 _LITERAL: Final = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}$")
+# Distinct repeated command lines remembered per connection (`CommandParser._repeats`).
+_MAX_REPEATS: Final = 32
 # How much of a skipped line is kept to spot a literal announcement at its end.
 _TAIL: Final = 32
 _GARBAGE_START: Final = frozenset(range(0x20)) - {0x0D, 0x0A} | frozenset(range(0x7F, 0x100))
@@ -185,6 +194,9 @@ class CommandParser:
         self._tail = b""  # end of the line being skipped
         self._pending: ev.Event | None = None  # yielded when a skip ends
         self._wait_tag = ""  # tag of IDLE / AUTHENTICATE
+        # Logged-in one-line commands this connection sent before, by the text after the tag
+        # (and the name mode): a repeat skips the command checks and the grammar (issue 13).
+        self._repeats: dict[tuple[bytes, bool], c.Command] = {}
 
     # --- public API ----------------------------------------------------------
 
@@ -369,13 +381,23 @@ class CommandParser:
     # --- LINE ----------------------------------------------------------------
 
     def _step_line(self) -> bool:
-        if not self._segments and self._buf and self._buf[0] in _GARBAGE_START:
+        if not self._buf:
+            return False  # nothing to parse (the usual case once a command has been taken)
+        if not self._segments and self._buf[0] in _GARBAGE_START:
             # No command starts with a control or 8-bit byte: say so now instead of waiting
             # for a line end that a TLS ClientHello sent to the plaintext port may never have.
             self._events.append(ev.BadCommand(None, "binary data is not an IMAP command", ev.BadReason.GARBAGE))
             self._skip_line(None)
             return True
         line = self._take_line()
+        if line is not None and not self._segments and self._authenticated and self._repeats:
+            sp = line.find(b" ")
+            command = self._repeats.get((line[sp + 1 :], self.utf8_names)) if sp > 0 else None
+            if command is not None and len(line) <= self._line_limit:
+                tag = split_tag(line)
+                if tag is not None:
+                    self._events.append(ev.CommandReceived(tag, command))
+                    return True
         if line is None:
             if self._text_bytes + len(self._buf) > self._line_limit_for(self._buf):
                 if self._tag is None:
@@ -384,7 +406,8 @@ class CommandParser:
                 self._skip_line(bad)
                 return True
             return False
-        if self._text_bytes + len(line) > self._line_limit_for(line):
+        limit = self._line_limit if self._authenticated else self._line_limit_for(line)
+        if self._text_bytes + len(line) > limit:
             if self._tag is None:
                 self._tag = split_tag(line[:80])
             self._after_skipped_line(line[-_TAIL:], self._bad("command line too long", ev.BadReason.LINE_TOO_LONG))
@@ -446,8 +469,14 @@ class CommandParser:
             self._reset_command()
             return
         try:
-            tag, command = parse_command(self._segments, self._literals, self._binary, utf8_names=self.utf8_names)
+            tag, command = parse_command(
+                self._segments, self._literals, self._binary, utf8_names=self.utf8_names, tag=self._tag
+            )
             self._events.append(ev.CommandReceived(tag, command))
+            if len(self._segments) == 1 and self._authenticated and cacheable(line, len(tag)):
+                if len(self._repeats) >= _MAX_REPEATS:
+                    self._repeats.clear()
+                self._repeats[line[len(tag) + 1 :], self.utf8_names] = command
         except CommandParseError as exc:
             reason = ev.BadReason.BAD_CHARSET if exc.bad_charset else ev.BadReason.SYNTAX
             self._events.append(ev.BadCommand(exc.tag, exc.message, reason, exc.forgets_saved))

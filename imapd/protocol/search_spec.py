@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from imapd.protocol.fetch_spec import DataNeeds
@@ -183,15 +183,14 @@ class SearchProgram:
 
     key: SearchKey
     charset: str = "US-ASCII"
+    # Facts of the key tree, found once (a program is parsed once per distinct command line
+    # and asked several times per SEARCH: walking the tree each time showed in profiles).
+    needs: DataNeeds = field(init=False, repr=False, compare=False)
+    uses_modseq: bool = field(init=False, repr=False, compare=False)  # answers with (MODSEQ n), RFC 7162 3.1.5
 
-    @property
-    def needs(self) -> DataNeeds:
-        return search_needs(self.key)
-
-    @property
-    def uses_modseq(self) -> bool:
-        """A search with MODSEQ answers with (MODSEQ n) (RFC 7162 3.1.5)."""
-        return any(isinstance(k, ModSeqKey) for k in walk(self.key))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs", search_needs(self.key))
+        object.__setattr__(self, "uses_modseq", any(isinstance(k, ModSeqKey) for k in walk(self.key)))
 
 
 class UnsupportedCharset(ValueError):

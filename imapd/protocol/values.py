@@ -7,13 +7,14 @@ chunks so a 20 MiB body literal is never copied into one big buffer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-_QUOTED_SAFE: Final = frozenset(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
 _ATOM_SPECIALS: Final = frozenset(b'(){ %*"\\]') | frozenset(range(0x00, 0x20)) | {0x7F}
 _MAX_QUOTED: Final = 1024
+_QUOTED_OK: Final = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # printable ASCII but " and \\
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,37 +84,53 @@ def is_atom_safe(value: bytes) -> bool:
     return bool(value) and not any(b in _ATOM_SPECIALS or b > 0x7F for b in value)
 
 
-def encode_chunks(value: Value) -> Iterator[bytes]:
-    """Yield the wire form of `value` in pieces (never joins big literals)."""
-    if isinstance(value, Atom):
-        yield value.value.encode("ascii")
+def encode_into(value: Value, out: list[bytes]) -> None:
+    """Append the wire form of `value` to `out` in pieces (never joins big literals).
+
+    A plain function appending to one list: a recursive generator yielding each
+    piece cost several calls per atom of a FETCH response (issue 13).
+    """
+    if isinstance(value, Raw):
+        out.append(value.value)
+    elif isinstance(value, List):
+        out.append(b"(")
+        first = True
+        for item in value.items:
+            if first:
+                first = False
+            else:
+                out.append(b" ")
+            encode_into(item, out)
+        out.append(b")")
+    elif isinstance(value, Atom):
+        out.append(value.value.encode("ascii"))
     elif isinstance(value, Number):
-        yield str(value.value).encode("ascii")
+        out.append(b"%d" % value.value)
     elif isinstance(value, String):
         data = value.value
-        if len(data) <= _MAX_QUOTED and all(b in _QUOTED_SAFE for b in data):
-            yield b'"' + data + b'"'
+        if len(data) <= _MAX_QUOTED and _QUOTED_OK.fullmatch(data) is not None:
+            out.append(b'"' + data + b'"')
         else:
-            yield b"{%d}\r\n" % len(data)
-            yield data
+            out.append(b"{%d}\r\n" % len(data))
+            out.append(data)
     elif isinstance(value, Literal):
-        yield b"{%d}\r\n" % len(value.value)
-        yield value.value
+        out.append(b"{%d}\r\n" % len(value.value))
+        out.append(value.value)
     elif isinstance(value, ChunkedLiteral):
-        yield b"{%d}\r\n" % value.size
-        yield from value.chunks
-    elif isinstance(value, _NilType):
-        yield b"NIL"
-    elif isinstance(value, List):
-        yield b"("
-        for i, item in enumerate(value.items):
-            if i:
-                yield b" "
-            yield from encode_chunks(item)
-        yield b")"
+        out.append(b"{%d}\r\n" % value.size)
+        out.extend(value.chunks)
     else:
-        yield value.value
+        out.append(b"NIL")
+
+
+def encode_chunks(value: Value) -> Iterator[bytes]:
+    """The wire form of `value` in pieces (never joins big literals)."""
+    out: list[bytes] = []
+    encode_into(value, out)
+    return iter(out)
 
 
 def encode(value: Value) -> bytes:
-    return b"".join(encode_chunks(value))
+    out: list[bytes] = []
+    encode_into(value, out)
+    return b"".join(out)

@@ -57,6 +57,11 @@ class Wire(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
+    def send_now(self, data: bytes) -> int:
+        """Bytes of `data` written at once without waiting (0 when that cannot be done now);
+        the caller sends the rest with `send`."""
+        ...
+
     def request_close(self) -> None:
         """End the connection from a background task (IDLE timeout, BYE)."""
         ...

@@ -21,6 +21,10 @@ class CpuSlice:
         self._seconds = seconds
         self._until = time.perf_counter() + seconds
 
+    def due(self) -> bool:
+        """The slice is used up: `await tick()` now (a test without a coroutine per item)."""
+        return time.perf_counter() >= self._until
+
     async def tick(self) -> None:
         now = time.perf_counter()
         if now >= self._until:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imapd.message import index_fetch, index_search
-from imapd.message.fetch_render import fetch_list, render_fetch
+from imapd.message.fetch_render import fetch_response, render_values
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import (
@@ -23,7 +23,7 @@ from imapd.protocol.fetch_spec import (
 )
 from imapd.protocol.search_spec import SearchProgram
 from imapd.protocol.sequence import SequenceSet
-from imapd.protocol.values import Raw, Value, encode, encode_chunks
+from imapd.protocol.values import Raw, Value, encode
 from imapd.session import index_queries, search_results, update_contexts
 from imapd.session.cpu_slice import CpuSlice
 from imapd.session.keyword_limits import keyword_refusal
@@ -46,19 +46,22 @@ def _sel(s: Session) -> tuple[str, SelectedMailbox]:
 
 def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
     m = item.meta
+    facts = m.facts
+    # Positional, in MessageView's field order: one is made per message of every FETCH and
+    # SEARCH, and keywords cost more than half of the tuple's construction.
     return MessageView(
-        recent=recent,
-        uid=m.uid,
-        modseq=m.modseq,
-        flags=m.flags,
-        internal_date=m.internal_date,
-        tz_offset_minutes=m.tz_offset_minutes,
-        size=m.size,
-        header=m.header,
-        chunks=(item.body,) if item.body is not None else None,
-        save_date=m.facts.save_date if m.facts is not None else None,
-        email_id=m.facts.body_id if m.facts is not None else None,
-        preview=m.facts.preview if m.facts is not None else None,
+        m.uid,
+        m.modseq,
+        m.flags,
+        m.internal_date,
+        m.tz_offset_minutes,
+        m.size,
+        m.header,
+        (item.body,) if item.body is not None else None,
+        recent,
+        facts.save_date if facts is not None else None,
+        facts.body_id if facts is not None else None,
+        facts.preview if facts is not None else None,
     )
 
 
@@ -127,30 +130,37 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0, with_facts=needs.facts)
     missing = set(uids)
     cpu = CpuSlice()
+    labels = [a.label() for a in attrs]
+    wants_flags = FLAGS in attrs
+    wants_envelope = ENVELOPE in attrs
+    recent = sel.recent
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
-        await cpu.tick()
-        seq = sel.seq_of(item.meta.uid)
+        if cpu.due():
+            await cpu.tick()
+        meta = item.meta
+        seq = sel.seq_of(meta.uid)
         if not seq:
             continue
-        missing.discard(item.meta.uid)
-        these = attrs
-        if item.meta.uid in flagged:
+        missing.discard(meta.uid)
+        these, these_labels, these_flags = attrs, labels, wants_flags
+        if flagged and meta.uid in flagged:
             these = with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS)
+            these_labels, these_flags = [a.label() for a in these], True
         try:
-            pairs = _render(s, user, sel.mailbox_id, these, item, recent=item.meta.uid in sel.recent)
+            if wants_envelope:
+                values = _render_with_envelope(s, user, sel.mailbox_id, these, item, recent=meta.uid in recent)
+            else:
+                values = render_values(these, _view(item, meta.uid in recent))
         except MissingMessageData:
             continue
         except UnknownTransferEncoding:
             s.tagged(tag, b"NO", b"[UNKNOWN-CTE] Cannot decode the part's Content-Transfer-Encoding")  # RFC 3516
             return Outcome.CONTINUE
-        if FLAGS in these:
-            for line in sel.announce_keywords(item.meta.flags):
+        if these_flags:
+            for line in sel.announce_keywords(meta.flags):
                 s.emit(line)
-        s.emit(b"* %d FETCH " % seq)
-        for chunk in encode_chunks(fetch_list(pairs)):
-            s.emit(chunk)
-        s.emit(b"\r\n")
-        await s.maybe_flush()
+        if s.emit_parts(fetch_response(seq, these_labels, values)):
+            await s.flush()
     if missing and cmd.changed_since is None:
         # Expunged by another session, not yet announced to this one (RFC 2180 4.1.2).
         s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")
@@ -159,7 +169,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     return Outcome.CONTINUE
 
 
-def _render(
+def _render_with_envelope(
     s: Session,
     user: str,
     mailbox_id: int,
@@ -167,22 +177,21 @@ def _render(
     item: FetchedMessage,
     *,
     recent: bool,
-) -> list[tuple[bytes, Value]]:
-    if ENVELOPE not in attrs:
-        return render_fetch(attrs, _view(item, recent))
+) -> list[Value]:
+    """The values of `attrs` (ENVELOPE among them), the ENVELOPE from the cache when it has it."""
     key = (user, mailbox_id, item.meta.uid)
     envelope = s.ctx.envelopes.get(key)
     if envelope is None:
-        pairs = render_fetch(attrs, _view(item, recent))
+        values = render_values(attrs, _view(item, recent))
         index = attrs.index(ENVELOPE)
         # Kept in wire form: re-encoding the nested value tree costs more than rendering FLAGS.
-        envelope = Raw(encode(pairs[index][1]))
+        envelope = Raw(encode(values[index]))
         s.ctx.envelopes.put(key, envelope)
-        pairs[index] = (pairs[index][0], envelope)
-        return pairs
+        values[index] = envelope
+        return values
     others = tuple(a for a in attrs if a != ENVELOPE)
-    rendered = iter(render_fetch(others, _view(item, recent)))
-    return [(a.label(), envelope) if a == ENVELOPE else next(rendered) for a in attrs]
+    rendered = iter(render_values(others, _view(item, recent)))
+    return [envelope if a == ENVELOPE else next(rendered) for a in attrs]
 
 
 # ---- STORE ------------------------------------------------------------------------------
@@ -347,10 +356,10 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Outcome:
         if search_results.saving(cmd.returns):
             sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
         raise
-    numbers = [uid if cmd.uid else seq for seq, uid, _ in matched]
+    numbers = [uid for _, uid, _ in matched] if cmd.uid else [seq for seq, _, _ in matched]
     top_modseq = max((m for _, _, m in matched), default=0) if program.uses_modseq else 0
     if cmd.returns is None:
-        line = b"* SEARCH" + (b" " + " ".join(map(str, numbers)).encode() if numbers else b"")
+        line = b"* SEARCH" + (b" " + " ".join(map(str, numbers)).encode("ascii") if numbers else b"")
         if program.uses_modseq and matched:
             line += b" (MODSEQ %d)" % top_modseq
         s.emit(line + b"\r\n")

@@ -124,6 +124,19 @@ class SelectedMailbox:
             if uid > last:
                 self.pending_added.append(uid)
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing to announce: `flush` would return no line (and change nothing)."""
+        return (
+            not self.pending_expunged
+            and not self.pending_added
+            and not self.pending_flags
+            and not self.added_metas
+            and not self.gone
+            and not (self.contexts and self.touched)
+            and len(self.recent) == self.announced_recent
+        )
+
     def flush(self, *, allow_expunge: bool) -> list[bytes]:
         """Untagged responses for what changed, in an order clients can follow."""
         out: list[bytes] = []

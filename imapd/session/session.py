@@ -9,6 +9,7 @@ other exception into "NO [SERVERBUG]": the connection always lives on.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -54,9 +55,21 @@ Handler = Callable[["Session", str, Any], Awaitable[Outcome]]
 
 def _undecodable(command: c.Command) -> bool:
     """The command names a mailbox that is not valid modified UTF-7 (so cannot exist)."""
+    if type(command) in _NAMELESS:
+        return False
     return isinstance(getattr(command, "mailbox", None), UndecodableName) or isinstance(
         getattr(command, "new_name", None), UndecodableName
     )
+
+
+# Command classes without a mailbox name (NOOP, FETCH, SEARCH...): `_undecodable` skips them.
+_NAMELESS: Final = frozenset(
+    cls
+    for cls in vars(c).values()
+    if isinstance(cls, type)
+    and dataclasses.is_dataclass(cls)
+    and not {"mailbox", "new_name"} & {f.name for f in dataclasses.fields(cls)}
+)
 
 
 class Notifier(Protocol):
@@ -109,9 +122,39 @@ class Session:
         self._out.append(data)
         self._out_size += len(data)
 
+    def emit_parts(self, parts: list[bytes]) -> bool:
+        """Queue one response given in pieces (as `encode_into` makes them): joined when
+        small, kept apart when it carries a big literal. True when a flush is due."""
+        size = sum(map(len, parts))
+        if size < _FLUSH_AT:
+            self._out.append(b"".join(parts))
+        else:
+            self._out.extend(parts)
+        self._out_size += size
+        return self._out_size >= _FLUSH_AT
+
     async def maybe_flush(self) -> None:
         if self._out_size >= _FLUSH_AT:
             await self.flush()
+
+    def _flush_now(self) -> bool:
+        """Write the queued output at once when it is one piece the socket takes whole (a
+        command's usual reply); False when `flush` must send (the rest of) it."""
+        out = self._out
+        if not out:
+            return True
+        if len(out) != 1:
+            return False
+        data = out[0]
+        sent = self.wire.send_now(data)
+        if sent == len(data):
+            out.clear()
+            self._out_size = 0
+            return True
+        if sent:
+            out[0] = data[sent:]
+            self._out_size -= sent
+        return False
 
     async def flush(self) -> None:
         if not self._out:
@@ -280,8 +323,10 @@ class Session:
             self.tagged(tag, b"NO", b"[CANNOT] Invalid mailbox name" if cannot else b"[NONEXISTENT] No such mailbox")
             return await self._finish(tag, Outcome.CONTINUE, updates=True)
         handler = self.handlers[type(command)]
-        # Command names only: arguments may hold passwords or message text.
-        log.debug("%s %s", self.wire.peer, type(command).__name__)
+        # Command names only: arguments may hold passwords or message text. The level is
+        # tested first: the arguments cost a property call per command even with it off.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
         if sub is not None and self.ctx.hub.behind(sub):
             await self.ctx.hub.catch_up(sub)
@@ -304,6 +349,13 @@ class Session:
         allow = not (isinstance(command, _NO_EXPUNGE) and not getattr(command, "uid", False))
         return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE, allow_expunge=allow)
 
+    def _selected_quiet(self) -> bool:
+        """The feed and the selected mailbox hold nothing to announce (most commands):
+        `emit_updates` can be skipped."""
+        self.absorb_events()
+        sel = self.selected
+        return sel is not None and sel.quiet
+
     def store_failed(self, tag: str, exc: StoreError, context: Context) -> Outcome:
         reply = reply_for(exc, context)
         self.tagged(tag, reply.status, reply.text)
@@ -315,7 +367,7 @@ class Session:
         # Untagged updates go before the tagged line: take it off, add them, put it back.
         if (
             updates
-            and (self.selected is not None or self.notify is not None)
+            and (self.notify is not None or (self.selected is not None and not self._selected_quiet()))
             and self._out
             and self._out[-1].startswith(tag.encode() + b" ")
         ):
@@ -325,7 +377,8 @@ class Session:
             self.emit(last)
             if not alive:
                 outcome = Outcome.CLOSE
-        await self.flush()
+        if not self._flush_now():
+            await self.flush()
         return outcome
 
     async def finish_followup(self, tag: str, outcome: Outcome) -> Outcome:
