@@ -52,7 +52,9 @@ from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 log = logging.getLogger(__name__)
 BATCH: Final = 200  # messages per SQLite transaction while catching up
 MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
-BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
+BACKGROUND_DUTY: Final = 0.5  # the indexer works at most half the time
+GATHER: Final = 0.5  # seconds a wake waits for more deliveries before indexing
+IDLE_POLL: Final = 1.0  # seconds between looks when nobody wakes it
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
 MAX_PIECES: Final = 4  # pieces of one needle looked up (the longest; candidates are checked anyway)
@@ -144,7 +146,7 @@ OPTIMIZE_AFTER: Final = 5000  # messages indexed since the last optimize, at lea
 
 
 class FullTextIndex:
-    """The FTS5 database of one store: a writer (the indexer thread) and short-lived readers."""
+    """The FTS5 database of one store: a writer (the indexer process) and short-lived readers."""
 
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
@@ -156,9 +158,6 @@ class FullTextIndex:
         for statement in _SCHEMA:
             self._write.execute(statement)
         self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -193,18 +192,21 @@ class FullTextIndex:
                 (mid, watermark),
             )
 
-    def catch_up(self, env: lmdb.Environment, dbs: Dbs, *, duty: float = 1.0) -> int:
+    def catch_up(
+        self, env: lmdb.Environment, dbs: Dbs, *, duty: float = 1.0, stop: threading.Event | None = None
+    ) -> int:
         """Index every message above its mailbox's watermark; return how many were indexed.
 
         With `duty` < 1 it rests after each batch so that it works at most that share of
-        the time: indexing costs ~1-2 ms of CPU per message, taken from the same process
-        (and GIL) as the committer, so the background thread must not starve deliveries."""
+        the time: indexing costs ~1-2 ms of CPU per message, on the same two cores as the
+        deliveries; `stop` ends it between batches."""
+        stop = stop or threading.Event()
         marks = self.watermarks()
         done = 0
         with env.begin() as txn:
             mids = [U64.unpack(bytes(k))[0] for k in txn.cursor(db=dbs.mailboxes).iternext(values=False)]
         for mid in mids:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 started = time.monotonic()
                 with env.begin() as txn:  # short read transactions: a long one would pin freed pages
                     batch = messages_above(txn, dbs, mid, marks.get(mid, 0), BATCH)
@@ -215,7 +217,7 @@ class FullTextIndex:
                 self.add(mid, items, marks[mid])
                 done += len(items)
                 if duty < 1.0:
-                    self._stop.wait((time.monotonic() - started) * (1 - duty) / duty)
+                    stop.wait((time.monotonic() - started) * (1 - duty) / duty)
         return done
 
     def optimize(self) -> None:
@@ -227,36 +229,33 @@ class FullTextIndex:
         self._write.execute("VACUUM")
         self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    # ---- the indexer thread ------------------------------------------------------
-    def start(self, env: lmdb.Environment, dbs: Dbs) -> None:
-        def run() -> None:
-            since_optimize = 0
-            while not self._stop.is_set():
-                self._wake.wait(1.0)
-                self._wake.clear()
-                try:
-                    indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY)
-                    since_optimize += indexed
-                    # Once idle after a large fill: at least OPTIMIZE_AFTER messages and a tenth
-                    # of the index, so the rewrite's cost stays a share of the indexing's.
-                    if not indexed and since_optimize >= max(OPTIMIZE_AFTER, sum(self.watermarks().values()) // 10):
-                        self.optimize()
-                        since_optimize = 0
-                except (lmdb.Error, sqlite3.Error):
-                    log.exception("full-text indexing failed; queries scan what is not indexed")
-                    self._stop.wait(5.0)
-
-        self._thread = threading.Thread(target=run, name="fulltext-indexer", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
+    # ---- the indexer loop (in its own process: store/fulltext_worker.py) ---------------
+    def run(self, env: lmdb.Environment, dbs: Dbs, wake: threading.Event, stop: threading.Event) -> None:
+        """Index what is above the watermarks whenever `wake` is set (or every IDLE_POLL s)
+        until `stop`; optimize once idle after a large fill."""
+        since_optimize = 0
+        while not stop.is_set():
+            wake.wait(IDLE_POLL)
+            # Let a burst of deliveries gather: one SQLite transaction then holds many
+            # messages instead of one per wake (a delivery every few ms wakes it each time).
+            stop.wait(GATHER)
+            wake.clear()
+            try:
+                indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY, stop=stop)
+                since_optimize += indexed
+                # Once idle after a large fill: at least OPTIMIZE_AFTER messages and a tenth
+                # of the index, so the rewrite's cost stays a share of the indexing's.
+                if not indexed and since_optimize >= max(OPTIMIZE_AFTER, sum(self.watermarks().values()) // 10):
+                    self.optimize()
+                    since_optimize = 0
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)  # the store grew the map; no transaction of ours is open
+                wake.set()
+            except (lmdb.Error, sqlite3.Error):
+                log.exception("full-text indexing failed; queries scan what is not indexed")
+                stop.wait(5.0)
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30)
         self._write.close()
 
     # ---- queries -----------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_fulltext_answers_equal_the_scan_unindexed_partly_indexed_and_after_expu
         store.close()
 
 
-def test_the_indexer_thread_catches_up_after_appends(tmp_path: pathlib.Path) -> None:
+def test_the_indexer_catches_up_after_appends(tmp_path: pathlib.Path) -> None:
     store = _store(tmp_path, fulltext=True)
     try:
         uids = [_append(store, data) for data in _generated()]
@@ -246,7 +246,7 @@ def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_sc
 def test_optimize_after_a_fill_shrinks_the_index_and_keeps_its_answers(tmp_path: pathlib.Path) -> None:
     index = fulltext.FullTextIndex(tmp_path / "fulltext.sqlite")
     try:
-        for start in range(1, 2001, 100):  # many small transactions, as the indexer thread writes
+        for start in range(1, 2001, 100):  # many small transactions, as the indexer writes
             items = []
             for uid in range(start, start + 100):
                 head = f"Subject: report {uid}\r\nFrom: a{uid % 7}@example.org\r\n\r\n"
@@ -263,3 +263,51 @@ def test_optimize_after_a_fill_shrinks_the_index_and_keeps_its_answers(tmp_path:
         assert size_after < size_before * 0.9, (size_before, size_after)
     finally:
         index.close()
+
+
+def _children(pid: int) -> list[int]:
+    path = pathlib.Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _nice(pid: int) -> int:
+    return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_indexer_is_a_lower_priority_child_that_ends_with_its_store(tmp_path: pathlib.Path) -> None:
+    """The indexer runs beside the store's GIL (store/fulltext_worker.py), indexes what is
+    delivered, and does not outlive a store killed with -9 (its wake-up pipe ends)."""
+    server = StoreServer(tmp_path / "s", tmp_path / "s.sock")
+    server.start()
+    try:
+        assert server.process is not None
+        (indexer,) = _children(server.process.pid)
+        assert _nice(indexer) > _nice(server.process.pid)
+        with server.client() as client:
+            epoch = client.epoch()
+            client.create_user("alice", "pw", epoch=epoch)
+            for data in _generated():
+                header = store_pb2.AppendHeader(epoch=epoch, user="alice", mailbox="INBOX", size=len(data))
+                client.stub.MultiAppend(iter([store_pb2.AppendRequest(header=header, data=data, last=True)]))
+        index = fulltext.FullTextIndex(tmp_path / "s" / "fulltext.sqlite")
+        try:
+            deadline = time.monotonic() + 20
+            while sum(index.watermarks().values()) < len(_generated()):
+                assert time.monotonic() < deadline, "the indexer process did not index the appends"
+                time.sleep(0.05)
+        finally:
+            index.close()
+        server.kill9()
+        deadline = time.monotonic() + 10
+        while pathlib.Path(f"/proc/{indexer}").exists() and _state(indexer) != "Z":
+            assert time.monotonic() < deadline, "the indexer outlived its store"
+            time.sleep(0.05)
+    finally:
+        server.stop()
+
+
+def _state(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
