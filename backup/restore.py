@@ -22,7 +22,7 @@ from backup.delta_format import Clear, Drop, Keep, Put, read_delta
 from backup.errors import BackupError
 from backup.repository import Member
 from backup.snapshot import LINEAGE_KEY, MAX_DBS
-from store.bodies import COMPRESSED
+from store.bodies import FLAG_BITS, reference_count
 from store.schema import BODY_META, MSG_KEY, U64, MessageRecord, build_deleted_index
 
 Tick = Callable[[int], None]
@@ -143,12 +143,12 @@ def recount_bodies(
     for key, value in cur:
         body_id = int(U64.unpack(bytes(key))[0])
         raw_count, size = BODY_META.unpack_from(bytes(value))
-        compressed = raw_count & COMPRESSED  # bit 31: the chunks are zstd frames (store.bodies); kept
+        flags = raw_count & FLAG_BITS  # how the chunks are stored (store.bodies); kept
         want = refs.get(body_id, 0)
         if want == 0:
             doomed.append(bytes(key))
-        elif want != raw_count & ~COMPRESSED:
-            updates.append((bytes(key), BODY_META.pack(want | compressed, size) + bytes(value[BODY_META.size :])))
+        elif want != reference_count(raw_count):
+            updates.append((bytes(key), BODY_META.pack(want | flags, size) + bytes(value[BODY_META.size :])))
     for key, value in updates:
         txn.put(key, value, db=body_meta)
         fixed += 1

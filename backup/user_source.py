@@ -16,9 +16,8 @@ from backup import snapshot
 from backup.errors import BackupError
 from backup.manifest import MailboxState
 from importer.source import SourceFolder, SourceMessage
-from store.bodies import COMPRESSED
-from store.body_codec import decompress_chunk
-from store.schema import BODY_META, CHUNK_KEY, MSG_KEY, U64, MessageRecord
+from store.bodies import read_all
+from store.schema import MSG_KEY, MessageRecord
 
 NOT_RESTORED = frozenset({"\\Recent"})
 
@@ -97,16 +96,6 @@ def read_mailbox(env: lmdb.Environment, box: MailboxState) -> Iterator[SourceMes
 
 
 def read_body(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], body_id: int) -> bytes:
-    """A body's bytes as they were appended: its chunks, each decompressed when the
-    body is stored compressed (bit 31 of its reference count, `store.bodies`)."""
-    meta = txn.get(U64.pack(body_id), db=dbs["body_meta"])
-    compressed = meta is not None and bool(BODY_META.unpack_from(bytes(meta))[0] & COMPRESSED)
-    parts: list[bytes] = []
-    prefix = U64.pack(body_id)
-    cur = txn.cursor(db=dbs["body_chunks"])
-    if cur.set_range(CHUNK_KEY.pack(body_id, 0)):
-        for key, value in cur:
-            if bytes(key[:8]) != prefix:
-                break
-            parts.append(decompress_chunk(value) if compressed else bytes(value))
-    return b"".join(parts)
+    """A body's bytes as they were appended (`store.bodies.read_all`: compressed chunks
+    decompressed, pieces joined)."""
+    return read_all(txn, dbs["body_meta"], dbs["body_chunks"], body_id)

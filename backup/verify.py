@@ -26,7 +26,7 @@ from backup.manifest import MANIFEST, Manifest
 from backup.repository import Member, chain
 from backup.restore import restore_chain
 from backup.user_source import read_body
-from store.bodies import COMPRESSED
+from store.bodies import reference_count
 from store.schema import BODY_META, MSG_KEY, U64, MessageRecord
 
 Tick = Callable[[int], None]
@@ -136,7 +136,7 @@ def check_environment(env: lmdb.Environment, manifest: Manifest, report: VerifyR
                 )
         for key, value in txn.cursor(db=dbs["body_meta"]):
             body_id = int(U64.unpack(bytes(key))[0])
-            count = BODY_META.unpack_from(bytes(value))[0] & ~COMPRESSED  # bit 31 marks compressed chunks
+            count = reference_count(BODY_META.unpack_from(bytes(value))[0])  # without the flag bits
             if count != refs.get(body_id, 0):
                 problems.append(f"body {body_id}: reference count {count}, used by {refs.get(body_id, 0)} messages")
             refs.pop(body_id, None)

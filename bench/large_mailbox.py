@@ -3,8 +3,10 @@
 Starts its own store, lmtpd and imapd on a temporary directory (the command
 lines standalone mode uses: imapd reads SELECT, STATUS, FETCH and SEARCH from
 the store's LMDB beside it, `--store-data`; `--grpc-reads` measures imapd
-reading everything over gRPC, as the HA cluster's front ends do), delivers N messages of the deterministic corpus
-(bench/mailbox_corpus.py) on ONE LMTP connection, measuring the delivery rate
+reading everything over gRPC, as the HA cluster's front ends do), delivers N
+messages of the deterministic corpus (bench/mailbox_corpus.py) on ONE LMTP
+connection (as Postfix's lmtp client does: one message per transaction,
+PIPELINING; bench.lmtp_bench.LmtpClient), measuring the delivery rate
 as the mailbox grows, marks all but 1% \\Seen, then times each operation of
 issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
 any IMAP server's host, port, user and password). Also reports the LMDB file
@@ -17,16 +19,17 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-import smtplib
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+import trio
+
+from bench.lmtp_bench import LmtpClient, wire_form
 from bench.mailbox_corpus import message
 from bench.mailbox_measure import ImapTarget, mark_mostly_seen, measure
 from lmtpd.local_servers import free_port, local_servers, stop, wait_for_port
@@ -36,6 +39,7 @@ from store.client import StoreClient
 USER: Final = "bench"
 PASSWORD: Final = "bench-not-secret"
 RCPT: Final = "bench@bench.test"
+SENDER: Final = "sender@bench.test"
 BLOCK: Final = 1000  # messages per delivery-rate sample
 MAX_SIZE: Final = 2_000_000  # a bound on the fill
 
@@ -68,27 +72,24 @@ def fill_parallel(host: str, port: int, rcpt: str, count: int, seed: int, *, con
     if connections == 1:
         return fill(host, port, rcpt, count, seed)
     raw = [0] * connections
-    failures: list[BaseException] = []
 
-    def deliver(i: int) -> None:
+    async def deliver(i: int) -> None:
+        client = await LmtpClient.connect(host, port)
         try:
-            with smtplib.LMTP(host, port) as lmtp:
-                for n in range(i, count, connections):
-                    data = message(n, seed)
-                    raw[i] += len(data)
-                    if refused := lmtp.sendmail("sender@bench.test", [rcpt], data):
-                        raise RuntimeError(f"delivery {n} refused: {refused}")
-        except BaseException as exc:
-            failures.append(exc)
+            for n in range(i, count, connections):
+                data = message(n, seed)
+                raw[i] += len(data)
+                await client.deliver(rcpt, wire_form(data), SENDER)
+        finally:
+            await client.stream.aclose()
+
+    async def run_all() -> None:
+        async with trio.open_nursery() as nursery:
+            for i in range(connections):
+                nursery.start_soon(deliver, i)
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise failures[0]
+    trio.run(run_all)
     total = time.perf_counter() - start
     return {
         "delivered": count,
@@ -103,19 +104,25 @@ def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, fl
     """Deliver messages 0..count-1 on one LMTP connection; rates per block of BLOCK messages."""
     rates: list[float] = []
     raw = 0
-    start = block_start = time.perf_counter()
-    with smtplib.LMTP(host, port) as lmtp:
-        for n in range(count):
-            data = message(n, seed)
-            raw += len(data)
-            refused = lmtp.sendmail("sender@bench.test", [rcpt], data)
-            if refused:
-                raise RuntimeError(f"delivery {n} refused: {refused}")
-            if (n + 1) % BLOCK == 0:
-                now = time.perf_counter()
-                rates.append(BLOCK / (now - block_start))
-                block_start = now
-    total = time.perf_counter() - start
+
+    async def run() -> float:
+        nonlocal raw
+        client = await LmtpClient.connect(host, port)
+        start = block_start = time.perf_counter()
+        try:
+            for n in range(count):
+                data = message(n, seed)
+                raw += len(data)
+                await client.deliver(rcpt, wire_form(data), SENDER)
+                if (n + 1) % BLOCK == 0:
+                    now = time.perf_counter()
+                    rates.append(BLOCK / (now - block_start))
+                    block_start = now
+        finally:
+            await client.stream.aclose()
+        return time.perf_counter() - start
+
+    total = trio.run(run)
     return {
         "delivered": count,
         "raw_bytes": raw,

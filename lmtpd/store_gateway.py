@@ -14,7 +14,10 @@ refreshed here (a deposed lmtpd must stay fenced and answer 451).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, TypeVar
 
@@ -36,6 +39,7 @@ _UNARY_TIMEOUT: Final = 15.0
 # A whole transaction's appends; well inside Postfix's lmtp_data_done_timeout
 # (600 s), so the MTA hears 451 from us rather than timing out itself.
 _DELIVERY_TIMEOUT: Final = 300.0
+_INLINE_DIGEST: Final = 256 * 1024  # bodies up to this size are hashed in the trio thread
 
 
 def outcome_for(code: grpc.StatusCode | int, details: str) -> Outcome:
@@ -76,13 +80,19 @@ def _rpc_outcome(exc: grpc.RpcError) -> tuple[Outcome, str]:
 
 
 class _AppendPipeline:
-    """One AppendPipeline call: requests in through a queue, replies in order."""
+    """One AppendPipeline call: requests in through a queue, replies in order.
+
+    One thread per call reads the replies as they come and hands each to trio
+    (`TrioToken.run_sync_soon`): a delivery then waits on a trio channel, not on
+    a worker thread started for it (what trio.to_thread cost per delivery)."""
 
     def __init__(self, stub: store_pb2_grpc.MailStoreStub, limiter: trio.CapacityLimiter) -> None:
         self._requests: queue.Queue[store_pb2.AppendRequest | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._limiter = limiter
         self._call = stub.AppendPipeline(self._drain())
-        self._replies = iter(self._call)
+        self._send, self._receive = trio.open_memory_channel[store_pb2.AppendReply | StoreConnectionLost](math.inf)
+        self._token = trio.lowlevel.current_trio_token()
+        threading.Thread(target=self._read_replies, name="append-replies", daemon=True).start()
 
     def _drain(self) -> Iterator[store_pb2.AppendRequest]:
         while True:
@@ -90,6 +100,29 @@ class _AppendPipeline:
             if item is None:
                 return
             yield item
+
+    def _read_replies(self) -> None:
+        """The reply stream, each reply handed to trio; its end or failure as StoreConnectionLost."""
+        end: StoreConnectionLost
+        try:
+            for reply in self._call:
+                if not self._hand_over(reply):
+                    return
+            end = StoreConnectionLost("append pipeline ended")
+        except grpc.RpcError as exc:
+            end = StoreConnectionLost(_rpc_outcome(exc)[1])
+        self._hand_over(end)
+
+    def _hand_over(self, item: store_pb2.AppendReply | StoreConnectionLost) -> bool:
+        try:
+            self._token.run_sync_soon(self._deliver_reply, item)
+        except trio.RunFinishedError:
+            return False
+        return True
+
+    def _deliver_reply(self, item: store_pb2.AppendReply | StoreConnectionLost) -> None:
+        with contextlib.suppress(trio.ClosedResourceError):
+            self._send.send_nowait(item)
 
     async def put(self, request: store_pb2.AppendRequest) -> None:
         try:
@@ -105,19 +138,18 @@ class _AppendPipeline:
 
     async def reply(self) -> store_pb2.AppendReply:
         try:
-            return await trio.to_thread.run_sync(self._next_reply, limiter=self._limiter, abandon_on_cancel=True)
-        except grpc.RpcError as exc:
-            raise StoreConnectionLost(_rpc_outcome(exc)[1]) from exc
-
-    def _next_reply(self) -> store_pb2.AppendReply:
-        try:
-            return next(self._replies)
-        except StopIteration:
-            raise StoreConnectionLost("append pipeline ended") from None
+            item = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StoreConnectionLost("append pipeline closed") from None
+        if isinstance(item, StoreConnectionLost):
+            self._send.close()  # nothing follows the end
+            raise item
+        return item
 
     def close(self) -> None:
-        # Cancelling unblocks a worker thread still waiting in next().
+        # Cancelling ends the reply stream, and with it the reading thread.
         self._call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves Call.cancel untyped
+        self._send.close()
         try:
             self._requests.put_nowait(None)
         except queue.Full:
@@ -148,7 +180,11 @@ class GrpcSession:
         if self._pipeline is None:
             self._pipeline = _AppendPipeline(self._drop.stub, self._drop.limiter)
         pipeline = self._pipeline
-        digest = await trio.to_thread.run_sync(body_digest, body)
+        # Hashing a small body costs microseconds: a worker thread would cost more.
+        if body.size <= _INLINE_DIGEST:
+            digest = body_digest(body)
+        else:
+            digest = await trio.to_thread.run_sync(body_digest, body)
         try:
             with trio.fail_after(_DELIVERY_TIMEOUT):
                 for recipient, prefix in zip(recipients, prefixes, strict=True):

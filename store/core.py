@@ -24,6 +24,7 @@ from store.compaction import shared_lock
 from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
 from store.environment import open_dbs
 from store.fulltext import FullTextIndex
+from store.fulltext_worker import IndexerProcess
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
 from store.schema import FORMAT_VERSION, MAX_DBS, U64
@@ -50,8 +51,8 @@ class StoreOptions:
     max_readers: int = 4096  # above the gRPC worker ceiling: every reader holds a slot
     watch_queue_limit: int = 1000
     delivery_dedupe_window: float = DEFAULT_WINDOW  # seconds an LMTP retry is recognised (store/delivery_dedupe.py)
-    # Index bodies for SEARCH TEXT/BODY in a background thread. Opt-in: the trigram index
-    # takes about 3.2x the raw mail on disk and ~1.7 ms of CPU per message (store/README.md).
+    # Index bodies for SEARCH TEXT/BODY in a child process (store/fulltext_worker.py).
+    # Off by default in-process (tests); `mailha store serve` turns it on (store/server.py).
     fulltext: bool = False
 
 
@@ -94,12 +95,15 @@ class StoreCore:
         self.logins = CredentialCache()
         self._decoy: str | None = None
         self.committer.start()
-        if options.fulltext:
-            self.fulltext.start(self.env, self.dbs)
+        # The indexer runs in a child process (store/fulltext_worker.py: off the GIL the
+        # deliveries' threads hand off through); None: SEARCH TEXT/BODY scan above the watermark.
+        self.indexer = IndexerProcess.start(options.data_dir) if options.fulltext else None
 
     def close(self) -> None:
         self.feed.close_all()
         self.committer.stop()
+        if self.indexer is not None:
+            self.indexer.close()
         self.fulltext.close()
         self.env.close()
         self._dir_lock.close()
@@ -109,8 +113,8 @@ class StoreCore:
     def _published(self, events: list[store_pb2.ChangeEvent]) -> None:
         self.feed.publish(events)
         added = [e.mailbox_id for e in events if e.added]
-        if added:
-            self.fulltext.wake(added)
+        if self.indexer is not None and added:
+            self.indexer.wake(added)
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import lmdb
 
 from mailha_api import settings_pb2, store_pb2
+from store.ordered_put import put_in_order
 from store.schema import U64, Dbs
 
 LOG_LIMIT = 20_000
@@ -42,7 +43,7 @@ def record(txn: lmdb.Transaction, dbs: Dbs, records: list[settings_pb2.DeliveryR
         entry.seq = seq
         for name in ("sender", "recipient", "user", "message_id", "result", "folder"):
             setattr(entry, name, getattr(entry, name)[:MAX_FIELD])
-        txn.put(U64.pack(seq), entry.SerializeToString(), db=dbs.delivery_log)
+        put_in_order(txn, U64.pack(seq), entry.SerializeToString(), dbs.delivery_log)  # seq: the highest
     kept = int(txn.stat(dbs.delivery_log)["entries"])
     if kept > limit:
         cur = txn.cursor(db=dbs.delivery_log)

@@ -52,15 +52,16 @@ from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 log = logging.getLogger(__name__)
 BATCH: Final = 200  # messages per SQLite transaction while catching up
 MIN_RUN: Final = 3  # the shortest word piece looked up in the vocabulary
-BACKGROUND_DUTY: Final = 0.5  # the indexer thread works at most half the time
+BACKGROUND_DUTY: Final = 0.5  # the indexer works at most half the time
 # After a wake the indexer waits for the appends to pause (no wake for INDEX_QUIET seconds),
-# at most INDEX_DELAY, then indexes what came in one go. Woken per commit, it took the GIL
-# and a core from the reply of the very append that woke it, and paid a SQLite transaction
-# (and a connection for the watermarks) per message: measured with one imaplib session on
-# tmpfs, APPEND 200 B p50 2.05-2.29 ms with per-commit indexing, 1.39-1.44 ms without, store
-# CPU per append 1.2 -> 0.6 ms. What is not indexed yet is scanned by SEARCH (`search`).
+# at most INDEX_DELAY, then indexes what came in one go. Woken per commit, it took a core from
+# the reply of the very append that woke it, and paid a SQLite transaction (and a connection
+# for the watermarks) per message: measured with one imaplib session on tmpfs, APPEND 200 B
+# p50 2.05-2.29 ms with per-commit indexing, 1.39-1.44 ms without, store CPU per append
+# 1.2 -> 0.6 ms. What is not indexed yet is scanned by SEARCH (`search`).
 INDEX_QUIET: Final = 0.05
 INDEX_DELAY: Final = 0.5
+IDLE_POLL: Final = 1.0  # seconds between looks when nobody wakes it
 TERMS_PER_QUERY: Final = 200  # vocabulary words OR-ed in one MATCH
 MAX_TERMS: Final = 20_000  # a run inside more words than this is scanned instead
 MAX_PIECES: Final = 4  # pieces of one needle looked up (the longest; candidates are checked anyway)
@@ -178,8 +179,50 @@ def messages_above(
 OPTIMIZE_AFTER: Final = 5000  # messages indexed since the last optimize, at least
 
 
+class Wakes:
+    """What the indexer was told: the mailboxes that received messages, or "every mailbox"
+    (a sweep: at start, for what a crash left unindexed, after an error, or when a wake-up
+    was lost). Thread-safe; `event` is set by each call."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._dirty: set[int] = set()
+        self._sweep = False
+
+    def add(self, mailbox_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._dirty.update(mailbox_ids)
+        self.event.set()
+
+    def sweep(self) -> None:
+        with self._lock:
+            self._sweep = True
+        self.event.set()
+
+    def take(self) -> set[int] | None:
+        """The mailboxes to visit now (None: every mailbox), forgetting them."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if self._sweep:
+                self._sweep = False
+                return None
+            return dirty
+
+
+def _settle(event: threading.Event, stop: threading.Event) -> None:
+    """Wait until no wake came for INDEX_QUIET, or INDEX_DELAY passed (see INDEX_QUIET)."""
+    deadline = time.monotonic() + INDEX_DELAY
+    while event.is_set() and not stop.is_set():
+        event.clear()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        stop.wait(min(INDEX_QUIET, left))
+
+
 class FullTextIndex:
-    """The FTS5 database of one store: a writer (the indexer thread) and short-lived readers."""
+    """The FTS5 database of one store: a writer (the indexer process) and short-lived readers."""
 
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
@@ -191,11 +234,6 @@ class FullTextIndex:
         for statement in _SCHEMA:
             self._write.execute(statement)
         self._write.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._dirty_lock = threading.Lock()
-        self._dirty: set[int] = set()  # mailboxes with messages the indexer has not visited yet
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -245,16 +283,23 @@ class FullTextIndex:
         return marks
 
     def catch_up(
-        self, env: lmdb.Environment, dbs: Dbs, *, duty: float = 1.0, mailbox_ids: Iterable[int] | None = None
+        self,
+        env: lmdb.Environment,
+        dbs: Dbs,
+        *,
+        duty: float = 1.0,
+        mailbox_ids: Iterable[int] | None = None,
+        stop: threading.Event | None = None,
     ) -> int:
         """Index every message above its mailbox's watermark, in the mailboxes `mailbox_ids`
         (None: every mailbox); return how many were indexed.
 
         With `duty` < 1 it rests after each batch so that it works at most that share of
-        the time: indexing costs ~0.2 ms of CPU per message, taken from the same process
-        (and GIL) as the committer, so the background thread must not starve deliveries.
-        The indexer thread passes the mailboxes that received messages since its last pass:
-        visiting every mailbox of the store after each append cost more than the indexing."""
+        the time: indexing costs ~0.2 ms of CPU per message, on the same two cores as the
+        deliveries; `stop` ends it between batches. The indexer passes the mailboxes that
+        received messages since its last pass: visiting every mailbox of the store after
+        each append cost more than the indexing."""
+        stop = stop or threading.Event()
         if mailbox_ids is None:
             with env.begin() as txn:
                 pending = [U64.unpack(bytes(k))[0] for k in txn.cursor(db=dbs.mailboxes).iternext(values=False)]
@@ -262,7 +307,7 @@ class FullTextIndex:
             pending = sorted(set(mailbox_ids))
         marks = self._marks_of(pending)
         done = 0
-        while pending and not self._stop.is_set():
+        while pending and not stop.is_set():
             started = time.monotonic()
             rows: list[tuple[int, int, tuple[str, str, str]]] = []
             moved: dict[int, int] = {}
@@ -279,7 +324,7 @@ class FullTextIndex:
                 self._add_rows(rows, moved)
                 done += len(rows)
                 if duty < 1.0:
-                    self._stop.wait((time.monotonic() - started) * (1 - duty) / duty)
+                    stop.wait((time.monotonic() - started) * (1 - duty) / duty)
         return done
 
     def optimize(self) -> None:
@@ -291,56 +336,31 @@ class FullTextIndex:
         self._write.execute("VACUUM")
         self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    # ---- the indexer thread ------------------------------------------------------
-    def start(self, env: lmdb.Environment, dbs: Dbs) -> None:
-        def run() -> None:
-            since_optimize = 0
-            sweep = True  # every mailbox: at start (what a crash left unindexed) and after an error
-            while not self._stop.is_set():
-                if not sweep:
-                    self._wake.wait(1.0)
-                    self._settle()
-                    self._wake.clear()
-                with self._dirty_lock:
-                    dirty, self._dirty = self._dirty, set()
-                try:
-                    indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY, mailbox_ids=None if sweep else dirty)
-                    sweep = False
-                    since_optimize += indexed
-                    # Once idle after a large fill: at least OPTIMIZE_AFTER messages and a tenth
-                    # of the index, so the rewrite's cost stays a share of the indexing's.
-                    if not indexed and since_optimize >= max(OPTIMIZE_AFTER, sum(self.watermarks().values()) // 10):
-                        self.optimize()
-                        since_optimize = 0
-                except (lmdb.Error, sqlite3.Error):
-                    log.exception("full-text indexing failed; queries scan what is not indexed")
-                    sweep = True
-                    self._stop.wait(5.0)
-
-        self._thread = threading.Thread(target=run, name="fulltext-indexer", daemon=True)
-        self._thread.start()
-
-    def _settle(self) -> None:
-        """Wait until no wake came for INDEX_QUIET, or INDEX_DELAY passed (see INDEX_QUIET)."""
-        deadline = time.monotonic() + INDEX_DELAY
-        while self._wake.is_set() and not self._stop.is_set():
-            self._wake.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._stop.wait(min(INDEX_QUIET, left))
-
-    def wake(self, mailbox_ids: Iterable[int]) -> None:
-        """New messages in `mailbox_ids`: the indexer thread visits those mailboxes."""
-        with self._dirty_lock:
-            self._dirty.update(mailbox_ids)
-        self._wake.set()
+    # ---- the indexer loop (in its own process: store/fulltext_worker.py) ---------------
+    def run(self, env: lmdb.Environment, dbs: Dbs, wakes: Wakes, stop: threading.Event) -> None:
+        """Index what `wakes` names (or every mailbox after a sweep request) once the appends
+        pause, until `stop`; optimize once idle after a large fill."""
+        since_optimize = 0
+        while not stop.is_set():
+            wakes.event.wait(IDLE_POLL)
+            _settle(wakes.event, stop)
+            try:
+                indexed = self.catch_up(env, dbs, duty=BACKGROUND_DUTY, mailbox_ids=wakes.take(), stop=stop)
+                since_optimize += indexed
+                # Once idle after a large fill: at least OPTIMIZE_AFTER messages and a tenth
+                # of the index, so the rewrite's cost stays a share of the indexing's.
+                if not indexed and since_optimize >= max(OPTIMIZE_AFTER, sum(self.watermarks().values()) // 10):
+                    self.optimize()
+                    since_optimize = 0
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)  # the store grew the map; no transaction of ours is open
+                wakes.sweep()
+            except (lmdb.Error, sqlite3.Error):
+                log.exception("full-text indexing failed; queries scan what is not indexed")
+                wakes.sweep()
+                stop.wait(5.0)
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30)
         self._write.close()
 
     # ---- queries -----------------------------------------------------------------

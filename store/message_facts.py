@@ -26,6 +26,7 @@ from mailha_api import store_pb2
 from mailparse.preview import preview_text
 from mailparse.sort_keys import stored_keys
 from store import save_dates
+from store.ordered_put import put_in_order
 from store.schema import MSG_KEY, U64, Dbs, MessageRecord, message_body_id
 
 MAX_SORT_KEYS: Final = 64 * 1024  # a header block is at most 1 MiB; its keys are far smaller, but bound them
@@ -64,7 +65,7 @@ def of_body(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> bytes:
 
 def put(txn: lmdb.Transaction, dbs: Dbs, body_id: int, facts: bytes) -> None:
     if facts:
-        txn.put(U64.pack(body_id), facts, db=dbs.message_facts)
+        put_in_order(txn, U64.pack(body_id), facts, dbs.message_facts)  # new bodies: increasing ids
 
 
 def forget(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> None:

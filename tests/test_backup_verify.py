@@ -23,7 +23,7 @@ from backup.manifest import MANIFEST
 from backup.status import read_status
 from backup.verify import verify
 from mailha_api import store_pb2
-from store.bodies import COMPRESSED
+from store.bodies import FLAG_BITS, reference_count
 from store.schema import BODY_META, MAX_DBS, U64
 from tests.backup_mail import message
 from tests.store_fixtures import ROOT, StoreServer
@@ -124,9 +124,9 @@ def test_wrong_reference_count_is_found_even_with_matching_checksums(chain_of_tw
         assert found is not None
         raw = bytes(found)
         refs, size = BODY_META.unpack_from(raw)
-        compressed = refs & COMPRESSED  # bit 31 marks zstd chunks, not a reference
-        assert refs & ~COMPRESSED == 2  # the COPY shares the first body
-        txn.put(U64.pack(1), BODY_META.pack(1 | compressed, size) + raw[BODY_META.size :], db=body_meta)
+        flags = refs & FLAG_BITS  # how the chunks are stored, not a reference
+        assert reference_count(refs) == 2  # the COPY shares the first body
+        txn.put(U64.pack(1), BODY_META.pack(1 | flags, size) + raw[BODY_META.size :], db=body_meta)
     env.close()
     (env_dir / "lock.mdb").unlink()
     # Re-sign the manifest, as a bug writing a wrong count would have.

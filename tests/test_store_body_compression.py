@@ -8,8 +8,9 @@ import random
 from mailha_api import store_pb2
 from store import bodies, messages
 from store.bodies import BodySource
+from store.committer import WriteContext
 from store.engine import MailStore, StoreOptions
-from store.schema import CHUNK_SIZE
+from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U64
 
 
 def _store(tmp_path: pathlib.Path) -> MailStore:
@@ -122,5 +123,62 @@ def test_copy_and_expunge_keep_the_compressed_flag_and_free_the_chunks(tmp_path:
         with store.env.begin() as txn:
             assert txn.stat(store.dbs.body_chunks)["entries"] == 0
             assert txn.stat(store.dbs.body_meta)["entries"] == 0
+    finally:
+        store.close()
+
+
+def test_compressed_chunks_are_stored_in_leaf_sized_pieces_and_read_across_them(tmp_path: pathlib.Path) -> None:
+    """A ~6 KB message compresses to ~2.5 KB: stored whole, LMDB gave it a 4 KiB overflow page;
+    in pieces of at most PIECE_MAX bytes it shares leaf pages (store/bodies.py, SPLIT)."""
+    store = _store(tmp_path)
+    try:
+        datas = [_text(5000 + 97 * i) + b"\r\nserial %d\r\n" % i for i in range(40)]
+        uids = [_append(store, d) for d in datas]
+        with store.env.begin() as txn:
+            stat = txn.stat(store.dbs.body_chunks)
+            sizes = [len(v) for _, v in txn.cursor(db=store.dbs.body_chunks)]
+        assert stat["overflow_pages"] == 0 and stat["entries"] > len(datas)  # several pieces per body
+        assert max(sizes) <= bodies.PIECE_MAX
+        for uid, data in zip(uids, datas, strict=True):
+            assert _compressed(store, uid) and _body(store, uid) == data
+            assert _body(store, uid, 999, 2345) == data[999 : 999 + 2345]
+    finally:
+        store.close()
+
+
+def test_compressed_bodies_stored_whole_before_pieces_still_read_and_are_freed(tmp_path: pathlib.Path) -> None:
+    store = _store(tmp_path)
+    try:
+        data = _text(9000)
+        uid = _append(store, data)
+
+        def as_before(ctx: WriteContext) -> None:  # one compressed value per chunk, SPLIT clear
+            rec = dict(messages.all_messages(ctx.txn, ctx.dbs, _mid(store)))[uid]
+            key = U64.pack(rec.body_id)
+            found = ctx.txn.get(key, db=ctx.dbs.body_meta)
+            assert found is not None
+            meta = bytes(found)
+            refs, size = BODY_META.unpack_from(meta)
+            cur = ctx.txn.cursor(db=ctx.dbs.body_chunks)
+            assert cur.set_range(CHUNK_KEY.pack(rec.body_id, 0))
+            whole = b""
+            while bytes(cur.key()[:8]) == key:
+                whole += bytes(cur.value())
+                cur.delete()
+            ctx.txn.put(CHUNK_KEY.pack(rec.body_id, 0), whole, db=ctx.dbs.body_chunks)
+            meta = BODY_META.pack(refs & ~bodies.SPLIT, size) + meta[BODY_META.size :]
+            ctx.txn.put(key, meta, db=ctx.dbs.body_meta)
+
+        store.write(1, as_before)
+        assert _compressed(store, uid) and _body(store, uid) == data and _body(store, uid, 10, 20) == data[10:30]
+        mode = store_pb2.FLAG_MODE_ADD
+        store.store_flags(
+            store_pb2.StoreFlagsRequest(
+                epoch=1, user="alice", mailbox_id=_mid(store), uid_set=str(uid), mode=mode, flags=["\\Deleted"]
+            )
+        )
+        store.expunge(store_pb2.ExpungeRequest(epoch=1, user="alice", mailbox_id=_mid(store)))
+        with store.env.begin() as txn:
+            assert txn.stat(store.dbs.body_chunks)["entries"] == 0
     finally:
         store.close()

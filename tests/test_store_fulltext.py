@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import os
 import pathlib
 import random
 import sqlite3
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+import types
+from collections.abc import Iterable
 
 import grpc
 import pytest
@@ -27,7 +30,7 @@ from imapd.protocol import search_spec as S
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import store_pb2
 from mailparse.view import MessageView
-from store import fulltext
+from store import fulltext, fulltext_worker
 from store.bodies import BodySource
 from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
@@ -159,7 +162,7 @@ def test_fulltext_answers_equal_the_scan_unindexed_partly_indexed_and_after_expu
         store.close()
 
 
-def test_the_indexer_thread_catches_up_after_appends(tmp_path: pathlib.Path) -> None:
+def test_the_indexer_catches_up_after_appends(tmp_path: pathlib.Path) -> None:
     store = _store(tmp_path, fulltext=True)
     try:
         uids = [_append(store, data) for data in _generated()]
@@ -177,30 +180,96 @@ def test_the_indexer_waits_for_a_pause_but_not_longer_than_its_bound(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Woken by every commit, it indexes once the appends pause; appends that never pause
-    are still indexed, every INDEX_DELAY or so, while they go on."""
+    are still indexed, every INDEX_DELAY or so, while they go on. (The loop the indexer
+    process runs, run here in a thread so that the patched pause applies.)"""
     monkeypatch.setattr(fulltext, "INDEX_QUIET", 30.0)  # no pause is ever long enough: only the bound counts
-    store = _store(tmp_path, fulltext=True)
-    stop = threading.Event()
+    store = _store(tmp_path)
+    stop, stop_indexer = threading.Event(), threading.Event()
+    wakes = fulltext.Wakes()
     corpus = _generated()
 
     def appender() -> None:
         n = 0
         while not stop.is_set():
             _append(store, corpus[n % len(corpus)])
+            wakes.add([_mid(store)])
             n += 1
 
     thread = threading.Thread(target=appender)
+    indexer = threading.Thread(target=store.fulltext.run, args=(store.env, store.dbs, wakes, stop_indexer))
     try:
         started = time.monotonic()
         thread.start()
+        indexer.start()
         while not store.fulltext.watermarks().get(_mid(store), 0):
             assert time.monotonic() - started < 10 * fulltext.INDEX_DELAY, "appends without a pause starve the indexer"
             time.sleep(0.02)
         assert thread.is_alive()  # indexed while the appends went on
     finally:
         stop.set()
+        stop_indexer.set()
         thread.join(30)
+        indexer.join(30)
         store.close()
+
+
+def test_wakes_name_mailboxes_and_a_sweep_names_every_one() -> None:
+    wakes = fulltext.Wakes()
+    assert wakes.take() == set() and not wakes.event.is_set()
+    wakes.add([3, 1])
+    wakes.add([3])
+    assert wakes.event.is_set() and wakes.take() == {1, 3} and wakes.take() == set()
+    wakes.add([2])
+    wakes.sweep()
+    assert wakes.take() is None  # every mailbox (2 among them)
+    assert wakes.take() == set()
+
+
+def test_the_store_names_the_mailboxes_to_the_indexer_process_and_asks_a_sweep_after_a_lost_wake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wake-up pipe's protocol end to end, with the child's reading loop in a thread:
+    ids arrive whole (writes of at most PIPE_BUF bytes), a wake-up refused by a full pipe
+    is followed by a sweep request, end of file stops the child."""
+
+    read_fd, write_fd = os.pipe()
+    proc = types.SimpleNamespace(stdin=os.fdopen(write_fd, "wb", buffering=0), pid=0)
+    handle = fulltext_worker.IndexerProcess(proc)  # type: ignore[arg-type]
+    wakes, stop = _RecordingWakes(), threading.Event()
+    many = list(range(1, 2000))  # more ids than one atomic write holds
+    handle.wake(many)
+    handle.wake([7, 7, 5])
+    monkeypatch.setattr(os, "write", _refuse_write)
+    handle.wake([9])  # lost: the pipe is "full"
+    monkeypatch.undo()
+    handle.wake([11])
+    handle._stdin.close()
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_fd, "rb", buffering=0))
+    fulltext_worker._watch_stdin(wakes, stop)  # returns at end of file
+    assert stop.is_set()
+    assert wakes.added == [*many, 5, 7, 11]  # whole ids, in order, each wake-up's once; 9 was lost
+    assert wakes.sweeps == 1  # asked with the wake-up after the lost one
+    assert wakes.take() is None
+
+
+class _RecordingWakes(fulltext.Wakes):
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[int] = []
+        self.sweeps = 0
+
+    def add(self, mailbox_ids: Iterable[int]) -> None:
+        ids = list(mailbox_ids)
+        self.added.extend(ids)
+        super().add(ids)
+
+    def sweep(self) -> None:
+        self.sweeps += 1
+        super().sweep()
+
+
+def _refuse_write(fd: int, data: bytes) -> int:
+    raise BlockingIOError
 
 
 @pytest.mark.parametrize("slice_chars", [1, 3, 7, 64 * 1024])
@@ -332,7 +401,7 @@ def test_after_kill9_while_appending_and_indexing_the_answers_still_equal_the_sc
 def test_optimize_after_a_fill_shrinks_the_index_and_keeps_its_answers(tmp_path: pathlib.Path) -> None:
     index = fulltext.FullTextIndex(tmp_path / "fulltext.sqlite")
     try:
-        for start in range(1, 2001, 100):  # many small transactions, as the indexer thread writes
+        for start in range(1, 2001, 100):  # many small transactions, as the indexer writes
             items = []
             for uid in range(start, start + 100):
                 head = f"Subject: report {uid}\r\nFrom: a{uid % 7}@example.org\r\n\r\n"
@@ -349,3 +418,51 @@ def test_optimize_after_a_fill_shrinks_the_index_and_keeps_its_answers(tmp_path:
         assert size_after < size_before * 0.9, (size_before, size_after)
     finally:
         index.close()
+
+
+def _children(pid: int) -> list[int]:
+    path = pathlib.Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _nice(pid: int) -> int:
+    return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_indexer_is_a_lower_priority_child_that_ends_with_its_store(tmp_path: pathlib.Path) -> None:
+    """The indexer runs beside the store's GIL (store/fulltext_worker.py), indexes what is
+    delivered, and does not outlive a store killed with -9 (its wake-up pipe ends)."""
+    server = StoreServer(tmp_path / "s", tmp_path / "s.sock")
+    server.start()
+    try:
+        assert server.process is not None
+        (indexer,) = _children(server.process.pid)
+        assert _nice(indexer) > _nice(server.process.pid)
+        with server.client() as client:
+            epoch = client.epoch()
+            client.create_user("alice", "pw", epoch=epoch)
+            for data in _generated():
+                header = store_pb2.AppendHeader(epoch=epoch, user="alice", mailbox="INBOX", size=len(data))
+                client.stub.MultiAppend(iter([store_pb2.AppendRequest(header=header, data=data, last=True)]))
+        index = fulltext.FullTextIndex(tmp_path / "s" / "fulltext.sqlite")
+        try:
+            deadline = time.monotonic() + 20
+            while sum(index.watermarks().values()) < len(_generated()):
+                assert time.monotonic() < deadline, "the indexer process did not index the appends"
+                time.sleep(0.05)
+        finally:
+            index.close()
+        server.kill9()
+        deadline = time.monotonic() + 10
+        while pathlib.Path(f"/proc/{indexer}").exists() and _state(indexer) != "Z":
+            assert time.monotonic() < deadline, "the indexer outlived its store"
+            time.sleep(0.05)
+    finally:
+        server.stop()
+
+
+def _state(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
