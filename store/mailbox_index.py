@@ -97,18 +97,20 @@ def build(txn: lmdb.Transaction, dbs: Dbs) -> int:
 
 def build_members(txn: lmdb.Transaction, dbs: Dbs) -> int:
     """Fill `flag_members` from the flag index (an environment written before it existed)."""
-    count = 0
+    count = pending = 0
     writer: MembersWriter | None = None
     for key, value in txn.cursor(db=dbs.flag_index):
         mid, _ = MSG_KEY.unpack(bytes(key))
-        if writer is None or writer.mailbox_id != mid:
+        if writer is None or writer.mailbox_id != mid or pending >= _BUILD_BATCH:  # bounded memory
             if writer is not None:
                 writer.flush()
             writer = MembersWriter(txn, dbs.flag_members, mid)
+            pending = 0
         _, slices = column_slices(bytes(value))
         for uid, fid in zip(to_array("I", slices[0]), to_array("I", slices[1]), strict=True):
             writer.move(uid, None, fid)
             count += 1
+            pending += 1
     if writer is not None:
         writer.flush()
     if count:

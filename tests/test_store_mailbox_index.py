@@ -187,7 +187,10 @@ def test_indexes_are_built_when_an_older_environment_is_opened(tmp_path: pathlib
         store.close()
 
 
-def test_flag_members_are_built_from_the_flag_index_when_missing(tmp_path: pathlib.Path) -> None:
+def test_flag_members_are_built_from_the_flag_index_when_missing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mailbox_index, "_BUILD_BATCH", 100)  # flushed in pieces, as for a large mailbox
     data = tmp_path / "s"
     store = _alice_store(data, 600, lambda n: ("\\Seen",) if n % 3 else ("work",))
     with store.env.begin() as txn:

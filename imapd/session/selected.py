@@ -148,12 +148,7 @@ class SelectedMailbox:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
                 self.uids = _without(self.uids, doomed)
             else:
-                # Highest first: each number stays valid as the ones above go.
-                for uid in reversed(doomed):
-                    seq = self._seq(uid)
-                    if seq:
-                        del self.uids[seq - 1]
-                        out.append(b"* %d EXPUNGE\r\n" % seq)
+                out.extend(self._expunge_lines(doomed))
             for uid in doomed:
                 self.own_modseq.pop(uid, None)
                 self.recent.discard(uid)
@@ -190,6 +185,21 @@ class SelectedMailbox:
         if self.condstore:
             items += b" MODSEQ (%d)" % meta.modseq
         return b"* %d FETCH (%s)\r\n" % (seq, items)
+
+    def _expunge_lines(self, doomed: list[int]) -> list[bytes]:
+        """`* n EXPUNGE` for the ascending UIDs `doomed` that are in the map, highest first (each
+        number stays valid as the ones above go), and the map without them: one cut per run of
+        consecutive numbers, not one move of the map's tail per message."""
+        seqs = [seq for seq in map(self._seq, doomed) if seq]
+        out = [b"* %d EXPUNGE\r\n" % seq for seq in reversed(seqs)]
+        end = len(seqs)
+        while end:
+            start = end - 1
+            while start and seqs[start - 1] == seqs[start] - 1:
+                start -= 1
+            del self.uids[seqs[start] - 1 : seqs[end - 1]]
+            end = start
+        return out
 
     # ---- numbers ----------------------------------------------------------------
     def _seq(self, uid: int) -> int:
@@ -253,11 +263,7 @@ class SelectedMailbox:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(present).to_bytes() + b"\r\n")
             self.uids = _without(self.uids, present)
         else:
-            for uid in reversed(doomed):
-                seq = self._seq(uid)
-                if seq:
-                    del self.uids[seq - 1]
-                    out.append(b"* %d EXPUNGE\r\n" % seq)
+            out.extend(self._expunge_lines(doomed))
         for uid in doomed:
             self.recent.discard(uid)
             self.touched.discard(uid)
