@@ -33,6 +33,7 @@ from bench.mailbox_corpus import message
 from bench.mailbox_measure import ImapTarget, mark_mostly_seen, measure
 from lmtpd.local_servers import free_port, local_servers, stop, wait_for_port
 from mailha_api import store_pb2
+from nodeconf.services import service_env
 from store.client import StoreClient
 
 USER: Final = "bench"
@@ -138,7 +139,7 @@ def _imapd(root: pathlib.Path, store: str, epoch: int, linger: float) -> Iterato
     argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store, "--epoch", str(epoch)]
     argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login", "--mailbox-linger", str(linger)]
     with open(root / "imapd.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=service_env("imapd"))
     try:
         wait_for_port(port, proc)
         yield port, proc
