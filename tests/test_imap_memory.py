@@ -31,7 +31,10 @@ import tracemalloc
 from typing import TYPE_CHECKING
 
 import grpc
+import trio
+import trio.testing
 
+from imapd.memory_release import IdleRelease
 from imapd.protocol.values import Raw
 from imapd.session.envelope_cache import EnvelopeCache
 from imapd.session.mailbox_lru import MailboxLru
@@ -208,3 +211,29 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
             imapd.terminate()
             imapd.wait(15)
         store.stop()
+
+
+def test_idle_release_runs_once_idle_and_loses_no_request() -> None:
+    """A release asked for while busy, or just after another, happens once the process is idle."""
+    released: list[float] = []
+    connections = [1]
+
+    async def main() -> None:
+        memory = IdleRelease(settle=2.0, release=lambda: released.append(trio.current_time()))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(memory.run, lambda: not connections[0])
+            memory.note()  # a connection closed, another is still open: nothing to do yet
+            await trio.sleep(5)
+            assert released == []
+            connections[0] = 0
+            memory.note()  # the last one closed
+            await trio.sleep(1)
+            memory.note()  # a mailbox's caches dropped within the same settle time
+            await trio.sleep(5)
+            assert released == [7.0]  # one release, settle seconds after the first of the two
+            memory.note()
+            await trio.sleep(3)
+            assert released == [7.0, 13.0]  # asked at 11
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
