@@ -159,6 +159,7 @@ class FullTextIndex:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.batches = 0  # batches ever written: tells the store's memory trimmer the indexer worked
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -192,6 +193,7 @@ class FullTextIndex:
                 "ON CONFLICT(mailbox_id) DO UPDATE SET uid = excluded.uid",
                 (mid, watermark),
             )
+        self.batches += 1
 
     def catch_up(self, env: lmdb.Environment, dbs: Dbs, *, duty: float = 1.0) -> int:
         """Index every message above its mailbox's watermark; return how many were indexed.

@@ -58,11 +58,12 @@ def _trim_when_quiet(store: MailStore, stop: threading.Event, interval: float = 
     glibc keeps what a burst freed: password hashes of a login flood, or the
     replies and transactions of a large STORE, SEARCH or FETCH (issue 17: RssAnon
     30 -> 40 MB after a 50,000-message session, none of it live Python objects).
-    Work is counted by hashes, read transactions and committed writes; one
-    interval without any after some is quiet."""
+    Work is counted by hashes, read transactions, committed writes and full-text
+    batches (the indexer runs after the writes); one interval without any after
+    some is quiet."""
 
     def work() -> int:
-        return hashes_done() + store.gate.entered + store.committer.ops
+        return hashes_done() + store.gate.entered + store.committer.ops + store.fulltext.batches
 
     trimmed = last = work()
     while not stop.wait(interval):
