@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bench import process_cpu
+from nodeconf.services import service_env
 from store.client import StoreClient
 
 ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
@@ -49,7 +50,11 @@ class SpawnedStack:
     def _start(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.directory / log, "ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "mailha.cli", *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                [sys.executable, "-m", "mailha.cli", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=service_env(args[0]),  # as started in production (imapd: glibc malloc)
             )
 
     def start(self, timeout: float = 30.0) -> SpawnedStack:

@@ -11,7 +11,10 @@ as the mailbox grows, marks all but 1% \\Seen, then times each operation of
 issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
 any IMAP server's host, port, user and password). Also reports the LMDB file
 size against the raw bytes delivered and the RSS of the store and imapd:
-idle before the fill, and once every connection of the measurement is closed.
+before the fill, idle with the mailbox filled (the full-text index caught up,
+one session served), and once every connection of the measurement has been
+closed for the mailbox linger and a settle time: issue 17's bound is
+RssAnon closed <= 1.2 x idle (`*_rss_anon_closed_per_idle`, `memory_bound_held`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,7 @@ from bench.mailbox_corpus import message
 from bench.mailbox_measure import ImapTarget, mark_mostly_seen, measure
 from lmtpd.local_servers import free_port, local_servers, stop, wait_for_port
 from mailha_api import store_pb2
+from nodeconf.services import service_env
 from store.client import StoreClient
 
 USER: Final = "bench"
@@ -42,6 +47,10 @@ RCPT: Final = "bench@bench.test"
 SENDER: Final = "sender@bench.test"
 BLOCK: Final = 1000  # messages per delivery-rate sample
 MAX_SIZE: Final = 2_000_000  # a bound on the fill
+MAILBOX_LINGER: Final = 15.0  # imapd's default --mailbox-linger: its per-mailbox caches go after it
+SETTLE: Final = 5.0  # then both processes release what they freed (imapd 2 s, the store 1-2 s)
+MEMORY_BOUND: Final = 1.2  # issue 17: RssAnon back within 20% of idle once the sessions are closed
+INDEX_WAIT: Final = 1800.0  # seconds at most for the full-text indexer to catch up after the fill
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class MailboxBenchOptions:
     fulltext: bool = True  # the store's SEARCH TEXT/BODY index (on by default)
     connections: int = 1  # LMTP connections of the fill (more: quicker, no per-block rates)
     local_reads: bool = True  # imapd reads beside the store (standalone mode); False: over gRPC only
+    mailbox_linger: float = MAILBOX_LINGER  # imapd --mailbox-linger (the test shortens it)
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -135,15 +145,15 @@ def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, fl
 
 @contextlib.contextmanager
 def _imapd(
-    root: pathlib.Path, store: str, epoch: int, store_data: pathlib.Path | None
+    root: pathlib.Path, store: str, epoch: int, store_data: pathlib.Path | None, linger: float
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store, "--epoch", str(epoch)]
-    argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login"]
+    argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login", "--mailbox-linger", str(linger)]
     if store_data is not None:
         argv += ["--store-data", str(store_data)]  # as standalone mode runs it beside its store
     with open(root / "imapd.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=service_env("imapd"))
     try:
         wait_for_port(port, proc)
         yield port, proc
@@ -181,6 +191,22 @@ class MailhaUnderTest:
             "disk_per_raw": round((allocated + fulltext) / max(1, raw_bytes), 3),
         }
 
+    def wait_indexed(self, count: int, timeout: float = INDEX_WAIT) -> None:
+        """Until the store's full-text indexer has caught up with `count` messages (its idle
+        baseline is taken after that work, as the memory test does)."""
+        path = self.root / "store" / "fulltext.sqlite"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                    try:
+                        if (conn.execute("SELECT sum(uid) FROM watermarks").fetchone()[0] or 0) >= count:
+                            return
+                    except sqlite3.OperationalError:  # not created yet
+                        pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the store's full-text indexer did not catch up within {timeout:.0f} s")
+
     def logs_tail(self) -> str:
         text = ""
         for log in ("imapd.log", "store.log"):
@@ -191,13 +217,15 @@ class MailhaUnderTest:
 
 
 @contextlib.contextmanager
-def mailha_under_test(root: pathlib.Path, *, fulltext: bool, local_reads: bool = True) -> Iterator[MailhaUnderTest]:
+def mailha_under_test(
+    root: pathlib.Path, *, fulltext: bool, local_reads: bool = True, mailbox_linger: float = MAILBOX_LINGER
+) -> Iterator[MailhaUnderTest]:
     with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=fulltext) as servers:
         with StoreClient(servers.store) as client:
             client.create_user(USER, PASSWORD, epoch=servers.epoch)
             client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
         store_data = root / "store" if local_reads else None
-        with _imapd(root, servers.store, servers.epoch, store_data) as (imap_port, imapd):
+        with _imapd(root, servers.store, servers.epoch, store_data, mailbox_linger) as (imap_port, imapd):
             target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
             yield MailhaUnderTest(root, servers.lmtp_port, target, servers.store_process.pid, imapd.pid)
 
@@ -207,23 +235,41 @@ def run(options: MailboxBenchOptions) -> dict[str, float]:
         raise ValueError(f"--size must be 1..{MAX_SIZE}")
     with (
         tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp,
-        mailha_under_test(pathlib.Path(tmp), fulltext=options.fulltext, local_reads=options.local_reads) as mailha,
+        mailha_under_test(
+            pathlib.Path(tmp),
+            fulltext=options.fulltext,
+            local_reads=options.local_reads,
+            mailbox_linger=options.mailbox_linger,
+        ) as mailha,
     ):
         result: dict[str, float] = {"size": options.size, "imapd_local_reads": float(options.local_reads)}
-        result.update({k.replace("_kib", "_idle_kib"): v for k, v in mailha.rss().items()})
+        result.update({k.replace("_kib", "_before_fill_kib"): v for k, v in mailha.rss().items()})
         result.update(
             fill_parallel(
                 "127.0.0.1", mailha.lmtp_port, RCPT, options.size, options.seed, connections=options.connections
             )
         )
         try:
+            if options.fulltext:
+                mailha.wait_indexed(options.size)
+            mailha.target.connect().logout()  # one session served: code paths loaded
+            time.sleep(options.mailbox_linger + SETTLE)
+            idle = mailha.rss()
             mark_mostly_seen(mailha.target)
             result.update(measure(mailha.target, options.runs, options.only))
         except Exception:
             print(mailha.logs_tail(), file=sys.stderr)  # the directory goes away with us
             raise
-        time.sleep(2.0)  # sessions closed; let both processes settle
-        result.update({k.replace("_kib", "_after_kib"): v for k, v in mailha.rss().items()})
+        result.update({k.replace("_kib", "_idle_kib"): v for k, v in idle.items()})
+        time.sleep(options.mailbox_linger + SETTLE)  # every session closed: past the linger, then released
+        closed = mailha.rss()
+        result.update({k.replace("_kib", "_closed_kib"): v for k, v in closed.items()})
+        held = True
+        for proc in ("store", "imapd"):
+            ratio = closed[f"{proc}_rss_anon_kib"] / max(1, idle[f"{proc}_rss_anon_kib"])
+            result[f"{proc}_rss_anon_closed_per_idle"] = round(ratio, 3)
+            held = held and ratio <= MEMORY_BOUND
+        result["memory_bound_held"] = float(held)
         result.update(mailha.disk(int(result["raw_bytes"])))
     return result
 

@@ -14,6 +14,7 @@ import sys
 
 from nodeconf.service_process import open_log
 from nodeconf.service_user import ServiceUser
+from nodeconf.services import service_env
 
 
 def spawn(
@@ -36,6 +37,7 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             pass_fds=pass_fds,
+            env=service_env(name),
         )
     finally:
         os.close(out)

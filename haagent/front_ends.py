@@ -8,7 +8,7 @@ from haagent.demo_tls import demo_tls_dir, ensure_tls_files
 from haagent.supervisor import FrontEnd, FrontEndContext, FrontEndFactory
 from nodeconf import service_user, services
 from nodeconf.config import ClusterConfig
-from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET
+from nodeconf.services import IMAPD_METRICS_OFFSET, LMTPD_METRICS_OFFSET, ImapCaches
 
 
 def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:
@@ -41,6 +41,7 @@ def imapd(ctx: FrontEndContext) -> FrontEnd | None:
         allow_plaintext_login=cluster.imap.allow_plaintext_login,
         append_limit=cluster.store.max_message_size,
         metrics_listen=f"{ctx.node.address.ip}:{cluster.ports.metrics + IMAPD_METRICS_OFFSET}",
+        caches=ImapCaches(cluster.imap.envelope_cache, cluster.imap.sort_cache, cluster.imap.mailbox_linger_seconds),
     )
     return FrontEnd(spec, cluster.ports.imap, b"* OK")
 

@@ -37,6 +37,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--sort-cache-mb", type=float, default=128.0, help="MiB of SORT/THREAD keys kept across sessions (about)"
     )
+    p.add_argument(
+        "--mailbox-linger",
+        type=float,
+        default=15.0,
+        help="seconds a mailbox's change feed and cached ENVELOPEs/SORT keys outlive its last session",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     p.add_argument(
         "--store-data",
@@ -66,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_prelogin_per_address=args.max_prelogin_per_address,
             envelope_cache_mb=args.envelope_cache_mb,
             sort_cache_mb=args.sort_cache_mb,
+            mailbox_linger=args.mailbox_linger,
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
             store_data=args.store_data,
@@ -88,6 +95,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--allow-plaintext-login")
     argv += ["--append-limit", str(args.append_limit), "--connections-per-user", str(args.connections_per_user)]
     argv += ["--max-prelogin-per-address", str(args.max_prelogin_per_address)]
+    argv += ["--envelope-cache-mb", str(args.envelope_cache_mb), "--sort-cache-mb", str(args.sort_cache_mb)]
+    argv += ["--mailbox-linger", str(args.mailbox_linger)]
     if args.store_data is not None:
         argv += ["--store-data", str(args.store_data)]
     return argv

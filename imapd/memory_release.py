@@ -1,36 +1,26 @@
-"""Hand freed heap memory back to the operating system when the last connection closes.
+"""Hand freed heap memory back to the operating system once the process is idle.
 
-A large FETCH or SEARCH allocates tens of megabytes of small Python objects;
-once they are freed, glibc keeps the pages in the process's heap unless asked
-with `malloc_trim`. The server calls this when its connection count drops to
-zero, so an idle imapd returns to (about) its idle size.
+A large FETCH, SEARCH or SORT allocates tens of megabytes of small Python
+objects; once they are freed, glibc keeps the pages in the process's heap
+unless asked with `malloc_trim`. `IdleRelease` collects and trims when the
+last connection has closed, and again when the per-mailbox caches of the
+last selected mailboxes are dropped (`ServerContext.forget_mailbox`), so an
+idle imapd returns to (about) its idle size. A release asked for while
+another ran a moment ago is deferred, not lost: the last close of a busy
+minute is the one that matters.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
-import time
+from collections.abc import Callable
 from typing import Final
 
-_LIBC: Final = ctypes.util.find_library("c")
-_EVERY: Final = 5.0  # seconds at least between two releases (a full collection is not free)
-_last = [float("-inf")]
+import trio
 
+from nodeconf.service_process import release_free_memory
 
-_M_ARENA_MAX: Final = -8
-
-
-def limit_malloc_arenas(count: int = 2) -> None:
-    """Fewer glibc arenas: each thread that allocates (gRPC, trio workers) may otherwise get
-    its own heap, and freed memory scattered over many heaps is not given back."""
-    if _LIBC is None:
-        return
-    try:
-        ctypes.CDLL(_LIBC).mallopt(_M_ARENA_MAX, count)
-    except (OSError, AttributeError):
-        return
+SETTLE_SECONDS: Final = 2.0  # wait this long after the last reason, and between two releases
 
 
 def freeze_startup_heap() -> None:
@@ -42,16 +32,29 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def release_free_memory() -> None:
-    now = time.monotonic()
-    if now - _last[0] < _EVERY:
-        return
-    _last[0] = now
+def collect_and_trim() -> None:
     gc.collect()
-    if _LIBC is None:
-        return
-    try:
-        trim = ctypes.CDLL(_LIBC).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
+    release_free_memory()
+
+
+class IdleRelease:
+    """Remembers that memory was freed; `run` releases it once `idle()` holds."""
+
+    def __init__(self, settle: float = SETTLE_SECONDS, release: Callable[[], None] = collect_and_trim) -> None:
+        self.settle = settle
+        self._release = release
+        self._wanted = trio.Event()
+        self.releases = 0
+
+    def note(self) -> None:
+        """Something big was freed (a connection closed, a mailbox's caches dropped)."""
+        self._wanted.set()
+
+    async def run(self, idle: Callable[[], bool]) -> None:
+        while True:
+            await self._wanted.wait()
+            await trio.sleep(self.settle)  # let the closing connections finish closing
+            self._wanted = trio.Event()
+            if idle():
+                self._release()
+                self.releases += 1

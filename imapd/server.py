@@ -24,7 +24,6 @@ from typing import Final
 import trio
 
 from imapd.deflate_stream import DeflateStream
-from imapd.memory_release import release_free_memory
 from imapd.prelogin_slots import AddressSlots
 from imapd.protocol import events as ev
 from imapd.protocol.deflate import DeflateError
@@ -299,7 +298,7 @@ class ImapServer:
             if self.metrics is not None:
                 self.metrics.session_closed()
             if not self.connections:
-                release_free_memory()
+                self.ctx.memory.note()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
@@ -552,8 +551,9 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGUSR1 (drain) or cancellation; started() gets the bound ports."""
     async with trio.open_nursery() as nursery:
-        ctx = ServerContext(store, WatchHub(store, nursery), settings)
+        ctx = ServerContext(store, WatchHub(store, nursery, linger=settings.mailbox_linger), settings)
         server = ImapServer(ctx, ssl_context, metrics=metrics)
+        nursery.start_soon(ctx.memory.run, lambda: not server.connections)
         listeners: list[tuple[trio.SocketListener, bool]] = []
         ports: list[int] = []
         for ep in endpoints:

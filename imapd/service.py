@@ -15,7 +15,7 @@ import lmdb
 import trio
 
 from imapd.errors import TlsSetupError
-from imapd.memory_release import freeze_startup_heap, limit_malloc_arenas
+from imapd.memory_release import freeze_startup_heap
 from imapd.server import Endpoint, parse_endpoint, serve
 from imapd.session.context import DEFAULT_APPEND_LIMIT, ServerSettings
 from imapd.store_grpc import GrpcStore
@@ -41,6 +41,7 @@ class ImapdOptions:
     max_prelogin_per_address: int = 20
     envelope_cache_mb: float = 8.0
     sort_cache_mb: float = 128.0
+    mailbox_linger: float = 15.0  # seconds (ServerSettings.mailbox_linger)
     # >1: this process supervises N worker processes sharing the ports (SO_REUSEPORT).
     workers: int = 1
     reuse_port: bool = False
@@ -51,7 +52,14 @@ class ImapdOptions:
 
 def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    limit_malloc_arenas()
+    for name, value in (
+        ("--envelope-cache-mb", options.envelope_cache_mb),
+        ("--sort-cache-mb", options.sort_cache_mb),
+        ("--mailbox-linger", options.mailbox_linger),
+    ):
+        if not 0 <= value < 1 << 20:  # also NaN
+            print(f"mailha imapd serve: {name} must be a number from 0 to {1 << 20}, not {value}", file=sys.stderr)
+            return 2
     if options.workers > 1:
         assert argv is not None
         return _supervise_workers(options.workers, argv)
@@ -78,6 +86,7 @@ def run_imapd(options: ImapdOptions, argv: list[str] | None = None) -> int:
         max_prelogin_per_address=options.max_prelogin_per_address,
         envelope_cache_bytes=int(options.envelope_cache_mb * 1024 * 1024),
         sort_cache_bytes=int(options.sort_cache_mb * 1024 * 1024),
+        mailbox_linger=options.mailbox_linger,
     )
 
     local = None

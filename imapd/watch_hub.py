@@ -10,6 +10,7 @@ never holds back the others or grows memory without bound.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Final
@@ -77,6 +78,9 @@ class WatchHub:
         self._nursery = nursery
         self._feeds: dict[tuple[str, int], _Feed] = {}
         self.linger = linger
+        # Called with (user, mailbox id) once a mailbox's feed is gone and no new one was
+        # opened: no session here has it selected (ServerContext drops its caches).
+        self.released: list[Callable[[tuple[str, int]], None]] = []
         # Account-wide feeds (NOTIFY) live beside the per-mailbox ones.
         self.accounts = AccountHub(store, nursery)
         if linger > 0:
@@ -247,3 +251,6 @@ class WatchHub:
             sub.send.close()
         feed.subscribers.clear()
         feed.advanced.set()
+        if key not in self._feeds:
+            for listener in self.released:
+                listener(key)

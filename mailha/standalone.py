@@ -155,7 +155,9 @@ def _start(spec: services.ServiceSpec, log_dir: pathlib.Path, user: ServiceUser 
         options += user.setpriv_options(bind_low_ports=spec.name in ("imapd", "lmtpd"))
     argv = ("setpriv", *options, "--", *spec.argv)
     try:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=services.service_env(spec.name)
+        )
     finally:
         os.close(out)
 

@@ -119,6 +119,12 @@ class ImapConfig:
     max_connections_per_user: int = 20
     autologout_seconds: int = 1800
     idle_timeout_seconds: int = 1800
+    # Per-process caches of imapd (issue 17): rendered ENVELOPEs and SORT/THREAD keys, each
+    # bounded in bytes; a mailbox's entries go once no session has had it selected for
+    # mailbox_linger_seconds (its change feed closes then too).
+    envelope_cache: int = 8 * MIB
+    sort_cache: int = 128 * MIB
+    mailbox_linger_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,15 @@ def _size(sec: _Section, name: str, default: int) -> int:
     raise ConfigError(f"{sec.key(name)}: must be a byte count such as 20971520 or '20MiB'")
 
 
+def _linger(sec: _Section) -> float:
+    value = sec.raw("mailbox_linger_seconds")
+    if value is None:
+        return ImapConfig.mailbox_linger_seconds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+        raise ConfigError(f"{sec.key('mailbox_linger_seconds')}: must be a number of seconds from 0 to 3600")
+    return float(value)
+
+
 def _port(sec: _Section, name: str, default: int) -> int:
     return sec.integer(name, default, minimum=1, maximum=65535)
 
@@ -387,6 +402,9 @@ def parse(data: object, source: pathlib.Path | None = None) -> ClusterConfig:
         max_connections_per_user=isec.integer("max_connections_per_user", 20, minimum=1),
         autologout_seconds=isec.integer("autologout_seconds", 1800, minimum=1),
         idle_timeout_seconds=isec.integer("idle_timeout_seconds", 1800, minimum=1),
+        envelope_cache=_size(isec, "envelope_cache", ImapConfig.envelope_cache),
+        sort_cache=_size(isec, "sort_cache", ImapConfig.sort_cache),
+        mailbox_linger_seconds=_linger(isec),
     )
     isec.finish()
 

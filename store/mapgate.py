@@ -18,6 +18,7 @@ class MapGate:
         self._cond = threading.Condition()
         self._readers = 0
         self._resizing = False
+        self.entered = 0  # read transactions ever begun: tells the memory trimmer reads happened
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -25,6 +26,7 @@ class MapGate:
             while self._resizing:
                 self._cond.wait()
             self._readers += 1
+            self.entered += 1
         try:
             yield
         finally:

@@ -20,7 +20,9 @@ def test_corpus_is_deterministic_and_sized_like_mail() -> None:
 def test_bench_mailbox_small_run(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "mailbox.json"
     only = frozenset({"select", "status"})
-    options = MailboxBenchOptions(size=250, runs=1, json=True, out=str(out), only=only, connections=2)
+    options = MailboxBenchOptions(
+        size=250, runs=1, json=True, out=str(out), only=only, connections=2, mailbox_linger=0.5
+    )
     assert run_bench(options) == 0
     result = json.loads(out.read_text())
     assert result["delivered"] == 250 and result["messages"] == 250 and result["fill_connections"] == 2
@@ -28,4 +30,5 @@ def test_bench_mailbox_small_run(tmp_path: pathlib.Path) -> None:
     assert result["subject_hits"] == 3 and result["text_hits"] == 3  # n % 100 == 7 and == 42
     assert result["select_ms"] > 0 and result["status_ms"] > 0
     assert "uid_search_text_ms" not in result  # --only was honoured
-    assert result["disk_per_raw"] > 0 and result["imapd_rss_after_kib"] > 0
+    assert result["disk_per_raw"] > 0 and result["imapd_rss_anon_closed_kib"] > 0
+    assert result["imapd_rss_anon_idle_kib"] > 0 and result["store_rss_anon_closed_per_idle"] > 0

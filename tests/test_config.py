@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from nodeconf import config
+from nodeconf import config, services
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -57,3 +57,19 @@ def test_bad_config_names_the_key(patch: dict[str, object], message: str) -> Non
 def test_missing_file_is_a_config_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(config.ConfigError, match="No such file"):
         config.load(tmp_path / "nope.yaml")
+
+
+def test_imapd_cache_bounds_reach_its_command_line() -> None:
+    cfg = config.parse({**BASE, "imap": {"envelope_cache": "2MiB", "sort_cache": 0, "mailbox_linger_seconds": 2.5}})
+    assert (cfg.imap.envelope_cache, cfg.imap.sort_cache, cfg.imap.mailbox_linger_seconds) == (2 * 1024 * 1024, 0, 2.5)
+    default = config.parse(BASE).imap
+    assert (default.envelope_cache, default.sort_cache, default.mailbox_linger_seconds) == (8 << 20, 128 << 20, 15.0)
+    caches = services.ImapCaches(cfg.imap.envelope_cache, cfg.imap.sort_cache, cfg.imap.mailbox_linger_seconds)
+    spec = services.imapd_service(
+        "unix:/s", 3, listen="", tls_listen="", cert=pathlib.Path("c"), key=pathlib.Path("k"), caches=caches
+    )
+    tail = spec.argv[spec.argv.index("--envelope-cache-mb") :]
+    assert tail == ("--envelope-cache-mb", "2", "--sort-cache-mb", "0", "--mailbox-linger", "2.5")
+    for bad in ({"mailbox_linger_seconds": -1}, {"mailbox_linger_seconds": "soon"}, {"sort_cache": "lots"}):
+        with pytest.raises(config.ConfigError, match=f"imap.{next(iter(bad))}"):
+            config.parse({**BASE, "imap": bad})

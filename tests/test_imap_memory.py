@@ -1,29 +1,55 @@
-"""imapd and the store give memory back: after large FETCH/SEARCH sessions close, their RSS is
-within 20% of idle (the store's idle measured once its full-text indexer has caught up).
+"""imapd and the store give memory back: after large FETCH/SEARCH/SORT/THREAD sessions close,
+their RssAnon is within 20% of idle (the store's idle measured once its full-text indexer has
+caught up), issue 17.
 
-Also the ENVELOPE cache, the one cache kept across sessions, is bounded in bytes.
+The mailbox holds MAILHA_MEMORY_TEST_MESSAGES messages (default 8,000: ~40 s of filling on
+the 2-core test machine; the 50,000 case is `mailha bench mailbox`, which reports the same
+check). At 8,000 every per-mailbox cache is exercised as at 50,000: the SORT-key cache
+takes the whole mailbox (6 MB, beyond its 4 MiB bound here, so it evicts), the ENVELOPE
+cache its 1 MiB bound; the old code kept them for good (RssAnon 32.8 -> 46.7 MB).
+
+imapd is started as in production (`nodeconf.services.service_env`: glibc malloc, not
+pymalloc, whose arenas stayed pinned: 32.8 -> 50.2 MB here with no cache entry left).
+
+Also the per-mailbox caches are bounded in bytes, by estimates that match what tracemalloc
+measures, and drop a mailbox's entries when its last session is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import imaplib
+import os
 import pathlib
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+from typing import TYPE_CHECKING
 
 import grpc
+import trio
+import trio.testing
 
+from imapd.memory_release import IdleRelease
 from imapd.protocol.values import Raw
 from imapd.session.envelope_cache import EnvelopeCache
+from imapd.session.mailbox_lru import MailboxLru
+from imapd.session.sort_key_cache import SortKeyCache
 from mailha_api import store_pb2, store_pb2_grpc
+from mailparse.sort_keys import SortKeys, stored_keys
+from nodeconf.services import service_env
 from tests.imap_clients_stack import free_port, wait_port
 from tests.store_fixtures import ROOT, StoreServer
 
-MESSAGES = 8000
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MESSAGES = int(os.environ.get("MAILHA_MEMORY_TEST_MESSAGES", "8000"))
+LINGER = 1.0  # --mailbox-linger: the caches of a mailbox nobody has selected go after this
 
 
 def _rss_anon_kib(pid: int) -> int:
@@ -35,9 +61,10 @@ def _rss_anon_kib(pid: int) -> int:
 
 def _message(n: int) -> bytes:
     words = " ".join(f"word{(n * 7 + i) % 997}" for i in range(60))
+    refs = f"References: <{n - 1}@example.org>\r\n" if n % 3 else ""
     return (
         f"From: Sender {n} <s{n}@example.org>\r\nTo: r@example.org\r\nSubject: subject {n} {words[:60]}\r\n"
-        f"Message-ID: <{n}@example.org>\r\n\r\n" + (words + "\r\n") * 20
+        f"Message-ID: <{n}@example.org>\r\n{refs}\r\n" + (words + "\r\n") * 20
     ).encode()
 
 
@@ -62,6 +89,67 @@ def test_envelope_cache_is_bounded_in_bytes() -> None:
     assert cache.get(("u", 1, 99)) is not None and cache.get(("u", 1, 0)) is None
 
 
+def _traced_bytes_per_entry(fill: Callable[[], object], count: int) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = fill()
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del kept
+    return used / count
+
+
+def test_cache_byte_estimates_match_what_the_entries_hold() -> None:
+    """The configured MiB are real MiB: each cache's estimate is within 25% of tracemalloc's."""
+    count = 5000
+    headers = [_message(n).split(b"\r\n\r\n")[0] + b"\r\n\r\n" for n in range(count)]
+    raws = [stored_keys(h) for h in headers]
+    sort_cache = SortKeyCache(max_bytes=1 << 40)
+
+    def fill_sort() -> SortKeyCache:
+        for uid, raw in enumerate(raws, 1):
+            keys = SortKeys.from_stored(raw, internal_date=1_700_000_000 + uid, size=5000 + uid)
+            assert keys is not None
+            sort_cache.put(("mem", 3, 7, uid), keys)
+        return sort_cache
+
+    actual = _traced_bytes_per_entry(fill_sort, count)
+    assert 0.8 <= sort_cache.bytes / count / actual <= 1.25, (sort_cache.bytes / count, actual)
+
+    envelope_cache = EnvelopeCache(max_bytes=1 << 40)
+
+    def fill_envelopes() -> EnvelopeCache:
+        for uid in range(1, count + 1):
+            envelope_cache.put(("mem", 3, uid), Raw(b"(" + b"e" * (150 + uid % 300) + b")"))
+        return envelope_cache
+
+    actual = _traced_bytes_per_entry(fill_envelopes, count)
+    assert 0.8 <= envelope_cache.bytes / count / actual <= 1.25, (envelope_cache.bytes / count, actual)
+
+
+def test_mailbox_lru_evicts_the_least_recent_mailbox_first_and_drops_whole_mailboxes() -> None:
+    lru: MailboxLru[int, bytes] = MailboxLru(max_entries=100, max_bytes=1000, size_of=len)
+    for uid in range(5):
+        lru.put(("ann", 1), uid, b"a" * 100)
+        lru.put(("bob", 2), uid, b"b" * 100)
+    assert (len(lru), lru.bytes, lru.mailboxes) == (10, 1000, 2)
+    assert lru.get(("ann", 1), 0) == b"a" * 100  # ann's mailbox is now the most recent
+    lru.put(("cy", 3), 0, b"c" * 250)
+    # bob's three oldest went (the least recently used mailbox), ann's all stayed
+    assert [lru.get(("bob", 2), uid) is not None for uid in range(5)] == [False, False, False, True, True]
+    assert lru.has_all(("ann", 1), range(5)) and lru.bytes == 950
+    assert lru.drop_mailbox(("ann", 1)) == 5 and lru.drop_mailbox(("ann", 1)) == 0
+    assert (len(lru), lru.bytes, lru.mailboxes) == (3, 450, 2)
+    lru.put(("cy", 3), 1, b"c" * 1001)  # larger than the bound: not kept, nothing evicted for it
+    assert (len(lru), lru.bytes) == (3, 450)
+    lru.put(("cy", 3), 0, b"c" * 10)  # a replaced entry is counted once
+    assert (len(lru), lru.bytes) == (3, 210)
+
+
 def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathlib.Path) -> None:
     store = StoreServer(tmp_path / "store", tmp_path / "store.sock").start()
     imapd: subprocess.Popen[bytes] | None = None
@@ -80,36 +168,40 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
         port = free_port()
         argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store.address, "--epoch", str(epoch)]
         argv += ["--listen", f"127.0.0.1:{port}", "--allow-plaintext-login", "--envelope-cache-mb", "1"]
+        argv += ["--sort-cache-mb", "4", "--mailbox-linger", str(LINGER)]
         log = tmp_path / "imapd.log"
         with open(log, "ab") as out:
-            imapd = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            imapd = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=service_env("imapd"))
         wait_port(port, imapd, log)
 
-        def session(heavy: bool) -> None:
+        def session(messages: str) -> None:
             imap = imaplib.IMAP4("127.0.0.1", port)
             imap.login("mem", "mem-pw")
             imap.select("INBOX")
-            if heavy:
-                imap.fetch("1:*", "(ENVELOPE)")
-                imap.uid("FETCH", "1:*", "(FLAGS RFC822.SIZE)")
-                imap.uid("SEARCH", "SUBJECT", "word5")
-                imap.uid("SEARCH", "BODY", "word99")
-                imap.fetch("1:500", "(BODY.PEEK[])")
+            imap.fetch(messages, "(ENVELOPE)")
+            imap.uid("FETCH", messages, "(FLAGS RFC822.SIZE)")
+            imap.uid("SEARCH", "SUBJECT", "word5", messages)
+            imap.uid("SEARCH", "BODY", "word99", messages)
+            imap.fetch(messages if messages != "1:*" else "1:500", "(BODY.PEEK[])")
+            imap.uid("SORT", "(REVERSE DATE)", "UTF-8", messages)
+            imap.uid("THREAD", "REFERENCES", "UTF-8", messages)
             imap.logout()
 
-        session(heavy=False)  # warm: code paths imported, one session served
+        # Idle is a process that has served every command of the test once, on 20 messages:
+        # code paths imported, gRPC calls set up (what first use creates lives on).
+        session("1:20")
         _wait_indexed(tmp_path / "store" / "fulltext.sqlite", MESSAGES)  # the store's indexer is done
-        session(heavy=False)
-        time.sleep(6)  # past the release interval
+        session("1:20")
+        time.sleep(LINGER + 4)  # past the linger and the release
         idle = _rss_anon_kib(imapd.pid)
         assert store.process is not None
         store_idle = _rss_anon_kib(store.process.pid)
-        threads = [threading.Thread(target=session, args=(True,)) for _ in range(4)]
+        threads = [threading.Thread(target=session, args=("1:*",)) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
-        time.sleep(1)
+        time.sleep(LINGER + 4)  # the mailbox's caches dropped after the linger, then the heap released
         after = _rss_anon_kib(imapd.pid)
         store_after = _rss_anon_kib(store.process.pid)
         assert after <= idle * 1.2, f"imapd RssAnon {idle} KiB idle, {after} KiB after the sessions closed"
@@ -119,3 +211,29 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
             imapd.terminate()
             imapd.wait(15)
         store.stop()
+
+
+def test_idle_release_runs_once_idle_and_loses_no_request() -> None:
+    """A release asked for while busy, or just after another, happens once the process is idle."""
+    released: list[float] = []
+    connections = [1]
+
+    async def main() -> None:
+        memory = IdleRelease(settle=2.0, release=lambda: released.append(trio.current_time()))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(memory.run, lambda: not connections[0])
+            memory.note()  # a connection closed, another is still open: nothing to do yet
+            await trio.sleep(5)
+            assert released == []
+            connections[0] = 0
+            memory.note()  # the last one closed
+            await trio.sleep(1)
+            memory.note()  # a mailbox's caches dropped within the same settle time
+            await trio.sleep(5)
+            assert released == [7.0]  # one release, settle seconds after the first of the two
+            memory.note()
+            await trio.sleep(3)
+            assert released == [7.0, 13.0]  # asked at 11
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
+import trio
+
 from imapd.message.threads import ThreadAlgorithm, render, thread
+from imapd.session.context import ServerSettings
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_fake import FakeStore
 from mailparse.sort_keys import SortKeys
@@ -268,5 +271,35 @@ def test_the_sort_key_cache_is_bounded_in_bytes() -> None:
         cache.put(("ann", 1, 7, uid), keys)
     assert 64 <= len(cache) < 5000 and cache.bytes <= 64 * 1024  # ~0.5 KiB an entry: about 130 kept
     assert cache.get(("ann", 1, 7, 5000)) == keys and cache.get(("ann", 1, 7, 1)) is None  # the oldest went
+    held, count = cache.bytes, len(cache)
     cache.put(("ann", 1, 7, 5000), keys)  # replacing an entry does not count it twice
-    assert cache.bytes <= 64 * 1024 and len(cache) == len({*cache._entries})
+    assert (cache.bytes, len(cache)) == (held, count)
+
+
+@trio_test
+async def test_cached_keys_and_envelopes_go_once_no_session_has_the_mailbox_selected() -> None:
+    """Issue 17: the process-wide caches hold a mailbox's values only while a session has it
+    selected (plus the linger), so an idle imapd holds none of them."""
+    settings = ServerSettings(allow_plaintext_login=True, tls_available=False, mailbox_linger=0.2)
+    async with running_server(settings=settings) as (server, ports, _store):
+        ctx = server.ctx
+        async with connected(ports[0]) as first, connected(ports[0]) as second:
+            await first.login()
+            await _fill(first)
+            await second.login()
+            for c in (first, second):
+                assert b"OK" in (await c.command("SELECT INBOX"))[-1]
+            assert _untagged(await first.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 1 4 2 3"
+            assert b"OK" in (await first.command("FETCH 1:* (ENVELOPE)"))[-1]
+            assert (len(ctx.sort_keys), len(ctx.envelopes)) == (4, 4)
+            await first.command("LOGOUT")
+            await trio.sleep(0.6)
+            assert (len(ctx.sort_keys), len(ctx.envelopes)) == (4, 4)  # the second session still has it
+            assert b"OK" in (await second.command("UNSELECT"))[-1]
+            await trio.sleep(0.1)
+            assert len(ctx.sort_keys) == 4  # lingering: a client that reselects at once finds them
+            await trio.sleep(1.5)
+            assert (len(ctx.sort_keys), len(ctx.envelopes), ctx.sort_keys.bytes, ctx.envelopes.bytes) == (0, 0, 0, 0)
+            assert b"OK" in (await second.command("SELECT INBOX"))[-1]
+            assert _untagged(await second.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 1 4 2 3"
+            assert len(ctx.sort_keys) == 4

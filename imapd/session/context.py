@@ -7,12 +7,13 @@ from typing import Protocol
 
 import trio
 
+from imapd.memory_release import IdleRelease
 from imapd.session import sort_key_cache
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
 from imapd.session.envelope_cache import DEFAULT_MAX_BYTES, EnvelopeCache
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_client import StoreClient
-from imapd.watch_hub import WatchHub
+from imapd.watch_hub import LINGER_SECONDS, WatchHub
 
 DEFAULT_APPEND_LIMIT = 20 * 1024 * 1024
 
@@ -44,6 +45,9 @@ class ServerSettings:
     login_delay_cap: float = 8.0
     envelope_cache_bytes: int = DEFAULT_MAX_BYTES  # ENVELOPEs kept across sessions (see envelope_cache)
     sort_cache_bytes: int = sort_key_cache.DEFAULT_MAX_BYTES  # SORT/THREAD keys kept across sessions
+    # How long a mailbox's change feed and its cached ENVELOPEs and SORT keys outlive the
+    # last session that had it selected (clients reselect all the time).
+    mailbox_linger: float = LINGER_SECONDS
 
 
 class Wire(Protocol):
@@ -78,9 +82,17 @@ class ServerContext:
     fenced: trio.Event = field(default_factory=trio.Event)
     envelopes: EnvelopeCache = field(default_factory=EnvelopeCache)
     sort_keys: SortKeyCache = field(default_factory=SortKeyCache)
+    memory: IdleRelease = field(default_factory=IdleRelease)
 
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(self.settings.login_delay_base, self.settings.login_delay_cap)
         self.cap = ConnectionCap(self.settings.connections_per_user)
         self.envelopes = EnvelopeCache(max_bytes=self.settings.envelope_cache_bytes)
         self.sort_keys = SortKeyCache(max_bytes=self.settings.sort_cache_bytes)
+        self.hub.released.append(self.forget_mailbox)
+
+    def forget_mailbox(self, mailbox: tuple[str, int]) -> None:
+        """No session of this process has had `mailbox` selected for the linger time:
+        its cached values go (issue 17: an idle process returns to its idle size)."""
+        if self.envelopes.drop_mailbox(mailbox) + self.sort_keys.drop_mailbox(mailbox):
+            self.memory.note()
