@@ -54,7 +54,7 @@ class SpawnedStack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=service_env(args[0]),  # as started in production (imapd: glibc malloc)
+                env=service_env(args[0]),  # as started in production
             )
 
     def start(self, timeout: float = 30.0) -> SpawnedStack:

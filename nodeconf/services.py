@@ -19,15 +19,19 @@ IMAPD_METRICS_OFFSET = 1
 LMTPD_METRICS_OFFSET = 2
 
 
-# Environment a service's interpreter must start with, on top of the launcher's.
-# imapd: Python objects from glibc malloc instead of pymalloc. pymalloc returns a 1 MiB
-# arena only once every object in it is freed; after a SORT/FETCH of 50,000 messages a
-# few survivors pinned ~17 arenas (sys._debugmallocstats: 1,045 empty 16 KiB pools), and
-# imapd's RssAnon stayed 50-80% over idle with nothing live (issue 17). glibc gives free
-# pages back (malloc_trim, imapd.memory_release) and it returned to +6% at 50k.
-# Cost: small-object allocation is slower (an allocation-heavy loop +35% CPU). A value
-# already in the launcher's environment wins: PYTHONMALLOC=pymalloc trades the memory back.
-SERVICE_ENV: Final[dict[str, dict[str, str]]] = {"imapd": {"PYTHONMALLOC": "malloc"}}
+# Environment a service's interpreter starts with, on top of the launcher's (whose values
+# win). Empty by default: every service runs on pymalloc, the faster allocator.
+#
+# The trade-off an operator may take the other way (issue 17): pymalloc returns a 1 MiB arena
+# only once every object in it is freed; after a SORT/FETCH of 50,000 messages a few survivors
+# pinned ~17 arenas (sys._debugmallocstats: 1,045 empty 16 KiB pools), and imapd's RssAnon
+# stayed 50-80% over idle with nothing live. Under glibc malloc (`PYTHONMALLOC=malloc` in the
+# agent's or standalone's environment, RETURN_MEMORY_ENV) free pages go back to the system
+# (malloc_trim, imapd.memory_release) and imapd returned to +6-10% at 50k; but small-object
+# allocation is slower: imapd CPU +47% on the 50k commands, single-session p50 of SELECT,
+# FETCH, STORE and SEARCH 10-30% slower in `mailha bench compare` (same hour, quiet machine).
+RETURN_MEMORY_ENV: Final[dict[str, str]] = {"PYTHONMALLOC": "malloc"}
+SERVICE_ENV: Final[dict[str, dict[str, str]]] = {}
 
 
 def service_env(name: str) -> dict[str, str]:

@@ -8,8 +8,9 @@ check). At 8,000 every per-mailbox cache is exercised as at 50,000: the SORT-key
 takes the whole mailbox (6 MB, beyond its 4 MiB bound here, so it evicts), the ENVELOPE
 cache its 1 MiB bound; the old code kept them for good (RssAnon 32.8 -> 46.7 MB).
 
-imapd is started as in production (`nodeconf.services.service_env`: glibc malloc, not
-pymalloc, whose arenas stayed pinned: 32.8 -> 50.2 MB here with no cache entry left).
+imapd is started with the allocator an operator chooses for this bound
+(`nodeconf.services.RETURN_MEMORY_ENV`: glibc malloc; the default, pymalloc, is faster but
+its arenas stay pinned: 32.8 -> 50.2 MB here with no cache entry left).
 
 Also the per-mailbox caches are bounded in bytes, by estimates that match what tracemalloc
 measures, and drop a mailbox's entries when its last session is gone.
@@ -41,7 +42,7 @@ from imapd.session.mailbox_lru import MailboxLru
 from imapd.session.sort_key_cache import SortKeyCache
 from mailha_api import store_pb2, store_pb2_grpc
 from mailparse.sort_keys import SortKeys, stored_keys
-from nodeconf.services import service_env
+from nodeconf.services import RETURN_MEMORY_ENV, service_env
 from tests.imap_clients_stack import free_port, wait_port
 from tests.store_fixtures import ROOT, StoreServer
 
@@ -171,7 +172,9 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
         argv += ["--sort-cache-mb", "4", "--mailbox-linger", str(LINGER)]
         log = tmp_path / "imapd.log"
         with open(log, "ab") as out:
-            imapd = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=service_env("imapd"))
+            imapd = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**service_env("imapd"), **RETURN_MEMORY_ENV}
+            )
         wait_port(port, imapd, log)
 
         def session(messages: str) -> None:
