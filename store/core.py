@@ -68,6 +68,11 @@ class StoreCore:
         # Left-overs of appends that were in flight when a process died.
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir(mode=0o700)
+        # The indexer runs in a child process (store/fulltext_worker.py: off the GIL the
+        # deliveries' threads hand off through), forked before this process opens LMDB or
+        # SQLite (both keep per-process bookkeeping a child must not inherit) or starts a
+        # thread; None: SEARCH TEXT/BODY scan above the watermark.
+        self.indexer = IndexerProcess.start(options.data_dir) if options.fulltext else None
         self.env = lmdb.open(
             str(lmdb_dir(options.data_dir)),
             map_size=options.map_size,
@@ -95,9 +100,6 @@ class StoreCore:
         self.logins = CredentialCache()
         self._decoy: str | None = None
         self.committer.start()
-        # The indexer runs in a child process (store/fulltext_worker.py: off the GIL the
-        # deliveries' threads hand off through); None: SEARCH TEXT/BODY scan above the watermark.
-        self.indexer = IndexerProcess.start(options.data_dir) if options.fulltext else None
 
     def close(self) -> None:
         self.feed.close_all()

@@ -12,10 +12,12 @@ The child reads LMDB as any reader beside the store does (`store.reader`),
 writes only `DATA/fulltext.sqlite` (its watermarks keep it crash-consistent:
 store/fulltext.py), and holds the data directory's shared lock like the store
 (`mailha store compact` waits for both). The store wakes it by writing the ids
-of the mailboxes that received messages to its stdin (8 bytes each, little
+of the mailboxes that received messages to its wake-up pipe (8 bytes each, little
 endian, at most PIPE_BUF bytes per write, so each write arrives whole; id 0 asks
 for a sweep of every mailbox, sent after a write the full pipe refused); end of
-file on stdin (the store closed it, or died) stops it between two batches.
+file on the pipe (the store closed it, or died) stops it between two batches.
+It is forked, not executed: a store that dropped its privileges may not be
+allowed to run its interpreter again (tests/test_hostile_proc_privdrop*.py).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ import logging
 import os
 import pathlib
 import select
+import signal
 import struct
-import subprocess
 import sys
 import threading
-from typing import IO, Final
+import time
+from typing import Final
+
+import lmdb
 
 from store.compaction import shared_lock
+from store.errors import Unavailable
 from store.fulltext import FullTextIndex, Wakes
 from store.reader import LocalReader
 
@@ -44,25 +50,32 @@ IDS_PER_WRITE: Final = select.PIPE_BUF // ID.size  # a write of at most PIPE_BUF
 
 
 class IndexerProcess:
-    """The store's handle on its indexer child."""
+    """The store's handle on its indexer child: its pid and the write end of its wake-up pipe."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self._proc = proc
-        stdin = proc.stdin
-        assert stdin is not None
-        self._stdin: IO[bytes] = stdin
+    def __init__(self, pid: int, wake_fd: int) -> None:
+        self.pid = pid
+        self._fd = wake_fd
         self._lost = False  # a wake-up did not fit the pipe: the next one asks for a sweep
-        os.set_blocking(stdin.fileno(), False)
+        os.set_blocking(wake_fd, False)
 
     @classmethod
     def start(cls, data_dir: pathlib.Path) -> IndexerProcess:
-        argv = [sys.executable, "-m", "store.fulltext_worker", str(data_dir)]
-        # stdout/stderr are the store's own (its log); stdin is the wake-up pipe.
-        return cls(subprocess.Popen(argv, stdin=subprocess.PIPE, close_fds=True))
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
+        """Fork the indexer (no exec: a store that dropped its privileges may not be allowed
+        to execute its interpreter again, and the child needs nothing it has not imported).
+        Called before the store starts any thread or gRPC."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the store's code
+            code = 1
+            try:
+                os.close(write_fd)
+                code = _child(data_dir, read_fd)
+            except BaseException:
+                log.exception("full-text indexer failed")
+            finally:
+                os._exit(code)
+        os.close(read_fd)
+        return cls(pid, write_fd)
 
     def wake(self, mailbox_ids: list[int]) -> None:
         """These mailboxes received messages. Never blocks: when the pipe is full (the child
@@ -74,27 +87,41 @@ class IndexerProcess:
         try:
             for at in range(0, len(ids), IDS_PER_WRITE):
                 part = ids[at : at + IDS_PER_WRITE]
-                os.write(self._stdin.fileno(), b"".join(ID.pack(i) for i in part))
+                os.write(self._fd, b"".join(ID.pack(i) for i in part))
             self._lost = False
         except BlockingIOError:
             self._lost = True
-        except (BrokenPipeError, ValueError):
+        except (BrokenPipeError, OSError):
             pass  # the child is gone or closing: queries scan what is not indexed
 
     def close(self) -> None:
+        """End of file on the pipe stops the child between two batches; wait for it."""
         with contextlib.suppress(OSError):
-            self._stdin.close()
-        try:
-            self._proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.warning("full-text indexer (pid %d) did not stop in %.0f s; killed", self._proc.pid, STOP_TIMEOUT)
-            self._proc.kill()
-            self._proc.wait()
+            os.close(self._fd)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.02)
+        log.warning("full-text indexer (pid %d) did not stop in %.0f s; killed", self.pid, STOP_TIMEOUT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
 
 
-def _watch_stdin(wakes: Wakes, stop: threading.Event) -> None:
-    """Mailbox ids read from stdin go to `wakes` (SWEEP: every mailbox); end of file sets `stop`."""
-    fd = sys.stdin.fileno()
+def _child(data_dir: pathlib.Path, wake_fd: int) -> int:
+    """The indexer process after the fork: only the pipe and the standard streams stay open
+    (the store's lock, LMDB and socket descriptors are closed; its objects are never used)."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    os.closerange(3, wake_fd)
+    os.closerange(wake_fd + 1, os.sysconf("SC_OPEN_MAX"))
+    return _index(data_dir, wake_fd)
+
+
+def _watch_pipe(fd: int, wakes: Wakes, stop: threading.Event) -> None:
+    """Mailbox ids read from `fd` go to `wakes` (SWEEP: every mailbox); end of file sets `stop`."""
     left = b""
     while True:
         try:
@@ -113,19 +140,17 @@ def _watch_stdin(wakes: Wakes, stop: threading.Event) -> None:
         wakes.add(i for i in ids if i != SWEEP)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m store.fulltext_worker DATA_DIR", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    data_dir = pathlib.Path(argv[0])
+def _index(data_dir: pathlib.Path, wake_fd: int) -> int:
     os.nice(NICENESS)
-    lock = shared_lock(data_dir)
-    reader = LocalReader(data_dir)
-    index = FullTextIndex(data_dir / "fulltext.sqlite")
     wakes, stop = Wakes(), threading.Event()
     wakes.sweep()  # whatever was appended while no indexer ran
-    threading.Thread(target=_watch_stdin, args=(wakes, stop), name="wake-pipe", daemon=True).start()
+    threading.Thread(target=_watch_pipe, args=(wake_fd, wakes, stop), name="wake-pipe", daemon=True).start()
+    lock = shared_lock(data_dir)
+    reader = _open_reader(data_dir, stop)
+    if reader is None:
+        lock.close()
+        return 0
+    index = FullTextIndex(data_dir / "fulltext.sqlite")
     try:
         index.run(reader.env, reader.dbs, wakes, stop)
     finally:
@@ -133,6 +158,26 @@ def main(argv: list[str]) -> int:
         reader.close()
         lock.close()
     return 0
+
+
+def _open_reader(data_dir: pathlib.Path, stop: threading.Event) -> LocalReader | None:
+    """The store's environment once the store (forked before it opened it) has created it and
+    its databases; None if the store stopped first."""
+    while not stop.is_set():
+        try:
+            return LocalReader(data_dir)
+        except (Unavailable, lmdb.Error):
+            stop.wait(0.05)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m store.fulltext_worker DATA_DIR`: the indexer by hand, woken through stdin."""
+    if len(argv) != 1:
+        print("usage: python -m store.fulltext_worker DATA_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return _index(pathlib.Path(argv[0]), sys.stdin.fileno())
 
 
 if __name__ == "__main__":

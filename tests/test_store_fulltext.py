@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterable
 
 import grpc
@@ -233,8 +232,7 @@ def test_the_store_names_the_mailboxes_to_the_indexer_process_and_asks_a_sweep_a
     is followed by a sweep request, end of file stops the child."""
 
     read_fd, write_fd = os.pipe()
-    proc = types.SimpleNamespace(stdin=os.fdopen(write_fd, "wb", buffering=0), pid=0)
-    handle = fulltext_worker.IndexerProcess(proc)  # type: ignore[arg-type]
+    handle = fulltext_worker.IndexerProcess(0, write_fd)
     wakes, stop = _RecordingWakes(), threading.Event()
     many = list(range(1, 2000))  # more ids than one atomic write holds
     handle.wake(many)
@@ -243,9 +241,9 @@ def test_the_store_names_the_mailboxes_to_the_indexer_process_and_asks_a_sweep_a
     handle.wake([9])  # lost: the pipe is "full"
     monkeypatch.undo()
     handle.wake([11])
-    handle._stdin.close()
-    monkeypatch.setattr(sys, "stdin", os.fdopen(read_fd, "rb", buffering=0))
-    fulltext_worker._watch_stdin(wakes, stop)  # returns at end of file
+    os.close(write_fd)
+    fulltext_worker._watch_pipe(read_fd, wakes, stop)  # returns at end of file
+    os.close(read_fd)
     assert stop.is_set()
     assert wakes.added == [*many, 5, 7, 11]  # whole ids, in order, each wake-up's once; 9 was lost
     assert wakes.sweeps == 1  # asked with the wake-up after the lost one
