@@ -28,8 +28,9 @@ LMTPD_METRICS_OFFSET = 2
 # stayed 50-80% over idle with nothing live. Under glibc malloc (`PYTHONMALLOC=malloc` in the
 # agent's or standalone's environment, RETURN_MEMORY_ENV) free pages go back to the system
 # (malloc_trim, imapd.memory_release) and imapd returned to +6-10% at 50k; but small-object
-# allocation is slower: imapd CPU +47% on the 50k commands, single-session p50 of SELECT,
-# FETCH, STORE and SEARCH 10-30% slower in `mailha bench compare` (same hour, quiet machine).
+# allocation is slower: imapd CPU +47% on the 50k command set (FETCH FLAGS, SEARCH, SORT,
+# THREAD; A/B alternated) and +35% in an allocation-heavy loop. (Three `mailha bench compare`
+# runs, one of them on glibc malloc, did not separate its single-session p50s from the noise.)
 RETURN_MEMORY_ENV: Final[dict[str, str]] = {"PYTHONMALLOC": "malloc"}
 SERVICE_ENV: Final[dict[str, dict[str, str]]] = {}
 
