@@ -96,6 +96,8 @@ class StoreCore:
         self.feed = ChangeFeed(options.watch_queue_limit)
         self.gate = MapGate()
         self.fulltext = FullTextIndex(options.data_dir / "fulltext.sqlite")
+        if self.indexer is not None:
+            self.indexer.ready()  # it opens LMDB and SQLite only now (store/fulltext_worker.py)
         self.committer = Committer(self.env, self.dbs, self._published, options.max_batch, self.gate)
         self.logins = CredentialCache()
         self._decoy: str | None = None

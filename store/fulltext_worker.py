@@ -16,6 +16,10 @@ of the mailboxes that received messages to its wake-up pipe (8 bytes each, littl
 endian, at most PIPE_BUF bytes per write, so each write arrives whole; id 0 asks
 for a sweep of every mailbox, sent after a write the full pipe refused); end of
 file on the pipe (the store closed it, or died) stops it between two batches.
+The child opens nothing until the store's first write (`ready`, a sweep), sent once
+the store has created its environment and the full-text database: two processes
+switching a new SQLite file to WAL at the same moment get "database is locked"
+at once, without waiting (CI saw a store fail to start so).
 It is forked, not executed: a store that dropped its privileges may not be
 allowed to run its interpreter again (tests/test_hostile_proc_privdrop*.py).
 """
@@ -94,6 +98,12 @@ class IndexerProcess:
         except (BrokenPipeError, OSError):
             pass  # the child is gone or closing: queries scan what is not indexed
 
+    def ready(self) -> None:
+        """The store has created LMDB and the full-text database: the child may open them
+        (and index whatever was appended while no indexer ran)."""
+        self._lost = True
+        self.wake([])
+
     def close(self) -> None:
         """End of file on the pipe stops the child between two batches; wait for it."""
         with contextlib.suppress(OSError):
@@ -117,7 +127,7 @@ def _child(data_dir: pathlib.Path, wake_fd: int) -> int:
         signal.signal(sig, signal.SIG_DFL)
     os.closerange(3, wake_fd)
     os.closerange(wake_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    return _index(data_dir, wake_fd)
+    return _index(data_dir, wake_fd, wait_for_store=True)
 
 
 def _watch_pipe(fd: int, wakes: Wakes, stop: threading.Event) -> None:
@@ -140,11 +150,17 @@ def _watch_pipe(fd: int, wakes: Wakes, stop: threading.Event) -> None:
         wakes.add(i for i in ids if i != SWEEP)
 
 
-def _index(data_dir: pathlib.Path, wake_fd: int) -> int:
+def _index(data_dir: pathlib.Path, wake_fd: int, *, wait_for_store: bool) -> int:
+    """Index until end of file on `wake_fd`. With `wait_for_store`, open nothing before
+    the first wake-up (the store's `ready`); without, start with a sweep."""
     os.nice(NICENESS)
     wakes, stop = Wakes(), threading.Event()
-    wakes.sweep()  # whatever was appended while no indexer ran
+    if not wait_for_store:
+        wakes.sweep()  # whatever was appended while no indexer ran
     threading.Thread(target=_watch_pipe, args=(wake_fd, wakes, stop), name="wake-pipe", daemon=True).start()
+    wakes.event.wait()  # the store's ready (a sweep), or end of file
+    if stop.is_set():
+        return 0
     lock = shared_lock(data_dir)
     reader = _open_reader(data_dir, stop)
     if reader is None:
@@ -177,7 +193,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m store.fulltext_worker DATA_DIR", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return _index(pathlib.Path(argv[0]), sys.stdin.fileno())
+    return _index(pathlib.Path(argv[0]), sys.stdin.fileno(), wait_for_store=False)
 
 
 if __name__ == "__main__":

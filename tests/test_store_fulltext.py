@@ -464,3 +464,59 @@ def _state(pid: int) -> str:
         return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+_READY_PROBE = """
+import os, pathlib, sys, time
+import lmdb
+from store.core import lmdb_dir
+from store.environment import open_dbs
+from store.fulltext import FullTextIndex
+from store.fulltext_worker import IndexerProcess
+from store.schema import MAX_DBS
+
+data = pathlib.Path(sys.argv[1])
+indexer = IndexerProcess.start(data)
+
+def opened() -> set[str]:
+    names = set()
+    for fd in pathlib.Path(f"/proc/{indexer.pid}/fd").iterdir():
+        try:
+            names.add(pathlib.Path(os.readlink(fd)).name)
+        except OSError:
+            pass
+    return names & {"data.mdb", "fulltext.sqlite"}
+
+env = lmdb.open(str(lmdb_dir(data)), max_dbs=MAX_DBS, subdir=True)
+open_dbs(env)  # what a store has done when its indexer used to open everything at once
+time.sleep(1.0)
+before = opened()
+index = FullTextIndex(data / "fulltext.sqlite")
+indexer.ready()
+deadline = time.monotonic() + 20
+while opened() != {"data.mdb", "fulltext.sqlite"} and time.monotonic() < deadline:
+    time.sleep(0.02)
+after = opened()
+indexer.close()
+index.close()
+env.close()
+print(sorted(before), sorted(after))
+"""
+
+
+def test_the_indexer_child_opens_nothing_before_its_store_says_ready(tmp_path: pathlib.Path) -> None:
+    """Store and indexer switching a new fulltext.sqlite to WAL at the same moment got
+    "database is locked" without waiting (a store failed to start in CI): the child opens
+    LMDB and SQLite only after the store's `ready`, even when the environment exists."""
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _READY_PROBE, str(data)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[] ['data.mdb', 'fulltext.sqlite']"
