@@ -36,11 +36,22 @@ from typing import Final
 import trio
 
 from bench import compare
+from bench.imap_bench import make_message
 from imapd import cli as imapd_cli
 from store.client import StoreClient
 
 ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
-COMMANDS: Final = ("NOOP", "SELECT", "FETCH_HEADERS", "FETCH_BODY", "STORE", "SEARCH_SUBJECT", "SEARCH_UNSEEN")
+COMMANDS: Final = (
+    "NOOP",
+    "SELECT",
+    "FETCH_HEADERS",
+    "FETCH_BODY",
+    "FETCH_BODY_1MB",
+    "STORE",
+    "SEARCH_SUBJECT",
+    "SEARCH_UNSEEN",
+)
+LARGE: Final = 1024 * 1024  # FETCH_BODY_1MB's message, appended after the seed (bench compare fetches one)
 _WARMUP: Final = 20
 
 
@@ -94,6 +105,7 @@ def _calls(client: imaplib.IMAP4) -> dict[str, Callable[[], tuple[str, object]]]
         "SELECT": lambda: client.select("INBOX"),
         "FETCH_HEADERS": lambda: client.fetch("1:5", "(FLAGS BODY.PEEK[HEADER])"),
         "FETCH_BODY": lambda: client.fetch(str(compare.SEED), "(BODY.PEEK[])"),
+        "FETCH_BODY_1MB": lambda: client.fetch(str(compare.SEED + 1), "(BODY.PEEK[])"),
         "STORE": lambda: client.store("1", "+FLAGS", "\\Seen"),
         "SEARCH_SUBJECT": lambda: client.search(None, "SUBJECT", "message"),
         "SEARCH_UNSEEN": lambda: client.search(None, "UNSEEN"),
@@ -135,6 +147,7 @@ def measure(commands: int, only: tuple[str, ...], keep: pathlib.Path | None) -> 
         client = imaplib.IMAP4("127.0.0.1", port)
         try:
             client.login(compare.SOLO, compare.PASSWORD)
+            client.append("INBOX", None, None, make_message(compare.SEED, LARGE))
             client.select("INBOX")
             calls = _calls(client)
             for dumped, name in enumerate(only):

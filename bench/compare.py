@@ -8,7 +8,8 @@ alternating the order each round, so both see the same machine noise:
   (synchronizing literals, the literal and its CRLF in two writes, STATUS before
   SELECT), login per session, split over client processes;
 - single: one imaplib session, p50/p99 of NOOP, SELECT, FETCH headers, FETCH
-  body, STORE (+FLAGS \\Seen again and again: a no-op after the first), STORE_CHANGE
+  body (a seeded 4 KiB message; FETCH_BODY_1MB: a 1 MiB one appended just before),
+  STORE (+FLAGS \\Seen again and again: a no-op after the first), STORE_CHANGE
   (+FLAGS/-FLAGS \\Flagged in turn: a real change each time), APPEND 200 B / 4 KiB / 1 MiB,
   SEARCH;
 - think: many concurrent sessions with think time, p99 per command.
@@ -148,6 +149,7 @@ _SINGLE: Final = (
     "APPEND_200B",
     "APPEND_4KB",
     "APPEND_1MB",
+    "FETCH_BODY_1MB",
     "SEARCH",
 )
 
@@ -161,14 +163,18 @@ def _single_session(port: int, samples: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     try:
         client.login(SOLO, PASSWORD)
-        _status, data = client.select("INBOX")
-        last = int(data[0] or b"1")
+        client.select("INBOX")
+        # The last message once APPEND_1MB ran (FETCH_BODY_1MB follows it): 1 MiB. FETCH_BODY
+        # fetches the last seeded message (4 KiB) in every round: fetching "the last message"
+        # took a 1 MiB one from the second round on, so its median mixed the two sizes.
+        large_seq = [0]
         toggle = itertools.cycle(("+FLAGS", "-FLAGS"))
         calls: dict[str, Callable[[], tuple[str, object]]] = {
             "NOOP": client.noop,
             "SELECT": lambda: client.select("INBOX"),
             "FETCH_HEADERS": lambda: client.fetch("1:5", "(FLAGS BODY.PEEK[HEADER])"),
-            "FETCH_BODY": lambda: client.fetch(str(last), "(BODY.PEEK[])"),
+            "FETCH_BODY": lambda: client.fetch(str(SEED), "(BODY.PEEK[])"),
+            "FETCH_BODY_1MB": lambda: client.fetch(str(large_seq[0]), "(BODY.PEEK[])"),
             # Sets \Seen once, then changes nothing (each server may answer without a write).
             "STORE": lambda: client.store("1", "+FLAGS", "\\Seen"),
             # Every call changes the flag: a real write each time.
@@ -179,6 +185,9 @@ def _single_session(port: int, samples: int) -> dict[str, dict[str, float]]:
             "SEARCH": lambda: client.search(None, "UNSEEN"),
         }
         for name in _SINGLE:
+            if name == "FETCH_BODY_1MB":
+                _status, data = client.select("INBOX")
+                large_seq[0] = int(data[0] or b"1")
             call = calls[name]
             times = []
             for _ in range(max(2, samples // 5) if name == "APPEND_1MB" else samples):

@@ -75,8 +75,17 @@ class MessageMeta(NamedTuple):
 
 class FetchedMessage(NamedTuple):
     meta: MessageMeta
-    # Whole message (or the asked byte range) when asked, else None.
-    body: bytes | None
+    # Whole message (or the asked byte range) when asked, else None: in the pieces the
+    # store read or sent it in (one for a small message), never joined on the way; where
+    # they split is the reader's business (`joined` gives the bytes).
+    body: tuple[bytes, ...] | None
+
+    @property
+    def joined(self) -> bytes | None:
+        body = self.body
+        if body is None:
+            return None
+        return body[0] if len(body) == 1 else b"".join(body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -564,7 +564,7 @@ class FakeStore:
                 continue
             await trio.lowlevel.checkpoint()
             yield FetchedMessage(
-                msg.meta(request.with_header, request.with_facts), msg.data if request.with_body else None
+                msg.meta(request.with_header, request.with_facts), (msg.data,) if request.with_body else None
             )
 
     async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:

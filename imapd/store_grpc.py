@@ -242,7 +242,7 @@ def _fetch_batches(responses: Iterator[store_pb2.FetchResponse]) -> Iterator[lis
     for resp in responses:
         if resp.HasField("meta"):
             if meta is not None:
-                batch.append(FetchedMessage(meta, b"".join(body) if body is not None else None))
+                batch.append(FetchedMessage(meta, tuple(body) if body is not None else None))
             meta = _meta(resp.meta)
             body = None
             batch_bytes += len(resp.meta.header)
@@ -255,7 +255,7 @@ def _fetch_batches(responses: Iterator[store_pb2.FetchResponse]) -> Iterator[lis
             yield batch
             batch, batch_bytes = [], 0
     if meta is not None:
-        batch.append(FetchedMessage(meta, b"".join(body) if body is not None else None))
+        batch.append(FetchedMessage(meta, tuple(body) if body is not None else None))
     if batch:
         yield batch
 
@@ -495,15 +495,15 @@ class GrpcStore:
         if small and self._local is not None and request.with_facts:
             items = self._read_local(self._local, lambda r: r.fetch_items(req))
             if items is not None:
-                for pb, body in items:
-                    yield FetchedMessage(_meta(pb), body if request.with_body else None)
+                for pb, whole in items:
+                    yield FetchedMessage(_meta(pb), (whole,) if request.with_body and whole is not None else None)
                 return
         elif small and self._local is None:
             batch: store_pb2.FetchBatchReply = await self._unary(self._stub.FetchBatch, req)
             if not batch.truncated:
                 bodies = batch.bodies if request.with_body else None
                 for i, pb in enumerate(batch.metas):
-                    yield FetchedMessage(_meta(pb), bodies[i] if bodies is not None else None)
+                    yield FetchedMessage(_meta(pb), (bodies[i],) if bodies is not None else None)
                 return
 
         # The stream is read in bounded batches by trio's cached worker threads:

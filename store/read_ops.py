@@ -137,13 +137,16 @@ def fetch_items(txn: lmdb.Transaction, dbs: Dbs, user: str, req: store_pb2.Fetch
             message_facts.fill_meta(txn, dbs, req.mailbox_id, rec, item)
         if header is not None:
             item.header = header
-        out.append((item, body))
+        out.append((item, None if body is None else body[0] if len(body) == 1 else b"".join(body)))
     return out
 
 
-# One message of a FETCH as the store keeps it: (uid, record, header, body), the bytes
-# when asked for. A plain tuple: one is made per message of every local FETCH.
-FetchRecord = tuple[int, MessageRecord, bytes | None, bytes | None]
+# One message of a FETCH as the store keeps it: (uid, record, header, body pieces), the
+# bytes when asked for. A plain tuple: one is made per message of every local FETCH.
+# The body stays in the pieces it was read in (at most CHUNK_SIZE each, one for a small
+# message): joining a 1 MiB body cost a copy and, past glibc's mmap threshold, a fresh
+# mapping whose every page faulted in (issue 13); the FETCH literal goes out piece by piece.
+FetchRecord = tuple[int, MessageRecord, bytes | None, tuple[bytes, ...] | None]
 
 
 def fetch_records(
@@ -172,7 +175,7 @@ def fetch_records(
         if len(out) >= FETCH_BATCH_MAX_MESSAGES:
             return None
         header: bytes | None = None
-        body: bytes | None = None
+        body: tuple[bytes, ...] | None = None
         if with_header:
             header = bodies.read_header(txn, dbs, rec.body_id)
             total += len(header)
@@ -182,7 +185,7 @@ def fetch_records(
             total += end - start
             if total > FETCH_BATCH_MAX_BYTES:
                 return None
-            body = b"".join([piece for _, piece in bodies.read_range(txn, dbs, rec.body_id, start, end - start)])
+            body = tuple([piece for _, piece in bodies.read_range(txn, dbs, rec.body_id, start, end - start)]) or (b"",)
         if total > FETCH_BATCH_MAX_BYTES:
             return None
         out.append((uid, rec, header, body))

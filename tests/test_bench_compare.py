@@ -28,6 +28,7 @@ _SINGLE = (
     "append_200b",
     "append_4kb",
     "append_1mb",
+    "fetch_body_1mb",
     "search",
 )
 

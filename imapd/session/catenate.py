@@ -77,7 +77,7 @@ async def _resolve(s: Session, url: str, last: _LastMessage) -> bytes:
     else:
         async for item in s.ctx.store.fetch(user, info.mailbox_id, FetchRequest(str(ref.uid), with_body=True)):
             if item.meta.uid == ref.uid:
-                body = item.body
+                body = item.joined
         if body is None:
             raise _bad_url(url)
         last.key, last.body = (info.mailbox_id, ref.uid), body

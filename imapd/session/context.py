@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,9 +62,13 @@ class Wire(Protocol):
 
     async def send(self, data: bytes) -> None: ...
 
-    def send_now(self, data: bytes) -> int:
-        """Bytes of `data` written at once without waiting (0 when that cannot be done now);
-        the caller sends the rest with `send`."""
+    async def send_parts(self, parts: list[bytes | memoryview]) -> None:
+        """Send `parts` in order, as one stream of bytes (the list is consumed)."""
+        ...
+
+    def send_now(self, parts: Sequence[bytes | memoryview]) -> int:
+        """Bytes of `parts` (in order) written at once without waiting (0 when that cannot
+        be done now); the caller sends the rest with `send_parts`."""
         ...
 
     def request_close(self) -> None:

@@ -57,7 +57,7 @@ def _view(item: FetchedMessage, recent: bool = False) -> MessageView:
         m.tz_offset_minutes,
         m.size,
         m.header,
-        (item.body,) if item.body is not None else None,
+        item.body,
         recent,
         facts.save_date if facts is not None else None,
         facts.body_id if facts is not None else None,

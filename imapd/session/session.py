@@ -28,6 +28,7 @@ from imapd.session.context import ServerContext, Wire
 from imapd.session.error_map import Context, reply_for
 from imapd.session.list_match import canonical
 from imapd.session.notify_state import NotifyState
+from imapd.session.out_parts import Part, consume
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent
 from imapd.watch_hub import Subscription
@@ -111,6 +112,8 @@ class Session:
         self.bad_commands = 0
         self.compressed = False  # COMPRESS DEFLATE is on (RFC 4978)
         self._out: list[bytes] = []
+        # What a partial write left of the queued output (sent before anything queued since).
+        self._rest: list[Part] = []
         self._out_size = 0
         # follow-ups of multi-step commands
         self.pending_auth_tag: str | None = None
@@ -124,7 +127,8 @@ class Session:
 
     def emit_parts(self, parts: list[bytes]) -> bool:
         """Queue one response given in pieces (as `encode_into` makes them): joined when
-        small, kept apart when it carries a big literal. True when a flush is due."""
+        small, kept apart when it carries a big literal (written with the rest in one
+        writev, never joined). True when a flush is due."""
         size = sum(map(len, parts))
         if size < _FLUSH_AT:
             self._out.append(b"".join(parts))
@@ -138,43 +142,29 @@ class Session:
             await self.flush()
 
     def _flush_now(self) -> bool:
-        """Write the queued output at once when it is one piece the socket takes whole (a
-        command's usual reply); False when `flush` must send (the rest of) it."""
+        """Write the queued output at once, in one writev, when the socket takes it whole
+        (a command's usual reply); False when `flush` must send (the rest of) it."""
         out = self._out
+        if self._rest:
+            return False
         if not out:
             return True
-        if len(out) != 1:
-            return False
-        data = out[0]
-        sent = self.wire.send_now(data)
-        if sent == len(data):
+        sent = self.wire.send_now(out)
+        if sent == self._out_size:
             out.clear()
             self._out_size = 0
             return True
-        if sent:
-            out[0] = data[sent:]
-            self._out_size -= sent
+        rest: list[Part] = list(out)
+        consume(rest, sent)
+        self._rest, self._out, self._out_size = rest, [], 0
         return False
 
     async def flush(self) -> None:
-        if not self._out:
+        if self._flush_now():
             return
-        parts, self._out, self._out_size = self._out, [], 0
-        if len(parts) == 1:
-            await self.wire.send(parts[0])
-            return
-        # Join small pieces into one write; hand big literals (message bodies) over as they are.
-        pending: list[bytes] = []
-        for part in parts:
-            if len(part) >= _FLUSH_AT:
-                if pending:
-                    await self.wire.send(b"".join(pending))
-                    pending.clear()
-                await self.wire.send(part)
-            else:
-                pending.append(part)
-        if pending:
-            await self.wire.send(b"".join(pending))
+        parts = [*self._rest, *self._out]
+        self._rest, self._out, self._out_size = [], [], 0
+        await self.wire.send_parts(parts)
 
     def drop_tagged(self, tag: str) -> None:
         """Take back the tagged line just queued for an internal `tag` (NOTIFY's FETCH)."""
