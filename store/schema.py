@@ -25,7 +25,7 @@ DB_NAMES = (
     "mailbox_names",  # user \0 name -> mailbox_id u64
     "mailboxes",  # mailbox_id u64 -> MailboxRecord
     "messages",  # mailbox_id u64, uid u32 -> MessageRecord
-    "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" (expunge tombstones)
+    "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" or last uid u32 (store/tombstones.py)
     "body_meta",  # body_id u64 -> refcount u32, size u64, header block
     "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
     "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
