@@ -39,6 +39,7 @@ DB_NAMES = (
     "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
     "save_dates",  # mailbox_id u64, uid u32 -> unix seconds i64 (store/save_dates.py)
     "metadata",  # user \0 mailbox_id u64 entry -> entry \0 value (store/metadata.py)
+    "body_refs",  # body_id u64 -> u32 references beyond body_meta's count (store/bodies.py)
 )
 
 # Every process that opens the environment (store, local reader, compaction, full-text
@@ -94,6 +95,7 @@ class Dbs:
         self.message_facts = handles["message_facts"]
         self.save_dates = handles["save_dates"]
         self.metadata = handles["metadata"]
+        self.body_refs = handles["body_refs"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:
