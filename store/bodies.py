@@ -20,7 +20,7 @@ from store import body_codec, message_facts
 from store.counters import next_value
 from store.errors import StorageFull
 from store.ordered_put import put_in_order
-from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U32, U64, Dbs
+from store.schema import BODY_META, CHUNK_KEY, CHUNK_SIZE, U32, U64, Dbs, message_body_id
 
 HEADER_SEARCH_LIMIT = 1024 * 1024
 # In the refcount field of body_meta: the chunks are zstd-compressed (body_codec). A refcount
@@ -292,3 +292,25 @@ def read_range(txn: lmdb.Transaction, dbs: Dbs, body_id: int, offset: int, lengt
         yield offset, piece
         offset += len(piece)
         n += 1
+
+
+def reference_disagreements(txn: lmdb.Transaction, dbs: Dbs) -> list[str]:
+    """Bodies whose references (body_meta's count plus body_refs) differ from the message
+    records that use them, and records whose body is missing: empty when they agree."""
+    used: dict[int, int] = {}
+    for value in txn.cursor(db=dbs.messages).iternext(keys=False, values=True):
+        body_id = message_body_id(value)
+        used[body_id] = used.get(body_id, 0) + 1
+    problems: list[str] = []
+    for key, value in txn.cursor(db=dbs.body_meta):
+        body_id = int(U64.unpack(bytes(key))[0])
+        count = reference_count(BODY_META.unpack_from(value)[0]) + extra_references(txn, dbs.body_refs, body_id)
+        users = used.pop(body_id, 0)
+        if count != users:
+            problems.append(f"body {body_id}: {count} references counted, used by {users} messages")
+    for key in txn.cursor(db=dbs.body_refs).iternext(keys=True, values=False):
+        body_id = int(U64.unpack(bytes(key))[0])
+        if txn.get(bytes(key), db=dbs.body_meta) is None:
+            problems.append(f"body {body_id}: extra references of a body that is gone")
+    problems.extend(f"body {b}: used by {n} messages but missing" for b, n in sorted(used.items()))
+    return problems

@@ -35,8 +35,10 @@ def _expunge(store: MailStore, name: str, uids: str = "1:*") -> None:
 
 
 def _state(store: MailStore) -> tuple[dict[int, int], dict[int, int], int]:
-    """(body_id -> body_meta count, body_id -> extra references, chunk entries)."""
+    """(body_id -> body_meta count, body_id -> extra references, chunk entries); checks that
+    the counts agree with the message records."""
     with store.env.begin() as txn:
+        assert bodies.reference_disagreements(txn, store.dbs) == []
         meta = {
             int(U64.unpack(bytes(k))[0]): bodies.reference_count(BODY_META.unpack_from(bytes(v))[0])
             for k, v in txn.cursor(db=store.dbs.body_meta)
@@ -92,6 +94,12 @@ def test_counts_an_older_version_kept_in_body_meta_still_free_the_body_at_the_en
         txn.delete(key, db=mail_store.dbs.body_refs)
     _copy(mail_store, "INBOX", "B", "1")  # a new copy: counted in body_refs
     assert _state(mail_store)[:2] == ({1: 2, 2: 1, 3: 1}, {1: 1})
+    with mail_store.env.begin(write=True) as txn:  # a lost reference is found
+        txn.delete(U64.pack(1), db=mail_store.dbs.body_refs)
+        assert bodies.reference_disagreements(txn, mail_store.dbs) == [
+            "body 1: 2 references counted, used by 3 messages"
+        ]
+        txn.abort()
     _expunge(mail_store, "B")
     assert _state(mail_store)[:2] == ({1: 2, 2: 1, 3: 1}, {})
     _expunge(mail_store, "INBOX", "1")
