@@ -337,6 +337,22 @@ def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tup
     return out
 
 
+def any_deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> bool:
+    """Whether `mid` has a \\Deleted message (in the UID set `text` if given): one seek in
+    the `deleted` index per range, no record read (EXPUNGE with nothing to remove)."""
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
+    cur = txn.cursor(db=dbs.deleted)
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo)):
+            return False
+        m, uid = MSG_KEY.unpack(bytes(cur.key()))
+        if m != mid:
+            return False
+        if uid <= hi:
+            return True
+    return False
+
+
 def expunge(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, text: str) -> tuple[MailboxRecord, list[int]]:
     mailboxes.selectable(txn, dbs, user, mid)
     victims = deleted_in(txn, dbs, mid, text)

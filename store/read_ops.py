@@ -216,7 +216,7 @@ def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRe
     if req.uid_set:
         uidset.parse(req.uid_set)
     record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
-    if messages.deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
+    if messages.any_deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
         return None
     if req.epoch != fencing.stored_epoch(txn, dbs):
         return None  # a deposed (or not yet established) writer: the store answers FENCED

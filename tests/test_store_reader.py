@@ -121,15 +121,16 @@ def test_an_expunge_that_removes_nothing_is_told_apart_exactly(store: StoreServe
     """nothing_to_expunge says "nothing to write" exactly when Expunge then removes nothing."""
     with store.client() as client:
         client.create_user("di", "di-secret")
-        for i in range(4):
-            client.append_bytes("di", "INBOX", _message(i), flags=["\\Deleted"] if i in (1, 3) else [])
+        for i in range(6):
+            client.append_bytes("di", "INBOX", _message(i), flags=["\\Deleted"] if i in (1, 3, 5) else [])
         epoch = client.epoch()
     reader = LocalReader(store.data_dir)
     try:
         with grpc.insecure_channel(store.address) as channel:
             stub = store_pb2_grpc.MailStoreStub(channel)
             mid = stub.Select(store_pb2.SelectRequest(user="di", name="INBOX")).mailbox.mailbox_id
-            for uid_set, nothing in (("1", True), ("1:2", False), ("3", True), ("", False), ("", True), ("4", True)):
+            cases = (("1", True), ("1:2", False), ("3", True), ("1,3", True), ("1,3:5", False))
+            for uid_set, nothing in (*cases, ("", False), ("", True), ("4", True), ("1:3,5:*", True)):
                 req = store_pb2.ExpungeRequest(epoch=epoch, user="di", mailbox_id=mid, uid_set=uid_set)
                 local = reader.nothing_to_expunge(req)
                 reply = stub.Expunge(req)
