@@ -244,9 +244,13 @@ class MessageRecord:
         return rec
 
     def evolve(self, **changes: object) -> MessageRecord:
-        fields = dict(self.__dict__)
-        fields.update(changes)
-        return MessageRecord(**fields)
+        # As in unpack: COPY and STORE evolve a record per message, and the frozen dataclass
+        # __init__ (one object.__setattr__ per field) was most of it. Names are checked.
+        if not changes.keys() <= self.__dict__.keys():
+            raise TypeError(f"MessageRecord has no field {sorted(changes.keys() - self.__dict__.keys())}")
+        rec = _new_object(MessageRecord)
+        rec.__dict__.update(self.__dict__, **changes)
+        return rec
 
     @property
     def seen(self) -> bool:
