@@ -150,7 +150,8 @@ def uids_in(
         # up to `last` is a block of this list. Only the first and the last block can be
         # partly outside the range; the ones between are passed on without a look (SELECT
         # of 50,000 messages joins ~200 of them).
-        for key, value in cur:
+        for stored_key, value in cur:
+            key = bytes(stored_key)  # bytes already, unless the transaction uses buffers
             if key > last:
                 break
             raw = bytes(value)
