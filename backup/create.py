@@ -225,10 +225,10 @@ def _write_changes(
         stats["messages_written"] += len(changed)
         vcur = txn.cursor(db=dbs["vanished"])
         if vcur.set_range(VANISHED_KEY.pack(box.mailbox_id, since + 1, 0)):
-            for key in vcur.iternext(keys=True, values=False):
+            for key, value in vcur:
                 if bytes(key[:8]) != prefix:
                     break
-                writer.put("vanished", bytes(key), b"")
+                writer.put("vanished", bytes(key), bytes(value))  # a run's last UID (store/tombstones.py)
         if tick is not None:
             tick(writer.bytes - written_before)
     gone = set(before) - {m.mailbox_id for m in current}

@@ -51,6 +51,8 @@ def restore_chain(members: list[Member], lmdb_dir: pathlib.Path, *, tick: Tick |
                     # Once for the whole chain: both scan every message.
                     dbs = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DERIVED_FROM_MESSAGES}
                     recount_bodies(txn, dbs["messages"], dbs["body_meta"], dbs["body_chunks"])
+                    # The counts are whole in body_meta now: the snapshot's extra references go.
+                    txn.drop(env.open_db(b"body_refs", txn=txn, create=True), delete=False)
                     txn.drop(dbs["deleted"], delete=False)
                     build_deleted_index(txn, dbs["messages"], dbs["deleted"])
                 meta = env.open_db(b"meta", txn=txn, create=False)

@@ -26,7 +26,7 @@ from backup.manifest import MANIFEST, Manifest
 from backup.repository import Member, chain
 from backup.restore import restore_chain
 from backup.user_source import read_body
-from store.bodies import reference_count
+from store.bodies import extra_references, reference_count
 from store.schema import BODY_META, MSG_KEY, U64, MessageRecord
 
 Tick = Callable[[int], None]
@@ -134,9 +134,12 @@ def check_environment(env: lmdb.Environment, manifest: Manifest, report: VerifyR
                 problems.append(
                     f"mailbox {want.user}/{want.name}: {per_box[want.mailbox_id]} messages, manifest {want.messages}"
                 )
+        body_refs = dbs.get("body_refs")  # absent in backups of environments from before it
         for key, value in txn.cursor(db=dbs["body_meta"]):
             body_id = int(U64.unpack(bytes(key))[0])
             count = reference_count(BODY_META.unpack_from(bytes(value))[0])  # without the flag bits
+            if body_refs is not None:
+                count += extra_references(txn, body_refs, body_id)
             if count != refs.get(body_id, 0):
                 problems.append(f"body {body_id}: reference count {count}, used by {refs.get(body_id, 0)} messages")
             refs.pop(body_id, None)

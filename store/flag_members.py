@@ -32,6 +32,7 @@ import lmdb
 from store.le_columns import to_array, to_bytes
 
 BLOCK_BITS: Final = 8
+BLOCK_MASK: Final = (1 << BLOCK_BITS) - 1
 EVERY: Final = 0  # the list of every message of the mailbox (flag-set ids start at 1)
 KEY: Final = struct.Struct(">QII")
 _MAX_UID: Final = 0xFFFFFFFF
@@ -142,9 +143,19 @@ def uids_in(
     parts: list[bytes] = []
     cur = txn.cursor(db=db)
     for lo, hi in ranges:
-        for block, value in _blocks(cur, mailbox_id, fid, lo, hi):
+        first, last = KEY.pack(mailbox_id, fid, lo >> BLOCK_BITS), KEY.pack(mailbox_id, fid, hi >> BLOCK_BITS)
+        if not cur.set_range(first):
+            break
+        # Keys compare as bytes in (mailbox, flag set, block) order: every key from `first`
+        # up to `last` is a block of this list. Only the first and the last block can be
+        # partly outside the range; the ones between are passed on without a look (SELECT
+        # of 50,000 messages joins ~200 of them).
+        for stored_key, value in cur:
+            key = bytes(stored_key)  # bytes already, unless the transaction uses buffers
+            if key > last:
+                break
             raw = bytes(value)
-            if block << BLOCK_BITS >= lo and (block + 1) << BLOCK_BITS <= hi + 1:
+            if (key != first or not lo & BLOCK_MASK) and (key != last or (hi + 1) & BLOCK_MASK == 0):
                 parts.append(raw)
                 continue
             uids = _uids(raw)

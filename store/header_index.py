@@ -88,6 +88,22 @@ def text_of(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, uid: int
     return None
 
 
+def texts_of(txn: lmdb.Transaction, db: lmdb._Database, mailbox_id: int, uids: Iterable[int]) -> dict[int, bytes]:
+    """uid -> text of the `uids` the index holds, each segment read and decoded once
+    (COPY of 1,000 messages: ~63 segments instead of 1,000 reads and decodes)."""
+    out: dict[int, bytes] = {}
+    done: set[int] = set()
+    for uid in uids:
+        no = uid >> SEGMENT_BITS
+        if no in done:
+            continue
+        done.add(no)
+        raw = txn.get(MSG_KEY.pack(mailbox_id, no), db=db)
+        if raw is not None:
+            out.update(entries(bytes(raw)))
+    return out
+
+
 def matching(
     txn: lmdb.Transaction,
     db: lmdb._Database,

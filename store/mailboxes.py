@@ -7,10 +7,10 @@ import time
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, mailbox_index, metadata, names, recent, save_dates, subscriptions
+from store import bodies, mailbox_index, metadata, names, recent, save_dates, subscriptions, tombstones
 from store.counters import next_value
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from store.schema import MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
+from store.schema import MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, user_key, user_prefix
 from store.users import put_quota, quota
 
 
@@ -253,8 +253,7 @@ def _rename_inbox(txn: lmdb.Transaction, dbs: Dbs, user: str, inbox_id: int, tar
         ),
     )
     expunged_at = inbox.highestmodseq + 1
-    for old_uid in left:
-        txn.put(VANISHED_KEY.pack(inbox_id, expunged_at, old_uid), b"", db=dbs.vanished)
+    tombstones.put(txn, dbs.vanished, inbox_id, expunged_at, left)
     put(txn, dbs, inbox_id, inbox.evolve(messages=0, unseen=0, deleted=0, size=0, highestmodseq=expunged_at))
     return new_id, left
 

@@ -10,11 +10,21 @@ from dataclasses import dataclass
 import lmdb
 
 from mailha_api import store_pb2
-from store import bodies, flag_members, flag_sets, mailbox_index, mailboxes, message_facts, save_dates, uidset
+from store import (
+    bodies,
+    flag_members,
+    flag_sets,
+    mailbox_index,
+    mailboxes,
+    message_facts,
+    save_dates,
+    tombstones,
+    uidset,
+)
 from store.batch_records import DirectRecords, Records
 from store.errors import LimitExceeded
 from store.names import MAX_KEYWORDS_PER_MAILBOX
-from store.schema import MESSAGE_FLAGS_OFFSET, MSG_KEY, U64, VANISHED_KEY, Dbs, MailboxRecord, MessageRecord, msg_key
+from store.schema import MESSAGE_FLAGS_OFFSET, MSG_KEY, U64, Dbs, MailboxRecord, MessageRecord, msg_key
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +292,11 @@ def remove(
         txn.delete(key, db=dbs.messages)
         if rec.deleted:
             txn.delete(key, db=dbs.deleted)
-        txn.put(VANISHED_KEY.pack(mid, modseq, uid), b"", db=dbs.vanished)
         if not keep_bodies:
             bodies.decref(txn, dbs, rec.body_id)
         u, d = _counts(rec)
         unseen, deleted, size = unseen - u, deleted - d, size - rec.size
+    tombstones.put(txn, dbs.vanished, mid, modseq, sorted(uid for uid, _ in victims))
     mailbox_index.removed(txn, dbs, mid, (uid for uid, _ in victims))
     save_dates.remove(txn, dbs, mid, (uid for uid, _ in victims))
     record = record.evolve(
@@ -327,6 +337,22 @@ def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tup
     return out
 
 
+def any_deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> bool:
+    """Whether `mid` has a \\Deleted message (in the UID set `text` if given): one seek in
+    the `deleted` index per range, no record read (EXPUNGE with nothing to remove)."""
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
+    cur = txn.cursor(db=dbs.deleted)
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo)):
+            return False
+        m, uid = MSG_KEY.unpack(bytes(cur.key()))
+        if m != mid:
+            return False
+        if uid <= hi:
+            return True
+    return False
+
+
 def expunge(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int, text: str) -> tuple[MailboxRecord, list[int]]:
     mailboxes.selectable(txn, dbs, user, mid)
     victims = deleted_in(txn, dbs, mid, text)
@@ -353,7 +379,8 @@ def copy(
     now = int(time.time())
     metas: list[store_pb2.MessageMeta] = []
     indexed: list[tuple[int, MessageRecord, bytes]] = []
-    for src_uid, rec in sources:
+    texts = mailbox_index.texts_of(txn, dbs, mid, sources)
+    for (src_uid, rec), header_text in zip(sources, texts, strict=True):
         if not move:
             bodies.incref(txn, dbs, rec.body_id)
         new = rec.evolve(modseq=modseq, added_modseq=modseq)
@@ -367,7 +394,7 @@ def copy(
         reply.source_uids.append(src_uid)
         reply.dest_uids.append(uid)
         metas.append(meta(uid, new))
-        indexed.append((uid, new, mailbox_index.text_of(txn, dbs, mid, src_uid, rec.body_id)))
+        indexed.append((uid, new, header_text))
         uid += 1
     mailbox_index.added(txn, dbs, dest_id, indexed)
     dest = dest.evolve(
@@ -391,17 +418,7 @@ def copy(
 
 def vanished(txn: lmdb.Transaction, dbs: Dbs, mid: int, since: int, text: str) -> list[int]:
     ranges = uidset.parse(text).resolve(uidset.MAX_UID) if text else None
-    cur = txn.cursor(db=dbs.vanished)
-    out: list[int] = []
-    if not cur.set_range(VANISHED_KEY.pack(mid, since + 1, 0)):
-        return out
-    for key in cur.iternext(keys=True, values=False):
-        m, _modseq, uid = VANISHED_KEY.unpack(bytes(key))
-        if m != mid:
-            break
-        if ranges is None or any(lo <= uid <= hi for lo, hi in ranges):
-            out.append(uid)
-    return sorted(set(out))
+    return tombstones.since(txn, dbs.vanished, mid, since, ranges)
 
 
 def changes_since(

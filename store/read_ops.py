@@ -30,6 +30,7 @@ from store import (
     users,
 )
 from store.schema import Dbs, MessageRecord
+from store.uid_list_cache import UidListCache
 
 # FetchBatch answers in one gRPC message: bounded well under the 8 MiB message limit.
 FETCH_BATCH_MAX_MESSAGES = 2000
@@ -68,7 +69,15 @@ def status(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> store_pb2.M
     return out
 
 
-def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
+def select(
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    user: str,
+    name: str,
+    *,
+    packed: bool = False,
+    uid_lists: UidListCache | None = None,
+) -> store_pb2.SelectReply:
     users.require_user(txn, dbs, user)
     mid, record = mailboxes.lookup(txn, dbs, user, name)
     mailboxes.selectable(txn, dbs, user, mid)
@@ -76,7 +85,11 @@ def select(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str, *, packed: boo
     reply = store_pb2.SelectReply(mailbox=mailboxes.info(record, mid, kids, with_status=True))
     # From the UID lists (flag_members): every UID, the flag sets in use and the first
     # message of each (a few reads, whatever the size).
-    raw_uids = flag_members.uids_in(txn, dbs.flag_members, mid, flag_members.EVERY, [(1, uidset.MAX_UID)])
+    raw_uids = uid_lists.get(mid, record.uidvalidity, record.highestmodseq) if uid_lists is not None else None
+    if raw_uids is None:
+        raw_uids = flag_members.uids_in(txn, dbs.flag_members, mid, flag_members.EVERY, [(1, uidset.MAX_UID)])
+        if uid_lists is not None:
+            uid_lists.put(mid, record.uidvalidity, record.highestmodseq, raw_uids)
     uids = le_columns.to_array("I", raw_uids)
     if packed:
         reply.uids_le32 = raw_uids
@@ -219,7 +232,7 @@ def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRe
     if req.uid_set:
         uidset.parse(req.uid_set)
     record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
-    if messages.deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
+    if messages.any_deleted_in(txn, dbs, req.mailbox_id, req.uid_set):
         return None
     if req.epoch != fencing.stored_epoch(txn, dbs):
         return None  # a deposed (or not yet established) writer: the store answers FENCED

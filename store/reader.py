@@ -31,6 +31,7 @@ from store import index_scan, names, read_ops, uidset
 from store.errors import Unavailable
 from store.passwords import CredentialCache, needs_rehash
 from store.schema import MAX_DBS, Dbs
+from store.uid_list_cache import UidListCache
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ class LocalReader:
         self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=MAX_DBS, subdir=True, map_size=0)
         self.dbs = Dbs.read_only(self.env)
         self.logins = CredentialCache()
+        self.uid_lists = UidListCache()
 
     def close(self) -> None:
         self.env.close()
@@ -64,7 +66,9 @@ class LocalReader:
         return self.read(lambda txn: read_ops.status(txn, self.dbs, user, name))
 
     def select(self, user: str, name: str, *, packed: bool = False) -> store_pb2.SelectReply:
-        return self.read(lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed))
+        return self.read(
+            lambda txn: read_ops.select(txn, self.dbs, user, name, packed=packed, uid_lists=self.uid_lists)
+        )
 
     def fetch_batch(self, req: store_pb2.FetchRequest) -> store_pb2.FetchBatchReply:
         user = read_ops.check_fetch(req)

@@ -25,7 +25,7 @@ DB_NAMES = (
     "mailbox_names",  # user \0 name -> mailbox_id u64
     "mailboxes",  # mailbox_id u64 -> MailboxRecord
     "messages",  # mailbox_id u64, uid u32 -> MessageRecord
-    "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" (expunge tombstones)
+    "vanished",  # mailbox_id u64, modseq u64, uid u32 -> b"" or last uid u32 (store/tombstones.py)
     "body_meta",  # body_id u64 -> refcount u32, size u64, header block
     "body_chunks",  # body_id u64, chunk_no u32 -> up to CHUNK_SIZE bytes
     "deleted",  # mailbox_id u64, uid u32 -> b"" for every message flagged \\Deleted (what EXPUNGE reads)
@@ -39,6 +39,7 @@ DB_NAMES = (
     "message_facts",  # body_id u64 -> stored sort keys and preview (store/message_facts.py)
     "save_dates",  # mailbox_id u64, uid u32 -> unix seconds i64 (store/save_dates.py)
     "metadata",  # user \0 mailbox_id u64 entry -> entry \0 value (store/metadata.py)
+    "body_refs",  # body_id u64 -> u32 references beyond body_meta's count (store/bodies.py)
 )
 
 # Every process that opens the environment (store, local reader, compaction, full-text
@@ -94,6 +95,7 @@ class Dbs:
         self.message_facts = handles["message_facts"]
         self.save_dates = handles["save_dates"]
         self.metadata = handles["metadata"]
+        self.body_refs = handles["body_refs"]
 
 
 def build_deleted_index(txn: lmdb.Transaction, messages: lmdb._Database, deleted: lmdb._Database) -> int:
@@ -242,9 +244,13 @@ class MessageRecord:
         return rec
 
     def evolve(self, **changes: object) -> MessageRecord:
-        fields = dict(self.__dict__)
-        fields.update(changes)
-        return MessageRecord(**fields)
+        # As in unpack: COPY and STORE evolve a record per message, and the frozen dataclass
+        # __init__ (one object.__setattr__ per field) was most of it. Names are checked.
+        if not changes.keys() <= self.__dict__.keys():
+            raise TypeError(f"MessageRecord has no field {sorted(changes.keys() - self.__dict__.keys())}")
+        rec = _new_object(MessageRecord)
+        rec.__dict__.update(self.__dict__, **changes)
+        return rec
 
     @property
     def seen(self) -> bool:

@@ -48,6 +48,8 @@ class UidSet:
 def format_uids(uids: Iterable[int]) -> str:
     """Compact ascending ranges: [1,2,3,7] -> "1:3,7"; empty -> ""."""
     ordered = sorted(set(uids))
+    if len(ordered) > 1 and ordered[-1] - ordered[0] == len(ordered) - 1:
+        return f"{ordered[0]}:{ordered[-1]}"  # one run (COPYUID of COPY 1:1000): no walk over it
     parts: list[str] = []
     i = 0
     while i < len(ordered):

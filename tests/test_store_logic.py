@@ -62,6 +62,15 @@ def test_uid_sets_resolve(text: str, highest: int, ranges: list[tuple[int, int]]
     assert uidset.parse(text).resolve(highest) == ranges
 
 
+@pytest.mark.parametrize(
+    ("uids", "text"),
+    [([], ""), ([5], "5"), ([3, 1, 2], "1:3"), ([1, 1, 2], "1:2"), ([1, 2, 3, 7], "1:3,7"), ([9, 4, 5], "4:5,9")],
+)
+def test_uid_lists_format_as_compact_ranges(uids: list[int], text: str) -> None:
+    assert uidset.format_uids(uids) == text
+    assert uidset.format_uids(range(1, 1001)) == "1:1000"
+
+
 @pytest.mark.parametrize("bad", ["", "0", "1:0", "a", "1,,2", "1:2:3", "-1", "1 ,2", "4294967296"])
 def test_malformed_uid_sets_are_refused(bad: str) -> None:
     with pytest.raises(InvalidArgument):

@@ -22,7 +22,7 @@ import pytest
 from mailha_api import mailbox_index_pb2 as ipb
 from mailha_api import mailbox_index_pb2_grpc, store_pb2
 from mailparse.search_fields import indexed_needle
-from store import flag_index, index_scan, mailbox_index
+from store import bodies, flag_index, index_scan, mailbox_index
 from store.bodies import BodySource
 from store.client import StoreClient
 from store.engine import MailStore, StoreOptions
@@ -212,6 +212,7 @@ def test_indexes_agree_with_the_messages_after_kill9_during_append_store_expunge
     server.start()
     with server.client() as c:
         c.create_user("alice", "pw")
+        c.stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=c.epoch(), user="alice", name="Copies"))
     try:
         for round_no in range(3):
             if round_no:
@@ -252,8 +253,23 @@ def test_indexes_agree_with_the_messages_after_kill9_during_append_store_expunge
                         except grpc.RpcError:
                             return
 
+            def copier(stop: threading.Event = stop, epoch: int = epoch, mid: int = mid, seed: int = round_no) -> None:
+                # COPY raises body references, EXPUNGE of the copies lowers them (store/bodies.py).
+                rng = random.Random(seed + 100)
+                with StoreClient(server.address, timeout=10) as client:
+                    while not stop.is_set():
+                        lo = rng.randint(1, 400)
+                        req = store_pb2.CopyRequest(
+                            epoch=epoch, user="alice", mailbox_id=mid, uid_set=f"{lo}:{lo + 50}", dest_mailbox="Copies"
+                        )
+                        try:
+                            client.stub.Copy(req)
+                        except grpc.RpcError:
+                            return
+
             threads = [threading.Thread(target=appender) for _ in range(3)]
             threads += [threading.Thread(target=flagger) for _ in range(2)]
+            threads += [threading.Thread(target=copier)]
             for t in threads:
                 t.start()
             time.sleep(0.8 + 0.2 * round_no)
@@ -268,6 +284,8 @@ def test_indexes_agree_with_the_messages_after_kill9_during_append_store_expunge
         with store.env.begin() as txn:
             assert txn.stat(store.dbs.messages)["entries"] > 20, "too little was written for the test to mean much"
             assert mailbox_index.disagreements(txn, store.dbs) == []
+            assert txn.stat(store.dbs.body_refs)["entries"] > 0, "no COPY was committed before the kills"
+            assert bodies.reference_disagreements(txn, store.dbs) == []
     finally:
         store.close()
 

@@ -19,6 +19,7 @@ import pytest
 from mailha_api import store_pb2, store_pb2_grpc
 from store.errors import InvalidArgument, NotFound
 from store.reader import LocalReader
+from store.uid_list_cache import UidListCache
 from tests.store_fixtures import ROOT, StoreServer
 
 
@@ -121,15 +122,16 @@ def test_an_expunge_that_removes_nothing_is_told_apart_exactly(store: StoreServe
     """nothing_to_expunge says "nothing to write" exactly when Expunge then removes nothing."""
     with store.client() as client:
         client.create_user("di", "di-secret")
-        for i in range(4):
-            client.append_bytes("di", "INBOX", _message(i), flags=["\\Deleted"] if i in (1, 3) else [])
+        for i in range(6):
+            client.append_bytes("di", "INBOX", _message(i), flags=["\\Deleted"] if i in (1, 3, 5) else [])
         epoch = client.epoch()
     reader = LocalReader(store.data_dir)
     try:
         with grpc.insecure_channel(store.address) as channel:
             stub = store_pb2_grpc.MailStoreStub(channel)
             mid = stub.Select(store_pb2.SelectRequest(user="di", name="INBOX")).mailbox.mailbox_id
-            for uid_set, nothing in (("1", True), ("1:2", False), ("3", True), ("", False), ("", True), ("4", True)):
+            cases = (("1", True), ("1:2", False), ("3", True), ("1,3", True), ("1,3:5", False))
+            for uid_set, nothing in (*cases, ("", False), ("", True), ("4", True), ("1:3,5:*", True)):
                 req = store_pb2.ExpungeRequest(epoch=epoch, user="di", mailbox_id=mid, uid_set=uid_set)
                 local = reader.nothing_to_expunge(req)
                 reply = stub.Expunge(req)
@@ -189,3 +191,73 @@ def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) 
             reader.unchanged_by_store(store_pb2.StoreFlagsRequest(user="cy", mailbox_id=9999, uid_set="1"))
     finally:
         reader.close()
+
+
+def test_select_uid_lists_kept_between_selects_follow_every_write(store: StoreServer) -> None:
+    """The reader keeps a mailbox's UID list while UIDVALIDITY and HIGHESTMODSEQ stand
+    (store/uid_list_cache.py): after each write, its SELECT still equals the store's."""
+    with store.client() as client:
+        client.create_user("cy", "cy-secret")
+        for i in range(6):
+            client.append_bytes("cy", "INBOX", _message(i))
+        epoch = client.epoch()
+    reader = LocalReader(store.data_dir)
+    try:
+        with grpc.insecure_channel(store.address) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            mid = stub.Select(store_pb2.SelectRequest(user="cy", name="INBOX")).mailbox.mailbox_id
+            stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=epoch, user="cy", name="Other"))
+
+            def same(name: str = "INBOX") -> list[int]:
+                local = reader.select("cy", name)
+                assert local == stub.Select(store_pb2.SelectRequest(user="cy", name=name))
+                return list(local.uids)
+
+            assert same() == [1, 2, 3, 4, 5, 6]
+            assert same() == [1, 2, 3, 4, 5, 6]  # from the kept list
+            assert len(reader.uid_lists) == 1
+            flags = store_pb2.StoreFlagsRequest(
+                epoch=epoch, user="cy", mailbox_id=mid, uid_set="2,4", mode=store_pb2.FLAG_MODE_ADD, flags=["\\Deleted"]
+            )
+            stub.StoreFlags(flags)
+            assert same() == [1, 2, 3, 4, 5, 6]
+            stub.Expunge(store_pb2.ExpungeRequest(epoch=epoch, user="cy", mailbox_id=mid))
+            assert same() == [1, 3, 5, 6]
+            with store.client() as client:
+                client.append_bytes("cy", "INBOX", _message(7))
+            assert same() == [1, 3, 5, 6, 7]
+            stub.Move(store_pb2.CopyRequest(epoch=epoch, user="cy", mailbox_id=mid, uid_set="3", dest_mailbox="Other"))
+            assert same() == [1, 5, 6, 7]
+            assert same("Other") == [1]
+            stub.Copy(
+                store_pb2.CopyRequest(epoch=epoch, user="cy", mailbox_id=mid, uid_set="5:6", dest_mailbox="Other")
+            )
+            assert same("Other") == [1, 2, 3]
+            # Deleted and created again: a new UIDVALIDITY, so nothing of the old list.
+            stub.DeleteMailbox(store_pb2.DeleteMailboxRequest(epoch=epoch, user="cy", name="Other"))
+            stub.CreateMailbox(store_pb2.CreateMailboxRequest(epoch=epoch, user="cy", name="Other"))
+            assert same("Other") == []
+            # RENAME of INBOX moves its messages out and leaves INBOX empty.
+            stub.RenameMailbox(store_pb2.RenameMailboxRequest(epoch=epoch, user="cy", old_name="INBOX", new_name="Old"))
+            assert same() == []
+            assert same("Old") == [1, 2, 3, 4]
+    finally:
+        reader.close()
+
+
+def test_uid_list_cache_is_bounded_and_checks_its_key() -> None:
+    cache = UidListCache(max_bytes=100, max_entries=3)
+    cache.put(1, 7, 10, b"a" * 40)
+    assert cache.get(1, 7, 10) == b"a" * 40
+    assert cache.get(1, 7, 11) is None and len(cache) == 0  # a newer HIGHESTMODSEQ: gone
+    cache.put(1, 7, 11, b"a" * 40)
+    assert cache.get(1, 8, 11) is None  # another UIDVALIDITY
+    for mid in (1, 2, 3):
+        cache.put(mid, 1, 1, b"b" * 30)
+    assert cache.get(1, 1, 1) is not None  # 1 is now the most recently used
+    cache.put(4, 1, 1, b"c" * 30)  # 120 bytes > 100: the least recently used (2) goes
+    assert cache.get(2, 1, 1) is None and cache.bytes <= 100 and len(cache) <= 3
+    cache.put(5, 1, 1, b"d" * 101)  # larger than the whole bound: not kept
+    assert cache.get(5, 1, 1) is None
+    cache.clear()
+    assert len(cache) == 0 and cache.bytes == 0
