@@ -27,7 +27,7 @@ from store.fulltext import FullTextIndex
 from store.fulltext_worker import IndexerProcess
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
-from store.schema import FORMAT_VERSION, MAX_DBS, U64
+from store.schema import FORMAT_KEY, FORMAT_VERSION, MAX_DBS, U64, check_format
 
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
@@ -91,7 +91,8 @@ class StoreCore:
         self.dbs = open_dbs(self.env)
         self.dedupe = DeliveryDedupe(self.env, options.delivery_dedupe_window)
         with self.env.begin(write=True) as txn:
-            txn.put(b"format", U64.pack(FORMAT_VERSION), db=self.dbs.meta, overwrite=False)
+            check_format(txn.get(FORMAT_KEY, db=self.dbs.meta), str(options.data_dir))
+            txn.put(FORMAT_KEY, U64.pack(FORMAT_VERSION), db=self.dbs.meta)
         self.env.sync(True)  # the schema writes above bypass the committer: make them durable
         self.feed = ChangeFeed(options.watch_queue_limit)
         self.gate = MapGate()

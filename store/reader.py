@@ -30,7 +30,7 @@ from mailha_api import mailbox_index_pb2, store_pb2
 from store import index_scan, names, read_ops, uidset
 from store.errors import Unavailable
 from store.passwords import CredentialCache, needs_rehash
-from store.schema import MAX_DBS, Dbs
+from store.schema import FORMAT_KEY, MAX_DBS, Dbs, check_format
 from store.uid_list_cache import UidListCache
 
 T = TypeVar("T")
@@ -45,6 +45,8 @@ class LocalReader:
         # the reader table, so the store's writer never reuses pages we still read.
         self.env = lmdb.open(str(path), readonly=True, lock=True, max_dbs=MAX_DBS, subdir=True, map_size=0)
         self.dbs = Dbs.read_only(self.env)
+        with self.env.begin() as txn:
+            check_format(txn.get(FORMAT_KEY, db=self.dbs.meta), str(data_dir))
         self.logins = CredentialCache()
         self.uid_lists = UidListCache()
 

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import lmdb
 
-FORMAT_VERSION = 1
+# The data format, kept under b"format" in the meta database. 2: VANISHED tombstones
+# hold runs of UIDs (store/tombstones.py) and a copy's extra body references live in
+# `body_refs`; code of format 1 would report one UID per run and free bodies that
+# still have copies, so a store or reader refuses data newer than it understands.
+FORMAT_VERSION = 2
+FORMAT_KEY = b"format"
+
 CHUNK_SIZE = 256 * 1024
 
 # Named databases.
@@ -49,6 +55,21 @@ MAX_DBS = 64
 
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
+
+
+class FormatTooNew(Exception):
+    """The data directory was written by a newer mailha than this one."""
+
+
+def check_format(stored: bytes | None, where: str) -> None:
+    """Refuse data of a format this code does not know (None: a new environment)."""
+    if stored is not None and U64.unpack(stored)[0] > FORMAT_VERSION:
+        raise FormatTooNew(
+            f"{where} holds data format {U64.unpack(stored)[0]}, newer than this mailha's "
+            f"{FORMAT_VERSION}: run the mailha version that wrote it (a downgrade would misread it)"
+        )
+
+
 MSG_KEY = struct.Struct(">QI")
 VANISHED_KEY = struct.Struct(">QQI")
 CHUNK_KEY = struct.Struct(">QI")
