@@ -5,14 +5,17 @@ on its future. The committer drains the queue up to a batch limit, runs each
 operation in a nested transaction so a failing one (a domain error) is
 rolled back alone, commits the outer transaction (one fsync for the whole
 batch), and only then resolves the futures and publishes change events.
-Nothing is acknowledged before its commit is durable.
+Nothing is acknowledged before its commit is durable. An operation alone in
+its batch (a quiet store, one session) runs in the outer transaction itself,
+and a batch in which every operation failed is aborted, not committed: a
+refusal costs no fsync.
 
 Durability classes. The environment is opened with metasync=False (LMDB's
 MDB_NOMETASYNC): a commit fsyncs its data pages but not the meta page that
 points at them. LMDB documents that this "maintains database integrity, but
 a system crash may undo the last committed transaction" (ACI without D).
 So the committer calls env.sync(True) after every batch that holds a
-durable operation (the default: appends, deliveries, fences, user and
+successful durable operation (the default: appends, deliveries, fences, user and
 mailbox changes, expunges...) and before any of that batch's futures
 resolve, which makes it, and every transaction before it, fully durable.
 Only a batch made entirely of operations submitted with durable=False
@@ -226,7 +229,7 @@ class Committer:
                 for op in batch:
                     op.future.set_exception(failure)
                 return
-        if any(op.durable for op in batch):
+        if any(op.durable and ok for op, (ok, _, _) in zip(batch, outcomes, strict=True)):
             # The commit fsynced the data pages, not the meta page (metasync=False): flush it
             # before anyone hears back. A failure here leaves the batch committed but of unknown
             # durability, so nobody is told it succeeded.
@@ -262,6 +265,11 @@ class Committer:
         started = time.perf_counter()
         outer = self._env.begin(write=True)
         cache = BatchRecords(outer, self._dbs)
+        # A write alone in its batch has no neighbour to protect: it runs in the outer
+        # transaction itself, and a refusal aborts that (below). A nested transaction costs
+        # LMDB a 3 MiB allocation (its dirty and free page lists) and a merge at its commit,
+        # each write of a lone session paid it (issue 13).
+        alone = len(batch) == 1
         try:
             for op in batch:
                 if op.needs_writable and not self.writable:
@@ -270,30 +278,28 @@ class Committer:
                 if op.flat and not safe:
                     outcomes.append(self._run_flat(op, cache))
                     continue
+                if alone:
+                    outcomes.append(self._apply(op, outer))
+                    continue
                 # Anything else sees the real records (and may fence: the epoch is re-read after).
                 _flush(cache)
                 nested = self._env.begin(write=True, parent=outer)
-                ctx = WriteContext(nested, self._dbs)
                 try:
-                    if op.epoch is not None:
-                        fencing.check_epoch(nested, self._dbs, op.epoch)
-                    value = op.fn(ctx)
-                except StoreError as exc:
+                    outcome = self._apply(op, nested)
+                except BaseException:
                     nested.abort()
-                    outcomes.append((False, exc, None))
-                    continue
-                except lmdb.MapFullError:
+                    raise
+                if outcome[0]:
+                    nested.commit()
+                else:
                     nested.abort()
-                    raise _GrowMap from None
-                except Exception as exc:
-                    nested.abort()
-                    if is_disk_full(exc):
-                        raise  # the whole batch fails as StorageFull in _commit_batch
-                    log.exception("write operation failed")
-                    outcomes.append((False, Internal(f"write operation failed: {type(exc).__name__}: {exc}"), None))
-                    continue
-                nested.commit()
-                outcomes.append((True, value, ctx))
+                outcomes.append(outcome)
+            if not any(ok for ok, _, _ in outcomes):
+                # Nothing to keep (a refused lone write may have written before it raised):
+                # no commit, so no fsync for an answer that is a refusal.
+                outer.abort()
+                self.apply_seconds += time.perf_counter() - started
+                return outcomes
             _flush(cache)
             t0 = time.perf_counter()
             outer.commit()
@@ -303,6 +309,23 @@ class Committer:
             outer.abort()
             raise
         return outcomes
+
+    def _apply(self, op: _Op, txn: lmdb.Transaction) -> tuple[bool, Any, WriteContext | None]:
+        """Run `op` in `txn` after its epoch check; on a failed outcome the caller undoes `txn`."""
+        ctx = WriteContext(txn, self._dbs)
+        try:
+            if op.epoch is not None:
+                fencing.check_epoch(txn, self._dbs, op.epoch)
+            return True, op.fn(ctx), ctx
+        except StoreError as exc:
+            return False, exc, None
+        except lmdb.MapFullError:
+            raise _GrowMap from None
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise  # the whole batch fails as StorageFull in _commit_batch
+            log.exception("write operation failed")
+            return False, Internal(f"write operation failed: {type(exc).__name__}: {exc}"), None
 
     def _run_flat(self, op: _Op, cache: BatchRecords) -> tuple[bool, Any, WriteContext | None]:
         assert op.epoch is not None

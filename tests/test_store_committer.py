@@ -127,3 +127,90 @@ def test_durable_write_is_synced_before_its_reply_and_flag_writes_are_not(
     # One sync per batch holding a durable write; the blocker shared its batch or had none.
     assert committer.syncs == len(watching.answered_at_sync) >= 1
     assert not watching.answered_at_sync[-1][1]  # the durable write was not answered before its sync
+
+
+def _last_txn(env: lmdb.Environment) -> int:
+    return int(env.info()["last_txnid"])
+
+
+def test_a_lone_write_that_fails_after_writing_leaves_no_trace_and_no_commit(
+    env_dbs: tuple[lmdb.Environment, Dbs],
+) -> None:
+    """A write alone in its batch runs in the outer transaction: its refusal must undo what it wrote."""
+    env, dbs = env_dbs
+    watching = _SyncWatchingEnv(env)
+    published: list[store_pb2.ChangeEvent] = []
+    committer = Committer(cast("lmdb.Environment", watching), dbs, published.extend)
+
+    def half_then_refuse(ctx: WriteContext) -> None:
+        ctx.txn.put(b"half", b"1", db=ctx.dbs.meta)
+        ctx.events.append(store_pb2.ChangeEvent(mailbox_id=1, modseq=1))
+        raise InvalidArgument("refused after a write")
+
+    def half_then_crash(ctx: WriteContext) -> None:
+        ctx.txn.put(b"crash", b"1", db=ctx.dbs.meta)
+        raise RuntimeError("a bug")
+
+    committer.start()
+    try:
+        before = _last_txn(env)
+        with pytest.raises(InvalidArgument, match="refused after a write"):
+            committer.run(None, half_then_refuse)  # durable by default: still no sync for a refusal
+        with pytest.raises(StoreError, match="write operation failed: RuntimeError"):
+            committer.run(None, half_then_crash)
+        assert _last_txn(env) == before  # aborted, not committed: no fsync paid for a refusal
+        assert watching.answered_at_sync == [] and committer.syncs == 0
+        # The next lone write commits as usual.
+        assert committer.run(None, lambda ctx: ctx.txn.put(b"next", b"1", db=ctx.dbs.meta))
+        assert _last_txn(env) == before + 1 and committer.syncs == 1
+    finally:
+        committer.stop()
+    with env.begin() as txn:
+        assert txn.get(b"half", db=dbs.meta) is None and txn.get(b"crash", db=dbs.meta) is None
+        assert txn.get(b"next", db=dbs.meta) == b"1"
+    assert published == []  # no event from a refused write
+
+
+def test_a_lone_write_with_a_stale_epoch_writes_nothing(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
+    """The epoch check of a lone write happens in the transaction it would commit."""
+    env, dbs = env_dbs
+    committer = Committer(env, dbs, lambda events: None)
+    committer.start()
+    try:
+        committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, 4), needs_writable=False)
+        before = _last_txn(env)
+        with pytest.raises(FailedPrecondition, match="fenced"):
+            committer.run(3, lambda ctx: ctx.txn.put(b"stale", b"1", db=ctx.dbs.meta))
+        assert _last_txn(env) == before
+    finally:
+        committer.stop()
+    with env.begin() as txn:
+        assert txn.get(b"stale", db=dbs.meta) is None
+
+
+def test_a_refused_durable_write_does_not_make_its_batch_pay_the_meta_sync(
+    env_dbs: tuple[lmdb.Environment, Dbs],
+) -> None:
+    """Only a batch with a durable write that succeeded flushes the meta page (a refusal is not a promise)."""
+    env, dbs = env_dbs
+    watching = _SyncWatchingEnv(env)
+    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events: None)
+    release = threading.Event()
+
+    def refuse(ctx: WriteContext) -> None:
+        raise InvalidArgument("no")
+
+    committer.start()
+    try:
+        blocker = committer.submit(None, lambda ctx: release.wait(5), durable=False)
+        flag = committer.submit(None, lambda ctx: ctx.txn.put(b"f", b"1", db=ctx.dbs.meta), durable=False)
+        refused = committer.submit(None, refuse)  # durable by default
+        release.set()
+        assert blocker.result(5) and flag.result(5)
+        with pytest.raises(InvalidArgument):
+            refused.result(5)
+    finally:
+        committer.stop()
+    assert committer.syncs == 0 and watching.answered_at_sync == []
+    with env.begin() as txn:
+        assert txn.get(b"f", db=dbs.meta) == b"1"
