@@ -25,17 +25,19 @@ LMTPD_METRICS_OFFSET = 2
 # in it is freed: after a FETCH/SORT/THREAD of 50,000 messages ~1,100 long-lived objects made
 # meanwhile (trio's deadline-heap entries of closed connections, gRPC call and thread state,
 # the command parser's cache) pinned ~30 arenas with 19.9 MB of blocks live (19.8 at idle),
-# and imapd's RssAnon stayed 1.8-2.1x its idle size. glibc malloc gives memory back
+# and imapd's RssAnon stayed 1.77-1.83x its idle size. glibc malloc gives memory back
 # (malloc_trim) but cost imapd +80-90% CPU on the 50k command set. jemalloc (Debian's
-# libjemalloc2, installed by scripts/bootstrap.sh) does both: imapd within 20% of idle at
-# +1-11% CPU against pymalloc (same machine, same hour; tests/test_imap_memory.py checks the
-# bound). Its dirty pages go back after a second (dirty_decay_ms), and at once when the
-# process releases memory (nodeconf.service_process.release_free_memory); two arenas as
-# for glibc (a thread of the gRPC pool does not get a heap of its own). Where the library is
-# missing imapd runs on pymalloc, as before; an operator who wants pymalloc anyway starts the
-# agent or standalone with `LD_PRELOAD= PYTHONMALLOC=pymalloc`. The store stays on pymalloc:
-# what it keeps after a 50k session (+7 MB RssAnon) stayed under jemalloc too (live, not
-# pinned), and jemalloc raised its idle size by 2.5 MB.
+# libjemalloc2, installed by scripts/bootstrap.sh) does both: imapd 1.12-1.13x idle, CPU on
+# the 50k command set median 2.57 s against pymalloc's 2.43 (+6%; three runs each, A/B
+# alternated, same hour); idle is 2.2 MB larger (35.0 MB against 32.8). The memory test,
+# tests/test_imap_memory.py, checks the bound with this environment. jemalloc's dirty pages
+# go back after a second (dirty_decay_ms), and at once when the process releases memory
+# (nodeconf.service_process.release_free_memory); two arenas as for glibc (a thread of the
+# gRPC pool does not get a heap of its own). Where the library is missing imapd runs on
+# pymalloc, as before; an operator who wants pymalloc anyway starts the agent or standalone
+# with `LD_PRELOAD= PYTHONMALLOC=pymalloc`. The store stays on pymalloc: what it keeps after
+# a 50k session (+7 MB RssAnon) stayed under jemalloc too (LMDB's freed dirty pages, see
+# store/server.py), and jemalloc raised its idle size by 2.5 MB.
 JEMALLOC_PATHS: Final = tuple(
     pathlib.Path(d) / "libjemalloc.so.2"
     for d in (f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}", "/usr/lib64", "/usr/lib")
