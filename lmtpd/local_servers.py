@@ -90,7 +90,10 @@ def local_servers(
         fulltext=fulltext,
     )
     with open(root / "store.log", "ab") as log:
-        store_proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
+        # The environment standalone mode and the agent start it with (nodeconf.services).
+        store_proc = subprocess.Popen(
+            spec.argv, stdout=log, stderr=subprocess.STDOUT, env=services.service_env("store")
+        )
     try:
         epoch = wait_for_store(store_addr)
         port, lmtpd_proc = start_lmtpd(root, store_addr, epoch, max_message_size=max_message_size)

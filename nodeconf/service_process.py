@@ -41,6 +41,9 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
+# jemalloc's control call when it is the process's allocator (nodeconf.services.ALLOCATOR_ENV).
+_MALLCTL = getattr(ctypes.CDLL(None), "mallctl", None)
+_ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL: every arena's unused dirty pages
 
 
 def start_service_process() -> None:
@@ -53,7 +56,12 @@ def start_service_process() -> None:
 
 
 def release_free_memory() -> None:
-    """Give free heap pages back to the system (after a burst of large allocations)."""
+    """Give free heap pages back to the system (after a burst of large allocations).
+
+    Under jemalloc the pages freed since its last decay step go back at once: without a
+    background thread it purges only when the process allocates, and an idle one does not."""
+    if _MALLCTL is not None:
+        _MALLCTL(_ALL_ARENAS, None, None, None, 0)
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 

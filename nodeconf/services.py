@@ -19,20 +19,42 @@ IMAPD_METRICS_OFFSET = 1
 LMTPD_METRICS_OFFSET = 2
 
 
-# Environment a service's interpreter starts with, on top of the launcher's (whose values
-# win). Empty by default: every service runs on pymalloc, the faster allocator.
+# Environment a service's interpreter starts with, on top of the launcher's (whose values win).
 #
-# The trade-off an operator may take the other way (issue 17): pymalloc returns a 1 MiB arena
-# only once every object in it is freed; after a SORT/FETCH of 50,000 messages a few survivors
-# pinned ~17 arenas (sys._debugmallocstats: 1,045 empty 16 KiB pools), and imapd's RssAnon
-# stayed 50-80% over idle with nothing live. Under glibc malloc (`PYTHONMALLOC=malloc` in the
-# agent's or standalone's environment, RETURN_MEMORY_ENV) free pages go back to the system
-# (malloc_trim, imapd.memory_release) and imapd returned to +6-10% at 50k; but small-object
-# allocation is slower: imapd CPU +47% on the 50k command set (FETCH FLAGS, SEARCH, SORT,
-# THREAD; A/B alternated) and +35% in an allocation-heavy loop. (Three `mailha bench compare`
-# runs, one of them on glibc malloc, did not separate its single-session p50s from the noise.)
-RETURN_MEMORY_ENV: Final[dict[str, str]] = {"PYTHONMALLOC": "malloc"}
-SERVICE_ENV: Final[dict[str, dict[str, str]]] = {}
+# Allocator (issue 17). pymalloc, Python's own, returns a 1 MiB arena only once every object
+# in it is freed: after a FETCH/SORT/THREAD of 50,000 messages ~1,100 long-lived objects made
+# meanwhile (trio's deadline-heap entries of closed connections, gRPC call and thread state,
+# the command parser's cache) pinned ~30 arenas with 19.9 MB of blocks live (19.8 at idle),
+# and imapd's RssAnon stayed 1.77-1.83x its idle size. glibc malloc gives memory back
+# (malloc_trim) but cost imapd +80-90% CPU on the 50k command set. jemalloc (Debian's
+# libjemalloc2, installed by scripts/bootstrap.sh) does both: imapd 1.12-1.13x idle, CPU on
+# the 50k command set median 2.57 s against pymalloc's 2.43 (+6%; three runs each, A/B
+# alternated, same hour); idle is 2.2 MB larger (35.0 MB against 32.8). The memory test,
+# tests/test_imap_memory.py, checks the bound with this environment. jemalloc's dirty pages
+# go back after a second (dirty_decay_ms), and at once when the process releases memory
+# (nodeconf.service_process.release_free_memory); two arenas as for glibc (a thread of the
+# gRPC pool does not get a heap of its own). Where the library is missing imapd runs on
+# pymalloc, as before; an operator who wants pymalloc anyway starts the agent or standalone
+# with `LD_PRELOAD= PYTHONMALLOC=pymalloc`. The store stays on pymalloc: what it keeps after
+# a 50k session (+7 MB RssAnon) stayed under jemalloc too (LMDB's freed dirty pages, see
+# store/server.py), and jemalloc raised its idle size by 2.5 MB.
+JEMALLOC_PATHS: Final = tuple(
+    pathlib.Path(d) / "libjemalloc.so.2"
+    for d in (f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}", "/usr/lib64", "/usr/lib")
+)
+JEMALLOC_CONF: Final = "narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def allocator_env(paths: tuple[pathlib.Path, ...] = JEMALLOC_PATHS) -> dict[str, str]:
+    """jemalloc for every allocation of the interpreter, when the library is there."""
+    for path in paths:
+        if path.is_file():
+            return {"LD_PRELOAD": str(path), "PYTHONMALLOC": "malloc", "MALLOC_CONF": JEMALLOC_CONF}
+    return {}
+
+
+ALLOCATOR_ENV: Final[dict[str, str]] = allocator_env()
+SERVICE_ENV: Final[dict[str, dict[str, str]]] = {"imapd": ALLOCATOR_ENV}
 
 
 def service_env(name: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential openjdk-17-jre-headless zookeeper
               isync neomutt postfix nftables iproute2 openssl procps psmisc
-              dovecot-imapd dovecot-lmtpd chromium)
+              dovecot-imapd dovecot-lmtpd chromium libjemalloc2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

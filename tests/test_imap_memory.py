@@ -8,9 +8,10 @@ check). At 8,000 every per-mailbox cache is exercised as at 50,000: the SORT-key
 takes the whole mailbox (6 MB, beyond its 4 MiB bound here, so it evicts), the ENVELOPE
 cache its 1 MiB bound; the old code kept them for good (RssAnon 32.8 -> 46.7 MB).
 
-imapd is started with the allocator an operator chooses for this bound
-(`nodeconf.services.RETURN_MEMORY_ENV`: glibc malloc; the default, pymalloc, is faster but
-its arenas stay pinned: 32.8 -> 50.2 MB here with no cache entry left).
+imapd is started as standalone mode and the HA agent start it (`nodeconf.services.service_env`):
+on jemalloc, the default wherever libjemalloc2 is installed (bootstrap installs it; the test
+checks the library is mapped). On pymalloc, the default before, its arenas stayed pinned by a
+few long-lived objects: 32.8 -> 50.2 MB here with no cache entry left, and the test failed.
 
 Also the per-mailbox caches are bounded in bytes, by estimates that match what tracemalloc
 measures, and drop a mailbox's entries when its last session is gone.
@@ -32,6 +33,7 @@ import tracemalloc
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 import trio
 import trio.testing
 
@@ -42,7 +44,7 @@ from imapd.session.mailbox_lru import MailboxLru
 from imapd.session.sort_key_cache import SortKeyCache
 from mailha_api import store_pb2, store_pb2_grpc
 from mailparse.sort_keys import SortKeys, stored_keys
-from nodeconf.services import RETURN_MEMORY_ENV, service_env
+from nodeconf.services import ALLOCATOR_ENV, JEMALLOC_CONF, allocator_env, service_env
 from tests.imap_clients_stack import free_port, wait_port
 from tests.store_fixtures import ROOT, StoreServer
 
@@ -172,10 +174,10 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
         argv += ["--sort-cache-mb", "4", "--mailbox-linger", str(LINGER)]
         log = tmp_path / "imapd.log"
         with open(log, "ab") as out:
-            imapd = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**service_env("imapd"), **RETURN_MEMORY_ENV}
-            )
+            imapd = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=service_env("imapd"))
         wait_port(port, imapd, log)
+        assert ALLOCATOR_ENV, "libjemalloc2 is not installed (scripts/bootstrap.sh installs it)"
+        assert "libjemalloc" in pathlib.Path(f"/proc/{imapd.pid}/maps").read_text()
 
         def session(messages: str) -> None:
             imap = imaplib.IMAP4("127.0.0.1", port)
@@ -214,6 +216,21 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
             imapd.terminate()
             imapd.wait(15)
         store.stop()
+
+
+def test_allocator_env_names_jemalloc_only_where_the_library_is(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert allocator_env((tmp_path / "none" / "libjemalloc.so.2",)) == {}
+    (tmp_path / "libjemalloc.so.2").write_bytes(b"")
+    env = allocator_env((tmp_path / "none" / "libjemalloc.so.2", tmp_path / "libjemalloc.so.2"))
+    assert env == {
+        "LD_PRELOAD": str(tmp_path / "libjemalloc.so.2"),
+        "PYTHONMALLOC": "malloc",
+        "MALLOC_CONF": JEMALLOC_CONF,
+    }
+    monkeypatch.setenv("PYTHONMALLOC", "pymalloc")  # the launcher's environment wins
+    assert service_env("imapd")["PYTHONMALLOC"] == "pymalloc"
 
 
 def test_idle_release_runs_once_idle_and_loses_no_request() -> None:
