@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -174,6 +175,43 @@ def highest_uid(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> int:
         return 0
     m, uid = MSG_KEY.unpack(key)
     return int(uid) if m == mid else 0
+
+
+def set_pieces(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, per_piece: int) -> list[str]:
+    """The UID set `text` of `mid` cut into consecutive sets of at most `per_piece` existing
+    messages (one piece, `text` itself, when it holds no more); "*" is resolved now.
+
+    A flag change over a whole large mailbox in one transaction held the committer, the
+    one thread every write of every user waits for, for as long as it took (a STORE 1:*
+    over 1,000,000 messages: more than imapd's 30 s write deadline) and left LMDB a dirty
+    page list as large as that transaction until the store closed; in pieces, the writes
+    queued meanwhile go between them. Reads keys only.
+    """
+    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    cuts: list[int] = []  # the last UID of every full piece
+    count = 0
+    cur = txn.cursor(db=dbs.messages)
+    for lo, hi in ranges:
+        if not cur.set_range(MSG_KEY.pack(mid, lo)):
+            break
+        end = MSG_KEY.pack(mid, hi)
+        for raw in cur.iternext(keys=True, values=False):
+            key = bytes(raw)
+            if key > end:
+                break
+            count += 1
+            if count % per_piece == 0:
+                cuts.append(MSG_KEY.unpack(key)[1])
+    if cuts and count % per_piece == 0:
+        cuts.pop()  # the last piece ends where the set ends anyway
+    if not cuts:
+        return [text]
+    bounds = [0, *cuts, uidset.MAX_UID]
+    pieces: list[str] = []
+    for start, stop in itertools.pairwise(bounds):
+        clipped = [(max(lo, start + 1), min(hi, stop)) for lo, hi in ranges if lo <= stop and hi > start]
+        pieces.append(",".join(f"{a}:{b}" if a != b else str(a) for a, b in clipped if a <= b))
+    return pieces
 
 
 def in_set(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> Iterator[tuple[int, MessageRecord]]:
