@@ -19,7 +19,7 @@ from bench.mailbox_measure import ImapTarget
 MAX_REPLY: Final = 1 << 30  # a bound on what one timed reply may bring (a million FLAGS lines are ~40 MB)
 
 
-def _read_until(sock: socket.socket, buf: bytearray, tag: bytes) -> tuple[bytes, int]:
+def read_until(sock: socket.socket, buf: bytearray, tag: bytes) -> tuple[bytes, int]:
     """Read until a line starting with `tag`; returns that line and the bytes of the lines before it.
     `buf` always begins at the start of a line."""
     seen = 0
@@ -53,18 +53,18 @@ def raw_command_ms(target: ImapTarget, command: str, runs: int) -> dict[str, flo
     for _ in range(runs):
         with socket.create_connection((target.host, target.port), timeout=600) as sock:
             buf = bytearray()
-            _read_until(sock, buf, b"* OK")
+            read_until(sock, buf, b"* OK")
             for tag, line in (
                 (b"l", f'l LOGIN "{target.user}" "{target.password}"'),
                 (b"s", f'''s SELECT "{target.mailbox}"'''),
             ):
                 sock.sendall(line.encode() + b"\r\n")
-                reply, _ = _read_until(sock, buf, tag + b" ")
+                reply, _ = read_until(sock, buf, tag + b" ")
                 if not reply.startswith(tag + b" OK"):
                     raise RuntimeError(f"{tag.decode()} failed: {reply[:200]!r}")
             start = time.perf_counter()
             sock.sendall(b"t " + command.encode() + b"\r\n")
-            reply, size = _read_until(sock, buf, b"t ")
+            reply, size = read_until(sock, buf, b"t ")
             times.append((time.perf_counter() - start) * 1000)
             if not reply.startswith(b"t OK"):
                 raise RuntimeError(f"{command} failed: {reply[:200]!r}")
