@@ -117,6 +117,19 @@ class MaildirFolder:
             files.write_private(self.dir / "dovecot-keywords", ("\n".join(lines) + "\n").encode())
 
 
+def mbox_entry(meta: store_pb2.MessageMeta, data: bytes) -> bytes:
+    """One message as mboxrd: From_ line with the internal date, flag headers, quoted From lines."""
+    stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(meta.internal_date))
+    out = [f"From MAILER-DAEMON {stamp}\n".encode()]
+    flags = [f for f in meta.flags if f not in NOT_EXPORTED]
+    for line in with_flag_headers(data, flags).splitlines(keepends=True):
+        out.append(b">" + line if _FROM.match(line) else line)
+    if not data.endswith(b"\n"):
+        out.append(b"\n")
+    out.append(b"\n")
+    return b"".join(out)
+
+
 class MboxFolder:
     def __init__(self, root: pathlib.Path, name: str) -> None:
         path = root.joinpath(*name.split("/"))
@@ -126,15 +139,7 @@ class MboxFolder:
         self.f = os.fdopen(fd, "wb")
 
     def add(self, meta: store_pb2.MessageMeta, data: bytes) -> None:
-        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(meta.internal_date))
-        out = [f"From MAILER-DAEMON {stamp}\n".encode()]
-        flags = [f for f in meta.flags if f not in NOT_EXPORTED]
-        for line in with_flag_headers(data, flags).splitlines(keepends=True):
-            out.append(b">" + line if _FROM.match(line) else line)
-        if not data.endswith(b"\n"):
-            out.append(b"\n")
-        out.append(b"\n")
-        self.f.write(b"".join(out))
+        self.f.write(mbox_entry(meta, data))
 
     def close(self) -> None:
         self.f.flush()

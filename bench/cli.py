@@ -54,6 +54,13 @@ def _register_store(bench_sub: Any) -> None:
     m.add_argument(
         "--connections", type=int, default=1, help="LMTP connections filling the INBOX (default 1; more for 1M)"
     )
+    m.add_argument(
+        "--fill",
+        choices=("lmtp", "import"),
+        default="lmtp",
+        help="how the INBOX is filled: lmtp (default; one message per transaction, as Postfix delivers) "
+        "or import (the corpus written as an mbox, then `mailha import mbox`: the quick way to 1,000,000)",
+    )
     m.add_argument("--grpc-reads", action="store_true", help=_GRPC_READS_HELP)
     m.set_defaults(func=_bench_mailbox)
 
@@ -87,6 +94,7 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
         fulltext=not args.no_fulltext,
         connections=args.connections,
         local_reads=not args.grpc_reads,
+        fill=args.fill,
     )
     return run_bench(options)
 

@@ -2,8 +2,8 @@
 
 One AppendPipeline call per folder: gRPC's thread pulls requests from a
 generator that reads the source, the caller's thread reads the replies in
-order. A semaphore keeps at most `window` messages between the two, so the
-store can group-commit them while memory stays bounded. A message counts as
+order. At most `window` messages and `window_bytes` bytes are between the two,
+so the store can group-commit them while memory stays bounded. A message counts as
 imported only when its reply says so (the store replies after fsync); only
 then is the source told (`acknowledged`), which is what resumable sources
 record.
@@ -15,6 +15,7 @@ import collections
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import grpc
 
@@ -23,6 +24,13 @@ from importer.source import SourceMessage
 from mailha_api import store_pb2
 from store.channel import PIECE
 from store.client import StoreClient
+
+# Appends in flight on the stream: as many as the store keeps queued for one stream
+# (store.servicer.PIPELINE_IN_FLIGHT), so a group commit takes up to 256 messages and
+# the committer rarely waits for the next request; bounded in bytes too, since the
+# importer holds every unanswered message in memory.
+WINDOW: Final = 256
+WINDOW_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,12 +53,41 @@ def _requests(header: store_pb2.AppendHeader, data: bytes) -> Iterator[store_pb2
             return
 
 
+class _InFlight:
+    """At most `count` messages and `size` bytes sent but not yet answered (one message always may go)."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.max_count, self.max_size = count, size
+        self.count = self.size = 0
+        self.cond = threading.Condition()
+
+    def take(self, size: int, stop: threading.Event) -> bool:
+        """Wait for room for a message of `size` bytes; False if `stop` was set meanwhile."""
+        with self.cond:
+            while self.count and (self.count >= self.max_count or self.size + size > self.max_size):
+                if stop.is_set():
+                    return False
+                self.cond.wait(0.5)
+            self.count += 1
+            self.size += size
+            return not stop.is_set()
+
+    def give(self, size: int) -> None:
+        with self.cond:
+            self.count -= 1
+            self.size -= size
+            self.cond.notify()
+
+
 class StoreSink:
-    def __init__(self, client: StoreClient, user: str, epoch: int, *, window: int = 64) -> None:
+    def __init__(
+        self, client: StoreClient, user: str, epoch: int, *, window: int = WINDOW, window_bytes: int = WINDOW_BYTES
+    ) -> None:
         self.client = client
         self.user = user
         self.epoch = epoch
         self.window = window
+        self.window_bytes = window_bytes
 
     def check_user(self) -> None:
         try:
@@ -79,17 +116,14 @@ class StoreSink:
     ) -> None:
         """Append every message; `done` is called in source order as replies arrive."""
         inflight: collections.deque[SourceMessage] = collections.deque()
-        slots = threading.Semaphore(self.window)
+        slots = _InFlight(self.window, self.window_bytes)
         stop = threading.Event()
         source_error: list[BaseException] = []
 
         def requests() -> Iterator[store_pb2.AppendRequest]:
             try:
                 for message in messages:
-                    while not slots.acquire(timeout=0.5):
-                        if stop.is_set():
-                            return
-                    if stop.is_set():
+                    if not slots.take(len(message.data), stop):
                         return
                     header = store_pb2.AppendHeader(
                         epoch=self.epoch,
@@ -109,7 +143,7 @@ class StoreSink:
         try:
             for reply in call:
                 message = inflight.popleft()
-                slots.release()
+                slots.give(len(message.data))
                 if reply.error_code:
                     done(message, AppendOutcome(False, error=reply.error_message or f"code {reply.error_code}"))
                 else:

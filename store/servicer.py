@@ -29,7 +29,7 @@ STATUS = {
     ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
-PIPELINE_IN_FLIGHT = 64
+PIPELINE_IN_FLIGHT = 256  # appends one AppendPipeline stream keeps queued at the committer (its max batch)
 EMPTY = store_pb2.Empty()
 
 

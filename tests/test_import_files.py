@@ -191,3 +191,22 @@ def test_mbox_import_cli_into_store(servers: LocalServers, tmp_path: pathlib.Pat
     assert [s[0].split(b"\r\n")[1] for s in stored[:2]] == [b"Subject: one", b"Subject: two"]
     assert b"\r\nFrom the quoted line\r\n>From twice quoted\r\n" in stored[0][0]
     assert stored[0][2] == 1795887679
+
+
+@pytest.mark.integration
+def test_import_window_in_bytes_keeps_order(servers: LocalServers, tmp_path: pathlib.Path) -> None:
+    """Messages larger than the byte window still go (one at a time); more than the count window
+    are kept in order; every one is acknowledged."""
+    lines = []
+    for n in range(40):
+        body = (b"x" * (3000 if n % 10 else 200_000)) + b"\n"
+        lines.append(b"From a Sat Nov 28 17:41:19 2026\nSubject: m%d\n\n" % n + body + b"\n")
+    path = tmp_path / "w.mbox"
+    path.write_bytes(b"".join(lines))
+    with StoreClient(servers.store) as client:
+        client.create_user("win", "win-pw", epoch=servers.epoch)
+        sink = StoreSink(client, "win", servers.epoch, window=7, window_bytes=100_000)
+        report = run_import(MboxSource(path), sink, out=io.StringIO())
+        assert (report.messages, report.errors) == (40, [])
+        subjects = [body.split(b"\r\n", 1)[0] for body, _, _ in _contents(client, "win", "INBOX")]
+        assert subjects == [b"Subject: m%d" % n for n in range(40)]
