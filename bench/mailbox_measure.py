@@ -19,6 +19,9 @@ from bench.mailbox_corpus import BODY_MARKER, SUBJECT_MARKER
 
 COPY_TARGET: Final = "BenchCopy"
 MARK_RANGE: Final = 100_000  # messages per STORE when marking the mailbox read
+# imaplib refuses a response line over 1,000,000 bytes; a SORT or SEARCH answer over a
+# million-message mailbox is one line of ~7 MB (the client's limit, not the server's).
+imaplib._MAXLINE = 64 * 1024 * 1024  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
