@@ -325,15 +325,21 @@ def remove(
         return record
     modseq = record.highestmodseq + 1
     unseen, deleted, size = record.unseen, record.deleted, record.size
+    # Per message as few Python calls as can be: EXPUNGE of 1,000 runs this 1,000 times
+    # in the committer, the one thread every write waits for (the counts as `_counts`).
+    delete, pack, messages_db, deleted_db = txn.delete, MSG_KEY.pack, dbs.messages, dbs.deleted
     for uid, rec in victims:
-        key = msg_key(mid, uid)
-        txn.delete(key, db=dbs.messages)
-        if rec.deleted:
-            txn.delete(key, db=dbs.deleted)
+        key = pack(mid, uid)
+        delete(key, db=messages_db)
+        flags = rec.flags
+        if "\\Deleted" in flags:
+            delete(key, db=deleted_db)
+            deleted -= 1
+        if "\\Seen" not in flags:
+            unseen -= 1
         if not keep_bodies:
             bodies.decref(txn, dbs, rec.body_id)
-        u, d = _counts(rec)
-        unseen, deleted, size = unseen - u, deleted - d, size - rec.size
+        size -= rec.size
     tombstones.put(txn, dbs.vanished, mid, modseq, sorted(uid for uid, _ in victims))
     mailbox_index.removed(txn, dbs, mid, (uid for uid, _ in victims))
     save_dates.remove(txn, dbs, mid, (uid for uid, _ in victims))
@@ -358,21 +364,28 @@ def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tup
     """
     ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
     cur = txn.cursor(db=dbs.deleted)
-    out: list[tuple[int, MessageRecord]] = []
+    keys: list[bytes] = []
     for lo, hi in ranges:
         if not cur.set_range(MSG_KEY.pack(mid, lo)):
             break
+        end = MSG_KEY.pack(mid, hi)  # keys are big-endian (mailbox, uid): past it is past the range
         for key in cur.iternext(keys=True, values=False):
             key = bytes(key)
-            m, uid = MSG_KEY.unpack(key)
-            if m != mid or uid > hi:
+            if key > end:
                 break
-            raw = txn.get(key, db=dbs.messages)
-            if raw is None:  # cannot happen: every write keeps the index in the message's transaction
-                log.error("deleted index names a missing message (mailbox %d, uid %d)", mid, uid)
-                continue
-            out.append((uid, MessageRecord.unpack(raw)))
-    return out
+            keys.append(key)
+    # One call for every record (LMDB's getmulti) instead of a get per message.
+    found = txn.cursor(db=dbs.messages).getmulti(keys)
+    if len(found) != len(keys):  # cannot happen: every write keeps the index in the message's transaction
+        missing = sorted(set(keys) - {bytes(k) for k, _ in found})
+        log.error(
+            "deleted index names %d missing messages (mailbox %d, uids %s)",
+            len(missing),
+            mid,
+            [MSG_KEY.unpack(k)[1] for k in missing[:10]],
+        )
+    unpack = MessageRecord.unpack
+    return [(int.from_bytes(key[8:], "big"), unpack(raw)) for key, raw in found]
 
 
 def any_deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> bool:
