@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import trio
 
 from lmtpd import replies
-from lmtpd.delivery import MailDrop, MailDropSession, Outcome, Recipient
+from lmtpd.delivery import DeliveryResult, MailDrop, MailDropSession, Outcome, Recipient
 from lmtpd.events import (
     NEED_DATA,
     ConnectionClosed,
@@ -88,11 +88,14 @@ class _Connection:
         self.core = LmtpConnection(max_message_size=options.max_message_size)
         self.out = bytearray(replies.greeting(options.hostname).to_bytes())
         self.txn: _Transaction | None = None
+        # Delivery outcomes to log after the next write (user, result, message size).
+        self.outcomes: list[tuple[str, DeliveryResult, int]] = []
 
     async def run(self) -> None:
         try:
             await self._loop()
         finally:
+            self._log_outcomes()
             if self.txn is not None:
                 self.txn.discard_spool()
 
@@ -180,12 +183,7 @@ class _Connection:
                 self.options.metrics.deliveries.labels(result.outcome.value).inc()
                 self.options.metrics.command("DELIVER", result.outcome.value, took)
         for recipient, result in zip(txn.recipients, results, strict=True):
-            # Envelope facts only: logs never carry message content.
-            if result.outcome is Outcome.DELIVERED:
-                again = f" ({result.detail})" if result.detail else ""
-                log.info("delivered: user=%s uid=%d size=%d%s", recipient.user, result.uid, end.size, again)
-            else:
-                log.info("refused: user=%s %s (%s)", recipient.user, result.outcome.value, result.detail)
+            self.outcomes.append((recipient.user, result, end.size))
             self._reply(
                 replies.for_outcome(
                     result.outcome, recipient.address, uid=result.uid, quota_tempfail=self.options.quota_tempfail
@@ -201,10 +199,24 @@ class _Connection:
         self.out += self.core.send(reply)
 
     async def _flush(self) -> None:
-        if self.out:
-            data = bytes(self.out)
-            self.out.clear()
-            await self.stream.send_all(data)
+        try:
+            if self.out:
+                data = bytes(self.out)
+                self.out.clear()
+                await self.stream.send_all(data)
+        finally:
+            # Logged once the replies are out: the MTA does not wait for the log line.
+            self._log_outcomes()
+
+    def _log_outcomes(self) -> None:
+        for user, result, size in self.outcomes:
+            # Envelope facts only: logs never carry message content.
+            if result.outcome is Outcome.DELIVERED:
+                again = f" ({result.detail})" if result.detail else ""
+                log.info("delivered: user=%s uid=%d size=%d%s", user, result.uid, size, again)
+            else:
+                log.info("refused: user=%s %s (%s)", user, result.outcome.value, result.detail)
+        self.outcomes.clear()
 
 
 async def handle_connection(stream: trio.abc.Stream, options: LmtpdOptions, drop: MailDrop) -> None:

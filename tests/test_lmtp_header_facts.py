@@ -1,0 +1,62 @@
+"""lmtpd reads a plain header block itself and the email package reads the rest: the fields
+and values the delivery rules see (spam header, Message-ID, Delivered-To) are the same."""
+
+from __future__ import annotations
+
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmtpd.personal_rules import SpamHeader, _all_fields, _plain_fields, message_facts
+
+
+def _email_fields(block: bytes) -> list[tuple[str, str]]:
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
+    return [(name.lower(), str(value)) for name, value in parsed.items()]
+
+
+_NAMES = st.sampled_from([b"X-Spam-Flag", b"x-spam-flag", b"Message-ID", b"Delivered-To", b"Subject", b"A", b"X:Y"])
+_TEXT = st.text(alphabet=st.sampled_from(" \tabcXYZ<>@.:;\r\n\x00\x7f\xe9"), max_size=12).map(
+    lambda s: s.encode("utf-8")
+)
+_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
+
+
+@st.composite
+def _blocks(draw: st.DrawFn) -> bytes:
+    out = b""
+    for _ in range(draw(st.integers(0, 5))):
+        out += draw(_NAMES) + draw(st.sampled_from([b":", b" :", b""])) + draw(_TEXT) + draw(_ENDS)
+        for _ in range(draw(st.integers(0, 2))):
+            out += draw(st.sampled_from([b" ", b"\t", b""])) + draw(_TEXT) + draw(_ENDS)
+    return out
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_blocks())
+def test_plain_blocks_read_as_the_email_package_reads_them(block: bytes) -> None:
+    assert _all_fields(block) == _email_fields(block)
+    plain = _plain_fields(block)
+    if plain is not None:
+        assert plain == _email_fields(block)
+
+
+def test_the_usual_block_is_read_without_the_email_package() -> None:
+    block = (
+        b"Return-Path: <s@a.test>\r\nDelivered-To: bob@b.test\r\nFrom: A <a@a.test>\r\n"
+        b"Subject: folded\r\n\tover two lines\r\nX-Spam-Flag:  YES \r\nMessage-ID:\r\n <1@a.test>\r\n"
+    )
+    assert _plain_fields(block) == _email_fields(block)
+    facts = message_facts("s@A.Test.", block + b"\r\nbody\r\n", SpamHeader())
+    assert facts.spam and facts.sender_domain == "a.test"
+    assert facts.message_id == "<1@a.test>"
+    assert facts.delivered_to == frozenset({"bob@b.test"})
+
+
+def test_odd_blocks_go_to_the_email_package() -> None:
+    assert _plain_fields(b"From: caf\xc3\xa9\r\n") is None  # not ASCII
+    assert _plain_fields(b"From : a\r\n") is None  # a blank before the colon ends the email package's header
+    assert _plain_fields(b"From: a\rb\r\n") is None  # a bare CR is a line end there
+    assert _plain_fields(b"From: a") is None  # no line end: cut inside a line
