@@ -35,9 +35,12 @@ LMTPD_METRICS_OFFSET = 2
 # (nodeconf.service_process.release_free_memory); two arenas as for glibc (a thread of the
 # gRPC pool does not get a heap of its own). Where the library is missing imapd runs on
 # pymalloc, as before; an operator who wants pymalloc anyway starts the agent or standalone
-# with `LD_PRELOAD= PYTHONMALLOC=pymalloc`. The store stays on pymalloc: what it keeps after
-# a 50k session (+7 MB RssAnon) stayed under jemalloc too (LMDB's freed dirty pages, see
-# store/server.py), and jemalloc raised its idle size by 2.5 MB.
+# with `LD_PRELOAD= PYTHONMALLOC=pymalloc`. The store runs on it too (storemem17): after
+# a STORE, COPY and EXPUNGE of 6,000 messages (tests/test_store_memory.py's writes, in one
+# process without gRPC) pymalloc and glibc kept +6.5 MB RssAnon beyond LMDB's own pages
+# (pymalloc arenas 12 -> 15 with ~11 KB of Python objects alive, and glibc arena pages),
+# glibc malloc without pymalloc +1.8 MB, jemalloc nothing (21,816 KiB idle and after); what
+# LMDB itself keeps goes when the store reopens it (store/committer.py, "Reopening").
 JEMALLOC_PATHS: Final = tuple(
     pathlib.Path(d) / "libjemalloc.so.2"
     for d in (f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}", "/usr/lib64", "/usr/lib")
@@ -54,7 +57,7 @@ def allocator_env(paths: tuple[pathlib.Path, ...] = JEMALLOC_PATHS) -> dict[str,
 
 
 ALLOCATOR_ENV: Final[dict[str, str]] = allocator_env()
-SERVICE_ENV: Final[dict[str, dict[str, str]]] = {"imapd": ALLOCATOR_ENV}
+SERVICE_ENV: Final[dict[str, dict[str, str]]] = {"imapd": ALLOCATOR_ENV, "store": ALLOCATOR_ENV}
 
 
 def service_env(name: str) -> dict[str, str]:

@@ -30,12 +30,33 @@ nested transaction, and its mailbox, quota, body counter and epoch are read
 and written once per batch instead of once per append. Should a flat
 operation fail in any other way, the batch is aborted and rerun with every
 operation nested (safe mode), so the promise is all correctness rests on.
+
+Reopening. LMDB does not give back the pages of a write transaction's dirty
+list: at commit it puts every single page on the environment's own free list
+(`me_dpages`, mdb_dpage_free) for the next transactions, and frees that list
+only when the environment closes. So the store holds, for as long as it runs,
+4 KiB for every page the largest transaction since it opened dirtied: a STORE
+piece of 10,000 messages, a COPY of 1,000, a group-committed batch of 256
+appends (issue 17: RssAnon 1.4-1.5x its idle size after the 50,000-message
+benchmark). The committer counts the pages each commit wrote (with
+writemap=False LMDB writes every dirty page with pwrite(2) at commit: the
+bytes its thread wrote meanwhile, from /proc/thread-self/io) and, once one
+wrote more than `reopen_after_pages`, closes and reopens the environment the
+next time no write has come for an idle tick and no read transaction of the
+process is open (the map gate, held back for at most REOPEN_WAIT): between
+batches, so no write transaction is open either. The store's Dbs object and
+the dedupe tables are rebound to the new handles (store/core.py); readers in
+other processes (imapd's LocalReader, the full-text child) are unaffected.
+The same files are reopened with the same flags: durability is unchanged.
+Should the reopen fail, writes are refused as unavailable and the reopen is
+retried before each batch and at each idle tick.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import threading
 import time
@@ -83,7 +104,12 @@ class _Op:
 _IDLE: Any = object()
 
 
-READER_CHECK_INTERVAL = 1.0  # seconds between sweeps for readers of dead processes
+READER_CHECK_INTERVAL = 1.0  # seconds between sweeps for readers of dead processes; also the idle tick
+# `mailha store serve` reopens the environment once a commit wrote more pages than this
+# (see "Reopening" above): what LMDB may keep after it is at most this many pages (2 MiB),
+# and a quiet store with small writes (a flag change writes 6-8 pages) is never reopened.
+REOPEN_AFTER_PAGES = 512
+REOPEN_WAIT = 0.05  # seconds a reopen waits for this process's open read transactions to end
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -92,6 +118,35 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+class ThreadWrites:
+    """Bytes the calling thread has passed to write(2) and its kin: `wchar` of /proc/thread-self/io.
+
+    Create and read it in the thread it counts. None where /proc does not tell."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/thread-self/io", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+
+    def total(self) -> int | None:
+        if self._fd is None:
+            return None
+        try:
+            text = os.pread(self._fd, 512, 0)  # offset 0: the kernel renders the counters afresh
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(b"wchar:"):
+                return int(line[6:])
+        return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _GrowMap(Exception):
@@ -110,9 +165,21 @@ class Committer:
         publish: Callable[[list[store_pb2.ChangeEvent]], None],
         max_batch: int = 256,
         gate: MapGate | None = None,
+        *,
+        reopen: Callable[[], lmdb.Environment] | None = None,
+        reopen_after_pages: int = REOPEN_AFTER_PAGES,
+        idle_interval: float = READER_CHECK_INTERVAL,
     ) -> None:
+        """`reopen` closes the environment and opens it again (store/core.py); None: never."""
         self._gate = gate if gate is not None else MapGate()
         self._env = env
+        self._page_size = int(env.stat()["psize"])
+        self._reopen = reopen
+        self._reopen_after_pages = reopen_after_pages
+        self._idle_interval = idle_interval
+        self._env_lost = False  # a reopen failed: the environment may be closed
+        self._reopen_failures = 0  # in a row
+        self._writes: ThreadWrites | None = None  # the committer thread's, made in it
         self._dbs = dbs
         self._publish = publish
         self._max_batch = max_batch
@@ -127,6 +194,9 @@ class Committer:
         self.apply_seconds = 0.0
         self.safe_reruns = 0
         self.syncs = 0  # env.sync calls that made a batch with a durable operation durable
+        self.largest_commit_pages = 0  # pages the largest commit since the environment opened wrote
+        self.reopens = 0
+        self.reopen_seconds = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -167,16 +237,28 @@ class Committer:
     # ---- the thread -------------------------------------------------------
 
     def _loop(self) -> None:
-        next_reader_check = time.monotonic() + READER_CHECK_INTERVAL
+        self._writes = ThreadWrites()
+        try:
+            self._serve()
+        finally:
+            self._writes.close()
+
+    def _serve(self) -> None:
+        next_reader_check = time.monotonic() + self._idle_interval
         while True:
             try:
-                first = self._queue.get(timeout=READER_CHECK_INTERVAL)
+                first = self._queue.get(timeout=self._idle_interval)
             except queue.Empty:
                 first = None if self._stopping else _IDLE
-            if time.monotonic() >= next_reader_check:
-                next_reader_check = time.monotonic() + READER_CHECK_INTERVAL
+            if self._env_lost:
+                self._reopen_now()
+            if time.monotonic() >= next_reader_check and not self._env_lost:
+                next_reader_check = time.monotonic() + self._idle_interval
                 self._reclaim_dead_readers()
             if first is _IDLE:
+                # No write for an idle tick: the moment to give back what a large one left.
+                if self._reopen is not None and self.largest_commit_pages > self._reopen_after_pages:
+                    self._reopen_now()
                 continue
             if first is None:
                 return
@@ -192,7 +274,12 @@ class Committer:
                     break
                 batch.append(nxt)
             try:
+                if self._env_lost:
+                    raise Unavailable("the store could not reopen its database; retry (see its log)")
                 self._commit_batch(batch)
+            except StoreError as exc:
+                for op in batch:
+                    op.future.set_exception(exc)
             except Exception as exc:
                 # The committer must never die: every later write would hang on its future.
                 log.exception("group commit failed")
@@ -302,8 +389,10 @@ class Committer:
                 return outcomes
             _flush(cache)
             t0 = time.perf_counter()
+            written = self._writes.total() if self._writes is not None else None
             outer.commit()
             self.commit_seconds += time.perf_counter() - t0
+            self._count_pages(written)
             self.apply_seconds += t0 - started
         except BaseException:
             outer.abort()
@@ -344,6 +433,51 @@ class Committer:
                 raise
             log.exception("flat write operation failed; rerunning the batch with nested transactions")
             raise _RerunSafely from None
+
+    def _count_pages(self, written_before: int | None) -> None:
+        """Note how many pages the commit just made wrote (every dirty page, overflow pages too)."""
+        written_after = self._writes.total() if self._writes is not None else None
+        if written_before is None or written_after is None:
+            return
+        pages = (written_after - written_before) // self._page_size
+        self.largest_commit_pages = max(self.largest_commit_pages, pages)
+
+    def _reopen_now(self) -> None:
+        """Close and reopen the environment, if no read transaction of this process stays open.
+
+        Runs between batches in the committer thread, so no write transaction is open."""
+        assert self._reopen is not None
+        reopen = self._reopen
+        largest = self.largest_commit_pages
+        started = time.perf_counter()
+
+        def close_and_open() -> None:
+            self._env_lost = True  # until the new environment is open and its handles bound
+            self._env = reopen()
+            self._env_lost = False
+
+        try:
+            if not self._gate.exclusive_if_free(close_and_open, REOPEN_WAIT):
+                return  # a reader is still open: at the next idle tick
+        except Exception:
+            self._reopen_failures += 1
+            if self._reopen_failures % 100 == 1:  # retried before every batch: not a line each time
+                log.exception(
+                    "could not reopen the LMDB environment (%d attempts); writes are refused until it opens",
+                    self._reopen_failures,
+                )
+            return
+        self._reopen_failures = 0
+        took = time.perf_counter() - started
+        self.reopens += 1
+        self.reopen_seconds += took
+        self.largest_commit_pages = 0
+        log.info(
+            "reopened the LMDB environment in %.1f ms: the largest commit since it opened wrote %d pages, "
+            "which LMDB kept for reuse until now",
+            1000 * took,
+            largest,
+        )
 
     def _reclaim_dead_readers(self) -> None:
         """Free reader slots of processes that died inside a read transaction.

@@ -22,12 +22,12 @@ from store.changefeed import ChangeFeed
 from store.committer import Committer, WriteContext
 from store.compaction import shared_lock
 from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
-from store.environment import open_dbs
+from store.environment import open_dbs, open_environment, rebind_dbs
 from store.fulltext import FullTextIndex
 from store.fulltext_worker import IndexerProcess
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
-from store.schema import FORMAT_KEY, FORMAT_VERSION, MAX_DBS, U64, check_format
+from store.schema import FORMAT_KEY, FORMAT_VERSION, U64, check_format
 
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
@@ -54,6 +54,10 @@ class StoreOptions:
     # Index bodies for SEARCH TEXT/BODY in a child process (store/fulltext_worker.py).
     # Off by default in-process (tests); `mailha store serve` turns it on (store/server.py).
     fulltext: bool = False
+    # Reopen LMDB when quiet once a commit wrote more pages than this, to give back the
+    # dirty pages LMDB keeps (store/committer.py, "Reopening"); 0: never. Off in-process,
+    # where callers (tests, tools) may hold `env` across writes; `mailha store serve` sets it.
+    reopen_after_pages: int = 0
 
 
 class StoreCore:
@@ -73,18 +77,10 @@ class StoreCore:
         # SQLite (both keep per-process bookkeeping a child must not inherit) or starts a
         # thread; None: SEARCH TEXT/BODY scan above the watermark.
         self.indexer = IndexerProcess.start(options.data_dir) if options.fulltext else None
-        self.env = lmdb.open(
-            str(lmdb_dir(options.data_dir)),
-            map_size=options.map_size,
-            max_dbs=MAX_DBS,
-            max_readers=options.max_readers,
-            subdir=True,
-            sync=True,
-            # Meta page flushed by the committer, only after batches that must be durable
-            # (store/committer.py, "Durability classes").
-            metasync=False,
-            writemap=False,
+        self.env = open_environment(
+            lmdb_dir(options.data_dir), map_size=options.map_size, max_readers=options.max_readers
         )
+        self._map_size = options.map_size
         stale = self.env.reader_check()
         if stale:
             log.info("reclaimed %d stale LMDB reader slots", stale)
@@ -99,7 +95,15 @@ class StoreCore:
         self.fulltext = FullTextIndex(options.data_dir / "fulltext.sqlite")
         if self.indexer is not None:
             self.indexer.ready()  # it opens LMDB and SQLite only now (store/fulltext_worker.py)
-        self.committer = Committer(self.env, self.dbs, self._published, options.max_batch, self.gate)
+        self.committer = Committer(
+            self.env,
+            self.dbs,
+            self._published,
+            options.max_batch,
+            self.gate,
+            reopen=self._reopen_environment if options.reopen_after_pages else None,
+            reopen_after_pages=options.reopen_after_pages,
+        )
         self.logins = CredentialCache()
         self._decoy: str | None = None
         self.committer.start()
@@ -120,6 +124,22 @@ class StoreCore:
         added = [e.mailbox_id for e in events if e.added]
         if self.indexer is not None and added:
             self.indexer.wake(added)
+
+    def _reopen_environment(self) -> lmdb.Environment:
+        """Close LMDB and open it again, for the committer, with no transaction of this process
+        open: what the closed environment kept (its freed dirty pages) is freed. `self.dbs`, the
+        object every part of the store holds, and the dedupe tables take the new handles."""
+        try:
+            self._map_size = int(self.env.info()["map_size"])  # it may have grown since the start
+        except lmdb.Error:
+            pass  # closed already: an earlier reopen failed after closing it
+        self.env.close()
+        self.env = open_environment(
+            lmdb_dir(self.options.data_dir), map_size=self._map_size, max_readers=self.options.max_readers
+        )
+        rebind_dbs(self.env, self.dbs)
+        self.dedupe.bind(self.env)
+        return self.env
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:

@@ -59,6 +59,10 @@ class DeliveryDedupe:
         if window <= 0:
             raise ValueError("the delivery dedupe window must be positive")
         self.window = window
+        self.bind(env)
+
+    def bind(self, env: lmdb.Environment) -> None:
+        """Open (or create) the two tables in `env`; again after the store reopened it."""
         with env.begin(write=True) as txn:
             self.db = env.open_db(DB_NAME, txn=txn, create=True)
             self.expiry = env.open_db(EXPIRY_DB_NAME, txn=txn, create=True)

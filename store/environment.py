@@ -1,6 +1,8 @@
-"""Opening a store environment for writing: every named database, created if
-missing, and the indexes an environment written by an older version lacks,
-built in the transaction that creates them (a crash cannot leave them empty).
+"""Opening a store environment for writing: the LMDB flags durability rests on,
+every named database, created if missing, and the indexes an environment
+written by an older version lacks, built in the transaction that creates them
+(a crash cannot leave them empty). Also reopening it in a running store
+(store/committer.py, "Reopening"): the same files and flags, handles rebound.
 
 Apart from schema.py because the index builders (store/mailbox_index.py)
 themselves read the schema.
@@ -8,10 +10,29 @@ themselves read the schema.
 
 from __future__ import annotations
 
+import pathlib
+
 import lmdb
 
 from store.mailbox_index import build, build_members
-from store.schema import DB_NAMES, Dbs, build_deleted_index
+from store.schema import DB_NAMES, MAX_DBS, Dbs, build_deleted_index
+
+
+def open_environment(path: pathlib.Path, *, map_size: int, max_readers: int) -> lmdb.Environment:
+    """The store's environment at `path`: every commit fsyncs its data pages (sync=True); the
+    meta page is flushed by the committer, only after batches that must be durable
+    (store/committer.py, "Durability classes"). Never NOSYNC; never WRITEMAP (with a
+    writable map a full disk is a SIGBUS on a sparse file, not an error)."""
+    return lmdb.open(
+        str(path),
+        map_size=map_size,
+        max_dbs=MAX_DBS,
+        max_readers=max_readers,
+        subdir=True,
+        sync=True,
+        metasync=False,
+        writemap=False,
+    )
 
 
 def open_dbs(env: lmdb.Environment) -> Dbs:
@@ -33,3 +54,11 @@ def open_dbs(env: lmdb.Environment) -> Dbs:
         elif members_absent:
             build_members(txn, dbs)
     return dbs
+
+
+def rebind_dbs(env: lmdb.Environment, dbs: Dbs) -> None:
+    """Point `dbs` (the object every part of the store holds) at the databases of a reopened
+    `env`: the handles of the closed environment are dead. Every database exists (open_dbs
+    created them when the store started), so nothing is written."""
+    with env.begin(write=True) as txn:
+        dbs.rebind({name: env.open_db(name.encode(), txn=txn, create=False) for name in DB_NAMES})

@@ -93,6 +93,10 @@ class Dbs:
         """A reader beside the store (`store.reader`): the store created everything already."""
         return cls({name: env.open_db(name.encode(), create=False) for name in DB_NAMES})
 
+    def rebind(self, handles: dict[str, lmdb._Database]) -> None:
+        """Take the handles of a reopened environment (store.environment.rebind_dbs)."""
+        self._assign(handles)
+
     def _assign(self, handles: dict[str, lmdb._Database]) -> None:
         self.meta = handles["meta"]
         self.users = handles["users"]

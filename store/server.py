@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from mailha_api import mailbox_index_pb2_grpc, settings_pb2, settings_pb2_grpc, store_pb2, store_pb2_grpc
 from nodeconf.service_process import make_private_dirs, make_private_files, release_free_memory
 from store.channel import CHANNEL_OPTIONS
+from store.committer import REOPEN_AFTER_PAGES
 from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.index_servicer import MailboxIndexServicer
@@ -50,6 +51,7 @@ class ServeOptions:
     heartbeat_seconds: float = 5.0
     delivery_dedupe_window: float = DEFAULT_WINDOW
     fulltext: bool = True  # index bodies for SEARCH TEXT/BODY in the background (off: those scan)
+    reopen_after_pages: int = REOPEN_AFTER_PAGES  # store/committer.py, "Reopening"
 
 
 def _trim_when_quiet(store: MailStore, stop: threading.Event, interval: float = 1.0) -> None:
@@ -58,16 +60,14 @@ def _trim_when_quiet(store: MailStore, stop: threading.Event, interval: float = 
     glibc keeps what a burst freed: password hashes of a login flood, or the
     replies and transactions of a large STORE, SEARCH or FETCH (issue 17: RssAnon
     30 -> 40 MB after a 50,000-message session, none of it live Python objects).
-    What stays after the trim (+5-7 MB after the 50k command set, in the heap the gRPC
-    threads share) is LMDB's own: it keeps every dirty page a write transaction freed on
-    a list for reuse (`me_dpages`) until the environment closes, so the store holds the
-    page count of its largest write transaction since it opened (4 KiB a page; a
-    transaction writing 50,000 records of 400 bytes left +25 MB, measured with py-lmdb).
-    Work is counted by hashes, read transactions and committed writes (the full-text
-    indexer is a process of its own); one interval without any after some is quiet."""
+    LMDB's own leftovers (the dirty pages of its largest write transaction, kept until the
+    environment closes) go when the committer reopens the environment (store/committer.py,
+    "Reopening"); a reopen counts as work, so the pages it freed are trimmed after it.
+    Work is counted by hashes, read transactions, committed writes and reopens (the
+    full-text indexer is a process of its own); one interval without any after some is quiet."""
 
     def work() -> int:
-        return hashes_done() + store.gate.entered + store.committer.ops
+        return hashes_done() + store.gate.entered + store.committer.ops + store.committer.reopens
 
     trimmed = last = work()
     while not stop.wait(interval):
@@ -91,6 +91,7 @@ def serve(options: ServeOptions) -> int:
             default_quota=options.default_quota,
             delivery_dedupe_window=options.delivery_dedupe_window,
             fulltext=options.fulltext,
+            reopen_after_pages=options.reopen_after_pages,
         )
     )
     try:

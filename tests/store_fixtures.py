@@ -33,6 +33,7 @@ class StoreServer:
     data_dir: pathlib.Path
     socket_path: pathlib.Path
     extra_args: tuple[str, ...] = ("--fence-next",)
+    env: dict[str, str] | None = None  # None: this process's; nodeconf.services.service_env("store"): production's
     process: subprocess.Popen[bytes] | None = None
     log_path: pathlib.Path = field(init=False)
 
@@ -47,7 +48,7 @@ class StoreServer:
         argv = [sys.executable, "-m", "mailha.cli", "store", "serve", "--data", str(self.data_dir)]
         argv += ["--listen", self.address, *self.extra_args]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
         with StoreClient(self.address) as client:
             try:
                 client.wait_ready(timeout)
