@@ -207,6 +207,22 @@ class ChangeEvent:
     old_name: str = ""  # renamed: the name before
     subscribed: bool = False
     unsubscribed: bool = False
+    # An event of our own write (from its reply): the mailbox's modseq before this change.
+    after_modseq: int = 0
+
+
+class OwnWrites(Protocol):
+    """Takes the change events of this process's own writes from their replies
+    (`StoreClient.report_own_writes`); called in the caller's trio thread."""
+
+    def write_started(self, user: str) -> int:
+        """A write of `user`'s is going out; returns a ticket for `write_ended`."""
+        ...
+
+    def write_ended(self, ticket: int, events: Sequence[ChangeEvent], *, certain: bool) -> None:
+        """The write's events (none if it failed); `certain` is False when the store's
+        answer was lost (the write may have committed, its events unknown)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +319,13 @@ class StoreClient(Protocol):
 
     async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
         """Claim the \\Recent UIDs below `up_to_uid` not claimed yet; returns [from, to)."""
+        ...
+
+    def report_own_writes(self, listener: OwnWrites) -> None:
+        """From now on, hand the events of this client's writes to `listener` from their
+        replies, and have the store leave them off this client's `watch` feeds (not
+        `watch_account`). A client or store that cannot keeps sending them on the feeds,
+        so the listener must take an event from either. A later call replaces the listener."""
         ...
 
     def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:

@@ -33,6 +33,7 @@ from imapd.store_client import (
     MessageFacts,
     MessageMeta,
     MetadataRefusal,
+    OwnWrites,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
@@ -767,6 +768,9 @@ class FakeStore:
         u = self._user(user)
         count = sum(len(mb.messages) for mb in u.mailboxes.values())
         return QuotaInfo(u.name, self._usage(u), u.quota, count)
+
+    def report_own_writes(self, listener: OwnWrites) -> None:
+        """The fake sends every event on the feeds (the contract allows it)."""
 
     async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         self._call()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import queue
+import secrets
 import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
@@ -41,12 +42,14 @@ from imapd.store_client import (
     MessageFacts,
     MessageMeta,
     MetadataRefusal,
+    OwnWrites,
     QuotaInfo,
     SelectResult,
     StoreFlagsResult,
 )
 from mailha_api import mailbox_index_pb2, mailbox_index_pb2_grpc, store_pb2, store_pb2_grpc
 from store import errors as store_errors
+from store.changefeed import FEED_TOKEN_METADATA
 from store.channel import ONE_REQUEST_LIMIT, PIECE, open_channel
 from store.reader import LocalReader
 from store.write_stream_client import StreamEnded, WriteStream
@@ -163,7 +166,8 @@ def _meta(pb: store_pb2.MessageMeta) -> MessageMeta:
     )
 
 
-def _event(pb: store_pb2.ChangeEvent) -> ChangeEvent:
+def _event(pb: store_pb2.ChangeEvent, *, own: bool = False) -> ChangeEvent:
+    """`own`: from a write's reply, where `after_modseq` means something (not on Watch)."""
     return ChangeEvent(
         mailbox_id=pb.mailbox_id,
         modseq=pb.modseq,
@@ -179,6 +183,7 @@ def _event(pb: store_pb2.ChangeEvent) -> ChangeEvent:
         old_name=pb.old_name,
         subscribed=pb.subscribed,
         unsubscribed=pb.unsubscribed,
+        after_modseq=pb.after_modseq if own else 0,
     )
 
 
@@ -303,6 +308,16 @@ class GrpcStore:
         self._local = local
         # None once the store answered UNIMPLEMENTED (an older store): unary writes.
         self._writes: WriteStream | None = WriteStream(self._stub)
+        # With a listener (report_own_writes): this process's name on its Writes and Watch calls,
+        # so the store answers our writes with their events instead of echoing them on Watch.
+        self._own: OwnWrites | None = None
+        self._feed_metadata: tuple[tuple[str, str], ...] = ()
+
+    def report_own_writes(self, listener: OwnWrites) -> None:
+        self._own = listener
+        self._feed_metadata = ((FEED_TOKEN_METADATA, secrets.token_hex(16)),)
+        if self._writes is not None:
+            self._writes.metadata = self._feed_metadata
 
     def _read_local(self, local: LocalReader, fn: Callable[[LocalReader], T]) -> T:
         try:
@@ -344,6 +359,26 @@ class GrpcStore:
         writes = self._writes
         if writes is None:
             return await self._unary(getattr(self._stub, _UNARY_WRITES[kind]), getattr(request, kind))
+        own = self._own if kind != "claim_recent" else None  # a \Recent claim changes no feed
+        if own is None:
+            return await self._stream_write(writes, request, kind)
+        inner = getattr(request, kind)
+        ticket = own.write_started(inner.header.user if kind == "append" else inner.user)
+        answered: list[store_pb2.WriteReply] = []
+        try:
+            return await self._stream_write(writes, request, kind, answered)
+        finally:
+            # Before the caller resumes: its peers here must be able to catch up with this write.
+            events = tuple(_event(pb, own=True) for pb in answered[0].events) if answered else ()
+            own.write_ended(ticket, events, certain=bool(answered))
+
+    async def _stream_write(
+        self,
+        writes: WriteStream,
+        request: store_pb2.WriteRequest,
+        kind: str,
+        answered: list[store_pb2.WriteReply] | None = None,
+    ) -> Any:
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         outcome: list[store_pb2.WriteReply | Exception] = []
@@ -365,6 +400,8 @@ class GrpcStore:
         if not outcome:
             raise StoreError(StoreErrorKind.UNAVAILABLE, f"the store did not answer a write in {_UNARY_TIMEOUT:.0f} s")
         result = outcome[0]
+        if isinstance(result, store_pb2.WriteReply) and answered is not None:
+            answered.append(result)  # the store's answer, success or refusal: its events are certain
         if isinstance(result, grpc.RpcError):
             if _code(result) == grpc.StatusCode.UNIMPLEMENTED and self._writes is writes:
                 # A store without Writes never saw the request: unary calls from now on.
@@ -751,7 +788,7 @@ class GrpcStore:
 
     async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
         req = store_pb2.WatchRequest(user=user, mailbox_id=mailbox_id, since_modseq=since_modseq)
-        async for item in self._pump_events(self._stub.Watch(req)):
+        async for item in self._pump_events(self._stub.Watch(req, metadata=self._feed_metadata)):
             yield item
 
     async def watch_account(self, user: str) -> AsyncGenerator[ChangeEvent, None]:

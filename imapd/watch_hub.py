@@ -5,12 +5,41 @@ it; the task ends when the last one leaves (refcount). Each subscriber has its
 own bounded channel: a subscriber that falls too far behind is cut off (its
 channel closes) and must resynchronise or disconnect, so one stuck client
 never holds back the others or grows memory without bound.
+
+Our own writes (issue 13). The store leaves the events of this process's writes
+off its Watch streams and returns them in each write's reply instead; the store
+client hands them here (`write_started`/`write_ended`: the hub is the client's
+`OwnWrites`). So a feed has two sources, and the hub merges them into the one
+stream per mailbox every subscriber reads, in modseq order and each change
+once. Both kinds wait in one heap ordered by modseq, and only its head is ever
+delivered (nothing overtakes):
+
+- a Watch event (another writer's) comes in commit order, but a write of ours
+  for the same user may have committed before it and not be answered yet: it
+  waits until every write of that user that was in flight when it arrived is
+  answered (any of those that is older then sits before it in the heap; a
+  write sent after it arrived commits after it);
+- an event from our own reply carries `after_modseq`, the mailbox's modseq
+  before it: it waits until the feed delivered that far (another writer's
+  earlier change may still be on its way over Watch, or our own earlier write's
+  answer still coming);
+- the first event of a Watch opened with `since_modseq` is the store's catch-up
+  from LMDB, which holds everything committed up to its modseq, ours included:
+  held events at or below it are dropped, and our own events wait for it.
+
+Every modseq of a mailbox is some event's, from one source or the other, so the
+head always becomes ready (a write too big for its reply has the rest of its
+events sent over Watch as before: they wait for its answer by the first rule).
+Should one not (an answer lost with its write's outcome unknown), the hub
+resubscribes from what it delivered and the store's catch-up fills the gap.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,6 +61,20 @@ _MAX_LINGERING: Final = 256
 # committed; a healthy feed takes about a millisecond.
 CATCH_UP_SECONDS: Final = 2.0
 _MAX_RECENT_RANGE: Final = 10_000
+# An own event whose predecessor has not come for this long: resubscribe (the catch-up fills the gap).
+GAP_SECONDS: Final = 2.0
+
+
+@dataclass(order=True)
+class _Held:
+    """An event waiting in a feed's heap for its turn."""
+
+    modseq: int
+    arrival: int  # ties (never between two real changes) keep arrival order
+    event: ChangeEvent = field(compare=False)
+    own: bool = field(compare=False)  # from our write's reply, not from Watch
+    # Watch: the newest ticket of the user's writes in flight when it arrived (0: none)
+    barrier: int = field(compare=False, default=0)
 
 
 @dataclass(eq=False)
@@ -70,6 +113,10 @@ class _Feed:
     recent_claimed_below: int = 0
     idle_since: float | None = None  # trio time the last subscriber left
     advanced: trio.Event = field(default_factory=trio.Event)  # set (and replaced) per delivered event
+    held: list[_Held] = field(default_factory=list)  # a heap: events not yet delivered
+    wake: trio.Event = field(default_factory=trio.Event)  # set when `held` may have a ready head
+    awaiting_catch_up: bool = False  # the Watch was (re)opened with since_modseq: its first event
+    watch_scope: trio.CancelScope | None = None  # the open Watch: cancelled to resubscribe
 
 
 class WatchHub:
@@ -83,6 +130,15 @@ class WatchHub:
         self.released: list[Callable[[tuple[str, int]], None]] = []
         # Account-wide feeds (NOTIFY) live beside the per-mailbox ones.
         self.accounts = AccountHub(store, nursery)
+        # Our writes in flight (`write_started`): user -> tickets, ticket -> user; and the feeds
+        # holding a Watch event until some of a user's writes are answered.
+        self._tickets = itertools.count(1)
+        self._writing: dict[str, set[int]] = {}
+        self._ticket_user: dict[int, str] = {}
+        self._barred: dict[str, set[tuple[str, int]]] = {}
+        self._arrivals = itertools.count()
+        self.resubscriptions = 0  # (tests, logs) Watch streams reopened to fill a gap
+        store.report_own_writes(self)
         if linger > 0:
             nursery.start_soon(self._reap)
 
@@ -103,14 +159,78 @@ class WatchHub:
         send, receive = trio.open_memory_channel[ChangeEvent](_SUBSCRIBER_BUFFER)
         feed = self._feeds.get(key)
         if feed is None:
-            feed = _Feed(trio.CancelScope(), delivered_modseq=since_modseq)
+            # Own events wait for the Watch's catch-up from the start (it may hold them).
+            feed = _Feed(trio.CancelScope(), delivered_modseq=since_modseq, awaiting_catch_up=since_modseq > 0)
             self._feeds[key] = feed
-            self._nursery.start_soon(self._run, key, feed, since_modseq)
+            self._nursery.start_soon(self._run, key, feed)
         feed.delivered_uid = max(feed.delivered_uid, last_uid)
         sub = Subscription(self, key, receive, send, feed.delivered_modseq, claims_recent=claims_recent)
         feed.subscribers.append(sub)
         feed.idle_since = None
         return sub
+
+    # ---- our own writes (StoreClient.report_own_writes) ------------------------------
+    def write_started(self, user: str) -> int:
+        ticket = next(self._tickets)
+        self._writing.setdefault(user, set()).add(ticket)
+        self._ticket_user[ticket] = user
+        return ticket
+
+    def write_ended(self, ticket: int, events: Sequence[ChangeEvent], *, certain: bool) -> None:
+        user = self._ticket_user.pop(ticket, None)
+        if user is None:
+            return
+        tickets = self._writing.get(user)
+        if tickets is not None:
+            tickets.discard(ticket)
+            if not tickets:
+                del self._writing[user]
+        for event in events:
+            feed = self._feeds.get((user, event.mailbox_id))
+            if feed is not None:
+                self._hold(user, feed, event, own=True)
+        if not certain:
+            # It may have committed, and its events will come from nowhere: ask the store.
+            for key, feed in list(self._feeds.items()):
+                if key[0] == user:
+                    self._resubscribe(feed)
+        for key in self._barred.pop(user, ()):
+            feed = self._feeds.get(key)
+            if feed is not None:
+                feed.wake.set()
+
+    def _hold(self, user: str, feed: _Feed, event: ChangeEvent, *, own: bool, catch_up: bool = False) -> None:
+        """Queue an event for delivery in modseq order (see the module's docstring)."""
+        if catch_up:
+            feed.awaiting_catch_up = False
+            if any(h.modseq <= event.modseq for h in feed.held):
+                feed.held = [h for h in feed.held if h.modseq > event.modseq]  # the catch-up holds them
+                heapq.heapify(feed.held)
+        if event.modseq <= feed.delivered_modseq:
+            feed.wake.set()
+            return  # delivered already (an own write the catch-up covered), or nothing new
+        barrier = 0
+        if not own and not catch_up:
+            tickets = self._writing.get(user)
+            if tickets:
+                barrier = max(tickets)
+                self._barred.setdefault(user, set()).add((user, event.mailbox_id))
+        heapq.heappush(feed.held, _Held(event.modseq, next(self._arrivals), event, own, barrier))
+        feed.wake.set()
+
+    def _ready(self, user: str, feed: _Feed, head: _Held) -> bool:
+        if head.own:
+            return not feed.awaiting_catch_up and head.event.after_modseq <= feed.delivered_modseq
+        if head.barrier:
+            tickets = self._writing.get(user)
+            return not tickets or min(tickets) > head.barrier
+        return True
+
+    def _resubscribe(self, feed: _Feed) -> None:
+        if feed.watch_scope is not None and not feed.watch_scope.cancel_called:
+            self.resubscriptions += 1
+            feed.awaiting_catch_up = True  # own events wait for the new stream's catch-up
+            feed.watch_scope.cancel()
 
     # ---- read-your-peers'-writes -------------------------------------------------
     def committed(
@@ -214,38 +334,21 @@ class WatchHub:
                 if i < excess or now - since >= self.linger:
                     self._close(key, feed)
 
-    async def _run(self, key: tuple[str, int], feed: _Feed, since_modseq: int) -> None:
-        user, mailbox_id = key
+    async def _run(self, key: tuple[str, int], feed: _Feed) -> None:
+        mailbox_id = key[1]
         gone = False
         with feed.cancel:
-            try:
-                async with aclosing(self._store.watch(user, mailbox_id, since_modseq)) as events:
-                    async for event in events:
-                        if event.heartbeat:
-                            continue
-                        gone = gone or event.deleted or event.renamed
-                        if event.added:
-                            await self._claim_recent(user, mailbox_id, feed, event)
-                        feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
-                        for meta in event.added:
-                            feed.delivered_uid = max(feed.delivered_uid, meta.uid)
-                        for sub in list(feed.subscribers):
-                            try:
-                                sub.send.send_nowait(event)
-                            except trio.WouldBlock:
-                                log.warning("watch subscriber of mailbox %d fell behind; cutting it off", mailbox_id)
-                                feed.subscribers.remove(sub)
-                                sub.failed = True
-                                sub.send.close()
-                            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                                feed.subscribers.remove(sub)
-                        feed.advanced.set()
-                        feed.advanced = trio.Event()
-            except StoreError as exc:
-                log.warning("watch of mailbox %d ended: %s", mailbox_id, exc.kind.value)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._deliver_held, key, feed)
+                try:
+                    gone = await self._read_watch(key, feed)
+                except StoreError as exc:
+                    log.warning("watch of mailbox %d ended: %s", mailbox_id, exc.kind.value)
+                nursery.cancel_scope.cancel()
         # The stream ended (mailbox gone, store down, or cancelled): tell everyone.
         if self._feeds.get(key) is feed:
             del self._feeds[key]
+        feed.held.clear()
         for sub in feed.subscribers:
             sub.failed = not gone
             sub.send.close()
@@ -254,3 +357,74 @@ class WatchHub:
         if key not in self._feeds:
             for listener in self.released:
                 listener(key)
+
+    async def _read_watch(self, key: tuple[str, int], feed: _Feed) -> bool:
+        """Hold what the store's Watch sends, reopening it from what was delivered when asked
+        (`_resubscribe`); True once the mailbox is gone (deleted or renamed)."""
+        user, mailbox_id = key
+        while True:
+            since = feed.delivered_modseq
+            feed.awaiting_catch_up = since > 0  # the store sends its catch-up first
+            with trio.CancelScope() as scope:
+                feed.watch_scope = scope
+                async with aclosing(self._store.watch(user, mailbox_id, since)) as events:
+                    first = since > 0
+                    async for event in events:
+                        if event.heartbeat:
+                            continue
+                        if event.deleted or event.renamed:
+                            self._send(feed, event)  # nothing after it matters: the mailbox is gone
+                            return True
+                        self._hold(user, feed, event, own=False, catch_up=first)
+                        first = False
+                return False  # the store ended the stream: the subscribers must resynchronise
+            feed.watch_scope = None
+            log.info("watch of mailbox %d resubscribed from modseq %d to fill a gap", mailbox_id, since)
+
+    async def _deliver_held(self, key: tuple[str, int], feed: _Feed) -> None:
+        """Deliver the heap's head while it is ready; resubscribe when an own event waits too long."""
+        user = key[0]
+        while True:
+            feed.wake = trio.Event()
+            while feed.held and self._ready(user, feed, feed.held[0]):
+                held = heapq.heappop(feed.held)
+                if held.modseq > feed.delivered_modseq:
+                    await self._deliver(key, feed, held.event)
+            head = feed.held[0] if feed.held else None
+            if head is not None and head.barrier and not head.own:
+                self._barred.setdefault(user, set()).add(key)  # woken by the next answered write
+            if head is not None and head.own and not feed.awaiting_catch_up:
+                with trio.move_on_after(GAP_SECONDS) as waited:
+                    await feed.wake.wait()
+                if waited.cancelled_caught:
+                    log.warning(
+                        "mailbox %d: own change %d waits for modseq %d that never came; resubscribing",
+                        key[1],
+                        head.modseq,
+                        head.event.after_modseq,
+                    )
+                    self._resubscribe(feed)
+            else:
+                await feed.wake.wait()
+
+    async def _deliver(self, key: tuple[str, int], feed: _Feed, event: ChangeEvent) -> None:
+        if event.added:
+            await self._claim_recent(key[0], key[1], feed, event)
+        feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
+        for meta in event.added:
+            feed.delivered_uid = max(feed.delivered_uid, meta.uid)
+        self._send(feed, event)
+
+    def _send(self, feed: _Feed, event: ChangeEvent) -> None:
+        for sub in list(feed.subscribers):
+            try:
+                sub.send.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("watch subscriber of mailbox %d fell behind; cutting it off", event.mailbox_id)
+                feed.subscribers.remove(sub)
+                sub.failed = True
+                sub.send.close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                feed.subscribers.remove(sub)
+        feed.advanced.set()
+        feed.advanced = trio.Event()

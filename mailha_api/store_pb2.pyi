@@ -1607,6 +1607,7 @@ class WriteReply(_message.Message):
     EXPUNGE_FIELD_NUMBER: _builtins.int
     COPY_FIELD_NUMBER: _builtins.int
     CLAIM_RECENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     error_code: _builtins.int
     """grpc.StatusCode value of the failed write; 0 = ok"""
@@ -1623,6 +1624,13 @@ class WriteReply(_message.Message):
 
     @_builtins.property
     def claim_recent(self) -> Global___ClaimRecentReply: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChangeEvent]:
+        """The changes this write made, when the Writes call carried a feed token (call metadata
+        "mailha-feed-token"): the store leaves them off the Watch streams with the same token, so
+        the front end fans them out itself from here instead of hearing its own write echoed back.
+        """
+
     def __init__(
         self,
         *,
@@ -1634,10 +1642,11 @@ class WriteReply(_message.Message):
         expunge: Global___ExpungeReply | None = ...,
         copy: Global___CopyReply | None = ...,
         claim_recent: Global___ClaimRecentReply | None = ...,
+        events: _abc.Iterable[Global___ChangeEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "expunge", b"expunge", "reply", b"reply", "store_flags", b"store_flags"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "error_code", b"error_code", "error_message", b"error_message", "expunge", b"expunge", "id", b"id", "reply", b"reply", "store_flags", b"store_flags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "claim_recent", b"claim_recent", "copy", b"copy", "error_code", b"error_code", "error_message", b"error_message", "events", b"events", "expunge", b"expunge", "id", b"id", "reply", b"reply", "store_flags", b"store_flags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_reply: _TypeAlias = _typing.Literal["append", "store_flags", "expunge", "copy", "claim_recent"]  # noqa: Y015
     _WhichOneofArgType_reply: _TypeAlias = _typing.Literal["reply", b"reply"]  # noqa: Y015
@@ -1755,6 +1764,7 @@ class ChangeEvent(_message.Message):
     OLD_NAME_FIELD_NUMBER: _builtins.int
     SUBSCRIBED_FIELD_NUMBER: _builtins.int
     UNSUBSCRIBED_FIELD_NUMBER: _builtins.int
+    AFTER_MODSEQ_FIELD_NUMBER: _builtins.int
     mailbox_id: _builtins.int
     modseq: _builtins.int
     """highest modseq after this change"""
@@ -1776,6 +1786,8 @@ class ChangeEvent(_message.Message):
     """SUBSCRIBE of name (mailbox_id 0 if no such mailbox)"""
     unsubscribed: _builtins.bool
     """UNSUBSCRIBE of name"""
+    after_modseq: _builtins.int
+    """events a WriteReply carries: the mailbox's highest modseq before this change"""
     @_builtins.property
     def added(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageMeta]:
         """new messages (uid, flags, modseq, size)"""
@@ -1803,10 +1815,11 @@ class ChangeEvent(_message.Message):
         old_name: _builtins.str = ...,
         subscribed: _builtins.bool = ...,
         unsubscribed: _builtins.bool = ...,
+        after_modseq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "created", b"created", "deleted", b"deleted", "expunged", b"expunged", "flags", b"flags", "heartbeat", b"heartbeat", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "name", b"name", "old_name", b"old_name", "renamed", b"renamed", "subscribed", b"subscribed", "unsubscribed", b"unsubscribed", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "after_modseq", b"after_modseq", "created", b"created", "deleted", b"deleted", "expunged", b"expunged", "flags", b"flags", "heartbeat", b"heartbeat", "mailbox_id", b"mailbox_id", "modseq", b"modseq", "name", b"name", "old_name", b"old_name", "renamed", b"renamed", "subscribed", b"subscribed", "unsubscribed", b"unsubscribed", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

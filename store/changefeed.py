@@ -5,6 +5,14 @@ Subscription with a bounded queue. A subscriber that falls too far behind is
 cut off (its stream ends with RESOURCE_EXHAUSTED) rather than slowing the
 committer or growing without bound; the client resubscribes with
 since_modseq and catches up from LMDB.
+
+Feed tokens (issue 13). A front end names itself with a random token in the
+metadata of both its Writes call and its Watch calls. The events of a write
+that came with a token are left off the Watch subscriptions with that token:
+the writer gets them in its write's reply (`Origin.events`) and fans them out
+to its own sessions, instead of the store sending each change back to the
+process that made it, racing the reply. Every other subscriber (another
+process, another node, WatchAccount) still gets every event.
 """
 
 from __future__ import annotations
@@ -12,15 +20,56 @@ from __future__ import annotations
 import queue
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
 
 from mailha_api import store_pb2
 
 DEFAULT_QUEUE_LIMIT = 1000
 
+# The call metadata naming a front end's feed token (Writes and Watch calls alike).
+FEED_TOKEN_METADATA: Final = "mailha-feed-token"
+_MAX_TOKEN: Final = 64
+
+
+def feed_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The feed token a call's metadata carries; "" without one (or with an oversized one)."""
+    for key, value in metadata or ():
+        if key == FEED_TOKEN_METADATA and isinstance(value, str) and 0 < len(value) <= _MAX_TOKEN:
+            return value
+    return ""
+
+
+# Messages (added, re-flagged, expunged) one write's reply carries in its events; a bigger
+# write's further events go on every Watch as before (a reply must stay far below the 8 MiB
+# gRPC message limit, and a STORE 1:* over a million messages commits in many pieces).
+MAX_CARRIED: Final = 10_000
+
+
+@dataclass(eq=False)
+class Origin:
+    """Who submitted a write over a Writes call with a feed token, and the events the write
+    made (filled by the committer before the write's future resolves)."""
+
+    token: str
+    events: list[store_pb2.ChangeEvent] = field(default_factory=list)
+    carried: int = 0  # messages in `events`
+
+    def take(self, events: Sequence[store_pb2.ChangeEvent]) -> bool:
+        """Carry `events` in the reply (True), or leave them to the Watch streams: no room."""
+        size = sum(len(e.added) + len(e.flags) + len(e.expunged) for e in events)
+        if self.carried + size > MAX_CARRIED:
+            return False
+        self.carried += size
+        self.events.extend(events)
+        return True
+
 
 class Subscription:
-    def __init__(self, mailbox_id: int, limit: int, user: str | None = None) -> None:
+    def __init__(self, mailbox_id: int, limit: int, user: str | None = None, token: str = "") -> None:
         self.mailbox_id = mailbox_id
+        self.token = token  # a Watch of this front end: its own writes' events are not sent here
         self.user = user  # set: a whole account's events (WatchAccount), not one mailbox's
         # None wakes the reader up: the subscription was closed or overflowed. Bounded by
         # `publish` (at most `limit` events, then the None of close): a SimpleQueue's put is
@@ -45,8 +94,8 @@ class ChangeFeed:
         self._queue_limit = queue_limit
         self._closed = False
 
-    def subscribe(self, mailbox_id: int) -> Subscription:
-        sub = Subscription(mailbox_id, self._queue_limit)
+    def subscribe(self, mailbox_id: int, token: str = "") -> Subscription:
+        sub = Subscription(mailbox_id, self._queue_limit, token=token)
         with self._lock:
             if self._closed:
                 sub.close()
@@ -83,12 +132,14 @@ class ChangeFeed:
         with self._lock:
             return sum(len(s) for s in self._subs.values()) + sum(len(s) for s in self._user_subs.values())
 
-    def publish(self, events: list[store_pb2.ChangeEvent]) -> None:
+    def publish(self, events: list[store_pb2.ChangeEvent], tokens: Sequence[str] = ()) -> None:
+        """`tokens[i]`: the feed token of the write that made `events[i]` ("" or missing: none)."""
         overflowed: list[Subscription] = []
         with self._lock:
-            for event in events:
+            for i, event in enumerate(events):
+                token = tokens[i] if i < len(tokens) else ""
                 for sub in (*self._subs.get(event.mailbox_id, ()), *self._user_subs.get(event.user, ())):
-                    if sub.overflowed:
+                    if sub.overflowed or (token and sub.token == token):
                         continue
                     if sub.queue.qsize() >= sub.limit:
                         sub.overflowed = True

@@ -70,6 +70,7 @@ import lmdb
 from mailha_api import store_pb2
 from store import fencing
 from store.batch_records import BatchRecords, DirectRecords, Records
+from store.changefeed import Origin
 from store.errors import Internal, StorageFull, StoreError, Unavailable
 from store.mapgate import MapGate
 from store.schema import Dbs
@@ -97,6 +98,7 @@ class _Op:
     needs_writable: bool
     flat: bool = False  # raises only before its first write: may skip the nested transaction
     durable: bool = True  # False: an OS crash may undo it while it is the last transaction
+    origin: Origin | None = None  # a Writes call with a feed token: its events go back with the reply
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -162,7 +164,7 @@ class Committer:
         self,
         env: lmdb.Environment,
         dbs: Dbs,
-        publish: Callable[[list[store_pb2.ChangeEvent]], None],
+        publish: Callable[[list[store_pb2.ChangeEvent], list[str]], None],
         max_batch: int = 256,
         gate: MapGate | None = None,
         *,
@@ -215,12 +217,15 @@ class Committer:
         needs_writable: bool = True,
         flat: bool = False,
         durable: bool = True,
+        origin: Origin | None = None,
     ) -> Future[T]:
         """Queue `fn`; `flat` only for a function whose every error comes before its first write.
 
         `durable=False` only for a write whose loss in an OS crash is acceptable (flag changes).
+        `origin`: the write came over a Writes call with a feed token; its events are added to
+        `origin.events` before the future resolves and left off that token's Watch streams.
         """
-        op = _Op(fn, epoch, needs_writable, flat and epoch is not None, durable)
+        op = _Op(fn, epoch, needs_writable, flat and epoch is not None, durable, origin)
         if self._stopping:
             op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
         elif needs_writable and not self.writable:
@@ -324,9 +329,11 @@ class Committer:
                 self._env.sync(True)
             except (lmdb.Error, OSError) as exc:
                 log.error("could not make a committed batch durable: %s", exc)
-                events = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
-                if events:
-                    self._publish(events)  # committed and visible to readers: watchers must see it too
+                # Committed and visible to readers: every watcher must see it too (the writers
+                # hear of a failure, not of the events, so no feed token is honoured).
+                committed = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
+                if committed:
+                    self._publish(committed, [])
                 for op in batch:
                     op.future.set_exception(Internal(f"could not make the write durable: {exc}"))
                 return
@@ -335,9 +342,16 @@ class Committer:
         self.ops += len(batch)
         # Durable now. Publish first, so by the time a writer has its answer every
         # watcher already has the event queued; then run callbacks and answer.
-        events = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
+        events: list[store_pb2.ChangeEvent] = []
+        tokens: list[str] = []
+        for op, (ok, _, ctx) in zip(batch, outcomes, strict=True):
+            if ok and ctx is not None and ctx.events:
+                events.extend(ctx.events)
+                # Carried by the reply (before the future resolves): off the writer's own Watch.
+                carried = op.origin is not None and op.origin.take(ctx.events)
+                tokens.extend([op.origin.token if carried and op.origin is not None else ""] * len(ctx.events))
         if events:
-            self._publish(events)
+            self._publish(events, tokens)
         for op, (ok, value, ctx) in zip(batch, outcomes, strict=True):
             if ok:
                 assert ctx is not None

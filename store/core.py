@@ -18,7 +18,7 @@ from typing import TypeVar
 import lmdb
 
 from mailha_api import store_pb2
-from store.changefeed import ChangeFeed
+from store.changefeed import ChangeFeed, Origin
 from store.committer import Committer, WriteContext
 from store.compaction import shared_lock
 from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
@@ -119,8 +119,8 @@ class StoreCore:
 
     # ---- plumbing ---------------------------------------------------------
 
-    def _published(self, events: list[store_pb2.ChangeEvent]) -> None:
-        self.feed.publish(events)
+    def _published(self, events: list[store_pb2.ChangeEvent], tokens: list[str]) -> None:
+        self.feed.publish(events, tokens)
         added = [e.mailbox_id for e in events if e.added]
         if self.indexer is not None and added:
             self.indexer.wake(added)
@@ -157,6 +157,9 @@ class StoreCore:
         """Run `fn` in the group commit; `durable=False` only for flag-like changes (see committer)."""
         return self.committer.run(epoch, fn, durable=durable)
 
-    def submit_write(self, epoch: int, fn: Callable[[WriteContext], T], *, durable: bool = True) -> Future[T]:
-        """`write` without waiting: the future resolves once the commit is (as `durable`) done."""
-        return self.committer.submit(epoch, fn, durable=durable)
+    def submit_write(
+        self, epoch: int, fn: Callable[[WriteContext], T], *, durable: bool = True, origin: Origin | None = None
+    ) -> Future[T]:
+        """`write` without waiting: the future resolves once the commit is (as `durable`) done.
+        `origin`: a Writes call's feed token (committer.submit)."""
+        return self.committer.submit(epoch, fn, durable=durable, origin=origin)

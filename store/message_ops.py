@@ -27,7 +27,7 @@ from store import (
     user_settings,
     users,
 )
-from store.changefeed import Subscription
+from store.changefeed import Origin, Subscription
 from store.committer import WriteContext
 from store.core import StoreCore
 from store.errors import InvalidArgument, ResourceExhausted, StoreError, Unavailable
@@ -76,13 +76,21 @@ class MessageOps(StoreCore):
             mid = header.mailbox_id or mailboxes.lookup(ctx.txn, ctx.dbs, user, header.mailbox)[0]
             record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items, records=ctx.records)
             ctx.events.append(
-                store_pb2.ChangeEvent(user=user, mailbox_id=mid, modseq=record.highestmodseq, added=metas)
+                store_pb2.ChangeEvent(
+                    user=user,
+                    mailbox_id=mid,
+                    modseq=record.highestmodseq,
+                    added=metas,
+                    after_modseq=record.highestmodseq - len(metas),  # one modseq per message
+                )
             )
             return mid, record, metas
 
         return op
 
-    def submit_append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> Future[store_pb2.AppendReply]:
+    def submit_append(
+        self, header: store_pb2.AppendHeader, source: bodies.BodySource, origin: Origin | None = None
+    ) -> Future[store_pb2.AppendReply]:
         """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight)."""
         op = self._append_op(header, [self._items(header, source)])
         epoch = header.epoch
@@ -124,7 +132,7 @@ class MessageOps(StoreCore):
             return reply
 
         # Flat: a single append raises only before its first write (see messages.append).
-        return self.committer.submit(epoch, reply_op, flat=True)
+        return self.committer.submit(epoch, reply_op, flat=True, origin=origin)
 
     def append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> store_pb2.AppendReply:
         try:
@@ -201,7 +209,9 @@ class MessageOps(StoreCore):
     def store_flags(self, req: store_pb2.StoreFlagsRequest) -> store_pb2.StoreFlagsReply:
         return self.submit_store_flags(req).result()
 
-    def submit_store_flags(self, req: store_pb2.StoreFlagsRequest) -> Future[store_pb2.StoreFlagsReply]:
+    def submit_store_flags(
+        self, req: store_pb2.StoreFlagsRequest, origin: Origin | None = None
+    ) -> Future[store_pb2.StoreFlagsReply]:
         """Queue a flag change; a bad request raises here, before anything is queued.
 
         A change over more than STORE_PIECE messages commits in pieces, each queued when
@@ -216,7 +226,7 @@ class MessageOps(StoreCore):
         since = req.unchanged_since if (req.has_unchanged_since or req.unchanged_since) else None
         starless = all(uidset.STAR not in r for r in parsed.ranges)
         if starless and sum(abs(b - a) + 1 for a, b in parsed.ranges) <= STORE_PIECE:
-            return self._submit_flags(req, user, req.uid_set, flags, since)
+            return self._submit_flags(req, user, req.uid_set, flags, since, origin=origin)
 
         def cut(txn: lmdb.Transaction) -> list[str]:
             try:
@@ -228,12 +238,14 @@ class MessageOps(StoreCore):
 
         pieces = self.read(cut)
         if len(pieces) == 1:
-            return self._submit_flags(req, user, req.uid_set, flags, since)
+            return self._submit_flags(req, user, req.uid_set, flags, since, origin=origin)
         whole: Future[store_pb2.StoreFlagsReply] = Future()
         merged = store_pb2.StoreFlagsReply()
 
         def piece(at: int) -> None:
-            self._submit_flags(req, user, pieces[at], flags, since).add_done_callback(lambda done: landed(at, done))
+            self._submit_flags(req, user, pieces[at], flags, since, origin=origin).add_done_callback(
+                lambda done: landed(at, done)
+            )
 
         def landed(at: int, done: Future[store_pb2.StoreFlagsReply]) -> None:
             try:
@@ -259,6 +271,8 @@ class MessageOps(StoreCore):
         uid_set: str,
         flags: tuple[str, ...],
         since: int | None,
+        *,
+        origin: Origin | None,
     ) -> Future[store_pb2.StoreFlagsReply]:
         def op(ctx: WriteContext) -> store_pb2.StoreFlagsReply:
             reply = messages.store_flags(
@@ -274,18 +288,24 @@ class MessageOps(StoreCore):
             if reply.updated:
                 ctx.events.append(
                     store_pb2.ChangeEvent(
-                        user=user, mailbox_id=req.mailbox_id, modseq=reply.highestmodseq, flags=reply.updated
+                        user=user,
+                        mailbox_id=req.mailbox_id,
+                        modseq=reply.highestmodseq,
+                        flags=reply.updated,
+                        after_modseq=reply.highestmodseq - 1,
                     )
                 )
             return reply
 
         # A flag change: an OS crash may undo it while it is the last commit (committer docstring).
-        return self.submit_write(req.epoch, op, durable=False)
+        return self.submit_write(req.epoch, op, durable=False, origin=origin)
 
     def copy(self, req: store_pb2.CopyRequest, move: bool) -> store_pb2.CopyReply:
         return self.submit_copy(req, move).result()
 
-    def submit_copy(self, req: store_pb2.CopyRequest, move: bool) -> Future[store_pb2.CopyReply]:
+    def submit_copy(
+        self, req: store_pb2.CopyRequest, move: bool, origin: Origin | None = None
+    ) -> Future[store_pb2.CopyReply]:
         user = names.user_name(req.user)
         uidset.parse(req.uid_set)
         names.mailbox_name(req.dest_mailbox)
@@ -297,24 +317,50 @@ class MessageOps(StoreCore):
             reply.dest_mailbox_id, reply.dest_modseq = dest_id, dest.highestmodseq
             if move:
                 reply.source_modseq = source.highestmodseq
+            if move and metas and dest_id == req.mailbox_id:
+                # MOVE within one mailbox: one change of two modseqs (copies, then the originals'
+                # removal), told as one event: two events of the same modseq read as one repeated.
+                ctx.events.append(
+                    store_pb2.ChangeEvent(
+                        user=user,
+                        mailbox_id=dest_id,
+                        modseq=dest.highestmodseq,
+                        added=metas,
+                        expunged=reply.expunged,
+                        after_modseq=dest.highestmodseq - 2,
+                    )
+                )
+                return reply
             if metas:
                 ctx.events.append(
-                    store_pb2.ChangeEvent(user=user, mailbox_id=dest_id, modseq=dest.highestmodseq, added=metas)
+                    store_pb2.ChangeEvent(
+                        user=user,
+                        mailbox_id=dest_id,
+                        modseq=dest.highestmodseq,
+                        added=metas,
+                        after_modseq=dest.highestmodseq - 1,
+                    )
                 )
             if reply.expunged:
                 ctx.events.append(
                     store_pb2.ChangeEvent(
-                        user=user, mailbox_id=req.mailbox_id, modseq=source.highestmodseq, expunged=reply.expunged
+                        user=user,
+                        mailbox_id=req.mailbox_id,
+                        modseq=source.highestmodseq,
+                        expunged=reply.expunged,
+                        after_modseq=source.highestmodseq - 1,
                     )
                 )
             return reply
 
-        return self.submit_write(req.epoch, op)
+        return self.submit_write(req.epoch, op, origin=origin)
 
     def expunge(self, req: store_pb2.ExpungeRequest) -> store_pb2.ExpungeReply:
         return self.submit_expunge(req).result()
 
-    def submit_expunge(self, req: store_pb2.ExpungeRequest) -> Future[store_pb2.ExpungeReply]:
+    def submit_expunge(
+        self, req: store_pb2.ExpungeRequest, origin: Origin | None = None
+    ) -> Future[store_pb2.ExpungeReply]:
         user = names.user_name(req.user)
         if req.uid_set:
             uidset.parse(req.uid_set)
@@ -324,12 +370,16 @@ class MessageOps(StoreCore):
             if uids:
                 ctx.events.append(
                     store_pb2.ChangeEvent(
-                        user=user, mailbox_id=req.mailbox_id, modseq=record.highestmodseq, expunged=uids
+                        user=user,
+                        mailbox_id=req.mailbox_id,
+                        modseq=record.highestmodseq,
+                        expunged=uids,
+                        after_modseq=record.highestmodseq - 1,
                     )
                 )
             return store_pb2.ExpungeReply(expunged=uids, highestmodseq=record.highestmodseq)
 
-        return self.submit_write(req.epoch, op)
+        return self.submit_write(req.epoch, op, origin=origin)
 
     def vanished(self, req: store_pb2.VanishedRequest) -> store_pb2.VanishedReply:
         user = names.user_name(req.user)
@@ -348,10 +398,13 @@ class MessageOps(StoreCore):
         req: store_pb2.WatchRequest,
         heartbeat_seconds: float,
         on_subscribe: Callable[[Subscription], object] | None = None,
+        token: str = "",
     ) -> Iterator[store_pb2.ChangeEvent]:
-        """Events of one mailbox after `since_modseq` (0 = from now); ends when it is deleted or renamed."""
+        """Events of one mailbox after `since_modseq` (0 = from now); ends when it is deleted or renamed.
+
+        `token`: the caller's feed token; events of writes made with it are not sent (changefeed)."""
         user = names.user_name(req.user)
-        sub = self.feed.subscribe(req.mailbox_id)
+        sub = self.feed.subscribe(req.mailbox_id, token)
         if on_subscribe is not None:
             on_subscribe(sub)
         try:

@@ -13,6 +13,7 @@ import grpc
 
 from mailha_api import store_pb2, store_pb2_grpc
 from store.bodies import BodySource, BodyWriter
+from store.changefeed import feed_token
 from store.engine import MailStore
 from store.errors import ErrorKind, Internal, InvalidArgument, ResourceExhausted, StoreError
 from store.write_stream import IncomingWrites
@@ -383,7 +384,7 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
     ) -> Iterator[store_pb2.WriteReply]:
         # One front end's writes over one call (store/write_stream.py); a failed write is
         # its reply's error, the stream goes on.
-        writes = IncomingWrites(self.store, request_iterator)
+        writes = IncomingWrites(self.store, request_iterator, feed_token(context.invocation_metadata()))
         context.add_callback(writes.stop)
         with self._writes_lock:
             self._writes.add(writes)
@@ -391,12 +392,15 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 writes.end()
         try:
             writes.start()
-            for rid, field, fut in writes.finished():
+            for rid, field, fut, origin in writes.finished():
                 reply = store_pb2.WriteReply(id=rid)
                 try:
                     getattr(reply, field).CopyFrom(fut.result())
                 except StoreError as exc:
                     reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
+                if origin is not None:
+                    # Also on a failure: a STORE in pieces may fail after pieces that committed.
+                    reply.events.extend(origin.events)
                 yield reply
         finally:
             with self._writes_lock:
@@ -448,6 +452,7 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
                 request,
                 self.heartbeat_seconds,
                 on_subscribe=lambda sub: context.add_callback(sub.close),
+                token=feed_token(context.invocation_metadata()),
             )
 
     def WatchAccount(

@@ -10,6 +10,9 @@ call), and the call's own thread sends the replies in the order they finish.
 Writes of different sessions on one stream are in flight together, so they
 share group commits. Each write carries its epoch and is checked in its own
 commit, exactly as the unary RPC of the same name.
+
+A call with a feed token (store.changefeed) gets each write's change events in
+its reply, and they are left off the Watch streams of the same token.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import grpc
 
 from mailha_api import store_pb2
 from store.bodies import BodySource
+from store.changefeed import Origin
 from store.engine import MailStore
 from store.errors import Internal, InvalidArgument, StoreError, Unavailable
 
@@ -41,11 +45,12 @@ REPLY_FIELD: Final = {
     "claim_recent": "claim_recent",
 }
 
-# A finished write: its request id, the WriteReply field for its reply, its outcome.
-Finished = tuple[int, str, "Future[Any]"]
+# A finished write: its request id, the WriteReply field for its reply, its outcome, and
+# (with a feed token) where its events are.
+Finished = tuple[int, str, "Future[Any]", Origin | None]
 
 
-def submit(store: MailStore, req: store_pb2.WriteRequest) -> Future[Any]:
+def submit(store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None = None) -> Future[Any]:
     """Queue one write at the committer; a request the store refuses outright raises StoreError."""
     kind = req.WhichOneof("write")
     if kind == "append":
@@ -53,15 +58,15 @@ def submit(store: MailStore, req: store_pb2.WriteRequest) -> Future[Any]:
         if not append.HasField("header") or not append.last:
             raise InvalidArgument("a Writes append carries `header` and the whole message (last=true)")
         store.check_announced_size(max(append.header.size, len(append.data)))
-        return store.submit_append(append.header, BodySource(len(append.data), data=append.data))
+        return store.submit_append(append.header, BodySource(len(append.data), data=append.data), origin)
     if kind == "store_flags":
-        return store.submit_store_flags(req.store_flags)
+        return store.submit_store_flags(req.store_flags, origin)
     if kind == "expunge":
-        return store.submit_expunge(req.expunge)
+        return store.submit_expunge(req.expunge, origin)
     if kind == "copy":
-        return store.submit_copy(req.copy, move=False)
+        return store.submit_copy(req.copy, False, origin)
     if kind == "move":
-        return store.submit_copy(req.move, move=True)
+        return store.submit_copy(req.move, True, origin)
     if kind == "claim_recent":
         return store.submit_claim_recent(req.claim_recent)
     raise InvalidArgument("a WriteRequest carries one write")
@@ -76,8 +81,9 @@ def _failed(exc: StoreError) -> Future[Any]:
 class IncomingWrites:
     """One Writes call on the store: `start` the reader, iterate `finished`, `stop` when the call ends."""
 
-    def __init__(self, store: MailStore, requests: Iterator[store_pb2.WriteRequest]) -> None:
+    def __init__(self, store: MailStore, requests: Iterator[store_pb2.WriteRequest], token: str = "") -> None:
         self._store = store
+        self._token = token
         self._requests = requests
         self._done: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
         self._room = threading.BoundedSemaphore(MAX_IN_FLIGHT)
@@ -113,15 +119,16 @@ class IncomingWrites:
                 self._room.acquire()
                 with self._lock:
                     self._in_flight += 1
+                origin = Origin(self._token) if self._token else None
                 try:
                     if self._ending:
                         raise Unavailable("the store is shutting down; retry on the active node")
-                    fut = submit(self._store, req)
+                    fut = submit(self._store, req, origin)
                 except StoreError as exc:
                     fut = _failed(exc)
                 except Exception as exc:  # a bug must not leave the write unanswered
                     fut = _failed(Internal(f"write failed: {type(exc).__name__}: {exc}"))
-                fut.add_done_callback(self._finisher(req.id, field))
+                fut.add_done_callback(self._finisher(req.id, field, origin))
         except grpc.RpcError:
             pass  # the client went away: stop() ends the replies
         finally:
@@ -130,10 +137,10 @@ class IncomingWrites:
                 if not self._in_flight:
                     self._done.put(None)
 
-    def _finisher(self, rid: int, field: str) -> Callable[[Future[Any]], None]:
+    def _finisher(self, rid: int, field: str, origin: Origin | None) -> Callable[[Future[Any]], None]:
         def finish(fut: Future[Any]) -> None:
             # Runs on the committer's thread (or here, for a refused write): hand over, no work.
-            self._done.put((rid, field, fut))
+            self._done.put((rid, field, fut, origin))
             self._room.release()
             with self._lock:
                 self._in_flight -= 1

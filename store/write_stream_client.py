@@ -32,7 +32,7 @@ class _Call:
         self.owner = owner
         self.requests: queue.SimpleQueue[store_pb2.WriteRequest | None] = queue.SimpleQueue()
         self.pending: dict[int, Done] = {}
-        self.responses = stub.Writes(iter(self.requests.get, None))
+        self.responses = stub.Writes(iter(self.requests.get, None), metadata=owner.metadata)
         threading.Thread(target=self._read, name="store-writes-client", daemon=True).start()
 
     def _read(self) -> None:
@@ -63,6 +63,8 @@ class WriteStream:
 
     def __init__(self, stub: store_pb2_grpc.MailStoreStub) -> None:
         self.lock = threading.Lock()
+        # Sent with each call opened from now on (a feed token: store.changefeed).
+        self.metadata: tuple[tuple[str, str], ...] = ()
         self._stub = stub
         self._ids = itertools.count(1)
         self._call: _Call | None = None

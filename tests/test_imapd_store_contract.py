@@ -27,7 +27,7 @@ import itertools
 import pathlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -600,6 +600,65 @@ async def case_watch(p: Probe, b: Backend) -> None:
     assert mark is not None
     rename = lambda: s.rename_mailbox(user, "INBOX", "Moved")  # noqa: E731 (RFC 3501 6.3.5: the messages leave INBOX)
     p.note("rename inbox", await watched(s, user, box, mark.highestmodseq, rename, count=1))
+
+
+class _OwnWrites:
+    """An `OwnWrites` listener that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[ChangeEvent] = []
+        self.in_flight: set[int] = set()
+        self.tickets = itertools.count(1)
+
+    def write_started(self, user: str) -> int:
+        ticket = next(self.tickets)
+        self.in_flight.add(ticket)
+        return ticket
+
+    def write_ended(self, ticket: int, events: Sequence[ChangeEvent], *, certain: bool) -> None:
+        assert certain and ticket in self.in_flight
+        self.in_flight.discard(ticket)
+        self.events.extend(events)
+
+
+async def case_own_writes(p: Probe, b: Backend) -> None:
+    """With a listener, each of the client's own writes' changes comes once: from the write's
+    reply (the real store) or on the watch (allowed: the fake); the same changes either way."""
+    user = b.user()
+    s = p.store
+    box = (await s.select(user, "INBOX")).mailbox.mailbox_id
+    await append(s, user, "INBOX", message(0), AppendSpec((), DATE))
+    mark = (await s.select(user, "INBOX")).mailbox.status
+    assert mark is not None
+    own = _OwnWrites()
+    s.report_own_writes(own)
+    seen: list[ChangeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            opened = trio.Event()
+
+            async def collect() -> None:
+                async for event in s.watch(user, box, mark.highestmodseq):
+                    if not event.heartbeat:
+                        seen.append(event)
+                        opened.set()
+
+            nursery.start_soon(collect)
+            await opened.wait()  # the catch-up: the feed is open
+            await append(s, user, "INBOX", message(1), AppendSpec(("\\Seen",), DATE))
+            await s.store_flags(user, box, "1:2", FlagMode.ADD, ["\\Deleted"])
+            await s.expunge(user, box)
+            await s.claim_recent(user, box, 100)  # no change of the feed's
+            while len(seen) + len(own.events) < 4:
+                await trio.sleep(0.01)
+            await trio.sleep(0.3)  # nothing more (no echo) comes
+            nursery.cancel_scope.cancel()
+    assert not own.in_flight
+    changes = sorted((*seen[1:], *own.events), key=lambda e: e.modseq)
+    p.note("catch-up", seen[:1])
+    p.note("changes", [dataclasses.replace(e, after_modseq=0) for e in changes])
+    # An event from a reply says where it starts: one modseq per change here.
+    assert [e.modseq - e.after_modseq for e in own.events] == [1] * len(own.events)
 
 
 async def case_watch_account(p: Probe, b: Backend) -> None:

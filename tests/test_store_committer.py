@@ -31,7 +31,7 @@ def env_dbs(tmp_path: pathlib.Path) -> Iterator[tuple[lmdb.Environment, Dbs]]:
 def test_failing_operation_is_rolled_back_alone(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
     env, dbs = env_dbs
     published: list[store_pb2.ChangeEvent] = []
-    committer = Committer(env, dbs, published.extend, max_batch=64)
+    committer = Committer(env, dbs, lambda events, tokens: published.extend(events), max_batch=64)
     release = threading.Event()
 
     def blocker(ctx: WriteContext) -> None:
@@ -72,7 +72,7 @@ def test_failing_operation_is_rolled_back_alone(env_dbs: tuple[lmdb.Environment,
 
 def test_epoch_check_happens_inside_the_write(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
     env, dbs = env_dbs
-    committer = Committer(env, dbs, lambda events: None)
+    committer = Committer(env, dbs, lambda events, tokens: None)
     committer.start()
     try:
         committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, 4), needs_writable=False)
@@ -108,7 +108,7 @@ def test_durable_write_is_synced_before_its_reply_and_flag_writes_are_not(
 ) -> None:
     env, dbs = env_dbs
     watching = _SyncWatchingEnv(env)
-    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events: None)
+    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events, tokens: None)
     committer.start()
     try:
         # A flag-like write alone: committed (data pages fsynced) but no meta sync.
@@ -140,7 +140,7 @@ def test_a_lone_write_that_fails_after_writing_leaves_no_trace_and_no_commit(
     env, dbs = env_dbs
     watching = _SyncWatchingEnv(env)
     published: list[store_pb2.ChangeEvent] = []
-    committer = Committer(cast("lmdb.Environment", watching), dbs, published.extend)
+    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events, tokens: published.extend(events))
 
     def half_then_refuse(ctx: WriteContext) -> None:
         ctx.txn.put(b"half", b"1", db=ctx.dbs.meta)
@@ -174,7 +174,7 @@ def test_a_lone_write_that_fails_after_writing_leaves_no_trace_and_no_commit(
 def test_a_lone_write_with_a_stale_epoch_writes_nothing(env_dbs: tuple[lmdb.Environment, Dbs]) -> None:
     """The epoch check of a lone write happens in the transaction it would commit."""
     env, dbs = env_dbs
-    committer = Committer(env, dbs, lambda events: None)
+    committer = Committer(env, dbs, lambda events, tokens: None)
     committer.start()
     try:
         committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, 4), needs_writable=False)
@@ -194,7 +194,7 @@ def test_a_refused_durable_write_does_not_make_its_batch_pay_the_meta_sync(
     """Only a batch with a durable write that succeeded flushes the meta page (a refusal is not a promise)."""
     env, dbs = env_dbs
     watching = _SyncWatchingEnv(env)
-    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events: None)
+    committer = Committer(cast("lmdb.Environment", watching), dbs, lambda events, tokens: None)
     release = threading.Event()
 
     def refuse(ctx: WriteContext) -> None:

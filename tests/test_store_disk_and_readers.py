@@ -44,7 +44,7 @@ def test_disk_full_commit_fails_every_op_of_the_batch_as_storage_full(
     env_dbs: tuple[lmdb.Environment, Dbs],
 ) -> None:
     env, dbs = env_dbs
-    committer = Committer(env, dbs, lambda events: None)
+    committer = Committer(env, dbs, lambda events, tokens: None)
 
     def full(ctx: WriteContext) -> None:
         ctx.txn.put(b"k", b"v", db=dbs.meta)
@@ -112,7 +112,7 @@ def test_committer_reclaims_reader_slots_of_dead_processes(
             reader.stdout.close()
     # The slot is still held by the dead pid until someone runs a reader check.
     assert f"{reader.pid}" in env.readers()
-    committer = Committer(env, dbs, lambda events: None)
+    committer = Committer(env, dbs, lambda events, tokens: None)
     committer.start()
     try:
         deadline = time.monotonic() + 10

@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
@@ -246,3 +247,72 @@ def test_imapd_falls_back_to_unary_writes_on_a_store_without_the_stream(tmp_path
     finally:
         server.stop(None)
     assert servicer.calls == 3
+
+
+def _watch(
+    stub: store_pb2_grpc.MailStoreStub, mid: int, since: int, token: str
+) -> tuple[queue.SimpleQueue[store_pb2.ChangeEvent], Any]:
+    """A Watch (with a feed token, or none) read into a queue on a thread; the call to cancel."""
+    metadata = (("mailha-feed-token", token),) if token else ()
+    call = stub.Watch(store_pb2.WatchRequest(user="tess", mailbox_id=mid, since_modseq=since), metadata=metadata)
+    events: queue.SimpleQueue[store_pb2.ChangeEvent] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            for event in call:
+                if not event.heartbeat:
+                    events.put(event)
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    return events, call
+
+
+def test_a_feed_token_gets_its_writes_events_in_the_reply_and_not_on_its_own_watch(
+    store_server: StoreServer,
+) -> None:
+    """imapd's own writes come back in their replies (issue 13); its Watch (same token) does not
+    echo them, while a Watch without the token (another process) gets every change."""
+    with store_server.client() as c:
+        c.create_user("tess", "pw")
+        epoch = c.epoch()
+        mid = c.mailbox_id("tess", "INBOX")
+        since = c.select("tess", "INBOX").mailbox.status.highestmodseq
+    channel = open_channel(store_server.address)
+    stub = store_pb2_grpc.MailStoreStub(channel)
+    mine, my_call = _watch(stub, mid, since, "proc-a")
+    theirs, their_call = _watch(stub, mid, since, "")
+    for events in (mine, theirs):
+        assert events.get(timeout=10).modseq == since  # the catch-up: both feeds are open
+    stream = WriteStream(stub)
+    stream.metadata = (("mailha-feed-token", "proc-a"),)
+    other = WriteStream(stub)  # another process's writes: no token
+    waiter = _Waiter()
+    try:
+        first = waiter.send(stream, _append(epoch, "tess", b"Subject: own\r\n\r\n1\r\n"))
+        replies = waiter.collect(1)
+        flags = store_pb2.StoreFlagsRequest(
+            epoch=epoch, user="tess", mailbox_id=mid, uid_set="1", mode=store_pb2.FLAG_MODE_ADD, flags=["\\Seen"]
+        )
+        second = waiter.send(stream, store_pb2.WriteRequest(store_flags=flags))
+        replies |= waiter.collect(1)
+        waiter.send(other, _append(epoch, "tess", b"Subject: lmtp\r\n\r\n2\r\n"))
+        waiter.collect(1)
+        own = [replies[first], replies[second]]
+        assert all(isinstance(r, store_pb2.WriteReply) and not r.error_code for r in own), own
+        told = [e for r in own if isinstance(r, store_pb2.WriteReply) for e in r.events]
+        assert [(e.modseq, e.after_modseq, len(e.added), len(e.flags)) for e in told] == [
+            (since + 1, since, 1, 0),
+            (since + 2, since + 1, 0, 1),
+        ]
+        assert mine.get(timeout=10).modseq == since + 3  # only the other writer's append
+        assert [theirs.get(timeout=10).modseq for _ in range(3)] == [since + 1, since + 2, since + 3]
+        time.sleep(0.3)
+        assert mine.empty() and theirs.empty()
+    finally:
+        stream.close()
+        other.close()
+        my_call.cancel()
+        their_call.cancel()
+        channel.close()
