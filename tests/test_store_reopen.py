@@ -60,7 +60,7 @@ def test_a_commit_is_measured_in_the_pages_it_wrote(tmp_path: pathlib.Path) -> N
     assert ThreadWrites().total() is not None, "/proc/thread-self/io is not readable here"
     env = open_environment(tmp_path / "env", map_size=64 << 20, max_readers=16)
     dbs = open_dbs(env)
-    committer = Committer(env, dbs, lambda events: None)
+    committer = Committer(env, dbs, lambda events, tokens: None)
     committer.start()
     try:
         committer.run(None, lambda ctx: ctx.txn.put(b"one", b"x", db=ctx.dbs.meta))
@@ -198,7 +198,7 @@ def test_a_failed_reopen_refuses_writes_until_one_succeeds(tmp_path: pathlib.Pat
         rebind_dbs(envs[-1], dbs)
         return envs[-1]
 
-    committer = Committer(env, dbs, lambda events: None, reopen=reopen, reopen_after_pages=1, idle_interval=0.2)
+    committer = Committer(env, dbs, lambda events, tokens: None, reopen=reopen, reopen_after_pages=1, idle_interval=0.2)
     committer.start()
     try:
 
