@@ -49,9 +49,10 @@ async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, 
     return await matching_messages(s, program)
 
 
-async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
+async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> dict[int, SortKeys]:
     """uid -> SortKeys for `uids` (those still in the store), cached across sessions when the
-    cache can hold them all."""
+    cache can hold them all; `addresses=False` (THREAD): uncached keys may leave the address
+    fields empty."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
@@ -59,7 +60,7 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
     found = cache.get_many(user, sel.mailbox_id, sel.uidvalidity, uids) if keep else {}
     missing = [uid for uid in uids if uid not in found] if found else uids
     if missing:
-        missing = await _stored_keys(s, missing, found, keep=keep)
+        missing = await _stored_keys(s, missing, found, keep=keep, addresses=keep or addresses)
     if missing:
         request = FetchRequest(format_uids(missing), with_header=True)
         cpu = CpuSlice()
@@ -75,7 +76,9 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
     return found
 
 
-async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys], *, keep: bool) -> list[int]:
+async def _stored_keys(
+    s: Session, uids: list[int], found: dict[int, SortKeys], *, keep: bool, addresses: bool
+) -> list[int]:
     """Fill `found` with the keys the store keeps for `uids` (and the cache, if `keep`);
     return the UIDs it has none for."""
     user, sel = s.user, s.selected
@@ -89,7 +92,7 @@ async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys], 
         for uid, size, date, raw in zip(cols.uids, cols.sizes, cols.dates, cols.sort_keys, strict=True):
             if cpu.due():
                 await cpu.tick()
-            keys = from_stored(raw, internal_date=date, size=size) if raw else None
+            keys = from_stored(raw, internal_date=date, size=size, addresses=addresses) if raw else None
             if keys is None:
                 lacking.append(uid)
                 continue
@@ -99,14 +102,18 @@ async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys], 
     return lacking
 
 
-async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[tuple[int, SortKeys]], int]:
+async def _entries(
+    s: Session, program: SearchProgram, uid: bool, *, addresses: bool = True
+) -> tuple[list[tuple[int, SortKeys]], int]:
     """(number, keys) of the matching messages (number: UID or sequence number), and their top modseq."""
     matched = await _selected(s, program)
-    return await _entries_of(s, matched, uid), max((m for _, _, m in matched), default=0)
+    return await _entries_of(s, matched, uid, addresses=addresses), max((m for _, _, m in matched), default=0)
 
 
-async def _entries_of(s: Session, matched: list[tuple[int, int, int]], uid: bool) -> list[tuple[int, SortKeys]]:
-    keys = await _keys(s, [u for _, u, _ in matched])
+async def _entries_of(
+    s: Session, matched: list[tuple[int, int, int]], uid: bool, *, addresses: bool = True
+) -> list[tuple[int, SortKeys]]:
+    keys = await _keys(s, [u for _, u, _ in matched], addresses=addresses)
     return [(u if uid else seq, keys[u]) for seq, u, _ in matched if u in keys]
 
 
@@ -241,7 +248,7 @@ async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     assert sel is not None
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
-    entries, _ = await _entries(s, cmd.program, cmd.uid)
+    entries, _ = await _entries(s, cmd.program, cmd.uid, addresses=False)
     if len(entries) >= _IN_THREAD_FROM:
         rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
     else:
