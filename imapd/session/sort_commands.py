@@ -8,9 +8,9 @@ store/message_facts.py), else (messages stored before the store kept them)
 from one header fetch. Ordering and threading are the pure
 `message.sort_keys` / `message.threads`.
 
-Over more messages than the cache can hold at once (`SortKeyCache.fits`), nothing
-is cached (it would only evict), and a SORT by ARRIVAL, SIZE and DATE alone builds
-no SortKeys at all: it sorts the index's size and date columns and the sent dates
+Over more than twice the messages the cache can hold (`SortKeyCache.worth_keeping`),
+nothing is cached (it would only evict); over more than it holds, a SORT by ARRIVAL,
+SIZE and DATE alone builds no SortKeys at all: it sorts the index's size and date columns and the sent dates
 read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT.
 """
 
@@ -50,13 +50,13 @@ async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, 
 
 
 async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> dict[int, SortKeys]:
-    """uid -> SortKeys for `uids` (those still in the store), cached across sessions when the
-    cache can hold them all; `addresses=False` (THREAD): uncached keys may leave the address
-    fields empty."""
+    """uid -> SortKeys for `uids` (those still in the store), cached across sessions unless
+    the mailbox is far larger than the cache; `addresses=False` (THREAD): uncached keys may
+    leave the address fields empty."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
-    keep = cache.fits(len(uids))
+    keep = cache.worth_keeping(len(uids))
     found = cache.get_many(user, sel.mailbox_id, sel.uidvalidity, uids) if keep else {}
     missing = [uid for uid in uids if uid not in found] if found else uids
     if missing:

@@ -54,6 +54,12 @@ class SortKeyCache:
         per_entry = self._lru.bytes / len(self._lru) if len(self._lru) else TYPICAL_ENTRY
         return count <= self._lru.max_entries and count * per_entry <= self._lru.max_bytes
 
+    def worth_keeping(self, count: int) -> bool:
+        """Whether caching the keys of `count` messages of one mailbox pays: up to twice what
+        `fits`, a repeated SORT/THREAD still finds part of them (an LRU pass over the mailbox
+        evicts its own oldest); beyond that it finds none, and every put only evicts."""
+        return self.fits(count // 2)
+
     def put(self, key: Key, keys: SortKeys) -> None:
         self._lru.put((key[0], key[1]), (key[2], key[3]), keys)
 
