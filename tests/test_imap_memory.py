@@ -5,8 +5,8 @@ caught up), issue 17.
 The mailbox holds MAILHA_MEMORY_TEST_MESSAGES messages (default 8,000: ~40 s of filling on
 the 2-core test machine; the 50,000 case is `mailha bench mailbox`, which reports the same
 check). At 8,000 every per-mailbox cache is exercised as at 50,000: the SORT-key cache
-takes the whole mailbox (~6 MB of its 8 MiB bound here; a mailbox larger than the bound is
-not cached at all, `SortKeyCache.fits`), the ENVELOPE cache its 1 MiB bound; the old code
+takes the whole mailbox (~6 MB of its 8 MiB bound here; a mailbox over twice the bound is
+not cached at all, `SortKeyCache.worth_keeping`), the ENVELOPE cache its 1 MiB bound; the old code
 kept them for good (RssAnon 32.8 -> 46.7 MB).
 
 imapd is started as standalone mode and the HA agent start it (`nodeconf.services.service_env`):
