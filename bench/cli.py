@@ -62,6 +62,12 @@ def _register_store(bench_sub: Any) -> None:
         "or import (the corpus written as an mbox, then `mailha import mbox`: the quick way to 1,000,000)",
     )
     m.add_argument("--grpc-reads", action="store_true", help=_GRPC_READS_HELP)
+    m.add_argument(
+        "--data-dir",
+        type=pathlib.Path,
+        help="keep the servers' directory here: an empty one is filled (and the fill recorded), "
+        "one filled before with the same --size is reused without filling",
+    )
     m.set_defaults(func=_bench_mailbox)
 
 
@@ -95,6 +101,7 @@ def _bench_mailbox(args: argparse.Namespace) -> int:
         connections=args.connections,
         local_reads=not args.grpc_reads,
         fill=args.fill,
+        data_dir=args.data_dir,
     )
     return run_bench(options)
 

@@ -15,6 +15,12 @@ before the fill, idle with the mailbox filled (the full-text index caught up,
 one session served), and once every connection of the measurement has been
 closed for the mailbox linger and a settle time: issue 17's bound is
 RssAnon closed <= 1.2 x idle (`*_rss_anon_closed_per_idle`, `memory_bound_held`).
+
+`--data-dir DIR` keeps the servers' directory: the first run fills it and
+records the fill (`bench-fill.json`), later runs of the same size and seed
+reuse the filled mailbox (a million messages take ~15 minutes to import) and
+report the recorded fill figures with `fill_reused`. COPY and EXPUNGE change
+the mailbox for the runs after them.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ SETTLE: Final = 5.0  # then both processes release what they freed (imapd 2 s, t
 MEMORY_BOUND: Final = 1.2  # issue 17: RssAnon back within 20% of idle once the sessions are closed
 LAST: Final = frozenset({"uid_sort_date", "uid_thread_references"})  # timed after the rest
 INDEX_WAIT: Final = 1800.0  # seconds at most for the full-text indexer to catch up after the fill
+FILL_RECORD: Final = "bench-fill.json"  # in a kept --data-dir: what filled it
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class MailboxBenchOptions:
     local_reads: bool = True  # imapd reads beside the store (standalone mode); False: over gRPC only
     mailbox_linger: float = MAILBOX_LINGER  # imapd --mailbox-linger (the test shortens it)
     fill: str = "lmtp"  # "lmtp" (as Postfix delivers) or "import" (`mailha import mbox`, for 1M)
+    data_dir: pathlib.Path | None = None  # kept and reused (None: a temporary directory)
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -225,12 +233,19 @@ class MailhaUnderTest:
 
 @contextlib.contextmanager
 def mailha_under_test(
-    root: pathlib.Path, *, fulltext: bool, local_reads: bool = True, mailbox_linger: float = MAILBOX_LINGER
+    root: pathlib.Path,
+    *,
+    fulltext: bool,
+    local_reads: bool = True,
+    mailbox_linger: float = MAILBOX_LINGER,
+    new_user: bool = True,
 ) -> Iterator[MailhaUnderTest]:
+    """The servers on `root`; `new_user=False`: the bench user is there already (a kept directory)."""
     with local_servers(root, max_message_size=8 * 1024 * 1024, fulltext=fulltext) as servers:
-        with StoreClient(servers.store) as client:
-            client.create_user(USER, PASSWORD, epoch=servers.epoch)
-            client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
+        if new_user:
+            with StoreClient(servers.store) as client:
+                client.create_user(USER, PASSWORD, epoch=servers.epoch)
+                client.stub.AddAddress(store_pb2.AddAddressRequest(epoch=servers.epoch, address=RCPT, user=USER))
         store_data = root / "store" if local_reads else None
         with _imapd(root, servers.store, servers.epoch, store_data, mailbox_linger) as (imap_port, imapd):
             target = ImapTarget("127.0.0.1", imap_port, USER, PASSWORD)
@@ -239,21 +254,49 @@ def mailha_under_test(
             )
 
 
+def _kept_fill(options: MailboxBenchOptions) -> dict[str, float] | None:
+    """The recorded fill of a kept --data-dir (None: it is empty and gets filled)."""
+    root = options.data_dir
+    if root is None or not root.exists() or not any(root.iterdir()):
+        return None
+    record = root / FILL_RECORD
+    if not record.exists():
+        raise ValueError(f"{root} is neither empty nor a completed fill of this bench ({FILL_RECORD} is missing)")
+    kept = json.loads(record.read_text())
+    wanted = {"size": options.size, "seed": options.seed, "fulltext": options.fulltext}
+    if kept.get("options") != wanted:
+        raise ValueError(f"{root} was filled with {kept.get('options')}, not {wanted}")
+    figures: dict[str, float] = kept["figures"]
+    return figures
+
+
+def _root(options: MailboxBenchOptions) -> contextlib.AbstractContextManager[str]:
+    if options.data_dir is None:
+        return tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-")
+    options.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(options.data_dir))
+
+
 def run(options: MailboxBenchOptions) -> dict[str, float]:
     if not 1 <= options.size <= MAX_SIZE:
         raise ValueError(f"--size must be 1..{MAX_SIZE}")
+    kept = _kept_fill(options)
     with (
-        tempfile.TemporaryDirectory(prefix="mailha-bench-mailbox-") as tmp,
+        _root(options) as tmp,
         mailha_under_test(
             pathlib.Path(tmp),
             fulltext=options.fulltext,
             local_reads=options.local_reads,
             mailbox_linger=options.mailbox_linger,
+            new_user=kept is None,
         ) as mailha,
     ):
         result: dict[str, float] = {"size": options.size, "imapd_local_reads": float(options.local_reads)}
         result.update({k.replace("_kib", "_before_fill_kib"): v for k, v in mailha.rss().items()})
-        if options.fill == "import":
+        if kept is not None:
+            result.update(kept)
+            result["fill_reused"] = 1.0
+        elif options.fill == "import":
             result.update(
                 fill_by_import(
                     mailha.root,
@@ -273,9 +316,15 @@ def run(options: MailboxBenchOptions) -> dict[str, float]:
             )
         fill_end = time.perf_counter()
         try:
-            if options.fulltext:
+            if options.fulltext and kept is None:
                 mailha.wait_indexed(options.size)
                 result["fulltext_lag_after_fill_s"] = round(time.perf_counter() - fill_end, 1)
+            if options.data_dir is not None and kept is None:
+                record: dict[str, object] = {
+                    "options": {"size": options.size, "seed": options.seed, "fulltext": options.fulltext},
+                    "figures": {k: v for k, v in result.items() if "before_fill" not in k},
+                }
+                (options.data_dir / FILL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
             mailha.target.connect().logout()  # one session served: code paths loaded
             time.sleep(options.mailbox_linger + SETTLE)
             idle = mailha.rss()

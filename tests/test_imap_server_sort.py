@@ -213,6 +213,44 @@ async def test_sort_leaves_out_what_another_session_expunged_and_defers_the_expu
         assert _untagged(await c.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"* SORT 3 1 2"
 
 
+# (command, whether the store's keys are read once the cache cannot hold the mailbox)
+_SORTS_BEYOND_THE_CACHE = (
+    ("SORT (DATE) UTF-8 ALL", True),
+    ("UID SORT (REVERSE DATE) UTF-8 ALL", True),
+    ("SORT (SIZE DATE) UTF-8 ALL", True),
+    ("SORT (REVERSE ARRIVAL) UTF-8 ALL", False),  # the index's date column only
+    ("SORT (DATE) UTF-8 NOT SUBJECT b", True),
+    ("UID SORT (REVERSE SIZE) UTF-8 UID 2:4", False),
+    ("SORT (SUBJECT DATE) UTF-8 ALL", True),  # strings: SortKeys, not cached
+    ("THREAD REFERENCES UTF-8 ALL", True),
+)
+
+
+@trio_test
+async def test_sorts_over_more_messages_than_the_key_cache_holds_give_the_same_answers() -> None:
+    """Beyond the cache's bound a SORT by ARRIVAL, SIZE and DATE sorts the index's columns (and
+    the sent dates inside the stored keys) without building SortKeys, and nothing is cached
+    (caching would only evict): the answers are those of the cached path."""
+    answers: dict[int, list[bytes]] = {}
+    for cache_bytes in (SortKeyCache().max_bytes, 0):
+        settings = ServerSettings(allow_plaintext_login=True, tls_available=False, sort_cache_bytes=cache_bytes)
+        async with running_server(settings=settings) as (server, ports, store), connected(ports[0]) as c:
+            assert isinstance(store, FakeStore)
+            await c.login()
+            await _fill(c)
+            answers[cache_bytes] = []
+            for line, reads_keys in _SORTS_BEYOND_THE_CACHE:
+                before, scans = len(store.fetch_requests), len(store.index_queries)
+                lines = await c.command(line)
+                answers[cache_bytes].append(_untagged(lines, b"THREAD" if "THREAD" in line else b"SORT"))
+                assert store.fetch_requests[before:] == []  # stored keys: no header fetch on either path
+                if cache_bytes == 0:
+                    assert store.index_queries[-1].with_sort_keys is reads_keys, line
+                    assert len(store.index_queries) > scans and len(server.ctx.sort_keys) == 0
+    assert answers[0] == answers[SortKeyCache().max_bytes]
+    assert answers[0][:2] == [b"* SORT 1 4 2 3", b"* SORT 3 2 4 1"]
+
+
 def test_sort_key_cache_is_a_bounded_lru() -> None:
     keys = SortKeys.from_header(b"Subject: x\r\n\r\n", internal_date=1, size=2)
     cache = SortKeyCache(max_entries=2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from mailparse.sort_keys import SortKeys
 from mailparse.sort_spec import ThreadAlgorithm
@@ -102,11 +103,13 @@ def _ordered_subject(messages: Sequence[tuple[int, SortKeys]]) -> list[Node]:
 def _reference_roots(messages: Sequence[tuple[int, SortKeys]]) -> list[Node]:
     """RFC 5256 REFERENCES steps 1-4: link containers by msg-id, gather roots, prune dummies."""
     table: dict[bytes, Node] = {}
-    for number, keys in sorted(messages, key=lambda m: m[0]):
+    for number, keys in sorted(messages, key=itemgetter(0)):
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous: Node | None = None
         for ref in keys.parent_ids:
-            container = table.setdefault(ref, Node())
+            container = table.get(ref)
+            if container is None:
+                container = table[ref] = Node()
             if previous is not None and container.parent is None and not container.is_ancestor_of(previous):
                 previous.adopt(container)
             previous = container
@@ -141,9 +144,10 @@ def _reference_roots(messages: Sequence[tuple[int, SortKeys]]) -> list[Node]:
 def _prune(nodes: Iterable[Node], *, top: bool) -> list[Node]:
     kept: list[Node] = []
     for node in nodes:
-        node.children = _prune(node.children, top=False)
-        for child in node.children:
-            child.parent = node
+        if node.children:  # (most messages have none: no call, no new list)
+            node.children = _prune(node.children, top=False)
+            for child in node.children:
+                child.parent = node
         if node.number is not None:
             kept.append(node)
         elif not node.children:
@@ -220,12 +224,16 @@ def _sort_siblings(nodes: list[Node]) -> None:
         order.append(node)
         todo.extend(node.children)
     for node in reversed(order):
-        node.children.sort(key=Node.date_key)
+        if len(node.children) > 1:
+            node.children.sort(key=Node.date_key)
 
 
 def render(roots: Sequence[Node]) -> bytes:
     """The thread list of a THREAD response: "(1 2)(3 (4)(5))" (RFC 5256 section 4)."""
-    return b"".join(b"(" + _chain(root) + b")" for root in roots)
+    return b"".join(
+        b"(%d)" % root.number if root.number is not None and not root.children else b"(" + _chain(root) + b")"
+        for root in roots
+    )
 
 
 def _chain(node: Node) -> bytes:
@@ -233,7 +241,7 @@ def _chain(node: Node) -> bytes:
     current = node
     while True:
         if current.number is not None:
-            parts.append(str(current.number).encode())
+            parts.append(b"%d" % current.number)
         if len(current.children) == 1 and current.number is not None:
             current = current.children[0]
             continue

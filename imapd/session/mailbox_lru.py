@@ -59,6 +59,22 @@ class MailboxLru(Generic[K, V]):
             self._groups.move_to_end(mailbox)
         return value
 
+    def get_many(self, mailbox: MailboxKey, keys: Iterable[K]) -> dict[K, V]:
+        """The entries of `keys` that `mailbox` holds, each now the most recent (one lookup of
+        the mailbox for all of them)."""
+        group = self._groups.get(mailbox)
+        if group is None:
+            return {}
+        self._groups.move_to_end(mailbox)
+        entries = group.entries
+        found: dict[K, V] = {}
+        for key in keys:
+            value = entries.get(key)
+            if value is not None:
+                entries.move_to_end(key)
+                found[key] = value
+        return found
+
     def has_all(self, mailbox: MailboxKey, keys: Iterable[K]) -> bool:
         group = self._groups.get(mailbox)
         if group is None:

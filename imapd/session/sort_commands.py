@@ -7,6 +7,11 @@ cache, else from the keys the store computed at append (one index scan,
 store/message_facts.py), else (messages stored before the store kept them)
 from one header fetch. Ordering and threading are the pure
 `message.sort_keys` / `message.threads`.
+
+Over more than twice the messages the cache can hold (`SortKeyCache.worth_keeping`),
+nothing is cached (it would only evict); over more than it holds, a SORT by ARRIVAL,
+SIZE and DATE alone builds no SortKeys at all: it sorts the index's size and date columns and the sent dates
+read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from imapd.session.message_commands import _implicit_condstore, matching_message
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
-from mailparse.sort_keys import SortKeys, sort_numbers
+from mailparse.sort_keys import SortKeys, sort_columns, sort_numbers, stored_sent
 from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
 from store.uidset import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
 # but the interpreter switches every 5 ms, so other sessions' commands go on meanwhile.
 _IN_THREAD_FROM: Final = 2000
+_NUMERIC: Final = frozenset({SortCriterion.ARRIVAL, SortCriterion.SIZE, SortCriterion.DATE})
 
 
 async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
@@ -43,21 +49,18 @@ async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, 
     return await matching_messages(s, program)
 
 
-async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
-    """uid -> SortKeys for `uids` (those still in the store), cached across sessions."""
+async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> dict[int, SortKeys]:
+    """uid -> SortKeys for `uids` (those still in the store), cached across sessions unless
+    the mailbox is far larger than the cache; `addresses=False` (THREAD): uncached keys may
+    leave the address fields empty."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
-    found: dict[int, SortKeys] = {}
-    missing: list[int] = []
-    for uid in uids:
-        keys = cache.get((user, sel.mailbox_id, sel.uidvalidity, uid))
-        if keys is None:
-            missing.append(uid)
-        else:
-            found[uid] = keys
+    keep = cache.worth_keeping(len(uids))
+    found = cache.get_many(user, sel.mailbox_id, sel.uidvalidity, uids) if keep else {}
+    missing = [uid for uid in uids if uid not in found] if found else uids
     if missing:
-        missing = await _stored_keys(s, missing, found)
+        missing = await _stored_keys(s, missing, found, keep=keep, addresses=keep or addresses)
     if missing:
         request = FetchRequest(format_uids(missing), with_header=True)
         cpu = CpuSlice()
@@ -67,43 +70,120 @@ async def _keys(s: Session, uids: list[int]) -> dict[int, SortKeys]:
             if meta.header is None:
                 continue
             keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
-            cache.put((user, sel.mailbox_id, sel.uidvalidity, meta.uid), keys)
+            if keep:
+                cache.put((user, sel.mailbox_id, sel.uidvalidity, meta.uid), keys)
             found[meta.uid] = keys
     return found
 
 
-async def _stored_keys(s: Session, uids: list[int], found: dict[int, SortKeys]) -> list[int]:
-    """Fill `found` with the keys the store keeps for `uids`; return the UIDs it has none for."""
+async def _stored_keys(
+    s: Session, uids: list[int], found: dict[int, SortKeys], *, keep: bool, addresses: bool
+) -> list[int]:
+    """Fill `found` with the keys the store keeps for `uids` (and the cache, if `keep`);
+    return the UIDs it has none for."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
     lacking: list[int] = []
     query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=True)
+    from_stored = SortKeys.from_stored
     cpu = CpuSlice()
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
         for uid, size, date, raw in zip(cols.uids, cols.sizes, cols.dates, cols.sort_keys, strict=True):
-            await cpu.tick()
-            keys = SortKeys.from_stored(raw, internal_date=date, size=size) if raw else None
+            if cpu.due():
+                await cpu.tick()
+            keys = from_stored(raw, internal_date=date, size=size, addresses=addresses) if raw else None
             if keys is None:
                 lacking.append(uid)
                 continue
-            cache.put((user, sel.mailbox_id, sel.uidvalidity, uid), keys)
+            if keep:
+                cache.put((user, sel.mailbox_id, sel.uidvalidity, uid), keys)
             found[uid] = keys
     return lacking
 
 
-async def _entries(s: Session, program: SearchProgram, uid: bool) -> tuple[list[tuple[int, SortKeys]], int]:
+async def _entries(
+    s: Session, program: SearchProgram, uid: bool, *, addresses: bool = True
+) -> tuple[list[tuple[int, SortKeys]], int]:
     """(number, keys) of the matching messages (number: UID or sequence number), and their top modseq."""
     matched = await _selected(s, program)
-    keys = await _keys(s, [u for _, u, _ in matched])
-    entries = [(u if uid else seq, keys[u]) for seq, u, _ in matched if u in keys]
-    return entries, max((m for _, _, m in matched), default=0)
+    return await _entries_of(s, matched, uid, addresses=addresses), max((m for _, _, m in matched), default=0)
+
+
+async def _entries_of(
+    s: Session, matched: list[tuple[int, int, int]], uid: bool, *, addresses: bool = True
+) -> list[tuple[int, SortKeys]]:
+    keys = await _keys(s, [u for _, u, _ in matched], addresses=addresses)
+    return [(u if uid else seq, keys[u]) for seq, u, _ in matched if u in keys]
 
 
 async def _ordered(entries: list[tuple[int, SortKeys]], criteria: list[tuple[SortCriterion, bool]]) -> list[int]:
     if len(entries) >= _IN_THREAD_FROM:
         return await trio.to_thread.run_sync(sort_numbers, entries, criteria)
     return sort_numbers(entries, criteria)
+
+
+async def _numeric_columns(
+    s: Session, uids: list[int], want_sent: bool
+) -> tuple[list[int], dict[SortCriterion, list[int]]]:
+    """The UIDs of `uids` still in the store (ascending) and their ARRIVAL, SIZE and (DATE) sent
+    values: the index's columns and the sent date inside the keys the store keeps, decoding no
+    strings and building no SortKeys. A message without stored keys is dated from its header."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    present: list[int] = []
+    arrivals: list[int] = []
+    sizes: list[int] = []
+    sents: list[int | None] = []
+    query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=want_sent)
+    async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
+        present.extend(cols.uids)
+        arrivals.extend(cols.dates)
+        sizes.extend(cols.sizes)
+        if want_sent:
+            sents.extend(map(stored_sent, cols.sort_keys, cols.dates))
+        await trio.lowlevel.checkpoint()
+    if want_sent:
+        unread = {uid: i for i, (uid, sent) in enumerate(zip(present, sents, strict=True)) if sent is None}
+        if unread:
+            request = FetchRequest(format_uids(sorted(unread)), with_header=True)
+            async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+                meta = item.meta
+                if meta.header is not None and meta.uid in unread:
+                    keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
+                    sents[unread[meta.uid]] = keys.sent
+            if None in sents:  # expunged meanwhile: left out, as `_keys` leaves them out
+                kept = [i for i, sent in enumerate(sents) if sent is not None]
+                present, arrivals, sizes = ([column[i] for i in kept] for column in (present, arrivals, sizes))
+    columns = {SortCriterion.ARRIVAL: arrivals, SortCriterion.SIZE: sizes}
+    if want_sent:
+        columns[SortCriterion.DATE] = [sent for sent in sents if sent is not None]
+    return present, columns
+
+
+async def _sorted_numbers(
+    s: Session, program: SearchProgram, uid: bool, criteria: list[tuple[SortCriterion, bool]]
+) -> tuple[list[int], int]:
+    """The matching messages' numbers (UIDs or sequence numbers) in sort order, and their top modseq.
+
+    A SORT by ARRIVAL, SIZE and DATE only, over more messages than the key cache holds, sorts
+    the index's columns: a million SortKeys (~0.8 KiB each) cost seconds to build and most of
+    a gigabyte of short-lived objects, and the cache could not have kept them anyway."""
+    matched = await _selected(s, program)
+    top_modseq = max((m for _, _, m in matched), default=0)
+    numeric = all(criterion in _NUMERIC for criterion, _ in criteria)
+    if not numeric or s.ctx.sort_keys.fits(len(matched)):
+        return await _ordered(await _entries_of(s, matched, uid), criteria), top_modseq
+    want_sent = any(criterion is SortCriterion.DATE for criterion, _ in criteria)
+    present, columns = await _numeric_columns(s, [u for _, u, _ in matched], want_sent)
+    if uid:
+        numbers = present
+    elif len(present) == len(matched):
+        numbers = [seq for seq, _, _ in matched]
+    else:
+        seq_of = {u: seq for seq, u, _ in matched}
+        numbers = [seq_of[u] for u in present]
+    return await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria), top_modseq
 
 
 async def sorted_uids(s: Session, uids: list[int], criteria: tuple[tuple[SortCriterion, bool], ...]) -> list[int]:
@@ -122,12 +202,11 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
     try:
-        entries, top_modseq = await _entries(s, cmd.program, cmd.uid)
+        numbers, top_modseq = await _sorted_numbers(s, cmd.program, cmd.uid, list(cmd.criteria))
     except Exception:
         if search_results.saving(cmd.returns):
             sel.saved_search = ()  # a SAVE answered NO leaves "$" empty (RFC 5182 2.1)
         raise
-    numbers = await _ordered(entries, list(cmd.criteria))
     modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
     if cmd.returns is None:
         line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
@@ -169,7 +248,7 @@ async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     assert sel is not None
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
-    entries, _ = await _entries(s, cmd.program, cmd.uid)
+    entries, _ = await _entries(s, cmd.program, cmd.uid, addresses=False)
     if len(entries) >= _IN_THREAD_FROM:
         rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
     else:

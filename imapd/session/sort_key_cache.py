@@ -27,6 +27,8 @@ DEFAULT_MAX_BYTES: Final = 128 * 1024 * 1024  # 8 MiB made a 50,000-message SORT
 # Per entry beside its strings: the NamedTuple, its ints, the (UIDVALIDITY, UID) key, the
 # dict and LRU slots (tracemalloc: ~375 B measured, tests/test_imap_memory.py checks it).
 ENTRY_OVERHEAD: Final = 380
+# What `fits` assumes an entry holds before any is cached (the bench corpus: ~0.8 KiB).
+TYPICAL_ENTRY: Final = 800
 
 Key = tuple[str, int, int, int]  # (user, mailbox_id, uidvalidity, uid)
 
@@ -39,6 +41,24 @@ class SortKeyCache:
 
     def get(self, key: Key) -> SortKeys | None:
         return self._lru.get((key[0], key[1]), (key[2], key[3]))
+
+    def get_many(self, user: str, mailbox_id: int, uidvalidity: int, uids: list[int]) -> dict[int, SortKeys]:
+        """uid -> keys of those of `uids` that are cached."""
+        found = self._lru.get_many((user, mailbox_id), ((uidvalidity, uid) for uid in uids))
+        return {uid: keys for (_, uid), keys in found.items()}
+
+    def fits(self, count: int) -> bool:
+        """Whether the keys of `count` messages can be held at once. When they cannot, caching
+        them only evicts (the oldest of the same SORT first), so the next SORT finds none of
+        them and every message has paid a put and an eviction for nothing."""
+        per_entry = self._lru.bytes / len(self._lru) if len(self._lru) else TYPICAL_ENTRY
+        return count <= self._lru.max_entries and count * per_entry <= self._lru.max_bytes
+
+    def worth_keeping(self, count: int) -> bool:
+        """Whether caching the keys of `count` messages of one mailbox pays: up to twice what
+        `fits`, a repeated SORT/THREAD still finds part of them (an LRU pass over the mailbox
+        evicts its own oldest); beyond that it finds none, and every put only evicts."""
+        return self.fits(count // 2)
 
     def put(self, key: Key, keys: SortKeys) -> None:
         self._lru.put((key[0], key[1]), (key[2], key[3]), keys)
