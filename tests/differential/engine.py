@@ -140,9 +140,16 @@ def _line(raw: bytes) -> bytes:
     return line
 
 
+_KEEPALIVE: Final = b"* OK Still here"
+
+
 def normalise(lines: Iterable[bytes]) -> tuple[bytes, ...]:
-    """Untagged lines sorted (their order is free) except EXPUNGEs, which keep theirs; tagged last."""
-    lines = [_line(raw) for raw in lines]
+    """Untagged lines sorted (their order is free) except EXPUNGEs, which keep theirs; tagged last.
+
+    An IDLE keepalive (`* OK Still here`) is dropped: either server may send one at any
+    moment (Dovecot times its first one from a hash of user and address, anywhere within
+    imap_idle_notify_interval), so it says nothing about the command it lands in."""
+    lines = [_line(raw) for raw in lines if raw.rstrip(b"\r\n") != _KEEPALIVE]
     if not lines:
         return ()
     body, last = lines[:-1], lines[-1]
