@@ -8,8 +8,8 @@ Python imports an extension module (`parser.cpython-311-x86_64-linux-gnu.so`)
 in place of the `.py` beside it, so the listed modules run compiled once built
 and as plain Python when not (never built, or removed with --clean): the
 sources stay the one truth, and the build products are untracked. mypyc puts
-the code of all of them in one shared library at the top of the tree
-(`mailha_compiled__mypyc.*.so`) and a small shim beside each source.
+the code of all of them in one shared library (`imapd/compiled__mypyc.*.so`)
+and a small shim beside each source.
 
 A compiled module that is older than its source would still be what Python
 imports, so the build writes a stamp (build/mypyc/stamp.json: a hash of each
@@ -37,13 +37,16 @@ import mypy.version  # the compiler's own version: a new mypyc is a new build
 ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
 BUILD: Final = ROOT / "build" / "mypyc"
 STAMP: Final = BUILD / "stamp.json"
-GROUP: Final = "mailha_compiled"
+# The shared library sits in imapd (imapd/compiled__mypyc.*.so): importable wherever imapd is,
+# also through the editable install's finder, which maps packages only (the `mailha` command).
+GROUP: Final = "imapd.compiled"
 OPTIONS: Final = "mypyc opt_level=3 multi_file"  # change it with the mypycify arguments below: a new build
 
 # What runs for every command of a session: the sans-IO protocol core (bytes in,
-# typed commands out; typed values back to bytes) and the FETCH renderer. Each is
-# mypy --strict and monkeypatched by no test (a compiled module's functions and
-# constants are bound at compile time). imapd/SERVER.md says why these.
+# typed commands out; typed values back to bytes), the FETCH renderer and the
+# session's dispatch and handlers. Each is mypy --strict and monkeypatched by no
+# test (a compiled module's functions and constants are bound at compile time).
+# imapd/SERVER.md says why these and why not imapd/server.py.
 MODULES: Final = (
     # the sans-IO protocol core: one line in, one event out; the state table; reply values to bytes
     "imapd/protocol/parser.py",
@@ -51,12 +54,10 @@ MODULES: Final = (
     "imapd/protocol/states.py",
     "imapd/protocol/fetch_spec.py",
     "imapd/protocol/values.py",
-    # FETCH rendering and the message view it reads
+    # FETCH rendering
     "imapd/message/fetch_render.py",
     "imapd/message/sections.py",
-    "mailparse/view.py",
-    "mailparse/headers.py",
-    # the session: the read loop, dispatch, FETCH/STORE/NOOP, the selected mailbox, output
+    # the session: dispatch, FETCH/STORE/NOOP, the selected mailbox, output
     "imapd/session/session.py",
     "imapd/session/message_commands.py",
     "imapd/session/auth_commands.py",
@@ -79,7 +80,7 @@ def sources() -> list[pathlib.Path]:
 
 def built() -> list[pathlib.Path]:
     """Every compiled module of the tree: the shims beside the sources and the shared library."""
-    found = sorted(ROOT.glob(f"{GROUP}__mypyc.*.so"))
+    found = sorted(ROOT.glob("*__mypyc.*.so"))  # where an earlier build put the shared library
     for top in {pathlib.Path(name).parts[0] for name in MODULES} | _stamped_tops():
         found += sorted((ROOT / top).rglob("*.so"))
     return found
@@ -142,6 +143,10 @@ def build() -> None:
         group_name=GROUP,
         target_dir=str(BUILD / "c"),
     )
+    for extension in extensions:
+        # mypyc writes the group's headers under the group's package (c/imapd/) but includes
+        # them by bare name from the per-module C files in c/.
+        extension.include_dirs.append(str(BUILD / "c" / GROUP.rpartition(".")[0].replace(".", "/")))
     command = build_ext(Distribution({"ext_modules": extensions}))
     command.inplace = True
     command.build_temp = str(BUILD / "temp")
