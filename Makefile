@@ -53,4 +53,5 @@ chaos: bootstrap
 	  $(BIN)/mailha cluster down --config cluster.yaml; exit $$status
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache
+	-[ -x $(BIN)/python ] && $(BIN)/python scripts/build_compiled.py --clean
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache build
