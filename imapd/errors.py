@@ -29,6 +29,9 @@ class StoreErrorKind(enum.Enum):
     # A newer writer exists: this imapd must stop writing for good.
     FENCED = "fenced"
     UNAVAILABLE = "unavailable"
+    # A Watch stream fell more events behind than the store queues for it: reopen it
+    # with since_modseq (the store catches up from its database).
+    FELL_BEHIND = "fell_behind"
     UNAUTHENTICATED = "unauthenticated"
     INTERNAL = "internal"
 

@@ -578,7 +578,14 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGUSR1 (drain) or cancellation; started() gets the bound ports."""
     async with trio.open_nursery() as nursery:
-        ctx = ServerContext(store, WatchHub(store, nursery, linger=settings.mailbox_linger), settings)
+        hub = WatchHub(
+            store,
+            nursery,
+            linger=settings.mailbox_linger,
+            buffer=settings.watch_buffer,
+            account_buffer=settings.notify_buffer,
+        )
+        ctx = ServerContext(store, hub, settings)
         server = ImapServer(ctx, ssl_context, metrics=metrics)
         nursery.start_soon(ctx.memory.run, lambda: not server.connections)
         listeners: list[tuple[trio.SocketListener, bool]] = []

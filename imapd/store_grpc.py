@@ -117,6 +117,8 @@ def _error(code: grpc.StatusCode, details: str) -> StoreError:
             kind = StoreErrorKind.LIMIT
         elif details.startswith("quota"):
             kind = StoreErrorKind.OVER_QUOTA
+        elif details.startswith("watch"):
+            kind = StoreErrorKind.FELL_BEHIND  # store.message_ops: the Watch's queue overflowed
         else:
             # gRPC's own RESOURCE_EXHAUSTED (an oversized message or trailer) is no quota matter.
             kind = StoreErrorKind.INTERNAL

@@ -2,9 +2,13 @@
 
 The first session that selects a mailbox starts a watch task; later ones join
 it; the task ends when the last one leaves (refcount). Each subscriber has its
-own bounded channel: a subscriber that falls too far behind is cut off (its
-channel closes) and must resynchronise or disconnect, so one stuck client
-never holds back the others or grows memory without bound.
+own bounded channel, so one stuck client never holds back the others or grows
+memory without bound. A subscriber that falls more than its channel behind (a
+client idling on a slow link while an import puts thousands of messages a
+second into the mailbox) is not cut off: its queued events are dropped and it
+is marked `stale`; its session takes no event until it has asked the store
+what changed since the modseq it last saw (`resync`: the same catch-up a
+reopened Watch starts with, one event however far behind) and then reads on.
 
 Our own writes (issue 13). The store leaves the events of this process's writes
 off its Watch streams and returns them in each write's reply instead; the store
@@ -46,13 +50,14 @@ from typing import Final
 
 import trio
 
+from imapd.account_hub import SUBSCRIBER_BUFFER as ACCOUNT_BUFFER
 from imapd.account_hub import AccountHub
-from imapd.errors import StoreError
+from imapd.errors import StoreError, StoreErrorKind
 from imapd.store_client import ChangeEvent, StoreClient
 
 log = logging.getLogger("imapd.watch")
 
-_SUBSCRIBER_BUFFER: Final = 2000
+SUBSCRIBER_BUFFER: Final = 2000  # events queued per subscriber before it goes stale
 # A feed nobody listens to stays open this long: clients reconnect and
 # reselect all the time, and a Watch stream costs a call and a thread to set up.
 LINGER_SECONDS: Final = 15.0
@@ -86,9 +91,12 @@ class Subscription:
     # Highest modseq the shared stream had delivered when this one joined:
     # events up to it went by before we listened.
     joined_after: int
-    # The feed broke (store down, or this subscriber fell behind) rather than
-    # the mailbox going away: the session must resynchronise by reconnecting.
+    # The feed broke (store down) rather than the mailbox going away: the session
+    # must resynchronise by reconnecting.
     failed: bool = False
+    # This subscriber fell more than its channel behind and its queued events were
+    # dropped: its session must `resync` before it takes any further event.
+    stale: bool = False
     # What another session of this process has committed (and been told OK
     # for) that this subscriber must see before it answers its next command.
     must_reach_modseq: int = 0
@@ -120,16 +128,27 @@ class _Feed:
 
 
 class WatchHub:
-    def __init__(self, store: StoreClient, nursery: trio.Nursery, linger: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        store: StoreClient,
+        nursery: trio.Nursery,
+        linger: float = LINGER_SECONDS,
+        *,
+        buffer: int = SUBSCRIBER_BUFFER,
+        account_buffer: int = ACCOUNT_BUFFER,
+    ) -> None:
+        if buffer < 1:
+            raise ValueError(f"a subscriber's buffer must hold at least one event, not {buffer}")
         self._store = store
         self._nursery = nursery
         self._feeds: dict[tuple[str, int], _Feed] = {}
         self.linger = linger
+        self.buffer = buffer
         # Called with (user, mailbox id) once a mailbox's feed is gone and no new one was
         # opened: no session here has it selected (ServerContext drops its caches).
         self.released: list[Callable[[tuple[str, int]], None]] = []
         # Account-wide feeds (NOTIFY) live beside the per-mailbox ones.
-        self.accounts = AccountHub(store, nursery)
+        self.accounts = AccountHub(store, nursery, account_buffer)
         # Our writes in flight (`write_started`): user -> tickets, ticket -> user; and the feeds
         # holding a Watch event until some of a user's writes are answered.
         self._tickets = itertools.count(1)
@@ -138,6 +157,7 @@ class WatchHub:
         self._barred: dict[str, set[tuple[str, int]]] = {}
         self._arrivals = itertools.count()
         self.resubscriptions = 0  # (tests, logs) Watch streams reopened to fill a gap
+        self.resyncs = 0  # (tests, logs) stale subscribers brought up to date from the store
         store.report_own_writes(self)
         if linger > 0:
             nursery.start_soon(self._reap)
@@ -156,7 +176,7 @@ class WatchHub:
     ) -> Subscription:
         """Join the mailbox's feed; `last_uid` is the highest UID in the snapshot the caller holds."""
         key = (user, mailbox_id)
-        send, receive = trio.open_memory_channel[ChangeEvent](_SUBSCRIBER_BUFFER)
+        send, receive = trio.open_memory_channel[ChangeEvent](self.buffer)
         feed = self._feeds.get(key)
         if feed is None:
             # Own events wait for the Watch's catch-up from the start (it may hold them).
@@ -367,17 +387,26 @@ class WatchHub:
             feed.awaiting_catch_up = since > 0  # the store sends its catch-up first
             with trio.CancelScope() as scope:
                 feed.watch_scope = scope
-                async with aclosing(self._store.watch(user, mailbox_id, since)) as events:
-                    first = since > 0
-                    async for event in events:
-                        if event.heartbeat:
-                            continue
-                        if event.deleted or event.renamed:
-                            self._send(feed, event)  # nothing after it matters: the mailbox is gone
-                            return True
-                        self._hold(user, feed, event, own=False, catch_up=first)
-                        first = False
-                return False  # the store ended the stream: the subscribers must resynchronise
+                try:
+                    async with aclosing(self._store.watch(user, mailbox_id, since)) as events:
+                        first = since > 0
+                        async for event in events:
+                            if event.heartbeat:
+                                continue
+                            if event.deleted or event.renamed:
+                                self._send(feed, event)  # nothing after it matters: the mailbox is gone
+                                return True
+                            self._hold(user, feed, event, own=False, catch_up=first)
+                            first = False
+                    return False  # the store ended the stream: the subscribers must resynchronise
+                except StoreError as exc:
+                    if exc.kind is not StoreErrorKind.FELL_BEHIND:
+                        raise
+                    # This process read the stream slower than the mailbox changed (a fast
+                    # import): reopen it from what was delivered, as the store asks.
+                    self.resubscriptions += 1
+                    log.info("watch of mailbox %d fell behind the store; resubscribing", mailbox_id)
+                    continue
             feed.watch_scope = None
             log.info("watch of mailbox %d resubscribed from modseq %d to fill a gap", mailbox_id, since)
 
@@ -420,11 +449,54 @@ class WatchHub:
             try:
                 sub.send.send_nowait(event)
             except trio.WouldBlock:
-                log.warning("watch subscriber of mailbox %d fell behind; cutting it off", event.mailbox_id)
-                feed.subscribers.remove(sub)
-                sub.failed = True
-                sub.send.close()
+                self._go_stale(sub, event)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 feed.subscribers.remove(sub)
         feed.advanced.set()
         feed.advanced = trio.Event()
+
+    def _go_stale(self, sub: Subscription, event: ChangeEvent) -> None:
+        """The subscriber's channel is full: drop what it holds (the store's catch-up will say
+        it all in one event) and queue `event`, so the mailbox's end (deleted, renamed) still
+        reaches it and everything after the drop stays in order."""
+        dropped = 0
+        while True:
+            try:
+                sub.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            dropped += 1
+        if not sub.stale:
+            log.info(
+                "watch subscriber of mailbox %d fell %d events behind; it resynchronises from the store",
+                event.mailbox_id,
+                dropped,
+            )
+        sub.stale = True
+        sub.send.send_nowait(event)
+
+    async def resync(self, sub: Subscription, since_modseq: int) -> ChangeEvent | None:
+        """What changed in the subscriber's mailbox after `since_modseq` (the modseq its session
+        has taken in), as one event; None when the mailbox is gone. Clears `stale` first: should
+        the subscriber fall behind again meanwhile, it is stale again and resyncs once more.
+
+        The store's Watch catch-up (`messages.changes_since`) is that event: a Watch opened
+        with `since_modseq` starts with it, and the stream is closed once it came. Every event
+        the subscriber received and was told to skip (while stale) is committed, so it is in it."""
+        sub.stale = False
+        self.resyncs += 1
+        user, mailbox_id = sub.key
+        try:
+            async with aclosing(self._store.watch(user, mailbox_id, max(since_modseq, 1))) as events:
+                async for event in events:
+                    if event.heartbeat:
+                        continue
+                    if event.deleted or event.renamed:
+                        return None
+                    return event
+        except StoreError as exc:
+            if exc.kind is StoreErrorKind.NOT_FOUND:
+                return None
+            sub.stale = True  # try again at the session's next command
+            raise
+        return None  # the store ended the stream at once: the mailbox is gone

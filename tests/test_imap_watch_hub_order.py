@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import trio
 import trio.testing
 
+from imapd.errors import StoreError, StoreErrorKind
 from imapd.store_client import ChangeEvent, MessageMeta
 from imapd.store_fake import FakeStore
 from imapd.watch_hub import GAP_SECONDS, Subscription, WatchHub
@@ -23,18 +24,24 @@ class ScriptedStore(FakeStore):
     def __init__(self) -> None:
         super().__init__()
         self.opened: list[int] = []  # since_modseq of each Watch opened
-        self.streams: list[trio.MemorySendChannel[ChangeEvent]] = []
+        self.streams: list[trio.MemorySendChannel[ChangeEvent | StoreError]] = []
 
     async def watch(self, user: str, mailbox_id: int, since_modseq: int) -> AsyncGenerator[ChangeEvent, None]:
-        send, receive = trio.open_memory_channel[ChangeEvent](100)
+        send, receive = trio.open_memory_channel[ChangeEvent | StoreError](100)
         self.opened.append(since_modseq)
         self.streams.append(send)
         async with receive:
-            async for event in receive:
-                yield event
+            async for item in receive:
+                if isinstance(item, StoreError):
+                    raise item
+                yield item
 
-    def send(self, event: ChangeEvent) -> None:
-        self.streams[-1].send_nowait(event)
+    def send(self, event: ChangeEvent, stream: int = -1) -> None:
+        self.streams[stream].send_nowait(event)
+
+    def fail(self, exc: StoreError) -> None:
+        """The open Watch stream ends with `exc`."""
+        self.streams[-1].send_nowait(exc)
 
 
 def _added(modseq: int, uid: int, after: int = 0) -> ChangeEvent:
@@ -45,17 +52,21 @@ def _flags(modseq: int, uid: int, after: int = 0) -> ChangeEvent:
     return ChangeEvent(MAILBOX, modseq, flags=(MessageMeta(uid, modseq, ("\\Seen",)),), after_modseq=after)
 
 
-def _run(scenario: Callable[[ScriptedStore, WatchHub, Subscription], Awaitable[None]]) -> None:
+def _run(scenario: Callable[[ScriptedStore, WatchHub, Subscription], Awaitable[None]], buffer: int = 100) -> None:
     async def main() -> None:
         store = ScriptedStore()
         async with trio.open_nursery() as nursery:
-            hub = WatchHub(store, nursery, linger=0)
+            hub = WatchHub(store, nursery, linger=0, buffer=buffer)
             sub = hub.subscribe(USER, MAILBOX, 10, last_uid=9)
             await trio.testing.wait_all_tasks_blocked()
             await scenario(store, hub, sub)
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def _stale(sub: Subscription) -> bool:
+    return sub.stale
 
 
 def _received(sub: Subscription) -> list[int]:
@@ -185,3 +196,62 @@ def test_watch_events_without_own_writes_pass_straight_through() -> None:
         assert _received(sub) == list(range(11, 21))
 
     _run(scenario)
+
+
+def test_a_watch_the_store_cut_off_for_falling_behind_is_reopened_not_ended() -> None:
+    """The store ends a Watch it queued too much for (RESOURCE_EXHAUSTED "watch: ..."): the hub
+    reopens it from what it delivered; its subscribers notice nothing but the catch-up."""
+
+    async def scenario(store: ScriptedStore, hub: WatchHub, sub: Subscription) -> None:
+        store.send(ChangeEvent(MAILBOX, 10))
+        store.send(_added(11, 10))
+        await _settle()
+        assert _received(sub) == [11]
+        store.fail(StoreError(StoreErrorKind.FELL_BEHIND, "watch: this stream fell more than 1000 events behind"))
+        await _settle()
+        assert store.opened == [10, 11] and hub.resubscriptions == 1
+        store.send(ChangeEvent(MAILBOX, 30, added=tuple(MessageMeta(u, 30, ()) for u in range(11, 30))))
+        await _settle()
+        assert _received(sub) == [30] and not sub.failed and hub.active_feeds == 1
+
+    _run(scenario)
+
+
+def test_a_watch_that_fails_otherwise_still_ends_and_tells_the_subscribers() -> None:
+    async def scenario(store: ScriptedStore, hub: WatchHub, sub: Subscription) -> None:
+        store.send(ChangeEvent(MAILBOX, 10))
+        await _settle()
+        store.fail(StoreError(StoreErrorKind.UNAVAILABLE, "the store is shutting down"))
+        await _settle()
+        assert store.opened == [10] and sub.failed and hub.active_feeds == 0
+
+    _run(scenario)
+
+
+def test_a_subscriber_past_its_buffer_goes_stale_keeps_only_the_newest_and_resyncs_from_the_store() -> None:
+    async def scenario(store: ScriptedStore, hub: WatchHub, sub: Subscription) -> None:
+        store.send(ChangeEvent(MAILBOX, 10))
+        for modseq in range(11, 18):
+            store.send(_added(modseq, modseq - 1))
+        await _settle()
+        assert sub.stale and hub.active_feeds == 1  # not cut off
+        # Dropped at each overflow: what is queued is what came after the last one.
+        assert _received(sub) == [17]
+        got: list[ChangeEvent | None] = []
+
+        async def resync() -> None:
+            got.append(await hub.resync(sub, 12))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resync)
+            await _settle()
+            assert store.opened == [10, 12]
+            assert not _stale(sub)  # cleared as the resync starts
+            catch_up = ChangeEvent(MAILBOX, 17, added=tuple(MessageMeta(u, u + 1, ()) for u in range(12, 17)))
+            store.send(catch_up)
+        assert got == [catch_up] and hub.resyncs == 1
+        store.send(_added(18, 17), stream=0)  # the shared feed goes on
+        await _settle()
+        assert _received(sub) == [18]
+
+    _run(scenario, buffer=3)

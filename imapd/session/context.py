@@ -8,13 +8,14 @@ from typing import Protocol
 
 import trio
 
+from imapd.account_hub import SUBSCRIBER_BUFFER as NOTIFY_BUFFER
 from imapd.memory_release import IdleRelease
 from imapd.session import sort_key_cache
 from imapd.session.abuse_limits import ConnectionCap, LoginThrottle
 from imapd.session.envelope_cache import DEFAULT_MAX_BYTES, EnvelopeCache
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_client import StoreClient
-from imapd.watch_hub import LINGER_SECONDS, WatchHub
+from imapd.watch_hub import LINGER_SECONDS, SUBSCRIBER_BUFFER, WatchHub
 
 DEFAULT_APPEND_LIMIT = 20 * 1024 * 1024
 
@@ -49,6 +50,10 @@ class ServerSettings:
     # How long a mailbox's change feed and its cached ENVELOPEs and SORT keys outlive the
     # last session that had it selected (clients reselect all the time).
     mailbox_linger: float = LINGER_SECONDS
+    # Change events queued per session for its selected mailbox; one that falls further
+    # behind resynchronises from the store (imapd.watch_hub). And per NOTIFY session.
+    watch_buffer: int = SUBSCRIBER_BUFFER
+    notify_buffer: int = NOTIFY_BUFFER
 
 
 class Wire(Protocol):

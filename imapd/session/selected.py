@@ -28,6 +28,11 @@ def _without(uids: array.array[int], doomed: Iterable[int]) -> array.array[int]:
     return array.array("I", (u for u in uids if u not in gone))
 
 
+def _in_sorted(values: Sequence[int], value: int) -> bool:
+    i = bisect.bisect_left(values, value)
+    return i < len(values) and values[i] == value
+
+
 def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(flags).encode("utf-8", "replace") + b")"
 
@@ -105,17 +110,33 @@ class SelectedMailbox:
                     self.added_metas.append(meta)
                 if lo <= meta.uid < hi:
                     self.recent.add(meta.uid)
-        for uid in event.expunged:
-            if uid in self.pending_added:
-                self.pending_added.remove(uid)
-            elif self._seq(uid):
-                self.pending_expunged.add(uid)
-                self.pending_flags.pop(uid, None)
+        if event.expunged:
+            # A catch-up after falling behind may carry tens of thousands of each: no list
+            # membership test per UID.
+            not_announced = self._drop_pending_added(event.expunged)
+            for uid in event.expunged:
+                if uid not in not_announced and self._seq(uid):
+                    self.pending_expunged.add(uid)
+                    self.pending_flags.pop(uid, None)
         for meta in event.flags:
             if self.own_modseq.get(meta.uid, 0) >= meta.modseq:
                 continue
             if meta.uid not in self.pending_expunged:
                 self.pending_flags[meta.uid] = meta
+
+    def _drop_pending_added(self, expunged: Sequence[int]) -> set[int]:
+        """Take expunged UIDs out of the new mail not announced yet; returns those taken."""
+        pending = self.pending_added
+        if not pending:
+            return set()
+        taken = {uid for uid in expunged if _in_sorted(pending, uid)}
+        if taken:
+            self.pending_added = [u for u in pending if u not in taken]
+        return taken
+
+    def holds(self, uid: int) -> bool:
+        """The UID is in this session's map, or new mail it will announce."""
+        return bool(self._seq(uid)) or _in_sorted(self.pending_added, uid)
 
     def note_added(self, uids: Iterable[int]) -> None:
         """Messages this session itself added (APPEND/COPY here): EXISTS before its OK."""

@@ -203,9 +203,10 @@ class Session:
 
     # ---- change feed ------------------------------------------------------------
     def absorb_events(self) -> None:
-        """Take whatever the feed delivered so far (never waits)."""
+        """Take whatever the feed delivered so far (never waits); nothing while the
+        subscription is stale (`resync_selected` first)."""
         sub, sel = self.subscription, self.selected
-        if sub is None or sel is None:
+        if sub is None or sel is None or sub.stale:
             return
         while True:
             try:
@@ -220,13 +221,35 @@ class Session:
     def take_event(self, event: ChangeEvent) -> None:
         """One feed event into the selected mailbox, with the \\Recent claims the hub made for us."""
         sub, sel = self.subscription, self.selected
-        if sub is None or sel is None:
+        if sub is None or sel is None or sub.stale:
+            return  # (stale: the event is committed, so the resync's catch-up holds it)
+        self._take(sub, sel, event)
+
+    async def resync_selected(self) -> None:
+        """The feed dropped events for this session (it fell behind a fast-changing mailbox):
+        take what changed since the session's modseq from the store, as one event, before
+        anything else the feed sends. On a store failure the session keeps its (older,
+        consistent) view and tries again at its next command."""
+        sub, sel = self.subscription, self.selected
+        if sub is None or sel is None or not sub.stale:
             return
+        try:
+            event = await self.ctx.hub.resync(sub, sel.modseq)
+        except StoreError as exc:
+            log.warning("resynchronising mailbox %d failed: %s", sel.mailbox_id, exc.kind.value)
+            return
+        if event is None:
+            sel.gone = True
+        else:
+            self._take(sub, sel, event)
+
+    @staticmethod
+    def _take(sub: Subscription, sel: SelectedMailbox, event: ChangeEvent) -> None:
         sel.absorb(event)
         if sub.recent and sel.no_recent:
             sub.recent.clear()  # claimed before ENABLE IMAP4rev2: shown to nobody
         if sub.recent:
-            sel.recent.update(u for u in sub.recent if sel.seq_of(u) or u in sel.pending_added)
+            sel.recent.update(u for u in sub.recent if sel.holds(u))
             sub.recent.clear()
 
     async def emit_updates(self, *, allow_expunge: bool) -> bool:
@@ -240,6 +263,7 @@ class Session:
         sel = self.selected
         if sel is None:
             return True
+        await self.resync_selected()
         self.absorb_events()
         new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
         for line in sel.flush(allow_expunge=allow_expunge):
@@ -320,6 +344,7 @@ class Session:
         sub = self.subscription
         if sub is not None and self.ctx.hub.behind(sub):
             await self.ctx.hub.catch_up(sub)
+        await self.resync_selected()
         self.absorb_events()
         if self.notify_feed is not None and self.notify_feed.promised:
             await self.ctx.hub.accounts.catch_up(self.notify_feed)
@@ -343,8 +368,8 @@ class Session:
         """The feed and the selected mailbox hold nothing to announce (most commands):
         `emit_updates` can be skipped."""
         self.absorb_events()
-        sel = self.selected
-        return sel is not None and sel.quiet
+        sel, sub = self.selected, self.subscription
+        return sel is not None and sel.quiet and not (sub is not None and sub.stale)
 
     def store_failed(self, tag: str, exc: StoreError, context: Context) -> Outcome:
         reply = reply_for(exc, context)
