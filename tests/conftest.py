@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.child_processes import no_leaked_children, pytest_fixture_setup  # noqa: F401
 from tests.ha_agent_lab import agent_lab, agent_lab_base  # noqa: F401
 from tests.ha_lab_fixtures import ha_lab  # noqa: F401
 from tests.store_fixtures import mail_store, store_server  # noqa: F401

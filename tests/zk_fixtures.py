@@ -37,6 +37,7 @@ from haagent.zk_probe import MemberStatus
 from lab.zk_ensemble import Ensemble
 from nodeconf.config import ZkMember, ZooKeeperConfig
 from nodeconf.secret_file import ensure_secret
+from tests.child_processes import session_owned
 
 MEMBERS = 3
 
@@ -97,6 +98,9 @@ class ZkTestEnsemble:
     def stop(self) -> None:
         self.ensemble.stop()
 
+    def member_pids(self) -> set[int]:
+        return {pid for m in self.cfg.members if (pid := self.ensemble.pid(m.id)) is not None}
+
     def stop_member(self, member_id: int) -> None:
         self.ensemble.stop_member(member_id)
 
@@ -145,6 +149,7 @@ class ZkTestEnsemble:
 @pytest.fixture(scope="session")
 def zk_session_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZkTestEnsemble]:
     ens = ZkTestEnsemble(loopback_zk_config(tmp_path_factory.mktemp("zk")))
+    session_owned(ens.member_pids)  # members a test stopped are restarted by later modules
     try:
         ens.start()
         yield ens
