@@ -45,6 +45,7 @@ from bench.mailbox_corpus import message
 from bench.mailbox_import_fill import fill_by_import
 from bench.mailbox_measure import OPERATIONS, ImapTarget, mark_mostly_seen, measure
 from bench.mailbox_raw_timing import raw_command_ms
+from bench.proc_status import status_kib
 from lmtpd.local_servers import free_port, local_servers, stop, wait_for_port
 from mailha_api import store_pb2
 from nodeconf.services import service_env
@@ -78,14 +79,6 @@ class MailboxBenchOptions:
     mailbox_linger: float = MAILBOX_LINGER  # imapd --mailbox-linger (the test shortens it)
     fill: str = "lmtp"  # "lmtp" (as Postfix delivers) or "import" (`mailha import mbox`, for 1M)
     data_dir: pathlib.Path | None = None  # kept and reused (None: a temporary directory)
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    """VmRSS counts the store's mapped LMDB pages (page cache); RssAnon is the process's own memory."""
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
 
 
 def fill_parallel(host: str, port: int, rcpt: str, count: int, seed: int, *, connections: int) -> dict[str, float]:
@@ -188,10 +181,10 @@ class MailhaUnderTest:
 
     def rss(self) -> dict[str, int]:
         return {
-            "store_rss_kib": rss_kib(self.store_pid),
-            "store_rss_anon_kib": rss_kib(self.store_pid, "RssAnon"),
-            "imapd_rss_kib": rss_kib(self.imapd_pid),
-            "imapd_rss_anon_kib": rss_kib(self.imapd_pid, "RssAnon"),
+            "store_rss_kib": status_kib(self.store_pid),
+            "store_rss_anon_kib": status_kib(self.store_pid, "RssAnon"),
+            "imapd_rss_kib": status_kib(self.imapd_pid),
+            "imapd_rss_anon_kib": status_kib(self.imapd_pid, "RssAnon"),
         }
 
     def disk(self, raw_bytes: int) -> dict[str, float]:

@@ -28,6 +28,7 @@ from typing import Final
 
 from backup.export import mbox_entry
 from bench.mailbox_corpus import T0, message
+from bench.proc_status import status_kib
 from mailha_api import store_pb2
 
 CHUNK: Final = 2000  # messages a generating worker formats at a time
@@ -37,13 +38,9 @@ SAMPLE_EVERY: Final = 1.0  # seconds between RSS samples while importing
 
 def _status_kib(pid: int, field: str) -> int:
     try:
-        text = pathlib.Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # gone between two samples
+        return status_kib(pid, field)
+    except (OSError, LookupError):  # gone (or a zombie) between two samples
         return 0
-    for line in text.splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _mbox_chunk(args: tuple[int, int, int]) -> tuple[bytes, int]:

@@ -15,6 +15,7 @@ from typing import cast
 import grpc
 import pytest
 
+from bench.proc_status import status_kib
 from mailha_api import store_pb2
 from tests.store_fixtures import StoreServer
 
@@ -23,10 +24,7 @@ FLOOD_SECONDS = 10.0
 
 
 def rss_mib(pid: int) -> float:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
+    return status_kib(pid) / 1024
 
 
 def thread_count(pid: int) -> int:

@@ -38,6 +38,7 @@ import pytest
 import trio
 import trio.testing
 
+from bench.proc_status import status_kib
 from imapd.memory_release import IdleRelease
 from imapd.protocol.values import Raw
 from imapd.session.envelope_cache import EnvelopeCache
@@ -54,13 +55,6 @@ if TYPE_CHECKING:
 
 MESSAGES = int(os.environ.get("MAILHA_MEMORY_TEST_MESSAGES", "8000"))
 LINGER = 1.0  # --mailbox-linger: the caches of a mailbox nobody has selected go after this
-
-
-def _rss_anon_kib(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssAnon")
 
 
 def _message(n: int) -> bytes:
@@ -199,17 +193,17 @@ def test_imapd_rss_returns_near_idle_after_large_sessions_close(tmp_path: pathli
         _wait_indexed(tmp_path / "store" / "fulltext.sqlite", MESSAGES)  # the store's indexer is done
         session("1:20")
         time.sleep(LINGER + 4)  # past the linger and the release
-        idle = _rss_anon_kib(imapd.pid)
+        idle = status_kib(imapd.pid, "RssAnon")
         assert store.process is not None
-        store_idle = _rss_anon_kib(store.process.pid)
+        store_idle = status_kib(store.process.pid, "RssAnon")
         threads = [threading.Thread(target=session, args=("1:*",)) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
         time.sleep(LINGER + 4)  # the mailbox's caches dropped after the linger, then the heap released
-        after = _rss_anon_kib(imapd.pid)
-        store_after = _rss_anon_kib(store.process.pid)
+        after = status_kib(imapd.pid, "RssAnon")
+        store_after = status_kib(store.process.pid, "RssAnon")
         assert after <= idle * 1.2, f"imapd RssAnon {idle} KiB idle, {after} KiB after the sessions closed"
         assert store_after <= store_idle * 1.2, f"store RssAnon {store_idle} KiB idle, {store_after} KiB after"
     finally:

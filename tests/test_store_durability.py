@@ -10,6 +10,7 @@ import time
 import grpc
 import pytest
 
+from bench.proc_status import status_kib
 from mailha_api import store_pb2
 from store.client import StoreClient
 from tests.store_fixtures import StoreServer, rpc_status
@@ -122,13 +123,6 @@ def test_stale_epoch_writer_is_refused_by_the_shared_environment(tmp_path: pathl
         old.stop()
 
 
-def _status_kib(pid: int, key: str) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise AssertionError(key)
-
-
 def test_20mib_append_streams_without_ballooning_memory(store_server: StoreServer) -> None:
     assert store_server.process is not None
     pid = store_server.process.pid
@@ -138,12 +132,12 @@ def test_20mib_append_streams_without_ballooning_memory(store_server: StoreServe
         mid = c.mailbox_id("alice", "INBOX")
         c.append_bytes("alice", "INBOX", b"Subject: warm\r\n\r\n" + b"x" * (2 * MIB))  # warm up every code path
         data = b"Subject: big\r\n\r\n" + os.urandom(size - 16)
-        baseline = _status_kib(pid, "VmRSS")
+        baseline = status_kib(pid, "VmRSS")
         pathlib.Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
         t0 = time.perf_counter()
         reply = c.append_bytes("alice", "INBOX", data)
         elapsed = time.perf_counter() - t0
-        peak = _status_kib(pid, "VmHWM")
+        peak = status_kib(pid, "VmHWM")
         added = (peak - baseline) * 1024
         assert added < 3 * size, f"peak RSS grew by {added / MIB:.1f} MiB for a {size / MIB:.0f} MiB message"
         assert c.fetch_body("alice", mid, reply.uid) == data

@@ -25,6 +25,7 @@ import time
 
 import grpc
 
+from bench.proc_status import status_kib
 from mailha_api import store_pb2, store_pb2_grpc
 from nodeconf.services import ALLOCATOR_ENV, service_env
 from store.reader import LocalReader
@@ -32,13 +33,6 @@ from tests.store_fixtures import StoreServer
 
 MESSAGES = int(os.environ.get("MAILHA_STORE_MEMORY_TEST_MESSAGES", "16000"))
 SETTLE = 12.0  # seconds at most for the quiet store to reopen LMDB (after a 1 s idle tick) and trim
-
-
-def _rss_anon_kib(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssAnon")
 
 
 def _message(n: int) -> bytes:
@@ -52,7 +46,7 @@ def _settled(pid: int, bound: float, timeout: float = SETTLE) -> int:
     """RssAnon once at or below `bound`, or what it is when `timeout` has passed."""
     deadline = time.monotonic() + timeout
     while True:
-        now = _rss_anon_kib(pid)
+        now = status_kib(pid, "RssAnon")
         if now <= bound or time.monotonic() >= deadline:
             return now
         time.sleep(0.5)
@@ -108,11 +102,11 @@ def test_store_rss_returns_near_idle_after_large_writes(tmp_path: pathlib.Path) 
             # up), then quiet: the fill's own transactions are given back like any other.
             commands("1:20")
             time.sleep(4)
-            idle = _rss_anon_kib(pid)
+            idle = status_kib(pid, "RssAnon")
             reader = LocalReader(tmp_path / "store")
             assert reader.status("mem", "Copy").status.messages == 0
             commands("1:*")
-            busy = _rss_anon_kib(pid)
+            busy = status_kib(pid, "RssAnon")
             after = _settled(pid, idle * 1.2)
         assert after <= idle * 1.2, (
             f"store RssAnon {idle} KiB idle, {busy} KiB after the writes, {after} KiB {SETTLE:.0f} s later"
