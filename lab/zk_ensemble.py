@@ -143,12 +143,21 @@ def _all_pids() -> Iterable[int]:
             yield int(entry.name)
 
 
+def _reap_exited() -> None:
+    """Wait for the members this process started that have exited since: stopped by another
+    process (`mailha cluster down` run apart, a test's cleanup) or crashed. Nothing else
+    asks about them once their pid file is gone, and an unwaited child stays a zombie
+    whose Popen warns "subprocess N is still running" when collected at exit."""
+    for pid in list(_CHILDREN):
+        _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     child = _CHILDREN.get(pid)
     if child is not None:
         if child.poll() is None:
             return True
-        del _CHILDREN[pid]
+        _CHILDREN.pop(pid, None)  # (stop() asks from several threads at once)
         return False
     try:
         os.kill(pid, 0)
@@ -191,6 +200,7 @@ class Ensemble:
 
     def pid(self, member_id: int) -> int | None:
         """The running JVM of this member, from its pid file or else /proc."""
+        _reap_exited()
         files = self.files(member_id)
         try:
             pid = int(files.pid_file.read_text().strip())

@@ -10,13 +10,15 @@ the module's last test at teardown naming each child that is new and still there
 Children of session-scoped fixtures are meant to outlive a module: those started
 while a session fixture is set up are recorded (`pytest_fixture_setup`), and a
 session fixture that starts processes later (a ZooKeeper member restarted after a
-test stopped it) registers them with `session_owned`.
+test stopped it) registers them with `session_owned`. So are multiprocessing's
+resource tracker and fork server (one each per process, ending with it).
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -85,10 +87,25 @@ def session_owned(pids: Callable[[], Iterable[int]]) -> None:
 
 
 def _owned() -> set[int]:
-    owned = set(_session_children)
+    owned = set(_session_children) | _multiprocessing_helpers()
     for pids in _owners:
         owned.update(pids())
     return owned
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """multiprocessing's resource tracker and fork server: one each per process, started at
+    first use and ending with it (they are nobody's Popen and never warn)."""
+    pids = set()
+    for module, singleton, attribute in (
+        ("multiprocessing.resource_tracker", "_resource_tracker", "_pid"),
+        ("multiprocessing.forkserver", "_forkserver", "_forkserver_pid"),
+    ):
+        helper = getattr(sys.modules.get(module), singleton, None)
+        pid = getattr(helper, attribute, None)
+        if isinstance(pid, int):
+            pids.add(pid)
+    return pids
 
 
 def leaked(before: Iterable[int]) -> list[Child]:
