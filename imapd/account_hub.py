@@ -5,8 +5,13 @@ opens the store's WatchAccount stream, the last one to leave ends it. The
 store streams every mailbox's events plus mailbox and subscription changes,
 so a session watching "personal" mailboxes holds no stream (and no store
 thread) per mailbox. Each subscriber has a bounded channel: one that falls
-behind is marked `overflowed` and cut off, and its session answers with
-[NOTIFICATIONOVERFLOW] instead of growing without bound.
+behind (an import into some folder while the client idles on a slow link) has
+its queued events dropped and is marked `stale`, and its session rebuilds what
+it owes the client from one listing of the account's mailboxes with their
+status (imapd.session.notify_commands) instead of growing without bound or
+giving up; only what that comparison cannot hold ends in [NOTIFICATIONOVERFLOW].
+The same happens to every subscriber when the store cuts this process's stream
+off for reading too slowly: the stream is reopened.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Final
 
 import trio
 
-from imapd.errors import StoreError
+from imapd.errors import StoreError, StoreErrorKind
 from imapd.store_client import ChangeEvent, StoreClient
 
 log = logging.getLogger("imapd.account_watch")
@@ -61,14 +66,21 @@ class AccountSubscription:
     user: str
     receive: trio.MemoryReceiveChannel[ChangeEvent]
     send: trio.MemorySendChannel[ChangeEvent]
-    # The session fell more than the buffer behind: it must tell its client (NOTIFICATIONOVERFLOW).
-    overflowed: bool = False
+    # The session fell more than the buffer behind and its queued events were dropped: it
+    # takes no event before it compared its state with the store's (`resynced` after).
+    stale: bool = False
     # The stream ended under it (store down or restarting): notifications stopped.
     failed: bool = False
     promised: list[_Promise] = field(default_factory=list)
 
     def close(self) -> None:
         self.hub._leave(self)
+
+    def resynced(self) -> None:
+        """The session is about to read the store's state: events from now on count again
+        (one that comes meanwhile is also in what it reads, and harmless twice)."""
+        self.stale = False
+        self.hub.resyncs += 1
 
 
 @dataclass(eq=False)
@@ -84,6 +96,7 @@ class AccountHub:
         self._nursery = nursery
         self._feeds: dict[str, _Feed] = {}
         self.buffer = buffer
+        self.resyncs = 0  # (tests, logs) stale subscribers that compared their state with the store's
 
     @property
     def open_feeds(self) -> int:
@@ -137,27 +150,22 @@ class AccountHub:
 
     async def _run(self, user: str, feed: _Feed) -> None:
         with feed.cancel:
-            try:
-                async with aclosing(self._store.watch_account(user)) as events:
-                    async for event in events:
-                        if event.heartbeat:
-                            continue
-                        for sub in list(feed.subscribers):
-                            if sub.promised:
-                                sub.promised = [p for p in sub.promised if not p.kept_by(event)]
-                            try:
-                                sub.send.send_nowait(event)
-                            except trio.WouldBlock:
-                                log.warning("account watch subscriber fell behind; notifications overflowed")
-                                feed.subscribers.remove(sub)
-                                sub.overflowed = True
-                                sub.send.close()
-                            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                                feed.subscribers.remove(sub)
-                        feed.advanced.set()
-                        feed.advanced = trio.Event()
-            except StoreError as exc:
-                log.warning("account watch ended: %s", exc.kind.value)
+            while True:
+                try:
+                    async with aclosing(self._store.watch_account(user)) as events:
+                        async for event in events:
+                            if not event.heartbeat:
+                                self._send(feed, event)
+                    break
+                except StoreError as exc:
+                    if exc.kind is not StoreErrorKind.FELL_BEHIND:
+                        log.warning("account watch ended: %s", exc.kind.value)
+                        break
+                    # This process read the stream slower than the account changed: reopen it;
+                    # what went by in between is in each subscriber's resync.
+                    log.info("account watch fell behind the store; reopening it")
+                    for sub in list(feed.subscribers):
+                        self._go_stale(sub)
         if self._feeds.get(user) is feed:
             del self._feeds[user]
         for sub in feed.subscribers:
@@ -165,3 +173,34 @@ class AccountHub:
             sub.send.close()
         feed.subscribers.clear()
         feed.advanced.set()
+
+    def _send(self, feed: _Feed, event: ChangeEvent) -> None:
+        for sub in list(feed.subscribers):
+            if sub.promised:
+                sub.promised = [p for p in sub.promised if not p.kept_by(event)]
+            if sub.stale:
+                continue  # the resync reads the store after this event committed
+            try:
+                sub.send.send_nowait(event)
+            except trio.WouldBlock:
+                self._go_stale(sub)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._leave(sub)
+        feed.advanced.set()
+        feed.advanced = trio.Event()
+
+    @staticmethod
+    def _go_stale(sub: AccountSubscription) -> None:
+        """Drop what the subscriber holds; it resyncs from the store before reading on."""
+        dropped = 0
+        while True:
+            try:
+                sub.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            dropped += 1
+        if not sub.stale:
+            log.info("account watch subscriber fell %d events behind; it resynchronises from the store", dropped)
+        sub.stale = True
+        # Wakes a session waiting in IDLE (a stream reopened under it): it resyncs at once.
+        sub.send.send_nowait(ChangeEvent(0, 0, heartbeat=True, user=sub.user))

@@ -486,17 +486,21 @@ class WatchHub:
         sub.stale = False
         self.resyncs += 1
         user, mailbox_id = sub.key
+        done = False
+        caught_up: ChangeEvent | None = None  # None if the stream ends at once: the mailbox is gone
         try:
             async with aclosing(self._store.watch(user, mailbox_id, max(since_modseq, 1))) as events:
                 async for event in events:
-                    if event.heartbeat:
-                        continue
-                    if event.deleted or event.renamed:
-                        return None
-                    return event
+                    if not event.heartbeat:
+                        caught_up = None if event.deleted or event.renamed else event
+                        break
+            done = True  # (only once the stream is closed: closing it may be cancelled too)
+            return caught_up
         except StoreError as exc:
             if exc.kind is StoreErrorKind.NOT_FOUND:
+                done = True
                 return None
-            sub.stale = True  # try again at the session's next command
             raise
-        return None  # the store ended the stream at once: the mailbox is gone
+        finally:
+            if not done:  # failed or cancelled (DONE during IDLE): again at the next turn
+                sub.stale = True

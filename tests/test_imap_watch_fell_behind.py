@@ -29,14 +29,14 @@ USER = "alice"
 
 
 def _settings() -> ServerSettings:
-    return ServerSettings(allow_plaintext_login=True, tls_available=False, watch_buffer=BUFFER)
+    return ServerSettings(allow_plaintext_login=True, tls_available=False, watch_buffer=BUFFER, notify_buffer=BUFFER)
 
 
-async def _put(store: FakeStore, count: int) -> None:
-    """`count` messages into INBOX, one commit (one feed event) each: an importer."""
+async def _put(store: FakeStore, count: int, mailbox: str = "INBOX") -> None:
+    """`count` messages into `mailbox`, one commit (one feed event) each: an importer."""
     for i in range(count):
         body = b"From: list@example.com\r\nSubject: burst %d\r\n\r\nbody %d\r\n" % (i, i)
-        await store.multi_append(USER, "INBOX", [(AppendSpec(), body)])
+        await store.multi_append(USER, mailbox, [(AppendSpec(), body)])
 
 
 async def _expunge(store: FakeStore, mailbox_id: int, uid_set: str) -> None:
@@ -265,3 +265,59 @@ async def test_an_idle_client_on_a_slow_link_is_resynchronised_not_cut_off() -> 
             assert await _fetch_all(client) == fresh
         finally:
             await client.stream.aclose()
+
+
+_NOTIFY_ALL = (
+    b"NOTIFY SET STATUS (SELECTED (MessageNew MessageExpunge)) "
+    b"(PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
+)
+
+
+def _status(lines: list[bytes], name: bytes) -> dict[bytes, int]:
+    """The items of the last STATUS notification for `name` ({} if none)."""
+    items: dict[bytes, int] = {}
+    for line in lines:
+        m = re.match(rb"^\* STATUS \"?" + re.escape(name) + rb"\"? \((.*)\)\r\n$", line)
+        if m:
+            words = m.group(1).split()
+            items = {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
+    return items
+
+
+@trio_test
+async def test_notify_that_falls_behind_an_import_keeps_notifying_what_changed() -> None:
+    """RFC 5465 5.8 lets a server give up ([NOTIFICATIONOVERFLOW], NOTIFY off); imapd instead
+    rebuilds what it owes the client from one listing of the account when its feed overflowed."""
+    async with _server() as (server, port, store), connected(port) as client:
+        await _put(store, 2, "Sent")
+        await client.login()
+        assert (await client.command("SELECT INBOX"))[-1].split()[1] == b"OK"
+        lines = await client.command(_NOTIFY_ALL)
+        assert lines[-1].split()[1] == b"OK" and _status(lines, b"Sent")[b"MESSAGES"] == 2
+
+        await store.create_mailbox(USER, "Lists")
+        await _put(store, 20 * BUFFER, "Lists")  # the account feed overflows the session's channel
+        await _put(store, 3, "Sent")
+        await store.delete_mailbox(USER, "Junk")
+        await store.subscribe(USER, "Lists", True)
+        await _put(store, 2, "INBOX")  # the selected mailbox: EXISTS, as ever
+        await _settle()
+        lines = await client.command("NOOP")
+        _no_bye(lines)
+        assert server.ctx.hub.accounts.resyncs >= 1
+        assert not any(b"NOTIFICATIONOVERFLOW" in line for line in lines), lines
+        assert _status(lines, b"Lists")[b"MESSAGES"] == 20 * BUFFER
+        assert _status(lines, b"Sent")[b"MESSAGES"] == 5
+        assert b'* LIST () "/" "Lists"\r\n' in lines
+        assert b'* LIST (\\NonExistent) "/" "Junk"\r\n' in lines
+        assert b'* LIST (\\Subscribed) "/" "Lists"\r\n' in lines
+        assert b"* 2 EXISTS\r\n" in lines
+        assert not _status(lines, b"INBOX")  # the selected mailbox gets no STATUS
+        assert sum(line.startswith(b"* LIST") for line in lines) == 3  # each change once
+
+        # NOTIFY is still on, and the feed flows again.
+        await _put(store, 1, "Sent")
+        await _settle()
+        lines = await client.command("NOOP")
+        _no_bye(lines)
+        assert _status(lines, b"Sent")[b"MESSAGES"] == 6 and not _status(lines, b"Lists")

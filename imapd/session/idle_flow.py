@@ -74,7 +74,7 @@ async def _from_account(s: Session, feed: AccountSubscription, done: trio.Cancel
         if s.notify is not None:
             s.notify.overflowed = True
     else:
-        if s.notify is not None:
+        if s.notify is not None and not feed.stale:  # (stale: the pump resyncs next)
             s.notify.take(event, s.selected.mailbox_id if s.selected is not None else None)
     done.cancel()
 

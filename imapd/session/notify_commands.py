@@ -11,6 +11,7 @@ EXISTS/EXPUNGE/FETCH.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import trio
@@ -30,6 +31,8 @@ from imapd.session.notify_state import (
     status_items,
 )
 from imapd.session.session import Outcome, Session
+
+log = logging.getLogger("imapd.notify")
 
 _BADEVENT = b"[BADEVENT (" + " ".join(SUPPORTED_EVENTS).encode() + b")]"
 
@@ -99,9 +102,10 @@ def stop(s: Session) -> None:
 
 
 def absorb(s: Session) -> None:
-    """Take whatever the account feed delivered so far (never waits)."""
+    """Take whatever the account feed delivered so far (never waits); nothing while the
+    feed has dropped events for this session (`resync` first)."""
     state, sub = s.notify, s.notify_feed
-    if state is None or sub is None:
+    if state is None or sub is None or sub.stale:
         return
     selected = s.selected.mailbox_id if s.selected is not None else None
     while True:
@@ -110,9 +114,29 @@ def absorb(s: Session) -> None:
         except trio.WouldBlock:
             return
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            state.overflowed = True  # fell behind (or the store went away): events were lost
+            state.overflowed = True  # the store went away: events were lost
             return
         state.take(event, selected)
+
+
+async def resync(s: Session) -> None:
+    """The account feed dropped events for this session (it fell behind, or the store cut
+    the stream off): compare the account's mailboxes now with what the client was told.
+    On a store failure the session tries again at its next command."""
+    state, sub = s.notify, s.notify_feed
+    if state is None or sub is None or not sub.stale or s.user is None:
+        return
+    sub.resynced()
+    boxes = None
+    try:
+        boxes = await s.ctx.store.list_mailboxes(s.user, with_status=True)
+    except StoreError as exc:
+        log.warning("resynchronising NOTIFY failed: %s", exc.kind.value)
+        return
+    finally:
+        if boxes is None:  # failed or cancelled (DONE during IDLE): again at the next turn
+            sub.stale = True
+    state.resync(boxes, s.selected.mailbox_id if s.selected is not None else None)
 
 
 async def emit(s: Session) -> None:
@@ -120,6 +144,7 @@ async def emit(s: Session) -> None:
     state = s.notify
     if state is None or s.user is None:
         return
+    await resync(s)
     absorb(s)
     if state.overflowed:
         stop(s)

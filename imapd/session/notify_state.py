@@ -5,17 +5,20 @@ notifications; notify_commands renders them (STATUS needs a store read) when
 the session next sends untagged output. Everything pending is bounded: past
 `MAX_PENDING` the state is `overflowed` and the session answers with
 [NOTIFICATIONOVERFLOW] and stops notifying, as RFC 5465 section 5.8 allows.
+When the account feed dropped events for the session, `resync` works out the
+same notifications from one listing of the account's mailboxes with status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import FetchAttribute
 from imapd.session.list_match import DELIMITER
-from imapd.store_client import ChangeEvent
+from imapd.store_client import ChangeEvent, MailboxInfo
 
 SUPPORTED_EVENTS: Final = ("MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange")
 _BY_UPPER: Final = {name.upper(): name for name in SUPPORTED_EVENTS}
@@ -116,10 +119,14 @@ class NotifyState:
         if event.subscribed or event.unsubscribed:
             self._subscription(event.name, event.subscribed)
         elif event.created:
+            if self.names.get(event.mailbox_id) == event.name:
+                return  # a resync told it already
             self.names[event.mailbox_id] = event.name
             if "MailboxName" in self.events_for(event.name):
                 self._list(ListChange(event.name))
         elif event.renamed:
+            if self.names.get(event.mailbox_id) == event.name:
+                return  # a resync told it already
             old = event.old_name or self.names.get(event.mailbox_id, "")
             self.names[event.mailbox_id] = event.name
             if old in self.last:
@@ -128,13 +135,52 @@ class NotifyState:
             if "MailboxName" in wanted:
                 self._list(ListChange(event.name, old_name=old))
         elif event.deleted:
-            name = self.names.pop(event.mailbox_id, event.name)
+            if event.mailbox_id not in self.names:
+                return  # a resync told it already (or it was never this account's)
+            name = self.names.pop(event.mailbox_id)
             self.pending_status.pop(name, None)
             self.last.pop(name, None)
             if name and "MailboxName" in self.events_for(name):
                 self._list(ListChange(name, gone=True))
         elif event.mailbox_id != selected_id:
             self._message_events(event)
+
+    def resync(self, boxes: Sequence[MailboxInfo], selected_id: int | None) -> None:
+        """The feed dropped events for this session: the notifications they would have made,
+        from the account's mailboxes now (`list_mailboxes(with_status=True)`). Mailbox and
+        subscription changes by comparison; a STATUS for each watched mailbox whose status
+        is not the one last told, or was never told (it may have changed)."""
+        if self.overflowed:
+            return
+        now = {mb.mailbox_id: mb for mb in boxes if not mb.nonexistent}
+        for mailbox_id, name in list(self.names.items()):
+            if mailbox_id not in now:
+                self.take(ChangeEvent(mailbox_id, 0, deleted=True, name=name), selected_id)
+        for mailbox_id, mb in now.items():
+            known = self.names.get(mailbox_id)
+            if known is None:
+                self.take(ChangeEvent(mailbox_id, 0, created=True, name=mb.name), selected_id)
+            elif known != mb.name:
+                self.take(ChangeEvent(mailbox_id, 0, renamed=True, name=mb.name, old_name=known), selected_id)
+        subscribed = {mb.name for mb in boxes if mb.subscribed}
+        for name in sorted(subscribed ^ self.subscribed):
+            self._subscription(name, name in subscribed)
+        for mailbox_id, mb in now.items():
+            st = mb.status
+            if mailbox_id == selected_id or mb.noselect or st is None:
+                continue
+            wanted = self.events_for(mb.name) & MESSAGE_EVENTS
+            if not wanted or self.last.get(mb.name) == (
+                st.messages,
+                st.uidnext,
+                st.unseen,
+                st.uidvalidity,
+                st.highestmodseq,
+            ):
+                continue
+            if mb.name not in self.pending_status and self._full():
+                return
+            self.pending_status.setdefault(mb.name, set()).update(wanted)
 
     def _message_events(self, event: ChangeEvent) -> None:
         name = self.names.get(event.mailbox_id)
