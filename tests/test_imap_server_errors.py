@@ -28,6 +28,18 @@ class _Failed(grpc.RpcError):
         (grpc.StatusCode.ALREADY_EXISTS, "mailbox exists", StoreErrorKind.ALREADY_EXISTS),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota: 10 > 5", StoreErrorKind.OVER_QUOTA),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "size: 30 MiB > 20 MiB", StoreErrorKind.TOO_BIG),
+        # store.message_ops ends a Watch / WatchAccount its queue overflowed for with these
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "watch: this stream fell more than 1000 events behind; resubscribe with since_modseq to catch up",
+            StoreErrorKind.FELL_BEHIND,
+        ),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "watch_account: this stream fell more than 1000 events behind",
+            StoreErrorKind.FELL_BEHIND,
+        ),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max", StoreErrorKind.INTERNAL),
         (grpc.StatusCode.FAILED_PRECONDITION, "fenced: epoch 1 < 2", StoreErrorKind.FENCED),
         (grpc.StatusCode.FAILED_PRECONDITION, "mailbox has children", StoreErrorKind.PRECONDITION),
         (grpc.StatusCode.INVALID_ARGUMENT, "bad name", StoreErrorKind.INVALID),
