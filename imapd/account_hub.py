@@ -16,6 +16,7 @@ off for reading too slowly: the stream is reopened.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -203,4 +204,5 @@ class AccountHub:
             log.info("account watch subscriber fell %d events behind; it resynchronises from the store", dropped)
         sub.stale = True
         # Wakes a session waiting in IDLE (a stream reopened under it): it resyncs at once.
-        sub.send.send_nowait(ChangeEvent(0, 0, heartbeat=True, user=sub.user))
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            sub.send.send_nowait(ChangeEvent(0, 0, heartbeat=True, user=sub.user))
