@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     _register_store(bench_sub)
     _register_sort(bench_sub)
     _register_notify(bench_sub)
+    _register_behind(bench_sub)
     _register_imap(bench_sub)
     _register_lmtp(bench_sub)
     _register_backup(bench_sub)
@@ -136,6 +137,24 @@ def _register_notify(bench_sub: Any) -> None:
 
 def _notify(args: argparse.Namespace) -> int:
     from bench.notify_bench import main
+
+    return main(args)
+
+
+def _register_behind(bench_sub: Any) -> None:
+    s: argparse.ArgumentParser = bench_sub.add_parser(
+        "behind",
+        help="a selected session silent while N messages arrive over LMTP, then NOOP: kept, resynchronised, timed",
+    )
+    s.add_argument("--size", type=int, default=5000, help="messages per run (default 5000: past imapd's buffer)")
+    s.add_argument("--runs", type=int, default=3, help="runs (the median NOOP is reported)")
+    s.add_argument("--dovecot", action="store_true", help="the same runs on a throwaway Dovecot (ratio in the output)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_behind)
+
+
+def _behind(args: argparse.Namespace) -> int:
+    from bench.behind_bench import main
 
     return main(args)
 
