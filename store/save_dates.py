@@ -27,8 +27,14 @@ def put(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int, when: int) -> None:
 
 
 def remove(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
-    for uid in uids:
-        txn.delete(MSG_KEY.pack(mid, uid), db=dbs.save_dates)
+    remove_keys(txn, dbs, (MSG_KEY.pack(mid, uid) for uid in uids))
+
+
+def remove_keys(txn: lmdb.Transaction, dbs: Dbs, keys: Iterable[bytes]) -> None:
+    """`remove` by the messages' (mailbox, uid) keys (EXPUNGE has them packed already)."""
+    delete, db = txn.delete, dbs.save_dates
+    for key in keys:
+        delete(key, db=db)
 
 
 def get(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int) -> int | None:
