@@ -228,22 +228,20 @@ def decref(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> None:
 
 
 def decref_all(txn: lmdb.Transaction, dbs: Dbs, body_ids: Iterable[int]) -> None:
-    """`decref` of each body id (one may come more than once), in key order, the extra
-    references read in one call: EXPUNGE of 1,000 copies made a function call, a get and a
-    put or delete per message; most of them are now an entry of body_refs dropped."""
+    """`decref` of each body id (one may come more than once), walking `body_refs` in key
+    order (store/ordered_delete.py): EXPUNGE of 1,000 copies made a function call, a get
+    and a put or delete per message; most of them are now an entry dropped by a cursor."""
     counts = Counter(map(U64.pack, body_ids))
-    keys = sorted(counts)
-    extras = dict(txn.cursor(db=dbs.body_refs).getmulti(keys))
-    put, delete, refs_db = txn.put, txn.delete, dbs.body_refs
-    for key in keys:
+    cur = txn.cursor(db=dbs.body_refs)
+    at, value, delete, seek = cur.key, cur.value, cur.delete, cur.set_key
+    for key in sorted(counts):
         times = counts[key]
-        extra = extras.get(key)
-        if extra is not None:
-            left = U32.unpack(extra)[0] - times
+        if at() == key or seek(key):
+            left = U32.unpack(value())[0] - times
             if left > 0:
-                put(key, U32.pack(left), db=refs_db)
+                cur.put(key, U32.pack(left))
                 continue
-            delete(key, db=refs_db)
+            delete()
             times = -left  # the rest from body_meta's count
         for _ in range(times):
             decref(txn, dbs, int(U64.unpack(key)[0]))
