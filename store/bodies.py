@@ -14,6 +14,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import lmdb
 
@@ -227,6 +228,9 @@ def decref(txn: lmdb.Transaction, dbs: Dbs, body_id: int) -> None:
             pass
 
 
+_ONE_EXTRA: Final = U32.pack(1)
+
+
 def decref_all(txn: lmdb.Transaction, dbs: Dbs, body_ids: Iterable[int]) -> None:
     """`decref` of each body id (one may come more than once), walking `body_refs` in key
     order (store/ordered_delete.py): EXPUNGE of 1,000 copies made a function call, a get
@@ -234,10 +238,13 @@ def decref_all(txn: lmdb.Transaction, dbs: Dbs, body_ids: Iterable[int]) -> None
     counts = Counter(map(U64.pack, body_ids))
     cur = txn.cursor(db=dbs.body_refs)
     at, value, delete, seek = cur.key, cur.value, cur.delete, cur.set_key
-    for key in sorted(counts):
-        times = counts[key]
+    for key, times in sorted(counts.items()):
         if at() == key or seek(key):
-            left = U32.unpack(value())[0] - times
+            extra = value()
+            if extra == _ONE_EXTRA and times == 1:  # the usual case: one copy of it expunged
+                delete()
+                continue
+            left = U32.unpack(extra)[0] - times
             if left > 0:
                 cur.put(key, U32.pack(left))
                 continue
