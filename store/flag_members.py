@@ -24,11 +24,12 @@ from __future__ import annotations
 import array
 import bisect
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import lmdb
 
+from store import uid_groups
 from store.le_columns import to_array, to_bytes
 
 BLOCK_BITS: Final = 8
@@ -72,6 +73,29 @@ class MembersWriter:
             self._remove(EVERY, uid)
         else:
             self._add(new, uid)
+
+    def leave(self, uids: Sequence[int], fids: Sequence[int]) -> None:
+        """The messages `uids` (ascending), holding the flag sets `fids`, leave the mailbox:
+        `move(uid, fid, None)` of each, as one set update per block and flag set (EXPUNGE of
+        1,000 made 2,000 single-UID changes; its copies mostly hold one flag set)."""
+        at = 0
+        for block, here in uid_groups.by_key(uids, BLOCK_BITS):
+            held = fids[at : at + len(here)]
+            at += len(here)
+            self._remove_many(EVERY, block, here)
+            kinds = set(held)
+            if len(kinds) == 1:
+                self._remove_many(kinds.pop(), block, here)
+                continue
+            for fid in kinds:
+                self._remove_many(fid, block, [uid for uid, f in zip(here, held, strict=True) if f == fid])
+
+    def _remove_many(self, fid: int, block: int, uids: Sequence[int]) -> None:
+        change = self._changes.get((fid, block))
+        if change is None:
+            change = self._changes[(fid, block)] = (set(), set())
+        change[0].difference_update(uids)
+        change[1].update(uids)
 
     def _add(self, fid: int, uid: int) -> None:
         adds, removes = self._change(fid, uid)

@@ -10,12 +10,13 @@ and looks into an entry only when the whole value holds the needle.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import lmdb
 
 from mailparse.search_fields import text_matches
+from store import uid_groups
 from store.schema import MSG_KEY, U64
 
 SEGMENT_BITS: Final = 4
@@ -55,12 +56,9 @@ class HeaderIndexWriter:
     def put(self, uid: int, text: bytes) -> None:
         self._segment(uid)[uid] = text
 
-    def remove_all(self, uids: Iterable[int]) -> None:
-        """Drop the entries of `uids`; a segment whose every possible UID goes is dropped unread."""
-        by_segment: dict[int, set[int]] = {}
-        for uid in uids:
-            by_segment.setdefault(uid >> SEGMENT_BITS, set()).add(uid)
-        for no, gone in by_segment.items():
+    def remove_all(self, uids: Sequence[int]) -> None:
+        """Drop the entries of `uids` (ascending); a segment whose every possible UID goes is dropped unread."""
+        for no, gone in uid_groups.by_key(uids, SEGMENT_BITS):
             if len(gone) == 1 << SEGMENT_BITS or (no == 0 and len(gone) == (1 << SEGMENT_BITS) - 1):
                 self.segments[no] = {}  # UID 0 does not exist: segment 0 holds at most 15
                 continue

@@ -9,7 +9,7 @@ before the indexes existed gets them built when it is opened (`build`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import lmdb
 
@@ -56,8 +56,9 @@ def reflagged(txn: lmdb.Transaction, dbs: Dbs, mid: int, items: Iterable[tuple[i
     flags.flush()
 
 
-def removed(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
-    gone = list(uids)
+def removed(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Sequence[int]) -> None:
+    """Both indexes without the messages `uids` (ascending, distinct)."""
+    gone = uids
     flags = FlagIndexWriter(txn, dbs.flag_index, dbs.flag_members, mid)
     flags.remove_all(gone)
     flags.flush()

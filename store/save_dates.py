@@ -17,6 +17,7 @@ from typing import Final
 
 import lmdb
 
+from store.ordered_delete import delete_sorted
 from store.schema import MSG_KEY, Dbs
 
 _TIME: Final = struct.Struct("<q")
@@ -26,9 +27,9 @@ def put(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int, when: int) -> None:
     txn.put(MSG_KEY.pack(mid, uid), _TIME.pack(when), db=dbs.save_dates)
 
 
-def remove(txn: lmdb.Transaction, dbs: Dbs, mid: int, uids: Iterable[int]) -> None:
-    for uid in uids:
-        txn.delete(MSG_KEY.pack(mid, uid), db=dbs.save_dates)
+def remove(txn: lmdb.Transaction, dbs: Dbs, keys: Iterable[bytes]) -> None:
+    """Forget the save dates of the messages of these (mailbox, uid) keys (ascending is fastest)."""
+    delete_sorted(txn, dbs.save_dates, keys)
 
 
 def get(txn: lmdb.Transaction, dbs: Dbs, mid: int, uid: int) -> int | None:

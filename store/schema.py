@@ -227,6 +227,10 @@ _MESSAGE = struct.Struct(">QQqhQQ")
 _new_object = object.__new__
 MESSAGE_FLAGS_OFFSET = _MESSAGE.size  # the flags (space-separated ASCII) follow the fixed header
 _BODY_ID_OFFSET = _MESSAGE.size - 8
+# size u64 and body_id u64, the last two fields of the fixed header: what EXPUNGE needs of a
+# record besides its flags, read with one unpack_from at this offset (no record decoded).
+SIZE_AND_BODY = struct.Struct(">QQ")
+SIZE_AND_BODY_OFFSET = _MESSAGE.size - SIZE_AND_BODY.size
 
 
 def message_body_id(raw: bytes | memoryview) -> int:

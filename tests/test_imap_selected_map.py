@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import random
 
+from imapd.protocol.sequence import SequenceSet
 from imapd.session.selected import SelectedMailbox
 
 
@@ -35,4 +36,31 @@ def test_expunge_lines_and_map_match_the_model() -> None:
         sel = SelectedMailbox(name="INBOX", mailbox_id=1, uidvalidity=1, uids=array.array("I", uids), modseq=1)
         sel.pending_expunged = {u for u in doomed if u in uids}
         assert sel.flush(allow_expunge=True) == lines
+        assert list(sel.uids) == left
+
+
+def test_a_run_of_the_map_takes_the_same_lines_and_vanished_as_the_model() -> None:
+    """Doomed UIDs that are exactly a slice of the map (EXPUNGE of a block of \\Deleted
+    messages: SelectedMailbox._seqs answers a range) and slices with a UID the map lacks."""
+    rng = random.Random(11)
+    for n in range(150):
+        uids = sorted(rng.sample(range(1, 3000), rng.randint(1, 1200)))
+        a = rng.randrange(len(uids))
+        doomed = uids[a : a + rng.randint(1, 1100)]
+        if n % 3 == 0:  # one UID the map does not hold inside the run: not a slice any more
+            missing = sorted(set(range(doomed[0], doomed[-1] + 2)) - set(uids))
+            doomed = sorted({*doomed, missing[0]})
+        sel = SelectedMailbox(name="INBOX", mailbox_id=1, uidvalidity=1, uids=array.array("I", uids), modseq=1)
+        sel.own_modseq = {u: 5 for u in uids}
+        sel.recent = set(uids[-10:])
+        lines, left = _model(uids, doomed)
+        assert sel.note_own_expunge(doomed) == lines
+        assert list(sel.uids) == left
+        assert set(sel.own_modseq) == set(left) and sel.recent == set(uids[-10:]) & set(left)
+        sel = SelectedMailbox(
+            name="INBOX", mailbox_id=1, uidvalidity=1, uids=array.array("I", uids), modseq=1, qresync=True
+        )
+        present = [u for u in doomed if u in set(uids)]
+        vanished = SequenceSet.from_numbers(present).to_bytes()
+        assert sel.note_own_expunge(doomed) == [b"* VANISHED " + vanished + b"\r\n"]
         assert list(sel.uids) == left

@@ -106,3 +106,22 @@ def test_counts_an_older_version_kept_in_body_meta_still_free_the_body_at_the_en
     assert _state(mail_store)[:2] == ({1: 1, 2: 1, 3: 1}, {})
     _expunge(mail_store, "A")
     assert _state(mail_store)[:2] == ({2: 1, 3: 1}, {})
+
+
+def test_one_expunge_of_several_copies_of_a_body_in_one_mailbox(mail_store: MailStore) -> None:
+    """EXPUNGE counts each body's victims together (bodies.decref_all): body_refs first, the
+    rest from body_meta, the body gone with its last reference; the other bodies untouched."""
+    _setup(mail_store)
+    _copy(mail_store, "INBOX", "INBOX", "1")  # UID 4, body 1
+    _copy(mail_store, "INBOX", "INBOX", "1")  # UID 5, body 1
+    _copy(mail_store, "INBOX", "A", "2")  # body 2 in A as well
+    assert _state(mail_store)[:2] == ({1: 1, 2: 1, 3: 1}, {1: 2, 2: 1})
+    _expunge(mail_store, "INBOX", "4:5")  # two of body 1's three references, both extras
+    assert _state(mail_store)[:2] == ({1: 1, 2: 1, 3: 1}, {2: 1})
+    _copy(mail_store, "INBOX", "INBOX", "1:2")  # UIDs 6 (body 1) and 7 (body 2)
+    assert _state(mail_store)[:2] == ({1: 1, 2: 1, 3: 1}, {1: 1, 2: 2})
+    _expunge(mail_store, "INBOX", "1:2,6:7")  # body 1: its extra, then body_meta's one; body 2: two extras
+    meta, extra, _ = _state(mail_store)
+    assert (meta, extra) == ({2: 1, 3: 1}, {})
+    status = mail_store.status("alice", "INBOX").status
+    assert (status.messages, status.deleted) == (1, 0)

@@ -60,3 +60,32 @@ def test_random_moves_in_and_across_writers_match_a_model(tmp_path: pathlib.Path
             stored = {(m, u): f for m, f, u in flag_members.entries(txn, db) if f != flag_members.EVERY}
             assert stored == {**{(5, u): f for u, f in model.items()}, **{(6, u): f for u, f in other.items()}}
     assert model, "the random walk left nothing to compare"
+
+
+def test_leave_is_move_to_none_of_each(tmp_path: pathlib.Path) -> None:
+    """MembersWriter.leave (EXPUNGE's bulk form) leaves the lists as a move(uid, fid, None) per UID."""
+    env, db = _env(tmp_path)
+    rng = random.Random(5)
+    model = {uid: rng.choice([1, 1, 1, 2, 3]) for uid in range(1, 1500) if rng.random() < 0.8}
+    with env.begin(write=True) as txn:
+        w = MembersWriter(txn, db, 5)
+        for uid, fid in model.items():
+            w.move(uid, None, fid)
+        w.flush()
+    for _ in range(6):
+        gone = sorted(u for u in model if rng.random() < 0.3)
+        with env.begin(write=True) as txn:
+            w = MembersWriter(txn, db, 5)
+            if gone:  # a change of a leaving UID in the same writer first
+                w.move(gone[0], model[gone[0]], 4)
+                model[gone[0]] = 4
+            w.leave(gone, [model[u] for u in gone])
+            w.flush()
+        for uid in gone:
+            del model[uid]
+        with env.begin() as txn:
+            every = flag_members.uids_in(txn, db, 5, flag_members.EVERY, [(1, 0xFFFFFFFF)])
+            assert list(array.array("I", every)) == sorted(model)
+            stored = {(m, u): f for m, f, u in flag_members.entries(txn, db) if f != flag_members.EVERY}
+            assert stored == {(5, u): f for u, f in model.items()}
+    assert model, "everything left"

@@ -297,8 +297,9 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Outcome:
     result = await s.ctx.store.expunge(user, sel.mailbox_id, uid_text)
     if result.expunged:
         s.committed(sel.mailbox_id, modseq=result.highestmodseq)
-    for line in sel.note_own_expunge(result.expunged):
-        s.emit(line)
+    lines = sel.note_own_expunge(result.expunged)
+    if lines:
+        s.emit(b"".join(lines))  # one buffer, not one writev piece per message
     code = b"[HIGHESTMODSEQ %d] " % result.highestmodseq if sel.condstore else b""
     s.tagged(tag, b"OK", code + b"EXPUNGE completed")
     return Outcome.CONTINUE

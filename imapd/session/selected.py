@@ -211,8 +211,11 @@ class SelectedMailbox:
         """`* n EXPUNGE` for the ascending UIDs `doomed` that are in the map, highest first (each
         number stays valid as the ones above go), and the map without them: one cut per run of
         consecutive numbers, not one move of the map's tail per message."""
-        seqs = [seq for seq in map(self._seq, doomed) if seq]
+        seqs = self._seqs(doomed)
         out = [b"* %d EXPUNGE\r\n" % seq for seq in reversed(seqs)]
+        if isinstance(seqs, range):
+            del self.uids[seqs.start - 1 : seqs.stop - 1]
+            return out
         end = len(seqs)
         while end:
             start = end - 1
@@ -221,6 +224,17 @@ class SelectedMailbox:
             del self.uids[seqs[start] - 1 : seqs[end - 1]]
             end = start
         return out
+
+    def _seqs(self, doomed: list[int]) -> Sequence[int]:
+        """The sequence numbers of the ascending UIDs `doomed` that are in the map, ascending: a
+        range when they are a run of the map (EXPUNGE of a block of \\Deleted messages; one
+        compare of the map's slice instead of a bisect per UID)."""
+        if not doomed:
+            return ()
+        start = bisect.bisect_left(self.uids, doomed[0])
+        if self.uids[start : start + len(doomed)] == array.array("I", doomed):
+            return range(start + 1, start + len(doomed) + 1)
+        return [seq for seq in map(self._seq, doomed) if seq]
 
     # ---- numbers ----------------------------------------------------------------
     def _seq(self, uid: int) -> int:
@@ -277,22 +291,26 @@ class SelectedMailbox:
     def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
         """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
         doomed = sorted(set(uids))
-        out = update_contexts.expunge_lines(self.contexts, doomed, self._seq)
+        out = update_contexts.expunge_lines(self.contexts, doomed, self._seq) if self.contexts else []
         if self.qresync:
-            present = [u for u in doomed if self._seq(u)]
+            present = [self.uids[seq - 1] for seq in self._seqs(doomed)]
             if present:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(present).to_bytes() + b"\r\n")
             self.uids = _without(self.uids, present)
         else:
             out.extend(self._expunge_lines(doomed))
-        for uid in doomed:
-            self.recent.discard(uid)
-            self.touched.discard(uid)
-            self.pending_expunged.discard(uid)
-            self.pending_flags.pop(uid, None)
-            self.own_modseq.pop(uid, None)
+        # Set operations in C rather than five look-ups per UID (an EXPUNGE of 1,000).
+        gone = set(doomed)
+        self.recent -= gone
+        self.touched -= gone
+        self.pending_expunged -= gone
+        if self.pending_flags:
+            for uid in doomed:
+                self.pending_flags.pop(uid, None)
+        if self.own_modseq:
+            for uid in doomed:
+                self.own_modseq.pop(uid, None)
         # Messages we never announced that our EXPUNGE removed: never announce them.
         if self.pending_added:
-            gone_now = set(doomed)
-            self.pending_added = [u for u in self.pending_added if u not in gone_now]
+            self.pending_added = [u for u in self.pending_added if u not in gone]
         return out
