@@ -1,7 +1,8 @@
 """The delivery log: every LMTP delivery's outcome per recipient, bounded, searchable.
 
 LMDB operations only, in the caller's write transaction. Keyed by a big-endian
-sequence number and trimmed to `LOG_LIMIT` records, the oldest first. A
+sequence number and holds at most `LOG_LIMIT` records (the oldest go first, in
+batches: `TRIM_BATCH`). A
 delivery that stores a message is logged by the append itself
 (AppendHeader.delivery_log, `record_append`): the same transaction holds the
 message and its log line, so a crash keeps both or neither. Outcomes that store
@@ -18,6 +19,11 @@ from store.ordered_put import put_in_order
 from store.schema import U64, Dbs
 
 LOG_LIMIT = 20_000
+# Once the log is over its limit, the oldest records go in a batch that leaves it this many
+# below the limit (a limit this small or smaller is trimmed to the limit exactly): trimming
+# one record per delivery rewrote the leftmost leaf and its branch pages in every append's
+# commit (3 of the ~40 pages an append dirtied past 20,000 deliveries, store/README.md).
+TRIM_BATCH = 256
 SEARCH_LIMIT = 100
 # Records are appended in time order (give or take lmtpd clocks a little apart): a search with a
 # lower time bound stops this far past it instead of reading the whole log.
@@ -35,7 +41,8 @@ def record_append(txn: lmdb.Transaction, dbs: Dbs, header: store_pb2.AppendHeade
 
 
 def record(txn: lmdb.Transaction, dbs: Dbs, records: list[settings_pb2.DeliveryRecord], limit: int = LOG_LIMIT) -> int:
-    """Append records (assigning seq), trim to `limit`; return how many the log now holds."""
+    """Append records (assigning seq); past `limit`, trim the oldest (to `limit` - TRIM_BATCH
+    when the limit is larger than 4 * TRIM_BATCH, else to `limit`); return how many it holds."""
     cur = txn.cursor(db=dbs.delivery_log)
     seq = U64.unpack(bytes(cur.key()))[0] if cur.last() else 0
     for entry in records:
@@ -46,11 +53,12 @@ def record(txn: lmdb.Transaction, dbs: Dbs, records: list[settings_pb2.DeliveryR
         put_in_order(txn, U64.pack(seq), entry.SerializeToString(), dbs.delivery_log)  # seq: the highest
     kept = int(txn.stat(dbs.delivery_log)["entries"])
     if kept > limit:
+        keep = limit - TRIM_BATCH if limit > 4 * TRIM_BATCH else limit
         cur = txn.cursor(db=dbs.delivery_log)
         cur.first()
-        for _ in range(kept - limit):
+        for _ in range(kept - keep):
             cur.delete()
-        kept = limit
+        kept = keep
     return kept
 
 

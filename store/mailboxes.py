@@ -20,12 +20,17 @@ def _new_uidvalidity(txn: lmdb.Transaction, dbs: Dbs) -> int:
 
 
 def lookup(txn: lmdb.Transaction, dbs: Dbs, user: str, name: str) -> tuple[int, MailboxRecord]:
-    canonical = names.mailbox_name(name)
+    mid = id_of(txn, dbs, user, names.mailbox_name(name))
+    return mid, by_id(txn, dbs, user, mid)
+
+
+def id_of(txn: lmdb.Transaction, dbs: Dbs, user: str, canonical: str) -> int:
+    """The id of mailbox `canonical` (a names.mailbox_name result) of `user`, its record unread:
+    an append reads that once per batch (batch_records), after this."""
     raw = txn.get(user_key(user, canonical), db=dbs.mailbox_names)
     if raw is None:
         raise NotFound(f"mailbox {canonical!r} of user {user!r} does not exist")
-    mid = int(U64.unpack(raw)[0])
-    return mid, by_id(txn, dbs, user, mid)
+    return int(U64.unpack(raw)[0])
 
 
 def by_id(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> MailboxRecord:

@@ -71,9 +71,11 @@ class MessageOps(StoreCore):
         user = names.user_name(header.user)
         if not header.mailbox_id and not header.mailbox:
             raise InvalidArgument("append needs a mailbox name or mailbox_id")
+        # Checked and made canonical here, in the caller's thread, not in the committer's.
+        name = "" if header.mailbox_id else names.mailbox_name(header.mailbox)
 
         def op(ctx: WriteContext) -> tuple[int, MailboxRecord, list[store_pb2.MessageMeta]]:
-            mid = header.mailbox_id or mailboxes.lookup(ctx.txn, ctx.dbs, user, header.mailbox)[0]
+            mid = header.mailbox_id or mailboxes.id_of(ctx.txn, ctx.dbs, user, name)
             record, metas = messages.append(ctx.txn, ctx.dbs, user, mid, items, records=ctx.records)
             ctx.events.append(
                 store_pb2.ChangeEvent(

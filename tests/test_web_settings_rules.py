@@ -76,6 +76,28 @@ def test_the_delivery_log_is_bounded_and_searchable(mail_store: MailStore) -> No
     assert [r.message_id for r in found] == ["<m27@a.test>", "<m25@a.test>", "<m23@a.test>", "<m21@a.test>"]
 
 
+def test_a_long_delivery_log_is_trimmed_in_batches_and_never_past_its_limit(mail_store: MailStore) -> None:
+    limit = 4 * delivery_log.TRIM_BATCH + 100
+
+    def log(first: int, count: int) -> int:
+        records = [
+            settings_pb2.DeliveryRecord(time_ms=1000 + i, message_id=f"<m{i}>") for i in range(first, first + count)
+        ]
+        return mail_store.write(1, lambda ctx: delivery_log.record(ctx.txn, ctx.dbs, records, limit))
+
+    def ids() -> list[str]:
+        query = settings_pb2.SearchDeliveriesRequest(limit=limit + 1)
+        return [r.message_id for r in mail_store.read(lambda txn: delivery_log.search(txn, mail_store.dbs, query))]
+
+    assert log(0, limit) == limit  # at the limit: nothing goes
+    kept = log(limit, 1)  # one past it: the oldest go in one batch
+    assert kept == limit - delivery_log.TRIM_BATCH
+    assert ids() == [f"<m{i}>" for i in range(limit, limit - kept, -1)]
+    sizes = [log(limit + 1 + i, 1) for i in range(delivery_log.TRIM_BATCH + 1)]  # one per delivery again
+    assert max(sizes) == limit and sizes[-1] == limit - delivery_log.TRIM_BATCH  # filled up, trimmed once more
+    assert ids()[0] == f"<m{limit + delivery_log.TRIM_BATCH + 1}>"
+
+
 HEAD = b"From: a@b\r\nX-Spam-Flag: yes\r\nMessage-ID: <1@b.test>\r\n\r\nX-Spam-Flag: NO\r\n"
 
 
