@@ -108,7 +108,7 @@ class SelectedMailbox:
         for uid in event.expunged:
             if uid in self.pending_added:
                 self.pending_added.remove(uid)
-            elif self._seq(uid):
+            elif self.seq_of(uid):
                 self.pending_expunged.add(uid)
                 self.pending_flags.pop(uid, None)
         for meta in event.flags:
@@ -143,7 +143,7 @@ class SelectedMailbox:
         if allow_expunge and self.pending_expunged:
             doomed = sorted(self.pending_expunged)
             self.pending_expunged.clear()
-            out.extend(update_contexts.expunge_lines(self.contexts, doomed, self._seq))
+            out.extend(update_contexts.expunge_lines(self.contexts, doomed, self.seq_of))
             if self.qresync:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
                 self.uids = _without(self.uids, doomed)
@@ -171,7 +171,7 @@ class SelectedMailbox:
             out.append(b"* %d RECENT\r\n" % self.announced_recent)
         if self.pending_flags:
             for uid, meta in sorted(self.pending_flags.items()):
-                seq = self._seq(uid)
+                seq = self.seq_of(uid)
                 if seq:
                     out.append(self.flags_response(seq, meta, with_uid=self.condstore))
             self.pending_flags.clear()
@@ -190,7 +190,7 @@ class SelectedMailbox:
         """`* n EXPUNGE` for the ascending UIDs `doomed` that are in the map, highest first (each
         number stays valid as the ones above go), and the map without them: one cut per run of
         consecutive numbers, not one move of the map's tail per message."""
-        seqs = [seq for seq in map(self._seq, doomed) if seq]
+        seqs = [seq for seq in map(self.seq_of, doomed) if seq]
         out = [b"* %d EXPUNGE\r\n" % seq for seq in reversed(seqs)]
         end = len(seqs)
         while end:
@@ -202,13 +202,11 @@ class SelectedMailbox:
         return out
 
     # ---- numbers ----------------------------------------------------------------
-    def _seq(self, uid: int) -> int:
-        i = bisect.bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
-
     def seq_of(self, uid: int) -> int:
         """Sequence number of a UID in this session's map, 0 if unknown."""
-        return self._seq(uid)
+        uids = self.uids
+        i = bisect.bisect_left(uids, uid)
+        return i + 1 if i < len(uids) and uids[i] == uid else 0
 
     @property
     def exists(self) -> int:
@@ -218,7 +216,7 @@ class SelectedMailbox:
         """UIDs a command addresses, in this session's view (ascending, distinct): slices of
         the map, since the resolved ranges are sorted and merged."""
         if sequence_set.saved:
-            return [u for u in self.saved_search if self._seq(u)]
+            return [u for u in self.saved_search if self.seq_of(u)]
         out = array.array("I")
         if uid:
             if not self.uids:
@@ -256,9 +254,9 @@ class SelectedMailbox:
     def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
         """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
         doomed = sorted(set(uids))
-        out = update_contexts.expunge_lines(self.contexts, doomed, self._seq)
+        out = update_contexts.expunge_lines(self.contexts, doomed, self.seq_of)
         if self.qresync:
-            present = [u for u in doomed if self._seq(u)]
+            present = [u for u in doomed if self.seq_of(u)]
             if present:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(present).to_bytes() + b"\r\n")
             self.uids = _without(self.uids, present)

@@ -20,6 +20,7 @@ import trio
 
 from imapd.account_hub import AccountSubscription
 from imapd.errors import StoreError
+from imapd.message.fetch_render import FetchPlan
 from imapd.protocol import commands as c
 from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.states import ConnectionState, Transition, is_valid, next_state
@@ -119,6 +120,9 @@ class Session:
         self.pending_auth_tag: str | None = None
         self.idle_tag: str | None = None
         self.idle_cancel: trio.CancelScope | None = None
+        # The FETCH this session ran last, with CONDSTORE on or off, and its plan
+        # (message_commands): clients repeat the same FETCH, and the parser the same command.
+        self.fetch_plan: tuple[c.Fetch, bool, FetchPlan] | None = None
 
     # ---- output ---------------------------------------------------------------
     def emit(self, data: bytes) -> None:
