@@ -63,7 +63,8 @@ def _general(seq: int, attributes: tuple[F.FetchAttribute, ...], view: MessageVi
 
 @pytest.mark.parametrize("message", [NESTED, HEADERLESS], ids=["nested", "headerless"])
 def test_each_attribute_and_each_pair_as_the_general_renderer(message: bytes) -> None:
-    lists = [(a,) for a in ATTRIBUTES] + list(itertools.permutations(ATTRIBUTES[:9], 2))
+    lists: list[tuple[F.FetchAttribute, ...]] = [(a,) for a in ATTRIBUTES]
+    lists += itertools.permutations(ATTRIBUTES[:9], 2)
     lists.append(ATTRIBUTES)
     compared = 0
     for attributes in lists:
