@@ -340,6 +340,13 @@ class Session:
             log.exception("handler for %s failed", type(command).__name__)
             self.tagged(tag, b"NO", b"[SERVERBUG] Internal error; the connection stays usable")
             outcome = Outcome.CONTINUE
+        if (
+            outcome is Outcome.CONTINUE
+            and self.notify is None
+            and (self.selected is None or self._selected_quiet())
+            and self._flush_now()
+        ):
+            return outcome  # nothing to announce and the reply went out whole: `_finish` without its coroutine
         allow = not (isinstance(command, _NO_EXPUNGE) and not getattr(command, "uid", False))
         return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE, allow_expunge=allow)
 
