@@ -16,6 +16,7 @@ from imapd.protocol.fetch_spec import BodySection, Partial, Section, TextSpec
 from mailparse.errors import MissingMessageData
 from mailparse.headers import header_end
 from mailparse.view import MessageView
+from tests.imap_server_wire import connected, running_server, trio_test
 
 CORPUS = Path(__file__).parent / "data" / "mime"
 NESTED = (CORPUS / "mixed_nested.eml").read_bytes()
@@ -99,3 +100,28 @@ def test_the_plan_says_what_the_fetch_needs() -> None:
     envelope_only = FetchPlan((F.UID, F.ENVELOPE))
     assert envelope_only.needs.header and not envelope_only.needs_without_envelope.any
     assert FetchPlan((F.UID, F.FLAGS)).from_index
+
+
+@trio_test
+async def test_a_repeated_fetch_follows_condstore_and_sets_seen_each_time() -> None:
+    """The session keeps the plan of the FETCH a client repeats: the same command answers
+    with MODSEQ once CONDSTORE is on (implicitly, by a SEARCH MODSEQ), and a FETCH that sets
+    \\Seen still sets it (and shows FLAGS) when repeated after the flag was taken away."""
+    message = b"Subject: one\r\n\r\nbody\r\n"
+    async with running_server() as (_, ports, _store), connected(ports[0]) as client:
+        await client.login()
+        appended = await client.command(b"APPEND INBOX {%d+}\r\n" % len(message) + message)
+        assert b"OK" in appended[-1], appended
+        await client.command("SELECT INBOX")
+        first = await client.command(b"FETCH 1 (FLAGS BODY.PEEK[HEADER])")
+        assert first[0] == b"* 1 FETCH (FLAGS (\\Recent) BODY[HEADER] {16}\r\nSubject: one\r\n\r\n)\r\n"
+        assert (await client.command(b"FETCH 1 (FLAGS BODY.PEEK[HEADER])"))[0] == first[0]
+        enabled = await client.command(b"SEARCH MODSEQ 1")  # CONDSTORE on (RFC 7162 3.1), no other FETCH between
+        assert enabled[0].startswith(b"* OK [HIGHESTMODSEQ "), enabled
+        again = await client.command(b"FETCH 1 (FLAGS BODY.PEEK[HEADER])")
+        assert again[0].startswith(first[0][: -len(b")\r\n")] + b" MODSEQ ("), again
+        for _ in range(2):
+            seen = await client.command(b"FETCH 1 (BODY[TEXT])")
+            shown = b"* 1 FETCH (BODY[TEXT] {6}\r\nbody\r\n FLAGS (\\Seen \\Recent) MODSEQ ("
+            assert seen[0].startswith(shown), seen
+            await client.command(b"STORE 1 -FLAGS.SILENT (\\Seen)")
