@@ -103,6 +103,13 @@ class CommandGate:
         self.closed = False
         self._left: trio.Event | None = None  # set when the running command ends, while `close` waits
 
+    def enter_now(self) -> bool:
+        """Enter without a coroutine (every command): False while the gate is closed."""
+        if self.closed:
+            return False
+        self.running = True
+        return True
+
     async def enter(self) -> None:
         if self.closed:
             await trio.sleep_forever()  # the connection is being closed: its cancellation comes
@@ -425,7 +432,8 @@ class ImapServer:
                     if metrics is not None:
                         started = trio.current_time()
                     session.last_status = b""
-                    await conn.commands.enter()
+                    if not conn.commands.enter_now():
+                        await conn.commands.enter()
                     try:
                         outcome = await session.handle(event.tag, event.command)
                     finally:

@@ -2,20 +2,26 @@
 
 The session writes "* n FETCH (" + label SP value ... + ")": `fetch_response`
 gives that line in pieces; `fetch_list` builds the parenthesised list as a value. Whole-message bodies go out as
-ChunkedLiteral from the chunks the store sent, never joined.
+ChunkedLiteral from the chunks the store sent, never joined. `FetchPlan` is what a FETCH works
+out of its attribute list once (labels, data needs) and writes the commonest attributes with
+(FLAGS, UID, MODSEQ, RFC822.SIZE, BODY[HEADER], BODY[]) straight to bytes, the same bytes
+`render_value` + `encode_into` give (a test compares them): clients repeat the same FETCH.
 """
 
 from __future__ import annotations
 
-from typing import assert_never
+from typing import Final, assert_never
 
 from imapd.message import object_ids
 from imapd.message.binary_content import BinaryContent, part_content
 from imapd.message.bodystructure import body_structure
 from imapd.message.dates import format_internal_date
 from imapd.message.envelope import envelope
+from imapd.message.index_fetch import from_index
 from imapd.message.sections import apply_partial, header_section, section_bytes, slice_chunks
 from imapd.protocol.fetch_spec import (
+    ENVELOPE,
+    FLAGS,
     BinarySection,
     BinarySize,
     BodySection,
@@ -24,6 +30,9 @@ from imapd.protocol.fetch_spec import (
     PreviewItem,
     SimpleItem,
     SimpleKind,
+    TextSpec,
+    data_needs,
+    sets_seen,
 )
 from imapd.protocol.values import NIL, Atom, ChunkedLiteral, List, Literal, Number, Raw, String, Value, encode_into
 from mailparse.view import MessageView, ParsedMessage
@@ -161,3 +170,98 @@ def fetch_response(seq: int, labels: list[bytes], values: list[Value]) -> list[b
         encode_into(value, out)
     out.append(b")\r\n")
     return out
+
+
+# How FetchPlan writes an attribute: through render_value + encode_into, or straight to bytes.
+_GENERAL: Final = 0
+_FLAGS: Final = 1
+_UID: Final = 2
+_MODSEQ: Final = 3
+_SIZE: Final = 4
+_HEADER: Final = 5  # BODY[HEADER]<partial>, BODY.PEEK[HEADER]<partial>, RFC822.HEADER
+_WHOLE: Final = 6  # BODY[] / BODY.PEEK[] without partial
+_SIMPLE_WAYS: Final = {
+    SimpleKind.FLAGS: _FLAGS,
+    SimpleKind.UID: _UID,
+    SimpleKind.MODSEQ: _MODSEQ,
+    SimpleKind.RFC822_SIZE: _SIZE,
+    SimpleKind.RFC822_HEADER: _HEADER,
+}
+
+
+def _way(item: FetchAttribute) -> int:
+    if isinstance(item, SimpleItem):
+        return _SIMPLE_WAYS.get(item.kind, _GENERAL)
+    if isinstance(item, BodySection) and not item.section.part:
+        if item.section.text is TextSpec.HEADER:
+            return _HEADER
+        if item.section.text is None and item.partial is None:
+            return _WHOLE
+    return _GENERAL
+
+
+class FetchPlan:
+    """One FETCH attribute list, worked out once: labels, what the store must send, and
+    how each attribute is written. A session keeps the plan of the FETCH it last ran
+    (clients send the same FETCH again and again); nothing in it depends on a message."""
+
+    __slots__ = (
+        "_steps",
+        "attributes",
+        "from_index",
+        "labels",
+        "needs",
+        "needs_without_envelope",
+        "sets_seen",
+        "wants_envelope",
+        "wants_flags",
+    )
+
+    def __init__(self, attributes: tuple[FetchAttribute, ...]) -> None:
+        self.attributes = attributes
+        self.labels = [a.label() for a in attributes]
+        self.wants_flags = FLAGS in attributes
+        self.wants_envelope = ENVELOPE in attributes
+        self.from_index = from_index(attributes)
+        self.sets_seen = sets_seen(attributes)
+        self.needs = data_needs(attributes)
+        # When every ENVELOPE comes from the session's cache, no header bytes are needed for it.
+        self.needs_without_envelope = data_needs(a for a in attributes if a != ENVELOPE)
+        self._steps = [
+            (label + b" " if i == 0 else b" " + label + b" ", _way(item), item)
+            for i, (label, item) in enumerate(zip(self.labels, attributes, strict=True))
+        ]
+
+    def response(self, seq: int, view: MessageView) -> list[bytes]:
+        """The untagged "* seq FETCH (...)" line for `view`, in pieces: `fetch_response`
+        of `render_values`, byte for byte. Raises what `render_value` raises."""
+        msg = ParsedMessage(view)
+        out = [b"* %d FETCH (" % seq]
+        append = out.append
+        for prefix, way, item in self._steps:
+            append(prefix)
+            if way == _FLAGS:
+                flags = view.flags
+                if view.recent and RECENT not in flags:
+                    flags = (*flags, RECENT)
+                append(b"(" + " ".join(flags).encode("ascii") + b")")
+            elif way == _HEADER:
+                data = msg.header()
+                if isinstance(item, BodySection) and item.partial is not None:
+                    data = apply_partial(data, item.partial)
+                append(b"{%d}\r\n" % len(data))
+                append(data)
+            elif way == _WHOLE and view.chunks is not None:
+                chunks = view.chunks
+                append(b"{%d}\r\n" % sum(map(len, chunks)))
+                out.extend(chunks)
+            elif way == _UID:
+                append(b"%d" % view.uid)
+            elif way == _SIZE:
+                append(b"%d" % view.size)
+            elif way == _MODSEQ:
+                append(b"(%d)" % view.modseq)
+            else:
+                encode_into(render_value(item, msg), out)
+        append(b")\r\n")
+        return out

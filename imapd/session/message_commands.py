@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imapd.message import index_fetch, index_search
-from imapd.message.fetch_render import fetch_response, render_values
+from imapd.message import index_search
+from imapd.message.fetch_render import FetchPlan, fetch_response, render_values
 from imapd.message.search_eval import SearchContext, SearchEvaluator
 from imapd.protocol import commands as c
 from imapd.protocol.fetch_spec import (
@@ -16,8 +16,6 @@ from imapd.protocol.fetch_spec import (
     FLAGS,
     MODSEQ,
     FetchAttribute,
-    data_needs,
-    sets_seen,
     with_modseq,
     with_uid,
 )
@@ -93,11 +91,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     user, sel = _sel(s)
     if _bad_sequence(s, tag, sel, cmd.sequence_set, cmd.uid):
         return Outcome.CONTINUE
-    attrs = with_uid(cmd.attributes) if cmd.uid else cmd.attributes
-    if cmd.changed_since is not None or MODSEQ in attrs:
-        _implicit_condstore(s, sel)
-    if sel.condstore and (cmd.changed_since is not None or FLAGS in attrs):
-        attrs = with_modseq(attrs)  # RFC 7162 3.1: MODSEQ with every FETCH of flags once enabled
+    plan = _plan(s, sel, cmd)
+    attrs = plan.attributes
     uids = sel.uids_for(cmd.sequence_set, uid=cmd.uid)
     if cmd.vanished and cmd.changed_since is not None and cmd.uid:
         if "QRESYNC" not in s.enabled:
@@ -109,7 +104,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     if not uids:
         s.tagged(tag, b"OK", b"FETCH completed")
         return Outcome.CONTINUE
-    if index_fetch.from_index(attrs):  # flags and metadata only: from the flag index, streamed
+    if plan.from_index:  # flags and metadata only: from the flag index, streamed
         found = await index_queries.fetch_lines(s, user, sel, attrs=attrs, uids=uids, changed_since=cmd.changed_since)
         if found < len(uids) and cmd.changed_since is None:
             s.tagged(tag, b"NO", b"[EXPUNGEISSUED] Some of the requested messages no longer exist")
@@ -118,39 +113,43 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         return Outcome.CONTINUE
     uid_text = sel.span(uids)
     flagged: set[int] = set()
-    if sets_seen(attrs) and not sel.read_only:
+    if plan.sets_seen and not sel.read_only:
         result = await s.ctx.store.store_flags(user, sel.mailbox_id, uid_text, FlagMode.ADD, ["\\Seen"])
         sel.note_own_flags(result.updated)
-        if FLAGS not in attrs:
+        if not plan.wants_flags:
             flagged = {m.uid for m in result.updated}
     # ENVELOPEs come from the cache when it has them all: then no header bytes are needed.
-    others = tuple(a for a in attrs if a != ENVELOPE)
-    cached = len(others) < len(attrs) and s.ctx.envelopes.has_all(user, sel.mailbox_id, uids)
-    needs = data_needs(others if cached else attrs)
+    wants_envelope = plan.wants_envelope
+    cached = wants_envelope and s.ctx.envelopes.has_all(user, sel.mailbox_id, uids)
+    needs = plan.needs_without_envelope if cached else plan.needs
     request = FetchRequest(uid_text, needs.header, needs.body, cmd.changed_since or 0, with_facts=needs.facts)
     missing = set(uids)
     cpu = CpuSlice()
-    labels = [a.label() for a in attrs]
-    wants_flags = FLAGS in attrs
-    wants_envelope = ENVELOPE in attrs
+    wants_flags = plan.wants_flags
+    flagged_plan: FetchPlan | None = None
     recent = sel.recent
+    seq_of = sel.seq_of
     async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
         if cpu.due():
             await cpu.tick()
         meta = item.meta
-        seq = sel.seq_of(meta.uid)
+        seq = seq_of(meta.uid)
         if not seq:
             continue
         missing.discard(meta.uid)
-        these, these_labels, these_flags = attrs, labels, wants_flags
+        these, these_flags = plan, wants_flags
         if flagged and meta.uid in flagged:
-            these = with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS)
-            these_labels, these_flags = [a.label() for a in these], True
+            if flagged_plan is None:
+                flagged_plan = FetchPlan(with_modseq((*attrs, FLAGS)) if sel.condstore else (*attrs, FLAGS))
+            these, these_flags = flagged_plan, True
         try:
             if wants_envelope:
-                values = _render_with_envelope(s, user, sel.mailbox_id, these, item, recent=meta.uid in recent)
+                values = _render_with_envelope(
+                    s, user, sel.mailbox_id, these.attributes, item, recent=meta.uid in recent
+                )
+                parts = fetch_response(seq, these.labels, values)
             else:
-                values = render_values(these, _view(item, meta.uid in recent))
+                parts = these.response(seq, _view(item, meta.uid in recent))
         except MissingMessageData:
             continue
         except UnknownTransferEncoding:
@@ -159,7 +158,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
         if these_flags:
             for line in sel.announce_keywords(meta.flags):
                 s.emit(line)
-        if s.emit_parts(fetch_response(seq, these_labels, values)):
+        if s.emit_parts(parts):
             await s.flush()
     if missing and cmd.changed_since is None:
         # Expunged by another session, not yet announced to this one (RFC 2180 4.1.2).
@@ -167,6 +166,27 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Outcome:
     else:
         s.tagged(tag, b"OK", b"FETCH completed")
     return Outcome.CONTINUE
+
+
+def _plan(s: Session, sel: SelectedMailbox, cmd: c.Fetch) -> FetchPlan:
+    """The attributes `cmd` answers with and how: the session's last plan when the client
+    repeats its FETCH (the parser hands back the same command object) and CONDSTORE is as
+    it was then, else worked out now (enabling CONDSTORE first when the FETCH asks for it).
+
+    Nothing else in the mailbox counts: a plan made after enabling CONDSTORE implicitly is
+    kept with condstore on, and `s.enabled` never loses CONDSTORE, so the step it skips on a
+    repeat would do nothing."""
+    last = s.fetch_plan
+    if last is not None and last[0] is cmd and last[1] == sel.condstore:
+        return last[2]
+    attrs = with_uid(cmd.attributes) if cmd.uid else cmd.attributes
+    if cmd.changed_since is not None or MODSEQ in attrs:
+        _implicit_condstore(s, sel)
+    if sel.condstore and (cmd.changed_since is not None or FLAGS in attrs):
+        attrs = with_modseq(attrs)  # RFC 7162 3.1: MODSEQ with every FETCH of flags once enabled
+    plan = FetchPlan(attrs)
+    s.fetch_plan = (cmd, sel.condstore, plan)
+    return plan
 
 
 def _render_with_envelope(

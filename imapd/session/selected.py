@@ -115,7 +115,7 @@ class SelectedMailbox:
             # membership test per UID.
             not_announced = self._drop_pending_added(event.expunged)
             for uid in event.expunged:
-                if uid not in not_announced and self._seq(uid):
+                if uid not in not_announced and self.seq_of(uid):
                     self.pending_expunged.add(uid)
                     self.pending_flags.pop(uid, None)
         for meta in event.flags:
@@ -136,7 +136,7 @@ class SelectedMailbox:
 
     def holds(self, uid: int) -> bool:
         """The UID is in this session's map, or new mail it will announce."""
-        return bool(self._seq(uid)) or _in_sorted(self.pending_added, uid)
+        return bool(self.seq_of(uid)) or _in_sorted(self.pending_added, uid)
 
     def note_added(self, uids: Iterable[int]) -> None:
         """Messages this session itself added (APPEND/COPY here): EXISTS before its OK."""
@@ -164,7 +164,7 @@ class SelectedMailbox:
         if allow_expunge and self.pending_expunged:
             doomed = sorted(self.pending_expunged)
             self.pending_expunged.clear()
-            out.extend(update_contexts.expunge_lines(self.contexts, doomed, self._seq))
+            out.extend(update_contexts.expunge_lines(self.contexts, doomed, self.seq_of))
             if self.qresync:
                 out.append(b"* VANISHED " + SequenceSet.from_numbers(doomed).to_bytes() + b"\r\n")
                 self.uids = _without(self.uids, doomed)
@@ -192,7 +192,7 @@ class SelectedMailbox:
             out.append(b"* %d RECENT\r\n" % self.announced_recent)
         if self.pending_flags:
             for uid, meta in sorted(self.pending_flags.items()):
-                seq = self._seq(uid)
+                seq = self.seq_of(uid)
                 if seq:
                     out.append(self.flags_response(seq, meta, with_uid=self.condstore))
             self.pending_flags.clear()
@@ -234,16 +234,14 @@ class SelectedMailbox:
         start = bisect.bisect_left(self.uids, doomed[0])
         if self.uids[start : start + len(doomed)] == array.array("I", doomed):
             return range(start + 1, start + len(doomed) + 1)
-        return [seq for seq in map(self._seq, doomed) if seq]
+        return [seq for seq in map(self.seq_of, doomed) if seq]
 
     # ---- numbers ----------------------------------------------------------------
-    def _seq(self, uid: int) -> int:
-        i = bisect.bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
-
     def seq_of(self, uid: int) -> int:
         """Sequence number of a UID in this session's map, 0 if unknown."""
-        return self._seq(uid)
+        uids = self.uids
+        i = bisect.bisect_left(uids, uid)
+        return i + 1 if i < len(uids) and uids[i] == uid else 0
 
     @property
     def exists(self) -> int:
@@ -253,7 +251,7 @@ class SelectedMailbox:
         """UIDs a command addresses, in this session's view (ascending, distinct): slices of
         the map, since the resolved ranges are sorted and merged."""
         if sequence_set.saved:
-            return [u for u in self.saved_search if self._seq(u)]
+            return [u for u in self.saved_search if self.seq_of(u)]
         out = array.array("I")
         if uid:
             if not self.uids:
@@ -291,7 +289,7 @@ class SelectedMailbox:
     def note_own_expunge(self, uids: Iterable[int]) -> list[bytes]:
         """Our own EXPUNGE/MOVE: announce at once, in this session's numbering."""
         doomed = sorted(set(uids))
-        out = update_contexts.expunge_lines(self.contexts, doomed, self._seq) if self.contexts else []
+        out = update_contexts.expunge_lines(self.contexts, doomed, self.seq_of) if self.contexts else []
         if self.qresync:
             present = [self.uids[seq - 1] for seq in self._seqs(doomed)]
             if present:

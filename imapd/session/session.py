@@ -20,6 +20,7 @@ import trio
 
 from imapd.account_hub import AccountSubscription
 from imapd.errors import StoreError
+from imapd.message.fetch_render import FetchPlan
 from imapd.protocol import commands as c
 from imapd.protocol.mutf7 import UndecodableName
 from imapd.protocol.states import ConnectionState, Transition, is_valid, next_state
@@ -119,6 +120,9 @@ class Session:
         self.pending_auth_tag: str | None = None
         self.idle_tag: str | None = None
         self.idle_cancel: trio.CancelScope | None = None
+        # The FETCH this session ran last, with CONDSTORE on or off, and its plan
+        # (message_commands): clients repeat the same FETCH, and the parser the same command.
+        self.fetch_plan: tuple[c.Fetch, bool, FetchPlan] | None = None
 
     # ---- output ---------------------------------------------------------------
     def emit(self, data: bytes) -> None:
@@ -361,6 +365,13 @@ class Session:
             log.exception("handler for %s failed", type(command).__name__)
             self.tagged(tag, b"NO", b"[SERVERBUG] Internal error; the connection stays usable")
             outcome = Outcome.CONTINUE
+        if (
+            outcome is Outcome.CONTINUE
+            and self.notify is None
+            and (self.selected is None or self._selected_quiet())
+            and self._flush_now()
+        ):
+            return outcome  # nothing to announce and the reply went out whole: `_finish` without its coroutine
         allow = not (isinstance(command, _NO_EXPUNGE) and not getattr(command, "uid", False))
         return await self._finish(tag, outcome, updates=outcome is Outcome.CONTINUE, allow_expunge=allow)
 
