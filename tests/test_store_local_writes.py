@@ -203,6 +203,18 @@ def test_a_bad_hello_and_one_connection_too_many_are_refused(local_server: Local
         c.close()
 
 
+def test_the_hello_s_feed_token_brings_the_write_s_events_in_its_reply(local_server: LocalWritesServer) -> None:
+    mine, plain = RawClient(local_server.path), RawClient(local_server.path)
+    assert not mine.hello("proc-a").refused and not plain.hello().refused
+    reply = mine.write(_append(1, "alice", rid=1))
+    assert [[m.uid for m in e.added] for e in reply.events] == [[reply.append.uid]]
+    assert not plain.write(_append(1, "alice", rid=1)).events
+    too_long = RawClient(local_server.path)
+    assert too_long.hello("x" * 65).refused == "the feed token is not valid"
+    for client in (mine, plain, too_long):
+        client.close()
+
+
 def test_ending_the_connections_answers_what_is_in_flight_then_closes(local_server: LocalWritesServer) -> None:
     client = RawClient(local_server.path)
     assert not client.hello().refused
