@@ -8,7 +8,9 @@ thread per connection reads a request and queues it at the committer
 (`write_stream.start_write`, shared with the gRPC stream), and the thread that
 finishes the write (the committer's) sends its reply straight into the socket
 without waiting (MSG_DONTWAIT). Only a reply the socket has no room for goes
-through the connection's writer thread. Framing: store/local_frames.py.
+through the connection's writer thread, as do replies while other writes of
+the connection are in flight (sent together, one call per batch: see
+`_queue_reply`). Framing: store/local_frames.py.
 
 Who may connect: the directory is the store's private one (0700) and the
 socket is 0600; a peer whose SO_PEERCRED uid is neither the store's nor root
@@ -289,8 +291,7 @@ class _Connection:
 
     def _finisher(self, rid: int, field: str, origin: Origin | None) -> Callable[[Future[Any]], None]:
         def finish(fut: Future[Any]) -> None:
-            # The committer's thread (or the reader's, for a refused write): send if the socket
-            # takes the reply whole at once, else leave it to the writer thread.
+            # The committer's thread (or the reader's, for a refused write).
             data = encode(write_reply(rid, field, fut, origin).SerializeToString())
             self._queue_reply(data, self._answered)
 
@@ -304,22 +305,25 @@ class _Connection:
                 self._shutdown_locked()
 
     def _queue_reply(self, data: bytes, sent: Callable[[], None] = lambda: None) -> None:
+        """The reply of the only write in flight goes straight into the socket if it takes it
+        whole (one session: no hand-off). With others in flight (their replies are likely in
+        the same group commit) it goes to the writer thread, which sends all that are queued
+        in one call: a send releases the GIL, and the committer thread would wait to get it
+        back after each one while the store's other threads run."""
         view = memoryview(data)
         with self._lock:
-            if not self._shut and not self._outbox:
+            if not self._shut and not self._outbox and self._in_flight <= 1:
                 try:
                     view = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
                 except BlockingIOError:
                     pass
                 except OSError:
                     self._shutdown_locked()
-            if self._shut or not view:
-                pass  # sent, or the peer is gone: nobody is waiting for it any more
-            else:
+            if not self._shut and view:
                 self._outbox.append((view, sent))
                 self._wake_writer.notify()
                 return
-        sent()
+        sent()  # sent, or the peer is gone: nobody is waiting for it any more
 
     def _send_now(self, data: bytes) -> bool:
         """A reply during the hello, before the writer thread runs (a blocking send)."""
@@ -337,16 +341,19 @@ class _Connection:
                 if self._shut:
                     left, self._outbox = list(self._outbox), collections.deque()
                     break
-                view, sent = self._outbox[0]  # stays queued while sent: replies keep their order
+                # They stay queued while sent, so a reply finished meanwhile queues behind them.
+                batch = list(self._outbox)
             try:
-                self._sock.sendall(view)
+                self._sock.sendall(b"".join(batch_view for batch_view, _ in batch))
             except OSError:
                 with self._lock:
                     self._shutdown_locked()
                 continue
             with self._lock:
-                self._outbox.popleft()
-            sent()
+                for _ in batch:
+                    self._outbox.popleft()
+            for _view, sent in batch:
+                sent()
         for _view, sent in left:
             sent()
 
