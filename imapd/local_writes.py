@@ -40,6 +40,7 @@ class _Waiter:
     def __init__(self) -> None:
         self.reply: store_pb2.WriteReply | None = None
         self.wake = trio.Event()  # the reply is in, the connection failed, or it is this task's turn to read
+        self.listening = False  # its task waits on `wake` (it is not sending or running)
 
 
 class _Connection:
@@ -75,17 +76,23 @@ class _Connection:
         waiter = self.waiting[rid]
         while waiter.reply is None and self.error is None:
             if self.reading:
-                await waiter.wake.wait()
+                waiter.listening = True
+                try:
+                    await waiter.wake.wait()
+                finally:
+                    waiter.listening = False
                 waiter.wake = trio.Event()
                 continue
             self.reading = True
             try:
                 while waiter.reply is None and self.error is None:
-                    await self._read_one()
+                    await self._receive()
             finally:
                 self.reading = False
-                for other in self.waiting.values():  # the next waiting task reads from here on
-                    if other is not waiter and other.reply is None:
+                # The next task waiting here reads from now on (one still sending takes over
+                # when it gets here).
+                for other in self.waiting.values():
+                    if other.listening and other.reply is None:
                         other.wake.set()
                         break
         if waiter.reply is None:
@@ -93,30 +100,30 @@ class _Connection:
             raise self.error
         return waiter.reply
 
-    async def _read_one(self) -> None:
+    async def _receive(self) -> None:
+        """Read once and hand every whole reply in to its task: all of a group commit's
+        replies at once, not one per reading task (each hand-over costs a scheduling round)."""
         try:
-            frame = self.frames.next_frame()
-            while frame is None:
-                data = await self.stream.receive_some(_RECV)
-                if not data:
-                    self.fail("the store closed the local write connection")
-                    return
-                self.frames.feed(data)
-                frame = self.frames.next_frame()
-            reply = store_pb2.WriteReply.FromString(frame)
+            data = await self.stream.receive_some(_RECV)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.fail(f"the store's local write connection failed: {exc}")
             return
+        if not data:
+            self.fail("the store closed the local write connection")
+            return
+        self.frames.feed(data)
+        try:
+            while (frame := self.frames.next_frame()) is not None:
+                reply = store_pb2.WriteReply.FromString(frame)
+                if reply.id == 0:  # the store is closing the connection because of what we sent
+                    self.fail(f"the store closed the local write connection: {reply.error_message}")
+                    return
+                waiter = self.waiting.get(reply.id)
+                if waiter is not None:  # else: its writer stopped waiting
+                    waiter.reply = reply
+                    waiter.wake.set()
         except (FrameError, ValueError) as exc:  # DecodeError is a ValueError
             self.fail(f"the store sent a bad frame: {exc}")
-            return
-        if reply.id == 0:  # the store is closing the connection because of what we sent
-            self.fail(f"the store closed the local write connection: {reply.error_message}")
-            return
-        waiter = self.waiting.get(reply.id)
-        if waiter is not None:  # else: its writer stopped waiting
-            waiter.reply = reply
-            waiter.wake.set()
 
 
 class LocalWrites:
