@@ -44,10 +44,12 @@ class _Waiter:
 
 
 class _Connection:
-    def __init__(self, stream: trio.SocketStream, frames: FrameReader) -> None:
+    def __init__(self, raw: socket.socket, stream: trio.SocketStream, frames: FrameReader) -> None:
+        self.raw = raw  # the stream's own (non-blocking) socket, for sends without a checkpoint
         self.stream = stream
         self.frames = frames
         self.send_lock = trio.Lock()
+        self.slow_sends = 0  # sends waiting for room in the socket: later ones queue behind them
         self.waiting: dict[int, _Waiter] = {}
         self.reading = False  # a task is reading replies
         self.error: StoreError | None = None  # set: the connection is over
@@ -59,16 +61,36 @@ class _Connection:
                 waiter.wake.set()
             self.stream.socket.close()
 
-    async def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> bytes:
+        """Put as much of `frame` into the socket as it takes now, without yielding (sends of
+        many sessions must not queue behind one another's scheduling rounds); what is left
+        goes with `send_rest`, in order."""
+        if self.error is not None:
+            raise self.error
+        if self.slow_sends:
+            return frame
+        try:
+            return frame[self.raw.send(frame) :]
+        except BlockingIOError:
+            return frame
+        except OSError as exc:
+            self.fail(f"the store's local write connection failed: {exc}")
+            raise StoreError(StoreErrorKind.UNAVAILABLE, f"the store's local write connection failed: {exc}") from None
+
+    async def send_rest(self, rest: bytes) -> None:
         # Shielded: a frame cut short by a cancellation would break every later one.
-        async with self.send_lock:
-            with trio.CancelScope(shield=True), trio.move_on_after(_SEND_SECONDS) as late:
-                try:
-                    await self.stream.send_all(frame)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self.fail(f"the store's local write connection failed: {exc}")
-            if late.cancelled_caught:
-                self.fail(f"the store did not take a write in {_SEND_SECONDS:.0f} s")
+        self.slow_sends += 1
+        try:
+            async with self.send_lock:
+                with trio.CancelScope(shield=True), trio.move_on_after(_SEND_SECONDS) as late:
+                    try:
+                        await self.stream.send_all(rest)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        self.fail(f"the store's local write connection failed: {exc}")
+                if late.cancelled_caught:
+                    self.fail(f"the store did not take a write in {_SEND_SECONDS:.0f} s")
+        finally:
+            self.slow_sends -= 1
         if self.error is not None:
             raise self.error
 
@@ -145,7 +167,9 @@ class LocalWrites:
         frame = encode(request.SerializeToString())
         conn.waiting[rid] = _Waiter()
         try:
-            await conn.send(frame)
+            rest = conn.send(frame)
+            if rest:
+                await conn.send_rest(rest)
             reply = await conn.reply(rid)
             self.answered += 1
             return reply
@@ -169,7 +193,9 @@ class LocalWrites:
             return conn
 
     async def _connect(self) -> _Connection:
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.setblocking(False)
+        sock = trio.socket.from_stdlib_socket(raw)
         stream = trio.SocketStream(sock)
         frames = FrameReader()
         try:
@@ -196,4 +222,4 @@ class LocalWrites:
         if welcome.refused or welcome.version != VERSION:
             sock.close()
             raise LocalWritesRefused(f"{self.path}: {welcome.refused or f'protocol version {welcome.version}'}")
-        return _Connection(stream, frames)
+        return _Connection(raw, stream, frames)
