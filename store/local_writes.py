@@ -190,7 +190,9 @@ class _Connection:
         self._lock = threading.Lock()
         self._wake_writer = threading.Condition(self._lock)
         # Replies not yet sent whole (the first one may be partly sent), each with its room to release.
-        self._outbox: collections.deque[tuple[memoryview, Callable[[], None]]] = collections.deque()
+        self._outbox: collections.deque[tuple[memoryview | Callable[[], bytes], Callable[[], None]]] = (
+            collections.deque()
+        )
         self._room = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self._in_flight = 0
         self._ending = False  # refuse new writes; close once none is in flight
@@ -292,8 +294,7 @@ class _Connection:
     def _finisher(self, rid: int, field: str, origin: Origin | None) -> Callable[[Future[Any]], None]:
         def finish(fut: Future[Any]) -> None:
             # The committer's thread (or the reader's, for a refused write).
-            data = encode(write_reply(rid, field, fut, origin).SerializeToString())
-            self._queue_reply(data, self._answered)
+            self._queue_reply(lambda: encode(write_reply(rid, field, fut, origin).SerializeToString()), self._answered)
 
         return finish
 
@@ -304,23 +305,26 @@ class _Connection:
             if self._ending and not self._in_flight:
                 self._shutdown_locked()
 
-    def _queue_reply(self, data: bytes, sent: Callable[[], None] = lambda: None) -> None:
+    def _queue_reply(self, reply: bytes | Callable[[], bytes], sent: Callable[[], None] = lambda: None) -> None:
         """The reply of the only write in flight goes straight into the socket if it takes it
         whole (one session: no hand-off). With others in flight (their replies are likely in
         the same group commit) it goes to the writer thread, which sends all that are queued
         in one call: a send releases the GIL, and the committer thread would wait to get it
-        back after each one while the store's other threads run."""
-        view = memoryview(data)
+        back after each one while the store's other threads run. The writer thread also
+        builds those replies (`reply` may be a function making the frame), as the Writes
+        call's own thread does, so the committer goes on to its next batch."""
+        item: memoryview | Callable[[], bytes] = memoryview(reply) if isinstance(reply, bytes) else reply
         with self._lock:
             if not self._shut and not self._outbox and self._in_flight <= 1:
+                item = view = memoryview(item()) if callable(item) else item
                 try:
-                    view = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
+                    item = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
                 except BlockingIOError:
                     pass
                 except OSError:
                     self._shutdown_locked()
-            if not self._shut and view:
-                self._outbox.append((view, sent))
+            if not self._shut and (callable(item) or item):
+                self._outbox.append((item, sent))
                 self._wake_writer.notify()
                 return
         sent()  # sent, or the peer is gone: nobody is waiting for it any more
@@ -344,7 +348,7 @@ class _Connection:
                 # They stay queued while sent, so a reply finished meanwhile queues behind them.
                 batch = list(self._outbox)
             try:
-                self._sock.sendall(b"".join(batch_view for batch_view, _ in batch))
+                self._sock.sendall(b"".join(part() if callable(part) else part for part, _ in batch))
             except OSError:
                 with self._lock:
                     self._shutdown_locked()
