@@ -207,6 +207,12 @@ def _register_imap(bench_sub: Any) -> None:
     c.add_argument("--samples", type=int, default=50, help="single-session samples per command")
     c.add_argument("--mailha-workers", type=int, default=1, help="imapd --workers of the throwaway mailha")
     c.add_argument(
+        "--only",
+        choices=("all", "single"),
+        default="all",
+        help="single: only the single-session p50/p99 workload (no mixed or think-time load runs)",
+    )
+    c.add_argument(
         "--mailbox-size",
         type=int,
         nargs="?",
@@ -251,6 +257,7 @@ def _compare(args: argparse.Namespace) -> int:
             think_ms=args.think_ms,
             samples=args.samples,
             mailha_workers=args.mailha_workers,
+            only_single=args.only == "single",
             json_output=args.json,
             output=args.output or pathlib.Path("bench-results/compare.json"),
         )

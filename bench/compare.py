@@ -58,6 +58,7 @@ class CompareOptions:
     think_ms: float = 1000.0
     samples: int = 50
     mailha_workers: int = 1
+    only_single: bool = False  # just the single-session p50/p99 workload (b): no load runs
     json_output: bool = False
     output: pathlib.Path | None = pathlib.Path("bench-results/compare.json")
 
@@ -248,6 +249,8 @@ def run_compare(opts: CompareOptions) -> int:
         mine.stop()
         dove.stop()
     _emit(opts, result)
+    if opts.only_single:
+        return 0  # a failed command raised
     ok = all(result["mixed"][s]["sessions"] for s in SERVERS)  # type: ignore[index]
     return 0 if ok else 1
 
@@ -257,13 +260,34 @@ def _measure(opts: CompareOptions, ports: dict[str, int], cpu: dict[str, CpuProb
     think: dict[str, list[dict[str, object]]] = {s: [] for s in SERVERS}
     single: dict[str, list[dict[str, dict[str, float]]]] = {s: [] for s in SERVERS}
     for r in range(opts.rounds):
-        for name in _order(r):
+        for name in () if opts.only_single else _order(r):
             mixed[name].append(_run_load(_load_options(opts, ports[name], think=False), cpu[name]))
         for name in _order(r):
             single[name].append(_single_session(ports[name], opts.samples))
-        for name in _order(r):
+        for name in () if opts.only_single else _order(r):
             think[name].append(_run_load(_load_options(opts, ports[name], think=True), cpu[name]))
+    if opts.only_single:
+        return _summarize_single(opts, single)
     return _summarize(opts, mixed, single, think)
+
+
+def _summarize_single(opts: CompareOptions, single: dict[str, list[dict[str, dict[str, float]]]]) -> dict[str, object]:
+    """`--only single`: the single-session figures of `_summarize`, same keys, nothing else."""
+    out: dict[str, object] = {"options": {k: str(v) for k, v in dataclasses.asdict(opts).items()}}
+    summary = {
+        s: {
+            f"{cmd.lower()}_{q}": _median([run[cmd][q] for run in single[s]])
+            for cmd in _SINGLE
+            for q in ("p50_ms", "p99_ms")
+        }
+        for s in SERVERS
+    }
+    out["summary"] = summary
+    out["single"] = single
+    out["loadavg"] = _loadavg()
+    for key in summary["mailha"]:
+        out[f"{key.removesuffix('_ms')}_ratio"] = _ratio(summary["mailha"][key], summary["dovecot"][key])
+    return out
 
 
 def _num(run: dict[str, object], key: str) -> float:
@@ -369,6 +393,10 @@ def _emit(opts: CompareOptions, result: dict[str, object]) -> None:
         if key.endswith("_errors") or key == "failed_commands":
             continue
         print(f"{key:32} {dc[key]:10.3f} {mh[key]:10.3f} {_ratio(mh[key], dc[key]):7.2f}")
+    if opts.only_single:
+        print(f"load average at the end: {result['loadavg']}")
+        sys.stdout.flush()
+        return
     by_process = result["server_cpu_ms_per_session_by_process"]
     assert isinstance(by_process, dict)
     for name in SERVERS:

@@ -4,7 +4,9 @@ Unary calls complete on gRPC's thread and wake their task through the trio
 token. Writes (APPEND of one message up to 4 MiB, STORE, EXPUNGE, COPY, MOVE,
 \\Recent claims) go over one long-lived Writes stream per client instead of a
 unary call each (store/write_stream_client.py), falling back to the unary
-calls against a store without it. Server streams (Fetch, Watch) are drained
+calls against a store without it. Beside the store (a LocalReader), writes go
+over the store's local write socket instead (imapd/local_writes.py), and over
+the Writes stream whenever that socket cannot be reached. Server streams (Fetch, Watch) are drained
 by a plain thread that hands batches to trio through a memory channel with
 `trio.from_thread`; leaving the consumer cancels the call, which ends the
 thread. Every write carries the epoch this client was built with, never
@@ -14,6 +16,7 @@ refreshed (a deposed writer stays fenced).
 from __future__ import annotations
 
 import array
+import logging
 import queue
 import secrets
 import sys
@@ -26,6 +29,7 @@ import lmdb
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
+from imapd.local_writes import LocalWrites, LocalWritesRefused
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -55,6 +59,7 @@ from store.reader import LocalReader
 from store.write_stream_client import StreamEnded, WriteStream
 
 T = TypeVar("T")
+log = logging.getLogger("imapd.store")
 
 _UNARY_TIMEOUT: Final = 30.0
 # A fetch batch handed to trio at once: bounded in count and bytes.
@@ -62,6 +67,8 @@ _BATCH_MESSAGES: Final = 64
 _BATCH_BYTES: Final = 1024 * 1024
 # Selections up to this many UIDs try the unary FetchBatch first (the store's bound is 2000).
 _UNARY_FETCH_MAX: Final = 1000
+# After the local write socket could not be reached, writes go over gRPC this long before it is tried again.
+_LOCAL_RETRY_SECONDS: Final = 1.0
 
 _CODE_TO_KIND: Final = {
     grpc.StatusCode.NOT_FOUND: StoreErrorKind.NOT_FOUND,
@@ -296,6 +303,16 @@ def _watch_batches(events: Iterator[store_pb2.ChangeEvent]) -> Iterator[list[obj
         yield [_event(pb)]
 
 
+def _write_result(reply: store_pb2.WriteReply, kind: str) -> Any:
+    """The unary RPC's reply message inside a WriteReply, or its error raised."""
+    if reply.error_code:
+        raise _error(_STATUS_BY_VALUE.get(reply.error_code, grpc.StatusCode.UNKNOWN), reply.error_message)
+    reply_kind = reply.WhichOneof("reply")
+    if reply_kind is None:
+        raise StoreError(StoreErrorKind.INTERNAL, f"the store answered a {kind} write with no reply")
+    return getattr(reply, reply_kind)
+
+
 class GrpcStore:
     """Implements `imapd.store_client.StoreClient` against `mailha store serve`."""
 
@@ -310,6 +327,9 @@ class GrpcStore:
         self._local = local
         # None once the store answered UNIMPLEMENTED (an older store): unary writes.
         self._writes: WriteStream | None = WriteStream(self._stub)
+        # Beside the store: writes over its local socket; after a refusal, gRPC for a while.
+        self.local_writes = LocalWrites(local.data_dir) if local is not None else None
+        self._local_writes_retry = 0.0  # trio.current_time() from which the socket is tried again
         # With a listener (report_own_writes): this process's name on its Writes and Watch calls,
         # so the store answers our writes with their events instead of echoing them on Watch.
         self._own: OwnWrites | None = None
@@ -320,6 +340,8 @@ class GrpcStore:
         self._feed_metadata = ((FEED_TOKEN_METADATA, secrets.token_hex(16)),)
         if self._writes is not None:
             self._writes.metadata = self._feed_metadata
+        if self.local_writes is not None:
+            self.local_writes.feed_token = self._feed_metadata[0][1]
 
     def _read_local(self, local: LocalReader, fn: Callable[[LocalReader], T]) -> T:
         try:
@@ -381,6 +403,23 @@ class GrpcStore:
         kind: str,
         answered: list[store_pb2.WriteReply] | None = None,
     ) -> Any:
+        local = self.local_writes
+        if local is not None and trio.current_time() >= self._local_writes_retry:
+            try:
+                with trio.fail_after(_UNARY_TIMEOUT):
+                    reply = await local.write(request)
+            except LocalWritesRefused as exc:
+                # Not sent: over gRPC this time (a store without the socket, or one restarting).
+                log.warning("writing over gRPC for %.0f s: %s", _LOCAL_RETRY_SECONDS, exc)
+                self._local_writes_retry = trio.current_time() + _LOCAL_RETRY_SECONDS
+            except trio.TooSlowError:
+                raise StoreError(
+                    StoreErrorKind.UNAVAILABLE, f"the store did not answer a write in {_UNARY_TIMEOUT:.0f} s"
+                ) from None
+            else:
+                if answered is not None:
+                    answered.append(reply)  # the store's answer, success or refusal: its events are certain
+                return _write_result(reply, kind)
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         outcome: list[store_pb2.WriteReply | Exception] = []
@@ -415,12 +454,7 @@ class GrpcStore:
             raise StoreError(StoreErrorKind.UNAVAILABLE, str(result))
         if isinstance(result, Exception):
             raise result
-        if result.error_code:
-            raise _error(_STATUS_BY_VALUE.get(result.error_code, grpc.StatusCode.UNKNOWN), result.error_message)
-        reply_kind = result.WhichOneof("reply")
-        if reply_kind is None:
-            raise StoreError(StoreErrorKind.INTERNAL, f"the store answered a {kind} write with no reply")
-        return getattr(result, reply_kind)
+        return _write_result(result, kind)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         def call() -> T:
@@ -814,6 +848,8 @@ class GrpcStore:
     async def aclose(self) -> None:
         if self._writes is not None:
             self._writes.close()
+        if self.local_writes is not None:
+            self.local_writes.close()
         if self._local is not None:
             self._local.close()
         await trio.to_thread.run_sync(self._channel.close)

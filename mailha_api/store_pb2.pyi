@@ -1655,6 +1655,59 @@ class WriteReply(_message.Message):
 Global___WriteReply: _TypeAlias = WriteReply  # noqa: Y015
 
 @_typing.final
+class LocalWritesHello(_message.Message):
+    """The store's local write socket (store/local_writes.py): a front end on the same host
+    sends WriteRequests and reads WriteReplies over a Unix socket in the store's data
+    directory, each frame a 4-byte big-endian length and the serialized message. The first
+    frame each way is this hello (the client's) and welcome (the store's).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    FEED_TOKEN_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """1"""
+    feed_token: _builtins.str
+    """as the Writes call's "mailha-feed-token" metadata"""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        feed_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed_token", b"feed_token", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalWritesHello: _TypeAlias = LocalWritesHello  # noqa: Y015
+
+@_typing.final
+class LocalWritesWelcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    refused: _builtins.str
+    """set: why the store refuses this connection; it closes it next"""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        refused: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refused", b"refused", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalWritesWelcome: _TypeAlias = LocalWritesWelcome  # noqa: Y015
+
+@_typing.final
 class VanishedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

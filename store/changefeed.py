@@ -36,9 +36,13 @@ _MAX_TOKEN: Final = 64
 def feed_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     """The feed token a call's metadata carries; "" without one (or with an oversized one)."""
     for key, value in metadata or ():
-        if key == FEED_TOKEN_METADATA and isinstance(value, str) and 0 < len(value) <= _MAX_TOKEN:
+        if key == FEED_TOKEN_METADATA and isinstance(value, str) and valid_feed_token(value):
             return value
     return ""
+
+
+def valid_feed_token(value: str) -> bool:
+    return 0 < len(value) <= _MAX_TOKEN
 
 
 # Messages (added, re-flagged, expunged) one write's reply carries in its events; a bigger

@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 class LocalReader:
     def __init__(self, data_dir: pathlib.Path) -> None:
+        self.data_dir = data_dir
         path = data_dir / "lmdb"
         if not (path / "data.mdb").exists():
             raise Unavailable(f"no store environment at {path}")

@@ -24,6 +24,7 @@ from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.index_servicer import MailboxIndexServicer
 from store.listen import parse_listen
+from store.local_writes import LocalWritesServer
 from store.passwords import hashes_done
 from store.servicer import MailStoreServicer
 from store.settings_servicer import SettingsServicer
@@ -77,6 +78,17 @@ def _trim_when_quiet(store: MailStore, stop: threading.Event, interval: float = 
             release_free_memory()
             trimmed = now
         last = now
+
+
+def _start_local_writes(store: MailStore, data_dir: pathlib.Path) -> LocalWritesServer | None:
+    local_writes = LocalWritesServer(store, data_dir)
+    try:
+        local_writes.start()
+    except OSError as exc:
+        # Front ends beside the store then write over gRPC, as one on another host does.
+        log.error("no local write socket in %s: %s", data_dir, exc)
+        return None
+    return local_writes
 
 
 def serve(options: ServeOptions) -> int:
@@ -141,6 +153,8 @@ def serve(options: ServeOptions) -> int:
             port = server.add_insecure_port(address.grpc_target)
             log.info("bound TCP port %d", port)
         server.start()
+        local_writes = _start_local_writes(store, options.data_dir)
+        servicer.local_writes = local_writes
         for name in ("", SERVICE_NAME):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -164,6 +178,8 @@ def serve(options: ServeOptions) -> int:
         health_servicer.enter_graceful_shutdown()
         store.feed.close_all()
         servicer.end_write_streams()  # long-lived calls too: else they hold the whole grace period
+        if local_writes is not None:
+            local_writes.close()  # likewise: writes in flight are answered, then each connection ends
         server.stop(grace=5).wait()
     finally:
         store.close()

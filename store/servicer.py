@@ -16,7 +16,8 @@ from store.bodies import BodySource, BodyWriter
 from store.changefeed import feed_token
 from store.engine import MailStore
 from store.errors import ErrorKind, Internal, InvalidArgument, ResourceExhausted, StoreError
-from store.write_stream import IncomingWrites
+from store.local_writes import LocalWritesServer
+from store.write_stream import IncomingWrites, write_reply
 
 log = logging.getLogger("mailha.store.servicer")
 STATUS = {
@@ -78,6 +79,8 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         self._writes_lock = threading.Lock()
         self._writes: set[IncomingWrites] = set()
         self._writes_ending = False
+        # The local write socket (store/local_writes.py), when the server runs one.
+        self.local_writes: LocalWritesServer | None = None
 
     def end_write_streams(self) -> None:
         """At shutdown: every Writes call (and any that still starts) answers what it has in flight and ends."""
@@ -98,7 +101,12 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
 
     def SetWritable(self, request: store_pb2.SetWritableRequest, context: grpc.ServicerContext) -> store_pb2.EpochReply:
         with _errors(context):
-            return self.store.set_writable(request.epoch, request.writable)
+            reply = self.store.set_writable(request.epoch, request.writable)
+        if not request.writable and self.local_writes is not None:
+            # Stepping down: local writers see their connection end (as a Writes call's
+            # StreamEnded) once what is in flight is answered; new writes are refused.
+            self.local_writes.end_connections()
+        return reply
 
     # ---- users, addresses, quotas ------------------------------------------
 
@@ -393,15 +401,7 @@ class MailStoreServicer(store_pb2_grpc.MailStoreServicer):
         try:
             writes.start()
             for rid, field, fut, origin in writes.finished():
-                reply = store_pb2.WriteReply(id=rid)
-                try:
-                    getattr(reply, field).CopyFrom(fut.result())
-                except StoreError as exc:
-                    reply.error_code, reply.error_message = STATUS[exc.kind].value[0], exc.message
-                if origin is not None:
-                    # Also on a failure: a STORE in pieces may fail after pieces that committed.
-                    reply.events.extend(origin.events)
-                yield reply
+                yield write_reply(rid, field, fut, origin)
         finally:
             with self._writes_lock:
                 self._writes.discard(writes)

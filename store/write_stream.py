@@ -13,6 +13,9 @@ commit, exactly as the unary RPC of the same name.
 
 A call with a feed token (store.changefeed) gets each write's change events in
 its reply, and they are left off the Watch streams of the same token.
+
+`start_write` and `write_reply` are the request→operation→reply steps both
+transports share: this gRPC stream and the local socket (store/local_writes.py).
 """
 
 from __future__ import annotations
@@ -78,6 +81,42 @@ def _failed(exc: StoreError) -> Future[Any]:
     return fut
 
 
+def start_write(
+    store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None, *, ending: bool = False
+) -> tuple[str, Future[Any]]:
+    """Queue `req` at the committer: the WriteReply field its reply goes in, and its future
+    (already failed for a write refused outright, or any write once the transport is `ending`)."""
+    field = REPLY_FIELD.get(req.WhichOneof("write") or "", "append")
+    try:
+        if ending:
+            raise Unavailable("the store is shutting down; retry on the active node")
+        return field, submit(store, req, origin)
+    except StoreError as exc:
+        return field, _failed(exc)
+    except Exception as exc:  # a bug must not leave the write unanswered
+        return field, _failed(Internal(f"write failed: {type(exc).__name__}: {exc}"))
+
+
+def error_code(exc: StoreError) -> int:
+    """The grpc.StatusCode value a failed write's reply carries (the store's error kinds are
+    named after the status each becomes: store/servicer.py STATUS)."""
+    code: int = grpc.StatusCode[exc.kind.value].value[0]
+    return code
+
+
+def write_reply(rid: int, field: str, fut: Future[Any], origin: Origin | None) -> store_pb2.WriteReply:
+    """The reply to a finished write (`fut` done)."""
+    reply = store_pb2.WriteReply(id=rid)
+    try:
+        getattr(reply, field).CopyFrom(fut.result())
+    except StoreError as exc:
+        reply.error_code, reply.error_message = error_code(exc), exc.message
+    if origin is not None:
+        # Also on a failure: a STORE in pieces may fail after pieces that committed.
+        reply.events.extend(origin.events)
+    return reply
+
+
 class IncomingWrites:
     """One Writes call on the store: `start` the reader, iterate `finished`, `stop` when the call ends."""
 
@@ -115,19 +154,11 @@ class IncomingWrites:
     def _read(self) -> None:
         try:
             for req in self._requests:
-                field = REPLY_FIELD.get(req.WhichOneof("write") or "", "append")
                 self._room.acquire()
                 with self._lock:
                     self._in_flight += 1
                 origin = Origin(self._token) if self._token else None
-                try:
-                    if self._ending:
-                        raise Unavailable("the store is shutting down; retry on the active node")
-                    fut = submit(self._store, req, origin)
-                except StoreError as exc:
-                    fut = _failed(exc)
-                except Exception as exc:  # a bug must not leave the write unanswered
-                    fut = _failed(Internal(f"write failed: {type(exc).__name__}: {exc}"))
+                field, fut = start_write(self._store, req, origin, ending=self._ending)
                 fut.add_done_callback(self._finisher(req.id, field, origin))
         except grpc.RpcError:
             pass  # the client went away: stop() ends the replies

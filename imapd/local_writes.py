@@ -1,0 +1,225 @@
+"""imapd's end of the store's local write socket (store/local_writes.py), in trio.
+
+Beside the store, writes go over one Unix socket connection per process
+instead of the gRPC Writes stream: the writing task sends its frame itself
+and, unless another task is already reading, reads the replies itself until
+its own is in (handing the reading over to a waiting task when it leaves), so
+a write costs no thread and no hand-off into trio. Same WriteRequest and
+WriteReply as the Writes stream, same feed token (given in the hello).
+
+`write` raises LocalWritesRefused when there is no connection to be had (no
+socket, connection refused, the store refused the hello): the write was not
+sent, and the caller sends it over gRPC instead. A connection that ends with
+writes in flight fails them with StoreError UNAVAILABLE: whether they
+committed is unknown, as for a Writes stream that ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pathlib
+import socket
+from typing import Final
+
+import trio
+
+from imapd.errors import StoreError, StoreErrorKind
+from mailha_api import store_pb2
+from store.local_frames import VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
+
+_RECV: Final = 256 * 1024
+_CONNECT_SECONDS: Final = 5.0
+_SEND_SECONDS: Final = 30.0
+
+
+class LocalWritesRefused(Exception):
+    """No connection to the store's local write socket; nothing was sent."""
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.reply: store_pb2.WriteReply | None = None
+        self.wake = trio.Event()  # the reply is in, the connection failed, or it is this task's turn to read
+        self.listening = False  # its task waits on `wake` (it is not sending or running)
+
+
+class _Connection:
+    def __init__(self, raw: socket.socket, stream: trio.SocketStream, frames: FrameReader) -> None:
+        self.raw = raw  # the stream's own (non-blocking) socket, for sends without a checkpoint
+        self.stream = stream
+        self.frames = frames
+        self.send_lock = trio.Lock()
+        self.slow_sends = 0  # sends waiting for room in the socket: later ones queue behind them
+        self.waiting: dict[int, _Waiter] = {}
+        self.reading = False  # a task is reading replies
+        self.error: StoreError | None = None  # set: the connection is over
+
+    def fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = StoreError(StoreErrorKind.UNAVAILABLE, why)
+            for waiter in self.waiting.values():
+                waiter.wake.set()
+            self.stream.socket.close()
+
+    def send(self, frame: bytes) -> bytes:
+        """Put as much of `frame` into the socket as it takes now, without yielding (sends of
+        many sessions must not queue behind one another's scheduling rounds); what is left
+        goes with `send_rest`, in order."""
+        if self.error is not None:
+            raise self.error
+        if self.slow_sends:
+            return frame
+        try:
+            return frame[self.raw.send(frame) :]
+        except BlockingIOError:
+            return frame
+        except OSError as exc:
+            self.fail(f"the store's local write connection failed: {exc}")
+            raise StoreError(StoreErrorKind.UNAVAILABLE, f"the store's local write connection failed: {exc}") from None
+
+    async def send_rest(self, rest: bytes) -> None:
+        # Shielded: a frame cut short by a cancellation would break every later one.
+        self.slow_sends += 1
+        try:
+            async with self.send_lock:
+                with trio.CancelScope(shield=True), trio.move_on_after(_SEND_SECONDS) as late:
+                    try:
+                        await self.stream.send_all(rest)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        self.fail(f"the store's local write connection failed: {exc}")
+                if late.cancelled_caught:
+                    self.fail(f"the store did not take a write in {_SEND_SECONDS:.0f} s")
+        finally:
+            self.slow_sends -= 1
+        if self.error is not None:
+            raise self.error
+
+    async def reply(self, rid: int) -> store_pb2.WriteReply:
+        waiter = self.waiting[rid]
+        while waiter.reply is None and self.error is None:
+            if self.reading:
+                waiter.listening = True
+                try:
+                    await waiter.wake.wait()
+                finally:
+                    waiter.listening = False
+                waiter.wake = trio.Event()
+                continue
+            self.reading = True
+            try:
+                while waiter.reply is None and self.error is None:
+                    await self._receive()
+            finally:
+                self.reading = False
+                # The next task waiting here reads from now on (one still sending takes over
+                # when it gets here).
+                for other in self.waiting.values():
+                    if other.listening and other.reply is None:
+                        other.wake.set()
+                        break
+        if waiter.reply is None:
+            assert self.error is not None
+            raise self.error
+        return waiter.reply
+
+    async def _receive(self) -> None:
+        """Read once and hand every whole reply in to its task: all of a group commit's
+        replies at once, not one per reading task (each hand-over costs a scheduling round)."""
+        try:
+            data = await self.stream.receive_some(_RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.fail(f"the store's local write connection failed: {exc}")
+            return
+        if not data:
+            self.fail("the store closed the local write connection")
+            return
+        self.frames.feed(data)
+        try:
+            while (frame := self.frames.next_frame()) is not None:
+                reply = store_pb2.WriteReply.FromString(frame)
+                if reply.id == 0:  # the store is closing the connection because of what we sent
+                    self.fail(f"the store closed the local write connection: {reply.error_message}")
+                    return
+                waiter = self.waiting.get(reply.id)
+                if waiter is not None:  # else: its writer stopped waiting
+                    waiter.reply = reply
+                    waiter.wake.set()
+        except (FrameError, ValueError) as exc:  # DecodeError is a ValueError
+            self.fail(f"the store sent a bad frame: {exc}")
+
+
+class LocalWrites:
+    """Writes over `<data_dir>/writes.sock`; one connection, opened on first use and after one ended."""
+
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        self.path = socket_path(data_dir)
+        self.feed_token = ""  # sent in the hello of each connection opened from now on
+        self.connections = 0  # opened so far (tests, and a log line per reconnect)
+        self.answered = 0  # writes the store answered over the socket
+        self._ids = itertools.count(1)
+        self._conn: _Connection | None = None
+        self._connecting = trio.Lock()
+
+    async def write(self, request: store_pb2.WriteRequest) -> store_pb2.WriteReply:
+        """Send `request` (its id is set here) and return the store's reply."""
+        conn = await self._connection()
+        rid = request.id = next(self._ids)
+        frame = encode(request.SerializeToString())
+        conn.waiting[rid] = _Waiter()
+        try:
+            rest = conn.send(frame)
+            if rest:
+                await conn.send_rest(rest)
+            reply = await conn.reply(rid)
+            self.answered += 1
+            return reply
+        finally:
+            del conn.waiting[rid]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.fail("imapd closed the local write connection")
+            self._conn = None
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.error is None:
+            return conn
+        async with self._connecting:
+            conn = self._conn
+            if conn is None or conn.error is not None:
+                conn = self._conn = await self._connect()
+                self.connections += 1
+            return conn
+
+    async def _connect(self) -> _Connection:
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.setblocking(False)
+        sock = trio.socket.from_stdlib_socket(raw)
+        stream = trio.SocketStream(sock)
+        frames = FrameReader()
+        try:
+            with trio.fail_after(_CONNECT_SECONDS):
+                with ShortPath(self.path) as name:
+                    await sock.connect(name)
+                hello = store_pb2.LocalWritesHello(version=VERSION, feed_token=self.feed_token)
+                try:
+                    await stream.send_all(encode(hello.SerializeToString()))
+                except trio.BrokenResourceError:
+                    pass  # refused at once (too many connections, wrong user): the welcome says why
+                while (frame := frames.next_frame()) is None:
+                    data = await stream.receive_some(_RECV)
+                    if not data:
+                        raise LocalWritesRefused("the store closed the connection before its welcome")
+                    frames.feed(data)
+            welcome = store_pb2.LocalWritesWelcome.FromString(frame)
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, FrameError, ValueError) as exc:
+            sock.close()
+            raise LocalWritesRefused(f"{self.path}: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        if welcome.refused or welcome.version != VERSION:
+            sock.close()
+            raise LocalWritesRefused(f"{self.path}: {welcome.refused or f'protocol version {welcome.version}'}")
+        return _Connection(raw, stream, frames)
