@@ -61,12 +61,18 @@ class _Connection:
                 waiter.wake.set()
             self.stream.socket.close()
 
+    def failure(self) -> StoreError:
+        """A fresh error per failed write (one exception raised in many tasks would pile up
+        their tracebacks)."""
+        assert self.error is not None
+        return StoreError(self.error.kind, self.error.message)
+
     def send(self, frame: bytes) -> bytes:
         """Put as much of `frame` into the socket as it takes now, without yielding (sends of
         many sessions must not queue behind one another's scheduling rounds); what is left
         goes with `send_rest`, in order."""
         if self.error is not None:
-            raise self.error
+            raise self.failure()
         if self.slow_sends:
             return frame
         try:
@@ -92,7 +98,7 @@ class _Connection:
         finally:
             self.slow_sends -= 1
         if self.error is not None:
-            raise self.error
+            raise self.failure()
 
     async def reply(self, rid: int) -> store_pb2.WriteReply:
         waiter = self.waiting[rid]
@@ -119,7 +125,7 @@ class _Connection:
                         break
         if waiter.reply is None:
             assert self.error is not None
-            raise self.error
+            raise self.failure()
         return waiter.reply
 
     async def _receive(self) -> None:
