@@ -9,6 +9,7 @@ import random
 
 from imapd.protocol.sequence import SequenceSet
 from imapd.session.selected import SelectedMailbox
+from imapd.store_client import ChangeEvent, MessageMeta
 
 
 def _model(uids: list[int], doomed: list[int]) -> tuple[list[bytes], list[int]]:
@@ -64,3 +65,18 @@ def test_a_run_of_the_map_takes_the_same_lines_and_vanished_as_the_model() -> No
         vanished = SequenceSet.from_numbers(present).to_bytes()
         assert sel.note_own_expunge(doomed) == [b"* VANISHED " + vanished + b"\r\n"]
         assert list(sel.uids) == left
+
+
+def test_a_catch_up_does_not_report_flag_changes_the_snapshot_already_held() -> None:
+    """A resubscription's catch-up event carries every flag change since the modseq it asked
+    from under its newest modseq; a change at or below the session's own modseq was in the
+    snapshot the session started from, so no untagged FETCH for it (Dovecot sends none)."""
+    sel = SelectedMailbox(name="INBOX", mailbox_id=1, uidvalidity=1, uids=array.array("I", [1, 2, 3]), modseq=10)
+    catch_up = ChangeEvent(
+        mailbox_id=1,
+        modseq=12,
+        flags=(MessageMeta(1, 9, ("\\Seen",)), MessageMeta(2, 10, ("\\Seen",)), MessageMeta(3, 12, ("\\Flagged",))),
+    )
+    sel.absorb(catch_up)
+    assert set(sel.pending_flags) == {3}
+    assert sel.modseq == 12

@@ -98,7 +98,7 @@ class SelectedMailbox:
             return
         if event.modseq <= self.modseq:
             return  # already in the snapshot this session started from
-        self.modseq = event.modseq
+        seen_modseq, self.modseq = self.modseq, event.modseq
         last = self.uids[-1] if self.uids else 0
         lo, hi = self.recent_range
         for meta in event.added:
@@ -119,7 +119,9 @@ class SelectedMailbox:
                     self.pending_expunged.add(uid)
                     self.pending_flags.pop(uid, None)
         for meta in event.flags:
-            if self.own_modseq.get(meta.uid, 0) >= meta.modseq:
+            # A catch-up event (a resubscription's) may carry changes this session's snapshot
+            # already held: a flag change at or below its modseq is not news to the client.
+            if self.own_modseq.get(meta.uid, 0) >= meta.modseq or 0 < meta.modseq <= seen_modseq:
                 continue
             if meta.uid not in self.pending_expunged:
                 self.pending_flags[meta.uid] = meta
