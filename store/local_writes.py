@@ -84,12 +84,12 @@ class LocalWritesServer:
     def start(self) -> None:
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()  # a stale socket of a dead store
-        old_umask = os.umask(0o177)  # the socket is born 0600
-        try:
-            with ShortPath(self.path) as name:
-                self._listener.bind(name)
-        finally:
-            os.umask(old_umask)
+        # No umask dance: the umask is the process's, and another thread creating a directory
+        # meanwhile would get it too. Connecting needs write permission on the socket, which
+        # bind gives only the owner under any umask that masks group/other write (the services'
+        # is 077), and the socket is listening only after the chmod to 0600.
+        with ShortPath(self.path) as name:
+            self._listener.bind(name)
         os.chmod(self.path, 0o600)
         self._listener.listen(16)
         self._thread.start()
