@@ -29,6 +29,19 @@ from imapd.store_client import ChangeEvent, StoreClient
 
 log = logging.getLogger("imapd.account_watch")
 
+
+def drain(receive: trio.MemoryReceiveChannel[ChangeEvent]) -> int:
+    """Take everything `receive` holds without waiting (a subscriber that fell behind, both
+    hubs); returns how many events were dropped."""
+    dropped = 0
+    while True:
+        try:
+            receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return dropped
+        dropped += 1
+
+
 SUBSCRIBER_BUFFER: Final = 1000
 # Bound on waiting for the feed to deliver what a peer session of this process
 # committed (as imapd.watch_hub.CATCH_UP_SECONDS), and on promises kept per subscriber.
@@ -193,13 +206,7 @@ class AccountHub:
     @staticmethod
     def _go_stale(sub: AccountSubscription) -> None:
         """Drop what the subscriber holds; it resyncs from the store before reading on."""
-        dropped = 0
-        while True:
-            try:
-                sub.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            dropped += 1
+        dropped = drain(sub.receive)
         if not sub.stale:
             log.info("account watch subscriber fell %d events behind; it resynchronises from the store", dropped)
         sub.stale = True

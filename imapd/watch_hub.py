@@ -51,7 +51,7 @@ from typing import Final
 import trio
 
 from imapd.account_hub import SUBSCRIBER_BUFFER as ACCOUNT_BUFFER
-from imapd.account_hub import AccountHub
+from imapd.account_hub import AccountHub, drain
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.store_client import ChangeEvent, StoreClient
 
@@ -459,13 +459,7 @@ class WatchHub:
         """The subscriber's channel is full: drop what it holds (the store's catch-up will say
         it all in one event) and queue `event`, so the mailbox's end (deleted, renamed) still
         reaches it and everything after the drop stays in order."""
-        dropped = 0
-        while True:
-            try:
-                sub.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            dropped += 1
+        dropped = drain(sub.receive)
         if not sub.stale:
             log.info(
                 "watch subscriber of mailbox %d fell %d events behind; it resynchronises from the store",
