@@ -5,7 +5,7 @@ token. Writes (APPEND of one message up to 4 MiB, STORE, EXPUNGE, COPY, MOVE,
 \\Recent claims) go over one long-lived Writes stream per client instead of a
 unary call each (store/write_stream_client.py), falling back to the unary
 calls against a store without it. Beside the store (a LocalReader), writes go
-over the store's local write socket instead (imapd/local_writes.py), and over
+over the store's local write socket instead (store/local_writes_client.py), and over
 the Writes stream whenever that socket cannot be reached. Server streams (Fetch, Watch) are drained
 by a plain thread that hands batches to trio through a memory channel with
 `trio.from_thread`; leaving the consumer cancels the call, which ends the
@@ -29,7 +29,6 @@ import lmdb
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.local_writes import LocalWrites, LocalWritesRefused
 from imapd.store_client import (
     AppendResult,
     AppendSpec,
@@ -55,6 +54,7 @@ from mailha_api import mailbox_index_pb2, mailbox_index_pb2_grpc, store_pb2, sto
 from store import errors as store_errors
 from store.changefeed import FEED_TOKEN_METADATA
 from store.channel import ONE_REQUEST_LIMIT, PIECE, open_channel
+from store.local_writes_client import RETRY_SECONDS, LocalWrites, LocalWritesLost, LocalWritesRefused
 from store.reader import LocalReader
 from store.write_stream_client import StreamEnded, WriteStream
 
@@ -67,8 +67,6 @@ _BATCH_MESSAGES: Final = 64
 _BATCH_BYTES: Final = 1024 * 1024
 # Selections up to this many UIDs try the unary FetchBatch first (the store's bound is 2000).
 _UNARY_FETCH_MAX: Final = 1000
-# After the local write socket could not be reached, writes go over gRPC this long before it is tried again.
-_LOCAL_RETRY_SECONDS: Final = 1.0
 
 _CODE_TO_KIND: Final = {
     grpc.StatusCode.NOT_FOUND: StoreErrorKind.NOT_FOUND,
@@ -329,7 +327,6 @@ class GrpcStore:
         self._writes: WriteStream | None = WriteStream(self._stub)
         # Beside the store: writes over its local socket; after a refusal, gRPC for a while.
         self.local_writes = LocalWrites(local.data_dir) if local is not None else None
-        self._local_writes_retry = 0.0  # trio.current_time() from which the socket is tried again
         # With a listener (report_own_writes): this process's name on its Writes and Watch calls,
         # so the store answers our writes with their events instead of echoing them on Watch.
         self._own: OwnWrites | None = None
@@ -404,14 +401,15 @@ class GrpcStore:
         answered: list[store_pb2.WriteReply] | None = None,
     ) -> Any:
         local = self.local_writes
-        if local is not None and trio.current_time() >= self._local_writes_retry:
+        if local is not None and local.ready():
             try:
                 with trio.fail_after(_UNARY_TIMEOUT):
                     reply = await local.write(request)
             except LocalWritesRefused as exc:
                 # Not sent: over gRPC this time (a store without the socket, or one restarting).
-                log.warning("writing over gRPC for %.0f s: %s", _LOCAL_RETRY_SECONDS, exc)
-                self._local_writes_retry = trio.current_time() + _LOCAL_RETRY_SECONDS
+                log.warning("writing over gRPC for %.0f s: %s", RETRY_SECONDS, exc)
+            except LocalWritesLost as exc:
+                raise StoreError(StoreErrorKind.UNAVAILABLE, str(exc)) from None
             except trio.TooSlowError:
                 raise StoreError(
                     StoreErrorKind.UNAVAILABLE, f"the store did not answer a write in {_UNARY_TIMEOUT:.0f} s"

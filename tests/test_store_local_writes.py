@@ -1,4 +1,4 @@
-"""The store's local write socket (store/local_writes.py, imapd/local_writes.py): who may
+"""The store's local write socket (store/local_writes.py, store/local_writes_client.py): who may
 connect, what a bad frame costs (its own connection, not the others'), an end at step-down,
 imapd writing through it beside the store and falling back to gRPC without it, the same
 answers as the Writes stream, and a kill -9 of the store with writes in flight."""
@@ -18,13 +18,13 @@ import pytest
 import trio
 
 from imapd.errors import StoreError, StoreErrorKind
-from imapd.local_writes import LocalWrites, LocalWritesRefused
 from imapd.store_client import AppendResult, AppendSpec, FlagMode
 from imapd.store_grpc import GrpcStore
 from mailha_api import store_pb2
 from store.engine import MailStore
 from store.local_frames import MAX_FRAME, VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
 from store.local_writes import LocalWritesServer, peer_allowed
+from store.local_writes_client import RETRY_SECONDS, LocalWrites, LocalWritesLost, LocalWritesRefused
 from store.reader import LocalReader
 from tests.store_fixtures import StoreServer
 
@@ -199,11 +199,18 @@ def test_a_bad_hello_and_one_connection_too_many_are_refused(local_server: Local
     assert frame is not None
     assert store_pb2.LocalWritesWelcome.FromString(frame).refused == "too many local write connections (at most 3)"
 
-    async def imapd_side() -> None:
+    async def front_end_side() -> None:
+        writes = LocalWrites(local_server.path.parent)
+        assert writes.ready()
         with pytest.raises(LocalWritesRefused, match="too many local write connections"):
-            await LocalWrites(local_server.path.parent).write(_append(1, "alice"))
+            await writes.write(_append(1, "alice"))
+        assert not writes.ready()  # gRPC for a while: the next write does not knock again
+        with pytest.raises(LocalWritesRefused, match="refused a moment ago"):
+            await writes.write(_append(1, "alice"))
+        await trio.sleep(RETRY_SECONDS)
+        assert writes.ready()
 
-    trio.run(imapd_side)
+    trio.run(front_end_side)
     for c in [*held, one_more]:
         c.close()
 
@@ -227,18 +234,17 @@ def test_ending_the_connections_answers_what_is_in_flight_then_closes(local_serv
     local_server.end_connections()
     assert client.ended()
 
-    async def imapd_side() -> None:
+    async def front_end_side() -> None:
         writes = LocalWrites(local_server.path.parent)
         assert (await writes.write(_append(1, "alice"))).append.uid == 2
         local_server.end_connections()
-        with pytest.raises(StoreError) as err:  # ended under it: as a Writes stream's StreamEnded
+        with pytest.raises(LocalWritesLost):  # ended under it: as a Writes stream's StreamEnded
             await writes.write(_append(1, "alice"))
-        assert err.value.kind is StoreErrorKind.UNAVAILABLE
         assert (await writes.write(_append(1, "alice"))).WhichOneof("reply") == "append"  # connects again
         assert writes.connections == 2
         writes.close()
 
-    trio.run(imapd_side)
+    trio.run(front_end_side)
     client.close()
 
 

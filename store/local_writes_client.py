@@ -1,4 +1,4 @@
-"""imapd's end of the store's local write socket (store/local_writes.py), in trio.
+"""A front end's end of the store's local write socket (store/local_writes.py), in trio.
 
 Beside the store, writes go over one Unix socket connection per process
 instead of the gRPC Writes stream: the writing task sends its frame itself
@@ -6,12 +6,16 @@ and, unless another task is already reading, reads the replies itself until
 its own is in (handing the reading over to a waiting task when it leaves), so
 a write costs no thread and no hand-off into trio. Same WriteRequest and
 WriteReply as the Writes stream, same feed token (given in the hello).
+imapd and lmtpd each hold one `LocalWrites` and turn its replies and errors
+into their own types.
 
 `write` raises LocalWritesRefused when there is no connection to be had (no
 socket, connection refused, the store refused the hello): the write was not
-sent, and the caller sends it over gRPC instead. A connection that ends with
-writes in flight fails them with StoreError UNAVAILABLE: whether they
-committed is unknown, as for a Writes stream that ended.
+sent, and the caller sends it over gRPC instead; `ready()` is False for
+RETRY_SECONDS after that, so the callers' next writes go to gRPC without
+trying the socket each time. A connection that ends with writes in flight
+fails them with LocalWritesLost: whether they committed is unknown, as for a
+Writes stream that ended.
 """
 
 from __future__ import annotations
@@ -23,17 +27,21 @@ from typing import Final
 
 import trio
 
-from imapd.errors import StoreError, StoreErrorKind
 from mailha_api import store_pb2
 from store.local_frames import VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
 
 _RECV: Final = 256 * 1024
 _CONNECT_SECONDS: Final = 5.0
 _SEND_SECONDS: Final = 30.0
+RETRY_SECONDS: Final = 1.0  # after a refusal, writes go over gRPC this long before the socket is tried again
 
 
 class LocalWritesRefused(Exception):
     """No connection to the store's local write socket; nothing was sent."""
+
+
+class LocalWritesLost(Exception):
+    """The connection ended with this write in flight: whether it committed is unknown."""
 
 
 class _Waiter:
@@ -52,20 +60,20 @@ class _Connection:
         self.slow_sends = 0  # sends waiting for room in the socket: later ones queue behind them
         self.waiting: dict[int, _Waiter] = {}
         self.reading = False  # a task is reading replies
-        self.error: StoreError | None = None  # set: the connection is over
+        self.error: LocalWritesLost | None = None  # set: the connection is over
 
     def fail(self, why: str) -> None:
         if self.error is None:
-            self.error = StoreError(StoreErrorKind.UNAVAILABLE, why)
+            self.error = LocalWritesLost(why)
             for waiter in self.waiting.values():
                 waiter.wake.set()
             self.stream.socket.close()
 
-    def failure(self) -> StoreError:
+    def failure(self) -> LocalWritesLost:
         """A fresh error per failed write (one exception raised in many tasks would pile up
         their tracebacks)."""
         assert self.error is not None
-        return StoreError(self.error.kind, self.error.message)
+        return LocalWritesLost(str(self.error))
 
     def send(self, frame: bytes) -> bytes:
         """Put as much of `frame` into the socket as it takes now, without yielding (sends of
@@ -81,7 +89,7 @@ class _Connection:
             return frame
         except OSError as exc:
             self.fail(f"the store's local write connection failed: {exc}")
-            raise StoreError(StoreErrorKind.UNAVAILABLE, f"the store's local write connection failed: {exc}") from None
+            raise LocalWritesLost(f"the store's local write connection failed: {exc}") from None
 
     async def send_rest(self, rest: bytes) -> None:
         # Shielded: a frame cut short by a cancellation would break every later one.
@@ -165,9 +173,15 @@ class LocalWrites:
         self._ids = itertools.count(1)
         self._conn: _Connection | None = None
         self._connecting = trio.Lock()
+        self._retry_at = 0.0  # trio.current_time() from which the socket is tried again after a refusal
+
+    def ready(self) -> bool:
+        """False for RETRY_SECONDS after a refusal: write over gRPC meanwhile."""
+        return trio.current_time() >= self._retry_at
 
     async def write(self, request: store_pb2.WriteRequest) -> store_pb2.WriteReply:
-        """Send `request` (its id is set here) and return the store's reply."""
+        """Send `request` (its id is set here) and return the store's reply. A request
+        over MAX_FRAME raises FrameError before anything is sent."""
         conn = await self._connection()
         rid = request.id = next(self._ids)
         frame = encode(request.SerializeToString())
@@ -184,7 +198,7 @@ class LocalWrites:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.fail("imapd closed the local write connection")
+            self._conn.fail("the client closed the local write connection")
             self._conn = None
 
     async def _connection(self) -> _Connection:
@@ -194,7 +208,13 @@ class LocalWrites:
         async with self._connecting:
             conn = self._conn
             if conn is None or conn.error is not None:
-                conn = self._conn = await self._connect()
+                if not self.ready():  # another task's attempt was just refused
+                    raise LocalWritesRefused(f"{self.path}: refused a moment ago")
+                try:
+                    conn = self._conn = await self._connect()
+                except LocalWritesRefused:
+                    self._retry_at = trio.current_time() + RETRY_SECONDS
+                    raise
                 self.connections += 1
             return conn
 
