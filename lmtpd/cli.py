@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pathlib
 import sys
 from typing import Any
 
@@ -28,6 +29,11 @@ def register(sub: Any) -> None:
         "--max-connections", type=int, default=100, help="concurrent LMTP connections; more get 421 (default 100)"
     )
     s.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (default: none)")
+    s.add_argument(
+        "--store-data",
+        type=pathlib.Path,
+        help="the store's --data directory when it runs on this host: appends go over its local write socket",
+    )
     s.add_argument("--spool-dir", default=None, help="where messages over 1 MiB are spooled (default: $TMPDIR)")
     s.add_argument("--forward-relay", default=None, metavar="HOST:PORT", help="SMTP relay for users' forwarding")
     s.add_argument(
@@ -69,5 +75,11 @@ def _serve(args: argparse.Namespace) -> int:
         quota_tempfail=args.quota_tempfail,
     )
     return run_lmtpd(
-        args.store, args.epoch, args.listen, options, resolve_ttl=args.resolve_cache_ttl, personal=personal
+        args.store,
+        args.epoch,
+        args.listen,
+        options,
+        resolve_ttl=args.resolve_cache_ttl,
+        personal=personal,
+        store_data=args.store_data,
     )

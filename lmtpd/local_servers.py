@@ -48,11 +48,22 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, timeout: floa
 
 
 def start_lmtpd(
-    root: pathlib.Path, store: str, epoch: int, *, max_message_size: int, name: str = "lmtpd"
+    root: pathlib.Path,
+    store: str,
+    epoch: int,
+    *,
+    max_message_size: int,
+    name: str = "lmtpd",
+    store_data: pathlib.Path | None = None,
 ) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
     spec = services.lmtpd_service(
-        store, epoch, f"127.0.0.1:{port}", max_message_size=max_message_size, hostname="lmtp.test"
+        store,
+        epoch,
+        f"127.0.0.1:{port}",
+        max_message_size=max_message_size,
+        hostname="lmtp.test",
+        store_data=store_data,
     )
     with open(root / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
@@ -76,7 +87,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def local_servers(
-    root: pathlib.Path, *, max_message_size: int, default_quota: int = 0, fulltext: bool = True
+    root: pathlib.Path,
+    *,
+    max_message_size: int,
+    default_quota: int = 0,
+    fulltext: bool = True,
+    local_writes: bool = True,
 ) -> Iterator[LocalServers]:
     store_dir = root / "store"
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +112,10 @@ def local_servers(
         )
     try:
         epoch = wait_for_store(store_addr)
-        port, lmtpd_proc = start_lmtpd(root, store_addr, epoch, max_message_size=max_message_size)
+        # Beside its store, as standalone mode runs it: appends over the local write socket.
+        port, lmtpd_proc = start_lmtpd(
+            root, store_addr, epoch, max_message_size=max_message_size, store_data=store_dir if local_writes else None
+        )
         try:
             yield LocalServers(root, store_addr, epoch, port, store_proc, lmtpd_proc)
         finally:

@@ -1,8 +1,10 @@
-"""`mailha lmtpd serve`: the LMTP server process, wired to the store over gRPC."""
+"""`mailha lmtpd serve`: the LMTP server process, wired to the store over gRPC (and its
+local write socket when it runs beside it: `store_data`)."""
 
 from __future__ import annotations
 
 import logging
+import pathlib
 import signal
 
 import trio
@@ -31,23 +33,28 @@ def run_lmtpd(
     *,
     resolve_ttl: float = 0.0,
     personal: PersonalOptions | None = None,
+    store_data: pathlib.Path | None = None,
 ) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     host, port = parse_listen(listen)
-    grpc_drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl)
+    grpc_drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl, store_data=store_data)
     # Each recipient's own settings (forwarding, blocked domains, spam action) and the delivery log.
     settings_drop = SettingsMailDrop(grpc_drop, store, epoch, personal or PersonalOptions())
     drop: MailDrop = settings_drop
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                await nursery.start(serve, options, drop, host, port)
-                log.info("LMTP on %s:%d, store %s, writer epoch %d", host, port, store, epoch)
-                async for signum in signals:
-                    log.info("signal %d: stopping", signum)
-                    nursery.cancel_scope.cancel()
-                    break
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    await nursery.start(serve, options, drop, host, port)
+                    beside = f", its local write socket in {store_data}" if store_data is not None else ""
+                    log.info("LMTP on %s:%d, store %s%s, writer epoch %d", host, port, store, beside, epoch)
+                    async for signum in signals:
+                        log.info("signal %d: stopping", signum)
+                        nursery.cancel_scope.cancel()
+                        break
+        finally:
+            grpc_drop.close_local_writes()
 
     try:
         trio.run(main)

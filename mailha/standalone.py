@@ -66,6 +66,7 @@ def _lmtpd_front_end(paths: StandalonePaths, options: StandaloneOptions, epoch: 
             max_message_size=options.max_message_size,
             forward_relay=options.forward_relay or None,
             metrics_listen=options.lmtpd_metrics_listen or None,
+            store_data=paths.store_dir,  # the store runs beside it: appends over its local write socket
         )
     ]
 

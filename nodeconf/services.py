@@ -133,8 +133,11 @@ def lmtpd_service(
     quota_tempfail: bool = False,
     forward_relay: str | None = None,
     metrics_listen: str | None = None,
+    store_data: pathlib.Path | None = None,
 ) -> ServiceSpec:
-    """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed)."""
+    """The LMTP server, writing into `store` with writer epoch `epoch` (never refreshed);
+    `store_data`: the store's data directory on this host (appends go over its local
+    write socket)."""
     args = [
         "lmtpd",
         "serve",
@@ -155,6 +158,8 @@ def lmtpd_service(
         args += ["--forward-relay", forward_relay]
     if metrics_listen:
         args += ["--metrics-listen", metrics_listen]
+    if store_data is not None:
+        args += ["--store-data", str(store_data)]
     return ServiceSpec("lmtpd", _mailha(*args))
 
 
