@@ -337,10 +337,11 @@ async def test_flag_only_searches_number_the_rows_like_the_map_with_gaps_and_pen
 @trio_test
 async def test_index_fetch_read_in_pieces_gives_every_line_once_in_order() -> None:
     """FETCH from the index reads the asked messages in growing pieces (the first bytes leave
-    before the rest is read). Pieces of 3, 9 and at most 10 here, over a map with gaps, a
+    before the rest is read). Over 5 messages, pieces of 3, 9 and at most 10 here, over a map with gaps, a
     keyword, \\Recent and CHANGEDSINCE: the same lines as one read would give."""
-    saved = index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH, index_queries.MAX_PIECE
-    index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH, index_queries.MAX_PIECE = 3, 3, 10
+    saved = index_queries.ONE_READ_UPTO, index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH, index_queries.MAX_PIECE
+    index_queries.ONE_READ_UPTO, index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH = 5, 3, 3
+    index_queries.MAX_PIECE = 10
     reads: list[str] = []
     try:
         async with running_server() as (_, ports, store), connected(ports[0]) as c:
@@ -375,6 +376,9 @@ async def test_index_fetch_read_in_pieces_gives_every_line_once_in_order() -> No
                 b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, flags_of(uid)) for seq, uid in enumerate(uids, 1)
             ]
             assert len(reads) == 5  # 3 + 9 + 10 + 10 + 4 messages
+            reads.clear()
+            await c.command("UID FETCH 1:5 (FLAGS)")
+            assert reads == ["1:5"]  # up to ONE_READ_UPTO: one read
 
             reads.clear()
             modseq_of_35 = int((await c.command("UID FETCH 35 (MODSEQ)"))[0].split(b"MODSEQ (")[1].split(b")")[0])
@@ -383,4 +387,9 @@ async def test_index_fetch_read_in_pieces_gives_every_line_once_in_order() -> No
                 b"* %d FETCH (UID 35" % (uids.index(35) + 1)
             ]
     finally:
-        index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH, index_queries.MAX_PIECE = saved
+        (
+            index_queries.ONE_READ_UPTO,
+            index_queries.FIRST_PIECE,
+            index_queries.PIECE_GROWTH,
+            index_queries.MAX_PIECE,
+        ) = saved

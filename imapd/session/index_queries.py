@@ -23,9 +23,10 @@ from imapd.session.selected import SelectedMailbox
 from imapd.session.session import Session
 from imapd.store_client import IndexColumns, IndexQuery
 
-# FETCH from the index reads the asked messages in pieces: FIRST_PIECE, then PIECE_GROWTH
-# times the last, up to MAX_PIECE (a read of 32,768 takes ~2 ms, less than a client takes to
-# parse the ~130 KB a loopback socket holds). Not Final: a test makes them small.
+# FETCH from the index reads more than ONE_READ_UPTO asked messages in pieces: FIRST_PIECE,
+# then PIECE_GROWTH times the last, up to MAX_PIECE (a read of 32,768 takes ~2 ms, less than a
+# client takes to parse the ~130 KB a loopback socket holds). Not Final: a test makes them small.
+ONE_READ_UPTO = 2048
 FIRST_PIECE = 256
 PIECE_GROWTH = 8
 MAX_PIECE = 32_768
@@ -117,8 +118,10 @@ async def _scan_pieces(
     is read while the client parses what went before, and stays under MAX_PIECE so its read
     never outlasts what the socket buffer still holds for the client. Each piece is its own
     read: a change committed in between shows in the later pieces, as it would in a FETCH
-    sent a moment later (no message is in two pieces, none is skipped)."""
-    at, size = 0, FIRST_PIECE
+    sent a moment later (no message is in two pieces, none is skipped). Up to ONE_READ_UPTO
+    messages are one read: their first bytes are as early, and an imapd that reads over
+    gRPC would pay a call per piece."""
+    at, size = 0, FIRST_PIECE if len(uids) > ONE_READ_UPTO else len(uids)
     while True:
         piece = uids[at : at + size] if at or len(uids) > size else uids
         query = IndexQuery(sel.span(piece), with_sizes_dates=with_sizes_dates)
