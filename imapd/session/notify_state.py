@@ -8,8 +8,8 @@ the session next sends untagged output. Everything pending is bounded: past
 When the account feed dropped events for the session, `resync` works out the
 same notifications from one listing of the account's mailboxes with status:
 a STATUS only for the mailboxes whose status differs from what the session
-knew (told, or listed at NOTIFY SET), as RFC 5465 section 5.8 asks ("mailboxes
-whose state may have changed"), never one for every watched mailbox.
+knew (told, or listed at NOTIFY SET): notifications are owed for changes
+(RFC 5465 5.1-5.3), not one for every watched mailbox.
 """
 
 from __future__ import annotations
