@@ -11,7 +11,8 @@ import datetime
 import imaplib
 import itertools
 import random
-from collections.abc import Callable
+import re
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import trio
@@ -24,6 +25,9 @@ from imapd.protocol import search_spec as S
 from imapd.protocol.fetch_spec import SimpleItem
 from imapd.protocol.sequence import SequenceSet
 from imapd.protocol.values import encode
+from imapd.session import index_queries
+from imapd.store_client import AppendSpec, FlagMode, IndexColumns, IndexQuery
+from imapd.store_fake import FakeStore
 from mailparse.search_fields import indexed_text, text_matches
 from mailparse.view import MessageView
 from store.bodies import header_block
@@ -328,3 +332,64 @@ async def test_flag_only_searches_number_the_rows_like_the_map_with_gaps_and_pen
             answer = await c.command(f"SEARCH {key}")  # numbered in c's map, which still holds 12
             assert answer[0] == expected(True, test, left, gone=12), key
         assert (await c.command("NOOP"))[0] == b"* 8 EXPUNGE\r\n"  # it was still in c's map
+
+
+@trio_test
+async def test_index_fetch_read_in_pieces_gives_every_line_once_in_order() -> None:
+    """FETCH from the index reads the asked messages in growing pieces (the first bytes leave
+    before the rest is read). Over 5 messages, pieces of 3, 9 and at most 10 here, over a map with gaps, a
+    keyword, \\Recent and CHANGEDSINCE: the same lines as one read would give."""
+    saved = index_queries.ONE_READ_UPTO, index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH, index_queries.MAX_PIECE
+    index_queries.ONE_READ_UPTO, index_queries.FIRST_PIECE, index_queries.PIECE_GROWTH = 5, 3, 3
+    index_queries.MAX_PIECE = 10
+    reads: list[str] = []
+    try:
+        async with running_server() as (_, ports, store), connected(ports[0]) as c:
+            assert isinstance(store, FakeStore)
+            scan = store.scan_index
+
+            def counted(user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+                reads.append(query.uid_set)
+                return scan(user, mailbox_id, query)
+
+            store.scan_index = counted  # type: ignore[method-assign]
+            for i in range(40):
+                body = b"Subject: m%d\r\n\r\nbody\r\n" % i
+                await store.multi_append("alice", "INBOX", [(AppendSpec(flags=("\\Seen",) if i % 3 else ()), body)])
+            inbox = (await store.select("alice", "INBOX")).mailbox.mailbox_id
+            await store.store_flags("alice", inbox, "10:12,30", FlagMode.ADD, ["\\Deleted"])
+            await store.expunge("alice", inbox, "10:12,30")
+            await store.store_flags("alice", inbox, "35", FlagMode.ADD, ["$Late"])
+            await c.login()
+            await c.command("ENABLE CONDSTORE")
+            await c.command("SELECT INBOX")
+            uids = [u for u in range(1, 41) if u not in (10, 11, 12, 30)]
+
+            def flags_of(uid: int) -> bytes:
+                names = (["$Late"] if uid == 35 else []) + (["\\Seen"] if (uid - 1) % 3 else []) + ["\\Recent"]
+                return " ".join(names).encode()
+
+            reads.clear()
+            lines = await c.command("UID FETCH 1:* (FLAGS)")
+            fetches = [line for line in lines if line.startswith(b"* ") and b" FETCH (" in line]
+            assert [re.sub(rb" MODSEQ \(\d+\)", b"", line) for line in fetches] == [
+                b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, flags_of(uid)) for seq, uid in enumerate(uids, 1)
+            ]
+            assert len(reads) == 5  # 3 + 9 + 10 + 10 + 4 messages
+            reads.clear()
+            await c.command("UID FETCH 1:5 (FLAGS)")
+            assert reads == ["1:5"]  # up to ONE_READ_UPTO: one read
+
+            reads.clear()
+            modseq_of_35 = int((await c.command("UID FETCH 35 (MODSEQ)"))[0].split(b"MODSEQ (")[1].split(b")")[0])
+            lines = await c.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq_of_35 - 1})".encode())
+            assert [line.split(b" FLAGS")[0] for line in lines if line.startswith(b"* ") and b" FETCH (" in line] == [
+                b"* %d FETCH (UID 35" % (uids.index(35) + 1)
+            ]
+    finally:
+        (
+            index_queries.ONE_READ_UPTO,
+            index_queries.FIRST_PIECE,
+            index_queries.PIECE_GROWTH,
+            index_queries.MAX_PIECE,
+        ) = saved

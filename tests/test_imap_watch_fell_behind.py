@@ -321,3 +321,35 @@ async def test_notify_that_falls_behind_an_import_keeps_notifying_what_changed()
         lines = await client.command("NOOP")
         _no_bye(lines)
         assert _status(lines, b"Sent")[b"MESSAGES"] == 6 and not _status(lines, b"Lists")
+
+
+@trio_test
+async def test_a_notify_resync_reports_only_the_mailboxes_that_changed() -> None:
+    """RFC 5465 5.8: after lost events the server sends STATUS for the mailboxes whose state
+    may have changed. A NOTIFY SET without STATUS tells the client nothing, but what the SET
+    listed is the baseline: a mailbox never reported that did not change gets no STATUS (it
+    got one, for every watched mailbox, before)."""
+    async with _server() as (server, port, store), connected(port) as client:
+        await _put(store, 2, "Sent")
+        await store.create_mailbox(USER, "Old")
+        await _put(store, 4, "Old")
+        await store.create_mailbox(USER, "Quiet")
+        await _put(store, 3, "Quiet")
+        await client.login()
+        assert (await client.command("SELECT INBOX"))[-1].split()[1] == b"OK"
+        lines = await client.command(_NOTIFY_ALL.replace(b"SET STATUS", b"SET"))
+        assert lines[-1].split()[1] == b"OK" and not any(line.startswith(b"* STATUS") for line in lines)
+
+        await store.create_mailbox(USER, "Lists")
+        await _put(store, 20 * BUFFER, "Lists")  # the account feed overflows the session's channel
+        await _put(store, 1, "Old")
+        await store.create_mailbox(USER, "Empty")
+        await _settle()
+        lines = await client.command("NOOP")
+        _no_bye(lines)
+        assert server.ctx.hub.accounts.resyncs >= 1
+        assert _status(lines, b"Lists")[b"MESSAGES"] == 20 * BUFFER
+        assert _status(lines, b"Old")[b"MESSAGES"] == 5
+        reported = sorted(re.findall(rb"^\* STATUS \"?([^\" ]+)", b"".join(lines), re.MULTILINE))
+        assert reported == [b"Lists", b"Old"], lines  # not Sent, Quiet, Drafts, Trash, nor the empty new one
+        assert b'* LIST () "/" "Empty"\r\n' in lines

@@ -55,7 +55,8 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
     # previous SET's subscription, so the user's store stream stays open across a new SET.
     sub = s.ctx.hub.accounts.subscribe(s.user)
     try:
-        boxes = await s.ctx.store.list_mailboxes(s.user, with_status=cmd.status)
+        # With status either way: a resync compares with it (NotifyState.known).
+        boxes = await s.ctx.store.list_mailboxes(s.user, with_status=True)
     except BaseException:
         sub.close()
         raise
@@ -69,15 +70,17 @@ async def notify(s: Session, tag: str, cmd: c.Notify) -> Outcome:
         selected_fetch=fetch,
     )
     s.notify, s.notify_feed, s.notifier = state, sub, NOTIFIER
-    if cmd.status:
-        selected = s.selected.mailbox_id if s.selected is not None else None
-        for mb in boxes:
-            st = mb.status
-            if st is None or mb.noselect or mb.nonexistent or mb.mailbox_id == selected:
-                continue
-            if not (state.events_for(mb.name) & MESSAGE_EVENTS):
-                continue
-            state.last[mb.name] = (st.messages, st.uidnext, st.unseen, st.uidvalidity, st.highestmodseq)
+    selected = s.selected.mailbox_id if s.selected is not None else None
+    for mb in boxes:
+        st = mb.status
+        if st is None or mb.noselect or mb.nonexistent:
+            continue
+        now = (st.messages, st.uidnext, st.unseen, st.uidvalidity, st.highestmodseq)
+        state.known[mb.name] = now  # every mailbox: the selected one, or one watched later, too
+        if mb.mailbox_id == selected or not (state.events_for(mb.name) & MESSAGE_EVENTS):
+            continue
+        if cmd.status:
+            state.last[mb.name] = now
             s.notify_validity_told.add(mb.name)
             s.emit(
                 b"* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN %d HIGHESTMODSEQ %d)\r\n"

@@ -6,7 +6,10 @@ the session next sends untagged output. Everything pending is bounded: past
 `MAX_PENDING` the state is `overflowed` and the session answers with
 [NOTIFICATIONOVERFLOW] and stops notifying, as RFC 5465 section 5.8 allows.
 When the account feed dropped events for the session, `resync` works out the
-same notifications from one listing of the account's mailboxes with status.
+same notifications from one listing of the account's mailboxes with status:
+a STATUS only for the mailboxes whose status differs from what the session
+knew (told, or listed at NOTIFY SET): notifications are owed for changes
+(RFC 5465 5.1-5.3), not one for every watched mailbox.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class NotifyState:
     pending_subscriptions: dict[str, bool] = field(default_factory=dict)
     # Per mailbox: (messages, uidnext, unseen, uidvalidity, highestmodseq) last told.
     last: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
+    # The same, as listed at NOTIFY SET (told or not): what a resync compares a mailbox
+    # never told since with, so only the ones that changed get a STATUS.
+    known: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
     overflowed: bool = False
     # MessageNew's fetch-att for the selected mailbox: a FETCH of them follows the EXISTS.
     selected_fetch: tuple[FetchAttribute, ...] = ()
@@ -131,6 +137,8 @@ class NotifyState:
             self.names[event.mailbox_id] = event.name
             if old in self.last:
                 self.last[event.name] = self.last.pop(old)
+            if old in self.known:
+                self.known[event.name] = self.known.pop(old)
             wanted = self.events_for(event.name) | (self.events_for(old) if old else frozenset())
             if "MailboxName" in wanted:
                 self._list(ListChange(event.name, old_name=old))
@@ -140,6 +148,7 @@ class NotifyState:
             name = self.names.pop(event.mailbox_id)
             self.pending_status.pop(name, None)
             self.last.pop(name, None)
+            self.known.pop(name, None)
             if name and "MailboxName" in self.events_for(name):
                 self._list(ListChange(name, gone=True))
         elif event.mailbox_id != selected_id:
@@ -149,7 +158,8 @@ class NotifyState:
         """The feed dropped events for this session: the notifications they would have made,
         from the account's mailboxes now (`list_mailboxes(with_status=True)`). Mailbox and
         subscription changes by comparison; a STATUS for each watched mailbox whose status
-        is not the one last told, or was never told (it may have changed)."""
+        is not the one last told (or, never told, the one listed at NOTIFY SET); one that
+        came after the SET is news when it holds messages."""
         if self.overflowed:
             return
         now = {mb.mailbox_id: mb for mb in boxes if not mb.nonexistent}
@@ -170,13 +180,11 @@ class NotifyState:
             if mailbox_id == selected_id or mb.noselect or st is None:
                 continue
             wanted = self.events_for(mb.name) & MESSAGE_EVENTS
-            if not wanted or self.last.get(mb.name) == (
-                st.messages,
-                st.uidnext,
-                st.unseen,
-                st.uidvalidity,
-                st.highestmodseq,
-            ):
+            if not wanted:
+                continue
+            before = self.last.get(mb.name) or self.known.get(mb.name)
+            now_status = (st.messages, st.uidnext, st.unseen, st.uidvalidity, st.highestmodseq)
+            if before == now_status or (before is None and not st.messages):
                 continue
             if mb.name not in self.pending_status and self._full():
                 return
