@@ -133,6 +133,13 @@ def mappers(lab: AgentLab, node: str, storage: pathlib.Path) -> list[int]:
     return out
 
 
+def floating_ip_early(lab: AgentLab, node: str) -> bool:
+    """True when the node's front ends start before its store (ip_nonlocal_bind is on)."""
+    path = "/proc/sys/net/ipv4/ip_nonlocal_bind"
+    argv = ["ip", "netns", "exec", lab.cfg.node(node).namespace, "cat", path]
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10).stdout.strip() == "1"
+
+
 def released(lab: AgentLab, node: str, storage: pathlib.Path) -> bool:
     return not mappers(lab, node, storage)
 
@@ -156,6 +163,10 @@ def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
             first, second = lab.names
             lab.start_agent(first)
             lab.wait_for(f"{first} active and serving", lambda: lab.active() == first and lab.serves())
+            if floating_ip_early(lab, first):
+                # A first activation: imapd, started before the store, found no environment
+                # yet and was started again once the store had made it.
+                assert "imapd exited with 2 before the store served" in (tmp / f"agent-{first}.log").read_text()
             admin = Admin.connect(f"unix:{store_socket_path(lab.cfg, first)}")
             try:
                 admin.add_user("alice", "alice-password", 0)
