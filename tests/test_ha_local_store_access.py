@@ -13,17 +13,21 @@ import imaplib
 import os
 import pathlib
 import pwd
+import signal
 import ssl
 import stat
 import subprocess
+import time
 import uuid
 from functools import partial
 
+import grpc
 import pytest
 import yaml
 
 from haagent import netns, operator
-from nodeconf.paths import shared_store_dir, store_socket_path
+from haagent.supervisor import store_epoch
+from nodeconf.paths import shared_store_dir, store_address, store_socket_path
 from store.admin import Admin
 from tests.ha_agent_lab import AgentLab, cluster_yaml
 from tests.ha_lab_fixtures import Lab
@@ -217,6 +221,83 @@ def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
                 assert pid is not None and mappers(lab, target, storage)
                 epoch += 1
             assert imap.append("INBOX", "", None, MESSAGE)[0] == "OK"
+            imap.logout()
+        finally:
+            lab.stop()
+            logs = sorted((tmp / "run").glob("*/log/*.log"))
+            print("\n".join(f"--- {p}\n{p.read_text(errors='replace')[-1500:]}" for p in logs))
+
+
+def parent(pid: int) -> int:
+    stat_line = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    return int(stat_line[stat_line.rindex(")") + 2 :].split()[1])
+
+
+def store_serves(lab: AgentLab, node: str) -> bool:
+    try:
+        store_epoch(store_address(lab.cfg, node), 0.5)
+    except grpc.RpcError:
+        return False
+    return True
+
+
+def append_until_ok(imap: imaplib.IMAP4_SSL, timeout: float = 15.0) -> None:
+    """APPEND until the store takes it (NO [UNAVAILABLE] while it restarts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        typ, data = imap.append("INBOX", "", None, MESSAGE)
+        if typ == "OK":
+            return
+        assert time.monotonic() < deadline, data
+        time.sleep(0.2)
+
+
+def test_store_restart_and_failover_keep_imapd_beside_the_store(agent_lab_base: Lab) -> None:
+    """kill -9 of the store alone (the supervisor starts it again on the same files: imapd's
+    reads go on, its next writes connect the new socket), then of the whole active node."""
+    with reachable_tmp_dir() as tmp:
+        lab = AgentLab(agent_lab_base, tmp, f"/agent-{uuid.uuid4().hex[:12]}", service_user="mailha")
+        storage = shared_store_dir(lab.cfg.storage)
+        try:
+            first, second = lab.names
+            lab.start_agent(first)
+            lab.wait_for(f"{first} active and serving", lambda: lab.active() == first and lab.serves())
+            admin = Admin.connect(f"unix:{store_socket_path(lab.cfg, first)}")
+            try:
+                admin.add_user("alice", "alice-password", 0)
+            finally:
+                admin.close()
+            lab.start_agent(second)
+            imap = client(lab)
+            pid = wait_local(lab, first, storage, imap)
+
+            # The store, not imapd nor the full-text worker the store forks.
+            found = mappers(lab, first, storage)
+            store = [p for p in found if p != pid and parent(p) not in found]
+            assert len(store) == 1, store
+            os.kill(store[0], signal.SIGKILL)
+            lab.wait_for("the store back", partial(store_serves, lab, first), timeout=20)
+            append_until_ok(imap)
+            lab.wait_for("imapd on the new socket", lambda: local_write_connection(lab, first, pid), timeout=10)
+            assert service_pid(lab, first, "imapd") == pid  # the same imapd throughout
+            typ, selected = imap.select("INBOX")
+            assert typ == "OK" and selected == [b"2"]
+
+            lab.wait_for(
+                f"{second} standby",
+                lambda: (
+                    (st := lab.snapshot().node_status(second)) is not None
+                    and st.state == "standby"
+                    and st.health == "ok"
+                ),
+            )
+            lab.kill_node(first)
+            lab.wait_for(f"{second} serving", lambda: lab.active() == second and lab.serves(), timeout=20)
+            imap = client(lab)
+            wait_local(lab, second, storage, imap)
+            typ, selected = imap.select("INBOX")
+            assert typ == "OK" and selected == [b"3"]
+            owner_only(storage)
             imap.logout()
         finally:
             lab.stop()
