@@ -182,6 +182,10 @@ def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
             imap.select("INBOX")
             assert imap.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
             owner_only(storage)
+            if deactivate == "shell":  # the check finds what maps the environment while it serves
+                env = dict(os.environ, STORAGE_PATH=str(lab.cfg.storage.path), NODE="probe", EPOCH="0")
+                subprocess.run(["/bin/sh", "-c", DEACTIVATE], env=env, check=True, timeout=30)
+                assert (tmp / "mapped-probe-0").read_text().count("/maps") >= 2  # the store and imapd
 
             expected = 1
             epoch = lab.snapshot().leader.epoch  # type: ignore[union-attr]
