@@ -1,6 +1,16 @@
 """The front ends the agent starts once the store serves: lmtpd and imapd,
 bound to the floating IP, with the writer epoch of this activation. imapd
-uses cluster.yaml's tls files, or the demo pair under runtime_dir/tls."""
+uses cluster.yaml's tls files, or the demo pair under runtime_dir/tls.
+
+imapd runs beside the store as in standalone mode (`--store-data`): reads from
+the store's LMDB environment in the shared storage, writes over the store's
+local write socket there (issue 13). Both run as the same service user, so the
+environment (0700 directory, 0600 files, lock.mdb included: an LMDB reader
+writes its slot in the reader table) and the socket (0600, SO_PEERCRED: the
+store's own uid or root) admit imapd without any group or wider mode. The
+store still checks the writer epoch in every write transaction; imapd stops
+before the store and the storage go (haagent/supervisor.py), so it never reads
+storage the node no longer holds (AGENT.md, "Front ends beside the store")."""
 
 from __future__ import annotations
 
@@ -40,6 +50,7 @@ def imapd(ctx: FrontEndContext) -> FrontEnd | None:
         key=key,
         allow_plaintext_login=cluster.imap.allow_plaintext_login,
         append_limit=cluster.store.max_message_size,
+        store_data=ctx.store_data,  # reads from the store's LMDB, writes over its local socket
         metrics_listen=f"{ctx.node.address.ip}:{cluster.ports.metrics + IMAPD_METRICS_OFFSET}",
         caches=ImapCaches(cluster.imap.envelope_cache, cluster.imap.sort_cache, cluster.imap.mailbox_linger_seconds),
     )

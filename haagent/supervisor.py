@@ -58,6 +58,11 @@ class FrontEndContext:
     store: str  # gRPC address of this node's store
     epoch: int
     run_dir: pathlib.Path
+    # The store's data directory (its LMDB environment and local write socket) in the shared
+    # storage: a front end beside the store reads it and writes through its socket. Storage is
+    # activated before any front end starts, and every front end has exited before the store
+    # stops and the storage is deactivated (stop_all, and _stop_store reaps the exiting ones).
+    store_data: pathlib.Path
 
 
 @dataclass(frozen=True)
@@ -240,9 +245,10 @@ class Supervisor:
                 self.phase = Phase.STARTING
                 self._prepare_dirs()
                 pending = self._launch_front_ends(epoch)
-                await self._wait_listening(pending)
+                exited = await self._wait_listening(pending)
                 self._launch_store(epoch, fence_at_start=False)
                 await self._wait_store(epoch, exact=False)
+                self._relaunch(exited)
                 await claim()
                 try:
                     await trio.to_thread.run_sync(fence_store, self.address, epoch)
@@ -297,7 +303,7 @@ class Supervisor:
         raise ActionFailed(f"store did not serve within {STORE_START_TIMEOUT:.0f} s")
 
     def _launch_front_ends(self, epoch: int) -> list[_Child]:
-        ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir)
+        ctx = FrontEndContext(self.cluster, self.node, self.address, epoch, self.run_dir, self.storage_dir)
         pending: list[_Child] = []
         for factory in self.front_ends:
             fe = factory(ctx)
@@ -309,16 +315,34 @@ class Supervisor:
             pending.append(child)
         return pending
 
-    async def _wait_listening(self, pending: list[_Child]) -> None:
+    async def _wait_listening(self, pending: list[_Child]) -> list[_Child]:
+        """Until each front end started before the store listens; those that exit instead
+        are returned, to start again once the store serves (_relaunch)."""
         host = self.cluster.floating_ip.address.ip
+        exited: list[_Child] = []
         with trio.move_on_after(FRONT_END_START_TIMEOUT):
             for child in pending:
                 while child.port is not None and not await trio.to_thread.run_sync(listening, host, child.port):
                     if child.proc.poll() is not None:
-                        raise ActionFailed(f"{child.name} exited with {child.proc.returncode} while starting")
+                        exited.append(child)
+                        break
                     await trio.sleep(0.01)
-            return
+            return exited
         raise ActionFailed(f"front ends did not listen within {FRONT_END_START_TIMEOUT:.0f} s")
+
+    def _relaunch(self, exited: list[_Child]) -> None:
+        """Start again, now that the store serves, the front ends that exited when started
+        before it: imapd opens the store's environment at start, and it is not there yet on a
+        first activation (the store creates it), nor complete after an upgrade that adds a
+        table (the store adds it when it opens the environment). Once; a second exit fails
+        the start as usual (_wait_front_ends)."""
+        for child in exited:
+            log.warning(
+                "%s exited with %s before the store served (see its log); starting it again",
+                child.name,
+                child.proc.returncode,
+            )
+            child.proc = spawn(child.name, child.argv, self.log_dir, user=self.user)
 
     async def _wait_front_ends(self, pending: list[_Child]) -> None:
         with trio.move_on_after(FRONT_END_START_TIMEOUT):
@@ -346,7 +370,7 @@ class Supervisor:
 
     def _service_names(self) -> list[str]:
         if self._names is None:
-            ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir)
+            ctx = FrontEndContext(self.cluster, self.node, self.address, 0, self.run_dir, self.storage_dir)
             self._names = ["store"] + [fe.spec.name for fe in (f(ctx) for f in self.front_ends) if fe is not None]
         return self._names
 

@@ -78,6 +78,7 @@ class LocalWritesServer:
         self._connections: set[_Connection] = set()
         self._closed = False
         self._own_uid = os.getuid()
+        self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file bound by start
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._thread = threading.Thread(target=self._accept, name="store-local-accept", daemon=True)
 
@@ -91,6 +92,8 @@ class LocalWritesServer:
         with ShortPath(self.path) as name:
             self._listener.bind(name)
         os.chmod(self.path, 0o600)
+        st = os.stat(self.path)
+        self._bound = (st.st_dev, st.st_ino)
         self._listener.listen(16)
         self._thread.start()
 
@@ -117,11 +120,21 @@ class LocalWritesServer:
         if self._thread.is_alive():
             self._thread.join()
         self._listener.close()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self._unlink_own_socket()
         self.end_connections()
+
+    def _unlink_own_socket(self) -> None:
+        """Remove the socket file if it is still the one this store bound. Two stores may have
+        the same data directory open at once, one after the other: in an HA hand-over on storage
+        every node sees (cluster.yaml `storage.activate: dir`) the new active's store starts, and
+        binds its own socket at this path, before the old one stops; removing the path then
+        would leave the new store's front ends without it."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if (st.st_dev, st.st_ino) == self._bound:
+            self.path.unlink(missing_ok=True)
 
     def _accept(self) -> None:
         while True:

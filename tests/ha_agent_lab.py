@@ -49,7 +49,11 @@ def cluster_yaml(cfg: ClusterConfig) -> dict[str, object]:
             "auth_password_file": str(zk.secret_file),
             "data_dir": str(zk.data_dir),
         },
-        "storage": {"path": str(cfg.storage.path), "activate": cfg.storage.activate},
+        "storage": {
+            "path": str(cfg.storage.path),
+            "activate": cfg.storage.activate,
+            "deactivate": cfg.storage.deactivate,
+        },
         "ports": dataclasses.asdict(cfg.ports),
         "fencing": list(cfg.fencing),
         "runtime_dir": str(cfg.runtime_dir),

@@ -99,6 +99,26 @@ def test_the_socket_is_private(local_server: LocalWritesServer) -> None:
     assert local_server.path.name == "writes.sock"
 
 
+def test_a_store_stopping_after_another_took_the_path_leaves_the_new_socket(local_server: LocalWritesServer) -> None:
+    """An HA hand-over on storage both nodes see: the new active's store binds the path while
+    the old one still runs; the old one's close must not remove the new one's socket."""
+    newer = LocalWritesServer(local_server.store, local_server.path.parent)
+    newer.start()
+    try:
+        local_server.close()
+        assert local_server.path.exists()
+        client = RawClient(newer.path)
+        try:
+            assert not client.hello().refused
+            reply = client.write(_append(1, "alice"))
+            assert reply.WhichOneof("reply") == "append", reply
+        finally:
+            client.close()
+    finally:
+        newer.close()
+    assert not newer.path.exists()  # its own socket: removed
+
+
 @pytest.mark.skipif(
     os.getuid() != 0 or shutil.which("setpriv") is None or not os.path.exists("/usr/bin/python3"),
     reason="needs root, setpriv and the system python3 (a child of another uid cannot read the venv)",
