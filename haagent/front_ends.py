@@ -30,6 +30,7 @@ def lmtpd(ctx: FrontEndContext) -> FrontEnd | None:
         max_message_size=ctx.cluster.store.max_message_size,
         hostname=ctx.cluster.name,
         metrics_listen=f"{ctx.node.address.ip}:{ctx.cluster.ports.metrics + LMTPD_METRICS_OFFSET}",
+        store_data=ctx.store_data,  # appends over the store's local write socket
     )
     return FrontEnd(spec, ctx.cluster.ports.lmtp, b"220 ")
 

@@ -14,6 +14,7 @@ import os
 import pathlib
 import pwd
 import signal
+import smtplib
 import ssl
 import stat
 import subprocess
@@ -148,6 +149,16 @@ def released(lab: AgentLab, node: str, storage: pathlib.Path) -> bool:
     return not mappers(lab, node, storage)
 
 
+def lmtpd_local(lab: AgentLab, node: str) -> None:
+    """Deliver one message over LMTP; the node's lmtpd has sent it over writes.sock."""
+    pid = service_pid(lab, node, "lmtpd")
+    assert pid is not None
+    with smtplib.LMTP(str(lab.cfg.floating_ip.address.ip), lab.cfg.ports.lmtp, timeout=10) as lmtp:
+        unique = f"Message-ID: <{uuid.uuid4().hex}@example.org>\r\n".encode()  # not a retry's duplicate
+        assert lmtp.sendmail("a@example.org", ["alice@example.org"], unique + MESSAGE) == {}
+    lab.wait_for(f"{node}'s lmtpd on writes.sock", lambda: local_write_connection(lab, node, pid), timeout=5)
+
+
 @pytest.mark.parametrize("deactivate", ["none", "shell"])
 def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
     agent_lab_base: Lab, deactivate: str
@@ -174,6 +185,7 @@ def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
             admin = Admin.connect(f"unix:{store_socket_path(lab.cfg, first)}")
             try:
                 admin.add_user("alice", "alice-password", 0)
+                admin.add_address("alice@example.org", "alice")
             finally:
                 admin.close()
             lab.start_agent(second)
@@ -206,7 +218,8 @@ def test_active_imapd_reads_and_writes_beside_the_store_across_switchovers(
                     pass
                 imap = client(lab)
                 wait_local(lab, target, storage, imap)
-                expected += 1
+                lmtpd_local(lab, target)
+                expected += 2
                 typ, selected = imap.select("INBOX")
                 assert typ == "OK" and selected == [str(expected).encode()]
                 typ, fetched = imap.fetch("1", "(FLAGS)")
