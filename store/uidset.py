@@ -9,6 +9,7 @@ as RFC 3501 (9, seq-range) says.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class UidSet:
     @property
     def has_star(self) -> bool:
         """Whether "*" is in the set: only then does `resolve` need the highest UID."""
-        return any(STAR in pair for pair in self.ranges)
+        return STAR in itertools.chain.from_iterable(self.ranges)  # no Python generator per FETCH or STORE
 
     def resolve(self, highest: int) -> list[tuple[int, int]]:
         """Ordered, merged, closed ranges with "*" replaced by `highest`.
