@@ -50,6 +50,7 @@ COMMANDS: Final = (
     "STORE",
     "SEARCH_SUBJECT",
     "SEARCH_UNSEEN",
+    "APPEND_200B",  # last: each one grows the INBOX the others read
 )
 LARGE: Final = 1024 * 1024  # FETCH_BODY_1MB's message, appended after the seed (bench compare fetches one)
 _WARMUP: Final = 20
@@ -100,6 +101,7 @@ def _free_port() -> int:
 
 
 def _calls(client: imaplib.IMAP4) -> dict[str, Callable[[], tuple[str, object]]]:
+    small = make_message(1, 200)
     return {
         "NOOP": client.noop,
         "SELECT": lambda: client.select("INBOX"),
@@ -109,6 +111,8 @@ def _calls(client: imaplib.IMAP4) -> dict[str, Callable[[], tuple[str, object]]]
         "STORE": lambda: client.store("1", "+FLAGS", "\\Seen"),
         "SEARCH_SUBJECT": lambda: client.search(None, "SUBJECT", "message"),
         "SEARCH_UNSEEN": lambda: client.search(None, "UNSEEN"),
+        # imaplib's way: the command with {200}, the literal after the continuation, then CRLF.
+        "APPEND_200B": lambda: client.append("INBOX", None, None, small),
     }
 
 

@@ -176,6 +176,13 @@ def append(
     return record, metas
 
 
+def resolved(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tuple[int, int]]:
+    """The IMAP UID set `text` of `mid` as ordered, merged, closed ranges; the highest UID is
+    read (a cursor walk) only when the set holds "*"."""
+    parsed = uidset.parse(text)
+    return parsed.resolve(highest_uid(txn, dbs, mid) if parsed.has_star else 0)
+
+
 def highest_uid(txn: lmdb.Transaction, dbs: Dbs, mid: int) -> int:
     cur = txn.cursor(db=dbs.messages)
     if cur.set_range(MSG_KEY.pack(mid + 1, 0)):
@@ -200,7 +207,7 @@ def set_pieces(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, per_piece: 
     page list as large as that transaction until the store closed; in pieces, the writes
     queued meanwhile go between them. Reads keys only.
     """
-    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    ranges = resolved(txn, dbs, mid, text)
     cuts: list[int] = []  # the last UID of every full piece
     count = 0
     cur = txn.cursor(db=dbs.messages)
@@ -229,7 +236,13 @@ def set_pieces(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, per_piece: 
 
 def in_set(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> Iterator[tuple[int, MessageRecord]]:
     """(uid, record) of the messages of `mid` whose UID is in the IMAP UID set `text`."""
-    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    return in_ranges(txn, dbs, mid, resolved(txn, dbs, mid, text))
+
+
+def in_ranges(
+    txn: lmdb.Transaction, dbs: Dbs, mid: int, ranges: list[tuple[int, int]]
+) -> Iterator[tuple[int, MessageRecord]]:
+    """(uid, record) of the messages of `mid` in resolved `ranges` (ascending, disjoint, inclusive)."""
     cur = txn.cursor(db=dbs.messages)
     for lo, hi in ranges:
         if not cur.set_range(MSG_KEY.pack(mid, lo)):
@@ -264,12 +277,20 @@ def apply_flags(old: tuple[str, ...], mode: int, flags: tuple[str, ...]) -> tupl
     return flags
 
 
+# Up to this many UIDs, flags_unchanged reads the records instead of testing each flag set.
+_FEW_RECORDS = 16
+
+
 def flags_unchanged(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, *, mode: int, flags: tuple[str, ...]) -> bool:
     """Whether a STORE of `flags` in `mode` on the UID set `text` would change no message:
     per flag set the mailbox uses (`flag_members`), the same `apply_flags` test as
     `store_flags`, and for a set it would change, whether the UID set holds one of its
     messages; no message record read. STORE 1:* +FLAGS (\\Seen) on a read mailbox."""
-    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid))
+    ranges = resolved(txn, dbs, mid, text)
+    if sum(hi - lo + 1 for lo, hi in ranges) <= _FEW_RECORDS:
+        # A few UIDs (STORE 1 +FLAGS \Seen): their records cost fewer reads than a test per
+        # flag set the mailbox uses; the records are what the index is derived from.
+        return all(apply_flags(rec.flags, mode, flags) == rec.flags for _, rec in in_ranges(txn, dbs, mid, ranges))
     for fid in flag_members.flag_ids(txn, dbs.flag_members, mid):
         current = flag_sets.flags_of(txn, dbs, fid)
         if apply_flags(current, mode, flags) != current and flag_members.holds_any(
@@ -397,7 +418,7 @@ def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> Victims:
     the mailbox size: EXPUNGE runs in the committer, the one thread every write waits for.
     Of each record only its size, body id and whether it is \\Seen are read.
     """
-    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
+    ranges = resolved(txn, dbs, mid, text) if text else [(0, uidset.MAX_UID)]
     cur = txn.cursor(db=dbs.deleted)
     keys: list[bytes] = []
     for lo, hi in ranges:
@@ -434,7 +455,7 @@ def deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> Victims:
 def any_deleted_in(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> bool:
     """Whether `mid` has a \\Deleted message (in the UID set `text` if given): one seek in
     the `deleted` index per range, no record read (EXPUNGE with nothing to remove)."""
-    ranges = uidset.parse(text).resolve(highest_uid(txn, dbs, mid)) if text else [(0, uidset.MAX_UID)]
+    ranges = resolved(txn, dbs, mid, text) if text else [(0, uidset.MAX_UID)]
     cur = txn.cursor(db=dbs.deleted)
     for lo, hi in ranges:
         if not cur.set_range(MSG_KEY.pack(mid, lo)):

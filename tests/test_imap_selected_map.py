@@ -10,6 +10,7 @@ import random
 from imapd.protocol.sequence import SequenceSet
 from imapd.session.selected import SelectedMailbox
 from imapd.store_client import ChangeEvent, MessageMeta
+from store import uidset
 
 
 def _model(uids: list[int], doomed: list[int]) -> tuple[list[bytes], list[int]]:
@@ -80,3 +81,23 @@ def test_a_catch_up_does_not_report_flag_changes_the_snapshot_already_held() -> 
     sel.absorb(catch_up)
     assert set(sel.pending_flags) == {3}
     assert sel.modseq == 12
+
+
+def test_the_store_is_sent_the_smallest_uid_set_naming_the_messages() -> None:
+    """`span`: a lone UID alone (the store parses it without its pattern), a run of the map as
+    first:last, anything else UID by UID; each names exactly the messages asked for."""
+    sel = SelectedMailbox(name="INBOX", mailbox_id=1, uidvalidity=1, uids=array.array("I", [3, 4, 5, 9, 10]), modseq=1)
+    cases = [
+        (sel.uids_for(SequenceSet.parse(b"1"), uid=False), "3"),
+        (sel.uids_for(SequenceSet.parse(b"4"), uid=False), "9"),
+        (sel.uids_for(SequenceSet.parse(b"1:3"), uid=False), "3:5"),
+        (sel.uids_for(SequenceSet.parse(b"3:4"), uid=False), "5:9"),  # a run of the map: no 6-8 there
+        (sel.uids_for(SequenceSet.parse(b"1,4"), uid=False), "3,9"),
+        ([], ""),
+    ]
+    for uids, text in cases:
+        assert sel.span(uids) == text
+        if text:
+            assert [u for lo, hi in uidset.parse(text).resolve(10) for u in range(lo, hi + 1) if u in sel.uids] == list(
+                uids
+            )

@@ -56,10 +56,16 @@ def test_flags_are_canonical_and_validated() -> None:
         ("100:*", 50, [(50, 100)]),
         ("1:3,2:6,8", 9, [(1, 6), (8, 8)]),
         ("1:*", 0, [(0, 1)]),
+        ("60", 9, [(60, 60)]),  # one UID: parsed without the pattern
+        ("4294967295", 9, [(4294967295, 4294967295)]),
     ],
 )
 def test_uid_sets_resolve(text: str, highest: int, ranges: list[tuple[int, int]]) -> None:
-    assert uidset.parse(text).resolve(highest) == ranges
+    parsed = uidset.parse(text)
+    assert parsed.resolve(highest) == ranges
+    assert parsed.has_star == ("*" in text)  # without it the highest UID is not read
+    if not parsed.has_star:
+        assert parsed.resolve(0) == ranges
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,47 @@ def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) 
         reader.close()
 
 
+def test_few_and_many_uids_are_told_apart_alike(store: StoreServer) -> None:
+    """Up to 16 UIDs the check reads their records, past that it tests the flag sets: both
+    answer as StoreFlags then writes (the sets straddle the bound, the one changed message
+    sits at either end)."""
+    with store.client() as client:
+        client.create_user("dy", "dy-secret")
+        for i in range(20):
+            client.append_bytes("dy", "INBOX", _message(i), flags=["\\Seen"] if i != 16 else [])
+        epoch = client.epoch()
+    reader = LocalReader(store.data_dir)
+    try:
+        with grpc.insecure_channel(store.address) as channel:
+            stub = store_pb2_grpc.MailStoreStub(channel)
+            mid = stub.Select(store_pb2.SelectRequest(user="dy", name="INBOX")).mailbox.mailbox_id
+            add, remove = store_pb2.FLAG_MODE_ADD, store_pb2.FLAG_MODE_REMOVE
+
+            def request(uid_set: str, mode: store_pb2.FlagMode.ValueType) -> store_pb2.StoreFlagsRequest:
+                req = store_pb2.StoreFlagsRequest(epoch=epoch, user="dy", mailbox_id=mid, uid_set=uid_set, mode=mode)
+                req.flags.append("\\Seen")
+                return req
+
+            cases = [
+                ("1:16", True),  # 16 records, all seen
+                ("1:17", False),  # 17 UIDs: the flag sets; 17 is unseen
+                ("2:17", False),  # 16 records, the last unseen
+                ("17", False),
+                ("1:16,18:*", True),  # 19 UIDs, all seen
+                ("1:*", False),
+            ]
+            for uid_set, unchanged in cases:
+                stub.StoreFlags(request("17", remove))  # 17 unseen again (the last case may have set it)
+                req = request(uid_set, add)
+                local = reader.unchanged_by_store(req)
+                reply = stub.StoreFlags(req)
+                assert (local is not None) == unchanged == (not reply.updated), uid_set
+            for uid_set in ("2:17", "1:*"):  # all seen now
+                assert reader.unchanged_by_store(request(uid_set, add)) is not None, uid_set
+    finally:
+        reader.close()
+
+
 def test_select_uid_lists_kept_between_selects_follow_every_write(store: StoreServer) -> None:
     """The reader keeps a mailbox's UID list while UIDVALIDITY and HIGHESTMODSEQ stand
     (store/uid_list_cache.py): after each write, its SELECT still equals the store's."""

@@ -271,6 +271,8 @@ class SelectedMailbox:
         grow, and what it expunged is not answered), else every UID."""
         if not uids:
             return ""
+        if len(uids) == 1:
+            return str(uids[0])  # "60", not "60:60": the store parses a lone UID without its pattern
         start = bisect.bisect_left(self.uids, uids[0])
         if isinstance(uids, array.array) and self.uids[start : start + len(uids)] == uids:  # one memcmp
             return f"{uids[0]}:{uids[-1]}"
