@@ -11,6 +11,8 @@ socket read to the write. The call count is deterministic: a change that adds
 work to every command shows in it whatever the machine's load, where timings
 on a shared machine do not. Both figures are per command; the profile of each
 command is kept beside the JSON result (`pstats` files) for a closer look.
+The store process's CPU over the unprofiled loop is given beside imapd's
+(`store_cpu_us`: what the store spends on the command's writes and reads).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def measure(commands: int, only: tuple[str, ...], keep: pathlib.Path | None) -> 
     results: dict[str, dict[str, float]] = {}
     try:
         data = directory / "data"
-        start(
+        store_proc = start(
             [sys.executable, "-m", "mailha.cli", "store", "serve", "--data", str(data), "--listen", address],
             "store.log",
         )
@@ -155,7 +157,8 @@ def measure(commands: int, only: tuple[str, ...], keep: pathlib.Path | None) -> 
             client.select("INBOX")
             calls = _calls(client)
             for dumped, name in enumerate(only):
-                results[name] = _one(calls[name], name, commands, imapd, directory / f"profile.{dumped}")
+                dump = directory / f"profile.{dumped}"
+                results[name] = _one(calls[name], name, commands, imapd, store_proc, dump=dump)
                 if keep is not None:
                     shutil.copy(directory / f"profile.{dumped}", keep / f"command-cost-{name}.pstats")
         finally:
@@ -173,7 +176,13 @@ def measure(commands: int, only: tuple[str, ...], keep: pathlib.Path | None) -> 
 
 
 def _one(
-    call: Callable[[], tuple[str, object]], name: str, commands: int, imapd: subprocess.Popen[bytes], dump: pathlib.Path
+    call: Callable[[], tuple[str, object]],
+    name: str,
+    commands: int,
+    imapd: subprocess.Popen[bytes],
+    store: subprocess.Popen[bytes],
+    *,
+    dump: pathlib.Path,
 ) -> dict[str, float]:
     def run(count: int) -> None:
         for _ in range(count):
@@ -182,9 +191,10 @@ def _one(
                 raise RuntimeError(f"{name} failed: {reply!r}")
 
     run(_WARMUP)
-    before = _cpu_seconds(imapd.pid)
+    before, store_before = _cpu_seconds(imapd.pid), _cpu_seconds(store.pid)
     run(commands)
     cpu = (_cpu_seconds(imapd.pid) - before) / commands
+    store_cpu = (_cpu_seconds(store.pid) - store_before) / commands
     imapd.send_signal(signal.SIGUSR2)
     time.sleep(0.2)  # the handler runs between bytecodes of imapd's loop, which is idle
     run(commands)
@@ -197,7 +207,8 @@ def _one(
         time.sleep(0.05)
     time.sleep(0.2)  # dump_stats may still be writing
     stats = pstats.Stats(str(dump))
-    return {"calls": round(stats.total_calls / commands, 1), "cpu_us": round(cpu * 1e6, 1)}  # type: ignore[attr-defined]
+    calls = round(stats.total_calls / commands, 1)  # type: ignore[attr-defined]
+    return {"calls": calls, "cpu_us": round(cpu * 1e6, 1), "store_cpu_us": round(store_cpu * 1e6, 1)}
 
 
 def _wait_listening(port: int, imapd: subprocess.Popen[bytes], directory: pathlib.Path) -> None:

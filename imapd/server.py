@@ -421,10 +421,13 @@ class ImapServer:
             if not data:
                 return
             parser.receive_data(bytes(data))
+            # A continuation written after this read carried its ACK (the socket has
+            # TCP_NODELAY): no separate ACK is needed while the client sends the literal.
+            acked = False
             while True:
                 event = parser.next_event()
                 if isinstance(event, ev.NeedData):
-                    if parser.mid_command:
+                    if parser.mid_command and not acked:
                         conn.ack_now()  # no answer will carry the ACK until the client sends the rest
                     break
                 outcome = Outcome.CONTINUE
@@ -449,6 +452,7 @@ class ImapServer:
                 elif isinstance(event, ev.ContinuationNeeded):
                     await conn.send(b"+ Ready for literal data\r\n")
                     parser.accept_literal()
+                    acked = True
                 elif isinstance(event, ev.AppendStart):
                     if session.state not in APPEND_VALID_IN:
                         await conn.send(event.tag.encode() + b" BAD Command not allowed in this state\r\n")

@@ -52,17 +52,20 @@ def _first_mailbox(addresses: list[Address]) -> Address | None:
     return next((a for a in addresses if a.host is not None and a.mailbox is not None), None)
 
 
-def _mailbox_key(value: bytes | None) -> str:
+def _first_of(value: bytes | None) -> Address | None:
+    """The first address with a mailbox and a host of a header value (parsed once for both keys)."""
+    return _first_mailbox(parse_addresses(value)) if value else None
+
+
+def _mailbox_key(first: Address | None) -> str:
     """RFC 5256: the addr-mailbox (local part) of the first address."""
-    first = _first_mailbox(parse_addresses(value)) if value else None
     if first is None or first.mailbox is None:
         return ""
     return casemap_key(first.mailbox.decode("utf-8", "replace"))
 
 
-def _display_key(value: bytes | None) -> str:
+def _display_key(first: Address | None) -> str:
     """RFC 5957: the display name of the first address, else its addr-spec."""
-    first = _first_mailbox(parse_addresses(value)) if value else None
     if first is None:
         return ""
     if first.name:
@@ -106,13 +109,14 @@ def stored_keys(header: bytes) -> bytes:
     parents = message_ids(first.get(b"references")) or message_ids(first.get(b"in-reply-to"))[:1]
     sent = _header_date(first.get(b"date"))
     bits = (_SENT_KNOWN if sent is not None else 0) | (_REPLY if reply else 0) | (_HAS_ID if own else 0)
+    sender, recipient = _first_of(first.get(b"from")), _first_of(first.get(b"to"))
     strings = (
         casemap_key(subject),
-        _mailbox_key(first.get(b"from")),
-        _mailbox_key(first.get(b"to")),
-        _mailbox_key(first.get(b"cc")),
-        _display_key(first.get(b"from")),
-        _display_key(first.get(b"to")),
+        _mailbox_key(sender),
+        _mailbox_key(recipient),
+        _mailbox_key(_first_of(first.get(b"cc"))),
+        _display_key(sender),
+        _display_key(recipient),
     )
     ids = (own[0] if own else b"", b" ".join(parents))
     text = "\0".join(_no_nul(t) for t in strings).encode("utf-8", "surrogatepass")

@@ -56,8 +56,8 @@ class MessageOps(StoreCore):
             raise InvalidArgument("message is empty")
         # The indexed header text and the compressed body are made here, in the caller's
         # thread, not in the committer (the one thread every write waits for).
-        text = mailbox_index.header_text(messages.source_head(source))
         head = messages.source_head(source)
+        text = mailbox_index.header_text(head)
         facts = message_facts.compute(bodies.header_block(head), head)
         if source.data is not None:
             source.packed = body_codec.compress_chunks(source.data)
