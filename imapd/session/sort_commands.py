@@ -20,7 +20,7 @@ from typing import Final
 
 import trio
 
-from imapd.message.threads import render, thread
+from imapd.message.threads import thread_list
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
 from imapd.session import search_results, update_contexts
@@ -30,7 +30,7 @@ from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
 from mailparse.sort_keys import SortKeys, sort_columns, sort_numbers, stored_sent
-from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
+from mailparse.sort_spec import SortCriterion
 from store.uidset import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
@@ -239,10 +239,6 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     return Outcome.CONTINUE
 
 
-def _thread_list(algorithm: ThreadAlgorithm, entries: list[tuple[int, SortKeys]]) -> bytes:
-    return render(thread(algorithm, entries))
-
-
 async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     sel = s.selected
     assert sel is not None
@@ -250,9 +246,9 @@ async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
         _implicit_condstore(s, sel)
     entries, _ = await _entries(s, cmd.program, cmd.uid, addresses=False)
     if len(entries) >= _IN_THREAD_FROM:
-        rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
+        rendered = await trio.to_thread.run_sync(thread_list, cmd.algorithm, entries)
     else:
-        rendered = _thread_list(cmd.algorithm, entries)
+        rendered = thread_list(cmd.algorithm, entries)
     s.emit(b"* THREAD " + rendered + b"\r\n" if rendered else b"* THREAD\r\n")
     s.tagged(tag, b"OK", b"THREAD completed")
     return Outcome.CONTINUE

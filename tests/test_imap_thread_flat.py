@@ -1,0 +1,74 @@
+"""The flat THREAD algorithms (imapd/message/threads.py) give the thread lists of the object
+form they replaced (tests/reference_threads.py) for any mix of references, loops, duplicate and
+missing Message-IDs, shared and empty subjects, replies and equal dates."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imapd.message.threads import ThreadAlgorithm, thread_list
+from mailparse.sort_keys import SortKeys
+from tests import reference_threads
+
+_IDS = [b"<m%d@x>" % i for i in range(12)]
+
+
+@st.composite
+def _mailbox(draw: st.DrawFn) -> list[tuple[int, SortKeys]]:
+    count = draw(st.integers(min_value=0, max_value=14))
+    numbers = draw(st.lists(st.integers(min_value=1, max_value=60), min_size=count, max_size=count, unique=True))
+    out: list[tuple[int, SortKeys]] = []
+    for number in numbers:
+        keys = SortKeys(
+            arrival=number,
+            size=100,
+            sent=draw(st.integers(min_value=-3, max_value=3)),  # many equal dates: ties by number
+            subject=draw(st.sampled_from(["", "a", "b", "c"])),
+            subject_reply=draw(st.booleans()),
+            from_="",
+            to="",
+            cc="",
+            display_from="",
+            display_to="",
+            message_id=draw(st.none() | st.sampled_from(_IDS)),  # duplicates and self-references too
+            parent_ids=tuple(draw(st.lists(st.sampled_from(_IDS), max_size=5))),
+        )
+        out.append((number, keys))
+    return out
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_mailbox(), st.sampled_from(list(ThreadAlgorithm)))
+def test_flat_threads_equal_the_object_form(messages: list[tuple[int, SortKeys]], algorithm: ThreadAlgorithm) -> None:
+    expected = reference_threads.render(reference_threads.thread(algorithm, messages))
+    assert thread_list(algorithm, messages) == expected
+
+
+def test_a_large_mailbox_threads_alike() -> None:
+    """Chains, fan-outs and subject merges at a size where every code path repeats."""
+    messages: list[tuple[int, SortKeys]] = []
+    for n in range(1, 3001):
+        parents = (b"<m%d@x>" % (n - 1 - n % 7),) if n % 3 else ()
+        messages.append(
+            (
+                n,
+                SortKeys(
+                    n,
+                    100,
+                    (n * 7919) % 500,
+                    f"topic {n % 40}",
+                    n % 3 != 0,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    b"<m%d@x>" % n if n % 11 else None,
+                    parents,
+                ),
+            )
+        )
+    for algorithm in ThreadAlgorithm:
+        expected = reference_threads.render(reference_threads.thread(algorithm, messages))
+        assert thread_list(algorithm, messages) == expected
