@@ -42,6 +42,7 @@ __all__ = [
     "message_ids",
     "sent_date",
     "sort_columns",
+    "sort_keyed",
     "sort_numbers",
     "stored_keys",
     "stored_sent",
@@ -207,13 +208,20 @@ _ATTRIBUTE: Final = {
 def sort_numbers(entries: list[tuple[int, SortKeys]], program: list[tuple[SortCriterion, bool]]) -> list[int]:
     """Message numbers ordered by (criterion, reverse) pairs, ties by number (RFC 5256 3)."""
     ordered = sorted(entries, key=itemgetter(0))
-    keys = [k for _, k in ordered]
+    return sort_keyed([n for n, _ in ordered], [k for _, k in ordered], program)
+
+
+def sort_keyed(
+    numbers: Sequence[int], keys: Sequence[SortKeys], program: list[tuple[SortCriterion, bool]]
+) -> list[int]:
+    """`numbers` (ascending) ordered by (criterion, reverse) pairs, `keys[i]` the keys of
+    `numbers[i]`; ties by number (RFC 5256 3). One column per criterion, no tuple per message."""
     columns = {criterion: list(map(attrgetter(_ATTRIBUTE[criterion]), keys)) for criterion, _ in program}
-    return sort_columns([n for n, _ in ordered], columns, program)
+    return sort_columns(numbers, columns, program)
 
 
 def sort_columns(
-    numbers: list[int],
+    numbers: Sequence[int],
     columns: Mapping[SortCriterion, Sequence[int] | Sequence[str]],
     program: list[tuple[SortCriterion, bool]],
 ) -> list[int]:

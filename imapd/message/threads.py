@@ -23,7 +23,7 @@ from typing import Final
 from mailparse.sort_keys import SortKeys
 from mailparse.sort_spec import ThreadAlgorithm
 
-__all__ = ["ThreadAlgorithm", "thread_list"]
+__all__ = ["ThreadAlgorithm", "thread_list", "thread_list_of"]
 
 _NONE: Final = -1
 # (sent date, number) in one int: numbers (UIDs, sequence numbers) are below 2**32.
@@ -118,13 +118,18 @@ class _Forest:
 def thread_list(algorithm: ThreadAlgorithm, messages: Sequence[tuple[int, SortKeys]]) -> bytes:
     """The thread list of a THREAD response for `messages` (number, keys): "(1 2)(3 (4)(5))"."""
     ordered = sorted(messages, key=itemgetter(0))
+    return thread_list_of(algorithm, [n for n, _ in ordered], [k for _, k in ordered])
+
+
+def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Sequence[SortKeys]) -> bytes:
+    """`thread_list` of `numbers` (ascending) whose keys are `keys[i]`."""
     forest = _Forest()
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
-        for number, keys in ordered:
-            forest.message(forest.dummy(), number, keys)
+        for number, message_keys in zip(numbers, keys, strict=True):
+            forest.message(forest.dummy(), number, message_keys)
         roots = _ordered_subject(forest)
     else:
-        roots = _reference_roots(forest, ordered)
+        roots = _reference_roots(forest, numbers, keys)
         if algorithm is ThreadAlgorithm.REFERENCES:
             # Step 5: a dummy root is dated (and, in step 6, named) by its first child by date.
             for root in roots:
@@ -158,12 +163,12 @@ def _ordered_subject(forest: _Forest) -> list[int]:
     return roots
 
 
-def _reference_roots(forest: _Forest, ordered: Sequence[tuple[int, SortKeys]]) -> list[int]:
+def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence[SortKeys]) -> list[int]:
     """RFC 5256 REFERENCES steps 1-4: link containers by msg-id, gather roots, prune dummies."""
     table: dict[bytes, int] = {}
     number, date, subject, reply = forest.number, forest.date, forest.subject, forest.reply
     parent, children = forest.parent, forest.children
-    for num, keys in ordered:
+    for num, keys in zip(numbers, messages, strict=True):
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous = _NONE
         for ref in keys.parent_ids:
