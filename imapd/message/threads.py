@@ -17,7 +17,7 @@ compares the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Final
 
 from mailparse.sort_keys import SortKeys
@@ -168,10 +168,15 @@ def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence
     table: dict[bytes, int] = {}
     number, date, subject, reply = forest.number, forest.date, forest.subject, forest.reply
     parent, children = forest.parent, forest.children
-    for num, keys in zip(numbers, messages, strict=True):
+    # Columns first (C loops), so the per-message loop reads no attributes.
+    ids = list(map(attrgetter("message_id"), messages))
+    refs_of = list(map(attrgetter("parent_ids"), messages))
+    sents = list(map(attrgetter("sent"), messages))
+    for i, num in enumerate(numbers):
+        refs, message_id = refs_of[i], ids[i]
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous = _NONE
-        for ref in keys.parent_ids:
+        for ref in refs:
             container = table.get(ref)
             if container is None:
                 container = table[ref] = forest.dummy()
@@ -181,13 +186,14 @@ def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence
         # 1.B: this message's own container; a duplicate Message-ID gets a fresh one. (Inline:
         # this loop runs once per message, and a call per container was a fifth of THREAD.)
         own = _NONE
-        if keys.message_id is not None:
-            existing = table.get(keys.message_id)
+        if message_id is not None:
+            existing = table.get(message_id)
             if existing is None:
-                own = table[keys.message_id] = len(number)
+                own = table[message_id] = len(number)
             elif not number[existing]:
                 own = existing  # named by an earlier message's References
-        sent = (keys.sent << _NUMBER_BITS) + num
+        keys = messages[i]
+        sent = (sents[i] << _NUMBER_BITS) + num
         if own == _NONE or own == len(number):
             own = len(number)
             number.append(num)
@@ -245,20 +251,24 @@ def _merge_by_subject(forest: _Forest, roots: list[int]) -> list[int]:
     subject_of = forest.subject
     subjects = [subject_of[root] if number[root] else forest.base_subject(root) for root in roots]
     table: dict[str, int] = {}
+    shared: set[str] = set()  # the subjects of more than one root: only they merge
     for root, subject in zip(roots, subjects, strict=True):
         if not subject:
             continue
         old = table.get(subject)
-        if (
-            old is None
-            or (not number[root] and number[old])
-            or (number[old] and reply[old] and number[root] and not reply[root])
-        ):
+        if old is None:
+            table[subject] = root
+            continue
+        shared.add(subject)
+        if (not number[root] and number[old]) or (number[old] and reply[old] and number[root] and not reply[root]):
             table[subject] = root
     result: list[int] = []
     placed: dict[int, int] = {}  # table entry -> its index in result
     for root, subject in zip(roots, subjects, strict=True):
-        entry = table.get(subject, _NONE) if subject else _NONE
+        if subject not in shared:
+            result.append(root)  # no other root names it, nor is placed by it
+            continue
+        entry = table[subject]
         if entry in (_NONE, root):
             if root not in placed:
                 placed[root] = len(result)
