@@ -72,3 +72,25 @@ def test_a_large_mailbox_threads_alike() -> None:
     for algorithm in ThreadAlgorithm:
         expected = reference_threads.render(reference_threads.thread(algorithm, messages))
         assert thread_list(algorithm, messages) == expected
+
+
+def test_a_reply_chain_deeper_than_the_python_stack_threads() -> None:
+    """5,000 messages each replying to the one before: one thread, listed as a chain (the object
+    form's recursive pruning and rendering raised RecursionError from ~1,000 deep)."""
+
+    def keys(n: int) -> SortKeys:
+        parents = (b"<m%d@x>" % (n - 1),) if n > 1 else ()
+        return SortKeys(n, 1, n, "s", n > 1, "", "", "", "", "", b"<m%d@x>" % n, parents)
+
+    messages = [(n, keys(n)) for n in range(1, 5001)]
+    chain = b"(" + b" ".join(b"%d" % n for n in range(1, 5001)) + b")"
+    assert thread_list(ThreadAlgorithm.REFERENCES, messages) == chain
+    assert thread_list(ThreadAlgorithm.REFS, messages) == chain
+    # Every message but the last also has a leaf reply (numbers 10001...): a branch at each level.
+    leaves = [
+        (10_000 + n, SortKeys(10_000 + n, 1, n, "s", True, "", "", "", "", "", None, (b"<m%d@x>" % n,)))
+        for n in range(1, 5000)
+    ]
+    listing = thread_list(ThreadAlgorithm.REFERENCES, messages + leaves)
+    # siblings by date: the leaf (sent n) before the next message (sent n + 1)
+    assert listing.startswith(b"(1 (10001)(2 (10002)(3 (10003)(4 ") and listing.count(b"(") == 2 * 4999 + 1

@@ -180,7 +180,14 @@ def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence
             container = table.get(ref)
             if container is None:
                 container = table[ref] = forest.dummy()
-            if previous != _NONE and parent[container] == _NONE and not forest.is_ancestor_of(container, previous):
+            if (
+                previous != _NONE
+                and parent[container] == _NONE
+                # (a container without children is an ancestor of nothing but itself)
+                and (
+                    container != previous if not children[container] else not forest.is_ancestor_of(container, previous)
+                )
+            ):
                 forest.adopt(previous, container)
             previous = container
         # 1.B: this message's own container; a duplicate Message-ID gets a fresh one. (Inline:
@@ -217,30 +224,48 @@ def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence
     # 2: the root set, in the order the containers were made (the object form's table order).
     roots = [node for node, up in enumerate(parent) if up == _NONE]
     # 4: prune dummies.
-    return _prune(forest, roots, top=True)
+    return _prune(forest, roots)
 
 
-def _prune(forest: _Forest, nodes: list[int], *, top: bool) -> list[int]:
+def _prune(forest: _Forest, roots: list[int]) -> list[int]:
+    """RFC 5256 step 4 over the whole forest, children before parents (a loop, not recursion:
+    a reply chain thousands deep is ordinary mail, and Python's stack is ~1,000 frames)."""
     number, parent, children = forest.number, forest.parent, forest.children
-    kept: list[int] = []
-    for node in nodes:
+    order: list[int] = []
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        order.append(node)
         kids = children[node]
-        if kids:  # (most messages have none: no call, no new list)
-            kids = children[node] = _prune(forest, kids, top=False)
-            for child in kids:
-                parent[child] = node
+        if kids:
+            todo.extend(kids)
+    for node in reversed(order):
+        kids = children[node]
+        if not kids:
+            continue  # (most messages have none: no new list)
+        kept: list[int] = []
+        for child in kids:
+            if number[child]:
+                kept.append(child)
+            else:
+                kept.extend(children[child] or ())  # 4.A: an empty dummy goes; 4.B: promote
+        children[node] = kept
+        for child in kept:
+            parent[child] = node
+    top: list[int] = []
+    for node in roots:
+        kids = children[node]
         if number[node]:
-            kept.append(node)
+            top.append(node)
         elif not kids:
-            continue  # 4.A: an empty dummy goes
-        elif not top or len(kids) == 1:
+            continue
+        elif len(kids) == 1:
             # 4.B: promote the children, but not several of them to the root level.
-            for child in kids:
-                parent[child] = _NONE
-            kept.extend(kids)
+            parent[kids[0]] = _NONE
+            top.append(kids[0])
         else:
-            kept.append(node)
-    return kept
+            top.append(node)
+    return top
 
 
 def _merge_by_subject(forest: _Forest, roots: list[int]) -> list[int]:
@@ -313,26 +338,34 @@ def _sort_siblings(forest: _Forest, nodes: list[int]) -> None:
 
 def _render(forest: _Forest, roots: Sequence[int]) -> bytes:
     """RFC 5256 section 4: a root alone is "(n)"; a chain of only children "(n m k)"; several
-    children "(n (m)(k ...))"."""
+    children "(n (m)(k ...))". A loop over a stack of pieces and nodes, not recursion."""
     number, children = forest.number, forest.children
-    return b"".join(
-        b"(%d)" % number[root] if number[root] and not children[root] else b"(" + _chain(forest, root) + b")"
-        for root in roots
-    )
-
-
-def _chain(forest: _Forest, node: int) -> bytes:
-    number, children = forest.number, forest.children
-    parts: list[bytes] = []
-    current = node
-    while True:
-        kids = children[current]
-        if number[current]:
+    out: list[bytes] = []
+    todo: list[bytes | int] = []
+    for root in reversed(roots):
+        if number[root] and not children[root]:
+            todo.append(b"(%d)" % number[root])
+        else:
+            todo += (b")", root, b"(")
+    while todo:
+        item = todo.pop()
+        if isinstance(item, bytes):
+            out.append(item)
+            continue
+        parts: list[bytes] = []
+        current = item
+        while True:
+            kids = children[current]
+            if not number[current]:
+                break
             parts.append(b"%d" % number[current])
-            if kids is not None and len(kids) == 1:
-                current = kids[0]
-                continue
+            if kids is None or len(kids) != 1:
+                break
+            current = kids[0]
+        out.append(b" ".join(parts))
         if kids:
-            parts.append(b"".join(b"(" + _chain(forest, child) + b")" for child in kids))
-        break
-    return b" ".join(parts)
+            if parts:
+                out.append(b" ")
+            for child in reversed(kids):
+                todo += (b")", child, b"(")
+    return b"".join(out)
