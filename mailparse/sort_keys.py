@@ -46,6 +46,7 @@ __all__ = [
     "sort_numbers",
     "stored_keys",
     "stored_sent",
+    "thread_fields",
 ]
 
 
@@ -234,6 +235,39 @@ def sort_columns(
     for criterion, reverse in reversed(program):
         order.sort(key=columns[criterion].__getitem__, reverse=reverse)
     return [numbers[i] for i in order]
+
+
+class ThreadFields(NamedTuple):
+    """What THREAD reads of one message's stored keys (`thread_fields`)."""
+
+    sent: int
+    subject: str
+    subject_reply: bool
+    message_id: bytes | None
+    parent_ids: tuple[bytes, ...]
+
+
+def thread_fields(raw: bytes, internal_date: int) -> ThreadFields | None:
+    """The fields of `SortKeys.from_stored(raw, ...)` THREAD reads, decoding the subject alone (a
+    THREAD over more messages than the key cache holds builds no SortKeys); None where
+    `from_stored` reads no keys either."""
+    if len(raw) < _STORED.size or raw[0] != _STORED_VERSION:
+        return None
+    _, sent, bits, length = _STORED.unpack_from(raw)
+    at = _STORED.size + length
+    if raw.count(b"\0", _STORED.size, at) != _STRINGS - 3:
+        return None
+    ids = raw[at + 1 :].split(b"\0")
+    if len(ids) != 2:
+        return None
+    subject_end = raw.index(b"\0", _STORED.size, at)
+    return ThreadFields(
+        sent if bits & _SENT_KNOWN else internal_date,
+        raw[_STORED.size : subject_end].decode("utf-8", "surrogatepass"),
+        bool(bits & _REPLY),
+        ids[0] if bits & _HAS_ID else None,
+        tuple(ids[1].split(b" ")) if ids[1] else (),
+    )
 
 
 def stored_sent(raw: bytes, internal_date: int) -> int | None:

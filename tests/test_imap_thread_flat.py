@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imapd.message.threads import ThreadAlgorithm, thread_list
-from mailparse.sort_keys import SortKeys
+from mailparse.sort_keys import SortKeys, stored_keys, thread_fields
 from tests import reference_threads
 
 _IDS = [b"<m%d@x>" % i for i in range(12)]
@@ -94,3 +94,24 @@ def test_a_reply_chain_deeper_than_the_python_stack_threads() -> None:
     listing = thread_list(ThreadAlgorithm.REFERENCES, messages + leaves)
     # siblings by date: the leaf (sent n) before the next message (sent n + 1)
     assert listing.startswith(b"(1 (10001)(2 (10002)(3 (10003)(4 ") and listing.count(b"(") == 2 * 4999 + 1
+
+
+def test_thread_fields_are_those_of_the_full_keys() -> None:
+    """`thread_fields` (the subject alone decoded) reads what `SortKeys.from_stored` reads, and
+    refuses what it refuses."""
+    headers = [
+        b"Subject: Re: [list] Hello \xc3\xa9t\xc3\xa9\r\nFrom: A <a@x>\r\nMessage-ID: <a@x>\r\n"
+        b"References: <p@x> <q@x>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n",
+        b"Subject: plain\r\nDate: not a date\r\n\r\n",
+        b"From: nobody <n@x>\r\nIn-Reply-To: <r@x> <s@x>\r\n\r\n",
+        b"\r\n",
+    ]
+    for header in headers:
+        raw = stored_keys(header)
+        full = SortKeys.from_stored(raw, internal_date=77, size=1)
+        assert full is not None
+        fields = thread_fields(raw, 77)
+        assert fields == (full.sent, full.subject, full.subject_reply, full.message_id, full.parent_ids)
+    for broken in (b"", b"\x02" + stored_keys(headers[0])[1:], stored_keys(headers[0]).replace(b"\0", b"", 1)):
+        assert SortKeys.from_stored(broken, internal_date=77, size=1) is None
+        assert thread_fields(broken, 77) is None

@@ -17,18 +17,42 @@ compares the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Final
 
 from mailparse.sort_keys import SortKeys
 from mailparse.sort_spec import ThreadAlgorithm
 
-__all__ = ["ThreadAlgorithm", "thread_list", "thread_list_of"]
+__all__ = ["ThreadAlgorithm", "ThreadColumns", "thread_columns", "thread_list", "thread_list_of"]
 
 _NONE: Final = -1
 # (sent date, number) in one int: numbers (UIDs, sequence numbers) are below 2**32.
 _NUMBER_BITS: Final = 32
 _OLDEST: Final = -(2**100)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadColumns:
+    """What THREAD reads of each message, one list per field, aligned: `numbers` ascending."""
+
+    numbers: Sequence[int]
+    sents: Sequence[int]
+    subjects: Sequence[str]  # base subject, i;unicode-casemap key
+    replies: Sequence[bool]
+    message_ids: Sequence[bytes | None]
+    parent_ids: Sequence[tuple[bytes, ...]]
+
+    @classmethod
+    def of(cls, numbers: Sequence[int], keys: Sequence[SortKeys]) -> ThreadColumns:
+        return cls(
+            numbers,
+            list(map(attrgetter("sent"), keys)),
+            list(map(attrgetter("subject"), keys)),
+            list(map(attrgetter("subject_reply"), keys)),
+            list(map(attrgetter("message_id"), keys)),
+            list(map(attrgetter("parent_ids"), keys)),
+        )
 
 
 class _Forest:
@@ -54,11 +78,17 @@ class _Forest:
         self.children.append(None)
         return len(self.number) - 1
 
-    def message(self, node: int, number: int, keys: SortKeys) -> None:
-        self.number[node] = number
-        self.date[node] = (keys.sent << _NUMBER_BITS) + number
-        self.subject[node] = keys.subject
-        self.reply[node] = keys.subject_reply
+    def messages(self, columns: ThreadColumns) -> None:
+        """One container per message, none made before (ORDEREDSUBJECT)."""
+        assert not self.number
+        self.number = list(columns.numbers)
+        self.date = [
+            (sent << _NUMBER_BITS) + number for sent, number in zip(columns.sents, columns.numbers, strict=True)
+        ]
+        self.subject = list(columns.subjects)
+        self.reply = list(columns.replies)
+        self.parent = [_NONE] * len(self.number)
+        self.children = [None] * len(self.number)
 
     def adopt(self, parent: int, child: int) -> None:
         old = self.parent[child]
@@ -123,13 +153,17 @@ def thread_list(algorithm: ThreadAlgorithm, messages: Sequence[tuple[int, SortKe
 
 def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Sequence[SortKeys]) -> bytes:
     """`thread_list` of `numbers` (ascending) whose keys are `keys[i]`."""
+    return thread_columns(algorithm, ThreadColumns.of(numbers, keys))
+
+
+def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns) -> bytes:
+    """`thread_list` of the messages of `columns`."""
     forest = _Forest()
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
-        for number, message_keys in zip(numbers, keys, strict=True):
-            forest.message(forest.dummy(), number, message_keys)
+        forest.messages(columns)
         roots = _ordered_subject(forest)
     else:
-        roots = _reference_roots(forest, numbers, keys)
+        roots = _reference_roots(forest, columns)
         if algorithm is ThreadAlgorithm.REFERENCES:
             # Step 5: a dummy root is dated (and, in step 6, named) by its first child by date.
             for root in roots:
@@ -163,16 +197,14 @@ def _ordered_subject(forest: _Forest) -> list[int]:
     return roots
 
 
-def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence[SortKeys]) -> list[int]:
+def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
     """RFC 5256 REFERENCES steps 1-4: link containers by msg-id, gather roots, prune dummies."""
     table: dict[bytes, int] = {}
     number, date, subject, reply = forest.number, forest.date, forest.subject, forest.reply
     parent, children = forest.parent, forest.children
-    # Columns first (C loops), so the per-message loop reads no attributes.
-    ids = list(map(attrgetter("message_id"), messages))
-    refs_of = list(map(attrgetter("parent_ids"), messages))
-    sents = list(map(attrgetter("sent"), messages))
-    for i, num in enumerate(numbers):
+    ids, refs_of, sents = columns.message_ids, columns.parent_ids, columns.sents
+    subjects, replies = columns.subjects, columns.replies
+    for i, num in enumerate(columns.numbers):
         refs, message_id = refs_of[i], ids[i]
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous = _NONE
@@ -199,20 +231,19 @@ def _reference_roots(forest: _Forest, numbers: Sequence[int], messages: Sequence
                 own = table[message_id] = len(number)
             elif not number[existing]:
                 own = existing  # named by an earlier message's References
-        keys = messages[i]
         sent = (sents[i] << _NUMBER_BITS) + num
         if own == _NONE or own == len(number):
             own = len(number)
             number.append(num)
             date.append(sent)
-            subject.append(keys.subject)
-            reply.append(keys.subject_reply)
+            subject.append(subjects[i])
+            reply.append(replies[i])
             parent.append(_NONE)
             children.append(None)
             if previous != _NONE:
                 forest.adopt(previous, own)  # new: it has no descendants, so it cannot be an ancestor
             continue
-        number[own], date[own], subject[own], reply[own] = num, sent, keys.subject, keys.subject_reply
+        number[own], date[own], subject[own], reply[own] = num, sent, subjects[i], replies[i]
         # The last reference is the parent; a link it had from a truncated chain is replaced.
         if parent[own] != _NONE:
             siblings = children[parent[own]]
