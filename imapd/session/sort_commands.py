@@ -6,14 +6,15 @@ store call; none for plain ALL), their SortKeys come from the process-wide
 cache, else from the keys the store computed at append (one index scan,
 store/message_facts.py), else (messages stored before the store kept them)
 from one header fetch. Ordering and threading are the pure
-`mailparse.sort_keys.sort_keyed` / `message.threads.thread_list_of`, fed
+`mailparse.sort_keys.sort_keyed` / `message.threads.thread_columns`, fed
 columns (numbers and keys side by side): no tuple or object per message
 outlives the command.
 
 Over more than twice the messages the cache can hold (`SortKeyCache.worth_keeping`),
 nothing is cached (it would only evict); over more than it holds, a SORT by ARRIVAL,
 SIZE and DATE alone builds no SortKeys at all: it sorts the index's size and date columns and the sent dates
-read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT.
+read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT; and a
+THREAD reads only its own fields of the stored keys (`sort_keys.thread_fields`), caching nothing.
 """
 
 from __future__ import annotations
