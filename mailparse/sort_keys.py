@@ -42,9 +42,11 @@ __all__ = [
     "message_ids",
     "sent_date",
     "sort_columns",
+    "sort_keyed",
     "sort_numbers",
     "stored_keys",
     "stored_sent",
+    "thread_fields",
 ]
 
 
@@ -211,13 +213,20 @@ _ATTRIBUTE: Final = {
 def sort_numbers(entries: list[tuple[int, SortKeys]], program: list[tuple[SortCriterion, bool]]) -> list[int]:
     """Message numbers ordered by (criterion, reverse) pairs, ties by number (RFC 5256 3)."""
     ordered = sorted(entries, key=itemgetter(0))
-    keys = [k for _, k in ordered]
+    return sort_keyed([n for n, _ in ordered], [k for _, k in ordered], program)
+
+
+def sort_keyed(
+    numbers: Sequence[int], keys: Sequence[SortKeys], program: list[tuple[SortCriterion, bool]]
+) -> list[int]:
+    """`numbers` (ascending) ordered by (criterion, reverse) pairs, `keys[i]` the keys of
+    `numbers[i]`; ties by number (RFC 5256 3). One column per criterion, no tuple per message."""
     columns = {criterion: list(map(attrgetter(_ATTRIBUTE[criterion]), keys)) for criterion, _ in program}
-    return sort_columns([n for n, _ in ordered], columns, program)
+    return sort_columns(numbers, columns, program)
 
 
 def sort_columns(
-    numbers: list[int],
+    numbers: Sequence[int],
     columns: Mapping[SortCriterion, Sequence[int] | Sequence[str]],
     program: list[tuple[SortCriterion, bool]],
 ) -> list[int]:
@@ -230,6 +239,39 @@ def sort_columns(
     for criterion, reverse in reversed(program):
         order.sort(key=columns[criterion].__getitem__, reverse=reverse)
     return [numbers[i] for i in order]
+
+
+class ThreadFields(NamedTuple):
+    """What THREAD reads of one message's stored keys (`thread_fields`)."""
+
+    sent: int
+    subject: str
+    subject_reply: bool
+    message_id: bytes | None
+    parent_ids: tuple[bytes, ...]
+
+
+def thread_fields(raw: bytes, internal_date: int) -> ThreadFields | None:
+    """The fields of `SortKeys.from_stored(raw, ...)` THREAD reads, decoding the subject alone (a
+    THREAD over more messages than the key cache holds builds no SortKeys); None where
+    `from_stored` reads no keys either."""
+    if len(raw) < _STORED.size or raw[0] != _STORED_VERSION:
+        return None
+    _, sent, bits, length = _STORED.unpack_from(raw)
+    at = _STORED.size + length
+    if raw.count(b"\0", _STORED.size, at) != _STRINGS - 3:
+        return None
+    ids = raw[at + 1 :].split(b"\0")
+    if len(ids) != 2:
+        return None
+    subject_end = raw.index(b"\0", _STORED.size, at)
+    return ThreadFields(
+        sent if bits & _SENT_KNOWN else internal_date,
+        raw[_STORED.size : subject_end].decode("utf-8", "surrogatepass"),
+        bool(bits & _REPLY),
+        ids[0] if bits & _HAS_ID else None,
+        tuple(ids[1].split(b" ")) if ids[1] else (),
+    )
 
 
 def stored_sent(raw: bytes, internal_date: int) -> int | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import dovecot
-from imapd.message.threads import ThreadAlgorithm, render, thread
+from imapd.message.threads import ThreadAlgorithm, thread_list
 from mailparse.collation import base_subject, casemap_key
 from mailparse.sort_keys import SortCriterion, SortKeys, sort_numbers
 
@@ -80,11 +80,11 @@ def test_references_thread_of_rfc_shapes() -> None:
     d = _keys(b"Message-ID: <d@x>\r\nReferences: <a@x> <c@x>\r\nDate: Mon, 1 Jan 2024 13:00:00 +0000")
     e = _keys(b"Message-ID: <e@x>\r\nReferences: <gone@x>\r\nSubject: other\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000")
     f = _keys(b"Message-ID: <f@x>\r\nReferences: <gone@x>\r\nSubject: other2\r\nDate: Mon, 1 Jan 2024 09:30:00 +0000")
-    forest = thread(ThreadAlgorithm.REFERENCES, [(1, a), (2, b), (3, c), (4, d), (5, e), (6, f)])
+    forest = thread_list(ThreadAlgorithm.REFERENCES, [(1, a), (2, b), (3, c), (4, d), (5, e), (6, f)])
     # e and f share a missing parent: a dummy root; a has two replies, the second one answered.
-    assert render(forest) == b"((5)(6))(1 (2)(3 4))"
-    flat = thread(ThreadAlgorithm.ORDEREDSUBJECT, [(1, a), (2, b), (3, c), (4, d)])
-    assert render(flat) == b"(1 (2)(3))(4)"  # threads by their first message's date
+    assert forest == b"((5)(6))(1 (2)(3 4))"
+    flat = thread_list(ThreadAlgorithm.ORDEREDSUBJECT, [(1, a), (2, b), (3, c), (4, d)])
+    assert flat == b"(1 (2)(3))(4)"  # threads by their first message's date
 
 
 def test_references_loops_and_duplicate_ids_do_not_hang_or_lose_messages() -> None:
@@ -92,7 +92,7 @@ def test_references_loops_and_duplicate_ids_do_not_hang_or_lose_messages() -> No
     b = _keys(b"Message-ID: <b@x>\r\nReferences: <a@x>")
     dup = _keys(b"Message-ID: <a@x>\r\nReferences: <a@x>")
     selfref = _keys(b"Message-ID: <s@x>\r\nReferences: <s@x>")
-    out = render(thread(ThreadAlgorithm.REFERENCES, [(1, a), (2, b), (3, dup), (4, selfref)]))
+    out = thread_list(ThreadAlgorithm.REFERENCES, [(1, a), (2, b), (3, dup), (4, selfref)])
     assert sorted(int(n) for n in re.findall(rb"\d+", out)) == [1, 2, 3, 4]
 
 
@@ -215,4 +215,4 @@ def test_thread_matches_dovecot(
     client, entries = dovecot_corpus
     typ, data = client.thread(algorithm.value, "UTF-8", "ALL")
     assert typ == "OK"
-    assert render(thread(algorithm, entries)) == data[0]
+    assert thread_list(algorithm, entries) == data[0]

@@ -7,7 +7,7 @@ import time
 
 import trio
 
-from imapd.message.threads import ThreadAlgorithm, render, thread
+from imapd.message.threads import ThreadAlgorithm, thread_list
 from imapd.session.context import ServerSettings
 from imapd.session.sort_key_cache import SortKeyCache
 from imapd.store_fake import FakeStore
@@ -263,17 +263,17 @@ def test_sort_key_cache_is_a_bounded_lru() -> None:
     assert cache.get(("u", 1, 8, 1)) is None  # another UIDVALIDITY is another message
 
 
-def _top_level(thread_list: bytes) -> list[bytes]:
+def _top_level(listing: bytes) -> list[bytes]:
     """The threads of a THREAD response's list, outer parentheses removed."""
     out, depth, start = [], 0, 0
-    for i, ch in enumerate(thread_list):
+    for i, ch in enumerate(listing):
         if ch == 0x28:
             depth += 1
             start = i + 1 if depth == 1 else start
         elif ch == 0x29:
             depth -= 1
             if depth == 0:
-                out.append(thread_list[start:i])
+                out.append(listing[start:i])
     return out
 
 
@@ -297,7 +297,7 @@ async def test_big_sorts_and_threads_run_off_the_event_loop_with_the_same_answer
         answer = _untagged(await c.command("THREAD ORDEREDSUBJECT UTF-8 ALL"), b"THREAD")
         assert len(_top_level(answer[9:])) == 50
         entries = [(n + 1, SortKeys.from_header(m.encode(), internal_date=0, size=0)) for n, m in enumerate(mail)]
-        assert answer == b"* THREAD " + render(thread(ThreadAlgorithm.ORDEREDSUBJECT, entries))
+        assert answer == b"* THREAD " + thread_list(ThreadAlgorithm.ORDEREDSUBJECT, entries)
         assert answer.startswith(b"* THREAD (1 (51)(151)(101)")  # 151 was sent before 101
 
 

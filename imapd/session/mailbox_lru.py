@@ -59,20 +59,22 @@ class MailboxLru(Generic[K, V]):
             self._groups.move_to_end(mailbox)
         return value
 
-    def get_many(self, mailbox: MailboxKey, keys: Iterable[K]) -> dict[K, V]:
-        """The entries of `keys` that `mailbox` holds, each now the most recent (one lookup of
-        the mailbox for all of them)."""
+    def get_each(self, mailbox: MailboxKey, keys: Iterable[K]) -> list[V | None]:
+        """The entry of each of `keys` (None where `mailbox` holds none), each found one now the
+        most recent (one lookup of the mailbox for all of them; a list, not a dict: a SORT of
+        50,000 messages otherwise kept 50,000 more tracked tuples alive for the GC to walk)."""
         group = self._groups.get(mailbox)
         if group is None:
-            return {}
+            return [None for _ in keys]
         self._groups.move_to_end(mailbox)
         entries = group.entries
-        found: dict[K, V] = {}
+        get, touch = entries.get, entries.move_to_end
+        found: list[V | None] = []
         for key in keys:
-            value = entries.get(key)
+            value = get(key)
             if value is not None:
-                entries.move_to_end(key)
-                found[key] = value
+                touch(key)
+            found.append(value)
         return found
 
     def has_all(self, mailbox: MailboxKey, keys: Iterable[K]) -> bool:

@@ -6,21 +6,24 @@ store call; none for plain ALL), their SortKeys come from the process-wide
 cache, else from the keys the store computed at append (one index scan,
 store/message_facts.py), else (messages stored before the store kept them)
 from one header fetch. Ordering and threading are the pure
-`message.sort_keys` / `message.threads`.
+`mailparse.sort_keys.sort_keyed` / `message.threads.thread_columns`, fed
+columns (numbers and keys side by side): no tuple or object per message
+outlives the command.
 
 Over more than twice the messages the cache can hold (`SortKeyCache.worth_keeping`),
 nothing is cached (it would only evict); over more than it holds, a SORT by ARRIVAL,
 SIZE and DATE alone builds no SortKeys at all: it sorts the index's size and date columns and the sent dates
-read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT.
+read from the stored keys (`sort_keys.stored_sent`), issue 17's million-message SORT; and a
+THREAD reads only its own fields of the stored keys (`sort_keys.thread_fields`), caching nothing.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple, cast
 
 import trio
 
-from imapd.message.threads import render, thread
+from imapd.message.threads import ThreadColumns, thread_columns
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
 from imapd.session import search_results, update_contexts
@@ -29,8 +32,8 @@ from imapd.session.message_commands import _implicit_condstore, matching_message
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
-from mailparse.sort_keys import SortKeys, sort_columns, sort_numbers, stored_sent
-from mailparse.sort_spec import SortCriterion, ThreadAlgorithm
+from mailparse.sort_keys import SortKeys, ThreadFields, sort_columns, sort_keyed, stored_sent, thread_fields
+from mailparse.sort_spec import SortCriterion
 from store.uidset import format_uids
 
 # From this many messages on, sorting/threading runs in a worker thread: it still holds the GIL,
@@ -39,53 +42,68 @@ _IN_THREAD_FROM: Final = 2000
 _NUMERIC: Final = frozenset({SortCriterion.ARRIVAL, SortCriterion.SIZE, SortCriterion.DATE})
 
 
-async def _selected(s: Session, program: SearchProgram) -> list[tuple[int, int, int]]:
-    """(seq, uid, modseq) the program matches; ALL is answered from the session's own UID list."""
+class _Matched(NamedTuple):
+    """The messages a SEARCH program matched, as columns in sequence order (no tuple per message)."""
+
+    seqs: list[int]
+    uids: list[int]
+    top_modseq: int
+
+
+async def _selected(s: Session, program: SearchProgram) -> _Matched:
+    """The messages the program matches; ALL is answered from the session's own UID list."""
     sel = s.selected
     assert sel is not None
     if isinstance(program.key, AllKey):
         gone = sel.pending_expunged
-        return [(seq, uid, 0) for seq, uid in enumerate(sel.uids, 1) if uid not in gone]
-    return await matching_messages(s, program)
+        if not gone:
+            return _Matched(list(range(1, len(sel.uids) + 1)), list(sel.uids), 0)
+        kept = [(seq, uid) for seq, uid in enumerate(sel.uids, 1) if uid not in gone]
+        return _Matched([seq for seq, _ in kept], [uid for _, uid in kept], 0)
+    matched = await matching_messages(s, program)
+    return _Matched([m[0] for m in matched], [m[1] for m in matched], max((m[2] for m in matched), default=0))
 
 
-async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> dict[int, SortKeys]:
-    """uid -> SortKeys for `uids` (those still in the store), cached across sessions unless
-    the mailbox is far larger than the cache; `addresses=False` (THREAD): uncached keys may
-    leave the address fields empty."""
+async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> list[SortKeys | None]:
+    """The SortKeys of each of `uids` (None for one no longer in the store), cached across
+    sessions unless the mailbox is far larger than the cache; `addresses=False` (THREAD):
+    uncached keys may leave the address fields empty."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
     keep = cache.worth_keeping(len(uids))
-    found = cache.get_many(user, sel.mailbox_id, sel.uidvalidity, uids) if keep else {}
-    missing = [uid for uid in uids if uid not in found] if found else uids
-    if missing:
-        missing = await _stored_keys(s, missing, found, keep=keep, addresses=keep or addresses)
+    found: list[SortKeys | None] = (
+        cache.get_each(user, sel.mailbox_id, sel.uidvalidity, uids) if keep else [None] * len(uids)
+    )
+    if None not in found:
+        return found
+    position = {uid: i for i, (uid, keys) in enumerate(zip(uids, found, strict=True)) if keys is None}
+    missing = await _stored_keys(s, position, found, keep=keep, addresses=keep or addresses)
     if missing:
         request = FetchRequest(format_uids(missing), with_header=True)
         cpu = CpuSlice()
         async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
             await cpu.tick()
             meta = item.meta
-            if meta.header is None:
+            if meta.header is None or meta.uid not in position:
                 continue
             keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
             if keep:
                 cache.put((user, sel.mailbox_id, sel.uidvalidity, meta.uid), keys)
-            found[meta.uid] = keys
+            found[position[meta.uid]] = keys
     return found
 
 
 async def _stored_keys(
-    s: Session, uids: list[int], found: dict[int, SortKeys], *, keep: bool, addresses: bool
+    s: Session, position: dict[int, int], found: list[SortKeys | None], *, keep: bool, addresses: bool
 ) -> list[int]:
-    """Fill `found` with the keys the store keeps for `uids` (and the cache, if `keep`);
-    return the UIDs it has none for."""
+    """Fill `found[position[uid]]` with the keys the store keeps for the UIDs of `position` (and
+    the cache, if `keep`); return the UIDs it has none for."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     cache = s.ctx.sort_keys
     lacking: list[int] = []
-    query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=True)
+    query = IndexQuery(format_uids(sorted(position)), with_sizes_dates=True, with_sort_keys=True)
     from_stored = SortKeys.from_stored
     cpu = CpuSlice()
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
@@ -98,29 +116,28 @@ async def _stored_keys(
                 continue
             if keep:
                 cache.put((user, sel.mailbox_id, sel.uidvalidity, uid), keys)
-            found[uid] = keys
+            if uid in position:
+                found[position[uid]] = keys
     return lacking
 
 
-async def _entries(
-    s: Session, program: SearchProgram, uid: bool, *, addresses: bool = True
-) -> tuple[list[tuple[int, SortKeys]], int]:
-    """(number, keys) of the matching messages (number: UID or sequence number), and their top modseq."""
-    matched = await _selected(s, program)
-    return await _entries_of(s, matched, uid, addresses=addresses), max((m for _, _, m in matched), default=0)
+async def _numbered_keys(
+    s: Session, matched: _Matched, uid: bool, *, addresses: bool = True
+) -> tuple[list[int], list[SortKeys]]:
+    """The numbers (UIDs or sequence numbers, ascending) of the matched messages still in the
+    store, and their keys."""
+    found = await _keys(s, matched.uids, addresses=addresses)
+    numbers = matched.uids if uid else matched.seqs
+    if None in found:
+        kept = [i for i, keys in enumerate(found) if keys is not None]
+        return [numbers[i] for i in kept], [keys for keys in found if keys is not None]
+    return numbers, cast("list[SortKeys]", found)
 
 
-async def _entries_of(
-    s: Session, matched: list[tuple[int, int, int]], uid: bool, *, addresses: bool = True
-) -> list[tuple[int, SortKeys]]:
-    keys = await _keys(s, [u for _, u, _ in matched], addresses=addresses)
-    return [(u if uid else seq, keys[u]) for seq, u, _ in matched if u in keys]
-
-
-async def _ordered(entries: list[tuple[int, SortKeys]], criteria: list[tuple[SortCriterion, bool]]) -> list[int]:
-    if len(entries) >= _IN_THREAD_FROM:
-        return await trio.to_thread.run_sync(sort_numbers, entries, criteria)
-    return sort_numbers(entries, criteria)
+async def _ordered(numbers: list[int], keys: list[SortKeys], criteria: list[tuple[SortCriterion, bool]]) -> list[int]:
+    if len(numbers) >= _IN_THREAD_FROM:
+        return await trio.to_thread.run_sync(sort_keyed, numbers, keys, criteria)
+    return sort_keyed(numbers, keys, criteria)
 
 
 async def _numeric_columns(
@@ -170,26 +187,26 @@ async def _sorted_numbers(
     the index's columns: a million SortKeys (~0.8 KiB each) cost seconds to build and most of
     a gigabyte of short-lived objects, and the cache could not have kept them anyway."""
     matched = await _selected(s, program)
-    top_modseq = max((m for _, _, m in matched), default=0)
     numeric = all(criterion in _NUMERIC for criterion, _ in criteria)
-    if not numeric or s.ctx.sort_keys.fits(len(matched)):
-        return await _ordered(await _entries_of(s, matched, uid), criteria), top_modseq
+    if not numeric or s.ctx.sort_keys.fits(len(matched.uids)):
+        return await _ordered(*await _numbered_keys(s, matched, uid), criteria), matched.top_modseq
     want_sent = any(criterion is SortCriterion.DATE for criterion, _ in criteria)
-    present, columns = await _numeric_columns(s, [u for _, u, _ in matched], want_sent)
+    present, columns = await _numeric_columns(s, matched.uids, want_sent)
     if uid:
         numbers = present
-    elif len(present) == len(matched):
-        numbers = [seq for seq, _, _ in matched]
+    elif len(present) == len(matched.uids):
+        numbers = matched.seqs
     else:
-        seq_of = {u: seq for seq, u, _ in matched}
+        seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
         numbers = [seq_of[u] for u in present]
-    return await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria), top_modseq
+    return await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria), matched.top_modseq
 
 
 async def sorted_uids(s: Session, uids: list[int], criteria: tuple[tuple[SortCriterion, bool], ...]) -> list[int]:
     """`uids` in sort order (UIDs order like sequence numbers, so they break ties the same way)."""
-    keys = await _keys(s, uids)
-    return await _ordered([(u, keys[u]) for u in uids if u in keys], list(criteria))
+    ascending = sorted(uids)
+    numbers, keys = await _numbered_keys(s, _Matched(ascending, ascending, 0), uid=True)
+    return await _ordered(numbers, keys, list(criteria))
 
 
 async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
@@ -239,8 +256,49 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     return Outcome.CONTINUE
 
 
-def _thread_list(algorithm: ThreadAlgorithm, entries: list[tuple[int, SortKeys]]) -> bytes:
-    return render(thread(algorithm, entries))
+async def _thread_columns(s: Session, matched: _Matched, uid: bool) -> ThreadColumns:
+    """THREAD's fields of the matched messages still in the store, from the keys the store keeps
+    (the subject alone decoded, no SortKeys, nothing cached); a message without stored keys is
+    read from its header. For more messages than the key cache holds: 200,000 SortKeys with
+    their address strings were a ~250 MB peak that jemalloc's metadata outlived."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    present: list[int] = []
+    fields: list[ThreadFields | None] = []
+    query = IndexQuery(format_uids(matched.uids), with_sizes_dates=True, with_sort_keys=True)
+    async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
+        present.extend(cols.uids)
+        fields.extend(map(thread_fields, cols.sort_keys, cols.dates))
+        await trio.lowlevel.checkpoint()
+    unread = {u: i for i, (u, found) in enumerate(zip(present, fields, strict=True)) if found is None}
+    if unread:
+        request = FetchRequest(format_uids(sorted(unread)), with_header=True)
+        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            meta = item.meta
+            if meta.header is not None and meta.uid in unread:
+                keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
+                fields[unread[meta.uid]] = ThreadFields(
+                    keys.sent, keys.subject, keys.subject_reply, keys.message_id, keys.parent_ids
+                )
+    if None in fields:  # expunged meanwhile: left out, as `_keys` leaves them out
+        kept = [i for i, found in enumerate(fields) if found is not None]
+        present, fields = [present[i] for i in kept], [fields[i] for i in kept]
+    known = cast("list[ThreadFields]", fields)
+    if uid:
+        numbers = present
+    elif len(present) == len(matched.uids):
+        numbers = matched.seqs
+    else:
+        seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
+        numbers = [seq_of[u] for u in present]
+    return ThreadColumns(
+        numbers,
+        [f.sent for f in known],
+        [f.subject for f in known],
+        [f.subject_reply for f in known],
+        [f.message_id for f in known],
+        [f.parent_ids for f in known],
+    )
 
 
 async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
@@ -248,11 +306,16 @@ async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     assert sel is not None
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
-    entries, _ = await _entries(s, cmd.program, cmd.uid, addresses=False)
-    if len(entries) >= _IN_THREAD_FROM:
-        rendered = await trio.to_thread.run_sync(_thread_list, cmd.algorithm, entries)
+    matched = await _selected(s, cmd.program)
+    if s.ctx.sort_keys.fits(len(matched.uids)):
+        numbers, keys = await _numbered_keys(s, matched, cmd.uid, addresses=False)
+        columns = ThreadColumns.of(numbers, keys)
     else:
-        rendered = _thread_list(cmd.algorithm, entries)
+        columns = await _thread_columns(s, matched, cmd.uid)
+    if len(columns.numbers) >= _IN_THREAD_FROM:
+        rendered = await trio.to_thread.run_sync(thread_columns, cmd.algorithm, columns)
+    else:
+        rendered = thread_columns(cmd.algorithm, columns)
     s.emit(b"* THREAD " + rendered + b"\r\n" if rendered else b"* THREAD\r\n")
     s.tagged(tag, b"OK", b"THREAD completed")
     return Outcome.CONTINUE

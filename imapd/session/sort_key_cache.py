@@ -42,10 +42,9 @@ class SortKeyCache:
     def get(self, key: Key) -> SortKeys | None:
         return self._lru.get((key[0], key[1]), (key[2], key[3]))
 
-    def get_many(self, user: str, mailbox_id: int, uidvalidity: int, uids: list[int]) -> dict[int, SortKeys]:
-        """uid -> keys of those of `uids` that are cached."""
-        found = self._lru.get_many((user, mailbox_id), ((uidvalidity, uid) for uid in uids))
-        return {uid: keys for (_, uid), keys in found.items()}
+    def get_each(self, user: str, mailbox_id: int, uidvalidity: int, uids: list[int]) -> list[SortKeys | None]:
+        """The cached keys of each of `uids`, None where none are cached."""
+        return self._lru.get_each((user, mailbox_id), ((uidvalidity, uid) for uid in uids))
 
     def fits(self, count: int) -> bool:
         """Whether the keys of `count` messages can be held at once. When they cannot, caching
