@@ -262,15 +262,7 @@ def _prune(forest: _Forest, roots: list[int]) -> list[int]:
     """RFC 5256 step 4 over the whole forest, children before parents (a loop, not recursion:
     a reply chain thousands deep is ordinary mail, and Python's stack is ~1,000 frames)."""
     number, parent, children = forest.number, forest.parent, forest.children
-    order: list[int] = []
-    todo = list(roots)
-    while todo:
-        node = todo.pop()
-        order.append(node)
-        kids = children[node]
-        if kids:
-            todo.extend(kids)
-    for node in reversed(order):
+    for node in reversed(_preorder(children, roots)):
         kids = children[node]
         if not kids:
             continue  # (most messages have none: no new list)
@@ -353,18 +345,24 @@ def _merge_by_subject(forest: _Forest, roots: list[int]) -> list[int]:
 def _sort_siblings(forest: _Forest, nodes: list[int]) -> None:
     """RFC 5256 step 7: every set of siblings by sent date, deepest first."""
     children, date_key = forest.children, forest.date_key
-    todo = list(nodes)
+    for node in reversed(_preorder(children, nodes)):
+        kids = children[node]
+        if kids is not None and len(kids) > 1:
+            kids.sort(key=date_key)
+
+
+def _preorder(children: Sequence[list[int] | None], roots: Sequence[int]) -> list[int]:
+    """Every node under `roots`, each before its children (reversed: children before
+    parents); a loop, not recursion, for reply chains thousands deep."""
     order: list[int] = []
+    todo = list(roots)
     while todo:
         node = todo.pop()
         order.append(node)
         kids = children[node]
         if kids:
             todo.extend(kids)
-    for node in reversed(order):
-        kids = children[node]
-        if kids is not None and len(kids) > 1:
-            kids.sort(key=date_key)
+    return order
 
 
 def _render(forest: _Forest, roots: Sequence[int]) -> bytes:
