@@ -124,6 +124,7 @@ class _Feed:
     held: list[_Held] = field(default_factory=list)  # a heap: events not yet delivered
     wake: trio.Event = field(default_factory=trio.Event)  # set when `held` may have a ready head
     awaiting_catch_up: bool = False  # the Watch was (re)opened with since_modseq: its first event
+    delivering: bool = False  # `_deliver_held` is delivering a popped event (claiming its \Recent)
     watch_scope: trio.CancelScope | None = None  # the open Watch: cancelled to resubscribe
 
 
@@ -235,12 +236,28 @@ class WatchHub:
             if tickets:
                 barrier = max(tickets)
                 self._barred.setdefault(user, set()).add((user, event.mailbox_id))
+        if (
+            own
+            and not feed.held
+            and not feed.delivering
+            and self._ready_own(feed, event)
+            and (not event.added or self._recent_taker(feed, event) is None)
+        ):
+            # The usual own write: nothing waits before it and no \Recent claim to ask for,
+            # so it goes out now, as `_deliver_held` would send it, without waking that task
+            # (a scheduling round per write, issue 13).
+            self._delivered(feed, event)
+            return
         heapq.heappush(feed.held, _Held(event.modseq, next(self._arrivals), event, own, barrier))
         feed.wake.set()
 
+    @staticmethod
+    def _ready_own(feed: _Feed, event: ChangeEvent) -> bool:
+        return not feed.awaiting_catch_up and event.after_modseq <= feed.delivered_modseq
+
     def _ready(self, user: str, feed: _Feed, head: _Held) -> bool:
         if head.own:
-            return not feed.awaiting_catch_up and head.event.after_modseq <= feed.delivered_modseq
+            return self._ready_own(feed, head.event)
         if head.barrier:
             tickets = self._writing.get(user)
             return not tickets or min(tickets) > head.barrier
@@ -307,10 +324,10 @@ class WatchHub:
     async def _claim_recent(self, user: str, mailbox_id: int, feed: _Feed, event: ChangeEvent) -> None:
         """New mail is \\Recent to exactly one session: the first read-write subscriber here gets
         what the store lets it claim (nothing if a SELECT elsewhere took it first)."""
-        taker = next((sub for sub in feed.subscribers if sub.claims_recent), None)
+        taker = self._recent_taker(feed, event)
+        if taker is None:
+            return
         up_to = max(m.uid for m in event.added) + 1
-        if taker is None or any(sub.writing for sub in feed.subscribers) or up_to <= feed.recent_claimed_below:
-            return  # (the last: a session here claimed it with its own append; asking again costs a commit)
         try:
             low, high = await self._store.claim_recent(user, mailbox_id, up_to)
         except StoreError as exc:
@@ -321,6 +338,24 @@ class WatchHub:
             taker.recent.update(range(low, high))  # may include mail a racing SELECT left to us
         else:
             taker.recent.update(m.uid for m in event.added if low <= m.uid < high)
+
+    @staticmethod
+    def _recent_taker(feed: _Feed, event: ChangeEvent) -> Subscription | None:
+        """The subscriber to claim `event`'s new mail as \\Recent for, if a claim is to be asked."""
+        taker = None
+        for sub in feed.subscribers:
+            if sub.writing:
+                return None  # that session claims its own mail
+            if taker is None and sub.claims_recent:
+                taker = sub
+        if taker is None:
+            return None
+        highest = 0
+        for meta in event.added:
+            highest = meta.uid if meta.uid > highest else highest
+        if highest + 1 <= feed.recent_claimed_below:
+            return None  # a session here claimed it with its own append; asking again costs a commit
+        return taker
 
     def _leave(self, sub: Subscription) -> None:
         sub.send.close()
@@ -418,7 +453,11 @@ class WatchHub:
             while feed.held and self._ready(user, feed, feed.held[0]):
                 held = heapq.heappop(feed.held)
                 if held.modseq > feed.delivered_modseq:
-                    await self._deliver(key, feed, held.event)
+                    feed.delivering = True  # (an own event arriving meanwhile waits in the heap)
+                    try:
+                        await self._deliver(key, feed, held.event)
+                    finally:
+                        feed.delivering = False
             head = feed.held[0] if feed.held else None
             if head is not None and head.barrier and not head.own:
                 self._barred.setdefault(user, set()).add(key)  # woken by the next answered write
@@ -439,6 +478,9 @@ class WatchHub:
     async def _deliver(self, key: tuple[str, int], feed: _Feed, event: ChangeEvent) -> None:
         if event.added:
             await self._claim_recent(key[0], key[1], feed, event)
+        self._delivered(feed, event)
+
+    def _delivered(self, feed: _Feed, event: ChangeEvent) -> None:
         feed.delivered_modseq = max(feed.delivered_modseq, event.modseq)
         for meta in event.added:
             feed.delivered_uid = max(feed.delivered_uid, meta.uid)

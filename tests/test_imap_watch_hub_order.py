@@ -187,6 +187,60 @@ def test_an_own_event_whose_predecessor_never_comes_is_filled_from_the_store() -
     _run(scenario)
 
 
+def test_an_own_write_whose_turn_it_is_reaches_the_subscribers_before_write_ended_returns() -> None:
+    """Nothing held before it and no \\Recent to claim: no scheduling round of the feed's
+    task between the write's answer and its session's reply (issue 13)."""
+
+    async def scenario(store: ScriptedStore, hub: WatchHub, sub: Subscription) -> None:
+        store.send(ChangeEvent(MAILBOX, 10))
+        await _settle()
+        ticket = hub.write_started(USER)
+        hub.write_ended(ticket, [_flags(11, 3, after=10), _added(12, 10, after=11)], certain=True)
+        assert _received(sub) == [11, 12]  # no await in between
+        ticket = hub.write_started(USER)
+        hub.write_ended(ticket, [_flags(14, 3, after=13)], certain=True)  # modseq 13 is on its way
+        assert _received(sub) == []
+        store.send(_flags(13, 4))
+        await _settle()
+        assert _received(sub) == [13, 14]
+
+    _run(scenario)
+
+
+def test_own_new_mail_a_read_write_peer_must_claim_as_recent_waits_for_the_claim() -> None:
+    """Mail this process added that no session here claimed (another session's APPEND to a
+    mailbox it has not selected): the feed's task claims its \\Recent for the read-write
+    subscriber before delivering it, as for other writers' mail."""
+    claims: list[int] = []
+
+    class ClaimingStore(ScriptedStore):
+        async def claim_recent(self, user: str, mailbox_id: int, up_to_uid: int) -> tuple[int, int]:
+            claims.append(up_to_uid)
+            await trio.sleep(0.1)
+            return 10, up_to_uid
+
+    async def main() -> None:
+        store = ClaimingStore()
+        async with trio.open_nursery() as nursery:
+            hub = WatchHub(store, nursery, linger=0)
+            sub = hub.subscribe(USER, MAILBOX, 10, last_uid=9, claims_recent=True)
+            await _settle()
+            store.send(ChangeEvent(MAILBOX, 10))
+            await _settle()
+            ticket = hub.write_started(USER)
+            hub.write_ended(ticket, [_added(11, 10, after=10)], certain=True)
+            assert _received(sub) == []  # the claim first
+            await trio.sleep(0.2)
+            assert claims == [11] and _received(sub) == [11] and sub.recent == {10}
+            sub.writing = 1  # its own APPEND: it claims its mail itself
+            ticket = hub.write_started(USER)
+            hub.write_ended(ticket, [_added(12, 11, after=11)], certain=True)
+            assert _received(sub) == [12] and claims == [11]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 def test_watch_events_without_own_writes_pass_straight_through() -> None:
     async def scenario(store: ScriptedStore, hub: WatchHub, sub: Subscription) -> None:
         store.send(ChangeEvent(MAILBOX, 10))
