@@ -328,7 +328,7 @@ class GrpcStore:
         # None once the store answered UNIMPLEMENTED (an older store): unary writes.
         self._writes: WriteStream | None = WriteStream(self._stub)
         # Beside the store: writes over its local socket; after a refusal, gRPC for a while.
-        self.local_writes = LocalWrites(local.data_dir) if local is not None else None
+        self.local_writes = LocalWrites(local.data_dir, reply_timeout=_UNARY_TIMEOUT) if local is not None else None
         # With a listener (report_own_writes): this process's name on its Writes and Watch calls,
         # so the store answers our writes with their events instead of echoing them on Watch.
         self._own: OwnWrites | None = None
@@ -405,17 +405,12 @@ class GrpcStore:
         local = self.local_writes
         if local is not None and local.ready():
             try:
-                with trio.fail_after(_UNARY_TIMEOUT):
-                    reply = await local.write(request)
+                reply = await local.write(request)  # bounded by its reply_timeout
             except LocalWritesRefused as exc:
                 # Not sent: over gRPC this time (a store without the socket, or one restarting).
                 log.warning("writing over gRPC for %.0f s: %s", RETRY_SECONDS, exc)
             except LocalWritesLost as exc:
                 raise StoreError(StoreErrorKind.UNAVAILABLE, str(exc)) from None
-            except trio.TooSlowError:
-                raise StoreError(
-                    StoreErrorKind.UNAVAILABLE, f"the store did not answer a write in {_UNARY_TIMEOUT:.0f} s"
-                ) from None
             else:
                 if answered is not None:
                     answered.append(reply)  # the store's answer, success or refusal: its events are certain

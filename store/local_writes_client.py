@@ -45,15 +45,19 @@ class LocalWritesLost(Exception):
 
 
 class _Waiter:
+    __slots__ = ("reply", "wake")
+
     def __init__(self) -> None:
         self.reply: store_pb2.WriteReply | None = None
-        self.wake = trio.Event()  # the reply is in, the connection failed, or it is this task's turn to read
-        self.listening = False  # its task waits on `wake` (it is not sending or running)
+        # While its task waits for another to read (not sending, not reading itself): set when
+        # the reply is in, the connection failed, or it is this task's turn to read.
+        self.wake: trio.Event | None = None
 
 
 class _Connection:
     def __init__(self, raw: socket.socket, stream: trio.SocketStream, frames: FrameReader) -> None:
-        self.raw = raw  # the stream's own (non-blocking) socket, for sends without a checkpoint
+        self.raw = raw  # the stream's own (non-blocking) socket, for sends and reads without trio's wrappers
+        self.fd = raw.fileno()  # waited on only while `error` is None (the socket is open)
         self.stream = stream
         self.frames = frames
         self.send_lock = trio.Lock()
@@ -66,7 +70,8 @@ class _Connection:
         if self.error is None:
             self.error = LocalWritesLost(why)
             for waiter in self.waiting.values():
-                waiter.wake.set()
+                if waiter.wake is not None:
+                    waiter.wake.set()
             self.stream.socket.close()
 
     def failure(self) -> LocalWritesLost:
@@ -112,12 +117,11 @@ class _Connection:
         waiter = self.waiting[rid]
         while waiter.reply is None and self.error is None:
             if self.reading:
-                waiter.listening = True
+                wake = waiter.wake = trio.Event()
                 try:
-                    await waiter.wake.wait()
+                    await wake.wait()
                 finally:
-                    waiter.listening = False
-                waiter.wake = trio.Event()
+                    waiter.wake = None
                 continue
             self.reading = True
             try:
@@ -128,7 +132,7 @@ class _Connection:
                 # The next task waiting here reads from now on (one still sending takes over
                 # when it gets here).
                 for other in self.waiting.values():
-                    if other.listening and other.reply is None:
+                    if other.wake is not None and other.reply is None:
                         other.wake.set()
                         break
         if waiter.reply is None:
@@ -138,9 +142,16 @@ class _Connection:
 
     async def _receive(self) -> None:
         """Read once and hand every whole reply in to its task: all of a group commit's
-        replies at once, not one per reading task (each hand-over costs a scheduling round)."""
+        replies at once, not one per reading task (each hand-over costs a scheduling round).
+
+        Waits until the socket is readable, then reads it: the store answers after its
+        commit, so a read tried first (as `SocketStream.receive_some` does) would fail
+        every time, at the cost of a system call and an exception per write (issue 13)."""
         try:
-            data = await self.stream.receive_some(_RECV)
+            await trio.lowlevel.wait_readable(self.fd)
+            data = self.raw.recv(_RECV)
+        except BlockingIOError:
+            return  # woken without data after all: wait again
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.fail(f"the store's local write connection failed: {exc}")
             return
@@ -157,16 +168,26 @@ class _Connection:
                 waiter = self.waiting.get(reply.id)
                 if waiter is not None:  # else: its writer stopped waiting
                     waiter.reply = reply
-                    waiter.wake.set()
+                    if waiter.wake is not None:
+                        waiter.wake.set()
         except (FrameError, ValueError) as exc:  # DecodeError is a ValueError
             self.fail(f"the store sent a bad frame: {exc}")
 
 
 class LocalWrites:
-    """Writes over `<data_dir>/writes.sock`; one connection, opened on first use and after one ended."""
+    """Writes over `<data_dir>/writes.sock`; one connection, opened on first use and after one ended.
 
-    def __init__(self, data_dir: pathlib.Path) -> None:
+    `reply_timeout`: a connection whose oldest write waits longer than this for its reply
+    (a store that hangs) is failed, so that write and every other in flight on it raise
+    LocalWritesLost. One task per connection checks this about once a second, instead of a
+    cancel scope around each write (entering and leaving one cost about as much as the rest
+    of the client's work per write, issue 13). None: no bound (the caller sets its own)."""
+
+    def __init__(self, data_dir: pathlib.Path, *, reply_timeout: float | None = None) -> None:
+        if reply_timeout is not None and reply_timeout <= 0:
+            raise ValueError(f"reply_timeout must be positive, not {reply_timeout}")
         self.path = socket_path(data_dir)
+        self.reply_timeout = reply_timeout
         self.feed_token = ""  # sent in the hello of each connection opened from now on
         self.connections = 0  # opened so far (tests, and a log line per reconnect)
         self.answered = 0  # writes the store answered over the socket
@@ -177,12 +198,14 @@ class LocalWrites:
 
     def ready(self) -> bool:
         """False for RETRY_SECONDS after a refusal: write over gRPC meanwhile."""
-        return trio.current_time() >= self._retry_at
+        return not self._retry_at or trio.current_time() >= self._retry_at
 
     async def write(self, request: store_pb2.WriteRequest) -> store_pb2.WriteReply:
         """Send `request` (its id is set here) and return the store's reply. A request
         over MAX_FRAME raises FrameError before anything is sent."""
-        conn = await self._connection()
+        conn = self._conn
+        if conn is None or conn.error is not None:
+            conn = await self._connection()
         rid = request.id = next(self._ids)
         frame = encode(request.SerializeToString())
         conn.waiting[rid] = _Waiter()
@@ -215,7 +238,12 @@ class LocalWrites:
                 except LocalWritesRefused:
                     self._retry_at = trio.current_time() + RETRY_SECONDS
                     raise
+                self._retry_at = 0.0
                 self.connections += 1
+                if self.reply_timeout is not None:
+                    # A system task: the client has no nursery of its own, and the task ends
+                    # with its connection (or with the run).
+                    trio.lowlevel.spawn_system_task(_watch_replies, conn, self.reply_timeout)
             return conn
 
     async def _connect(self) -> _Connection:
@@ -249,3 +277,19 @@ class LocalWrites:
             sock.close()
             raise LocalWritesRefused(f"{self.path}: {welcome.refused or f'protocol version {welcome.version}'}")
         return _Connection(raw, stream, frames)
+
+
+async def _watch_replies(conn: _Connection, timeout: float) -> None:
+    """Fail `conn` once the same write has been the oldest in flight (the first in
+    `conn.waiting`: ids grow) for `timeout`, seen at ticks: it has waited at least that long
+    for its reply, and the store answers in order of commit. Ends with the connection."""
+    tick = min(1.0, timeout / 4)
+    oldest, since = 0, 0.0
+    while conn.error is None:
+        await trio.sleep(tick)
+        first = next(iter(conn.waiting), 0)
+        now = trio.current_time()
+        if first != oldest:
+            oldest, since = first, now
+        elif first and now - since >= timeout:
+            conn.fail(f"the store did not answer a write in {timeout:.0f} s")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
+import trio.testing
 
 from imapd.errors import StoreError, StoreErrorKind
 from imapd.store_client import AppendResult, AppendSpec, FlagMode
@@ -282,6 +283,63 @@ def test_ending_the_connections_answers_what_is_in_flight_then_closes(local_serv
 
     trio.run(front_end_side)
     client.close()
+
+
+def test_a_store_that_stops_answering_fails_the_connection_after_the_reply_timeout(tmp_path: pathlib.Path) -> None:
+    """A store that welcomes, takes writes and never answers them (hung): the writes in
+    flight fail as lost once the oldest has waited `reply_timeout`; without a timeout the
+    client waits (its caller bounds it). Trio's mock clock: no real waiting."""
+    taken: list[int] = []
+
+    async def hung_store(listener: trio.SocketListener) -> None:
+        stream = await listener.accept()
+        frames = FrameReader()
+        welcomed = False
+        while data := await stream.receive_some(65536):
+            frames.feed(data)
+            while (frame := frames.next_frame()) is not None:
+                if not welcomed:
+                    await stream.send_all(encode(store_pb2.LocalWritesWelcome(version=VERSION).SerializeToString()))
+                    welcomed = True
+                else:
+                    taken.append(store_pb2.WriteRequest.FromString(frame).id)
+
+    async def main() -> None:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ShortPath(socket_path(tmp_path)) as name:
+            await sock.bind(name)
+        sock.listen(4)
+        listener = trio.SocketListener(sock)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hung_store, listener)
+            writes = LocalWrites(tmp_path, reply_timeout=30.0)
+            lost: list[str] = []
+
+            async def one() -> None:
+                with pytest.raises(LocalWritesLost) as caught:
+                    await writes.write(_append(1, "alice"))
+                lost.append(str(caught.value))
+
+            started = trio.current_time()
+            with trio.fail_after(100):  # (the test fails rather than hangs)
+                async with trio.open_nursery() as writers:
+                    writers.start_soon(one)
+                    await trio.sleep(10)
+                    writers.start_soon(one)  # 10 s younger: lost with the first, at 30-31 s
+            waited = trio.current_time() - started
+            assert 30 <= waited <= 31 + 1e-6, waited
+            assert taken == [1, 2] and lost == ["the store did not answer a write in 30 s"] * 2
+            nursery.start_soon(hung_store, listener)
+            patient = LocalWrites(tmp_path)
+            with trio.move_on_after(600) as waited_long:
+                await patient.write(_append(1, "alice"))
+            assert waited_long.cancelled_caught  # no reply, no timeout of its own
+            patient.close()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with pytest.raises(ValueError, match="reply_timeout must be positive"):
+        LocalWrites(tmp_path, reply_timeout=0)
 
 
 def test_a_frame_reader_takes_frames_in_pieces_and_refuses_oversized_ones() -> None:
