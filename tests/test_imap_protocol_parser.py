@@ -474,6 +474,45 @@ def test_repeated_lines_give_what_the_grammar_gives() -> None:
     assert feed(parser, b"a{b NOOP\r\n") == feed(CommandParser(authenticated=True), b"a{b NOOP\r\n")
 
 
+def test_repeated_append_heads_give_what_a_fresh_parse_gives() -> None:
+    """A streamed APPEND's head (mailbox, flags, date) is remembered per text and name mode
+    (issue 13): each repeat must give a fresh parser's events, UTF8 and CATENATE included."""
+    heads = [
+        b"APPEND INBOX {3}",
+        b'APPEND "caf\xc3\xa9" (\\Seen $Junk) "07-Dec-2026 01:02:03 +0100" {3}',
+        b"APPEND INBOX (\\Seen) {3}",
+        b"APPEND INBOX UTF8 (~{3}",
+        b"APPEND INBOX CATENATE (TEXT {3}",
+        b'APPEND INBOX "31-Feb-2026 00:00:00 +0000" {3}',
+        b"APPEND INBOX (\\Seen {3}",
+    ]
+
+    def run(parser: CommandParser, wire: bytes) -> list[ev.Event]:
+        events: list[ev.Event] = []
+        parser.receive_data(wire)
+        while not isinstance(event := parser.next_event(), ev.NeedData):
+            events.append(event)
+            if isinstance(event, ev.ContinuationNeeded):
+                parser.accept_literal()
+        return events
+
+    def tail(head: bytes) -> bytes:
+        return b"abc)\r\n" if b"UTF8" in head else b"abc)\r\n" if b"CATENATE" in head else b"abc\r\n"
+
+    for utf8 in (False, True):
+        parser = CommandParser(authenticated=True, utf8_names=utf8)
+        for round_ in range(3):
+            for i, head in enumerate(heads):
+                wire = b"t%d.%d " % (round_, i) + head + b"\r\n" + tail(head)
+                fresh = run(CommandParser(authenticated=True, utf8_names=utf8), wire)
+                assert run(parser, wire) == fresh, (utf8, head)
+    # The head remembered under one name mode is not taken for the other.
+    parser = CommandParser(authenticated=True, utf8_names=True)
+    assert run(parser, b'a APPEND "caf\xc3\xa9" {1+}\r\nx\r\n')[0] == ev.AppendStart("a", "caf\u00e9")
+    parser.utf8_names = False  # (a parser is never switched back; this only shows the key)
+    assert isinstance(run(parser, b'b APPEND "caf\xc3\xa9" {1+}\r\nx\r\n')[0], ev.BadCommand)
+
+
 def test_a_remembered_line_still_meets_the_line_limit() -> None:
     limits = ParserLimits(line_after_auth=20)
     parser = CommandParser(limits, authenticated=True)

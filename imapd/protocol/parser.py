@@ -101,6 +101,9 @@ MIB: Final = 1024 * KIB
 _LITERAL: Final = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}$")
 # Distinct repeated command lines remembered per connection (`CommandParser._repeats`).
 _MAX_REPEATS: Final = 32
+# APPEND heads (mailbox, flags, date) remembered per connection, and the longest one kept.
+_MAX_APPEND_HEADS: Final = 8
+_APPEND_HEAD_KEPT: Final = 512
 # How much of a skipped line is kept to spot a literal announcement at its end.
 _TAIL: Final = 32
 _GARBAGE_START: Final = frozenset(range(0x20)) - {0x0D, 0x0A} | frozenset(range(0x7F, 0x100))
@@ -151,6 +154,10 @@ class _Mode(enum.Enum):
     IDLE = "idle"  # waiting for DONE
     AUTH_RESPONSE = "auth-response"  # waiting for one SASL response line
 
+    # Members are singletons compared by identity: hashed as objects, in C. Enum's own
+    # __hash__ is a Python call (hash of the name), two per mode change (issue 13).
+    __hash__ = object.__hash__
+
 
 M = _Mode
 
@@ -197,6 +204,9 @@ class CommandParser:
         # Logged-in one-line commands this connection sent before, by the text after the tag
         # (and the name mode): a repeat skips the command checks and the grammar (issue 13).
         self._repeats: dict[tuple[bytes, bool], c.Command] = {}
+        # The same for the head of a streamed APPEND (the text before its first message's
+        # literal): a client appending again and again sends the same one (issue 13).
+        self._append_heads: dict[tuple[bytes, bool], tuple[str, tuple[str, ...], datetime.datetime | None]] = {}
 
     # --- public API ----------------------------------------------------------
 
@@ -539,6 +549,14 @@ class CommandParser:
     def _append_head(self, text: bytes) -> _AppendHead | None:
         """Flags and date before a message literal; None if this literal is the mailbox name."""
         rest = text
+        key: tuple[bytes, bool] | None = None
+        if self._append_mailbox is None and not self._segments and self._tag is not None:
+            # All of the head is on this line (the mailbox name is no literal): seen before?
+            key = (text[len(self._tag) + 1 :], self.utf8_names)
+            known = self._append_heads.get(key)
+            if known is not None:
+                self._append_mailbox, flags, date = known
+                return flags, date
         if self._append_mailbox is None:
             reader = Reader([*self._segments, text], self._literals, self._binary, utf8_names=self.utf8_names)
             reader.atom()  # tag (already validated)
@@ -568,6 +586,10 @@ class CommandParser:
             self._append_utf8_open = True
         reader.end()
         self._append_mailbox = mailbox
+        if key is not None and not self._append_utf8_open and len(text) <= _APPEND_HEAD_KEPT:
+            if len(self._append_heads) >= _MAX_APPEND_HEADS:
+                self._append_heads.clear()
+            self._append_heads[key] = (mailbox, flags, date)
         return flags, date
 
     def _append_rest_read(self, segments: list[bytes], literals: list[bytes], binary: list[bool]) -> None:
