@@ -288,11 +288,11 @@ class StoreClient(Protocol):
         mailbox: str,
         spec: AppendSpec,
         size: int,
-        chunks: AsyncIterable[bytes],
+        chunks: bytes | AsyncIterable[bytes],
         *,
         claim_recent: bool = False,
     ) -> AppendResult:
-        """One message, its bytes streamed to the store as they arrive.
+        """One message of `size` bytes: whole, or streamed to the store as they arrive.
 
         `claim_recent`: the caller has the mailbox selected read-write; the store may claim
         the new message's \\Recent in the same commit (as `claim_recent(.., uid + 1)`) and

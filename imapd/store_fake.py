@@ -728,12 +728,12 @@ class FakeStore:
         mailbox: str,
         spec: AppendSpec,
         size: int,
-        chunks: AsyncIterable[bytes],
+        chunks: bytes | AsyncIterable[bytes],
         *,
         claim_recent: bool = False,
     ) -> AppendResult:
-        parts = [chunk async for chunk in chunks]
-        result = await self.multi_append(user, mailbox, [(spec, b"".join(parts))])
+        data = chunks if isinstance(chunks, bytes) else b"".join([chunk async for chunk in chunks])
+        result = await self.multi_append(user, mailbox, [(spec, data)])
         if not claim_recent:
             return result
         # As the store: the claim commits with the append (no await in between).

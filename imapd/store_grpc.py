@@ -21,7 +21,7 @@ import queue
 import secrets
 import sys
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -298,6 +298,10 @@ def _columns(pb: mailbox_index_pb2.IndexChunk) -> IndexColumns:
     )
 
 
+async def _whole(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 def _watch_batches(events: Iterator[store_pb2.ChangeEvent]) -> Iterator[list[object]]:
     for pb in events:
         yield [_event(pb)]
@@ -375,10 +379,12 @@ class GrpcStore:
         except grpc.RpcError as exc:
             raise store_error(exc) from None
 
-    async def _write(self, request: store_pb2.WriteRequest) -> Any:
-        """One write over the Writes stream; its reply (the unary RPC's reply message)."""
-        kind = request.WhichOneof("write")
-        assert kind is not None
+    async def _write(self, request: store_pb2.WriteRequest, kind: str | None = None) -> Any:
+        """One write over the Writes stream; its reply (the unary RPC's reply message).
+        `kind`: the request's `write` field, when the caller knows it."""
+        if kind is None:
+            kind = request.WhichOneof("write")
+            assert kind is not None
         writes = self._writes
         if writes is None:
             return await self._unary(getattr(self._stub, _UNARY_WRITES[kind]), getattr(request, kind))
@@ -745,20 +751,20 @@ class GrpcStore:
         mailbox: str,
         spec: AppendSpec,
         size: int,
-        chunks: AsyncIterable[bytes],
+        chunks: bytes | AsyncIterable[bytes],
         *,
         claim_recent: bool = False,
     ) -> AppendResult:
         header = self._header(user, mailbox, spec, size)
         if size <= ONE_REQUEST_LIMIT:
-            data = b"".join([c async for c in chunks])
+            data = chunks if isinstance(chunks, bytes) else b"".join([c async for c in chunks])
             header.claim_recent = claim_recent
-            write = store_pb2.WriteRequest()
-            write.append.header.CopyFrom(header)
-            write.append.data, write.append.last = data, True
-            reply = await self._write(write)
+            write = store_pb2.WriteRequest(append=store_pb2.AppendRequest(header=header, data=data, last=True))
+            reply = await self._write(write, "append")
             recent = (reply.recent_from, reply.recent_to) if claim_recent else None
             return AppendResult(reply.uidvalidity, (reply.uid,), reply.mailbox_id, recent)
+        if isinstance(chunks, bytes):
+            chunks = _whole(chunks)
         # Big message: stream its pieces as they arrive through a bounded queue.
         pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
 

@@ -283,6 +283,9 @@ async def case_append_select(p: Probe, b: Backend) -> None:
     big = message(11, body="y" * (MAX_MESSAGE - 600 * 1024))
     await p("streamed", s.append(user, "Junk", AppendSpec((), DATE), len(big), _chunks(big, 256 * 1024)))
     await p("at the bound", append(s, user, "Junk", b"z" * MAX_MESSAGE, AppendSpec((), DATE)))
+    # The message whole, as imapd passes it: one request when small, pieces when not.
+    await p("whole", s.append(user, "Junk", AppendSpec(("\\Draft",), DATE), len(message(12)), message(12)))
+    await p("whole big", s.append(user, "Junk", AppendSpec((), DATE), len(big), big))
     await p.fetch("streamed back", user, (await s.status(user, "Junk")).mailbox_id, FetchRequest("1:*"))
     await p("multi", s.multi_append(user, "Sent", [(AppendSpec(("\\Answered",), DATE), message(n)) for n in (7, 8)]))
     await p(

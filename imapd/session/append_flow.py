@@ -6,7 +6,6 @@ is read) and commit the whole command in one store call at AppendEnd.
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from imapd.errors import StoreError
@@ -74,8 +73,18 @@ async def _note(s: Session, result: AppendResult) -> None:
         await s.claim_own_recent(result.uids, result.recent)
 
 
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+def _refusal(messages: list[tuple[AppendSpec, bytes]]) -> bytes | None:
+    """The keyword bounds' refusal of the messages' flags (most APPENDs have none)."""
+    if len(messages) == 1:
+        flags = messages[0][0].flags
+        return keyword_refusal(flags) if flags else None
+    return keyword_refusal(f for spec, _ in messages for f in spec.flags)
+
+
+def _appended(result: AppendResult) -> bytes:
+    uids = result.uids
+    listed = b"%d" % uids[0] if len(uids) == 1 else format_uids(uids).encode()
+    return b"[APPENDUID %d %s] APPEND completed" % (result.uidvalidity, listed)
 
 
 async def add_messages(s: Session, ap: AppendInProgress, messages: tuple[c.AppendMessage, ...]) -> None:
@@ -105,25 +114,24 @@ async def commit(s: Session, ap: AppendInProgress) -> Outcome:
     if ap.refused is not None:
         s.tagged(ap.tag, b"NO", ap.refused)
         return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
+    refusal = _refusal(ap.messages)
     if refusal is not None:
         s.tagged(ap.tag, b"NO", refusal)
         return await s.finish_followup(ap.tag, Outcome.CONTINUE)
-    with s.writing_into(ap.mailbox):
+    with s.writing_into(ap.mailbox) as writing:
         try:
             result: AppendResult
             if len(ap.messages) == 1:
                 spec, data = ap.messages[0]
-                claim = s.claims_own_recent(ap.mailbox)
-                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data), claim_recent=claim)
+                claim = writing.claims
+                result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), data, claim_recent=claim)
             else:
                 result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
         except StoreError as exc:
             s.store_failed(ap.tag, exc, Context.APPEND_OR_COPY)
             return await s.finish_followup(ap.tag, Outcome.CONTINUE)
         await _note(s, result)
-    code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
-    s.tagged(ap.tag, b"OK", code + b" APPEND completed")
+    s.tagged(ap.tag, b"OK", _appended(result))
     return await s.finish_followup(ap.tag, Outcome.CONTINUE)
 
 
@@ -135,18 +143,16 @@ async def append_command(s: Session, tag: str, cmd: c.Append) -> Outcome:
         s.tagged(tag, b"NO", ap.refused)
         return Outcome.CONTINUE
     assert s.user is not None
-    refusal = keyword_refusal(f for spec, _ in ap.messages for f in spec.flags)
+    refusal = _refusal(ap.messages)
     if refusal is not None:
         s.tagged(tag, b"NO", refusal)
         return Outcome.CONTINUE
-    with s.writing_into(ap.mailbox):
+    with s.writing_into(ap.mailbox) as writing:
         if len(ap.messages) == 1:
             spec, data = ap.messages[0]
-            claim = s.claims_own_recent(ap.mailbox)
-            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), _one(data), claim_recent=claim)
+            result = await s.ctx.store.append(s.user, ap.mailbox, spec, len(data), data, claim_recent=writing.claims)
         else:
             result = await s.ctx.store.multi_append(s.user, ap.mailbox, ap.messages)
         await _note(s, result)
-    code = b"[APPENDUID %d %s]" % (result.uidvalidity, format_uids(result.uids).encode())
-    s.tagged(tag, b"OK", code + b" APPEND completed")
+    s.tagged(tag, b"OK", _appended(result))
     return Outcome.CONTINUE
