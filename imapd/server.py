@@ -484,14 +484,17 @@ class ImapServer:
                             conn.commands.leave()
                 elif type(event) is ev.AppendEnd:
                     if appending is not None:
-                        started = trio.current_time()
+                        if metrics is not None:
+                            started = trio.current_time()
                         session.last_status = b""
-                        await conn.commands.enter()
+                        if not conn.commands.enter_now():
+                            await conn.commands.enter()
                         try:
                             outcome = await append_flow.commit(session, appending)
                         finally:
                             conn.commands.leave()
-                        self._count("APPEND", session, started)
+                        if metrics is not None:
+                            self._count("APPEND", session, started)
                     appending = None
                 elif type(event) is ev.LiteralTooBig:
                     appending = None

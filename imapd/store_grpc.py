@@ -178,9 +178,9 @@ def _event(pb: store_pb2.ChangeEvent, *, own: bool = False) -> ChangeEvent:
     return ChangeEvent(
         mailbox_id=pb.mailbox_id,
         modseq=pb.modseq,
-        added=tuple(_meta(m) for m in pb.added),
+        added=tuple(map(_meta, pb.added)),
         expunged=tuple(pb.expunged),
-        flags=tuple(_meta(m) for m in pb.flags),
+        flags=tuple(map(_meta, pb.flags)),
         deleted=pb.deleted,
         renamed=pb.renamed,
         heartbeat=pb.heartbeat,
@@ -398,7 +398,7 @@ class GrpcStore:
             return await self._stream_write(writes, request, kind, answered)
         finally:
             # Before the caller resumes: its peers here must be able to catch up with this write.
-            events = tuple(_event(pb, own=True) for pb in answered[0].events) if answered else ()
+            events = tuple([_event(pb, own=True) for pb in answered[0].events]) if answered else ()
             own.write_ended(ticket, events, certain=bool(answered))
 
     async def _stream_write(

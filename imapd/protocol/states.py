@@ -20,6 +20,10 @@ class ConnectionState(enum.Enum):
     SELECTED = "selected"
     LOGOUT = "logout"
 
+    # Singletons compared by identity: hashed as objects, in C, not by Enum's Python
+    # __hash__ (a call each time a command's state is looked up in VALID_IN, issue 13).
+    __hash__ = object.__hash__
+
 
 class Transition(enum.Enum):
     """What makes the state change."""

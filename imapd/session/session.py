@@ -286,7 +286,8 @@ class Session:
         sel = self.selected
         if sel is None:
             return True
-        await self.resync_selected()
+        if self.subscription is not None and self.subscription.stale:
+            await self.resync_selected()
         self.absorb_events()
         new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
         for line in sel.flush(allow_expunge=allow_expunge):
