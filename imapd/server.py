@@ -222,6 +222,18 @@ class Connection:
             except OSError as exc:
                 raise _socket_error(exc) from exc
 
+    def read_now(self) -> bytes | None:
+        """What the plain socket holds now (b"" at the client's end), without waiting; None when
+        it holds nothing, or the stream is not the plain socket (TLS, COMPRESS)."""
+        if self._plain is None or self.stream is not self._plain:
+            return None
+        try:
+            return os.read(self._fd, _READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _socket_error(exc) from exc
+
     def _writev_now(self, parts: Sequence[Part]) -> int:
         """Bytes of `parts` the (non-blocking) socket took at once, in one writev."""
         try:
@@ -411,13 +423,17 @@ class ImapServer:
         discarded_reply = b""
         metrics = self.metrics
         started = 0.0
+        look_now = False  # after an ACK that may have let the rest of the command out (see below)
         while True:
             self._move_deadline(timer, session, conn)
-            try:
-                data = await conn.receive()
-            except DeflateError:
-                await conn.send(b"* BYE Invalid compressed data\r\n")
-                return
+            data: bytes | bytearray | None = conn.read_now() if look_now else None
+            awaited = data is None
+            if awaited:
+                try:
+                    data = await conn.receive()
+                except DeflateError:
+                    await conn.send(b"* BYE Invalid compressed data\r\n")
+                    return
             if not data:
                 return
             parser.receive_data(bytes(data))
@@ -429,8 +445,14 @@ class ImapServer:
                 # (an isinstance did, about 30 per APPEND: issue 13).
                 event = parser.next_event()
                 if event is ev.NEED_DATA:
+                    look_now = False
                     if parser.mid_command and not acked:
                         conn.ack_now()  # no answer will carry the ACK until the client sends the rest
+                        # A Nagle client holding the rest until this ACK (imaplib's CRLF after the
+                        # literal) sends it as the ACK arrives; on loopback before we could wait
+                        # for it. Look once before waiting (only after a read that waited: the
+                        # loop still reaches a checkpoint however fast a client sends, issue 13).
+                        look_now = awaited
                     break
                 outcome = Outcome.CONTINUE
                 if type(event) is ev.CommandReceived:
