@@ -425,10 +425,10 @@ class ImapServer:
         started = 0.0
         look_now = False  # after an ACK that may have let the rest of the command out (see below)
         while True:
-            self._move_deadline(timer, session, conn)
             data: bytes | bytearray | None = conn.read_now() if look_now else None
             awaited = data is None
             if awaited:
+                self._move_deadline(timer, session, conn)  # (it matters only while we wait)
                 try:
                     data = await conn.receive()
                 except DeflateError:

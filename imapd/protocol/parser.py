@@ -416,8 +416,9 @@ class CommandParser:
                 self._skip_line(bad)
                 return True
             return False
+        size = len(line)
         limit = self._line_limit if self._authenticated else self._line_limit_for(line)
-        if self._text_bytes + len(line) > limit:
+        if self._text_bytes + size > limit:
             if self._tag is None:
                 self._tag = split_tag(line[:80])
             self._after_skipped_line(line[-_TAIL:], self._bad("command line too long", ev.BadReason.LINE_TOO_LONG))
@@ -427,13 +428,14 @@ class CommandParser:
                 return True  # blank lines between commands are harmless; ignore them
             if not self._start_command(line):
                 return True
-        self._text_bytes += len(line)
-        self._held += len(line)
-        m = _LITERAL.search(line, max(0, len(line) - 26))
+        self._text_bytes += size
+        self._held += size
+        m = _LITERAL.search(line, size - 26 if size > 26 else 0) if line[-1:] == b"}" else None
         if m is None:
             self._complete(line)
         else:
-            self._literal_announced(line[: m.start()], int(m.group(2)), m.group(3) == b"", m.group(1) == b"~")
+            eight, digits, plus = m.group(1, 2, 3)
+            self._literal_announced(line[: m.start()], int(digits), plus == b"", eight == b"~")
         return True
 
     def _start_command(self, line: bytes) -> bool:

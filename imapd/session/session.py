@@ -290,8 +290,10 @@ class Session:
             await self.resync_selected()
         self.absorb_events()
         new_uids = sorted(sel.pending_added) if self.notify is not None and not sel.gone else []
-        for line in sel.flush(allow_expunge=allow_expunge):
-            self.emit(line)
+        lines = sel.flush(allow_expunge=allow_expunge)
+        if lines:  # as `emit` each, in two calls
+            self._out.extend(lines)
+            self._out_size += sum(map(len, lines))
         if new_uids and self.notifier is not None:
             await self.notifier.fetch_new(self, new_uids)
         if sel.contexts and sel.touched and not sel.gone:
