@@ -334,7 +334,9 @@ class Session:
             claimed = await self.ctx.store.claim_recent(self.user, sel.mailbox_id, max(uids) + 1)
         low, high = claimed
         self.ctx.hub.recent_claimed(self.user, sel.mailbox_id, high)
-        sel.recent.update(u for u in uids if low <= u < high)
+        for uid in uids:
+            if low <= uid < high:
+                sel.recent.add(uid)
 
     def leave_mailbox(self) -> None:
         if self.subscription is not None:
