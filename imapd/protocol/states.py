@@ -20,8 +20,8 @@ class ConnectionState(enum.Enum):
     SELECTED = "selected"
     LOGOUT = "logout"
 
-    # Singletons compared by identity: hashed as objects, in C, not by Enum's Python
-    # __hash__ (a call each time a command's state is looked up in VALID_IN, issue 13).
+    # Members are singletons compared by identity: hash them by identity too, in C. Enum's
+    # own __hash__ (of the name) is a Python call in every command's `is_valid` (issue 13).
     __hash__ = object.__hash__
 
 
