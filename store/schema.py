@@ -238,6 +238,12 @@ SIZE_AND_BODY = struct.Struct(">QQ")
 SIZE_AND_BODY_OFFSET = _MESSAGE.size - SIZE_AND_BODY.size
 
 
+def record_flags(raw: bytes | memoryview) -> tuple[str, ...]:
+    """The flags of a packed MessageRecord (as `MessageRecord.unpack` gives them), the rest not decoded."""
+    tail = bytes(raw[MESSAGE_FLAGS_OFFSET:])
+    return tuple(tail.decode("ascii").split(" ")) if tail else ()
+
+
 def message_body_id(raw: bytes | memoryview) -> int:
     """The body_id of a packed MessageRecord, without decoding the rest."""
     return int(U64.unpack_from(raw, _BODY_ID_OFFSET)[0])
