@@ -240,12 +240,12 @@ def flags_already(
     """`unchanged_by_store` of a STORE without UNCHANGEDSINCE, from its fields: imapd asks this
     before it builds a request (the request is only needed when the store must write)."""
     user = names.user_name(user)
-    record = mailboxes.selectable(txn, dbs, user, mailbox_id)
+    highestmodseq = mailboxes.selectable_modseq(txn, dbs, user, mailbox_id)
     if not messages.flags_unchanged(txn, dbs, mailbox_id, uid_set, mode=mode, flags=names.flags(flags)):
         return None
     if epoch != fencing.stored_epoch(txn, dbs):
         return None  # a deposed (or not yet established) writer: the store answers FENCED
-    return record.highestmodseq
+    return highestmodseq
 
 
 def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRequest) -> int | None:

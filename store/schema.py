@@ -222,6 +222,16 @@ class MailboxRecord:
         )
         return rec
 
+    @staticmethod
+    def selectable_modseq(raw: bytes | memoryview, user: str) -> int | None:
+        """HIGHESTMODSEQ of a packed record that is `user`'s and selectable, its names not
+        decoded (the no-op STORE check); None otherwise (decode it then, for the error)."""
+        head = _MAILBOX.unpack_from(raw)
+        owner = user.encode("utf-8") + b"\0"
+        if head[7] & NOSELECT or raw[_MAILBOX.size : _MAILBOX.size + len(owner)] != owner:
+            return None
+        return int(head[2])
+
     def evolve(self, **changes: object) -> MailboxRecord:
         # Not dataclasses.replace: this is on the append path and replace() is several times slower.
         fields = dict(self.__dict__)

@@ -120,3 +120,15 @@ def test_credential_cache_bounds_expires_and_forgets() -> None:
     assert cache.check("u3", "pw")
     time.sleep(0.25)
     assert not cache.check("u3", "pw")
+
+
+def test_selectable_modseq_reads_only_what_it_must_and_leaves_the_rest_to_the_full_decode() -> None:
+    """The no-op STORE check takes HIGHESTMODSEQ from the record's fixed part: only for the
+    owner (not a user whose name the owner's starts with) and a selectable mailbox."""
+    raw = MailboxRecord("ab", "INBOX", 7, 10, 42).pack()
+    assert MailboxRecord.selectable_modseq(raw, "ab") == 42 == MailboxRecord.unpack(raw).highestmodseq
+    assert MailboxRecord.selectable_modseq(memoryview(raw), "ab") == 42
+    assert MailboxRecord.selectable_modseq(raw, "a") is None  # "ab"'s, not "a"'s
+    assert MailboxRecord.selectable_modseq(raw, "abc") is None
+    placeholder = MailboxRecord("ab", "p", 7, 10, 42, noselect=True).pack()
+    assert MailboxRecord.selectable_modseq(placeholder, "ab") is None  # the full decode raises FailedPrecondition
