@@ -20,6 +20,10 @@ class ConnectionState(enum.Enum):
     SELECTED = "selected"
     LOGOUT = "logout"
 
+    # Members are singletons compared by identity: hash them by identity too, in C. Enum's
+    # own __hash__ (of the name) is a Python call in every command's `is_valid` (issue 13).
+    __hash__ = object.__hash__
+
 
 class Transition(enum.Enum):
     """What makes the state change."""

@@ -177,7 +177,9 @@ class Session:
 
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.last_status = status
-        self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
+        line = tag.encode("ascii") + b" " + status + b" " + text + b"\r\n"
+        self._out.append(line)  # (emit, inlined: every command ends here)
+        self._out_size += len(line)
 
     def transition(self, event: Transition) -> None:
         self.state = next_state(self.state, event)
@@ -348,7 +350,7 @@ class Session:
             log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
         if sub is not None:
-            if self.ctx.hub.behind(sub):
+            if (sub.must_reach_modseq or sub.must_reach_uid) and self.ctx.hub.behind(sub):
                 await self.ctx.hub.catch_up(sub)
             if sub.stale:
                 await self.resync_selected()
