@@ -180,6 +180,9 @@ def append(
 def resolved(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tuple[int, int]]:
     """The IMAP UID set `text` of `mid` as ordered, merged, closed ranges; the highest UID is
     read (a cursor walk) only when the set holds "*"."""
+    uid = uidset.single(text)
+    if uid is not None:
+        return [(uid, uid)]  # FETCH 60: what parse + resolve give, without the UidSet and the sort
     parsed = uidset.parse(text)
     return parsed.resolve(highest_uid(txn, dbs, mid) if parsed.has_star else 0)
 

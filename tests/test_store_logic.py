@@ -132,3 +132,24 @@ def test_selectable_modseq_reads_only_what_it_must_and_leaves_the_rest_to_the_fu
     assert MailboxRecord.selectable_modseq(raw, "abc") is None
     placeholder = MailboxRecord("ab", "p", 7, 10, 42, noselect=True).pack()
     assert MailboxRecord.selectable_modseq(placeholder, "ab") is None  # the full decode raises FailedPrecondition
+
+
+@pytest.mark.parametrize(
+    "text", ["1", "60", "0001", "4294967295", "0", "4294967296", "99999999999", "", "1:2", "*", "1,2"]
+)
+def test_single_uid_shortcut_answers_as_parse(text: str) -> None:
+    """uidset.single (a lone UID, the usual STORE/FETCH set) agrees with parse + resolve,
+    errors included; any other set is left to parse (None)."""
+    try:
+        expected: object = uidset.parse(text).resolve(7)
+    except InvalidArgument as exc:
+        expected = type(exc)
+    try:
+        uid = uidset.single(text)
+    except InvalidArgument as exc:
+        assert expected is type(exc), text
+        return
+    if uid is None:
+        assert not (text.isdecimal() and len(text) <= 10), text
+    else:
+        assert expected == [(uid, uid)], text
