@@ -645,26 +645,29 @@ class GrpcStore:
         *,
         unchanged_since: int | None = None,
     ) -> StoreFlagsResult:
+        mode_value = mode.value
+        if self._local is not None and unchanged_since is None:
+            # Beside the store, a STORE that changes nothing is answered from a local read:
+            # the store would write nothing either. Any doubt (an error) goes to the store.
+            # Asked from the fields: the request message is built only for a write.
+            try:
+                modseq = self._local.flags_already(
+                    epoch=self.epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set, mode=mode_value, flags=flags
+                )
+            except (store_errors.StoreError, lmdb.Error):
+                modseq = None
+            if modseq is not None:
+                return StoreFlagsResult((), (), modseq)
         req = store_pb2.StoreFlagsRequest(
             epoch=self.epoch,
             user=user,
             mailbox_id=mailbox_id,
             uid_set=uid_set,
-            mode=mode.value,  # type: ignore[arg-type]
+            mode=mode_value,  # type: ignore[arg-type]
             flags=list(flags),
             unchanged_since=unchanged_since or 0,
             has_unchanged_since=unchanged_since is not None,
         )
-        if self._local is not None and unchanged_since is None:
-            # Beside the store, a STORE that changes nothing is answered from a local read:
-            # the store would write nothing either. Any doubt (an error) goes to the store.
-            # The check reads the flag index (one test per distinct flag set), so any size.
-            try:
-                modseq = self._local.unchanged_by_store(req)
-            except (store_errors.StoreError, lmdb.Error):
-                modseq = None
-            if modseq is not None:
-                return StoreFlagsResult((), (), modseq)
         reply = await self._write(store_pb2.WriteRequest(store_flags=req))
         return StoreFlagsResult(tuple(_meta(m) for m in reply.updated), tuple(reply.modified), reply.highestmodseq)
 

@@ -105,9 +105,24 @@ class Subscription:
     claims_recent: bool = False
     recent: set[int] = field(default_factory=set)  # claimed for this one, not yet taken
     writing: int = 0  # APPEND/COPY into this mailbox in flight: that session claims its own mail
+    # Bumped at every send into or close of `send` (`put`, `end`). While it equals
+    # `found_empty_at`, the channel is as the session last found it (empty, open), so its
+    # next command need not ask it (a raised WouldBlock, twice per command: issue 13).
+    sent: int = 0
+    found_empty_at: int = -1
 
     def close(self) -> None:
         self.hub._leave(self)
+
+    def put(self, event: ChangeEvent) -> None:
+        """Queue `event` for the session (trio.WouldBlock when its channel is full)."""
+        self.send.send_nowait(event)
+        self.sent += 1
+
+    def end(self) -> None:
+        """No more events: the session reads the channel's end."""
+        self.send.close()
+        self.sent += 1
 
 
 @dataclass(eq=False)
@@ -358,7 +373,7 @@ class WatchHub:
         return taker
 
     def _leave(self, sub: Subscription) -> None:
-        sub.send.close()
+        sub.end()
         sub.receive.close()
         feed = self._feeds.get(sub.key)
         if feed is None or sub not in feed.subscribers:
@@ -406,7 +421,7 @@ class WatchHub:
         feed.held.clear()
         for sub in feed.subscribers:
             sub.failed = not gone
-            sub.send.close()
+            sub.end()
         feed.subscribers.clear()
         feed.advanced.set()
         if key not in self._feeds:
@@ -489,7 +504,7 @@ class WatchHub:
     def _send(self, feed: _Feed, event: ChangeEvent) -> None:
         for sub in list(feed.subscribers):
             try:
-                sub.send.send_nowait(event)
+                sub.put(event)
             except trio.WouldBlock:
                 self._go_stale(sub, event)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -509,7 +524,7 @@ class WatchHub:
                 dropped,
             )
         sub.stale = True
-        sub.send.send_nowait(event)
+        sub.put(event)
 
     async def resync(self, sub: Subscription, since_modseq: int) -> ChangeEvent | None:
         """What changed in the subscriber's mailbox after `since_modseq` (the modseq its session

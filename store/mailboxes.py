@@ -48,6 +48,13 @@ def selectable(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> MailboxR
     return record
 
 
+def selectable_modseq(txn: lmdb.Transaction, dbs: Dbs, user: str, mid: int) -> int:
+    """`selectable(...).highestmodseq`, the record's names decoded only to raise its errors."""
+    raw = txn.get(U64.pack(mid), db=dbs.mailboxes)
+    modseq = None if raw is None else MailboxRecord.selectable_modseq(raw, user)
+    return selectable(txn, dbs, user, mid).highestmodseq if modseq is None else modseq
+
+
 def put(txn: lmdb.Transaction, dbs: Dbs, mid: int, record: MailboxRecord) -> None:
     txn.put(U64.pack(mid), record.pack(), db=dbs.mailboxes)
 

@@ -38,6 +38,7 @@ from store.schema import (
     MailboxRecord,
     MessageRecord,
     msg_key,
+    record_flags,
 )
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ def append(
 def resolved(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str) -> list[tuple[int, int]]:
     """The IMAP UID set `text` of `mid` as ordered, merged, closed ranges; the highest UID is
     read (a cursor walk) only when the set holds "*"."""
+    uid = uidset.single(text)
+    if uid is not None:
+        return [(uid, uid)]  # FETCH 60: what parse + resolve give, without the UidSet and the sort
     parsed = uidset.parse(text)
     return parsed.resolve(highest_uid(txn, dbs, mid) if parsed.has_star else 0)
 
@@ -286,6 +290,15 @@ def flags_unchanged(txn: lmdb.Transaction, dbs: Dbs, mid: int, text: str, *, mod
     per flag set the mailbox uses (`flag_members`), the same `apply_flags` test as
     `store_flags`, and for a set it would change, whether the UID set holds one of its
     messages; no message record read. STORE 1:* +FLAGS (\\Seen) on a read mailbox."""
+    uid = uidset.single(text)
+    if uid is not None:
+        # One UID (STORE 1 +FLAGS \Seen, the usual no-op): one get and the record's flags,
+        # no cursor and no record decoded.
+        raw = txn.get(MSG_KEY.pack(mid, uid), db=dbs.messages)
+        if raw is None:
+            return True  # no such message: nothing to change (as the walk below finds)
+        old = record_flags(raw)
+        return apply_flags(old, mode, flags) == old
     ranges = resolved(txn, dbs, mid, text)
     if sum(hi - lo + 1 for lo, hi in ranges) <= _FEW_RECORDS:
         # A few UIDs (STORE 1 +FLAGS \Seen): their records cost fewer reads than a test per

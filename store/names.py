@@ -100,6 +100,8 @@ def flag(value: str) -> str:
 
 def flags(values: Iterable[str]) -> tuple[str, ...]:
     """Canonical, de-duplicated, sorted flags."""
+    if isinstance(values, list | tuple) and len(values) == 1:
+        return (flag(values[0]),)  # one flag (STORE +FLAGS \\Seen): no set, no sort
     return tuple(sorted({flag(v) for v in values}))
 
 

@@ -9,6 +9,7 @@ returns the API message, raising `store.errors` on bad input.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import lmdb
@@ -213,13 +214,38 @@ def unchanged_by_store(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.StoreFlag
     instead of a write call (clients re-set \\Seen on mail they open all the time)."""
     if req.has_unchanged_since or req.unchanged_since:
         return None
-    user = names.user_name(req.user)
-    record = mailboxes.selectable(txn, dbs, user, req.mailbox_id)
-    if not messages.flags_unchanged(txn, dbs, req.mailbox_id, req.uid_set, mode=req.mode, flags=names.flags(req.flags)):
+    return flags_already(
+        txn,
+        dbs,
+        epoch=req.epoch,
+        user=req.user,
+        mailbox_id=req.mailbox_id,
+        uid_set=req.uid_set,
+        mode=req.mode,
+        flags=req.flags,
+    )
+
+
+def flags_already(
+    txn: lmdb.Transaction,
+    dbs: Dbs,
+    *,
+    epoch: int,
+    user: str,
+    mailbox_id: int,
+    uid_set: str,
+    mode: int,
+    flags: Iterable[str],
+) -> int | None:
+    """`unchanged_by_store` of a STORE without UNCHANGEDSINCE, from its fields: imapd asks this
+    before it builds a request (the request is only needed when the store must write)."""
+    user = names.user_name(user)
+    highestmodseq = mailboxes.selectable_modseq(txn, dbs, user, mailbox_id)
+    if not messages.flags_unchanged(txn, dbs, mailbox_id, uid_set, mode=mode, flags=names.flags(flags)):
         return None
-    if req.epoch != fencing.stored_epoch(txn, dbs):
+    if epoch != fencing.stored_epoch(txn, dbs):
         return None  # a deposed (or not yet established) writer: the store answers FENCED
-    return record.highestmodseq
+    return highestmodseq
 
 
 def nothing_to_expunge(txn: lmdb.Transaction, dbs: Dbs, req: store_pb2.ExpungeRequest) -> int | None:

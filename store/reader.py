@@ -21,7 +21,7 @@ time, so the map can be re-adopted without a gate when the store grew it.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import lmdb
@@ -79,6 +79,16 @@ class LocalReader:
 
     def unchanged_by_store(self, req: store_pb2.StoreFlagsRequest) -> int | None:
         return self.read(lambda txn: read_ops.unchanged_by_store(txn, self.dbs, req))
+
+    def flags_already(
+        self, *, epoch: int, user: str, mailbox_id: int, uid_set: str, mode: int, flags: Sequence[str]
+    ) -> int | None:
+        """`unchanged_by_store` from the STORE's fields, without a request message."""
+        return self.read(
+            lambda txn: read_ops.flags_already(
+                txn, self.dbs, epoch=epoch, user=user, mailbox_id=mailbox_id, uid_set=uid_set, mode=mode, flags=flags
+            )
+        )
 
     def nothing_to_expunge(self, req: store_pb2.ExpungeRequest) -> int | None:
         return self.read(lambda txn: read_ops.nothing_to_expunge(txn, self.dbs, req))

@@ -222,6 +222,16 @@ class MailboxRecord:
         )
         return rec
 
+    @staticmethod
+    def selectable_modseq(raw: bytes | memoryview, user: str) -> int | None:
+        """HIGHESTMODSEQ of a packed record that is `user`'s and selectable, its names not
+        decoded (the no-op STORE check); None otherwise (decode it then, for the error)."""
+        head = _MAILBOX.unpack_from(raw)
+        owner = user.encode("utf-8") + b"\0"
+        if head[7] & NOSELECT or raw[_MAILBOX.size : _MAILBOX.size + len(owner)] != owner:
+            return None
+        return int(head[2])
+
     def evolve(self, **changes: object) -> MailboxRecord:
         # Not dataclasses.replace: this is on the append path and replace() is several times slower.
         fields = dict(self.__dict__)
@@ -236,6 +246,12 @@ _BODY_ID_OFFSET = _MESSAGE.size - 8
 # record besides its flags, read with one unpack_from at this offset (no record decoded).
 SIZE_AND_BODY = struct.Struct(">QQ")
 SIZE_AND_BODY_OFFSET = _MESSAGE.size - SIZE_AND_BODY.size
+
+
+def record_flags(raw: bytes | memoryview) -> tuple[str, ...]:
+    """The flags of a packed MessageRecord (as `MessageRecord.unpack` gives them), the rest not decoded."""
+    tail = bytes(raw[MESSAGE_FLAGS_OFFSET:])
+    return tuple(tail.decode("ascii").split(" ")) if tail else ()
 
 
 def message_body_id(raw: bytes | memoryview) -> int:

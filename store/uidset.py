@@ -82,6 +82,14 @@ def _number(text: str, whole: str) -> int:
     return value
 
 
+def single(text: str) -> int | None:
+    """The UID when `text` is one UID ("60": what most STOREs and FETCHes of a session send),
+    checked as `parse` checks it (same errors); None for any other set."""
+    if not text.isdecimal() or len(text) > 10:
+        return None  # (a longer run of digits is past MAX_UID: `parse` says so)
+    return _number(text, text)
+
+
 def parse(text: str) -> UidSet:
     if not text:
         raise InvalidArgument("UID set is empty")

@@ -62,3 +62,19 @@ def test_from_numbers_is_compact_and_exact(numbers: set[int]) -> None:
     ranges = s.resolve(500)
     # compact: no two ranges touch
     assert all(b[0] > a[1] + 1 for a, b in itertools.pairwise(ranges))
+
+
+_ENDS = st.one_of(st.none(), st.integers(min_value=1, max_value=40))
+
+
+@given(st.lists(st.tuples(_ENDS, _ENDS), min_size=1, max_size=3), st.integers(min_value=0, max_value=40))
+def test_one_range_resolves_as_the_general_path(ranges: list[tuple[int | None, int | None]], largest: int) -> None:
+    """A set of one range takes a shortcut in resolve and max_explicit: the same answers as the
+    set with that range written twice (which takes the general path)."""
+    for start, end in ranges:
+        one = SequenceSet((SeqRange(start, end),))
+        twice = SequenceSet((SeqRange(start, end), SeqRange(start, end)))
+        assert one.resolve(largest) == twice.resolve(largest)
+        assert one.max_explicit() == twice.max_explicit()
+        numbers = {n for n in range(1, 41) if one.contains(n, largest)}
+        assert set(one.iter(largest)) == numbers

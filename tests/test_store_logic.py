@@ -120,3 +120,36 @@ def test_credential_cache_bounds_expires_and_forgets() -> None:
     assert cache.check("u3", "pw")
     time.sleep(0.25)
     assert not cache.check("u3", "pw")
+
+
+def test_selectable_modseq_reads_only_what_it_must_and_leaves_the_rest_to_the_full_decode() -> None:
+    """The no-op STORE check takes HIGHESTMODSEQ from the record's fixed part: only for the
+    owner (not a user whose name the owner's starts with) and a selectable mailbox."""
+    raw = MailboxRecord("ab", "INBOX", 7, 10, 42).pack()
+    assert MailboxRecord.selectable_modseq(raw, "ab") == 42 == MailboxRecord.unpack(raw).highestmodseq
+    assert MailboxRecord.selectable_modseq(memoryview(raw), "ab") == 42
+    assert MailboxRecord.selectable_modseq(raw, "a") is None  # "ab"'s, not "a"'s
+    assert MailboxRecord.selectable_modseq(raw, "abc") is None
+    placeholder = MailboxRecord("ab", "p", 7, 10, 42, noselect=True).pack()
+    assert MailboxRecord.selectable_modseq(placeholder, "ab") is None  # the full decode raises FailedPrecondition
+
+
+@pytest.mark.parametrize(
+    "text", ["1", "60", "0001", "4294967295", "0", "4294967296", "99999999999", "", "1:2", "*", "1,2"]
+)
+def test_single_uid_shortcut_answers_as_parse(text: str) -> None:
+    """uidset.single (a lone UID, the usual STORE/FETCH set) agrees with parse + resolve,
+    errors included; any other set is left to parse (None)."""
+    try:
+        expected: object = uidset.parse(text).resolve(7)
+    except InvalidArgument as exc:
+        expected = type(exc)
+    try:
+        uid = uidset.single(text)
+    except InvalidArgument as exc:
+        assert expected is type(exc), text
+        return
+    if uid is None:
+        assert not (text.isdecimal() and len(text) <= 10), text
+    else:
+        assert expected == [(uid, uid)], text

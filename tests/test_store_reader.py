@@ -172,11 +172,19 @@ def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) 
                 ("1", replace, ["\\Seen"], True),
                 ("2", replace, ["\\Seen", "\\Flagged"], False),
                 ("1:*", add, [], True),
+                ("99", add, ["\\Seen"], True),  # one UID, no such message: nothing to write
             ]
             for uid_set, mode, flags, unchanged in cases:
                 req = store_pb2.StoreFlagsRequest(epoch=epoch, user="cy", mailbox_id=mid, uid_set=uid_set, mode=mode)
                 req.flags.extend(flags)
                 local = reader.unchanged_by_store(req)
+                # imapd asks from the fields, before any request is built: the same answer
+                assert (
+                    reader.flags_already(
+                        epoch=epoch, user="cy", mailbox_id=mid, uid_set=uid_set, mode=mode, flags=flags
+                    )
+                    == local
+                )
                 reply = stub.StoreFlags(req)
                 assert (local is not None) == unchanged == (not reply.updated), (uid_set, mode, flags)
                 if local is not None:
@@ -189,6 +197,9 @@ def test_a_store_that_changes_nothing_is_told_apart_exactly(store: StoreServer) 
             assert reader.unchanged_by_store(stale) is None  # a deposed writer: the store says FENCED
         with pytest.raises(NotFound):
             reader.unchanged_by_store(store_pb2.StoreFlagsRequest(user="cy", mailbox_id=9999, uid_set="1"))
+        for bad in ("0", "4294967296", "99999999999"):  # one UID out of range: refused as the store refuses it
+            with pytest.raises(InvalidArgument):
+                reader.unchanged_by_store(store_pb2.StoreFlagsRequest(user="cy", mailbox_id=mid, uid_set=bad))
     finally:
         reader.close()
 

@@ -83,6 +83,12 @@ class SequenceSet:
         its explicit part; numbers below 1 never appear. A saved "$" set
         resolves to nothing here: the session holds the saved result.
         """
+        if len(self.ranges) == 1:
+            # One range (FETCH 60, STORE 1, FETCH 1:5: most sets a session sends): the
+            # loop below on one element, without its sort and generator (issue 13).
+            lo, hi = self.ranges[0].bounds(largest)
+            lo = max(lo, 1)
+            return ((lo, hi),) if hi >= lo else ()
         bounds = sorted(r.bounds(largest) for r in self.ranges)
         merged: list[tuple[int, int]] = []
         for lo, hi in bounds:
@@ -110,6 +116,11 @@ class SequenceSet:
 
     def max_explicit(self) -> int:
         """The largest number written out (0 if only "*"): for "invalid sequence number" checks."""
+        if len(self.ranges) == 1:
+            start, end = self.ranges[0].start, self.ranges[0].end  # the usual set: no generator
+            if start is None or end is None:
+                return start or end or 0
+            return max(start, end)
         return max((n for r in self.ranges for n in (r.start, r.end) if n is not None), default=0)
 
     def to_bytes(self) -> bytes:

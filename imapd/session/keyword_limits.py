@@ -18,6 +18,8 @@ MAX_KEYWORDS_PER_COMMAND: Final = 128
 def keyword_refusal(flags: Iterable[str]) -> bytes | None:
     """The "[LIMIT] ..." text when `flags` pass a bound, else None."""
     keywords = {f for f in flags if not f.startswith("\\")}
+    if not keywords:
+        return None  # system flags only (STORE +FLAGS \\Seen)
     longest = max((len(k) for k in keywords), default=0)
     if longest > MAX_KEYWORD_LENGTH:
         return b"[LIMIT] Keyword of %d characters; at most %d are allowed" % (longest, MAX_KEYWORD_LENGTH)

@@ -227,9 +227,10 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Outcome:
     if not uids:
         s.tagged(tag, b"OK", b"STORE completed")
         return Outcome.CONTINUE
-    if any(f.lower() == "\\recent" for f in cmd.flags):
-        s.tagged(tag, b"BAD", b"\\Recent cannot be changed")  # RFC 3501 2.3.2; as Dovecot
-        return Outcome.CONTINUE
+    for f in cmd.flags:
+        if f.lower() == "\\recent":
+            s.tagged(tag, b"BAD", b"\\Recent cannot be changed")  # RFC 3501 2.3.2; as Dovecot
+            return Outcome.CONTINUE
     flags = list(cmd.flags)
     refusal = keyword_refusal(flags) if cmd.mode is not c.StoreMode.REMOVE else None
     if refusal is not None:

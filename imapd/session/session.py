@@ -196,7 +196,9 @@ class Session:
 
     def tagged(self, tag: str, status: bytes, text: bytes) -> None:
         self.last_status = status
-        self.emit(tag.encode("ascii") + b" " + status + b" " + text + b"\r\n")
+        line = tag.encode("ascii") + b" " + status + b" " + text + b"\r\n"
+        self._out.append(line)  # (emit, inlined: every command ends here)
+        self._out_size += len(line)
 
     def transition(self, event: Transition) -> None:
         self.state = next_state(self.state, event)
@@ -229,12 +231,13 @@ class Session:
         """Take whatever the feed delivered so far (never waits); nothing while the
         subscription is stale (`resync_selected` first)."""
         sub, sel = self.subscription, self.selected
-        if sub is None or sel is None or sub.stale:
+        if sub is None or sel is None or sub.stale or sub.sent == sub.found_empty_at:
             return
         while True:
             try:
                 event = sub.receive.receive_nowait()
             except trio.WouldBlock:
+                sub.found_empty_at = sub.sent
                 return
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 sel.gone = True
@@ -362,10 +365,12 @@ class Session:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.wire.peer, type(command).__name__)
         sub = self.subscription
-        if sub is not None and self.ctx.hub.behind(sub):
-            await self.ctx.hub.catch_up(sub)
-        await self.resync_selected()
-        self.absorb_events()
+        if sub is not None:
+            if (sub.must_reach_modseq or sub.must_reach_uid) and self.ctx.hub.behind(sub):
+                await self.ctx.hub.catch_up(sub)
+            if sub.stale:
+                await self.resync_selected()
+            self.absorb_events()
         if self.notify_feed is not None and self.notify_feed.promised:
             await self.ctx.hub.accounts.catch_up(self.notify_feed)
         try:
