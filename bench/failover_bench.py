@@ -15,8 +15,11 @@ every 20 ms; after any error it reconnects at once, then every 50 ms, with
 the standard library's connect (a SYN that goes nowhere waits for TCP's
 retransmission, as a real client's would). Its outage for a trial is first
 error -> next acknowledged APPEND (`client_*` keys), next to the agent's
-figures. At the end every acknowledged message must be in the store
-(`lost_acked` counts those missing).
+figures, with the steps of the session that ended it (`client_steps_ms`:
+TCP connect, greeting, CAPABILITY, STARTTLS, LOGIN, SELECT, the APPEND; and
+`before`, from the first error to the start of that session). At the end
+every acknowledged message must be in the store (`lost_acked` counts those
+missing).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.client_outage import OutageTracker, outage_in
+from bench.client_outage import Outage, OutageTracker, Steps, longest_in
 from haagent import netns
 from haagent.agent import connect_coordination
 from haagent.coordination import Coordination
@@ -91,16 +94,60 @@ class _QuickConnectIMAP4_SSL(imaplib.IMAP4_SSL):
         return wrapped
 
 
+class _StepClock:
+    """When each step of a session setup ended (monotonic), in order."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.marks: list[tuple[str, float]] = []
+
+    def mark(self, step: str) -> None:
+        self.marks.append((step, time.monotonic()))
+
+    def steps(self) -> Steps:
+        out, last = [], self.start
+        for step, t in self.marks:
+            out.append((step, t - last))
+            last = t
+        return tuple(out)
+
+
+class _TimedIMAP4(imaplib.IMAP4):
+    """imaplib.IMAP4 that marks the end of the TCP connect, of the greeting and of the
+    first CAPABILITY (all three happen inside the constructor)."""
+
+    def __init__(self, host: str, port: int, timeout: float, clock: _StepClock) -> None:
+        self._clock: _StepClock | None = clock
+        super().__init__(host, port, timeout=timeout)
+
+    def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:
+        super().open(host, port, timeout)
+        if self._clock is not None:
+            self._clock.mark("tcp")
+
+    def _get_capabilities(self) -> None:
+        clock, self._clock = self._clock, None  # STARTTLS asks again: not part of the connect
+        if clock is not None:
+            clock.mark("greeting")
+        super()._get_capabilities()  # type: ignore[misc]
+        if clock is not None:
+            clock.mark("capability")
+
+
 class Imap:
-    """A logged-in IMAP session on the floating IP, or an OSError/IMAP error."""
+    """A logged-in IMAP session on the floating IP, or an OSError/IMAP error;
+    `clock` says when each setup step ended."""
 
     def __init__(self, cluster: ClusterConfig, password: str, timeout: float = 2.0) -> None:
+        self.clock = _StepClock()
         self.conn = self._connect(cluster, timeout)
         try:
             self.conn.login(BENCH_USER, password)
+            self.clock.mark("login")
             typ, _ = self.conn.select("INBOX")
             if typ != "OK":
                 raise imaplib.IMAP4.error("SELECT failed")
+            self.clock.mark("select")
         except BaseException:
             self.close()
             raise
@@ -134,9 +181,10 @@ class StarttlsImap(Imap):
         super().__init__(cluster, password, CLIENT_TIMEOUT)
 
     def _connect(self, cluster: ClusterConfig, timeout: float) -> imaplib.IMAP4:
-        conn = imaplib.IMAP4(str(cluster.floating_ip.address.ip), cluster.ports.imap, timeout=timeout)
+        conn = _TimedIMAP4(str(cluster.floating_ip.address.ip), cluster.ports.imap, timeout, self.clock)
         try:
             conn.starttls(_tls())
+            self.clock.mark("starttls")
         except BaseException:
             conn.shutdown()
             raise
@@ -168,13 +216,19 @@ class Load:
         failures = 0  # in a row: the first reconnect is immediate, then every 50 ms
         while not self._stop.is_set():
             try:
+                fresh = session is None
                 if session is None:
                     session = StarttlsImap(self.cluster, self.password)
                 n += 1
                 msgid = f"{self.tag}-{n}@bench"
                 if session.append(msgid):
                     self.stats.acked.append(msgid)
-                    self.stats.outages.ok(time.monotonic())
+                    if fresh:
+                        session.clock.mark("append")
+                        clock = session.clock
+                        self.stats.outages.ok(clock.marks[-1][1], session_start=clock.start, steps=clock.steps())
+                    else:
+                        self.stats.outages.ok(time.monotonic())
                     failures = 0
                 else:
                     raise imaplib.IMAP4.error("APPEND refused")
@@ -384,7 +438,11 @@ def run_bench(
     for r in results:
         window = r.pop("window")
         assert isinstance(window, tuple)
-        r["client_outage_s"] = round(outage_in(outages, *window), 3)
+        found = longest_in(outages, *window)
+        r["client_outage_s"] = 0.0 if found is None else round(found.seconds, 3)
+        if found is not None:
+            r["client_errors"] = found.errors
+            r["client_steps_ms"] = _steps_ms(found)
     client_kills = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "kill"]
     client_switch = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "switchover"]
     summary: dict[str, object] = {
@@ -403,6 +461,8 @@ def run_bench(
         "client_kill_max_s": round(max(client_kills), 3) if client_kills else None,
         "client_switchover_median_s": _median(client_switch),
         "client_switchover_max_s": round(max(client_switch), 3) if client_switch else None,
+        "client_kill_steps_median_ms": _median_steps(results, "kill"),
+        "client_switchover_steps_median_ms": _median_steps(results, "switchover"),
         "client_outage_open_s": (
             None
             if load.stats.outages.open_since is None
@@ -428,6 +488,26 @@ def run_bench(
             f"(written to {out})"
         )
     return 0 if not lost else 1
+
+
+def _steps_ms(outage: Outage) -> dict[str, float]:
+    """The outage's parts in ms: `before` (first error -> the session that ended it began),
+    then that session's steps."""
+    before = outage.before_session
+    if before is None:
+        return {}
+    return {"before": round(before * 1000, 1)} | {step: round(s * 1000, 1) for step, s in outage.steps}
+
+
+def _median_steps(results: list[dict[str, object]], kind: str) -> dict[str, float]:
+    """Per step, the median over the trials of `kind` that have the step."""
+    per_step: dict[str, list[float]] = {}
+    for r in results:
+        steps = r.get("client_steps_ms")
+        if r["kind"] == kind and isinstance(steps, dict):
+            for step, ms in steps.items():
+                per_step.setdefault(step, []).append(float(ms))
+    return {step: round(statistics.median(v), 1) for step, v in per_step.items()}
 
 
 def _median(values: list[float]) -> float | None:
