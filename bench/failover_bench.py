@@ -17,7 +17,9 @@ retransmission, as a real client's would). Its outage for a trial is first
 error -> next acknowledged APPEND (`client_*` keys), next to the agent's
 figures, with the steps of the session that ended it (`client_steps_ms`:
 TCP connect, greeting, CAPABILITY, STARTTLS, LOGIN, SELECT, the APPEND; and
-`before`, from the first error to the start of that session). At the end
+`before`, from the first error to the start of that session), beside the same
+steps of a few sessions set up before the trials, with nothing failing over
+(`client_steady_steps_median_ms`). At the end
 every acknowledged message must be in the store (`lost_acked` counts those
 missing).
 """
@@ -254,6 +256,27 @@ class Load:
         self._thread.join()
 
 
+STEADY_SESSIONS = 5
+
+
+def steady_session_steps(cluster: ClusterConfig, password: str, sessions: int = STEADY_SESSIONS) -> dict[str, float]:
+    """What the load's session setup costs with nothing failing over: per step, the median
+    of `sessions` fresh sessions (STARTTLS, LOGIN, SELECT, one APPEND) in ms. The reference
+    for the steps of the session that ends an outage."""
+    per_step: dict[str, list[float]] = {}
+    for n in range(sessions):
+        session = StarttlsImap(cluster, password)
+        try:
+            if not session.append(f"steady-{n}-{uuid.uuid4().hex[:8]}@bench"):
+                raise HaAgentError("bench: APPEND refused before the trials")
+            session.clock.mark("append")
+        finally:
+            session.close()
+        for step, seconds in session.clock.steps():
+            per_step.setdefault(step, []).append(seconds * 1000)
+    return {step: round(statistics.median(v), 1) for step, v in per_step.items()}
+
+
 def _active(coord: Coordination) -> tuple[str, int] | None:
     snap = coord.snapshot()
     if snap.leader is None:
@@ -411,6 +434,7 @@ def run_bench(
         password = uuid.uuid4().hex
         _ensure_user(cluster, *active, password)
         _wait("LOGIN+SELECT on the floating IP", lambda: service_ok(cluster, password), TRIAL_TIMEOUT)
+        steady = steady_session_steps(cluster, password)
         load = Load(cluster, password)
         load.start()
         results: list[dict[str, object]] = []
@@ -461,6 +485,7 @@ def run_bench(
         "client_kill_max_s": round(max(client_kills), 3) if client_kills else None,
         "client_switchover_median_s": _median(client_switch),
         "client_switchover_max_s": round(max(client_switch), 3) if client_switch else None,
+        "client_steady_steps_median_ms": steady,
         "client_kill_steps_median_ms": _median_steps(results, "kill"),
         "client_switchover_steps_median_ms": _median_steps(results, "switchover"),
         "client_outage_open_s": (
