@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,11 +52,25 @@ def _described_tree() -> str:
     return head.stdout.strip() + (" + uncommitted changes" if dirty.returncode else "")
 
 
+def _keep_logs(runtime_dir: pathlib.Path, dest: pathlib.Path) -> None:
+    """Each node's agent.log and its services' logs (runtime_dir/NODE/log/), under dest/NODE/."""
+    for node_dir in sorted(p for p in runtime_dir.iterdir() if p.is_dir() and p.name != "tls"):
+        logs = [node_dir / "agent.log", *sorted((node_dir / "log").glob("*"))]
+        for log in logs:
+            if log.is_file():
+                target = dest / node_dir.name / log.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, target)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=5, help="SIGKILL trials")
     parser.add_argument("--switchovers", type=int, default=5, help="switchover trials")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="also write the summary here")
+    parser.add_argument(
+        "--keep-logs", type=pathlib.Path, default=None, help="copy the agents' and services' logs here before cleanup"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("failover_lab: needs root (namespaces, addresses)", file=sys.stderr)
@@ -76,6 +91,8 @@ def main() -> int:
             return 1
         finally:
             cluster_down(cfg, out=sys.stderr)
+            if args.keep_logs is not None:
+                _keep_logs(cfg.runtime_dir, args.keep_logs)
     summary = {
         "tree": _described_tree(),
         "started": started,
