@@ -15,12 +15,18 @@ every 20 ms; after any error it reconnects at once, then every 50 ms, with
 the standard library's connect (a SYN that goes nowhere waits for TCP's
 retransmission, as a real client's would). Its outage for a trial is first
 error -> next acknowledged APPEND (`client_*` keys), next to the agent's
-figures. At the end every acknowledged message must be in the store
-(`lost_acked` counts those missing).
+figures, with the steps of the session that ended it (`client_steps_ms`:
+TCP connect, greeting, CAPABILITY, STARTTLS, LOGIN, SELECT, the APPEND; and
+`before`, from the first error to the start of that session), beside the same
+steps of a few sessions set up before the trials, with nothing failing over
+(`client_steady_steps_median_ms`). At the end
+every acknowledged message must be in the store (`lost_acked` counts those
+missing).
 """
 
 from __future__ import annotations
 
+import functools
 import imaplib
 import json
 import math
@@ -38,7 +44,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.client_outage import OutageTracker, outage_in
+from bench.client_outage import Outage, OutageTracker, Steps, longest_in
 from haagent import netns
 from haagent.agent import connect_coordination
 from haagent.coordination import Coordination
@@ -62,7 +68,11 @@ class LoadStats:
     outages: OutageTracker = field(default_factory=OutageTracker)
 
 
+@functools.cache
 def _tls() -> ssl.SSLContext:
+    """One client context for every connection, as a mail client keeps one: making it loads
+    the system's CA bundle (22-77 ms on the 2-core machine), which counted as STARTTLS in
+    each reconnect's steps, and as outage, when every connection made its own."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the demo certificate is self-signed
@@ -91,16 +101,60 @@ class _QuickConnectIMAP4_SSL(imaplib.IMAP4_SSL):
         return wrapped
 
 
+class _StepClock:
+    """When each step of a session setup ended (monotonic), in order."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.marks: list[tuple[str, float]] = []
+
+    def mark(self, step: str) -> None:
+        self.marks.append((step, time.monotonic()))
+
+    def steps(self) -> Steps:
+        out, last = [], self.start
+        for step, t in self.marks:
+            out.append((step, t - last))
+            last = t
+        return tuple(out)
+
+
+class _TimedIMAP4(imaplib.IMAP4):
+    """imaplib.IMAP4 that marks the end of the TCP connect, of the greeting and of the
+    first CAPABILITY (all three happen inside the constructor)."""
+
+    def __init__(self, host: str, port: int, timeout: float, clock: _StepClock) -> None:
+        self._clock: _StepClock | None = clock
+        super().__init__(host, port, timeout=timeout)
+
+    def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:
+        super().open(host, port, timeout)
+        if self._clock is not None:
+            self._clock.mark("tcp")
+
+    def _get_capabilities(self) -> None:
+        clock, self._clock = self._clock, None  # STARTTLS asks again: not part of the connect
+        if clock is not None:
+            clock.mark("greeting")
+        super()._get_capabilities()  # type: ignore[misc]
+        if clock is not None:
+            clock.mark("capability")
+
+
 class Imap:
-    """A logged-in IMAP session on the floating IP, or an OSError/IMAP error."""
+    """A logged-in IMAP session on the floating IP, or an OSError/IMAP error;
+    `clock` says when each setup step ended."""
 
     def __init__(self, cluster: ClusterConfig, password: str, timeout: float = 2.0) -> None:
+        self.clock = _StepClock()
         self.conn = self._connect(cluster, timeout)
         try:
             self.conn.login(BENCH_USER, password)
+            self.clock.mark("login")
             typ, _ = self.conn.select("INBOX")
             if typ != "OK":
                 raise imaplib.IMAP4.error("SELECT failed")
+            self.clock.mark("select")
         except BaseException:
             self.close()
             raise
@@ -134,9 +188,10 @@ class StarttlsImap(Imap):
         super().__init__(cluster, password, CLIENT_TIMEOUT)
 
     def _connect(self, cluster: ClusterConfig, timeout: float) -> imaplib.IMAP4:
-        conn = imaplib.IMAP4(str(cluster.floating_ip.address.ip), cluster.ports.imap, timeout=timeout)
+        conn = _TimedIMAP4(str(cluster.floating_ip.address.ip), cluster.ports.imap, timeout, self.clock)
         try:
             conn.starttls(_tls())
+            self.clock.mark("starttls")
         except BaseException:
             conn.shutdown()
             raise
@@ -168,13 +223,19 @@ class Load:
         failures = 0  # in a row: the first reconnect is immediate, then every 50 ms
         while not self._stop.is_set():
             try:
+                fresh = session is None
                 if session is None:
                     session = StarttlsImap(self.cluster, self.password)
                 n += 1
                 msgid = f"{self.tag}-{n}@bench"
                 if session.append(msgid):
                     self.stats.acked.append(msgid)
-                    self.stats.outages.ok(time.monotonic())
+                    if fresh:
+                        session.clock.mark("append")
+                        clock = session.clock
+                        self.stats.outages.ok(clock.marks[-1][1], session_start=clock.start, steps=clock.steps())
+                    else:
+                        self.stats.outages.ok(time.monotonic())
                     failures = 0
                 else:
                     raise imaplib.IMAP4.error("APPEND refused")
@@ -198,6 +259,27 @@ class Load:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+STEADY_SESSIONS = 5
+
+
+def steady_session_steps(cluster: ClusterConfig, password: str, sessions: int = STEADY_SESSIONS) -> dict[str, float]:
+    """What the load's session setup costs with nothing failing over: per step, the median
+    of `sessions` fresh sessions (STARTTLS, LOGIN, SELECT, one APPEND) in ms. The reference
+    for the steps of the session that ends an outage."""
+    per_step: dict[str, list[float]] = {}
+    for n in range(sessions):
+        session = StarttlsImap(cluster, password)
+        try:
+            if not session.append(f"steady-{n}-{uuid.uuid4().hex[:8]}@bench"):
+                raise HaAgentError("bench: APPEND refused before the trials")
+            session.clock.mark("append")
+        finally:
+            session.close()
+        for step, seconds in session.clock.steps():
+            per_step.setdefault(step, []).append(seconds * 1000)
+    return {step: round(statistics.median(v), 1) for step, v in per_step.items()}
 
 
 def _active(coord: Coordination) -> tuple[str, int] | None:
@@ -357,6 +439,7 @@ def run_bench(
         password = uuid.uuid4().hex
         _ensure_user(cluster, *active, password)
         _wait("LOGIN+SELECT on the floating IP", lambda: service_ok(cluster, password), TRIAL_TIMEOUT)
+        steady = steady_session_steps(cluster, password)
         load = Load(cluster, password)
         load.start()
         results: list[dict[str, object]] = []
@@ -384,7 +467,11 @@ def run_bench(
     for r in results:
         window = r.pop("window")
         assert isinstance(window, tuple)
-        r["client_outage_s"] = round(outage_in(outages, *window), 3)
+        found = longest_in(outages, *window)
+        r["client_outage_s"] = 0.0 if found is None else round(found.seconds, 3)
+        if found is not None:
+            r["client_errors"] = found.errors
+            r["client_steps_ms"] = _steps_ms(found)
     client_kills = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "kill"]
     client_switch = [float(str(r["client_outage_s"])) for r in results if r["kind"] == "switchover"]
     summary: dict[str, object] = {
@@ -403,6 +490,9 @@ def run_bench(
         "client_kill_max_s": round(max(client_kills), 3) if client_kills else None,
         "client_switchover_median_s": _median(client_switch),
         "client_switchover_max_s": round(max(client_switch), 3) if client_switch else None,
+        "client_steady_steps_median_ms": steady,
+        "client_kill_steps_median_ms": _median_steps(results, "kill"),
+        "client_switchover_steps_median_ms": _median_steps(results, "switchover"),
         "client_outage_open_s": (
             None
             if load.stats.outages.open_since is None
@@ -428,6 +518,26 @@ def run_bench(
             f"(written to {out})"
         )
     return 0 if not lost else 1
+
+
+def _steps_ms(outage: Outage) -> dict[str, float]:
+    """The outage's parts in ms: `before` (first error -> the session that ended it began),
+    then that session's steps."""
+    before = outage.before_session
+    if before is None:
+        return {}
+    return {"before": round(before * 1000, 1)} | {step: round(s * 1000, 1) for step, s in outage.steps}
+
+
+def _median_steps(results: list[dict[str, object]], kind: str) -> dict[str, float]:
+    """Per step, the median over the trials of `kind` that have the step."""
+    per_step: dict[str, list[float]] = {}
+    for r in results:
+        steps = r.get("client_steps_ms")
+        if r["kind"] == kind and isinstance(steps, dict):
+            for step, ms in steps.items():
+                per_step.setdefault(step, []).append(float(ms))
+    return {step: round(statistics.median(v), 1) for step, v in per_step.items()}
 
 
 def _median(values: list[float]) -> float | None:
