@@ -54,6 +54,8 @@ class NewMessage:
     header_text: bytes | None = None
     # message_facts.compute of its header block, made off the committer thread like header_text.
     facts: bytes | None = None
+    # bodies.header_block of its first bytes (what body_meta keeps), when the caller has it.
+    header_block: bytes | None = None
 
 
 def source_head(source: bodies.BodySource) -> bytes:
@@ -143,7 +145,7 @@ def append(
     indexed: list[tuple[int, MessageRecord, bytes]] = []
     for item in items:
         modseq += 1
-        body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
+        body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id(), header=item.header_block)
         facts = item.facts
         if facts is None:
             head = source_head(item.source)
