@@ -156,7 +156,7 @@ def append(
         )
         key = msg_key(mid, uid)
         txn.put(key, rec.pack(), db=dbs.messages)
-        save_dates.put(txn, dbs, mid, uid, now)
+        save_dates.saved(txn, dbs, mid, uid, now, internal_date=rec.internal_date)
         u, d = _counts(rec)
         if d:
             txn.put(key, b"", db=dbs.deleted)
@@ -503,7 +503,7 @@ def copy(
         new = rec.evolve(modseq=modseq, added_modseq=modseq)
         key = msg_key(dest_id, uid)
         txn.put(key, new.pack(), db=dbs.messages)
-        save_dates.put(txn, dbs, dest_id, uid, now)
+        save_dates.saved(txn, dbs, dest_id, uid, now, internal_date=new.internal_date)
         u, d = _counts(new)
         if d:
             txn.put(key, b"", db=dbs.deleted)
