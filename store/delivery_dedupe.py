@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import lmdb
 
-from store.ordered_put import put_in_order
-
 DB_NAME = b"delivery_dedupe"
 EXPIRY_DB_NAME = b"delivery_dedupe_expiry"
 # Postfix's maximal_queue_lifetime is 5 days: a retry can come that late.
@@ -90,8 +88,7 @@ class DeliveryDedupe:
             _RECORD.pack(delivered.recorded_at, delivered.mailbox_id, delivered.uidvalidity, delivered.uid),
             db=self.db,
         )
-        # Keys in time order: appended, so the table fills its leaf pages (see ordered_put).
-        put_in_order(txn, _TIME.pack(delivered.recorded_at) + key, b"", self.expiry)
+        txn.put(_TIME.pack(delivered.recorded_at) + key, b"", db=self.expiry)
         self.prune(txn, now)
 
     def prune(self, txn: lmdb.Transaction, now: float, limit: int = PRUNE_PER_WRITE) -> int:
