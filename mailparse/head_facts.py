@@ -30,6 +30,7 @@ from mailparse.sort_keys import SORT_FIELDS, stored_keys, stored_keys_of
 _INDEXED: Final = frozenset(INDEXED_FIELDS)
 _WANTED: Final = field_matcher(SORT_FIELDS | _INDEXED)
 _BLANKS: Final = (b" ", b"\t")
+_SHARED: Final = (b"from", b"to", b"cc")
 
 
 def index_and_keys(header_block: bytes) -> tuple[bytes, bytes]:
@@ -46,9 +47,15 @@ def index_and_keys(header_block: bytes) -> tuple[bytes, bytes]:
             indexed.append((name, value))
         if name not in first and name in SORT_FIELDS:
             first[name] = value
+    # The values both read: the first From, To and Cc (the text reads every occurrence, the
+    # keys the first). Only those are remembered, so a block of thousands of address fields
+    # holds no more parses at once than before.
+    shared = {first[name] for name in _SHARED if name in first}
     parsed: dict[bytes, list[Address]] = {}
 
     def addresses(value: bytes) -> list[Address]:
+        if value not in shared:
+            return parse_addresses(value)
         found = parsed.get(value)
         if found is None:
             found = parsed[value] = parse_addresses(value)
