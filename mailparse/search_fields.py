@@ -16,10 +16,10 @@ a needle with them, or an empty one, is not answered from the index.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-from mailparse.addresses import parse_addresses
+from mailparse.addresses import Address, parse_addresses
 from mailparse.decoding import decode_header_value
 from mailparse.headers import header_end, parse_fields
 
@@ -27,14 +27,17 @@ INDEXED_FIELDS: Final = (b"subject", b"from", b"to", b"cc", b"bcc")
 ADDRESS_FIELDS: Final = frozenset({b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"})
 
 
-def search_values(name: bytes, value: bytes) -> Iterator[str]:
+def search_values(
+    name: bytes, value: bytes, addresses: Callable[[bytes], list[Address]] = parse_addresses
+) -> Iterator[str]:
     """What SEARCH HEADER/FROM/... compares a needle with, for one field: the decoded,
     casefolded value and, for an address field, also each plain addr-spec without the
     comments and folding whitespace (CFWS) an address may carry inside
-    (user-from@domain.org finds <user-from (c)@ (c) domain.org>)."""
+    (user-from@domain.org finds <user-from (c)@ (c) domain.org>). `addresses`: how a value
+    is parsed (`mailparse.head_facts` passes one that remembers, shared with the sort keys)."""
     yield decode_header_value(value).casefold()
     if name in ADDRESS_FIELDS:
-        for a in parse_addresses(value):
+        for a in addresses(value):
             if a.mailbox is not None and a.host is not None:
                 yield (a.mailbox + b"@" + a.host).decode("utf-8", "replace").casefold()
 
@@ -46,12 +49,19 @@ _FIELD_AT: Final = {name.decode(): i for i, name in enumerate(INDEXED_FIELDS)}
 
 def indexed_text(header_block: bytes) -> bytes:
     """The normalised values of the indexed fields of one message's header block."""
-    header = header_block[: header_end(header_block)]
+    return indexed_text_of((f.name, f.value) for f in parse_fields(header_block[: header_end(header_block)]))
+
+
+def indexed_text_of(
+    fields: Iterable[tuple[bytes, bytes]], addresses: Callable[[bytes], list[Address]] = parse_addresses
+) -> bytes:
+    """`indexed_text` of the (lower-case name, unfolded value) of the fields, in order, of a
+    header block cut at its `header_end` (other names are passed over)."""
     values: dict[bytes, list[str]] = {name: [] for name in INDEXED_FIELDS}
-    for f in parse_fields(header):
-        found = values.get(f.name)
+    for name, value in fields:
+        found = values.get(name)
         if found is not None:
-            found.extend(text.replace(FIELD_SEP, VALUE_SEP) for text in search_values(f.name, f.value))
+            found.extend(text.replace(FIELD_SEP, VALUE_SEP) for text in search_values(name, value, addresses))
     joined = FIELD_SEP.join(VALUE_SEP.join(values[name]) for name in INDEXED_FIELDS)
     return joined.encode("utf-8", "surrogatepass")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import mktime_tz, parsedate_tz
 from operator import attrgetter, itemgetter
 from typing import Final, NamedTuple
@@ -22,9 +22,11 @@ from mailparse.decoding import decode_header_value
 from mailparse.headers import field_matcher, first_values
 from mailparse.sort_spec import SortCriterion
 
-_FIELDS: Final = field_matcher(
-    frozenset({b"subject", b"from", b"to", b"cc", b"date", b"message-id", b"references", b"in-reply-to"})
+# The fields the stored keys read (the first of each name).
+SORT_FIELDS: Final = frozenset(
+    {b"subject", b"from", b"to", b"cc", b"date", b"message-id", b"references", b"in-reply-to"}
 )
+_FIELDS: Final = field_matcher(SORT_FIELDS)
 _MSG_ID: Final = re.compile(rb"<[^<>\s]+>")
 _MAX_REFERENCES: Final = 256  # a longer chain is abuse; the last ones are what threading needs
 # The stored form (`stored_keys`): version, sent date, bits, length of the strings, then
@@ -37,6 +39,7 @@ _HAS_ID: Final = 4
 _STRINGS: Final = 8  # subject, from, to, cc, display from, display to, message-id, parents
 
 __all__ = [
+    "SORT_FIELDS",
     "SortCriterion",
     "SortKeys",
     "message_ids",
@@ -45,6 +48,7 @@ __all__ = [
     "sort_keyed",
     "sort_numbers",
     "stored_keys",
+    "stored_keys_of",
     "stored_sent",
     "thread_fields",
 ]
@@ -54,9 +58,9 @@ def _first_mailbox(addresses: list[Address]) -> Address | None:
     return next((a for a in addresses if a.host is not None and a.mailbox is not None), None)
 
 
-def _first_of(value: bytes | None) -> Address | None:
+def _first_of(value: bytes | None, addresses: Callable[[bytes], list[Address]]) -> Address | None:
     """The first address with a mailbox and a host of a header value (parsed once for both keys)."""
-    return _first_mailbox(parse_addresses(value)) if value else None
+    return _first_mailbox(addresses(value)) if value else None
 
 
 def _mailbox_key(first: Address | None) -> str:
@@ -105,18 +109,26 @@ def _no_nul(text: str) -> str:
 def stored_keys(header: bytes) -> bytes:
     """The keys of a header block that do not depend on where the message is stored (the store keeps
     them per body, computed once at append): `SortKeys.from_stored` adds internal date and size."""
-    first = first_values(header, _FIELDS)
+    return stored_keys_of(first_values(header, _FIELDS))
+
+
+def stored_keys_of(
+    first: Mapping[bytes, bytes], addresses: Callable[[bytes], list[Address]] = parse_addresses
+) -> bytes:
+    """`stored_keys` of a header block whose first value of each field in SORT_FIELDS is `first`
+    (lower-case name -> unfolded value, as `first_values` gives them). `addresses`: how a value is
+    parsed (`mailparse.head_facts` passes one shared with the indexed search text)."""
     subject, reply = base_subject(first.get(b"subject"))
     own = message_ids(first.get(b"message-id"))
     parents = message_ids(first.get(b"references")) or message_ids(first.get(b"in-reply-to"))[:1]
     sent = _header_date(first.get(b"date"))
     bits = (_SENT_KNOWN if sent is not None else 0) | (_REPLY if reply else 0) | (_HAS_ID if own else 0)
-    sender, recipient = _first_of(first.get(b"from")), _first_of(first.get(b"to"))
+    sender, recipient = _first_of(first.get(b"from"), addresses), _first_of(first.get(b"to"), addresses)
     strings = (
         casemap_key(subject),
         _mailbox_key(sender),
         _mailbox_key(recipient),
-        _mailbox_key(_first_of(first.get(b"cc"))),
+        _mailbox_key(_first_of(first.get(b"cc"), addresses)),
         _display_key(sender),
         _display_key(recipient),
     )

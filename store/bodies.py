@@ -158,8 +158,11 @@ def _pieces(packed: bytes) -> list[bytes]:
     return [packed[at : at + size] for at in range(0, len(packed), size)]
 
 
-def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int | None = None) -> int:
-    """Write `source` as a new body (id `body_id`, or the next from the counter); return the id."""
+def store_body(
+    txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int | None = None, *, header: bytes | None = None
+) -> int:
+    """Write `source` as a new body (id `body_id`, or the next from the counter); return the id.
+    `header`: its `header_block`, when the caller made it already."""
     if body_id is None:
         body_id = next_value(txn, dbs, b"next_body_id", 1)
     if source.packed is not None:
@@ -173,8 +176,9 @@ def store_body(txn: lmdb.Transaction, dbs: Dbs, source: BodySource, body_id: int
         for n, piece in enumerate(source.chunks()):
             put_in_order(txn, CHUNK_KEY.pack(body_id, n), piece, dbs.body_chunks)
         refs = 1
-    head = source.head if source.data is None else source.data[:HEADER_SEARCH_LIMIT]
-    put_in_order(txn, U64.pack(body_id), BODY_META.pack(refs, source.size) + header_block(head), dbs.body_meta)
+    if header is None:
+        header = header_block(source.head if source.data is None else source.data[:HEADER_SEARCH_LIMIT])
+    put_in_order(txn, U64.pack(body_id), BODY_META.pack(refs, source.size) + header, dbs.body_meta)
     return body_id
 
 

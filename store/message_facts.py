@@ -35,7 +35,12 @@ _LENGTH: Final = struct.Struct("<I")
 
 def compute(header: bytes, message_head: bytes) -> bytes:
     """The stored facts of a new message from its header block (`bodies.header_block`) and first bytes."""
-    keys = stored_keys(header)
+    return of_keys(stored_keys(header), message_head)
+
+
+def of_keys(keys: bytes, message_head: bytes) -> bytes:
+    """The stored facts of a new message from the `stored_keys` of its header block (which
+    `mailparse.head_facts.index_and_keys` gives with the indexed header text) and its first bytes."""
     if len(keys) > MAX_SORT_KEYS:
         keys = b""
     preview = preview_text(message_head).encode("utf-8", "surrogatepass")

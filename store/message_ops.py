@@ -11,12 +11,12 @@ from typing import Final
 import lmdb
 
 from mailha_api import store_pb2
+from mailparse.head_facts import index_and_keys
 from store import (
     bodies,
     body_codec,
     delivery_dedupe,
     delivery_log,
-    mailbox_index,
     mailboxes,
     message_facts,
     messages,
@@ -54,15 +54,17 @@ class MessageOps(StoreCore):
             raise InvalidArgument(f"size: announced {header.size} bytes but received {source.size}")
         if source.size == 0:
             raise InvalidArgument("message is empty")
-        # The indexed header text and the compressed body are made here, in the caller's
-        # thread, not in the committer (the one thread every write waits for).
+        # The indexed header text, the facts and the compressed body are made here, in the
+        # caller's thread, not in the committer (the one thread every write waits for); the
+        # text and the sort keys from one reading of the header block.
         head = messages.source_head(source)
-        text = mailbox_index.header_text(head)
-        facts = message_facts.compute(bodies.header_block(head), head)
+        block = bodies.header_block(head)
+        text, keys = index_and_keys(block)
+        facts = message_facts.of_keys(keys, head)
         if source.data is not None:
             source.packed = body_codec.compress_chunks(source.data)
         return messages.NewMessage(
-            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text, facts
+            source, names.flags(header.flags), header.internal_date, header.tz_offset_minutes, text, facts, block
         )
 
     def _append_op(

@@ -55,6 +55,8 @@ class NewMessage:
     header_text: bytes | None = None
     # message_facts.compute of its header block, made off the committer thread like header_text.
     facts: bytes | None = None
+    # bodies.header_block of its first bytes (what body_meta keeps), when the caller has it.
+    header_block: bytes | None = None
 
 
 def source_head(source: bodies.BodySource) -> bytes:
@@ -144,7 +146,7 @@ def append(
     indexed: list[tuple[int, MessageRecord, bytes]] = []
     for item in items:
         modseq += 1
-        body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id())
+        body_id = bodies.store_body(txn, dbs, item.source, recs.next_body_id(), header=item.header_block)
         facts = item.facts
         if facts is None:
             head = source_head(item.source)
@@ -155,7 +157,7 @@ def append(
         )
         key = msg_key(mid, uid)
         txn.put(key, rec.pack(), db=dbs.messages)
-        save_dates.put(txn, dbs, mid, uid, now)
+        save_dates.saved(txn, dbs, mid, uid, now, internal_date=rec.internal_date)
         u, d = _counts(rec)
         if d:
             txn.put(key, b"", db=dbs.deleted)
@@ -514,7 +516,7 @@ def copy(
         new = rec.evolve(modseq=modseq, added_modseq=modseq)
         key = msg_key(dest_id, uid)
         txn.put(key, new.pack(), db=dbs.messages)
-        save_dates.put(txn, dbs, dest_id, uid, now)
+        save_dates.saved(txn, dbs, dest_id, uid, now, internal_date=new.internal_date)
         u, d = _counts(new)
         if d:
             txn.put(key, b"", db=dbs.deleted)

@@ -212,6 +212,51 @@ def test_save_dates_follow_every_write_path(tmp_path: pathlib.Path, monkeypatch:
         store.close()
 
 
+def test_a_save_date_equal_to_the_internal_date_is_not_written_and_reads_the_same(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delivery (or an APPEND without a date) is saved at its internal date: the store writes no
+    # save_dates entry for it (fewer pages per commit) and answers the same date from the record.
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    store = _open(tmp_path)
+    try:
+        data = _message(1)
+        store.append(
+            store_pb2.AppendHeader(epoch=1, user="alice", mailbox="INBOX", size=len(data)),
+            BodySource(len(data), data=data),
+        )
+        store.append(  # dated now explicitly: the same
+            store_pb2.AppendHeader(epoch=1, user="alice", mailbox="INBOX", size=len(data), internal_date=1_800_000_000),
+            BodySource(len(data), data=data),
+        )
+        _append(store, _message(3))  # dated in the past: its save date is kept
+        assert _save_dates_count(store) == 1
+        facts = _fetch_facts(store, "INBOX")
+        now, past = 1_800_000_000, 1_700_000_000
+        assert {uid: m.save_date for uid, m in facts.items()} == {1: now, 2: now, 3: now}
+        assert {uid: m.internal_date for uid, m in facts.items()} == {1: now, 2: now, 3: past}
+        store.create_mailbox(store_pb2.CreateMailboxRequest(epoch=1, user="alice", name="Kept"))
+        inbox = _mid(store, "INBOX")
+        store.copy(  # in the same second: saved at the internal date again, nothing written
+            store_pb2.CopyRequest(epoch=1, user="alice", mailbox_id=inbox, uid_set="1", dest_mailbox="Kept"),
+            move=False,
+        )
+        assert _save_dates_count(store) == 1
+        clock[0] += 60
+        store.copy(  # a minute later: written
+            store_pb2.CopyRequest(epoch=1, user="alice", mailbox_id=inbox, uid_set="2", dest_mailbox="Kept"),
+            move=True,
+        )
+        assert _save_dates_count(store) == 2
+        assert {uid: m.save_date for uid, m in _fetch_facts(store, "Kept").items()} == {
+            1: 1_800_000_000,
+            2: 1_800_000_060,
+        }
+    finally:
+        store.close()
+
+
 def test_a_message_without_a_save_date_gives_its_internal_date(tmp_path: pathlib.Path) -> None:
     store = _open(tmp_path)
     try:
