@@ -7,6 +7,8 @@ parameters we advertise are accepted: SIZE= and BODY= on MAIL.
 
 from __future__ import annotations
 
+import re
+
 from lmtpd import replies
 from lmtpd.events import BodyType, Command, Data, Lhlo, MailFrom, Noop, Quit, RcptTo, Rejected, Rset, Vrfy
 from lmtpd.replies import Reply
@@ -15,6 +17,7 @@ _NO_ARGUMENT: dict[str, Command] = {"DATA": Data(), "RSET": Rset(), "QUIT": Quit
 _OLD_GREETINGS = {"HELO", "EHLO"}
 _KNOWN_UNSUPPORTED = {"EXPN", "HELP", "TURN", "ETRN", "BDAT", "AUTH", "STARTTLS", "XCLIENT"}
 _MAX_SIZE_DIGITS = 20
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def parse_command(line: bytes) -> Command | Rejected:
@@ -66,7 +69,7 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | Reply:
         _, _, path = path.partition(":")
     # Control characters never belong in a path; refusing them here also keeps
     # the Return-Path/Delivered-To headers built from paths free of injected lines.
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return replies.syntax_error(f"{keyword} (control character in address)")
     if not path.startswith('"') and any(c in path for c in "<> "):
         return replies.syntax_error(f"{keyword} (bad address)")
@@ -75,6 +78,9 @@ def _split_path(arg: str, keyword: str) -> tuple[str, str] | Reply:
 
 def _closing_bracket(text: str) -> int:
     """Index of the '>' closing the path, skipping quoted local parts."""
+    first = text.find(">")
+    if first >= 0 and '"' not in text[:first]:
+        return first  # no quote before it (the usual path): nothing is skipped
     quoted = False
     i = 1
     while i < len(text):

@@ -8,6 +8,7 @@ mapping from domain outcome to protocol answer is reviewable in one place.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from lmtpd.delivery import Outcome
@@ -29,6 +30,11 @@ class Reply:
         return 400 <= self.code < 500
 
     def to_bytes(self) -> bytes:
+        return self._wire
+
+    @functools.cached_property
+    def _wire(self) -> bytes:
+        # Made once per reply: most replies are the module's constants, sent once per delivery.
         prefix = f"{self.enhanced} " if self.enhanced else ""
         out: list[str] = []
         last = len(self.lines) - 1

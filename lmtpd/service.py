@@ -36,6 +36,13 @@ def run_lmtpd(
     store_data: pathlib.Path | None = None,
 ) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A line per delivery, in the one connection's sequential path: the record fields that format
+    # does not show are not gathered (the logging module's documented switches: no caller's frame,
+    # thread, process id or process name per record).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     host, port = parse_listen(listen)
     grpc_drop = GrpcMailDrop(store, epoch, resolve_ttl=resolve_ttl, store_data=store_data)
     # Each recipient's own settings (forwarding, blocked domains, spam action) and the delivery log.

@@ -194,6 +194,17 @@ def _whole(body: MessageSource) -> bytes:
     return b"".join(body.pieces(PIECE))
 
 
+def _local_request(header: store_pb2.AppendHeader, data: bytes) -> store_pb2.WriteRequest:
+    """One append as a local write, built in place (an AppendRequest made first and then
+    given to WriteRequest(append=...) would copy the message once more)."""
+    request = store_pb2.WriteRequest()
+    append = request.append
+    append.header.CopyFrom(header)
+    append.data = data
+    append.last = True
+    return request
+
+
 class _NotSent:
     """A local write that never left (no connection, or too big for a frame): it goes over gRPC."""
 
@@ -280,22 +291,25 @@ class GrpcSession:
         body, headers, prefixes, results = appends.body, appends.headers, appends.prefixes, appends.results
         data = _whole(body) if body.size <= _INLINE_DIGEST else await trio.to_thread.run_sync(_whole, body)
         answered = [False] * len(headers)
-        # A task holds its request (the whole message) until answered: bound the bytes in flight.
-        limiter = trio.CapacityLimiter(max(1, _LOCAL_IN_FLIGHT // (len(data) + _FRAME_ROOM)))
 
         async def one(i: int) -> None:
-            async with limiter:
-                append = store_pb2.AppendRequest(header=headers[i], data=prefixes[i] + data, last=True)
-                results[i] = await self._write_local(local, store_pb2.WriteRequest(append=append))
-                answered[i] = True
+            results[i] = await self._write_local(local, _local_request(headers[i], prefixes[i] + data))
+            answered[i] = True
 
         with trio.move_on_at(appends.deadline):
             if len(headers) == 1:
-                await one(0)  # the common case: no nursery, no task
+                await one(0)  # the common case: no nursery, no task, no limiter (its checkpoint is a round)
             else:
+                # A task holds its request (the whole message) until answered: bound the bytes in flight.
+                limiter = trio.CapacityLimiter(max(1, _LOCAL_IN_FLIGHT // (len(data) + _FRAME_ROOM)))
+
+                async def limited(i: int) -> None:
+                    async with limiter:
+                        await one(i)
+
                 async with trio.open_nursery() as nursery:
                     for i in range(len(headers)):
-                        nursery.start_soon(one, i)
+                        nursery.start_soon(limited, i)
         for i, done in enumerate(answered):
             if not done:  # sent, or about to be: whether it committed is unknown, so no second try
                 results[i] = DeliveryResult(Outcome.UNAVAILABLE, detail="store did not answer in time")

@@ -9,7 +9,7 @@ from email.policy import compat32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmtpd.personal_rules import SpamHeader, _all_fields, _plain_fields, message_facts
+from lmtpd.personal_rules import SpamHeader, _all_fields, _fields_named, _plain_fields, message_facts
 
 
 def _email_fields(block: bytes) -> list[tuple[str, str]]:
@@ -60,3 +60,25 @@ def test_odd_blocks_go_to_the_email_package() -> None:
     assert _plain_fields(b"From : a\r\n") is None  # a blank before the colon ends the email package's header
     assert _plain_fields(b"From: a\rb\r\n") is None  # a bare CR is a line end there
     assert _plain_fields(b"From: a") is None  # no line end: cut inside a line
+
+
+# Spam header names as configured (lower-cased by message_facts), some of which no plain field can have.
+_WANTED = st.sampled_from(["x-spam-flag", "message-id", "delivered-to", "subject", "a", "x:y", "x y", "", "caf\xe9"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_blocks(), st.lists(_WANTED, min_size=1, max_size=3).map(tuple))
+def test_the_wanted_fields_are_those_of_the_whole_reading(block: bytes, names: tuple[str, ...]) -> None:
+    """message_facts reads only the fields it needs; they are the ones a reading of every field gives."""
+    assert _fields_named(block, names) == [(name, value) for name, value in _all_fields(block) if name in names]
+
+
+def test_the_wanted_fields_keep_their_order_and_case_insensitive_names() -> None:
+    block = b"Delivered-To: a@x.test\r\nSubject: s\r\nMESSAGE-ID: <1@x>\r\nDelivered-to:\r\n\tb@x.test\r\n"
+    assert _fields_named(block, ("delivered-to", "message-id")) == [
+        ("delivered-to", "a@x.test"),
+        ("message-id", "<1@x>"),
+        ("delivered-to", "\r\n\tb@x.test"),
+    ]
+    facts = message_facts("", block + b"\r\n", SpamHeader())
+    assert facts.delivered_to == frozenset({"a@x.test", "b@x.test"}) and facts.message_id == "<1@x>"

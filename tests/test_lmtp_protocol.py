@@ -173,6 +173,9 @@ def test_rset_noop_vrfy_and_old_greetings() -> None:
         (b"MAIL FROM:<\xff@b>", 501, "5.5.4"),
         (b"MAIL FROM:<a\rX-Injected: 1@b>", 501, "5.5.4"),
         (b'MAIL FROM:<"a\rb"@c>', 501, "5.5.4"),
+        (b"MAIL FROM:<a\x7fb@c>", 501, "5.5.4"),
+        (b"MAIL FROM:<a\x00b@c>", 501, "5.5.4"),
+        (b"MAIL FROM:<a\tb@c>", 501, "5.5.4"),
     ],
 )
 def test_bad_mail_commands(line: bytes, code: int, enhanced: str) -> None:

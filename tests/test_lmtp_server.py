@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import smtplib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 import trio
 import trio.testing
 
 import lmtpd.server
-from lmtpd.delivery import Resolution
+from lmtpd.delivery import DeliveryResult, MessageSource, Recipient, Resolution
 from lmtpd.memory_drop import MemoryMailDrop, MemorySession
 from lmtpd.resolution_cache import ResolutionCache
 from lmtpd.server import LmtpdOptions, handle_connection, serve
@@ -275,5 +275,77 @@ def test_a_failing_connection_does_not_stop_the_server() -> None:
                 greeting = await trio.to_thread.run_sync(client, port)
                 assert greeting.startswith(b"220 mx.test ")
             nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_delivery_slower_than_the_idle_timeout_is_answered() -> None:
+    """The idle timeout runs only while the server waits for the client, not for the store."""
+
+    class SlowDrop(MemoryMailDrop):
+        def session(self) -> MemorySession:
+            session = super().session()
+            deliver = session.deliver
+
+            async def slow(
+                recipients: Sequence[Recipient], prefixes: Sequence[bytes], body: MessageSource
+            ) -> list[DeliveryResult]:
+                await trio.sleep(0.5)
+                return await deliver(recipients, prefixes, body)
+
+            session.deliver = slow  # type: ignore[method-assign]
+            return session
+
+    drop = SlowDrop(max_message_size=20_000)
+    drop.add_user("alice", "alice@d.test")
+
+    async def script(c: trio.abc.Stream) -> None:
+        await read_replies(c, 1)
+        await c.send_all(b"LHLO c\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<alice@d.test>\r\nDATA\r\n")
+        await read_replies(c, 4)
+        await c.send_all(b"Subject: slow\r\n\r\nbody\r\n.\r\n")
+        (stored,) = await read_replies(c, 1)
+        assert stored.startswith(b"250 2.0.0 ")
+        (bye,) = await read_replies(c, 1)  # and then, idle, the connection times out
+        assert bye.startswith(b"421 4.4.2 ")
+
+    run_session(drop, script, LmtpdOptions(max_message_size=10_000, hostname="mx.test", idle_timeout=0.2))
+    assert len(drop.inboxes["alice"].messages) == 1
+
+
+def test_replies_the_client_does_not_read_at_once_arrive_whole_and_in_order() -> None:
+    """Pipelined commands whose replies overflow the socket: what it does not take at once is sent
+    when the client reads (send_all), after what it took, in order."""
+    count = 20_000
+
+    async def main() -> None:
+        with trio.fail_after(60):
+            await exchange()
+
+    async def exchange() -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve, OPTS, make_drop(), "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the replies cannot all fit
+            sock = trio.socket.from_stdlib_socket(raw)
+            await sock.connect(("127.0.0.1", port))
+            client = trio.SocketStream(sock)
+            received = bytearray()
+
+            async def read_all() -> None:
+                await trio.sleep(0.3)  # let the server's replies pile up first
+                while data := await client.receive_some(65536):
+                    received.extend(data)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(read_all)
+                await client.send_all(b"LHLO c\r\n" + b"NOOP\r\n" * count + b"QUIT\r\n")
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+        lines = bytes(received).split(b"\r\n")
+        assert lines[0].startswith(b"220 ") and lines[-1] == b""
+        assert lines[-2].startswith(b"221 ")
+        assert lines[-2 - count : -2] == [b"250 2.0.0 Ok"] * count
 
     trio.run(main)
