@@ -9,7 +9,7 @@ import pathlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from haagent.states import AgentState
-from store.core import lmdb_dir
+from store.layout import data_file
 
 
 class AgentMetrics:
@@ -42,7 +42,7 @@ class AgentMetrics:
             self._transitions_seen = transitions
         self.healthy.labels(self.node).set(1 if healthy else 0)
         try:
-            self.store_size.labels(self.node).set((lmdb_dir(store_dir) / "data.mdb").stat().st_size)
+            self.store_size.labels(self.node).set(data_file(store_dir).stat().st_size)
         except OSError:
             self.store_size.labels(self.node).set(0)
 

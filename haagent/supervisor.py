@@ -39,6 +39,7 @@ from nodeconf import service_user, services
 from nodeconf.config import ClusterConfig, NodeConfig
 from nodeconf.paths import node_runtime_dir, store_address
 from store.channel import open_channel
+from store.layout import data_file
 
 log = logging.getLogger("mailha.haagent.supervisor")
 
@@ -271,9 +272,8 @@ class Supervisor:
             await self._wait_front_ends(pending)
 
     def _environment_exists(self) -> bool:
-        """True when the store's LMDB environment is in the storage (store/core.py `lmdb_dir`;
-        spelled out here: importing the store's engine would cost the agent ~90 modules)."""
-        return (self.storage_dir / "lmdb" / "data.mdb").exists()
+        """True when the store's LMDB environment is in the storage."""
+        return data_file(self.storage_dir).exists()
 
     def _prepare_dirs(self) -> None:
         """What the service user needs before any service starts (front ends may start first)."""

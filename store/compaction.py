@@ -24,6 +24,7 @@ from typing import IO
 import lmdb
 
 from store.errors import FailedPrecondition
+from store.layout import data_file, lmdb_dir
 from store.schema import MAX_DBS
 
 LOCK_NAME = "store.lock"
@@ -47,7 +48,7 @@ class CompactResult:
 @contextlib.contextmanager
 def exclusive(data_dir: pathlib.Path) -> Iterator[None]:
     """The directory to oneself (no store runs on it, none can start); FailedPrecondition if one runs."""
-    if not (data_dir / "lmdb" / "data.mdb").exists():
+    if not data_file(data_dir).exists():
         raise FailedPrecondition(f"no store environment in {data_dir}")
     with open(data_dir / LOCK_NAME, "a+b") as lock:
         try:
@@ -58,7 +59,7 @@ def exclusive(data_dir: pathlib.Path) -> Iterator[None]:
 
 
 def compact(data_dir: pathlib.Path, *, keep_old: bool = False) -> CompactResult:
-    env_dir = data_dir / "lmdb"
+    env_dir = lmdb_dir(data_dir)
     with exclusive(data_dir):
         start = time.monotonic()
         before = (env_dir / "data.mdb").stat().st_size

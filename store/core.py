@@ -25,6 +25,7 @@ from store.delivery_dedupe import DEFAULT_WINDOW, DeliveryDedupe
 from store.environment import open_dbs, open_environment, rebind_dbs
 from store.fulltext import FullTextIndex
 from store.fulltext_worker import IndexerProcess
+from store.layout import lmdb_dir
 from store.mapgate import MapGate
 from store.passwords import CredentialCache
 from store.schema import FORMAT_KEY, FORMAT_VERSION, U64, check_format
@@ -32,11 +33,6 @@ from store.schema import FORMAT_KEY, FORMAT_VERSION, U64, check_format
 log = logging.getLogger("mailha.store")
 T = TypeVar("T")
 MIB = 1024 * 1024
-
-
-def lmdb_dir(data_dir: pathlib.Path) -> pathlib.Path:
-    """Where a store on `data_dir` keeps its LMDB environment (data.mdb, lock.mdb)."""
-    return data_dir / "lmdb"
 
 
 @dataclass(frozen=True)

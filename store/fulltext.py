@@ -47,6 +47,7 @@ from mailparse.view import MessageView, ParsedMessage
 from store import bodies
 from store.compaction import exclusive
 from store.environment import open_dbs
+from store.layout import lmdb_dir
 from store.schema import MAX_DBS, MSG_KEY, U64, Dbs, MessageRecord
 
 log = logging.getLogger(__name__)
@@ -460,7 +461,7 @@ def rebuild(data_dir: pathlib.Path) -> int:
     with exclusive(data_dir):
         for suffix in ("", "-wal", "-shm"):
             (data_dir / f"fulltext.sqlite{suffix}").unlink(missing_ok=True)
-        env = lmdb.open(str(data_dir / "lmdb"), max_dbs=MAX_DBS, subdir=True)
+        env = lmdb.open(str(lmdb_dir(data_dir)), max_dbs=MAX_DBS, subdir=True)
         try:
             dbs = open_dbs(env)
             index = FullTextIndex(data_dir / "fulltext.sqlite")

@@ -29,6 +29,7 @@ import lmdb
 from mailha_api import mailbox_index_pb2, store_pb2
 from store import index_scan, names, read_ops, uidset
 from store.errors import Unavailable
+from store.layout import data_file, lmdb_dir
 from store.passwords import CredentialCache, needs_rehash
 from store.schema import FORMAT_KEY, MAX_DBS, Dbs, check_format
 from store.uid_list_cache import UidListCache
@@ -39,8 +40,8 @@ T = TypeVar("T")
 class LocalReader:
     def __init__(self, data_dir: pathlib.Path) -> None:
         self.data_dir = data_dir
-        path = data_dir / "lmdb"
-        if not (path / "data.mdb").exists():
+        path = lmdb_dir(data_dir)
+        if not data_file(data_dir).exists():
             raise Unavailable(f"no store environment at {path}")
         # map_size=0: adopt the size the store gave the file; lock=True: take part in
         # the reader table, so the store's writer never reuses pages we still read.

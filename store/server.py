@@ -23,6 +23,7 @@ from store.committer import REOPEN_AFTER_PAGES
 from store.delivery_dedupe import DEFAULT_WINDOW
 from store.engine import MailStore, StoreOptions
 from store.index_servicer import MailboxIndexServicer
+from store.layout import data_file, lmdb_dir, lock_file
 from store.listen import parse_listen
 from store.local_writes import LocalWritesServer
 from store.passwords import hashes_done
@@ -93,9 +94,8 @@ def _start_local_writes(store: MailStore, data_dir: pathlib.Path) -> LocalWrites
 
 def serve(options: ServeOptions) -> int:
     address = parse_listen(options.listen)
-    lmdb_dir = options.data_dir / "lmdb"
-    make_private_dirs(options.data_dir, lmdb_dir)
-    make_private_files(lmdb_dir / "data.mdb", lmdb_dir / "lock.mdb")
+    make_private_dirs(options.data_dir, lmdb_dir(options.data_dir))
+    make_private_files(data_file(options.data_dir), lock_file(options.data_dir))
     store = MailStore(
         StoreOptions(
             data_dir=options.data_dir,

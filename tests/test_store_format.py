@@ -12,8 +12,8 @@ import pathlib
 import lmdb
 import pytest
 
-from store.core import lmdb_dir
 from store.engine import MailStore, StoreOptions
+from store.layout import lmdb_dir
 from store.reader import LocalReader
 from store.schema import FORMAT_KEY, FORMAT_VERSION, MAX_DBS, U64, FormatTooNew
 

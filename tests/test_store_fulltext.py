@@ -469,7 +469,7 @@ def _state(pid: int) -> str:
 _READY_PROBE = """
 import os, pathlib, sys, time
 import lmdb
-from store.core import lmdb_dir
+from store.layout import lmdb_dir
 from store.environment import open_dbs
 from store.fulltext import FullTextIndex
 from store.fulltext_worker import IndexerProcess

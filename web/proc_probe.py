@@ -13,6 +13,8 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+from store.layout import data_file
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _ESTABLISHED = "01"
@@ -114,6 +116,6 @@ def node_processes(store_socket: str) -> tuple[list[ProcessFacts], int | None]:
 def _data_size(data_dir: pathlib.Path) -> int | None:
     """Bytes on disk of the store's LMDB data file."""
     try:
-        return (data_dir / "lmdb" / "data.mdb").stat().st_blocks * 512
+        return data_file(data_dir).stat().st_blocks * 512
     except OSError:
         return None
