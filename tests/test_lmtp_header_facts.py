@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmtpd.personal_rules import SpamHeader, _all_fields, _fields_named, _plain_fields, message_facts
+from tests.header_blocks import header_blocks
 
 
 def _email_fields(block: bytes) -> list[tuple[str, str]]:
@@ -17,25 +18,16 @@ def _email_fields(block: bytes) -> list[tuple[str, str]]:
     return [(name.lower(), str(value)) for name, value in parsed.items()]
 
 
-_NAMES = st.sampled_from([b"X-Spam-Flag", b"x-spam-flag", b"Message-ID", b"Delivered-To", b"Subject", b"A", b"X:Y"])
-_TEXT = st.text(alphabet=st.sampled_from(" \tabcXYZ<>@.:;\r\n\x00\x7f\xe9"), max_size=12).map(
-    lambda s: s.encode("utf-8")
+_BLOCKS = header_blocks(
+    [b"X-Spam-Flag", b"x-spam-flag", b"Message-ID", b"Delivered-To", b"Subject", b"A", b"X:Y"],
+    value_chars=" \tabcXYZ<>@.:;\r\n\x00\x7f\xe9",
+    value_size=12,
+    max_fields=5,
 )
-_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
-
-
-@st.composite
-def _blocks(draw: st.DrawFn) -> bytes:
-    out = b""
-    for _ in range(draw(st.integers(0, 5))):
-        out += draw(_NAMES) + draw(st.sampled_from([b":", b" :", b""])) + draw(_TEXT) + draw(_ENDS)
-        for _ in range(draw(st.integers(0, 2))):
-            out += draw(st.sampled_from([b" ", b"\t", b""])) + draw(_TEXT) + draw(_ENDS)
-    return out
 
 
 @settings(max_examples=3000, deadline=None)
-@given(_blocks())
+@given(_BLOCKS)
 def test_plain_blocks_read_as_the_email_package_reads_them(block: bytes) -> None:
     assert _all_fields(block) == _email_fields(block)
     plain = _plain_fields(block)
@@ -67,7 +59,7 @@ _WANTED = st.sampled_from(["x-spam-flag", "message-id", "delivered-to", "subject
 
 
 @settings(max_examples=3000, deadline=None)
-@given(_blocks(), st.lists(_WANTED, min_size=1, max_size=3).map(tuple))
+@given(_BLOCKS, st.lists(_WANTED, min_size=1, max_size=3).map(tuple))
 def test_the_wanted_fields_are_those_of_the_whole_reading(block: bytes, names: tuple[str, ...]) -> None:
     """message_facts reads only the fields it needs; they are the ones a reading of every field gives."""
     assert _fields_named(block, names) == [(name, value) for name, value in _all_fields(block) if name in names]

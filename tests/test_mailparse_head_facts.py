@@ -9,7 +9,6 @@ import pathlib
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bench.mailbox_corpus import message
 from mailha_api import store_pb2
@@ -19,6 +18,7 @@ from mailparse.sort_keys import stored_keys
 from store import bodies, header_index, message_facts
 from store.engine import MailStore, StoreOptions
 from store.schema import MSG_KEY, MessageRecord
+from tests.header_blocks import header_blocks
 
 
 def _separately(block: bytes) -> tuple[bytes, bytes]:
@@ -96,27 +96,19 @@ def test_the_junk_line_case_really_differs_between_the_two_readings() -> None:
     assert b"AFTER" in keys
 
 
-_NAMES = st.sampled_from(
-    [b"Subject", b"FROM", b"to", b"Cc", b"bcc", b"Date", b"Message-ID", b"References", b"In-Reply-To", b"X-A", b"A:B"]
+_BLOCKS = header_blocks(
+    [b"Subject", b"FROM", b"to", b"Cc", b"bcc", b"Date", b"Message-ID", b"References", b"In-Reply-To", b"X-A", b"A:B"],
+    value_chars=' \tabcXYZ<>@.,;:()"=?[]\r\n\x00\x1f\xe9',
+    value_size=16,
+    max_fields=6,
+    colons=(b":", b" :", b"\t:", b""),
+    folds=(b" ", b"\t", b"", b"\r\n"),
+    tails=(b"", b"\r\n", b"\n", b"\r\n\r\nbody", b"\n\nbody"),
 )
-_TEXT = st.text(alphabet=st.sampled_from(' \tabcXYZ<>@.,;:()"=?[]\r\n\x00\x1f\xe9'), max_size=16).map(
-    lambda s: s.encode("utf-8")
-)
-_ENDS = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
-
-
-@st.composite
-def _blocks(draw: st.DrawFn) -> bytes:
-    out = b""
-    for _ in range(draw(st.integers(0, 6))):
-        out += draw(_NAMES) + draw(st.sampled_from([b":", b" :", b"\t:", b""])) + draw(_TEXT) + draw(_ENDS)
-        for _ in range(draw(st.integers(0, 2))):
-            out += draw(st.sampled_from([b" ", b"\t", b"", b"\r\n"])) + draw(_TEXT) + draw(_ENDS)
-    return out + draw(st.sampled_from([b"", b"\r\n", b"\n", b"\r\n\r\nbody", b"\n\nbody"]))
 
 
 @settings(max_examples=3000, deadline=None)
-@given(_blocks())
+@given(_BLOCKS)
 def test_generated_blocks_read_the_same(raw: bytes) -> None:
     block = _block(raw)
     assert index_and_keys(block) == _separately(block)
