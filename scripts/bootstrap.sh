@@ -47,6 +47,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.tx
   .venv/bin/pip install -q --disable-pip-version-check -e .
   touch "$stamp"
 fi
-# imapd's hot modules compiled with mypyc, opt-in: MAILHA_COMPILE=1 builds them (quick when
-# current), otherwise any built before are removed (imapd/SERVER.md).
+# imapd's hot modules compiled with mypyc (quick when current); MAILHA_COMPILE=0 removes any
+# built before instead, so the tree runs them as plain Python (imapd/SERVER.md).
 .venv/bin/python scripts/build_compiled.py --as-configured
