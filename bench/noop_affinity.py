@@ -104,7 +104,7 @@ def _client(port: int, cpus: frozenset[int], samples: int) -> None:
     client.select("INBOX")
     for _ in range(_WARMUP):
         client.noop()
-    print("ready", flush=True)
+    print(f"ready {client.sock.getsockname()[1]}", flush=True)
     sys.stdin.readline()
     times = []
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -127,9 +127,51 @@ def _client(port: int, cpus: frozenset[int], samples: int) -> None:
     client.logout()
 
 
+def _tree(roots: list[int]) -> list[int]:
+    """`roots` and every process below them, from each process's parent in /proc (the
+    `children` files are not reliable while the processes run: Dovecot's session process
+    was missed in some runs)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(pathlib.Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+    found = set(roots)
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= below
+        grew = bool(below)
+    return sorted(found)
+
+
+def _holders(port: int, peer_port: int) -> set[int]:
+    """The processes holding the server side of the loopback connection port <- peer_port."""
+    inodes = set()
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == port and int(remote, 16) == peer_port:
+            inodes.add(f"socket:[{fields[9]}]")
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in fds):
+                found.add(int(entry))
+        except OSError:
+            continue  # ended meanwhile, or not ours to look at
+    return found
+
+
 def _server_pids(server: str, dove: dovecot.DovecotStack, mine: SpawnedStack) -> list[int]:
-    roots = [p.pid for p in ((dove.master,) if server == "dovecot" else (mine.store, mine.imapd)) if p is not None]
-    return [pid for root in roots for pid in (root, *process_cpu.descendants(root))]
+    return _tree(
+        [p.pid for p in ((dove.master,) if server == "dovecot" else (mine.store, mine.imapd)) if p is not None]
+    )
 
 
 def _cpu_sets(condition: str, round_index: int) -> tuple[frozenset[int], frozenset[int]]:
@@ -162,9 +204,12 @@ def measure_one(
     )
     try:
         assert child.stdin is not None and child.stdout is not None
-        if child.stdout.readline().strip() != "ready":
+        ready = child.stdout.readline().split()
+        if ready[:1] != ["ready"]:
             raise RuntimeError("the NOOP client did not get ready")
-        pids = _server_pids(server, dove, mine)  # Dovecot's session process exists now
+        # Dovecot's session process is found by the connection it holds: a scan of the
+        # master's children missed it in some runs.
+        pids = sorted({*_server_pids(server, dove, mine), *_holders(port, int(ready[1]))})
         _pin(pids, server_cpus)
         before, halts_before = _threads(pids), _halts()
         child.stdin.write("go\n")
