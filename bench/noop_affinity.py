@@ -188,6 +188,10 @@ def measure_one(
 ) -> dict[str, object]:
     port = dove.imap_port if server == "dovecot" else mine.port
     client_cpus, server_cpus = _cpu_sets(condition, round_index)
+    # Pinned before the client connects: Dovecot's master forks the session process, which
+    # inherits its CPU set (its /proc entries are not always readable afterwards: it may
+    # then go uncounted, never unpinned).
+    _pin(_server_pids(server, dove, mine), server_cpus)
     child = subprocess.Popen(
         [
             sys.executable,
@@ -233,6 +237,9 @@ def measure_one(
         if count > samples // 100:
             ran[a.name] = round(ran.get(a.name, 0.0) + count / samples, 2)
     result |= {
+        # False when the process serving the session could not be read (Dovecot's, at times):
+        # server_cpu_us and server_wakeups then miss it.
+        "session_seen": any(a.slices - before[t].slices >= samples // 2 for t, a in after.items() if t in before),
         "server_cpu_us": round(cpu / samples / 1000, 1),
         "server_wakeups": round(slices / samples, 2),
         "threads_ran": ran,
