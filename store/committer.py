@@ -35,7 +35,7 @@ A lone write in the caller's thread. A thread that queued its write would wake
 the committer (a futex wake, and the woken thread may wait for a core: the
 machine this runs on has two) and then sleep until the committer answers. When
 the committer is idle (nothing queued, no batch running), a caller that passes
-`here` (its own ThreadWrites) runs its one write as a batch of one itself,
+`here` (its LoneWriter) runs its one write as a batch of one itself,
 under the same writer lock the committer holds for each of its batches: one
 batch at a time, in one thread at a time, with the same epoch check, commit,
 meta-page sync, publishing and answer, in the same order. Anything that finds
@@ -44,6 +44,11 @@ together still share a commit. The local write socket passes `here` for a
 connection's only write in flight (store/local_writes.py): one LMTP
 connection's delivery is then read, applied, committed and answered by one
 thread of the store.
+
+What nobody waits for comes after the answers: `after_answers` (the store's
+wake-up of its full-text indexer, a pipe write that wakes another process) runs
+once every future of the batch is resolved, and for a lone write once its
+caller has sent the reply (`LoneWriter.run_later`).
 
 Reopening. LMDB does not give back the pages of a write transaction's dirty
 list: at commit it puts every single page on the environment's own free list
@@ -69,6 +74,7 @@ retried before each batch and at each idle tick.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import queue
@@ -165,6 +171,27 @@ class ThreadWrites:
             self._fd = None
 
 
+class LoneWriter:
+    """A thread that may run its own write as a batch of one (`Committer.submit(here=)`): its
+    written-bytes counter, and what such a batch leaves for after the caller has answered
+    (`run_later`). Create, use and close it in that thread."""
+
+    def __init__(self) -> None:
+        self.writes = ThreadWrites()
+        self._later: list[Callable[[], None]] = []
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        self._later.append(fn)
+
+    def run_later(self) -> None:
+        later, self._later = self._later, []
+        for fn in later:
+            fn()
+
+    def close(self) -> None:
+        self.writes.close()
+
+
 class _GrowMap(Exception):
     """An operation hit MapFullError: grow the map and rerun the batch."""
 
@@ -182,11 +209,14 @@ class Committer:
         max_batch: int = 256,
         gate: MapGate | None = None,
         *,
+        after_answers: Callable[[list[store_pb2.ChangeEvent]], None] | None = None,
         reopen: Callable[[], lmdb.Environment] | None = None,
         reopen_after_pages: int = REOPEN_AFTER_PAGES,
         idle_interval: float = READER_CHECK_INTERVAL,
     ) -> None:
-        """`reopen` closes the environment and opens it again (store/core.py); None: never."""
+        """`reopen` closes the environment and opens it again (store/core.py); None: never.
+        `after_answers`: called with a committed batch's events once its writers are answered."""
+        self._after_answers = after_answers
         self._gate = gate if gate is not None else MapGate()
         self._env = env
         self._page_size = int(env.stat()["psize"])
@@ -239,16 +269,17 @@ class Committer:
         flat: bool = False,
         durable: bool = True,
         origin: Origin | None = None,
-        here: ThreadWrites | None = None,
+        here: LoneWriter | None = None,
     ) -> Future[T]:
         """Queue `fn`; `flat` only for a function whose every error comes before its first write.
 
         `durable=False` only for a write whose loss in an OS crash is acceptable (flag changes).
         `origin`: the write came over a Writes call with a feed token; its events are added to
         `origin.events` before the future resolves and left off that token's Watch streams.
-        `here`: the calling thread's ThreadWrites; with it, if the committer is idle, the write
+        `here`: the calling thread's LoneWriter; with it, if the committer is idle, the write
         runs as a batch of one in this thread and its future is done on return (see
-        "A lone write in the caller's thread" above).
+        "A lone write in the caller's thread" above); the caller then answers and calls
+        `here.run_later()`.
         """
         op = _Op(fn, epoch, needs_writable, flat and epoch is not None, durable, origin)
         if self._stopping:
@@ -259,7 +290,7 @@ class Committer:
             self._queue.put(op)
         return cast("Future[T]", op.future)
 
-    def _run_here(self, op: _Op, writes: ThreadWrites) -> bool:
+    def _run_here(self, op: _Op, lone: LoneWriter) -> bool:
         """Run `op` alone in this thread if no batch is running or queued; False: queue it."""
         if not self._queue.empty() or not self._writer_lock.acquire(blocking=False):
             return False
@@ -270,7 +301,7 @@ class Committer:
                 op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
                 return True
             self.batches_here += 1
-            self._run_batch([op], writes)
+            self._run_batch([op], lone.writes, lone.defer)
             return True
         finally:
             self._writer_lock.release()
@@ -327,12 +358,15 @@ class Committer:
             if stop_after:
                 return
 
-    def _run_batch(self, batch: list[_Op], writes: ThreadWrites) -> None:
-        """Commit `batch` and settle every future; the caller holds the writer lock."""
+    def _run_batch(
+        self, batch: list[_Op], writes: ThreadWrites, defer: Callable[[Callable[[], None]], None] | None = None
+    ) -> None:
+        """Commit `batch` and settle every future; the caller holds the writer lock. `defer`:
+        where `after_answers` goes (a lone writer runs it after its reply), else it runs here."""
         try:
             if self._env_lost:
                 raise Unavailable("the store could not reopen its database; retry (see its log)")
-            self._commit_batch(batch, writes)
+            self._commit_batch(batch, writes, defer)
         except StoreError as exc:
             for op in batch:
                 op.future.set_exception(exc)
@@ -345,7 +379,9 @@ class Committer:
         finally:
             self._last_write = time.monotonic()
 
-    def _commit_batch(self, batch: list[_Op], writes: ThreadWrites) -> None:
+    def _commit_batch(
+        self, batch: list[_Op], writes: ThreadWrites, defer: Callable[[Callable[[], None]], None] | None
+    ) -> None:
         safe = False
         while True:
             try:
@@ -385,6 +421,8 @@ class Committer:
                 committed = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
                 if committed:
                     self._publish(committed, [])
+                    if self._after_answers is not None:
+                        self._after_answers(committed)
                 for op in batch:
                     op.future.set_exception(Internal(f"could not make the write durable: {exc}"))
                 return
@@ -411,6 +449,12 @@ class Committer:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
+        if events and self._after_answers is not None:
+            after = functools.partial(self._after_answers, events)
+            if defer is not None:
+                defer(after)
+            else:
+                after()
 
     def _try_batch(
         self, batch: list[_Op], safe: bool, writes: ThreadWrites

@@ -46,7 +46,7 @@ from google.protobuf.message import DecodeError
 
 from mailha_api import store_pb2
 from store.changefeed import Origin, valid_feed_token
-from store.committer import ThreadWrites
+from store.committer import LoneWriter
 from store.engine import MailStore
 from store.local_frames import VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
 from store.write_stream import MAX_IN_FLIGHT, start_write, write_reply
@@ -231,14 +231,14 @@ class _Connection:
 
     def _read(self) -> None:
         frames = FrameReader()
-        writes = ThreadWrites()  # this thread's, for the lone writes it commits itself
+        lone = LoneWriter()  # this thread's, for the lone writes it commits itself
         try:
             if not self._hello(frames):
                 return
             self._writer.start()
-            self._serve(frames, writes)
+            self._serve(frames, lone)
         finally:
-            writes.close()
+            lone.close()
             with self._lock:
                 self._shutdown_locked()
                 self._wake_writer.notify()
@@ -279,7 +279,7 @@ class _Connection:
         self._sock.settimeout(None)
         return self._send_now(_welcome(""))
 
-    def _serve(self, frames: FrameReader, writes: ThreadWrites) -> None:
+    def _serve(self, frames: FrameReader, lone: LoneWriter) -> None:
         store = self._server.store
         while True:
             try:
@@ -300,14 +300,15 @@ class _Connection:
                     self._room.release()
                     return
                 self._in_flight += 1
-                lone = self._in_flight == 1
+                only = self._in_flight == 1
                 ending = self._ending
             origin = Origin(self._token) if self._token else None
             # Commit it here only if nothing else of this connection waits: while this thread
             # commits it reads no request, and requests that come together should share a commit.
-            here = writes if lone and not frames.buffered and not self._readable() else None
+            here = lone if only and not frames.buffered and not self._readable() else None
             field, fut = start_write(store, req, origin, ending=ending, here=here)
             fut.add_done_callback(self._finisher(req.id, field, origin))
+            lone.run_later()  # after the reply: what a batch this thread ran left for then
 
     def _readable(self) -> bool:
         """Whether more bytes from the peer are already waiting in the socket."""

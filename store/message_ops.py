@@ -28,7 +28,7 @@ from store import (
     users,
 )
 from store.changefeed import Origin, Subscription
-from store.committer import ThreadWrites, WriteContext
+from store.committer import LoneWriter, WriteContext
 from store.core import StoreCore
 from store.errors import InvalidArgument, ResourceExhausted, StoreError, Unavailable
 from store.schema import MailboxRecord, MessageRecord
@@ -97,11 +97,11 @@ class MessageOps(StoreCore):
         header: store_pb2.AppendHeader,
         source: bodies.BodySource,
         origin: Origin | None = None,
-        here: ThreadWrites | None = None,
+        here: LoneWriter | None = None,
     ) -> Future[store_pb2.AppendReply]:
         """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight).
 
-        `here`: the caller's ThreadWrites, to commit it in the calling thread when the committer is
+        `here`: the caller's LoneWriter, to commit it in the calling thread when the committer is
         idle (Committer.submit)."""
         op = self._append_op(header, [self._items(header, source)])
         epoch = header.epoch

@@ -31,7 +31,7 @@ import grpc
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.changefeed import Origin
-from store.committer import ThreadWrites
+from store.committer import LoneWriter
 from store.engine import MailStore
 from store.errors import Internal, InvalidArgument, StoreError, Unavailable
 
@@ -55,11 +55,11 @@ Finished = tuple[int, str, "Future[Any]", Origin | None]
 
 
 def submit(
-    store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None = None, here: ThreadWrites | None = None
+    store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None = None, here: LoneWriter | None = None
 ) -> Future[Any]:
     """Queue one write at the committer; a request the store refuses outright raises StoreError.
 
-    `here`: the calling thread's ThreadWrites: an append may then be committed in this thread
+    `here`: the calling thread's LoneWriter: an append may then be committed in this thread
     when the committer is idle (Committer.submit); other writes are always queued."""
     kind = req.WhichOneof("write")
     if kind == "append":
@@ -93,7 +93,7 @@ def start_write(
     origin: Origin | None,
     *,
     ending: bool = False,
-    here: ThreadWrites | None = None,
+    here: LoneWriter | None = None,
 ) -> tuple[str, Future[Any]]:
     """Queue `req` at the committer: the WriteReply field its reply goes in, and its future
     (already failed for a write refused outright, or any write once the transport is `ending`)."""

@@ -13,7 +13,7 @@ import pytest
 
 from mailha_api import store_pb2
 from store import fencing
-from store.committer import Committer, ThreadWrites, WriteContext
+from store.committer import Committer, LoneWriter, WriteContext
 from store.environment import open_dbs
 from store.errors import FailedPrecondition, InvalidArgument, StoreError
 from store.schema import MAX_DBS, Dbs
@@ -221,7 +221,8 @@ def test_a_lone_write_runs_in_the_calling_thread_when_the_committer_is_idle(
 ) -> None:
     env, dbs = env_dbs
     published: list[store_pb2.ChangeEvent] = []
-    committer = Committer(env, dbs, lambda events, tokens: published.extend(events))
+    answered: list[store_pb2.ChangeEvent] = []
+    committer = Committer(env, dbs, lambda events, tokens: published.extend(events), after_answers=answered.extend)
     ran_in: list[int] = []
 
     def put(ctx: WriteContext) -> str:
@@ -231,7 +232,7 @@ def test_a_lone_write_runs_in_the_calling_thread_when_the_committer_is_idle(
         return "done"
 
     committer.start()
-    writes = ThreadWrites()
+    writes = LoneWriter()
     try:
         fut = committer.submit(None, put, here=writes)
         # Done on return: committed, durable (the meta page synced) and published by this thread.
@@ -239,6 +240,13 @@ def test_a_lone_write_runs_in_the_calling_thread_when_the_committer_is_idle(
         assert ran_in == [threading.get_ident()]
         assert [e.modseq for e in published] == [7]
         assert committer.batches_here == 1 and committer.batches == 1 and committer.syncs == 1
+        # What nobody waits for (the indexer's wake-up) waits until the caller has answered.
+        assert answered == []
+        writes.run_later()
+        assert [e.modseq for e in answered] == [7]
+        # Queued (not offered `here`): the committer's thread calls it after resolving the future.
+        assert committer.submit(None, put).result(5) == "done"
+        assert [e.modseq for e in answered] == [7, 7]
         with env.begin() as txn:
             assert txn.get(b"here", db=dbs.meta) == b"v"
         # A refusal in the caller's thread: nothing committed, the error on the future.
@@ -250,7 +258,9 @@ def test_a_lone_write_runs_in_the_calling_thread_when_the_committer_is_idle(
         committer.stop()
         writes.close()
     # After stop nothing runs, here or queued.
-    late = committer.submit(None, put, here=ThreadWrites())
+    late_writer = LoneWriter()
+    late = committer.submit(None, put, here=late_writer)
+    late_writer.close()
     with pytest.raises(StoreError, match="shutting down"):
         late.result(0)
 
@@ -276,7 +286,7 @@ def test_a_write_that_finds_a_batch_running_is_queued_and_shares_the_next_commit
         return op
 
     committer.start()
-    writes = ThreadWrites()
+    writes = LoneWriter()
     try:
         first = committer.submit(None, blocker)
         assert holding.wait(5)
