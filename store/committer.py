@@ -31,6 +31,25 @@ and written once per batch instead of once per append. Should a flat
 operation fail in any other way, the batch is aborted and rerun with every
 operation nested (safe mode), so the promise is all correctness rests on.
 
+A lone write in the caller's thread. A thread that queued its write would wake
+the committer (a futex wake, and the woken thread may wait for a core: the
+machine this runs on has two) and then sleep until the committer answers. When
+the committer is idle (nothing queued, no batch running), a caller that passes
+`here` (its LoneWriter) runs its one write as a batch of one itself,
+under the same writer lock the committer holds for each of its batches: one
+batch at a time, in one thread at a time, with the same epoch check, commit,
+meta-page sync, publishing and answer, in the same order. Anything that finds
+the lock held or the queue non-empty is queued as before, so writes that come
+together still share a commit. The local write socket passes `here` for a
+connection's only write in flight (store/local_writes.py): one LMTP
+connection's delivery is then read, applied, committed and answered by one
+thread of the store.
+
+What nobody waits for comes after the answers: `after_answers` (the store's
+wake-up of its full-text indexer, a pipe write that wakes another process) runs
+once every future of the batch is resolved, and for a lone write once its
+caller has sent the reply (`LoneWriter.run_later`).
+
 Reopening. LMDB does not give back the pages of a write transaction's dirty
 list: at commit it puts every single page on the environment's own free list
 (`me_dpages`, mdb_dpage_free) for the next transactions, and frees that list
@@ -55,6 +74,7 @@ retried before each batch and at each idle tick.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import queue
@@ -151,6 +171,27 @@ class ThreadWrites:
             self._fd = None
 
 
+class LoneWriter:
+    """A thread that may run its own write as a batch of one (`Committer.submit(here=)`): its
+    written-bytes counter, and what such a batch leaves for after the caller has answered
+    (`run_later`). Create, use and close it in that thread."""
+
+    def __init__(self) -> None:
+        self.writes = ThreadWrites()
+        self._later: list[Callable[[], None]] = []
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        self._later.append(fn)
+
+    def run_later(self) -> None:
+        later, self._later = self._later, []
+        for fn in later:
+            fn()
+
+    def close(self) -> None:
+        self.writes.close()
+
+
 class _GrowMap(Exception):
     """An operation hit MapFullError: grow the map and rerun the batch."""
 
@@ -168,11 +209,14 @@ class Committer:
         max_batch: int = 256,
         gate: MapGate | None = None,
         *,
+        after_answers: Callable[[list[store_pb2.ChangeEvent]], None] | None = None,
         reopen: Callable[[], lmdb.Environment] | None = None,
         reopen_after_pages: int = REOPEN_AFTER_PAGES,
         idle_interval: float = READER_CHECK_INTERVAL,
     ) -> None:
-        """`reopen` closes the environment and opens it again (store/core.py); None: never."""
+        """`reopen` closes the environment and opens it again (store/core.py); None: never.
+        `after_answers`: called with a committed batch's events once its writers are answered."""
+        self._after_answers = after_answers
         self._gate = gate if gate is not None else MapGate()
         self._env = env
         self._page_size = int(env.stat()["psize"])
@@ -187,6 +231,10 @@ class Committer:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="store-committer", daemon=True)
+        # Held by the thread running a batch (the committer's, or a lone writer's: `submit(here=)`),
+        # and by the committer's chores (reader check, reopen): one write transaction at a time.
+        self._writer_lock = threading.Lock()
+        self._last_write = 0.0  # time.monotonic() of the last batch, wherever it ran
         self._stopping = False
         self.writable = True
         # Statistics (read by tests and the benchmark): batches, operations, seconds in fsync'd commits.
@@ -199,6 +247,7 @@ class Committer:
         self.largest_commit_pages = 0  # pages the largest commit since the environment opened wrote
         self.reopens = 0
         self.reopen_seconds = 0.0
+        self.batches_here = 0  # of `batches`, those run in the submitting thread
 
     def start(self) -> None:
         self._thread.start()
@@ -208,6 +257,8 @@ class Committer:
         self._stopping = True
         self._queue.put(None)
         self._thread.join()
+        with self._writer_lock:
+            pass  # a lone write that took the lock before `_stopping` was set has finished
 
     def submit(
         self,
@@ -218,21 +269,42 @@ class Committer:
         flat: bool = False,
         durable: bool = True,
         origin: Origin | None = None,
+        here: LoneWriter | None = None,
     ) -> Future[T]:
         """Queue `fn`; `flat` only for a function whose every error comes before its first write.
 
         `durable=False` only for a write whose loss in an OS crash is acceptable (flag changes).
         `origin`: the write came over a Writes call with a feed token; its events are added to
         `origin.events` before the future resolves and left off that token's Watch streams.
+        `here`: the calling thread's LoneWriter; with it, if the committer is idle, the write
+        runs as a batch of one in this thread and its future is done on return (see
+        "A lone write in the caller's thread" above); the caller then answers and calls
+        `here.run_later()`.
         """
         op = _Op(fn, epoch, needs_writable, flat and epoch is not None, durable, origin)
         if self._stopping:
             op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
         elif needs_writable and not self.writable:
             op.future.set_exception(_suspended())
-        else:
+        elif here is None or not self._run_here(op, here):
             self._queue.put(op)
         return cast("Future[T]", op.future)
+
+    def _run_here(self, op: _Op, lone: LoneWriter) -> bool:
+        """Run `op` alone in this thread if no batch is running or queued; False: queue it."""
+        if not self._queue.empty() or not self._writer_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._env_lost or not self._queue.empty():
+                return False  # the committer reopens first / came in between: keep the order
+            if self._stopping:
+                op.future.set_exception(Unavailable("the store is shutting down; retry on the new active node"))
+                return True
+            self.batches_here += 1
+            self._run_batch([op], lone.writes, lone.defer)
+            return True
+        finally:
+            self._writer_lock.release()
 
     def run(
         self, epoch: int | None, fn: Callable[[WriteContext], T], *, needs_writable: bool = True, durable: bool = True
@@ -255,50 +327,65 @@ class Committer:
                 first = self._queue.get(timeout=self._idle_interval)
             except queue.Empty:
                 first = None if self._stopping else _IDLE
-            if self._env_lost:
-                self._reopen_now()
-            if time.monotonic() >= next_reader_check and not self._env_lost:
-                next_reader_check = time.monotonic() + self._idle_interval
-                self._reclaim_dead_readers()
-            if first is _IDLE:
-                # No write for an idle tick: the moment to give back what a large one left.
-                if self._reopen is not None and self.largest_commit_pages > self._reopen_after_pages:
-                    self._reopen_now()
-                continue
-            if first is None:
-                return
-            batch = [first]
-            stop_after = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop_after = True
-                    break
-                batch.append(nxt)
-            try:
+            with self._writer_lock:
                 if self._env_lost:
-                    raise Unavailable("the store could not reopen its database; retry (see its log)")
-                self._commit_batch(batch)
-            except StoreError as exc:
-                for op in batch:
-                    op.future.set_exception(exc)
-            except Exception as exc:
-                # The committer must never die: every later write would hang on its future.
-                log.exception("group commit failed")
-                for op in batch:
-                    if not op.future.done():
-                        op.future.set_exception(Internal(f"group commit failed: {type(exc).__name__}: {exc}"))
+                    self._reopen_now()
+                if time.monotonic() >= next_reader_check and not self._env_lost:
+                    next_reader_check = time.monotonic() + self._idle_interval
+                    self._reclaim_dead_readers()
+                if first is _IDLE:
+                    # No write for an idle tick (lone writes run in their own threads: ask the
+                    # clock, not the queue): the moment to give back what a large one left.
+                    quiet = time.monotonic() - self._last_write >= self._idle_interval
+                    if quiet and self._reopen is not None and self.largest_commit_pages > self._reopen_after_pages:
+                        self._reopen_now()
+                    continue
+                if first is None:
+                    return
+                batch = [first]
+                stop_after = False
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop_after = True
+                        break
+                    batch.append(nxt)
+                assert self._writes is not None
+                self._run_batch(batch, self._writes)
             if stop_after:
                 return
 
-    def _commit_batch(self, batch: list[_Op]) -> None:
+    def _run_batch(
+        self, batch: list[_Op], writes: ThreadWrites, defer: Callable[[Callable[[], None]], None] | None = None
+    ) -> None:
+        """Commit `batch` and settle every future; the caller holds the writer lock. `defer`:
+        where `after_answers` goes (a lone writer runs it after its reply), else it runs here."""
+        try:
+            if self._env_lost:
+                raise Unavailable("the store could not reopen its database; retry (see its log)")
+            self._commit_batch(batch, writes, defer)
+        except StoreError as exc:
+            for op in batch:
+                op.future.set_exception(exc)
+        except Exception as exc:
+            # The committer must never die: every later write would hang on its future.
+            log.exception("group commit failed")
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(Internal(f"group commit failed: {type(exc).__name__}: {exc}"))
+        finally:
+            self._last_write = time.monotonic()
+
+    def _commit_batch(
+        self, batch: list[_Op], writes: ThreadWrites, defer: Callable[[Callable[[], None]], None] | None
+    ) -> None:
         safe = False
         while True:
             try:
-                outcomes = self._try_batch(batch, safe)
+                outcomes = self._try_batch(batch, safe, writes)
                 break
             except _RerunSafely:
                 self.safe_reruns += 1
@@ -334,6 +421,8 @@ class Committer:
                 committed = [event for ok, _, ctx in outcomes if ok and ctx is not None for event in ctx.events]
                 if committed:
                     self._publish(committed, [])
+                    if self._after_answers is not None:
+                        self._after_answers(committed)
                 for op in batch:
                     op.future.set_exception(Internal(f"could not make the write durable: {exc}"))
                 return
@@ -360,8 +449,16 @@ class Committer:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
+        if events and self._after_answers is not None:
+            after = functools.partial(self._after_answers, events)
+            if defer is not None:
+                defer(after)
+            else:
+                after()
 
-    def _try_batch(self, batch: list[_Op], safe: bool) -> list[tuple[bool, Any, WriteContext | None]]:
+    def _try_batch(
+        self, batch: list[_Op], safe: bool, writes: ThreadWrites
+    ) -> list[tuple[bool, Any, WriteContext | None]]:
         outcomes: list[tuple[bool, Any, WriteContext | None]] = []
         started = time.perf_counter()
         outer = self._env.begin(write=True)
@@ -403,10 +500,10 @@ class Committer:
                 return outcomes
             _flush(cache)
             t0 = time.perf_counter()
-            written = self._writes.total() if self._writes is not None else None
+            written = writes.total()
             outer.commit()
             self.commit_seconds += time.perf_counter() - t0
-            self._count_pages(written)
+            self._count_pages(written, writes.total())
             self.apply_seconds += t0 - started
         except BaseException:
             outer.abort()
@@ -448,9 +545,8 @@ class Committer:
             log.exception("flat write operation failed; rerunning the batch with nested transactions")
             raise _RerunSafely from None
 
-    def _count_pages(self, written_before: int | None) -> None:
+    def _count_pages(self, written_before: int | None, written_after: int | None) -> None:
         """Note how many pages the commit just made wrote (every dirty page, overflow pages too)."""
-        written_after = self._writes.total() if self._writes is not None else None
         if written_before is None or written_after is None:
             return
         pages = (written_after - written_before) // self._page_size

@@ -97,6 +97,7 @@ class StoreCore:
             self._published,
             options.max_batch,
             self.gate,
+            after_answers=self._answered,
             reopen=self._reopen_environment if options.reopen_after_pages else None,
             reopen_after_pages=options.reopen_after_pages,
         )
@@ -117,6 +118,10 @@ class StoreCore:
 
     def _published(self, events: list[store_pb2.ChangeEvent], tokens: list[str]) -> None:
         self.feed.publish(events, tokens)
+
+    def _answered(self, events: list[store_pb2.ChangeEvent]) -> None:
+        """After the writers of a batch have their answers: wake the full-text indexer (a pipe
+        write that wakes another process; nobody waits for it)."""
         added = [e.mailbox_id for e in events if e.added]
         if self.indexer is not None and added:
             self.indexer.wake(added)

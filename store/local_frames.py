@@ -70,6 +70,11 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
+    @property
+    def buffered(self) -> int:
+        """Bytes fed and not yet returned in a frame (a frame's header counts once read)."""
+        return len(self._buffer) + (_HEADER.size if self._want is not None else 0)
+
     def next_frame(self) -> bytes | None:
         """The next whole frame, or None until more bytes are fed; FrameError for an oversized one."""
         if self._want is None:

@@ -7,7 +7,11 @@ directory and sends the same WriteRequests with the same semantics: one
 thread per connection reads a request and queues it at the committer
 (`write_stream.start_write`, shared with the gRPC stream), and the thread that
 finishes the write (the committer's) sends its reply straight into the socket
-without waiting (MSG_DONTWAIT). Only a reply the socket has no room for goes
+without waiting (MSG_DONTWAIT). An append that is the connection's only write
+in flight, with no further request already arrived, is committed by the
+connection's own thread when the committer is idle (store/committer.py, "A lone
+write in the caller's thread"): one thread wakes per delivery instead of two.
+Only a reply the socket has no room for goes
 through the connection's writer thread, as do replies while other writes of
 the connection are in flight (sent together, one call per batch: see
 `_queue_reply`). Framing: store/local_frames.py.
@@ -42,6 +46,7 @@ from google.protobuf.message import DecodeError
 
 from mailha_api import store_pb2
 from store.changefeed import Origin, valid_feed_token
+from store.committer import LoneWriter
 from store.engine import MailStore
 from store.local_frames import VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
 from store.write_stream import MAX_IN_FLIGHT, start_write, write_reply
@@ -226,12 +231,14 @@ class _Connection:
 
     def _read(self) -> None:
         frames = FrameReader()
+        lone = LoneWriter()  # this thread's, for the lone writes it commits itself
         try:
             if not self._hello(frames):
                 return
             self._writer.start()
-            self._serve(frames)
+            self._serve(frames, lone)
         finally:
+            lone.close()
             with self._lock:
                 self._shutdown_locked()
                 self._wake_writer.notify()
@@ -272,7 +279,7 @@ class _Connection:
         self._sock.settimeout(None)
         return self._send_now(_welcome(""))
 
-    def _serve(self, frames: FrameReader) -> None:
+    def _serve(self, frames: FrameReader, lone: LoneWriter) -> None:
         store = self._server.store
         while True:
             try:
@@ -293,10 +300,24 @@ class _Connection:
                     self._room.release()
                     return
                 self._in_flight += 1
+                only = self._in_flight == 1
                 ending = self._ending
             origin = Origin(self._token) if self._token else None
-            field, fut = start_write(store, req, origin, ending=ending)
+            # Commit it here only if nothing else of this connection waits: while this thread
+            # commits it reads no request, and requests that come together should share a commit.
+            here = lone if only and not frames.buffered and not self._readable() else None
+            field, fut = start_write(store, req, origin, ending=ending, here=here)
             fut.add_done_callback(self._finisher(req.id, field, origin))
+            lone.run_later()  # after the reply: what a batch this thread ran left for then
+
+    def _readable(self) -> bool:
+        """Whether more bytes from the peer are already waiting in the socket."""
+        try:
+            return bool(self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # the next recv reports it
 
     def _bad_frame(self, why: str) -> bytes:
         reply = store_pb2.WriteReply(id=0, error_code=_INVALID_ARGUMENT, error_message=f"bad frame: {why}")

@@ -28,7 +28,7 @@ from store import (
     users,
 )
 from store.changefeed import Origin, Subscription
-from store.committer import WriteContext
+from store.committer import LoneWriter, WriteContext
 from store.core import StoreCore
 from store.errors import InvalidArgument, ResourceExhausted, StoreError, Unavailable
 from store.schema import MailboxRecord, MessageRecord
@@ -93,9 +93,16 @@ class MessageOps(StoreCore):
         return op
 
     def submit_append(
-        self, header: store_pb2.AppendHeader, source: bodies.BodySource, origin: Origin | None = None
+        self,
+        header: store_pb2.AppendHeader,
+        source: bodies.BodySource,
+        origin: Origin | None = None,
+        here: LoneWriter | None = None,
     ) -> Future[store_pb2.AppendReply]:
-        """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight)."""
+        """Queue one append; the future gives its reply once durable (AppendPipeline keeps many in flight).
+
+        `here`: the caller's LoneWriter, to commit it in the calling thread when the committer is
+        idle (Committer.submit)."""
         op = self._append_op(header, [self._items(header, source)])
         epoch = header.epoch
         identity = bytes(header.delivery_id)
@@ -136,7 +143,7 @@ class MessageOps(StoreCore):
             return reply
 
         # Flat: a single append raises only before its first write (see messages.append).
-        return self.committer.submit(epoch, reply_op, flat=True, origin=origin)
+        return self.committer.submit(epoch, reply_op, flat=True, origin=origin, here=here)
 
     def append(self, header: store_pb2.AppendHeader, source: bodies.BodySource) -> store_pb2.AppendReply:
         try:

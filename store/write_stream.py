@@ -31,6 +31,7 @@ import grpc
 from mailha_api import store_pb2
 from store.bodies import BodySource
 from store.changefeed import Origin
+from store.committer import LoneWriter
 from store.engine import MailStore
 from store.errors import Internal, InvalidArgument, StoreError, Unavailable
 
@@ -53,15 +54,20 @@ REPLY_FIELD: Final = {
 Finished = tuple[int, str, "Future[Any]", Origin | None]
 
 
-def submit(store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None = None) -> Future[Any]:
-    """Queue one write at the committer; a request the store refuses outright raises StoreError."""
+def submit(
+    store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None = None, here: LoneWriter | None = None
+) -> Future[Any]:
+    """Queue one write at the committer; a request the store refuses outright raises StoreError.
+
+    `here`: the calling thread's LoneWriter: an append may then be committed in this thread
+    when the committer is idle (Committer.submit); other writes are always queued."""
     kind = req.WhichOneof("write")
     if kind == "append":
         append = req.append
         if not append.HasField("header") or not append.last:
             raise InvalidArgument("a Writes append carries `header` and the whole message (last=true)")
         store.check_announced_size(max(append.header.size, len(append.data)))
-        return store.submit_append(append.header, BodySource(len(append.data), data=append.data), origin)
+        return store.submit_append(append.header, BodySource(len(append.data), data=append.data), origin, here)
     if kind == "store_flags":
         return store.submit_store_flags(req.store_flags, origin)
     if kind == "expunge":
@@ -82,7 +88,12 @@ def _failed(exc: StoreError) -> Future[Any]:
 
 
 def start_write(
-    store: MailStore, req: store_pb2.WriteRequest, origin: Origin | None, *, ending: bool = False
+    store: MailStore,
+    req: store_pb2.WriteRequest,
+    origin: Origin | None,
+    *,
+    ending: bool = False,
+    here: LoneWriter | None = None,
 ) -> tuple[str, Future[Any]]:
     """Queue `req` at the committer: the WriteReply field its reply goes in, and its future
     (already failed for a write refused outright, or any write once the transport is `ending`)."""
@@ -90,7 +101,7 @@ def start_write(
     try:
         if ending:
             raise Unavailable("the store is shutting down; retry on the active node")
-        return field, submit(store, req, origin)
+        return field, submit(store, req, origin, here)
     except StoreError as exc:
         return field, _failed(exc)
     except Exception as exc:  # a bug must not leave the write unanswered

@@ -13,7 +13,7 @@ import pytest
 
 from mailha_api import store_pb2
 from store import fencing
-from store.committer import Committer, WriteContext
+from store.committer import Committer, LoneWriter, WriteContext
 from store.environment import open_dbs
 from store.errors import FailedPrecondition, InvalidArgument, StoreError
 from store.schema import MAX_DBS, Dbs
@@ -214,3 +214,90 @@ def test_a_refused_durable_write_does_not_make_its_batch_pay_the_meta_sync(
     assert committer.syncs == 0 and watching.answered_at_sync == []
     with env.begin() as txn:
         assert txn.get(b"f", db=dbs.meta) == b"1"
+
+
+def test_a_lone_write_runs_in_the_calling_thread_when_the_committer_is_idle(
+    env_dbs: tuple[lmdb.Environment, Dbs],
+) -> None:
+    env, dbs = env_dbs
+    published: list[store_pb2.ChangeEvent] = []
+    answered: list[store_pb2.ChangeEvent] = []
+    committer = Committer(env, dbs, lambda events, tokens: published.extend(events), after_answers=answered.extend)
+    ran_in: list[int] = []
+
+    def put(ctx: WriteContext) -> str:
+        ran_in.append(threading.get_ident())
+        ctx.txn.put(b"here", b"v", db=dbs.meta)
+        ctx.events.append(store_pb2.ChangeEvent(mailbox_id=1, modseq=7))
+        return "done"
+
+    committer.start()
+    writes = LoneWriter()
+    try:
+        fut = committer.submit(None, put, here=writes)
+        # Done on return: committed, durable (the meta page synced) and published by this thread.
+        assert fut.done() and fut.result() == "done"
+        assert ran_in == [threading.get_ident()]
+        assert [e.modseq for e in published] == [7]
+        assert committer.batches_here == 1 and committer.batches == 1 and committer.syncs == 1
+        # What nobody waits for (the indexer's wake-up) waits until the caller has answered.
+        assert answered == []
+        writes.run_later()
+        assert [e.modseq for e in answered] == [7]
+        # Queued (not offered `here`): the committer's thread calls it after resolving the future.
+        assert committer.submit(None, put).result(5) == "done"
+        assert [e.modseq for e in answered] == [7, 7]
+        with env.begin() as txn:
+            assert txn.get(b"here", db=dbs.meta) == b"v"
+        # A refusal in the caller's thread: nothing committed, the error on the future.
+        committer.run(None, lambda ctx: fencing.fence(ctx.txn, ctx.dbs, 2), needs_writable=False)
+        refused = committer.submit(1, put, here=writes)
+        with pytest.raises(FailedPrecondition, match="fenced"):
+            refused.result(0)
+    finally:
+        committer.stop()
+        writes.close()
+    # After stop nothing runs, here or queued.
+    late_writer = LoneWriter()
+    late = committer.submit(None, put, here=late_writer)
+    late_writer.close()
+    with pytest.raises(StoreError, match="shutting down"):
+        late.result(0)
+
+
+def test_a_write_that_finds_a_batch_running_is_queued_and_shares_the_next_commit(
+    env_dbs: tuple[lmdb.Environment, Dbs],
+) -> None:
+    env, dbs = env_dbs
+    committer = Committer(env, dbs, lambda events, tokens: None)
+    release, holding = threading.Event(), threading.Event()
+    ran_in: list[int] = []
+
+    def blocker(ctx: WriteContext) -> None:
+        holding.set()
+        release.wait(5)
+
+    def put(key: bytes) -> Callable[[WriteContext], bytes]:
+        def op(ctx: WriteContext) -> bytes:
+            ran_in.append(threading.get_ident())
+            ctx.txn.put(key, b"v", db=dbs.meta)
+            return key
+
+        return op
+
+    committer.start()
+    writes = LoneWriter()
+    try:
+        first = committer.submit(None, blocker)
+        assert holding.wait(5)
+        # The committer holds the writer lock: these queue, even the one offered `here`.
+        queued = [committer.submit(None, put(b"a"), here=writes), committer.submit(None, put(b"b"))]
+        assert not queued[0].done()
+        release.set()
+        first.result(5)
+        assert [f.result(5) for f in queued] == [b"a", b"b"]
+    finally:
+        committer.stop()
+        writes.close()
+    assert threading.get_ident() not in ran_in  # both ran in the committer's thread
+    assert committer.batches_here == 0 and committer.batches == 2  # the blocker's, then one for both

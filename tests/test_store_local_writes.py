@@ -23,7 +23,7 @@ from imapd.store_client import AppendResult, AppendSpec, FlagMode
 from imapd.store_grpc import GrpcStore
 from mailha_api import store_pb2
 from store.engine import MailStore
-from store.errors import Unavailable
+from store.errors import FailedPrecondition, Unavailable
 from store.local_frames import MAX_FRAME, VERSION, FrameError, FrameReader, ShortPath, encode, socket_path
 from store.local_writes import LocalWritesServer, peer_allowed
 from store.local_writes_client import RETRY_SECONDS, LocalWrites, LocalWritesLost, LocalWritesRefused
@@ -492,3 +492,32 @@ def test_kill9_with_writes_in_flight_fails_them_and_writes_resume(tmp_path: path
         assert acked <= on_disk
     finally:
         server.stop()
+
+
+def test_a_lone_append_is_committed_by_the_connection_and_pipelined_ones_are_queued(
+    local_server: LocalWritesServer, mail_store: MailStore
+) -> None:
+    committer = mail_store.committer
+    client = RawClient(local_server.path)
+    assert not client.hello().refused
+    here, batches = committer.batches_here, committer.batches
+    assert client.write(_append(1, "alice", rid=1)).append.uid == 1
+    assert committer.batches_here == here + 1 and committer.batches == batches + 1
+    # Two requests in one send: the first finds the second behind it, so neither is committed
+    # by the connection's thread (it would stop reading meanwhile); both go to the committer.
+    client.sock.sendall(
+        encode(_append(1, "alice", rid=2).SerializeToString()) + encode(_append(1, "alice", rid=3).SerializeToString())
+    )
+    replies = {}
+    for _ in range(2):
+        frame = client.frame()
+        assert frame is not None
+        reply = store_pb2.WriteReply.FromString(frame)
+        replies[reply.id] = reply.append.uid
+    assert replies == {2: 2, 3: 3}
+    assert committer.batches_here == here + 1
+    # A refused lone append (fenced) is answered from the connection's thread too, with the error.
+    refused = client.write(_append(0, "alice", rid=4))
+    assert refused.error_code == error_code(FailedPrecondition("")) and "epoch" in refused.error_message
+    assert client.write(_append(1, "alice", rid=5)).append.uid == 4
+    client.close()
