@@ -6,7 +6,8 @@ the store's LMDB beside it, `--store-data`; `--grpc-reads` measures imapd
 reading everything over gRPC, as the HA cluster's front ends do), delivers N
 messages of the deterministic corpus (bench/mailbox_corpus.py) on ONE LMTP
 connection (as Postfix's lmtp client does: one message per transaction,
-PIPELINING; bench.lmtp_bench.LmtpClient), measuring the delivery rate
+PIPELINING; bench.lmtp_fill.BlockingLmtpClient, the corpus built in wire form
+before the timing so the client costs ~0.1-0.2 ms of CPU a delivery), measuring the delivery rate
 as the mailbox grows, marks all but 1% \\Seen, then times each operation of
 issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
 any IMAP server's host, port, user and password). Also reports the LMDB file
