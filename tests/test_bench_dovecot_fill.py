@@ -50,10 +50,10 @@ def test_hybrid_fill_leaves_the_inbox_a_full_lmtp_fill_leaves() -> None:
     stack.start({"hy": "pw", "lm": "pw"})
     try:
         with WireCorpus.build(scratch, COUNT, 5) as corpus:
-            hybrid = fill_dovecot(stack, corpus, "hy", "hy@bench.test", "hybrid", edge=EDGE)
+            hybrid = fill_dovecot(stack, corpus, "hy", "hy@bench.test", "hybrid", edge=EDGE, import_batch=12)
             lmtp = fill_dovecot(stack, corpus, "lm", "lm@bench.test", "lmtp", edge=EDGE)
             expected = [corpus.raw(n) for n in range(COUNT)]
-        assert hybrid["dovecot_fill"] == "hybrid" and hybrid["import_messages"] == COUNT - 2 * EDGE
+        assert hybrid["dovecot_fill"] == "hybrid" and hybrid["import_messages"] == COUNT - 2 * EDGE  # 3 batches
         assert hybrid["lmtp_delivered"] == 2 * EDGE and hybrid["delivered"] == COUNT
         assert lmtp["dovecot_fill"] == "lmtp" and lmtp["delivered"] == COUNT
         assert hybrid["raw_bytes"] == lmtp["raw_bytes"] == sum(len(m) for m in expected)
