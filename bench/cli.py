@@ -224,6 +224,13 @@ def _register_imap(bench_sub: Any) -> None:
     c.add_argument("--mailbox-runs", type=int, default=5, help="with --mailbox-size: connections per operation")
     c.add_argument("--no-fulltext", action="store_true", help="with --mailbox-size: mailha's store without FTS")
     c.add_argument("--grpc-reads", action="store_true", help="with --mailbox-size: " + _GRPC_READS_HELP)
+    c.add_argument(
+        "--dovecot-fill",
+        choices=("hybrid", "lmtp"),
+        default="hybrid",
+        help="with --mailbox-size: how Dovecot's INBOX is filled: hybrid (default; the first and last 1,000 "
+        "over LMTP, the middle by `doveadm import`) or lmtp (every message over LMTP: ~850 s more at 50k)",
+    )
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--output", type=pathlib.Path, help="JSON result (default bench-results/compare[-mailbox].json)")
     c.set_defaults(func=_compare)
@@ -240,6 +247,7 @@ def _compare(args: argparse.Namespace) -> int:
                 rounds=args.mailbox_rounds,
                 fulltext=not args.no_fulltext,
                 local_reads=not args.grpc_reads,
+                dovecot_fill=args.dovecot_fill,
                 json_output=args.json,
                 output=args.output or pathlib.Path("bench-results/compare-mailbox.json"),
             )

@@ -30,6 +30,7 @@ from typing import Final
 from bench import process_cpu
 
 DOVECOT: Final = "/usr/sbin/dovecot"
+DOVEADM: Final = "/usr/bin/doveadm"
 MAIL_USER: Final = "mail"
 
 
@@ -208,6 +209,14 @@ class DovecotStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"dovecot did not listen on {port}: {self.errors()}")
                 time.sleep(0.05)
+
+    def doveadm(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """`doveadm ARGS` against this Dovecot's own config (never /etc/dovecot); raises on failure."""
+        argv = [DOVEADM, "-c", str(self.directory / "dovecot.conf"), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"doveadm {args[0]} exited with {done.returncode}: {done.stderr[-2000:]}")
+        return done
 
     def errors(self) -> str:
         text = ""

@@ -6,7 +6,8 @@ the store's LMDB beside it, `--store-data`; `--grpc-reads` measures imapd
 reading everything over gRPC, as the HA cluster's front ends do), delivers N
 messages of the deterministic corpus (bench/mailbox_corpus.py) on ONE LMTP
 connection (as Postfix's lmtp client does: one message per transaction,
-PIPELINING; bench.lmtp_bench.LmtpClient), measuring the delivery rate
+PIPELINING; bench.lmtp_fill.BlockingLmtpClient, the corpus built in wire form
+before the timing so the client costs ~0.1-0.2 ms of CPU a delivery), measuring the delivery rate
 as the mailbox grows, marks all but 1% \\Seen, then times each operation of
 issue 17's table on 5 fresh connections (bench/mailbox_measure.py, which takes
 any IMAP server's host, port, user and password). Also reports the LMDB file
@@ -38,10 +39,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-import trio
-
-from bench.lmtp_bench import LmtpClient, wire_form
-from bench.mailbox_corpus import message
+from bench import lmtp_fill
+from bench.lmtp_fill import Endpoint, built_corpus, fill_range
 from bench.mailbox_import_fill import fill_by_import
 from bench.mailbox_measure import OPERATIONS, ImapTarget, mark_mostly_seen, measure
 from bench.mailbox_raw_timing import raw_command_ms
@@ -54,8 +53,6 @@ from store.client import StoreClient
 USER: Final = "bench"
 PASSWORD: Final = "bench-not-secret"
 RCPT: Final = "bench@bench.test"
-SENDER: Final = "sender@bench.test"
-BLOCK: Final = 1000  # messages per delivery-rate sample
 MAX_SIZE: Final = 2_000_000  # a bound on the fill
 MAILBOX_LINGER: Final = 15.0  # imapd's default --mailbox-linger: its per-mailbox caches go after it
 SETTLE: Final = 5.0  # then both processes release what they freed (imapd 2 s, the store 1-2 s)
@@ -84,69 +81,19 @@ class MailboxBenchOptions:
 def fill_parallel(host: str, port: int, rcpt: str, count: int, seed: int, *, connections: int) -> dict[str, float]:
     """Deliver messages 0..count-1 over `connections` LMTP connections (connection i takes
     n % connections == i): a quicker fill for a million messages; the UID order then
-    differs from n's and only the overall rate is reported."""
+    differs from n's and only the overall rate is reported. The corpus is built first,
+    outside the timing (bench/lmtp_fill.py)."""
     if connections == 1:
         return fill(host, port, rcpt, count, seed)
-    raw = [0] * connections
-
-    async def deliver(i: int) -> None:
-        client = await LmtpClient.connect(host, port)
-        try:
-            for n in range(i, count, connections):
-                data = message(n, seed)
-                raw[i] += len(data)
-                await client.deliver(rcpt, wire_form(data), SENDER)
-        finally:
-            await client.stream.aclose()
-
-    async def run_all() -> None:
-        async with trio.open_nursery() as nursery:
-            for i in range(connections):
-                nursery.start_soon(deliver, i)
-
-    start = time.perf_counter()
-    trio.run(run_all)
-    total = time.perf_counter() - start
-    return {
-        "delivered": count,
-        "raw_bytes": sum(raw),
-        "fill_seconds": round(total, 1),
-        "fill_connections": connections,
-        "delivery_per_s": round(count / total, 1),
-    }
+    with built_corpus(count, seed) as corpus:
+        return lmtp_fill.fill_parallel(Endpoint(host, port, rcpt), corpus, count, connections)
 
 
 def fill(host: str, port: int, rcpt: str, count: int, seed: int) -> dict[str, float]:
-    """Deliver messages 0..count-1 on one LMTP connection; rates per block of BLOCK messages."""
-    rates: list[float] = []
-    raw = 0
-
-    async def run() -> float:
-        nonlocal raw
-        client = await LmtpClient.connect(host, port)
-        start = block_start = time.perf_counter()
-        try:
-            for n in range(count):
-                data = message(n, seed)
-                raw += len(data)
-                await client.deliver(rcpt, wire_form(data), SENDER)
-                if (n + 1) % BLOCK == 0:
-                    now = time.perf_counter()
-                    rates.append(BLOCK / (now - block_start))
-                    block_start = now
-        finally:
-            await client.stream.aclose()
-        return time.perf_counter() - start
-
-    total = trio.run(run)
-    return {
-        "delivered": count,
-        "raw_bytes": raw,
-        "fill_seconds": round(total, 1),
-        "delivery_per_s": round(count / total, 1),
-        "delivery_first_block_per_s": round(rates[0], 1) if rates else 0.0,
-        "delivery_last_block_per_s": round(rates[-1], 1) if rates else 0.0,
-    }
+    """Deliver messages 0..count-1 on one LMTP connection; rates per block of BLOCK messages.
+    The corpus is built first, outside the timing (bench/lmtp_fill.py)."""
+    with built_corpus(count, seed) as corpus:
+        return fill_range(Endpoint(host, port, rcpt), corpus, 0, count)
 
 
 @contextlib.contextmanager

@@ -74,6 +74,31 @@ def wire_form(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
+def envelope(sender: str, rcpt: str, size: int | None) -> bytes:
+    """MAIL FROM (with SIZE= when LHLO offered it), RCPT TO and DATA, sent together (PIPELINING)."""
+    size_param = f" SIZE={size}" if size is not None else ""
+    return f"MAIL FROM:<{sender}>{size_param}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
+
+
+def take_replies(buf: bytes, count: int, out: list[bytes], *, keep_continuations: bool = False) -> tuple[int, bytes]:
+    """Complete reply lines of `buf` into `out` until `count` replies have ended: each reply's last
+    line (every line with `keep_continuations`). Returns (replies ended, the rest of `buf`)."""
+    done = 0
+    start = 0
+    while done < count:
+        nl = buf.find(b"\r\n", start)
+        if nl < 0:
+            break
+        line = buf[start:nl]
+        start = nl + 2
+        if line[3:4] != b"-":
+            done += 1
+            out.append(line)
+        elif keep_continuations:
+            out.append(line)
+    return done, buf[start:]
+
+
 class LmtpClient:
     """What Postfix's lmtp client does on a cached connection: one message per transaction,
     MAIL FROM (with SIZE when offered), RCPT TO and DATA sent together (PIPELINING), then the message,
@@ -97,27 +122,18 @@ class LmtpClient:
     async def replies(self, count: int, *, keep_continuations: bool = False) -> list[bytes]:
         """The next `count` replies' last lines (every line with `keep_continuations`)."""
         out: list[bytes] = []
-        done = 0
-        while done < count:
-            nl = self.buf.find(b"\r\n")
-            if nl < 0:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise ConnectionError("lmtpd closed the connection")
-                self.buf += data
-                continue
-            line, self.buf = self.buf[:nl], self.buf[nl + 2 :]
-            if line[3:4] != b"-":
-                done += 1
-                out.append(line)
-            elif keep_continuations:
-                out.append(line)
-        return out
+        while True:
+            got, self.buf = take_replies(self.buf, count, out, keep_continuations=keep_continuations)
+            count -= got
+            if count == 0:
+                return out
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise ConnectionError("lmtpd closed the connection")
+            self.buf += data
 
     async def deliver(self, rcpt: str, wire: bytes, sender: str = "bench@bench.test") -> None:
-        size = f" SIZE={len(wire)}" if self.size_announced else ""
-        envelope = f"MAIL FROM:<{sender}>{size}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
-        await self.stream.send_all(envelope.encode())
+        await self.stream.send_all(envelope(sender, rcpt, len(wire) if self.size_announced else None))
         mail, rcpt_reply, data = await self.replies(3)
         if not (mail.startswith(b"250") and rcpt_reply.startswith(b"250") and data.startswith(b"354")):
             raise RuntimeError(f"refused: {mail!r} {rcpt_reply!r} {data!r}")

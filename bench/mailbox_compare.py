@@ -1,8 +1,15 @@
 """`mailha bench compare --mailbox-size N`: one large INBOX in mailha and in Dovecot, side by side.
 
-Both servers get the same deterministic corpus (bench/mailbox_corpus.py) over
-ONE LMTP connection each (mailha first, then Dovecot, so neither fill slows the
-other), then the same imaplib measurements (bench/mailbox_measure.py): every
+Both servers get the same deterministic corpus (bench/mailbox_corpus.py), built
+once in wire form before anything is timed (bench/lmtp_fill.py), one after the
+other (mailha first, then Dovecot, so neither fill slows the other) with the same
+blocking LMTP client (Postfix's transaction shape). mailha is filled entirely
+over ONE LMTP connection (its rate is issue 17's target). Dovecot by
+`--dovecot-fill` (recorded as `dovecot_fill`; bench/dovecot_fill.py): `hybrid`
+(default) the first 1,000 and the last 1,000 over LMTP (its first-block and
+last-block rates, which show its O(n^2) maildir fill) and the middle by `doveadm
+import` (~850 s less at 50,000); `lmtp` every message over LMTP. Then the same
+imaplib measurements (bench/mailbox_measure.py): every
 operation of issue 17's table plus SORT and THREAD, each timed on `runs`
 fresh connections to one server and then the other (who goes first alternates
 from round to round). That measurement is
@@ -30,7 +37,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from bench import dovecot
-from bench.large_mailbox import MAILBOX_LINGER, MAX_SIZE, PASSWORD, RCPT, SETTLE, USER, fill, mailha_under_test
+from bench.dovecot_fill import METHODS, fill_dovecot
+from bench.large_mailbox import MAILBOX_LINGER, MAX_SIZE, PASSWORD, RCPT, SETTLE, USER, mailha_under_test
+from bench.lmtp_fill import Endpoint, WireCorpus, fill_range
 from bench.mailbox_measure import ImapTarget, mark_mostly_seen, measure_side_by_side
 from bench.mailbox_raw_timing import raw_command_ms
 
@@ -45,6 +54,7 @@ class MailboxCompareOptions:
     seed: int = 1
     fulltext: bool = True
     local_reads: bool = True  # mailha's imapd reads beside its store, as in standalone mode
+    dovecot_fill: str = "hybrid"  # bench/dovecot_fill.py METHODS
     json_output: bool = False
     output: pathlib.Path | None = pathlib.Path("bench-results/compare-mailbox.json")
 
@@ -74,12 +84,18 @@ def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, 
 def run(opts: MailboxCompareOptions) -> dict[str, object]:
     if not 1 <= opts.size <= MAX_SIZE:
         raise ValueError(f"--mailbox-size must be 1..{MAX_SIZE}")
+    if opts.dovecot_fill not in METHODS:
+        raise ValueError(f"--dovecot-fill must be one of {', '.join(METHODS)}")
     reason = dovecot.available()
     if reason is not None:
         raise dovecot.DovecotUnavailable(reason)
     result: dict[str, object] = {"size": opts.size, "runs": opts.runs, "rounds_count": opts.rounds}
+    wall = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mailha-cmp-mbox-") as tmp:
         os.chmod(tmp, 0o755)
+        built = time.perf_counter()
+        corpus = WireCorpus.build(pathlib.Path(tmp), opts.size, opts.seed)
+        result["corpus_build_seconds"] = round(time.perf_counter() - built, 1)
         dove = dovecot.DovecotStack(directory=pathlib.Path(tmp) / "dovecot")
         dove.directory.mkdir()
         result["mailha_imapd_local_reads"] = opts.local_reads
@@ -87,9 +103,12 @@ def run(opts: MailboxCompareOptions) -> dict[str, object]:
         with mailha_under_test(mailha_dir, fulltext=opts.fulltext, local_reads=opts.local_reads) as mailha:
             try:
                 dove.start({USER: PASSWORD})
-                fills = {"mailha": fill("127.0.0.1", mailha.lmtp_port, RCPT, opts.size, opts.seed)}
-                fills["dovecot"] = fill("127.0.0.1", dove.lmtp_port, RCPT, opts.size, opts.seed)
+                fills: dict[str, dict[str, float | str]] = {
+                    "mailha": dict(fill_range(Endpoint("127.0.0.1", mailha.lmtp_port, RCPT), corpus, 0, opts.size))
+                }
+                fills["dovecot"] = fill_dovecot(dove, corpus, USER, RCPT, opts.dovecot_fill)
                 result["fill"] = fills
+                result["dovecot_fill"] = fills["dovecot"]["dovecot_fill"]
                 result["fill_loadavg"] = loadavg()
                 if opts.fulltext:
                     mailha.wait_indexed(opts.size)
@@ -120,9 +139,11 @@ def run(opts: MailboxCompareOptions) -> dict[str, object]:
                 raise
             finally:
                 dove.stop()
+                corpus.close()
     result["rounds"] = rounds
     result["loadavg_per_round"] = loads
     result["summary"] = summarize(rounds)
+    result["wall_seconds"] = round(time.perf_counter() - wall, 1)
     return result
 
 
@@ -144,8 +165,10 @@ def _emit(opts: MailboxCompareOptions, result: dict[str, object]) -> None:
             print(f"{key.removesuffix('_ms'):32} {mh[key]:10.1f} {dc.get(key, 0.0):10.1f} {ratio.get(key, 0.0):7.2f}")
     for key in ("unseen_hits", "subject_hits", "text_hits"):
         print(f"{key:32} {mh[key]:10.0f} {dc[key]:10.0f}")
-    for key in ("delivery_per_s", "delivery_last_block_per_s", "fill_seconds"):
-        print(f"{key:32} {fills['mailha'][key]:10.1f} {fills['dovecot'][key]:10.1f}")
+    for key in ("delivery_per_s", "delivery_first_block_per_s", "delivery_last_block_per_s", "fill_seconds"):
+        cells = [f"{fills[s][key]:10.1f}" if key in fills[s] else f"{'-':>10}" for s in SERVERS]
+        print(f"{key:32} {' '.join(cells)}")
+    print(f"dovecot fill: {result['dovecot_fill']}; the run took {result['wall_seconds']} s")
     print(f"mailha disk: {result['mailha_disk']}")
     print(f"mailha RSS idle {result['mailha_rss_idle']}, after the sessions closed {result['mailha_rss_after']}")
     print(f"load average: fill {result['fill_loadavg']}; rounds {result['loadavg_per_round']}")

@@ -36,6 +36,9 @@ def test_compare_mailbox_fills_both_and_reports_ratios(tmp_path: pathlib.Path) -
     result = json.loads(done.stdout)
     assert result == json.loads(out.read_text())
     assert len(result["rounds"]) == 2 and len(result["loadavg_per_round"]) == 2
+    # The default hybrid fill needs more than 2 x 1,000 messages: 250 go all over LMTP, and it says so.
+    assert result["dovecot_fill"] == "lmtp" == result["fill"]["dovecot"]["dovecot_fill"]
+    assert result["fill"]["mailha"]["client_cpu_ms_per_delivery"] > 0 and result["wall_seconds"] > 0
     summary = result["summary"]
     for server in ("mailha", "dovecot"):
         row = summary[server]
