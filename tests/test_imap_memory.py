@@ -47,6 +47,7 @@ from imapd.session.sort_key_cache import SortKeyCache
 from mailha_api import store_pb2, store_pb2_grpc
 from mailparse.sort_keys import SortKeys, stored_keys
 from nodeconf.services import ALLOCATOR_ENV, JEMALLOC_CONF, allocator_env, service_env
+from store.uid_list_cache import UidListCache
 from tests.imap_clients_stack import free_port, wait_port
 from tests.store_fixtures import ROOT, StoreServer
 
@@ -85,6 +86,17 @@ def test_envelope_cache_is_bounded_in_bytes() -> None:
         cache.put(("u", 1, uid), Raw(b"x" * 300))
     assert cache.bytes <= 10_000 and 15 <= len(cache) <= 20
     assert cache.get(("u", 1, 99)) is not None and cache.get(("u", 1, 0)) is None
+
+
+def test_uid_list_cache_forgets_a_mailbox_when_told() -> None:
+    """imapd's local reader drops a mailbox's UID list once no session has it selected (at a
+    million messages one entry is 4 MB an idle imapd kept, issue 17)."""
+    cache = UidListCache()
+    cache.put(7, 1, 10, b"\x01\x00\x00\x00" * 1000)
+    cache.put(8, 1, 10, b"\x02\x00\x00\x00")
+    assert cache.drop(7) == 4000 and cache.drop(7) == 0
+    assert cache.get(7, 1, 10) is None and cache.get(8, 1, 10) == b"\x02\x00\x00\x00"
+    assert (cache.bytes, len(cache)) == (4, 1)
 
 
 def _traced_bytes_per_entry(fill: Callable[[], object], count: int) -> float:
