@@ -341,4 +341,10 @@ class StoreClient(Protocol):
         (see `imapd.account_hub`), for NOTIFY."""
         ...
 
+    def forget_mailbox(self, mailbox_id: int) -> int:
+        """No session of this process has the mailbox selected any more: drop what the
+        client caches of it (beside the store, the UID list SELECT reads); returns the
+        bytes let go (0: nothing cached). Issue 17: an idle imapd returns to its idle size."""
+        ...
+
     async def aclose(self) -> None: ...

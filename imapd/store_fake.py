@@ -811,5 +811,8 @@ class FakeStore:
             if send in watchers:
                 watchers.remove(send)
 
+    def forget_mailbox(self, mailbox_id: int) -> int:
+        return 0  # the fake caches nothing per mailbox: SELECT reads its own dicts each time
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

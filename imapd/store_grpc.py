@@ -849,6 +849,9 @@ class GrpcStore:
         finally:
             pump.cancel()
 
+    def forget_mailbox(self, mailbox_id: int) -> int:
+        return self._local.forget_mailbox(mailbox_id) if self._local is not None else 0
+
     async def aclose(self) -> None:
         if self._writes is not None:
             self._writes.close()

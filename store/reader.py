@@ -55,6 +55,10 @@ class LocalReader:
     def close(self) -> None:
         self.env.close()
 
+    def forget_mailbox(self, mailbox_id: int) -> int:
+        """Drop what is cached of the mailbox (its UID list); the bytes let go."""
+        return self.uid_lists.drop(mailbox_id)
+
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:
             try:

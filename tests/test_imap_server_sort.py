@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import AsyncGenerator
 
 import trio
 
 from imapd.message.threads import ThreadAlgorithm, thread_list
 from imapd.session.context import ServerSettings
 from imapd.session.sort_key_cache import SortKeyCache
+from imapd.store_client import IndexColumns, IndexQuery
 from imapd.store_fake import FakeStore
 from mailparse.sort_keys import SortKeys
 from tests.imap_server_wire import RawClient, connected, running_server, trio_test
@@ -249,6 +252,33 @@ async def test_sorts_over_more_messages_than_the_key_cache_holds_give_the_same_a
                     assert len(store.index_queries) > scans and len(server.ctx.sort_keys) == 0
     assert answers[0] == answers[SortKeyCache().max_bytes]
     assert answers[0][:2] == [b"* SORT 1 4 2 3", b"* SORT 3 2 4 1"]
+
+
+class _KeysOfOddUidsOnly(FakeStore):
+    """A store whose even UIDs have no stored keys (messages stored before the store kept them)."""
+
+    async def scan_index(self, user: str, mailbox_id: int, query: IndexQuery) -> AsyncGenerator[IndexColumns, None]:
+        async for cols in super().scan_index(user, mailbox_id, query):
+            if cols.sort_keys:
+                blanked = [raw if uid % 2 else b"" for uid, raw in zip(cols.uids, cols.sort_keys, strict=True)]
+                cols = dataclasses.replace(cols, sort_keys=blanked)
+            yield cols
+
+
+@trio_test
+async def test_threads_beyond_the_key_cache_read_the_headers_of_messages_without_stored_keys() -> None:
+    threads = ("UID THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "UID THREAD REFS UTF-8 ALL")
+    answers: list[list[bytes]] = []
+    for store in (FakeStore(), _KeysOfOddUidsOnly()):
+        store.create_user("alice", "secret")
+        settings = ServerSettings(allow_plaintext_login=True, tls_available=False, sort_cache_bytes=0)
+        async with running_server(store, settings) as (_, ports, _store), connected(ports[0]) as c:
+            await c.login()
+            await _fill(c)
+            before = len(store.fetch_requests)
+            answers.append([_untagged(await c.command(line), b"THREAD") for line in threads])
+            assert (len(store.fetch_requests) > before) is isinstance(store, _KeysOfOddUidsOnly)
+    assert answers[0] == answers[1]
 
 
 def test_sort_key_cache_is_a_bounded_lru() -> None:

@@ -103,6 +103,8 @@ class ServerContext:
 
     def forget_mailbox(self, mailbox: tuple[str, int]) -> None:
         """No session of this process has had `mailbox` selected for the linger time:
-        its cached values go (issue 17: an idle process returns to its idle size)."""
-        if self.envelopes.drop_mailbox(mailbox) + self.sort_keys.drop_mailbox(mailbox):
+        its cached values go (issue 17: an idle process returns to its idle size), the
+        store client's included."""
+        let_go = self.store.forget_mailbox(mailbox[1])
+        if self.envelopes.drop_mailbox(mailbox) + self.sort_keys.drop_mailbox(mailbox) or let_go:
             self.memory.note()
