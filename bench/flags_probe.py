@@ -89,9 +89,7 @@ class ClientSnapshot:
 def client_snapshot() -> ClientSnapshot:
     usage = resource.getrusage(resource.RUSAGE_THREAD)
     sched = _own_schedstat()
-    return ClientSnapshot(
-        time.perf_counter(), sched, usage.ru_utime, usage.ru_stime, usage.ru_nvcsw, usage.ru_nivcsw
-    )
+    return ClientSnapshot(time.perf_counter(), sched, usage.ru_utime, usage.ru_stime, usage.ru_nvcsw, usage.ru_nivcsw)
 
 
 @dataclass(frozen=True)
@@ -315,9 +313,9 @@ def floor_server(reply: bytes, exists: int) -> Iterator[subprocess.Popen[bytes]]
 
 
 @contextlib.contextmanager
-def imapd_from(tree: pathlib.Path, log: pathlib.Path, store: str, epoch: int, data: pathlib.Path) -> Iterator[
-    tuple[int, subprocess.Popen[bytes]]
-]:
+def imapd_from(
+    tree: pathlib.Path, log: pathlib.Path, store: str, epoch: int, data: pathlib.Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A mailha imapd from `tree`'s modules (this interpreter, run in `tree`) on the probe's store."""
     port = free_port()
     argv = [sys.executable, "-m", "mailha.cli", "imapd", "serve", "--store", store, "--epoch", str(epoch)]
@@ -330,6 +328,10 @@ def imapd_from(tree: pathlib.Path, log: pathlib.Path, store: str, epoch: int, da
         yield port, proc
     finally:
         stop(proc)
+
+
+def _fixed(pids: list[int]) -> Callable[[int], list[int]]:
+    return lambda _client_port: pids
 
 
 def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
@@ -376,16 +378,15 @@ def run(size: int, rounds: int, trees: dict[str, pathlib.Path], seed: int = 1) -
         floor = stack.enter_context(floor_server(reply, exists))
         master = dove.master.pid if dove.master is not None else 0
         targets = [
-            Target(FLOOR, floor.port, lambda _p: [floor.pid]),  # type: ignore[attr-defined]
+            Target(FLOOR, floor.port, _fixed([floor.pid])),  # type: ignore[attr-defined]
             Target("dovecot", dove.imap_port, lambda p: sorted({*_tree([master]), *_holders(dove.imap_port, p)})),
-            Target("mailha", mailha.target.port, lambda _p: [mailha.store_pid, mailha.imapd_pid]),
+            Target("mailha", mailha.target.port, _fixed([mailha.store_pid, mailha.imapd_pid])),
         ]
         for name, tree in trees.items():
             port, proc = stack.enter_context(
                 imapd_from(tree, root / f"imapd-{name}.log", mailha.store_addr, mailha.epoch, root / "mailha" / "store")
             )
-            pid = proc.pid
-            targets.append(Target(name, port, lambda _p, pid=pid: [mailha.store_pid, pid]))
+            targets.append(Target(name, port, _fixed([mailha.store_pid, proc.pid])))
         gc_timer = GcTimer()
         gc.callbacks.append(gc_timer)
         samples: dict[str, list[Sample]] = {t.name: [] for t in targets}

@@ -21,8 +21,10 @@ def test_schedstat_fields_are_cpu_wait_and_slices() -> None:
     assert parse_schedstat("123456 7890 42\n") == SchedStat(123456, 7890, 42)
 
 
-def _snap(at: float, cpu_ns: int, wait_ns: int, user: float, sys_s: float, vol: int, invol: int) -> ClientSnapshot:
-    return ClientSnapshot(at, SchedStat(cpu_ns, wait_ns, 0), user, sys_s, vol, invol)
+def _snap(at: float, cpu_ns: int, wait_ns: int, *times: float) -> ClientSnapshot:
+    """times: user s, sys s, voluntary and involuntary switches."""
+    user, sys_s, vol, invol = times
+    return ClientSnapshot(at, SchedStat(cpu_ns, wait_ns, 0), user, sys_s, int(vol), int(invol))
 
 
 def test_blocked_is_wall_less_on_cpu_less_run_queue_wait() -> None:
@@ -74,6 +76,10 @@ def test_floor_answers_the_fetch_with_the_recorded_reply_then_its_tag() -> None:
     assert answer == b"* BYE\r\nABCD4 OK LOGOUT completed\r\n" and close
 
 
+def _counts(reader: CountingSocketReader) -> tuple[int, int, float | None]:
+    return reader.recvs, reader.nbytes, reader.first_at
+
+
 def test_counting_reader_counts_socket_reads_under_a_buffered_reader() -> None:
     left, right = socket.socketpair()
     with left, right:
@@ -85,7 +91,7 @@ def test_counting_reader_counts_socket_reads_under_a_buffered_reader() -> None:
         assert reader.nbytes == 10_002 and reader.first_at is not None
         assert reader.recvs >= 2  # more than one buffer's worth
         reader.reset()
-        assert (reader.recvs, reader.nbytes, reader.first_at) == (0, 0, None)
+        assert _counts(reader) == (0, 0, None)
 
 
 def test_every_target_goes_first_in_turn_and_medians_are_per_field() -> None:

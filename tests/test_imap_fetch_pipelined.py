@@ -8,6 +8,7 @@ the order of reads, writes and waits, and the bytes the client gets.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncGenerator, Sequence
 
 import trio
@@ -75,7 +76,7 @@ def _pipelined(log: list[str]) -> list[str]:
     """The pieces read, after checking that each next piece was read right after the last one's
     first write: before waiting for the socket to take the rest (which comes after that read)."""
     reads = [entry for entry in log if entry.startswith("read")]
-    for before, after in zip(reads, reads[1:], strict=False):
+    for before, after in itertools.pairwise(reads):
         between = log[log.index(before) + 1 : log.index(after)]
         assert between[-1:] == ["write"], log
     assert log.count("wait") >= len(reads) - 1, log  # the socket was full each time (room < a piece)
