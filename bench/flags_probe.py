@@ -17,7 +17,10 @@ taken apart from the client's side:
 - blocked: wall - on-CPU - run-queue wait (waiting for bytes);
 - the reads imaplib's BufferedReader made of the socket, their bytes, and the first byte's time;
 - the client's voluntary/involuntary context switches and its garbage collections;
-- the server's CPU and wake-ups (schedstat of all its threads) during the call.
+- the server's CPU and wake-ups during the call: schedstat of every thread of the process
+  that serves the session (mailha's imapd; Dovecot's imap process, found by the connection
+  it holds). mailha's store is left out: with local reads it takes no part in this FETCH,
+  and its background wake-ups were mixed with imapd's in a first run.
 
 `--imapd-tree NAME=PATH` adds a mailha imapd run from PATH (its modules, this interpreter)
 on the same store: an older tree and a changed one, timed on one fill.
@@ -50,7 +53,7 @@ from bench.large_mailbox import PASSWORD, RCPT, USER, mailha_under_test
 from bench.lmtp_fill import Endpoint, WireCorpus, fill_range
 from bench.mailbox_compare import loadavg
 from bench.mailbox_measure import ImapTarget, mark_mostly_seen
-from bench.noop_affinity import _holders, _threads, _tree
+from bench.noop_affinity import _holders, _threads
 from lmtpd.local_servers import free_port, stop, wait_for_port
 from nodeconf.services import service_env
 
@@ -376,17 +379,16 @@ def run(size: int, rounds: int, trees: dict[str, pathlib.Path], seed: int = 1) -
         result["reply_bytes"] = {"mailha": len(reply), "dovecot": len(dove_reply)}
         result["replies_identical"] = reply == dove_reply
         floor = stack.enter_context(floor_server(reply, exists))
-        master = dove.master.pid if dove.master is not None else 0
         targets = [
             Target(FLOOR, floor.port, _fixed([floor.pid])),  # type: ignore[attr-defined]
-            Target("dovecot", dove.imap_port, lambda p: sorted({*_tree([master]), *_holders(dove.imap_port, p)})),
-            Target("mailha", mailha.target.port, _fixed([mailha.store_pid, mailha.imapd_pid])),
+            Target("dovecot", dove.imap_port, lambda p: sorted(_holders(dove.imap_port, p))),
+            Target("mailha", mailha.target.port, _fixed([mailha.imapd_pid])),
         ]
         for name, tree in trees.items():
             port, proc = stack.enter_context(
                 imapd_from(tree, root / f"imapd-{name}.log", mailha.store_addr, mailha.epoch, root / "mailha" / "store")
             )
-            targets.append(Target(name, port, _fixed([mailha.store_pid, proc.pid])))
+            targets.append(Target(name, port, _fixed([proc.pid])))
         gc_timer = GcTimer()
         gc.callbacks.append(gc_timer)
         samples: dict[str, list[Sample]] = {t.name: [] for t in targets}
