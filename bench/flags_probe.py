@@ -6,7 +6,7 @@ Fills one INBOX of `--size` messages in a throwaway mailha and a throwaway Dovec
 (as `mailha bench compare --mailbox-size` does: the same corpus, mailha over one LMTP
 connection, Dovecot by the hybrid fill; no full-text index, which this FETCH never reads),
 marks both mostly \\Seen, records mailha's reply and starts a floor: a trivial local server
-that answers the same FETCH with those bytes, complete, in one write (nothing but imaplib
+that answers the same FETCH with those bytes, complete, in one sendmsg (nothing but imaplib
 and the kernel is timed against it). Then, round after round, the targets in turn (the
 order turned every round): a fresh imaplib connection, LOGIN, SELECT, and the timed
 `uid("FETCH", "1:*", "(FLAGS)")`, as bench/mailbox_measure.py times it. Each timed call is
@@ -249,23 +249,35 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
             imap.logout()
 
 
-def floor_answer(line: bytes, fetch_reply: bytes, exists: int) -> tuple[bytes, bool]:
-    """The floor server's whole answer to one command line, and whether to close after it."""
+def floor_answer(line: bytes, fetch_reply: bytes, exists: int) -> tuple[list[bytes], bool]:
+    """The floor server's whole answer to one command line (parts, sent in order: the recorded
+    reply is never copied), and whether to close after it."""
     tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
     verb = rest.split(b" ", 1)[0].upper()
     if verb == b"LOGOUT":
-        return b"* BYE\r\n" + tag + b" OK LOGOUT completed\r\n", True
+        return [b"* BYE\r\n" + tag + b" OK LOGOUT completed\r\n"], True
     if verb == b"SELECT":
-        return b"* %d EXISTS\r\n* FLAGS (\\Seen)\r\n%s OK [READ-WRITE] SELECT completed\r\n" % (exists, tag), False
+        return [b"* %d EXISTS\r\n* FLAGS (\\Seen)\r\n%s OK [READ-WRITE] SELECT completed\r\n" % (exists, tag)], False
     if verb == b"UID" and rest.upper().startswith(b"UID FETCH"):
-        return fetch_reply + tag + b" OK FETCH completed\r\n", False
+        return [fetch_reply, tag + b" OK FETCH completed\r\n"], False
     if verb == b"CAPABILITY":
-        return b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK CAPABILITY completed\r\n", False
-    return tag + b" OK done\r\n", False
+        return [b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK CAPABILITY completed\r\n"], False
+    return [tag + b" OK done\r\n"], False
+
+
+def send_parts(conn: socket.socket, parts: list[bytes]) -> None:
+    """`parts` in order with sendmsg (blocking), resumed after a partial send."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        sent = conn.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
 
 
 def serve_floor(reply_path: pathlib.Path, exists: int) -> None:
-    """Answer connections one at a time, the FETCH reply complete in one write, until killed."""
+    """Answer connections one at a time, the FETCH reply complete in one sendmsg, until killed."""
     reply = reply_path.read_bytes()
     with socket.create_server(("127.0.0.1", 0)) as server:
         print(server.getsockname()[1], flush=True)
@@ -275,7 +287,7 @@ def serve_floor(reply_path: pathlib.Path, exists: int) -> None:
                 conn.sendall(b"* OK [CAPABILITY IMAP4rev1] floor ready\r\n")
                 for line in lines:
                     answer, close = floor_answer(line, reply, exists)
-                    conn.sendall(answer)
+                    send_parts(conn, answer)
                     if close:
                         break
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 
 from bench.flags_probe import (
     ClientSnapshot,
@@ -12,6 +13,7 @@ from bench.flags_probe import (
     decompose,
     floor_answer,
     parse_schedstat,
+    send_parts,
     summarize,
     turned,
 )
@@ -69,11 +71,29 @@ def test_no_byte_read_shows_as_minus_one() -> None:
 def test_floor_answers_the_fetch_with_the_recorded_reply_then_its_tag() -> None:
     reply = b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* 2 FETCH (UID 2 FLAGS ())\r\n"
     answer, close = floor_answer(b"ABCD3 UID FETCH 1:* (FLAGS)\r\n", reply, 2)
-    assert answer == reply + b"ABCD3 OK FETCH completed\r\n" and not close
+    assert answer == [reply, b"ABCD3 OK FETCH completed\r\n"] and answer[0] is reply and not close
     answer, close = floor_answer(b"ABCD2 SELECT INBOX\r\n", reply, 2)
-    assert answer.startswith(b"* 2 EXISTS\r\n") and answer.endswith(b"ABCD2 OK [READ-WRITE] SELECT completed\r\n")
+    assert answer[0].startswith(b"* 2 EXISTS\r\n") and answer[0].endswith(b"ABCD2 OK [READ-WRITE] SELECT completed\r\n")
     answer, close = floor_answer(b"ABCD4 LOGOUT\r\n", reply, 2)
-    assert answer == b"* BYE\r\nABCD4 OK LOGOUT completed\r\n" and close
+    assert answer == [b"* BYE\r\nABCD4 OK LOGOUT completed\r\n"] and close
+
+
+def test_floor_parts_arrive_whole_and_in_order_after_partial_sends() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # many partial sendmsg calls
+        parts = [b"a" * 300_000, b"", b"b" * 5, b"c" * 70_000]
+        got = bytearray()
+
+        def drain() -> None:
+            while len(got) < 370_005:
+                got.extend(right.recv(65536))
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        send_parts(left, parts)
+        reader.join(timeout=30)
+        assert bytes(got) == b"".join(parts)
 
 
 def _counts(reader: CountingSocketReader) -> tuple[int, int, float | None]:

@@ -79,11 +79,8 @@ async def fetch_lines(
             ]
             j = start + n
             found += n
-            block = b"".join(lines)
-            # What is left of the last piece goes first: it was written while this one was read.
+            s.emit(b"".join(lines))
             await s.flush()
-            s.emit(block)
-            s.write_ready()
             continue
         for i, uid in enumerate(cols.uids):
             while j < total and session_uids[j] < uid:
@@ -103,10 +100,8 @@ async def fetch_lines(
                 line = renderer.line(j + 1, uid, shown, modseq)
             lines.append(line)
         if lines:
-            block = b"".join(lines)
+            s.emit(b"".join(lines))
             await s.flush()
-            s.emit(block)
-            s.write_ready()
     return found
 
 

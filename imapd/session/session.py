@@ -182,11 +182,6 @@ class Session:
         self._rest, self._out, self._out_size = rest, [], 0
         return False
 
-    def write_ready(self) -> None:
-        """Write what the socket takes now of the queued output, without waiting: the rest
-        stays queued, ahead of anything emitted later, for the next `flush`."""
-        self._flush_now()
-
     async def flush(self) -> None:
         if self._flush_now():
             return
