@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Final
 
 from bench import dovecot
@@ -115,6 +115,9 @@ class Sample:
     server_cpu_ms: float
     server_wakeups: int
     select_ms: float
+    # Of server_wakeups, those of the serving process's main thread (imapd's trio loop; Dovecot's
+    # imap process has no other): the rest are its helper threads (gRPC's, trio's workers).
+    server_main_wakeups: int = 0
 
 
 def decompose(
@@ -232,7 +235,8 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
         if typ != "OK" or not data:
             raise RuntimeError(f"{target.name}: FETCH failed: {typ}")
         common = [t for t in server_after if t in server_before]
-        return decompose(
+        main_wakeups = sum(server_after[t].slices - server_before[t].slices for t in common if t in pids)
+        sample = decompose(
             before,
             after,
             first_byte_at=reader.first_at,
@@ -244,6 +248,7 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
             server_wakeups=sum(server_after[t].slices - server_before[t].slices for t in common),
             select_ms=select_ms,
         )
+        return replace(sample, server_main_wakeups=main_wakeups)
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             imap.logout()
