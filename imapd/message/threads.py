@@ -16,15 +16,17 @@ compares the two.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Final
 
-from mailparse.sort_keys import SortKeys
+from imapd.message.thread_input import ThreadInput, ThreadInputBuilder
+from mailparse.sort_keys import SortKeys, ThreadFields
 from mailparse.sort_spec import ThreadAlgorithm
 
-__all__ = ["ThreadAlgorithm", "ThreadColumns", "thread_columns", "thread_list", "thread_list_of"]
+__all__ = ["ThreadAlgorithm", "ThreadColumns", "ThreadInput", "thread_columns", "thread_list", "thread_list_of"]
 
 _NONE: Final = -1
 # (sent date, number) in one int: numbers (UIDs, sequence numbers) are below 2**32.
@@ -54,40 +56,49 @@ class ThreadColumns:
             list(map(attrgetter("parent_ids"), keys)),
         )
 
+    def compact(self) -> ThreadInput:
+        builder = ThreadInputBuilder()
+        add = builder.add
+        for number, *fields in zip(
+            self.numbers, self.sents, self.subjects, self.replies, self.message_ids, self.parent_ids, strict=True
+        ):
+            add(number, ThreadFields(*fields))
+        return builder.build()
+
 
 class _Forest:
-    """Containers 0..n-1 in the order they were made; a dummy has number 0 (message numbers
-    start at 1). A message's date key is its (sent, number)."""
+    """Containers 0..n-1 in the order they were made, as typed arrays (no int object per
+    container); a dummy has number 0 (message numbers start at 1). A message's date key is
+    its (sent, number) in one int; subjects are ranks (`ThreadInput.subjects`)."""
 
-    __slots__ = ("children", "date", "number", "parent", "reply", "subject")
+    __slots__ = ("children", "empty", "number", "parent", "reply", "sent", "subject")
 
-    def __init__(self) -> None:
-        self.number: list[int] = []
-        self.date: list[int] = []
-        self.subject: list[str] = []
-        self.reply: list[bool] = []
-        self.parent: list[int] = []
+    def __init__(self, empty_subject: int) -> None:
+        self.empty = empty_subject
+        self.number: array[int] = array("q")
+        self.sent: array[int] = array("q")
+        self.subject: array[int] = array("q")
+        self.reply = bytearray()
+        self.parent: array[int] = array("q")
         self.children: list[list[int] | None] = []
 
     def dummy(self) -> int:
         self.number.append(0)
-        self.date.append(_OLDEST)
-        self.subject.append("")
-        self.reply.append(False)
+        self.sent.append(0)
+        self.subject.append(self.empty)
+        self.reply.append(0)
         self.parent.append(_NONE)
         self.children.append(None)
         return len(self.number) - 1
 
-    def messages(self, columns: ThreadColumns) -> None:
+    def messages(self, columns: ThreadInput) -> None:
         """One container per message, none made before (ORDEREDSUBJECT)."""
         assert not self.number
-        self.number = list(columns.numbers)
-        self.date = [
-            (sent << _NUMBER_BITS) + number for sent, number in zip(columns.sents, columns.numbers, strict=True)
-        ]
-        self.subject = list(columns.subjects)
-        self.reply = list(columns.replies)
-        self.parent = [_NONE] * len(self.number)
+        self.number = array("q", columns.numbers)
+        self.sent = array("q", columns.sents)
+        self.subject = array("q", columns.subjects)
+        self.reply = bytearray(columns.replies)
+        self.parent = array("q", [_NONE]) * len(self.number)
         self.children = [None] * len(self.number)
 
     def adopt(self, parent: int, child: int) -> None:
@@ -122,26 +133,33 @@ class _Forest:
         return node
 
     def date_key(self, node: int) -> int:
-        return self.date[node] if self.number[node] else self.date[self.first_message(node)]
+        number = self.number[node]
+        if not number:
+            node = self.first_message(node)
+            number = self.number[node]
+            if not number:
+                return _OLDEST
+        return (self.sent[node] << _NUMBER_BITS) + number
 
     def latest_key(self, node: int) -> int:
         """The newest (sent date, number) in the whole subtree (REFS orders threads by it)."""
         best = _OLDEST
-        number, date, children = self.number, self.date, self.children
+        number, sent, children = self.number, self.sent, self.children
         todo = [node]
         while todo:
             node = todo.pop()
-            if number[node] and date[node] > best:
-                best = date[node]
+            if number[node]:
+                date = (sent[node] << _NUMBER_BITS) + number[node]
+                best = max(best, date)
             kids = children[node]
             if kids:
                 todo.extend(kids)
         return best
 
     def is_reply(self, node: int) -> bool:
-        return bool(self.number[node]) and self.reply[node]
+        return bool(self.number[node]) and bool(self.reply[node])
 
-    def base_subject(self, node: int) -> str:
+    def base_subject(self, node: int) -> int:
         return self.subject[self.first_message(node)]
 
 
@@ -156,14 +174,15 @@ def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Seq
     return thread_columns(algorithm, ThreadColumns.of(numbers, keys))
 
 
-def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns) -> bytes:
+def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns | ThreadInput) -> bytes:
     """`thread_list` of the messages of `columns`."""
-    forest = _Forest()
+    compact = columns.compact() if isinstance(columns, ThreadColumns) else columns
+    forest = _Forest(compact.empty_subject)
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
-        forest.messages(columns)
+        forest.messages(compact)
         roots = _ordered_subject(forest)
     else:
-        roots = _reference_roots(forest, columns)
+        roots = _reference_roots(forest, compact)
         if algorithm is ThreadAlgorithm.REFERENCES:
             # Step 5: a dummy root is dated (and, in step 6, named) by its first child by date.
             for root in roots:
@@ -181,7 +200,8 @@ def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns) -> bytes:
 
 
 def _ordered_subject(forest: _Forest) -> list[int]:
-    subject, date = forest.subject, forest.date
+    subject = forest.subject
+    date = [(sent << _NUMBER_BITS) + number for sent, number in zip(forest.sent, forest.number, strict=True)]
     # By (subject, sent, number): two stable sorts keyed by the columns themselves (C calls).
     order = sorted(range(len(subject)), key=date.__getitem__)
     order.sort(key=subject.__getitem__)
@@ -197,20 +217,22 @@ def _ordered_subject(forest: _Forest) -> list[int]:
     return roots
 
 
-def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
+def _reference_roots(forest: _Forest, columns: ThreadInput) -> list[int]:
     """RFC 5256 REFERENCES steps 1-4: link containers by msg-id, gather roots, prune dummies."""
-    table: dict[bytes, int] = {}
-    number, date, subject, reply = forest.number, forest.date, forest.subject, forest.reply
+    # The container of each interned Message-ID (_NONE: none yet).
+    table: array[int] = array("q", [_NONE]) * columns.id_count
+    number, sent_of, subject, reply = forest.number, forest.sent, forest.subject, forest.reply
     parent, children = forest.parent, forest.children
-    ids, refs_of, sents = columns.message_ids, columns.parent_ids, columns.sents
-    subjects, replies = columns.subjects, columns.replies
+    ids, refs, ref_starts, ref_counts = columns.ids, columns.refs, columns.ref_starts, columns.ref_counts
+    sents, subjects, replies = columns.sents, columns.subjects, columns.replies
     for i, num in enumerate(columns.numbers):
-        refs, message_id = refs_of[i], ids[i]
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous = _NONE
-        for ref in refs:
-            container = table.get(ref)
-            if container is None:
+        start = ref_starts[i]
+        for r in range(start, start + ref_counts[i]):
+            ref = refs[r]
+            container = table[ref]
+            if container == _NONE:
                 container = table[ref] = forest.dummy()
             if (
                 previous != _NONE
@@ -225,17 +247,17 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
         # 1.B: this message's own container; a duplicate Message-ID gets a fresh one. (Inline:
         # this loop runs once per message, and a call per container was a fifth of THREAD.)
         own = _NONE
-        if message_id is not None:
-            existing = table.get(message_id)
-            if existing is None:
+        message_id = ids[i]
+        if message_id != _NONE:
+            existing = table[message_id]
+            if existing == _NONE:
                 own = table[message_id] = len(number)
             elif not number[existing]:
                 own = existing  # named by an earlier message's References
-        sent = (sents[i] << _NUMBER_BITS) + num
         if own == _NONE or own == len(number):
             own = len(number)
             number.append(num)
-            date.append(sent)
+            sent_of.append(sents[i])
             subject.append(subjects[i])
             reply.append(replies[i])
             parent.append(_NONE)
@@ -243,7 +265,7 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
             if previous != _NONE:
                 forest.adopt(previous, own)  # new: it has no descendants, so it cannot be an ancestor
             continue
-        number[own], date[own], subject[own], reply[own] = num, sent, subjects[i], replies[i]
+        number[own], sent_of[own], subject[own], reply[own] = num, sents[i], subjects[i], replies[i]
         # The last reference is the parent; a link it had from a truncated chain is replaced.
         if parent[own] != _NONE:
             siblings = children[parent[own]]
@@ -252,6 +274,7 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
             parent[own] = _NONE
         if previous != _NONE and not forest.is_ancestor_of(own, previous):
             forest.adopt(previous, own)
+    del table
     # 2: the root set, in the order the containers were made (the object form's table order).
     roots = [node for node, up in enumerate(parent) if up == _NONE]
     # 4: prune dummies.
@@ -298,10 +321,10 @@ def _merge_by_subject(forest: _Forest, roots: list[int]) -> list[int]:
     # changes only at its own turn, so the subject is read once.
     subject_of = forest.subject
     subjects = [subject_of[root] if number[root] else forest.base_subject(root) for root in roots]
-    table: dict[str, int] = {}
-    shared: set[str] = set()  # the subjects of more than one root: only they merge
+    table: dict[int, int] = {}
+    shared: set[int] = set()  # the subjects of more than one root: only they merge
     for root, subject in zip(roots, subjects, strict=True):
-        if not subject:
+        if subject == forest.empty:
             continue
         old = table.get(subject)
         if old is None:

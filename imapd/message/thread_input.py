@@ -1,0 +1,154 @@
+"""THREAD's input as flat typed arrays: what the algorithm reads of each message, with the
+Message-IDs and base subjects interned to small ints.
+
+At a million messages the per-message objects of the input (an int per number and date, a
+str per subject, a bytes per Message-ID and per reference, a tuple per References list) were
+most of THREAD's peak, and jemalloc keeps the metadata of every slab such a peak made
+(issue 17). Here a message costs a few array slots; the only objects left per message are the
+distinct Message-IDs, held by the builder's table while reading and dropped before threading.
+
+Interning keeps every answer: a Message-ID is only ever compared for equality, and a
+subject's rank orders like the subject (ranks are given in sorted order once all are known).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from mailparse.sort_keys import ThreadFields
+
+NO_ID: Final = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInput:
+    """Columns aligned by message, `numbers` ascending. A message's references are
+    `refs[ref_starts[i] : ref_starts[i] + ref_counts[i]]` (oldest first, the parent last)."""
+
+    numbers: array[int]
+    sents: array[int]
+    subjects: array[int]  # ranks into subject_names, which is sorted
+    subject_names: list[str]
+    replies: bytearray
+    ids: array[int]  # the interned Message-ID, NO_ID for none
+    ref_starts: array[int]
+    ref_counts: array[int]
+    refs: array[int]
+    id_count: int
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def empty_subject(self) -> int:
+        """The rank of "" (always among the names: a dummy without messages has it)."""
+        return 0  # "" sorts first
+
+
+class ThreadInputBuilder:
+    """Appends messages in ascending number order; `replace` fills a message added with
+    placeholder fields (its header read later), `build` hands the arrays over."""
+
+    __slots__ = (
+        "_ids",
+        "_subject_ids",
+        "message_ids",
+        "numbers",
+        "ref_counts",
+        "ref_starts",
+        "refs",
+        "replies",
+        "sents",
+        "subjects",
+    )
+
+    def __init__(self) -> None:
+        self._ids: dict[bytes, int] = {}
+        self._subject_ids: dict[str, int] = {"": 0}
+        self.numbers: array[int] = array("q")
+        self.sents: array[int] = array("q")
+        self.subjects: array[int] = array("q")
+        self.replies = bytearray()
+        self.message_ids: array[int] = array("q")
+        self.ref_starts: array[int] = array("q")
+        self.ref_counts: array[int] = array("q")
+        self.refs: array[int] = array("q")
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def _id(self, message_id: bytes) -> int:
+        ids = self._ids
+        found = ids.get(message_id)
+        if found is None:
+            found = ids[message_id] = len(ids)
+        return found
+
+    def _subject(self, subject: str) -> int:
+        table = self._subject_ids
+        found = table.get(subject)
+        if found is None:
+            found = table[subject] = len(table)
+        return found
+
+    def add(self, number: int, fields: ThreadFields) -> None:
+        sent, subject, reply, message_id, parent_ids = fields
+        self.numbers.append(number)
+        self.sents.append(sent)
+        self.subjects.append(self._subject(subject))
+        self.replies.append(reply)
+        self.message_ids.append(NO_ID if message_id is None else self._id(message_id))
+        refs = self.refs
+        start = len(refs)
+        refs.extend(map(self._id, parent_ids))
+        self.ref_starts.append(start)
+        self.ref_counts.append(len(refs) - start)
+
+    def replace(self, i: int, fields: ThreadFields) -> None:
+        """Message i's fields (its references appended at the end of the refs column)."""
+        sent, subject, reply, message_id, parent_ids = fields
+        self.sents[i] = sent
+        self.subjects[i] = self._subject(subject)
+        self.replies[i] = reply
+        self.message_ids[i] = NO_ID if message_id is None else self._id(message_id)
+        refs = self.refs
+        start = len(refs)
+        refs.extend(map(self._id, parent_ids))
+        self.ref_starts[i] = start
+        self.ref_counts[i] = len(refs) - start
+
+    def keep(self, kept: Sequence[int]) -> None:
+        """Only the messages at the positions `kept` (ascending) stay."""
+        for name in ("numbers", "sents", "subjects", "message_ids", "ref_starts", "ref_counts"):
+            column: array[int] = getattr(self, name)
+            setattr(self, name, array("q", [column[i] for i in kept]))
+        self.replies = bytearray(self.replies[i] for i in kept)
+
+    def renumber(self, numbers: Sequence[int]) -> None:
+        """Other numbers for the same messages (sequence numbers for UIDs), ascending too."""
+        assert len(numbers) == len(self.numbers)
+        self.numbers = array("q", numbers)
+
+    def build(self) -> ThreadInput:
+        """The input; the builder's tables are dropped (the Message-IDs' bytes go with them)."""
+        names = sorted(self._subject_ids)
+        rank = array("q", bytes(8 * len(names)))
+        for position, name in enumerate(names):
+            rank[self._subject_ids[name]] = position
+        id_count = len(self._ids)
+        self._ids, self._subject_ids = {}, {"": 0}
+        return ThreadInput(
+            self.numbers,
+            self.sents,
+            array("q", map(rank.__getitem__, self.subjects)),
+            names,
+            self.replies,
+            self.message_ids,
+            self.ref_starts,
+            self.ref_counts,
+            self.refs,
+            id_count,
+        )
