@@ -14,13 +14,39 @@ subject's rank orders like the subject (ranks are given in sorted order once all
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from itertools import accumulate
+from operator import attrgetter
+from typing import Final, TypeVar
 
-from mailparse.sort_keys import ThreadFields
+from mailparse.sort_keys import SortKeys, ThreadFields
 
 NO_ID: Final = -1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadColumns:
+    """What THREAD reads of each message, one list per field, aligned: `numbers` ascending."""
+
+    numbers: Sequence[int]
+    sents: Sequence[int]
+    subjects: Sequence[str]  # base subject, i;unicode-casemap key
+    replies: Sequence[bool]
+    message_ids: Sequence[bytes | None]
+    parent_ids: Sequence[tuple[bytes, ...]]
+
+    @classmethod
+    def of(cls, numbers: Sequence[int], keys: Sequence[SortKeys]) -> ThreadColumns:
+        return cls(
+            numbers,
+            list(map(attrgetter("sent"), keys)),
+            list(map(attrgetter("subject"), keys)),
+            list(map(attrgetter("subject_reply"), keys)),
+            list(map(attrgetter("message_id"), keys)),
+            list(map(attrgetter("parent_ids"), keys)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +67,12 @@ class ThreadInput:
 
     def __len__(self) -> int:
         return len(self.numbers)
+
+    @classmethod
+    def of(cls, columns: ThreadColumns) -> ThreadInput:
+        builder = ThreadInputBuilder()
+        builder.add_columns(columns)
+        return builder.build()
 
     @property
     def empty_subject(self) -> int:
@@ -66,7 +98,7 @@ class ThreadInputBuilder:
     )
 
     def __init__(self) -> None:
-        self._ids: dict[bytes, int] = {}
+        self._ids: dict[bytes | None, int] = {None: NO_ID}
         self._subject_ids: dict[str, int] = {"": 0}
         self.numbers: array[int] = array("q")
         self.sents: array[int] = array("q")
@@ -80,11 +112,11 @@ class ThreadInputBuilder:
     def __len__(self) -> int:
         return len(self.numbers)
 
-    def _id(self, message_id: bytes) -> int:
+    def _id(self, message_id: bytes | None) -> int:
         ids = self._ids
         found = ids.get(message_id)
         if found is None:
-            found = ids[message_id] = len(ids)
+            found = ids[message_id] = len(ids) - 1
         return found
 
     def _subject(self, subject: str) -> int:
@@ -94,18 +126,23 @@ class ThreadInputBuilder:
             found = table[subject] = len(table)
         return found
 
-    def add(self, number: int, fields: ThreadFields) -> None:
-        sent, subject, reply, message_id, parent_ids = fields
-        self.numbers.append(number)
-        self.sents.append(sent)
-        self.subjects.append(self._subject(subject))
-        self.replies.append(reply)
-        self.message_ids.append(NO_ID if message_id is None else self._id(message_id))
-        refs = self.refs
-        start = len(refs)
-        refs.extend(map(self._id, parent_ids))
-        self.ref_starts.append(start)
-        self.ref_counts.append(len(refs) - start)
+    def add_columns(self, columns: ThreadColumns) -> None:
+        """Append the messages of `columns` (C loops where there are: each distinct value is
+        interned once, then every message's value is a table lookup)."""
+        self.numbers.extend(columns.numbers)
+        self.sents.extend(columns.sents)
+        self.replies.extend(columns.replies)
+        subject_ids, ids = self._subject_ids, self._ids
+        _intern(subject_ids, columns.subjects, first=0)
+        self.subjects.extend(map(subject_ids.__getitem__, columns.subjects))
+        refs = [ref for chain in columns.parent_ids for ref in chain]
+        _intern(ids, columns.message_ids, first=-1)
+        _intern(ids, refs, first=-1)
+        self.message_ids.extend(map(ids.__getitem__, columns.message_ids))
+        counts = list(map(len, columns.parent_ids))
+        self.ref_counts.extend(counts)
+        self.ref_starts.extend(accumulate(counts[:-1], initial=len(self.refs)))
+        self.refs.extend(map(ids.__getitem__, refs))
 
     def replace(self, i: int, fields: ThreadFields) -> None:
         """Message i's fields (its references appended at the end of the refs column)."""
@@ -113,7 +150,7 @@ class ThreadInputBuilder:
         self.sents[i] = sent
         self.subjects[i] = self._subject(subject)
         self.replies[i] = reply
-        self.message_ids[i] = NO_ID if message_id is None else self._id(message_id)
+        self.message_ids[i] = self._id(message_id)
         refs = self.refs
         start = len(refs)
         refs.extend(map(self._id, parent_ids))
@@ -138,8 +175,8 @@ class ThreadInputBuilder:
         rank = array("q", bytes(8 * len(names)))
         for position, name in enumerate(names):
             rank[self._subject_ids[name]] = position
-        id_count = len(self._ids)
-        self._ids, self._subject_ids = {}, {"": 0}
+        id_count = len(self._ids) - 1  # (None is NO_ID)
+        self._ids, self._subject_ids = {None: NO_ID}, {"": 0}
         return ThreadInput(
             self.numbers,
             self.sents,
@@ -152,3 +189,11 @@ class ThreadInputBuilder:
             self.refs,
             id_count,
         )
+
+
+def _intern(table: dict[T, int], values: Iterable[T], *, first: int) -> None:
+    """Number each value of `values` not in `table` yet, in order of appearance, the first new
+    one `len(table) + first`."""
+    for value in dict.fromkeys(values):
+        if value not in table:
+            table[value] = len(table) + first

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Final
 
-from imapd.message.thread_input import ThreadInput, ThreadInputBuilder
-from mailparse.sort_keys import SortKeys, ThreadFields
+from imapd.message.thread_input import ThreadColumns, ThreadInput
+from mailparse.sort_keys import SortKeys
 from mailparse.sort_spec import ThreadAlgorithm
 
 __all__ = ["ThreadAlgorithm", "ThreadColumns", "ThreadInput", "thread_columns", "thread_list", "thread_list_of"]
@@ -32,38 +31,6 @@ _NONE: Final = -1
 # (sent date, number) in one int: numbers (UIDs, sequence numbers) are below 2**32.
 _NUMBER_BITS: Final = 32
 _OLDEST: Final = -(2**100)
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadColumns:
-    """What THREAD reads of each message, one list per field, aligned: `numbers` ascending."""
-
-    numbers: Sequence[int]
-    sents: Sequence[int]
-    subjects: Sequence[str]  # base subject, i;unicode-casemap key
-    replies: Sequence[bool]
-    message_ids: Sequence[bytes | None]
-    parent_ids: Sequence[tuple[bytes, ...]]
-
-    @classmethod
-    def of(cls, numbers: Sequence[int], keys: Sequence[SortKeys]) -> ThreadColumns:
-        return cls(
-            numbers,
-            list(map(attrgetter("sent"), keys)),
-            list(map(attrgetter("subject"), keys)),
-            list(map(attrgetter("subject_reply"), keys)),
-            list(map(attrgetter("message_id"), keys)),
-            list(map(attrgetter("parent_ids"), keys)),
-        )
-
-    def compact(self) -> ThreadInput:
-        builder = ThreadInputBuilder()
-        add = builder.add
-        for number, *fields in zip(
-            self.numbers, self.sents, self.subjects, self.replies, self.message_ids, self.parent_ids, strict=True
-        ):
-            add(number, ThreadFields(*fields))
-        return builder.build()
 
 
 class _Forest:
@@ -176,7 +143,7 @@ def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Seq
 
 def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns | ThreadInput) -> bytes:
     """`thread_list` of the messages of `columns`."""
-    compact = columns.compact() if isinstance(columns, ThreadColumns) else columns
+    compact = ThreadInput.of(columns) if isinstance(columns, ThreadColumns) else columns
     forest = _Forest(compact.empty_subject)
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
         forest.messages(compact)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from functools import partial
 from typing import Final, NamedTuple, cast
 
 import trio
@@ -35,7 +36,15 @@ from imapd.session.message_commands import _implicit_condstore, matching_message
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
-from mailparse.sort_keys import SortKeys, ThreadFields, sort_columns, sort_keyed, stored_sent, thread_fields
+from mailparse.sort_keys import (
+    SortKeys,
+    ThreadFields,
+    sort_columns,
+    sort_int_column,
+    sort_keyed,
+    stored_sent,
+    thread_fields,
+)
 from mailparse.sort_spec import SortCriterion
 from store.uidset import format_uids
 
@@ -220,7 +229,12 @@ async def _sorted_numbers(
     else:
         seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
         numbers = [seq_of[u] for u in present]
-    return await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria), matched.top_modseq
+    if len(criteria) == 1:
+        criterion, reverse = criteria[0]
+        ordered = await trio.to_thread.run_sync(partial(sort_int_column, numbers, columns[criterion], reverse=reverse))
+    else:
+        ordered = await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria)
+    return ordered, matched.top_modseq
 
 
 async def sorted_uids(s: Session, uids: list[int], criteria: tuple[tuple[SortCriterion, bool], ...]) -> list[int]:
@@ -247,10 +261,14 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
         raise
     modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
     if cmd.returns is None:
-        line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
+        # One buffer, not a bytes piece per message (a million of them at once, issue 17).
+        line = bytearray(b"* SORT")
+        for n in numbers:
+            line += b" %d" % n
         if modseq:
             line += b" (MODSEQ %d)" % modseq
-        s.emit(line + b"\r\n")
+        line += b"\r\n"
+        s.emit(bytes(line))
     else:
         in_sort_order = numbers if cmd.uid else [sel.uids[n - 1] for n in numbers]
         if c.SearchReturn.SAVE in cmd.returns:
@@ -287,16 +305,18 @@ async def _thread_input(s: Session, matched: _Matched, uid: bool) -> ThreadInput
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
     builder = ThreadInputBuilder()
-    add = builder.add
     unread: dict[int, int] = {}  # uid -> its index in the columns, for a message without stored keys
     query = IndexQuery(format_uids(matched.uids), with_sizes_dates=True, with_sort_keys=True)
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
-        for u, raw, date in zip(cols.uids, cols.sort_keys, cols.dates, strict=True):
-            found = thread_fields(raw, date)
-            if found is None:
-                unread[u] = len(builder)
-                found = _UNREAD
-            add(u, found)
+        found = list(map(thread_fields, cols.sort_keys, cols.dates))
+        if None in found:
+            for j, fields in enumerate(found):
+                if fields is None:
+                    unread[cols.uids[j]] = len(builder) + j
+                    found[j] = _UNREAD
+        if found:
+            sents, subjects, replies, message_ids, parent_ids = zip(*cast("list[ThreadFields]", found), strict=True)
+            builder.add_columns(ThreadColumns(cols.uids, sents, subjects, replies, message_ids, parent_ids))
         await trio.lowlevel.checkpoint()
     if unread:
         request = FetchRequest(format_uids(sorted(unread)), with_header=True)
