@@ -129,8 +129,9 @@ class ThreadInputBuilder:
     def add_columns(self, columns: ThreadColumns) -> None:
         """Append the messages of `columns` (C loops where there are: each distinct value is
         interned once, then every message's value is a table lookup)."""
-        self.numbers.extend(columns.numbers)
-        self.sents.extend(columns.sents)
+        # (iter: an array of another kind, such as a session's UIDs, is refused by extend)
+        self.numbers.extend(iter(columns.numbers))
+        self.sents.extend(iter(columns.sents))
         self.replies.extend(columns.replies)
         subject_ids, ids = self._subject_ids, self._ids
         _intern(subject_ids, columns.subjects, first=0)

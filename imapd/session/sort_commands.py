@@ -183,9 +183,10 @@ async def _numeric_columns(
                     sents.append(0 if sent is None else sent)
             else:
                 sents.extend(cast("list[int]", chunk))
-        present.extend(cols.uids)
-        arrivals.extend(cols.dates)
-        sizes.extend(cols.sizes)
+        # (iter: the store client may hand arrays of another kind, which extend refuses)
+        present.extend(iter(cols.uids))
+        arrivals.extend(iter(cols.dates))
+        sizes.extend(iter(cols.sizes))
         await trio.lowlevel.checkpoint()
     if unread:
         request = FetchRequest(format_uids(sorted(unread)), with_header=True)
