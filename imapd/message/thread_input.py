@@ -56,7 +56,7 @@ class ThreadInput:
 
     numbers: array[int]
     sents: array[int]
-    subjects: array[int]  # ranks into subject_names, which is sorted
+    subjects: array[int]  # indexes into subject_names (0 is "")
     subject_names: list[str]
     replies: bytearray
     ids: array[int]  # the interned Message-ID, NO_ID for none
@@ -76,8 +76,17 @@ class ThreadInput:
 
     @property
     def empty_subject(self) -> int:
-        """The rank of "" (always among the names: a dummy without messages has it)."""
-        return 0  # "" sorts first
+        """The index of "" (always among the names: a dummy without messages has it)."""
+        return 0
+
+    def subject_ranks(self) -> array[int]:
+        """Each message's subject as its rank among the distinct subjects: ranks order as the
+        subjects do (ORDEREDSUBJECT sorts by them; the other algorithms only compare)."""
+        names = self.subject_names
+        rank: array[int] = array("q", bytes(8 * len(names)))
+        for position, index in enumerate(sorted(range(len(names)), key=names.__getitem__)):
+            rank[index] = position
+        return array("q", map(rank.__getitem__, self.subjects))
 
 
 class ThreadInputBuilder:
@@ -172,16 +181,13 @@ class ThreadInputBuilder:
 
     def build(self) -> ThreadInput:
         """The input; the builder's tables are dropped (the Message-IDs' bytes go with them)."""
-        names = sorted(self._subject_ids)
-        rank = array("q", bytes(8 * len(names)))
-        for position, name in enumerate(names):
-            rank[self._subject_ids[name]] = position
+        names = list(self._subject_ids)  # in index order (dicts keep insertion order)
         id_count = len(self._ids) - 1  # (None is NO_ID)
         self._ids, self._subject_ids = {None: NO_ID}, {"": 0}
         return ThreadInput(
             self.numbers,
             self.sents,
-            array("q", map(rank.__getitem__, self.subjects)),
+            self.subjects,
             names,
             self.replies,
             self.message_ids,
@@ -195,6 +201,6 @@ class ThreadInputBuilder:
 def _intern(table: dict[T, int], values: Iterable[T], *, first: int) -> None:
     """Number each value of `values` not in `table` yet, in order of appearance, the first new
     one `len(table) + first`."""
-    for value in dict.fromkeys(values):
-        if value not in table:
-            table[value] = len(table) + first
+    fresh = [value for value in dict.fromkeys(values) if value not in table]
+    start = len(table) + first
+    table.update(zip(fresh, range(start, start + len(fresh)), strict=True))

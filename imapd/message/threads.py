@@ -36,7 +36,8 @@ _OLDEST: Final = -(2**100)
 class _Forest:
     """Containers 0..n-1 in the order they were made, as typed arrays (no int object per
     container); a dummy has number 0 (message numbers start at 1). A message's date key is
-    its (sent, number) in one int; subjects are ranks (`ThreadInput.subjects`)."""
+    its (sent, number) in one int; subjects are indexes (`ThreadInput.subjects`), ranks for
+    ORDEREDSUBJECT."""
 
     __slots__ = ("children", "empty", "number", "parent", "reply", "sent", "subject")
 
@@ -63,7 +64,7 @@ class _Forest:
         assert not self.number
         self.number = array("q", columns.numbers)
         self.sent = array("q", columns.sents)
-        self.subject = array("q", columns.subjects)
+        self.subject = columns.subject_ranks()
         self.reply = bytearray(columns.replies)
         self.parent = array("q", [_NONE]) * len(self.number)
         self.children = [None] * len(self.number)
