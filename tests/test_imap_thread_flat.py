@@ -93,8 +93,7 @@ def test_the_chunked_reader_builds_the_input_of_the_whole(
     assert thread_columns(algorithm, built) == thread_list(algorithm, expected)
     whole = ThreadInput.of(ThreadColumns.of([n for n, _ in expected], [k for _, k in expected]))
     assert list(built.numbers) == list(whole.numbers)
-    assert [built.subject_names[s] for s in built.subjects] == [whole.subject_names[s] for s in whole.subjects]
-    assert list(built.subject_ranks()) == list(whole.subject_ranks())
+    assert built.subjects == whole.subjects
     same_id = [(a == b) for a in (k.message_id for _, k in expected) for b in (k.message_id for _, k in expected)]
     assert [(a == b) for a in built.ids for b in built.ids] == same_id
 

@@ -36,16 +36,14 @@ _OLDEST: Final = -(2**100)
 class _Forest:
     """Containers 0..n-1 in the order they were made, as typed arrays (no int object per
     container); a dummy has number 0 (message numbers start at 1). A message's date key is
-    its (sent, number) in one int; subjects are indexes (`ThreadInput.subjects`), ranks for
-    ORDEREDSUBJECT."""
+    its (sent, number) in one int."""
 
-    __slots__ = ("children", "empty", "number", "parent", "reply", "sent", "subject")
+    __slots__ = ("children", "number", "parent", "reply", "sent", "subject")
 
-    def __init__(self, empty_subject: int) -> None:
-        self.empty = empty_subject
+    def __init__(self) -> None:
         self.number: array[int] = array("q")
         self.sent: array[int] = array("q")
-        self.subject: array[int] = array("q")
+        self.subject: list[str] = []
         self.reply = bytearray()
         self.parent: array[int] = array("q")
         self.children: list[list[int] | None] = []
@@ -53,7 +51,7 @@ class _Forest:
     def dummy(self) -> int:
         self.number.append(0)
         self.sent.append(0)
-        self.subject.append(self.empty)
+        self.subject.append("")
         self.reply.append(0)
         self.parent.append(_NONE)
         self.children.append(None)
@@ -64,7 +62,7 @@ class _Forest:
         assert not self.number
         self.number = array("q", columns.numbers)
         self.sent = array("q", columns.sents)
-        self.subject = columns.subject_ranks()
+        self.subject = list(columns.subjects)
         self.reply = bytearray(columns.replies)
         self.parent = array("q", [_NONE]) * len(self.number)
         self.children = [None] * len(self.number)
@@ -127,7 +125,7 @@ class _Forest:
     def is_reply(self, node: int) -> bool:
         return bool(self.number[node]) and bool(self.reply[node])
 
-    def base_subject(self, node: int) -> int:
+    def base_subject(self, node: int) -> str:
         return self.subject[self.first_message(node)]
 
 
@@ -145,7 +143,7 @@ def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Seq
 def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns | ThreadInput) -> bytes:
     """`thread_list` of the messages of `columns`."""
     compact = ThreadInput.of(columns) if isinstance(columns, ThreadColumns) else columns
-    forest = _Forest(compact.empty_subject)
+    forest = _Forest()
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
         forest.messages(compact)
         roots = _ordered_subject(forest)
@@ -289,10 +287,10 @@ def _merge_by_subject(forest: _Forest, roots: list[int]) -> list[int]:
     # changes only at its own turn, so the subject is read once.
     subject_of = forest.subject
     subjects = [subject_of[root] if number[root] else forest.base_subject(root) for root in roots]
-    table: dict[int, int] = {}
-    shared: set[int] = set()  # the subjects of more than one root: only they merge
+    table: dict[str, int] = {}
+    shared: set[str] = set()  # the subjects of more than one root: only they merge
     for root, subject in zip(roots, subjects, strict=True):
-        if subject == forest.empty:
+        if not subject:
             continue
         old = table.get(subject)
         if old is None:
