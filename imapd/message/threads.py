@@ -9,7 +9,10 @@ date key, children) rather than one object each: at 50,000 messages the
 object form built ~100,000 objects tracked by the cyclic GC (each container,
 its children list, parent/child cycles), and the collections they triggered
 cost a third of the time (issue 17: 320 ms against Dovecot's 173 ms). Ints
-are not tracked, and only containers with children get a list.
+are not tracked, and only containers with children get a list. Since mem17
+the number, sent date and parent columns are typed arrays and the input is
+`thread_input.ThreadInput` (Message-IDs interned to ints): no int or bytes
+object per message at the peak of a million-message THREAD (issue 17).
 tests/reference_threads.py keeps the object form, and a property test
 compares the two.
 """
