@@ -92,6 +92,25 @@ def mark_mostly_seen(target: ImapTarget) -> None:
         imap.logout()
 
 
+def warm_up(target: ImapTarget, messages: str = "1:20") -> None:
+    """One session running the table's reads on a few messages: what a server creates on first
+    use of each command (code paths, the mailbox's reader) is then part of an idle baseline,
+    not counted as what the large sessions left behind (the memory test's idle, issue 17)."""
+    imap = target.connect()
+    try:
+        _ok(imap.select(target.mailbox))
+        _ok(imap.uid("FETCH", messages, "(FLAGS)"))
+        _ok(imap.fetch(messages, "(UID ENVELOPE FLAGS RFC822.SIZE INTERNALDATE)"))
+        _ok(imap.uid("SEARCH", "UNSEEN", messages))
+        _ok(imap.uid("SEARCH", "SUBJECT", SUBJECT_MARKER, messages))
+        _ok(imap.uid("SEARCH", "TEXT", BODY_MARKER, messages))
+        _ok(imap.uid("SORT", "(REVERSE DATE)", "UTF-8", messages))
+        _ok(imap.uid("THREAD", "REFERENCES", "UTF-8", messages))
+        _ok(imap.status(target.mailbox, "(MESSAGES UNSEEN UIDNEXT)"))
+    finally:
+        imap.logout()
+
+
 def _exists_of(imap: imaplib.IMAP4) -> int:
     typ, data = imap.response("EXISTS")
     if typ == "EXISTS" and data and isinstance(data[-1], bytes):

@@ -33,6 +33,7 @@ _MAX_REFERENCES: Final = 256  # a longer chain is abuse; the last ones are what 
 # six NUL-separated UTF-8 strings and the two NUL-separated msg-id fields.
 _STORED: Final = struct.Struct("<BqBI")
 _STORED_VERSION: Final = 1
+_POSITION_BITS: Final = 32  # sort_int_column: a message's position below its value
 _SENT_KNOWN: Final = 1  # the Date: field was readable (else SORT uses the internal date)
 _REPLY: Final = 2
 _HAS_ID: Final = 4
@@ -45,6 +46,7 @@ __all__ = [
     "message_ids",
     "sent_date",
     "sort_columns",
+    "sort_int_column",
     "sort_keyed",
     "sort_numbers",
     "stored_keys",
@@ -251,6 +253,23 @@ def sort_columns(
     for criterion, reverse in reversed(program):
         order.sort(key=columns[criterion].__getitem__, reverse=reverse)
     return [numbers[i] for i in order]
+
+
+def sort_int_column(numbers: Sequence[int], column: Sequence[int], *, reverse: bool) -> list[int]:
+    """`sort_columns(numbers, {c: column}, [(c, reverse)])` for one integer column, with one
+    int per message at the peak instead of three (positions, keys, the result): each message's
+    value and position in one int, sorted in place, then replaced by its number in place.
+    A SORT (DATE) of a million messages made ~100 MB of small ints, which jemalloc's
+    metadata outlived (issue 17). Ties go by number ascending either way (RFC 5256 3)."""
+    if len(numbers) >= 1 << _POSITION_BITS:
+        raise ValueError("too many messages to sort by position")
+    sign = -1 if reverse else 1
+    keyed = [((sign * value) << _POSITION_BITS) | i for i, value in enumerate(column)]
+    keyed.sort()
+    mask = (1 << _POSITION_BITS) - 1
+    for j, key in enumerate(keyed):
+        keyed[j] = numbers[key & mask]
+    return keyed
 
 
 class ThreadFields(NamedTuple):

@@ -35,6 +35,8 @@ def test_bench_mailbox_small_run(tmp_path: pathlib.Path) -> None:
     assert "uid_search_text_ms" not in result  # --only was honoured
     assert result["disk_per_raw"] > 0 and result["imapd_rss_anon_closed_kib"] > 0
     assert result["imapd_rss_anon_idle_kib"] > 0 and result["store_rss_anon_closed_per_idle"] > 0
+    # both baselines: login-only ("cold") and after the warm-up session the bound is checked on
+    assert result["store_rss_anon_cold_idle_kib"] > 0 and result["imapd_rss_anon_closed_per_cold_idle"] > 0
 
 
 def test_import_fill_stores_the_corpus_as_lmtp_would(tmp_path: pathlib.Path) -> None:

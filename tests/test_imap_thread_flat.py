@@ -7,8 +7,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imapd.message.threads import ThreadAlgorithm, thread_list
-from mailparse.sort_keys import SortKeys, stored_keys, thread_fields
+from imapd.message.thread_input import ThreadColumns, ThreadInput, ThreadInputBuilder
+from imapd.message.threads import ThreadAlgorithm, thread_columns, thread_list
+from mailparse.sort_keys import (
+    SortCriterion,
+    SortKeys,
+    ThreadFields,
+    sort_columns,
+    sort_int_column,
+    stored_keys,
+    thread_fields,
+)
 from tests import reference_threads
 
 _IDS = [b"<m%d@x>" % i for i in range(12)]
@@ -43,6 +52,64 @@ def _mailbox(draw: st.DrawFn) -> list[tuple[int, SortKeys]]:
 def test_flat_threads_equal_the_object_form(messages: list[tuple[int, SortKeys]], algorithm: ThreadAlgorithm) -> None:
     expected = reference_threads.render(reference_threads.thread(algorithm, messages))
     assert thread_list(algorithm, messages) == expected
+
+
+_PLACEHOLDER = ThreadFields(0, "", False, None, ())
+
+
+@settings(max_examples=500, deadline=None)
+@given(_mailbox(), st.sampled_from(list(ThreadAlgorithm)), st.data())
+def test_the_chunked_reader_builds_the_input_of_the_whole(
+    messages: list[tuple[int, SortKeys]], algorithm: ThreadAlgorithm, data: st.DataObject
+) -> None:
+    """imapd's large-mailbox reader (sort_commands._thread_input) feeds the builder chunk by chunk,
+    holds a place for a message whose header it reads later (`replace`), drops one expunged
+    meanwhile (`keep`) and may renumber: the same thread list as the whole mailbox threaded at
+    once, and the interned columns say the same (ids equal where the Message-IDs are)."""
+    messages = sorted(messages, key=lambda m: m[0])
+    late = data.draw(st.sets(st.sampled_from(range(len(messages)))) if messages else st.just(set()))
+    gone = data.draw(st.sets(st.sampled_from(sorted(late))) if late else st.just(set()))
+    builder = ThreadInputBuilder()
+    at = 0
+    while at < len(messages):
+        chunk = messages[at : at + data.draw(st.integers(min_value=1, max_value=5))]
+        fields = [
+            _PLACEHOLDER
+            if at + j in late
+            else ThreadFields(k.sent, k.subject, k.subject_reply, k.message_id, k.parent_ids)
+            for j, (_, k) in enumerate(chunk)
+        ]
+        sents, subjects, replies, ids, parents = zip(*fields, strict=True)
+        builder.add_columns(ThreadColumns([n for n, _ in chunk], sents, subjects, replies, ids, parents))
+        at += len(chunk)
+    for i in sorted(late - gone):
+        k = messages[i][1]
+        builder.replace(i, ThreadFields(k.sent, k.subject, k.subject_reply, k.message_id, k.parent_ids))
+    kept = [i for i in range(len(messages)) if i not in gone]
+    builder.keep(kept)
+    builder.renumber([10 * messages[i][0] for i in kept])
+    built = builder.build()
+    expected = [(10 * messages[i][0], messages[i][1]) for i in kept]
+    assert thread_columns(algorithm, built) == thread_list(algorithm, expected)
+    whole = ThreadInput.of(ThreadColumns.of([n for n, _ in expected], [k for _, k in expected]))
+    assert list(built.numbers) == list(whole.numbers)
+    assert built.subjects == whole.subjects
+    same_id = [(a == b) for a in (k.message_id for _, k in expected) for b in (k.message_id for _, k in expected)]
+    assert [(a == b) for a in built.ids for b in built.ids] == same_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(min_value=-(2**40), max_value=2**40) | st.integers(min_value=-3, max_value=3), max_size=40),
+    st.booleans(),
+)
+def test_one_int_column_sorts_as_the_columns_do(values: list[int], reverse: bool) -> None:
+    """`sort_int_column` (one int per message: the large SORT by DATE/ARRIVAL/SIZE) orders as
+    `sort_columns`, ties by number ascending either way."""
+    numbers = [3 * i + 1 for i in range(len(values))]
+    expected = sort_columns(numbers, {SortCriterion.DATE: values}, [(SortCriterion.DATE, reverse)])
+    assert sort_int_column(numbers, values, reverse=reverse) == expected
+    assert sort_int_column(range(1, len(values) + 1), values, reverse=reverse) == [n // 3 + 1 for n in expected]
 
 
 def test_a_large_mailbox_threads_alike() -> None:

@@ -9,22 +9,26 @@ date key, children) rather than one object each: at 50,000 messages the
 object form built ~100,000 objects tracked by the cyclic GC (each container,
 its children list, parent/child cycles), and the collections they triggered
 cost a third of the time (issue 17: 320 ms against Dovecot's 173 ms). Ints
-are not tracked, and only containers with children get a list.
+are not tracked, and only containers with children get a list. Since mem17
+the number, sent date and parent columns are typed arrays and the input is
+`thread_input.ThreadInput` (Message-IDs interned to ints): no int or bytes
+object per message at the peak of a million-message THREAD (issue 17).
 tests/reference_threads.py keeps the object form, and a property test
 compares the two.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Final
 
+from imapd.message.thread_input import ThreadColumns, ThreadInput
 from mailparse.sort_keys import SortKeys
 from mailparse.sort_spec import ThreadAlgorithm
 
-__all__ = ["ThreadAlgorithm", "ThreadColumns", "thread_columns", "thread_list", "thread_list_of"]
+__all__ = ["ThreadAlgorithm", "ThreadColumns", "ThreadInput", "thread_columns", "thread_list", "thread_list_of"]
 
 _NONE: Final = -1
 # (sent date, number) in one int: numbers (UIDs, sequence numbers) are below 2**32.
@@ -32,62 +36,38 @@ _NUMBER_BITS: Final = 32
 _OLDEST: Final = -(2**100)
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadColumns:
-    """What THREAD reads of each message, one list per field, aligned: `numbers` ascending."""
-
-    numbers: Sequence[int]
-    sents: Sequence[int]
-    subjects: Sequence[str]  # base subject, i;unicode-casemap key
-    replies: Sequence[bool]
-    message_ids: Sequence[bytes | None]
-    parent_ids: Sequence[tuple[bytes, ...]]
-
-    @classmethod
-    def of(cls, numbers: Sequence[int], keys: Sequence[SortKeys]) -> ThreadColumns:
-        return cls(
-            numbers,
-            list(map(attrgetter("sent"), keys)),
-            list(map(attrgetter("subject"), keys)),
-            list(map(attrgetter("subject_reply"), keys)),
-            list(map(attrgetter("message_id"), keys)),
-            list(map(attrgetter("parent_ids"), keys)),
-        )
-
-
 class _Forest:
-    """Containers 0..n-1 in the order they were made; a dummy has number 0 (message numbers
-    start at 1). A message's date key is its (sent, number)."""
+    """Containers 0..n-1 in the order they were made, as typed arrays (no int object per
+    container); a dummy has number 0 (message numbers start at 1). A message's date key is
+    its (sent, number) in one int."""
 
-    __slots__ = ("children", "date", "number", "parent", "reply", "subject")
+    __slots__ = ("children", "number", "parent", "reply", "sent", "subject")
 
     def __init__(self) -> None:
-        self.number: list[int] = []
-        self.date: list[int] = []
+        self.number: array[int] = array("q")
+        self.sent: array[int] = array("q")
         self.subject: list[str] = []
-        self.reply: list[bool] = []
-        self.parent: list[int] = []
+        self.reply = bytearray()
+        self.parent: array[int] = array("q")
         self.children: list[list[int] | None] = []
 
     def dummy(self) -> int:
         self.number.append(0)
-        self.date.append(_OLDEST)
+        self.sent.append(0)
         self.subject.append("")
-        self.reply.append(False)
+        self.reply.append(0)
         self.parent.append(_NONE)
         self.children.append(None)
         return len(self.number) - 1
 
-    def messages(self, columns: ThreadColumns) -> None:
+    def messages(self, columns: ThreadInput) -> None:
         """One container per message, none made before (ORDEREDSUBJECT)."""
         assert not self.number
-        self.number = list(columns.numbers)
-        self.date = [
-            (sent << _NUMBER_BITS) + number for sent, number in zip(columns.sents, columns.numbers, strict=True)
-        ]
+        self.number = array("q", columns.numbers)
+        self.sent = array("q", columns.sents)
         self.subject = list(columns.subjects)
-        self.reply = list(columns.replies)
-        self.parent = [_NONE] * len(self.number)
+        self.reply = bytearray(columns.replies)
+        self.parent = array("q", [_NONE]) * len(self.number)
         self.children = [None] * len(self.number)
 
     def adopt(self, parent: int, child: int) -> None:
@@ -122,24 +102,31 @@ class _Forest:
         return node
 
     def date_key(self, node: int) -> int:
-        return self.date[node] if self.number[node] else self.date[self.first_message(node)]
+        number = self.number[node]
+        if not number:
+            node = self.first_message(node)
+            number = self.number[node]
+            if not number:
+                return _OLDEST
+        return (self.sent[node] << _NUMBER_BITS) + number
 
     def latest_key(self, node: int) -> int:
         """The newest (sent date, number) in the whole subtree (REFS orders threads by it)."""
         best = _OLDEST
-        number, date, children = self.number, self.date, self.children
+        number, sent, children = self.number, self.sent, self.children
         todo = [node]
         while todo:
             node = todo.pop()
-            if number[node] and date[node] > best:
-                best = date[node]
+            if number[node]:
+                date = (sent[node] << _NUMBER_BITS) + number[node]
+                best = max(best, date)
             kids = children[node]
             if kids:
                 todo.extend(kids)
         return best
 
     def is_reply(self, node: int) -> bool:
-        return bool(self.number[node]) and self.reply[node]
+        return bool(self.number[node]) and bool(self.reply[node])
 
     def base_subject(self, node: int) -> str:
         return self.subject[self.first_message(node)]
@@ -156,14 +143,15 @@ def thread_list_of(algorithm: ThreadAlgorithm, numbers: Sequence[int], keys: Seq
     return thread_columns(algorithm, ThreadColumns.of(numbers, keys))
 
 
-def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns) -> bytes:
+def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns | ThreadInput) -> bytes:
     """`thread_list` of the messages of `columns`."""
+    compact = ThreadInput.of(columns) if isinstance(columns, ThreadColumns) else columns
     forest = _Forest()
     if algorithm is ThreadAlgorithm.ORDEREDSUBJECT:
-        forest.messages(columns)
+        forest.messages(compact)
         roots = _ordered_subject(forest)
     else:
-        roots = _reference_roots(forest, columns)
+        roots = _reference_roots(forest, compact)
         if algorithm is ThreadAlgorithm.REFERENCES:
             # Step 5: a dummy root is dated (and, in step 6, named) by its first child by date.
             for root in roots:
@@ -181,7 +169,8 @@ def thread_columns(algorithm: ThreadAlgorithm, columns: ThreadColumns) -> bytes:
 
 
 def _ordered_subject(forest: _Forest) -> list[int]:
-    subject, date = forest.subject, forest.date
+    subject = forest.subject
+    date = [(sent << _NUMBER_BITS) + number for sent, number in zip(forest.sent, forest.number, strict=True)]
     # By (subject, sent, number): two stable sorts keyed by the columns themselves (C calls).
     order = sorted(range(len(subject)), key=date.__getitem__)
     order.sort(key=subject.__getitem__)
@@ -197,20 +186,22 @@ def _ordered_subject(forest: _Forest) -> list[int]:
     return roots
 
 
-def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
+def _reference_roots(forest: _Forest, columns: ThreadInput) -> list[int]:
     """RFC 5256 REFERENCES steps 1-4: link containers by msg-id, gather roots, prune dummies."""
-    table: dict[bytes, int] = {}
-    number, date, subject, reply = forest.number, forest.date, forest.subject, forest.reply
+    # The container of each interned Message-ID (_NONE: none yet).
+    table: array[int] = array("q", [_NONE]) * columns.id_count
+    number, sent_of, subject, reply = forest.number, forest.sent, forest.subject, forest.reply
     parent, children = forest.parent, forest.children
-    ids, refs_of, sents = columns.message_ids, columns.parent_ids, columns.sents
-    subjects, replies = columns.subjects, columns.replies
+    ids, refs, ref_starts, ref_counts = columns.ids, columns.refs, columns.ref_starts, columns.ref_counts
+    sents, subjects, replies = columns.sents, columns.subjects, columns.replies
     for i, num in enumerate(columns.numbers):
-        refs, message_id = refs_of[i], ids[i]
         # 1.A: link the References chain, never re-parenting and never making a loop.
         previous = _NONE
-        for ref in refs:
-            container = table.get(ref)
-            if container is None:
+        start = ref_starts[i]
+        for r in range(start, start + ref_counts[i]):
+            ref = refs[r]
+            container = table[ref]
+            if container == _NONE:
                 container = table[ref] = forest.dummy()
             if (
                 previous != _NONE
@@ -225,17 +216,17 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
         # 1.B: this message's own container; a duplicate Message-ID gets a fresh one. (Inline:
         # this loop runs once per message, and a call per container was a fifth of THREAD.)
         own = _NONE
-        if message_id is not None:
-            existing = table.get(message_id)
-            if existing is None:
+        message_id = ids[i]
+        if message_id != _NONE:
+            existing = table[message_id]
+            if existing == _NONE:
                 own = table[message_id] = len(number)
             elif not number[existing]:
                 own = existing  # named by an earlier message's References
-        sent = (sents[i] << _NUMBER_BITS) + num
         if own == _NONE or own == len(number):
             own = len(number)
             number.append(num)
-            date.append(sent)
+            sent_of.append(sents[i])
             subject.append(subjects[i])
             reply.append(replies[i])
             parent.append(_NONE)
@@ -243,7 +234,7 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
             if previous != _NONE:
                 forest.adopt(previous, own)  # new: it has no descendants, so it cannot be an ancestor
             continue
-        number[own], date[own], subject[own], reply[own] = num, sent, subjects[i], replies[i]
+        number[own], sent_of[own], subject[own], reply[own] = num, sents[i], subjects[i], replies[i]
         # The last reference is the parent; a link it had from a truncated chain is replaced.
         if parent[own] != _NONE:
             siblings = children[parent[own]]
@@ -252,6 +243,7 @@ def _reference_roots(forest: _Forest, columns: ThreadColumns) -> list[int]:
             parent[own] = _NONE
         if previous != _NONE and not forest.is_ancestor_of(own, previous):
             forest.adopt(previous, own)
+    del table
     # 2: the root set, in the order the containers were made (the object form's table order).
     roots = [node for node, up in enumerate(parent) if up == _NONE]
     # 4: prune dummies.
@@ -367,9 +359,10 @@ def _preorder(children: Sequence[list[int] | None], roots: Sequence[int]) -> lis
 
 def _render(forest: _Forest, roots: Sequence[int]) -> bytes:
     """RFC 5256 section 4: a root alone is "(n)"; a chain of only children "(n m k)"; several
-    children "(n (m)(k ...))". A loop over a stack of pieces and nodes, not recursion."""
+    children "(n (m)(k ...))". A loop over a stack of pieces and nodes, not recursion; written
+    into one buffer (a list of a bytes piece per message was a third of a huge THREAD's peak)."""
     number, children = forest.number, forest.children
-    out: list[bytes] = []
+    out = bytearray()
     todo: list[bytes | int] = []
     for root in reversed(roots):
         if number[root] and not children[root]:
@@ -379,22 +372,24 @@ def _render(forest: _Forest, roots: Sequence[int]) -> bytes:
     while todo:
         item = todo.pop()
         if isinstance(item, bytes):
-            out.append(item)
+            out += item
             continue
-        parts: list[bytes] = []
         current = item
+        first = True
         while True:
             kids = children[current]
             if not number[current]:
                 break
-            parts.append(b"%d" % number[current])
+            if not first:
+                out += b" "
+            out += b"%d" % number[current]
+            first = False
             if kids is None or len(kids) != 1:
                 break
             current = kids[0]
-        out.append(b" ".join(parts))
         if kids:
-            if parts:
-                out.append(b" ")
+            if not first:
+                out += b" "
             for child in reversed(kids):
                 todo += (b")", child, b"(")
-    return b"".join(out)
+    return bytes(out)

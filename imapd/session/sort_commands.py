@@ -19,10 +19,14 @@ THREAD reads only its own fields of the stored keys (`sort_keys.thread_fields`),
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+from functools import partial
 from typing import Final, NamedTuple, cast
 
 import trio
 
+from imapd.message.thread_input import ThreadInput, ThreadInputBuilder
 from imapd.message.threads import ThreadColumns, thread_columns
 from imapd.protocol import commands as c
 from imapd.protocol.search_spec import AllKey, SearchProgram
@@ -32,7 +36,15 @@ from imapd.session.message_commands import _implicit_condstore, matching_message
 from imapd.session.session import Outcome, Session
 from imapd.session.update_contexts import UpdateContext
 from imapd.store_client import FetchRequest, IndexQuery
-from mailparse.sort_keys import SortKeys, ThreadFields, sort_columns, sort_keyed, stored_sent, thread_fields
+from mailparse.sort_keys import (
+    SortKeys,
+    ThreadFields,
+    sort_columns,
+    sort_int_column,
+    sort_keyed,
+    stored_sent,
+    thread_fields,
+)
 from mailparse.sort_spec import SortCriterion
 from store.uidset import format_uids
 
@@ -44,10 +56,12 @@ _UNREAD: Final = ThreadFields(0, "", False, None, ())  # a place held until the 
 
 
 class _Matched(NamedTuple):
-    """The messages a SEARCH program matched, as columns in sequence order (no tuple per message)."""
+    """The messages a SEARCH program matched, as columns in sequence order (no tuple per message;
+    for ALL a range and a copy of the session's UID array, no int object per message: at a
+    million, lists of both were 72 MB more at the peak of every SORT and THREAD)."""
 
-    seqs: list[int]
-    uids: list[int]
+    seqs: Sequence[int]
+    uids: Sequence[int]
     top_modseq: int
 
 
@@ -58,14 +72,14 @@ async def _selected(s: Session, program: SearchProgram) -> _Matched:
     if isinstance(program.key, AllKey):
         gone = sel.pending_expunged
         if not gone:
-            return _Matched(list(range(1, len(sel.uids) + 1)), list(sel.uids), 0)
+            return _Matched(range(1, len(sel.uids) + 1), array("I", sel.uids), 0)
         kept = [(seq, uid) for seq, uid in enumerate(sel.uids, 1) if uid not in gone]
         return _Matched([seq for seq, _ in kept], [uid for _, uid in kept], 0)
     matched = await matching_messages(s, program)
     return _Matched([m[0] for m in matched], [m[1] for m in matched], max((m[2] for m in matched), default=0))
 
 
-async def _keys(s: Session, uids: list[int], *, addresses: bool = True) -> list[SortKeys | None]:
+async def _keys(s: Session, uids: Sequence[int], *, addresses: bool = True) -> list[SortKeys | None]:
     """The SortKeys of each of `uids` (None for one no longer in the store), cached across
     sessions unless the mailbox is far larger than the cache; `addresses=False` (THREAD):
     uncached keys may leave the address fields empty."""
@@ -124,7 +138,7 @@ async def _stored_keys(
 
 async def _numbered_keys(
     s: Session, matched: _Matched, uid: bool, *, addresses: bool = True
-) -> tuple[list[int], list[SortKeys]]:
+) -> tuple[Sequence[int], list[SortKeys]]:
     """The numbers (UIDs or sequence numbers, ascending) of the matched messages still in the
     store, and their keys."""
     found = await _keys(s, matched.uids, addresses=addresses)
@@ -135,48 +149,63 @@ async def _numbered_keys(
     return numbers, cast("list[SortKeys]", found)
 
 
-async def _ordered(numbers: list[int], keys: list[SortKeys], criteria: list[tuple[SortCriterion, bool]]) -> list[int]:
+async def _ordered(
+    numbers: Sequence[int], keys: list[SortKeys], criteria: list[tuple[SortCriterion, bool]]
+) -> list[int]:
     if len(numbers) >= _IN_THREAD_FROM:
         return await trio.to_thread.run_sync(sort_keyed, numbers, keys, criteria)
     return sort_keyed(numbers, keys, criteria)
 
 
 async def _numeric_columns(
-    s: Session, uids: list[int], want_sent: bool
-) -> tuple[list[int], dict[SortCriterion, list[int]]]:
+    s: Session, uids: Sequence[int], want_sent: bool
+) -> tuple[array[int], dict[SortCriterion, array[int]]]:
     """The UIDs of `uids` still in the store (ascending) and their ARRIVAL, SIZE and (DATE) sent
     values: the index's columns and the sent date inside the keys the store keeps, decoding no
-    strings and building no SortKeys. A message without stored keys is dated from its header."""
+    strings and building no SortKeys, in typed arrays (no int object per message and column:
+    at a million those were most of the peak, issue 17). A message without stored keys is
+    dated from its header."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
-    present: list[int] = []
-    arrivals: list[int] = []
-    sizes: list[int] = []
-    sents: list[int | None] = []
+    present: array[int] = array("q")
+    arrivals: array[int] = array("q")
+    sizes: array[int] = array("q")
+    sents: array[int] = array("q")
+    unread: dict[int, int] = {}  # uid -> its index, for a message without stored keys
     query = IndexQuery(format_uids(uids), with_sizes_dates=True, with_sort_keys=want_sent)
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
-        present.extend(cols.uids)
-        arrivals.extend(cols.dates)
-        sizes.extend(cols.sizes)
         if want_sent:
-            sents.extend(map(stored_sent, cols.sort_keys, cols.dates))
+            chunk = list(map(stored_sent, cols.sort_keys, cols.dates))
+            if None in chunk:
+                for uid, sent in zip(cols.uids, chunk, strict=True):
+                    if sent is None:
+                        unread[uid] = len(sents)
+                    sents.append(0 if sent is None else sent)
+            else:
+                sents.extend(cast("list[int]", chunk))
+        # (iter: the store client may hand arrays of another kind, which extend refuses)
+        present.extend(iter(cols.uids))
+        arrivals.extend(iter(cols.dates))
+        sizes.extend(iter(cols.sizes))
         await trio.lowlevel.checkpoint()
+    if unread:
+        request = FetchRequest(format_uids(sorted(unread)), with_header=True)
+        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+            meta = item.meta
+            i = unread.pop(meta.uid, None) if meta.header is not None else None
+            if i is not None:
+                assert meta.header is not None
+                keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
+                sents[i] = keys.sent
+        if unread:  # expunged meanwhile: left out, as `_keys` leaves them out
+            gone = set(unread.values())
+            kept = [i for i in range(len(present)) if i not in gone]
+            columns = (array("q", [column[i] for i in kept]) for column in (present, arrivals, sizes, sents))
+            present, arrivals, sizes, sents = columns
+    by_criterion = {SortCriterion.ARRIVAL: arrivals, SortCriterion.SIZE: sizes}
     if want_sent:
-        unread = {uid: i for i, (uid, sent) in enumerate(zip(present, sents, strict=True)) if sent is None}
-        if unread:
-            request = FetchRequest(format_uids(sorted(unread)), with_header=True)
-            async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
-                meta = item.meta
-                if meta.header is not None and meta.uid in unread:
-                    keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
-                    sents[unread[meta.uid]] = keys.sent
-            if None in sents:  # expunged meanwhile: left out, as `_keys` leaves them out
-                kept = [i for i, sent in enumerate(sents) if sent is not None]
-                present, arrivals, sizes = ([column[i] for i in kept] for column in (present, arrivals, sizes))
-    columns = {SortCriterion.ARRIVAL: arrivals, SortCriterion.SIZE: sizes}
-    if want_sent:
-        columns[SortCriterion.DATE] = [sent for sent in sents if sent is not None]
-    return present, columns
+        by_criterion[SortCriterion.DATE] = sents
+    return present, by_criterion
 
 
 async def _sorted_numbers(
@@ -193,6 +222,7 @@ async def _sorted_numbers(
         return await _ordered(*await _numbered_keys(s, matched, uid), criteria), matched.top_modseq
     want_sent = any(criterion is SortCriterion.DATE for criterion, _ in criteria)
     present, columns = await _numeric_columns(s, matched.uids, want_sent)
+    numbers: Sequence[int]
     if uid:
         numbers = present
     elif len(present) == len(matched.uids):
@@ -200,7 +230,12 @@ async def _sorted_numbers(
     else:
         seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
         numbers = [seq_of[u] for u in present]
-    return await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria), matched.top_modseq
+    if len(criteria) == 1:
+        criterion, reverse = criteria[0]
+        ordered = await trio.to_thread.run_sync(partial(sort_int_column, numbers, columns[criterion], reverse=reverse))
+    else:
+        ordered = await trio.to_thread.run_sync(sort_columns, numbers, columns, criteria)
+    return ordered, matched.top_modseq
 
 
 async def sorted_uids(s: Session, uids: list[int], criteria: tuple[tuple[SortCriterion, bool], ...]) -> list[int]:
@@ -227,10 +262,14 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
         raise
     modseq = top_modseq if cmd.program.uses_modseq and numbers else 0
     if cmd.returns is None:
-        line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
+        # One buffer, not a bytes piece per message (a million of them at once, issue 17).
+        line = bytearray(b"* SORT")
+        for n in numbers:
+            line += b" %d" % n
         if modseq:
             line += b" (MODSEQ %d)" % modseq
-        s.emit(line + b"\r\n")
+        line += b"\r\n"
+        s.emit(bytes(line))
     else:
         in_sort_order = numbers if cmd.uid else [sel.uids[n - 1] for n in numbers]
         if c.SearchReturn.SAVE in cmd.returns:
@@ -257,35 +296,28 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Outcome:
     return Outcome.CONTINUE
 
 
-async def _thread_columns(s: Session, matched: _Matched, uid: bool) -> ThreadColumns:
+async def _thread_input(s: Session, matched: _Matched, uid: bool) -> ThreadInput:
     """THREAD's fields of the matched messages still in the store, from the keys the store keeps
     (the subject alone decoded, no SortKeys, nothing cached); a message without stored keys is
     read from its header. For more messages than the key cache holds: 200,000 SortKeys with
     their address strings were a ~250 MB peak that jemalloc's metadata outlived. The fields go
-    straight into the columns (no ThreadFields kept per message: at a million messages a list
-    of them was ~80 MB more at the peak)."""
+    straight into typed arrays, Message-IDs and subjects interned (`thread_input`): no int,
+    bytes or tuple object kept per message (issue 17)."""
     user, sel = s.user, s.selected
     assert user is not None and sel is not None
-    present: list[int] = []
-    sents: list[int] = []
-    subjects: list[str] = []
-    replies: list[bool] = []
-    message_ids: list[bytes | None] = []
-    parent_ids: list[tuple[bytes, ...]] = []
+    builder = ThreadInputBuilder()
     unread: dict[int, int] = {}  # uid -> its index in the columns, for a message without stored keys
     query = IndexQuery(format_uids(matched.uids), with_sizes_dates=True, with_sort_keys=True)
     async for cols in s.ctx.store.scan_index(user, sel.mailbox_id, query):
-        for u, raw, date in zip(cols.uids, cols.sort_keys, cols.dates, strict=True):
-            found = thread_fields(raw, date)
-            if found is None:
-                unread[u] = len(present)
-                found = _UNREAD
-            present.append(u)
-            sents.append(found.sent)
-            subjects.append(found.subject)
-            replies.append(found.subject_reply)
-            message_ids.append(found.message_id)
-            parent_ids.append(found.parent_ids)
+        found = list(map(thread_fields, cols.sort_keys, cols.dates))
+        if None in found:
+            for j, fields in enumerate(found):
+                if fields is None:
+                    unread[cols.uids[j]] = len(builder) + j
+                    found[j] = _UNREAD
+        if found:
+            sents, subjects, replies, message_ids, parent_ids = zip(*cast("list[ThreadFields]", found), strict=True)
+            builder.add_columns(ThreadColumns(cols.uids, sents, subjects, replies, message_ids, parent_ids))
         await trio.lowlevel.checkpoint()
     if unread:
         request = FetchRequest(format_uids(sorted(unread)), with_header=True)
@@ -295,22 +327,18 @@ async def _thread_columns(s: Session, matched: _Matched, uid: bool) -> ThreadCol
             if i is not None:
                 assert meta.header is not None
                 keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
-                sents[i], subjects[i], replies[i] = keys.sent, keys.subject, keys.subject_reply
-                message_ids[i], parent_ids[i] = keys.message_id, keys.parent_ids
+                fields = ThreadFields(keys.sent, keys.subject, keys.subject_reply, keys.message_id, keys.parent_ids)
+                builder.replace(i, fields)
     if unread:  # expunged meanwhile: left out, as `_keys` leaves them out
         gone = set(unread.values())
-        kept = [i for i in range(len(present)) if i not in gone]
-        present, sents, replies = [present[i] for i in kept], [sents[i] for i in kept], [replies[i] for i in kept]
-        subjects, message_ids = [subjects[i] for i in kept], [message_ids[i] for i in kept]
-        parent_ids = [parent_ids[i] for i in kept]
-    if uid:
-        numbers = present
-    elif len(present) == len(matched.uids):
-        numbers = matched.seqs
-    else:
-        seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
-        numbers = [seq_of[u] for u in present]
-    return ThreadColumns(numbers, sents, subjects, replies, message_ids, parent_ids)
+        builder.keep([i for i in range(len(builder)) if i not in gone])
+    if not uid:
+        if len(builder) == len(matched.uids):
+            builder.renumber(matched.seqs)
+        else:
+            seq_of = dict(zip(matched.uids, matched.seqs, strict=True))
+            builder.renumber([seq_of[u] for u in builder.numbers])
+    return builder.build()
 
 
 async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
@@ -319,11 +347,12 @@ async def thread_(s: Session, tag: str, cmd: c.Thread) -> Outcome:
     if cmd.program.uses_modseq:
         _implicit_condstore(s, sel)
     matched = await _selected(s, cmd.program)
+    columns: ThreadColumns | ThreadInput
     if s.ctx.sort_keys.fits(len(matched.uids)):
         numbers, keys = await _numbered_keys(s, matched, cmd.uid, addresses=False)
         columns = ThreadColumns.of(numbers, keys)
     else:
-        columns = await _thread_columns(s, matched, cmd.uid)
+        columns = await _thread_input(s, matched, cmd.uid)
     if len(columns.numbers) >= _IN_THREAD_FROM:
         rendered = await trio.to_thread.run_sync(thread_columns, cmd.algorithm, columns)
     else:
