@@ -10,6 +10,7 @@ import socket
 import trio
 
 from imapd.server import LARGE_REPLY_LOWAT, NOTSENT_LOWAT, Connection
+from imapd.session.out_parts import Part
 from tests.imap_server_wire import trio_test
 
 _REPLY = 32 * 1024 * 1024  # more than the kernel holds for a client that does not read yet
@@ -45,7 +46,8 @@ async def test_a_reply_that_waits_raises_the_low_mark_until_the_next_read() -> N
     body = bytes(range(256)) * (_REPLY // 256)
     with client:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(conn.send_parts, [b"* first\r\n", body])
+            parts: list[Part] = [b"* first\r\n", body]
+            nursery.start_soon(conn.send_parts, parts)
             await trio.sleep(0.05)  # the send is waiting: the client reads nothing yet
             assert _lowat(stream) == LARGE_REPLY_LOWAT
             got = await trio.to_thread.run_sync(_read_all, client, len(body) + 9)
@@ -63,7 +65,7 @@ async def test_a_reply_the_socket_takes_at_once_leaves_the_low_mark_alone() -> N
     conn = Connection(stream, "peer", tls=False)
     reply = [b"* 1 FETCH (UID 1 FLAGS ())\r\n", b"a1 OK FETCH completed\r\n"]
     with client:
-        await conn.send_parts(list(reply))
+        await conn.send_parts(list[Part](reply))
         assert _lowat(stream) == NOTSENT_LOWAT
         assert _read_all(client, 51) == b"".join(reply)
     await stream.aclose()
