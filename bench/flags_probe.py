@@ -118,6 +118,10 @@ class Sample:
     # Of server_wakeups, those of the serving process's main thread (imapd's trio loop; Dovecot's
     # imap process has no other): the rest are its helper threads (gRPC's, trio's workers).
     server_main_wakeups: int = 0
+    # Of those, the main thread's voluntary switches (it blocked: waiting for the socket, a
+    # timer, a helper) and involuntary ones (preempted while runnable), from /proc/.../status.
+    server_main_voluntary: int = 0
+    server_main_involuntary: int = 0
 
 
 def decompose(
@@ -225,6 +229,7 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
         select_ms = (time.perf_counter() - started) * 1000
         pids = target.pids(imap.sock.getsockname()[1])
         server_before = _threads(pids)
+        switches_before = _switches(pids)
         reader.reset()
         gc_timer.seconds, gc_timer.runs, gc_timer.armed = 0.0, 0, True
         before = client_snapshot()
@@ -232,6 +237,7 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
         after = client_snapshot()
         gc_timer.armed = False
         server_after = _threads(pids)
+        switches_after = _switches(pids)
         if typ != "OK" or not data:
             raise RuntimeError(f"{target.name}: FETCH failed: {typ}")
         common = [t for t in server_after if t in server_before]
@@ -248,10 +254,28 @@ def measure_once(target: Target, gc_timer: GcTimer) -> Sample:
             server_wakeups=sum(server_after[t].slices - server_before[t].slices for t in common),
             select_ms=select_ms,
         )
-        return replace(sample, server_main_wakeups=main_wakeups)
+        return replace(
+            sample,
+            server_main_wakeups=main_wakeups,
+            server_main_voluntary=switches_after[0] - switches_before[0],
+            server_main_involuntary=switches_after[1] - switches_before[1],
+        )
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             imap.logout()
+
+
+def _switches(pids: Sequence[int]) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of the processes' main threads so far."""
+    voluntary = involuntary = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in pathlib.Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def floor_answer(line: bytes, fetch_reply: bytes, exists: int) -> tuple[list[bytes], bool]:
