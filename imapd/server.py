@@ -43,14 +43,6 @@ log = logging.getLogger("imapd.server")
 _READ_SIZE: Final = 65536
 _SEND_TIMEOUT: Final = 120.0
 _IOV_MAX: Final = 1024  # buffers one writev takes (Linux's UIO_MAXIOV)
-# trio's SocketStream sets TCP_NOTSENT_LOWAT to 16 KiB: the socket is writable only while less
-# than that waits unsent, so a reply larger than the client takes at once went out 56 KB at a
-# time, each after a wait for the socket (UID FETCH 1:* (FLAGS) of 50,000: 2 MB, ~24 waits, the
-# trio thread woken for each while imaplib parsed). Once a reply has had to wait, the rest of it
-# may queue in the kernel up to LARGE_REPLY_LOWAT (the socket buffer still bounds it); the low
-# mark goes back to trio's when the connection next waits for the client.
-NOTSENT_LOWAT: Final = 16 * 1024
-LARGE_REPLY_LOWAT: Final = 4 * 1024 * 1024
 # How long a BYE waits for the command in progress, so a drill does not cut a
 # client off between the store's commit and the tagged OK.
 _COMMAND_GRACE: Final = 1.0
@@ -155,8 +147,6 @@ class Connection:
         # `receive` reads it directly (see there).
         self._plain = stream if isinstance(stream, trio.SocketStream) else None
         self._fd = self._socket.fileno() if self._socket is not None else -1
-        # TCP_NOTSENT_LOWAT is LARGE_REPLY_LOWAT (a large reply is going out), not trio's.
-        self._lowat_raised = False
         # Entered while a command runs; BYE from outside waits for it (bounded).
         self.commands = CommandGate()
         self.scope = trio.CancelScope()
@@ -194,10 +184,6 @@ class Connection:
                 while parts:
                     sent = self._writev_now(parts)
                     consume(parts, sent)
-                    if parts and not self._lowat_raised:
-                        # A large reply: let the kernel queue the rest, not 16 KiB at a time.
-                        self._set_lowat(LARGE_REPLY_LOWAT)
-                        continue
                     if parts:
                         await trio.lowlevel.wait_writable(self._fd)
 
@@ -227,8 +213,6 @@ class Connection:
         """
         if self._plain is None or self.stream is not self._plain:
             return await self.stream.receive_some(_READ_SIZE)
-        if self._lowat_raised:
-            self._set_lowat(NOTSENT_LOWAT)  # the large reply is out of our hands
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             try:
@@ -249,15 +233,6 @@ class Connection:
             return None
         except OSError as exc:
             raise _socket_error(exc) from exc
-
-    def _set_lowat(self, lowat: int) -> None:
-        """TCP_NOTSENT_LOWAT of the plain socket (see LARGE_REPLY_LOWAT)."""
-        self._lowat_raised = lowat != NOTSENT_LOWAT
-        if self._socket is not None:
-            try:
-                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, lowat)
-            except OSError:
-                pass  # not TCP (a Unix socket in tests), or the connection is gone: sends still work
 
     def _writev_now(self, parts: Sequence[Part]) -> int:
         """Bytes of `parts` the (non-blocking) socket took at once, in one writev."""
