@@ -281,6 +281,23 @@ async def test_threads_beyond_the_key_cache_read_the_headers_of_messages_without
     assert answers[0] == answers[1]
 
 
+@trio_test
+async def test_sorts_by_date_beyond_the_key_cache_date_messages_without_stored_keys_from_their_headers() -> None:
+    sorts = ("UID SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "UID SORT (REVERSE DATE) UTF-8 ALL")
+    answers: list[list[bytes]] = []
+    for store in (FakeStore(), _KeysOfOddUidsOnly()):
+        store.create_user("alice", "secret")
+        settings = ServerSettings(allow_plaintext_login=True, tls_available=False, sort_cache_bytes=0)
+        async with running_server(store, settings) as (_, ports, _store), connected(ports[0]) as c:
+            await c.login()
+            await _fill(c)
+            before = len(store.fetch_requests)
+            answers.append([_untagged(await c.command(line), b"SORT") for line in sorts])
+            assert (len(store.fetch_requests) > before) is isinstance(store, _KeysOfOddUidsOnly)
+    assert answers[0] == answers[1]
+    assert answers[0][0] != answers[0][2]  # the dates order the messages (not a constant answer)
+
+
 def test_sort_key_cache_is_a_bounded_lru() -> None:
     keys = SortKeys.from_header(b"Subject: x\r\n\r\n", internal_date=1, size=2)
     cache = SortKeyCache(max_entries=2)

@@ -20,7 +20,7 @@ THREAD reads only its own fields of the stored keys (`sort_keys.thread_fields`),
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Final, NamedTuple, cast
 
@@ -157,6 +157,23 @@ async def _ordered(
     return sort_keyed(numbers, keys, criteria)
 
 
+async def _header_keys(s: Session, unread: dict[int, int]) -> AsyncIterator[tuple[int, SortKeys]]:
+    """For the messages of `unread` (uid -> index) that have no stored keys: (index, keys read from
+    the header) for each the store still has, each taken out of `unread`, so what is left in it
+    afterwards was expunged meanwhile."""
+    user, sel = s.user, s.selected
+    assert user is not None and sel is not None
+    if not unread:
+        return
+    request = FetchRequest(format_uids(sorted(unread)), with_header=True)
+    async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
+        meta = item.meta
+        i = unread.pop(meta.uid, None) if meta.header is not None else None
+        if i is not None:
+            assert meta.header is not None
+            yield i, SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
+
+
 async def _numeric_columns(
     s: Session, uids: Sequence[int], want_sent: bool
 ) -> tuple[array[int], dict[SortCriterion, array[int]]]:
@@ -189,14 +206,8 @@ async def _numeric_columns(
         sizes.extend(iter(cols.sizes))
         await trio.lowlevel.checkpoint()
     if unread:
-        request = FetchRequest(format_uids(sorted(unread)), with_header=True)
-        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
-            meta = item.meta
-            i = unread.pop(meta.uid, None) if meta.header is not None else None
-            if i is not None:
-                assert meta.header is not None
-                keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
-                sents[i] = keys.sent
+        async for i, keys in _header_keys(s, unread):
+            sents[i] = keys.sent
         if unread:  # expunged meanwhile: left out, as `_keys` leaves them out
             gone = set(unread.values())
             kept = [i for i in range(len(present)) if i not in gone]
@@ -319,16 +330,8 @@ async def _thread_input(s: Session, matched: _Matched, uid: bool) -> ThreadInput
             sents, subjects, replies, message_ids, parent_ids = zip(*cast("list[ThreadFields]", found), strict=True)
             builder.add_columns(ThreadColumns(cols.uids, sents, subjects, replies, message_ids, parent_ids))
         await trio.lowlevel.checkpoint()
-    if unread:
-        request = FetchRequest(format_uids(sorted(unread)), with_header=True)
-        async for item in s.ctx.store.fetch(user, sel.mailbox_id, request):
-            meta = item.meta
-            i = unread.pop(meta.uid, None) if meta.header is not None else None
-            if i is not None:
-                assert meta.header is not None
-                keys = SortKeys.from_header(meta.header, internal_date=meta.internal_date, size=meta.size)
-                fields = ThreadFields(keys.sent, keys.subject, keys.subject_reply, keys.message_id, keys.parent_ids)
-                builder.replace(i, fields)
+    async for i, keys in _header_keys(s, unread):
+        builder.replace(i, ThreadFields(keys.sent, keys.subject, keys.subject_reply, keys.message_id, keys.parent_ids))
     if unread:  # expunged meanwhile: left out, as `_keys` leaves them out
         gone = set(unread.values())
         builder.keep([i for i in range(len(builder)) if i not in gone])
