@@ -265,9 +265,9 @@ class _KeysOfOddUidsOnly(FakeStore):
             yield cols
 
 
-@trio_test
-async def test_threads_beyond_the_key_cache_read_the_headers_of_messages_without_stored_keys() -> None:
-    threads = ("UID THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "UID THREAD REFS UTF-8 ALL")
+async def _answers_with_and_without_stored_keys(commands: tuple[str, ...], name: bytes) -> list[list[bytes]]:
+    """The `name` answers of `commands` past the key cache, from a store with every message's
+    keys and from one whose even UIDs have none (read from their headers: checked)."""
     answers: list[list[bytes]] = []
     for store in (FakeStore(), _KeysOfOddUidsOnly()):
         store.create_user("alice", "secret")
@@ -276,24 +276,22 @@ async def test_threads_beyond_the_key_cache_read_the_headers_of_messages_without
             await c.login()
             await _fill(c)
             before = len(store.fetch_requests)
-            answers.append([_untagged(await c.command(line), b"THREAD") for line in threads])
+            answers.append([_untagged(await c.command(line), name) for line in commands])
             assert (len(store.fetch_requests) > before) is isinstance(store, _KeysOfOddUidsOnly)
+    return answers
+
+
+@trio_test
+async def test_threads_beyond_the_key_cache_read_the_headers_of_messages_without_stored_keys() -> None:
+    threads = ("UID THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "UID THREAD REFS UTF-8 ALL")
+    answers = await _answers_with_and_without_stored_keys(threads, b"THREAD")
     assert answers[0] == answers[1]
 
 
 @trio_test
 async def test_sorts_by_date_beyond_the_key_cache_date_messages_without_stored_keys_from_their_headers() -> None:
     sorts = ("UID SORT (DATE) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "UID SORT (REVERSE DATE) UTF-8 ALL")
-    answers: list[list[bytes]] = []
-    for store in (FakeStore(), _KeysOfOddUidsOnly()):
-        store.create_user("alice", "secret")
-        settings = ServerSettings(allow_plaintext_login=True, tls_available=False, sort_cache_bytes=0)
-        async with running_server(store, settings) as (_, ports, _store), connected(ports[0]) as c:
-            await c.login()
-            await _fill(c)
-            before = len(store.fetch_requests)
-            answers.append([_untagged(await c.command(line), b"SORT") for line in sorts])
-            assert (len(store.fetch_requests) > before) is isinstance(store, _KeysOfOddUidsOnly)
+    answers = await _answers_with_and_without_stored_keys(sorts, b"SORT")
     assert answers[0] == answers[1]
     assert answers[0][0] != answers[0][2]  # the dates order the messages (not a constant answer)
 
