@@ -182,3 +182,25 @@ def test_thread_fields_are_those_of_the_full_keys() -> None:
     for broken in (b"", b"\x02" + stored_keys(headers[0])[1:], stored_keys(headers[0]).replace(b"\0", b"", 1)):
         assert SortKeys.from_stored(broken, internal_date=77, size=1) is None
         assert thread_fields(broken, 77) is None
+
+
+def test_an_empty_chunk_between_chunks_keeps_the_columns_aligned() -> None:
+    def chunk(numbers: list[int]) -> ThreadColumns:
+        return ThreadColumns(
+            numbers,
+            [1_700_000_000 + n for n in numbers],
+            [f"s{n}" for n in numbers],
+            [False] * len(numbers),
+            [b"<%d@x>" % n for n in numbers],
+            [(b"<%d@x>" % (n - 1),) if n > 1 else () for n in numbers],
+        )
+
+    builder = ThreadInputBuilder()
+    for numbers in ([1, 2], [], [3]):
+        builder.add_columns(chunk(numbers))
+    built = builder.build()
+    whole = ThreadInput.of(chunk([1, 2, 3]))
+    assert len(built.ref_starts) == len(built.numbers) == 3
+    assert [list(c) for c in (built.ref_starts, built.ref_counts)] == [
+        list(c) for c in (whole.ref_starts, whole.ref_counts)
+    ]

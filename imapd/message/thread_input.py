@@ -113,6 +113,8 @@ class ThreadInputBuilder:
 
     def add_columns(self, columns: ThreadColumns) -> None:
         """Append the messages of `columns` (C loops where there are)."""
+        if not columns.numbers:
+            return  # (accumulate's initial value would add a start for no message)
         # (iter: an array of another kind, such as a session's UIDs, is refused by extend)
         self.numbers.extend(iter(columns.numbers))
         self.sents.extend(iter(columns.sents))
